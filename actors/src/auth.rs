@@ -1,0 +1,21 @@
+//! Authentication settings shared by the UserActor and the HTTP layer.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// `[auth]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    /// HS256 key for access tokens.
+    pub access_secret: SecretString,
+    /// HS256 key for refresh tokens; must differ from the access key.
+    pub refresh_secret: SecretString,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// bcrypt work factor (4..=31).
+    pub bcrypt_cost: u32,
+}

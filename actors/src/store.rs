@@ -1,0 +1,122 @@
+//! Adapters for the two stores every actor leans on: MongoDB (the source of
+//! truth) and Redis (a cache that may disappear at any time).
+//!
+//! Nothing here is FerretDB-specific: the same code runs against MongoDB 6+ or
+//! Atlas and any Redis 6+.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+
+/// A store that could not be reached or answered with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(&'static str, Duration),
+}
+
+/// Connect to MongoDB. The driver connects lazily, so this only validates the
+/// URI; `timeout` bounds server selection, i.e. how long any operation waits
+/// for a reachable server before failing.
+pub async fn connect_mongo(
+    uri: &str,
+    database: &str,
+    timeout: Duration,
+) -> Result<Database, StoreError> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.app_name = Some("troupe".into());
+    options.server_selection_timeout = Some(timeout);
+    options.connect_timeout = Some(timeout);
+    Ok(Client::with_options(options)?.database(database))
+}
+
+/// `{ping: 1}` against the database.
+pub async fn ping_mongo(db: &Database) -> Result<(), StoreError> {
+    db.run_command(doc! { "ping": 1 }).await?;
+    Ok(())
+}
+
+/// Redis, connected lazily and reconnecting by itself.
+///
+/// The service must start and serve (from MongoDB) while Redis is down, so no
+/// connection is made until one is needed, every command is bounded by a short
+/// timeout, and a broken connection is replaced on the next use.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    connection: Arc<Mutex<Option<ConnectionManager>>>,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Parses the URL; does not connect.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            connection: Arc::new(Mutex::new(None)),
+            prefix: prefix.into(),
+            timeout,
+        })
+    }
+
+    /// The key prefix every key of this service starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `prefix + suffix`.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// The per-command timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A multiplexed connection (cheap to clone). Connects on first use.
+    pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout("redis", self.timeout * 2))??;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Run one command with the store's timeout.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
+            .map_err(StoreError::from)
+    }
+
+    /// `PING`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.run(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+}

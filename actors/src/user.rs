@@ -1,0 +1,472 @@
+//! UserActor: sign-up, login, token refresh with rotation, logout, profiles.
+//!
+//! # Contract
+//! - Owns the `users` and `sessions` collections (and `used_refresh_tokens`).
+//!   Handlers send it a [`UserMsg`] and get a `Result<_, UserError>` back.
+//! - It never blocks its mailbox: each request runs as its own task, and bcrypt
+//!   runs on tokio's blocking pool. Sign-up and login throughput therefore
+//!   scales with cores instead of being capped by one mailbox.
+//! - Sign-up and login write their job (`user.created`, `user.login`) before
+//!   answering; the answer never waits for the job to run.
+//!
+//! # Sessions and rotation
+//! A login (or sign-up) opens a *session*. The session stores the SHA-256
+//! verifier of its one current refresh token. A refresh:
+//! 1. verifies the JWT (HS256, refresh key, `typ = refresh`, not expired);
+//! 2. records the token's `jti` in `used_refresh_tokens` with a plain insert
+//!    on `_id`. A unique-key insert is atomic on MongoDB and on FerretDB alike,
+//!    so of two requests presenting the same token exactly one gets through.
+//!    A duplicate means the token was presented before: it is treated as theft
+//!    and *all* the user's sessions are revoked;
+//! 3. replaces the session's verifier with the new refresh token's, only if
+//!    the session is not revoked and still holds the presented token's verifier.
+//!
+//! # Failure
+//! State lives in MongoDB only; a restarted UserActor starts from its
+//! arguments. Requests in flight when it dies finish in their own tasks.
+
+use std::sync::Arc;
+
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{self, Job};
+use crate::tokens::{self, Claims, TokenType, Tokens};
+
+/// A sign-up, already validated and normalised by the caller.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    /// Trimmed and lower-cased.
+    pub email: String,
+    pub password: secrecy::SecretString,
+    pub age: Option<u8>,
+}
+
+/// What every successful sign-up, login or refresh answers.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenPair([REDACTED])")
+    }
+}
+
+/// The profile anyone may see: never the hash, never a verifier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublicProfile {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub age: Option<u8>,
+    #[serde(rename = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("a user with this e-mail address already exists")]
+    EmailTaken,
+    #[error("invalid e-mail or password")]
+    InvalidCredentials,
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("this refresh token was already used; all sessions of the user were revoked")]
+    TokenReused,
+    #[error("the session has ended; log in again")]
+    SessionRevoked,
+    #[error("no such user")]
+    NotFound,
+    /// The store failed; the text is for logs only.
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+impl From<mongodb::error::Error> for UserError {
+    fn from(err: mongodb::error::Error) -> Self {
+        Self::Store(err.to_string())
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, UserError>>;
+
+pub enum UserMsg {
+    Signup(NewUser, Reply<TokenPair>),
+    Login {
+        email: String,
+        password: secrecy::SecretString,
+        reply: Reply<TokenPair>,
+    },
+    /// `claims` are the verified claims of `token` (verified by the caller).
+    Refresh {
+        token: String,
+        claims: Claims,
+        reply: Reply<TokenPair>,
+    },
+    /// End the session the access token belongs to.
+    Logout {
+        claims: Claims,
+        reply: Reply<()>,
+    },
+    /// The public profile of a user id (`None`: no such user).
+    Profile {
+        id: ObjectId,
+        reply: Reply<Option<PublicProfile>>,
+    },
+}
+
+/// Stored user document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserDoc {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    name: String,
+    email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<i32>,
+    password_hash: String,
+    created_at: DateTime,
+    updated_at: DateTime,
+}
+
+impl UserDoc {
+    fn public(&self) -> PublicProfile {
+        PublicProfile {
+            id: self.id.to_hex(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            age: self.age.and_then(|a| u8::try_from(a).ok()),
+            created_at: chrono::DateTime::from_timestamp_millis(self.created_at.timestamp_millis())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Stored session: one login, one current refresh token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: ObjectId,
+    refresh_verifier: String,
+    revoked: bool,
+    created_at: DateTime,
+    updated_at: DateTime,
+    expires_at: DateTime,
+}
+
+/// Everything the UserActor's tasks need. Shared, immutable.
+pub struct Users {
+    users: Collection<UserDoc>,
+    sessions: Collection<SessionDoc>,
+    used_tokens: Collection<Document>,
+    jobs: Collection<Job>,
+    tokens: Arc<Tokens>,
+    bcrypt_cost: u32,
+}
+
+impl Users {
+    pub fn new(db: &Database, tokens: Arc<Tokens>, bcrypt_cost: u32) -> Self {
+        Self {
+            users: db.collection("users"),
+            sessions: db.collection("sessions"),
+            used_tokens: db.collection("used_refresh_tokens"),
+            jobs: jobs::collection(db),
+            tokens,
+            bcrypt_cost,
+        }
+    }
+
+    /// Unique e-mail; sessions by user.
+    pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+        db.collection::<Document>("users")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "email": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+        db.collection::<Document>("sessions")
+            .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
+            .await?;
+        Ok(())
+    }
+
+    async fn signup(&self, new: NewUser) -> Result<TokenPair, UserError> {
+        let password_hash = hash_password(new.password, self.bcrypt_cost).await?;
+        let now = DateTime::now();
+        let user = UserDoc {
+            id: ObjectId::new(),
+            name: new.name,
+            email: new.email,
+            age: new.age.map(i32::from),
+            password_hash,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.users.insert_one(&user).await {
+            Err(err) if is_duplicate_key(&err) => return Err(UserError::EmailTaken),
+            other => other?,
+        };
+        let pair = self.open_session(&user).await?;
+        let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
+        let job = jobs::enqueue(&self.jobs, "user.created", payload).await?;
+        tracing::info!(target: "user", user = %user.id, job = %job, "user created; welcome e-mail queued");
+        Ok(pair)
+    }
+
+    async fn login(
+        &self,
+        email: String,
+        password: secrecy::SecretString,
+        dummy_hash: &str,
+    ) -> Result<TokenPair, UserError> {
+        let user = self.users.find_one(doc! { "email": &email }).await?;
+        // Verify against a dummy hash when there is no such user, so both
+        // failures take the same time and give the same answer.
+        let hash = user
+            .as_ref()
+            .map_or(dummy_hash, |u| u.password_hash.as_str())
+            .to_owned();
+        let matches = verify_password(password, hash).await?;
+        let Some(user) = user.filter(|_| matches) else {
+            tracing::info!(target: "auth", "login failed: invalid credentials");
+            return Err(UserError::InvalidCredentials);
+        };
+        let pair = self.open_session(&user).await?;
+        jobs::enqueue(
+            &self.jobs,
+            "user.login",
+            doc! { "userId": user.id, "at": DateTime::now() },
+        )
+        .await?;
+        tracing::info!(target: "auth", user = %user.id, "login");
+        Ok(pair)
+    }
+
+    async fn open_session(&self, user: &UserDoc) -> Result<TokenPair, UserError> {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let issued = self.tokens.issue_pair(&user.id.to_hex(), &user.email, &sid);
+        let now = DateTime::now();
+        self.sessions
+            .insert_one(SessionDoc {
+                id: sid,
+                user_id: user.id,
+                refresh_verifier: tokens::verifier(&issued.refresh_token),
+                revoked: false,
+                created_at: now,
+                updated_at: now,
+                expires_at: DateTime::from_millis(issued.refresh_claims.exp * 1000),
+            })
+            .await?;
+        Ok(TokenPair {
+            access_token: issued.access_token,
+            refresh_token: issued.refresh_token,
+        })
+    }
+
+    async fn refresh(&self, token: String, claims: Claims) -> Result<TokenPair, UserError> {
+        if claims.typ != TokenType::Refresh {
+            return Err(UserError::InvalidToken);
+        }
+        let user_id = ObjectId::parse_str(&claims.sub).map_err(|_| UserError::InvalidToken)?;
+        let used = self
+            .used_tokens
+            .insert_one(doc! {
+                "_id": &claims.jti,
+                "sessionId": &claims.sid,
+                "userId": user_id,
+                "usedAt": DateTime::now(),
+                "expiresAt": DateTime::from_millis(claims.exp * 1000),
+            })
+            .await;
+        match used {
+            Err(err) if is_duplicate_key(&err) => {
+                self.revoke_all(user_id).await?;
+                tracing::warn!(target: "auth", user = %user_id, session = %claims.sid,
+                    "refresh-token reuse detected for user {user_id}; all sessions revoked");
+                return Err(UserError::TokenReused);
+            }
+            other => other?,
+        };
+        let old_verifier = tokens::verifier(&token);
+        let issued = self
+            .tokens
+            .issue_pair(&claims.sub, &claims.email, &claims.sid);
+        let rotated = self
+            .sessions
+            .update_one(
+                doc! { "_id": &claims.sid, "revoked": false, "refreshVerifier": &old_verifier },
+                doc! { "$set": {
+                    "refreshVerifier": tokens::verifier(&issued.refresh_token),
+                    "updatedAt": DateTime::now(),
+                    "expiresAt": DateTime::from_millis(issued.refresh_claims.exp * 1000),
+                } },
+            )
+            .await?;
+        if rotated.matched_count == 0 {
+            // Revoked (logout, earlier theft) or not the session's current token.
+            tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: session ended");
+            return Err(UserError::SessionRevoked);
+        }
+        tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "tokens refreshed");
+        Ok(TokenPair {
+            access_token: issued.access_token,
+            refresh_token: issued.refresh_token,
+        })
+    }
+
+    async fn logout(&self, claims: Claims) -> Result<(), UserError> {
+        self.sessions
+            .update_one(
+                doc! { "_id": &claims.sid },
+                doc! { "$set": { "revoked": true, "updatedAt": DateTime::now() } },
+            )
+            .await?;
+        tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "logout");
+        Ok(())
+    }
+
+    async fn revoke_all(&self, user_id: ObjectId) -> Result<(), UserError> {
+        self.sessions
+            .update_many(
+                doc! { "userId": user_id, "revoked": false },
+                doc! { "$set": { "revoked": true, "updatedAt": DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn profile(&self, id: ObjectId) -> Result<Option<PublicProfile>, UserError> {
+        Ok(self
+            .users
+            .find_one(doc! { "_id": id })
+            .await?
+            .map(|u| u.public()))
+    }
+}
+
+async fn hash_password(password: secrecy::SecretString, cost: u32) -> Result<String, UserError> {
+    use secrecy::ExposeSecret;
+    tokio::task::spawn_blocking(move || bcrypt::hash(password.expose_secret(), cost))
+        .await
+        .map_err(|e| UserError::Store(format!("hashing task: {e}")))?
+        .map_err(|e| UserError::Store(format!("bcrypt: {e}")))
+}
+
+async fn verify_password(password: secrecy::SecretString, hash: String) -> Result<bool, UserError> {
+    use secrecy::ExposeSecret;
+    tokio::task::spawn_blocking(move || {
+        bcrypt::verify(password.expose_secret(), &hash).unwrap_or(false)
+    })
+    .await
+    .map_err(|e| UserError::Store(format!("hashing task: {e}")))
+}
+
+/// Whether a write failed on a unique index (E11000).
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|e| e.code == 11000)),
+        _ => false,
+    }
+}
+
+/// Arguments: the shared service. Cloned on every restart.
+#[derive(Clone)]
+pub struct UserArgs {
+    pub users: Arc<Users>,
+}
+
+pub struct UserState {
+    users: Arc<Users>,
+    /// A bcrypt hash of a random string at the configured cost, for logins of
+    /// unknown e-mails.
+    dummy_hash: Arc<str>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct UserActor;
+
+impl Actor for UserActor {
+    type Msg = UserMsg;
+    type State = UserState;
+    type Arguments = UserArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        args: UserArgs,
+    ) -> Result<UserState, ActorProcessingErr> {
+        let random = uuid::Uuid::new_v4().to_string();
+        let dummy = hash_password(random.into(), args.users.bcrypt_cost).await?;
+        Ok(UserState {
+            users: args.users,
+            dummy_hash: dummy.into(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, name = "user_actor")]
+    async fn handle(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        message: UserMsg,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Each request runs in its own task so that slow work (bcrypt, I/O)
+        // never holds up the mailbox. The reply port travels with the task.
+        let users = Arc::clone(&state.users);
+        let dummy = Arc::clone(&state.dummy_hash);
+        match message {
+            UserMsg::Signup(new, reply) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.signup(new).await);
+                });
+            }
+            UserMsg::Login {
+                email,
+                password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.login(email, password, &dummy).await);
+                });
+            }
+            UserMsg::Refresh {
+                token,
+                claims,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.refresh(token, claims).await);
+                });
+            }
+            UserMsg::Logout { claims, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.logout(claims).await);
+                });
+            }
+            UserMsg::Profile { id, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(users.profile(id).await);
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! Typed settings: `config/default.toml`, overlaid by `config/<TROUPE_ENV>.toml`,
+//! overlaid by environment variables.
+//!
+//! Besides the generic `TROUPE__SECTION__KEY` form, the conventional names
+//! listed in [`ENV_OVERRIDES`] work. Secrets are [`SecretString`]s: their Debug
+//! output is redacted, and they are exposed only where they are used.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use troupe_actors::auth::AuthConfig;
+use troupe_actors::supervisor::RestartPolicy;
+
+/// Conventional environment variables and the setting each one overrides.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("PORT", "server.port"),
+    ("MONGODB_URI", "mongodb.uri"),
+    ("MONGODB_DB", "mongodb.database"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("JWT_ACCESS_SECRET", "auth.access_secret"),
+    ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
+    ("LOG_DIR", "log.dir"),
+    ("OPS_TOKEN", "ops.token"),
+];
+
+/// Marker carried by every development placeholder secret in `default.toml`.
+const PLACEHOLDER_MARK: &str = "change-me";
+
+/// A configuration that cannot be used. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration error: `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The deployment profile, from `TROUPE_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.unwrap_or("development") {
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(invalid(
+                "TROUPE_ENV",
+                format!("unknown profile {other:?}; use development, test or production"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(skip, default = "default_env")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub mongodb: MongoSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthConfig,
+    pub actors: ActorSettings,
+    pub ops: OpsSettings,
+    pub log: LogSettings,
+}
+
+fn default_env() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MongoSettings {
+    /// May carry credentials, hence secret.
+    pub uri: SecretString,
+    pub database: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// May carry a password, hence secret.
+    pub url: SecretString,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActorSettings {
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSettings {
+    pub token: SecretString,
+    pub fault_injection: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub dir: PathBuf,
+    pub level: String,
+}
+
+impl Settings {
+    /// Load from `./config` (or `TROUPE_CONFIG_DIR`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let dir = env
+            .get("TROUPE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&dir, &env)
+    }
+
+    /// Load from `dir` with `env` standing in for the process environment, so
+    /// tests can load configurations side by side without touching globals.
+    pub fn load_from(dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let environment = Environment::parse(env.get("TROUPE_ENV").map(String::as_str))?;
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")).required(true))
+            .add_source(
+                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("TROUPE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.clone())),
+            );
+        for (var, key) in ENV_OVERRIDES {
+            builder = builder.set_override_option(*key, env.get(*var).cloned())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let access = auth.access_secret.expose_secret();
+        let refresh = auth.refresh_secret.expose_secret();
+        if access.is_empty() {
+            return Err(invalid("auth.access_secret", "must not be empty"));
+        }
+        if refresh.is_empty() {
+            return Err(invalid("auth.refresh_secret", "must not be empty"));
+        }
+        if access == refresh {
+            return Err(invalid(
+                "auth.refresh_secret",
+                "must differ from auth.access_secret",
+            ));
+        }
+        if !(4..=31).contains(&auth.bcrypt_cost) {
+            return Err(invalid("auth.bcrypt_cost", "must be between 4 and 31"));
+        }
+        if auth.access_ttl.is_zero() || auth.refresh_ttl <= auth.access_ttl {
+            return Err(invalid(
+                "auth.refresh_ttl",
+                "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+            ));
+        }
+        if self.server.body_limit == 0 {
+            return Err(invalid("server.body_limit", "must be positive"));
+        }
+        if self.environment == Environment::Production {
+            let placeholder = |s: &SecretString| {
+                let s = s.expose_secret();
+                s.trim().is_empty() || s.contains(PLACEHOLDER_MARK)
+            };
+            for (key, var, secret) in [
+                (
+                    "auth.access_secret",
+                    "JWT_ACCESS_SECRET",
+                    &auth.access_secret,
+                ),
+                (
+                    "auth.refresh_secret",
+                    "JWT_REFRESH_SECRET",
+                    &auth.refresh_secret,
+                ),
+                ("ops.token", "OPS_TOKEN", &self.ops.token),
+            ] {
+                if placeholder(secret) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "the production profile refuses an empty or default secret; set {var}"
+                        ),
+                    ));
+                }
+            }
+            if self.ops.fault_injection {
+                return Err(invalid(
+                    "ops.fault_injection",
+                    "fault injection is refused under the production profile",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! [`ApiError`]: every error the API answers, as RFC 9457 `application/problem+json`.
+//!
+//! Each variant documents its status. Internal causes are logged with the
+//! request's span and never echoed: the client gets a generic detail.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use troupe_actors::CallError;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+    "detail": "the request body has invalid fields",
+    "errors": [{"field": "email", "message": "must be a valid e-mail address"}]
+}))]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` means "see the status".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status' reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for a human.
+    pub detail: String,
+    /// Field-level errors, when the request body or query was invalid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name (JSON pointer-like path for nested fields).
+    pub field: String,
+    /// Why it was rejected.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be parsed (malformed JSON, bad query or path).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 422: the body parsed but some fields are missing, unknown or invalid.
+    #[error("the request body has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// 401: missing, invalid, expired or revoked credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404: no such resource (or route).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists, the method does not.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with existing state (e.g. a taken e-mail).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body exceeds the configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("expected a request body with content-type application/json")]
+    UnsupportedMediaType,
+    /// 503: a dependency or actor is unavailable, or the request timed out.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure. Logged; never echoed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A single-field validation error.
+    pub fn field(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(err: CallError) -> Self {
+        tracing::warn!(error = %err, "actor call failed");
+        Self::Unavailable("the service is temporarily unavailable; retry shortly".into())
+    }
+}
+
+/// Build a problem+json response.
+pub fn problem_response(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Response {
+    let body = Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("Error").into(),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match self {
+            Self::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                problem_response(status, "an unexpected error occurred".into(), vec![])
+            }
+            Self::Validation(errors) => {
+                problem_response(status, "the request body has invalid fields".into(), errors)
+            }
+            other => {
+                let mut response = problem_response(status, other.to_string(), vec![]);
+                if status == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The HTTP layer: each area has its own `router()`; [`router`] merges them,
+//! adds the OpenAPI document and Swagger UI, and wraps everything in the
+//! cross-cutting layers (request logging, timeout, body limit, panics).
+
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod health;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+use error::{problem_response, ApiError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Troupe", description = "An actor-system backend: JWT auth, a Redis read-through cache, a persistent job queue."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Auth", description = "Sign-up, login, token refresh and logout"),
+        (name = "Users", description = "User profiles"),
+        (name = "Jobs", description = "The persistent job queue (ops token)"),
+        (name = "Logs", description = "Categorised log files (ops token)"),
+        (name = "Ops", description = "Actor introspection, fault injection, events (ops token)"),
+        (name = "App", description = "Service information and health probes"),
+    ),
+    components(schemas(error::Problem, error::FieldError)),
+)]
+pub struct ApiDoc;
+
+/// Bearer schemes: `access-token` for user endpoints and the ops token,
+/// `refresh-token` for `/users/refresh`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, what) in [
+            (
+                "access-token",
+                "An access token from signup, login or refresh",
+            ),
+            (
+                "refresh-token",
+                "A refresh token from signup, login or refresh",
+            ),
+            ("ops-token", "The operator token (OPS_TOKEN)"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(what))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(app::router())
+        .merge(health::router())
+        .split_for_parts();
+    let settings = &state.settings.server;
+    api.merge(SwaggerUi::new("/api").url("/api-json", openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            settings.request_timeout,
+            request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            problem_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an unexpected error occurred".into(),
+                vec![],
+            )
+        }))
+        .layer(middleware::from_fn(log_request))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no route matches this path".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Answer 503 problem+json when a request takes longer than the limit.
+async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(format!(
+            "the request did not complete within {}",
+            humantime::format_duration(limit)
+        ))
+        .into_response(),
+    }
+}
+
+/// One line per request in the `requests` category.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "requests", %method, %path, status, duration_ms = format!("{ms:.2}"), "request");
+    response
+}

@@ -1,0 +1,40 @@
+use std::process::ExitCode;
+
+use troupe::config::Settings;
+use troupe::{telemetry, Application};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let _telemetry = match telemetry::init(&settings.log.level, &settings.log.dir, true) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!(
+                "cannot set up logging in {}: {err}",
+                settings.log.dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(target: "system", profile = settings.environment.as_str(), "starting troupe");
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(err) => {
+            tracing::error!(target: "system", "start-up failed: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(target: "system", "server error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Logging: human-readable lines on stdout, plus one file per category and day
+//! under `log.dir` (`cache.2026-11-29.log`, ...), written by background threads
+//! so a slow disk never stalls a request or an actor.
+//!
+//! A category is a tracing *target*: `tracing::info!(target: "cache", ...)`
+//! lands on stdout and in the `cache` file.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, Layer};
+
+/// The log categories, each with its own daily file.
+pub const CATEGORIES: &[&str] = &["system", "requests", "cache", "worker", "auth", "user"];
+
+/// Flushes the background writers when dropped: keep it alive in `main`.
+#[must_use = "dropping the guard stops the log file writers"]
+pub struct TelemetryGuard {
+    _writers: Vec<WorkerGuard>,
+}
+
+/// The file name of `category`'s log for `date` (`YYYY-MM-DD`, UTC).
+pub fn log_file_name(category: &str, date: &str) -> String {
+    format!("{category}.{date}.log")
+}
+
+/// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG`
+/// wins when set. `stdout` turns the console layer on (tests keep it off).
+/// Fails if `dir` cannot be created or a subscriber exists.
+pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGuard> {
+    std::fs::create_dir_all(dir)?;
+    let filter = || EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level));
+    let mut guards = Vec::new();
+    let mut layers: Vec<Box<dyn Layer<_> + Send + Sync>> = Vec::new();
+    if stdout {
+        layers.push(
+            fmt::layer()
+                .with_target(true)
+                .with_filter(filter()?)
+                .boxed(),
+        );
+    }
+    for &category in CATEGORIES {
+        let appender = RollingFileAppender::builder()
+            .rotation(Rotation::DAILY)
+            .filename_prefix(category)
+            .filename_suffix("log")
+            .build(dir)?;
+        let (writer, guard) = tracing_appender::non_blocking(appender);
+        guards.push(guard);
+        layers.push(
+            fmt::layer()
+                .with_ansi(false)
+                .with_target(false)
+                .with_writer(writer)
+                .with_filter(filter_fn(move |meta| meta.target() == category))
+                .with_filter(filter()?)
+                .boxed(),
+        );
+    }
+    tracing_subscriber::registry().with(layers).try_init()?;
+    Ok(TelemetryGuard { _writers: guards })
+}

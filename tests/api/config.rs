@@ -1,0 +1,169 @@
+use std::collections::HashMap;
+use std::process::Command;
+
+use secrecy::ExposeSecret;
+use troupe::config::{Environment, Settings};
+
+use crate::helpers::{config_dir, test_env};
+
+fn load(extra: &[(&str, &str)]) -> Result<Settings, String> {
+    let mut env = test_env();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Settings::load_from(&config_dir(), &env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn defaults_and_profile_overlay_load() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(settings.environment, Environment::Test);
+    assert_eq!(settings.auth.access_ttl.as_secs(), 15 * 60);
+    assert_eq!(settings.auth.refresh_ttl.as_secs(), 7 * 24 * 3600);
+    // test.toml overlays default.toml
+    assert_eq!(settings.auth.bcrypt_cost, 4);
+    assert!(settings.ops.fault_injection);
+}
+
+#[test]
+fn conventional_environment_variables_override_files() {
+    let settings = load(&[
+        ("PORT", "4321"),
+        ("MONGODB_URI", "mongodb://db.example:27017"),
+        ("MONGODB_DB", "elsewhere"),
+        ("REDIS_URL", "redis://cache.example:6380"),
+        ("REDIS_KEY_PREFIX", "x:"),
+        ("JWT_ACCESS_SECRET", "a-secret"),
+        ("JWT_REFRESH_SECRET", "r-secret"),
+        ("LOG_DIR", "/var/log/troupe"),
+        ("OPS_TOKEN", "ops-secret"),
+        ("TROUPE__SERVER__REQUEST_TIMEOUT", "3s"),
+    ])
+    .unwrap();
+    assert_eq!(settings.server.port, 4321);
+    assert_eq!(
+        settings.mongodb.uri.expose_secret(),
+        "mongodb://db.example:27017"
+    );
+    assert_eq!(settings.mongodb.database, "elsewhere");
+    assert_eq!(
+        settings.redis.url.expose_secret(),
+        "redis://cache.example:6380"
+    );
+    assert_eq!(settings.redis.key_prefix, "x:");
+    assert_eq!(settings.auth.access_secret.expose_secret(), "a-secret");
+    assert_eq!(settings.auth.refresh_secret.expose_secret(), "r-secret");
+    assert_eq!(settings.log.dir.to_str(), Some("/var/log/troupe"));
+    assert_eq!(settings.ops.token.expose_secret(), "ops-secret");
+    assert_eq!(settings.server.request_timeout.as_secs(), 3);
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_the_problem() {
+    let err = load(&[("PORT", "eighty")]).unwrap_err();
+    assert!(err.contains("server.port"), "{err}");
+
+    let err = load(&[("TROUPE__AUTH__ACCESS_TTL", "fifteen minutes")]).unwrap_err();
+    assert!(
+        err.contains("auth.access_ttl") && err.contains("fifteen minutes"),
+        "{err}"
+    );
+
+    let err = load(&[
+        ("JWT_REFRESH_SECRET", "same"),
+        ("JWT_ACCESS_SECRET", "same"),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("auth.refresh_secret") && err.contains("differ"),
+        "{err}"
+    );
+
+    let err = load(&[("TROUPE_ENV", "staging")]).unwrap_err();
+    assert!(
+        err.contains("TROUPE_ENV") && err.contains("staging"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_binary_exits_non_zero_on_a_bad_value() {
+    let output = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE_ENV", "test")
+        .env("PORT", "99999")
+        .output()
+        .expect("run the binary");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.port"), "stderr: {stderr}");
+}
+
+#[test]
+fn production_refuses_default_or_empty_secrets() {
+    let prod = |extra: &[(&str, &str)]| {
+        let mut env: HashMap<String, String> =
+            HashMap::from([("TROUPE_ENV".into(), "production".into())]);
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Settings::load_from(&config_dir(), &env).map_err(|e| e.to_string())
+    };
+    let err = prod(&[]).unwrap_err();
+    assert!(
+        err.contains("auth.access_secret") && err.contains("JWT_ACCESS_SECRET"),
+        "{err}"
+    );
+
+    let err = prod(&[
+        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
+        ("JWT_REFRESH_SECRET", ""),
+    ])
+    .unwrap_err();
+    assert!(err.contains("auth.refresh_secret"), "{err}");
+
+    let err = prod(&[
+        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
+        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("ops.token") && err.contains("OPS_TOKEN"),
+        "{err}"
+    );
+
+    let ok = prod(&[
+        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
+        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
+        ("OPS_TOKEN", "a-long-random-ops-token"),
+    ])
+    .unwrap();
+    assert_eq!(ok.environment, Environment::Production);
+    assert!(!ok.ops.fault_injection);
+
+    let err = prod(&[
+        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
+        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
+        ("OPS_TOKEN", "a-long-random-ops-token"),
+        ("TROUPE__OPS__FAULT_INJECTION", "true"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("ops.fault_injection"), "{err}");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let settings = load(&[
+        ("JWT_ACCESS_SECRET", "very-secret-access"),
+        ("JWT_REFRESH_SECRET", "very-secret-refresh"),
+        ("OPS_TOKEN", "very-secret-ops"),
+        (
+            "MONGODB_URI",
+            "mongodb://user:very-secret-password@db:27017",
+        ),
+    ])
+    .unwrap();
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("very-secret"), "{debug}");
+    assert!(debug.contains("REDACTED"));
+}

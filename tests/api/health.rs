@@ -1,0 +1,76 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use troupe::Application;
+
+use crate::helpers::{spawn_app, spawn_app_with, test_settings};
+
+#[tokio::test]
+async fn live_answers_ok() {
+    let app = spawn_app().await;
+    let response = app.get("/health/live").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "ok");
+}
+
+#[tokio::test]
+async fn ready_is_200_when_mongodb_and_redis_answer() {
+    let app = spawn_app().await;
+    let response = app.get("/health/ready").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["mongodb"]["status"], "up");
+    assert_eq!(body["redis"]["status"], "up");
+    assert_eq!(body["failing"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn ready_is_503_naming_redis_when_redis_is_unreachable() {
+    // Port 1 on loopback: nothing listens there, the connection is refused.
+    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".to_string().into()).await;
+    let response = app.get("/health/ready").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["redis"]));
+    assert_eq!(body["redis"]["status"], "down");
+    assert_eq!(body["mongodb"]["status"], "up");
+    // Liveness is unaffected by a dependency.
+    assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn start_up_fails_clearly_when_mongodb_is_unreachable() {
+    let mut settings = test_settings();
+    settings.mongodb.uri = "mongodb://127.0.0.1:1/?directConnection=true"
+        .to_string()
+        .into();
+    settings.mongodb.timeout = Duration::from_millis(300);
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(err.to_string().contains("cannot reach MongoDB"), "{err}");
+}
+
+#[tokio::test]
+async fn root_reports_name_version_and_uptime() {
+    let app = spawn_app().await;
+    let body: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(body["name"], "troupe");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["uptime_seconds"].is_u64());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_stops_serving_and_returns() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(15), app.stop())
+        .await
+        .expect("run() returns within the grace period")
+        .expect("clean shutdown");
+    let refused = reqwest::get(app.url("/health/live")).await;
+    assert!(refused.is_err(), "the listener is closed after shutdown");
+}

@@ -1,0 +1,204 @@
+//! `spawn_app()`: a ready Troupe on port 0 against the real MongoDB and Redis,
+//! with its own database and Redis key prefix, removed again on drop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mongodb::Database;
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use troupe::config::Settings;
+use troupe::Application;
+
+/// Where the test binary's log files go (one global subscriber per process).
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("logs")
+}
+
+fn init_telemetry() {
+    static GUARD: OnceLock<troupe::telemetry::TelemetryGuard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        troupe::telemetry::init("info,troupe=debug,troupe_actors=debug", &log_dir(), false)
+            .expect("telemetry")
+    });
+}
+
+/// The environment a test app is configured from: the test profile plus the
+/// service addresses `scripts/test` exported.
+pub fn test_env() -> HashMap<String, String> {
+    let mut env = HashMap::from([("TROUPE_ENV".to_string(), "test".to_string())]);
+    for var in ["MONGODB_URI", "REDIS_URL"] {
+        if let Ok(value) = std::env::var(var) {
+            env.insert(var.into(), value);
+        }
+    }
+    env
+}
+
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// Test settings with a fresh database and key prefix.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::load_from(&config_dir(), &test_env()).expect("test settings");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.mongodb.database = format!("troupe_test_{}", &id[..16]);
+    settings.redis.key_prefix = format!("troupe-test:{}:", &id[..16]);
+    settings.log.dir = log_dir();
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub db: Database,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the settings adjusted first.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    init_telemetry();
+    let mut settings = test_settings();
+    customize(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
+    let port = app.port();
+    let db = app.state().db.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        settings,
+        db,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stop serving (graceful shutdown) and wait for `run` to return.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// Remove this test's database and Redis keys. Runs on its own thread and
+    /// runtime, since Drop cannot await and the test's runtime may be closing.
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        use secrecy::ExposeSecret;
+        let uri = self.settings.mongodb.uri.expose_secret().to_string();
+        let db = self.settings.mongodb.database.clone();
+        let redis_url = self.settings.redis.url.expose_secret().to_string();
+        let prefix = self.settings.redis.key_prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(client) = mongodb::Client::with_uri_str(&uri).await {
+                    let _ = client.database(&db).drop().await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Assert the response is problem+json with `status`, and return the body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["type"].is_string() && body["detail"].is_string());
+    body
+}
+
+/// Poll `check` until it returns `Some`, or panic after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

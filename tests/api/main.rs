@@ -1,0 +1,7 @@
+//! Integration tests against the real MongoDB-protocol server and Redis.
+//! `scripts/test` starts them; every test gets its own database and key prefix.
+
+mod config;
+mod health;
+mod helpers;
+mod http;
