@@ -7,13 +7,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use troupe_actors::jobs;
+use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::{self, RedisStore};
-use troupe_actors::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg, TreeHealth};
+use troupe_actors::supervisor::{
+    ChildSpec, RootSupervisor, SupervisorArgs, SupervisorMsg, TreeHealth,
+};
+use troupe_actors::tokens::Tokens;
+use troupe_actors::user::{UserActor, UserArgs, Users};
 
 use crate::config::Settings;
 use crate::state::{AppState, Inner};
@@ -23,6 +30,8 @@ use crate::state::{AppState, Inner};
 pub enum StartupError {
     #[error("cannot reach MongoDB: {0}")]
     Mongo(store::StoreError),
+    #[error("cannot create MongoDB indexes: {0}")]
+    Indexes(mongodb::error::Error),
     #[error("invalid Redis URL: {0}")]
     Redis(store::StoreError),
     #[error("cannot start the actor tree: {0}")]
@@ -52,6 +61,12 @@ impl Application {
         .map_err(StartupError::Mongo)?;
         // Fail fast when MongoDB, the source of truth, is unreachable at boot.
         store::ping_mongo(&db).await.map_err(StartupError::Mongo)?;
+        Users::ensure_indexes(&db)
+            .await
+            .map_err(StartupError::Indexes)?;
+        jobs::ensure_indexes(&db)
+            .await
+            .map_err(StartupError::Indexes)?;
         // Redis is only a cache: parse the URL now, connect on first use.
         let redis = RedisStore::new(
             settings.redis.url.expose_secret(),
@@ -60,12 +75,26 @@ impl Application {
         )
         .map_err(StartupError::Redis)?;
 
+        let tokens = Arc::new(Tokens::new(&settings.auth));
+        let users = ActorSlot::new("user");
+        let children = vec![ChildSpec::new(
+            UserActor,
+            UserArgs {
+                users: Arc::new(Users::new(
+                    &db,
+                    Arc::clone(&tokens),
+                    settings.auth.bcrypt_cost,
+                )),
+            },
+            users.clone(),
+        )];
+
         let tree = TreeHealth::default();
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
             SupervisorArgs {
-                children: vec![],
+                children,
                 policy: settings.actors.restart,
                 health: tree.clone(),
             },
@@ -82,6 +111,8 @@ impl Application {
             redis,
             tree,
             started,
+            tokens,
+            users,
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
             elapsed_ms = started.elapsed().as_millis() as u64, "troupe is ready to serve");

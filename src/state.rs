@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mongodb::Database;
+use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::RedisStore;
 use troupe_actors::supervisor::TreeHealth;
+use troupe_actors::tokens::Tokens;
+use troupe_actors::user::UserMsg;
 
 use crate::config::Settings;
 
@@ -19,11 +22,18 @@ pub struct Inner {
     pub redis: RedisStore,
     pub tree: TreeHealth,
     pub started: Instant,
+    pub tokens: Arc<Tokens>,
+    pub users: ActorSlot<UserMsg>,
 }
 
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// How long a handler waits for an actor's reply.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.settings.actors.call_timeout
     }
 }
 

@@ -48,7 +48,8 @@ pub struct NewUser {
 }
 
 /// What every successful sign-up, login or refresh answers.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9...", "refresh_token": "eyJhbGciOiJIUzI1NiJ9..."}))]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -61,7 +62,8 @@ impl std::fmt::Debug for TokenPair {
 }
 
 /// The profile anyone may see: never the hash, never a verifier.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z"}))]
 pub struct PublicProfile {
     pub id: String,
     pub name: String,

@@ -6,13 +6,14 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use troupe_actors::user::UserError;
 use troupe_actors::CallError;
 use utoipa::ToSchema;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+    "type": "about:blank", "title": "Bad Request", "status": 400,
     "detail": "the request body has invalid fields",
     "errors": [{"field": "email", "message": "must be a valid e-mail address"}]
 }))]
@@ -54,7 +55,9 @@ pub enum ApiError {
     /// 400: the request cannot be parsed (malformed JSON, bad query or path).
     #[error("{0}")]
     BadRequest(String),
-    /// 422: the body parsed but some fields are missing, unknown or invalid.
+    /// 400: the body parsed but some fields are missing, unknown, of the wrong
+    /// type or invalid; `errors` lists each one. (400, not 422, as the NestJS
+    /// service's clients expect.)
     #[error("the request body has invalid fields")]
     Validation(Vec<FieldError>),
     /// 401: missing, invalid, expired or revoked credentials.
@@ -87,7 +90,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -109,6 +112,22 @@ impl From<CallError> for ApiError {
     fn from(err: CallError) -> Self {
         tracing::warn!(error = %err, "actor call failed");
         Self::Unavailable("the service is temporarily unavailable; retry shortly".into())
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(err: UserError) -> Self {
+        match err {
+            UserError::EmailTaken => Self::Conflict(err.to_string()),
+            UserError::InvalidCredentials => Self::Unauthorized("invalid e-mail or password"),
+            UserError::InvalidToken => Self::Unauthorized("invalid or expired token"),
+            UserError::TokenReused => {
+                Self::Unauthorized("refresh token already used; all sessions were revoked")
+            }
+            UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
+            UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::Store(cause) => Self::Internal(anyhow::anyhow!("user store: {cause}")),
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 //! cross-cutting layers (request logging, timeout, body limit, panics).
 
 pub mod app;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod users;
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(app::router())
         .merge(health::router())
+        .merge(users::router())
         .split_for_parts();
     let settings = &state.settings.server;
     api.merge(SwaggerUi::new("/api").url("/api-json", openapi))

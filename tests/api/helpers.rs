@@ -55,12 +55,26 @@ pub fn test_settings() -> Settings {
 
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: Database,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A token pair as the API answers it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// A unique e-mail address for one test.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -83,7 +97,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     }));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        port,
+
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -115,6 +129,48 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    pub async fn post_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sign up a user with `email`; panics unless 201. Returns the token pair.
+    pub async fn signup(&self, email: &str) -> Tokens {
+        let response = self
+            .post_json(
+                "/users/signup",
+                &serde_json::json!({"name": "Test User", "email": email, "password": PASSWORD, "age": 30}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "signup of {email}");
+        response.json().await.expect("token pair")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/users/login",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_bearer("/users/refresh", refresh_token).await
     }
 
     /// Stop serving (graceful shutdown) and wait for `run` to return.

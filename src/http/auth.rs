@@ -1,0 +1,70 @@
+//! Bearer-token extractors: [`AuthUser`] (an access token) and
+//! [`RefreshBearer`] (a refresh token). Both answer 401 problem+json on any
+//! missing, malformed, expired or wrongly-typed token.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use troupe_actors::tokens::{Claims, TokenType};
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// The raw bearer token of the request.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::Unauthorized(
+            "expected an `Authorization: Bearer <token>` header",
+        )),
+    }
+}
+
+/// The verified claims of the request's access token.
+pub struct AuthUser(pub Claims);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let claims = state
+            .tokens
+            .verify(token, TokenType::Access)
+            .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
+        Ok(Self(claims))
+    }
+}
+
+/// A refresh token whose signature, type and expiry have been checked. The
+/// raw token travels on, since the session stores a verifier of it.
+pub struct RefreshBearer {
+    pub token: String,
+    pub claims: Claims,
+}
+
+impl FromRequestParts<AppState> for RefreshBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let claims = state
+            .tokens
+            .verify(token, TokenType::Refresh)
+            .map_err(|_| ApiError::Unauthorized("invalid or expired refresh token"))?;
+        Ok(Self {
+            token: token.to_owned(),
+            claims,
+        })
+    }
+}

@@ -1,0 +1,262 @@
+//! `/users/*`: sign-up, login, refresh, logout and the caller's profile.
+//! Handlers parse and validate, send one message to the UserActor, and map
+//! the reply.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use troupe_actors::user::{NewUser, PublicProfile, TokenPair, UserMsg};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{AuthUser, RefreshBearer};
+use super::error::{ApiError, Problem};
+use super::extract::{Fields, FromJson, Valid};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(profile))
+}
+
+/// bcrypt reads only the first 72 bytes of a password; longer ones are refused.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// Sign-up body.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery", "age": 36}))]
+pub struct SignupRequest {
+    /// 1 to 100 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// A valid ASCII e-mail address; trimmed and lower-cased before use.
+    #[schema(format = "email")]
+    pub email: String,
+    /// 8 characters to 72 bytes.
+    #[schema(min_length = 8, format = "password")]
+    pub password: String,
+    #[schema(minimum = 0, maximum = 150)]
+    pub age: Option<u8>,
+}
+
+/// Login body.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
+pub struct LoginRequest {
+    #[schema(format = "email")]
+    pub email: String,
+    #[schema(format = "password")]
+    pub password: String,
+}
+
+/// Acknowledgement of a logout.
+#[derive(Serialize, ToSchema)]
+pub struct LoggedOut {
+    #[schema(example = "logged out")]
+    pub message: &'static str,
+}
+
+/// Trimmed, lower-cased, checked e-mail (ASCII only, so look-alike letters
+/// from other scripts cannot make a second account for the "same" address).
+fn email(fields: &mut Fields, raw: Option<String>) -> Option<String> {
+    let email = raw?.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.is_ascii()
+        && email_address::EmailAddress::is_valid(&email)
+        && email
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.contains('.'));
+    fields.check(valid, "email", "must be a valid e-mail address");
+    Some(email)
+}
+
+impl FromJson for SignupRequest {
+    fn from_json(f: &mut Fields) -> Option<Self> {
+        let name: Option<String> = f.required("name", "a string");
+        let email_raw: Option<String> = f.required("email", "a string");
+        let password: Option<String> = f.required("password", "a string");
+        let age: Option<i64> = f.optional("age", "an integer");
+
+        let name = name.map(|n| n.trim().to_owned());
+        if let Some(name) = &name {
+            let chars = name.chars().count();
+            f.check(
+                (1..=100).contains(&chars),
+                "name",
+                "must be 1 to 100 characters",
+            );
+            f.check(
+                !name.chars().any(char::is_control),
+                "name",
+                "must not contain control characters",
+            );
+        }
+        let email = email(f, email_raw);
+        if let Some(password) = &password {
+            f.check(
+                password.chars().count() >= 8,
+                "password",
+                "must be at least 8 characters",
+            );
+            f.check(
+                password.len() <= MAX_PASSWORD_BYTES,
+                "password",
+                "must be at most 72 bytes (bcrypt reads no further)",
+            );
+        }
+        if let Some(age) = age {
+            f.check(
+                (0..=150).contains(&age),
+                "age",
+                "must be an integer from 0 to 150",
+            );
+        }
+        Some(Self {
+            name: name?,
+            email: email?,
+            password: password?,
+            age: age.and_then(|a| u8::try_from(a).ok()),
+        })
+    }
+}
+
+impl FromJson for LoginRequest {
+    fn from_json(f: &mut Fields) -> Option<Self> {
+        let email: Option<String> = f.required("email", "a string");
+        let password: Option<String> = f.required("password", "a string");
+        Some(Self {
+            email: email?.trim().to_lowercase(),
+            password: password?,
+        })
+    }
+}
+
+/// Create an account; answers a token pair. Queues the welcome e-mail.
+#[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest, responses(
+    (status = 201, description = "Created; signed in", body = TokenPair),
+    (status = 400, description = "Malformed JSON or invalid fields (each listed)", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
+    (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "Temporarily unavailable", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn signup(
+    State(state): State<AppState>,
+    Valid(body): Valid<SignupRequest>,
+) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
+    let new = NewUser {
+        name: body.name,
+        email: body.email,
+        password: SecretString::from(body.password),
+        age: body.age,
+    };
+    let pair = state
+        .users
+        .call(|reply| UserMsg::Signup(new, reply), state.call_timeout())
+        .await??;
+    Ok((StatusCode::CREATED, Json(pair)))
+}
+
+/// Exchange e-mail and password for a token pair.
+#[utoipa::path(post, path = "/users/login", tag = "Auth", request_body = LoginRequest, responses(
+    (status = 200, description = "Signed in", body = TokenPair),
+    (status = 400, description = "Malformed JSON or invalid fields", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Unknown e-mail or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn login(
+    State(state): State<AppState>,
+    Valid(body): Valid<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let password = SecretString::from(body.password);
+    let pair = state
+        .users
+        .call(
+            |reply| UserMsg::Login {
+                email: body.email,
+                password,
+                reply,
+            },
+            state.call_timeout(),
+        )
+        .await??;
+    Ok(Json(pair))
+}
+
+/// Rotate: a new pair for a valid refresh token, which stops working.
+/// Presenting a refresh token a second time revokes all the user's sessions.
+#[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
+    (status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair),
+    (status = 401, description = "Invalid, expired, spent or revoked refresh token", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn refresh(
+    State(state): State<AppState>,
+    bearer: RefreshBearer,
+) -> Result<Json<TokenPair>, ApiError> {
+    let pair = state
+        .users
+        .call(
+            |reply| UserMsg::Refresh {
+                token: bearer.token,
+                claims: bearer.claims,
+                reply,
+            },
+            state.call_timeout(),
+        )
+        .await??;
+    Ok(Json(pair))
+}
+
+/// End the current session: its refresh token stops working.
+#[utoipa::path(post, path = "/users/logout", tag = "Auth", security(("access-token" = [])), responses(
+    (status = 200, description = "Logged out", body = LoggedOut),
+    (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(user = %user.0.sub))]
+async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<LoggedOut>, ApiError> {
+    state
+        .users
+        .call(
+            |reply| UserMsg::Logout {
+                claims: user.0,
+                reply,
+            },
+            state.call_timeout(),
+        )
+        .await??;
+    Ok(Json(LoggedOut {
+        message: "logged out",
+    }))
+}
+
+/// The signed-in user's public profile.
+#[utoipa::path(get, path = "/users/profile", tag = "Users", security(("access-token" = [])), responses(
+    (status = 200, body = PublicProfile),
+    (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(user = %user.0.sub))]
+async fn profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<PublicProfile>, ApiError> {
+    let id = mongodb::bson::oid::ObjectId::parse_str(&user.0.sub)
+        .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
+    state
+        .users
+        .call(|reply| UserMsg::Profile { id, reply }, state.call_timeout())
+        .await??
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
