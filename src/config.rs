@@ -12,6 +12,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::auth::AuthConfig;
+use troupe_actors::cache::CacheConfig;
 use troupe_actors::supervisor::RestartPolicy;
 
 /// Conventional environment variables and the setting each one overrides.
@@ -83,6 +84,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub mongodb: MongoSettings,
     pub redis: RedisSettings,
+    pub cache: CacheConfig,
     pub auth: AuthConfig,
     pub actors: ActorSettings,
     pub ops: OpsSettings,

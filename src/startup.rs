@@ -7,12 +7,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use troupe_actors::cache::{CacheActor, CacheArgs, CacheStats};
 use troupe_actors::jobs;
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::{self, RedisStore};
@@ -28,10 +31,8 @@ use crate::state::{AppState, Inner};
 /// A bootstrap step that failed; the message says which and why.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot reach MongoDB: {0}")]
+    #[error("invalid MongoDB settings: {0}")]
     Mongo(store::StoreError),
-    #[error("cannot create MongoDB indexes: {0}")]
-    Indexes(mongodb::error::Error),
     #[error("invalid Redis URL: {0}")]
     Redis(store::StoreError),
     #[error("cannot start the actor tree: {0}")]
@@ -59,14 +60,15 @@ impl Application {
         )
         .await
         .map_err(StartupError::Mongo)?;
-        // Fail fast when MongoDB, the source of truth, is unreachable at boot.
-        store::ping_mongo(&db).await.map_err(StartupError::Mongo)?;
-        Users::ensure_indexes(&db)
-            .await
-            .map_err(StartupError::Indexes)?;
-        jobs::ensure_indexes(&db)
-            .await
-            .map_err(StartupError::Indexes)?;
+        // MongoDB may be down at boot: try the indexes once, then keep
+        // retrying in the background; readiness stays 503 until they exist.
+        let indexes_ready = Arc::new(AtomicBool::new(false));
+        spawn_index_creation(
+            db.clone(),
+            Arc::clone(&indexes_ready),
+            settings.mongodb.timeout,
+        )
+        .await;
         // Redis is only a cache: parse the URL now, connect on first use.
         let redis = RedisStore::new(
             settings.redis.url.expose_secret(),
@@ -76,18 +78,36 @@ impl Application {
         .map_err(StartupError::Redis)?;
 
         let tokens = Arc::new(Tokens::new(&settings.auth));
+        let call_timeout = settings.actors.call_timeout;
         let users = ActorSlot::new("user");
-        let children = vec![ChildSpec::new(
-            UserActor,
-            UserArgs {
-                users: Arc::new(Users::new(
-                    &db,
-                    Arc::clone(&tokens),
-                    settings.auth.bcrypt_cost,
-                )),
-            },
-            users.clone(),
-        )];
+        let cache = ActorSlot::new("cache");
+        let cache_stats = Arc::new(CacheStats::default());
+        let children = vec![
+            ChildSpec::new(
+                UserActor,
+                UserArgs {
+                    users: Arc::new(Users::new(
+                        &db,
+                        Arc::clone(&tokens),
+                        settings.auth.bcrypt_cost,
+                        call_timeout,
+                    )),
+                    cache: cache.clone(),
+                },
+                users.clone(),
+            ),
+            ChildSpec::new(
+                CacheActor,
+                CacheArgs {
+                    redis: redis.clone(),
+                    users: users.clone(),
+                    config: settings.cache.clone(),
+                    stats: Arc::clone(&cache_stats),
+                    call_timeout,
+                },
+                cache.clone(),
+            ),
+        ];
 
         let tree = TreeHealth::default();
         let (supervisor, _) = Actor::spawn(
@@ -113,6 +133,9 @@ impl Application {
             started,
             tokens,
             users,
+            cache,
+            cache_stats,
+            indexes_ready,
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
             elapsed_ms = started.elapsed().as_millis() as u64, "troupe is ready to serve");
@@ -179,6 +202,38 @@ impl Application {
         self.supervisor.stop(None);
         tracing::info!(target: "system", "troupe stopped");
         Ok(())
+    }
+}
+
+/// Create the indexes every actor relies on. One attempt now; if MongoDB is
+/// unreachable, keep retrying (with backoff up to 30 s) in the background.
+async fn spawn_index_creation(db: mongodb::Database, ready: Arc<AtomicBool>, timeout: Duration) {
+    async fn create(db: &mongodb::Database) -> mongodb::error::Result<()> {
+        Users::ensure_indexes(db).await?;
+        jobs::ensure_indexes(db).await
+    }
+    match create(&db).await {
+        Ok(()) => ready.store(true, Ordering::Release),
+        Err(err) => {
+            tracing::error!(target: "system", error = %err, "MongoDB unreachable at start-up; not ready until it answers");
+            tokio::spawn(async move {
+                let mut delay = timeout.max(Duration::from_millis(500));
+                loop {
+                    tokio::time::sleep(delay).await;
+                    match create(&db).await {
+                        Ok(()) => {
+                            tracing::info!(target: "system", "MongoDB answers; indexes created");
+                            ready.store(true, Ordering::Release);
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(target: "system", error = %err, "MongoDB still unreachable");
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+            });
+        }
     }
 }
 

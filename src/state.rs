@@ -1,10 +1,12 @@
 //! [`AppState`]: what handlers reach — configuration, actor slots, stores for
 //! health checks. Cheap to clone.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use mongodb::Database;
+use troupe_actors::cache::{CacheMsg, CacheStats};
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::RedisStore;
 use troupe_actors::supervisor::TreeHealth;
@@ -24,6 +26,11 @@ pub struct Inner {
     pub started: Instant,
     pub tokens: Arc<Tokens>,
     pub users: ActorSlot<UserMsg>,
+    pub cache: ActorSlot<CacheMsg>,
+    pub cache_stats: Arc<CacheStats>,
+    /// Set once the start-up indexes exist (retried in the background while
+    /// MongoDB is unreachable).
+    pub indexes_ready: Arc<AtomicBool>,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@
 //! [`slot::ActorSlot`]s handed out by [`supervisor::RootSupervisor`].
 
 pub mod auth;
+pub mod cache;
 pub mod jobs;
 pub mod slot;
 pub mod store;

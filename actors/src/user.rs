@@ -26,6 +26,7 @@
 //! arguments. Requests in flight when it dies finish in their own tasks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -34,7 +35,9 @@ use mongodb::{Collection, Database, IndexModel};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheMsg;
 use crate::jobs::{self, Job};
+use crate::slot::ActorSlot;
 use crate::tokens::{self, Claims, TokenType, Tokens};
 
 /// A sign-up, already validated and normalised by the caller.
@@ -118,11 +121,25 @@ pub enum UserMsg {
         claims: Claims,
         reply: Reply<()>,
     },
+    /// Change what the profile shows; answers the new profile (`None`: no
+    /// such user). The cached copy is invalidated before the answer.
+    UpdateProfile {
+        id: ObjectId,
+        changes: ProfileChanges,
+        reply: Reply<Option<PublicProfile>>,
+    },
     /// The public profile of a user id (`None`: no such user).
     Profile {
         id: ObjectId,
         reply: Reply<Option<PublicProfile>>,
     },
+}
+
+/// Fields a user may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChanges {
+    pub name: Option<String>,
+    pub age: Option<u8>,
 }
 
 /// Stored user document.
@@ -175,10 +192,16 @@ pub struct Users {
     jobs: Collection<Job>,
     tokens: Arc<Tokens>,
     bcrypt_cost: u32,
+    call_timeout: Duration,
 }
 
 impl Users {
-    pub fn new(db: &Database, tokens: Arc<Tokens>, bcrypt_cost: u32) -> Self {
+    pub fn new(
+        db: &Database,
+        tokens: Arc<Tokens>,
+        bcrypt_cost: u32,
+        call_timeout: Duration,
+    ) -> Self {
         Self {
             users: db.collection("users"),
             sessions: db.collection("sessions"),
@@ -186,6 +209,7 @@ impl Users {
             jobs: jobs::collection(db),
             tokens,
             bcrypt_cost,
+            call_timeout,
         }
     }
 
@@ -350,6 +374,42 @@ impl Users {
         Ok(())
     }
 
+    async fn update_profile(
+        &self,
+        id: ObjectId,
+        changes: ProfileChanges,
+        cache: &ActorSlot<CacheMsg>,
+    ) -> Result<Option<PublicProfile>, UserError> {
+        let mut set = doc! { "updatedAt": DateTime::now() };
+        if let Some(name) = changes.name {
+            set.insert("name", name);
+        }
+        if let Some(age) = changes.age {
+            set.insert("age", i32::from(age));
+        }
+        let updated = self
+            .users
+            .update_one(doc! { "_id": id }, doc! { "$set": set })
+            .await?;
+        if updated.matched_count == 0 {
+            return Ok(None);
+        }
+        // The write is acknowledged by MongoDB; drop the cached copy before
+        // acknowledging it to the client, so no reader sees the old profile.
+        // If the cache is unreachable the old copy expires within its TTL.
+        if let Err(err) = cache
+            .call(
+                |reply| CacheMsg::Invalidate { id, reply },
+                self.call_timeout,
+            )
+            .await
+        {
+            tracing::warn!(target: "cache", user = %id, error = %err, "invalidation failed; the cached profile expires with its TTL");
+        }
+        tracing::info!(target: "user", user = %id, "profile updated");
+        self.profile(id).await
+    }
+
     async fn profile(&self, id: ObjectId) -> Result<Option<PublicProfile>, UserError> {
         Ok(self
             .users
@@ -393,10 +453,13 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
 #[derive(Clone)]
 pub struct UserArgs {
     pub users: Arc<Users>,
+    /// Told about every change a cached profile shows.
+    pub cache: ActorSlot<CacheMsg>,
 }
 
 pub struct UserState {
     users: Arc<Users>,
+    cache: ActorSlot<CacheMsg>,
     /// A bcrypt hash of a random string at the configured cost, for logins of
     /// unknown e-mails.
     dummy_hash: Arc<str>,
@@ -419,6 +482,7 @@ impl Actor for UserActor {
         let dummy = hash_password(random.into(), args.users.bcrypt_cost).await?;
         Ok(UserState {
             users: args.users,
+            cache: args.cache,
             dummy_hash: dummy.into(),
         })
     }
@@ -461,6 +525,12 @@ impl Actor for UserActor {
             UserMsg::Logout { claims, reply } => {
                 tokio::spawn(async move {
                     let _ = reply.send(users.logout(claims).await);
+                });
+            }
+            UserMsg::UpdateProfile { id, changes, reply } => {
+                let cache = state.cache.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(users.update_profile(id, changes, &cache).await);
                 });
             }
             UserMsg::Profile { id, reply } => {

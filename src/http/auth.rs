@@ -33,6 +33,14 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 /// The verified claims of the request's access token.
 pub struct AuthUser(pub Claims);
 
+impl AuthUser {
+    /// The user's id, from `sub`.
+    pub fn id(&self) -> Result<mongodb::bson::oid::ObjectId, ApiError> {
+        mongodb::bson::oid::ObjectId::parse_str(&self.0.sub)
+            .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 

@@ -126,7 +126,11 @@ impl From<UserError> for ApiError {
             }
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::NotFound => Self::NotFound("no such user".into()),
-            UserError::Store(cause) => Self::Internal(anyhow::anyhow!("user store: {cause}")),
+            UserError::Store(cause) => {
+                // Almost always MongoDB being unreachable: worth a retry.
+                tracing::error!(error = %cause, "user store failed");
+                Self::Unavailable("the user store is temporarily unavailable; retry shortly".into())
+            }
         }
     }
 }

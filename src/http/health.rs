@@ -2,7 +2,11 @@
 //!
 //! `live` answers as long as the process serves HTTP. `ready` checks each
 //! dependency concurrently, each bounded by its own timeout, and the actor
-//! tree: 503 names what is failing.
+//! tree. MongoDB (the source of truth) and the actor tree are required: 503
+//! names what is failing. Redis is only a cache: when it is down the service
+//! keeps serving from MongoDB, so readiness stays 200 and lists it as degraded.
+
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -59,8 +63,10 @@ impl Check {
 pub struct Readiness {
     /// `ready` or `not ready`.
     pub status: &'static str,
-    /// The dependencies that are down (empty when ready).
+    /// Required dependencies that are down (empty when ready).
     pub failing: Vec<&'static str>,
+    /// Optional dependencies that are down; the service works around them.
+    pub degraded: Vec<&'static str>,
     pub mongodb: Check,
     pub redis: Check,
     pub actors: Check,
@@ -72,7 +78,8 @@ async fn live() -> Json<Live> {
     Json(Live { status: "ok" })
 }
 
-/// 200 when MongoDB, Redis and the actor tree are healthy; 503 naming what is not.
+/// 200 when MongoDB and the actor tree are healthy (Redis down only degrades);
+/// 503 naming what is failing.
 #[utoipa::path(get, path = "/health/ready", tag = "App", responses(
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is failing; `failing` names it", body = Readiness),
@@ -86,6 +93,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
                 .await
                 .map_err(|_| "timed out".to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
+                .and_then(|()| match state.indexes_ready.load(Ordering::Acquire) {
+                    true => Ok(()),
+                    false => Err("start-up indexes not created yet".to_string()),
+                })
         },
         state.redis.ping(),
     );
@@ -93,37 +104,35 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
         None => Ok(()),
         Some(reason) => Err(reason),
     };
-    let checks = [
-        ("mongodb", Check::from(mongo)),
-        ("redis", Check::from(redis)),
-        ("actors", Check::from(actors)),
-    ];
-    let failing: Vec<&'static str> = checks
-        .iter()
+    let (mongodb, redis, actors) = (Check::from(mongo), Check::from(redis), Check::from(actors));
+    let failing: Vec<&'static str> = [("mongodb", &mongodb), ("actors", &actors)]
+        .into_iter()
         .filter(|(_, c)| !c.is_up())
-        .map(|(n, _)| *n)
+        .map(|(name, _)| name)
         .collect();
-    for (name, check) in &checks {
+    let degraded = if redis.is_up() { vec![] } else { vec!["redis"] };
+    for (name, check) in [
+        ("mongodb", &mongodb),
+        ("redis", &redis),
+        ("actors", &actors),
+    ] {
         if let Some(error) = &check.error {
             tracing::warn!(target: "system", dependency = name, %error, "readiness check failed");
         }
     }
-    let [(_, mongodb), (_, redis), (_, actors)] = checks;
-    let status = if failing.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let ready = failing.is_empty();
     let body = Readiness {
-        status: if failing.is_empty() {
-            "ready"
-        } else {
-            "not ready"
-        },
+        status: if ready { "ready" } else { "not ready" },
         failing,
+        degraded,
         mongodb,
         redis,
         actors,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
 }

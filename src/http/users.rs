@@ -2,12 +2,14 @@
 //! Handlers parse and validate, send one message to the UserActor, and map
 //! the reply.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use troupe_actors::user::{NewUser, PublicProfile, TokenPair, UserMsg};
+use troupe_actors::cache::CacheMsg;
+use troupe_actors::user::{NewUser, ProfileChanges, PublicProfile, TokenPair, UserMsg};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,7 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(profile))
+        .routes(routes!(profile, update_profile))
+        .routes(routes!(user_by_id))
 }
 
 /// bcrypt reads only the first 72 bytes of a password; longer ones are refused.
@@ -56,6 +59,16 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// Profile changes; at least one field.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Ada King", "age": 37}))]
+pub struct ProfileUpdate {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    #[schema(minimum = 0, maximum = 150)]
+    pub age: Option<u8>,
+}
+
 /// Acknowledgement of a logout.
 #[derive(Serialize, ToSchema)]
 pub struct LoggedOut {
@@ -77,27 +90,42 @@ fn email(fields: &mut Fields, raw: Option<String>) -> Option<String> {
     Some(email)
 }
 
+/// Trimmed name, 1 to 100 characters, no control characters.
+fn name(f: &mut Fields, raw: Option<String>) -> Option<String> {
+    let name = raw?.trim().to_owned();
+    let chars = name.chars().count();
+    f.check(
+        (1..=100).contains(&chars),
+        "name",
+        "must be 1 to 100 characters",
+    );
+    f.check(
+        !name.chars().any(char::is_control),
+        "name",
+        "must not contain control characters",
+    );
+    Some(name)
+}
+
+/// Age from 0 to 150.
+fn age(f: &mut Fields, raw: Option<i64>) -> Option<u8> {
+    let age = raw?;
+    f.check(
+        (0..=150).contains(&age),
+        "age",
+        "must be an integer from 0 to 150",
+    );
+    u8::try_from(age).ok()
+}
+
 impl FromJson for SignupRequest {
     fn from_json(f: &mut Fields) -> Option<Self> {
-        let name: Option<String> = f.required("name", "a string");
+        let name_raw: Option<String> = f.required("name", "a string");
         let email_raw: Option<String> = f.required("email", "a string");
         let password: Option<String> = f.required("password", "a string");
-        let age: Option<i64> = f.optional("age", "an integer");
+        let age_raw: Option<i64> = f.optional("age", "an integer");
 
-        let name = name.map(|n| n.trim().to_owned());
-        if let Some(name) = &name {
-            let chars = name.chars().count();
-            f.check(
-                (1..=100).contains(&chars),
-                "name",
-                "must be 1 to 100 characters",
-            );
-            f.check(
-                !name.chars().any(char::is_control),
-                "name",
-                "must not contain control characters",
-            );
-        }
+        let name = name(f, name_raw);
         let email = email(f, email_raw);
         if let Some(password) = &password {
             f.check(
@@ -111,19 +139,27 @@ impl FromJson for SignupRequest {
                 "must be at most 72 bytes (bcrypt reads no further)",
             );
         }
-        if let Some(age) = age {
-            f.check(
-                (0..=150).contains(&age),
-                "age",
-                "must be an integer from 0 to 150",
-            );
-        }
+        let age = age(f, age_raw);
         Some(Self {
             name: name?,
             email: email?,
             password: password?,
-            age: age.and_then(|a| u8::try_from(a).ok()),
+            age,
         })
+    }
+}
+
+impl FromJson for ProfileUpdate {
+    fn from_json(f: &mut Fields) -> Option<Self> {
+        let name_raw: Option<String> = f.optional("name", "a string");
+        let age_raw: Option<i64> = f.optional("age", "an integer");
+        let empty = name_raw.is_none() && age_raw.is_none();
+        let update = Self {
+            name: name(f, name_raw),
+            age: age(f, age_raw),
+        };
+        f.check(!empty, "name", "give at least one of name and age");
+        Some(update)
     }
 }
 
@@ -256,6 +292,59 @@ async fn profile(
     state
         .users
         .call(|reply| UserMsg::Profile { id, reply }, state.call_timeout())
+        .await??
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
+
+/// Change the signed-in user's name or age. The cached copy of the profile is
+/// dropped before this answers, so no reader sees the old one afterwards.
+#[utoipa::path(patch, path = "/users/profile", tag = "Users", security(("access-token" = [])), request_body = ProfileUpdate, responses(
+    (status = 200, description = "The updated profile", body = PublicProfile),
+    (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(user = %user.0.sub))]
+async fn update_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Valid(body): Valid<ProfileUpdate>,
+) -> Result<Json<PublicProfile>, ApiError> {
+    let id = user.id()?;
+    let changes = ProfileChanges {
+        name: body.name,
+        age: body.age,
+    };
+    state
+        .users
+        .call(
+            |reply| UserMsg::UpdateProfile { id, changes, reply },
+            state.call_timeout(),
+        )
+        .await??
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
+
+/// Any user's public profile, read through the Redis cache.
+#[utoipa::path(get, path = "/users/{id}", tag = "Users",
+    params(("id" = String, Path, description = "The user's id (24 hex digits)", example = "65f1c0ffee0000000000beef")),
+    responses(
+        (status = 200, body = PublicProfile),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(id = %id))]
+async fn user_by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PublicProfile>, ApiError> {
+    let id = ObjectId::parse_str(&id)
+        .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))?;
+    state
+        .cache
+        .call(|reply| CacheMsg::Get { id, reply }, state.call_timeout())
         .await??
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("no such user".into()))

@@ -27,31 +27,56 @@ async fn ready_is_200_when_mongodb_and_redis_answer() {
 }
 
 #[tokio::test]
-async fn ready_is_503_naming_redis_when_redis_is_unreachable() {
+async fn ready_stays_200_listing_redis_as_degraded_when_redis_is_unreachable() {
     // Port 1 on loopback: nothing listens there, the connection is refused.
     let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".to_string().into()).await;
     let response = app.get("/health/ready").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["failing"], serde_json::json!(["redis"]));
+    assert_eq!(body["failing"], serde_json::json!([]));
+    assert_eq!(body["degraded"], serde_json::json!(["redis"]));
     assert_eq!(body["redis"]["status"], "down");
     assert_eq!(body["mongodb"]["status"], "up");
-    // Liveness is unaffected by a dependency.
-    assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
-async fn start_up_fails_clearly_when_mongodb_is_unreachable() {
+async fn ready_is_503_naming_mongodb_when_mongodb_is_unreachable() {
+    let app = spawn_app_with(|s| {
+        s.mongodb.uri = "mongodb://127.0.0.1:1/?directConnection=true"
+            .to_string()
+            .into();
+        s.mongodb.timeout = Duration::from_millis(300);
+    })
+    .await;
+    let response = app.get("/health/ready").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["mongodb"]));
+    assert_eq!(body["mongodb"]["status"], "down");
+    assert_eq!(body["redis"]["status"], "up");
+    // The process itself is alive, and requests that need MongoDB get a prompt 503.
+    assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
+    let signup = app
+        .post_json(
+            "/users/signup",
+            &serde_json::json!({"name": "N", "email": "n@example.com", "password": "12345678"}),
+        )
+        .await;
+    assert_eq!(signup.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn start_up_fails_clearly_on_a_malformed_mongodb_uri() {
     let mut settings = test_settings();
-    settings.mongodb.uri = "mongodb://127.0.0.1:1/?directConnection=true"
-        .to_string()
-        .into();
-    settings.mongodb.timeout = Duration::from_millis(300);
+    settings.mongodb.uri = "postgres://not-mongo".to_string().into();
     let err = Application::build(settings)
         .await
         .err()
         .expect("start-up must fail");
-    assert!(err.to_string().contains("cannot reach MongoDB"), "{err}");
+    assert!(
+        err.to_string().contains("invalid MongoDB settings"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

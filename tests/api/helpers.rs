@@ -58,6 +58,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: Database,
+    /// The running application's shared state (actor slots, counters).
+    pub state: troupe::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -91,6 +93,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app builds");
     let port = app.port();
     let db = app.state().db.clone();
+    let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -104,6 +107,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             .unwrap(),
         settings,
         db,
+        state,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -173,6 +177,27 @@ impl TestApp {
         self.post_bearer("/users/refresh", refresh_token).await
     }
 
+    /// A direct connection to the app's Redis, for inspecting keys.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        use secrecy::ExposeSecret;
+        redis::Client::open(self.settings.redis.url.expose_secret())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// The id of the user `access_token` belongs to, via `/users/profile`.
+    pub async fn user_id(&self, access_token: &str) -> String {
+        let profile: Value = self
+            .get_bearer("/users/profile", access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        profile["id"].as_str().unwrap().to_string()
+    }
+
     /// Stop serving (graceful shutdown) and wait for `run` to return.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -203,8 +228,11 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                if let Ok(client) = mongodb::Client::with_uri_str(&uri).await {
-                    let _ = client.database(&db).drop().await;
+                if let Ok(mut options) = mongodb::options::ClientOptions::parse(&uri).await {
+                    options.server_selection_timeout = Some(Duration::from_secs(2));
+                    if let Ok(client) = mongodb::Client::with_options(options) {
+                        let _ = client.database(&db).drop().await;
+                    }
                 }
                 if let Ok(client) = redis::Client::open(redis_url) {
                     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {

@@ -1,0 +1,343 @@
+//! CacheActor: a Redis read-through cache of public user profiles.
+//!
+//! # Contract
+//! - `Get` answers a profile from Redis (`{prefix}user:{id}`) on a hit. On a
+//!   miss it loads the profile through the UserActor (MongoDB), stores it with
+//!   `ttl` and answers. An unknown id is cached as a tombstone for
+//!   `negative_ttl`. Only the public profile is ever cached.
+//! - **Single-flight:** concurrent misses for one id cause one load; every
+//!   waiter gets its result.
+//! - **Invalidation:** `Invalidate` deletes the key and answers only when no
+//!   load that started before it can still write an older value: a load in
+//!   flight is marked stale, its result is not served from the cache, the key
+//!   is deleted again once it lands, and only then is the invalidation answered.
+//! - **Fail-open:** every Redis command has a short timeout. When Redis is
+//!   down or slow, reads go to MongoDB (through the same single-flight), the
+//!   cache is marked degraded (a warning on the transition, a counter, and
+//!   `/health/ready` says so) and recovers on the first successful command.
+//!
+//! # Throughput
+//! The actor never awaits Redis or MongoDB in its message loop: lookups run in
+//! tasks of their own and only misses come back through the mailbox, so the
+//! actor is not a single-file bottleneck.
+//!
+//! # Failure
+//! The actor holds only the in-flight table. If it dies, waiting callers'
+//! reply ports are dropped (they get a prompt 503) and the restarted actor
+//! starts with an empty table; Redis keeps the cached values.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::oid::ObjectId;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Deserialize;
+
+use crate::slot::ActorSlot;
+use crate::store::RedisStore;
+use crate::user::{PublicProfile, UserError, UserMsg};
+
+/// `[cache]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheConfig {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+}
+
+/// Counters and the degraded flag, shared with readiness and metrics.
+#[derive(Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Profile loads from MongoDB (one per single-flight group).
+    pub loads: AtomicU64,
+    pub sets: AtomicU64,
+    pub invalidations: AtomicU64,
+    /// Redis commands that failed or timed out.
+    pub errors: AtomicU64,
+    degraded: AtomicBool,
+}
+
+impl CacheStats {
+    /// Whether the last Redis command failed.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    fn redis_ok(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "cache", "redis answers again; cache recovered");
+        }
+    }
+
+    fn redis_failed(&self, err: &dyn std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "cache", error = %err, "redis unavailable; serving from MongoDB (cache degraded)");
+        }
+    }
+}
+
+pub type Lookup = Result<Option<PublicProfile>, UserError>;
+
+pub enum CacheMsg {
+    /// The public profile of `id` (`None`: no such user).
+    Get {
+        id: ObjectId,
+        reply: RpcReplyPort<Lookup>,
+    },
+    /// Forget `id`; answered once no older value can reappear.
+    Invalidate {
+        id: ObjectId,
+        reply: RpcReplyPort<()>,
+    },
+    /// Internal: a lookup task found nothing in Redis.
+    Missed {
+        id: ObjectId,
+        reply: RpcReplyPort<Lookup>,
+    },
+    /// Internal: a load finished (and, unless it failed, was stored).
+    Loaded { id: ObjectId, result: Lookup },
+}
+
+#[derive(Clone)]
+pub struct CacheArgs {
+    pub redis: RedisStore,
+    pub users: ActorSlot<UserMsg>,
+    pub config: CacheConfig,
+    pub stats: Arc<CacheStats>,
+    pub call_timeout: Duration,
+}
+
+struct Inflight {
+    waiters: Vec<RpcReplyPort<Lookup>>,
+    /// Set when an invalidation arrived while loading.
+    stale: bool,
+    /// Invalidations waiting for this load to land.
+    invalidations: Vec<RpcReplyPort<()>>,
+}
+
+pub struct CacheState {
+    shared: Arc<Shared>,
+    inflight: HashMap<ObjectId, Inflight>,
+}
+
+/// What the actor's tasks need.
+struct Shared {
+    redis: RedisStore,
+    users: ActorSlot<UserMsg>,
+    config: CacheConfig,
+    stats: Arc<CacheStats>,
+    call_timeout: Duration,
+}
+
+/// What is stored under a key: the profile, or a tombstone for an unknown id.
+const TOMBSTONE: &str = "null";
+
+impl Shared {
+    fn key(&self, id: &ObjectId) -> String {
+        self.redis.key(&format!("user:{id}"))
+    }
+
+    /// `Ok(Some(lookup))` on a hit, `Ok(None)` on a miss, `Err` when Redis failed.
+    async fn read(&self, id: &ObjectId) -> Result<Option<Lookup>, ()> {
+        let key = self.key(id);
+        match self
+            .redis
+            .run::<Option<String>>(redis::cmd("GET").arg(&key))
+            .await
+        {
+            Ok(Some(value)) => {
+                self.stats.redis_ok();
+                let lookup = if value == TOMBSTONE {
+                    Some(Ok(None))
+                } else {
+                    serde_json::from_str::<PublicProfile>(&value)
+                        .ok()
+                        .map(|p| Ok(Some(p)))
+                };
+                if lookup.is_some() {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(target: "cache", %key, "HIT");
+                }
+                Ok(lookup)
+            }
+            Ok(None) => {
+                self.stats.redis_ok();
+                Ok(None)
+            }
+            Err(err) => {
+                self.stats.redis_failed(&err);
+                Err(())
+            }
+        }
+    }
+
+    /// Load from MongoDB through the UserActor and store the result.
+    async fn load(&self, id: ObjectId) -> Lookup {
+        self.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let result = match self
+            .users
+            .call(|reply| UserMsg::Profile { id, reply }, self.call_timeout)
+            .await
+        {
+            Ok(result) => result,
+            Err(err) => Err(UserError::Store(err.to_string())),
+        };
+        if let Ok(profile) = &result {
+            let (value, ttl) = match profile {
+                Some(p) => (
+                    serde_json::to_string(p).expect("profile serialises"),
+                    self.config.ttl,
+                ),
+                None => (TOMBSTONE.to_string(), self.config.negative_ttl),
+            };
+            let key = self.key(&id);
+            let set = redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .clone();
+            match self.redis.run::<()>(&set).await {
+                Ok(()) => {
+                    self.stats.redis_ok();
+                    self.stats.sets.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(target: "cache", %key, ttl = %humantime::format_duration(ttl), "SET");
+                }
+                Err(err) => self.stats.redis_failed(&err),
+            }
+        }
+        result
+    }
+
+    async fn delete(&self, id: &ObjectId) {
+        let key = self.key(id);
+        match self.redis.run::<()>(redis::cmd("DEL").arg(&key)).await {
+            Ok(()) => {
+                self.stats.redis_ok();
+                tracing::info!(target: "cache", %key, "INVALIDATE");
+            }
+            // Fail-open: the value (if any) expires within the TTL.
+            Err(err) => self.stats.redis_failed(&err),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct CacheActor;
+
+impl Actor for CacheActor {
+    type Msg = CacheMsg;
+    type State = CacheState;
+    type Arguments = CacheArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<CacheMsg>,
+        args: CacheArgs,
+    ) -> Result<CacheState, ActorProcessingErr> {
+        Ok(CacheState {
+            shared: Arc::new(Shared {
+                redis: args.redis,
+                users: args.users,
+                config: args.config,
+                stats: args.stats,
+                call_timeout: args.call_timeout,
+            }),
+            inflight: HashMap::new(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, name = "cache_actor")]
+    async fn handle(
+        &self,
+        myself: ActorRef<CacheMsg>,
+        message: CacheMsg,
+        state: &mut CacheState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CacheMsg::Get { id, reply } => {
+                let shared = Arc::clone(&state.shared);
+                tokio::spawn(async move {
+                    match shared.read(&id).await {
+                        Ok(Some(hit)) => {
+                            let _ = reply.send(hit);
+                        }
+                        // Miss, or Redis down: join (or start) the single load.
+                        _ => {
+                            let _ = myself.cast(CacheMsg::Missed { id, reply });
+                        }
+                    }
+                });
+            }
+            CacheMsg::Missed { id, reply } => {
+                if let Some(flight) = state.inflight.get_mut(&id) {
+                    flight.waiters.push(reply);
+                    return Ok(());
+                }
+                state.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target: "cache", key = %state.shared.key(&id), "MISS");
+                state.inflight.insert(
+                    id,
+                    Inflight {
+                        waiters: vec![reply],
+                        stale: false,
+                        invalidations: vec![],
+                    },
+                );
+                let shared = Arc::clone(&state.shared);
+                tokio::spawn(async move {
+                    let result = shared.load(id).await;
+                    let _ = myself.cast(CacheMsg::Loaded { id, result });
+                });
+            }
+            CacheMsg::Loaded { id, result } => {
+                let Some(flight) = state.inflight.remove(&id) else {
+                    return Ok(());
+                };
+                for waiter in flight.waiters {
+                    let _ = waiter.send(result.clone());
+                }
+                if flight.stale {
+                    // The load may have stored a value older than the write
+                    // that invalidated it: delete again, then acknowledge.
+                    let shared = Arc::clone(&state.shared);
+                    tokio::spawn(async move {
+                        shared.delete(&id).await;
+                        for reply in flight.invalidations {
+                            let _ = reply.send(());
+                        }
+                    });
+                }
+            }
+            CacheMsg::Invalidate { id, reply } => {
+                state
+                    .shared
+                    .stats
+                    .invalidations
+                    .fetch_add(1, Ordering::Relaxed);
+                let shared = Arc::clone(&state.shared);
+                let wait_for_load = match state.inflight.get_mut(&id) {
+                    Some(flight) => {
+                        flight.stale = true;
+                        flight.invalidations.push(reply);
+                        None
+                    }
+                    None => Some(reply),
+                };
+                tokio::spawn(async move {
+                    shared.delete(&id).await;
+                    if let Some(reply) = wait_for_load {
+                        let _ = reply.send(());
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}
