@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::auth::AuthConfig;
 use troupe_actors::cache::CacheConfig;
+use troupe_actors::handlers::MailConfig;
+use troupe_actors::jobs::QueueConfig;
 use troupe_actors::supervisor::RestartPolicy;
 
 /// Conventional environment variables and the setting each one overrides.
@@ -86,6 +88,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cache: CacheConfig,
     pub auth: AuthConfig,
+    pub queue: QueueConfig,
+    pub mail: MailConfig,
     pub actors: ActorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
@@ -203,6 +207,20 @@ impl Settings {
             return Err(invalid(
                 "auth.refresh_ttl",
                 "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+            ));
+        }
+        if self.queue.executors == 0 {
+            return Err(invalid("queue.executors", "must be at least 1"));
+        }
+        if self.queue.max_attempts < 1 {
+            return Err(invalid("queue.max_attempts", "must be at least 1"));
+        }
+        if self.queue.lease < std::time::Duration::from_millis(300)
+            || self.queue.poll_interval.is_zero()
+        {
+            return Err(invalid(
+                "queue.lease",
+                "must be at least 300ms, and poll_interval positive",
             ));
         }
         if self.server.body_limit == 0 {

@@ -16,7 +16,10 @@ use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use troupe_actors::cache::{CacheActor, CacheArgs, CacheStats};
-use troupe_actors::jobs;
+use troupe_actors::executor::Queue;
+use troupe_actors::handlers::{JobHandlers, Mailer};
+use troupe_actors::jobs::JobStore;
+use troupe_actors::poller::{PollerArgs, QueuePollerActor};
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::{self, RedisStore};
 use troupe_actors::supervisor::{
@@ -35,6 +38,8 @@ pub enum StartupError {
     Mongo(store::StoreError),
     #[error("invalid Redis URL: {0}")]
     Redis(store::StoreError),
+    #[error("invalid mail settings: {0}")]
+    Mail(String),
     #[error("cannot start the actor tree: {0}")]
     Actors(#[from] ractor::SpawnErr),
     #[error("cannot listen on {addr}: {source}")]
@@ -51,7 +56,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// Build with the service's own job handlers.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_jobs(settings, JobHandlers::new()).await
+    }
+
+    /// Build with `extra` job handlers added to the service's own (tests and
+    /// extensions register job types this way).
+    pub async fn build_with_jobs(
+        settings: Settings,
+        extra: JobHandlers,
+    ) -> Result<Self, StartupError> {
         let started = Instant::now();
         let db = store::connect_mongo(
             settings.mongodb.uri.expose_secret(),
@@ -79,8 +94,23 @@ impl Application {
 
         let tokens = Arc::new(Tokens::new(&settings.auth));
         let call_timeout = settings.actors.call_timeout;
+        let instance = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let store = JobStore::new(&db, instance, settings.queue.max_attempts);
+        let mailer = Mailer::new(&settings.mail).map_err(StartupError::Mail)?;
+        let queue = Arc::new(Queue {
+            store: store.clone(),
+            handlers: JobHandlers::standard(&db, mailer).merge(extra),
+            config: settings.queue.clone(),
+        });
+        let tree = TreeHealth::default();
         let users = ActorSlot::new("user");
         let cache = ActorSlot::new("cache");
+        let poller = ActorSlot::new("queue-poller");
         let cache_stats = Arc::new(CacheStats::default());
         let children = vec![
             ChildSpec::new(
@@ -88,11 +118,13 @@ impl Application {
                 UserArgs {
                     users: Arc::new(Users::new(
                         &db,
+                        store,
                         Arc::clone(&tokens),
                         settings.auth.bcrypt_cost,
                         call_timeout,
                     )),
                     cache: cache.clone(),
+                    poller: poller.clone(),
                 },
                 users.clone(),
             ),
@@ -107,9 +139,18 @@ impl Application {
                 },
                 cache.clone(),
             ),
+            ChildSpec::new(
+                QueuePollerActor,
+                PollerArgs {
+                    queue,
+                    grace: settings.server.shutdown_grace,
+                    policy: settings.actors.restart,
+                    health: tree.clone(),
+                },
+                poller.clone(),
+            ),
         ];
 
-        let tree = TreeHealth::default();
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -134,6 +175,7 @@ impl Application {
             tokens,
             users,
             cache,
+            poller,
             cache_stats,
             indexes_ready,
         });
@@ -210,7 +252,7 @@ impl Application {
 async fn spawn_index_creation(db: mongodb::Database, ready: Arc<AtomicBool>, timeout: Duration) {
     async fn create(db: &mongodb::Database) -> mongodb::error::Result<()> {
         Users::ensure_indexes(db).await?;
-        jobs::ensure_indexes(db).await
+        JobStore::ensure_indexes(db).await
     }
     match create(&db).await {
         Ok(()) => ready.store(true, Ordering::Release),

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use mongodb::Database;
 use troupe_actors::cache::{CacheMsg, CacheStats};
+use troupe_actors::poller::PollerMsg;
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::RedisStore;
 use troupe_actors::supervisor::TreeHealth;
@@ -27,6 +28,7 @@ pub struct Inner {
     pub tokens: Arc<Tokens>,
     pub users: ActorSlot<UserMsg>,
     pub cache: ActorSlot<CacheMsg>,
+    pub poller: ActorSlot<PollerMsg>,
     pub cache_stats: Arc<CacheStats>,
     /// Set once the start-up indexes exist (retried in the background while
     /// MongoDB is unreachable).

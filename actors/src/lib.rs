@@ -8,7 +8,10 @@
 
 pub mod auth;
 pub mod cache;
+pub mod executor;
+pub mod handlers;
 pub mod jobs;
+pub mod poller;
 pub mod slot;
 pub mod store;
 pub mod supervisor;

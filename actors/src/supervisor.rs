@@ -109,7 +109,7 @@ impl TreeHealth {
         self.escalated.lock().expect("tree health lock").clone()
     }
 
-    fn escalate(&self, reason: String) {
+    pub fn escalate(&self, reason: String) {
         self.escalated
             .lock()
             .expect("tree health lock")
@@ -275,6 +275,9 @@ impl Actor for RootSupervisor {
         };
         (child.spec.on_down)();
         child.cell = None;
+        // ractor does not stop a panicked actor's own children: stop them
+        // (gracefully: they finish their current message) before replacing it.
+        cell.stop_children(Some("supervisor restarted".into()));
         child.last_failure = Some(Failure {
             reason: reason.clone(),
             at: chrono::Utc::now(),

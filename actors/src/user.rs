@@ -36,7 +36,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
-use crate::jobs::{self, Job};
+use crate::jobs::JobStore;
+use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
 use crate::tokens::{self, Claims, TokenType, Tokens};
 
@@ -189,7 +190,7 @@ pub struct Users {
     users: Collection<UserDoc>,
     sessions: Collection<SessionDoc>,
     used_tokens: Collection<Document>,
-    jobs: Collection<Job>,
+    jobs: JobStore,
     tokens: Arc<Tokens>,
     bcrypt_cost: u32,
     call_timeout: Duration,
@@ -198,6 +199,7 @@ pub struct Users {
 impl Users {
     pub fn new(
         db: &Database,
+        jobs: JobStore,
         tokens: Arc<Tokens>,
         bcrypt_cost: u32,
         call_timeout: Duration,
@@ -206,7 +208,7 @@ impl Users {
             users: db.collection("users"),
             sessions: db.collection("sessions"),
             used_tokens: db.collection("used_refresh_tokens"),
-            jobs: jobs::collection(db),
+            jobs,
             tokens,
             bcrypt_cost,
             call_timeout,
@@ -247,7 +249,7 @@ impl Users {
         };
         let pair = self.open_session(&user).await?;
         let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
-        let job = jobs::enqueue(&self.jobs, "user.created", payload).await?;
+        let job = self.jobs.enqueue("user.created", payload).await?;
         tracing::info!(target: "user", user = %user.id, job = %job, "user created; welcome e-mail queued");
         Ok(pair)
     }
@@ -271,12 +273,12 @@ impl Users {
             return Err(UserError::InvalidCredentials);
         };
         let pair = self.open_session(&user).await?;
-        jobs::enqueue(
-            &self.jobs,
-            "user.login",
-            doc! { "userId": user.id, "at": DateTime::now() },
-        )
-        .await?;
+        self.jobs
+            .enqueue(
+                "user.login",
+                doc! { "userId": user.id, "at": DateTime::now() },
+            )
+            .await?;
         tracing::info!(target: "auth", user = %user.id, "login");
         Ok(pair)
     }
@@ -449,17 +451,30 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Run `work` as a task of its own and send its result to `reply`.
+fn respond<T: Send + 'static>(
+    reply: Reply<T>,
+    work: impl std::future::Future<Output = Result<T, UserError>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let _ = reply.send(work.await);
+    });
+}
+
 /// Arguments: the shared service. Cloned on every restart.
 #[derive(Clone)]
 pub struct UserArgs {
     pub users: Arc<Users>,
     /// Told about every change a cached profile shows.
     pub cache: ActorSlot<CacheMsg>,
+    /// Nudged after every enqueue, so jobs start without waiting for a tick.
+    pub poller: ActorSlot<PollerMsg>,
 }
 
 pub struct UserState {
     users: Arc<Users>,
     cache: ActorSlot<CacheMsg>,
+    poller: ActorSlot<PollerMsg>,
     /// A bcrypt hash of a random string at the configured cost, for logins of
     /// unknown e-mails.
     dummy_hash: Arc<str>,
@@ -483,6 +498,7 @@ impl Actor for UserActor {
         Ok(UserState {
             users: args.users,
             cache: args.cache,
+            poller: args.poller,
             dummy_hash: dummy.into(),
         })
     }
@@ -498,45 +514,42 @@ impl Actor for UserActor {
         // never holds up the mailbox. The reply port travels with the task.
         let users = Arc::clone(&state.users);
         let dummy = Arc::clone(&state.dummy_hash);
+        let poller = state.poller.clone();
+        // Sign-up and login wrote a job: wake the poller so it starts now.
+        let nudge = move || {
+            let _ = poller.cast(PollerMsg::Nudge);
+        };
         match message {
-            UserMsg::Signup(new, reply) => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.signup(new).await);
-                });
-            }
+            UserMsg::Signup(new, reply) => respond(reply, async move {
+                let pair = users.signup(new).await?;
+                nudge();
+                Ok(pair)
+            }),
             UserMsg::Login {
                 email,
                 password,
                 reply,
-            } => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.login(email, password, &dummy).await);
-                });
-            }
+            } => respond(reply, async move {
+                let pair = users.login(email, password, &dummy).await?;
+                nudge();
+                Ok(pair)
+            }),
             UserMsg::Refresh {
                 token,
                 claims,
                 reply,
-            } => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.refresh(token, claims).await);
-                });
-            }
+            } => respond(reply, async move { users.refresh(token, claims).await }),
             UserMsg::Logout { claims, reply } => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.logout(claims).await);
-                });
+                respond(reply, async move { users.logout(claims).await })
             }
             UserMsg::UpdateProfile { id, changes, reply } => {
                 let cache = state.cache.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(users.update_profile(id, changes, &cache).await);
-                });
+                respond(reply, async move {
+                    users.update_profile(id, changes, &cache).await
+                })
             }
             UserMsg::Profile { id, reply } => {
-                tokio::spawn(async move {
-                    let _ = reply.send(users.profile(id).await);
-                });
+                respond(reply, async move { users.profile(id).await })
             }
         }
         Ok(())

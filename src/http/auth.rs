@@ -30,6 +30,26 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// An operator, authenticated by `Authorization: Bearer <OPS_TOKEN>`
+/// (compared in constant time).
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let token = bearer(parts)?;
+        let expected = state.settings.ops.token.expose_secret();
+        if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(Self)
+        } else {
+            Err(ApiError::Unauthorized("invalid ops token"))
+        }
+    }
+}
+
 /// The verified claims of the request's access token.
 pub struct AuthUser(pub Claims);
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(app::router())
         .merge(health::router())
         .merge(users::router())
+        .merge(jobs::router())
         .split_for_parts();
     let settings = &state.settings.server;
     api.merge(SwaggerUi::new("/api").url("/api-json", openapi))

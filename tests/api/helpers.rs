@@ -11,6 +11,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use troupe::config::Settings;
 use troupe::Application;
+use troupe_actors::handlers::JobHandlers;
 
 /// Where the test binary's log files go (one global subscriber per process).
 pub fn log_dir() -> PathBuf {
@@ -50,6 +51,9 @@ pub fn test_settings() -> Settings {
     settings.mongodb.database = format!("troupe_test_{}", &id[..16]);
     settings.redis.key_prefix = format!("troupe-test:{}:", &id[..16]);
     settings.log.dir = log_dir();
+    settings.mail.outbox_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("outbox")
+        .join(&settings.mongodb.database);
     settings
 }
 
@@ -60,6 +64,9 @@ pub struct TestApp {
     pub db: Database,
     /// The running application's shared state (actor slots, counters).
     pub state: troupe::state::AppState,
+    /// Whether dropping this app removes its database and keys (false for
+    /// extra instances sharing another app's database).
+    pub owns_database: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -85,10 +92,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with the settings adjusted first.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    init_telemetry();
+    spawn_app_with_jobs(customize, JobHandlers::new()).await
+}
+
+/// Like [`spawn_app_with`], with extra job handlers.
+pub async fn spawn_app_with_jobs(
+    customize: impl FnOnce(&mut Settings),
+    jobs: JobHandlers,
+) -> TestApp {
     let mut settings = test_settings();
     customize(&mut settings);
-    let app = Application::build(settings.clone())
+    start(settings, jobs).await
+}
+
+/// Start an app with exactly these settings (e.g. another instance on the
+/// same database).
+pub async fn start(settings: Settings, jobs: JobHandlers) -> TestApp {
+    init_telemetry();
+    let app = Application::build_with_jobs(settings.clone(), jobs)
         .await
         .expect("app builds");
     let port = app.port();
@@ -108,6 +129,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         db,
         state,
+        owns_database: true,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -198,6 +220,52 @@ impl TestApp {
         profile["id"].as_str().unwrap().to_string()
     }
 
+    /// `GET` with the ops token.
+    pub async fn get_ops(&self, path: &str) -> Response {
+        use secrecy::ExposeSecret;
+        self.get_bearer(path, self.settings.ops.token.expose_secret())
+            .await
+    }
+
+    /// `POST` with the ops token.
+    pub async fn post_ops(&self, path: &str) -> Response {
+        use secrecy::ExposeSecret;
+        self.post_bearer(path, self.settings.ops.token.expose_secret())
+            .await
+    }
+
+    /// The app's job store (to enqueue or inspect jobs directly).
+    pub fn jobs(&self) -> troupe_actors::jobs::JobStore {
+        troupe_actors::jobs::JobStore::new(&self.db, "test", self.settings.queue.max_attempts)
+    }
+
+    /// Wake the app's poller (as its own enqueues do).
+    pub fn nudge(&self) {
+        let _ = self
+            .state
+            .poller
+            .cast(troupe_actors::poller::PollerMsg::Nudge);
+    }
+
+    /// Wait until `n` jobs matching `filter` have `status`.
+    pub async fn wait_for_jobs(
+        &self,
+        filter: mongodb::bson::Document,
+        status: &str,
+        n: u64,
+        deadline: Duration,
+    ) {
+        let jobs = self.db.collection::<mongodb::bson::Document>("jobs");
+        let mut filter = filter;
+        filter.insert("status", status);
+        let what = format!("{n} jobs {status} matching {filter}");
+        eventually(deadline, &what, || {
+            let (jobs, filter) = (jobs.clone(), filter.clone());
+            async move { (jobs.count_documents(filter).await.ok()? >= n).then_some(()) }
+        })
+        .await;
+    }
+
     /// Stop serving (graceful shutdown) and wait for `run` to return.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -222,6 +290,10 @@ impl Drop for TestApp {
         let db = self.settings.mongodb.database.clone();
         let redis_url = self.settings.redis.url.expose_secret().to_string();
         let prefix = self.settings.redis.key_prefix.clone();
+        if !self.owns_database {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.settings.mail.outbox_dir);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

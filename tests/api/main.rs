@@ -6,4 +6,5 @@ mod config;
 mod health;
 mod helpers;
 mod http;
+mod jobs;
 mod users;

@@ -458,8 +458,8 @@ async fn signup_and_login_enqueue_their_jobs_and_store_only_verifiers() {
         .await
         .unwrap()
         .expect("user.created job");
-    assert_eq!(created.get_str("status").unwrap(), "pending");
-    assert_eq!(created.get_i32("attempts").unwrap(), 0);
+    // Written before the answer; the poller may already have run it.
+    assert!(["pending", "processing", "completed"].contains(&created.get_str("status").unwrap()));
     assert!(created.get_datetime("runAt").is_ok() && created.get_datetime("createdAt").is_ok());
     let logins = jobs
         .count_documents(doc! {"type": "user.login", "payload.userId": id})

@@ -1,0 +1,182 @@
+//! JobExecutor: runs one job at a time for the QueuePollerActor.
+//!
+//! # Contract
+//! - Receives `Run(job)` only when the poller has claimed the job *and* won
+//!   its attempt record, so it is the only runner of that attempt.
+//! - Runs the job's handler with `queue.job_timeout`, renewing the lease every
+//!   third of it while the handler runs, then writes the outcome itself:
+//!   `completed` with the result; or, on error or timeout, `pending` again
+//!   with exponential backoff until `maxAttempts`, then `failed`. An unknown
+//!   job type fails at once, without retry.
+//! - Tells the poller it is idle again (`Finished`), whatever happened.
+//!
+//! # Failure
+//! If a handler panics, the executor dies with it; its supervisor (the
+//! poller) releases the job for an immediate retry and starts a new executor.
+//! If writing the outcome fails (MongoDB down), the job stays `processing`
+//! and is claimed again when its lease expires: at-least-once delivery, which
+//! is why handlers are idempotent by job id.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinSet;
+
+use crate::handlers::JobHandlers;
+use crate::jobs::{Job, JobStatus, JobStore, Outcome, QueueConfig};
+use crate::poller::PollerMsg;
+
+/// What the poller and its executors share.
+pub struct Queue {
+    pub store: JobStore,
+    pub handlers: JobHandlers,
+    pub config: QueueConfig,
+}
+
+pub enum ExecutorMsg {
+    Run(Box<Job>),
+}
+
+#[derive(Clone)]
+pub struct ExecutorArgs {
+    pub index: usize,
+    pub queue: Arc<Queue>,
+    pub poller: ActorRef<PollerMsg>,
+}
+
+pub struct ExecutorState {
+    index: usize,
+    name: String,
+    queue: Arc<Queue>,
+    poller: ActorRef<PollerMsg>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct JobExecutor;
+
+impl Actor for JobExecutor {
+    type Msg = ExecutorMsg;
+    type State = ExecutorState;
+    type Arguments = ExecutorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ExecutorMsg>,
+        args: ExecutorArgs,
+    ) -> Result<ExecutorState, ActorProcessingErr> {
+        Ok(ExecutorState {
+            index: args.index,
+            name: format!("{}/executor-{}", args.queue.store.instance(), args.index),
+            queue: args.queue,
+            poller: args.poller,
+        })
+    }
+
+    #[tracing::instrument(skip_all, name = "executor", fields(executor = state.index))]
+    async fn handle(
+        &self,
+        _myself: ActorRef<ExecutorMsg>,
+        message: ExecutorMsg,
+        state: &mut ExecutorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let ExecutorMsg::Run(job) = message;
+        let id = job.id;
+        run(&state.queue, &state.name, *job).await;
+        let _ = state.poller.cast(PollerMsg::Finished {
+            executor: state.index,
+            job: id,
+        });
+        Ok(())
+    }
+}
+
+async fn run(queue: &Queue, executor: &str, job: Job) {
+    let (store, config) = (&queue.store, &queue.config);
+    let (id, attempt, max_attempts) = (job.id, job.attempts, job.max_attempts);
+    let started = std::time::Instant::now();
+    tracing::info!(target: "worker", job = %id, kind = %job.kind, attempt, executor, "job started");
+
+    let Some(handler) = queue.handlers.get(&job.kind) else {
+        let error = format!("unknown job type {:?}", job.kind);
+        tracing::error!(target: "worker", job = %id, %error, "job failed without retry");
+        if let Err(err) = store
+            .fail(id, attempt, max_attempts, Outcome::Failed, &error, None)
+            .await
+        {
+            tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure");
+        }
+        return;
+    };
+
+    // Renew the lease while the handler runs. The renewer is stopped, and
+    // waited for, before the outcome is written: FerretDB writes whole
+    // documents, so a renewal landing after the completion would undo it.
+    // (If the handler panics, dropping the JoinSet aborts the renewer.)
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut renewals = JoinSet::new();
+    {
+        let (store, lease) = (store.clone(), config.lease);
+        renewals.spawn(async move {
+            let mut every = tokio::time::interval(lease / 3);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(err) = store.renew(id, attempt, lease).await {
+                    tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
+                }
+            }
+        });
+    }
+    let outcome = tokio::time::timeout(config.job_timeout, handler(job)).await;
+    let _ = stop.send(());
+    while renewals.join_next().await.is_some() {}
+
+    let ms = started.elapsed().as_millis() as u64;
+    let written = match outcome {
+        Ok(Ok(result)) => {
+            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
+            store
+                .complete(id, attempt, result)
+                .await
+                .map(|()| JobStatus::Completed)
+        }
+        Ok(Err(error)) => {
+            let status = store
+                .fail(
+                    id,
+                    attempt,
+                    max_attempts,
+                    Outcome::Failed,
+                    &error,
+                    Some(config.backoff(attempt)),
+                )
+                .await;
+            tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = ?status.as_ref().ok(), "job attempt failed");
+            status
+        }
+        Err(_) => {
+            let error = format!(
+                "timed out after {}",
+                humantime::format_duration(config.job_timeout)
+            );
+            let status = store
+                .fail(
+                    id,
+                    attempt,
+                    max_attempts,
+                    Outcome::TimedOut,
+                    &error,
+                    Some(config.backoff(attempt)),
+                )
+                .await;
+            tracing::warn!(target: "worker", job = %id, attempt, %error, next = ?status.as_ref().ok(), "job attempt timed out");
+            status
+        }
+    };
+    if let Err(err) = written {
+        tracing::warn!(target: "worker", job = %id, error = %err, "could not record the outcome; the job is retried after its lease");
+    }
+}

@@ -1,0 +1,318 @@
+//! `/jobs*`: the job queue for operators (ops token). Every query is a
+//! message to the QueuePollerActor, which owns the queue.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, DateTime, Document};
+use serde::Serialize;
+use serde_json::Value;
+use troupe_actors::jobs::{Attempt, Job, JobQuery, JobStatus, QueueStats, RetryError};
+use troupe_actors::poller::PollerMsg;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Operator;
+use super::error::{ApiError, FieldError, Problem};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(job_stats))
+        .routes(routes!(get_job))
+        .routes(routes!(retry_job))
+}
+
+/// A job as the API shows it. Dates are RFC 3339.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    #[schema(example = "65f1c0ffee0000000000beef")]
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(example = "user.created")]
+    pub kind: String,
+    pub payload: Value,
+    #[schema(example = "completed")]
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: String,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+    /// Only on `GET /jobs/{id}`: every attempt, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<AttemptView>>,
+}
+
+/// One attempt: who ran it, when, and how it ended.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub instance: String,
+    pub executor: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running`, `completed`, `failed`, `timed_out` or `crashed`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Queue counts.
+#[derive(Serialize, ToSchema)]
+pub struct JobStats {
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Seconds since the oldest pending job was enqueued.
+    pub oldest_pending_age_seconds: Option<f64>,
+    pub completed_last_minute: u64,
+}
+
+impl From<QueueStats> for JobStats {
+    fn from(s: QueueStats) -> Self {
+        Self {
+            pending: s.pending,
+            processing: s.processing,
+            completed: s.completed,
+            failed: s.failed,
+            oldest_pending_age_seconds: s.oldest_pending_age_seconds,
+            completed_last_minute: s.completed_last_minute,
+        }
+    }
+}
+
+fn date(d: DateTime) -> String {
+    d.try_to_rfc3339_string().unwrap_or_default()
+}
+
+fn json(d: Document) -> Value {
+    Bson::Document(d).into_relaxed_extjson()
+}
+
+fn view(job: Job, history: Option<Vec<Attempt>>) -> JobView {
+    JobView {
+        id: job.id.to_hex(),
+        kind: job.kind,
+        payload: json(job.payload),
+        status: job.status.as_str().into(),
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        run_at: date(job.run_at),
+        locked_by: job.locked_by,
+        locked_until: job.locked_until.map(date),
+        last_error: job.last_error,
+        result: job.result.map(json),
+        created_at: date(job.created_at),
+        updated_at: date(job.updated_at),
+        completed_at: job.completed_at.map(date),
+        history: history.map(|attempts| {
+            attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    instance: a.instance,
+                    executor: a.executor,
+                    started_at: date(a.started_at),
+                    finished_at: a.finished_at.map(date),
+                    outcome: mongodb::bson::to_bson(&a.outcome)
+                        .ok()
+                        .and_then(|b| b.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    error: a.error,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn store_error(err: String) -> ApiError {
+    tracing::error!(error = %err, "job store failed");
+    ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
+}
+
+fn job_id(raw: &str) -> Result<ObjectId, ApiError> {
+    ObjectId::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))
+}
+
+/// Query parameters of `GET /jobs`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// `pending`, `processing`, `completed` or `failed`.
+    status: Option<String>,
+    /// A job type, e.g. `user.created`.
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// 1 to 200; default 50.
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn parse_list(raw: Option<String>) -> Result<JobQuery, ApiError> {
+    let mut errors = Vec::new();
+    let mut query = JobQuery {
+        limit: 50,
+        ..Default::default()
+    };
+    let mut seen = HashSet::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !seen.insert(key.to_string()) {
+            errors.push(FieldError::new(key.as_ref(), "is given more than once"));
+            continue;
+        }
+        let value = value.into_owned();
+        match key.as_ref() {
+            "status" => match JobStatus::parse(&value) {
+                Some(status) => query.status = Some(status),
+                None => errors.push(FieldError::new(
+                    "status",
+                    "must be pending, processing, completed or failed",
+                )),
+            },
+            "type" if !value.is_empty() && value.len() <= 100 => query.kind = Some(value),
+            "type" => errors.push(FieldError::new("type", "must be 1 to 100 characters")),
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=200).contains(&n) => query.limit = n,
+                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 200")),
+            },
+            "cursor" => match ObjectId::parse_str(&value) {
+                Ok(id) => query.cursor = Some(id),
+                Err(_) => errors.push(FieldError::new(
+                    "cursor",
+                    "must be a cursor from a previous page",
+                )),
+            },
+            other => errors.push(FieldError::new(other, "is not a known parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        errors.sort_by(|a, b| a.field.cmp(&b.field));
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Jobs, newest first, filtered by status and type, paginated by cursor.
+#[utoipa::path(get, path = "/jobs", tag = "Jobs", security(("ops-token" = [])), params(ListParams), responses(
+    (status = 200, body = JobList),
+    (status = 400, description = "Bad parameters (each listed)", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn list_jobs(
+    State(state): State<AppState>,
+    _operator: Operator,
+    RawQuery(params): RawQuery,
+) -> Result<Json<JobList>, ApiError> {
+    let query = parse_list(params)?;
+    let page = state
+        .poller
+        .call(
+            |reply| PollerMsg::List { query, reply },
+            state.call_timeout(),
+        )
+        .await?
+        .map_err(store_error)?;
+    Ok(Json(JobList {
+        jobs: page.jobs.into_iter().map(|j| view(j, None)).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_hex()),
+    }))
+}
+
+/// Counts by status, the oldest pending job's age, and completions in the last minute.
+#[utoipa::path(get, path = "/jobs/stats", tag = "Jobs", security(("ops-token" = [])), responses(
+    (status = 200, body = JobStats),
+    (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn job_stats(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<JobStats>, ApiError> {
+    let stats = state
+        .poller
+        .call(|reply| PollerMsg::Stats { reply }, state.call_timeout())
+        .await?
+        .map_err(store_error)?;
+    Ok(Json(stats.into()))
+}
+
+/// One job with its attempt history.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "Jobs", security(("ops-token" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(job = %id))]
+async fn get_job(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&id)?;
+    let (job, history) = state
+        .poller
+        .call(|reply| PollerMsg::Get { id, reply }, state.call_timeout())
+        .await?
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    Ok(Json(view(job, Some(history))))
+}
+
+/// Put a `failed` job back to `pending` with a fresh attempt budget.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "Jobs", security(("ops-token" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, pending again", body = JobView),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(job = %id))]
+async fn retry_job(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&id)?;
+    let job = state
+        .poller
+        .call(|reply| PollerMsg::Retry { id, reply }, state.call_timeout())
+        .await?
+        .map_err(|err| match err {
+            RetryError::NotFound => ApiError::NotFound("no such job".into()),
+            RetryError::NotFailed(status) => ApiError::Conflict(format!(
+                "only a failed job can be retried; this one is {status}"
+            )),
+            RetryError::Store(err) => store_error(err.to_string()),
+        })?;
+    Ok(Json(view(job, None)))
+}

@@ -1,0 +1,595 @@
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::TryStreamExt;
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use troupe_actors::handlers::JobHandlers;
+use troupe_actors::poller::PollerMsg;
+
+use crate::helpers::{
+    assert_problem, eventually, spawn_app, spawn_app_with_jobs, start, unique_email, TestApp,
+    PASSWORD,
+};
+
+async fn job(app: &TestApp, id: ObjectId) -> Value {
+    let response = app.get_ops(&format!("/jobs/{id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn wait_status(app: &TestApp, id: ObjectId, status: &str) -> Value {
+    app.wait_for_jobs(doc! {"_id": id}, status, 1, Duration::from_secs(20))
+        .await;
+    job(app, id).await
+}
+
+#[tokio::test]
+async fn fifty_signups_answer_at_once_and_fifty_welcome_emails_land_in_the_outbox() {
+    let app = spawn_app().await;
+    let emails: Vec<String> = (0..50).map(|_| unique_email()).collect();
+    let bodies: Vec<Value> = emails
+        .iter()
+        .map(|email| json!({"name": "Welcome Me", "email": email, "password": PASSWORD}))
+        .collect();
+    let responses = join_all(
+        bodies
+            .iter()
+            .map(|body| app.post_json("/users/signup", body)),
+    )
+    .await;
+    assert!(responses.iter().all(|r| r.status() == StatusCode::CREATED));
+
+    app.wait_for_jobs(
+        doc! {"type": "user.created"},
+        "completed",
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
+    let outbox = app.settings.mail.outbox_dir.clone();
+    let files: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(files.len(), 50);
+    for email in &emails {
+        assert_eq!(
+            files.iter().filter(|f| f.contains(email.as_str())).count(),
+            1,
+            "{email}"
+        );
+    }
+    assert!(files
+        .iter()
+        .all(|f| f.contains("Subject: Welcome to Troupe") && f.contains("@troupe>")));
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_oldest_first() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    let handlers = JobHandlers::new().with("test.record", move |job| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push(job.payload.get_i32("n").unwrap());
+            Ok(Document::new())
+        }
+    });
+    let app = spawn_app_with_jobs(|s| s.queue.executors = 1, handlers).await;
+    let jobs = app.jobs();
+    for n in 0..20 {
+        jobs.enqueue("test.record", doc! {"n": n}).await.unwrap();
+    }
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "test.record"},
+        "completed",
+        20,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_backoff_then_failed() {
+    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("boom".to_string()) });
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.max_attempts = 3;
+            s.queue.backoff_base = Duration::from_millis(200);
+        },
+        handlers,
+    )
+    .await;
+    let id = app
+        .jobs()
+        .enqueue("test.fail", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "failed").await;
+    assert_eq!(job["attempts"], 3);
+    assert_eq!(job["lastError"], "boom");
+    let history = job["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history
+        .iter()
+        .all(|a| a["outcome"] == "failed" && a["error"] == "boom"));
+    // Exponential backoff: 200 ms after the first failure, 400 ms after the second.
+    let at =
+        |a: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(a[k].as_str().unwrap()).unwrap();
+    for (i, min_ms) in [(0, 200), (1, 400)] {
+        let gap = at(&history[i + 1], "startedAt") - at(&history[i], "finishedAt");
+        assert!(gap.num_milliseconds() >= min_ms - 5, "gap {i}: {gap}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_runs_too_long_times_out() {
+    let handlers = JobHandlers::new().with("test.sleep", |_job| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(Document::new())
+    });
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.max_attempts = 1;
+            s.queue.job_timeout = Duration::from_millis(300);
+        },
+        handlers,
+    )
+    .await;
+    let id = app
+        .jobs()
+        .enqueue("test.sleep", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "failed").await;
+    assert_eq!(job["lastError"], "timed out after 300ms");
+    assert_eq!(job["history"][0]["outcome"], "timed_out");
+}
+
+#[tokio::test]
+async fn an_unknown_job_type_fails_at_once_without_retry() {
+    let app = spawn_app().await;
+    let id = app
+        .jobs()
+        .enqueue("no.such.type", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "failed").await;
+    assert_eq!(job["attempts"], 1);
+    assert!(job["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("unknown job type \"no.such.type\""));
+}
+
+#[tokio::test]
+async fn a_job_whose_lease_expired_is_claimed_again() {
+    let app = spawn_app().await;
+    let id = ObjectId::new();
+    let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000);
+    app.db
+        .collection::<Document>("jobs")
+        .insert_one(doc! {
+            "_id": id, "type": "noop", "payload": {}, "status": "processing", "attempts": 1, "maxAttempts": 5,
+            "runAt": past, "lockedBy": "a-dead-instance", "lockedUntil": past, "lastError": null, "result": null,
+            "createdAt": past, "updatedAt": past, "completedAt": null,
+        })
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "completed").await;
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(
+        job["history"].as_array().unwrap().len(),
+        1,
+        "only attempt 2 ran here"
+    );
+    assert_eq!(job["history"][0]["attempt"], 2);
+}
+
+#[tokio::test]
+async fn a_long_job_renews_its_lease_and_runs_once() {
+    let runs = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&runs);
+    let handlers = JobHandlers::new().with("test.long", move |_job| {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok(Document::new())
+        }
+    });
+    // The job runs for 2.5 leases; without renewal an idle executor would claim it again.
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.lease = Duration::from_millis(600);
+            s.queue.job_timeout = Duration::from_secs(5);
+        },
+        handlers,
+    )
+    .await;
+    let id = app
+        .jobs()
+        .enqueue("test.long", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "completed").await;
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_executor_has_its_job_retried_at_once_and_is_replaced() {
+    let handlers = JobHandlers::new().with("test.panic-once", |job| async move {
+        if job.attempts == 1 {
+            panic!("handler bug");
+        }
+        Ok(doc! {"ok": true})
+    });
+    // A 60 s lease: a retry within seconds can only come from the release.
+    let app = spawn_app_with_jobs(|s| s.queue.lease = Duration::from_secs(60), handlers).await;
+    let started = std::time::Instant::now();
+    let id = app
+        .jobs()
+        .enqueue("test.panic-once", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = wait_status(&app, id, "completed").await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["history"][0]["outcome"], "crashed");
+    assert_eq!(job["history"][1]["outcome"], "completed");
+
+    let pool = app
+        .state
+        .poller
+        .call(|reply| PollerMsg::Pool { reply }, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(pool.size, app.settings.queue.executors);
+    assert!(pool.executors.iter().all(|e| e.running));
+    assert_eq!(pool.executors.iter().map(|e| e.restarts).sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn three_instances_share_one_queue_without_running_an_attempt_twice() {
+    let effects_db = Arc::new(Mutex::new(HashSet::<(ObjectId, i32)>::new()));
+    let doubled = Arc::new(AtomicU64::new(0));
+    let handlers = |db: mongodb::Database| {
+        let (runs, doubled) = (Arc::clone(&effects_db), Arc::clone(&doubled));
+        JobHandlers::new().with("test.effect", move |job| {
+            let (runs, doubled, effects) = (
+                Arc::clone(&runs),
+                Arc::clone(&doubled),
+                db.collection::<Document>("effects"),
+            );
+            async move {
+                if !runs.lock().unwrap().insert((job.id, job.attempts)) {
+                    doubled.fetch_add(1, Ordering::SeqCst);
+                }
+                // The side effect, idempotent by job id.
+                match effects.insert_one(doc! {"_id": job.id}).await {
+                    Ok(_) => {}
+                    Err(e) if troupe_actors::user::is_duplicate_key(&e) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                Ok(Document::new())
+            }
+        })
+    };
+    let first = spawn_app_with_jobs(|_| {}, JobHandlers::new()).await;
+    let db = first.db.clone();
+    drop(first); // (drops its database: recreated by the instances below)
+    let mut settings = crate::helpers::test_settings();
+    settings.mongodb.database = db.name().to_string();
+    let a = start(settings.clone(), handlers(db.clone())).await;
+    let mut b = start(settings.clone(), handlers(db.clone())).await;
+    let mut c = start(settings.clone(), handlers(db.clone())).await;
+    b.owns_database = false;
+    c.owns_database = false;
+
+    let jobs = a.jobs();
+    let ids: Vec<ObjectId> =
+        join_all((0..1000).map(|_| jobs.enqueue("test.effect", Document::new())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    for app in [&a, &b, &c] {
+        app.nudge();
+    }
+    a.wait_for_jobs(
+        doc! {"type": "test.effect"},
+        "completed",
+        1000,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    assert_eq!(doubled.load(Ordering::SeqCst), 0, "an attempt ran twice");
+    let effects = db
+        .collection::<Document>("effects")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(effects, 1000, "every side effect exactly once");
+    let completed_attempts = db
+        .collection::<Document>("job_attempts")
+        .count_documents(doc! {"outcome": "completed"})
+        .await
+        .unwrap();
+    assert_eq!(completed_attempts, 1000);
+    let by: HashSet<String> = db
+        .collection::<Document>("job_attempts")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.get_str("instance").unwrap().to_string())
+        .collect();
+    assert!(by.len() >= 2, "the instances shared the work: {by:?}");
+    assert_eq!(ids.len(), 1000);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_running_jobs_and_leaves_the_rest_pending() {
+    let handlers = JobHandlers::new().with("test.slow", |_job| async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Ok(Document::new())
+    });
+    let mut app = spawn_app_with_jobs(|s| s.queue.executors = 1, handlers).await;
+    let jobs = app.jobs();
+    let first = jobs.enqueue("test.slow", Document::new()).await.unwrap();
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"_id": first},
+        "processing",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let rest = [
+        jobs.enqueue("test.slow", Document::new()).await.unwrap(),
+        jobs.enqueue("test.slow", Document::new()).await.unwrap(),
+    ];
+    app.stop().await.unwrap();
+    let collection = app.db.collection::<Document>("jobs");
+    let status = |id: ObjectId| {
+        let collection = collection.clone();
+        async move {
+            collection
+                .find_one(doc! {"_id": id})
+                .await
+                .unwrap()
+                .unwrap()
+                .get_str("status")
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(status(first).await, "completed");
+    for id in rest {
+        assert_eq!(status(id).await, "pending");
+    }
+}
+
+#[tokio::test]
+async fn completed_jobs_past_retention_are_pruned() {
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.retention = Duration::from_secs(3600);
+            s.queue.prune_interval = Duration::from_millis(200);
+        },
+        JobHandlers::new(),
+    )
+    .await;
+    let jobs = app.db.collection::<Document>("jobs");
+    let old = DateTime::from_millis(DateTime::now().timestamp_millis() - 2 * 3600 * 1000);
+    let (stale, fresh) = (ObjectId::new(), ObjectId::new());
+    for (id, at) in [(stale, old), (fresh, DateTime::now())] {
+        jobs.insert_one(doc! {
+            "_id": id, "type": "noop", "payload": {}, "status": "completed", "attempts": 1, "maxAttempts": 5,
+            "runAt": at, "lockedBy": null, "lockedUntil": null, "lastError": null, "result": {},
+            "createdAt": at, "updatedAt": at, "completedAt": at,
+        })
+        .await
+        .unwrap();
+    }
+    eventually(Duration::from_secs(10), "the old job to be pruned", || {
+        let jobs = jobs.clone();
+        async move { (jobs.count_documents(doc! {"_id": stale}).await.ok()? == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(jobs.count_documents(doc! {"_id": fresh}).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_jobs_api_requires_the_ops_token() {
+    let app = spawn_app().await;
+    for path in ["/jobs", "/jobs/stats", "/jobs/65f1c0ffee0000000000beef"] {
+        assert_problem(app.get(path).await, StatusCode::UNAUTHORIZED).await;
+        assert_problem(
+            app.get_bearer(path, "wrong-token").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    let pair = app.signup(&unique_email()).await;
+    assert_problem(
+        app.get_bearer("/jobs", &pair.access_token).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_problem(
+        app.post_bearer("/jobs/65f1c0ffee0000000000beef/retry", "x")
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_filters_paginates_and_rejects_bad_parameters() {
+    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("nope".to_string()) });
+    let app = spawn_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
+    let jobs = app.jobs();
+    let mut noops = Vec::new();
+    for _ in 0..5 {
+        noops.push(jobs.enqueue("noop", Document::new()).await.unwrap());
+    }
+    let failing = jobs.enqueue("test.fail", Document::new()).await.unwrap();
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "noop"},
+        "completed",
+        5,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_status(&app, failing, "failed").await;
+
+    let page: Value = app
+        .get_ops("/jobs?type=noop&limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut seen: Vec<String> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut cursor = page["nextCursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let page: Value = app
+            .get_ops(&format!("/jobs?type=noop&limit=2&cursor={c}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string()),
+        );
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+    }
+    let mut expected: Vec<String> = noops.iter().map(|id| id.to_hex()).collect();
+    expected.reverse(); // newest first
+    assert_eq!(seen, expected);
+
+    let failed: Value = app
+        .get_ops("/jobs?status=failed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed = failed["jobs"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["id"], failing.to_hex());
+
+    let problem = assert_problem(
+        app.get_ops("/jobs?status=done&limit=0&cursor=zzz&colour=red")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["colour", "cursor", "limit", "status"]);
+    assert_problem(
+        app.get_ops("/jobs?limit=5&limit=6").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
+    let fail_first = Arc::new(AtomicU64::new(0));
+    let calls = Arc::clone(&fail_first);
+    let handlers = JobHandlers::new().with("test.flaky", move |_job| {
+        let calls = Arc::clone(&calls);
+        async move {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err("first call fails".to_string()),
+                _ => Ok(doc! {"second": true}),
+            }
+        }
+    });
+    let app = spawn_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
+    let id = app
+        .jobs()
+        .enqueue("test.flaky", Document::new())
+        .await
+        .unwrap();
+    let done = app.jobs().enqueue("noop", Document::new()).await.unwrap();
+    app.nudge();
+    wait_status(&app, id, "failed").await;
+    wait_status(&app, done, "completed").await;
+
+    let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
+    assert_eq!(
+        (
+            stats["failed"].as_u64(),
+            stats["completed"].as_u64(),
+            stats["pending"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0))
+    );
+    assert_eq!(stats["completed_last_minute"], 1);
+    assert!(stats["oldest_pending_age_seconds"].is_null());
+
+    assert_problem(
+        app.post_ops(&format!("/jobs/{done}/retry")).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_problem(
+        app.post_ops(&format!("/jobs/{}/retry", ObjectId::new()))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.post_ops("/jobs/not-an-id/retry").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        app.get_ops(&format!("/jobs/{}", ObjectId::new())).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    let response = app.post_ops(&format!("/jobs/{id}/retry")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let retried: Value = response.json().await.unwrap();
+    assert_eq!(retried["status"], "pending");
+    let job = wait_status(&app, id, "completed").await;
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["result"], json!({"second": true}));
+    assert_eq!(job["history"].as_array().unwrap().len(), 2);
+}
