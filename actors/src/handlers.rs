@@ -4,7 +4,7 @@
 //! handler, a process can die after the work but before the acknowledgement),
 //! so every handler is idempotent by job id.
 //!
-//! - `user.created`: a welcome e-mail, delivered with lettre: SMTP when
+//! - `user.created`: a welcome e-mail to an existing user, delivered with lettre: SMTP when
 //!   `mail.smtp_url` is set, otherwise lettre's file transport into
 //!   `mail.outbox_dir` (one `.eml` per message). Its `Message-ID` is derived
 //!   from the job id, and a delivery record keyed by job id is checked first,
@@ -70,12 +70,17 @@ impl JobHandlers {
     pub fn standard(db: &Database, mailer: Mailer) -> Self {
         let mailer = Arc::new(mailer);
         let deliveries: Collection<Document> = db.collection("email_deliveries");
+        let users_for_welcome: Collection<Document> = db.collection("users");
         let logins: Collection<Document> = db.collection("login_events");
         let users: Collection<Document> = db.collection("users");
         Self::new()
             .with("user.created", move |job| {
-                let (mailer, deliveries) = (Arc::clone(&mailer), deliveries.clone());
-                async move { welcome_email(&mailer, &deliveries, job).await }
+                let (mailer, deliveries, users) = (
+                    Arc::clone(&mailer),
+                    deliveries.clone(),
+                    users_for_welcome.clone(),
+                );
+                async move { welcome_email(&mailer, &deliveries, &users, job).await }
             })
             .with("user.login", move |job| {
                 let (logins, users) = (logins.clone(), users.clone());
@@ -144,8 +149,23 @@ impl Mailer {
 async fn welcome_email(
     mailer: &Mailer,
     deliveries: &Collection<Document>,
+    users: &Collection<Document>,
     job: Job,
 ) -> HandlerResult {
+    // Sign-up writes this job just before the user: until the user exists
+    // (and if it never does), there is nobody to welcome. Retried with backoff.
+    let user_id = job
+        .payload
+        .get_object_id("userId")
+        .map_err(|_| "payload lacks userId".to_string())?;
+    if users
+        .find_one(doc! { "_id": user_id })
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!("user {user_id} does not exist (yet)"));
+    }
     if deliveries
         .find_one(doc! { "_id": job.id })
         .await

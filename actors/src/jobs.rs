@@ -19,7 +19,9 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
+
+use crate::store::{ensure_indexes, index};
 use serde::{Deserialize, Serialize};
 
 use crate::user::is_duplicate_key;
@@ -250,22 +252,24 @@ impl JobStore {
     /// Indexes for the claim query (due pending jobs in FIFO order, expired
     /// leases), listings, history and pruning.
     pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-        let index = |keys: Document| IndexModel::builder().keys(keys).build();
-        db.collection::<Document>(COLLECTION)
-            .create_indexes([
-                index(doc! { "status": 1, "runAt": 1, "createdAt": 1 }),
-                index(doc! { "status": 1, "lockedUntil": 1 }),
-                index(doc! { "type": 1 }),
-                index(doc! { "status": 1, "completedAt": 1 }),
-            ])
-            .await?;
-        db.collection::<Document>(ATTEMPTS)
-            .create_indexes([
-                index(doc! { "jobId": 1, "attempt": 1 }),
-                index(doc! { "finishedAt": 1 }),
-            ])
-            .await?;
-        Ok(())
+        ensure_indexes(
+            &db.collection(COLLECTION),
+            vec![
+                index(doc! { "status": 1, "runAt": 1, "createdAt": 1 }, false),
+                index(doc! { "status": 1, "lockedUntil": 1 }, false),
+                index(doc! { "type": 1 }, false),
+                index(doc! { "status": 1, "completedAt": 1 }, false),
+            ],
+        )
+        .await?;
+        ensure_indexes(
+            &db.collection(ATTEMPTS),
+            vec![
+                index(doc! { "jobId": 1, "attempt": 1 }, false),
+                index(doc! { "finishedAt": 1 }, false),
+            ],
+        )
+        .await
     }
 
     /// Insert a pending job; returns its id once the write is acknowledged.
@@ -273,6 +277,12 @@ impl JobStore {
         let job = Job::new(kind, payload, self.max_attempts);
         self.jobs.insert_one(&job).await?;
         Ok(job.id)
+    }
+
+    /// Delete a job that should never run (its producer gave up on it).
+    pub async fn delete(&self, id: ObjectId) -> mongodb::error::Result<()> {
+        self.jobs.delete_one(doc! { "_id": id }).await?;
+        Ok(())
     }
 
     /// Up to `limit` claimable jobs, oldest first: those whose lease expired,

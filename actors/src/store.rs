@@ -7,9 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::doc;
+use std::collections::HashSet;
+
+use mongodb::bson::{doc, Document};
 use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, Database, IndexModel};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
@@ -42,6 +45,51 @@ pub async fn connect_mongo(
 /// `{ping: 1}` against the database.
 pub async fn ping_mongo(db: &Database) -> Result<(), StoreError> {
     db.run_command(doc! { "ping": 1 }).await?;
+    Ok(())
+}
+
+/// An index on `keys` (`unique` or not), named as MongoDB names it by
+/// default (`field_1_other_-1`).
+pub fn index(keys: Document, unique: bool) -> IndexModel {
+    let name = keys
+        .iter()
+        .map(|(field, direction)| format!("{field}_{direction}"))
+        .collect::<Vec<_>>()
+        .join("_");
+    let options = IndexOptions::builder()
+        .name(name)
+        .unique(unique.then_some(true))
+        .build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// Create those of `indexes` that `collection` does not have yet, one by one.
+///
+/// Idempotent start-up without re-sending existing indexes: besides saving
+/// work, FerretDB v1 can fail a `createIndexes` that repeats existing indexes
+/// of different lengths.
+pub async fn ensure_indexes(
+    collection: &Collection<Document>,
+    indexes: Vec<IndexModel>,
+) -> mongodb::error::Result<()> {
+    let existing: HashSet<String> = match collection.list_index_names().await {
+        Ok(names) => names.into_iter().collect(),
+        // NamespaceNotFound: the collection does not exist yet.
+        Err(err) if matches!(err.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 26) => {
+            HashSet::new()
+        }
+        Err(err) => return Err(err),
+    };
+    for model in indexes {
+        let name = model
+            .options
+            .as_ref()
+            .and_then(|o| o.name.clone())
+            .unwrap_or_default();
+        if !existing.contains(&name) {
+            collection.create_index(model).await?;
+        }
+    }
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //!   runs on tokio's blocking pool. Sign-up and login throughput therefore
 //!   scales with cores instead of being capped by one mailbox.
 //! - Sign-up and login write their job (`user.created`, `user.login`) before
-//!   answering; the answer never waits for the job to run.
+//!   answering; the answer never waits for the job to run. Sign-up writes the
+//!   job before the user, so a crash cannot leave a user without its job.
 //!
 //! # Sessions and rotation
 //! A login (or sign-up) opens a *session*. The session stores the SHA-256
@@ -30,8 +31,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,7 @@ use crate::cache::CacheMsg;
 use crate::jobs::JobStore;
 use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
+use crate::store::{ensure_indexes, index};
 use crate::tokens::{self, Claims, TokenType, Tokens};
 
 /// A sign-up, already validated and normalised by the caller.
@@ -217,18 +218,16 @@ impl Users {
 
     /// Unique e-mail; sessions by user.
     pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-        db.collection::<Document>("users")
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "email": 1 })
-                    .options(IndexOptions::builder().unique(true).build())
-                    .build(),
-            )
-            .await?;
-        db.collection::<Document>("sessions")
-            .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
-            .await?;
-        Ok(())
+        ensure_indexes(
+            &db.collection("users"),
+            vec![index(doc! { "email": 1 }, true)],
+        )
+        .await?;
+        ensure_indexes(
+            &db.collection("sessions"),
+            vec![index(doc! { "userId": 1 }, false)],
+        )
+        .await
     }
 
     async fn signup(&self, new: NewUser) -> Result<TokenPair, UserError> {
@@ -243,14 +242,21 @@ impl Users {
             created_at: now,
             updated_at: now,
         };
+        // The job is written *before* the user, so no crash can leave a user
+        // without its welcome job. A job whose user never appears (a crash in
+        // between, or a taken e-mail) finds no user and fails after its
+        // retries, sending nothing.
+        let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
+        let job = self.jobs.enqueue("user.created", payload).await?;
         match self.users.insert_one(&user).await {
-            Err(err) if is_duplicate_key(&err) => return Err(UserError::EmailTaken),
+            Err(err) if is_duplicate_key(&err) => {
+                self.jobs.delete(job).await?;
+                return Err(UserError::EmailTaken);
+            }
             other => other?,
         };
         let pair = self.open_session(&user).await?;
-        let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
-        let job = self.jobs.enqueue("user.created", payload).await?;
-        tracing::info!(target: "user", user = %user.id, job = %job, "user created; welcome e-mail queued");
+        tracing::info!(target: "user", user = %user.id, job = %job, "welcome e-mail queued for user {}", user.id);
         Ok(pair)
     }
 

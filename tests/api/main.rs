@@ -3,6 +3,7 @@
 
 mod cache;
 mod config;
+mod crash;
 mod health;
 mod helpers;
 mod http;
