@@ -6,5 +6,6 @@ pub mod http;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tree;
 
 pub use startup::Application;

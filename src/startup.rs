@@ -15,21 +15,15 @@ use std::time::Instant;
 use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use troupe_actors::cache::{CacheActor, CacheArgs, CacheStats};
-use troupe_actors::executor::Queue;
 use troupe_actors::handlers::{JobHandlers, Mailer};
 use troupe_actors::jobs::JobStore;
-use troupe_actors::poller::{PollerArgs, QueuePollerActor};
-use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::{self, RedisStore};
-use troupe_actors::supervisor::{
-    ChildSpec, RootSupervisor, SupervisorArgs, SupervisorMsg, TreeHealth,
-};
-use troupe_actors::tokens::Tokens;
-use troupe_actors::user::{UserActor, UserArgs, Users};
+use troupe_actors::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
+use troupe_actors::user::Users;
 
 use crate::config::Settings;
 use crate::state::{AppState, Inner};
+use crate::tree;
 
 /// A bootstrap step that failed; the message says which and why.
 #[derive(Debug, thiserror::Error)]
@@ -92,72 +86,16 @@ impl Application {
         )
         .map_err(StartupError::Redis)?;
 
-        let tokens = Arc::new(Tokens::new(&settings.auth));
-        let call_timeout = settings.actors.call_timeout;
-        let instance = format!(
-            "{}-{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        );
-        let store = JobStore::new(&db, instance, settings.queue.max_attempts);
         let mailer = Mailer::new(&settings.mail).map_err(StartupError::Mail)?;
-        let queue = Arc::new(Queue {
-            store: store.clone(),
-            handlers: JobHandlers::standard(&db, mailer).merge(extra),
-            config: settings.queue.clone(),
-        });
-        let tree = TreeHealth::default();
-        let users = ActorSlot::new("user");
-        let cache = ActorSlot::new("cache");
-        let poller = ActorSlot::new("queue-poller");
-        let cache_stats = Arc::new(CacheStats::default());
-        let children = vec![
-            ChildSpec::new(
-                UserActor,
-                UserArgs {
-                    users: Arc::new(Users::new(
-                        &db,
-                        store,
-                        Arc::clone(&tokens),
-                        settings.auth.bcrypt_cost,
-                        call_timeout,
-                    )),
-                    cache: cache.clone(),
-                    poller: poller.clone(),
-                },
-                users.clone(),
-            ),
-            ChildSpec::new(
-                CacheActor,
-                CacheArgs {
-                    redis: redis.clone(),
-                    users: users.clone(),
-                    config: settings.cache.clone(),
-                    stats: Arc::clone(&cache_stats),
-                    call_timeout,
-                },
-                cache.clone(),
-            ),
-            ChildSpec::new(
-                QueuePollerActor,
-                PollerArgs {
-                    queue,
-                    grace: settings.server.shutdown_grace,
-                    policy: settings.actors.restart,
-                    health: tree.clone(),
-                },
-                poller.clone(),
-            ),
-        ];
-
+        let (children, actors) = tree::build(&settings, &db, &redis, mailer, extra);
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
             SupervisorArgs {
                 children,
+                events: actors.events.clone(),
                 policy: settings.actors.restart,
-                health: tree.clone(),
+                health: actors.tree.clone(),
             },
         )
         .await?;
@@ -170,13 +108,8 @@ impl Application {
             settings,
             db,
             redis,
-            tree,
             started,
-            tokens,
-            users,
-            cache,
-            poller,
-            cache_stats,
+            actors,
             indexes_ready,
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),

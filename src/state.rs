@@ -6,15 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mongodb::Database;
-use troupe_actors::cache::{CacheMsg, CacheStats};
-use troupe_actors::poller::PollerMsg;
-use troupe_actors::slot::ActorSlot;
 use troupe_actors::store::RedisStore;
-use troupe_actors::supervisor::TreeHealth;
-use troupe_actors::tokens::Tokens;
-use troupe_actors::user::UserMsg;
 
 use crate::config::Settings;
+use crate::tree::Actors;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -23,13 +18,8 @@ pub struct Inner {
     pub settings: Settings,
     pub db: Database,
     pub redis: RedisStore,
-    pub tree: TreeHealth,
     pub started: Instant,
-    pub tokens: Arc<Tokens>,
-    pub users: ActorSlot<UserMsg>,
-    pub cache: ActorSlot<CacheMsg>,
-    pub poller: ActorSlot<PollerMsg>,
-    pub cache_stats: Arc<CacheStats>,
+    pub actors: Actors,
     /// Set once the start-up indexes exist (retried in the background while
     /// MongoDB is unreachable).
     pub indexes_ready: Arc<AtomicBool>,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinSet;
 
+use crate::events::{EventKind, Events};
 use crate::handlers::JobHandlers;
 use crate::jobs::{Job, JobStatus, JobStore, Outcome, QueueConfig};
 use crate::poller::PollerMsg;
@@ -29,6 +30,8 @@ use crate::poller::PollerMsg;
 /// What the poller and its executors share.
 pub struct Queue {
     pub store: JobStore,
+    /// JobCompleted / JobFailed / executor restarts are published here.
+    pub events: Events,
     pub handlers: JobHandlers,
     pub config: QueueConfig,
 }
@@ -96,14 +99,35 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let started = std::time::Instant::now();
     tracing::info!(target: "worker", job = %id, kind = %job.kind, attempt, executor, "job started");
 
+    let kind = job.kind.clone();
+    let publish = |status: JobStatus, error: Option<String>| {
+        let (job_id, job_type) = (id.to_hex(), kind.clone());
+        match (status, error) {
+            (JobStatus::Completed, _) => queue.events.publish(EventKind::JobCompleted {
+                job_id,
+                job_type,
+                attempt,
+            }),
+            (JobStatus::Failed, Some(error)) => queue.events.publish(EventKind::JobFailed {
+                job_id,
+                job_type,
+                attempt,
+                error,
+            }),
+            _ => {}
+        }
+    };
     let Some(handler) = queue.handlers.get(&job.kind) else {
         let error = format!("unknown job type {:?}", job.kind);
         tracing::error!(target: "worker", job = %id, %error, "job failed without retry");
-        if let Err(err) = store
+        match store
             .fail(id, attempt, max_attempts, Outcome::Failed, &error, None)
             .await
         {
-            tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure");
+            Ok(status) => publish(status, Some(error)),
+            Err(err) => {
+                tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure")
+            }
         }
         return;
     };
@@ -135,48 +159,35 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     while renewals.join_next().await.is_some() {}
 
     let ms = started.elapsed().as_millis() as u64;
-    let written = match outcome {
+    let (outcome, error) = match outcome {
         Ok(Ok(result)) => {
             tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
-            store
-                .complete(id, attempt, result)
-                .await
-                .map(|()| JobStatus::Completed)
+            match store.complete(id, attempt, result).await {
+                Ok(()) => publish(JobStatus::Completed, None),
+                Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
+                    "could not record the completion; the job is retried after its lease"),
+            }
+            return;
         }
-        Ok(Err(error)) => {
-            let status = store
-                .fail(
-                    id,
-                    attempt,
-                    max_attempts,
-                    Outcome::Failed,
-                    &error,
-                    Some(config.backoff(attempt)),
-                )
-                .await;
-            tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = ?status.as_ref().ok(), "job attempt failed");
-            status
-        }
-        Err(_) => {
-            let error = format!(
+        Ok(Err(error)) => (Outcome::Failed, error),
+        Err(_) => (
+            Outcome::TimedOut,
+            format!(
                 "timed out after {}",
                 humantime::format_duration(config.job_timeout)
-            );
-            let status = store
-                .fail(
-                    id,
-                    attempt,
-                    max_attempts,
-                    Outcome::TimedOut,
-                    &error,
-                    Some(config.backoff(attempt)),
-                )
-                .await;
-            tracing::warn!(target: "worker", job = %id, attempt, %error, next = ?status.as_ref().ok(), "job attempt timed out");
-            status
-        }
+            ),
+        ),
     };
-    if let Err(err) = written {
-        tracing::warn!(target: "worker", job = %id, error = %err, "could not record the outcome; the job is retried after its lease");
+    let retry_in = Some(config.backoff(attempt));
+    match store
+        .fail(id, attempt, max_attempts, outcome, &error, retry_in)
+        .await
+    {
+        Ok(status) => {
+            tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = status.as_str(), "job attempt failed");
+            publish(status, Some(error));
+        }
+        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
+            "could not record the failure; the job is retried after its lease"),
     }
 }

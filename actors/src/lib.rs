@@ -6,8 +6,11 @@
 //! The HTTP layer (the `troupe` crate) only ever talks to actors through the
 //! [`slot::ActorSlot`]s handed out by [`supervisor::RootSupervisor`].
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod event_counter;
+pub mod events;
 pub mod executor;
 pub mod handlers;
 pub mod jobs;

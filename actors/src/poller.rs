@@ -40,6 +40,7 @@ use ractor::{
 };
 use serde::Serialize;
 
+use crate::events::EventKind;
 use crate::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
 use crate::jobs::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError};
 use crate::supervisor::{RestartPolicy, TreeHealth};
@@ -444,12 +445,21 @@ impl Actor for QueuePollerActor {
             let msg =
                 format!("executor {index} exceeded its restart limit; last failure: {reason}");
             tracing::error!(target: "system", "{msg}");
+            queue.events.publish(EventKind::ActorEscalated {
+                actor: format!("executor-{index}"),
+                reason: msg.clone(),
+            });
             state.args.health.escalate(msg);
         } else {
             slot.recent.push_back(Instant::now());
             slot.restarts += 1;
             slot.actor = Some(spawn_executor(&myself, &queue, index).await?);
             tracing::warn!(target: "system", actor = "executor", index, %reason, restarts = slot.restarts, "actor restarted");
+            queue.events.publish(EventKind::ActorRestarted {
+                actor: format!("executor-{index}"),
+                reason,
+                restarts: slot.restarts,
+            });
         }
         state.wake(&myself);
         Ok(())

@@ -29,6 +29,7 @@ use ractor::{
 };
 use serde::Deserialize;
 
+use crate::events::{EventKind, Events};
 use crate::slot::ActorSlot;
 
 /// How often a child may be restarted before the supervisor gives up on it.
@@ -132,6 +133,8 @@ pub enum SupervisorMsg {
 #[derive(Clone)]
 pub struct SupervisorArgs {
     pub children: Vec<ChildSpec>,
+    /// Restarts and escalations are published here.
+    pub events: Events,
     pub policy: RestartPolicy,
     pub health: TreeHealth,
 }
@@ -147,6 +150,7 @@ struct Child {
 
 pub struct SupervisorState {
     children: Vec<Child>,
+    events: Events,
     policy: RestartPolicy,
     health: TreeHealth,
     shutting_down: bool,
@@ -192,6 +196,7 @@ impl Actor for RootSupervisor {
         }
         Ok(SupervisorState {
             children,
+            events: args.events,
             policy: args.policy,
             health: args.health,
             shutting_down: false,
@@ -293,6 +298,10 @@ impl Actor for RootSupervisor {
                 humantime::format_duration(policy.within)
             );
             tracing::error!(target: "system", "{msg}; not restarting");
+            state.events.publish(EventKind::ActorEscalated {
+                actor: child.spec.name.into(),
+                reason: msg.clone(),
+            });
             state.health.escalate(msg);
             return Ok(());
         }
@@ -302,11 +311,20 @@ impl Actor for RootSupervisor {
                 child.restarts += 1;
                 child.started_at = SystemTime::now();
                 tracing::warn!(target: "system", actor = child.spec.name, %reason, restarts = child.restarts, "actor restarted");
+                state.events.publish(EventKind::ActorRestarted {
+                    actor: child.spec.name.into(),
+                    reason,
+                    restarts: child.restarts,
+                });
                 child.cell = Some(new_cell);
             }
             Err(err) => {
                 let msg = format!("actor {} could not be restarted: {err}", child.spec.name);
                 tracing::error!(target: "system", "{msg}");
+                state.events.publish(EventKind::ActorEscalated {
+                    actor: child.spec.name.into(),
+                    reason: msg.clone(),
+                });
                 state.health.escalate(msg);
             }
         }

@@ -36,6 +36,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
+use crate::events::{EventKind, Events};
 use crate::jobs::JobStore;
 use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
@@ -192,6 +193,7 @@ pub struct Users {
     sessions: Collection<SessionDoc>,
     used_tokens: Collection<Document>,
     jobs: JobStore,
+    events: Events,
     tokens: Arc<Tokens>,
     bcrypt_cost: u32,
     call_timeout: Duration,
@@ -201,11 +203,13 @@ impl Users {
     pub fn new(
         db: &Database,
         jobs: JobStore,
+        events: Events,
         tokens: Arc<Tokens>,
         bcrypt_cost: u32,
         call_timeout: Duration,
     ) -> Self {
         Self {
+            events,
             users: db.collection("users"),
             sessions: db.collection("sessions"),
             used_tokens: db.collection("used_refresh_tokens"),
@@ -255,8 +259,11 @@ impl Users {
             }
             other => other?,
         };
-        let pair = self.open_session(&user).await?;
-        tracing::info!(target: "user", user = %user.id, job = %job, "welcome e-mail queued for user {}", user.id);
+        let (pair, _) = self.open_session(&user).await?;
+        tracing::debug!(target: "user", user = %user.id, job = %job, "user created");
+        self.events.publish(EventKind::UserCreated {
+            user_id: user.id.to_hex(),
+        });
         Ok(pair)
     }
 
@@ -278,20 +285,25 @@ impl Users {
             tracing::info!(target: "auth", "login failed: invalid credentials");
             return Err(UserError::InvalidCredentials);
         };
-        let pair = self.open_session(&user).await?;
+        let (pair, sid) = self.open_session(&user).await?;
         self.jobs
             .enqueue(
                 "user.login",
                 doc! { "userId": user.id, "at": DateTime::now() },
             )
             .await?;
-        tracing::info!(target: "auth", user = %user.id, "login");
+        self.events.publish(EventKind::UserLoggedIn {
+            user_id: user.id.to_hex(),
+            session_id: sid,
+        });
         Ok(pair)
     }
 
-    async fn open_session(&self, user: &UserDoc) -> Result<TokenPair, UserError> {
+    /// A new session for `user`: its token pair and id.
+    async fn open_session(&self, user: &UserDoc) -> Result<(TokenPair, String), UserError> {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let issued = self.tokens.issue_pair(&user.id.to_hex(), &user.email, &sid);
+        let session_id = sid.clone();
         let now = DateTime::now();
         self.sessions
             .insert_one(SessionDoc {
@@ -304,10 +316,11 @@ impl Users {
                 expires_at: DateTime::from_millis(issued.refresh_claims.exp * 1000),
             })
             .await?;
-        Ok(TokenPair {
+        let pair = TokenPair {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,
-        })
+        };
+        Ok((pair, session_id))
     }
 
     async fn refresh(&self, token: String, claims: Claims) -> Result<TokenPair, UserError> {
@@ -328,8 +341,10 @@ impl Users {
         match used {
             Err(err) if is_duplicate_key(&err) => {
                 self.revoke_all(user_id).await?;
-                tracing::warn!(target: "auth", user = %user_id, session = %claims.sid,
-                    "refresh-token reuse detected for user {user_id}; all sessions revoked");
+                self.events.publish(EventKind::RefreshTokenReuseDetected {
+                    user_id: user_id.to_hex(),
+                    session_id: claims.sid.clone(),
+                });
                 return Err(UserError::TokenReused);
             }
             other => other?,
@@ -354,7 +369,10 @@ impl Users {
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: session ended");
             return Err(UserError::SessionRevoked);
         }
-        tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "tokens refreshed");
+        self.events.publish(EventKind::TokensRefreshed {
+            user_id: claims.sub.clone(),
+            session_id: claims.sid.clone(),
+        });
         Ok(TokenPair {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,
@@ -368,7 +386,10 @@ impl Users {
                 doc! { "$set": { "revoked": true, "updatedAt": DateTime::now() } },
             )
             .await?;
-        tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "logout");
+        self.events.publish(EventKind::UserLoggedOut {
+            user_id: claims.sub,
+            session_id: claims.sid,
+        });
         Ok(())
     }
 
@@ -414,7 +435,9 @@ impl Users {
         {
             tracing::warn!(target: "cache", user = %id, error = %err, "invalidation failed; the cached profile expires with its TTL");
         }
-        tracing::info!(target: "user", user = %id, "profile updated");
+        self.events.publish(EventKind::ProfileUpdated {
+            user_id: id.to_hex(),
+        });
         self.profile(id).await
     }
 

@@ -67,6 +67,7 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         let claims = state
+            .actors
             .tokens
             .verify(token, TokenType::Access)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
@@ -87,6 +88,7 @@ impl FromRequestParts<AppState> for RefreshBearer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         let claims = state
+            .actors
             .tokens
             .verify(token, TokenType::Refresh)
             .map_err(|_| ApiError::Unauthorized("invalid or expired refresh token"))?;

@@ -100,7 +100,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
         },
         state.redis.ping(),
     );
-    let actors = match state.tree.escalated() {
+    let actors = match state.actors.tree.escalated() {
         None => Ok(()),
         Some(reason) => Err(reason),
     };

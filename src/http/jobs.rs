@@ -230,6 +230,7 @@ async fn list_jobs(
 ) -> Result<Json<JobList>, ApiError> {
     let query = parse_list(params)?;
     let page = state
+        .actors
         .poller
         .call(
             |reply| PollerMsg::List { query, reply },
@@ -254,6 +255,7 @@ async fn job_stats(
     _operator: Operator,
 ) -> Result<Json<JobStats>, ApiError> {
     let stats = state
+        .actors
         .poller
         .call(|reply| PollerMsg::Stats { reply }, state.call_timeout())
         .await?
@@ -278,6 +280,7 @@ async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
     let (job, history) = state
+        .actors
         .poller
         .call(|reply| PollerMsg::Get { id, reply }, state.call_timeout())
         .await?
@@ -304,6 +307,7 @@ async fn retry_job(
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
     let job = state
+        .actors
         .poller
         .call(|reply| PollerMsg::Retry { id, reply }, state.call_timeout())
         .await?

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod ops;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(users::router())
         .merge(jobs::router())
+        .merge(ops::router())
         .split_for_parts();
     let settings = &state.settings.server;
     api.merge(SwaggerUi::new("/api").url("/api-json", openapi))

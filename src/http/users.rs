@@ -194,6 +194,7 @@ async fn signup(
         age: body.age,
     };
     let pair = state
+        .actors
         .users
         .call(|reply| UserMsg::Signup(new, reply), state.call_timeout())
         .await??;
@@ -213,6 +214,7 @@ async fn login(
 ) -> Result<Json<TokenPair>, ApiError> {
     let password = SecretString::from(body.password);
     let pair = state
+        .actors
         .users
         .call(
             |reply| UserMsg::Login {
@@ -238,6 +240,7 @@ async fn refresh(
     bearer: RefreshBearer,
 ) -> Result<Json<TokenPair>, ApiError> {
     let pair = state
+        .actors
         .users
         .call(
             |reply| UserMsg::Refresh {
@@ -262,6 +265,7 @@ async fn logout(
     user: AuthUser,
 ) -> Result<Json<LoggedOut>, ApiError> {
     state
+        .actors
         .users
         .call(
             |reply| UserMsg::Logout {
@@ -290,6 +294,7 @@ async fn profile(
     let id = mongodb::bson::oid::ObjectId::parse_str(&user.0.sub)
         .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
     state
+        .actors
         .users
         .call(|reply| UserMsg::Profile { id, reply }, state.call_timeout())
         .await??
@@ -317,6 +322,7 @@ async fn update_profile(
         age: body.age,
     };
     state
+        .actors
         .users
         .call(
             |reply| UserMsg::UpdateProfile { id, changes, reply },
@@ -343,6 +349,7 @@ async fn user_by_id(
     let id = ObjectId::parse_str(&id)
         .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))?;
     state
+        .actors
         .cache
         .call(|reply| CacheMsg::Get { id, reply }, state.call_timeout())
         .await??

@@ -25,7 +25,7 @@ fn key(app: &TestApp, id: &str) -> String {
 async fn miss_then_set_then_hit_each_logged_with_the_key() {
     let app = spawn_app().await;
     let (id, _) = signed_up_user(&app).await;
-    let stats = &app.state.cache_stats;
+    let stats = &app.state.actors.cache_stats;
 
     let first: Value = app.get(&format!("/users/{id}")).await.json().await.unwrap();
     assert_eq!(first["id"], id.as_str());
@@ -132,7 +132,7 @@ async fn malformed_id_is_400_and_unknown_id_is_404_briefly_remembered() {
     )
     .await;
     assert_eq!(
-        app.state.cache_stats.loads.load(Ordering::Relaxed),
+        app.state.actors.cache_stats.loads.load(Ordering::Relaxed),
         1,
         "the second 404 came from the cache"
     );
@@ -145,7 +145,10 @@ async fn fifty_concurrent_misses_cause_one_database_load() {
     let path = format!("/users/{id}");
     let responses = join_all((0..50).map(|_| app.get(&path))).await;
     assert!(responses.iter().all(|r| r.status() == StatusCode::OK));
-    assert_eq!(app.state.cache_stats.loads.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        app.state.actors.cache_stats.loads.load(Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test]
@@ -175,7 +178,11 @@ async fn a_profile_update_invalidates_the_cached_copy() {
     let after: Value = app.get(&path).await.json().await.unwrap();
     assert_eq!(after["name"], "Renamed");
     assert_eq!(
-        app.state.cache_stats.invalidations.load(Ordering::Relaxed),
+        app.state
+            .actors
+            .cache_stats
+            .invalidations
+            .load(Ordering::Relaxed),
         1
     );
 
@@ -259,7 +266,7 @@ async fn redis_outage_serves_from_mongodb_and_recovers_by_itself() {
     wait_for_redis(redis.port).await;
     let port = redis.port;
     let app = spawn_app_with(|s| s.redis.url = format!("redis://127.0.0.1:{port}").into()).await;
-    let stats = &app.state.cache_stats;
+    let stats = &app.state.actors.cache_stats;
     let (id, _) = signed_up_user(&app).await;
     let path = format!("/users/{id}");
 
@@ -292,7 +299,7 @@ async fn redis_outage_serves_from_mongodb_and_recovers_by_itself() {
         let path = path.clone();
         async move {
             let ok = app.get(&path).await.status() == StatusCode::OK;
-            (ok && !app.state.cache_stats.degraded()).then_some(())
+            (ok && !app.state.actors.cache_stats.degraded()).then_some(())
         }
     })
     .await;

@@ -243,6 +243,7 @@ impl TestApp {
     pub fn nudge(&self) {
         let _ = self
             .state
+            .actors
             .poller
             .cast(troupe_actors::poller::PollerMsg::Nudge);
     }

@@ -254,6 +254,7 @@ async fn a_panicking_executor_has_its_job_retried_at_once_and_is_replaced() {
 
     let pool = app
         .state
+        .actors
         .poller
         .call(|reply| PollerMsg::Pool { reply }, Duration::from_secs(5))
         .await

@@ -4,6 +4,7 @@
 mod cache;
 mod config;
 mod crash;
+mod events;
 mod health;
 mod helpers;
 mod http;

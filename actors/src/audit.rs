@@ -1,0 +1,89 @@
+//! AuditLog: an EventBus subscriber that writes user events to the `user`
+//! log category and authentication events to `auth`.
+//!
+//! # Contract
+//! Registers itself with the bus on every start (so a restart re-subscribes),
+//! for the user and auth kinds only, with a bounded backlog: if the log
+//! writer ever falls behind, the bus drops and counts events for it rather
+//! than slowing anyone down. Lines name ids only.
+//!
+//! # Failure
+//! Stateless; a restarted AuditLog simply registers again.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::events::{Delivery, EventKind, Registry};
+
+/// The kinds the audit log records.
+pub const KINDS: &[&str] = &[
+    "UserCreated",
+    "ProfileUpdated",
+    "UserLoggedIn",
+    "UserLoggedOut",
+    "TokensRefreshed",
+    "RefreshTokenReuseDetected",
+];
+
+/// How many events may wait for the log writer.
+const BACKLOG: usize = 4096;
+
+#[derive(Clone, Copy, Default)]
+pub struct AuditLog;
+
+impl Actor for AuditLog {
+    type Msg = Delivery;
+    type State = ();
+    type Arguments = Registry;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Delivery>,
+        registry: Registry,
+    ) -> Result<(), ActorProcessingErr> {
+        registry.subscribe_actor("audit-log", Some(KINDS), BACKLOG, myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Delivery>,
+        delivery: Delivery,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match &delivery.event.kind {
+            EventKind::UserCreated { user_id } => {
+                tracing::info!(target: "user", user = %user_id, "welcome e-mail queued for user {user_id}")
+            }
+            EventKind::ProfileUpdated { user_id } => {
+                tracing::info!(target: "user", user = %user_id, "profile updated for user {user_id}")
+            }
+            EventKind::UserLoggedIn {
+                user_id,
+                session_id,
+            } => {
+                tracing::info!(target: "auth", user = %user_id, session = %session_id, "login user {user_id}")
+            }
+            EventKind::UserLoggedOut {
+                user_id,
+                session_id,
+            } => {
+                tracing::info!(target: "auth", user = %user_id, session = %session_id, "logout user {user_id}")
+            }
+            EventKind::TokensRefreshed {
+                user_id,
+                session_id,
+            } => {
+                tracing::info!(target: "auth", user = %user_id, session = %session_id, "tokens refreshed for user {user_id}")
+            }
+            EventKind::RefreshTokenReuseDetected {
+                user_id,
+                session_id,
+            } => tracing::warn!(
+                target: "auth", user = %user_id, session = %session_id,
+                "refresh-token reuse detected for user {user_id}, all sessions revoked"
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+}

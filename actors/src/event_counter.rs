@@ -1,0 +1,63 @@
+//! EventCounter: an EventBus subscriber that counts events by kind, for
+//! `/metrics` and introspection.
+//!
+//! # Failure
+//! The counts live in [`EventCounts`], shared through its arguments, so a
+//! restart keeps them; the restarted actor registers with the bus again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::events::{Delivery, Registry};
+
+/// Events seen, by kind.
+#[derive(Clone, Default)]
+pub struct EventCounts(Arc<Mutex<BTreeMap<&'static str, u64>>>);
+
+impl EventCounts {
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().expect("event counts lock").clone()
+    }
+}
+
+#[derive(Clone)]
+pub struct CounterArgs {
+    pub registry: Registry,
+    pub counts: EventCounts,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct EventCounter;
+
+impl Actor for EventCounter {
+    type Msg = Delivery;
+    type State = EventCounts;
+    type Arguments = CounterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Delivery>,
+        args: CounterArgs,
+    ) -> Result<EventCounts, ActorProcessingErr> {
+        args.registry
+            .subscribe_actor("event-counter", None, 65_536, myself);
+        Ok(args.counts)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Delivery>,
+        delivery: Delivery,
+        counts: &mut EventCounts,
+    ) -> Result<(), ActorProcessingErr> {
+        *counts
+            .0
+            .lock()
+            .expect("event counts lock")
+            .entry(delivery.event.kind.name())
+            .or_default() += 1;
+        Ok(())
+    }
+}

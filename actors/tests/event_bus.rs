@@ -1,0 +1,241 @@
+//! The EventBus on its own: no database needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
+use troupe_actors::slot::ActorSlot;
+use troupe_actors::supervisor::{
+    ChildSpec, RestartPolicy, RootSupervisor, SupervisorArgs, TreeHealth,
+};
+
+fn created(n: u64) -> EventKind {
+    EventKind::UserCreated {
+        user_id: format!("user-{n}"),
+    }
+}
+
+fn n_of(kind: &EventKind) -> u64 {
+    match kind {
+        EventKind::UserCreated { user_id } => user_id.trim_start_matches("user-").parse().unwrap(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// A bus under a root supervisor, with `extra` children after it.
+async fn start(extra: impl FnOnce(&Registry) -> Vec<ChildSpec>) -> (Events, Registry) {
+    let registry = Registry::default();
+    let bus = ActorSlot::<BusMsg>::new("event-bus");
+    let events = Events::new(bus.clone());
+    let mut children = vec![ChildSpec::new(
+        EventBus,
+        BusArgs {
+            registry: registry.clone(),
+        },
+        bus,
+    )];
+    children.extend(extra(&registry));
+    let args = SupervisorArgs {
+        children,
+        events: events.clone(),
+        policy: RestartPolicy {
+            max_restarts: 10,
+            within: Duration::from_secs(60),
+        },
+        health: TreeHealth::default(),
+    };
+    Actor::spawn(None, RootSupervisor, args).await.unwrap();
+    (events, registry)
+}
+
+async fn recv(
+    rx: &mut tokio::sync::mpsc::Receiver<Arc<troupe_actors::events::Event>>,
+) -> Arc<troupe_actors::events::Event> {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("an event in time")
+        .expect("open")
+}
+
+#[tokio::test]
+async fn subscribers_get_only_the_kinds_they_asked_for() {
+    let (events, registry) = start(|_| vec![]).await;
+    let mut created_only = registry.subscribe_channel("created-only", Some(&["UserCreated"]), 16);
+    let mut everything = registry.subscribe_channel("everything", None, 16);
+    events.publish(EventKind::UserLoggedIn {
+        user_id: "u".into(),
+        session_id: "s".into(),
+    });
+    events.publish(created(1));
+    assert_eq!(recv(&mut created_only).await.kind, created(1));
+    assert_eq!(recv(&mut everything).await.kind.name(), "UserLoggedIn");
+    assert_eq!(recv(&mut everything).await.kind, created(1));
+    assert!(
+        created_only.try_recv().is_err(),
+        "nothing else for the filtered subscriber"
+    );
+}
+
+#[tokio::test]
+async fn events_from_one_publisher_arrive_in_publish_order() {
+    let (events, registry) = start(|_| vec![]).await;
+    let mut rx = registry.subscribe_channel("ordered", None, 2000);
+    for n in 0..1000 {
+        events.publish(created(n));
+    }
+    for n in 0..1000 {
+        let event = recv(&mut rx).await;
+        assert_eq!(n_of(&event.kind), n);
+    }
+}
+
+/// A subscriber actor that panics on the event it is told to.
+#[derive(Clone)]
+struct Fragile {
+    panic_on: u64,
+    seen: Arc<AtomicU64>,
+}
+
+impl Actor for Fragile {
+    type Msg = Delivery;
+    type State = ();
+    type Arguments = Registry;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Delivery>,
+        registry: Registry,
+    ) -> Result<(), ActorProcessingErr> {
+        registry.subscribe_actor("fragile", Some(&["UserCreated"]), 1024, myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Delivery>,
+        delivery: Delivery,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let n = n_of(&delivery.event.kind);
+        if n == self.panic_on {
+            panic!("subscriber bug on event {n}");
+        }
+        self.seen.store(n, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let fragile = Fragile {
+        panic_on: 5,
+        seen: Arc::clone(&seen),
+    };
+    let (events, registry) = start(|registry| {
+        vec![ChildSpec::new(
+            fragile,
+            registry.clone(),
+            ActorSlot::new("fragile"),
+        )]
+    })
+    .await;
+    let mut steady = registry.subscribe_channel("steady", Some(&["UserCreated"]), 100);
+    for n in 1..=5 {
+        events.publish(created(n));
+    }
+    for n in 1..=5 {
+        assert_eq!(n_of(&recv(&mut steady).await.kind), n);
+    }
+    // The restarted subscriber receives what comes after its crash.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut n = 6;
+    while seen.load(Ordering::SeqCst) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fragile subscriber never came back"
+        );
+        events.publish(created(n));
+        assert_eq!(n_of(&recv(&mut steady).await.kind), n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = registry.stats();
+    assert_eq!(
+        stats.iter().filter(|s| s.name == "fragile").count(),
+        1,
+        "re-registered, not duplicated"
+    );
+    // The supervisor published the restart.
+    let mut restarts = registry.subscribe_channel("restarts", Some(&["ActorRestarted"]), 10);
+    events.publish(created(5)); // the fragile one panics again
+    let restarted = recv(&mut restarts).await;
+    assert!(
+        matches!(&restarted.kind, EventKind::ActorRestarted { actor, .. } if actor == "fragile"),
+        "{restarted:?}"
+    );
+}
+
+/// A subscriber that takes 50 ms per event.
+#[derive(Clone, Copy)]
+struct Sluggish;
+
+impl Actor for Sluggish {
+    type Msg = Delivery;
+    type State = ();
+    type Arguments = Registry;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Delivery>,
+        registry: Registry,
+    ) -> Result<(), ActorProcessingErr> {
+        registry.subscribe_actor("sluggish", None, 8, myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Delivery>,
+        _: Delivery,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_neither_slows_the_publisher_nor_the_others() {
+    let (events, registry) = start(|registry| {
+        vec![ChildSpec::new(
+            Sluggish,
+            registry.clone(),
+            ActorSlot::new("sluggish"),
+        )]
+    })
+    .await;
+    let mut fast = registry.subscribe_channel("fast", None, 2000);
+    for n in 0..1000 {
+        events.publish(created(n));
+    }
+    // The fast subscriber gets all 1000 while the slow one has handled only a few.
+    for n in 0..1000 {
+        assert_eq!(n_of(&recv(&mut fast).await.kind), n);
+    }
+    let sluggish = registry
+        .stats()
+        .into_iter()
+        .find(|s| s.name == "sluggish")
+        .unwrap();
+    assert!(sluggish.delivered < 100, "{sluggish:?}");
+    assert_eq!(
+        sluggish.delivered + sluggish.dropped,
+        1000,
+        "every event accepted or counted as dropped"
+    );
+    assert!(sluggish.backlog <= 8);
+    assert_eq!(events.published(), 1000);
+}

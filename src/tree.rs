@@ -1,0 +1,146 @@
+//! The actor tree: which actors run, in which order, with what arguments,
+//! and the handles (slots, shared counters) the HTTP layer reaches them by.
+//!
+//! ```text
+//! RootSupervisor
+//! ├── EventBus           domain events → subscribers
+//! ├── AuditLog           user/auth events → the `user` and `auth` log files
+//! ├── EventCounter       events by kind → metrics
+//! ├── UserActor          users, sessions; enqueues jobs
+//! ├── CacheActor         Redis read-through of public profiles
+//! └── QueuePollerActor   claims jobs
+//!     └── JobExecutor × N
+//! ```
+//! Started top to bottom, stopped bottom to top: the bus outlives everything
+//! that publishes, and the poller stops (finishing its jobs) first.
+
+use std::sync::Arc;
+
+use mongodb::Database;
+use troupe_actors::audit::AuditLog;
+use troupe_actors::cache::{CacheActor, CacheArgs, CacheMsg, CacheStats};
+use troupe_actors::event_counter::{CounterArgs, EventCounter, EventCounts};
+use troupe_actors::events::{BusArgs, BusMsg, EventBus, Events, Registry};
+use troupe_actors::executor::Queue;
+use troupe_actors::handlers::{JobHandlers, Mailer};
+use troupe_actors::jobs::JobStore;
+use troupe_actors::poller::{PollerArgs, PollerMsg, QueuePollerActor};
+use troupe_actors::slot::ActorSlot;
+use troupe_actors::store::RedisStore;
+use troupe_actors::supervisor::{ChildSpec, TreeHealth};
+use troupe_actors::tokens::Tokens;
+use troupe_actors::user::{UserActor, UserArgs, UserMsg, Users};
+
+use crate::config::Settings;
+
+/// How the rest of the service reaches the actors. Cheap to clone.
+#[derive(Clone)]
+pub struct Actors {
+    pub users: ActorSlot<UserMsg>,
+    pub cache: ActorSlot<CacheMsg>,
+    pub poller: ActorSlot<PollerMsg>,
+    pub bus: ActorSlot<BusMsg>,
+    /// Publish domain events.
+    pub events: Events,
+    /// Subscribe to domain events (live streams).
+    pub registry: Registry,
+    pub event_counts: EventCounts,
+    pub cache_stats: Arc<CacheStats>,
+    pub tree: TreeHealth,
+    pub tokens: Arc<Tokens>,
+}
+
+/// The children of the root supervisor, in start order, and their handles.
+pub fn build(
+    settings: &Settings,
+    db: &Database,
+    redis: &RedisStore,
+    mailer: Mailer,
+    extra_jobs: JobHandlers,
+) -> (Vec<ChildSpec>, Actors) {
+    let call_timeout = settings.actors.call_timeout;
+    let instance = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let store = JobStore::new(db, instance, settings.queue.max_attempts);
+    let bus = ActorSlot::new("event-bus");
+    let actors = Actors {
+        users: ActorSlot::new("user"),
+        cache: ActorSlot::new("cache"),
+        poller: ActorSlot::new("queue-poller"),
+        events: Events::new(bus.clone()),
+        bus,
+        registry: Registry::default(),
+        event_counts: EventCounts::default(),
+        cache_stats: Arc::new(CacheStats::default()),
+        tree: TreeHealth::default(),
+        tokens: Arc::new(Tokens::new(&settings.auth)),
+    };
+    let a = &actors;
+    let users = Users::new(
+        db,
+        store.clone(),
+        a.events.clone(),
+        Arc::clone(&a.tokens),
+        settings.auth.bcrypt_cost,
+        call_timeout,
+    );
+    let queue = Queue {
+        store,
+        events: a.events.clone(),
+        handlers: JobHandlers::standard(db, mailer).merge(extra_jobs),
+        config: settings.queue.clone(),
+    };
+    let children = vec![
+        ChildSpec::new(
+            EventBus,
+            BusArgs {
+                registry: a.registry.clone(),
+            },
+            a.bus.clone(),
+        ),
+        ChildSpec::new(AuditLog, a.registry.clone(), ActorSlot::new("audit-log")),
+        ChildSpec::new(
+            EventCounter,
+            CounterArgs {
+                registry: a.registry.clone(),
+                counts: a.event_counts.clone(),
+            },
+            ActorSlot::new("event-counter"),
+        ),
+        ChildSpec::new(
+            UserActor,
+            UserArgs {
+                users: Arc::new(users),
+                cache: a.cache.clone(),
+                poller: a.poller.clone(),
+            },
+            a.users.clone(),
+        ),
+        ChildSpec::new(
+            CacheActor,
+            CacheArgs {
+                redis: redis.clone(),
+                users: a.users.clone(),
+                config: settings.cache.clone(),
+                stats: Arc::clone(&a.cache_stats),
+                call_timeout,
+            },
+            a.cache.clone(),
+        ),
+        ChildSpec::new(
+            QueuePollerActor,
+            PollerArgs {
+                queue: Arc::new(queue),
+                grace: settings.server.shutdown_grace,
+                policy: settings.actors.restart,
+                health: a.tree.clone(),
+            },
+            a.poller.clone(),
+        ),
+    ];
+    (children, actors)
+}
