@@ -22,6 +22,7 @@ use troupe_actors::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use troupe_actors::user::Users;
 
 use crate::config::Settings;
+use crate::http::metrics::Metrics;
 use crate::state::{AppState, Inner};
 use crate::tree;
 
@@ -104,12 +105,15 @@ impl Application {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let metrics = Arc::new(Metrics::new(&actors.queue_metrics));
         let state = AppState::new(Inner {
             settings,
             db,
             redis,
             started,
             actors,
+            supervisor: supervisor.clone(),
+            metrics,
             indexes_ready,
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),

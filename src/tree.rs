@@ -17,15 +17,16 @@
 use std::sync::Arc;
 
 use mongodb::Database;
-use troupe_actors::audit::AuditLog;
+use troupe_actors::audit::{AuditLog, SubscriberArgs};
 use troupe_actors::cache::{CacheActor, CacheArgs, CacheMsg, CacheStats};
 use troupe_actors::event_counter::{CounterArgs, EventCounter, EventCounts};
-use troupe_actors::events::{BusArgs, BusMsg, EventBus, Events, Registry};
-use troupe_actors::executor::Queue;
+use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
+use troupe_actors::executor::{Queue, QueueMetrics};
 use troupe_actors::handlers::{JobHandlers, Mailer};
 use troupe_actors::jobs::JobStore;
 use troupe_actors::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use troupe_actors::slot::ActorSlot;
+use troupe_actors::stats::ActorStats;
 use troupe_actors::store::RedisStore;
 use troupe_actors::supervisor::{ChildSpec, TreeHealth};
 use troupe_actors::tokens::Tokens;
@@ -48,6 +49,33 @@ pub struct Actors {
     pub cache_stats: Arc<CacheStats>,
     pub tree: TreeHealth,
     pub tokens: Arc<Tokens>,
+    /// Counts of each executor place of the pool.
+    pub executor_stats: Vec<Arc<ActorStats>>,
+    pub audit: ActorSlot<Delivery>,
+    /// Claim and execution histograms, recorded by the queue's actors.
+    pub queue_metrics: QueueMetrics,
+    pub counter: ActorSlot<Delivery>,
+}
+
+impl Actors {
+    /// The stats (and fault switch) of the actor called `name`.
+    pub fn stats_of(&self, name: &str) -> Option<Arc<ActorStats>> {
+        if let Some(index) = name
+            .strip_prefix("executor-")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            return self.executor_stats.get(index).cloned();
+        }
+        match name {
+            n if n == self.users.name() => Some(self.users.stats()),
+            n if n == self.cache.name() => Some(self.cache.stats()),
+            n if n == self.poller.name() => Some(self.poller.stats()),
+            n if n == self.bus.name() => Some(self.bus.stats()),
+            n if n == self.audit.name() => Some(self.audit.stats()),
+            n if n == self.counter.name() => Some(self.counter.stats()),
+            _ => None,
+        }
+    }
 }
 
 /// The children of the root supervisor, in start order, and their handles.
@@ -78,6 +106,12 @@ pub fn build(
         cache_stats: Arc::new(CacheStats::default()),
         tree: TreeHealth::default(),
         tokens: Arc::new(Tokens::new(&settings.auth)),
+        executor_stats: (0..settings.queue.executors)
+            .map(|_| Arc::default())
+            .collect(),
+        audit: ActorSlot::new("audit-log"),
+        queue_metrics: QueueMetrics::default(),
+        counter: ActorSlot::new("event-counter"),
     };
     let a = &actors;
     let users = Users::new(
@@ -89,27 +123,38 @@ pub fn build(
         call_timeout,
     );
     let queue = Queue {
+        metrics: a.queue_metrics.clone(),
         store,
         events: a.events.clone(),
         handlers: JobHandlers::standard(db, mailer).merge(extra_jobs),
         config: settings.queue.clone(),
     };
+    let (audit, counter) = (a.audit.clone(), a.counter.clone());
     let children = vec![
         ChildSpec::new(
             EventBus,
             BusArgs {
                 registry: a.registry.clone(),
+                stats: a.bus.stats(),
             },
             a.bus.clone(),
         ),
-        ChildSpec::new(AuditLog, a.registry.clone(), ActorSlot::new("audit-log")),
+        ChildSpec::new(
+            AuditLog,
+            SubscriberArgs {
+                registry: a.registry.clone(),
+                stats: audit.stats(),
+            },
+            audit,
+        ),
         ChildSpec::new(
             EventCounter,
             CounterArgs {
                 registry: a.registry.clone(),
                 counts: a.event_counts.clone(),
+                stats: counter.stats(),
             },
-            ActorSlot::new("event-counter"),
+            counter,
         ),
         ChildSpec::new(
             UserActor,
@@ -117,6 +162,7 @@ pub fn build(
                 users: Arc::new(users),
                 cache: a.cache.clone(),
                 poller: a.poller.clone(),
+                stats: a.users.stats(),
             },
             a.users.clone(),
         ),
@@ -128,6 +174,7 @@ pub fn build(
                 config: settings.cache.clone(),
                 stats: Arc::clone(&a.cache_stats),
                 call_timeout,
+                actor_stats: a.cache.stats(),
             },
             a.cache.clone(),
         ),
@@ -138,6 +185,8 @@ pub fn build(
                 grace: settings.server.shutdown_grace,
                 policy: settings.actors.restart,
                 health: a.tree.clone(),
+                stats: a.poller.stats(),
+                executor_stats: a.executor_stats.clone(),
             },
             a.poller.clone(),
         ),

@@ -12,7 +12,10 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use std::sync::Arc;
+
 use crate::events::{Delivery, EventKind, Registry};
+use crate::stats::ActorStats;
 
 /// The kinds the audit log records.
 pub const KINDS: &[&str] = &[
@@ -27,29 +30,43 @@ pub const KINDS: &[&str] = &[
 /// How many events may wait for the log writer.
 const BACKLOG: usize = 4096;
 
+/// Arguments of a subscriber actor: where to register, and its stats.
+#[derive(Clone)]
+pub struct SubscriberArgs {
+    pub registry: Registry,
+    pub stats: Arc<ActorStats>,
+}
+
 #[derive(Clone, Copy, Default)]
 pub struct AuditLog;
 
 impl Actor for AuditLog {
     type Msg = Delivery;
-    type State = ();
-    type Arguments = Registry;
+    type State = Arc<ActorStats>;
+    type Arguments = SubscriberArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Delivery>,
-        registry: Registry,
-    ) -> Result<(), ActorProcessingErr> {
-        registry.subscribe_actor("audit-log", Some(KINDS), BACKLOG, myself);
-        Ok(())
+        args: SubscriberArgs,
+    ) -> Result<Arc<ActorStats>, ActorProcessingErr> {
+        args.registry.subscribe_actor(
+            "audit-log",
+            Some(KINDS),
+            BACKLOG,
+            myself,
+            Arc::clone(&args.stats),
+        );
+        Ok(args.stats)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Delivery>,
+        myself: ActorRef<Delivery>,
         delivery: Delivery,
-        _state: &mut (),
+        stats: &mut Arc<ActorStats>,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = stats.begin(&myself.get_cell()).await;
         match &delivery.event.kind {
             EventKind::UserCreated { user_id } => {
                 tracing::info!(target: "user", user = %user_id, "welcome e-mail queued for user {user_id}")

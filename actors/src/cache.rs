@@ -36,6 +36,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Deserialize;
 
 use crate::slot::ActorSlot;
+use crate::stats::ActorStats;
 use crate::store::RedisStore;
 use crate::user::{PublicProfile, UserError, UserMsg};
 
@@ -111,6 +112,7 @@ pub struct CacheArgs {
     pub config: CacheConfig,
     pub stats: Arc<CacheStats>,
     pub call_timeout: Duration,
+    pub actor_stats: Arc<ActorStats>,
 }
 
 struct Inflight {
@@ -123,6 +125,7 @@ struct Inflight {
 
 pub struct CacheState {
     shared: Arc<Shared>,
+    actor_stats: Arc<ActorStats>,
     inflight: HashMap<ObjectId, Inflight>,
 }
 
@@ -250,6 +253,7 @@ impl Actor for CacheActor {
                 call_timeout: args.call_timeout,
             }),
             inflight: HashMap::new(),
+            actor_stats: args.actor_stats,
         })
     }
 
@@ -260,9 +264,11 @@ impl Actor for CacheActor {
         message: CacheMsg,
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.actor_stats.begin(&myself.get_cell()).await;
         match message {
             CacheMsg::Get { id, reply } => {
-                let shared = Arc::clone(&state.shared);
+                let (shared, actor_stats) =
+                    (Arc::clone(&state.shared), Arc::clone(&state.actor_stats));
                 tokio::spawn(async move {
                     match shared.read(&id).await {
                         Ok(Some(hit)) => {
@@ -270,6 +276,7 @@ impl Actor for CacheActor {
                         }
                         // Miss, or Redis down: join (or start) the single load.
                         _ => {
+                            actor_stats.sent();
                             let _ = myself.cast(CacheMsg::Missed { id, reply });
                         }
                     }
@@ -290,9 +297,11 @@ impl Actor for CacheActor {
                         invalidations: vec![],
                     },
                 );
-                let shared = Arc::clone(&state.shared);
+                let (shared, actor_stats) =
+                    (Arc::clone(&state.shared), Arc::clone(&state.actor_stats));
                 tokio::spawn(async move {
                     let result = shared.load(id).await;
+                    actor_stats.sent();
                     let _ = myself.cast(CacheMsg::Loaded { id, result });
                 });
             }

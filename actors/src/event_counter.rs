@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::events::{Delivery, Registry};
+use crate::stats::ActorStats;
 
 /// Events seen, by kind.
 #[derive(Clone, Default)]
@@ -26,6 +27,7 @@ impl EventCounts {
 pub struct CounterArgs {
     pub registry: Registry,
     pub counts: EventCounts,
+    pub stats: Arc<ActorStats>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -33,26 +35,33 @@ pub struct EventCounter;
 
 impl Actor for EventCounter {
     type Msg = Delivery;
-    type State = EventCounts;
+    type State = CounterArgs;
     type Arguments = CounterArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Delivery>,
         args: CounterArgs,
-    ) -> Result<EventCounts, ActorProcessingErr> {
-        args.registry
-            .subscribe_actor("event-counter", None, 65_536, myself);
-        Ok(args.counts)
+    ) -> Result<CounterArgs, ActorProcessingErr> {
+        args.registry.subscribe_actor(
+            "event-counter",
+            None,
+            65_536,
+            myself,
+            Arc::clone(&args.stats),
+        );
+        Ok(args)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Delivery>,
+        myself: ActorRef<Delivery>,
         delivery: Delivery,
-        counts: &mut EventCounts,
+        state: &mut CounterArgs,
     ) -> Result<(), ActorProcessingErr> {
-        *counts
+        let _handling = state.stats.begin(&myself.get_cell()).await;
+        *state
+            .counts
             .0
             .lock()
             .expect("event counts lock")

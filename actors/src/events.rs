@@ -33,6 +33,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::slot::ActorSlot;
+use crate::stats::ActorStats;
 
 /// What happened. Ids only: never a secret, a token or a hash.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -150,6 +151,7 @@ enum Sink {
     Actor {
         actor: ActorRef<Delivery>,
         backlog: Arc<AtomicUsize>,
+        stats: Arc<ActorStats>,
     },
     Channel(mpsc::Sender<Arc<Event>>),
 }
@@ -194,6 +196,7 @@ impl Registry {
         kinds: Option<&[&'static str]>,
         capacity: usize,
         actor: ActorRef<Delivery>,
+        stats: Arc<ActorStats>,
     ) {
         self.add(Subscription {
             name: name.into(),
@@ -202,6 +205,7 @@ impl Registry {
             sink: Sink::Actor {
                 actor,
                 backlog: Arc::new(AtomicUsize::new(0)),
+                stats,
             },
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -264,7 +268,11 @@ impl Registry {
                 continue;
             }
             let accepted = match &sub.sink {
-                Sink::Actor { actor, backlog } => {
+                Sink::Actor {
+                    actor,
+                    backlog,
+                    stats,
+                } => {
                     if backlog.fetch_add(1, Ordering::AcqRel) >= sub.capacity {
                         backlog.fetch_sub(1, Ordering::AcqRel);
                         false
@@ -275,6 +283,7 @@ impl Registry {
                         };
                         // A dead subscriber drops the delivery (and its ticket); its
                         // supervisor restarts it and it registers again.
+                        stats.sent();
                         actor.cast(delivery).is_ok()
                     }
                 }
@@ -348,6 +357,7 @@ impl Events {
 #[derive(Clone)]
 pub struct BusArgs {
     pub registry: Registry,
+    pub stats: Arc<ActorStats>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -355,25 +365,26 @@ pub struct EventBus;
 
 impl Actor for EventBus {
     type Msg = BusMsg;
-    type State = Registry;
+    type State = BusArgs;
     type Arguments = BusArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<BusMsg>,
         args: BusArgs,
-    ) -> Result<Registry, ActorProcessingErr> {
-        Ok(args.registry)
+    ) -> Result<BusArgs, ActorProcessingErr> {
+        Ok(args)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<BusMsg>,
+        myself: ActorRef<BusMsg>,
         message: BusMsg,
-        registry: &mut Registry,
+        state: &mut BusArgs,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.stats.begin(&myself.get_cell()).await;
         let BusMsg::Publish(event) = message;
-        registry.dispatch(&Arc::new(event));
+        state.registry.dispatch(&Arc::new(event));
         Ok(())
     }
 }

@@ -23,12 +23,33 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinSet;
 
 use crate::events::{EventKind, Events};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
 use crate::handlers::JobHandlers;
 use crate::jobs::{Job, JobStatus, JobStore, Outcome, QueueConfig};
 use crate::poller::PollerMsg;
+use crate::stats::ActorStats;
+
+/// Claim and execution durations, in seconds (exported on `/metrics`).
+#[derive(Clone)]
+pub struct QueueMetrics {
+    pub claim_seconds: Histogram,
+    pub execution_seconds: Histogram,
+}
+
+impl Default for QueueMetrics {
+    fn default() -> Self {
+        let buckets = || exponential_buckets(0.0005, 2.0, 16);
+        Self {
+            claim_seconds: Histogram::new(buckets()),
+            execution_seconds: Histogram::new(buckets()),
+        }
+    }
+}
 
 /// What the poller and its executors share.
 pub struct Queue {
+    pub metrics: QueueMetrics,
     pub store: JobStore,
     /// JobCompleted / JobFailed / executor restarts are published here.
     pub events: Events,
@@ -45,6 +66,9 @@ pub struct ExecutorArgs {
     pub index: usize,
     pub queue: Arc<Queue>,
     pub poller: ActorRef<PollerMsg>,
+    /// The poller's stats (to count the `Finished` sent to it).
+    pub poller_stats: Arc<ActorStats>,
+    pub stats: Arc<ActorStats>,
 }
 
 pub struct ExecutorState {
@@ -52,6 +76,8 @@ pub struct ExecutorState {
     name: String,
     queue: Arc<Queue>,
     poller: ActorRef<PollerMsg>,
+    poller_stats: Arc<ActorStats>,
+    stats: Arc<ActorStats>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -72,19 +98,23 @@ impl Actor for JobExecutor {
             name: format!("{}/executor-{}", args.queue.store.instance(), args.index),
             queue: args.queue,
             poller: args.poller,
+            poller_stats: args.poller_stats,
+            stats: args.stats,
         })
     }
 
     #[tracing::instrument(skip_all, name = "executor", fields(executor = state.index))]
     async fn handle(
         &self,
-        _myself: ActorRef<ExecutorMsg>,
+        myself: ActorRef<ExecutorMsg>,
         message: ExecutorMsg,
         state: &mut ExecutorState,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.stats.begin(&myself.get_cell()).await;
         let ExecutorMsg::Run(job) = message;
         let id = job.id;
         run(&state.queue, &state.name, *job).await;
+        state.poller_stats.sent();
         let _ = state.poller.cast(PollerMsg::Finished {
             executor: state.index,
             job: id,
@@ -158,6 +188,10 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let _ = stop.send(());
     while renewals.join_next().await.is_some() {}
 
+    queue
+        .metrics
+        .execution_seconds
+        .observe(started.elapsed().as_secs_f64());
     let ms = started.elapsed().as_millis() as u64;
     let (outcome, error) = match outcome {
         Ok(Ok(result)) => {

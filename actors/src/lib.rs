@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod jobs;
 pub mod poller;
 pub mod slot;
+pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod tokens;

@@ -43,6 +43,7 @@ use serde::Serialize;
 use crate::events::EventKind;
 use crate::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
 use crate::jobs::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError};
+use crate::stats::{ActorStats, Timings};
 use crate::supervisor::{RestartPolicy, TreeHealth};
 
 type Reply<T> = RpcReplyPort<Result<T, String>>;
@@ -106,6 +107,10 @@ pub struct ExecutorInfo {
     /// The job it holds, if busy.
     pub job: Option<String>,
     pub restarts: u64,
+    pub restart_budget_left: u32,
+    pub messages_handled: u64,
+    pub mailbox_backlog: u64,
+    pub handling: Option<Timings>,
 }
 
 #[derive(Clone)]
@@ -116,6 +121,9 @@ pub struct PollerArgs {
     /// Restart budget of each executor.
     pub policy: RestartPolicy,
     pub health: TreeHealth,
+    pub stats: Arc<ActorStats>,
+    /// One per executor place, kept across executor restarts.
+    pub executor_stats: Vec<Arc<ActorStats>>,
 }
 
 /// The job an executor holds.
@@ -154,7 +162,7 @@ pub struct PollerState {
 impl PollerState {
     /// Start a claim for every idle executor, listing candidates when needed.
     fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
-        let queue = &self.args.queue;
+        let (queue, stats) = (&self.args.queue, &self.args.stats);
         for (index, slot) in self.executors.iter_mut().enumerate() {
             if slot.actor.is_none() || !matches!(slot.work, Work::Idle) {
                 continue;
@@ -162,26 +170,30 @@ impl PollerState {
             let Some(candidate) = self.candidates.pop_front() else {
                 if !self.listing && !self.exhausted {
                     self.listing = true;
-                    let (queue, me) = (Arc::clone(queue), myself.clone());
+                    let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
                     tokio::spawn(async move {
                         let found = queue
                             .store
                             .candidates(CANDIDATE_BATCH)
                             .await
                             .map_err(|e| e.to_string());
-                        let _ = me.cast(PollerMsg::Listed(found));
+                        send(&me, &stats, PollerMsg::Listed(found));
                     });
                 }
                 return;
             };
             slot.work = Work::Claiming;
-            let (queue, me) = (Arc::clone(queue), myself.clone());
+            let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
             tokio::spawn(async move {
                 let job = claim(&queue, &candidate, index).await;
-                let _ = me.cast(PollerMsg::Claimed {
-                    executor: index,
-                    job,
-                });
+                send(
+                    &me,
+                    &stats,
+                    PollerMsg::Claimed {
+                        executor: index,
+                        job,
+                    },
+                );
             });
         }
     }
@@ -211,15 +223,44 @@ async fn claim(queue: &Queue, candidate: &Candidate, executor: usize) -> Option<
     }
 }
 
+/// Cast to the poller, counting the message in its mailbox backlog.
+fn send(poller: &ActorRef<PollerMsg>, stats: &ActorStats, message: PollerMsg) {
+    stats.sent();
+    let _ = poller.cast(message);
+}
+
+/// Send `message()` to the poller every `period`, until it stops.
+fn every(
+    poller: &ActorRef<PollerMsg>,
+    stats: &Arc<ActorStats>,
+    period: Duration,
+    message: fn() -> PollerMsg,
+) {
+    let (poller, stats) = (poller.clone(), Arc::clone(stats));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            stats.sent();
+            if poller.cast(message()).is_err() {
+                return; // the poller stopped
+            }
+        }
+    });
+}
+
 async fn spawn_executor(
     myself: &ActorRef<PollerMsg>,
-    queue: &Arc<Queue>,
+    args: &PollerArgs,
     index: usize,
 ) -> Result<ActorRef<ExecutorMsg>, ActorProcessingErr> {
     let args = ExecutorArgs {
         index,
-        queue: Arc::clone(queue),
+        queue: Arc::clone(&args.queue),
         poller: myself.clone(),
+        poller_stats: Arc::clone(&args.stats),
+        stats: Arc::clone(&args.executor_stats[index]),
     };
     let (actor, _) = Actor::spawn_linked(None, JobExecutor, args, myself.get_cell()).await?;
     Ok(actor)
@@ -269,7 +310,7 @@ impl Actor for QueuePollerActor {
         let mut executors = Vec::with_capacity(args.queue.config.executors);
         for index in 0..args.queue.config.executors {
             executors.push(Executor {
-                actor: Some(spawn_executor(&myself, &args.queue, index).await?),
+                actor: Some(spawn_executor(&myself, &args, index).await?),
                 work: Work::Idle,
                 restarts: 0,
                 recent: VecDeque::new(),
@@ -290,8 +331,12 @@ impl Actor for QueuePollerActor {
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
         let config = &state.args.queue.config;
-        myself.send_interval(config.poll_interval, || PollerMsg::Tick);
-        myself.send_interval(config.prune_interval, || PollerMsg::Prune);
+        every(&myself, &state.args.stats, config.poll_interval, || {
+            PollerMsg::Tick
+        });
+        every(&myself, &state.args.stats, config.prune_interval, || {
+            PollerMsg::Prune
+        });
         state.wake(&myself);
         Ok(())
     }
@@ -303,6 +348,7 @@ impl Actor for QueuePollerActor {
         message: PollerMsg,
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.args.stats.begin(&myself.get_cell()).await;
         let queue = Arc::clone(&state.args.queue);
         match message {
             PollerMsg::Tick => {
@@ -338,6 +384,7 @@ impl Actor for QueuePollerActor {
                         attempt: job.attempts,
                         max_attempts: job.max_attempts,
                     };
+                    state.args.executor_stats[executor].sent();
                     match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
                         Some(Ok(())) => slot.work = Work::Busy(held),
                         // The executor died while we claimed for it.
@@ -375,11 +422,12 @@ impl Actor for QueuePollerActor {
             PollerMsg::Get { id, reply } => answer(reply, async move { queue.store.get(id).await }),
             PollerMsg::Stats { reply } => answer(reply, async move { queue.store.stats().await }),
             PollerMsg::Retry { id, reply } => {
+                let stats = Arc::clone(&state.args.stats);
                 tokio::spawn(async move {
                     let result = queue.store.retry(id).await;
                     if result.is_ok() {
                         tracing::info!(target: "worker", job = %id, "failed job put back to pending");
-                        let _ = myself.cast(PollerMsg::Nudge);
+                        send(&myself, &stats, PollerMsg::Nudge);
                     }
                     let _ = reply.send(result);
                 });
@@ -398,6 +446,15 @@ impl Actor for QueuePollerActor {
                             _ => None,
                         },
                         restarts: e.restarts,
+                        restart_budget_left: state.args.policy.max_restarts.saturating_sub(
+                            e.recent
+                                .iter()
+                                .filter(|t| t.elapsed() < state.args.policy.within)
+                                .count() as u32,
+                        ),
+                        messages_handled: state.args.executor_stats[index].handled(),
+                        mailbox_backlog: state.args.executor_stats[index].backlog(),
+                        handling: state.args.executor_stats[index].timings(),
                     })
                     .collect();
                 let busy = executors.iter().filter(|e| e.job.is_some()).count();
@@ -453,7 +510,7 @@ impl Actor for QueuePollerActor {
         } else {
             slot.recent.push_back(Instant::now());
             slot.restarts += 1;
-            slot.actor = Some(spawn_executor(&myself, &queue, index).await?);
+            slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
             tracing::warn!(target: "system", actor = "executor", index, %reason, restarts = slot.restarts, "actor restarted");
             queue.events.publish(EventKind::ActorRestarted {
                 actor: format!("executor-{index}"),

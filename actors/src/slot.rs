@@ -14,6 +14,8 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
+use crate::stats::ActorStats;
+
 /// Why a call to an actor produced no answer.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CallError {
@@ -30,6 +32,7 @@ pub enum CallError {
 pub struct ActorSlot<M: Message> {
     name: &'static str,
     current: Arc<RwLock<Option<ActorRef<M>>>>,
+    stats: Arc<ActorStats>,
 }
 
 impl<M: Message> Clone for ActorSlot<M> {
@@ -37,6 +40,7 @@ impl<M: Message> Clone for ActorSlot<M> {
         Self {
             name: self.name,
             current: Arc::clone(&self.current),
+            stats: Arc::clone(&self.stats),
         }
     }
 }
@@ -47,7 +51,13 @@ impl<M: Message> ActorSlot<M> {
         Self {
             name,
             current: Arc::new(RwLock::new(None)),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts and fault switch of this actor (shared by every incarnation).
+    pub fn stats(&self) -> Arc<ActorStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The actor's name.
@@ -57,6 +67,7 @@ impl<M: Message> ActorSlot<M> {
 
     /// Called by the supervisor after (re)starting the actor.
     pub fn set(&self, actor: ActorRef<M>) {
+        self.stats.restarted();
         *self.current.write().expect("actor slot lock poisoned") = Some(actor);
     }
 
@@ -79,7 +90,9 @@ impl<M: Message> ActorSlot<M> {
 
     /// Fire-and-forget send. Errors only if the actor is not running.
     pub fn cast(&self, message: M) -> Result<(), CallError> {
-        self.get()?
+        let actor = self.get()?;
+        self.stats.sent();
+        actor
             .cast(message)
             .map_err(|_| CallError::Unavailable(self.name))
     }
@@ -92,7 +105,9 @@ impl<M: Message> ActorSlot<M> {
         R: Send + 'static,
         F: FnOnce(RpcReplyPort<R>) -> M,
     {
-        match self.get()?.call(build, Some(timeout)).await {
+        let actor = self.get()?;
+        self.stats.sent();
+        match actor.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => Err(CallError::Timeout(self.name)),
             Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(self.name)),

@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::events::{EventKind, Events};
 use crate::slot::ActorSlot;
+use crate::stats::{ActorStats, Timings};
 
 /// How often a child may be restarted before the supervisor gives up on it.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -49,6 +50,8 @@ type StartFn =
 #[derive(Clone)]
 pub struct ChildSpec {
     name: &'static str,
+    kind: &'static str,
+    stats: Arc<ActorStats>,
     start: StartFn,
     on_down: Arc<dyn Fn() + Send + Sync>,
 }
@@ -61,6 +64,11 @@ impl ChildSpec {
         A::Arguments: Clone + Sync,
     {
         let name = slot.name();
+        let stats = slot.stats();
+        let kind = std::any::type_name::<A>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("actor");
         let down_slot = slot.clone();
         let start: StartFn = Arc::new(move |supervisor: ActorCell| {
             let (actor, args, slot) = (actor.clone(), args.clone(), slot.clone());
@@ -73,6 +81,8 @@ impl ChildSpec {
         });
         Self {
             name,
+            kind,
+            stats,
             start,
             on_down: Arc::new(move || down_slot.clear()),
         }
@@ -90,6 +100,10 @@ pub struct Failure {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChildInfo {
     pub name: &'static str,
+    pub kind: &'static str,
+    pub messages_handled: u64,
+    pub mailbox_backlog: u64,
+    pub handling: Option<Timings>,
     pub id: Option<String>,
     pub running: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
@@ -216,6 +230,10 @@ impl Actor for RootSupervisor {
                     .iter()
                     .map(|c| ChildInfo {
                         name: c.spec.name,
+                        kind: c.spec.kind,
+                        messages_handled: c.spec.stats.handled(),
+                        mailbox_backlog: c.spec.stats.backlog(),
+                        handling: c.spec.stats.timings(),
                         id: c.cell.as_ref().map(|cell| cell.get_id().to_string()),
                         running: c.cell.is_some(),
                         started_at: c.started_at.into(),

@@ -40,6 +40,7 @@ use crate::events::{EventKind, Events};
 use crate::jobs::JobStore;
 use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
+use crate::stats::ActorStats;
 use crate::store::{ensure_indexes, index};
 use crate::tokens::{self, Claims, TokenType, Tokens};
 
@@ -498,12 +499,14 @@ pub struct UserArgs {
     pub cache: ActorSlot<CacheMsg>,
     /// Nudged after every enqueue, so jobs start without waiting for a tick.
     pub poller: ActorSlot<PollerMsg>,
+    pub stats: Arc<ActorStats>,
 }
 
 pub struct UserState {
     users: Arc<Users>,
     cache: ActorSlot<CacheMsg>,
     poller: ActorSlot<PollerMsg>,
+    stats: Arc<ActorStats>,
     /// A bcrypt hash of a random string at the configured cost, for logins of
     /// unknown e-mails.
     dummy_hash: Arc<str>,
@@ -528,6 +531,7 @@ impl Actor for UserActor {
             users: args.users,
             cache: args.cache,
             poller: args.poller,
+            stats: args.stats,
             dummy_hash: dummy.into(),
         })
     }
@@ -535,10 +539,11 @@ impl Actor for UserActor {
     #[tracing::instrument(skip_all, name = "user_actor")]
     async fn handle(
         &self,
-        _myself: ActorRef<UserMsg>,
+        myself: ActorRef<UserMsg>,
         message: UserMsg,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.stats.begin(&myself.get_cell()).await;
         // Each request runs in its own task so that slow work (bcrypt, I/O)
         // never holds up the mailbox. The reply port travels with the task.
         let users = Arc::clone(&state.users);

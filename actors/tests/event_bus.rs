@@ -33,6 +33,7 @@ async fn start(extra: impl FnOnce(&Registry) -> Vec<ChildSpec>) -> (Events, Regi
         EventBus,
         BusArgs {
             registry: registry.clone(),
+            stats: bus.stats(),
         },
         bus,
     )];
@@ -108,7 +109,13 @@ impl Actor for Fragile {
         myself: ActorRef<Delivery>,
         registry: Registry,
     ) -> Result<(), ActorProcessingErr> {
-        registry.subscribe_actor("fragile", Some(&["UserCreated"]), 1024, myself);
+        registry.subscribe_actor(
+            "fragile",
+            Some(&["UserCreated"]),
+            1024,
+            myself,
+            Default::default(),
+        );
         Ok(())
     }
 
@@ -192,7 +199,7 @@ impl Actor for Sluggish {
         myself: ActorRef<Delivery>,
         registry: Registry,
     ) -> Result<(), ActorProcessingErr> {
-        registry.subscribe_actor("sluggish", None, 8, myself);
+        registry.subscribe_actor("sluggish", None, 8, myself, Default::default());
         Ok(())
     }
 

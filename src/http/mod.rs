@@ -8,6 +8,8 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod logs;
+pub mod metrics;
 pub mod ops;
 pub mod users;
 
@@ -84,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(jobs::router())
         .merge(ops::router())
+        .merge(metrics::router())
+        .merge(logs::router())
         .split_for_parts();
     let settings = &state.settings.server;
     api.merge(SwaggerUi::new("/api").url("/api-json", openapi))
@@ -101,7 +105,7 @@ pub fn router(state: AppState) -> Router {
                 vec![],
             )
         }))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()
@@ -133,14 +137,23 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
     }
 }
 
-/// One line per request in the `requests` category.
-async fn log_request(req: Request, next: Next) -> Response {
+/// One line per request in the `requests` category, and its metrics.
+async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let seconds = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .request(method.as_str(), &route, status, seconds);
+    let ms = seconds * 1000.0;
     tracing::info!(target: "requests", %method, %path, status, duration_ms = format!("{ms:.2}"), "request");
     response
 }

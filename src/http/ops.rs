@@ -3,9 +3,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
 use futures::Stream;
+use serde::{Deserialize, Serialize};
+use troupe_actors::poller::PollerMsg;
+use troupe_actors::stats::{Fault, Timings};
+use troupe_actors::supervisor::SupervisorMsg;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -13,10 +20,15 @@ use troupe_actors::events::EventKind;
 
 use super::auth::Operator;
 use super::error::{ApiError, FieldError, Problem};
+use super::extract::{Fields, FromJson, Valid};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(events))
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(actors))
+        .routes(routes!(actor))
+        .routes(routes!(inject_fault))
 }
 
 /// A live stream's buffer: a client that falls this far behind loses events
@@ -86,4 +98,291 @@ async fn events(
         Some((Ok(sse), receiver))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A failure a supervisor saw.
+#[derive(Serialize, ToSchema)]
+pub struct FailureView {
+    pub reason: String,
+    pub at: String,
+}
+
+/// Handling time over the last 1,024 messages.
+#[derive(Serialize, ToSchema)]
+pub struct HandlingView {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The executor pool under the queue poller.
+#[derive(Serialize, ToSchema)]
+pub struct PoolView {
+    pub size: usize,
+    pub busy: usize,
+    pub idle: usize,
+    /// Job id held by each busy executor.
+    pub jobs: Vec<String>,
+}
+
+/// One actor in the supervision tree.
+#[derive(Serialize, ToSchema)]
+#[schema(no_recursion)]
+pub struct ActorNode {
+    #[schema(example = "user")]
+    pub name: String,
+    #[schema(example = "UserActor")]
+    pub kind: String,
+    /// ractor's actor id (changes on restart).
+    pub id: Option<String>,
+    /// `running` or `down`.
+    pub status: &'static str,
+    pub supervisor: Option<String>,
+    pub started_at: Option<String>,
+    pub restarts: u64,
+    pub restart_budget_left: Option<u32>,
+    pub last_failure: Option<FailureView>,
+    pub messages_handled: u64,
+    /// Messages sent to it and not yet handled (counted by Troupe: ractor
+    /// does not expose mailbox length).
+    pub mailbox_backlog: u64,
+    pub handling: Option<HandlingView>,
+    pub pool: Option<PoolView>,
+    pub children: Vec<ActorNode>,
+}
+
+fn handling(t: Option<Timings>) -> Option<HandlingView> {
+    t.map(|t| HandlingView {
+        p50_ms: t.p50_ms,
+        p99_ms: t.p99_ms,
+    })
+}
+
+/// The live tree, from the root supervisor and the poller's pool.
+async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
+    let timeout = state.call_timeout();
+    let children = ractor::call_t!(
+        state.supervisor,
+        SupervisorMsg::Children,
+        timeout.as_millis() as u64
+    )
+    .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
+    let pool = state
+        .actors
+        .poller
+        .call(|reply| PollerMsg::Pool { reply }, timeout)
+        .await
+        .ok();
+    let nodes = children
+        .into_iter()
+        .map(|child| {
+            let mut node = ActorNode {
+                name: child.name.into(),
+                kind: child.kind.into(),
+                status: if child.running { "running" } else { "down" },
+                id: child.id,
+                supervisor: Some("root".into()),
+                started_at: Some(child.started_at.to_rfc3339()),
+                restarts: child.restarts,
+                restart_budget_left: Some(child.restart_budget_left),
+                last_failure: child.last_failure.map(|f| FailureView {
+                    reason: f.reason,
+                    at: f.at.to_rfc3339(),
+                }),
+                messages_handled: child.messages_handled,
+                mailbox_backlog: child.mailbox_backlog,
+                handling: handling(child.handling),
+                pool: None,
+                children: vec![],
+            };
+            if let (Some(pool), true) = (&pool, child.name == state.actors.poller.name()) {
+                node.pool = Some(PoolView {
+                    size: pool.size,
+                    busy: pool.busy,
+                    idle: pool.idle,
+                    jobs: pool
+                        .executors
+                        .iter()
+                        .filter_map(|e| e.job.clone())
+                        .collect(),
+                });
+                node.children = pool
+                    .executors
+                    .iter()
+                    .map(|e| ActorNode {
+                        name: format!("executor-{}", e.index),
+                        kind: "JobExecutor".into(),
+                        id: e.id.clone(),
+                        status: if e.running { "running" } else { "down" },
+                        supervisor: Some(child.name.into()),
+                        started_at: None,
+                        restarts: e.restarts,
+                        restart_budget_left: Some(e.restart_budget_left),
+                        last_failure: None,
+                        messages_handled: e.messages_handled,
+                        mailbox_backlog: e.mailbox_backlog,
+                        handling: handling(e.handling),
+                        pool: None,
+                        children: vec![],
+                    })
+                    .collect();
+            }
+            node
+        })
+        .collect();
+    Ok(ActorNode {
+        name: "root".into(),
+        kind: "RootSupervisor".into(),
+        id: Some(state.supervisor.get_id().to_string()),
+        status: if state.actors.tree.escalated().is_some() {
+            "escalated"
+        } else {
+            "running"
+        },
+        supervisor: None,
+        started_at: None,
+        restarts: 0,
+        restart_budget_left: None,
+        last_failure: state.actors.tree.escalated().map(|reason| FailureView {
+            reason,
+            at: String::new(),
+        }),
+        messages_handled: 0,
+        mailbox_backlog: 0,
+        handling: None,
+        pool: None,
+        children: nodes,
+    })
+}
+
+fn find(node: ActorNode, name: &str) -> Option<ActorNode> {
+    if node.name == name {
+        return Some(node);
+    }
+    node.children
+        .into_iter()
+        .find_map(|child| find(child, name))
+}
+
+/// The live supervision tree: every actor with its status, restarts and
+/// remaining restart budget, last failure, messages handled, mailbox backlog
+/// and handling time; the executor pool under the queue poller.
+#[utoipa::path(get, path = "/ops/actors", tag = "Ops", security(("ops-token" = [])), responses(
+    (status = 200, body = ActorNode),
+    (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+async fn actors(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<ActorNode>, ApiError> {
+    Ok(Json(tree(&state).await?))
+}
+
+/// One actor of the tree, by name (`user`, `cache`, `queue-poller`, `executor-0`, …).
+#[utoipa::path(get, path = "/ops/actors/{name}", tag = "Ops", security(("ops-token" = [])),
+    params(("name" = String, Path, description = "The actor's name")),
+    responses(
+        (status = 200, body = ActorNode),
+        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No actor of that name", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(actor = %name))]
+async fn actor(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(name): Path<String>,
+) -> Result<Json<ActorNode>, ApiError> {
+    find(tree(&state).await?, &name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no actor named {name:?}")))
+}
+
+/// A fault to inject.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "delay", "delay_ms": 500}))]
+pub struct FaultRequest {
+    /// `panic` (on its next message), `stop` (after its next message) or `delay`.
+    pub kind: String,
+    /// With `delay`: how long the next message stalls (1 to 60,000).
+    pub delay_ms: Option<u64>,
+}
+
+impl FromJson for FaultRequest {
+    fn from_json(f: &mut Fields) -> Option<Self> {
+        let kind: Option<String> = f.required("kind", "a string");
+        let delay_ms: Option<u64> = f.optional("delay_ms", "a positive integer");
+        if let Some(kind) = &kind {
+            f.check(
+                ["panic", "stop", "delay"].contains(&kind.as_str()),
+                "kind",
+                "must be panic, stop or delay",
+            );
+            if kind == "delay" {
+                f.check(
+                    delay_ms.is_some_and(|d| (1..=60_000).contains(&d)),
+                    "delay_ms",
+                    "must be 1 to 60000 with kind delay",
+                );
+            }
+        }
+        Some(Self {
+            kind: kind?,
+            delay_ms,
+        })
+    }
+}
+
+/// Acknowledgement of an injected fault.
+#[derive(Serialize, ToSchema)]
+pub struct FaultInjected {
+    pub actor: String,
+    pub fault: String,
+}
+
+/// Make an actor panic on its next message, stop after it, or stall it.
+/// Only when `ops.fault_injection` is on (never under `production`); 404 otherwise.
+#[utoipa::path(post, path = "/ops/actors/{name}/fault", tag = "Ops", security(("ops-token" = [])),
+    params(("name" = String, Path, description = "The actor's name")),
+    request_body = FaultRequest,
+    responses(
+        (status = 202, description = "Armed: applies to the actor's next message", body = FaultInjected),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Fault injection is off, or no such actor", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all, fields(actor = %name))]
+async fn inject_fault(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(name): Path<String>,
+    Valid(body): Valid<FaultRequest>,
+) -> Result<(StatusCode, Json<FaultInjected>), ApiError> {
+    if !state.settings.ops.fault_injection {
+        return Err(ApiError::NotFound("no route matches this path".into()));
+    }
+    let stats = state
+        .actors
+        .stats_of(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no actor named {name:?}")))?;
+    let fault = match body.kind.as_str() {
+        "panic" => Fault::Panic,
+        "stop" => Fault::Stop,
+        _ => Fault::Delay {
+            delay_ms: body.delay_ms.unwrap_or(1),
+        },
+    };
+    stats.inject(fault);
+    let description = format!("{fault:?}").to_lowercase();
+    tracing::warn!(target: "system", actor = %name, fault = %description, "fault injected");
+    state.actors.events.publish(EventKind::FaultInjected {
+        actor: name.clone(),
+        fault: description.clone(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(FaultInjected {
+            actor: name,
+            fault: description,
+        }),
+    ))
 }

@@ -9,4 +9,5 @@ mod health;
 mod helpers;
 mod http;
 mod jobs;
+mod ops;
 mod users;
