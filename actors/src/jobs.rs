@@ -472,6 +472,9 @@ impl JobStore {
         attempt: i32,
         result: Document,
     ) -> mongodb::error::Result<()> {
+        // The attempt record first: once the job reads final, so does its history.
+        self.finish_attempt(id, attempt, Outcome::Completed, None)
+            .await?;
         let now = DateTime::now();
         self.jobs
             .update_one(
@@ -482,8 +485,7 @@ impl JobStore {
                 } },
             )
             .await?;
-        self.finish_attempt(id, attempt, Outcome::Completed, None)
-            .await
+        Ok(())
     }
 
     /// Attempt `attempt` failed with `error`. With `retry_in`, and attempts
@@ -502,6 +504,8 @@ impl JobStore {
             Some(delay) if attempt < max_attempts => (JobStatus::Pending, after(delay)),
             _ => (JobStatus::Failed, now),
         };
+        self.finish_attempt(id, attempt, outcome, Some(error))
+            .await?;
         self.jobs
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
@@ -510,8 +514,6 @@ impl JobStore {
                     "lockedBy": Bson::Null, "lockedUntil": Bson::Null,
                 } },
             )
-            .await?;
-        self.finish_attempt(id, attempt, outcome, Some(error))
             .await?;
         Ok(status)
     }

@@ -312,7 +312,7 @@ impl Actor for QueuePollerActor {
             executors.push(Executor {
                 actor: Some(spawn_executor(&myself, &args, index).await?),
                 work: Work::Idle,
-                restarts: 0,
+                restarts: args.executor_stats[index].restarts(),
                 recent: VecDeque::new(),
             });
         }
@@ -509,7 +509,7 @@ impl Actor for QueuePollerActor {
             state.args.health.escalate(msg);
         } else {
             slot.recent.push_back(Instant::now());
-            slot.restarts += 1;
+            slot.restarts = state.args.executor_stats[index].note_restart();
             slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
             tracing::warn!(target: "system", actor = "executor", index, %reason, restarts = slot.restarts, "actor restarted");
             queue.events.publish(EventKind::ActorRestarted {

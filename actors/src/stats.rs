@@ -38,6 +38,7 @@ pub struct ActorStats {
     handled_at_start: AtomicU64,
     recent: Mutex<VecDeque<u32>>,
     fault: Mutex<Option<Fault>>,
+    restarts: AtomicU64,
 }
 
 /// Handling-time percentiles, in milliseconds.
@@ -58,6 +59,16 @@ impl ActorStats {
         let handled = self.handled.load(Ordering::Relaxed);
         self.handled_at_start.store(handled, Ordering::Relaxed);
         self.sent.store(handled, Ordering::Relaxed);
+    }
+
+    /// Count a restart of this place's actor; returns the total.
+    pub fn note_restart(&self) -> u64 {
+        self.restarts.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Restarts of this place's actor since the service started.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Messages handled since the service started.
