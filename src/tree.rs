@@ -29,6 +29,7 @@ use troupe_actors::slot::ActorSlot;
 use troupe_actors::stats::ActorStats;
 use troupe_actors::store::RedisStore;
 use troupe_actors::supervisor::{ChildSpec, TreeHealth};
+use troupe_actors::throttle::Throttle;
 use troupe_actors::tokens::Tokens;
 use troupe_actors::user::{UserActor, UserArgs, UserMsg, Users};
 
@@ -118,6 +119,7 @@ pub fn build(
         db,
         store.clone(),
         a.events.clone(),
+        Throttle::new(redis.clone(), settings.auth.throttle.clone()),
         Arc::clone(&a.tokens),
         settings.auth.bcrypt_cost,
         call_timeout,

@@ -5,6 +5,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::throttle::ThrottleConfig;
+
 /// `[auth]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthConfig {
@@ -18,4 +20,6 @@ pub struct AuthConfig {
     pub refresh_ttl: Duration,
     /// bcrypt work factor (4..=31).
     pub bcrypt_cost: u32,
+    /// Login throttling.
+    pub throttle: ThrottleConfig,
 }

@@ -19,6 +19,7 @@ pub mod slot;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
+pub mod throttle;
 pub mod tokens;
 pub mod user;
 

@@ -162,6 +162,18 @@ impl RedisStore {
             .map_err(StoreError::from)
     }
 
+    /// Run a pipeline with the store's timeout.
+    pub async fn run_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
+            .map_err(StoreError::from)
+    }
+
     /// `PING`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.run(&redis::cmd("PING")).await?;

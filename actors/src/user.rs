@@ -26,6 +26,7 @@
 //! State lives in MongoDB only; a restarted UserActor starts from its
 //! arguments. Requests in flight when it dies finish in their own tasks.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
 use crate::stats::ActorStats;
 use crate::store::{ensure_indexes, index};
+use crate::throttle::Throttle;
 use crate::tokens::{self, Claims, TokenType, Tokens};
 
 /// A sign-up, already validated and normalised by the caller.
@@ -94,6 +96,9 @@ pub enum UserError {
     SessionRevoked,
     #[error("no such user")]
     NotFound,
+    /// Too many login attempts; retry after this long.
+    #[error("too many login attempts")]
+    Throttled(Duration),
     /// The store failed; the text is for logs only.
     #[error("store error: {0}")]
     Store(String),
@@ -112,6 +117,8 @@ pub enum UserMsg {
     Login {
         email: String,
         password: secrecy::SecretString,
+        /// The client's address, for throttling.
+        client: IpAddr,
         reply: Reply<TokenPair>,
     },
     /// `claims` are the verified claims of `token` (verified by the caller).
@@ -195,6 +202,7 @@ pub struct Users {
     used_tokens: Collection<Document>,
     jobs: JobStore,
     events: Events,
+    throttle: Throttle,
     tokens: Arc<Tokens>,
     bcrypt_cost: u32,
     call_timeout: Duration,
@@ -205,12 +213,14 @@ impl Users {
         db: &Database,
         jobs: JobStore,
         events: Events,
+        throttle: Throttle,
         tokens: Arc<Tokens>,
         bcrypt_cost: u32,
         call_timeout: Duration,
     ) -> Self {
         Self {
             events,
+            throttle,
             users: db.collection("users"),
             sessions: db.collection("sessions"),
             used_tokens: db.collection("used_refresh_tokens"),
@@ -272,8 +282,13 @@ impl Users {
         &self,
         email: String,
         password: secrecy::SecretString,
+        client: IpAddr,
         dummy_hash: &str,
     ) -> Result<TokenPair, UserError> {
+        if let Some(wait) = self.throttle.attempt(&email, client).await {
+            tracing::warn!(target: "auth", %client, "login throttled");
+            return Err(UserError::Throttled(wait));
+        }
         let user = self.users.find_one(doc! { "email": &email }).await?;
         // Verify against a dummy hash when there is no such user, so both
         // failures take the same time and give the same answer.
@@ -283,9 +298,11 @@ impl Users {
             .to_owned();
         let matches = verify_password(password, hash).await?;
         let Some(user) = user.filter(|_| matches) else {
-            tracing::info!(target: "auth", "login failed: invalid credentials");
+            tracing::info!(target: "auth", %client, "login failed: invalid credentials");
+            self.throttle.failed(&email, client).await;
             return Err(UserError::InvalidCredentials);
         };
+        self.throttle.succeeded(&email, client).await;
         let (pair, sid) = self.open_session(&user).await?;
         self.jobs
             .enqueue(
@@ -562,9 +579,10 @@ impl Actor for UserActor {
             UserMsg::Login {
                 email,
                 password,
+                client,
                 reply,
             } => respond(reply, async move {
-                let pair = users.login(email, password, &dummy).await?;
+                let pair = users.login(email, password, client, &dummy).await?;
                 nudge();
                 Ok(pair)
             }),

@@ -78,6 +78,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a request body with content-type application/json")]
     UnsupportedMediaType,
+    /// 429: too many attempts; `Retry-After` says when to come back.
+    #[error("too many attempts; retry after {0} s")]
+    TooManyRequests(u64),
     /// 503: a dependency or actor is unavailable, or the request timed out.
     #[error("{0}")]
     Unavailable(String),
@@ -97,6 +100,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +130,7 @@ impl From<UserError> for ApiError {
             }
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::Throttled(wait) => Self::TooManyRequests(wait.as_secs().max(1)),
             UserError::Store(cause) => {
                 // Almost always MongoDB being unreachable: worth a retry.
                 tracing::error!(error = %cause, "user store failed");
@@ -165,6 +170,11 @@ impl IntoResponse for ApiError {
             }
             other => {
                 let mut response = problem_response(status, other.to_string(), vec![]);
+                if let Self::TooManyRequests(seconds) = other {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
                 if status == StatusCode::UNAUTHORIZED {
                     response
                         .headers_mut()

@@ -2,7 +2,9 @@
 //! Handlers parse and validate, send one message to the UserActor, and map
 //! the reply.
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use mongodb::bson::oid::ObjectId;
@@ -206,10 +208,12 @@ async fn signup(
     (status = 200, description = "Signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON or invalid fields", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Unknown e-mail or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Too many attempts for this account or address; see Retry-After", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Valid(body): Valid<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let password = SecretString::from(body.password);
@@ -220,6 +224,7 @@ async fn login(
             |reply| UserMsg::Login {
                 email: body.email,
                 password,
+                client: client.ip(),
                 reply,
             },
             state.call_timeout(),

@@ -6,6 +6,7 @@ mod chaos;
 mod config;
 mod crash;
 mod events;
+mod hardening;
 mod health;
 mod helpers;
 mod http;
