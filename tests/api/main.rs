@@ -12,4 +12,5 @@ mod helpers;
 mod http;
 mod jobs;
 mod ops;
+mod outage;
 mod users;
