@@ -42,12 +42,19 @@ use error::{problem_response, ApiError};
         (name = "Ops", description = "Actor introspection, fault injection, events (ops token)"),
         (name = "App", description = "Service information and health probes"),
     ),
-    components(schemas(error::Problem, error::FieldError)),
+    components(schemas(
+        error::Problem,
+        error::FieldError,
+        ops::HandlingView,
+        ops::FailureView,
+        ops::PoolView,
+        ops::ActorNode,
+    )),
 )]
 pub struct ApiDoc;
 
-/// Bearer schemes: `access-token` for user endpoints and the ops token,
-/// `refresh-token` for `/users/refresh`.
+/// Bearer schemes: `access-token` for user endpoints, `refresh-token` for
+/// `/users/refresh`, `ops-token` for operators.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -78,9 +85,50 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The responses every operation of a kind can give, documented once here
+/// rather than on each handler: 413/415 wherever a JSON body is read, 503
+/// wherever an actor or store answers (an actor restarting, MongoDB
+/// unreachable, a timeout).
+fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder};
+    let problem = |what: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/problem+json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let always_up = ["/", "/health/live", "/health/ready", "/metrics"].contains(&path.as_str());
+        for operation in [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete]
+            .into_iter()
+            .flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            if operation.request_body.is_some() {
+                responses.entry("413".into()).or_insert_with(|| problem("Body too large"));
+                responses
+                    .entry("415".into())
+                    .or_insert_with(|| problem("Body is not application/json"));
+            }
+            if !always_up {
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| problem("Temporarily unavailable (an actor restarting, the store unreachable, a timeout)"));
+            }
+        }
+    }
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(app::router())
         .merge(health::router())
         .merge(users::router())
@@ -89,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(logs::router())
         .split_for_parts();
+    document_common_responses(&mut openapi);
     let settings = &state.settings.server;
     api.merge(SwaggerUi::new("/api").url("/api-json", openapi))
         .fallback(not_found)
