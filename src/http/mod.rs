@@ -90,7 +90,7 @@ impl Modify for SecuritySchemes {
 /// wherever an actor or store answers (an actor restarting, MongoDB
 /// unreachable, a timeout).
 fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{RefOr, ResponseBuilder};
+    use utoipa::openapi::{RefOr, ResponseBuilder};
     let problem = |what: &str| {
         RefOr::T(
             ResponseBuilder::new()
@@ -106,13 +106,21 @@ fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
     };
     for (path, item) in openapi.paths.paths.iter_mut() {
         let always_up = ["/", "/health/live", "/health/ready", "/metrics"].contains(&path.as_str());
-        for operation in [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete]
-            .into_iter()
-            .flatten()
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.put,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
         {
             let responses = &mut operation.responses.responses;
             if operation.request_body.is_some() {
-                responses.entry("413".into()).or_insert_with(|| problem("Body too large"));
+                responses
+                    .entry("413".into())
+                    .or_insert_with(|| problem("Body too large"));
                 responses
                     .entry("415".into())
                     .or_insert_with(|| problem("Body is not application/json"));

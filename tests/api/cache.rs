@@ -313,3 +313,30 @@ async fn redis_outage_serves_from_mongodb_and_recovers_by_itself() {
     let ready: Value = app.get("/health/ready").await.json().await.unwrap();
     assert_eq!(ready["degraded"], json!([]));
 }
+
+#[tokio::test]
+async fn three_instances_on_one_redis_see_an_update_at_once() {
+    let a = spawn_app().await;
+    let mut b = crate::helpers::start(a.settings.clone(), Default::default()).await;
+    let mut c = crate::helpers::start(a.settings.clone(), Default::default()).await;
+    b.owns_database = false;
+    c.owns_database = false;
+    let (id, access) = signed_up_user(&a).await;
+    let path = format!("/users/{id}");
+    for app in [&a, &b, &c] {
+        assert_eq!(app.get(&path).await.status(), StatusCode::OK); // cached in the shared Redis
+    }
+    let response = b
+        .client
+        .patch(b.url("/users/profile"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "Everywhere"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for app in [&a, &b, &c] {
+        let profile: Value = app.get(&path).await.json().await.unwrap();
+        assert_eq!(profile["name"], "Everywhere");
+    }
+}
