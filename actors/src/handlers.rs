@@ -146,6 +146,13 @@ impl Mailer {
     }
 }
 
+/// The `userId` a user job's payload names.
+fn user_id(job: &Job) -> Result<mongodb::bson::oid::ObjectId, String> {
+    job.payload
+        .get_object_id("userId")
+        .map_err(|_| "payload lacks userId".to_string())
+}
+
 async fn welcome_email(
     mailer: &Mailer,
     deliveries: &Collection<Document>,
@@ -154,10 +161,7 @@ async fn welcome_email(
 ) -> HandlerResult {
     // Sign-up writes this job just before the user: until the user exists
     // (and if it never does), there is nobody to welcome. Retried with backoff.
-    let user_id = job
-        .payload
-        .get_object_id("userId")
-        .map_err(|_| "payload lacks userId".to_string())?;
+    let user_id = user_id(&job)?;
     if users
         .find_one(doc! { "_id": user_id })
         .await
@@ -214,10 +218,7 @@ async fn record_login(
     users: &Collection<Document>,
     job: Job,
 ) -> HandlerResult {
-    let user_id = job
-        .payload
-        .get_object_id("userId")
-        .map_err(|_| "payload lacks userId".to_string())?;
+    let user_id = user_id(&job)?;
     let at = job
         .payload
         .get_datetime("at")

@@ -1,4 +1,3 @@
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, eventually, log_dir, spawn_app, spawn_app_with, unique_email, TestApp,
+    assert_problem, eventually, free_port, log_dir, spawn_app, spawn_app_with, unique_email,
+    TestApp,
 };
 
 async fn signed_up_user(app: &TestApp) -> (String, String) {
@@ -224,11 +224,7 @@ impl OwnRedis {
     }
 
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Self::start_on(port)
     }
 

@@ -8,7 +8,9 @@ use mongodb::bson::{doc, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD};
+use crate::helpers::{
+    all_jobs_completed, eventually, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD,
+};
 
 /// What the traffic saw.
 #[derive(Default)]
@@ -238,18 +240,7 @@ async fn every_actor_survives_repeated_kills_under_mixed_traffic() {
             1
         );
     }
-    eventually(Duration::from_secs(60), "every job to complete", || {
-        let jobs = jobs.clone();
-        async move {
-            (jobs
-                .count_documents(doc! {"status": {"$ne": "completed"}})
-                .await
-                .ok()?
-                == 0)
-                .then_some(())
-        }
-    })
-    .await;
+    all_jobs_completed(&app.db, Duration::from_secs(60)).await;
 
     // Restart counts match the injections.
     for victim in victims {

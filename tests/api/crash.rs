@@ -1,6 +1,5 @@
 //! The real binary, killed with SIGKILL mid-work and started again.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use troupe_actors::jobs::Job;
 
-use crate::helpers::{config_dir, eventually, test_settings, PASSWORD};
+use crate::helpers::{
+    all_jobs_completed, config_dir, eventually, free_port, test_settings, PASSWORD,
+};
 
 struct Process {
     child: Child,
@@ -63,11 +64,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 #[tokio::test]
 async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes() {
     let settings = test_settings();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -135,22 +132,7 @@ async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes()
 
     let _restarted = start_binary(&settings, port);
     wait_ready(&client, &base).await;
-    eventually(
-        Duration::from_secs(120),
-        "every job to complete after the restart",
-        || {
-            let all_jobs = all_jobs.clone();
-            async move {
-                (all_jobs
-                    .count_documents(doc! {"status": {"$ne": "completed"}})
-                    .await
-                    .ok()?
-                    == 0)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    all_jobs_completed(&db, Duration::from_secs(120)).await;
 
     assert_eq!(all_jobs.count_documents(doc! {}).await.unwrap(), 1500 + 20);
     let users = db.collection::<Document>("users");

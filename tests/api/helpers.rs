@@ -342,6 +342,31 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     body
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until no job in `db` is anything but `completed`.
+pub async fn all_jobs_completed(db: &Database, deadline: Duration) {
+    let jobs = db.collection::<mongodb::bson::Document>("jobs");
+    eventually(deadline, "every job to complete", || {
+        let jobs = jobs.clone();
+        async move {
+            let left = jobs
+                .count_documents(mongodb::bson::doc! {"status": {"$ne": "completed"}})
+                .await
+                .ok()?;
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+}
+
 /// Poll `check` until it returns `Some`, or panic after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

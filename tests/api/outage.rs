@@ -1,13 +1,14 @@
 //! MongoDB taken away under the service and brought back.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, eventually, spawn_app_with, unique_email, PASSWORD};
+use crate::helpers::{
+    assert_problem, eventually, free_port, spawn_app_with, unique_email, PASSWORD,
+};
 
 /// A FerretDB of the test's own (over the shared PostgreSQL), on a free port.
 struct OwnMongo {
@@ -25,11 +26,7 @@ fn services(args: &[&str]) {
 
 impl OwnMongo {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let me = Self { port };
         me.up();
         me
