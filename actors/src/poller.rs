@@ -44,7 +44,7 @@ use crate::events::EventKind;
 use crate::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
 use crate::jobs::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError};
 use crate::stats::{ActorStats, Timings};
-use crate::supervisor::{RestartPolicy, TreeHealth};
+use crate::supervisor::{Failure, RestartPolicy, TreeHealth};
 
 type Reply<T> = RpcReplyPort<Result<T, String>>;
 
@@ -106,6 +106,8 @@ pub struct ExecutorInfo {
     pub running: bool,
     /// The job it holds, if busy.
     pub job: Option<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub last_failure: Option<Failure>,
     pub restarts: u64,
     pub restart_budget_left: u32,
     pub messages_handled: u64,
@@ -146,6 +148,8 @@ struct Executor {
     work: Work,
     restarts: u64,
     recent: VecDeque<Instant>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    last_failure: Option<Failure>,
 }
 
 pub struct PollerState {
@@ -314,6 +318,8 @@ impl Actor for QueuePollerActor {
                 work: Work::Idle,
                 restarts: args.executor_stats[index].restarts(),
                 recent: VecDeque::new(),
+                started_at: chrono::Utc::now(),
+                last_failure: None,
             });
         }
         Ok(PollerState {
@@ -445,6 +451,8 @@ impl Actor for QueuePollerActor {
                             Work::Busy(held) => Some(held.id.to_hex()),
                             _ => None,
                         },
+                        started_at: e.started_at,
+                        last_failure: e.last_failure.clone(),
                         restarts: e.restarts,
                         restart_budget_left: state.args.policy.max_restarts.saturating_sub(
                             e.recent
@@ -492,6 +500,10 @@ impl Actor for QueuePollerActor {
         let policy = state.args.policy;
         let slot = &mut state.executors[index];
         slot.actor = None;
+        slot.last_failure = Some(Failure {
+            reason: reason.clone(),
+            at: chrono::Utc::now(),
+        });
         // Release the job it held at once, not when its lease runs out.
         if let Work::Busy(held) = std::mem::replace(&mut slot.work, Work::Idle) {
             tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
@@ -511,6 +523,7 @@ impl Actor for QueuePollerActor {
             slot.recent.push_back(Instant::now());
             slot.restarts = state.args.executor_stats[index].note_restart();
             slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
+            slot.started_at = chrono::Utc::now();
             tracing::warn!(target: "system", actor = "executor", index, %reason, restarts = slot.restarts, "actor restarted");
             queue.events.publish(EventKind::ActorRestarted {
                 actor: format!("executor-{index}"),

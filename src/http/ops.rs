@@ -214,10 +214,13 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
                         id: e.id.clone(),
                         status: if e.running { "running" } else { "down" },
                         supervisor: Some(child.name.into()),
-                        started_at: None,
+                        started_at: Some(e.started_at.to_rfc3339()),
                         restarts: e.restarts,
                         restart_budget_left: Some(e.restart_budget_left),
-                        last_failure: None,
+                        last_failure: e.last_failure.as_ref().map(|f| FailureView {
+                            reason: f.reason.clone(),
+                            at: f.at.to_rfc3339(),
+                        }),
                         messages_handled: e.messages_handled,
                         mailbox_backlog: e.mailbox_backlog,
                         handling: handling(e.handling),
@@ -239,7 +242,9 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
             "running"
         },
         supervisor: None,
-        started_at: None,
+        started_at: chrono::Duration::from_std(state.started.elapsed())
+            .ok()
+            .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339()),
         restarts: 0,
         restart_budget_left: None,
         last_failure: state.actors.tree.escalated().map(|reason| FailureView {
