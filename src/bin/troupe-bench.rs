@@ -1,0 +1,186 @@
+//! `troupe-bench`: the parts of `scripts/bench` that a shell cannot do well.
+//!
+//! - `bcrypt COST`: milliseconds for one bcrypt hash at COST on this machine.
+//! - `drain URI DB N`: insert N `noop` jobs and time the running service
+//!   draining them (jobs/s), then time a raw loop of N sequential
+//!   `findOneAndUpdate` claims on a scratch collection of the same server
+//!   (claims/s): the store's ceiling for the same work. Prints one JSON line.
+//! - `backlog URI DB N`: insert N `noop` jobs due tomorrow (waiting in the
+//!   queue, not claimable), for the sign-up-with-backlog scenario.
+//! - `unbacklog URI DB`: delete them again.
+//! - `dropdb URI DB`: drop a benchmark's (or fuzz run's) database.
+//! - `report RESULTS.jsonl OUT.md OUT.svg`: the Markdown table and a bar chart.
+
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, Document};
+use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
+use serde_json::{json, Value};
+use troupe_actors::jobs::Job;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["bcrypt", cost] => bcrypt_ms(cost.parse()?),
+        ["drain", uri, db, n] => drain(uri, db, n.parse()?).await,
+        ["backlog", uri, db, n] => backlog(uri, db, n.parse()?).await,
+        ["unbacklog", uri, db] => {
+            let jobs = database(uri, db).await?.collection::<Document>("jobs");
+            jobs.delete_many(doc! { "payload.bench": "backlog" }).await?;
+            Ok(())
+        }
+        ["dropdb", uri, db] => Ok(database(uri, db).await?.drop().await?),
+        ["report", results, md, svg] => report(results, md, svg),
+        _ => anyhow::bail!("usage: troupe-bench bcrypt COST | drain URI DB N | backlog URI DB N | unbacklog URI DB | dropdb URI DB | report RESULTS.jsonl OUT.md OUT.svg"),
+    }
+}
+
+fn bcrypt_ms(cost: u32) -> anyhow::Result<()> {
+    let _ = bcrypt::hash("warm-up", cost)?;
+    let runs = 5;
+    let started = Instant::now();
+    for _ in 0..runs {
+        let _ = bcrypt::hash("correct horse battery", cost)?;
+    }
+    println!("{:.2}", started.elapsed().as_secs_f64() * 1000.0 / runs as f64);
+    Ok(())
+}
+
+async fn database(uri: &str, db: &str) -> mongodb::error::Result<mongodb::Database> {
+    Ok(mongodb::Client::with_uri_str(uri).await?.database(db))
+}
+
+async fn backlog(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
+    let jobs = database(uri, db).await?.collection::<Job>("jobs");
+    let tomorrow = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 86_400_000);
+    let batch: Vec<Job> = (0..n)
+        .map(|_| Job { run_at: tomorrow, ..Job::new("noop", doc! { "bench": "backlog" }, 5) })
+        .collect();
+    for chunk in batch.chunks(1000) {
+        jobs.insert_many(chunk).await?;
+    }
+    Ok(())
+}
+
+async fn drain(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
+    let db = database(uri, db).await?;
+    let jobs = db.collection::<Job>("jobs");
+    let docs = db.collection::<Document>("jobs");
+    let batch: Vec<Job> = (0..n).map(|_| Job::new("noop", doc! { "bench": "drain" }, 5)).collect();
+    let started = Instant::now();
+    for chunk in batch.chunks(1000) {
+        jobs.insert_many(chunk).await?;
+    }
+    let enqueued = started.elapsed();
+    loop {
+        let done = docs.count_documents(doc! { "payload.bench": "drain", "status": "completed" }).await?;
+        if done as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = started.elapsed();
+
+    // The store's ceiling: the same number of claims, one after another.
+    let scratch = db.collection::<Document>("bench_claims");
+    let now = mongodb::bson::DateTime::now();
+    let docs_: Vec<Document> =
+        (0..n).map(|i| doc! { "status": "pending", "runAt": now, "createdAt": now, "n": i as i64 }).collect();
+    for chunk in docs_.chunks(1000) {
+        scratch.insert_many(chunk).await?;
+    }
+    let options = FindOneAndUpdateOptions::builder()
+        .sort(doc! { "createdAt": 1, "_id": 1 })
+        .return_document(ReturnDocument::After)
+        .build();
+    let started = Instant::now();
+    let mut claimed = 0;
+    while scratch
+        .find_one_and_update(doc! { "status": "pending" }, doc! { "$set": { "status": "processing" } })
+        .with_options(options.clone())
+        .await?
+        .is_some()
+    {
+        claimed += 1;
+    }
+    let claims = started.elapsed();
+    scratch.drop().await?;
+    println!(
+        "{}",
+        json!({
+            "jobs": n,
+            "enqueue_seconds": enqueued.as_secs_f64(),
+            "drain_seconds": drained.as_secs_f64(),
+            "jobs_per_second": n as f64 / drained.as_secs_f64(),
+            "claims": claimed,
+            "claims_per_second": claimed as f64 / claims.as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
+/// One scenario's line in RESULTS.jsonl.
+fn field(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::Null => "–".into(),
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 { format!("{f:.0}") } else { format!("{f:.1}") }
+        }
+        other => other.as_str().map_or_else(|| other.to_string(), str::to_owned),
+    }
+}
+
+fn report(results: &str, md: &str, svg: &str) -> anyhow::Result<()> {
+    let rows: Vec<Value> = std::fs::read_to_string(results)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let mut out = String::from(
+        "| scenario | concurrency | duration s | req/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB | CPU % |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["rps"].is_number()) {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            field(r, "scenario"),
+            field(r, "connections"),
+            field(r, "seconds"),
+            field(r, "rps"),
+            field(r, "p50_ms"),
+            field(r, "p95_ms"),
+            field(r, "p99_ms"),
+            field(r, "errors"),
+            field(r, "peak_rss_mb"),
+            field(r, "cpu_percent"),
+        );
+    }
+    std::fs::write(md, out)?;
+
+    // A horizontal bar chart of requests/s, drawn by hand: no chart library needed.
+    let bars: Vec<(String, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((field(r, "scenario"), r["rps"].as_f64()?)))
+        .collect();
+    let max = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max);
+    let (width, row, left) = (760.0, 28.0, 170.0);
+    let height = 50.0 + row * bars.len() as f64;
+    let mut chart = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\">Troupe: requests per second by scenario</text>\n"
+    );
+    for (i, (name, value)) in bars.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        let w = (width - left - 90.0) * value / max;
+        chart += &format!(
+            "<text x=\"10\" y=\"{}\">{name}</text><rect x=\"{left}\" y=\"{}\" width=\"{w:.1}\" height=\"18\" fill=\"#4c78a8\"/><text x=\"{:.1}\" y=\"{}\">{value:.0}</text>\n",
+            y + 14.0,
+            y,
+            left + w + 6.0,
+            y + 14.0
+        );
+    }
+    chart += "</svg>\n";
+    std::fs::write(svg, chart)?;
+    Ok(())
+}
