@@ -38,7 +38,7 @@ use serde::Deserialize;
 use crate::slot::ActorSlot;
 use crate::stats::ActorStats;
 use crate::store::RedisStore;
-use crate::user::{PublicProfile, UserError, UserMsg};
+use crate::user::{UserError, UserMsg};
 
 /// `[cache]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,7 +83,12 @@ impl CacheStats {
     }
 }
 
-pub type Lookup = Result<Option<PublicProfile>, UserError>;
+/// A public profile as JSON, exactly as cached: a hit is answered without
+/// parsing and re-serialising it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileJson(pub Arc<str>);
+
+pub type Lookup = Result<Option<ProfileJson>, UserError>;
 
 pub enum CacheMsg {
     /// The public profile of `id` (`None`: no such user).
@@ -156,12 +161,13 @@ impl Shared {
         {
             Ok(Some(value)) => {
                 self.stats.redis_ok();
+                // Only this actor writes these keys: a profile's JSON or the tombstone.
                 let lookup = if value == TOMBSTONE {
                     Some(Ok(None))
+                } else if value.starts_with('{') {
+                    Some(Ok(Some(ProfileJson(value.into()))))
                 } else {
-                    serde_json::from_str::<PublicProfile>(&value)
-                        .ok()
-                        .map(|p| Ok(Some(p)))
+                    None
                 };
                 if lookup.is_some() {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -191,12 +197,18 @@ impl Shared {
             Ok(result) => result,
             Err(err) => Err(UserError::Store(err.to_string())),
         };
+        let result = result.map(|profile| {
+            profile.map(|p| {
+                ProfileJson(
+                    serde_json::to_string(&p)
+                        .expect("profile serialises")
+                        .into(),
+                )
+            })
+        });
         if let Ok(profile) = &result {
             let (value, ttl) = match profile {
-                Some(p) => (
-                    serde_json::to_string(p).expect("profile serialises"),
-                    self.config.ttl,
-                ),
+                Some(json) => (json.0.to_string(), self.config.ttl),
                 None => (TOMBSTONE.to_string(), self.config.negative_ttl),
             };
             let key = self.key(&id);

@@ -43,7 +43,10 @@ fn bcrypt_ms(cost: u32) -> anyhow::Result<()> {
     for _ in 0..runs {
         let _ = bcrypt::hash("correct horse battery", cost)?;
     }
-    println!("{:.2}", started.elapsed().as_secs_f64() * 1000.0 / runs as f64);
+    println!(
+        "{:.2}",
+        started.elapsed().as_secs_f64() * 1000.0 / runs as f64
+    );
     Ok(())
 }
 
@@ -53,9 +56,14 @@ async fn database(uri: &str, db: &str) -> mongodb::error::Result<mongodb::Databa
 
 async fn backlog(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
     let jobs = database(uri, db).await?.collection::<Job>("jobs");
-    let tomorrow = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 86_400_000);
+    let tomorrow = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() + 86_400_000,
+    );
     let batch: Vec<Job> = (0..n)
-        .map(|_| Job { run_at: tomorrow, ..Job::new("noop", doc! { "bench": "backlog" }, 5) })
+        .map(|_| Job {
+            run_at: tomorrow,
+            ..Job::new("noop", doc! { "bench": "backlog" }, 5)
+        })
         .collect();
     for chunk in batch.chunks(1000) {
         jobs.insert_many(chunk).await?;
@@ -67,14 +75,18 @@ async fn drain(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
     let db = database(uri, db).await?;
     let jobs = db.collection::<Job>("jobs");
     let docs = db.collection::<Document>("jobs");
-    let batch: Vec<Job> = (0..n).map(|_| Job::new("noop", doc! { "bench": "drain" }, 5)).collect();
+    let batch: Vec<Job> = (0..n)
+        .map(|_| Job::new("noop", doc! { "bench": "drain" }, 5))
+        .collect();
     let started = Instant::now();
     for chunk in batch.chunks(1000) {
         jobs.insert_many(chunk).await?;
     }
     let enqueued = started.elapsed();
     loop {
-        let done = docs.count_documents(doc! { "payload.bench": "drain", "status": "completed" }).await?;
+        let done = docs
+            .count_documents(doc! { "payload.bench": "drain", "status": "completed" })
+            .await?;
         if done as usize >= n {
             break;
         }
@@ -85,8 +97,9 @@ async fn drain(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
     // The store's ceiling: the same number of claims, one after another.
     let scratch = db.collection::<Document>("bench_claims");
     let now = mongodb::bson::DateTime::now();
-    let docs_: Vec<Document> =
-        (0..n).map(|i| doc! { "status": "pending", "runAt": now, "createdAt": now, "n": i as i64 }).collect();
+    let docs_: Vec<Document> = (0..n)
+        .map(|i| doc! { "status": "pending", "runAt": now, "createdAt": now, "n": i as i64 })
+        .collect();
     for chunk in docs_.chunks(1000) {
         scratch.insert_many(chunk).await?;
     }
@@ -97,7 +110,10 @@ async fn drain(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut claimed = 0;
     while scratch
-        .find_one_and_update(doc! { "status": "pending" }, doc! { "$set": { "status": "processing" } })
+        .find_one_and_update(
+            doc! { "status": "pending" },
+            doc! { "$set": { "status": "processing" } },
+        )
         .with_options(options.clone())
         .await?
         .is_some()
@@ -126,9 +142,15 @@ fn field(v: &Value, key: &str) -> String {
         Value::Null => "–".into(),
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
-            if f.fract() == 0.0 { format!("{f:.0}") } else { format!("{f:.1}") }
+            if f.fract() == 0.0 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.1}")
+            }
         }
-        other => other.as_str().map_or_else(|| other.to_string(), str::to_owned),
+        other => other
+            .as_str()
+            .map_or_else(|| other.to_string(), str::to_owned),
     }
 }
 
