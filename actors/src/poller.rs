@@ -52,7 +52,7 @@ type Reply<T> = RpcReplyPort<Result<T, String>>;
 const NUDGE_COALESCE: Duration = Duration::from_millis(100);
 
 /// Candidates listed per query (see [`crate::jobs::JobStore::candidates`]).
-const CANDIDATE_BATCH: i64 = 64;
+const CANDIDATE_BATCH: i64 = 256;
 
 pub enum PollerMsg {
     /// Periodic wake-up.
