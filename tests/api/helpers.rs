@@ -342,6 +342,18 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     body
 }
 
+/// Assert `profile` has exactly the public profile's fields (no hash, no verifier).
+pub fn assert_public_profile_fields(profile: &Value) {
+    let mut keys: Vec<&str> = profile
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["age", "createdAt", "email", "id", "name"]);
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
