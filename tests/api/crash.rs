@@ -132,7 +132,7 @@ async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes()
 
     let _restarted = start_binary(&settings, port);
     wait_ready(&client, &base).await;
-    all_jobs_completed(&db, Duration::from_secs(120)).await;
+    all_jobs_completed(&db, Duration::from_secs(300)).await;
 
     assert_eq!(all_jobs.count_documents(doc! {}).await.unwrap(), 1500 + 20);
     let users = db.collection::<Document>("users");
