@@ -3,6 +3,12 @@ use std::process::ExitCode;
 use troupe::config::Settings;
 use troupe::{telemetry, Application};
 
+/// mimalloc rather than glibc's malloc: under load glibc's arenas contend on
+/// a lock (futex waits in the profile of a cached GET); mimalloc's
+/// per-thread heaps do not. Measured in `results/` (cached GET, RSS).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = match Settings::load() {

@@ -33,6 +33,9 @@ use crate::stats::ActorStats;
 /// Claim and execution durations, in seconds (exported on `/metrics`).
 #[derive(Clone)]
 pub struct QueueMetrics {
+    /// One observation per listing of claimable jobs (its count is the
+    /// number of listings: the queue's costliest query).
+    pub listing_seconds: Histogram,
     pub claim_seconds: Histogram,
     pub execution_seconds: Histogram,
 }
@@ -41,6 +44,7 @@ impl Default for QueueMetrics {
     fn default() -> Self {
         let buckets = || exponential_buckets(0.0005, 2.0, 16);
         Self {
+            listing_seconds: Histogram::new(buckets()),
             claim_seconds: Histogram::new(buckets()),
             execution_seconds: Histogram::new(buckets()),
         }

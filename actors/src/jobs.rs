@@ -152,6 +152,17 @@ pub struct Candidate {
     pub attempts: i32,
 }
 
+impl Candidate {
+    /// A job just enqueued: pending, never attempted.
+    pub fn enqueued(id: ObjectId) -> Self {
+        Self {
+            id,
+            status: JobStatus::Pending,
+            attempts: 0,
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,9 +1,13 @@
 //! QueuePollerActor: claims due jobs and hands them to idle executors.
 //!
 //! # Contract
-//! - Ticks every `queue.poll_interval`, and wakes at once on `Nudge` (sent by
-//!   this instance whenever it enqueues a job) and whenever an executor
-//!   becomes idle.
+//! - Ticks every `queue.poll_interval`, and wakes at once on `Enqueued` (sent
+//!   by this instance whenever it enqueues a job), on `Nudge` and whenever an
+//!   executor becomes idle.
+//! - A job enqueued here is claimed by its id, without a listing: listing is
+//!   the queue's costliest query (on FerretDB it reads every pending job, due
+//!   or not), so under steady traffic the poller lists about once a tick
+//!   rather than once per job.
 //! - Claims only for idle executors — one claim in flight per idle executor,
 //!   so no job is claimed that nobody can run — and keeps claiming without
 //!   waiting for the next tick while claimable jobs remain.
@@ -57,8 +61,11 @@ const CANDIDATE_BATCH: i64 = 256;
 pub enum PollerMsg {
     /// Periodic wake-up.
     Tick,
-    /// A job was enqueued by this instance.
+    /// Look for claimable jobs now (a job was put back to pending).
     Nudge,
+    /// This instance just enqueued the job `id`, due now: claim it directly,
+    /// without listing the queue.
+    Enqueued(ObjectId),
     /// Internal: a candidate listing finished.
     Listed(Result<Vec<Candidate>, String>),
     /// Internal: a claim for `executor` finished; `None` if it got nothing.
@@ -184,11 +191,14 @@ impl PollerState {
                     self.last_listing = Instant::now();
                     let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
                     tokio::spawn(async move {
+                        let started = Instant::now();
                         let found = queue
                             .store
                             .candidates(CANDIDATE_BATCH)
                             .await
                             .map_err(|e| e.to_string());
+                        let took = started.elapsed().as_secs_f64();
+                        queue.metrics.listing_seconds.observe(took);
                         send(&me, &stats, PollerMsg::Listed(found));
                     });
                 }
@@ -373,6 +383,15 @@ impl Actor for QueuePollerActor {
                 state.exhausted = false;
                 state.wake(&myself);
             }
+            PollerMsg::Enqueued(id) => {
+                // The job is known: no listing needed, so `exhausted` stays.
+                // If a listing lists it too, the second claim loses the
+                // attempt reservation and is dropped.
+                if !state.candidates.iter().any(|c| c.id == id) {
+                    state.candidates.push_back(Candidate::enqueued(id));
+                }
+                state.wake(&myself);
+            }
             PollerMsg::Nudge => {
                 // A burst of enqueues after an empty listing would list again
                 // per job; listing is the queue's costliest query (on FerretDB
@@ -420,7 +439,10 @@ impl Actor for QueuePollerActor {
                     match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
                         Some(Ok(())) => slot.work = Work::Busy(held),
                         // The executor died while we claimed for it.
-                        _ => release(&queue, &held, "executor unavailable").await,
+                        _ => {
+                            release(&queue, &held, "executor unavailable").await;
+                            state.exhausted = false; // it is due again now
+                        }
                     }
                 }
                 state.wake(&myself);
@@ -431,7 +453,8 @@ impl Actor for QueuePollerActor {
                         slot.work = Work::Idle;
                     }
                 }
-                state.exhausted = false;
+                // `exhausted` stays: a finished job makes no other job due
+                // (a failed one is retried after its backoff, at a tick).
                 state.wake(&myself);
             }
             PollerMsg::Prune => {
@@ -534,6 +557,7 @@ impl Actor for QueuePollerActor {
         if let Work::Busy(held) = std::mem::replace(&mut slot.work, Work::Idle) {
             tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
             release(&queue, &held, &reason).await;
+            state.exhausted = false; // it is due again now
         }
         slot.recent.retain(|t| t.elapsed() < policy.within);
         if slot.recent.len() as u32 >= policy.max_restarts {

@@ -245,7 +245,8 @@ impl Users {
         .await
     }
 
-    async fn signup(&self, new: NewUser) -> Result<TokenPair, UserError> {
+    /// Sign up: the token pair, and the welcome job written for the user.
+    async fn signup(&self, new: NewUser) -> Result<(TokenPair, ObjectId), UserError> {
         let password_hash = hash_password(new.password, self.bcrypt_cost).await?;
         let now = DateTime::now();
         let user = UserDoc {
@@ -275,16 +276,17 @@ impl Users {
         self.events.publish(EventKind::UserCreated {
             user_id: user.id.to_hex(),
         });
-        Ok(pair)
+        Ok((pair, job))
     }
 
+    /// Log in: the token pair, and the analytics job written for the login.
     async fn login(
         &self,
         email: String,
         password: secrecy::SecretString,
         client: IpAddr,
         dummy_hash: &str,
-    ) -> Result<TokenPair, UserError> {
+    ) -> Result<(TokenPair, ObjectId), UserError> {
         if let Some(wait) = self.throttle.attempt(&email, client).await {
             tracing::warn!(target: "auth", %client, "login throttled");
             return Err(UserError::Throttled(wait));
@@ -304,7 +306,8 @@ impl Users {
         };
         self.throttle.succeeded(&email, client).await;
         let (pair, sid) = self.open_session(&user).await?;
-        self.jobs
+        let job = self
+            .jobs
             .enqueue(
                 "user.login",
                 doc! { "userId": user.id, "at": DateTime::now() },
@@ -314,7 +317,7 @@ impl Users {
             user_id: user.id.to_hex(),
             session_id: sid,
         });
-        Ok(pair)
+        Ok((pair, job))
     }
 
     /// A new session for `user`: its token pair and id.
@@ -514,7 +517,7 @@ pub struct UserArgs {
     pub users: Arc<Users>,
     /// Told about every change a cached profile shows.
     pub cache: ActorSlot<CacheMsg>,
-    /// Nudged after every enqueue, so jobs start without waiting for a tick.
+    /// Told of every job enqueued, so it starts without waiting for a tick.
     pub poller: ActorSlot<PollerMsg>,
     pub stats: Arc<ActorStats>,
 }
@@ -566,14 +569,15 @@ impl Actor for UserActor {
         let users = Arc::clone(&state.users);
         let dummy = Arc::clone(&state.dummy_hash);
         let poller = state.poller.clone();
-        // Sign-up and login wrote a job: wake the poller so it starts now.
-        let nudge = move || {
-            let _ = poller.cast(PollerMsg::Nudge);
+        // Sign-up and login wrote a job: hand it to the poller so it starts
+        // now, without waiting for a tick or listing the queue.
+        let enqueued = move |job| {
+            let _ = poller.cast(PollerMsg::Enqueued(job));
         };
         match message {
             UserMsg::Signup(new, reply) => respond(reply, async move {
-                let pair = users.signup(new).await?;
-                nudge();
+                let (pair, job) = users.signup(new).await?;
+                enqueued(job);
                 Ok(pair)
             }),
             UserMsg::Login {
@@ -582,8 +586,8 @@ impl Actor for UserActor {
                 client,
                 reply,
             } => respond(reply, async move {
-                let pair = users.login(email, password, client, &dummy).await?;
-                nudge();
+                let (pair, job) = users.login(email, password, client, &dummy).await?;
+                enqueued(job);
                 Ok(pair)
             }),
             UserMsg::Refresh {

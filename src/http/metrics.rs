@@ -101,6 +101,11 @@ impl Metrics {
             m.http_duration.clone(),
         );
         r.register(
+            "job_listing_duration_seconds",
+            "Time to list claimable jobs (one per listing)",
+            queue.listing_seconds.clone(),
+        );
+        r.register(
             "job_claim_duration_seconds",
             "Time to claim one job",
             queue.claim_seconds.clone(),

@@ -12,8 +12,8 @@ use troupe_actors::handlers::JobHandlers;
 use troupe_actors::poller::PollerMsg;
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app, spawn_app_with_jobs, start, unique_email, TestApp,
-    PASSWORD,
+    assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, start,
+    unique_email, TestApp, PASSWORD,
 };
 
 async fn job(app: &TestApp, id: ObjectId) -> Value {
@@ -67,6 +67,48 @@ async fn fifty_signups_answer_at_once_and_fifty_welcome_emails_land_in_the_outbo
     assert!(files
         .iter()
         .all(|f| f.contains("Subject: Welcome to Troupe") && f.contains("@troupe>")));
+}
+
+/// How many times the poller has listed claimable jobs (from `/metrics`).
+async fn listings(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("troupe_job_listing_duration_seconds_count "))
+        .expect("listing count in /metrics")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn jobs_enqueued_here_are_claimed_by_id_without_listing_the_queue() {
+    // The next tick is an hour away: only the start-up listing happens.
+    let app = spawn_app_with(|s| s.queue.poll_interval = Duration::from_secs(3600)).await;
+    let before = eventually(Duration::from_secs(10), "the start-up listing", || async {
+        Some(listings(&app).await).filter(|&n| n > 0)
+    })
+    .await;
+
+    let email = unique_email();
+    app.signup(&email).await;
+    for _ in 0..4 {
+        app.signup(&unique_email()).await;
+    }
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+    app.wait_for_jobs(
+        doc! {"type": "user.created"},
+        "completed",
+        5,
+        Duration::from_secs(20),
+    )
+    .await;
+    app.wait_for_jobs(
+        doc! {"type": "user.login"},
+        "completed",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(listings(&app).await, before, "no listing per enqueued job");
 }
 
 #[tokio::test]

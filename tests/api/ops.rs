@@ -256,6 +256,7 @@ async fn metrics_expose_requests_cache_jobs_actors_and_events() {
         "troupe_cache_errors_total 0",
         r#"troupe_jobs{name="completed"} 1"#,
         "troupe_queue_depth ",
+        "troupe_job_listing_duration_seconds_count",
         "troupe_job_claim_duration_seconds_count",
         "troupe_job_execution_duration_seconds_count 1",
         r#"troupe_actor_restarts{name="user"} 0"#,
