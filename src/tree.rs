@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use mongodb::Database;
 use troupe_actors::audit::{AuditLog, SubscriberArgs};
-use troupe_actors::cache::{CacheActor, CacheArgs, CacheMsg, CacheStats};
+use troupe_actors::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
 use troupe_actors::event_counter::{CounterArgs, EventCounter, EventCounts};
 use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
 use troupe_actors::executor::{Queue, QueueMetrics};
@@ -40,6 +40,8 @@ use crate::config::Settings;
 pub struct Actors {
     pub users: ActorSlot<UserMsg>,
     pub cache: ActorSlot<CacheMsg>,
+    /// Profile reads: hits straight from Redis, misses through the CacheActor.
+    pub profiles: CacheClient,
     pub poller: ActorSlot<PollerMsg>,
     pub bus: ActorSlot<BusMsg>,
     /// Publish domain events.
@@ -96,15 +98,26 @@ pub fn build(
     );
     let store = JobStore::new(db, instance, settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
+    let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
+    let cache_stats = Arc::new(CacheStats::default());
+    let cache_args = CacheArgs {
+        redis: redis.clone(),
+        users: user_slot.clone(),
+        config: settings.cache.clone(),
+        stats: Arc::clone(&cache_stats),
+        call_timeout,
+        actor_stats: cache_slot.stats(),
+    };
     let actors = Actors {
-        users: ActorSlot::new("user"),
-        cache: ActorSlot::new("cache"),
+        users: user_slot,
+        profiles: CacheClient::new(&cache_args, cache_slot.clone()),
+        cache: cache_slot,
         poller: ActorSlot::new("queue-poller"),
         events: Events::new(bus.clone()),
         bus,
         registry: Registry::default(),
         event_counts: EventCounts::default(),
-        cache_stats: Arc::new(CacheStats::default()),
+        cache_stats,
         tree: TreeHealth::default(),
         tokens: Arc::new(Tokens::new(&settings.auth)),
         executor_stats: (0..settings.queue.executors)
@@ -168,18 +181,7 @@ pub fn build(
             },
             a.users.clone(),
         ),
-        ChildSpec::new(
-            CacheActor,
-            CacheArgs {
-                redis: redis.clone(),
-                users: a.users.clone(),
-                config: settings.cache.clone(),
-                stats: Arc::clone(&a.cache_stats),
-                call_timeout,
-                actor_stats: a.cache.stats(),
-            },
-            a.cache.clone(),
-        ),
+        ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         ChildSpec::new(
             QueuePollerActor,
             PollerArgs {

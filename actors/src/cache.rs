@@ -1,10 +1,11 @@
 //! CacheActor: a Redis read-through cache of public user profiles.
 //!
 //! # Contract
-//! - `Get` answers a profile from Redis (`{prefix}user:{id}`) on a hit. On a
-//!   miss it loads the profile through the UserActor (MongoDB), stores it with
-//!   `ttl` and answers. An unknown id is cached as a tombstone for
-//!   `negative_ttl`. Only the public profile is ever cached.
+//! - Callers read through a [`CacheClient`]: a hit is answered from Redis
+//!   (`{prefix}user:{id}`) in the caller's own task. A miss goes to the actor
+//!   as `Load`, which loads the profile through the UserActor (MongoDB),
+//!   stores it with `ttl` and answers. An unknown id is cached as a tombstone
+//!   for `negative_ttl`. Only the public profile is ever cached.
 //! - **Single-flight:** concurrent misses for one id cause one load; every
 //!   waiter gets its result.
 //! - **Invalidation:** `Invalidate` deletes the key and answers only when no
@@ -17,14 +18,17 @@
 //!   `/health/ready` says so) and recovers on the first successful command.
 //!
 //! # Throughput
-//! The actor never awaits Redis or MongoDB in its message loop: lookups run in
-//! tasks of their own and only misses come back through the mailbox, so the
-//! actor is not a single-file bottleneck.
+//! A hit needs none of the actor's state (the in-flight table matters only to
+//! misses and invalidations), so it does not pass through the mailbox: that
+//! hop, a task switch each way, was the largest cost of a cached read after
+//! Redis itself. The actor never awaits Redis or MongoDB in its message loop:
+//! loads and deletes run in tasks of their own.
 //!
 //! # Failure
 //! The actor holds only the in-flight table. If it dies, waiting callers'
 //! reply ports are dropped (they get a prompt 503) and the restarted actor
-//! starts with an empty table; Redis keeps the cached values.
+//! starts with an empty table; Redis keeps the cached values, and hits are
+//! served throughout.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +39,7 @@ use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Deserialize;
 
-use crate::slot::ActorSlot;
+use crate::slot::{ActorSlot, CallError};
 use crate::stats::ActorStats;
 use crate::store::RedisStore;
 use crate::user::{UserError, UserMsg};
@@ -91,8 +95,9 @@ pub struct ProfileJson(pub Arc<str>);
 pub type Lookup = Result<Option<ProfileJson>, UserError>;
 
 pub enum CacheMsg {
-    /// The public profile of `id` (`None`: no such user).
-    Get {
+    /// `id` is not in Redis (or Redis is down): join or start its single
+    /// load, and answer the public profile (`None`: no such user).
+    Load {
         id: ObjectId,
         reply: RpcReplyPort<Lookup>,
     },
@@ -100,11 +105,6 @@ pub enum CacheMsg {
     Invalidate {
         id: ObjectId,
         reply: RpcReplyPort<()>,
-    },
-    /// Internal: a lookup task found nothing in Redis.
-    Missed {
-        id: ObjectId,
-        reply: RpcReplyPort<Lookup>,
     },
     /// Internal: a load finished (and, unless it failed, was stored).
     Loaded { id: ObjectId, result: Lookup },
@@ -134,7 +134,40 @@ pub struct CacheState {
     inflight: HashMap<ObjectId, Inflight>,
 }
 
-/// What the actor's tasks need.
+/// How the rest of the service reads profiles. Cheap to clone.
+#[derive(Clone)]
+pub struct CacheClient {
+    shared: Arc<Shared>,
+    actor: ActorSlot<CacheMsg>,
+}
+
+impl CacheClient {
+    /// A client of the actor in `actor`, reading what `args` describe.
+    pub fn new(args: &CacheArgs, actor: ActorSlot<CacheMsg>) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(args)),
+            actor,
+        }
+    }
+
+    /// The public profile of `id` (`None`: no such user).
+    pub async fn get(&self, id: ObjectId) -> Result<Lookup, CallError> {
+        match self.shared.read(&id).await {
+            Ok(Some(hit)) => Ok(hit),
+            // Miss, or Redis down: join (or start) the single load.
+            _ => {
+                self.actor
+                    .call(
+                        |reply| CacheMsg::Load { id, reply },
+                        self.shared.call_timeout,
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+/// What the actor, its tasks and its clients share.
 struct Shared {
     redis: RedisStore,
     users: ActorSlot<UserMsg>,
@@ -147,6 +180,16 @@ struct Shared {
 const TOMBSTONE: &str = "null";
 
 impl Shared {
+    fn new(args: &CacheArgs) -> Self {
+        Self {
+            redis: args.redis.clone(),
+            users: args.users.clone(),
+            config: args.config.clone(),
+            stats: Arc::clone(&args.stats),
+            call_timeout: args.call_timeout,
+        }
+    }
+
     fn key(&self, id: &ObjectId) -> String {
         self.redis.key(&format!("user:{id}"))
     }
@@ -257,13 +300,7 @@ impl Actor for CacheActor {
         args: CacheArgs,
     ) -> Result<CacheState, ActorProcessingErr> {
         Ok(CacheState {
-            shared: Arc::new(Shared {
-                redis: args.redis,
-                users: args.users,
-                config: args.config,
-                stats: args.stats,
-                call_timeout: args.call_timeout,
-            }),
+            shared: Arc::new(Shared::new(&args)),
             inflight: HashMap::new(),
             actor_stats: args.actor_stats,
         })
@@ -278,23 +315,7 @@ impl Actor for CacheActor {
     ) -> Result<(), ActorProcessingErr> {
         let _handling = state.actor_stats.begin(&myself.get_cell()).await;
         match message {
-            CacheMsg::Get { id, reply } => {
-                let (shared, actor_stats) =
-                    (Arc::clone(&state.shared), Arc::clone(&state.actor_stats));
-                tokio::spawn(async move {
-                    match shared.read(&id).await {
-                        Ok(Some(hit)) => {
-                            let _ = reply.send(hit);
-                        }
-                        // Miss, or Redis down: join (or start) the single load.
-                        _ => {
-                            actor_stats.sent();
-                            let _ = myself.cast(CacheMsg::Missed { id, reply });
-                        }
-                    }
-                });
-            }
-            CacheMsg::Missed { id, reply } => {
+            CacheMsg::Load { id, reply } => {
                 if let Some(flight) = state.inflight.get_mut(&id) {
                     flight.waiters.push(reply);
                     return Ok(());

@@ -12,7 +12,6 @@ use axum::Json;
 use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use troupe_actors::cache::CacheMsg;
 use troupe_actors::user::{NewUser, ProfileChanges, PublicProfile, TokenPair, UserMsg};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -357,8 +356,8 @@ async fn user_by_id(
         .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))?;
     let json = state
         .actors
-        .cache
-        .call(|reply| CacheMsg::Get { id, reply }, state.call_timeout())
+        .profiles
+        .get(id)
         .await??
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     // The cached JSON as it is: no parse and re-serialise per hit.

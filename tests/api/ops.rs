@@ -38,6 +38,11 @@ async fn restarted(app: &TestApp, name: &str, n: u64) -> Value {
     .await
 }
 
+/// The path of a profile nobody has: a cache miss, so it reaches the CacheActor.
+fn unknown_user() -> String {
+    format!("/users/{}", mongodb::bson::oid::ObjectId::new())
+}
+
 #[tokio::test]
 async fn the_tree_shows_every_actor_with_its_figures() {
     let app = spawn_app().await;
@@ -162,7 +167,9 @@ async fn stop_and_delay_faults() {
             .status(),
         StatusCode::ACCEPTED
     );
+    // Hits do not pass through the actor: a miss delivers the fault.
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    let _ = app.get(&unknown_user()).await;
     let cache = restarted(&app, "cache", 1).await;
     assert!(
         cache["last_failure"]["reason"]
@@ -199,14 +206,17 @@ async fn exceeding_the_restart_limit_turns_readiness_to_503() {
     let app = spawn_app_with(|s| s.actors.restart.max_restarts = 2).await;
     let tokens = app.signup(&unique_email()).await;
     let id = app.user_id(&tokens.access_token).await;
+    let cached = format!("/users/{id}");
+    assert_eq!(app.get(&cached).await.status(), StatusCode::OK);
+    // Misses go through the CacheActor and deliver the faults.
     for n in 1..=2 {
         inject(&app, "cache", json!({"kind": "panic"})).await;
-        let _ = app.get(&format!("/users/{id}")).await;
+        let _ = app.get(&unknown_user()).await;
         restarted(&app, "cache", n).await;
     }
     assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
     inject(&app, "cache", json!({"kind": "panic"})).await;
-    let _ = app.get(&format!("/users/{id}")).await;
+    let _ = app.get(&unknown_user()).await;
     let ready = eventually(Duration::from_secs(10), "readiness to turn 503", || async {
         let response = app.get("/health/ready").await;
         (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
@@ -218,12 +228,14 @@ async fn exceeding_the_restart_limit_turns_readiness_to_503() {
         .as_str()
         .unwrap()
         .contains("restart limit"));
-    // Requests for the dead actor answer 503 at once.
+    // Requests that need the dead actor answer 503 at once; cached profiles
+    // are still served from Redis.
     assert_problem(
-        app.get(&format!("/users/{id}")).await,
+        app.get(&unknown_user()).await,
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
+    assert_eq!(app.get(&cached).await.status(), StatusCode::OK);
     assert_eq!(node(&app, "cache").await["status"], "down");
 }
 
