@@ -222,7 +222,7 @@ fn report(results: &str, md: &str, svg: &str) -> anyhow::Result<()> {
         .filter_map(|r| Some((field(r, "scenario"), r["rps"].as_f64()?)))
         .collect();
     let max = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max);
-    let (width, row, left) = (760.0, 28.0, 170.0);
+    let (width, row, left) = (820.0, 28.0, 230.0);
     let height = 50.0 + row * bars.len() as f64;
     let mut chart = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\">Troupe: requests per second by scenario (log scale)</text>\n"

@@ -286,6 +286,9 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Stop the actors now, without the graceful wait for running jobs:
+        // a job finishing after the database is dropped would recreate it.
+        self.state.supervisor.kill();
         use secrecy::ExposeSecret;
         let uri = self.settings.mongodb.uri.expose_secret().to_string();
         let db = self.settings.mongodb.database.clone();
@@ -304,7 +307,17 @@ impl Drop for TestApp {
                 if let Ok(mut options) = mongodb::options::ClientOptions::parse(&uri).await {
                     options.server_selection_timeout = Some(Duration::from_secs(2));
                     if let Ok(client) = mongodb::Client::with_options(options) {
-                        let _ = client.database(&db).drop().await;
+                        // A write already on its way when the actors were
+                        // stopped can land after the drop and recreate the
+                        // database: drop until it stays gone.
+                        for _ in 0..10 {
+                            let _ = client.database(&db).drop().await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let names = client.list_database_names().await.unwrap_or_default();
+                            if !names.contains(&db) {
+                                break;
+                            }
+                        }
                     }
                 }
                 if let Ok(client) = redis::Client::open(redis_url) {
