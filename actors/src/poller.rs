@@ -52,9 +52,6 @@ use crate::supervisor::{Failure, RestartPolicy, TreeHealth};
 
 type Reply<T> = RpcReplyPort<Result<T, String>>;
 
-/// Nudges this soon after an empty listing wait for one delayed wake-up.
-const NUDGE_COALESCE: Duration = Duration::from_millis(100);
-
 /// Candidates listed per query (see [`crate::jobs::JobStore::candidates`]).
 const CANDIDATE_BATCH: i64 = 256;
 
@@ -169,12 +166,8 @@ pub struct PollerState {
     candidates: VecDeque<Candidate>,
     /// A listing is in flight.
     listing: bool,
-    /// The last listing found nothing: wait for a tick, nudge or finished job.
+    /// The last listing found nothing: wait for a tick or a nudge.
     exhausted: bool,
-    /// When the last listing started (nudges within `NUDGE_COALESCE` of an
-    /// empty listing are folded into one delayed wake-up).
-    last_listing: Instant,
-    wake_scheduled: bool,
 }
 
 impl PollerState {
@@ -188,7 +181,6 @@ impl PollerState {
             let Some(candidate) = self.candidates.pop_front() else {
                 if !self.listing && !self.exhausted {
                     self.listing = true;
-                    self.last_listing = Instant::now();
                     let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
                     tokio::spawn(async move {
                         let started = Instant::now();
@@ -346,8 +338,6 @@ impl Actor for QueuePollerActor {
             candidates: VecDeque::new(),
             listing: false,
             exhausted: false,
-            last_listing: Instant::now(),
-            wake_scheduled: false,
         })
     }
 
@@ -393,22 +383,6 @@ impl Actor for QueuePollerActor {
                 state.wake(&myself);
             }
             PollerMsg::Nudge => {
-                // A burst of enqueues after an empty listing would list again
-                // per job; listing is the queue's costliest query (on FerretDB
-                // it reads every pending job), so fold the burst into one.
-                let since = state.last_listing.elapsed();
-                if state.exhausted && since < NUDGE_COALESCE {
-                    if !state.wake_scheduled {
-                        state.wake_scheduled = true;
-                        let (me, stats) = (myself.clone(), Arc::clone(&state.args.stats));
-                        tokio::spawn(async move {
-                            tokio::time::sleep(NUDGE_COALESCE - since).await;
-                            send(&me, &stats, PollerMsg::Nudge);
-                        });
-                    }
-                    return Ok(());
-                }
-                state.wake_scheduled = false;
                 state.exhausted = false;
                 state.wake(&myself);
             }
