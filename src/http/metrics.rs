@@ -171,8 +171,11 @@ impl Metrics {
         Self { registry, ..m }
     }
 
-    /// Record one HTTP request.
-    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Record one HTTP request. Every label comes from a closed set, so the
+    /// series stay bounded whatever clients send: `method` is a
+    /// [`method_label`](super::bounded::method_label), `route` a matched
+    /// route template or `unmatched`, `status` one of the statuses we answer.
+    pub fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let (method, route) = (method.to_owned(), route.to_owned());
         self.http_requests
             .get_or_create(&RequestLabels {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bounded;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::state::AppState;
+use bounded::{method_label, LoggedPath};
 use error::{problem_response, ApiError};
 
 #[derive(OpenApi)]
@@ -163,13 +165,17 @@ pub fn router(state: AppState) -> Router {
             )
         }))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        // Span fields are printed with every event inside the request, so
+        // they carry bounded forms only (see `bounded`).
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str)
                 .unwrap_or("unmatched");
-            tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path())
+            let method = method_label(req.method());
+            let path = LoggedPath(req.uri().path());
+            tracing::info_span!("request", %method, route, %path)
         }))
         .with_state(state)
 }
@@ -194,10 +200,12 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
     }
 }
 
-/// One line per request in the `requests` category, and its metrics.
+/// One line per request in the `requests` category, and its metrics. The
+/// method is its closed label, the path cut to a bound; the query string is
+/// not logged.
 async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let method = method_label(req.method());
+    let path = LoggedPath(req.uri().path()).to_string();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -207,9 +215,7 @@ async fn log_request(State(state): State<AppState>, req: Request, next: Next) ->
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    state
-        .metrics
-        .request(method.as_str(), &route, status, seconds);
+    state.metrics.request(method, &route, status, seconds);
     let ms = seconds * 1000.0;
     tracing::info!(target: "requests", %method, %path, status, duration_ms = format!("{ms:.2}"), "request");
     response

@@ -2,6 +2,7 @@
 //! `scripts/test` starts them; every test gets its own database and key prefix.
 
 mod cache;
+mod cardinality;
 mod chaos;
 mod config;
 mod crash;
