@@ -108,6 +108,16 @@ pub struct ServerSettings {
     pub body_limit: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Longest wait for a complete request head, from accept and, on a
+    /// keep-alive connection, from the end of the previous response (hyper
+    /// runs one timer for both, so this is also the keep-alive idle timeout).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest time from a request's head to the last byte of its body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +155,28 @@ pub struct OpsSettings {
 pub struct LogSettings {
     pub dir: PathBuf,
     pub level: String,
+}
+
+impl ServerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.body_limit == 0 {
+            return Err(invalid("server.body_limit", "must be positive"));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(invalid("server.header_read_timeout", "must be positive"));
+        }
+        // A slow body must get its 408 before the request as a whole gets 503.
+        if self.body_timeout.is_zero() || self.body_timeout >= self.request_timeout {
+            return Err(invalid(
+                "server.body_timeout",
+                "must be positive and shorter than server.request_timeout",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -223,9 +255,7 @@ impl Settings {
                 "must be at least 300ms, and poll_interval positive",
             ));
         }
-        if self.server.body_limit == 0 {
-            return Err(invalid("server.body_limit", "must be positive"));
-        }
+        self.server.validate()?;
         if self.environment == Environment::Production {
             let placeholder = |s: &SecretString| {
                 let s = s.expose_secret();

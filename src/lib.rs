@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

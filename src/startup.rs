@@ -6,7 +6,6 @@
 //! resolves, then drains requests and stops the actors in order.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +22,7 @@ use troupe_actors::user::Users;
 
 use crate::config::Settings;
 use crate::http::metrics::Metrics;
+use crate::server::{self, ConnectionLimits};
 use crate::state::{AppState, Inner};
 use crate::tree;
 
@@ -141,36 +141,16 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves; then stop accepting connections, let
-    /// in-flight requests finish and stop the actors, all within the grace period.
+    /// in-flight requests finish and stop the actors, each within the grace
+    /// period (see [`crate::server`] for the connection limits).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.settings.server.shutdown_grace;
+        let limits = ConnectionLimits::from(&self.state.settings.server);
         let app = crate::http::router(self.state.clone());
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!(target: "system", "shutdown requested; draining requests");
-            let _ = stopping_tx.send(());
-        });
-        let drain_deadline = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = server => result?,
-            () = drain_deadline => {
-                tracing::warn!(target: "system", "grace period over; dropping unfinished requests");
-            }
-        }
+        server::serve(self.listener, app, limits, shutdown).await;
         let stopped = ractor::call!(self.supervisor, |reply| SupervisorMsg::Shutdown {
             grace,
             reply

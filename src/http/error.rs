@@ -69,6 +69,9 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 408: the request body did not arrive within `server.body_timeout`.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 409: the request conflicts with existing state (e.g. a taken e-mail).
     #[error("{0}")]
     Conflict(String),
@@ -97,6 +100,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

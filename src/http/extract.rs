@@ -13,6 +13,7 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use super::body::BodyDeadline;
 use super::error::{ApiError, FieldError};
 
 /// A request body type that can be built from a JSON object.
@@ -129,7 +130,17 @@ async fn json_object<S: Send + Sync>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+    // No deadline only where the router's body guard did not run (never in
+    // the service; it stamps every request).
+    let deadline = req.extensions().get::<BodyDeadline>().copied();
+    let read = Bytes::from_request(req, state);
+    let read = match deadline {
+        Some(BodyDeadline(at)) => tokio::time::timeout_at(at, read)
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?,
+        None => read.await,
+    };
+    let bytes = read.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {

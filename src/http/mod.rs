@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod bounded;
 pub mod error;
 pub mod extract;
@@ -88,7 +89,7 @@ impl Modify for SecuritySchemes {
 }
 
 /// The responses every operation of a kind can give, documented once here
-/// rather than on each handler: 413/415 wherever a JSON body is read, 503
+/// rather than on each handler: 408/413/415 wherever a JSON body is read, 503
 /// wherever an actor or store answers (an actor restarting, MongoDB
 /// unreachable, a timeout).
 fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
@@ -126,6 +127,9 @@ fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
                 responses
                     .entry("415".into())
                     .or_insert_with(|| problem("Body is not application/json"));
+                responses
+                    .entry("408".into())
+                    .or_insert_with(|| problem("Body not received within server.body_timeout"));
             }
             if !always_up {
                 responses
@@ -155,6 +159,13 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
             request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            body::BodyPolicy {
+                limit: settings.body_limit,
+                timeout: settings.body_timeout,
+            },
+            body::guard_body,
         ))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(CatchPanicLayer::custom(|_| {

@@ -38,6 +38,8 @@ fn conventional_environment_variables_override_files() {
         ("LOG_DIR", "/var/log/troupe"),
         ("OPS_TOKEN", "ops-secret"),
         ("TROUPE__SERVER__REQUEST_TIMEOUT", "3s"),
+        // Must stay below the request timeout (see below).
+        ("TROUPE__SERVER__BODY_TIMEOUT", "2s"),
     ])
     .unwrap();
     assert_eq!(settings.server.port, 4321);
@@ -56,6 +58,32 @@ fn conventional_environment_variables_override_files() {
     assert_eq!(settings.log.dir.to_str(), Some("/var/log/troupe"));
     assert_eq!(settings.ops.token.expose_secret(), "ops-secret");
     assert_eq!(settings.server.request_timeout.as_secs(), 3);
+    assert_eq!(settings.server.body_timeout.as_secs(), 2);
+}
+
+#[test]
+fn connection_limits_are_checked_by_name() {
+    let defaults = load(&[]).unwrap().server;
+    assert!(defaults.body_timeout < defaults.request_timeout);
+    assert!(!defaults.header_read_timeout.is_zero() && defaults.max_connections > 0);
+    for (var, value, key) in [
+        // A slow body would get 503 from the request timeout, not 408.
+        ("TROUPE__SERVER__BODY_TIMEOUT", "10s", "server.body_timeout"),
+        ("TROUPE__SERVER__BODY_TIMEOUT", "0s", "server.body_timeout"),
+        (
+            "TROUPE__SERVER__HEADER_READ_TIMEOUT",
+            "0s",
+            "server.header_read_timeout",
+        ),
+        (
+            "TROUPE__SERVER__MAX_CONNECTIONS",
+            "0",
+            "server.max_connections",
+        ),
+    ] {
+        let err = load(&[(var, value)]).unwrap_err();
+        assert!(err.contains(key), "{var}={value}: {err}");
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cache;
 mod cardinality;
 mod chaos;
 mod config;
+mod connections;
 mod crash;
 mod events;
 mod hardening;

@@ -1,0 +1,236 @@
+//! Issue #13 item 6: connection hygiene, attacked over raw TCP — slow or
+//! silent clients, idle keep-alive connections, slow and oversized bodies,
+//! more connections than the cap.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+/// Longest any test here waits for something that must happen.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let addr = app.address.trim_start_matches("http://");
+    TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Read until the server closes the connection (EOF or reset); panic if it
+/// is still open after `deadline`. Returns when it closed.
+async fn closed_by_server(stream: &mut TcpStream, deadline: Duration) -> Instant {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(deadline, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => continue, // e.g. an error response before closing
+            }
+        }
+    })
+    .await
+    .expect("the server closed the connection")
+}
+
+/// A response read off a raw connection.
+struct RawResponse {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// Read one response with a `Content-Length` body, within `deadline`.
+async fn read_response(stream: &mut (impl AsyncRead + Unpin), deadline: Duration) -> RawResponse {
+    tokio::time::timeout(deadline, async {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let headers = text[..end].to_ascii_lowercase();
+                let length: usize = headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if bytes.len() >= end + 4 + length {
+                    let status = headers[9..12].parse().unwrap();
+                    let body = text[end + 4..end + 4 + length].to_owned();
+                    return RawResponse {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before a full response: {text:?}");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a response in time")
+}
+
+fn assert_problem(response: &RawResponse, status: u16) -> Value {
+    assert_eq!(response.status, status, "{}", response.body);
+    assert!(
+        response
+            .headers
+            .contains("content-type: application/problem+json"),
+        "{}",
+        response.headers
+    );
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["status"], status);
+    body
+}
+
+const GET_LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: troupe\r\n\r\n";
+
+#[tokio::test]
+async fn a_client_sending_half_a_head_is_disconnected_after_the_header_timeout() {
+    let timeout = Duration::from_millis(400);
+    let app = spawn_app_with(|s| s.server.header_read_timeout = timeout).await;
+    let mut stream = connect(&app).await;
+    let sent = Instant::now();
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: troupe\r\n")
+        .await
+        .unwrap();
+    let closed = closed_by_server(&mut stream, DEADLINE).await;
+    assert!(closed - sent >= timeout - Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn a_client_sending_nothing_is_disconnected_after_the_header_timeout() {
+    let timeout = Duration::from_millis(400);
+    let app = spawn_app_with(|s| s.server.header_read_timeout = timeout).await;
+    let opened = Instant::now();
+    let mut stream = connect(&app).await;
+    let closed = closed_by_server(&mut stream, DEADLINE).await;
+    assert!(closed - opened >= timeout - Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let timeout = Duration::from_millis(400);
+    let app = spawn_app_with(|s| s.server.header_read_timeout = timeout).await;
+    let mut stream = connect(&app).await;
+    // Keep-alive works: two requests on one connection.
+    for _ in 0..2 {
+        stream.write_all(GET_LIVE).await.unwrap();
+        assert_eq!(read_response(&mut stream, DEADLINE).await.status, 200);
+    }
+    let answered = Instant::now();
+    let closed = closed_by_server(&mut stream, DEADLINE).await;
+    assert!(closed - answered >= timeout - Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn a_trickling_body_gets_408_problem_json_before_the_request_timeout() {
+    let body_timeout = Duration::from_millis(500);
+    let app = spawn_app_with(|s| s.server.body_timeout = body_timeout).await;
+    let stream = connect(&app).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    writer
+        .write_all(
+            b"POST /users/login HTTP/1.1\r\nHost: troupe\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // The attack: a byte every 100 ms, so no single read ever waits long.
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(b" ").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let response = tokio::select! {
+        response = read_response(&mut reader, DEADLINE) => response,
+        () = trickle => unreachable!("the trickle never ends"),
+    };
+    let elapsed = started.elapsed();
+    let body = assert_problem(&response, 408);
+    assert!(body["detail"].as_str().unwrap().contains("body"), "{body}");
+    assert!(elapsed >= body_timeout, "{elapsed:?}");
+    assert!(elapsed < app.settings.server.request_timeout, "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413_without_being_read() {
+    let app = spawn_app().await;
+    let mut stream = connect(&app).await;
+    // Ten megabytes announced, none sent: the answer cannot wait for them.
+    stream
+        .write_all(
+            b"POST /users/signup HTTP/1.1\r\nHost: troupe\r\nContent-Type: application/json\r\n\
+              Content-Length: 10000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let response = read_response(&mut stream, Duration::from_secs(2)).await;
+    assert_problem(&response, 413);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = spawn_app_with(|s| {
+        s.server.max_connections = 2;
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // Two silent connections take both slots (the kernel hands connections
+    // to accept in the order they were made).
+    let first = connect(&app).await;
+    let _second = connect(&app).await;
+    let mut third = connect(&app).await;
+    third.write_all(GET_LIVE).await.unwrap();
+    // Unserved while both slots are held: nothing to wait for but time.
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(early.is_err(), "the third connection was served: {early:?}");
+    // One slot frees: the waiting connection is served.
+    drop(first);
+    let response = read_response(&mut third, DEADLINE).await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_an_in_flight_request_and_closes_idle_connections() {
+    let body_timeout = Duration::from_millis(800);
+    let mut app = spawn_app_with(|s| s.server.body_timeout = body_timeout).await;
+    // In flight: its handler waits for a body that never comes, until 408.
+    let mut busy = connect(&app).await;
+    busy.write_all(
+        b"POST /users/login HTTP/1.1\r\nHost: troupe\r\nContent-Type: application/json\r\n\
+          Content-Length: 10\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    // Connections are accepted in order, and the app runs on this test's
+    // single thread: once this later one is answered, the busy one has been
+    // accepted and its request handed to its handler.
+    let mut idle = connect(&app).await;
+    idle.write_all(GET_LIVE).await.unwrap();
+    assert_eq!(read_response(&mut idle, DEADLINE).await.status, 200);
+    let stop = async {
+        tokio::time::timeout(DEADLINE, app.stop())
+            .await
+            .expect("run() returns")
+            .expect("clean shutdown")
+    };
+    let requests = async {
+        closed_by_server(&mut idle, DEADLINE).await;
+        read_response(&mut busy, DEADLINE).await
+    };
+    let ((), response) = tokio::join!(stop, requests);
+    assert_problem(&response, 408);
+    closed_by_server(&mut busy, DEADLINE).await;
+}
