@@ -60,6 +60,10 @@ pub enum ApiError {
     /// service's clients expect.)
     #[error("the request body has invalid fields")]
     Validation(Vec<FieldError>),
+    /// 400: some query-string parameters are unknown, repeated or invalid;
+    /// `errors` lists each one.
+    #[error("the query string has invalid parameters")]
+    InvalidQuery(Vec<FieldError>),
     /// 401: missing, invalid, expired or revoked credentials.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -96,7 +100,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -169,8 +173,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?err, "internal error");
                 problem_response(status, "an unexpected error occurred".into(), vec![])
             }
-            Self::Validation(errors) => {
-                problem_response(status, "the request body has invalid fields".into(), errors)
+            Self::Validation(ref errors) | Self::InvalidQuery(ref errors) => {
+                let detail = self.to_string();
+                problem_response(status, detail, errors.clone())
             }
             other => {
                 let mut response = problem_response(status, other.to_string(), vec![]);

@@ -212,7 +212,7 @@ fn parse_list(raw: Option<String>) -> Result<JobQuery, ApiError> {
         Ok(query)
     } else {
         errors.sort_by(|a, b| a.field.cmp(&b.field));
-        Err(ApiError::Validation(errors))
+        Err(ApiError::InvalidQuery(errors))
     }
 }
 

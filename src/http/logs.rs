@@ -82,7 +82,7 @@ fn parse(raw: Option<String>) -> Result<LogQuery, ApiError> {
             date,
             tail,
         }),
-        _ => Err(ApiError::Validation(errors)),
+        _ => Err(ApiError::InvalidQuery(errors)),
     }
 }
 

@@ -39,7 +39,7 @@ fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiErro
     let mut kinds = None;
     for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         if key != "kinds" || kinds.is_some() {
-            return Err(ApiError::Validation(vec![FieldError::new(
+            return Err(ApiError::InvalidQuery(vec![FieldError::new(
                 key.as_ref(),
                 "only one `kinds` parameter is accepted",
             )]));
@@ -49,7 +49,7 @@ fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiErro
             match EventKind::NAMES.iter().find(|k| **k == name) {
                 Some(kind) => wanted.push(*kind),
                 None => {
-                    return Err(ApiError::Validation(vec![FieldError::new(
+                    return Err(ApiError::InvalidQuery(vec![FieldError::new(
                         "kinds",
                         format!(
                             "unknown event kind {name:?}; known: {}",

@@ -331,3 +331,30 @@ async fn logs_endpoint_serves_a_category_day_and_rejects_everything_else() {
     .await;
     let _ = Document::new();
 }
+
+#[tokio::test]
+async fn query_string_errors_say_so_and_list_each_parameter() {
+    let app = spawn_app().await;
+    for (path, fields) in [
+        ("/jobs?limit=0&status=lost", &["limit", "status"][..]),
+        (
+            "/logs?type=requests&date=2026-11-29&tail=0&extra=1",
+            &["extra", "tail"],
+        ),
+        ("/ops/events?kinds=NoSuchKind", &["kinds"]),
+    ] {
+        let problem = assert_problem(app.get_ops(path).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            problem["detail"], "the query string has invalid parameters",
+            "{path}"
+        );
+        let mut listed: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, fields, "{path}");
+    }
+}
