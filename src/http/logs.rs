@@ -2,19 +2,25 @@
 //!
 //! The category must be one of the known ones and the date a real calendar
 //! date; the file name is built from those two validated values only, so no
-//! request can name a path outside `LOG_DIR`. The file is read with tokio's
-//! file I/O (on the blocking pool), never on an async worker thread.
+//! request can name a path outside `LOG_DIR`. The file is streamed with
+//! tokio's file I/O (on the blocking pool, never an async worker thread), and
+//! `tail` is found by reading backwards from the end ([`super::log_tail`]), so
+//! a request holds one block in memory whatever the file's size.
 
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
 use super::error::{ApiError, FieldError, Problem};
+use super::log_tail;
 use crate::state::AppState;
 use crate::telemetry::{log_file_name, CATEGORIES};
 
@@ -23,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Longest `tail` accepted.
-const MAX_TAIL: usize = 100_000;
+const MAX_TAIL: usize = 10_000;
 
 /// Query parameters of `GET /logs`.
 #[derive(IntoParams)]
@@ -35,7 +41,7 @@ pub struct LogParams {
     kind: String,
     /// `YYYY-MM-DD` (UTC).
     date: String,
-    /// Only the last N lines (1 to 100,000).
+    /// Only the last N lines (1 to 10,000).
     tail: Option<usize>,
 }
 
@@ -64,7 +70,7 @@ fn parse(raw: Option<String>) -> Result<LogQuery, ApiError> {
                 Ok(n) if (1..=MAX_TAIL).contains(&n) => tail = Some(n),
                 _ => errors.push(FieldError::new(
                     "tail",
-                    "must be an integer from 1 to 100000",
+                    "must be an integer from 1 to 10000",
                 )),
             },
             other => errors.push(FieldError::new(other, "is not a known parameter")),
@@ -106,29 +112,39 @@ async fn logs(
         .log
         .dir
         .join(log_file_name(query.category, &date));
-    let text = match tokio::fs::read(&path).await {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::NotFound(format!(
                 "no {} log for {date}",
                 query.category
             )))
         }
-        Err(err) => {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "reading {}: {err}",
-                path.display()
-            )))
-        }
+        Err(err) => return Err(unreadable(&path, err)),
     };
-    let body = match query.tail {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
-            tail.push('\n');
-            tail
-        }
-        None => text,
+    // The length now: lines written while the response streams are left for
+    // the next request, so the answer is the file as it was, and ends.
+    let len = file
+        .metadata()
+        .await
+        .map_err(|err| unreadable(&path, err))?
+        .len();
+    let start = match query.tail {
+        Some(lines) => log_tail::tail_start(&mut file, len, lines, log_tail::BLOCK)
+            .await
+            .map_err(|err| unreadable(&path, err))?,
+        None => 0,
     };
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|err| unreadable(&path, err))?;
+    let body = Body::from_stream(ReaderStream::with_capacity(
+        file.take(len - start),
+        log_tail::BLOCK,
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body))
+}
+
+fn unreadable(path: &std::path::Path, err: std::io::Error) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("reading {}: {err}", path.display()))
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod log_tail;
 pub mod logs;
 pub mod metrics;
 pub mod ops;

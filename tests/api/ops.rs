@@ -333,6 +333,51 @@ async fn logs_endpoint_serves_a_category_day_and_rejects_everything_else() {
 }
 
 #[tokio::test]
+async fn logs_tail_is_read_from_the_end_of_large_files_and_bounded() {
+    // This app's /logs reads its own directory (the process's log files are
+    // shared by every test), with files made for the test.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("logs-tail")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let numbered: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(dir.join("requests.2001-02-03.log"), &numbered).unwrap();
+    // One line longer than the 64 KiB read block, and no final newline.
+    let long = "y".repeat(200_000);
+    let unterminated = format!("short\n{long}");
+    std::fs::write(dir.join("worker.2001-02-03.log"), &unterminated).unwrap();
+    let app = spawn_app_with(|s| s.log.dir = dir.clone()).await;
+    let text = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app.get_ops(&format!("/logs?date=2001-02-03&{query}")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            response.text().await.unwrap()
+        }
+    };
+
+    assert_eq!(
+        text("type=requests&tail=3").await,
+        "line 19997\nline 19998\nline 19999\n"
+    );
+    let most = text("type=requests&tail=10000").await;
+    assert_eq!(most.lines().count(), 10_000);
+    assert_eq!(most.lines().next(), Some("line 10000"));
+    assert_eq!(text("type=requests").await, numbered);
+    assert_eq!(text("type=worker&tail=1").await, long);
+    assert_eq!(text("type=worker&tail=5").await, unterminated);
+
+    let problem = assert_problem(
+        app.get_ops("/logs?type=requests&date=2001-02-03&tail=10001")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "tail", "{problem}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn query_string_errors_say_so_and_list_each_parameter() {
     let app = spawn_app().await;
     for (path, fields) in [
