@@ -162,8 +162,14 @@ impl ServerSettings {
         if self.body_limit == 0 {
             return Err(invalid("server.body_limit", "must be positive"));
         }
-        if self.header_read_timeout.is_zero() {
-            return Err(invalid("server.header_read_timeout", "must be positive"));
+        // hyper adds it to the clock for every connection: keep it sane.
+        if self.header_read_timeout.is_zero()
+            || self.header_read_timeout > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "server.header_read_timeout",
+                "must be positive and at most 1d",
+            ));
         }
         // A slow body must get its 408 before the request as a whole gets 503.
         if self.body_timeout.is_zero() || self.body_timeout >= self.request_timeout {
@@ -172,8 +178,11 @@ impl ServerSettings {
                 "must be positive and shorter than server.request_timeout",
             ));
         }
-        if self.max_connections == 0 {
-            return Err(invalid("server.max_connections", "must be at least 1"));
+        if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&self.max_connections) {
+            return Err(invalid(
+                "server.max_connections",
+                format!("must be from 1 to {}", tokio::sync::Semaphore::MAX_PERMITS),
+            ));
         }
         Ok(())
     }

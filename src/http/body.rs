@@ -38,8 +38,11 @@ pub async fn guard_body(
     if declared_length(&req).is_some_and(|length| length > policy.limit as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
-    req.extensions_mut()
-        .insert(BodyDeadline(Instant::now() + policy.timeout));
+    // A timeout too long for the clock means no deadline (request_timeout,
+    // which it must stay below, then bounds the request anyway).
+    if let Some(deadline) = Instant::now().checked_add(policy.timeout) {
+        req.extensions_mut().insert(BodyDeadline(deadline));
+    }
     next.run(req).await
 }
 
