@@ -15,7 +15,10 @@ use troupe_actors::auth::AuthConfig;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::handlers::MailConfig;
 use troupe_actors::jobs::QueueConfig;
+use troupe_actors::limits::{LimitsConfig, WindowLimit};
 use troupe_actors::supervisor::RestartPolicy;
+
+use crate::http::client_addr::{ProxyHeader, TrustedProxies};
 
 /// Conventional environment variables and the setting each one overrides.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -88,6 +91,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cache: CacheConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub queue: QueueConfig,
     pub mail: MailConfig,
     pub actors: ActorSettings,
@@ -108,6 +112,13 @@ pub struct ServerSettings {
     pub body_limit: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Reverse proxies whose forwarding header names the client (see
+    /// `http::client_addr`); empty: the TCP peer is always the client.
+    #[serde(default)]
+    pub trusted_proxies: TrustedProxies,
+    /// The header those proxies write.
+    #[serde(default)]
+    pub proxy_header: ProxyHeader,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +237,7 @@ impl Settings {
         if self.server.body_limit == 0 {
             return Err(invalid("server.body_limit", "must be positive"));
         }
+        self.validate_limits()?;
         if self.environment == Environment::Production {
             let placeholder = |s: &SecretString| {
                 let s = s.expose_secret();
@@ -258,6 +270,53 @@ impl Settings {
                     "ops.fault_injection",
                     "fault injection is refused under the production profile",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every abuse limit allows something and its durations are positive.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let throttle = &self.auth.throttle;
+        for (key, ok) in [
+            ("auth.throttle.per_account", throttle.per_account >= 1),
+            ("auth.throttle.per_address", throttle.per_address >= 1),
+            ("auth.throttle.window", !throttle.window.is_zero()),
+            ("auth.throttle.base_delay", !throttle.base_delay.is_zero()),
+            (
+                "auth.throttle.max_delay",
+                throttle.max_delay >= throttle.base_delay,
+            ),
+            (
+                "auth.throttle.forget_after",
+                throttle.forget_after >= throttle.max_delay,
+            ),
+        ] {
+            if !ok {
+                return Err(invalid(
+                    key,
+                    "limits must be at least 1 and durations positive, with base_delay <= max_delay <= forget_after",
+                ));
+            }
+        }
+        let windows: [(&'static str, &'static str, WindowLimit); 2] = [
+            (
+                "limits.signups.per_address",
+                "limits.signups.window",
+                self.limits.signups,
+            ),
+            (
+                "limits.profile_lookups.per_address",
+                "limits.profile_lookups.window",
+                self.limits.profile_lookups,
+            ),
+        ];
+        for (count_key, window_key, limit) in windows {
+            if limit.per_address == 0 {
+                return Err(invalid(count_key, "must be at least 1"));
+            }
+            if limit.window.is_zero() {
+                return Err(invalid(window_key, "must be positive"));
             }
         }
         Ok(())
