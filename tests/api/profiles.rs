@@ -238,3 +238,45 @@ async fn public_lookups_are_served_while_redis_is_down() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_two_profiles_and_the_429s() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api-json").await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let properties = |name: &str| {
+        let mut keys: Vec<String> = schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name}"))
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(properties("PublicProfile"), ["createdAt", "id", "name"]);
+    assert_eq!(
+        properties("OwnerProfile"),
+        ["age", "createdAt", "email", "id", "name"]
+    );
+    let ok_schema = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(ok_schema("/users/{id}", "get").ends_with("/PublicProfile"));
+    assert!(ok_schema("/users/profile", "get").ends_with("/OwnerProfile"));
+    assert!(ok_schema("/users/profile", "patch").ends_with("/OwnerProfile"));
+    for (path, method) in [
+        ("/users/{id}", "get"),
+        ("/users/signup", "post"),
+        ("/users/login", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["429"].is_object(),
+            "429 on {method} {path}"
+        );
+    }
+}
