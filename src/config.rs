@@ -278,25 +278,41 @@ impl Settings {
     /// Every abuse limit allows something and its durations are positive.
     fn validate_limits(&self) -> Result<(), ConfigError> {
         let throttle = &self.auth.throttle;
-        for (key, ok) in [
-            ("auth.throttle.per_account", throttle.per_account >= 1),
-            ("auth.throttle.per_address", throttle.per_address >= 1),
-            ("auth.throttle.window", !throttle.window.is_zero()),
-            ("auth.throttle.base_delay", !throttle.base_delay.is_zero()),
+        for (key, ok, problem) in [
+            (
+                "auth.throttle.per_account",
+                throttle.per_account >= 1,
+                "must be at least 1",
+            ),
+            (
+                "auth.throttle.per_address",
+                throttle.per_address >= 1,
+                "must be at least 1",
+            ),
+            (
+                "auth.throttle.window",
+                !throttle.window.is_zero(),
+                "must be positive",
+            ),
+            (
+                "auth.throttle.base_delay",
+                !throttle.base_delay.is_zero(),
+                "must be positive",
+            ),
             (
                 "auth.throttle.max_delay",
                 throttle.max_delay >= throttle.base_delay,
+                "must be at least auth.throttle.base_delay",
             ),
             (
+                // A pair's count must outlive its longest wait.
                 "auth.throttle.forget_after",
                 throttle.forget_after >= throttle.max_delay,
+                "must be at least auth.throttle.max_delay",
             ),
         ] {
             if !ok {
-                return Err(invalid(
-                    key,
-                    "limits must be at least 1 and durations positive, with base_delay <= max_delay <= forget_after",
-                ));
+                return Err(invalid(key, problem));
             }
         }
         let windows: [(&'static str, &'static str, WindowLimit); 2] = [
