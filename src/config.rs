@@ -15,7 +15,10 @@ use troupe_actors::auth::AuthConfig;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::handlers::MailConfig;
 use troupe_actors::jobs::QueueConfig;
+use troupe_actors::limits::{LimitsConfig, WindowLimit};
 use troupe_actors::supervisor::RestartPolicy;
+
+use crate::http::client_addr::{ProxyHeader, TrustedProxies};
 
 /// Conventional environment variables and the setting each one overrides.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -88,6 +91,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cache: CacheConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub queue: QueueConfig,
     pub mail: MailConfig,
     pub actors: ActorSettings,
@@ -118,6 +122,13 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Connections served at once; more wait in the kernel's accept backlog.
     pub max_connections: usize,
+    /// Reverse proxies whose forwarding header names the client (see
+    /// `http::client_addr`); empty: the TCP peer is always the client.
+    #[serde(default)]
+    pub trusted_proxies: TrustedProxies,
+    /// The header those proxies write.
+    #[serde(default)]
+    pub proxy_header: ProxyHeader,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +276,7 @@ impl Settings {
             ));
         }
         self.server.validate()?;
+        self.validate_limits()?;
         if self.environment == Environment::Production {
             let placeholder = |s: &SecretString| {
                 let s = s.expose_secret();
@@ -297,6 +309,69 @@ impl Settings {
                     "ops.fault_injection",
                     "fault injection is refused under the production profile",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every abuse limit allows something and its durations are positive.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let throttle = &self.auth.throttle;
+        for (key, ok, problem) in [
+            (
+                "auth.throttle.per_account",
+                throttle.per_account >= 1,
+                "must be at least 1",
+            ),
+            (
+                "auth.throttle.per_address",
+                throttle.per_address >= 1,
+                "must be at least 1",
+            ),
+            (
+                "auth.throttle.window",
+                !throttle.window.is_zero(),
+                "must be positive",
+            ),
+            (
+                "auth.throttle.base_delay",
+                !throttle.base_delay.is_zero(),
+                "must be positive",
+            ),
+            (
+                "auth.throttle.max_delay",
+                throttle.max_delay >= throttle.base_delay,
+                "must be at least auth.throttle.base_delay",
+            ),
+            (
+                // A pair's count must outlive its longest wait.
+                "auth.throttle.forget_after",
+                throttle.forget_after >= throttle.max_delay,
+                "must be at least auth.throttle.max_delay",
+            ),
+        ] {
+            if !ok {
+                return Err(invalid(key, problem));
+            }
+        }
+        let windows: [(&'static str, &'static str, WindowLimit); 2] = [
+            (
+                "limits.signups.per_address",
+                "limits.signups.window",
+                self.limits.signups,
+            ),
+            (
+                "limits.profile_lookups.per_address",
+                "limits.profile_lookups.window",
+                self.limits.profile_lookups,
+            ),
+        ];
+        for (count_key, window_key, limit) in windows {
+            if limit.per_address == 0 {
+                return Err(invalid(count_key, "must be at least 1"));
+            }
+            if limit.window.is_zero() {
+                return Err(invalid(window_key, "must be positive"));
             }
         }
         Ok(())

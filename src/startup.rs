@@ -105,7 +105,7 @@ impl Application {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let metrics = Arc::new(Metrics::new(&actors.queue_metrics));
+        let metrics = Arc::new(Metrics::new(&actors.queue_metrics, &actors.limit_metrics));
         let state = AppState::new(Inner {
             settings,
             db,

@@ -24,6 +24,7 @@ use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registr
 use troupe_actors::executor::{Queue, QueueMetrics};
 use troupe_actors::handlers::{JobHandlers, Mailer};
 use troupe_actors::jobs::JobStore;
+use troupe_actors::limits::{LimitMetrics, Limits};
 use troupe_actors::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::stats::ActorStats;
@@ -42,6 +43,10 @@ pub struct Actors {
     pub cache: ActorSlot<CacheMsg>,
     /// Profile reads: hits straight from Redis, misses through the CacheActor.
     pub profiles: CacheClient,
+    /// Per-address limits the HTTP layer applies (sign-ups, profile lookups).
+    pub limits: Limits,
+    /// Refusals and fail-opens of every limit and the login throttle.
+    pub limit_metrics: LimitMetrics,
     pub poller: ActorSlot<PollerMsg>,
     pub bus: ActorSlot<BusMsg>,
     /// Publish domain events.
@@ -100,6 +105,7 @@ pub fn build(
     let bus = ActorSlot::new("event-bus");
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
     let cache_stats = Arc::new(CacheStats::default());
+    let limit_metrics = LimitMetrics::default();
     let cache_args = CacheArgs {
         redis: redis.clone(),
         users: user_slot.clone(),
@@ -112,6 +118,8 @@ pub fn build(
         users: user_slot,
         profiles: CacheClient::new(&cache_args, cache_slot.clone()),
         cache: cache_slot,
+        limits: Limits::new(redis, &settings.limits, &limit_metrics),
+        limit_metrics,
         poller: ActorSlot::new("queue-poller"),
         events: Events::new(bus.clone()),
         bus,
@@ -132,7 +140,11 @@ pub fn build(
         db,
         store.clone(),
         a.events.clone(),
-        Throttle::new(redis.clone(), settings.auth.throttle.clone()),
+        Throttle::new(
+            redis.clone(),
+            settings.auth.throttle.clone(),
+            &a.limit_metrics,
+        ),
         Arc::clone(&a.tokens),
         settings.auth.bcrypt_cost,
         call_timeout,

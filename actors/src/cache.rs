@@ -2,10 +2,14 @@
 //!
 //! # Contract
 //! - Callers read through a [`CacheClient`]: a hit is answered from Redis
-//!   (`{prefix}user:{id}`) in the caller's own task. A miss goes to the actor
+//!   (`{prefix}profile:v2:{id}`) in the caller's own task. A miss goes to the actor
 //!   as `Load`, which loads the profile through the UserActor (MongoDB),
 //!   stores it with `ttl` and answers. An unknown id is cached as a tombstone
-//!   for `negative_ttl`. Only the public profile is ever cached.
+//!   for `negative_ttl`. Only the [`PublicProfile`] is ever cached (no
+//!   e-mail, no age): the owner's view is read from MongoDB.
+//! - **Rate limit:** [`CacheClient::get_limited`] counts the lookup against
+//!   a per-address [`FixedWindow`] in the same Redis pipeline as the read, so
+//!   a hit still costs one round trip; a refused lookup loads nothing.
 //! - **Single-flight:** concurrent misses for one id cause one load; every
 //!   waiter gets its result.
 //! - **Invalidation:** `Invalidate` deletes the key and answers only when no
@@ -31,6 +35,7 @@
 //! served throughout.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +44,11 @@ use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Deserialize;
 
+use crate::limits::FixedWindow;
 use crate::slot::{ActorSlot, CallError};
 use crate::stats::ActorStats;
 use crate::store::RedisStore;
-use crate::user::{UserError, UserMsg};
+use crate::user::{PublicProfile, UserError, UserMsg};
 
 /// `[cache]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -155,15 +161,58 @@ impl CacheClient {
         match self.shared.read(&id).await {
             Ok(Some(hit)) => Ok(hit),
             // Miss, or Redis down: join (or start) the single load.
-            _ => {
-                self.actor
-                    .call(
-                        |reply| CacheMsg::Load { id, reply },
-                        self.shared.call_timeout,
-                    )
-                    .await
-            }
+            _ => self.load(id).await,
         }
+    }
+
+    /// Like [`Self::get`], counted against `limit` for `client`: a refused
+    /// lookup answers `Err(UserError::Throttled(wait))` and loads nothing.
+    /// The count and the read travel in one pipeline, so a hit costs one
+    /// Redis round trip, as without the limit; with Redis down the lookup
+    /// is served (both fail open).
+    pub async fn get_limited(
+        &self,
+        id: ObjectId,
+        limit: &FixedWindow,
+        client: IpAddr,
+    ) -> Result<Lookup, CallError> {
+        let key = self.shared.key(&id);
+        let mut pipe = redis::pipe();
+        limit.count_in(&mut pipe, client);
+        pipe.cmd("GET").arg(&key);
+        let replies = self
+            .shared
+            .redis
+            .run_pipe::<(u64, i64, Option<String>)>(&pipe)
+            .await;
+        let read = match replies {
+            Ok((count, ttl_ms, value)) => {
+                self.shared.stats.redis_ok();
+                if let Some(wait) = limit.verdict(count, ttl_ms) {
+                    return Ok(Err(UserError::Throttled(wait)));
+                }
+                self.shared.parse(&key, value)
+            }
+            Err(err) => {
+                limit.unavailable(&err);
+                self.shared.stats.redis_failed(&err);
+                None
+            }
+        };
+        match read {
+            Some(hit) => Ok(hit),
+            None => self.load(id).await,
+        }
+    }
+
+    /// Join (or start) the single load of `id` in the actor.
+    async fn load(&self, id: ObjectId) -> Result<Lookup, CallError> {
+        self.actor
+            .call(
+                |reply| CacheMsg::Load { id, reply },
+                self.shared.call_timeout,
+            )
+            .await
     }
 }
 
@@ -190,8 +239,13 @@ impl Shared {
         }
     }
 
+    /// The key of `id`'s cached profile. `v2`: until the public profile lost
+    /// its e-mail and age, profiles were cached under `user:{id}` with both;
+    /// the new namespace means no such value is ever read after an upgrade
+    /// (the old keys expire within their TTL). Change it again whenever the
+    /// cached JSON's shape changes.
     fn key(&self, id: &ObjectId) -> String {
-        self.redis.key(&format!("user:{id}"))
+        self.redis.key(&format!("profile:v2:{id}"))
     }
 
     /// `Ok(Some(lookup))` on a hit, `Ok(None)` on a miss, `Err` when Redis failed.
@@ -202,31 +256,33 @@ impl Shared {
             .run::<Option<String>>(redis::cmd("GET").arg(&key))
             .await
         {
-            Ok(Some(value)) => {
+            Ok(value) => {
                 self.stats.redis_ok();
-                // Only this actor writes these keys: a profile's JSON or the tombstone.
-                let lookup = if value == TOMBSTONE {
-                    Some(Ok(None))
-                } else if value.starts_with('{') {
-                    Some(Ok(Some(ProfileJson(value.into()))))
-                } else {
-                    None
-                };
-                if lookup.is_some() {
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(target: "cache", %key, "HIT");
-                }
-                Ok(lookup)
-            }
-            Ok(None) => {
-                self.stats.redis_ok();
-                Ok(None)
+                Ok(self.parse(&key, value))
             }
             Err(err) => {
                 self.stats.redis_failed(&err);
                 Err(())
             }
         }
+    }
+
+    /// A hit (counted and logged) from what `GET key` answered, or `None`.
+    fn parse(&self, key: &str, value: Option<String>) -> Option<Lookup> {
+        let value = value?;
+        // Only this actor writes these keys: a profile's JSON or the tombstone.
+        let lookup = if value == TOMBSTONE {
+            Some(Ok(None))
+        } else if value.starts_with('{') {
+            Some(Ok(Some(ProfileJson(value.into()))))
+        } else {
+            None
+        };
+        if lookup.is_some() {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "cache", %key, "HIT");
+        }
+        lookup
     }
 
     /// Load from MongoDB through the UserActor and store the result.
@@ -240,10 +296,12 @@ impl Shared {
             Ok(result) => result,
             Err(err) => Err(UserError::Store(err.to_string())),
         };
+        // Only the public part is cached and served.
         let result = result.map(|profile| {
-            profile.map(|p| {
+            profile.map(|owner| {
+                let public: PublicProfile = owner.public();
                 ProfileJson(
-                    serde_json::to_string(&p)
+                    serde_json::to_string(&public)
                         .expect("profile serialises")
                         .into(),
                 )

@@ -14,6 +14,7 @@ pub mod events;
 pub mod executor;
 pub mod handlers;
 pub mod jobs;
+pub mod limits;
 pub mod poller;
 pub mod slot;
 pub mod stats;

@@ -1,14 +1,37 @@
-//! Login throttling: fixed windows in Redis, shared by every instance.
+//! Login throttling that stops attackers, not users (OWASP Authentication
+//! Cheat Sheet): failures are counted, never successes, in Redis, shared by
+//! every instance.
 //!
-//! Two limits, both per `window`: failed logins per account (reset by a
-//! successful login), and login attempts per client address. Past either, the
-//! login is refused with the time until the window ends (429 + Retry-After),
-//! *before* any password is checked, so a blocked client cannot use the
-//! service to guess passwords.
+//! Three counters, each checked *before* any password is verified, so a
+//! refused client cannot use the service to guess:
+//! - **(account, address):** `free_failures` failures are free; after each
+//!   further one the pair waits [`delay_after`] (`base_delay`, doubling,
+//!   capped at `max_delay`) before its next attempt. The count is forgotten
+//!   `forget_after` after its last attempt, and a successful login clears it.
+//!   The owner on another address is not affected.
+//! - **account, all addresses:** more than `per_account` failures in a
+//!   `window` (a distributed guessing attack) refuse the account's logins
+//!   until the window ends. Much higher than the free allowance: reaching it
+//!   takes many addresses.
+//! - **address, all accounts:** more than `per_address` failures in a
+//!   `window` (credential stuffing) refuse the address's logins until the
+//!   window ends. Successful logins never count, so users behind one NAT or
+//!   proxy do not lock each other out.
 //!
-//! Redis down or slow: the throttle fails **open** (the login proceeds, a
-//! warning is logged): availability of login is preferred over throttling
-//! during a cache outage; bcrypt's cost still bounds guessing speed.
+//! **Concurrency.** An attempt is counted as a failure when it *starts*
+//! (`INCR` gives each concurrent attempt its own count) and refunded when it
+//! succeeds, is refused, or ends for another reason ([`LoginTicket`]). Past
+//! the free allowance the attempt must also win `SET wait NX PX delay`: of
+//! concurrent attempts only one goes ahead, so parallel requests cannot
+//! multiply the guesses a delay allows.
+//!
+//! Keys name a hash of the e-mail, never the address itself.
+//!
+//! Redis down or slow: the throttle fails **open** (the login proceeds; a
+//! warning is logged once per outage and
+//! `troupe_rate_limit_unavailable_total{limit="login"}` counts): availability
+//! of login is preferred over throttling during a Redis outage; bcrypt's
+//! cost still bounds guessing speed.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,98 +39,299 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::limits::{client_bucket, over_limit, wait_from_pttl, LimitMetrics, LimitReporter};
 use crate::store::RedisStore;
 
 /// `[auth.throttle]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ThrottleConfig {
-    /// Failed logins allowed per account per window.
+    /// Failures per (account, address) before delays start.
+    pub free_failures: u64,
+    /// The wait after the first failure past the free allowance; it doubles
+    /// with each further failure.
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    /// The longest wait between attempts of one (account, address).
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// An (account, address)'s failures are forgotten this long after its
+    /// last attempt.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+    /// Failures per account per window, from all addresses together.
     pub per_account: u64,
-    /// Login attempts allowed per client address per window.
+    /// Failures per client address per window, on all accounts together.
     pub per_address: u64,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+}
+
+/// How long an (account, address) waits after its `failures`-th failure
+/// before it may try again: nothing within the free allowance, then
+/// `base_delay × 2^(failures − free_failures − 1)`, capped at `max_delay`.
+pub fn delay_after(failures: u64, config: &ThrottleConfig) -> Duration {
+    let past = failures.saturating_sub(config.free_failures);
+    if past == 0 {
+        return Duration::ZERO;
+    }
+    let doublings = past - 1;
+    let delay = u32::try_from(doublings)
+        .ok()
+        .and_then(|d| 1u32.checked_shl(d))
+        .and_then(|factor| config.base_delay.checked_mul(factor))
+        .unwrap_or(config.max_delay);
+    delay.min(config.max_delay)
+}
+
+/// The Redis keys of one login attempt.
+struct Keys {
+    /// Failures of (account, address).
+    pair: String,
+    /// Present while (account, address) must wait.
+    wait: String,
+    /// Failures of the account in the window.
+    account: String,
+    /// Failures of the address in the window.
+    address: String,
 }
 
 #[derive(Clone)]
 pub struct Throttle {
     redis: RedisStore,
     config: ThrottleConfig,
+    report: LimitReporter,
 }
 
 impl Throttle {
-    pub fn new(redis: RedisStore, config: ThrottleConfig) -> Self {
-        Self { redis, config }
+    pub fn new(redis: RedisStore, config: ThrottleConfig, metrics: &LimitMetrics) -> Self {
+        Self {
+            redis,
+            config,
+            report: LimitReporter::new("login", metrics),
+        }
     }
 
-    /// Keys name a hash of the e-mail, not the address itself.
-    fn keys(&self, email: &str, client: IpAddr) -> (String, String) {
+    fn keys(&self, email: &str, client: IpAddr) -> Keys {
         let account = hex::encode(&Sha256::digest(email.as_bytes())[..12]);
-        (
-            self.redis.key(&format!("throttle:login:account:{account}")),
-            self.redis.key(&format!("throttle:login:address:{client}")),
-        )
+        let address = client_bucket(client);
+        let key = |suffix: String| self.redis.key(&format!("throttle:login:{suffix}"));
+        Keys {
+            pair: key(format!("failures:pair:{account}:{address}")),
+            wait: key(format!("wait:{account}:{address}")),
+            // Not the names of the old attempt counters (which counted
+            // successes too), so none of those is read after an upgrade.
+            account: key(format!("failures:account:{account}")),
+            address: key(format!("failures:address:{address}")),
+        }
     }
 
-    /// Count this attempt; `Some(wait)` if the client must wait first.
-    pub async fn attempt(&self, email: &str, client: IpAddr) -> Option<Duration> {
-        let (account, address) = self.keys(email, client);
+    /// Count this attempt (as a failure until its ticket says otherwise);
+    /// `Err(wait)` if the client must wait first.
+    pub async fn attempt(&self, email: &str, client: IpAddr) -> Result<LoginTicket, Duration> {
+        let keys = self.keys(email, client);
         let window = self.config.window.as_millis() as u64;
-        // INCR the address counter (starting its window on first use), read
-        // the account's failures, and both windows' remaining time, in one trip.
         let mut pipe = redis::pipe();
         pipe.cmd("INCR")
-            .arg(&address)
+            .arg(&keys.pair)
             .cmd("PEXPIRE")
-            .arg(&address)
-            .arg(window)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(&account)
-            .cmd("PTTL")
-            .arg(&address)
-            .cmd("PTTL")
-            .arg(&account);
-        let result: Result<(u64, Option<u64>, i64, i64), _> = self.redis.run_pipe(&pipe).await;
-        match result {
-            Ok((attempts, failures, address_ttl, account_ttl)) => {
-                let wait = |ttl: i64| Duration::from_millis(ttl.max(1000) as u64);
-                if failures.unwrap_or(0) >= self.config.per_account {
-                    Some(wait(account_ttl))
-                } else if attempts > self.config.per_address {
-                    Some(wait(address_ttl))
-                } else {
-                    None
-                }
-            }
+            .arg(&keys.pair)
+            .arg(self.config.forget_after.as_millis() as u64)
+            .ignore();
+        for key in [&keys.account, &keys.address] {
+            pipe.cmd("INCR")
+                .arg(key)
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(window)
+                .arg("NX")
+                .ignore()
+                .cmd("PTTL")
+                .arg(key);
+        }
+        let counts = self
+            .redis
+            .run_pipe::<(u64, u64, i64, u64, i64)>(&pipe)
+            .await;
+        let (pair, account, account_ttl, address, address_ttl) = match counts {
+            Ok(counts) => counts,
             Err(err) => {
-                tracing::warn!(target: "auth", error = %err, "login throttle unavailable (redis); failing open");
+                self.report.unavailable(&err);
+                return Ok(LoginTicket::uncounted());
+            }
+        };
+        self.report.redis_ok();
+        let refused = match over_limit(account, self.config.per_account, account_ttl)
+            .or_else(|| over_limit(address, self.config.per_address, address_ttl))
+        {
+            Some(wait) => Some(wait),
+            None => self.gate(&keys, pair).await,
+        };
+        let ticket = LoginTicket {
+            counted: Some((self.clone(), keys)),
+        };
+        match refused {
+            Some(wait) => {
+                self.report.refused();
+                ticket.cancel().await;
+                Err(wait)
+            }
+            None => Ok(ticket),
+        }
+    }
+
+    /// The `attempt`-th attempt of (account, address) goes ahead only if no
+    /// wait runs for the pair; past the free allowance it starts the wait
+    /// that follows it should it fail. `Some(wait)` if refused.
+    async fn gate(&self, keys: &Keys, attempt: u64) -> Option<Duration> {
+        let delay = delay_after(attempt, &self.config);
+        if delay.is_zero() {
+            return None;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&keys.wait)
+            .arg(1)
+            .arg("PX")
+            .arg(delay.as_millis() as u64)
+            .arg("NX")
+            .cmd("PTTL")
+            .arg(&keys.wait);
+        match self.redis.run_pipe::<(Option<String>, i64)>(&pipe).await {
+            Ok((Some(_), _)) => None,
+            Ok((None, ttl_ms)) => Some(wait_from_pttl(ttl_ms)),
+            Err(err) => {
+                self.report.unavailable(&err);
                 None
             }
         }
     }
 
-    /// A wrong password for `email`.
-    pub async fn failed(&self, email: &str, client: IpAddr) {
-        let (account, _) = self.keys(email, client);
+    /// Take back what [`Self::attempt`] counted; `clear_pair` (a successful
+    /// login) also forgets the pair's failures and wait.
+    async fn refund(&self, keys: &Keys, clear_pair: bool) {
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
-            .arg(&account)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&account)
-            .arg(self.config.window.as_millis() as u64)
-            .arg("NX")
-            .ignore();
+        if clear_pair {
+            pipe.cmd("DEL").arg(&keys.pair).arg(&keys.wait).ignore();
+        } else {
+            decrement(&mut pipe, &keys.pair, self.config.forget_after);
+        }
+        decrement(&mut pipe, &keys.account, self.config.window);
+        decrement(&mut pipe, &keys.address, self.config.window);
         if let Err(err) = self.redis.run_pipe::<()>(&pipe).await {
-            tracing::warn!(target: "auth", error = %err, "login throttle unavailable (redis)");
+            self.report.unavailable(&err);
+        }
+    }
+}
+
+/// `DECR key`, keeping an expiry on it: if the key expired since it was
+/// counted, DECR recreates it, and it must not then live forever.
+fn decrement(pipe: &mut redis::Pipeline, key: &str, expiry: Duration) {
+    pipe.cmd("DECR")
+        .arg(key)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(key)
+        .arg(expiry.as_millis() as u64)
+        .arg("NX")
+        .ignore();
+}
+
+/// One admitted login attempt, counted as a failure until [`Self::succeeded`]
+/// or [`Self::cancel`] takes it back. Dropped (say, its task cancelled), it
+/// stays counted.
+#[must_use = "a ticket left alone counts as a failed login"]
+pub struct LoginTicket {
+    /// `None` when Redis was unavailable and nothing was counted.
+    counted: Option<(Throttle, Keys)>,
+}
+
+impl LoginTicket {
+    fn uncounted() -> Self {
+        Self { counted: None }
+    }
+
+    /// The password was right: clear the (account, address)'s failures, and
+    /// take this attempt out of the account's and the address's counts.
+    pub async fn succeeded(self) {
+        if let Some((throttle, keys)) = self.counted {
+            throttle.refund(&keys, true).await;
         }
     }
 
-    /// A successful login clears the account's failures.
-    pub async fn succeeded(&self, email: &str, client: IpAddr) {
-        let (account, _) = self.keys(email, client);
-        let _ = self.redis.run::<()>(redis::cmd("DEL").arg(&account)).await;
+    /// The password was wrong: the attempt stays counted as a failure.
+    pub fn failed(self) {}
+
+    /// The attempt ended without a verdict on the password (the store
+    /// failed, or it was refused): it does not count.
+    pub async fn cancel(self) {
+        if let Some((throttle, keys)) = self.counted {
+            throttle.refund(&keys, false).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(free: u64, base_ms: u64, max_ms: u64) -> ThrottleConfig {
+        ThrottleConfig {
+            free_failures: free,
+            base_delay: Duration::from_millis(base_ms),
+            max_delay: Duration::from_millis(max_ms),
+            forget_after: Duration::from_secs(86_400),
+            per_account: 100,
+            per_address: 100,
+            window: Duration::from_secs(3_600),
+        }
+    }
+
+    #[test]
+    fn failures_within_the_allowance_cost_no_wait() {
+        let c = config(5, 1_000, 900_000);
+        for failures in 0..=5 {
+            assert_eq!(delay_after(failures, &c), Duration::ZERO, "{failures}");
+        }
+    }
+
+    #[test]
+    fn each_failure_past_the_allowance_doubles_the_wait() {
+        let c = config(5, 1_000, 900_000);
+        let waits: Vec<u64> = (6..=11).map(|f| delay_after(f, &c).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32]);
+    }
+
+    #[test]
+    fn the_wait_is_capped() {
+        let c = config(5, 1_000, 900_000);
+        // 2^10 s = 1,024 s > 15 min: capped from the 16th failure on.
+        assert_eq!(delay_after(15, &c), Duration::from_secs(512));
+        assert_eq!(delay_after(16, &c), Duration::from_secs(900));
+        // Huge counts neither overflow nor panic.
+        for failures in [37, 38, 100, u64::MAX] {
+            assert_eq!(delay_after(failures, &c), Duration::from_secs(900));
+        }
+    }
+
+    #[test]
+    fn no_allowance_means_a_wait_from_the_first_failure() {
+        let c = config(0, 250, 60_000);
+        assert_eq!(delay_after(0, &c), Duration::ZERO);
+        assert_eq!(delay_after(1, &c), Duration::from_millis(250));
+        assert_eq!(delay_after(2, &c), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn keys_name_a_hash_of_the_email_and_the_address_bucket() {
+        let redis = RedisStore::new("redis://127.0.0.1:1", "p:", Duration::from_millis(10))
+            .expect("url parses");
+        let throttle = Throttle::new(redis, config(5, 1, 2), &LimitMetrics::default());
+        let keys = throttle.keys("ada@example.com", "2001:db8:1:2::9".parse().unwrap());
+        for key in [&keys.pair, &keys.wait, &keys.account, &keys.address] {
+            assert!(key.starts_with("p:throttle:login:"), "{key}");
+            assert!(!key.contains("ada") && !key.contains("example"), "{key}");
+        }
+        assert!(keys.pair.ends_with(":2001:db8:1:2::/64"), "{}", keys.pair);
+        assert!(keys.address.ends_with(":2001:db8:1:2::/64"));
     }
 }

@@ -70,16 +70,41 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
-/// The profile anyone may see: never the hash, never a verifier.
+/// The profile anyone may see, without authentication (`GET /users/{id}`):
+/// never the e-mail address or the age, let alone a hash or a verifier.
+/// Ids are guessable (a timestamp and a counter), so whatever this shows,
+/// anyone can collect for every user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "createdAt": "2026-11-29T06:30:00Z"}))]
+pub struct PublicProfile {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The profile its owner sees (`GET`/`PATCH /users/profile`): the public
+/// profile with the e-mail address and the age.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z"}))]
-pub struct PublicProfile {
+pub struct OwnerProfile {
     pub id: String,
     pub name: String,
     pub email: String,
     pub age: Option<u8>,
     #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl OwnerProfile {
+    /// What anyone else may see of it.
+    pub fn public(&self) -> PublicProfile {
+        PublicProfile {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -96,8 +121,8 @@ pub enum UserError {
     SessionRevoked,
     #[error("no such user")]
     NotFound,
-    /// Too many login attempts; retry after this long.
-    #[error("too many login attempts")]
+    /// Too many attempts or requests from this client; retry after this long.
+    #[error("too many attempts")]
     Throttled(Duration),
     /// The store failed; the text is for logs only.
     #[error("store error: {0}")]
@@ -137,12 +162,13 @@ pub enum UserMsg {
     UpdateProfile {
         id: ObjectId,
         changes: ProfileChanges,
-        reply: Reply<Option<PublicProfile>>,
+        reply: Reply<Option<OwnerProfile>>,
     },
-    /// The public profile of a user id (`None`: no such user).
+    /// The whole profile of a user id (`None`: no such user); only its
+    /// owner, or [`OwnerProfile::public`] of it, may be shown.
     Profile {
         id: ObjectId,
-        reply: Reply<Option<PublicProfile>>,
+        reply: Reply<Option<OwnerProfile>>,
     },
 }
 
@@ -169,8 +195,8 @@ struct UserDoc {
 }
 
 impl UserDoc {
-    fn public(&self) -> PublicProfile {
-        PublicProfile {
+    fn profile(&self) -> OwnerProfile {
+        OwnerProfile {
             id: self.id.to_hex(),
             name: self.name.clone(),
             email: self.email.clone(),
@@ -287,24 +313,28 @@ impl Users {
         client: IpAddr,
         dummy_hash: &str,
     ) -> Result<(TokenPair, ObjectId), UserError> {
-        if let Some(wait) = self.throttle.attempt(&email, client).await {
-            tracing::warn!(target: "auth", %client, "login throttled");
-            return Err(UserError::Throttled(wait));
-        }
-        let user = self.users.find_one(doc! { "email": &email }).await?;
-        // Verify against a dummy hash when there is no such user, so both
-        // failures take the same time and give the same answer.
-        let hash = user
-            .as_ref()
-            .map_or(dummy_hash, |u| u.password_hash.as_str())
-            .to_owned();
-        let matches = verify_password(password, hash).await?;
-        let Some(user) = user.filter(|_| matches) else {
-            tracing::info!(target: "auth", %client, "login failed: invalid credentials");
-            self.throttle.failed(&email, client).await;
-            return Err(UserError::InvalidCredentials);
+        let ticket = match self.throttle.attempt(&email, client).await {
+            Ok(ticket) => ticket,
+            Err(wait) => {
+                tracing::warn!(target: "auth", %client, "login throttled");
+                return Err(UserError::Throttled(wait));
+            }
         };
-        self.throttle.succeeded(&email, client).await;
+        let user = match self.check_password(&email, password, dummy_hash).await {
+            Ok(Some(user)) => {
+                ticket.succeeded().await;
+                user
+            }
+            Ok(None) => {
+                ticket.failed();
+                tracing::info!(target: "auth", %client, "login failed: invalid credentials");
+                return Err(UserError::InvalidCredentials);
+            }
+            Err(err) => {
+                ticket.cancel().await;
+                return Err(err);
+            }
+        };
         let (pair, sid) = self.open_session(&user).await?;
         let job = self
             .jobs
@@ -318,6 +348,25 @@ impl Users {
             session_id: sid,
         });
         Ok((pair, job))
+    }
+
+    /// The user with `email` if `password` is theirs (`None`: unknown e-mail
+    /// or wrong password, indistinguishable).
+    async fn check_password(
+        &self,
+        email: &str,
+        password: secrecy::SecretString,
+        dummy_hash: &str,
+    ) -> Result<Option<UserDoc>, UserError> {
+        let user = self.users.find_one(doc! { "email": email }).await?;
+        // Verify against a dummy hash when there is no such user, so both
+        // failures take the same time and give the same answer.
+        let hash = user
+            .as_ref()
+            .map_or(dummy_hash, |u| u.password_hash.as_str())
+            .to_owned();
+        let matches = verify_password(password, hash).await?;
+        Ok(user.filter(|_| matches))
     }
 
     /// A new session for `user`: its token pair and id.
@@ -429,7 +478,7 @@ impl Users {
         id: ObjectId,
         changes: ProfileChanges,
         cache: &ActorSlot<CacheMsg>,
-    ) -> Result<Option<PublicProfile>, UserError> {
+    ) -> Result<Option<OwnerProfile>, UserError> {
         let mut set = doc! { "updatedAt": DateTime::now() };
         if let Some(name) = changes.name {
             set.insert("name", name);
@@ -462,12 +511,12 @@ impl Users {
         self.profile(id).await
     }
 
-    async fn profile(&self, id: ObjectId) -> Result<Option<PublicProfile>, UserError> {
+    async fn profile(&self, id: ObjectId) -> Result<Option<OwnerProfile>, UserError> {
         Ok(self
             .users
             .find_one(doc! { "_id": id })
             .await?
-            .map(|u| u.public()))
+            .map(|u| u.profile()))
     }
 }
 

@@ -85,8 +85,8 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a request body with content-type application/json")]
     UnsupportedMediaType,
-    /// 429: too many attempts; `Retry-After` says when to come back.
-    #[error("too many attempts; retry after {0} s")]
+    /// 429: too many attempts or requests; `Retry-After` says when to come back.
+    #[error("too many requests; retry after {0} s")]
     TooManyRequests(u64),
     /// 503: a dependency or actor is unavailable, or the request timed out.
     #[error("{0}")]
@@ -114,6 +114,12 @@ impl ApiError {
         }
     }
 
+    /// 429 for a client that must wait `wait`: Retry-After in whole
+    /// seconds, rounded up so the client does not come back too early.
+    pub fn throttled(wait: std::time::Duration) -> Self {
+        Self::TooManyRequests(retry_after_secs(wait))
+    }
+
     /// A single-field validation error.
     pub fn field(field: &str, message: &str) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
@@ -138,7 +144,7 @@ impl From<UserError> for ApiError {
             }
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::NotFound => Self::NotFound("no such user".into()),
-            UserError::Throttled(wait) => Self::TooManyRequests(wait.as_secs().max(1)),
+            UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Store(cause) => {
                 // Almost always MongoDB being unreachable: worth a retry.
                 tracing::error!(error = %cause, "user store failed");
@@ -146,6 +152,11 @@ impl From<UserError> for ApiError {
             }
         }
     }
+}
+
+/// `wait` in whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 /// Build a problem+json response.
@@ -192,5 +203,22 @@ impl IntoResponse for ApiError {
                 response
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::retry_after_secs;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1_000)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(3_999)), 4);
+        assert_eq!(retry_after_secs(Duration::from_secs(900)), 900);
     }
 }

@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::executor::QueueMetrics;
+use troupe_actors::limits::LimitMetrics;
 use troupe_actors::poller::PollerMsg;
 use troupe_actors::supervisor::SupervisorMsg;
 use utoipa_axum::router::OpenApiRouter;
@@ -67,7 +68,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(queue: &QueueMetrics) -> Self {
+    pub fn new(queue: &QueueMetrics, limits: &LimitMetrics) -> Self {
         let mut registry = Registry::with_prefix("troupe");
         let m = Self {
             registry: Registry::default(), // replaced below, once everything is registered
@@ -114,6 +115,16 @@ impl Metrics {
             "job_execution_duration_seconds",
             "Time to run one job",
             queue.execution_seconds.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused (429) by a limit: login, signup, profile_lookup",
+            limits.refused.clone(),
+        );
+        r.register(
+            "rate_limit_unavailable",
+            "Limit checks skipped (request served) because Redis failed",
+            limits.unavailable.clone(),
         );
         r.register("cache_hits", "Profile cache hits", m.cache_hits.clone());
         r.register(

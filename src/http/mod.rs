@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod bounded;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -2,9 +2,7 @@
 //! Handlers parse and validate, send one message to the UserActor, and map
 //! the reply.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,12 +10,15 @@ use axum::Json;
 use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use troupe_actors::user::{NewUser, ProfileChanges, PublicProfile, TokenPair, UserMsg};
+use troupe_actors::user::{
+    NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair, UserMsg,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{AuthUser, RefreshBearer};
+use super::client_addr::ClientAddr;
 use super::error::{ApiError, Problem};
 use super::extract::{Fields, FromJson, Valid};
 use crate::state::AppState;
@@ -178,18 +179,26 @@ impl FromJson for LoginRequest {
 }
 
 /// Create an account; answers a token pair. Queues the welcome e-mail.
+/// Limited per client address (`limits.signups`).
 #[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest, responses(
     (status = 201, description = "Created; signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON or invalid fields (each listed)", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
     (status = 503, description = "Temporarily unavailable", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Valid(body): Valid<SignupRequest>,
 ) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
+    // Before any hashing: a refused sign-up costs one Redis round trip.
+    if let Some(wait) = state.actors.limits.signups.hit(client).await {
+        tracing::warn!(target: "auth", %client, "sign-up refused: too many from this address");
+        return Err(ApiError::throttled(wait));
+    }
     let new = NewUser {
         name: body.name,
         email: body.email,
@@ -209,12 +218,12 @@ async fn signup(
     (status = 200, description = "Signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON or invalid fields", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Unknown e-mail or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
-    (status = 429, description = "Too many attempts for this account or address; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Too many failed logins for this account from this address, for this account, or from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Valid(body): Valid<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let password = SecretString::from(body.password);
@@ -225,7 +234,7 @@ async fn login(
             |reply| UserMsg::Login {
                 email: body.email,
                 password,
-                client: client.ip(),
+                client,
                 reply,
             },
             state.call_timeout(),
@@ -286,9 +295,9 @@ async fn logout(
     }))
 }
 
-/// The signed-in user's public profile.
+/// The signed-in user's own profile, with the e-mail address and age.
 #[utoipa::path(get, path = "/users/profile", tag = "Users", security(("access-token" = [])), responses(
-    (status = 200, body = PublicProfile),
+    (status = 200, body = OwnerProfile),
     (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
 ))]
@@ -296,7 +305,7 @@ async fn logout(
 async fn profile(
     State(state): State<AppState>,
     user: AuthUser,
-) -> Result<Json<PublicProfile>, ApiError> {
+) -> Result<Json<OwnerProfile>, ApiError> {
     let id = mongodb::bson::oid::ObjectId::parse_str(&user.0.sub)
         .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
     state
@@ -311,7 +320,7 @@ async fn profile(
 /// Change the signed-in user's name or age. The cached copy of the profile is
 /// dropped before this answers, so no reader sees the old one afterwards.
 #[utoipa::path(patch, path = "/users/profile", tag = "Users", security(("access-token" = [])), request_body = ProfileUpdate, responses(
-    (status = 200, description = "The updated profile", body = PublicProfile),
+    (status = 200, description = "The updated profile", body = OwnerProfile),
     (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
@@ -321,7 +330,7 @@ async fn update_profile(
     State(state): State<AppState>,
     user: AuthUser,
     Valid(body): Valid<ProfileUpdate>,
-) -> Result<Json<PublicProfile>, ApiError> {
+) -> Result<Json<OwnerProfile>, ApiError> {
     let id = user.id()?;
     let changes = ProfileChanges {
         name: body.name,
@@ -339,25 +348,30 @@ async fn update_profile(
         .ok_or_else(|| ApiError::NotFound("no such user".into()))
 }
 
-/// Any user's public profile, read through the Redis cache.
+/// Any user's public profile (no e-mail, no age), read through the Redis
+/// cache. Unauthenticated and ids are guessable, so lookups are limited per
+/// client address (`limits.profile_lookups`).
 #[utoipa::path(get, path = "/users/{id}", tag = "Users",
     params(("id" = String, Path, description = "The user's id (24 hex digits)", example = "65f1c0ffee0000000000beef")),
     responses(
         (status = 200, body = PublicProfile),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many lookups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all, fields(id = %id))]
 async fn user_by_id(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = ObjectId::parse_str(&id)
         .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))?;
+    // The limit is counted in the same Redis round trip as the cache read.
     let json = state
         .actors
         .profiles
-        .get(id)
+        .get_limited(id, &state.actors.limits.profile_lookups, client)
         .await??
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     // The cached JSON as it is: no parse and re-serialise per hit.

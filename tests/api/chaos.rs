@@ -137,7 +137,8 @@ async fn every_actor_survives_repeated_kills_under_mixed_traffic() {
         s.queue.lease = Duration::from_secs(2);
     })
     .await;
-    let probe = app.signup(&unique_email()).await;
+    let probe_email = unique_email();
+    let probe = app.signup(&probe_email).await;
     let probe_id = app.user_id(&probe.access_token).await;
 
     let (traffic, stop) = (
@@ -188,9 +189,7 @@ async fn every_actor_survives_repeated_kills_under_mixed_traffic() {
                 Duration::from_secs(1),
                 &format!("normal service after {victim} restart {round}"),
                 || async {
-                    let login = app
-                        .login(&probe_email(&app, &probe_id).await, PASSWORD)
-                        .await;
+                    let login = app.login(&probe_email, PASSWORD).await;
                     let cached = app.get(&format!("/users/{probe_id}")).await;
                     (login.status() == StatusCode::OK && cached.status() == StatusCode::OK)
                         .then_some(())
@@ -252,14 +251,4 @@ async fn every_actor_survives_repeated_kills_under_mixed_traffic() {
         traffic.unavailable.load(Ordering::Relaxed),
         acknowledged.len()
     );
-}
-
-async fn probe_email(app: &TestApp, id: &str) -> String {
-    let profile: Value = app
-        .get(&format!("/users/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap_or_default();
-    profile["email"].as_str().unwrap_or_default().to_string()
 }

@@ -206,3 +206,89 @@ fn secrets_never_show_in_debug_output() {
     assert!(!debug.contains("very-secret"), "{debug}");
     assert!(debug.contains("REDACTED"));
 }
+
+#[test]
+fn abuse_limits_load_from_the_files_and_the_environment() {
+    // Production defaults (development profile: default.toml alone).
+    let mut env = test_env();
+    env.remove("TROUPE_ENV");
+    let defaults = Settings::load_from(&config_dir(), &env).unwrap();
+    let t = &defaults.auth.throttle;
+    assert_eq!(
+        (t.free_failures, t.per_account, t.per_address),
+        (5, 100, 100)
+    );
+    assert_eq!(defaults.limits.signups.per_address, 20);
+    assert_eq!(defaults.limits.profile_lookups.per_address, 300);
+    assert!(!defaults
+        .server
+        .trusted_proxies
+        .contains([127, 0, 0, 1].into()));
+
+    // The names scripts/bench and a deployment behind proxies use.
+    let settings = load(&[
+        ("TROUPE__LIMITS__SIGNUPS__PER_ADDRESS", "7"),
+        ("TROUPE__LIMITS__PROFILE_LOOKUPS__PER_ADDRESS", "8"),
+        ("TROUPE__LIMITS__PROFILE_LOOKUPS__WINDOW", "30s"),
+        ("TROUPE__AUTH__THROTTLE__BASE_DELAY", "2s"),
+        ("TROUPE__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::1"),
+        ("TROUPE__SERVER__PROXY_HEADER", "forwarded"),
+    ])
+    .unwrap();
+    assert_eq!(settings.limits.signups.per_address, 7);
+    assert_eq!(settings.limits.profile_lookups.per_address, 8);
+    assert_eq!(settings.limits.profile_lookups.window.as_secs(), 30);
+    assert_eq!(settings.auth.throttle.base_delay.as_secs(), 2);
+    let proxies = &settings.server.trusted_proxies;
+    assert!(proxies.contains([10, 1, 2, 3].into()));
+    assert!(proxies.contains("2001:db8::1".parse().unwrap()));
+    assert!(!proxies.contains("2001:db8::2".parse().unwrap()));
+    assert_eq!(
+        settings.server.proxy_header,
+        troupe::http::client_addr::ProxyHeader::Forwarded
+    );
+}
+
+#[test]
+fn bad_abuse_limits_name_the_key() {
+    for (var, value, key) in [
+        (
+            "TROUPE__SERVER__TRUSTED_PROXIES",
+            "10.0.0.0/33",
+            "server.trusted_proxies",
+        ),
+        (
+            "TROUPE__SERVER__PROXY_HEADER",
+            "x-real-ip",
+            "server.proxy_header",
+        ),
+        (
+            "TROUPE__LIMITS__SIGNUPS__PER_ADDRESS",
+            "0",
+            "limits.signups.per_address",
+        ),
+        (
+            "TROUPE__LIMITS__PROFILE_LOOKUPS__WINDOW",
+            "0s",
+            "limits.profile_lookups.window",
+        ),
+        (
+            "TROUPE__AUTH__THROTTLE__PER_ACCOUNT",
+            "0",
+            "auth.throttle.per_account",
+        ),
+        (
+            "TROUPE__AUTH__THROTTLE__MAX_DELAY",
+            "30d",
+            "auth.throttle.forget_after",
+        ),
+        (
+            "TROUPE__AUTH__THROTTLE__BASE_DELAY",
+            "1h",
+            "auth.throttle.max_delay",
+        ),
+    ] {
+        let err = load(&[(var, value)]).unwrap_err();
+        assert!(err.contains(key), "{var}={value}: {err}");
+    }
+}

@@ -1,77 +1,255 @@
+use std::time::Duration;
+
+use mongodb::bson::doc;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, unique_email, PASSWORD};
+use crate::helpers::{
+    assert_problem, eventually, retry_after, spawn_app, spawn_app_with, unique_email, TestApp,
+    PASSWORD,
+};
 
+/// An app behind a trusted proxy on 127.0.0.1 (so tests speak for any client
+/// address through `X-Forwarded-For`) with the login throttle given here.
+async fn app_with_throttle(free_failures: u64, per_account: u64, per_address: u64) -> TestApp {
+    spawn_app_with(|s| {
+        s.server.trusted_proxies = "127.0.0.1".parse().unwrap();
+        let t = &mut s.auth.throttle;
+        (t.free_failures, t.per_account, t.per_address) = (free_failures, per_account, per_address);
+        t.base_delay = Duration::from_secs(1);
+        t.max_delay = Duration::from_secs(60);
+    })
+    .await
+}
+
+/// Finding (a): successes used to count against the address.
 #[tokio::test]
-async fn repeated_failed_logins_for_one_account_are_throttled() {
-    let app = spawn_app().await;
+async fn successful_logins_never_use_up_the_address_budget() {
+    let app = spawn_app_with(|s| s.auth.throttle.per_address = 3).await;
+    let (first, second) = (unique_email(), unique_email());
+    app.signup(&first).await;
+    app.signup(&second).await;
+    for _ in 0..10 {
+        assert_eq!(app.login(&first, PASSWORD).await.status(), StatusCode::OK);
+    }
+    assert_eq!(app.login(&second, PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// Finding (b): 5 wrong passwords from anywhere used to lock the owner out.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_never_lock_the_owner_out_and_delays_grow() {
+    let app = app_with_throttle(3, 100, 100).await;
+    let (attacker, owner) = ("203.0.113.66", "198.51.100.7");
     let email = unique_email();
     app.signup(&email).await;
-    let limit = app.settings.auth.throttle.per_account;
-    for _ in 0..limit {
-        assert_eq!(
-            app.login(&email, "wrong password").await.status(),
-            StatusCode::UNAUTHORIZED
-        );
+    // The free allowance, and one failure past it (which starts a wait).
+    for _ in 0..4 {
+        let response = app.login_from(attacker, &email, "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    // Even the right password waits now.
-    let response = app.login(&email, PASSWORD).await;
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after > 0 && retry_after <= app.settings.auth.throttle.window.as_secs());
+    let mut waits = Vec::new();
+    for round in 0..3 {
+        // Refused before the password is checked, even the right one.
+        let refused = app.login_from(attacker, &email, PASSWORD).await;
+        waits.push(retry_after(&refused));
+        assert_problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+        // The owner, elsewhere, is not affected.
+        let response = app.login_from(owner, &email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+        if round < 2 {
+            // Once the wait is over the attacker may guess again, once.
+            let guess = eventually(Duration::from_secs(10), "the wait to end", || async {
+                let response = app.login_from(attacker, &email, "wrong password").await;
+                (response.status() != StatusCode::TOO_MANY_REQUESTS).then_some(response)
+            })
+            .await;
+            assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert_eq!(
+        waits,
+        [1, 2, 4],
+        "each failure past the allowance doubles the wait"
+    );
+}
+
+/// Each attempt is counted when it starts, and past the allowance only one
+/// of concurrent attempts may go ahead: parallel requests get no more
+/// guesses than sequential ones.
+#[tokio::test]
+async fn concurrent_guesses_get_no_more_than_the_allowance() {
+    let app = app_with_throttle(2, 100, 100).await;
+    let email = unique_email();
+    app.signup(&email).await;
+    let responses = futures::future::join_all(
+        (0..20).map(|_| app.login_from("203.0.113.77", &email, "wrong password")),
+    )
+    .await;
+    let count = |status| responses.iter().filter(|r| r.status() == status).count();
+    // Two free failures and one past them (which starts the wait); the
+    // wait (1 s) outlasts the burst.
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (3, 17)
+    );
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_failures_of_its_account_and_address() {
+    let app = app_with_throttle(3, 100, 100).await;
+    let email = unique_email();
+    app.signup(&email).await;
+    for _ in 0..2 {
+        for _ in 0..3 {
+            let response = app
+                .login_from("203.0.113.1", &email, "wrong password")
+                .await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        let response = app.login_from("203.0.113.1", &email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_reach_the_account_ceiling() {
+    let app = app_with_throttle(10, 4, 100).await;
+    let (email, other) = (unique_email(), unique_email());
+    app.signup(&email).await;
+    app.signup(&other).await;
+    for i in 1..=4 {
+        let response = app
+            .login_from(&format!("203.0.113.{i}"), &email, "wrong")
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = app.login_from("198.51.100.1", &email, PASSWORD).await;
+    let wait = retry_after(&response);
+    assert!(wait > 0 && wait <= app.settings.auth.throttle.window.as_secs());
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
     // Other accounts are not affected.
-    let other = unique_email();
-    app.signup(&other).await;
-    assert_eq!(app.login(&other, PASSWORD).await.status(), StatusCode::OK);
+    let response = app.login_from("198.51.100.1", &other, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
-async fn a_successful_login_resets_the_account_count() {
-    let app = spawn_app().await;
+async fn failures_across_accounts_from_one_address_are_capped() {
+    let app = app_with_throttle(10, 100, 3).await;
     let email = unique_email();
     app.signup(&email).await;
-    let limit = app.settings.auth.throttle.per_account;
-    for _ in 0..limit - 1 {
-        app.login(&email, "wrong password").await;
+    // Credential stuffing: one guess each on many accounts.
+    for _ in 0..3 {
+        let response = app
+            .login_from("203.0.113.9", &unique_email(), PASSWORD)
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
-    for _ in 0..limit - 1 {
-        app.login(&email, "wrong password").await;
-    }
-    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+    let response = app.login_from("203.0.113.9", &email, PASSWORD).await;
+    assert!(retry_after(&response) <= app.settings.auth.throttle.window.as_secs());
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    // Finding (c): behind a trusted proxy each client has its own budget.
+    let response = app.login_from("203.0.113.10", &email, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// Finding (c), the other half: from an untrusted peer the header is ignored.
 #[tokio::test]
-async fn login_attempts_per_client_address_are_throttled() {
-    let app = spawn_app_with(|s| s.auth.throttle.per_address = 3).await;
-    for _ in 0..3 {
-        assert_eq!(
-            app.login(&unique_email(), PASSWORD).await.status(),
-            StatusCode::UNAUTHORIZED
-        );
+async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let app = spawn_app_with(|s| {
+        s.auth.throttle.per_address = 3;
+        s.limits.signups.per_address = 2;
+    })
+    .await;
+    assert!(!app
+        .settings
+        .server
+        .trusted_proxies
+        .contains([127, 0, 0, 1].into()));
+    for i in 0..3 {
+        let response = app
+            .login_from(&format!("203.0.113.{i}"), &unique_email(), PASSWORD)
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    let response = app.login(&unique_email(), PASSWORD).await;
-    assert!(response.headers().contains_key("retry-after"));
+    let response = app
+        .login_from("203.0.113.200", &unique_email(), PASSWORD)
+        .await;
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    for i in 0..2 {
+        let response = app
+            .signup_from(&format!("203.0.113.{i}"), &unique_email())
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let response = app.signup_from("203.0.113.200", &unique_email()).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+/// Finding (d): sign-ups were not limited at all.
+#[tokio::test]
+async fn signups_from_one_address_past_the_limit_get_429() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = "127.0.0.1".parse().unwrap();
+        s.limits.signups.per_address = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        let response = app.signup_from("203.0.113.4", &unique_email()).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let email = unique_email();
+    let response = app.signup_from("203.0.113.4", &email).await;
+    let wait = retry_after(&response);
+    assert!(wait > 0 && wait <= app.settings.limits.signups.window.as_secs());
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    // Nothing was created, nor mailed.
+    let users = app.db.collection::<mongodb::bson::Document>("users");
+    let jobs = app.db.collection::<mongodb::bson::Document>("jobs");
+    assert_eq!(
+        users.count_documents(doc! {"email": &email}).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        jobs.count_documents(doc! {"payload.email": &email})
+            .await
+            .unwrap(),
+        0
+    );
+    // Another address is not affected.
+    let response = app.signup_from("203.0.113.5", &email).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]
 async fn the_throttle_fails_open_while_redis_is_down() {
-    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".to_string().into()).await;
+    let app = spawn_app_with(|s| {
+        s.redis.url = "redis://127.0.0.1:1".to_string().into();
+        let t = &mut s.auth.throttle;
+        (t.free_failures, t.per_account, t.per_address) = (1, 2, 2);
+        s.limits.signups.per_address = 1;
+    })
+    .await;
+    // Four sign-ups from one address, past a limit of one.
+    for _ in 0..3 {
+        app.signup(&unique_email()).await;
+    }
     let email = unique_email();
     app.signup(&email).await;
-    for _ in 0..app.settings.auth.throttle.per_account + 2 {
+    for _ in 0..5 {
         assert_eq!(
             app.login(&email, "wrong password").await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for limit in ["login", "signup"] {
+        let line = format!(r#"troupe_rate_limit_unavailable_total{{limit="{limit}"}}"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

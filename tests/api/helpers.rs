@@ -195,6 +195,39 @@ impl TestApp {
         .await
     }
 
+    /// Log in as a client at `client`, forwarded by a proxy on 127.0.0.1
+    /// (`X-Forwarded-For`; believed only if 127.0.0.1 is a trusted proxy).
+    pub async fn login_from(&self, client: &str, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/users/login"))
+            .header("x-forwarded-for", client)
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sign up `email` as a client at `client` (see [`Self::login_from`]).
+    pub async fn signup_from(&self, client: &str, email: &str) -> Response {
+        self.client
+            .post(self.url("/users/signup"))
+            .header("x-forwarded-for", client)
+            .json(&serde_json::json!({"name": "Test User", "email": email, "password": PASSWORD, "age": 30}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET path` as a client at `client` (see [`Self::login_from`]).
+    pub async fn get_from(&self, client: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("x-forwarded-for", client)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Response {
         self.post_bearer("/users/refresh", refresh_token).await
     }
@@ -355,16 +388,39 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     body
 }
 
-/// Assert `profile` has exactly the public profile's fields (no hash, no verifier).
-pub fn assert_public_profile_fields(profile: &Value) {
-    let mut keys: Vec<&str> = profile
+/// The field names of a JSON object, sorted.
+pub fn field_names(object: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
         .as_object()
         .expect("an object")
         .keys()
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["age", "createdAt", "email", "id", "name"]);
+    keys
+}
+
+/// Assert `profile` has exactly the public profile's fields: no e-mail, no
+/// age, no hash, no verifier.
+pub fn assert_public_profile_fields(profile: &Value) {
+    assert_eq!(field_names(profile), ["createdAt", "id", "name"]);
+}
+
+/// Assert `profile` has exactly the owner's view's fields (no hash, no verifier).
+pub fn assert_owner_profile_fields(profile: &Value) {
+    assert_eq!(
+        field_names(profile),
+        ["age", "createdAt", "email", "id", "name"]
+    );
+}
+
+/// The `Retry-After` of a response, in seconds.
+pub fn retry_after(response: &Response) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("whole seconds")
 }
 
 /// A port nothing listens on right now.

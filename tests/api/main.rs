@@ -15,4 +15,5 @@ mod http;
 mod jobs;
 mod ops;
 mod outage;
+mod profiles;
 mod users;

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, assert_public_profile_fields, eventually, log_dir, spawn_app, unique_email,
+    assert_owner_profile_fields, assert_problem, eventually, log_dir, spawn_app, unique_email,
     TestApp, Tokens, PASSWORD,
 };
 
@@ -50,7 +50,7 @@ async fn signup_login_profile_refresh_logout_then_refresh_fails() {
     let text = response.text().await.unwrap();
     assert_no_secrets(&text, &[&signed_up, &logged_in]);
     let profile: Value = serde_json::from_str(&text).unwrap();
-    assert_public_profile_fields(&profile);
+    assert_owner_profile_fields(&profile);
     assert_eq!(profile["email"], email);
     assert_eq!(profile["name"], "Test User");
     assert_eq!(profile["age"], 30);

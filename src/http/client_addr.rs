@@ -1,0 +1,533 @@
+//! [`ClientAddr`]: the address a request comes from, for rate limits and the
+//! login throttle.
+//!
+//! The TCP peer is the client unless it is one of `server.trusted_proxies`.
+//! Only then is the forwarding header read (`server.proxy_header`:
+//! `X-Forwarded-For`, or RFC 7239 `Forwarded`'s `for=`), walking its hops
+//! from the right — each proxy appends the address it received the request
+//! from — and skipping trusted proxies: the first untrusted address is the
+//! client. Everything left of it was written by the client and is ignored,
+//! so a forged header changes nothing; from an untrusted peer the header is
+//! not read at all. An unparsable hop (garbage, `unknown`, an obfuscated
+//! identifier) ends the walk at the last address known: the nearest proxy.
+//!
+//! Only one header is read, the one the proxy is configured to write: were
+//! both read, a client could forge the other one past a proxy that only
+//! appends to its own.
+//!
+//! (`axum-client-ip` only takes the rightmost address, i.e. assumes exactly
+//! one proxy; walking several trusted hops needs the CIDR list, hence this.)
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// The client's address (IPv4-mapped IPv6 addresses as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip())
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "the request has no peer address (serve with connect info)"
+                ))
+            })?;
+        let server = &state.settings.server;
+        Ok(Self(client_address(
+            peer,
+            &parts.headers,
+            &server.trusted_proxies,
+            server.proxy_header,
+        )))
+    }
+}
+
+/// Which forwarding header the trusted proxies write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:443"`.
+    Forwarded,
+}
+
+impl ProxyHeader {
+    fn name(self) -> HeaderName {
+        match self {
+            Self::XForwardedFor => HeaderName::from_static("x-forwarded-for"),
+            Self::Forwarded => HeaderName::from_static("forwarded"),
+        }
+    }
+}
+
+/// `server.trusted_proxies`: networks (CIDR) or single addresses of the
+/// reverse proxies whose forwarding headers are believed. In TOML a list;
+/// from the environment a comma-separated string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// `"10.0.0.0/8, 2001:db8::/32, 192.0.2.7"`; an empty string is no proxy.
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(parse_network)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// `10.0.0.0/8`, or one address (`192.0.2.7` is `192.0.2.7/32`).
+fn parse_network(entry: &str) -> Result<IpNet, String> {
+    let parsed = if entry.contains('/') {
+        entry.parse::<IpNet>().ok()
+    } else {
+        entry.parse::<IpAddr>().ok().map(IpNet::from)
+    };
+    parsed.ok_or_else(|| format!("{entry:?} is not a CIDR network or an IP address"))
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Joined(String),
+        }
+        let joined = match Raw::deserialize(deserializer)? {
+            Raw::List(entries) => entries.join(","),
+            Raw::Joined(joined) => joined,
+        };
+        joined.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The client address of a request from `peer` with `headers`.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+    header: ProxyHeader,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    // Header lines in order, each line's hops in order: one list, leftmost
+    // (the farthest hop) first. A line that is not text is one bad hop.
+    let lines = headers.get_all(header.name());
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
+    for line in &lines {
+        match (line.to_str(), header) {
+            (Ok(text), ProxyHeader::XForwardedFor) => {
+                hops.extend(text.split(',').map(parse_node));
+            }
+            (Ok(text), ProxyHeader::Forwarded) => hops.extend(forwarded_for(text)),
+            (Err(_), _) => hops.push(None),
+        }
+    }
+    walk_from_the_right(peer, &hops, trusted)
+}
+
+/// The first untrusted hop from the right; at an unparsable hop, the last
+/// address walked (a trusted proxy); if every hop is trusted, the leftmost.
+fn walk_from_the_right(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &TrustedProxies) -> IpAddr {
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = *hop else {
+            return client;
+        };
+        client = ip;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One node of a forwarding header: `192.0.2.7`, `192.0.2.7:4711`,
+/// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:4711`, with surrounding
+/// spaces. Anything else (`unknown`, `_hidden`, garbage) is `None`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    let ip = if let Some(rest) = node.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || is_port(after.strip_prefix(':')?)) {
+            return None;
+        }
+        IpAddr::V6(inside.parse::<Ipv6Addr>().ok()?)
+    } else if let Ok(ip) = node.parse::<IpAddr>() {
+        ip
+    } else {
+        // IPv4 with a port (a bare IPv6 address has more than one colon).
+        let (host, port) = node.split_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        IpAddr::V4(host.parse().ok()?)
+    };
+    Some(ip.to_canonical())
+}
+
+fn is_port(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u16>().is_ok()
+}
+
+/// The `for=` node of each element of a `Forwarded` line, in order; `None`
+/// for an element without a usable one.
+fn forwarded_for(line: &str) -> Vec<Option<IpAddr>> {
+    split_unquoted(line, ',')
+        .into_iter()
+        .map(|element| {
+            split_unquoted(element, ';')
+                .into_iter()
+                .find_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| unquote(value.trim()).and_then(|v| parse_node(&v)))
+                })
+                .flatten()
+        })
+        .collect()
+}
+
+/// `s` split at `separator` outside double-quoted strings (RFC 7230
+/// quoted-string, with backslash escapes).
+fn split_unquoted(s: &str, separator: char) -> Vec<&str> {
+    let (mut parts, mut start) = (Vec::new(), 0);
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// A token as it is, or a quoted-string's content unescaped; `None` for an
+/// unterminated quote.
+fn unquote(value: &str) -> Option<String> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Some(value.to_owned());
+    };
+    let inner = inner.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn proxies(s: &str) -> TrustedProxies {
+        s.parse().unwrap()
+    }
+
+    /// The client of a request from `peer` carrying `lines` of `header`.
+    fn client(peer: &str, trusted: &str, header: ProxyHeader, lines: &[&str]) -> IpAddr {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header.name(), HeaderValue::from_str(line).unwrap());
+        }
+        client_address(ip(peer), &headers, &proxies(trusted), header)
+    }
+
+    fn xff(peer: &str, trusted: &str, lines: &[&str]) -> IpAddr {
+        client(peer, trusted, ProxyHeader::XForwardedFor, lines)
+    }
+
+    fn fwd(peer: &str, trusted: &str, lines: &[&str]) -> IpAddr {
+        client(peer, trusted, ProxyHeader::Forwarded, lines)
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        assert_eq!(xff("198.51.100.9", "", &["1.2.3.4"]), ip("198.51.100.9"));
+        assert_eq!(
+            xff("198.51.100.9", "10.0.0.0/8", &["10.0.0.1, 1.2.3.4"]),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            fwd("198.51.100.9", "", &["for=1.2.3.4"]),
+            ip("198.51.100.9")
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            fwd("10.0.0.2", "10.0.0.0/8", &["for=203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn trusted_hops_are_skipped_from_the_right_and_forged_hops_left_of_the_client_ignored() {
+        // The client forged "6.6.6.6"; the outer proxy appended the client's
+        // real address, the inner proxy the outer proxy's.
+        let line = "6.6.6.6, 203.0.113.7, 10.0.0.5";
+        assert_eq!(xff("10.0.0.2", "10.0.0.0/8", &[line]), ip("203.0.113.7"));
+        // The same hops over several header lines.
+        assert_eq!(
+            xff(
+                "10.0.0.2",
+                "10.0.0.0/8",
+                &["6.6.6.6", "203.0.113.7", "10.0.0.5"]
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            fwd(
+                "10.0.0.2",
+                "10.0.0.0/8",
+                &["for=6.6.6.6, for=203.0.113.7;proto=https, for=10.0.0.5"]
+            ),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn a_forged_trusted_looking_hop_does_not_reach_further_left() {
+        // The client wrote "10.9.9.9, 6.6.6.6": the walk stops at the real
+        // client (203.0.113.7), never reaching the forged hops.
+        assert_eq!(
+            xff(
+                "10.0.0.2",
+                "10.0.0.0/8",
+                &["6.6.6.6, 10.9.9.9, 203.0.113.7"]
+            ),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn when_every_hop_is_trusted_the_leftmost_is_the_client() {
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["10.1.1.1, 10.0.0.5"]),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn no_header_from_a_trusted_proxy_leaves_the_proxy_as_the_client() {
+        assert_eq!(xff("10.0.0.2", "10.0.0.0/8", &[]), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn ports_are_dropped() {
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["203.0.113.7:51234"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["[2001:db8::7]:443"]),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            fwd("10.0.0.2", "10.0.0.0/8", &[r#"for="203.0.113.7:4711""#]),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_and_proxies() {
+        assert_eq!(
+            xff(
+                "2001:db8:ffff::1",
+                "2001:db8:ffff::/48",
+                &["2001:db8:1:2::7"]
+            ),
+            ip("2001:db8:1:2::7")
+        );
+        assert_eq!(
+            fwd(
+                "10.0.0.2",
+                "10.0.0.0/8",
+                &[r#"For="[2001:db8:cafe::17]:4711""#]
+            ),
+            ip("2001:db8:cafe::17")
+        );
+        assert_eq!(
+            fwd("10.0.0.2", "10.0.0.0/8", &[r#"for="[2001:db8:cafe::17]""#]),
+            ip("2001:db8:cafe::17")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        assert_eq!(
+            xff("::ffff:10.0.0.2", "10.0.0.0/8", &["::ffff:203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(xff("::ffff:198.51.100.9", "", &[]), ip("198.51.100.9"));
+    }
+
+    #[test]
+    fn garbage_stops_the_walk_at_the_nearest_known_address() {
+        for line in [
+            "garbage",
+            "",
+            "unknown",
+            "203.0.113.7, not-an-ip",
+            "1.2.3.4:99999999",
+            "[2001:db8::1",
+            "[2001:db8::1]x",
+            "1.2.3.4:",
+            "1.2.3.4:-1",
+            "999.1.1.1",
+        ] {
+            assert_eq!(
+                xff("10.0.0.2", "10.0.0.0/8", &[line]),
+                ip("10.0.0.2"),
+                "{line:?}"
+            );
+        }
+        // Garbage left of the client is never reached.
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["garbage, 203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        // Behind two proxies: garbage from the outer one stops at it.
+        assert_eq!(
+            xff("10.0.0.2", "10.0.0.0/8", &["junk, 10.0.0.5"]),
+            ip("10.0.0.5")
+        );
+        for line in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            r#"for="203.0.113.7"#,
+            "for=",
+            "garbage",
+            r#"for="[2001:db8::1]:x""#,
+        ] {
+            assert_eq!(
+                fwd("10.0.0.2", "10.0.0.0/8", &[line]),
+                ip("10.0.0.2"),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_commas_and_semicolons_do_not_split_forwarded_elements() {
+        assert_eq!(
+            fwd(
+                "10.0.0.2",
+                "10.0.0.0/8",
+                &[r#"for="x,y;z", for=203.0.113.7;by="a,b";proto=http"#]
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(split_unquoted(r#"a="1,2",b"#, ','), [r#"a="1,2""#, "b"]);
+        assert_eq!(unquote(r#""a\"b""#).as_deref(), Some(r#"a"b"#));
+        assert_eq!(unquote(r#""open"#), None);
+    }
+
+    #[test]
+    fn a_header_that_is_not_text_is_a_bad_hop() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"203.0.113.\xff").unwrap(),
+        );
+        let got = client_address(
+            ip("10.0.0.2"),
+            &headers,
+            &proxies("10.0.0.0/8"),
+            ProxyHeader::XForwardedFor,
+        );
+        assert_eq!(got, ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.append("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        let trusted = proxies("10.0.0.0/8");
+        assert_eq!(
+            client_address(
+                ip("10.0.0.2"),
+                &headers,
+                &trusted,
+                ProxyHeader::XForwardedFor
+            ),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_from_cidrs_addresses_lists_and_strings() {
+        let list = proxies("10.0.0.0/8, 192.0.2.7 ,2001:db8::/32");
+        assert!(list.contains(ip("10.200.0.1")));
+        assert!(list.contains(ip("192.0.2.7")));
+        assert!(!list.contains(ip("192.0.2.8")));
+        assert!(list.contains(ip("2001:db8:1::1")));
+        assert!(!list.contains(ip("2001:db9::1")));
+        assert_eq!(proxies(""), TrustedProxies::default());
+
+        let from_toml: TrustedProxies =
+            serde_json::from_value(serde_json::json!(["10.0.0.0/8", "192.0.2.7"])).unwrap();
+        assert_eq!(from_toml, proxies("10.0.0.0/8,192.0.2.7"));
+        let from_env: TrustedProxies =
+            serde_json::from_value(serde_json::json!("10.0.0.0/8,192.0.2.7")).unwrap();
+        assert_eq!(from_env, from_toml);
+
+        for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8/8", "1.2.3"] {
+            let err = bad.parse::<TrustedProxies>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}
