@@ -218,7 +218,10 @@ impl Settings {
             ));
         }
         if auth.idempotency.prune_interval.is_zero() {
-            return Err(invalid("auth.idempotency.prune_interval", "must be positive"));
+            return Err(invalid(
+                "auth.idempotency.prune_interval",
+                "must be positive",
+            ));
         }
         if self.queue.executors == 0 {
             return Err(invalid("queue.executors", "must be at least 1"));

@@ -204,7 +204,10 @@ mod tests {
     #[test]
     fn the_canonical_form_is_trimmed_and_lower_case() {
         assert_eq!(ok("  Victim@Ex.COM \t\n"), "victim@ex.com");
-        assert_eq!(ok("O'Brien+Tag@Mail.Example.co.UK"), "o'brien+tag@mail.example.co.uk");
+        assert_eq!(
+            ok("O'Brien+Tag@Mail.Example.co.UK"),
+            "o'brien+tag@mail.example.co.uk"
+        );
         assert_eq!(
             Email::parse("Victim@Ex.com").unwrap(),
             Email::parse("victim@ex.com").unwrap()
@@ -229,12 +232,7 @@ mod tests {
 
     #[test]
     fn ip_literals_and_ip_domains_are_refused() {
-        for raw in [
-            "a@[127.0.0.1]",
-            "a@[IPv6:::1]",
-            "a@127.0.0.1",
-            "a@[::1]",
-        ] {
+        for raw in ["a@[127.0.0.1]", "a@[IPv6:::1]", "a@127.0.0.1", "a@[::1]"] {
             assert!(
                 matches!(refused(raw), EmailError::Domain | EmailError::NotBare),
                 "{raw}"
@@ -315,12 +313,12 @@ mod tests {
     #[test]
     fn non_ascii_and_homoglyphs_are_refused() {
         for raw in [
-            "аda@example.com",     // Cyrillic 'а'
-            "ada@exаmple.com",     // Cyrillic 'а' in the domain
-            "\u{212A}im@ex.com",   // Kelvin sign: lower-cases to an ASCII 'k'
-            "ada@bücher.example",  // IDN: only its punycode form is taken
-            "ada\u{200B}@ex.com",  // zero-width space
-            "ａda@example.com",    // full-width 'a'
+            "аda@example.com",    // Cyrillic 'а'
+            "ada@exаmple.com",    // Cyrillic 'а' in the domain
+            "\u{212A}im@ex.com",  // Kelvin sign: lower-cases to an ASCII 'k'
+            "ada@bücher.example", // IDN: only its punycode form is taken
+            "ada\u{200B}@ex.com", // zero-width space
+            "ａda@example.com",   // full-width 'a'
         ] {
             assert_eq!(refused(raw), EmailError::NotAscii, "{raw}");
         }

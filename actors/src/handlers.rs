@@ -226,7 +226,9 @@ async fn claim_welcome(
     let claimed_by = record.get_object_id("jobId").ok();
     if claimed_by != Some(job.id) {
         let by = claimed_by.map(|id| id.to_hex()).unwrap_or_default();
-        return Ok(Some(doc! { "delivered": false, "duplicate": true, "welcomedBy": by }));
+        return Ok(Some(
+            doc! { "delivered": false, "duplicate": true, "welcomedBy": by },
+        ));
     }
     if record.contains_key("deliveredAt") {
         return Ok(Some(doc! { "delivered": true, "duplicate": true }));
@@ -322,7 +324,12 @@ mod tests {
             "=?utf-8?b?PGV2aWxAeC5jb20+?=",
         ] {
             let message = welcome_message(&from, name, &victim, "<1@troupe>").unwrap();
-            let to: Vec<String> = message.envelope().to().iter().map(|a| a.to_string()).collect();
+            let to: Vec<String> = message
+                .envelope()
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             assert_eq!(to, ["victim@ex.com"], "{name}");
             let header = to_header(&message);
             let parsed = Mailboxes::from_str(&header).unwrap_or_else(|e| panic!("{header}: {e}"));
@@ -336,7 +343,12 @@ mod tests {
         let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
         let email = Email::parse("o'brien+tag@mail.example.co.uk").unwrap();
         let message = welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>").unwrap();
-        let to: Vec<String> = message.envelope().to().iter().map(|a| a.to_string()).collect();
+        let to: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(to, ["o'brien+tag@mail.example.co.uk"]);
     }
 }

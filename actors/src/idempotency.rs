@@ -176,10 +176,7 @@ impl KeyStore {
 
     /// Insert `record`: [`Reservation::Held`] if this request now holds the
     /// key, else the record that holds it.
-    pub async fn reserve(
-        &self,
-        record: &KeyRecord,
-    ) -> mongodb::error::Result<Reservation> {
+    pub async fn reserve(&self, record: &KeyRecord) -> mongodb::error::Result<Reservation> {
         match self.records.insert_one(record).await {
             Ok(_) => Ok(Reservation::Held),
             Err(err) if is_duplicate_key(&err) => {
@@ -258,10 +255,16 @@ mod tests {
     #[test]
     fn only_the_digest_of_a_key_is_stored_and_it_is_stable() {
         let key = IdempotencyKey::parse(b"my-key").unwrap();
-        assert_eq!(key.digest(), IdempotencyKey::parse(b"my-key").unwrap().digest());
+        assert_eq!(
+            key.digest(),
+            IdempotencyKey::parse(b"my-key").unwrap().digest()
+        );
         assert_eq!(key.digest().len(), 64);
         assert!(!key.digest().contains("my-key"));
-        assert_ne!(key.digest(), IdempotencyKey::parse(b"my-kez").unwrap().digest());
+        assert_ne!(
+            key.digest(),
+            IdempotencyKey::parse(b"my-kez").unwrap().digest()
+        );
         assert_eq!(format!("{key:?}"), "IdempotencyKey(..)");
     }
 

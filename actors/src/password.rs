@@ -145,7 +145,13 @@ mod tests {
             Password::new(&"é".repeat(37)).unwrap_err(),
             [PasswordError::TooLong]
         );
-        assert_eq!(Password::new("é".repeat(36).as_str()).unwrap().expose().len(), 72);
+        assert_eq!(
+            Password::new("é".repeat(36).as_str())
+                .unwrap()
+                .expose()
+                .len(),
+            72
+        );
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! - Sign-up and login write their job (`user.created`, `user.login`) before
 //!   answering; the answer never waits for the job to run. Sign-up writes the
 //!   job before the user, so a crash cannot leave a user without its job.
+//! - Owns `signup_idempotency` too, and prunes its expired records every
+//!   `auth.idempotency.prune_interval` (a timer and one prune task at a
+//!   time, both held in its state and stopped with it).
+//! - E-mail addresses arrive as [`Email`]s (canonical); passwords are
+//!   NFKC-normalised before hashing and verifying ([`crate::password`]).
 //!
 //! # Sessions and rotation
 //! A login (or sign-up) opens a *session*. The session stores the SHA-256
@@ -175,10 +180,7 @@ pub enum UserMsg {
         reply: Reply<TokenPair>,
     },
     /// End the session the access token belongs to.
-    Logout {
-        claims: Claims,
-        reply: Reply<()>,
-    },
+    Logout { claims: Claims, reply: Reply<()> },
     /// Change what the profile shows; answers the new profile (`None`: no
     /// such user). The cached copy is invalidated before the answer.
     UpdateProfile {
@@ -460,7 +462,9 @@ impl Users {
         match self.keys.prune(self.idempotency.ttl).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(target: "user", pruned = n, "expired idempotency keys deleted"),
-            Err(err) => tracing::warn!(target: "user", error = %err, "pruning idempotency keys failed"),
+            Err(err) => {
+                tracing::warn!(target: "user", error = %err, "pruning idempotency keys failed")
+            }
         }
     }
 
@@ -480,7 +484,11 @@ impl Users {
         // Something that is no address names no account: it is answered
         // exactly like an unknown one, so login reveals nothing new.
         let user = match &email {
-            Some(email) => self.users.find_one(doc! { "email": email.as_str() }).await?,
+            Some(email) => {
+                self.users
+                    .find_one(doc! { "email": email.as_str() })
+                    .await?
+            }
             None => None,
         };
         // Verify against a dummy hash when there is no such user, so both
@@ -629,7 +637,10 @@ impl Users {
         claims: &Claims,
         user_id: ObjectId,
     ) -> Result<UserError, UserError> {
-        let record = self.used_tokens.find_one(doc! { "_id": &claims.jti }).await?;
+        let record = self
+            .used_tokens
+            .find_one(doc! { "_id": &claims.jti })
+            .await?;
         if record.is_some_and(|r| r.contains_key("reuseDetectedAt")) {
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "replay of a refresh token already reported; nothing revoked");
             return Ok(UserError::TokenSpent);
@@ -815,7 +826,9 @@ impl Actor for UserActor {
         _myself: ActorRef<UserMsg>,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
-        // The timer and a running prune belong to this incarnation.
+        // The timer and a running prune belong to this incarnation. (After a
+        // panic ractor skips post_stop; then the timer ends at its next send
+        // to the dead actor, and a running prune after its one delete.)
         for task in [state.prune_timer.take(), state.pruning.take()]
             .into_iter()
             .flatten()

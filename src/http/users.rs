@@ -274,10 +274,12 @@ async fn login(
 }
 
 /// Rotate: a new pair for a valid refresh token, which stops working.
-/// Presenting a refresh token a second time revokes all the user's sessions.
+/// Presenting a spent refresh token revokes all the user's sessions the
+/// first time; later replays of that token are refused and revoke nothing,
+/// so sessions opened since survive.
 #[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
     (status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair),
-    (status = 401, description = "Invalid, expired, spent or revoked refresh token", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Invalid, expired, spent or revoked refresh token, or the account no longer exists", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn refresh(

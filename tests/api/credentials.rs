@@ -191,7 +191,9 @@ async fn a_password_signed_up_in_nfc_logs_in_with_its_nfd_spelling() {
         StatusCode::OK
     );
     assert_eq!(
-        app.login("ada@example.com", "cafe creme brulee").await.status(),
+        app.login("ada@example.com", "cafe creme brulee")
+            .await
+            .status(),
         StatusCode::UNAUTHORIZED
     );
 }

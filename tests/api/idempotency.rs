@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 use troupe_actors::idempotency::{fingerprint, IdempotencyKey, COLLECTION};
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app, spawn_app_with, unique_email, TestApp, Tokens,
-    PASSWORD,
+    assert_problem, eventually, spawn_app, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD,
 };
 
 fn body(email: &str) -> Value {
@@ -122,7 +121,10 @@ async fn a_key_reused_with_another_body_is_422() {
         let response = signup_with_key(&app, &key, &other).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert!(
-            problem["detail"].as_str().unwrap().contains("Idempotency-Key"),
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
             "{problem}"
         );
     }
@@ -130,7 +132,10 @@ async fn a_key_reused_with_another_body_is_422() {
     let mut respelled = original.clone();
     respelled["email"] = json!(format!("  {}  ", email.to_uppercase()));
     for again in [original, respelled] {
-        assert_eq!(account_of(&app, signup_with_key(&app, &key, &again).await).await, id);
+        assert_eq!(
+            account_of(&app, signup_with_key(&app, &key, &again).await).await,
+            id
+        );
     }
     assert_eq!(count(&app, "users", doc! {}).await, 1);
 }
@@ -178,7 +183,10 @@ async fn a_malformed_key_is_400() {
             .unwrap();
         let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
         assert!(
-            problem["detail"].as_str().unwrap().contains("Idempotency-Key"),
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
             "{problem}"
         );
     }
@@ -197,7 +205,11 @@ async fn a_malformed_key_is_400() {
     assert_eq!(count(&app, "users", doc! {}).await, 0);
     // The longest key is fine.
     let longest = "k".repeat(255);
-    account_of(&app, signup_with_key(&app, &longest, &body(&unique_email())).await).await;
+    account_of(
+        &app,
+        signup_with_key(&app, &longest, &body(&unique_email())).await,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -224,10 +236,13 @@ async fn plant_record(app: &TestApp, key: &str, body: &Value, user_id: ObjectId,
         body["name"].as_str().unwrap(),
         body["age"].as_u64().map(|a| a as u8),
     );
-    let created = DateTime::from_millis(DateTime::now().timestamp_millis() - age.as_millis() as i64);
+    let created =
+        DateTime::from_millis(DateTime::now().timestamp_millis() - age.as_millis() as i64);
     app.db
         .collection::<Document>(COLLECTION)
-        .insert_one(doc! {"_id": key.digest(), "fingerprint": fp, "userId": user_id, "createdAt": created})
+        .insert_one(
+            doc! {"_id": key.digest(), "fingerprint": fp, "userId": user_id, "createdAt": created},
+        )
         .await
         .unwrap();
 }
@@ -250,7 +265,10 @@ async fn a_signup_whose_first_request_died_is_taken_over_and_welcomed_once() {
     // The dead request had written its welcome job too (before the user, as
     // every sign-up does): two jobs for one user, one welcome.
     app.jobs()
-        .enqueue("user.created", doc! {"userId": id, "email": &email, "name": "Ida"})
+        .enqueue(
+            "user.created",
+            doc! {"userId": id, "email": &email, "name": "Ida"},
+        )
         .await
         .unwrap();
     app.nudge();
@@ -295,9 +313,8 @@ async fn an_expired_key_is_forgotten_when_met() {
     account_of(&app, signup_with_key(&app, &key, &body).await).await;
     // Age the record past its lifetime: the key no longer names the sign-up,
     // so the same request is a new sign-up of a taken address.
-    let expired = DateTime::from_millis(
-        DateTime::now().timestamp_millis() - ttl.as_millis() as i64 - 1000,
-    );
+    let expired =
+        DateTime::from_millis(DateTime::now().timestamp_millis() - ttl.as_millis() as i64 - 1000);
     app.db
         .collection::<Document>(COLLECTION)
         .update_many(doc! {}, doc! {"$set": {"createdAt": expired}})
@@ -316,7 +333,14 @@ async fn expired_keys_are_pruned_periodically() {
     .await;
     let ttl = app.settings.auth.idempotency.ttl;
     let body = body(&unique_email());
-    plant_record(&app, "old-key", &body, ObjectId::new(), ttl + Duration::from_secs(1)).await;
+    plant_record(
+        &app,
+        "old-key",
+        &body,
+        ObjectId::new(),
+        ttl + Duration::from_secs(1),
+    )
+    .await;
     plant_record(&app, "live-key", &body, ObjectId::new(), Duration::ZERO).await;
     eventually(Duration::from_secs(10), "the prune", || async {
         (count(&app, COLLECTION, doc! {}).await == 1).then_some(())
@@ -324,4 +348,22 @@ async fn expired_keys_are_pruned_periodically() {
     .await;
     let live = IdempotencyKey::parse(b"live-key").unwrap().digest();
     assert_eq!(count(&app, COLLECTION, doc! {"_id": live}).await, 1);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_header_and_the_422() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api-json").await.json().await.unwrap();
+    let signup = &doc["paths"]["/users/signup"]["post"];
+    let header = signup["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("the Idempotency-Key parameter");
+    assert_eq!(header["in"], "header");
+    assert_eq!(header["required"], false);
+    for status in ["201", "400", "409", "422", "503"] {
+        assert!(signup["responses"][status].is_object(), "{status}");
+    }
 }

@@ -14,8 +14,15 @@ async fn replays_of_a_reported_token_do_not_revoke_later_sessions() {
     let rotated: Tokens = app.refresh(&old.refresh_token).await.json().await.unwrap();
 
     // First replay: theft detected, every session revoked (as before).
-    let body = assert_problem(app.refresh(&old.refresh_token).await, StatusCode::UNAUTHORIZED).await;
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    let body = assert_problem(
+        app.refresh(&old.refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     assert_problem(
         app.refresh(&rotated.refresh_token).await,
         StatusCode::UNAUTHORIZED,
@@ -26,15 +33,22 @@ async fn replays_of_a_reported_token_do_not_revoke_later_sessions() {
     // refused, and the new session lives on.
     let fresh: Tokens = app.login(&email, PASSWORD).await.json().await.unwrap();
     for _ in 0..3 {
-        let body =
-            assert_problem(app.refresh(&old.refresh_token).await, StatusCode::UNAUTHORIZED).await;
+        let body = assert_problem(
+            app.refresh(&old.refresh_token).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
         assert!(
             !body["detail"].as_str().unwrap().contains("revoked"),
             "{body}"
         );
     }
     let response = app.refresh(&fresh.refresh_token).await;
-    assert_eq!(response.status(), StatusCode::OK, "the new session survives");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the new session survives"
+    );
 
     // The first detection is recorded on the spent token's record.
     let user_id = ObjectId::parse_str(app.user_id(&fresh.access_token).await).unwrap();
