@@ -80,9 +80,9 @@ pub struct NewUser {
     pub age: Option<u8>,
 }
 
-/// The `users` key a login of something that is no e-mail address counts
-/// against in the throttle: one shared key, so junk input cannot create
-/// throttle keys without bound (and no account is named by it anyway).
+/// The throttle's account key for logins whose e-mail is no valid address:
+/// one shared key, so junk input cannot create throttle keys without bound
+/// (and it names no account anyway).
 const NOT_AN_ADDRESS: &str = "(not an e-mail address)";
 
 /// How often a keyed sign-up that waits for the request holding its key
