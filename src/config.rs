@@ -261,6 +261,20 @@ impl Settings {
                 "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
             ));
         }
+        // A key must outlive the requests that use it (a repeat may take a
+        // sign-up over once it is older than the call timeout).
+        if auth.idempotency.ttl <= self.actors.call_timeout {
+            return Err(invalid(
+                "auth.idempotency.ttl",
+                "must be longer than actors.call_timeout",
+            ));
+        }
+        if auth.idempotency.prune_interval.is_zero() {
+            return Err(invalid(
+                "auth.idempotency.prune_interval",
+                "must be positive",
+            ));
+        }
         if self.queue.executors == 0 {
             return Err(invalid("queue.executors", "must be at least 1"));
         }

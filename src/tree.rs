@@ -148,6 +148,7 @@ pub fn build(
         Arc::clone(&a.tokens),
         settings.auth.bcrypt_cost,
         call_timeout,
+        settings.auth.idempotency.clone(),
     );
     let queue = Queue {
         metrics: a.queue_metrics.clone(),

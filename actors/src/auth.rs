@@ -5,6 +5,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::idempotency::IdempotencyConfig;
 use crate::throttle::ThrottleConfig;
 
 /// `[auth]` in the configuration.
@@ -22,4 +23,6 @@ pub struct AuthConfig {
     pub bcrypt_cost: u32,
     /// Login throttling.
     pub throttle: ThrottleConfig,
+    /// `Idempotency-Key` records of sign-ups.
+    pub idempotency: IdempotencyConfig,
 }

@@ -7,8 +7,9 @@
 //! - `user.created`: a welcome e-mail to an existing user, delivered with lettre: SMTP when
 //!   `mail.smtp_url` is set, otherwise lettre's file transport into
 //!   `mail.outbox_dir` (one `.eml` per message). Its `Message-ID` is derived
-//!   from the job id, and a delivery record keyed by job id is checked first,
-//!   so a retried job does not send again.
+//!   from the job id. A delivery record keyed by *user* id is claimed before
+//!   sending, so neither a retried job nor a second job for the same user
+//!   (a taken-over idempotent sign-up) sends again.
 //! - `user.login`: one `login_events` document per job id (a duplicate insert
 //!   means it was recorded already) and `lastLoginAt` on the user, set with
 //!   `$max` so replays and out-of-order runs cannot move it backwards.
@@ -21,11 +22,12 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::{Collection, Database};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::email::Email;
 use crate::jobs::Job;
 use crate::user::is_duplicate_key;
 
@@ -170,47 +172,92 @@ async fn welcome_email(
     {
         return Err(format!("user {user_id} does not exist (yet)"));
     }
-    if deliveries
-        .find_one(doc! { "_id": job.id })
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
-        return Ok(doc! { "delivered": true, "duplicate": true });
-    }
     let email = job
         .payload
         .get_str("email")
         .map_err(|_| "payload lacks email".to_string())?;
+    // Sign-up stored it canonical; parsed again so the recipient is built
+    // from a checked address, never from text.
+    let email = Email::parse(email).map_err(|e| format!("bad recipient: {e}"))?;
     let name = job.payload.get_str("name").unwrap_or("there");
-    let to: Mailbox = format!("{name} <{email}>")
-        .parse()
-        .or_else(|_| email.parse())
-        .map_err(|e| format!("bad recipient: {e}"))?;
+    if let Some(done) = claim_welcome(deliveries, user_id, &job, &email).await? {
+        return Ok(done);
+    }
     let message_id = format!("<{}@troupe>", job.id);
-    let message = Message::builder()
-        .from(mailer.from.clone())
+    let message = welcome_message(&mailer.from, name, &email, &message_id)?;
+    mailer.send(message).await?;
+    deliveries
+        .update_one(
+            doc! { "_id": user_id, "jobId": job.id },
+            doc! { "$set": { "messageId": &message_id, "deliveredAt": DateTime::now() } },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(target: "worker", job = %job.id, "welcome e-mail delivered");
+    Ok(doc! { "delivered": true, "messageId": message_id })
+}
+
+/// One welcome per *user*, whichever job sends it: a keyed sign-up taken
+/// over from a request that died after writing its job leaves two jobs for
+/// one user. The delivery record is keyed by user id and claimed before
+/// sending (a unique-key insert, atomic on MongoDB and FerretDB alike):
+/// a job that finds another job's claim sends nothing; the claiming job's
+/// own retries send until the record says delivered (at least once, as
+/// every job). `Some(result)` when this job must not send.
+async fn claim_welcome(
+    deliveries: &Collection<Document>,
+    user_id: ObjectId,
+    job: &Job,
+    email: &Email,
+) -> Result<Option<Document>, String> {
+    let claim = doc! {
+        "_id": user_id, "jobId": job.id, "to": email.as_str(), "claimedAt": DateTime::now(),
+    };
+    match deliveries.insert_one(claim).await {
+        Ok(_) => return Ok(None),
+        Err(err) if is_duplicate_key(&err) => {}
+        Err(err) => return Err(err.to_string()),
+    }
+    let record = deliveries
+        .find_one(doc! { "_id": user_id })
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the welcome's delivery record vanished")?;
+    let claimed_by = record.get_object_id("jobId").ok();
+    if claimed_by != Some(job.id) {
+        let by = claimed_by.map(|id| id.to_hex()).unwrap_or_default();
+        return Ok(Some(
+            doc! { "delivered": false, "duplicate": true, "welcomedBy": by },
+        ));
+    }
+    if record.contains_key("deliveredAt") {
+        return Ok(Some(doc! { "delivered": true, "duplicate": true }));
+    }
+    // Our own earlier attempt claimed it and did not finish: send (again).
+    Ok(None)
+}
+
+/// The welcome message to `name` at `email`. The recipient is built from
+/// the parsed address and the name as separate parts (lettre quotes or
+/// encodes the name), never by formatting `"{name} <{email}>"` and parsing
+/// it back: a name holding `<`, `>` or `,` cannot change or add a recipient.
+pub fn welcome_message(
+    from: &Mailbox,
+    name: &str,
+    email: &Email,
+    message_id: &str,
+) -> Result<Message, String> {
+    let to = Mailbox::new(Some(name.to_owned()), email.to_address());
+    Message::builder()
+        .from(from.clone())
         .to(to)
-        .message_id(Some(message_id.clone()))
+        .message_id(Some(message_id.to_owned()))
         .subject("Welcome to Troupe")
         .header(ContentType::TEXT_PLAIN)
         .body(format!(
             "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
         ))
-        .map_err(|e| format!("compose: {e}"))?;
-    mailer.send(message).await?;
-    match deliveries
-        .insert_one(
-            doc! { "_id": job.id, "messageId": &message_id, "to": email, "at": DateTime::now() },
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(err) if is_duplicate_key(&err) => {}
-        Err(err) => return Err(err.to_string()),
-    }
-    tracing::info!(target: "worker", job = %job.id, "welcome e-mail delivered");
-    Ok(doc! { "delivered": true, "messageId": message_id })
+        .map_err(|e| format!("compose: {e}"))
 }
 
 async fn record_login(
@@ -240,4 +287,68 @@ async fn record_login(
         .await
         .map_err(|e| e.to_string())?;
     Ok(doc! { "recorded": true, "duplicate": !first })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use lettre::message::Mailboxes;
+
+    use super::*;
+
+    fn to_header(message: &Message) -> String {
+        let text = String::from_utf8(message.formatted()).unwrap();
+        // The header, unfolded.
+        let start = text.find("\r\nTo: ").expect("a To header") + 6;
+        let mut value = String::new();
+        for (i, line) in text[start..].split("\r\n").enumerate() {
+            if i > 0 && !line.starts_with([' ', '\t']) {
+                break;
+            }
+            value.push_str(line);
+        }
+        value
+    }
+
+    #[test]
+    fn a_name_cannot_add_or_change_a_recipient() {
+        let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
+        let victim = Email::parse("victim@ex.com").unwrap();
+        for name in [
+            "Mallory <evil@x.com>",
+            "a, evil@x.com",
+            "x\" <evil@x.com>, \"y",
+            "<evil@x.com>",
+            "Zoë <evil@x.com>",
+            "=?utf-8?b?PGV2aWxAeC5jb20+?=",
+        ] {
+            let message = welcome_message(&from, name, &victim, "<1@troupe>").unwrap();
+            let to: Vec<String> = message
+                .envelope()
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(to, ["victim@ex.com"], "{name}");
+            let header = to_header(&message);
+            let parsed = Mailboxes::from_str(&header).unwrap_or_else(|e| panic!("{header}: {e}"));
+            let addresses: Vec<String> = parsed.iter().map(|m| m.email.to_string()).collect();
+            assert_eq!(addresses, ["victim@ex.com"], "{name}: {header}");
+        }
+    }
+
+    #[test]
+    fn an_unusual_address_is_the_exact_recipient() {
+        let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
+        let email = Email::parse("o'brien+tag@mail.example.co.uk").unwrap();
+        let message = welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>").unwrap();
+        let to: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(to, ["o'brien+tag@mail.example.co.uk"]);
+    }
 }

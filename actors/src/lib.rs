@@ -9,12 +9,15 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod email;
 pub mod event_counter;
 pub mod events;
 pub mod executor;
 pub mod handlers;
+pub mod idempotency;
 pub mod jobs;
 pub mod limits;
+pub mod password;
 pub mod poller;
 pub mod slot;
 pub mod stats;

@@ -9,6 +9,11 @@
 //! - Sign-up and login write their job (`user.created`, `user.login`) before
 //!   answering; the answer never waits for the job to run. Sign-up writes the
 //!   job before the user, so a crash cannot leave a user without its job.
+//! - Owns `signup_idempotency` too, and prunes its expired records every
+//!   `auth.idempotency.prune_interval` (a timer and one prune task at a
+//!   time, both held in its state and stopped with it).
+//! - E-mail addresses arrive as [`Email`]s (canonical); passwords are
+//!   NFKC-normalised before hashing and verifying ([`crate::password`]).
 //!
 //! # Sessions and rotation
 //! A login (or sign-up) opens a *session*. The session stores the SHA-256
@@ -18,9 +23,18 @@
 //!    on `_id`. A unique-key insert is atomic on MongoDB and on FerretDB alike,
 //!    so of two requests presenting the same token exactly one gets through.
 //!    A duplicate means the token was presented before: it is treated as theft
-//!    and *all* the user's sessions are revoked;
-//! 3. replaces the session's verifier with the new refresh token's, only if
+//!    and *all* the user's sessions are revoked — the first time only. The
+//!    record is then marked (`reuseDetectedAt`), and later replays of that
+//!    token get 401 without revoking again: otherwise whoever holds one old
+//!    token could log the user out, again and again, for the token's life;
+//! 3. checks (side by side with step 2) that the user still exists: a
+//!    deleted account's sessions mint no tokens;
+//! 4. replaces the session's verifier with the new refresh token's, only if
 //!    the session is not revoked and still holds the presented token's verifier.
+//!
+//! # Idempotent sign-up
+//! A sign-up may carry an `Idempotency-Key`; see [`crate::idempotency`] for
+//! the records and [`Users::signup_with_key`] for the protocol.
 //!
 //! # Failure
 //! State lives in MongoDB only; a restarted UserActor starts from its
@@ -30,6 +44,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::{Collection, Database};
@@ -37,8 +55,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
+use crate::email::Email;
 use crate::events::{EventKind, Events};
+use crate::idempotency::{
+    self, Assessment, IdempotencyConfig, IdempotencyKey, KeyRecord, KeyStore, Reservation,
+};
 use crate::jobs::JobStore;
+use crate::password::{self, Password};
 use crate::poller::PollerMsg;
 use crate::slot::ActorSlot;
 use crate::stats::ActorStats;
@@ -49,12 +72,22 @@ use crate::tokens::{self, Claims, TokenType, Tokens};
 /// A sign-up, already validated and normalised by the caller.
 #[derive(Debug, Clone)]
 pub struct NewUser {
+    /// Trimmed.
     pub name: String,
-    /// Trimmed and lower-cased.
-    pub email: String,
-    pub password: secrecy::SecretString,
+    pub email: Email,
+    /// NFKC-normalised, length-checked.
+    pub password: Password,
     pub age: Option<u8>,
 }
+
+/// The throttle's account key for logins whose e-mail is no valid address:
+/// one shared key, so junk input cannot create throttle keys without bound
+/// (and it names no account anyway).
+const NOT_AN_ADDRESS: &str = "(not an e-mail address)";
+
+/// How often a keyed sign-up that waits for the request holding its key
+/// looks for the user.
+const KEY_POLL: Duration = Duration::from_millis(50);
 
 /// What every successful sign-up, login or refresh answers.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -117,6 +150,17 @@ pub enum UserError {
     InvalidToken,
     #[error("this refresh token was already used; all sessions of the user were revoked")]
     TokenReused,
+    /// A replay of a token whose reuse was already detected (and answered
+    /// by revoking): refused, nothing more is revoked.
+    #[error("this refresh token was already used")]
+    TokenSpent,
+    /// The idempotency key was used for another sign-up (other fields, or
+    /// another password for the account it created).
+    #[error("this Idempotency-Key was used with another request body")]
+    KeyReused,
+    /// The first sign-up with this idempotency key is still running.
+    #[error("a sign-up with this Idempotency-Key is still in progress; retry shortly")]
+    SignupInProgress,
     #[error("the session has ended; log in again")]
     SessionRevoked,
     #[error("no such user")]
@@ -138,10 +182,18 @@ impl From<mongodb::error::Error> for UserError {
 type Reply<T> = RpcReplyPort<Result<T, UserError>>;
 
 pub enum UserMsg {
-    Signup(NewUser, Reply<TokenPair>),
+    Signup {
+        new: NewUser,
+        /// The request's `Idempotency-Key`, if it sent one.
+        key: Option<IdempotencyKey>,
+        reply: Reply<TokenPair>,
+    },
     Login {
-        email: String,
-        password: secrecy::SecretString,
+        /// The canonical address; `None` when the input was no valid
+        /// address (answered like an unknown account).
+        email: Option<Email>,
+        /// As typed: normalised (NFKC) by the actor before verifying.
+        password: SecretString,
         /// The client's address, for throttling.
         client: IpAddr,
         reply: Reply<TokenPair>,
@@ -153,10 +205,7 @@ pub enum UserMsg {
         reply: Reply<TokenPair>,
     },
     /// End the session the access token belongs to.
-    Logout {
-        claims: Claims,
-        reply: Reply<()>,
-    },
+    Logout { claims: Claims, reply: Reply<()> },
     /// Change what the profile shows; answers the new profile (`None`: no
     /// such user). The cached copy is invalidated before the answer.
     UpdateProfile {
@@ -170,6 +219,17 @@ pub enum UserMsg {
         id: ObjectId,
         reply: Reply<Option<OwnerProfile>>,
     },
+    /// Internal, on a timer: delete expired idempotency records.
+    PruneKeys,
+}
+
+/// What creating a user with a chosen id came to.
+enum Created {
+    /// This request created it: its first session and its welcome job.
+    New(TokenPair, ObjectId),
+    /// A user with that id existed already: a request with the same
+    /// idempotency key created it first.
+    Existing(Box<UserDoc>),
 }
 
 /// Fields a user may change; `None` leaves a field as it is.
@@ -226,6 +286,8 @@ pub struct Users {
     users: Collection<UserDoc>,
     sessions: Collection<SessionDoc>,
     used_tokens: Collection<Document>,
+    keys: KeyStore,
+    idempotency: IdempotencyConfig,
     jobs: JobStore,
     events: Events,
     throttle: Throttle,
@@ -235,6 +297,7 @@ pub struct Users {
 }
 
 impl Users {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: &Database,
         jobs: JobStore,
@@ -243,6 +306,7 @@ impl Users {
         tokens: Arc<Tokens>,
         bcrypt_cost: u32,
         call_timeout: Duration,
+        idempotency: IdempotencyConfig,
     ) -> Self {
         Self {
             events,
@@ -250,6 +314,8 @@ impl Users {
             users: db.collection("users"),
             sessions: db.collection("sessions"),
             used_tokens: db.collection("used_refresh_tokens"),
+            keys: KeyStore::new(db),
+            idempotency,
             jobs,
             tokens,
             bcrypt_cost,
@@ -257,7 +323,7 @@ impl Users {
         }
     }
 
-    /// Unique e-mail; sessions by user.
+    /// Unique e-mail; sessions by user; idempotency records by age.
     pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
         ensure_indexes(
             &db.collection("users"),
@@ -268,17 +334,30 @@ impl Users {
             &db.collection("sessions"),
             vec![index(doc! { "userId": 1 }, false)],
         )
-        .await
+        .await?;
+        KeyStore::ensure_indexes(db).await
     }
 
-    /// Sign up: the token pair, and the welcome job written for the user.
-    async fn signup(&self, new: NewUser) -> Result<(TokenPair, ObjectId), UserError> {
-        let password_hash = hash_password(new.password, self.bcrypt_cost).await?;
+    /// Sign up without an idempotency key: the token pair, and the welcome
+    /// job written for the user.
+    async fn signup(&self, new: NewUser) -> Result<(TokenPair, Option<ObjectId>), UserError> {
+        match self.create_user(&new, ObjectId::new()).await? {
+            Created::New(pair, job) => Ok((pair, Some(job))),
+            // A fresh ObjectId is nobody's: only a taken e-mail collides.
+            Created::Existing(_) => Err(UserError::EmailTaken),
+        }
+    }
+
+    /// Create user `id` with its welcome job, and open its first session.
+    async fn create_user(&self, new: &NewUser, id: ObjectId) -> Result<Created, UserError> {
+        let password_hash = password::hash(new.password.clone(), self.bcrypt_cost)
+            .await
+            .map_err(|e| UserError::Store(e.to_string()))?;
         let now = DateTime::now();
         let user = UserDoc {
-            id: ObjectId::new(),
-            name: new.name,
-            email: new.email,
+            id,
+            name: new.name.clone(),
+            email: new.email.as_str().to_owned(),
             age: new.age.map(i32::from),
             password_hash,
             created_at: now,
@@ -293,7 +372,12 @@ impl Users {
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
                 self.jobs.delete(job).await?;
-                return Err(UserError::EmailTaken);
+                // Our own id taken: a request with the same idempotency key
+                // created the user first (its welcome job stands for both).
+                return match self.users.find_one(doc! { "_id": id }).await? {
+                    Some(existing) => Ok(Created::Existing(Box::new(existing))),
+                    None => Err(UserError::EmailTaken),
+                };
             }
             other => other?,
         };
@@ -302,25 +386,134 @@ impl Users {
         self.events.publish(EventKind::UserCreated {
             user_id: user.id.to_hex(),
         });
-        Ok((pair, job))
+        Ok(Created::New(pair, job))
+    }
+
+    /// Sign up with an idempotency key: the first request with the key signs
+    /// up; a repeat with the same body gets a new session of the account it
+    /// created (never 409 for its own account); another body gets
+    /// [`UserError::KeyReused`]. See [`crate::idempotency`].
+    async fn signup_with_key(
+        &self,
+        new: NewUser,
+        key: IdempotencyKey,
+    ) -> Result<(TokenPair, Option<ObjectId>), UserError> {
+        let fingerprint = idempotency::fingerprint(new.email.as_str(), &new.name, new.age);
+        // Answer (409 "in progress") well before the handler stops waiting.
+        let wait_until = Instant::now() + self.call_timeout / 2;
+        // Each round either answers or removes a record in the way (expired,
+        // or deleted under us); three are plenty, and bound the loop.
+        for _ in 0..3 {
+            let record = KeyRecord::new(&key, fingerprint.clone());
+            let existing = match self.keys.reserve(&record).await? {
+                Reservation::Held => return self.signup_holding_key(&new, &record).await,
+                Reservation::Vanished => continue,
+                Reservation::Taken(existing) => existing,
+            };
+            match existing.assess(&fingerprint, DateTime::now(), self.idempotency.ttl) {
+                Assessment::Expired => self.keys.remove(&existing).await?,
+                Assessment::OtherBody => return Err(UserError::KeyReused),
+                Assessment::SameBody => return self.repeat(&new, &existing, wait_until).await,
+            }
+        }
+        Err(UserError::SignupInProgress)
+    }
+
+    /// Run the sign-up `record` holds the key for (as its first request, or
+    /// taking over from one that never finished).
+    async fn signup_holding_key(
+        &self,
+        new: &NewUser,
+        record: &KeyRecord,
+    ) -> Result<(TokenPair, Option<ObjectId>), UserError> {
+        match self.create_user(new, record.user_id).await {
+            Ok(Created::New(pair, job)) => Ok((pair, Some(job))),
+            Ok(Created::Existing(user)) => Ok((self.resume(new, &user).await?, None)),
+            Err(UserError::EmailTaken) => {
+                // A definite answer, and no user made: forget the key, so a
+                // retry runs again and gets the same answer.
+                self.keys.remove(record).await?;
+                Err(UserError::EmailTaken)
+            }
+            // Undecided (a store error: the user may exist). The record
+            // stays; a retry finds the user, or takes over.
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A repeat of the sign-up `record` belongs to: answered from its user.
+    /// While the user does not exist the first request is still running —
+    /// wait for it until `wait_until`, then 409 "in progress" — or it died:
+    /// once the record is older than the actor-call timeout the first
+    /// request has been answered (503) and may never finish, so take over
+    /// with the same user id (only one creator can win that id).
+    async fn repeat(
+        &self,
+        new: &NewUser,
+        record: &KeyRecord,
+        wait_until: Instant,
+    ) -> Result<(TokenPair, Option<ObjectId>), UserError> {
+        loop {
+            if let Some(user) = self.users.find_one(doc! { "_id": record.user_id }).await? {
+                return Ok((self.resume(new, &user).await?, None));
+            }
+            if record.age(DateTime::now()) >= self.call_timeout {
+                tracing::info!(target: "user", user = %record.user_id, "taking over an unfinished keyed sign-up");
+                return self.signup_holding_key(new, record).await;
+            }
+            if Instant::now() >= wait_until {
+                return Err(UserError::SignupInProgress);
+            }
+            tokio::time::sleep(KEY_POLL).await;
+        }
+    }
+
+    /// A new session for `user`, created by an earlier request with the same
+    /// key and fields, if `new` has its password too (bcrypt; a mismatch is
+    /// another request body).
+    async fn resume(&self, new: &NewUser, user: &UserDoc) -> Result<TokenPair, UserError> {
+        let matches = password::verify(new.password.to_secret(), user.password_hash.clone())
+            .await
+            .map_err(|e| UserError::Store(e.to_string()))?;
+        if !matches {
+            return Err(UserError::KeyReused);
+        }
+        let (pair, sid) = self.open_session(user).await?;
+        tracing::info!(target: "auth", user = %user.id, session = %sid, "repeated keyed sign-up: new session");
+        Ok(pair)
+    }
+
+    /// Delete expired idempotency records.
+    async fn prune_keys(&self) {
+        match self.keys.prune(self.idempotency.ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(target: "user", pruned = n, "expired idempotency keys deleted"),
+            Err(err) => {
+                tracing::warn!(target: "user", error = %err, "pruning idempotency keys failed")
+            }
+        }
     }
 
     /// Log in: the token pair, and the analytics job written for the login.
     async fn login(
         &self,
-        email: String,
-        password: secrecy::SecretString,
+        email: Option<Email>,
+        password: SecretString,
         client: IpAddr,
         dummy_hash: &str,
     ) -> Result<(TokenPair, ObjectId), UserError> {
-        let ticket = match self.throttle.attempt(&email, client).await {
+        // Something that is no address names no account: it is answered
+        // exactly like an unknown one (one shared throttle key, the dummy
+        // hash's timing), so login reveals nothing new.
+        let account = email.as_ref().map_or(NOT_AN_ADDRESS, Email::as_str);
+        let ticket = match self.throttle.attempt(account, client).await {
             Ok(ticket) => ticket,
             Err(wait) => {
                 tracing::warn!(target: "auth", %client, "login throttled");
                 return Err(UserError::Throttled(wait));
             }
         };
-        let user = match self.check_password(&email, password, dummy_hash).await {
+        let user = match self.check_password(email.as_ref(), password, dummy_hash).await {
             Ok(Some(user)) => {
                 ticket.succeeded().await;
                 user
@@ -354,18 +547,23 @@ impl Users {
     /// or wrong password, indistinguishable).
     async fn check_password(
         &self,
-        email: &str,
-        password: secrecy::SecretString,
+        email: Option<&Email>,
+        password: SecretString,
         dummy_hash: &str,
     ) -> Result<Option<UserDoc>, UserError> {
-        let user = self.users.find_one(doc! { "email": email }).await?;
+        let user = match email {
+            Some(email) => self.users.find_one(doc! { "email": email.as_str() }).await?,
+            None => None,
+        };
         // Verify against a dummy hash when there is no such user, so both
         // failures take the same time and give the same answer.
         let hash = user
             .as_ref()
             .map_or(dummy_hash, |u| u.password_hash.as_str())
             .to_owned();
-        let matches = verify_password(password, hash).await?;
+        let matches = password::verify(password, hash)
+            .await
+            .map_err(|e| UserError::Store(e.to_string()))?;
         Ok(user.filter(|_| matches))
     }
 
@@ -398,31 +596,26 @@ impl Users {
             return Err(UserError::InvalidToken);
         }
         let user_id = ObjectId::parse_str(&claims.sub).map_err(|_| UserError::InvalidToken)?;
-        let used = self
-            .used_tokens
-            .insert_one(doc! {
-                "_id": &claims.jti,
-                "sessionId": &claims.sid,
-                "userId": user_id,
-                "usedAt": DateTime::now(),
-                "expiresAt": DateTime::from_millis(claims.exp * 1000),
-            })
-            .await;
-        match used {
-            Err(err) if is_duplicate_key(&err) => {
-                self.revoke_all(user_id).await?;
-                self.events.publish(EventKind::RefreshTokenReuseDetected {
-                    user_id: user_id.to_hex(),
-                    session_id: claims.sid.clone(),
-                });
-                return Err(UserError::TokenReused);
-            }
-            other => other?,
+        // Spend the token and look the user up side by side: the look-up
+        // adds a read (on the refresh path, no latency).
+        let users = self.users.clone_with_type::<Document>();
+        let lookup = async {
+            users
+                .find_one(doc! { "_id": user_id })
+                .projection(doc! { "email": 1 })
+                .await
+        };
+        let (spent, user) = tokio::join!(self.spend(&claims, user_id), lookup);
+        spent?;
+        let email = user?.and_then(|u| u.get_str("email").ok().map(str::to_owned));
+        let Some(email) = email else {
+            // The account is gone (deleted by an operator): its sessions
+            // must not mint tokens.
+            tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: no such user");
+            return Err(UserError::InvalidToken);
         };
         let old_verifier = tokens::verifier(&token);
-        let issued = self
-            .tokens
-            .issue_pair(&claims.sub, &claims.email, &claims.sid);
+        let issued = self.tokens.issue_pair(&claims.sub, &email, &claims.sid);
         let rotated = self
             .sessions
             .update_one(
@@ -447,6 +640,72 @@ impl Users {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,
         })
+    }
+
+    /// Record the token `claims` describe as spent (a unique-key insert: of
+    /// two requests presenting it, exactly one gets through). A second
+    /// presentation is an error: see [`Self::reuse_detected`].
+    async fn spend(&self, claims: &Claims, user_id: ObjectId) -> Result<(), UserError> {
+        let inserted = self
+            .used_tokens
+            .insert_one(doc! {
+                "_id": &claims.jti,
+                "sessionId": &claims.sid,
+                "userId": user_id,
+                "usedAt": DateTime::now(),
+                "expiresAt": DateTime::from_millis(claims.exp * 1000),
+            })
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(err) if is_duplicate_key(&err) => Err(self.reuse_detected(claims, user_id).await?),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A spent refresh token was presented again: theft, or a client that
+    /// lost an answer. The first detection revokes every session of the
+    /// user and marks the token's record (`reuseDetectedAt`); a replay of a
+    /// token already marked is refused and revokes nothing, so sessions
+    /// opened after the detection survive whoever still holds the old token.
+    ///
+    /// Revoke first, mark after: a failed revocation leaves no mark, so the
+    /// next replay tries again, and no mark ever stands without its
+    /// revocation. The mark is a guarded update (`$exists: false`), so the
+    /// first detection's time is kept and only its request reports it.
+    /// FerretDB v1 runs an update as a read, then a write by `_id`, not
+    /// atomically: two replays racing through here can both see no mark,
+    /// and both revoke (and report). That is harmless: revoking is
+    /// idempotent and both revoke the same sessions at the same moment; once
+    /// a mark has landed, no later replay revokes anything.
+    async fn reuse_detected(
+        &self,
+        claims: &Claims,
+        user_id: ObjectId,
+    ) -> Result<UserError, UserError> {
+        let record = self
+            .used_tokens
+            .find_one(doc! { "_id": &claims.jti })
+            .await?;
+        if record.is_some_and(|r| r.contains_key("reuseDetectedAt")) {
+            tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "replay of a refresh token already reported; nothing revoked");
+            return Ok(UserError::TokenSpent);
+        }
+        self.revoke_all(user_id).await?;
+        let marked = self
+            .used_tokens
+            .update_one(
+                doc! { "_id": &claims.jti, "reuseDetectedAt": { "$exists": false } },
+                doc! { "$set": { "reuseDetectedAt": DateTime::now() } },
+            )
+            .await?;
+        if marked.modified_count > 0 {
+            self.events.publish(EventKind::RefreshTokenReuseDetected {
+                user_id: user_id.to_hex(),
+                session_id: claims.sid.clone(),
+            });
+        }
+        Ok(UserError::TokenReused)
     }
 
     async fn logout(&self, claims: Claims) -> Result<(), UserError> {
@@ -520,23 +779,6 @@ impl Users {
     }
 }
 
-async fn hash_password(password: secrecy::SecretString, cost: u32) -> Result<String, UserError> {
-    use secrecy::ExposeSecret;
-    tokio::task::spawn_blocking(move || bcrypt::hash(password.expose_secret(), cost))
-        .await
-        .map_err(|e| UserError::Store(format!("hashing task: {e}")))?
-        .map_err(|e| UserError::Store(format!("bcrypt: {e}")))
-}
-
-async fn verify_password(password: secrecy::SecretString, hash: String) -> Result<bool, UserError> {
-    use secrecy::ExposeSecret;
-    tokio::task::spawn_blocking(move || {
-        bcrypt::verify(password.expose_secret(), &hash).unwrap_or(false)
-    })
-    .await
-    .map_err(|e| UserError::Store(format!("hashing task: {e}")))
-}
-
 /// Whether a write failed on a unique index (E11000).
 pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     match err.kind.as_ref() {
@@ -579,6 +821,10 @@ pub struct UserState {
     /// A bcrypt hash of a random string at the configured cost, for logins of
     /// unknown e-mails.
     dummy_hash: Arc<str>,
+    /// Sends `PruneKeys` every `auth.idempotency.prune_interval`.
+    prune_timer: Option<JoinHandle<()>>,
+    /// The prune in progress, if any (one at a time; aborted at stop).
+    pruning: Option<JoinHandle<()>>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -594,15 +840,48 @@ impl Actor for UserActor {
         _myself: ActorRef<UserMsg>,
         args: UserArgs,
     ) -> Result<UserState, ActorProcessingErr> {
-        let random = uuid::Uuid::new_v4().to_string();
-        let dummy = hash_password(random.into(), args.users.bcrypt_cost).await?;
+        let random = Password::new(&uuid::Uuid::new_v4().to_string()).expect("36 ASCII characters");
+        let dummy = password::hash(random, args.users.bcrypt_cost).await?;
         Ok(UserState {
             users: args.users,
             cache: args.cache,
             poller: args.poller,
             stats: args.stats,
             dummy_hash: dummy.into(),
+            prune_timer: None,
+            pruning: None,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        let stats = Arc::clone(&state.stats);
+        let period = state.users.idempotency.prune_interval;
+        state.prune_timer = Some(myself.send_interval(period, move || {
+            stats.sent();
+            UserMsg::PruneKeys
+        }));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The timer and a running prune belong to this incarnation. (After a
+        // panic ractor skips post_stop; then the timer ends at its next send
+        // to the dead actor, and a running prune after its one delete.)
+        for task in [state.prune_timer.take(), state.pruning.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, name = "user_actor")]
@@ -624,9 +903,15 @@ impl Actor for UserActor {
             let _ = poller.cast(PollerMsg::Enqueued(job));
         };
         match message {
-            UserMsg::Signup(new, reply) => respond(reply, async move {
-                let (pair, job) = users.signup(new).await?;
-                enqueued(job);
+            UserMsg::Signup { new, key, reply } => respond(reply, async move {
+                let (pair, job) = match key {
+                    Some(key) => users.signup_with_key(new, key).await?,
+                    None => users.signup(new).await?,
+                };
+                // A repeated keyed sign-up wrote no job.
+                if let Some(job) = job {
+                    enqueued(job);
+                }
                 Ok(pair)
             }),
             UserMsg::Login {
@@ -655,6 +940,12 @@ impl Actor for UserActor {
             }
             UserMsg::Profile { id, reply } => {
                 respond(reply, async move { users.profile(id).await })
+            }
+            UserMsg::PruneKeys => {
+                // One prune at a time, off the mailbox, owned by this state.
+                if state.pruning.as_ref().is_none_or(JoinHandle::is_finished) {
+                    state.pruning = Some(tokio::spawn(async move { users.prune_keys().await }));
+                }
             }
         }
         Ok(())

@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 413: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 422: the request is well-formed but cannot be processed as sent
+    /// (an `Idempotency-Key` reused with another body).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 415: the body is not `application/json`.
     #[error("expected a request body with content-type application/json")]
     UnsupportedMediaType,
@@ -108,6 +112,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,7 +147,10 @@ impl From<UserError> for ApiError {
             UserError::TokenReused => {
                 Self::Unauthorized("refresh token already used; all sessions were revoked")
             }
+            UserError::TokenSpent => Self::Unauthorized("refresh token already used"),
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
+            UserError::KeyReused => Self::Unprocessable(err.to_string()),
+            UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Store(cause) => {

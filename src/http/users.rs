@@ -2,14 +2,18 @@
 //! Handlers parse and validate, send one message to the UserActor, and map
 //! the reply.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use troupe_actors::email::Email;
+use troupe_actors::idempotency::{self, IdempotencyKey};
+use troupe_actors::password::Password;
 use troupe_actors::user::{
     NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair, UserMsg,
 };
@@ -33,22 +37,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(user_by_id))
 }
 
-/// bcrypt reads only the first 72 bytes of a password; longer ones are refused.
-pub const MAX_PASSWORD_BYTES: usize = 72;
-
 /// Sign-up body.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 #[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery", "age": 36}))]
 pub struct SignupRequest {
     /// 1 to 100 characters (trimmed), no control characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// A valid ASCII e-mail address; trimmed and lower-cased before use.
-    #[schema(format = "email")]
-    pub email: String,
-    /// 8 characters to 72 bytes.
-    #[schema(min_length = 8, format = "password")]
-    pub password: String,
+    /// A bare ASCII address (`name@example.com`: dot-atom local part, DNS
+    /// host name; no display name, comment, quotes or IP literal), at most
+    /// 254 characters. Stored trimmed and lower-cased; unique in that form.
+    #[schema(value_type = String, format = "email", max_length = 254)]
+    pub email: Email,
+    /// 8 characters to 72 bytes after Unicode NFKC normalisation.
+    #[schema(value_type = String, min_length = 8, format = "password")]
+    pub password: Password,
     #[schema(minimum = 0, maximum = 150)]
     pub age: Option<u8>,
 }
@@ -80,18 +83,28 @@ pub struct LoggedOut {
     pub message: &'static str,
 }
 
-/// Trimmed, lower-cased, checked e-mail (ASCII only, so look-alike letters
-/// from other scripts cannot make a second account for the "same" address).
-fn email(fields: &mut Fields, raw: Option<String>) -> Option<String> {
-    let email = raw?.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email.is_ascii()
-        && email_address::EmailAddress::is_valid(&email)
-        && email
-            .rsplit_once('@')
-            .is_some_and(|(_, domain)| domain.contains('.'));
-    fields.check(valid, "email", "must be a valid e-mail address");
-    Some(email)
+/// The canonical e-mail address (see [`Email`]).
+fn email(fields: &mut Fields, raw: Option<String>) -> Option<Email> {
+    match Email::parse(&raw?) {
+        Ok(email) => Some(email),
+        Err(why) => {
+            fields.error("email", format!("must be a valid e-mail address: {why}"));
+            None
+        }
+    }
+}
+
+/// The NFKC-normalised password, checked (see [`Password`]).
+fn password(fields: &mut Fields, raw: Option<String>) -> Option<Password> {
+    match Password::new(&raw?) {
+        Ok(password) => Some(password),
+        Err(problems) => {
+            for problem in problems {
+                fields.error("password", problem.to_string());
+            }
+            None
+        }
+    }
 }
 
 /// Trimmed name, 1 to 100 characters, no control characters.
@@ -126,23 +139,12 @@ impl FromJson for SignupRequest {
     fn from_json(f: &mut Fields) -> Option<Self> {
         let name_raw: Option<String> = f.required("name", "a string");
         let email_raw: Option<String> = f.required("email", "a string");
-        let password: Option<String> = f.required("password", "a string");
+        let password_raw: Option<String> = f.required("password", "a string");
         let age_raw: Option<i64> = f.optional("age", "an integer");
 
         let name = name(f, name_raw);
         let email = email(f, email_raw);
-        if let Some(password) = &password {
-            f.check(
-                password.chars().count() >= 8,
-                "password",
-                "must be at least 8 characters",
-            );
-            f.check(
-                password.len() <= MAX_PASSWORD_BYTES,
-                "password",
-                "must be at most 72 bytes (bcrypt reads no further)",
-            );
-        }
+        let password = password(f, password_raw);
         let age = age(f, age_raw);
         Some(Self {
             name: name?,
@@ -171,27 +173,61 @@ impl FromJson for LoginRequest {
     fn from_json(f: &mut Fields) -> Option<Self> {
         let email: Option<String> = f.required("email", "a string");
         let password: Option<String> = f.required("password", "a string");
+        // Not checked here: an address that does not parse is answered
+        // like an unknown account (401), so login tells nothing new.
         Some(Self {
-            email: email?.trim().to_lowercase(),
+            email: email?,
             password: password?,
         })
     }
 }
 
+/// The optional `Idempotency-Key` request header, checked.
+pub struct SignupKey(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignupKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(idempotency::HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(Self(None));
+        };
+        let bad = |e: idempotency::KeyError| ApiError::BadRequest(e.to_string());
+        if values.next().is_some() {
+            return Err(bad(idempotency::KeyError));
+        }
+        IdempotencyKey::parse(value.as_bytes())
+            .map(|key| Self(Some(key)))
+            .map_err(bad)
+    }
+}
+
 /// Create an account; answers a token pair. Queues the welcome e-mail.
-/// Limited per client address (`limits.signups`).
-#[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest, responses(
-    (status = 201, description = "Created; signed in", body = TokenPair),
-    (status = 400, description = "Malformed JSON or invalid fields (each listed)", body = Problem, content_type = "application/problem+json"),
-    (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
+///
+/// With an `Idempotency-Key` (IETF httpapi draft), a retry with the same key
+/// and body gets the sign-up's outcome — 201 with a new session of the
+/// account the first request created, never 409 for its own account — for
+/// `auth.idempotency.ttl` (24 h by default). Limited per client address
+/// (`limits.signups`).
+#[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID, say), sent unchanged with every retry of one sign-up.",
+        example = "8e03978e-40d5-43e8-bc93-6894a57f9324")),
+    responses(
+    (status = 201, description = "Created (or, for a repeated Idempotency-Key, the account that key created); signed in", body = TokenPair),
+    (status = 400, description = "Malformed JSON, invalid fields (each listed) or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The e-mail address is taken, or the first request with this Idempotency-Key is still in progress (retry)", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
-    (status = 503, description = "Temporarily unavailable", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "The Idempotency-Key was used with another request body", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "Temporarily unavailable (retry with the same Idempotency-Key to learn the outcome)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn signup(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    SignupKey(key): SignupKey,
     Valid(body): Valid<SignupRequest>,
 ) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
     // Before any hashing: a refused sign-up costs one Redis round trip.
@@ -202,13 +238,16 @@ async fn signup(
     let new = NewUser {
         name: body.name,
         email: body.email,
-        password: SecretString::from(body.password),
+        password: body.password,
         age: body.age,
     };
     let pair = state
         .actors
         .users
-        .call(|reply| UserMsg::Signup(new, reply), state.call_timeout())
+        .call(
+            |reply| UserMsg::Signup { new, key, reply },
+            state.call_timeout(),
+        )
         .await??;
     Ok((StatusCode::CREATED, Json(pair)))
 }
@@ -232,7 +271,7 @@ async fn login(
         .users
         .call(
             |reply| UserMsg::Login {
-                email: body.email,
+                email: Email::parse(&body.email).ok(),
                 password,
                 client,
                 reply,
@@ -244,10 +283,12 @@ async fn login(
 }
 
 /// Rotate: a new pair for a valid refresh token, which stops working.
-/// Presenting a refresh token a second time revokes all the user's sessions.
+/// Presenting a spent refresh token revokes all the user's sessions the
+/// first time; later replays of that token are refused and revoke nothing,
+/// so sessions opened since survive.
 #[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
     (status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair),
-    (status = 401, description = "Invalid, expired, spent or revoked refresh token", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Invalid, expired, spent or revoked refresh token, or the account no longer exists", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn refresh(

@@ -292,3 +292,22 @@ fn bad_abuse_limits_name_the_key() {
         assert!(err.contains(key), "{var}={value}: {err}");
     }
 }
+
+#[test]
+fn idempotency_keys_must_outlive_the_call_timeout() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(settings.auth.idempotency.ttl.as_secs(), 24 * 3600);
+    assert_eq!(settings.auth.idempotency.prune_interval.as_secs(), 10 * 60);
+
+    let err = load(&[
+        ("TROUPE__AUTH__IDEMPOTENCY__TTL", "5s"),
+        ("TROUPE__ACTORS__CALL_TIMEOUT", "5s"),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("auth.idempotency.ttl") && err.contains("call_timeout"),
+        "{err}"
+    );
+    let err = load(&[("TROUPE__AUTH__IDEMPOTENCY__PRUNE_INTERVAL", "0s")]).unwrap_err();
+    assert!(err.contains("auth.idempotency.prune_interval"), "{err}");
+}
