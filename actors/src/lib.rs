@@ -15,6 +15,7 @@ pub mod executor;
 pub mod handlers;
 pub mod jobs;
 pub mod poller;
+pub mod queue_snapshot;
 pub mod slot;
 pub mod stats;
 pub mod store;

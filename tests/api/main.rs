@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod http;
 mod jobs;
+mod metrics;
 mod ops;
 mod outage;
 mod users;
