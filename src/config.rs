@@ -31,10 +31,15 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
     ("LOG_DIR", "log.dir"),
     ("OPS_TOKEN", "ops.token"),
+    ("METRICS_TOKEN", "ops.metrics_token"),
 ];
 
 /// Marker carried by every development placeholder secret in `default.toml`.
 const PLACEHOLDER_MARK: &str = "change-me";
+
+/// The shortest secret the production profile accepts: 32 bytes, the
+/// HS256 key size RFC 7518 §3.2 asks for, and enough for a bearer token.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// A configuration that cannot be used. The message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +164,9 @@ pub struct ActorSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct OpsSettings {
     pub token: SecretString,
+    /// Bearer token `/metrics` requires; unset, `/metrics` is public.
+    #[serde(default)]
+    pub metrics_token: Option<SecretString>,
     pub fault_injection: bool,
 }
 
@@ -236,22 +244,84 @@ impl Settings {
         Ok(settings)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let auth = &self.auth;
-        let access = auth.access_secret.expose_secret();
-        let refresh = auth.refresh_secret.expose_secret();
-        if access.is_empty() {
-            return Err(invalid("auth.access_secret", "must not be empty"));
-        }
-        if refresh.is_empty() {
-            return Err(invalid("auth.refresh_secret", "must not be empty"));
-        }
-        if access == refresh {
-            return Err(invalid(
+    /// The secrets, with their keys and conventional variables, in the
+    /// order they are checked.
+    fn secrets(&self) -> Vec<(&'static str, &'static str, &SecretString)> {
+        let mut secrets = vec![
+            (
+                "auth.access_secret",
+                "JWT_ACCESS_SECRET",
+                &self.auth.access_secret,
+            ),
+            (
                 "auth.refresh_secret",
-                "must differ from auth.access_secret",
-            ));
+                "JWT_REFRESH_SECRET",
+                &self.auth.refresh_secret,
+            ),
+            ("ops.token", "OPS_TOKEN", &self.ops.token),
+        ];
+        if let Some(token) = &self.ops.metrics_token {
+            secrets.push(("ops.metrics_token", "METRICS_TOKEN", token));
         }
+        secrets
+    }
+
+    /// The keys still holding a development placeholder (for a start-up
+    /// warning: the keys only, never the values).
+    pub fn placeholder_secrets(&self) -> Vec<&'static str> {
+        self.secrets()
+            .into_iter()
+            .filter(|(_, _, secret)| secret.expose_secret().contains(PLACEHOLDER_MARK))
+            .map(|(key, _, _)| key)
+            .collect()
+    }
+
+    /// Every secret is set and used for one purpose only (in every profile);
+    /// under production none is a placeholder or shorter than
+    /// [`MIN_SECRET_BYTES`].
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let secrets = self.secrets();
+        for (key, var, secret) in &secrets {
+            if secret.expose_secret().is_empty() {
+                return Err(invalid(key, format!("must not be empty; set {var}")));
+            }
+        }
+        // One secret per purpose: an ops token equal to a JWT key would let
+        // whoever holds one forge or use the other.
+        for (i, (key, _, secret)) in secrets.iter().enumerate() {
+            if let Some((other, _, _)) = secrets[..i]
+                .iter()
+                .find(|(_, _, earlier)| earlier.expose_secret() == secret.expose_secret())
+            {
+                return Err(invalid(key, format!("must differ from {other}")));
+            }
+        }
+        if self.environment != Environment::Production {
+            return Ok(());
+        }
+        for (key, var, secret) in &secrets {
+            let value = secret.expose_secret();
+            if value.trim().is_empty() || value.contains(PLACEHOLDER_MARK) {
+                return Err(invalid(
+                    key,
+                    format!("the production profile refuses an empty or default secret; set {var}"),
+                ));
+            }
+            if value.len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "the production profile needs at least {MIN_SECRET_BYTES} bytes; set {var} to a random value (e.g. `openssl rand -hex 32`)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_secrets()?;
+        let auth = &self.auth;
         if !(4..=31).contains(&auth.bcrypt_cost) {
             return Err(invalid("auth.bcrypt_cost", "must be between 4 and 31"));
         }
@@ -281,49 +351,19 @@ impl Settings {
         if self.queue.max_attempts < 1 {
             return Err(invalid("queue.max_attempts", "must be at least 1"));
         }
-        if self.queue.lease < std::time::Duration::from_millis(300)
-            || self.queue.poll_interval.is_zero()
-        {
-            return Err(invalid(
-                "queue.lease",
-                "must be at least 300ms, and poll_interval positive",
-            ));
+        if self.queue.lease < Duration::from_millis(300) {
+            return Err(invalid("queue.lease", "must be at least 300ms"));
+        }
+        if self.queue.poll_interval.is_zero() {
+            return Err(invalid("queue.poll_interval", "must be positive"));
         }
         self.server.validate()?;
         self.validate_limits()?;
-        if self.environment == Environment::Production {
-            let placeholder = |s: &SecretString| {
-                let s = s.expose_secret();
-                s.trim().is_empty() || s.contains(PLACEHOLDER_MARK)
-            };
-            for (key, var, secret) in [
-                (
-                    "auth.access_secret",
-                    "JWT_ACCESS_SECRET",
-                    &auth.access_secret,
-                ),
-                (
-                    "auth.refresh_secret",
-                    "JWT_REFRESH_SECRET",
-                    &auth.refresh_secret,
-                ),
-                ("ops.token", "OPS_TOKEN", &self.ops.token),
-            ] {
-                if placeholder(secret) {
-                    return Err(invalid(
-                        key,
-                        format!(
-                            "the production profile refuses an empty or default secret; set {var}"
-                        ),
-                    ));
-                }
-            }
-            if self.ops.fault_injection {
-                return Err(invalid(
-                    "ops.fault_injection",
-                    "fault injection is refused under the production profile",
-                ));
-            }
+        if self.environment == Environment::Production && self.ops.fault_injection {
+            return Err(invalid(
+                "ops.fault_injection",
+                "fault injection is refused under the production profile",
+            ));
         }
         Ok(())
     }
@@ -389,5 +429,159 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG_ACCESS: &str = "0123456789abcdef0123456789abcdef-access";
+    const LONG_REFRESH: &str = "0123456789abcdef0123456789abcdef-refresh";
+    const LONG_OPS: &str = "0123456789abcdef0123456789abcdef-ops";
+
+    /// The repository's configuration under `profile`, with `env` on top.
+    fn settings(profile: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut vars = HashMap::from([("TROUPE_ENV".to_string(), profile.to_string())]);
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::load_from(&dir, &vars)
+    }
+
+    fn production(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vec![
+            ("JWT_ACCESS_SECRET", LONG_ACCESS),
+            ("JWT_REFRESH_SECRET", LONG_REFRESH),
+            ("OPS_TOKEN", LONG_OPS),
+        ];
+        all.extend_from_slice(env);
+        settings("production", &all)
+    }
+
+    /// The key an invalid configuration is refused for.
+    fn refused_key(result: Result<Settings, ConfigError>) -> &'static str {
+        match result {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn production_accepts_long_distinct_secrets() {
+        let settings =
+            production(&[("METRICS_TOKEN", "0123456789abcdef0123456789abcdef-m")]).expect("valid");
+        assert!(settings.placeholder_secrets().is_empty());
+    }
+
+    #[test]
+    fn production_refuses_each_secret_shorter_than_32_bytes() {
+        let short = "s".repeat(MIN_SECRET_BYTES - 1);
+        for (var, key) in [
+            ("JWT_ACCESS_SECRET", "auth.access_secret"),
+            ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
+            ("OPS_TOKEN", "ops.token"),
+            ("METRICS_TOKEN", "ops.metrics_token"),
+        ] {
+            assert_eq!(refused_key(production(&[(var, &short)])), key);
+        }
+        // Exactly 32 bytes is enough.
+        let exact = "e".repeat(MIN_SECRET_BYTES);
+        production(&[("OPS_TOKEN", &exact)]).expect("32 bytes");
+    }
+
+    #[test]
+    fn other_profiles_accept_short_secrets() {
+        settings(
+            "test",
+            &[
+                ("JWT_ACCESS_SECRET", "a"),
+                ("JWT_REFRESH_SECRET", "r"),
+                ("OPS_TOKEN", "o"),
+            ],
+        )
+        .expect("short secrets outside production");
+    }
+
+    #[test]
+    fn every_secret_must_differ_from_the_others_in_every_profile() {
+        for profile in ["development", "test"] {
+            let key = |env: &[(&str, &str)]| refused_key(settings(profile, env));
+            assert_eq!(
+                key(&[("JWT_ACCESS_SECRET", "x"), ("JWT_REFRESH_SECRET", "x")]),
+                "auth.refresh_secret"
+            );
+            assert_eq!(
+                key(&[("JWT_ACCESS_SECRET", "x"), ("OPS_TOKEN", "x")]),
+                "ops.token"
+            );
+            assert_eq!(
+                key(&[("JWT_REFRESH_SECRET", "x"), ("OPS_TOKEN", "x")]),
+                "ops.token"
+            );
+            assert_eq!(
+                key(&[("OPS_TOKEN", "x"), ("METRICS_TOKEN", "x")]),
+                "ops.metrics_token"
+            );
+        }
+        assert_eq!(
+            refused_key(production(&[("OPS_TOKEN", LONG_ACCESS)])),
+            "ops.token"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_its_key() {
+        assert_eq!(
+            refused_key(settings("test", &[("OPS_TOKEN", "")])),
+            "ops.token"
+        );
+        assert_eq!(
+            refused_key(settings("test", &[("METRICS_TOKEN", "")])),
+            "ops.metrics_token"
+        );
+    }
+
+    #[test]
+    fn production_refuses_the_placeholders() {
+        assert_eq!(
+            refused_key(production(&[(
+                "OPS_TOKEN",
+                "a-very-long-but-still-placeholder-change-me"
+            )])),
+            "ops.token"
+        );
+    }
+
+    #[test]
+    fn placeholder_secrets_names_the_keys_still_at_their_defaults() {
+        let defaults = settings("development", &[]).expect("development defaults");
+        assert_eq!(
+            defaults.placeholder_secrets(),
+            ["auth.access_secret", "auth.refresh_secret", "ops.token"]
+        );
+        let one_set = settings("development", &[("OPS_TOKEN", "mine")]).unwrap();
+        assert_eq!(
+            one_set.placeholder_secrets(),
+            ["auth.access_secret", "auth.refresh_secret"]
+        );
+    }
+
+    #[test]
+    fn a_zero_poll_interval_is_reported_under_its_own_key() {
+        assert_eq!(
+            refused_key(settings("test", &[("TROUPE__QUEUE__POLL_INTERVAL", "0s")])),
+            "queue.poll_interval"
+        );
+        assert_eq!(
+            refused_key(settings("test", &[("TROUPE__QUEUE__LEASE", "100ms")])),
+            "queue.lease"
+        );
+    }
+
+    #[test]
+    fn the_metrics_token_is_unset_by_default() {
+        let defaults = settings("test", &[]).unwrap();
+        assert!(defaults.ops.metrics_token.is_none());
     }
 }

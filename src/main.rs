@@ -29,6 +29,12 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(target: "system", profile = settings.environment.as_str(), "starting troupe");
+    let placeholders = settings.placeholder_secrets();
+    if !placeholders.is_empty() {
+        // The keys only: never a value.
+        tracing::warn!(target: "system", keys = %placeholders.join(", "),
+            "development placeholder secrets in use; anyone can read them in config/default.toml: set real secrets before exposing this instance");
+    }
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(err) => {

@@ -63,10 +63,12 @@ impl Application {
         extra: JobHandlers,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
+        let mongo_commands = store::MongoCommands::default();
         let db = store::connect_mongo(
             settings.mongodb.uri.expose_secret(),
             &settings.mongodb.database,
             settings.mongodb.timeout,
+            &mongo_commands,
         )
         .await
         .map_err(StartupError::Mongo)?;
@@ -105,7 +107,11 @@ impl Application {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let metrics = Arc::new(Metrics::new(&actors.queue_metrics, &actors.limit_metrics));
+        let metrics = Arc::new(Metrics::new(
+            &actors.queue_metrics,
+            &actors.limit_metrics,
+            &mongo_commands,
+        ));
         let state = AppState::new(Inner {
             settings,
             db,
@@ -115,6 +121,8 @@ impl Application {
             supervisor: supervisor.clone(),
             metrics,
             indexes_ready,
+            mongo_commands,
+            probes: Default::default(),
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
             elapsed_ms = started.elapsed().as_millis() as u64, "troupe is ready to serve");

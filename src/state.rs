@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mongodb::Database;
-use troupe_actors::store::RedisStore;
+use troupe_actors::store::{MongoCommands, RedisStore};
 
 use crate::config::Settings;
 use crate::tree::Actors;
@@ -26,6 +26,10 @@ pub struct Inner {
     /// Set once the start-up indexes exist (retried in the background while
     /// MongoDB is unreachable).
     pub indexes_ready: Arc<AtomicBool>,
+    /// Every command sent to MongoDB, by name.
+    pub mongo_commands: MongoCommands,
+    /// The readiness probe's shared result.
+    pub probes: crate::http::health::Probes,
 }
 
 impl AppState {

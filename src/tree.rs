@@ -26,6 +26,7 @@ use troupe_actors::handlers::{JobHandlers, Mailer};
 use troupe_actors::jobs::JobStore;
 use troupe_actors::limits::{LimitMetrics, Limits};
 use troupe_actors::poller::{PollerArgs, PollerMsg, QueuePollerActor};
+use troupe_actors::queue_snapshot::QueueSnapshot;
 use troupe_actors::slot::ActorSlot;
 use troupe_actors::stats::ActorStats;
 use troupe_actors::store::RedisStore;
@@ -63,9 +64,35 @@ pub struct Actors {
     /// Claim and execution histograms, recorded by the queue's actors.
     pub queue_metrics: QueueMetrics,
     pub counter: ActorSlot<Delivery>,
+    /// The queue's figures for `/metrics`, refreshed by the poller.
+    pub queue_snapshot: Arc<QueueSnapshot>,
 }
 
 impl Actors {
+    /// Every actor's name and stats (the root supervisor's children, then
+    /// the executors): what `/metrics` reports, read from shared counters
+    /// without a message to any actor.
+    pub fn all_stats(&self) -> Vec<(String, Arc<ActorStats>)> {
+        let children = [
+            (self.bus.name(), self.bus.stats()),
+            (self.audit.name(), self.audit.stats()),
+            (self.counter.name(), self.counter.stats()),
+            (self.users.name(), self.users.stats()),
+            (self.cache.name(), self.cache.stats()),
+            (self.poller.name(), self.poller.stats()),
+        ];
+        let executors = self
+            .executor_stats
+            .iter()
+            .enumerate()
+            .map(|(index, stats)| (format!("executor-{index}"), Arc::clone(stats)));
+        children
+            .into_iter()
+            .map(|(name, stats)| (name.to_owned(), stats))
+            .chain(executors)
+            .collect()
+    }
+
     /// The stats (and fault switch) of the actor called `name`.
     pub fn stats_of(&self, name: &str) -> Option<Arc<ActorStats>> {
         if let Some(index) = name
@@ -134,6 +161,7 @@ pub fn build(
         audit: ActorSlot::new("audit-log"),
         queue_metrics: QueueMetrics::default(),
         counter: ActorSlot::new("event-counter"),
+        queue_snapshot: Arc::default(),
     };
     let a = &actors;
     let users = Users::new(
@@ -156,6 +184,7 @@ pub fn build(
         events: a.events.clone(),
         handlers: JobHandlers::standard(db, mailer).merge(extra_jobs),
         config: settings.queue.clone(),
+        snapshot: Arc::clone(&a.queue_snapshot),
     };
     let (audit, counter) = (a.audit.clone(), a.counter.clone());
     let children = vec![

@@ -28,6 +28,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use crate::handlers::JobHandlers;
 use crate::jobs::{Job, JobStatus, JobStore, Outcome, QueueConfig};
 use crate::poller::PollerMsg;
+use crate::queue_snapshot::QueueSnapshot;
 use crate::stats::ActorStats;
 
 /// Claim and execution durations, in seconds (exported on `/metrics`).
@@ -59,6 +60,8 @@ pub struct Queue {
     pub events: Events,
     pub handlers: JobHandlers,
     pub config: QueueConfig,
+    /// The queue's figures for `/metrics`, refreshed by the poller.
+    pub snapshot: Arc<QueueSnapshot>,
 }
 
 pub enum ExecutorMsg {

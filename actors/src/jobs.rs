@@ -55,6 +55,11 @@ pub struct QueueConfig {
     pub retention: Duration,
     #[serde(with = "humantime_serde")]
     pub prune_interval: Duration,
+    /// The queue figures on `/metrics` are recounted at most this often, on
+    /// the poller's tick after a scrape asked for them (see
+    /// [`crate::queue_snapshot`]).
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
 }
 
 impl QueueConfig {
@@ -171,7 +176,8 @@ pub enum Outcome {
     Completed,
     Failed,
     TimedOut,
-    /// The executor died mid-job; the job was released for retry.
+    /// The executor died mid-job and the job was released for retry, or its
+    /// runner vanished and the job was reclaimed when its lease expired.
     Crashed,
 }
 
@@ -202,6 +208,15 @@ pub struct QueueStats {
     /// Age of the oldest pending job, in seconds.
     pub oldest_pending_age_seconds: Option<f64>,
     pub completed_last_minute: u64,
+}
+
+/// Jobs by status, as one `aggregate` finds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
 }
 
 /// A page of jobs, newest first.
@@ -392,13 +407,41 @@ impl JobStore {
             .find_one_and_update(filter, update)
             .with_options(options)
             .await?;
-        if claimed.is_none() {
-            // The job moved on since it was listed: give the attempt back.
-            self.attempts
-                .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
-                .await?;
+        match &claimed {
+            None => {
+                // The job moved on since it was listed: give the attempt back.
+                self.attempts
+                    .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
+                    .await?;
+            }
+            Some(job) if candidate.status == JobStatus::Processing => {
+                self.close_abandoned_attempt(job.id, candidate.attempts)
+                    .await;
+            }
+            Some(_) => {}
         }
         Ok(claimed)
+    }
+
+    /// A job reclaimed after its lease expired: its previous attempt's runner
+    /// died or lost touch (SIGKILL, a partition) and never wrote an outcome.
+    /// Record it as `crashed`, so the history does not say `running` forever.
+    /// Only a record still `running` is touched: a runner that wrote its
+    /// outcome but not the job's keeps the outcome it wrote. Best effort: the
+    /// claim stands even if this write fails.
+    async fn close_abandoned_attempt(&self, id: ObjectId, attempt: i32) {
+        let crashed = mongodb::bson::to_bson(&Outcome::Crashed).expect("outcome serialises");
+        let error = format!("lease expired; reclaimed by {}", self.instance);
+        let closed = self
+            .attempts
+            .update_one(
+                doc! { "_id": format!("{id}:{attempt}"), "outcome": "running" },
+                doc! { "$set": { "finishedAt": DateTime::now(), "outcome": crashed, "error": &error } },
+            )
+            .await;
+        if let Err(err) = closed {
+            tracing::warn!(target: "worker", job = %id, attempt, error = %err, "could not mark the abandoned attempt crashed");
+        }
     }
 
     /// Insert the attempt record; `false` if another claimer holds it.
@@ -619,8 +662,11 @@ impl JobStore {
             .ok_or(RetryError::NotFound)
     }
 
-    pub async fn stats(&self) -> mongodb::error::Result<QueueStats> {
-        let mut stats = QueueStats::default();
+    /// Jobs by status, in one `aggregate`: what `/metrics` shows of the
+    /// queue. (On FerretDB every read scans the collection; v1.24 has no
+    /// `$min` accumulator, or the oldest pending job would come along.)
+    pub async fn counts(&self) -> mongodb::error::Result<StatusCounts> {
+        let mut counts = StatusCounts::default();
         let mut groups = self
             .jobs
             .aggregate([doc! { "$group": { "_id": "$status", "n": { "$sum": 1 } } }])
@@ -633,26 +679,40 @@ impl JobStore {
                 _ => 0,
             };
             match group.get_str("_id").ok().and_then(JobStatus::parse) {
-                Some(JobStatus::Pending) => stats.pending = n,
-                Some(JobStatus::Processing) => stats.processing = n,
-                Some(JobStatus::Completed) => stats.completed = n,
-                Some(JobStatus::Failed) => stats.failed = n,
+                Some(JobStatus::Pending) => counts.pending = n,
+                Some(JobStatus::Processing) => counts.processing = n,
+                Some(JobStatus::Completed) => counts.completed = n,
+                Some(JobStatus::Failed) => counts.failed = n,
                 None => {}
             }
         }
+        Ok(counts)
+    }
+
+    /// The figures of `GET /jobs/stats` (operators only): [`counts`](Self::counts),
+    /// the oldest pending job's age and the completions of the last minute.
+    pub async fn stats(&self) -> mongodb::error::Result<QueueStats> {
+        let counts = self.counts().await?;
         let oldest = self
             .jobs
             .find_one(doc! { "status": "pending" })
             .sort(doc! { "createdAt": 1 })
             .await?;
-        stats.oldest_pending_age_seconds = oldest.map(|job| {
+        let oldest_pending_age_seconds = oldest.map(|job| {
             (DateTime::now().timestamp_millis() - job.created_at.timestamp_millis()) as f64 / 1000.0
         });
         let minute_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000);
-        stats.completed_last_minute = self
+        let completed_last_minute = self
             .jobs
             .count_documents(doc! { "status": "completed", "completedAt": { "$gte": minute_ago } })
             .await?;
-        Ok(stats)
+        Ok(QueueStats {
+            pending: counts.pending,
+            processing: counts.processing,
+            completed: counts.completed,
+            failed: counts.failed,
+            oldest_pending_age_seconds,
+            completed_last_minute,
+        })
     }
 }

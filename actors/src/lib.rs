@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod limits;
 pub mod password;
 pub mod poller;
+pub mod queue_snapshot;
 pub mod slot;
 pub mod stats;
 pub mod store;

@@ -23,6 +23,9 @@
 //! - Offers the ops queries (list, get, retry, stats, pool) as messages,
 //!   answered from tasks of their own.
 //! - Prunes completed jobs past their retention every `prune_interval`.
+//! - Keeps the queue figures of `/metrics` ([`crate::queue_snapshot`])
+//!   fresh while someone reads them: at most one count per
+//!   `stats_interval`, in a task it owns.
 //!
 //! # Shutdown
 //! Stops claiming, lets running jobs finish within the grace period, then
@@ -47,6 +50,7 @@ use serde::Serialize;
 use crate::events::EventKind;
 use crate::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
 use crate::jobs::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError};
+use crate::queue_snapshot::Refresher;
 use crate::stats::{ActorStats, Timings};
 use crate::supervisor::{Failure, RestartPolicy, TreeHealth};
 
@@ -168,6 +172,8 @@ pub struct PollerState {
     listing: bool,
     /// The last listing found nothing: wait for a tick or a nudge.
     exhausted: bool,
+    /// Keeps the `/metrics` queue figures fresh while someone reads them.
+    snapshot: Refresher,
 }
 
 impl PollerState {
@@ -332,12 +338,18 @@ impl Actor for QueuePollerActor {
                 last_failure: None,
             });
         }
+        let snapshot = Refresher::new(
+            Arc::clone(&args.queue.snapshot),
+            args.queue.store.clone(),
+            args.queue.config.stats_interval,
+        );
         Ok(PollerState {
             args,
             executors,
             candidates: VecDeque::new(),
             listing: false,
             exhausted: false,
+            snapshot,
         })
     }
 
@@ -354,6 +366,8 @@ impl Actor for QueuePollerActor {
             PollerMsg::Prune
         });
         state.wake(&myself);
+        // Figures for the first scrape; after this, only on demand.
+        state.snapshot.refresh();
         Ok(())
     }
 
@@ -372,6 +386,7 @@ impl Actor for QueuePollerActor {
                 state.candidates.clear();
                 state.exhausted = false;
                 state.wake(&myself);
+                state.snapshot.tick();
             }
             PollerMsg::Enqueued(id) => {
                 // The job is known: no listing needed, so `exhausted` stays.

@@ -10,9 +10,14 @@ use std::time::Duration;
 use std::collections::HashSet;
 
 use mongodb::bson::{doc, Document};
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
 use mongodb::options::ClientOptions;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
@@ -27,18 +32,98 @@ pub enum StoreError {
     Timeout(&'static str, Duration),
 }
 
+/// The command names [`MongoCommands`] counts by name; any other is `other`.
+/// A closed set, so the metric's cardinality is fixed whatever is sent.
+pub const COUNTED_COMMANDS: &[&str] = &[
+    "aggregate",
+    "count",
+    "find",
+    "getMore",
+    "insert",
+    "update",
+    "delete",
+    "findAndModify",
+    "ping",
+    "createIndexes",
+    "listIndexes",
+    "dropDatabase",
+    "endSessions",
+    "killCursors",
+];
+
+/// The label of one command counter: a name from [`COUNTED_COMMANDS`], or `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabel {
+    pub command: &'static str,
+}
+
+/// Every command the service sends to MongoDB, counted by name as it starts
+/// (the driver's command monitoring). Operators see what the service asks of
+/// the store; tests prove that an endpoint sends no query.
+#[derive(Clone)]
+pub struct MongoCommands {
+    counters: Family<CommandLabel, Counter>,
+}
+
+impl Default for MongoCommands {
+    fn default() -> Self {
+        let counters = Family::<CommandLabel, Counter>::default();
+        // Every label exists from the start, at 0.
+        for name in COUNTED_COMMANDS.iter().copied().chain(["other"]) {
+            let _ = counters.get_or_create(&CommandLabel { command: name });
+        }
+        Self { counters }
+    }
+}
+
+impl MongoCommands {
+    /// The counters, by command (registered on `/metrics`).
+    pub fn family(&self) -> Family<CommandLabel, Counter> {
+        self.counters.clone()
+    }
+
+    /// Count one command called `name`.
+    pub fn count(&self, name: &str) {
+        let command = COUNTED_COMMANDS
+            .iter()
+            .copied()
+            .find(|known| *known == name)
+            .unwrap_or("other");
+        self.counters.get_or_create(&CommandLabel { command }).inc();
+    }
+
+    /// Commands called `name` sent so far (`other` for the rest).
+    pub fn sent(&self, name: &'static str) -> u64 {
+        self.counters
+            .get_or_create(&CommandLabel { command: name })
+            .get()
+    }
+
+    fn handler(&self) -> EventHandler<CommandEvent> {
+        let commands = self.clone();
+        EventHandler::callback(move |event| {
+            if let CommandEvent::Started(started) = event {
+                commands.count(&started.command_name);
+            }
+        })
+    }
+}
+
 /// Connect to MongoDB. The driver connects lazily, so this only validates the
 /// URI; `timeout` bounds server selection, i.e. how long any operation waits
-/// for a reachable server before failing.
+/// for a reachable server before failing. Every command sent is counted in
+/// `commands`.
 pub async fn connect_mongo(
     uri: &str,
     database: &str,
     timeout: Duration,
+    commands: &MongoCommands,
 ) -> Result<Database, StoreError> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some("troupe".into());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
+    options.command_event_handler = Some(commands.handler());
     Ok(Client::with_options(options)?.database(database))
 }
 
@@ -178,5 +263,34 @@ impl RedisStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.run(&redis::cmd("PING")).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_counted_by_name_from_a_closed_set() {
+        let commands = MongoCommands::default();
+        commands.count("find");
+        commands.count("find");
+        commands.count("aggregate");
+        // Anything else, however long or odd, lands in one `other` counter.
+        commands.count("saslStart");
+        commands.count(&"x".repeat(10_000));
+        assert_eq!(commands.sent("find"), 2);
+        assert_eq!(commands.sent("aggregate"), 1);
+        assert_eq!(commands.sent("count"), 0);
+        assert_eq!(commands.sent("other"), 2);
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("commands", "test", commands.family());
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let samples = text
+            .lines()
+            .filter(|l| l.starts_with("commands_total{"))
+            .count();
+        assert_eq!(samples, COUNTED_COMMANDS.len() + 1, "{text}");
     }
 }

@@ -200,10 +200,10 @@ impl Actor for RootSupervisor {
             let cell = (spec.start)(myself.get_cell()).await?;
             tracing::info!(target: "system", actor = spec.name, id = %cell.get_id(), "actor started");
             children.push(Child {
+                restarts: spec.stats.restarts(),
                 spec,
                 cell: Some(cell),
                 started_at: SystemTime::now(),
-                restarts: 0,
                 recent_restarts: VecDeque::new(),
                 last_failure: None,
             });
@@ -326,7 +326,9 @@ impl Actor for RootSupervisor {
         child.recent_restarts.push_back(Instant::now());
         match (child.spec.start)(myself.get_cell()).await {
             Ok(new_cell) => {
-                child.restarts += 1;
+                // Counted in the shared stats too, which `/metrics` reads
+                // without asking this actor.
+                child.restarts = child.spec.stats.note_restart();
                 child.started_at = SystemTime::now();
                 tracing::warn!(target: "system", actor = child.spec.name, %reason, restarts = child.restarts, "actor restarted");
                 state.events.publish(EventKind::ActorRestarted {

@@ -513,7 +513,10 @@ impl Users {
                 return Err(UserError::Throttled(wait));
             }
         };
-        let user = match self.check_password(email.as_ref(), password, dummy_hash).await {
+        let user = match self
+            .check_password(email.as_ref(), password, dummy_hash)
+            .await
+        {
             Ok(Some(user)) => {
                 ticket.succeeded().await;
                 user
@@ -552,7 +555,11 @@ impl Users {
         dummy_hash: &str,
     ) -> Result<Option<UserDoc>, UserError> {
         let user = match email {
-            Some(email) => self.users.find_one(doc! { "email": email.as_str() }).await?,
+            Some(email) => {
+                self.users
+                    .find_one(doc! { "email": email.as_str() })
+                    .await?
+            }
             None => None,
         };
         // Verify against a dummy hash when there is no such user, so both

@@ -30,6 +30,13 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// Whether `token` is `expected`, compared in constant time.
+fn token_is(token: &str, expected: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    bool::from(token.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
+}
+
 /// An operator, authenticated by `Authorization: Bearer <OPS_TOKEN>`
 /// (compared in constant time).
 pub struct Operator;
@@ -38,14 +45,43 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        use secrecy::ExposeSecret;
-        use subtle::ConstantTimeEq;
-        let token = bearer(parts)?;
-        let expected = state.settings.ops.token.expose_secret();
-        if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+        if token_is(bearer(parts)?, &state.settings.ops.token) {
             Ok(Self)
         } else {
             Err(ApiError::Unauthorized("invalid ops token"))
+        }
+    }
+}
+
+/// Whether the caller presented the ops token. Never rejects: a missing or
+/// wrong token makes an anonymous caller (endpoints that show operators
+/// more, such as `/health/ready`).
+pub struct MaybeOperator(pub bool);
+
+impl FromRequestParts<AppState> for MaybeOperator {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let operator = bearer(parts).is_ok_and(|token| token_is(token, &state.settings.ops.token));
+        Ok(Self(operator))
+    }
+}
+
+/// A caller allowed to scrape `/metrics`: anyone while `ops.metrics_token` is
+/// unset, otherwise only `Authorization: Bearer <metrics token>`.
+pub struct MetricsScraper;
+
+impl FromRequestParts<AppState> for MetricsScraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.settings.ops.metrics_token {
+            None => Ok(Self),
+            Some(expected) if token_is(bearer(parts)?, expected) => Ok(Self),
+            Some(_) => Err(ApiError::Unauthorized("invalid metrics token")),
         }
     }
 }

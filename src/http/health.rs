@@ -5,8 +5,16 @@
 //! tree. MongoDB (the source of truth) and the actor tree are required: 503
 //! names what is failing. Redis is only a cache: when it is down the service
 //! keeps serving from MongoDB, so readiness stays 200 and lists it as degraded.
+//!
+//! Anyone may probe, so a probe costs O(1): the pings' result is shared for
+//! [`PROBE_TTL`] ([`Probes`]), so a flood of probes sends at most one ping to
+//! each store per second. An anonymous caller learns the status and which
+//! dependency fails; why (the driver's error, which names hosts and the
+//! topology) only with the ops token.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,12 +24,69 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::MaybeOperator;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(live))
         .routes(routes!(ready))
+}
+
+/// How long one probe of the stores answers every readiness request.
+pub const PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// What the last probe of the stores found.
+struct Pings {
+    mongodb: Result<(), String>,
+    redis: Result<(), String>,
+}
+
+/// The last probe, shared by every readiness request for [`PROBE_TTL`]. The
+/// lock is held while probing, so concurrent callers wait for that probe's
+/// result instead of starting their own: at most one probe in flight.
+#[derive(Default)]
+pub struct Probes {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<Pings>)>>,
+}
+
+impl Probes {
+    async fn current(&self, state: &AppState) -> Arc<Pings> {
+        let mut last = self.last.lock().await;
+        if let Some((at, pings)) = last.as_ref() {
+            if at.elapsed() < PROBE_TTL {
+                return Arc::clone(pings);
+            }
+        }
+        let pings = Arc::new(probe(state).await);
+        *last = Some((Instant::now(), Arc::clone(&pings)));
+        pings
+    }
+}
+
+fn borrowed(result: &Result<(), String>) -> Result<(), &str> {
+    result.as_ref().map(|_| ()).map_err(String::as_str)
+}
+
+/// Ping MongoDB and Redis, concurrently, each within its timeout. Failures
+/// are logged here, once per probe, not once per request.
+async fn probe(state: &AppState) -> Pings {
+    let timeout = state.settings.mongodb.timeout;
+    let (mongodb, redis) = tokio::join!(
+        async {
+            tokio::time::timeout(timeout, troupe_actors::store::ping_mongo(&state.db))
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        },
+        async { state.redis.ping().await.map_err(|e| e.to_string()) },
+    );
+    for (name, result) in [("mongodb", &mongodb), ("redis", &redis)] {
+        if let Err(error) = result {
+            tracing::warn!(target: "system", dependency = name, %error, "readiness check failed");
+        }
+    }
+    Pings { mongodb, redis }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -36,13 +101,14 @@ pub struct Check {
     /// `up` or `down`.
     #[schema(example = "up")]
     pub status: &'static str,
-    /// Why it is down.
+    /// Why it is down (only for a caller with the ops token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl Check {
-    fn from<E: std::fmt::Display>(result: Result<(), E>) -> Self {
+    /// `result`'s state; its error only if `reveal`.
+    fn from(result: Result<(), &str>, reveal: bool) -> Self {
         match result {
             Ok(()) => Self {
                 status: "up",
@@ -50,7 +116,7 @@ impl Check {
             },
             Err(e) => Self {
                 status: "down",
-                error: Some(e.to_string()),
+                error: reveal.then(|| e.to_owned()),
             },
         }
     }
@@ -79,47 +145,34 @@ async fn live() -> Json<Live> {
 }
 
 /// 200 when MongoDB and the actor tree are healthy (Redis down only degrades);
-/// 503 naming what is failing.
-#[utoipa::path(get, path = "/health/ready", tag = "App", responses(
+/// 503 naming what is failing. The reasons (`error`) only with the ops token.
+/// The stores are pinged at most once a second, whoever asks.
+#[utoipa::path(get, path = "/health/ready", tag = "App", security((), ("ops-token" = [])), responses(
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is failing; `failing` names it", body = Readiness),
 ))]
 #[tracing::instrument(skip_all)]
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let timeout = state.settings.mongodb.timeout;
-    let (mongo, redis) = tokio::join!(
-        async {
-            tokio::time::timeout(timeout, troupe_actors::store::ping_mongo(&state.db))
-                .await
-                .map_err(|_| "timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .and_then(|()| match state.indexes_ready.load(Ordering::Acquire) {
-                    true => Ok(()),
-                    false => Err("start-up indexes not created yet".to_string()),
-                })
-        },
-        state.redis.ping(),
-    );
-    let actors = match state.actors.tree.escalated() {
-        None => Ok(()),
-        Some(reason) => Err(reason),
-    };
-    let (mongodb, redis, actors) = (Check::from(mongo), Check::from(redis), Check::from(actors));
+async fn ready(
+    State(state): State<AppState>,
+    MaybeOperator(reveal): MaybeOperator,
+) -> (StatusCode, Json<Readiness>) {
+    let pings = state.probes.current(&state).await;
+    let mongo =
+        borrowed(&pings.mongodb).and_then(|()| match state.indexes_ready.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => Err("start-up indexes not created yet"),
+        });
+    let escalated = state.actors.tree.escalated();
+    let actors = escalated.as_deref().map_or(Ok(()), Err);
+    let mongodb = Check::from(mongo, reveal);
+    let redis = Check::from(borrowed(&pings.redis), reveal);
+    let actors = Check::from(actors, reveal);
     let failing: Vec<&'static str> = [("mongodb", &mongodb), ("actors", &actors)]
         .into_iter()
         .filter(|(_, c)| !c.is_up())
         .map(|(name, _)| name)
         .collect();
     let degraded = if redis.is_up() { vec![] } else { vec!["redis"] };
-    for (name, check) in [
-        ("mongodb", &mongodb),
-        ("redis", &redis),
-        ("actors", &actors),
-    ] {
-        if let Some(error) = &check.error {
-            tracing::warn!(target: "system", dependency = name, %error, "readiness check failed");
-        }
-    }
     let ready = failing.is_empty();
     let body = Readiness {
         status: if ready { "ready" } else { "not ready" },

@@ -106,7 +106,29 @@ fn date(d: DateTime) -> String {
 }
 
 fn json(d: Document) -> Value {
-    Bson::Document(d).into_relaxed_extjson()
+    api_json(Bson::Document(d))
+}
+
+/// A BSON value as the API's JSON: ObjectIds as 24-hex strings and dates as
+/// RFC 3339 strings (not Extended JSON's `{"$oid": …}` / `{"$date": …}`),
+/// documents and arrays member by member; anything else (numbers, strings,
+/// rarer types) as relaxed Extended JSON.
+fn api_json(value: Bson) -> Value {
+    match value {
+        Bson::ObjectId(id) => Value::String(id.to_hex()),
+        Bson::DateTime(d) => match d.try_to_rfc3339_string() {
+            Ok(text) => Value::String(text),
+            // Outside RFC 3339's years 0–9999.
+            Err(_) => Bson::DateTime(d).into_relaxed_extjson(),
+        },
+        Bson::Document(doc) => Value::Object(
+            doc.into_iter()
+                .map(|(key, value)| (key, api_json(value)))
+                .collect(),
+        ),
+        Bson::Array(items) => Value::Array(items.into_iter().map(api_json).collect()),
+        other => other.into_relaxed_extjson(),
+    }
 }
 
 fn view(job: Job, history: Option<Vec<Attempt>>) -> JobView {
@@ -319,4 +341,52 @@ async fn retry_job(
             RetryError::Store(err) => store_error(err.to_string()),
         })?;
     Ok(Json(view(job, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn object_ids_become_hex_strings_and_dates_rfc3339_at_any_depth() {
+        let id = ObjectId::parse_str("65f1c0ffee0000000000beef").unwrap();
+        let at = DateTime::from_millis(1_764_400_000_123);
+        let payload = doc! {
+            "userId": id,
+            "at": at,
+            "nested": { "ids": [id, { "when": at }] },
+        };
+        assert_eq!(
+            json(payload),
+            json!({
+                "userId": "65f1c0ffee0000000000beef",
+                "at": "2025-11-29T07:06:40.123Z",
+                "nested": { "ids": ["65f1c0ffee0000000000beef", { "when": "2025-11-29T07:06:40.123Z" }] },
+            })
+        );
+    }
+
+    #[test]
+    fn plain_values_keep_their_json_form() {
+        let payload = doc! {
+            "name": "N", "age": 30_i32, "big": 5_000_000_000_i64, "ratio": 0.5,
+            "ok": true, "none": Bson::Null, "list": [1_i32, "two"],
+        };
+        assert_eq!(
+            json(payload),
+            json!({
+                "name": "N", "age": 30, "big": 5_000_000_000_i64, "ratio": 0.5,
+                "ok": true, "none": null, "list": [1, "two"],
+            })
+        );
+    }
+
+    #[test]
+    fn dates_outside_rfc3339_fall_back_to_extended_json() {
+        let far = DateTime::from_millis(i64::MAX);
+        assert!(api_json(Bson::DateTime(far)).is_object());
+    }
 }

@@ -1,12 +1,18 @@
 //! `GET /metrics`: Prometheus (OpenMetrics text) metrics, with prometheus-client.
 //!
-//! Request counts and latencies, claim and execution times are recorded as
-//! they happen; everything the actors already count (cache hits, mailbox
-//! backlogs, restarts, events, job counts) is read at scrape time, so there is
-//! one source of truth per figure. The registry belongs to the application
-//! (no global recorder), so several instances in one process stay apart.
+//! Request counts and latencies, claim and execution times, MongoDB commands
+//! are recorded as they happen; everything the actors already count (cache
+//! hits, mailbox backlogs, restarts, events) is read at scrape time from
+//! shared counters, so there is one source of truth per figure. The registry
+//! belongs to the application (no global recorder), so several instances in
+//! one process stay apart.
+//!
+//! A scrape only reads memory: it sends no message to any actor and no query
+//! to a store. The job counts come from the poller's snapshot
+//! ([`troupe_actors::queue_snapshot`]), whose age is exported with them.
+//! With `ops.metrics_token` set, a scrape needs that bearer token.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::header;
@@ -19,11 +25,12 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::executor::QueueMetrics;
 use troupe_actors::limits::LimitMetrics;
-use troupe_actors::poller::PollerMsg;
-use troupe_actors::supervisor::SupervisorMsg;
+use troupe_actors::store::MongoCommands;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::MetricsScraper;
+use super::error::Problem;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -59,6 +66,7 @@ pub struct Metrics {
     cache_degraded: Gauge,
     jobs: Family<NameLabel, Gauge>,
     queue_depth: Gauge,
+    queue_snapshot_age: Gauge<f64, AtomicU64>,
     actor_restarts: Family<NameLabel, Gauge>,
     actor_backlog: Family<NameLabel, Gauge>,
     actor_handled: Family<NameLabel, Gauge>,
@@ -68,7 +76,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(queue: &QueueMetrics, limits: &LimitMetrics) -> Self {
+    pub fn new(
+        queue: &QueueMetrics,
+        limits: &LimitMetrics,
+        mongo_commands: &MongoCommands,
+    ) -> Self {
         let mut registry = Registry::with_prefix("troupe");
         let m = Self {
             registry: Registry::default(), // replaced below, once everything is registered
@@ -83,6 +95,7 @@ impl Metrics {
             cache_degraded: Gauge::default(),
             jobs: Family::default(),
             queue_depth: Gauge::default(),
+            queue_snapshot_age: Gauge::default(),
             actor_restarts: Family::default(),
             actor_backlog: Family::default(),
             actor_handled: Family::default(),
@@ -150,6 +163,16 @@ impl Metrics {
         r.register("jobs", "Jobs by status", m.jobs.clone());
         r.register("queue_depth", "Pending jobs", m.queue_depth.clone());
         r.register(
+            "queue_snapshot_age_seconds",
+            "Age of the job counts shown here (+Inf before the first count)",
+            m.queue_snapshot_age.clone(),
+        );
+        r.register(
+            "mongodb_commands",
+            "Commands sent to MongoDB, by command name (others: `other`)",
+            mongo_commands.family(),
+        );
+        r.register(
             "actor_restarts",
             "Restarts by actor",
             m.actor_restarts.clone(),
@@ -205,12 +228,14 @@ fn name(name: impl Into<String>) -> NameLabel {
     NameLabel { name: name.into() }
 }
 
-/// Prometheus metrics (OpenMetrics text format).
-#[utoipa::path(get, path = "/metrics", tag = "Ops", responses(
+/// Prometheus metrics (OpenMetrics text format). Public unless
+/// `ops.metrics_token` is set; then `Authorization: Bearer <metrics token>`.
+#[utoipa::path(get, path = "/metrics", tag = "Ops", security((), ("metrics-token" = [])), responses(
     (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+    (status = 401, description = "`ops.metrics_token` is set and the request lacks it", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> impl IntoResponse {
     let m = &state.metrics;
     let actors = &state.actors;
     let cache = &actors.cache_stats;
@@ -238,57 +263,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .get_or_create(&name(sub.name))
             .set(sub.dropped as i64);
     }
-    let timeout = state.call_timeout();
-    if let Ok(children) = ractor::call_t!(
-        state.supervisor,
-        SupervisorMsg::Children,
-        timeout.as_millis() as u64
-    ) {
-        for child in children {
-            m.actor_restarts
-                .get_or_create(&name(child.name))
-                .set(child.restarts as i64);
-            m.actor_backlog
-                .get_or_create(&name(child.name))
-                .set(child.mailbox_backlog as i64);
-            m.actor_handled
-                .get_or_create(&name(child.name))
-                .set(child.messages_handled as i64);
-        }
-    }
-    if let Ok(pool) = actors
-        .poller
-        .call(|reply| PollerMsg::Pool { reply }, timeout)
-        .await
-    {
-        for e in pool.executors {
-            let label = name(format!("executor-{}", e.index));
-            m.actor_restarts
-                .get_or_create(&label)
-                .set(e.restarts as i64);
-            m.actor_backlog
-                .get_or_create(&label)
-                .set(e.mailbox_backlog as i64);
-            m.actor_handled
-                .get_or_create(&label)
-                .set(e.messages_handled as i64);
-        }
-    }
-    if let Ok(Ok(stats)) = actors
-        .poller
-        .call(|reply| PollerMsg::Stats { reply }, timeout)
-        .await
-    {
-        for (status, n) in [
-            ("pending", stats.pending),
-            ("processing", stats.processing),
-            ("completed", stats.completed),
-            ("failed", stats.failed),
-        ] {
-            m.jobs.get_or_create(&name(status)).set(n as i64);
-        }
-        m.queue_depth.set(stats.pending as i64);
-    }
+    m.record_actors(actors);
+    m.record_queue(actors);
     let mut body = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         tracing::error!(error = %err, "metrics encoding failed");
@@ -300,4 +276,42 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+impl Metrics {
+    /// Restarts, backlogs and messages handled of every actor, from the
+    /// counters they share (no message to the supervisor or the poller).
+    fn record_actors(&self, actors: &crate::tree::Actors) {
+        for (actor, stats) in actors.all_stats() {
+            let label = name(actor);
+            self.actor_restarts
+                .get_or_create(&label)
+                .set(stats.restarts() as i64);
+            self.actor_backlog
+                .get_or_create(&label)
+                .set(stats.backlog() as i64);
+            self.actor_handled
+                .get_or_create(&label)
+                .set(stats.handled() as i64);
+        }
+    }
+
+    /// Job counts from the poller's snapshot (and a request for fresh ones).
+    fn record_queue(&self, actors: &crate::tree::Actors) {
+        let Some(snapshot) = actors.queue_snapshot.read() else {
+            self.queue_snapshot_age.set(f64::INFINITY);
+            return;
+        };
+        let counts = snapshot.counts;
+        for (status, n) in [
+            ("pending", counts.pending),
+            ("processing", counts.processing),
+            ("completed", counts.completed),
+            ("failed", counts.failed),
+        ] {
+            self.jobs.get_or_create(&name(status)).set(n as i64);
+        }
+        self.queue_depth.set(counts.pending as i64);
+        self.queue_snapshot_age.set(snapshot.age().as_secs_f64());
+    }
 }

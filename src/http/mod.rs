@@ -75,6 +75,10 @@ impl Modify for SecuritySchemes {
                 "A refresh token from signup, login or refresh",
             ),
             ("ops-token", "The operator token (OPS_TOKEN)"),
+            (
+                "metrics-token",
+                "The metrics token (METRICS_TOKEN), when /metrics requires one",
+            ),
         ] {
             components.add_security_scheme(
                 name,

@@ -4,7 +4,7 @@ use std::process::Command;
 use secrecy::ExposeSecret;
 use troupe::config::{Environment, Settings};
 
-use crate::helpers::{config_dir, test_env};
+use crate::helpers::{config_dir, free_port, test_env};
 
 fn load(extra: &[(&str, &str)]) -> Result<Settings, String> {
     let mut env = test_env();
@@ -155,15 +155,24 @@ fn production_refuses_default_or_empty_secrets() {
     );
 
     let err = prod(&[
-        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
+        (
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        ),
         ("JWT_REFRESH_SECRET", ""),
     ])
     .unwrap_err();
     assert!(err.contains("auth.refresh_secret"), "{err}");
 
     let err = prod(&[
-        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
-        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
+        (
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "a-long-random-refresh-secret-0123456789",
+        ),
     ])
     .unwrap_err();
     assert!(
@@ -172,18 +181,30 @@ fn production_refuses_default_or_empty_secrets() {
     );
 
     let ok = prod(&[
-        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
-        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
-        ("OPS_TOKEN", "a-long-random-ops-token"),
+        (
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "a-long-random-refresh-secret-0123456789",
+        ),
+        ("OPS_TOKEN", "a-long-random-ops-token-0123456789abcdef"),
     ])
     .unwrap();
     assert_eq!(ok.environment, Environment::Production);
     assert!(!ok.ops.fault_injection);
 
     let err = prod(&[
-        ("JWT_ACCESS_SECRET", "a-long-random-access-secret"),
-        ("JWT_REFRESH_SECRET", "a-long-random-refresh-secret"),
-        ("OPS_TOKEN", "a-long-random-ops-token"),
+        (
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "a-long-random-refresh-secret-0123456789",
+        ),
+        ("OPS_TOKEN", "a-long-random-ops-token-0123456789abcdef"),
         ("TROUPE__OPS__FAULT_INJECTION", "true"),
     ])
     .unwrap_err();
@@ -310,4 +331,104 @@ fn idempotency_keys_must_outlive_the_call_timeout() {
     );
     let err = load(&[("TROUPE__AUTH__IDEMPOTENCY__PRUNE_INTERVAL", "0s")]).unwrap_err();
     assert!(err.contains("auth.idempotency.prune_interval"), "{err}");
+}
+
+#[test]
+fn production_exits_2_naming_a_short_secret_without_printing_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE_ENV", "production")
+        .env(
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        )
+        .env(
+            "JWT_REFRESH_SECRET",
+            "a-long-random-refresh-secret-0123456789",
+        )
+        .env("OPS_TOKEN", "x")
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ops.token") && stderr.contains("32 bytes"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("0123456789"), "stderr: {stderr}");
+}
+
+#[test]
+fn an_ops_token_equal_to_a_jwt_secret_is_refused_in_every_profile() {
+    let err = load(&[("JWT_ACCESS_SECRET", "shared"), ("OPS_TOKEN", "shared")]).unwrap_err();
+    assert!(
+        err.contains("ops.token") && err.contains("auth.access_secret"),
+        "{err}"
+    );
+}
+
+/// Starts the binary with the development placeholders for the JWT secrets
+/// (and MongoDB unreachable, so nothing is written anywhere) and reads its
+/// stdout until the warning, then kills it.
+#[test]
+fn starting_with_the_development_placeholders_warns_naming_the_keys_only() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let logs = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("placeholder-logs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE_ENV", "test")
+        .env("PORT", "0")
+        .env(
+            "MONGODB_URI",
+            format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port()),
+        )
+        .env("TROUPE__MONGODB__TIMEOUT", "200ms")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("OPS_TOKEN", "an-ops-token-of-this-test")
+        .env("LOG_DIR", &logs)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the binary");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut warning = None;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("placeholder") => {
+                warning = Some(line);
+                break;
+            }
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(rx);
+    let _ = reader.join();
+    let warning = warning.unwrap_or_else(|| panic!("no warning in:\n{}", seen.join("\n")));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("auth.access_secret") && warning.contains("auth.refresh_secret"),
+        "{warning}"
+    );
+    // The ops token was set: not named. And no value, ever.
+    assert!(!warning.contains("ops.token"), "{warning}");
+    assert!(!warning.contains("dev-access-secret"), "{warning}");
 }

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use troupe::Application;
 
-use crate::helpers::{spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{free_port, spawn_app, spawn_app_with, test_settings};
 
 #[tokio::test]
 async fn live_answers_ok() {
@@ -98,4 +98,57 @@ async fn graceful_shutdown_stops_serving_and_returns() {
         .expect("clean shutdown");
     let refused = reqwest::get(app.url("/health/live")).await;
     assert!(refused.is_err(), "the listener is closed after shutdown");
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_probes_pings_mongodb_about_once_a_second() {
+    let app = spawn_app().await;
+    let pings = || app.state.mongo_commands.sent("ping");
+    let (before, started) = (pings(), std::time::Instant::now());
+    // 50 at once (they share one probe), then 50 one after the other.
+    let concurrent = futures::future::join_all((0..50).map(|_| app.get("/health/ready"))).await;
+    assert!(concurrent.iter().all(|r| r.status() == StatusCode::OK));
+    for _ in 0..50 {
+        assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
+    }
+    // One probe per started second at most (before: one ping per request).
+    let allowed = 1 + started.elapsed().as_secs();
+    let sent = pings() - before;
+    assert!(
+        (1..=allowed).contains(&sent),
+        "{sent} pings for 100 probes in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn anonymous_readiness_names_the_failing_dependency_but_not_its_error() {
+    let port = free_port();
+    let app = spawn_app_with(|s| {
+        s.mongodb.uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true").into();
+        s.mongodb.timeout = Duration::from_millis(300);
+    })
+    .await;
+    for response in [
+        app.get("/health/ready").await,
+        app.get_bearer("/health/ready", "a-wrong-token").await,
+    ] {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = response.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["failing"], serde_json::json!(["mongodb"]));
+        assert_eq!(body["mongodb"]["status"], "down");
+        assert!(body["mongodb"].get("error").is_none(), "{text}");
+        // Nothing of the driver's error (which lists hosts and topology).
+        assert!(!text.contains(&port.to_string()), "{text}");
+        assert!(!text.to_lowercase().contains("topology"), "{text}");
+    }
+    // The operator sees why.
+    let response = app.get_ops("/health/ready").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    let error = body["mongodb"]["error"]
+        .as_str()
+        .expect("the error for the operator");
+    assert!(!error.is_empty());
 }

@@ -636,3 +636,98 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
     assert_eq!(job["result"], json!({"second": true}));
     assert_eq!(job["history"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_attempt_whose_runner_vanished_is_marked_crashed_when_its_job_is_reclaimed() {
+    use troupe_actors::jobs::{Attempt, Job, JobStatus, Outcome};
+    let app = spawn_app().await;
+    let expired = DateTime::from_millis(DateTime::now().timestamp_millis() - 1_000);
+    // Two jobs as a SIGKILLed instance leaves them: `processing` under an
+    // expired lease. The first one's attempt record still says `running`;
+    // the second one's runner wrote its outcome but died before the job's.
+    let mut ids = Vec::new();
+    for outcome in [Outcome::Running, Outcome::Completed] {
+        let mut job = Job::new("noop", Document::new(), 5);
+        job.status = JobStatus::Processing;
+        job.attempts = 1;
+        job.locked_by = Some("a-dead-instance".into());
+        job.locked_until = Some(expired);
+        app.db
+            .collection::<Job>("jobs")
+            .insert_one(&job)
+            .await
+            .unwrap();
+        let attempt = Attempt {
+            id: format!("{}:1", job.id),
+            job_id: job.id,
+            attempt: 1,
+            instance: "a-dead-instance".into(),
+            executor: "executor-0".into(),
+            started_at: expired,
+            finished_at: (outcome != Outcome::Running).then_some(expired),
+            outcome,
+            error: None,
+        };
+        app.db
+            .collection::<Attempt>("job_attempts")
+            .insert_one(&attempt)
+            .await
+            .unwrap();
+        ids.push(job.id);
+    }
+    app.nudge();
+
+    let reclaimed = wait_status(&app, ids[0], "completed").await;
+    let history = reclaimed["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{reclaimed}");
+    let reclaimer = history[1]["instance"].as_str().unwrap();
+    assert_ne!(reclaimer, "a-dead-instance");
+    assert_eq!(history[0]["outcome"], "crashed", "{reclaimed}");
+    assert_eq!(
+        history[0]["error"],
+        format!("lease expired; reclaimed by {reclaimer}")
+    );
+    let finished = history[0]["finishedAt"].as_str().expect("finishedAt");
+    assert!(chrono::DateTime::parse_from_rfc3339(finished).is_ok());
+    assert_eq!(history[1]["outcome"], "completed");
+
+    // An outcome its runner did write is kept.
+    let other = wait_status(&app, ids[1], "completed").await;
+    assert_eq!(other["history"][0]["outcome"], "completed", "{other}");
+}
+
+#[tokio::test]
+async fn job_payloads_show_ids_as_hex_strings_and_dates_as_rfc3339() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let tokens = app.signup(&email).await;
+    let user_id = app.user_id(&tokens.access_token).await;
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+
+    let payload_of = |kind: &'static str| {
+        let app = &app;
+        async move {
+            let list: Value = app
+                .get_ops(&format!("/jobs?type={kind}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let id = list["jobs"][0]["id"].as_str().unwrap().to_string();
+            let job: Value = app
+                .get_ops(&format!("/jobs/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            job["payload"].clone()
+        }
+    };
+    let welcome = payload_of("user.created").await;
+    assert_eq!(welcome["userId"], user_id.as_str(), "{welcome}");
+    assert_eq!(user_id.len(), 24);
+    let login = payload_of("user.login").await;
+    assert_eq!(login["userId"], user_id.as_str(), "{login}");
+    let at = login["at"].as_str().expect("a date string");
+    assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+}

@@ -218,7 +218,8 @@ async fn exceeding_the_restart_limit_turns_readiness_to_503() {
     inject(&app, "cache", json!({"kind": "panic"})).await;
     let _ = app.get(&unknown_user()).await;
     let ready = eventually(Duration::from_secs(10), "readiness to turn 503", || async {
-        let response = app.get("/health/ready").await;
+        // The reason is for operators only.
+        let response = app.get_ops("/health/ready").await;
         (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
     })
     .await;
@@ -253,6 +254,18 @@ async fn metrics_expose_requests_cache_jobs_actors_and_events() {
         Duration::from_secs(10),
     )
     .await;
+    // Job counts come from the poller's snapshot, recounted on the tick
+    // after a scrape asks for them.
+    eventually(
+        Duration::from_secs(5),
+        "the completed job on /metrics",
+        || async {
+            let text = app.get("/metrics").await.text().await.ok()?;
+            text.contains(r#"troupe_jobs{name="completed"} 1"#)
+                .then_some(())
+        },
+    )
+    .await;
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]
@@ -276,6 +289,8 @@ async fn metrics_expose_requests_cache_jobs_actors_and_events() {
         r#"troupe_events_by_kind{name="UserCreated"} 1"#,
         "troupe_events_published_total",
         r#"troupe_events_dropped{name="audit-log"} 0"#,
+        "troupe_queue_snapshot_age_seconds ",
+        r#"troupe_mongodb_commands_total{command="insert"}"#,
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
