@@ -167,6 +167,10 @@ pub struct OpsSettings {
     /// Bearer token `/metrics` requires; unset, `/metrics` is public.
     #[serde(default)]
     pub metrics_token: Option<SecretString>,
+    /// How long one rendering of `/metrics` is served to later scrapes
+    /// (zero: render every scrape).
+    #[serde(with = "humantime_serde")]
+    pub metrics_reuse: Duration,
     pub fault_injection: bool,
 }
 

@@ -111,6 +111,7 @@ impl Application {
             &actors.queue_metrics,
             &actors.limit_metrics,
             &mongo_commands,
+            settings.ops.metrics_reuse,
         ));
         let state = AppState::new(Inner {
             settings,

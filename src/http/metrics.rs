@@ -13,6 +13,10 @@
 //! With `ops.metrics_token` set, a scrape needs that bearer token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 
 use axum::extract::State;
 use axum::http::header;
@@ -73,13 +77,18 @@ pub struct Metrics {
     events_published: Counter,
     events_by_kind: Family<NameLabel, Gauge>,
     events_dropped: Family<NameLabel, Gauge>,
+    /// The last rendering and when it was made, served again for `reuse`.
+    last: Mutex<Option<(Instant, Bytes)>>,
+    reuse: Duration,
 }
 
 impl Metrics {
+    /// `reuse`: how long one rendering serves later scrapes (`ops.metrics_reuse`).
     pub fn new(
         queue: &QueueMetrics,
         limits: &LimitMetrics,
         mongo_commands: &MongoCommands,
+        reuse: Duration,
     ) -> Self {
         let mut registry = Registry::with_prefix("troupe");
         let m = Self {
@@ -102,6 +111,8 @@ impl Metrics {
             events_published: Counter::default(),
             events_by_kind: Family::default(),
             events_dropped: Family::default(),
+            last: Mutex::new(None),
+            reuse,
         };
         let r = &mut registry;
         r.register(
@@ -236,6 +247,22 @@ fn name(name: impl Into<String>) -> NameLabel {
 ))]
 #[tracing::instrument(skip_all)]
 async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> impl IntoResponse {
+    let body = match state.metrics.reusable() {
+        Some(body) => body,
+        None => render(&state),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Read every shared figure into the registry and encode it (and keep the
+/// text for the scrapes of the next `ops.metrics_reuse`).
+fn render(state: &AppState) -> Bytes {
     let m = &state.metrics;
     let actors = &state.actors;
     let cache = &actors.cache_stats;
@@ -269,16 +296,29 @@ async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> imp
     if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         tracing::error!(error = %err, "metrics encoding failed");
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
+    let body = Bytes::from(body);
+    m.keep(body.clone());
+    body
 }
 
 impl Metrics {
+    /// The last rendering, if it is younger than `reuse`. A flood of scrapes
+    /// then costs a copy of a reference each, not an encoding of every
+    /// series (≈ 16 KB of text) each.
+    fn reusable(&self) -> Option<Bytes> {
+        let last = self.last.lock().expect("metrics lock");
+        match &*last {
+            Some((at, body)) if at.elapsed() < self.reuse => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn keep(&self, body: Bytes) {
+        if !self.reuse.is_zero() {
+            *self.last.lock().expect("metrics lock") = Some((Instant::now(), body));
+        }
+    }
+
     /// Restarts, backlogs and messages handled of every actor, from the
     /// counters they share (no message to the supervisor or the poller).
     fn record_actors(&self, actors: &crate::tree::Actors) {

@@ -164,3 +164,28 @@ async fn without_a_metrics_token_metrics_stay_public() {
     let app = spawn_app().await;
     assert_eq!(app.get("/metrics").await.status(), StatusCode::OK);
 }
+
+/// The series counting requests to `/health/live` that answered 200.
+const LIVE_REQUESTS: &str =
+    "troupe_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"}";
+
+#[tokio::test]
+async fn a_rendering_serves_the_scrapes_of_the_next_reuse_period() {
+    let reused = spawn_app_with(|s| s.ops.metrics_reuse = Duration::from_secs(3600)).await;
+    let fresh = spawn_app().await; // the test profile renders every scrape
+    for app in [&reused, &fresh] {
+        app.get("/health/live").await;
+    }
+    let first = [scrape(&reused).await, scrape(&fresh).await];
+    for app in [&reused, &fresh] {
+        for _ in 0..3 {
+            app.get("/health/live").await;
+        }
+    }
+    let second = [scrape(&reused).await, scrape(&fresh).await];
+    // Within the reuse period a scrape gets the same text, requests since
+    // or not; rendered each time, the three requests show.
+    assert_eq!(first[0], second[0]);
+    assert_eq!(sample(&first[1], LIVE_REQUESTS), Some(1.0), "{}", first[1]);
+    assert_eq!(sample(&second[1], LIVE_REQUESTS), Some(4.0));
+}
