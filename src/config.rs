@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use troupe_actors::auth::AuthConfig;
 use troupe_actors::cache::CacheConfig;
-use troupe_actors::handlers::MailConfig;
-use troupe_actors::jobs::QueueConfig;
 use troupe_actors::limits::{LimitsConfig, WindowLimit};
-use troupe_actors::supervisor::RestartPolicy;
+use troupe_actors::queue::handlers::MailConfig;
+use troupe_actors::queue::store::QueueConfig;
+use troupe_actors::supervision::supervisor::RestartPolicy;
+use troupe_actors::users::config::AuthConfig;
 
 use crate::http::client_addr::{ProxyHeader, TrustedProxies};
 

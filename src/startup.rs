@@ -14,11 +14,11 @@ use std::time::Instant;
 use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use troupe_actors::handlers::{JobHandlers, Mailer};
-use troupe_actors::jobs::JobStore;
+use troupe_actors::queue::handlers::{JobHandlers, Mailer};
+use troupe_actors::queue::store::JobStore;
 use troupe_actors::store::{self, RedisStore};
-use troupe_actors::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
-use troupe_actors::user::Users;
+use troupe_actors::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
+use troupe_actors::users::Users;
 
 use crate::config::Settings;
 use crate::http::metrics::Metrics;

@@ -22,7 +22,7 @@ pub struct Inner {
     pub actors: Actors,
     pub metrics: Arc<crate::http::metrics::Metrics>,
     /// The root of the actor tree (introspection).
-    pub supervisor: ractor::ActorRef<troupe_actors::supervisor::SupervisorMsg>,
+    pub supervisor: ractor::ActorRef<troupe_actors::supervision::supervisor::SupervisorMsg>,
     /// Set once the start-up indexes exist (retried in the background while
     /// MongoDB is unreachable).
     pub indexes_ready: Arc<AtomicBool>,

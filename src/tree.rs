@@ -17,23 +17,23 @@
 use std::sync::Arc;
 
 use mongodb::Database;
-use troupe_actors::audit::{AuditLog, SubscriberArgs};
 use troupe_actors::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
-use troupe_actors::event_counter::{CounterArgs, EventCounter, EventCounts};
+use troupe_actors::events::audit::{AuditLog, SubscriberArgs};
+use troupe_actors::events::counter::{CounterArgs, EventCounter, EventCounts};
 use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
-use troupe_actors::executor::{Queue, QueueMetrics};
-use troupe_actors::handlers::{JobHandlers, Mailer};
-use troupe_actors::jobs::JobStore;
 use troupe_actors::limits::{LimitMetrics, Limits};
-use troupe_actors::poller::{PollerArgs, PollerMsg, QueuePollerActor};
-use troupe_actors::queue_snapshot::QueueSnapshot;
-use troupe_actors::slot::ActorSlot;
-use troupe_actors::stats::ActorStats;
+use troupe_actors::queue::executor::{Queue, QueueMetrics};
+use troupe_actors::queue::handlers::{JobHandlers, Mailer};
+use troupe_actors::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
+use troupe_actors::queue::snapshot::QueueSnapshot;
+use troupe_actors::queue::store::JobStore;
 use troupe_actors::store::RedisStore;
-use troupe_actors::supervisor::{ChildSpec, TreeHealth};
-use troupe_actors::throttle::Throttle;
-use troupe_actors::tokens::Tokens;
-use troupe_actors::user::{UserActor, UserArgs, UserMsg, Users};
+use troupe_actors::supervision::slot::ActorSlot;
+use troupe_actors::supervision::stats::ActorStats;
+use troupe_actors::supervision::supervisor::{ChildSpec, TreeHealth};
+use troupe_actors::users::throttle::Throttle;
+use troupe_actors::users::tokens::Tokens;
+use troupe_actors::users::{UserActor, UserArgs, UserMsg, Users};
 
 use crate::config::Settings;
 

@@ -4,7 +4,7 @@
 //! `window` (`INCR` a counter whose first use starts its expiry); past that
 //! the request is refused with the time left in the window (429 +
 //! Retry-After). Sign-ups and public profile lookups are limited this way;
-//! logins have their own throttle ([`crate::throttle`]).
+//! logins have their own throttle ([`crate::users::throttle`]).
 //!
 //! - **Client addresses** are counted per [`client_bucket`]: an IPv4 address,
 //!   or the /64 of an IPv6 address, since one host usually owns a whole /64

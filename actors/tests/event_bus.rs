@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
-use troupe_actors::slot::ActorSlot;
-use troupe_actors::supervisor::{
+use troupe_actors::supervision::slot::ActorSlot;
+use troupe_actors::supervision::supervisor::{
     ChildSpec, RestartPolicy, RootSupervisor, SupervisorArgs, TreeHealth,
 };
 

@@ -5,7 +5,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use troupe_actors::tokens::{Claims, TokenType};
+use troupe_actors::users::tokens::{Claims, TokenType};
 
 use super::error::ApiError;
 use crate::state::AppState;

@@ -6,7 +6,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use troupe_actors::user::UserError;
+use troupe_actors::users::UserError;
 use troupe_actors::CallError;
 use utoipa::ToSchema;
 

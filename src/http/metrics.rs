@@ -9,7 +9,7 @@
 //!
 //! A scrape only reads memory: it sends no message to any actor and no query
 //! to a store. The job counts come from the poller's snapshot
-//! ([`troupe_actors::queue_snapshot`]), whose age is exported with them.
+//! ([`troupe_actors::queue::snapshot`]), whose age is exported with them.
 //! With `ops.metrics_token` set, a scrape needs that bearer token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +27,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use troupe_actors::executor::QueueMetrics;
 use troupe_actors::limits::LimitMetrics;
+use troupe_actors::queue::executor::QueueMetrics;
 use troupe_actors::store::MongoCommands;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

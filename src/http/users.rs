@@ -11,10 +11,10 @@ use axum::Json;
 use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use troupe_actors::email::Email;
-use troupe_actors::idempotency::{self, IdempotencyKey};
-use troupe_actors::password::Password;
-use troupe_actors::user::{
+use troupe_actors::users::email::Email;
+use troupe_actors::users::idempotency::{self, IdempotencyKey};
+use troupe_actors::users::password::Password;
+use troupe_actors::users::{
     NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair, UserMsg,
 };
 use utoipa::ToSchema;

@@ -11,7 +11,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use troupe::config::Settings;
 use troupe::Application;
-use troupe_actors::handlers::JobHandlers;
+use troupe_actors::queue::handlers::JobHandlers;
 
 /// Where the test binary's log files go (one global subscriber per process).
 pub fn log_dir() -> PathBuf {
@@ -268,8 +268,12 @@ impl TestApp {
     }
 
     /// The app's job store (to enqueue or inspect jobs directly).
-    pub fn jobs(&self) -> troupe_actors::jobs::JobStore {
-        troupe_actors::jobs::JobStore::new(&self.db, "test", self.settings.queue.max_attempts)
+    pub fn jobs(&self) -> troupe_actors::queue::store::JobStore {
+        troupe_actors::queue::store::JobStore::new(
+            &self.db,
+            "test",
+            self.settings.queue.max_attempts,
+        )
     }
 
     /// Wake the app's poller (as its own enqueues do).
@@ -278,7 +282,7 @@ impl TestApp {
             .state
             .actors
             .poller
-            .cast(troupe_actors::poller::PollerMsg::Nudge);
+            .cast(troupe_actors::queue::poller::PollerMsg::Nudge);
     }
 
     /// Wait until `n` jobs matching `filter` have `status`.

@@ -7,7 +7,7 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use troupe_actors::idempotency::{fingerprint, IdempotencyKey, COLLECTION};
+use troupe_actors::users::idempotency::{fingerprint, IdempotencyKey, COLLECTION};
 
 use crate::helpers::{
     assert_problem, eventually, spawn_app, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD,

@@ -8,8 +8,8 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use troupe_actors::handlers::JobHandlers;
-use troupe_actors::poller::PollerMsg;
+use troupe_actors::queue::handlers::JobHandlers;
+use troupe_actors::queue::poller::PollerMsg;
 
 use crate::helpers::{
     assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, start,
@@ -325,7 +325,7 @@ async fn three_instances_share_one_queue_without_running_an_attempt_twice() {
                 // The side effect, idempotent by job id.
                 match effects.insert_one(doc! {"_id": job.id}).await {
                     Ok(_) => {}
-                    Err(e) if troupe_actors::user::is_duplicate_key(&e) => {}
+                    Err(e) if troupe_actors::users::is_duplicate_key(&e) => {}
                     Err(e) => return Err(e.to_string()),
                 }
                 Ok(Document::new())
@@ -639,7 +639,7 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
 
 #[tokio::test]
 async fn an_attempt_whose_runner_vanished_is_marked_crashed_when_its_job_is_reclaimed() {
-    use troupe_actors::jobs::{Attempt, Job, JobStatus, Outcome};
+    use troupe_actors::queue::store::{Attempt, Job, JobStatus, Outcome};
     let app = spawn_app().await;
     let expired = DateTime::from_millis(DateTime::now().timestamp_millis() - 1_000);
     // Two jobs as a SIGKILLed instance leaves them: `processing` under an

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, DateTime};
 use reqwest::StatusCode;
-use troupe_actors::jobs::Job;
+use troupe_actors::queue::store::Job;
 
 use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, TestApp};
 

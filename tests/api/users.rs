@@ -25,7 +25,7 @@ fn assert_no_secrets(body: &str, tokens: &[&Tokens]) {
         assert!(!body.contains(marker), "response leaks {marker}: {body}");
     }
     for t in tokens {
-        let verifier = troupe_actors::tokens::verifier(&t.refresh_token);
+        let verifier = troupe_actors::users::tokens::verifier(&t.refresh_token);
         assert!(
             !body.contains(&verifier),
             "response leaks a refresh-token verifier: {body}"
@@ -479,7 +479,9 @@ async fn signup_and_login_enqueue_their_jobs_and_store_only_verifiers() {
         .map(|s| s.get_str("refreshVerifier").unwrap())
         .collect();
     for t in [&pair, &login] {
-        assert!(verifiers.contains(&troupe_actors::tokens::verifier(&t.refresh_token).as_str()));
+        assert!(
+            verifiers.contains(&troupe_actors::users::tokens::verifier(&t.refresh_token).as_str())
+        );
         let stored = format!("{sessions:?}");
         assert!(!stored.contains(&t.refresh_token));
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::idempotency::IdempotencyConfig;
-use crate::throttle::ThrottleConfig;
+use crate::users::idempotency::IdempotencyConfig;
+use crate::users::throttle::ThrottleConfig;
 
 /// `[auth]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]

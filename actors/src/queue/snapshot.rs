@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::jobs::{JobStore, StatusCounts};
+use crate::queue::store::{JobStore, StatusCounts};
 
 /// The last figures, and when they were taken.
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,7 @@
 //! backlog, messages handled, handling time — plus the fault-injection switch.
 //!
 //! ractor exposes no mailbox length, so we count: every send through an
-//! [`ActorSlot`](crate::slot::ActorSlot) (or an explicit [`ActorStats::sent`]
+//! [`ActorSlot`](crate::supervision::slot::ActorSlot) (or an explicit [`ActorStats::sent`]
 //! for self-sends) adds one, every handled message takes one off. The stats
 //! belong to the actor's *place* in the tree, not its incarnation, so counts
 //! survive restarts (the backlog of a dead incarnation is reset).

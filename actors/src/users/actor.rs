@@ -13,7 +13,7 @@
 //!   `auth.idempotency.prune_interval` (a timer and one prune task at a
 //!   time, both held in its state and stopped with it).
 //! - E-mail addresses arrive as [`Email`]s (canonical); passwords are
-//!   NFKC-normalised before hashing and verifying ([`crate::password`]).
+//!   NFKC-normalised before hashing and verifying ([`crate::users::password`]).
 //!
 //! # Sessions and rotation
 //! A login (or sign-up) opens a *session*. The session stores the SHA-256
@@ -33,7 +33,7 @@
 //!    the session is not revoked and still holds the presented token's verifier.
 //!
 //! # Idempotent sign-up
-//! A sign-up may carry an `Idempotency-Key`; see [`crate::idempotency`] for
+//! A sign-up may carry an `Idempotency-Key`; see [`crate::users::idempotency`] for
 //! the records and [`Users::signup_with_key`] for the protocol.
 //!
 //! # Failure
@@ -55,19 +55,19 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
-use crate::email::Email;
 use crate::events::{EventKind, Events};
-use crate::idempotency::{
+use crate::queue::poller::PollerMsg;
+use crate::queue::store::JobStore;
+use crate::store::{ensure_indexes, index};
+use crate::supervision::slot::ActorSlot;
+use crate::supervision::stats::ActorStats;
+use crate::users::email::Email;
+use crate::users::idempotency::{
     self, Assessment, IdempotencyConfig, IdempotencyKey, KeyRecord, KeyStore, Reservation,
 };
-use crate::jobs::JobStore;
-use crate::password::{self, Password};
-use crate::poller::PollerMsg;
-use crate::slot::ActorSlot;
-use crate::stats::ActorStats;
-use crate::store::{ensure_indexes, index};
-use crate::throttle::Throttle;
-use crate::tokens::{self, Claims, TokenType, Tokens};
+use crate::users::password::{self, Password};
+use crate::users::throttle::Throttle;
+use crate::users::tokens::{self, Claims, TokenType, Tokens};
 
 /// A sign-up, already validated and normalised by the caller.
 #[derive(Debug, Clone)]
@@ -392,7 +392,7 @@ impl Users {
     /// Sign up with an idempotency key: the first request with the key signs
     /// up; a repeat with the same body gets a new session of the account it
     /// created (never 409 for its own account); another body gets
-    /// [`UserError::KeyReused`]. See [`crate::idempotency`].
+    /// [`UserError::KeyReused`]. See [`crate::users::idempotency`].
     async fn signup_with_key(
         &self,
         new: NewUser,

@@ -24,7 +24,7 @@ use mongodb::{Collection, Database};
 use crate::store::{ensure_indexes, index};
 use serde::{Deserialize, Serialize};
 
-use crate::user::is_duplicate_key;
+use crate::users::is_duplicate_key;
 
 pub const COLLECTION: &str = "jobs";
 pub const ATTEMPTS: &str = "job_attempts";
@@ -57,7 +57,7 @@ pub struct QueueConfig {
     pub prune_interval: Duration,
     /// The queue figures on `/metrics` are recounted at most this often, on
     /// the poller's tick after a scrape asked for them (see
-    /// [`crate::queue_snapshot`]).
+    /// [`crate::queue::snapshot`]).
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
 }

@@ -23,6 +23,9 @@
 //! Events in flight when the bus dies are lost: events are notifications, the
 //! durable facts are in MongoDB.
 
+pub mod audit;
+pub mod counter;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,8 +35,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::slot::ActorSlot;
-use crate::stats::ActorStats;
+use crate::supervision::slot::ActorSlot;
+use crate::supervision::stats::ActorStats;
 
 /// What happened. Ids only: never a secret, a token or a hash.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::events::{Delivery, Registry};
-use crate::stats::ActorStats;
+use crate::supervision::stats::ActorStats;
 
 /// Events seen, by kind.
 #[derive(Clone, Default)]

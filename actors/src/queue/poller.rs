@@ -11,7 +11,7 @@
 //! - Claims only for idle executors — one claim in flight per idle executor,
 //!   so no job is claimed that nobody can run — and keeps claiming without
 //!   waiting for the next tick while claimable jobs remain.
-//! - A claim is three steps (see [`crate::jobs`]): list a batch of claimable
+//! - A claim is three steps (see [`crate::queue::store`]): list a batch of claimable
 //!   jobs (oldest first; refreshed every tick), reserve the next attempt of
 //!   one (its unique attempt record), then `findOneAndUpdate` it by `_id` in
 //!   the state it was listed in. Only the reserver runs the attempt. Claims run in
@@ -23,7 +23,7 @@
 //! - Offers the ops queries (list, get, retry, stats, pool) as messages,
 //!   answered from tasks of their own.
 //! - Prunes completed jobs past their retention every `prune_interval`.
-//! - Keeps the queue figures of `/metrics` ([`crate::queue_snapshot`])
+//! - Keeps the queue figures of `/metrics` ([`crate::queue::snapshot`])
 //!   fresh while someone reads them: at most one count per
 //!   `stats_interval`, in a task it owns.
 //!
@@ -48,15 +48,17 @@ use ractor::{
 use serde::Serialize;
 
 use crate::events::EventKind;
-use crate::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
-use crate::jobs::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError};
-use crate::queue_snapshot::Refresher;
-use crate::stats::{ActorStats, Timings};
-use crate::supervisor::{Failure, RestartPolicy, TreeHealth};
+use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
+use crate::queue::snapshot::Refresher;
+use crate::queue::store::{
+    Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError,
+};
+use crate::supervision::stats::{ActorStats, Timings};
+use crate::supervision::supervisor::{Failure, RestartPolicy, TreeHealth};
 
 type Reply<T> = RpcReplyPort<Result<T, String>>;
 
-/// Candidates listed per query (see [`crate::jobs::JobStore::candidates`]).
+/// Candidates listed per query (see [`crate::queue::store::JobStore::candidates`]).
 const CANDIDATE_BATCH: i64 = 256;
 
 pub enum PollerMsg {

@@ -27,9 +27,9 @@ use mongodb::{Collection, Database};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::email::Email;
-use crate::jobs::Job;
-use crate::user::is_duplicate_key;
+use crate::queue::store::Job;
+use crate::users::email::Email;
+use crate::users::is_duplicate_key;
 
 /// What a handler returns: a result document, or an error to retry on.
 pub type HandlerResult = Result<Document, String>;

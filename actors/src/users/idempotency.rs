@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::{ensure_indexes, index};
-use crate::user::is_duplicate_key;
+use crate::users::is_duplicate_key;
 
 pub const COLLECTION: &str = "signup_idempotency";
 /// The request header's name.

@@ -45,10 +45,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Deserialize;
 
 use crate::limits::FixedWindow;
-use crate::slot::{ActorSlot, CallError};
-use crate::stats::ActorStats;
 use crate::store::RedisStore;
-use crate::user::{PublicProfile, UserError, UserMsg};
+use crate::supervision::slot::{ActorSlot, CallError};
+use crate::supervision::stats::ActorStats;
+use crate::users::{PublicProfile, UserError, UserMsg};
 
 /// `[cache]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]

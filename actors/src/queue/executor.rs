@@ -25,11 +25,11 @@ use tokio::task::JoinSet;
 use crate::events::{EventKind, Events};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::handlers::JobHandlers;
-use crate::jobs::{Job, JobStatus, JobStore, Outcome, QueueConfig};
-use crate::poller::PollerMsg;
-use crate::queue_snapshot::QueueSnapshot;
-use crate::stats::ActorStats;
+use crate::queue::handlers::JobHandlers;
+use crate::queue::poller::PollerMsg;
+use crate::queue::snapshot::QueueSnapshot;
+use crate::queue::store::{Job, JobStatus, JobStore, Outcome, QueueConfig};
+use crate::supervision::stats::ActorStats;
 
 /// Claim and execution durations, in seconds (exported on `/metrics`).
 #[derive(Clone)]

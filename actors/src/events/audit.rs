@@ -15,7 +15,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 
 use crate::events::{Delivery, EventKind, Registry};
-use crate::stats::ActorStats;
+use crate::supervision::stats::ActorStats;
 
 /// The kinds the audit log records.
 pub const KINDS: &[&str] = &[

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
-use crate::stats::ActorStats;
+use crate::supervision::stats::ActorStats;
 
 /// Why a call to an actor produced no answer.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

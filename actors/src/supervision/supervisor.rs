@@ -30,8 +30,8 @@ use ractor::{
 use serde::Deserialize;
 
 use crate::events::{EventKind, Events};
-use crate::slot::ActorSlot;
-use crate::stats::{ActorStats, Timings};
+use crate::supervision::slot::ActorSlot;
+use crate::supervision::stats::{ActorStats, Timings};
 
 /// How often a child may be restarted before the supervisor gives up on it.
 #[derive(Debug, Clone, Copy, Deserialize)]
