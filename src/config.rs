@@ -212,6 +212,21 @@ impl ServerSettings {
 }
 
 impl Settings {
+    /// What the actor system is configured with.
+    pub fn system_config(&self) -> troupe_actors::system::SystemConfig {
+        troupe_actors::system::SystemConfig {
+            auth: self.auth.clone(),
+            cache: self.cache.clone(),
+            queue: self.queue.clone(),
+            limits: self.limits.clone(),
+            mail: self.mail.clone(),
+            restart: self.actors.restart,
+            call_timeout: self.actors.call_timeout,
+            shutdown_grace: self.server.shutdown_grace,
+            store_timeout: self.mongodb.timeout,
+        }
+    }
+
     /// Load from `./config` (or `TROUPE_CONFIG_DIR`) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();

@@ -7,6 +7,5 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
-pub mod tree;
 
 pub use startup::Application;

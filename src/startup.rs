@@ -6,48 +6,41 @@
 //! resolves, then drains requests and stops the actors in order.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use std::time::Instant;
 
-use ractor::{Actor, ActorRef};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use troupe_actors::queue::handlers::{JobHandlers, Mailer};
-use troupe_actors::queue::store::JobStore;
-use troupe_actors::store::{self, RedisStore};
-use troupe_actors::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
-use troupe_actors::users::Users;
+use troupe_actors::queue::handlers::JobHandlers;
+use troupe_actors::store::{self, MongoCommands, RedisStore};
+use troupe_actors::system::{ActorSystem, StartError, Stores};
 
 use crate::config::Settings;
 use crate::http::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::state::{AppState, Inner};
-use crate::tree;
 
 /// A bootstrap step that failed; the message says which and why.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("invalid MongoDB settings: {0}")]
-    Mongo(store::StoreError),
-    #[error("invalid Redis URL: {0}")]
-    Redis(store::StoreError),
-    #[error("invalid mail settings: {0}")]
-    Mail(String),
-    #[error("cannot start the actor tree: {0}")]
-    Actors(#[from] ractor::SpawnErr),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
+        #[source]
         source: std::io::Error,
     },
+    #[error("invalid MongoDB settings")]
+    Mongo(#[source] store::StoreError),
+    #[error("invalid Redis URL")]
+    Redis(#[source] store::StoreError),
+    #[error("cannot start the actors")]
+    Actors(#[from] StartError),
 }
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    supervisor: ActorRef<SupervisorMsg>,
+    system: ActorSystem,
 }
 
 impl Application {
@@ -58,12 +51,22 @@ impl Application {
 
     /// Build with `extra` job handlers added to the service's own (tests and
     /// extensions register job types this way).
+    ///
+    /// The listener is bound first: a port in use fails start-up before
+    /// anything else has started.
     pub async fn build_with_jobs(
         settings: Settings,
         extra: JobHandlers,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let mongo_commands = store::MongoCommands::default();
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let mongo_commands = MongoCommands::default();
+        // Neither store is contacted here: MongoDB may be down at boot (the
+        // system keeps retrying its indexes; readiness says so), and Redis is
+        // only a cache, connected on first use.
         let db = store::connect_mongo(
             settings.mongodb.uri.expose_secret(),
             &settings.mongodb.database,
@@ -72,41 +75,18 @@ impl Application {
         )
         .await
         .map_err(StartupError::Mongo)?;
-        // MongoDB may be down at boot: try the indexes once, then keep
-        // retrying in the background; readiness stays 503 until they exist.
-        let indexes_ready = Arc::new(AtomicBool::new(false));
-        spawn_index_creation(
-            db.clone(),
-            Arc::clone(&indexes_ready),
-            settings.mongodb.timeout,
-        )
-        .await;
-        // Redis is only a cache: parse the URL now, connect on first use.
         let redis = RedisStore::new(
             settings.redis.url.expose_secret(),
             &settings.redis.key_prefix,
             settings.redis.timeout,
         )
         .map_err(StartupError::Redis)?;
-
-        let mailer = Mailer::new(&settings.mail).map_err(StartupError::Mail)?;
-        let (children, actors) = tree::build(&settings, &db, &redis, mailer, extra);
-        let (supervisor, _) = Actor::spawn(
-            None,
-            RootSupervisor,
-            SupervisorArgs {
-                children,
-                events: actors.events.clone(),
-                policy: settings.actors.restart,
-                health: actors.tree.clone(),
-            },
-        )
-        .await?;
-
-        let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let stores = Stores {
+            db: db.clone(),
+            redis: redis.clone(),
+        };
+        let system = ActorSystem::start(settings.system_config(), stores, extra).await?;
+        let actors = system.handles().clone();
         let metrics = Arc::new(Metrics::new(
             &actors.queue_metrics,
             &actors.limit_metrics,
@@ -119,9 +99,7 @@ impl Application {
             redis,
             started,
             actors,
-            supervisor: supervisor.clone(),
             metrics,
-            indexes_ready,
             mongo_commands,
             probes: Default::default(),
         });
@@ -130,7 +108,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            supervisor,
+            system,
         })
     }
 
@@ -156,52 +134,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = self.state.settings.server.shutdown_grace;
         let limits = ConnectionLimits::from(&self.state.settings.server);
         let app = crate::http::router(self.state.clone());
         server::serve(self.listener, app, limits, shutdown).await;
-        let stopped = ractor::call!(self.supervisor, |reply| SupervisorMsg::Shutdown {
-            grace,
-            reply
-        });
-        if let Err(err) = stopped {
-            tracing::warn!(target: "system", error = %err, "actor tree did not shut down cleanly");
-        }
-        self.supervisor.stop(None);
+        self.system.shutdown().await;
         tracing::info!(target: "system", "troupe stopped");
         Ok(())
-    }
-}
-
-/// Create the indexes every actor relies on. One attempt now; if MongoDB is
-/// unreachable, keep retrying (with backoff up to 30 s) in the background.
-async fn spawn_index_creation(db: mongodb::Database, ready: Arc<AtomicBool>, timeout: Duration) {
-    async fn create(db: &mongodb::Database) -> mongodb::error::Result<()> {
-        Users::ensure_indexes(db).await?;
-        JobStore::ensure_indexes(db).await
-    }
-    match create(&db).await {
-        Ok(()) => ready.store(true, Ordering::Release),
-        Err(err) => {
-            tracing::error!(target: "system", error = %err, "MongoDB unreachable at start-up; not ready until it answers");
-            tokio::spawn(async move {
-                let mut delay = timeout.max(Duration::from_millis(500));
-                loop {
-                    tokio::time::sleep(delay).await;
-                    match create(&db).await {
-                        Ok(()) => {
-                            tracing::info!(target: "system", "MongoDB answers; indexes created");
-                            ready.store(true, Ordering::Release);
-                            return;
-                        }
-                        Err(err) => {
-                            tracing::warn!(target: "system", error = %err, "MongoDB still unreachable");
-                            delay = (delay * 2).min(Duration::from_secs(30));
-                        }
-                    }
-                }
-            });
-        }
     }
 }
 

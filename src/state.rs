@@ -1,7 +1,6 @@
 //! [`AppState`]: what handlers reach — configuration, actor slots, stores for
 //! health checks. Cheap to clone.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +8,7 @@ use mongodb::Database;
 use troupe_actors::store::{MongoCommands, RedisStore};
 
 use crate::config::Settings;
-use crate::tree::Actors;
+use troupe_actors::system::Handles;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -19,13 +18,8 @@ pub struct Inner {
     pub db: Database,
     pub redis: RedisStore,
     pub started: Instant,
-    pub actors: Actors,
+    pub actors: Handles,
     pub metrics: Arc<crate::http::metrics::Metrics>,
-    /// The root of the actor tree (introspection).
-    pub supervisor: ractor::ActorRef<troupe_actors::supervision::supervisor::SupervisorMsg>,
-    /// Set once the start-up indexes exist (retried in the background while
-    /// MongoDB is unreachable).
-    pub indexes_ready: Arc<AtomicBool>,
     /// Every command sent to MongoDB, by name.
     pub mongo_commands: MongoCommands,
     /// The readiness probe's shared result.

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod queue;
 pub mod store;
 pub mod supervision;
+pub mod system;
 pub mod users;
 
 pub use supervision::slot::{ActorSlot, CallError};

@@ -12,7 +12,6 @@
 //! dependency fails; why (the driver's error, which names hosts and the
 //! topology) only with the ops token.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,11 +156,10 @@ async fn ready(
     MaybeOperator(reveal): MaybeOperator,
 ) -> (StatusCode, Json<Readiness>) {
     let pings = state.probes.current(&state).await;
-    let mongo =
-        borrowed(&pings.mongodb).and_then(|()| match state.indexes_ready.load(Ordering::Acquire) {
-            true => Ok(()),
-            false => Err("start-up indexes not created yet"),
-        });
+    let mongo = borrowed(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
+        true => Ok(()),
+        false => Err("start-up indexes not created yet"),
+    });
     let escalated = state.actors.tree.escalated();
     let actors = escalated.as_deref().map_or(Ok(()), Err);
     let mongodb = Check::from(mongo, reveal);

@@ -321,7 +321,7 @@ impl Metrics {
 
     /// Restarts, backlogs and messages handled of every actor, from the
     /// counters they share (no message to the supervisor or the poller).
-    fn record_actors(&self, actors: &crate::tree::Actors) {
+    fn record_actors(&self, actors: &troupe_actors::system::Handles) {
         for (actor, stats) in actors.all_stats() {
             let label = name(actor);
             self.actor_restarts
@@ -337,7 +337,7 @@ impl Metrics {
     }
 
     /// Job counts from the poller's snapshot (and a request for fresh ones).
-    fn record_queue(&self, actors: &crate::tree::Actors) {
+    fn record_queue(&self, actors: &troupe_actors::system::Handles) {
         let Some(snapshot) = actors.queue_snapshot.read() else {
             self.queue_snapshot_age.set(f64::INFINITY);
             return;

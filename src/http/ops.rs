@@ -161,7 +161,7 @@ fn handling(t: Option<Timings>) -> Option<HandlingView> {
 async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
     let timeout = state.call_timeout();
     let children = ractor::call_t!(
-        state.supervisor,
+        state.actors.supervisor(),
         SupervisorMsg::Children,
         timeout.as_millis() as u64
     )
@@ -235,7 +235,7 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
     Ok(ActorNode {
         name: "root".into(),
         kind: "RootSupervisor".into(),
-        id: Some(state.supervisor.get_id().to_string()),
+        id: Some(state.actors.supervisor().get_id().to_string()),
         status: if state.actors.tree.escalated().is_some() {
             "escalated"
         } else {

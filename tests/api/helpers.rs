@@ -325,7 +325,7 @@ impl Drop for TestApp {
         }
         // Stop the actors now, without the graceful wait for running jobs:
         // a job finishing after the database is dropped would recreate it.
-        self.state.supervisor.kill();
+        self.state.actors.supervisor().kill();
         use secrecy::ExposeSecret;
         let uri = self.settings.mongodb.uri.expose_secret().to_string();
         let db = self.settings.mongodb.database.clone();

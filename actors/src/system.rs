@@ -1,5 +1,6 @@
-//! The actor tree: which actors run, in which order, with what arguments,
-//! and the handles (slots, shared counters) the HTTP layer reaches them by.
+//! The actor system: which actors run, in which order, with what arguments,
+//! and the handles the rest of the service reaches them by.
+//! [`ActorSystem::start`] is the one place the tree is wired.
 //!
 //! ```text
 //! RootSupervisor
@@ -16,30 +17,173 @@
 
 use std::sync::Arc;
 
-use mongodb::Database;
-use troupe_actors::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
-use troupe_actors::events::audit::{AuditLog, SubscriberArgs};
-use troupe_actors::events::counter::{CounterArgs, EventCounter, EventCounts};
-use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
-use troupe_actors::limits::{LimitMetrics, Limits};
-use troupe_actors::queue::executor::{Queue, QueueMetrics};
-use troupe_actors::queue::handlers::{JobHandlers, Mailer};
-use troupe_actors::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
-use troupe_actors::queue::snapshot::QueueSnapshot;
-use troupe_actors::queue::store::JobStore;
-use troupe_actors::store::RedisStore;
-use troupe_actors::supervision::slot::ActorSlot;
-use troupe_actors::supervision::stats::ActorStats;
-use troupe_actors::supervision::supervisor::{ChildSpec, TreeHealth};
-use troupe_actors::users::throttle::Throttle;
-use troupe_actors::users::tokens::Tokens;
-use troupe_actors::users::{UserActor, UserArgs, UserMsg, Users};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use crate::config::Settings;
+use crate::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
+use crate::events::audit::{AuditLog, SubscriberArgs};
+use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
+use crate::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
+use crate::limits::{LimitMetrics, Limits};
+use crate::queue::executor::{Queue, QueueMetrics};
+use crate::queue::handlers::{JobHandlers, Mailer};
+use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
+use crate::queue::snapshot::QueueSnapshot;
+use crate::queue::store::JobStore;
+use crate::store::RedisStore;
+use crate::supervision::slot::ActorSlot;
+use crate::supervision::stats::ActorStats;
+use crate::supervision::supervisor::{ChildSpec, TreeHealth};
+use crate::users::throttle::Throttle;
+use crate::users::tokens::Tokens;
+use crate::users::{UserActor, UserArgs, UserMsg, Users};
+use mongodb::Database;
+use ractor::{Actor, ActorRef, SpawnErr};
+use tokio::task::JoinHandle;
+
+use crate::cache::CacheConfig;
+use crate::limits::LimitsConfig;
+use crate::queue::handlers::MailConfig;
+use crate::queue::store::QueueConfig;
+use crate::supervision::supervisor::{
+    RestartPolicy, RootSupervisor, SupervisorArgs, SupervisorMsg,
+};
+use crate::users::config::AuthConfig;
+
+/// What the actors are configured with (the service's settings, less what
+/// only the HTTP layer uses).
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    pub auth: AuthConfig,
+    pub cache: CacheConfig,
+    pub queue: QueueConfig,
+    pub limits: LimitsConfig,
+    pub mail: MailConfig,
+    pub restart: RestartPolicy,
+    /// How long a caller waits for an actor's reply.
+    pub call_timeout: Duration,
+    /// How long shutdown waits for each actor (and the running jobs).
+    pub shutdown_grace: Duration,
+    /// How long MongoDB operations wait for a reachable server (the index
+    /// builder's first retry delay).
+    pub store_timeout: Duration,
+}
+
+/// The stores every actor leans on, connected (lazily) by the caller.
+#[derive(Clone)]
+pub struct Stores {
+    pub db: Database,
+    pub redis: RedisStore,
+}
+
+/// Why the actor system could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid mail settings: {0}")]
+    Mail(String),
+    #[error("cannot start the actor tree")]
+    Spawn(#[from] SpawnErr),
+}
+
+/// The running actor tree. Dropping it does not stop it: call
+/// [`ActorSystem::shutdown`].
+pub struct ActorSystem {
+    handles: Handles,
+    grace: Duration,
+    /// Creates the start-up indexes, retrying while MongoDB is unreachable.
+    indexes: JoinHandle<()>,
+}
+
+impl ActorSystem {
+    /// Start every actor, in order, with the service's own job handlers
+    /// and `extra_jobs` (an extension's job types).
+    pub async fn start(
+        config: SystemConfig,
+        stores: Stores,
+        extra_jobs: JobHandlers,
+    ) -> Result<Self, StartError> {
+        let mailer = Mailer::new(&config.mail).map_err(StartError::Mail)?;
+        let indexes_ready = Arc::new(AtomicBool::new(false));
+        let indexes = build_indexes(
+            stores.db.clone(),
+            Arc::clone(&indexes_ready),
+            config.store_timeout,
+        )
+        .await;
+        let (children, mut handles) = build(&config, &stores, mailer, extra_jobs, indexes_ready);
+        let (supervisor, _) = Actor::spawn(
+            None,
+            RootSupervisor,
+            SupervisorArgs {
+                children,
+                events: handles.events.clone(),
+                policy: config.restart,
+                health: handles.tree.clone(),
+            },
+        )
+        .await?;
+        handles.supervisor = Some(supervisor);
+        Ok(Self {
+            handles,
+            grace: config.shutdown_grace,
+            indexes,
+        })
+    }
+
+    /// How the rest of the service reaches the actors.
+    pub fn handles(&self) -> &Handles {
+        &self.handles
+    }
+
+    /// Stop every actor, last started first, each within the grace period
+    /// (the poller lets running jobs finish), and the index builder.
+    pub async fn shutdown(self) {
+        self.indexes.abort();
+        let supervisor = self.handles.supervisor();
+        let grace = self.grace;
+        let stopped = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { grace, reply });
+        if let Err(err) = stopped {
+            tracing::warn!(target: "system", error = %err, "actor tree did not shut down cleanly");
+        }
+        supervisor.stop(None);
+    }
+}
+
+/// Create the indexes every actor relies on. One attempt now; if MongoDB is
+/// unreachable, keep retrying (with backoff up to 30 s) in a task the
+/// [`ActorSystem`] owns; `ready` is set once they exist.
+async fn build_indexes(db: Database, ready: Arc<AtomicBool>, timeout: Duration) -> JoinHandle<()> {
+    async fn create(db: &Database) -> mongodb::error::Result<()> {
+        Users::ensure_indexes(db).await?;
+        JobStore::ensure_indexes(db).await
+    }
+    if let Err(err) = create(&db).await {
+        tracing::error!(target: "system", error = %err, "MongoDB unreachable at start-up; not ready until it answers");
+        return tokio::spawn(async move {
+            let mut delay = timeout.max(Duration::from_millis(500));
+            loop {
+                tokio::time::sleep(delay).await;
+                match create(&db).await {
+                    Ok(()) => {
+                        tracing::info!(target: "system", "MongoDB answers; indexes created");
+                        ready.store(true, Ordering::Release);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "system", error = %err, "MongoDB still unreachable");
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+    }
+    ready.store(true, Ordering::Release);
+    tokio::spawn(async {})
+}
 
 /// How the rest of the service reaches the actors. Cheap to clone.
 #[derive(Clone)]
-pub struct Actors {
+pub struct Handles {
     pub users: ActorSlot<UserMsg>,
     pub cache: ActorSlot<CacheMsg>,
     /// Profile reads: hits straight from Redis, misses through the CacheActor.
@@ -66,9 +210,25 @@ pub struct Actors {
     pub counter: ActorSlot<Delivery>,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub queue_snapshot: Arc<QueueSnapshot>,
+    /// Set once the start-up indexes exist.
+    pub indexes_ready: Arc<AtomicBool>,
+    /// The root of the tree (set once it runs).
+    supervisor: Option<ActorRef<SupervisorMsg>>,
 }
 
-impl Actors {
+impl Handles {
+    /// The root supervisor (introspection).
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        self.supervisor
+            .as_ref()
+            .expect("handles are handed out once the tree runs")
+    }
+
+    /// Whether the start-up indexes exist.
+    pub fn indexes_ready(&self) -> bool {
+        self.indexes_ready.load(Ordering::Acquire)
+    }
+
     /// Every actor's name and stats (the root supervisor's children, then
     /// the executors): what `/metrics` reports, read from shared counters
     /// without a message to any actor.
@@ -114,14 +274,15 @@ impl Actors {
 }
 
 /// The children of the root supervisor, in start order, and their handles.
-pub fn build(
-    settings: &Settings,
-    db: &Database,
-    redis: &RedisStore,
+fn build(
+    settings: &SystemConfig,
+    stores: &Stores,
     mailer: Mailer,
     extra_jobs: JobHandlers,
-) -> (Vec<ChildSpec>, Actors) {
-    let call_timeout = settings.actors.call_timeout;
+    indexes_ready: Arc<AtomicBool>,
+) -> (Vec<ChildSpec>, Handles) {
+    let (db, redis) = (&stores.db, &stores.redis);
+    let call_timeout = settings.call_timeout;
     let instance = format!(
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
@@ -141,7 +302,7 @@ pub fn build(
         call_timeout,
         actor_stats: cache_slot.stats(),
     };
-    let actors = Actors {
+    let actors = Handles {
         users: user_slot,
         profiles: CacheClient::new(&cache_args, cache_slot.clone()),
         cache: cache_slot,
@@ -162,6 +323,8 @@ pub fn build(
         queue_metrics: QueueMetrics::default(),
         counter: ActorSlot::new("event-counter"),
         queue_snapshot: Arc::default(),
+        indexes_ready,
+        supervisor: None,
     };
     let a = &actors;
     let users = Users::new(
@@ -228,8 +391,8 @@ pub fn build(
             QueuePollerActor,
             PollerArgs {
                 queue: Arc::new(queue),
-                grace: settings.server.shutdown_grace,
-                policy: settings.actors.restart,
+                grace: settings.shutdown_grace,
+                policy: settings.restart,
                 health: a.tree.clone(),
                 stats: a.poller.stats(),
                 executor_stats: a.executor_stats.clone(),
