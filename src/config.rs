@@ -15,7 +15,7 @@ use troupe_actors::cache::CacheConfig;
 use troupe_actors::limits::{LimitsConfig, WindowLimit};
 use troupe_actors::queue::handlers::MailConfig;
 use troupe_actors::queue::store::QueueConfig;
-use troupe_actors::supervision::supervisor::RestartPolicy;
+use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
 
 use crate::http::client_addr::{ProxyHeader, TrustedProxies};

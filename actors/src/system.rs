@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
-use crate::events::{BusArgs, BusMsg, Delivery, EventBus, Events, Registry};
+use crate::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
 use crate::limits::{LimitMetrics, Limits};
 use crate::queue::executor::{Queue, QueueMetrics};
 use crate::queue::handlers::{JobHandlers, Mailer};
@@ -31,9 +31,10 @@ use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
 use crate::store::RedisStore;
+use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
-use crate::supervision::supervisor::{ChildSpec, TreeHealth};
+use crate::supervision::supervisor::ChildSpec;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
 use crate::users::{UserActor, UserArgs, UserMsg, Users};
@@ -45,9 +46,8 @@ use crate::cache::CacheConfig;
 use crate::limits::LimitsConfig;
 use crate::queue::handlers::MailConfig;
 use crate::queue::store::QueueConfig;
-use crate::supervision::supervisor::{
-    RestartPolicy, RootSupervisor, SupervisorArgs, SupervisorMsg,
-};
+use crate::supervision::budget::RestartPolicy;
+use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
 
 /// What the actors are configured with (the service's settings, less what
@@ -116,7 +116,6 @@ impl ActorSystem {
             RootSupervisor,
             SupervisorArgs {
                 children,
-                events: handles.events.clone(),
                 policy: config.restart,
                 health: handles.tree.clone(),
             },
@@ -291,6 +290,7 @@ fn build(
     );
     let store = JobStore::new(db, instance, settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
+    let events = Events::new(bus.clone());
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
     let cache_stats = Arc::new(CacheStats::default());
     let limit_metrics = LimitMetrics::default();
@@ -309,12 +309,12 @@ fn build(
         limits: Limits::new(redis, &settings.limits, &limit_metrics),
         limit_metrics,
         poller: ActorSlot::new("queue-poller"),
-        events: Events::new(bus.clone()),
+        events: events.clone(),
         bus,
         registry: Registry::default(),
         event_counts: EventCounts::default(),
         cache_stats,
-        tree: TreeHealth::default(),
+        tree: tree_health(&events),
         tokens: Arc::new(Tokens::new(&settings.auth)),
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
@@ -401,4 +401,23 @@ fn build(
         ),
     ];
     (children, actors)
+}
+
+/// The tree's health flag, with supervisors' reports published as events.
+pub fn tree_health(events: &Events) -> TreeHealth {
+    let events = events.clone();
+    TreeHealth::new(move |report| {
+        events.publish(match report {
+            TreeEvent::Restarted {
+                actor,
+                reason,
+                restarts,
+            } => EventKind::ActorRestarted {
+                actor,
+                reason,
+                restarts,
+            },
+            TreeEvent::Escalated { actor, reason } => EventKind::ActorEscalated { actor, reason },
+        })
+    })
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
+use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::supervision::slot::ActorSlot;
-use troupe_actors::supervision::supervisor::{
-    ChildSpec, RestartPolicy, RootSupervisor, SupervisorArgs, TreeHealth,
-};
+use troupe_actors::supervision::supervisor::{ChildSpec, RootSupervisor, SupervisorArgs};
 
 fn created(n: u64) -> EventKind {
     EventKind::UserCreated {
@@ -40,12 +39,12 @@ async fn start(extra: impl FnOnce(&Registry) -> Vec<ChildSpec>) -> (Events, Regi
     children.extend(extra(&registry));
     let args = SupervisorArgs {
         children,
-        events: events.clone(),
         policy: RestartPolicy {
             max_restarts: 10,
             within: Duration::from_secs(60),
         },
-        health: TreeHealth::default(),
+        // Restarts and escalations published as events, as the service does.
+        health: troupe_actors::system::tree_health(&events),
     };
     Actor::spawn(None, RootSupervisor, args).await.unwrap();
     (events, registry)

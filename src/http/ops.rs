@@ -9,7 +9,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use troupe_actors::queue::poller::PollerMsg;
+use troupe_actors::queue::poller::{PollerMsg, PoolInfo};
+use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::{Fault, Timings};
 use troupe_actors::supervision::supervisor::SupervisorMsg;
 use utoipa::ToSchema;
@@ -157,6 +158,52 @@ fn handling(t: Option<Timings>) -> Option<HandlingView> {
     })
 }
 
+impl ActorNode {
+    /// One actor as its supervisor (`supervisor`) sees it.
+    fn of(actor: ActorSnapshot, supervisor: &str) -> Self {
+        Self {
+            name: actor.name,
+            kind: actor.kind.into(),
+            status: if actor.running { "running" } else { "down" },
+            id: actor.id,
+            supervisor: Some(supervisor.into()),
+            started_at: Some(actor.started_at.to_rfc3339()),
+            restarts: actor.restarts,
+            restart_budget_left: Some(actor.restart_budget_left),
+            last_failure: actor.last_failure.map(|f| FailureView {
+                reason: f.reason,
+                at: f.at.to_rfc3339(),
+            }),
+            messages_handled: actor.messages_handled,
+            mailbox_backlog: actor.mailbox_backlog,
+            handling: handling(actor.handling),
+            pool: None,
+            children: vec![],
+        }
+    }
+
+    /// The poller's node with its pool and executors.
+    fn with_pool(mut self, pool: PoolInfo) -> Self {
+        self.pool = Some(PoolView {
+            size: pool.size,
+            busy: pool.busy,
+            idle: pool.idle,
+            jobs: pool
+                .executors
+                .iter()
+                .filter_map(|e| e.job.clone())
+                .collect(),
+        });
+        let supervisor = self.name.clone();
+        self.children = pool
+            .executors
+            .into_iter()
+            .map(|e| ActorNode::of(e.actor, &supervisor))
+            .collect();
+        self
+    }
+}
+
 /// The live tree, from the root supervisor and the poller's pool.
 async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
     let timeout = state.call_timeout();
@@ -166,77 +213,30 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
         timeout.as_millis() as u64
     )
     .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
-    let pool = state
+    let mut pool = state
         .actors
         .poller
         .call(|reply| PollerMsg::Pool { reply }, timeout)
         .await
         .ok();
+    let poller = state.actors.poller.name();
     let nodes = children
         .into_iter()
         .map(|child| {
-            let mut node = ActorNode {
-                name: child.name.into(),
-                kind: child.kind.into(),
-                status: if child.running { "running" } else { "down" },
-                id: child.id,
-                supervisor: Some("root".into()),
-                started_at: Some(child.started_at.to_rfc3339()),
-                restarts: child.restarts,
-                restart_budget_left: Some(child.restart_budget_left),
-                last_failure: child.last_failure.map(|f| FailureView {
-                    reason: f.reason,
-                    at: f.at.to_rfc3339(),
-                }),
-                messages_handled: child.messages_handled,
-                mailbox_backlog: child.mailbox_backlog,
-                handling: handling(child.handling),
-                pool: None,
-                children: vec![],
-            };
-            if let (Some(pool), true) = (&pool, child.name == state.actors.poller.name()) {
-                node.pool = Some(PoolView {
-                    size: pool.size,
-                    busy: pool.busy,
-                    idle: pool.idle,
-                    jobs: pool
-                        .executors
-                        .iter()
-                        .filter_map(|e| e.job.clone())
-                        .collect(),
-                });
-                node.children = pool
-                    .executors
-                    .iter()
-                    .map(|e| ActorNode {
-                        name: format!("executor-{}", e.index),
-                        kind: "JobExecutor".into(),
-                        id: e.id.clone(),
-                        status: if e.running { "running" } else { "down" },
-                        supervisor: Some(child.name.into()),
-                        started_at: Some(e.started_at.to_rfc3339()),
-                        restarts: e.restarts,
-                        restart_budget_left: Some(e.restart_budget_left),
-                        last_failure: e.last_failure.as_ref().map(|f| FailureView {
-                            reason: f.reason.clone(),
-                            at: f.at.to_rfc3339(),
-                        }),
-                        messages_handled: e.messages_handled,
-                        mailbox_backlog: e.mailbox_backlog,
-                        handling: handling(e.handling),
-                        pool: None,
-                        children: vec![],
-                    })
-                    .collect();
+            let is_poller = child.name == poller;
+            let node = ActorNode::of(child, "root");
+            match if is_poller { pool.take() } else { None } {
+                Some(pool) => node.with_pool(pool),
+                None => node,
             }
-            node
         })
         .collect();
+    let escalated = state.actors.tree.escalated();
     Ok(ActorNode {
         name: "root".into(),
         kind: "RootSupervisor".into(),
         id: Some(state.actors.supervisor().get_id().to_string()),
-        status: if state.actors.tree.escalated().is_some() {
+        status: if escalated.is_some() {
             "escalated"
         } else {
             "running"
@@ -247,7 +247,7 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
             .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339()),
         restarts: 0,
         restart_budget_left: None,
-        last_failure: state.actors.tree.escalated().map(|reason| FailureView {
+        last_failure: escalated.map(|reason| FailureView {
             reason,
             at: String::new(),
         }),

@@ -302,8 +302,11 @@ async fn a_panicking_executor_has_its_job_retried_at_once_and_is_replaced() {
         .await
         .unwrap();
     assert_eq!(pool.size, app.settings.queue.executors);
-    assert!(pool.executors.iter().all(|e| e.running));
-    assert_eq!(pool.executors.iter().map(|e| e.restarts).sum::<u64>(), 1);
+    assert!(pool.executors.iter().all(|e| e.actor.running));
+    assert_eq!(
+        pool.executors.iter().map(|e| e.actor.restarts).sum::<u64>(),
+        1
+    );
 }
 
 #[tokio::test]

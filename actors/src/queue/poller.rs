@@ -47,14 +47,15 @@ use ractor::{
 };
 use serde::Serialize;
 
-use crate::events::EventKind;
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
 use crate::queue::snapshot::Refresher;
 use crate::queue::store::{
     Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError,
 };
-use crate::supervision::stats::{ActorStats, Timings};
-use crate::supervision::supervisor::{Failure, RestartPolicy, TreeHealth};
+use crate::supervision::budget::RestartPolicy;
+use crate::supervision::health::TreeHealth;
+use crate::supervision::place::{ActorSnapshot, Place, Verdict};
+use crate::supervision::stats::ActorStats;
 
 type Reply<T> = RpcReplyPort<Result<T, String>>;
 
@@ -112,20 +113,12 @@ pub struct PoolInfo {
     pub executors: Vec<ExecutorInfo>,
 }
 
+/// One executor of the pool: the actor, and the job it holds if busy.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutorInfo {
-    pub index: usize,
-    pub id: Option<String>,
-    pub running: bool,
-    /// The job it holds, if busy.
+    #[serde(flatten)]
+    pub actor: ActorSnapshot,
     pub job: Option<String>,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub last_failure: Option<Failure>,
-    pub restarts: u64,
-    pub restart_budget_left: u32,
-    pub messages_handled: u64,
-    pub mailbox_backlog: u64,
-    pub handling: Option<Timings>,
 }
 
 #[derive(Clone)]
@@ -159,10 +152,8 @@ enum Work {
 struct Executor {
     actor: Option<ActorRef<ExecutorMsg>>,
     work: Work,
-    restarts: u64,
-    recent: VecDeque<Instant>,
-    started_at: chrono::DateTime<chrono::Utc>,
-    last_failure: Option<Failure>,
+    /// Its stats, restart budget and last failure, kept across restarts.
+    place: Place,
 }
 
 pub struct PollerState {
@@ -179,6 +170,31 @@ pub struct PollerState {
 }
 
 impl PollerState {
+    /// The pool as introspection shows it.
+    fn pool(&self) -> PoolInfo {
+        let executors: Vec<ExecutorInfo> = self
+            .executors
+            .iter()
+            .map(|e| ExecutorInfo {
+                actor: e
+                    .place
+                    .snapshot(e.actor.as_ref().map(|a| a.get_id().to_string())),
+                job: match &e.work {
+                    Work::Busy(held) => Some(held.id.to_hex()),
+                    _ => None,
+                },
+            })
+            .collect();
+        let busy = executors.iter().filter(|e| e.job.is_some()).count();
+        let running = executors.iter().filter(|e| e.actor.running).count();
+        PoolInfo {
+            size: executors.len(),
+            busy,
+            idle: running - busy,
+            executors,
+        }
+    }
+
     /// Start a claim for every idle executor, listing candidates when needed.
     fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
         let (queue, stats) = (&self.args.queue, &self.args.stats);
@@ -334,10 +350,12 @@ impl Actor for QueuePollerActor {
             executors.push(Executor {
                 actor: Some(spawn_executor(&myself, &args, index).await?),
                 work: Work::Idle,
-                restarts: args.executor_stats[index].restarts(),
-                recent: VecDeque::new(),
-                started_at: chrono::Utc::now(),
-                last_failure: None,
+                place: Place::new(
+                    format!("executor-{index}"),
+                    "JobExecutor",
+                    Arc::clone(&args.executor_stats[index]),
+                    args.policy,
+                ),
             });
         }
         let snapshot = Refresher::new(
@@ -479,40 +497,7 @@ impl Actor for QueuePollerActor {
                 });
             }
             PollerMsg::Pool { reply } => {
-                let executors: Vec<ExecutorInfo> = state
-                    .executors
-                    .iter()
-                    .enumerate()
-                    .map(|(index, e)| ExecutorInfo {
-                        index,
-                        id: e.actor.as_ref().map(|a| a.get_id().to_string()),
-                        running: e.actor.is_some(),
-                        job: match &e.work {
-                            Work::Busy(held) => Some(held.id.to_hex()),
-                            _ => None,
-                        },
-                        started_at: e.started_at,
-                        last_failure: e.last_failure.clone(),
-                        restarts: e.restarts,
-                        restart_budget_left: state.args.policy.max_restarts.saturating_sub(
-                            e.recent
-                                .iter()
-                                .filter(|t| t.elapsed() < state.args.policy.within)
-                                .count() as u32,
-                        ),
-                        messages_handled: state.args.executor_stats[index].handled(),
-                        mailbox_backlog: state.args.executor_stats[index].backlog(),
-                        handling: state.args.executor_stats[index].timings(),
-                    })
-                    .collect();
-                let busy = executors.iter().filter(|e| e.job.is_some()).count();
-                let running = executors.iter().filter(|e| e.running).count();
-                let _ = reply.send(PoolInfo {
-                    size: executors.len(),
-                    busy,
-                    idle: running - busy,
-                    executors,
-                });
+                let _ = reply.send(state.pool());
             }
         }
         Ok(())
@@ -537,40 +522,25 @@ impl Actor for QueuePollerActor {
             return Ok(());
         };
         let queue = Arc::clone(&state.args.queue);
-        let policy = state.args.policy;
         let slot = &mut state.executors[index];
         slot.actor = None;
-        slot.last_failure = Some(Failure {
-            reason: reason.clone(),
-            at: chrono::Utc::now(),
-        });
         // Release the job it held at once, not when its lease runs out.
         if let Work::Busy(held) = std::mem::replace(&mut slot.work, Work::Idle) {
             tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
             release(&queue, &held, &reason).await;
             state.exhausted = false; // it is due again now
         }
-        slot.recent.retain(|t| t.elapsed() < policy.within);
-        if slot.recent.len() as u32 >= policy.max_restarts {
-            let msg =
-                format!("executor {index} exceeded its restart limit; last failure: {reason}");
-            tracing::error!(target: "system", "{msg}");
-            queue.events.publish(EventKind::ActorEscalated {
-                actor: format!("executor-{index}"),
-                reason: msg.clone(),
-            });
-            state.args.health.escalate(msg);
-        } else {
-            slot.recent.push_back(Instant::now());
-            slot.restarts = state.args.executor_stats[index].note_restart();
-            slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
-            slot.started_at = chrono::Utc::now();
-            tracing::warn!(target: "system", actor = "executor", index, %reason, restarts = slot.restarts, "actor restarted");
-            queue.events.publish(EventKind::ActorRestarted {
-                actor: format!("executor-{index}"),
-                reason,
-                restarts: slot.restarts,
-            });
+        let slot = &mut state.executors[index];
+        match slot.place.failed(&reason) {
+            Verdict::Restart(restarts) => {
+                slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
+                slot.place.started();
+                state
+                    .args
+                    .health
+                    .restarted(slot.place.name(), &reason, restarts);
+            }
+            Verdict::GiveUp(why) => state.args.health.escalate(slot.place.name(), why),
         }
         state.wake(&myself);
         Ok(())

@@ -19,29 +19,19 @@
 //! State that must survive a restart lives in MongoDB or Redis, never only in a
 //! child actor: a restarted child starts from its arguments and the stores.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use ractor::{
     Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
 };
-use serde::Deserialize;
 
-use crate::events::{EventKind, Events};
-use crate::supervision::slot::ActorSlot;
-use crate::supervision::stats::{ActorStats, Timings};
-
-/// How often a child may be restarted before the supervisor gives up on it.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct RestartPolicy {
-    /// Restarts allowed within `within`.
-    pub max_restarts: u32,
-    /// The sliding window the restarts are counted in.
-    #[serde(with = "humantime_serde")]
-    pub within: Duration,
-}
+use super::budget::RestartPolicy;
+use super::health::TreeHealth;
+use super::place::{ActorSnapshot, Place, Verdict};
+use super::slot::ActorSlot;
+use super::stats::ActorStats;
 
 type StartFn =
     Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
@@ -89,53 +79,10 @@ impl ChildSpec {
     }
 }
 
-/// A failure the supervisor saw, for introspection.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Failure {
-    pub reason: String,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// A snapshot of one child, as reported by [`SupervisorMsg::Children`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ChildInfo {
-    pub name: &'static str,
-    pub kind: &'static str,
-    pub messages_handled: u64,
-    pub mailbox_backlog: u64,
-    pub handling: Option<Timings>,
-    pub id: Option<String>,
-    pub running: bool,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub restarts: u64,
-    pub restart_budget_left: u32,
-    pub last_failure: Option<Failure>,
-}
-
-/// Health of the whole tree, shared with the readiness probe.
-#[derive(Clone, Default)]
-pub struct TreeHealth {
-    escalated: Arc<Mutex<Option<String>>>,
-}
-
-impl TreeHealth {
-    /// `Some(reason)` once the supervisor has given up on a child.
-    pub fn escalated(&self) -> Option<String> {
-        self.escalated.lock().expect("tree health lock").clone()
-    }
-
-    pub fn escalate(&self, reason: String) {
-        self.escalated
-            .lock()
-            .expect("tree health lock")
-            .get_or_insert(reason);
-    }
-}
-
 /// Messages understood by the root supervisor.
 pub enum SupervisorMsg {
     /// Report every child's state.
-    Children(RpcReplyPort<Vec<ChildInfo>>),
+    Children(RpcReplyPort<Vec<ActorSnapshot>>),
     /// Stop all children, last started first, each within `grace`.
     Shutdown {
         grace: Duration,
@@ -143,12 +90,11 @@ pub enum SupervisorMsg {
     },
 }
 
-/// Arguments: the children in start order, the restart policy, and the shared health flag.
+/// Arguments: the children in start order, the restart policy, and where
+/// restarts and escalations are reported.
 #[derive(Clone)]
 pub struct SupervisorArgs {
     pub children: Vec<ChildSpec>,
-    /// Restarts and escalations are published here.
-    pub events: Events,
     pub policy: RestartPolicy,
     pub health: TreeHealth,
 }
@@ -156,29 +102,13 @@ pub struct SupervisorArgs {
 struct Child {
     spec: ChildSpec,
     cell: Option<ActorCell>,
-    started_at: SystemTime,
-    restarts: u64,
-    recent_restarts: VecDeque<Instant>,
-    last_failure: Option<Failure>,
+    place: Place,
 }
 
 pub struct SupervisorState {
     children: Vec<Child>,
-    events: Events,
-    policy: RestartPolicy,
     health: TreeHealth,
     shutting_down: bool,
-}
-
-impl SupervisorState {
-    fn budget_left(&self, child: &Child) -> u32 {
-        let used = child
-            .recent_restarts
-            .iter()
-            .filter(|t| t.elapsed() < self.policy.within)
-            .count() as u32;
-        self.policy.max_restarts.saturating_sub(used)
-    }
 }
 
 /// The root of the actor tree.
@@ -199,19 +129,15 @@ impl Actor for RootSupervisor {
         for spec in args.children {
             let cell = (spec.start)(myself.get_cell()).await?;
             tracing::info!(target: "system", actor = spec.name, id = %cell.get_id(), "actor started");
+            let place = Place::new(spec.name, spec.kind, Arc::clone(&spec.stats), args.policy);
             children.push(Child {
-                restarts: spec.stats.restarts(),
                 spec,
                 cell: Some(cell),
-                started_at: SystemTime::now(),
-                recent_restarts: VecDeque::new(),
-                last_failure: None,
+                place,
             });
         }
         Ok(SupervisorState {
             children,
-            events: args.events,
-            policy: args.policy,
             health: args.health,
             shutting_down: false,
         })
@@ -225,24 +151,15 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Children(reply) => {
-                let infos = state
+                let snapshots = state
                     .children
                     .iter()
-                    .map(|c| ChildInfo {
-                        name: c.spec.name,
-                        kind: c.spec.kind,
-                        messages_handled: c.spec.stats.handled(),
-                        mailbox_backlog: c.spec.stats.backlog(),
-                        handling: c.spec.stats.timings(),
-                        id: c.cell.as_ref().map(|cell| cell.get_id().to_string()),
-                        running: c.cell.is_some(),
-                        started_at: c.started_at.into(),
-                        restarts: c.restarts,
-                        restart_budget_left: state.budget_left(c),
-                        last_failure: c.last_failure.clone(),
+                    .map(|c| {
+                        let id = c.cell.as_ref().map(|cell| cell.get_id().to_string());
+                        c.place.snapshot(id)
                     })
                     .collect();
-                let _ = reply.send(infos);
+                let _ = reply.send(snapshots);
             }
             SupervisorMsg::Shutdown { grace, reply } => {
                 state.shutting_down = true;
@@ -288,7 +205,6 @@ impl Actor for RootSupervisor {
         if state.shutting_down {
             return Ok(());
         }
-        let policy = state.policy;
         let Some(child) = state
             .children
             .iter_mut()
@@ -301,51 +217,22 @@ impl Actor for RootSupervisor {
         // ractor does not stop a panicked actor's own children: stop them
         // (gracefully: they finish their current message) before replacing it.
         cell.stop_children(Some("supervisor restarted".into()));
-        child.last_failure = Some(Failure {
-            reason: reason.clone(),
-            at: chrono::Utc::now(),
-        });
-        child
-            .recent_restarts
-            .retain(|t| t.elapsed() < policy.within);
-        if child.recent_restarts.len() as u32 >= policy.max_restarts {
-            let msg = format!(
-                "actor {} exceeded its restart limit ({} in {}); last failure: {reason}",
-                child.spec.name,
-                policy.max_restarts,
-                humantime::format_duration(policy.within)
-            );
-            tracing::error!(target: "system", "{msg}; not restarting");
-            state.events.publish(EventKind::ActorEscalated {
-                actor: child.spec.name.into(),
-                reason: msg.clone(),
-            });
-            state.health.escalate(msg);
-            return Ok(());
-        }
-        child.recent_restarts.push_back(Instant::now());
+        let restarts = match child.place.failed(&reason) {
+            Verdict::Restart(restarts) => restarts,
+            Verdict::GiveUp(why) => {
+                state.health.escalate(child.spec.name, why);
+                return Ok(());
+            }
+        };
         match (child.spec.start)(myself.get_cell()).await {
             Ok(new_cell) => {
-                // Counted in the shared stats too, which `/metrics` reads
-                // without asking this actor.
-                child.restarts = child.spec.stats.note_restart();
-                child.started_at = SystemTime::now();
-                tracing::warn!(target: "system", actor = child.spec.name, %reason, restarts = child.restarts, "actor restarted");
-                state.events.publish(EventKind::ActorRestarted {
-                    actor: child.spec.name.into(),
-                    reason,
-                    restarts: child.restarts,
-                });
+                child.place.started();
                 child.cell = Some(new_cell);
+                state.health.restarted(child.spec.name, &reason, restarts);
             }
             Err(err) => {
-                let msg = format!("actor {} could not be restarted: {err}", child.spec.name);
-                tracing::error!(target: "system", "{msg}");
-                state.events.publish(EventKind::ActorEscalated {
-                    actor: child.spec.name.into(),
-                    reason: msg.clone(),
-                });
-                state.health.escalate(msg);
+                let why = format!("actor {} could not be restarted: {err}", child.spec.name);
+                state.health.escalate(child.spec.name, why);
             }
         }
         Ok(())
