@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::limits::{LimitsConfig, WindowLimit};
-use troupe_actors::queue::handlers::MailConfig;
+use troupe_actors::mail::MailConfig;
 use troupe_actors::queue::store::QueueConfig;
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod events;
 pub mod limits;
+pub mod mail;
 pub mod queue;
 pub mod store;
 pub mod supervision;

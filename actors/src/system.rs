@@ -25,9 +25,11 @@ use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
 use crate::limits::{LimitMetrics, Limits};
+use crate::mail::Mailer;
 use crate::queue::executor::{Queue, QueueMetrics};
-use crate::queue::handlers::{JobHandlers, Mailer};
+use crate::queue::handlers::JobHandlers;
 use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
+use crate::queue::producer::JobQueue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
 use crate::store::RedisStore;
@@ -44,7 +46,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::CacheConfig;
 use crate::limits::LimitsConfig;
-use crate::queue::handlers::MailConfig;
+use crate::mail::MailConfig;
 use crate::queue::store::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
@@ -329,7 +331,7 @@ fn build(
     let a = &actors;
     let users = Users::new(
         db,
-        store.clone(),
+        JobQueue::new(store.clone(), a.poller.clone()),
         a.events.clone(),
         Throttle::new(
             redis.clone(),
@@ -345,7 +347,9 @@ fn build(
         metrics: a.queue_metrics.clone(),
         store,
         events: a.events.clone(),
-        handlers: JobHandlers::standard(db, mailer).merge(extra_jobs),
+        handlers: JobHandlers::builtin()
+            .merge(crate::users::jobs::handlers(db, mailer))
+            .merge(extra_jobs),
         config: settings.queue.clone(),
         snapshot: Arc::clone(&a.queue_snapshot),
     };
@@ -381,7 +385,6 @@ fn build(
             UserArgs {
                 users: Arc::new(users),
                 cache: a.cache.clone(),
-                poller: a.poller.clone(),
                 stats: a.users.stats(),
             },
             a.users.clone(),

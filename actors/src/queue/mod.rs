@@ -4,5 +4,6 @@
 pub mod executor;
 pub mod handlers;
 pub mod poller;
+pub mod producer;
 pub mod snapshot;
 pub mod store;

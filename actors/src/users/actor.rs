@@ -56,8 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
 use crate::events::{EventKind, Events};
-use crate::queue::poller::PollerMsg;
-use crate::queue::store::JobStore;
+use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
@@ -288,7 +287,7 @@ pub struct Users {
     used_tokens: Collection<Document>,
     keys: KeyStore,
     idempotency: IdempotencyConfig,
-    jobs: JobStore,
+    jobs: JobQueue,
     events: Events,
     throttle: Throttle,
     tokens: Arc<Tokens>,
@@ -300,7 +299,7 @@ impl Users {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: &Database,
-        jobs: JobStore,
+        jobs: JobQueue,
         events: Events,
         throttle: Throttle,
         tokens: Arc<Tokens>,
@@ -371,7 +370,7 @@ impl Users {
         let job = self.jobs.enqueue("user.created", payload).await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
-                self.jobs.delete(job).await?;
+                self.jobs.withdraw(job).await?;
                 // Our own id taken: a request with the same idempotency key
                 // created the user first (its welcome job stands for both).
                 return match self.users.find_one(doc! { "_id": id }).await? {
@@ -815,15 +814,12 @@ pub struct UserArgs {
     pub users: Arc<Users>,
     /// Told about every change a cached profile shows.
     pub cache: ActorSlot<CacheMsg>,
-    /// Told of every job enqueued, so it starts without waiting for a tick.
-    pub poller: ActorSlot<PollerMsg>,
     pub stats: Arc<ActorStats>,
 }
 
 pub struct UserState {
     users: Arc<Users>,
     cache: ActorSlot<CacheMsg>,
-    poller: ActorSlot<PollerMsg>,
     stats: Arc<ActorStats>,
     /// A bcrypt hash of a random string at the configured cost, for logins of
     /// unknown e-mails.
@@ -852,7 +848,6 @@ impl Actor for UserActor {
         Ok(UserState {
             users: args.users,
             cache: args.cache,
-            poller: args.poller,
             stats: args.stats,
             dummy_hash: dummy.into(),
             prune_timer: None,
@@ -903,12 +898,10 @@ impl Actor for UserActor {
         // never holds up the mailbox. The reply port travels with the task.
         let users = Arc::clone(&state.users);
         let dummy = Arc::clone(&state.dummy_hash);
-        let poller = state.poller.clone();
-        // Sign-up and login wrote a job: hand it to the poller so it starts
-        // now, without waiting for a tick or listing the queue.
-        let enqueued = move |job| {
-            let _ = poller.cast(PollerMsg::Enqueued(job));
-        };
+        // Sign-up and login wrote a job: have it claimed now, without
+        // waiting for a tick or a listing of the queue.
+        let queue = users.jobs.clone();
+        let enqueued = move |job| queue.claim_soon(job);
         match message {
             UserMsg::Signup { new, key, reply } => respond(reply, async move {
                 let (pair, job) = match key {

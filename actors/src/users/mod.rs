@@ -5,6 +5,7 @@ pub mod actor;
 pub mod config;
 pub mod email;
 pub mod idempotency;
+pub mod jobs;
 pub mod password;
 pub mod throttle;
 pub mod tokens;

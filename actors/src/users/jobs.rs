@@ -1,0 +1,249 @@
+//! The users' job types, registered with the queue by the actor system.
+//!
+//! - `user.created`: a welcome e-mail to an existing user. Its `Message-ID`
+//!   is derived from the job id. A delivery record keyed by *user* id is
+//!   claimed before sending, so neither a retried job nor a second job for
+//!   the same user (a taken-over idempotent sign-up) sends again.
+//! - `user.login`: one `login_events` document per job id (a duplicate insert
+//!   means it was recorded already) and `lastLoginAt` on the user, set with
+//!   `$max` so replays and out-of-order runs cannot move it backwards.
+
+use std::sync::Arc;
+
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::Message;
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use mongodb::{Collection, Database};
+
+use crate::mail::Mailer;
+use crate::queue::handlers::{HandlerResult, JobHandlers};
+use crate::queue::store::Job;
+use crate::users::email::Email;
+use crate::users::is_duplicate_key;
+
+/// `user.created` and `user.login`.
+pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
+    let mailer = Arc::new(mailer);
+    let deliveries: Collection<Document> = db.collection("email_deliveries");
+    let users_for_welcome: Collection<Document> = db.collection("users");
+    let logins: Collection<Document> = db.collection("login_events");
+    let users: Collection<Document> = db.collection("users");
+    JobHandlers::new()
+        .with("user.created", move |job| {
+            let (mailer, deliveries, users) = (
+                Arc::clone(&mailer),
+                deliveries.clone(),
+                users_for_welcome.clone(),
+            );
+            async move { welcome_email(&mailer, &deliveries, &users, job).await }
+        })
+        .with("user.login", move |job| {
+            let (logins, users) = (logins.clone(), users.clone());
+            async move { record_login(&logins, &users, job).await }
+        })
+}
+
+/// The `userId` a user job's payload names.
+fn user_id(job: &Job) -> Result<mongodb::bson::oid::ObjectId, String> {
+    job.payload
+        .get_object_id("userId")
+        .map_err(|_| "payload lacks userId".to_string())
+}
+
+async fn welcome_email(
+    mailer: &Mailer,
+    deliveries: &Collection<Document>,
+    users: &Collection<Document>,
+    job: Job,
+) -> HandlerResult {
+    // Sign-up writes this job just before the user: until the user exists
+    // (and if it never does), there is nobody to welcome. Retried with backoff.
+    let user_id = user_id(&job)?;
+    if users
+        .find_one(doc! { "_id": user_id })
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!("user {user_id} does not exist (yet)"));
+    }
+    let email = job
+        .payload
+        .get_str("email")
+        .map_err(|_| "payload lacks email".to_string())?;
+    // Sign-up stored it canonical; parsed again so the recipient is built
+    // from a checked address, never from text.
+    let email = Email::parse(email).map_err(|e| format!("bad recipient: {e}"))?;
+    let name = job.payload.get_str("name").unwrap_or("there");
+    if let Some(done) = claim_welcome(deliveries, user_id, &job, &email).await? {
+        return Ok(done);
+    }
+    let message_id = format!("<{}@troupe>", job.id);
+    let message = welcome_message(mailer.from(), name, &email, &message_id)?;
+    mailer.send(message).await?;
+    deliveries
+        .update_one(
+            doc! { "_id": user_id, "jobId": job.id },
+            doc! { "$set": { "messageId": &message_id, "deliveredAt": DateTime::now() } },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(target: "worker", job = %job.id, "welcome e-mail delivered");
+    Ok(doc! { "delivered": true, "messageId": message_id })
+}
+
+/// One welcome per *user*, whichever job sends it: a keyed sign-up taken
+/// over from a request that died after writing its job leaves two jobs for
+/// one user. The delivery record is keyed by user id and claimed before
+/// sending (a unique-key insert, atomic on MongoDB and FerretDB alike):
+/// a job that finds another job's claim sends nothing; the claiming job's
+/// own retries send until the record says delivered (at least once, as
+/// every job). `Some(result)` when this job must not send.
+async fn claim_welcome(
+    deliveries: &Collection<Document>,
+    user_id: ObjectId,
+    job: &Job,
+    email: &Email,
+) -> Result<Option<Document>, String> {
+    let claim = doc! {
+        "_id": user_id, "jobId": job.id, "to": email.as_str(), "claimedAt": DateTime::now(),
+    };
+    match deliveries.insert_one(claim).await {
+        Ok(_) => return Ok(None),
+        Err(err) if is_duplicate_key(&err) => {}
+        Err(err) => return Err(err.to_string()),
+    }
+    let record = deliveries
+        .find_one(doc! { "_id": user_id })
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the welcome's delivery record vanished")?;
+    let claimed_by = record.get_object_id("jobId").ok();
+    if claimed_by != Some(job.id) {
+        let by = claimed_by.map(|id| id.to_hex()).unwrap_or_default();
+        return Ok(Some(
+            doc! { "delivered": false, "duplicate": true, "welcomedBy": by },
+        ));
+    }
+    if record.contains_key("deliveredAt") {
+        return Ok(Some(doc! { "delivered": true, "duplicate": true }));
+    }
+    // Our own earlier attempt claimed it and did not finish: send (again).
+    Ok(None)
+}
+
+/// The welcome message to `name` at `email`. The recipient is built from
+/// the parsed address and the name as separate parts (lettre quotes or
+/// encodes the name), never by formatting `"{name} <{email}>"` and parsing
+/// it back: a name holding `<`, `>` or `,` cannot change or add a recipient.
+pub fn welcome_message(
+    from: &Mailbox,
+    name: &str,
+    email: &Email,
+    message_id: &str,
+) -> Result<Message, String> {
+    let to = Mailbox::new(Some(name.to_owned()), email.to_address());
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .message_id(Some(message_id.to_owned()))
+        .subject("Welcome to Troupe")
+        .header(ContentType::TEXT_PLAIN)
+        .body(format!(
+            "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
+        ))
+        .map_err(|e| format!("compose: {e}"))
+}
+
+async fn record_login(
+    logins: &Collection<Document>,
+    users: &Collection<Document>,
+    job: Job,
+) -> HandlerResult {
+    let user_id = user_id(&job)?;
+    let at = job
+        .payload
+        .get_datetime("at")
+        .copied()
+        .unwrap_or(job.created_at);
+    let first = match logins
+        .insert_one(doc! { "_id": job.id, "userId": user_id, "at": at })
+        .await
+    {
+        Ok(_) => true,
+        Err(err) if is_duplicate_key(&err) => false,
+        Err(err) => return Err(err.to_string()),
+    };
+    users
+        .update_one(
+            doc! { "_id": user_id },
+            doc! { "$max": { "lastLoginAt": at } },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(doc! { "recorded": true, "duplicate": !first })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use lettre::message::Mailboxes;
+
+    use super::*;
+
+    fn to_header(message: &Message) -> String {
+        let text = String::from_utf8(message.formatted()).unwrap();
+        // The header, unfolded.
+        let start = text.find("\r\nTo: ").expect("a To header") + 6;
+        let mut value = String::new();
+        for (i, line) in text[start..].split("\r\n").enumerate() {
+            if i > 0 && !line.starts_with([' ', '\t']) {
+                break;
+            }
+            value.push_str(line);
+        }
+        value
+    }
+
+    #[test]
+    fn a_name_cannot_add_or_change_a_recipient() {
+        let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
+        let victim = Email::parse("victim@ex.com").unwrap();
+        for name in [
+            "Mallory <evil@x.com>",
+            "a, evil@x.com",
+            "x\" <evil@x.com>, \"y",
+            "<evil@x.com>",
+            "Zoë <evil@x.com>",
+            "=?utf-8?b?PGV2aWxAeC5jb20+?=",
+        ] {
+            let message = welcome_message(&from, name, &victim, "<1@troupe>").unwrap();
+            let to: Vec<String> = message
+                .envelope()
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(to, ["victim@ex.com"], "{name}");
+            let header = to_header(&message);
+            let parsed = Mailboxes::from_str(&header).unwrap_or_else(|e| panic!("{header}: {e}"));
+            let addresses: Vec<String> = parsed.iter().map(|m| m.email.to_string()).collect();
+            assert_eq!(addresses, ["victim@ex.com"], "{name}: {header}");
+        }
+    }
+
+    #[test]
+    fn an_unusual_address_is_the_exact_recipient() {
+        let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
+        let email = Email::parse("o'brien+tag@mail.example.co.uk").unwrap();
+        let message = welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>").unwrap();
+        let to: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(to, ["o'brien+tag@mail.example.co.uk"]);
+    }
+}
