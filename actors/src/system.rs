@@ -29,7 +29,7 @@ use crate::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
-use crate::events::{Delivery, Event, Events, Registry};
+use crate::events::{Event, Events, Registry};
 use crate::limits::{LimitMetrics, Limits};
 use crate::mail::Mailer;
 use crate::queue::executor::{Queue, QueueMetrics};
@@ -209,7 +209,6 @@ pub struct Handles {
     /// Refusals and fail-opens of every limit and the login throttle.
     pub limit_metrics: LimitMetrics,
     pub poller: ActorSlot<PollerMsg>,
-    pub bus: ActorSlot<BusMsg>,
     /// Publish domain events.
     pub events: Events,
     /// Subscribe to domain events (live streams).
@@ -220,10 +219,8 @@ pub struct Handles {
     pub tokens: Arc<Tokens>,
     /// Counts of each executor place of the pool.
     pub executor_stats: Vec<Arc<ActorStats>>,
-    pub audit: ActorSlot<Delivery>,
     /// Claim and execution histograms, recorded by the queue's actors.
     pub queue_metrics: QueueMetrics,
-    pub counter: ActorSlot<Delivery>,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub queue_snapshot: Arc<QueueSnapshot>,
     /// Set once the start-up indexes exist.
@@ -302,7 +299,6 @@ fn build(
         limit_metrics,
         poller: ActorSlot::new("queue-poller"),
         events: events.clone(),
-        bus,
         registry: Registry::default(),
         event_counts: EventCounts::default(),
         cache_stats,
@@ -311,9 +307,7 @@ fn build(
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
             .collect(),
-        audit: ActorSlot::new("audit-log"),
         queue_metrics: QueueMetrics::default(),
-        counter: ActorSlot::new("event-counter"),
         queue_snapshot: Arc::default(),
         indexes_ready,
         introspection: None,
@@ -343,33 +337,11 @@ fn build(
         config: settings.queue.clone(),
         snapshot: Arc::clone(&a.queue_snapshot),
     };
-    let (audit, counter) = (a.audit.clone(), a.counter.clone());
+    let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
-        ChildSpec::new(
-            EventBus,
-            BusArgs {
-                registry: a.registry.clone(),
-                stats: a.bus.stats(),
-            },
-            a.bus.clone(),
-        ),
-        ChildSpec::new(
-            AuditLog,
-            SubscriberArgs {
-                registry: a.registry.clone(),
-                stats: audit.stats(),
-            },
-            audit,
-        ),
-        ChildSpec::new(
-            EventCounter,
-            CounterArgs {
-                registry: a.registry.clone(),
-                counts: a.event_counts.clone(),
-                stats: counter.stats(),
-            },
-            counter,
-        ),
+        bus,
+        audit,
+        counter,
         ChildSpec::new(
             UserActor,
             UserArgs {
@@ -394,6 +366,34 @@ fn build(
         ),
     ];
     (children, actors)
+}
+
+/// The EventBus (publishing through `bus`) and its two subscribers, in
+/// start order: the bus first, so it outlives everything that publishes.
+fn event_children(
+    bus: ActorSlot<BusMsg>,
+    registry: &Registry,
+    counts: &EventCounts,
+) -> [ChildSpec; 3] {
+    let (audit, counter) = (ActorSlot::new("audit-log"), ActorSlot::new("event-counter"));
+    let bus_args = BusArgs {
+        registry: registry.clone(),
+        stats: bus.stats(),
+    };
+    let audit_args = SubscriberArgs {
+        registry: registry.clone(),
+        stats: audit.stats(),
+    };
+    let counter_args = CounterArgs {
+        registry: registry.clone(),
+        counts: counts.clone(),
+        stats: counter.stats(),
+    };
+    [
+        ChildSpec::new(EventBus, bus_args, bus),
+        ChildSpec::new(AuditLog, audit_args, audit),
+        ChildSpec::new(EventCounter, counter_args, counter),
+    ]
 }
 
 /// The tree's health flag, with supervisors' reports published as events.

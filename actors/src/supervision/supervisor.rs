@@ -13,6 +13,9 @@
 //!   down, logs in the `system` category and raises [`TreeHealth::escalated`],
 //!   which turns `/health/ready` to 503 so an orchestrator replaces the process.
 //!
+//! - It spawns no task of its own: its only work is starting and stopping
+//!   children, in its own handlers.
+//!
 //! ractor's default supervision stops the supervisor when any child exits; this
 //! actor overrides `handle_supervisor_evt` to implement the policy above.
 //!
