@@ -14,6 +14,11 @@
 //! ```
 //! Started top to bottom, stopped bottom to top: the bus outlives everything
 //! that publishes, and the poller stops (finishing its jobs) first.
+//!
+//! Introspection (the live tree, stats, fault injection) goes through
+//! [`tree::TreeView`], which [`Handles::introspection`] hands out.
+
+pub mod tree;
 
 use std::sync::Arc;
 
@@ -22,8 +27,9 @@ use std::time::Duration;
 
 use crate::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
 use crate::events::audit::{AuditLog, SubscriberArgs};
+use crate::events::bus::{BusArgs, BusMsg, EventBus};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
-use crate::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
+use crate::events::{Event, Events, Registry};
 use crate::limits::{LimitMetrics, Limits};
 use crate::mail::Mailer;
 use crate::queue::executor::{Queue, QueueMetrics};
@@ -51,6 +57,7 @@ use crate::queue::store::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
+use tree::TreeView;
 
 /// What the actors are configured with (the service's settings, less what
 /// only the HTTP layer uses).
@@ -113,6 +120,7 @@ impl ActorSystem {
         )
         .await;
         let (children, mut handles) = build(&config, &stores, mailer, extra_jobs, indexes_ready);
+        let places = places(&children, &handles.executor_stats);
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -123,7 +131,14 @@ impl ActorSystem {
             },
         )
         .await?;
-        handles.supervisor = Some(supervisor);
+        handles.introspection = Some(TreeView::new(
+            supervisor,
+            places,
+            handles.poller.clone(),
+            handles.tree.clone(),
+            handles.events.clone(),
+            config.call_timeout,
+        ));
         Ok(Self {
             handles,
             grace: config.shutdown_grace,
@@ -194,7 +209,6 @@ pub struct Handles {
     /// Refusals and fail-opens of every limit and the login throttle.
     pub limit_metrics: LimitMetrics,
     pub poller: ActorSlot<PollerMsg>,
-    pub bus: ActorSlot<BusMsg>,
     /// Publish domain events.
     pub events: Events,
     /// Subscribe to domain events (live streams).
@@ -205,73 +219,46 @@ pub struct Handles {
     pub tokens: Arc<Tokens>,
     /// Counts of each executor place of the pool.
     pub executor_stats: Vec<Arc<ActorStats>>,
-    pub audit: ActorSlot<Delivery>,
     /// Claim and execution histograms, recorded by the queue's actors.
     pub queue_metrics: QueueMetrics,
-    pub counter: ActorSlot<Delivery>,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub queue_snapshot: Arc<QueueSnapshot>,
     /// Set once the start-up indexes exist.
     pub indexes_ready: Arc<AtomicBool>,
-    /// The root of the tree (set once it runs).
-    supervisor: Option<ActorRef<SupervisorMsg>>,
+    /// Introspection of the tree (set once it runs).
+    introspection: Option<TreeView>,
 }
 
 impl Handles {
-    /// The root supervisor (introspection).
-    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
-        self.supervisor
+    /// The live tree, every place's stats, fault injection.
+    pub fn introspection(&self) -> &TreeView {
+        self.introspection
             .as_ref()
             .expect("handles are handed out once the tree runs")
+    }
+
+    /// The root supervisor (shutdown; a test harness kills it).
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        self.introspection().supervisor()
     }
 
     /// Whether the start-up indexes exist.
     pub fn indexes_ready(&self) -> bool {
         self.indexes_ready.load(Ordering::Acquire)
     }
+}
 
-    /// Every actor's name and stats (the root supervisor's children, then
-    /// the executors): what `/metrics` reports, read from shared counters
-    /// without a message to any actor.
-    pub fn all_stats(&self) -> Vec<(String, Arc<ActorStats>)> {
-        let children = [
-            (self.bus.name(), self.bus.stats()),
-            (self.audit.name(), self.audit.stats()),
-            (self.counter.name(), self.counter.stats()),
-            (self.users.name(), self.users.stats()),
-            (self.cache.name(), self.cache.stats()),
-            (self.poller.name(), self.poller.stats()),
-        ];
-        let executors = self
-            .executor_stats
-            .iter()
-            .enumerate()
-            .map(|(index, stats)| (format!("executor-{index}"), Arc::clone(stats)));
-        children
-            .into_iter()
-            .map(|(name, stats)| (name.to_owned(), stats))
-            .chain(executors)
-            .collect()
-    }
-
-    /// The stats (and fault switch) of the actor called `name`.
-    pub fn stats_of(&self, name: &str) -> Option<Arc<ActorStats>> {
-        if let Some(index) = name
-            .strip_prefix("executor-")
-            .and_then(|i| i.parse::<usize>().ok())
-        {
-            return self.executor_stats.get(index).cloned();
-        }
-        match name {
-            n if n == self.users.name() => Some(self.users.stats()),
-            n if n == self.cache.name() => Some(self.cache.stats()),
-            n if n == self.poller.name() => Some(self.poller.stats()),
-            n if n == self.bus.name() => Some(self.bus.stats()),
-            n if n == self.audit.name() => Some(self.audit.stats()),
-            n if n == self.counter.name() => Some(self.counter.stats()),
-            _ => None,
-        }
-    }
+/// Every place's name and stats: the root's children in start order, then
+/// the poller's executors.
+fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String, Arc<ActorStats>)> {
+    let children = children
+        .iter()
+        .map(|child| (child.name().to_owned(), Arc::clone(child.stats())));
+    let executors = executors
+        .iter()
+        .enumerate()
+        .map(|(index, stats)| (format!("executor-{index}"), Arc::clone(stats)));
+    children.chain(executors).collect()
 }
 
 /// The children of the root supervisor, in start order, and their handles.
@@ -312,7 +299,6 @@ fn build(
         limit_metrics,
         poller: ActorSlot::new("queue-poller"),
         events: events.clone(),
-        bus,
         registry: Registry::default(),
         event_counts: EventCounts::default(),
         cache_stats,
@@ -321,12 +307,10 @@ fn build(
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
             .collect(),
-        audit: ActorSlot::new("audit-log"),
         queue_metrics: QueueMetrics::default(),
-        counter: ActorSlot::new("event-counter"),
         queue_snapshot: Arc::default(),
         indexes_ready,
-        supervisor: None,
+        introspection: None,
     };
     let a = &actors;
     let users = Users::new(
@@ -353,33 +337,11 @@ fn build(
         config: settings.queue.clone(),
         snapshot: Arc::clone(&a.queue_snapshot),
     };
-    let (audit, counter) = (a.audit.clone(), a.counter.clone());
+    let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
-        ChildSpec::new(
-            EventBus,
-            BusArgs {
-                registry: a.registry.clone(),
-                stats: a.bus.stats(),
-            },
-            a.bus.clone(),
-        ),
-        ChildSpec::new(
-            AuditLog,
-            SubscriberArgs {
-                registry: a.registry.clone(),
-                stats: audit.stats(),
-            },
-            audit,
-        ),
-        ChildSpec::new(
-            EventCounter,
-            CounterArgs {
-                registry: a.registry.clone(),
-                counts: a.event_counts.clone(),
-                stats: counter.stats(),
-            },
-            counter,
-        ),
+        bus,
+        audit,
+        counter,
         ChildSpec::new(
             UserActor,
             UserArgs {
@@ -406,6 +368,34 @@ fn build(
     (children, actors)
 }
 
+/// The EventBus (publishing through `bus`) and its two subscribers, in
+/// start order: the bus first, so it outlives everything that publishes.
+fn event_children(
+    bus: ActorSlot<BusMsg>,
+    registry: &Registry,
+    counts: &EventCounts,
+) -> [ChildSpec; 3] {
+    let (audit, counter) = (ActorSlot::new("audit-log"), ActorSlot::new("event-counter"));
+    let bus_args = BusArgs {
+        registry: registry.clone(),
+        stats: bus.stats(),
+    };
+    let audit_args = SubscriberArgs {
+        registry: registry.clone(),
+        stats: audit.stats(),
+    };
+    let counter_args = CounterArgs {
+        registry: registry.clone(),
+        counts: counts.clone(),
+        stats: counter.stats(),
+    };
+    [
+        ChildSpec::new(EventBus, bus_args, bus),
+        ChildSpec::new(AuditLog, audit_args, audit),
+        ChildSpec::new(EventCounter, counter_args, counter),
+    ]
+}
+
 /// The tree's health flag, with supervisors' reports published as events.
 pub fn tree_health(events: &Events) -> TreeHealth {
     let events = events.clone();
@@ -415,12 +405,12 @@ pub fn tree_health(events: &Events) -> TreeHealth {
                 actor,
                 reason,
                 restarts,
-            } => EventKind::ActorRestarted {
+            } => Event::ActorRestarted {
                 actor,
                 reason,
                 restarts,
             },
-            TreeEvent::Escalated { actor, reason } => EventKind::ActorEscalated { actor, reason },
+            TreeEvent::Escalated { actor, reason } => Event::ActorEscalated { actor, reason },
         })
     })
 }

@@ -5,20 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use troupe_actors::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
+use troupe_actors::events::bus::{BusArgs, BusMsg, EventBus};
+use troupe_actors::events::{Delivery, Event, EventKind, Events, Published, Registry};
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::supervision::slot::ActorSlot;
 use troupe_actors::supervision::supervisor::{ChildSpec, RootSupervisor, SupervisorArgs};
 
-fn created(n: u64) -> EventKind {
-    EventKind::UserCreated {
+fn created(n: u64) -> Event {
+    Event::UserCreated {
         user_id: format!("user-{n}"),
     }
 }
 
-fn n_of(kind: &EventKind) -> u64 {
-    match kind {
-        EventKind::UserCreated { user_id } => user_id.trim_start_matches("user-").parse().unwrap(),
+fn n_of(event: &Event) -> u64 {
+    match event {
+        Event::UserCreated { user_id } => user_id.trim_start_matches("user-").parse().unwrap(),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -50,9 +51,7 @@ async fn start(extra: impl FnOnce(&Registry) -> Vec<ChildSpec>) -> (Events, Regi
     (events, registry)
 }
 
-async fn recv(
-    rx: &mut tokio::sync::mpsc::Receiver<Arc<troupe_actors::events::Event>>,
-) -> Arc<troupe_actors::events::Event> {
+async fn recv(rx: &mut tokio::sync::mpsc::Receiver<Arc<Published>>) -> Arc<Published> {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("an event in time")
@@ -62,16 +61,17 @@ async fn recv(
 #[tokio::test]
 async fn subscribers_get_only_the_kinds_they_asked_for() {
     let (events, registry) = start(|_| vec![]).await;
-    let mut created_only = registry.subscribe_channel("created-only", Some(&["UserCreated"]), 16);
+    let mut created_only =
+        registry.subscribe_channel("created-only", Some(&[EventKind::UserCreated]), 16);
     let mut everything = registry.subscribe_channel("everything", None, 16);
-    events.publish(EventKind::UserLoggedIn {
+    events.publish(Event::UserLoggedIn {
         user_id: "u".into(),
         session_id: "s".into(),
     });
     events.publish(created(1));
-    assert_eq!(recv(&mut created_only).await.kind, created(1));
-    assert_eq!(recv(&mut everything).await.kind.name(), "UserLoggedIn");
-    assert_eq!(recv(&mut everything).await.kind, created(1));
+    assert_eq!(recv(&mut created_only).await.event, created(1));
+    assert_eq!(recv(&mut everything).await.kind().as_str(), "UserLoggedIn");
+    assert_eq!(recv(&mut everything).await.event, created(1));
     assert!(
         created_only.try_recv().is_err(),
         "nothing else for the filtered subscriber"
@@ -87,7 +87,7 @@ async fn events_from_one_publisher_arrive_in_publish_order() {
     }
     for n in 0..1000 {
         let event = recv(&mut rx).await;
-        assert_eq!(n_of(&event.kind), n);
+        assert_eq!(n_of(&event.event), n);
     }
 }
 
@@ -110,7 +110,7 @@ impl Actor for Fragile {
     ) -> Result<(), ActorProcessingErr> {
         registry.subscribe_actor(
             "fragile",
-            Some(&["UserCreated"]),
+            Some(&[EventKind::UserCreated]),
             1024,
             myself,
             Default::default(),
@@ -124,7 +124,7 @@ impl Actor for Fragile {
         delivery: Delivery,
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
-        let n = n_of(&delivery.event.kind);
+        let n = n_of(&delivery.published.event);
         if n == self.panic_on {
             panic!("subscriber bug on event {n}");
         }
@@ -148,12 +148,12 @@ async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
         )]
     })
     .await;
-    let mut steady = registry.subscribe_channel("steady", Some(&["UserCreated"]), 100);
+    let mut steady = registry.subscribe_channel("steady", Some(&[EventKind::UserCreated]), 100);
     for n in 1..=5 {
         events.publish(created(n));
     }
     for n in 1..=5 {
-        assert_eq!(n_of(&recv(&mut steady).await.kind), n);
+        assert_eq!(n_of(&recv(&mut steady).await.event), n);
     }
     // The restarted subscriber receives what comes after its crash.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -164,7 +164,7 @@ async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
             "the fragile subscriber never came back"
         );
         events.publish(created(n));
-        assert_eq!(n_of(&recv(&mut steady).await.kind), n);
+        assert_eq!(n_of(&recv(&mut steady).await.event), n);
         n += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -175,11 +175,12 @@ async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
         "re-registered, not duplicated"
     );
     // The supervisor published the restart.
-    let mut restarts = registry.subscribe_channel("restarts", Some(&["ActorRestarted"]), 10);
+    let mut restarts =
+        registry.subscribe_channel("restarts", Some(&[EventKind::ActorRestarted]), 10);
     events.publish(created(5)); // the fragile one panics again
     let restarted = recv(&mut restarts).await;
     assert!(
-        matches!(&restarted.kind, EventKind::ActorRestarted { actor, .. } if actor == "fragile"),
+        matches!(&restarted.event, Event::ActorRestarted { actor, .. } if actor == "fragile"),
         "{restarted:?}"
     );
 }
@@ -229,7 +230,7 @@ async fn a_slow_subscriber_neither_slows_the_publisher_nor_the_others() {
     }
     // The fast subscriber gets all 1000 while the slow one has handled only a few.
     for n in 0..1000 {
-        assert_eq!(n_of(&recv(&mut fast).await.kind), n);
+        assert_eq!(n_of(&recv(&mut fast).await.event), n);
     }
     let sluggish = registry
         .stats()

@@ -27,9 +27,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use troupe_actors::cache::CacheStats;
 use troupe_actors::limits::LimitMetrics;
 use troupe_actors::queue::executor::QueueMetrics;
+use troupe_actors::queue::snapshot::QueueSnapshot;
 use troupe_actors::store::MongoCommands;
+use troupe_actors::system::tree::TreeView;
+use troupe_actors::system::Handles;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,161 +63,58 @@ struct NameLabel {
     name: String,
 }
 
+fn name(name: impl Into<String>) -> NameLabel {
+    NameLabel { name: name.into() }
+}
+
+/// Every metric `/metrics` shows, in one registry (prefix `troupe_`).
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_duration: Family<RouteLabels, Histogram>,
-    cache_hits: Counter,
-    cache_misses: Counter,
-    cache_errors: Counter,
-    cache_loads: Counter,
-    cache_degraded: Gauge,
-    jobs: Family<NameLabel, Gauge>,
-    queue_depth: Gauge,
-    queue_snapshot_age: Gauge<f64, AtomicU64>,
-    actor_restarts: Family<NameLabel, Gauge>,
-    actor_backlog: Family<NameLabel, Gauge>,
-    actor_handled: Family<NameLabel, Gauge>,
-    events_published: Counter,
-    events_by_kind: Family<NameLabel, Gauge>,
-    events_dropped: Family<NameLabel, Gauge>,
+    http: HttpMetrics,
+    cache: CacheGauges,
+    queue: QueueGauges,
+    actors: ActorGauges,
+    events: EventGauges,
     /// The last rendering and when it was made, served again for `reuse`.
     last: Mutex<Option<(Instant, Bytes)>>,
     reuse: Duration,
 }
 
 impl Metrics {
-    /// `reuse`: how long one rendering serves later scrapes (`ops.metrics_reuse`).
+    /// Register every metric: the ones recorded here, and the queue's,
+    /// limits' and MongoDB's, which their owners record as things happen.
+    /// `reuse`: how long one rendering serves later scrapes
+    /// (`ops.metrics_reuse`).
     pub fn new(
         queue: &QueueMetrics,
         limits: &LimitMetrics,
         mongo_commands: &MongoCommands,
         reuse: Duration,
     ) -> Self {
+        // Registration order is the order of the text.
         let mut registry = Registry::with_prefix("troupe");
-        let m = Self {
-            registry: Registry::default(), // replaced below, once everything is registered
-            http_requests: Family::default(),
-            http_duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            }),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            cache_errors: Counter::default(),
-            cache_loads: Counter::default(),
-            cache_degraded: Gauge::default(),
-            jobs: Family::default(),
-            queue_depth: Gauge::default(),
-            queue_snapshot_age: Gauge::default(),
-            actor_restarts: Family::default(),
-            actor_backlog: Family::default(),
-            actor_handled: Family::default(),
-            events_published: Counter::default(),
-            events_by_kind: Family::default(),
-            events_dropped: Family::default(),
-            last: Mutex::new(None),
-            reuse,
-        };
         let r = &mut registry;
-        r.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            m.http_requests.clone(),
-        );
-        r.register(
-            "http_request_duration_seconds",
-            "HTTP request latency",
-            m.http_duration.clone(),
-        );
-        r.register(
-            "job_listing_duration_seconds",
-            "Time to list claimable jobs (one per listing)",
-            queue.listing_seconds.clone(),
-        );
-        r.register(
-            "job_claim_duration_seconds",
-            "Time to claim one job",
-            queue.claim_seconds.clone(),
-        );
-        r.register(
-            "job_execution_duration_seconds",
-            "Time to run one job",
-            queue.execution_seconds.clone(),
-        );
-        r.register(
-            "rate_limited",
-            "Requests refused (429) by a limit: login, signup, profile_lookup",
-            limits.refused.clone(),
-        );
-        r.register(
-            "rate_limit_unavailable",
-            "Limit checks skipped (request served) because Redis failed",
-            limits.unavailable.clone(),
-        );
-        r.register("cache_hits", "Profile cache hits", m.cache_hits.clone());
-        r.register(
-            "cache_misses",
-            "Profile cache misses",
-            m.cache_misses.clone(),
-        );
-        r.register(
-            "cache_errors",
-            "Redis commands that failed or timed out",
-            m.cache_errors.clone(),
-        );
-        r.register(
-            "cache_loads",
-            "Profile loads from MongoDB",
-            m.cache_loads.clone(),
-        );
-        r.register(
-            "cache_degraded",
-            "1 while Redis is unavailable",
-            m.cache_degraded.clone(),
-        );
-        r.register("jobs", "Jobs by status", m.jobs.clone());
-        r.register("queue_depth", "Pending jobs", m.queue_depth.clone());
-        r.register(
-            "queue_snapshot_age_seconds",
-            "Age of the job counts shown here (+Inf before the first count)",
-            m.queue_snapshot_age.clone(),
-        );
+        let http = HttpMetrics::register(r);
+        register_recorded(r, queue, limits);
+        let cache = CacheGauges::register(r);
+        let queue = QueueGauges::register(r);
         r.register(
             "mongodb_commands",
             "Commands sent to MongoDB, by command name (others: `other`)",
             mongo_commands.family(),
         );
-        r.register(
-            "actor_restarts",
-            "Restarts by actor",
-            m.actor_restarts.clone(),
-        );
-        r.register(
-            "actor_mailbox_backlog",
-            "Messages waiting, by actor",
-            m.actor_backlog.clone(),
-        );
-        r.register(
-            "actor_messages_handled",
-            "Messages handled, by actor",
-            m.actor_handled.clone(),
-        );
-        r.register(
-            "events_published",
-            "Domain events handed to the bus",
-            m.events_published.clone(),
-        );
-        r.register(
-            "events_by_kind",
-            "Domain events seen, by kind",
-            m.events_by_kind.clone(),
-        );
-        r.register(
-            "events_dropped",
-            "Events dropped for a full subscriber buffer",
-            m.events_dropped.clone(),
-        );
-        Self { registry, ..m }
+        let actors = ActorGauges::register(r);
+        let events = EventGauges::register(r);
+        Self {
+            registry,
+            http,
+            cache,
+            queue,
+            actors,
+            events,
+            last: Mutex::new(None),
+            reuse,
+        }
     }
 
     /// Record one HTTP request. Every label comes from a closed set, so the
@@ -222,21 +123,240 @@ impl Metrics {
     /// route template or `unmatched`, `status` one of the statuses we answer.
     pub fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let (method, route) = (method.to_owned(), route.to_owned());
-        self.http_requests
+        self.http
+            .requests
             .get_or_create(&RequestLabels {
                 method: method.clone(),
                 route: route.clone(),
                 status,
             })
             .inc();
-        self.http_duration
+        self.http
+            .duration
             .get_or_create(&RouteLabels { method, route })
             .observe(seconds);
     }
 }
 
-fn name(name: impl Into<String>) -> NameLabel {
-    NameLabel { name: name.into() }
+/// Histograms and counters their owners record as things happen: claims
+/// and runs of jobs, limit refusals.
+fn register_recorded(r: &mut Registry, queue: &QueueMetrics, limits: &LimitMetrics) {
+    let histograms = [
+        (
+            "job_listing_duration_seconds",
+            "Time to list claimable jobs (one per listing)",
+            &queue.listing_seconds,
+        ),
+        (
+            "job_claim_duration_seconds",
+            "Time to claim one job",
+            &queue.claim_seconds,
+        ),
+        (
+            "job_execution_duration_seconds",
+            "Time to run one job",
+            &queue.execution_seconds,
+        ),
+    ];
+    for (metric, help, histogram) in histograms {
+        r.register(metric, help, histogram.clone());
+    }
+    r.register(
+        "rate_limited",
+        "Requests refused (429) by a limit: login, signup, profile_lookup",
+        limits.refused.clone(),
+    );
+    r.register(
+        "rate_limit_unavailable",
+        "Limit checks skipped (request served) because Redis failed",
+        limits.unavailable.clone(),
+    );
+}
+
+/// Requests by route and status, and their latency.
+struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+        };
+        let help = "HTTP requests by route and status";
+        r.register("http_requests", help, m.requests.clone());
+        let help = "HTTP request latency";
+        r.register("http_request_duration_seconds", help, m.duration.clone());
+        m
+    }
+}
+
+/// The profile cache's counters, copied from [`CacheStats`] at scrape time.
+#[derive(Default)]
+struct CacheGauges {
+    hits: Counter,
+    misses: Counter,
+    errors: Counter,
+    loads: Counter,
+    degraded: Gauge,
+}
+
+impl CacheGauges {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        let counters = [
+            ("cache_hits", "Profile cache hits", &m.hits),
+            ("cache_misses", "Profile cache misses", &m.misses),
+            (
+                "cache_errors",
+                "Redis commands that failed or timed out",
+                &m.errors,
+            ),
+            ("cache_loads", "Profile loads from MongoDB", &m.loads),
+        ];
+        for (metric, help, counter) in counters {
+            r.register(metric, help, counter.clone());
+        }
+        let help = "1 while Redis is unavailable";
+        r.register("cache_degraded", help, m.degraded.clone());
+        m
+    }
+
+    fn record(&self, cache: &CacheStats) {
+        for (counter, figure) in [
+            (&self.hits, &cache.hits),
+            (&self.misses, &cache.misses),
+            (&self.errors, &cache.errors),
+            (&self.loads, &cache.loads),
+        ] {
+            let n = figure.load(Ordering::Relaxed);
+            counter.inner().store(n, Ordering::Relaxed);
+        }
+        self.degraded.set(i64::from(cache.degraded()));
+    }
+}
+
+/// Job counts, from the poller's snapshot.
+#[derive(Default)]
+struct QueueGauges {
+    jobs: Family<NameLabel, Gauge>,
+    depth: Gauge,
+    snapshot_age: Gauge<f64, AtomicU64>,
+}
+
+impl QueueGauges {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        r.register("jobs", "Jobs by status", m.jobs.clone());
+        r.register("queue_depth", "Pending jobs", m.depth.clone());
+        r.register(
+            "queue_snapshot_age_seconds",
+            "Age of the job counts shown here (+Inf before the first count)",
+            m.snapshot_age.clone(),
+        );
+        m
+    }
+
+    /// Job counts from the poller's snapshot (and a request for fresh ones).
+    fn record(&self, snapshot: &QueueSnapshot) {
+        let Some(snapshot) = snapshot.read() else {
+            self.snapshot_age.set(f64::INFINITY);
+            return;
+        };
+        let counts = snapshot.counts;
+        for (status, n) in [
+            ("pending", counts.pending),
+            ("processing", counts.processing),
+            ("completed", counts.completed),
+            ("failed", counts.failed),
+        ] {
+            self.jobs.get_or_create(&name(status)).set(n as i64);
+        }
+        self.depth.set(counts.pending as i64);
+        self.snapshot_age.set(snapshot.age().as_secs_f64());
+    }
+}
+
+/// Every actor's restarts, backlog and messages handled.
+#[derive(Default)]
+struct ActorGauges {
+    restarts: Family<NameLabel, Gauge>,
+    backlog: Family<NameLabel, Gauge>,
+    handled: Family<NameLabel, Gauge>,
+}
+
+impl ActorGauges {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        let families = [
+            ("actor_restarts", "Restarts by actor", &m.restarts),
+            (
+                "actor_mailbox_backlog",
+                "Messages waiting, by actor",
+                &m.backlog,
+            ),
+            (
+                "actor_messages_handled",
+                "Messages handled, by actor",
+                &m.handled,
+            ),
+        ];
+        for (metric, help, family) in families {
+            r.register(metric, help, family.clone());
+        }
+        m
+    }
+
+    /// From the counters every place shares (no message to the supervisor
+    /// or the poller).
+    fn record(&self, tree: &TreeView) {
+        for (actor, stats) in tree.all_stats() {
+            let label = name(actor);
+            let set = |family: &Family<NameLabel, Gauge>, n: u64| {
+                family.get_or_create(&label).set(n as i64);
+            };
+            set(&self.restarts, stats.restarts());
+            set(&self.backlog, stats.backlog());
+            set(&self.handled, stats.handled());
+        }
+    }
+}
+
+/// Events published, seen by kind, and dropped by subscriber.
+#[derive(Default)]
+struct EventGauges {
+    published: Counter,
+    by_kind: Family<NameLabel, Gauge>,
+    dropped: Family<NameLabel, Gauge>,
+}
+
+impl EventGauges {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        let help = "Domain events handed to the bus";
+        r.register("events_published", help, m.published.clone());
+        let help = "Domain events seen, by kind";
+        r.register("events_by_kind", help, m.by_kind.clone());
+        let help = "Events dropped for a full subscriber buffer";
+        r.register("events_dropped", help, m.dropped.clone());
+        m
+    }
+
+    fn record(&self, actors: &Handles) {
+        let published = actors.events.published();
+        self.published.inner().store(published, Ordering::Relaxed);
+        for (kind, n) in actors.event_counts.snapshot() {
+            self.by_kind.get_or_create(&name(kind)).set(n as i64);
+        }
+        for sub in actors.registry.stats() {
+            let dropped = self.dropped.get_or_create(&name(sub.name));
+            dropped.set(sub.dropped as i64);
+        }
+    }
 }
 
 /// Prometheus metrics (OpenMetrics text format). Public unless
@@ -263,35 +383,11 @@ async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> imp
 /// Read every shared figure into the registry and encode it (and keep the
 /// text for the scrapes of the next `ops.metrics_reuse`).
 fn render(state: &AppState) -> Bytes {
-    let m = &state.metrics;
-    let actors = &state.actors;
-    let cache = &actors.cache_stats;
-    m.cache_hits
-        .inner()
-        .store(cache.hits.load(Ordering::Relaxed), Ordering::Relaxed);
-    m.cache_misses
-        .inner()
-        .store(cache.misses.load(Ordering::Relaxed), Ordering::Relaxed);
-    m.cache_errors
-        .inner()
-        .store(cache.errors.load(Ordering::Relaxed), Ordering::Relaxed);
-    m.cache_loads
-        .inner()
-        .store(cache.loads.load(Ordering::Relaxed), Ordering::Relaxed);
-    m.cache_degraded.set(i64::from(cache.degraded()));
-    m.events_published
-        .inner()
-        .store(actors.events.published(), Ordering::Relaxed);
-    for (kind, n) in actors.event_counts.snapshot() {
-        m.events_by_kind.get_or_create(&name(kind)).set(n as i64);
-    }
-    for sub in actors.registry.stats() {
-        m.events_dropped
-            .get_or_create(&name(sub.name))
-            .set(sub.dropped as i64);
-    }
-    m.record_actors(actors);
-    m.record_queue(actors);
+    let (m, actors) = (&state.metrics, &state.actors);
+    m.cache.record(&actors.cache_stats);
+    m.events.record(actors);
+    m.actors.record(actors.introspection());
+    m.queue.record(&actors.queue_snapshot);
     let mut body = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         tracing::error!(error = %err, "metrics encoding failed");
@@ -317,41 +413,5 @@ impl Metrics {
         if !self.reuse.is_zero() {
             *self.last.lock().expect("metrics lock") = Some((Instant::now(), body));
         }
-    }
-
-    /// Restarts, backlogs and messages handled of every actor, from the
-    /// counters they share (no message to the supervisor or the poller).
-    fn record_actors(&self, actors: &troupe_actors::system::Handles) {
-        for (actor, stats) in actors.all_stats() {
-            let label = name(actor);
-            self.actor_restarts
-                .get_or_create(&label)
-                .set(stats.restarts() as i64);
-            self.actor_backlog
-                .get_or_create(&label)
-                .set(stats.backlog() as i64);
-            self.actor_handled
-                .get_or_create(&label)
-                .set(stats.handled() as i64);
-        }
-    }
-
-    /// Job counts from the poller's snapshot (and a request for fresh ones).
-    fn record_queue(&self, actors: &troupe_actors::system::Handles) {
-        let Some(snapshot) = actors.queue_snapshot.read() else {
-            self.queue_snapshot_age.set(f64::INFINITY);
-            return;
-        };
-        let counts = snapshot.counts;
-        for (status, n) in [
-            ("pending", counts.pending),
-            ("processing", counts.processing),
-            ("completed", counts.completed),
-            ("failed", counts.failed),
-        ] {
-            self.jobs.get_or_create(&name(status)).set(n as i64);
-        }
-        self.queue_depth.set(counts.pending as i64);
-        self.queue_snapshot_age.set(snapshot.age().as_secs_f64());
     }
 }

@@ -1,7 +1,7 @@
 //! `/ops/*`: operator endpoints (ops token).
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -9,10 +9,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use troupe_actors::queue::poller::{PollerMsg, PoolInfo};
+use troupe_actors::queue::poller::PoolInfo;
+use troupe_actors::supervision::fault::Fault;
 use troupe_actors::supervision::place::ActorSnapshot;
-use troupe_actors::supervision::stats::{Fault, Timings};
-use troupe_actors::supervision::supervisor::SupervisorMsg;
+use troupe_actors::supervision::stats::Timings;
+use troupe_actors::system::tree::{ChildSnapshot, TreeSnapshot};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// (counted in the bus's figures) rather than slowing anything down.
 const STREAM_BUFFER: usize = 1024;
 
-fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiError> {
+fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<EventKind>>, ApiError> {
     let mut kinds = None;
     for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         if key != "kinds" || kinds.is_some() {
@@ -47,14 +48,14 @@ fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiErro
         }
         let mut wanted = Vec::new();
         for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match EventKind::NAMES.iter().find(|k| **k == name) {
-                Some(kind) => wanted.push(*kind),
-                None => {
+            match name.parse::<EventKind>() {
+                Ok(kind) => wanted.push(kind),
+                Err(_) => {
                     return Err(ApiError::InvalidQuery(vec![FieldError::new(
                         "kinds",
                         format!(
                             "unknown event kind {name:?}; known: {}",
-                            EventKind::NAMES.join(", ")
+                            EventKind::names().collect::<Vec<_>>().join(", ")
                         ),
                     )]))
                 }
@@ -92,7 +93,7 @@ async fn events(
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         let event = receiver.recv().await?;
         let sse = SseEvent::default()
-            .event(event.kind.name())
+            .event(event.kind().as_str())
             .id(event.seq.to_string())
             .json_data(&*event)
             .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
@@ -108,7 +109,11 @@ pub struct FailureView {
     pub at: String,
 }
 
-/// Handling time over the last 1,024 messages.
+/// Handling time: from taking a message from the mailbox to the end of the
+/// work it caused — also when the actor hands that work to a task of its own
+/// (the user actor's bcrypt and MongoDB calls, the cache's loads, the
+/// poller's claims), until that task ends. An injected delay counts. As
+/// percentiles over the actor's last 1,024 messages.
 #[derive(Serialize, ToSchema)]
 pub struct HandlingView {
     pub p50_ms: f64,
@@ -142,10 +147,13 @@ pub struct ActorNode {
     pub restarts: u64,
     pub restart_budget_left: Option<u32>,
     pub last_failure: Option<FailureView>,
+    /// Messages whose work is done.
     pub messages_handled: u64,
-    /// Messages sent to it and not yet handled (counted by Troupe: ractor
-    /// does not expose mailbox length).
+    /// Messages sent to it and not yet taken from its mailbox (counted by
+    /// Troupe: ractor does not expose mailbox length).
     pub mailbox_backlog: u64,
+    /// Messages taken from the mailbox whose work is not done yet.
+    pub in_flight: u64,
     pub handling: Option<HandlingView>,
     pub pool: Option<PoolView>,
     pub children: Vec<ActorNode>,
@@ -176,6 +184,7 @@ impl ActorNode {
             }),
             messages_handled: actor.messages_handled,
             mailbox_backlog: actor.mailbox_backlog,
+            in_flight: actor.in_flight,
             handling: handling(actor.handling),
             pool: None,
             children: vec![],
@@ -202,61 +211,56 @@ impl ActorNode {
             .collect();
         self
     }
+
+    /// A child of the root, with its pool if it has one.
+    fn child(child: ChildSnapshot) -> Self {
+        let node = ActorNode::of(child.actor, "root");
+        match child.pool {
+            Some(pool) => node.with_pool(pool),
+            None => node,
+        }
+    }
+
+    /// The root supervisor, started with the service, and its children.
+    fn root(tree: TreeSnapshot, started: Instant) -> Self {
+        let started_at = chrono::Duration::from_std(started.elapsed())
+            .ok()
+            .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339());
+        ActorNode {
+            name: "root".into(),
+            kind: "RootSupervisor".into(),
+            id: Some(tree.root_id),
+            status: match tree.escalated {
+                Some(_) => "escalated",
+                None => "running",
+            },
+            supervisor: None,
+            started_at,
+            restarts: 0,
+            restart_budget_left: None,
+            last_failure: tree.escalated.map(|reason| FailureView {
+                reason,
+                at: String::new(),
+            }),
+            messages_handled: 0,
+            mailbox_backlog: 0,
+            in_flight: 0,
+            handling: None,
+            pool: None,
+            children: tree.children.into_iter().map(ActorNode::child).collect(),
+        }
+    }
 }
 
-/// The live tree, from the root supervisor and the poller's pool.
+/// The live tree, through the actor system's introspection handle.
 async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
-    let timeout = state.call_timeout();
-    let children = ractor::call_t!(
-        state.actors.supervisor(),
-        SupervisorMsg::Children,
-        timeout.as_millis() as u64
-    )
-    .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
-    let mut pool = state
+    let snapshot = state
         .actors
-        .poller
-        .call(|reply| PollerMsg::Pool { reply }, timeout)
+        .introspection()
+        .snapshot()
         .await
-        .ok();
-    let poller = state.actors.poller.name();
-    let nodes = children
-        .into_iter()
-        .map(|child| {
-            let is_poller = child.name == poller;
-            let node = ActorNode::of(child, "root");
-            match if is_poller { pool.take() } else { None } {
-                Some(pool) => node.with_pool(pool),
-                None => node,
-            }
-        })
-        .collect();
-    let escalated = state.actors.tree.escalated();
-    Ok(ActorNode {
-        name: "root".into(),
-        kind: "RootSupervisor".into(),
-        id: Some(state.actors.supervisor().get_id().to_string()),
-        status: if escalated.is_some() {
-            "escalated"
-        } else {
-            "running"
-        },
-        supervisor: None,
-        started_at: chrono::Duration::from_std(state.started.elapsed())
-            .ok()
-            .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339()),
-        restarts: 0,
-        restart_budget_left: None,
-        last_failure: escalated.map(|reason| FailureView {
-            reason,
-            at: String::new(),
-        }),
-        messages_handled: 0,
-        mailbox_backlog: 0,
-        handling: None,
-        pool: None,
-        children: nodes,
-    })
+        .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
+    Ok(ActorNode::root(snapshot, state.started))
 }
 
 fn find(node: ActorNode, name: &str) -> Option<ActorNode> {
@@ -365,10 +369,6 @@ async fn inject_fault(
     if !state.settings.ops.fault_injection {
         return Err(ApiError::NotFound("no route matches this path".into()));
     }
-    let stats = state
-        .actors
-        .stats_of(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("no actor named {name:?}")))?;
     let fault = match body.kind.as_str() {
         "panic" => Fault::Panic,
         "stop" => Fault::Stop,
@@ -376,18 +376,17 @@ async fn inject_fault(
             delay_ms: body.delay_ms.unwrap_or(1),
         },
     };
-    stats.inject(fault);
-    let description = format!("{fault:?}").to_lowercase();
-    tracing::warn!(target: "system", actor = %name, fault = %description, "fault injected");
-    state.actors.events.publish(EventKind::FaultInjected {
-        actor: name.clone(),
-        fault: description.clone(),
-    });
+    // Logs it and publishes FaultInjected.
+    state
+        .actors
+        .introspection()
+        .inject(&name, fault)
+        .map_err(|unknown| ApiError::NotFound(unknown.to_string()))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(FaultInjected {
             actor: name,
-            fault: description,
+            fault: fault.describe(),
         }),
     ))
 }

@@ -14,17 +14,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use std::sync::Arc;
 
-use crate::events::{Delivery, EventKind, Registry};
+use crate::events::{Delivery, Event, EventKind, Registry};
 use crate::supervision::stats::ActorStats;
 
 /// The kinds the audit log records.
-pub const KINDS: &[&str] = &[
-    "UserCreated",
-    "ProfileUpdated",
-    "UserLoggedIn",
-    "UserLoggedOut",
-    "TokensRefreshed",
-    "RefreshTokenReuseDetected",
+pub const KINDS: &[EventKind] = &[
+    EventKind::UserCreated,
+    EventKind::ProfileUpdated,
+    EventKind::UserLoggedIn,
+    EventKind::UserLoggedOut,
+    EventKind::TokensRefreshed,
+    EventKind::RefreshTokenReuseDetected,
 ];
 
 /// How many events may wait for the log writer.
@@ -67,32 +67,32 @@ impl Actor for AuditLog {
         stats: &mut Arc<ActorStats>,
     ) -> Result<(), ActorProcessingErr> {
         let _handling = stats.begin(&myself.get_cell()).await;
-        match &delivery.event.kind {
-            EventKind::UserCreated { user_id } => {
+        match &delivery.published.event {
+            Event::UserCreated { user_id } => {
                 tracing::info!(target: "user", user = %user_id, "welcome e-mail queued for user {user_id}")
             }
-            EventKind::ProfileUpdated { user_id } => {
+            Event::ProfileUpdated { user_id } => {
                 tracing::info!(target: "user", user = %user_id, "profile updated for user {user_id}")
             }
-            EventKind::UserLoggedIn {
+            Event::UserLoggedIn {
                 user_id,
                 session_id,
             } => {
                 tracing::info!(target: "auth", user = %user_id, session = %session_id, "login user {user_id}")
             }
-            EventKind::UserLoggedOut {
+            Event::UserLoggedOut {
                 user_id,
                 session_id,
             } => {
                 tracing::info!(target: "auth", user = %user_id, session = %session_id, "logout user {user_id}")
             }
-            EventKind::TokensRefreshed {
+            Event::TokensRefreshed {
                 user_id,
                 session_id,
             } => {
                 tracing::info!(target: "auth", user = %user_id, session = %session_id, "tokens refreshed for user {user_id}")
             }
-            EventKind::RefreshTokenReuseDetected {
+            Event::RefreshTokenReuseDetected {
                 user_id,
                 session_id,
             } => tracing::warn!(

@@ -65,7 +65,7 @@ impl Actor for EventCounter {
             .0
             .lock()
             .expect("event counts lock")
-            .entry(delivery.event.kind.name())
+            .entry(delivery.published.kind().as_str())
             .or_default() += 1;
         Ok(())
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinSet;
 
-use crate::events::{EventKind, Events};
+use crate::events::{Event, Events};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::queue::handlers::JobHandlers;
@@ -140,12 +140,12 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let publish = |status: JobStatus, error: Option<String>| {
         let (job_id, job_type) = (id.to_hex(), kind.clone());
         match (status, error) {
-            (JobStatus::Completed, _) => queue.events.publish(EventKind::JobCompleted {
+            (JobStatus::Completed, _) => queue.events.publish(Event::JobCompleted {
                 job_id,
                 job_type,
                 attempt,
             }),
-            (JobStatus::Failed, Some(error)) => queue.events.publish(EventKind::JobFailed {
+            (JobStatus::Failed, Some(error)) => queue.events.publish(Event::JobFailed {
                 job_id,
                 job_type,
                 attempt,

@@ -1,7 +1,8 @@
 //! Supervision: the root supervisor, restart budgets, restart-stable actor
-//! handles, and the figures every actor keeps.
+//! handles, the figures every actor keeps, and fault injection.
 
 pub mod budget;
+pub mod fault;
 pub mod health;
 pub mod place;
 pub mod slot;

@@ -34,10 +34,14 @@ pub struct ActorSnapshot {
     pub restarts: u64,
     pub restart_budget_left: u32,
     pub last_failure: Option<Failure>,
+    /// Messages whose work is done.
     pub messages_handled: u64,
     /// Messages sent and not yet taken from the mailbox.
     pub mailbox_backlog: u64,
-    /// Time from taking a message to finishing the work it caused.
+    /// Messages taken whose work is not done yet.
+    pub in_flight: u64,
+    /// Time from taking a message to finishing the work it caused (see
+    /// [`crate::supervision::stats`]).
     pub handling: Option<Timings>,
 }
 
@@ -125,6 +129,7 @@ impl Place {
             last_failure: self.last_failure.clone(),
             messages_handled: self.stats.handled(),
             mailbox_backlog: self.stats.backlog(),
+            in_flight: self.stats.in_flight(),
             handling: self.stats.timings(),
         }
     }

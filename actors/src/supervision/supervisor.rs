@@ -13,6 +13,9 @@
 //!   down, logs in the `system` category and raises [`TreeHealth::escalated`],
 //!   which turns `/health/ready` to 503 so an orchestrator replaces the process.
 //!
+//! - It spawns no task of its own: its only work is starting and stopping
+//!   children, in its own handlers.
+//!
 //! ractor's default supervision stops the supervisor when any child exits; this
 //! actor overrides `handle_supervisor_evt` to implement the policy above.
 //!
@@ -47,6 +50,16 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
+    /// The child's name (its place in the tree).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The child's stats and fault switch (shared by every incarnation).
+    pub fn stats(&self) -> &Arc<ActorStats> {
+        &self.stats
+    }
+
     /// A child running `actor` with `args`, published through `slot`.
     pub fn new<A>(actor: A, args: A::Arguments, slot: ActorSlot<A::Msg>) -> Self
     where
@@ -151,33 +164,10 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Children(reply) => {
-                let snapshots = state
-                    .children
-                    .iter()
-                    .map(|c| {
-                        let id = c.cell.as_ref().map(|cell| cell.get_id().to_string());
-                        c.place.snapshot(id)
-                    })
-                    .collect();
-                let _ = reply.send(snapshots);
+                let _ = reply.send(state.snapshots());
             }
             SupervisorMsg::Shutdown { grace, reply } => {
-                state.shutting_down = true;
-                for child in state.children.iter_mut().rev() {
-                    if let Some(cell) = child.cell.take() {
-                        (child.spec.on_down)();
-                        // A child that does not stop within the grace period is killed.
-                        if cell
-                            .stop_and_wait(Some("shutdown".into()), Some(grace))
-                            .await
-                            .is_err()
-                        {
-                            tracing::warn!(target: "system", actor = child.spec.name, "actor did not stop in time; killed");
-                            cell.kill();
-                        }
-                        tracing::info!(target: "system", actor = child.spec.name, "actor stopped");
-                    }
-                }
+                state.stop_all(grace).await;
                 let _ = reply.send(());
             }
         }
@@ -191,50 +181,109 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (
-                cell,
-                format!(
-                    "stopped: {}",
-                    reason.unwrap_or_else(|| "no reason given".into())
-                ),
-            ),
-            _ => return Ok(()),
+        let Some((cell, reason)) = exit_of(event) else {
+            return Ok(());
         };
         if state.shutting_down {
             return Ok(());
         }
-        let Some(child) = state
-            .children
-            .iter_mut()
-            .find(|c| c.cell.as_ref().is_some_and(|c| c.get_id() == cell.get_id()))
-        else {
+        let Some(child) = running_child(&mut state.children, &cell) else {
             return Ok(()); // not one of ours (or already replaced)
         };
-        (child.spec.on_down)();
-        child.cell = None;
+        child.went_down(&cell);
+        match child.place.failed(&reason) {
+            Verdict::Restart(restarts) => {
+                child
+                    .restart(myself.get_cell(), &state.health, &reason, restarts)
+                    .await
+            }
+            Verdict::GiveUp(why) => state.health.escalate(child.spec.name, why),
+        }
+        Ok(())
+    }
+}
+
+/// The actor that exited and why, if `event` is an exit.
+fn exit_of(event: SupervisionEvent) -> Option<(ActorCell, String)> {
+    match event {
+        SupervisionEvent::ActorFailed(cell, err) => Some((cell, format!("failed: {err}"))),
+        SupervisionEvent::ActorTerminated(cell, _, reason) => {
+            let reason = reason.unwrap_or_else(|| "no reason given".into());
+            Some((cell, format!("stopped: {reason}")))
+        }
+        _ => None,
+    }
+}
+
+/// The running child whose actor is `cell`.
+fn running_child<'a>(children: &'a mut [Child], cell: &ActorCell) -> Option<&'a mut Child> {
+    let id = cell.get_id();
+    children
+        .iter_mut()
+        .find(|c| c.cell.as_ref().is_some_and(|c| c.get_id() == id))
+}
+
+impl SupervisorState {
+    /// Every child as introspection shows it, in start order.
+    fn snapshots(&self) -> Vec<ActorSnapshot> {
+        let snapshot = |c: &Child| {
+            let id = c.cell.as_ref().map(|cell| cell.get_id().to_string());
+            c.place.snapshot(id)
+        };
+        self.children.iter().map(snapshot).collect()
+    }
+
+    /// Stop every child, last started first, each within `grace` (killed
+    /// past it); failures from now on are not restarted.
+    async fn stop_all(&mut self, grace: Duration) {
+        self.shutting_down = true;
+        for child in self.children.iter_mut().rev() {
+            let Some(cell) = child.cell.take() else {
+                continue;
+            };
+            (child.spec.on_down)();
+            let stopped = cell
+                .stop_and_wait(Some("shutdown".into()), Some(grace))
+                .await;
+            if stopped.is_err() {
+                tracing::warn!(target: "system", actor = child.spec.name, "actor did not stop in time; killed");
+                cell.kill();
+            }
+            tracing::info!(target: "system", actor = child.spec.name, "actor stopped");
+        }
+    }
+}
+
+impl Child {
+    /// Its actor `cell` exited: callers get `Unavailable` from now on.
+    fn went_down(&mut self, cell: &ActorCell) {
+        (self.spec.on_down)();
+        self.cell = None;
         // ractor does not stop a panicked actor's own children: stop them
         // (gracefully: they finish their current message) before replacing it.
         cell.stop_children(Some("supervisor restarted".into()));
-        let restarts = match child.place.failed(&reason) {
-            Verdict::Restart(restarts) => restarts,
-            Verdict::GiveUp(why) => {
-                state.health.escalate(child.spec.name, why);
-                return Ok(());
-            }
-        };
-        match (child.spec.start)(myself.get_cell()).await {
-            Ok(new_cell) => {
-                child.place.started();
-                child.cell = Some(new_cell);
-                state.health.restarted(child.spec.name, &reason, restarts);
+    }
+
+    /// Start a new incarnation (its `restarts`-th restart, after `reason`),
+    /// or escalate if it cannot start.
+    async fn restart(
+        &mut self,
+        supervisor: ActorCell,
+        health: &TreeHealth,
+        reason: &str,
+        restarts: u64,
+    ) {
+        let name = self.spec.name;
+        match (self.spec.start)(supervisor).await {
+            Ok(cell) => {
+                self.place.started();
+                self.cell = Some(cell);
+                health.restarted(name, reason, restarts);
             }
             Err(err) => {
-                let why = format!("actor {} could not be restarted: {err}", child.spec.name);
-                state.health.escalate(child.spec.name, why);
+                let why = format!("actor {name} could not be restarted: {err}");
+                health.escalate(name, why);
             }
         }
-        Ok(())
     }
 }

@@ -55,7 +55,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheMsg;
-use crate::events::{EventKind, Events};
+use crate::events::{Event, Events};
 use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
 use crate::supervision::slot::ActorSlot;
@@ -382,7 +382,7 @@ impl Users {
         };
         let (pair, _) = self.open_session(&user).await?;
         tracing::debug!(target: "user", user = %user.id, job = %job, "user created");
-        self.events.publish(EventKind::UserCreated {
+        self.events.publish(Event::UserCreated {
             user_id: user.id.to_hex(),
         });
         Ok(Created::New(pair, job))
@@ -538,7 +538,7 @@ impl Users {
                 doc! { "userId": user.id, "at": DateTime::now() },
             )
             .await?;
-        self.events.publish(EventKind::UserLoggedIn {
+        self.events.publish(Event::UserLoggedIn {
             user_id: user.id.to_hex(),
             session_id: sid,
         });
@@ -638,7 +638,7 @@ impl Users {
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: session ended");
             return Err(UserError::SessionRevoked);
         }
-        self.events.publish(EventKind::TokensRefreshed {
+        self.events.publish(Event::TokensRefreshed {
             user_id: claims.sub.clone(),
             session_id: claims.sid.clone(),
         });
@@ -706,7 +706,7 @@ impl Users {
             )
             .await?;
         if marked.modified_count > 0 {
-            self.events.publish(EventKind::RefreshTokenReuseDetected {
+            self.events.publish(Event::RefreshTokenReuseDetected {
                 user_id: user_id.to_hex(),
                 session_id: claims.sid.clone(),
             });
@@ -721,7 +721,7 @@ impl Users {
                 doc! { "$set": { "revoked": true, "updatedAt": DateTime::now() } },
             )
             .await?;
-        self.events.publish(EventKind::UserLoggedOut {
+        self.events.publish(Event::UserLoggedOut {
             user_id: claims.sub,
             session_id: claims.sid,
         });
@@ -770,7 +770,7 @@ impl Users {
         {
             tracing::warn!(target: "cache", user = %id, error = %err, "invalidation failed; the cached profile expires with its TTL");
         }
-        self.events.publish(EventKind::ProfileUpdated {
+        self.events.publish(Event::ProfileUpdated {
             user_id: id.to_hex(),
         });
         self.profile(id).await

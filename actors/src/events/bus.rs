@@ -1,0 +1,389 @@
+//! The EventBus actor that carries domain events to their subscribers, the
+//! publishing side ([`Events`]) and the subscriptions ([`Registry`]).
+//!
+//! # Contract
+//! - Publishers call [`Events::publish`]: a non-blocking cast to the bus,
+//!   whatever the subscribers are doing. If the bus is down the event is
+//!   counted as dropped and the publisher carries on.
+//! - The bus hands each event to every subscription whose kinds match, in
+//!   publish order (one mailbox in, one mailbox or channel per subscriber out),
+//!   so events from one publisher reach each subscriber in the order published.
+//! - Each subscription has a bounded buffer. An actor subscriber's buffer is
+//!   the number of its events not yet handled (ractor mailboxes are
+//!   unbounded, so the bus counts with a [`Ticket`] per event that is released
+//!   when the event is dropped after handling); a channel subscriber's is its
+//!   channel. When a buffer is full the event is dropped *for that subscriber*
+//!   and counted: a slow subscriber never slows the bus or the publishers.
+//! - Subscriber actors are supervised like every other actor; one that panics
+//!   is restarted and registers again (replacing its old registration), while
+//!   the others and the publishers carry on.
+//!
+//! # Failure
+//! The registry of subscriptions lives outside the bus actor (in its
+//! arguments), so a restarted bus keeps delivering to the same subscribers.
+//! Events in flight when the bus dies are lost: events are notifications, the
+//! durable facts are in MongoDB.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::event::{Event, EventKind, Published};
+use crate::supervision::slot::ActorSlot;
+use crate::supervision::stats::ActorStats;
+
+/// Released when the event it travels with is dropped (handled, or lost with
+/// a dead subscriber's mailbox): the bus's count of a subscriber's backlog.
+pub struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The message every subscriber actor receives.
+pub struct Delivery {
+    pub published: Arc<Published>,
+    _ticket: Ticket,
+}
+
+enum Sink {
+    Actor {
+        actor: ActorRef<Delivery>,
+        backlog: Arc<AtomicUsize>,
+        stats: Arc<ActorStats>,
+    },
+    Channel(mpsc::Sender<Arc<Published>>),
+}
+
+/// Whether a subscription's buffer took an event.
+enum Handed {
+    Accepted,
+    /// The buffer was full (or the subscriber actor is down): dropped for
+    /// this subscriber, and counted.
+    Dropped,
+    /// The channel's receiver is gone: the subscription ends.
+    Closed,
+}
+
+impl Sink {
+    /// Hand `published` over without waiting.
+    fn hand(&self, published: &Arc<Published>, capacity: usize) -> Handed {
+        match self {
+            Sink::Actor {
+                actor,
+                backlog,
+                stats,
+            } => {
+                if backlog.fetch_add(1, Ordering::AcqRel) >= capacity {
+                    backlog.fetch_sub(1, Ordering::AcqRel);
+                    return Handed::Dropped;
+                }
+                let delivery = Delivery {
+                    published: Arc::clone(published),
+                    _ticket: Ticket(Arc::clone(backlog)),
+                };
+                // A dead subscriber drops the delivery (and its ticket); its
+                // supervisor restarts it and it registers again.
+                stats.sent();
+                match actor.cast(delivery) {
+                    Ok(()) => Handed::Accepted,
+                    Err(_) => Handed::Dropped,
+                }
+            }
+            Sink::Channel(tx) => match tx.try_send(Arc::clone(published)) {
+                Ok(()) => Handed::Accepted,
+                Err(mpsc::error::TrySendError::Full(_)) => Handed::Dropped,
+                Err(mpsc::error::TrySendError::Closed(_)) => Handed::Closed,
+            },
+        }
+    }
+
+    fn backlog(&self, capacity: usize) -> usize {
+        match self {
+            Sink::Actor { backlog, .. } => backlog.load(Ordering::Acquire),
+            Sink::Channel(tx) => capacity - tx.capacity(),
+        }
+    }
+}
+
+struct Subscription {
+    name: String,
+    /// `None`: every kind.
+    kinds: Option<HashSet<EventKind>>,
+    capacity: usize,
+    sink: Sink,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Subscription {
+    fn wants(&self, kind: EventKind) -> bool {
+        self.kinds
+            .as_ref()
+            .is_none_or(|kinds| kinds.contains(&kind))
+    }
+}
+
+/// One subscription's figures, for introspection and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionStats {
+    pub name: String,
+    /// The kinds' names, sorted; `None`: every kind.
+    pub kinds: Option<Vec<&'static str>>,
+    pub capacity: usize,
+    pub backlog: usize,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// The subscriptions, shared by the bus and the subscribers; survives restarts.
+#[derive(Clone, Default)]
+pub struct Registry {
+    subscriptions: Arc<Mutex<Vec<Arc<Subscription>>>>,
+}
+
+impl Registry {
+    /// Register (or replace) the subscription `name`.
+    fn add(&self, name: &str, kinds: Option<&[EventKind]>, capacity: usize, sink: Sink) {
+        let subscription = Subscription {
+            name: name.into(),
+            kinds: kinds.map(|k| k.iter().copied().collect()),
+            capacity,
+            sink,
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        };
+        let mut subs = self.subscriptions.lock().expect("registry lock");
+        subs.retain(|s| s.name != subscription.name);
+        subs.push(Arc::new(subscription));
+    }
+
+    /// Register (or replace) the actor subscriber `name` for `kinds` (all if `None`).
+    pub fn subscribe_actor(
+        &self,
+        name: &str,
+        kinds: Option<&[EventKind]>,
+        capacity: usize,
+        actor: ActorRef<Delivery>,
+        stats: Arc<ActorStats>,
+    ) {
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let sink = Sink::Actor {
+            actor,
+            backlog,
+            stats,
+        };
+        self.add(name, kinds, capacity, sink);
+    }
+
+    /// A channel subscription (e.g. a live stream); it ends when the receiver is dropped.
+    pub fn subscribe_channel(
+        &self,
+        name: &str,
+        kinds: Option<&[EventKind]>,
+        capacity: usize,
+    ) -> mpsc::Receiver<Arc<Published>> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.add(name, kinds, capacity, Sink::Channel(tx));
+        rx
+    }
+
+    pub fn stats(&self) -> Vec<SubscriptionStats> {
+        let subs = self.subscriptions.lock().expect("registry lock");
+        subs.iter()
+            .map(|s| SubscriptionStats {
+                name: s.name.clone(),
+                kinds: s.kinds.as_ref().map(|kinds| {
+                    let mut names: Vec<_> = kinds.iter().map(|k| k.as_str()).collect();
+                    names.sort_unstable();
+                    names
+                }),
+                capacity: s.capacity,
+                backlog: s.sink.backlog(s.capacity),
+                delivered: s.delivered.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Hand `published` to every matching subscription without waiting;
+    /// forget the channel subscriptions whose receiver is gone.
+    fn dispatch(&self, published: &Arc<Published>) {
+        let subs: Vec<Arc<Subscription>> =
+            self.subscriptions.lock().expect("registry lock").clone();
+        let kind = published.kind();
+        let mut closed = Vec::new();
+        for sub in subs.iter().filter(|s| s.wants(kind)) {
+            let count = match sub.sink.hand(published, sub.capacity) {
+                Handed::Accepted => &sub.delivered,
+                Handed::Dropped => &sub.dropped,
+                Handed::Closed => {
+                    closed.push(&sub.name);
+                    continue;
+                }
+            };
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        if !closed.is_empty() {
+            self.subscriptions
+                .lock()
+                .expect("registry lock")
+                .retain(|s| !closed.contains(&&s.name));
+        }
+    }
+}
+
+/// What the bus accepts.
+pub enum BusMsg {
+    Publish(Published),
+}
+
+/// The publishing side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Events {
+    bus: ActorSlot<BusMsg>,
+    seq: Arc<AtomicU64>,
+    /// Events that could not even reach the bus (it was down).
+    pub unpublished: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
+}
+
+impl Events {
+    pub fn new(bus: ActorSlot<BusMsg>) -> Self {
+        Self {
+            bus,
+            seq: Arc::default(),
+            unpublished: Arc::default(),
+            published: Arc::default(),
+        }
+    }
+
+    /// Stamp `event` and hand it to the bus, without waiting.
+    pub fn publish(&self, event: Event) {
+        let published = Published {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            at: Utc::now(),
+            event,
+        };
+        match self.bus.cast(BusMsg::Publish(published)) {
+            Ok(()) => self.published.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.unpublished.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Events handed to the bus.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+pub struct BusArgs {
+    pub registry: Registry,
+    pub stats: Arc<ActorStats>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct EventBus;
+
+impl Actor for EventBus {
+    type Msg = BusMsg;
+    type State = BusArgs;
+    type Arguments = BusArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<BusMsg>,
+        args: BusArgs,
+    ) -> Result<BusArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<BusMsg>,
+        message: BusMsg,
+        state: &mut BusArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.stats.begin(&myself.get_cell()).await;
+        let BusMsg::Publish(published) = message;
+        state.registry.dispatch(&Arc::new(published));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(n: u64) -> Arc<Published> {
+        Arc::new(Published {
+            seq: n,
+            at: Utc::now(),
+            event: Event::UserCreated {
+                user_id: format!("user-{n}"),
+            },
+        })
+    }
+
+    fn stats_of(registry: &Registry, name: &str) -> SubscriptionStats {
+        let stats = registry.stats();
+        stats.into_iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn dispatch_hands_each_event_to_the_kinds_asked_for() {
+        let registry = Registry::default();
+        let mut created_only =
+            registry.subscribe_channel("created", Some(&[EventKind::UserCreated]), 4);
+        let mut restarts =
+            registry.subscribe_channel("restarts", Some(&[EventKind::ActorRestarted]), 4);
+        let mut all = registry.subscribe_channel("all", None, 4);
+        registry.dispatch(&created(1));
+        assert_eq!(created_only.try_recv().unwrap().seq, 1);
+        assert_eq!(all.try_recv().unwrap().seq, 1);
+        assert!(restarts.try_recv().is_err());
+        let restarts = stats_of(&registry, "restarts");
+        assert_eq!((restarts.delivered, restarts.dropped), (0, 0));
+        assert_eq!(restarts.kinds, Some(vec!["ActorRestarted"]));
+        assert_eq!(stats_of(&registry, "all").kinds, None);
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_for_that_subscriber_only() {
+        let registry = Registry::default();
+        let mut small = registry.subscribe_channel("small", None, 2);
+        let mut large = registry.subscribe_channel("large", None, 8);
+        for n in 1..=5 {
+            registry.dispatch(&created(n));
+        }
+        let small_stats = stats_of(&registry, "small");
+        assert_eq!((small_stats.delivered, small_stats.dropped), (2, 3));
+        assert_eq!(small_stats.backlog, 2);
+        assert_eq!(stats_of(&registry, "large").delivered, 5);
+        assert_eq!(small.try_recv().unwrap().seq, 1);
+        assert_eq!(small.try_recv().unwrap().seq, 2);
+        assert!(small.try_recv().is_err());
+        assert_eq!(large.try_recv().unwrap().seq, 1);
+    }
+
+    #[test]
+    fn a_dropped_receiver_ends_its_subscription_and_a_name_is_registered_once() {
+        let registry = Registry::default();
+        drop(registry.subscribe_channel("gone", None, 2));
+        let _first = registry.subscribe_channel("twice", None, 2);
+        let mut second = registry.subscribe_channel("twice", None, 2);
+        assert_eq!(registry.stats().len(), 2);
+        registry.dispatch(&created(1));
+        let names: Vec<String> = registry.stats().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["twice"]);
+        assert_eq!(second.try_recv().unwrap().seq, 1, "the newer registration");
+    }
+}

@@ -1,0 +1,202 @@
+//! The domain events: [`Event`] (what happened, with its ids), its
+//! [`EventKind`] (which kind of thing happened: what subscribers filter on,
+//! `/ops/events?kinds=` accepts and `/metrics` counts by), and
+//! [`Published`], an event as the bus carries it.
+//!
+//! JSON: `{"seq":7,"at":"…","kind":"UserCreated","user_id":"…"}` — the
+//! envelope's fields, then the kind's name under `kind`, then the event's.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
+
+/// What happened. Ids only: never a secret, a token or a hash.
+#[derive(Debug, Clone, PartialEq, Serialize, EnumDiscriminants)]
+#[serde(tag = "kind")]
+#[strum_discriminants(
+    name(EventKind),
+    doc = "Which kind of [`Event`] happened; its name (`UserCreated`, …) is the variant's.",
+    derive(Hash, PartialOrd, Ord, IntoStaticStr, EnumString, VariantArray)
+)]
+pub enum Event {
+    UserCreated {
+        user_id: String,
+    },
+    UserLoggedIn {
+        user_id: String,
+        session_id: String,
+    },
+    UserLoggedOut {
+        user_id: String,
+        session_id: String,
+    },
+    TokensRefreshed {
+        user_id: String,
+        session_id: String,
+    },
+    RefreshTokenReuseDetected {
+        user_id: String,
+        session_id: String,
+    },
+    ProfileUpdated {
+        user_id: String,
+    },
+    JobCompleted {
+        job_id: String,
+        job_type: String,
+        attempt: i32,
+    },
+    JobFailed {
+        job_id: String,
+        job_type: String,
+        attempt: i32,
+        error: String,
+    },
+    ActorRestarted {
+        actor: String,
+        reason: String,
+        restarts: u64,
+    },
+    /// A supervisor gave up on an actor (restart limit exceeded).
+    ActorEscalated {
+        actor: String,
+        reason: String,
+    },
+    FaultInjected {
+        actor: String,
+        fault: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        self.into()
+    }
+}
+
+impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [EventKind] = <Self as VariantArray>::VARIANTS;
+
+    /// The kind's name, as JSON shows it and subscribers filter on it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every kind's name, in declaration order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.iter().map(|kind| kind.as_str())
+    }
+}
+
+/// An event as the bus carries it: stamped with a per-process sequence
+/// number and the time it was published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Published {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Published {
+    pub fn kind(&self) -> EventKind {
+        self.event.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// One event of every kind, in declaration order.
+    fn one_of_each() -> Vec<Event> {
+        let id = || "65f1c0ffee0000000000beef".to_string();
+        let (user_id, session_id) = (id(), "s1".to_string());
+        let actor = || "cache".to_string();
+        vec![
+            Event::UserCreated { user_id: id() },
+            Event::UserLoggedIn {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::UserLoggedOut {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::TokensRefreshed {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::RefreshTokenReuseDetected {
+                user_id,
+                session_id,
+            },
+            Event::ProfileUpdated { user_id: id() },
+            Event::JobCompleted {
+                job_id: id(),
+                job_type: "noop".into(),
+                attempt: 1,
+            },
+            Event::JobFailed {
+                job_id: id(),
+                job_type: "noop".into(),
+                attempt: 2,
+                error: "boom".into(),
+            },
+            Event::ActorRestarted {
+                actor: actor(),
+                reason: "panicked".into(),
+                restarts: 1,
+            },
+            Event::ActorEscalated {
+                actor: actor(),
+                reason: "budget spent".into(),
+            },
+            Event::FaultInjected {
+                actor: actor(),
+                fault: "panic".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_with_a_unique_name() {
+        let kinds: Vec<EventKind> = one_of_each().iter().map(Event::kind).collect();
+        assert_eq!(kinds, EventKind::ALL, "ALL lists every variant, in order");
+        let names: HashSet<&str> = EventKind::names().collect();
+        assert_eq!(names.len(), EventKind::ALL.len(), "names are unique");
+    }
+
+    #[test]
+    fn a_kind_is_named_as_json_shows_it_and_parses_back() {
+        for event in one_of_each() {
+            let json = serde_json::to_value(&event).unwrap();
+            let kind = event.kind();
+            assert_eq!(json["kind"], kind.as_str());
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+        }
+        assert!("NoSuchKind".parse::<EventKind>().is_err());
+        assert!(
+            "usercreated".parse::<EventKind>().is_err(),
+            "names are exact"
+        );
+    }
+
+    #[test]
+    fn published_json_is_the_envelope_then_the_kind_then_the_event() {
+        let published = Published {
+            seq: 7,
+            at: "2026-11-29T07:30:00Z".parse().unwrap(),
+            event: Event::UserCreated {
+                user_id: "65f1c0ffee0000000000beef".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&published).unwrap(),
+            r#"{"seq":7,"at":"2026-11-29T07:30:00Z","kind":"UserCreated","user_id":"65f1c0ffee0000000000beef"}"#
+        );
+    }
+}
