@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
@@ -12,15 +12,15 @@ use serde::{Deserialize, Serialize};
 use troupe_actors::queue::poller::PollerMsg;
 use troupe_actors::supervision::stats::{Fault, Timings};
 use troupe_actors::supervision::supervisor::SupervisorMsg;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use troupe_actors::events::EventKind;
 
 use super::auth::Operator;
-use super::error::{ApiError, FieldError, Problem};
-use super::extract::{Fields, FromJson, Valid};
+use super::error::{ApiError, Problem};
+use super::extract::{Fields, FromJson, FromQuery, Params, Valid, ValidQuery};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,40 +35,45 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// (counted in the bus's figures) rather than slowing anything down.
 const STREAM_BUFFER: usize = 1024;
 
-fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiError> {
-    let mut kinds = None;
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if key != "kinds" || kinds.is_some() {
-            return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                key.as_ref(),
-                "only one `kinds` parameter is accepted",
-            )]));
-        }
-        let mut wanted = Vec::new();
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match EventKind::NAMES.iter().find(|k| **k == name) {
-                Some(kind) => wanted.push(*kind),
-                None => {
-                    return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                        "kinds",
-                        format!(
-                            "unknown event kind {name:?}; known: {}",
-                            EventKind::NAMES.join(", ")
-                        ),
-                    )]))
-                }
-            }
-        }
-        kinds = Some(wanted);
+/// Query parameters of `GET /ops/events`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Comma-separated event kinds (default: all)
+    #[param(value_type = Option<String>)]
+    kinds: Option<Vec<&'static str>>,
+}
+
+impl FromQuery for EventsParams {
+    fn from_query(q: &mut Params) -> Option<Self> {
+        let kinds = q.optional("kinds", |value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    EventKind::NAMES
+                        .iter()
+                        .find(|known| **known == name)
+                        .copied()
+                        .ok_or_else(|| {
+                            format!(
+                                "unknown event kind {name:?}; known: {}",
+                                EventKind::NAMES.join(", ")
+                            )
+                        })
+                })
+                .collect()
+        });
+        Some(Self { kinds })
     }
-    Ok(kinds)
 }
 
 /// Domain events as they happen, as Server-Sent Events (`event:` is the kind,
 /// `data:` the event as JSON), with a keep-alive comment every 15 s.
 /// `?kinds=UserCreated,JobFailed` narrows the stream.
 #[utoipa::path(get, path = "/ops/events", tag = "Ops", security(("ops-token" = [])),
-    params(("kinds" = Option<String>, Query, description = "Comma-separated event kinds (default: all)")),
+    params(EventsParams),
     responses(
         (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String,
             example = "event: UserCreated\ndata: {\"seq\":7,\"at\":\"2026-11-29T07:30:00Z\",\"kind\":\"UserCreated\",\"user_id\":\"65f1c0ffee0000000000beef\"}\n\n"),
@@ -79,9 +84,8 @@ fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<&'static str>>, ApiErro
 async fn events(
     State(state): State<AppState>,
     _operator: Operator,
-    RawQuery(query): RawQuery,
+    ValidQuery(EventsParams { kinds }): ValidQuery<EventsParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let kinds = parse_kinds(query)?;
     let name = format!("sse-{}", uuid::Uuid::new_v4().simple());
     // The subscription ends when this stream (and so its receiver) is dropped.
     let receiver = state
