@@ -58,7 +58,7 @@ mod tests {
             "65f1c0ffee0000000000beeg",
             " 65f1c0ffee0000000000beef",
         ] {
-            let err = parse_id::<ObjectId>(raw).err().expect(raw);
+            let err = parse_id::<ObjectId>(raw).expect_err(raw);
             assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST, "{raw:?}");
             assert_eq!(err.to_string(), MALFORMED_ID, "{raw:?}");
         }
