@@ -12,6 +12,7 @@
 //! dependency fails; why (the driver's error, which names hosts and the
 //! topology) only with the ops token.
 
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
+use troupe_actors::store::{ping_mongo, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -37,8 +39,17 @@ pub const PROBE_TTL: Duration = Duration::from_secs(1);
 
 /// What the last probe of the stores found.
 struct Pings {
-    mongodb: Result<(), String>,
-    redis: Result<(), String>,
+    mongodb: Result<(), PingError>,
+    redis: Result<(), PingError>,
+}
+
+/// Why a store did not answer a ping.
+#[derive(Debug, thiserror::Error)]
+enum PingError {
+    #[error("timed out")]
+    TimedOut,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The last probe, shared by every readiness request for [`PROBE_TTL`]. The
@@ -63,8 +74,12 @@ impl Probes {
     }
 }
 
-fn borrowed(result: &Result<(), String>) -> Result<(), &str> {
-    result.as_ref().map(|_| ()).map_err(String::as_str)
+/// A ping's outcome as [`Check::from`] takes it.
+fn shown(result: &Result<(), PingError>) -> Result<(), &dyn Display> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// Ping MongoDB and Redis, concurrently, each within its timeout. Failures
@@ -73,12 +88,12 @@ async fn probe(state: &AppState) -> Pings {
     let timeout = state.settings.mongodb.timeout;
     let (mongodb, redis) = tokio::join!(
         async {
-            tokio::time::timeout(timeout, troupe_actors::store::ping_mongo(&state.db))
-                .await
-                .map_err(|_| "timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
+            match tokio::time::timeout(timeout, ping_mongo(&state.db)).await {
+                Ok(pinged) => pinged.map_err(PingError::from),
+                Err(_) => Err(PingError::TimedOut),
+            }
         },
-        async { state.redis.ping().await.map_err(|e| e.to_string()) },
+        async { state.redis.ping().await.map_err(PingError::from) },
     );
     for (name, result) in [("mongodb", &mongodb), ("redis", &redis)] {
         if let Err(error) = result {
@@ -107,7 +122,7 @@ pub struct Check {
 
 impl Check {
     /// `result`'s state; its error only if `reveal`.
-    fn from(result: Result<(), &str>, reveal: bool) -> Self {
+    fn from(result: Result<(), &dyn Display>, reveal: bool) -> Self {
         match result {
             Ok(()) => Self {
                 status: "up",
@@ -115,7 +130,7 @@ impl Check {
             },
             Err(e) => Self {
                 status: "down",
-                error: reveal.then(|| e.to_owned()),
+                error: reveal.then(|| e.to_string()),
             },
         }
     }
@@ -156,14 +171,16 @@ async fn ready(
     MaybeOperator(reveal): MaybeOperator,
 ) -> (StatusCode, Json<Readiness>) {
     let pings = state.probes.current(&state).await;
-    let mongo = borrowed(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
+    let mongo = shown(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
         true => Ok(()),
-        false => Err("start-up indexes not created yet"),
+        false => Err(&"start-up indexes not created yet" as &dyn Display),
     });
     let escalated = state.actors.tree.escalated();
-    let actors = escalated.as_deref().map_or(Ok(()), Err);
+    let actors = escalated
+        .as_ref()
+        .map_or(Ok(()), |reason| Err(reason as &dyn Display));
     let mongodb = Check::from(mongo, reveal);
-    let redis = Check::from(borrowed(&pings.redis), reveal);
+    let redis = Check::from(shown(&pings.redis), reveal);
     let actors = Check::from(actors, reveal);
     let failing: Vec<&'static str> = [("mongodb", &mongodb), ("actors", &actors)]
         .into_iter()
