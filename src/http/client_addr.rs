@@ -28,16 +28,23 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
-use crate::state::AppState;
 
 /// The client's address (IPv4-mapped IPv6 addresses as IPv4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-impl FromRequestParts<AppState> for ClientAddr {
+/// What [`ClientAddr`] needs from the application's state: which peers may
+/// speak for a client, and in which header. (A trait rather than the state
+/// itself, so the settings that name these types need not know the state.)
+pub trait ProxySettings {
+    fn trusted_proxies(&self) -> &TrustedProxies;
+    fn proxy_header(&self) -> ProxyHeader;
+}
+
+impl<S: ProxySettings + Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -47,12 +54,11 @@ impl FromRequestParts<AppState> for ClientAddr {
                     "the request has no peer address (serve with connect info)"
                 ))
             })?;
-        let server = &state.settings.server;
         Ok(Self(client_address(
             peer,
             &parts.headers,
-            &server.trusted_proxies,
-            server.proxy_header,
+            state.trusted_proxies(),
+            state.proxy_header(),
         )))
     }
 }

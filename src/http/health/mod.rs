@@ -7,71 +7,31 @@
 //! keeps serving from MongoDB, so readiness stays 200 and lists it as degraded.
 //!
 //! Anyone may probe, so a probe costs O(1): the pings' result is shared for
-//! [`PROBE_TTL`] ([`Probes`]), so a flood of probes sends at most one ping to
+//! [`PROBE_TTL`](probes::PROBE_TTL) ([`probes`]), so a flood of probes sends at most one ping to
 //! each store per second. An anonymous caller learns the status and which
 //! dependency fails; why (the driver's error, which names hosts and the
 //! topology) only with the ops token.
 
+pub mod probes;
+
 use std::fmt::Display;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use troupe_actors::store::{ping_mongo, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::MaybeOperator;
 use crate::state::AppState;
+use probes::PingError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(live))
         .routes(routes!(ready))
-}
-
-/// How long one probe of the stores answers every readiness request.
-pub const PROBE_TTL: Duration = Duration::from_secs(1);
-
-/// What the last probe of the stores found.
-struct Pings {
-    mongodb: Result<(), PingError>,
-    redis: Result<(), PingError>,
-}
-
-/// Why a store did not answer a ping.
-#[derive(Debug, thiserror::Error)]
-enum PingError {
-    #[error("timed out")]
-    TimedOut,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The last probe, shared by every readiness request for [`PROBE_TTL`]. The
-/// lock is held while probing, so concurrent callers wait for that probe's
-/// result instead of starting their own: at most one probe in flight.
-#[derive(Default)]
-pub struct Probes {
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Pings>)>>,
-}
-
-impl Probes {
-    async fn current(&self, state: &AppState) -> Arc<Pings> {
-        let mut last = self.last.lock().await;
-        if let Some((at, pings)) = last.as_ref() {
-            if at.elapsed() < PROBE_TTL {
-                return Arc::clone(pings);
-            }
-        }
-        let pings = Arc::new(probe(state).await);
-        *last = Some((Instant::now(), Arc::clone(&pings)));
-        pings
-    }
 }
 
 /// A ping's outcome as [`Check::from`] takes it.
@@ -80,27 +40,6 @@ fn shown(result: &Result<(), PingError>) -> Result<(), &dyn Display> {
         Ok(()) => Ok(()),
         Err(err) => Err(err),
     }
-}
-
-/// Ping MongoDB and Redis, concurrently, each within its timeout. Failures
-/// are logged here, once per probe, not once per request.
-async fn probe(state: &AppState) -> Pings {
-    let timeout = state.settings.mongodb.timeout;
-    let (mongodb, redis) = tokio::join!(
-        async {
-            match tokio::time::timeout(timeout, ping_mongo(&state.db)).await {
-                Ok(pinged) => pinged.map_err(PingError::from),
-                Err(_) => Err(PingError::TimedOut),
-            }
-        },
-        async { state.redis.ping().await.map_err(PingError::from) },
-    );
-    for (name, result) in [("mongodb", &mongodb), ("redis", &redis)] {
-        if let Err(error) = result {
-            tracing::warn!(target: "system", dependency = name, %error, "readiness check failed");
-        }
-    }
-    Pings { mongodb, redis }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -170,7 +109,10 @@ async fn ready(
     State(state): State<AppState>,
     MaybeOperator(reveal): MaybeOperator,
 ) -> (StatusCode, Json<Readiness>) {
-    let pings = state.probes.current(&state).await;
+    let pings = state
+        .probes
+        .current(&state.db, &state.redis, state.settings.mongodb.timeout)
+        .await;
     let mongo = shown(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
         true => Ok(()),
         false => Err(&"start-up indexes not created yet" as &dyn Display),
