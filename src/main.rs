@@ -1,3 +1,4 @@
+use std::error::Error;
 use std::process::ExitCode;
 
 use troupe::config::Settings;
@@ -37,16 +38,27 @@ async fn main() -> ExitCode {
     }
     let app = match Application::build(settings).await {
         Ok(app) => app,
-        Err(err) => {
-            tracing::error!(target: "system", "start-up failed: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return failed("start-up failed", &err),
     };
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(target: "system", "server error: {err}");
-            ExitCode::FAILURE
-        }
+        Err(err) => failed("server error", &err),
     }
+}
+
+/// Log and print `err` with its causes (`cannot listen on 0.0.0.0:3000:
+/// Address already in use (os error 98)`); the process then exits 1.
+fn failed(what: &str, err: &(dyn Error + 'static)) -> ExitCode {
+    let message = with_causes(err);
+    tracing::error!(target: "system", "{what}: {message}");
+    eprintln!("{what}: {message}");
+    ExitCode::FAILURE
+}
+
+/// `err`, then each cause `source()` leads to, joined by `: `.
+fn with_causes(err: &(dyn Error + 'static)) -> String {
+    std::iter::successors(Some(err), |&err| err.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

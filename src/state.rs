@@ -8,6 +8,9 @@ use mongodb::Database;
 use troupe_actors::store::{MongoCommands, RedisStore};
 
 use crate::config::Settings;
+use crate::http::client_addr::{ProxyHeader, ProxySettings, TrustedProxies};
+use crate::http::health::probes::Probes;
+use crate::http::metrics::Metrics;
 use troupe_actors::system::Handles;
 
 #[derive(Clone)]
@@ -19,11 +22,11 @@ pub struct Inner {
     pub redis: RedisStore,
     pub started: Instant,
     pub actors: Handles,
-    pub metrics: Arc<crate::http::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Every command sent to MongoDB, by name.
     pub mongo_commands: MongoCommands,
     /// The readiness probe's shared result.
-    pub probes: crate::http::health::Probes,
+    pub probes: Probes,
 }
 
 impl AppState {
@@ -41,5 +44,15 @@ impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+impl ProxySettings for AppState {
+    fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.settings.server.trusted_proxies
+    }
+
+    fn proxy_header(&self) -> ProxyHeader {
+        self.settings.server.proxy_header
     }
 }

@@ -28,16 +28,23 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
-use crate::state::AppState;
 
 /// The client's address (IPv4-mapped IPv6 addresses as IPv4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-impl FromRequestParts<AppState> for ClientAddr {
+/// What [`ClientAddr`] needs from the application's state: which peers may
+/// speak for a client, and in which header. (A trait rather than the state
+/// itself, so the settings that name these types need not know the state.)
+pub trait ProxySettings {
+    fn trusted_proxies(&self) -> &TrustedProxies;
+    fn proxy_header(&self) -> ProxyHeader;
+}
+
+impl<S: ProxySettings + Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -47,12 +54,11 @@ impl FromRequestParts<AppState> for ClientAddr {
                     "the request has no peer address (serve with connect info)"
                 ))
             })?;
-        let server = &state.settings.server;
         Ok(Self(client_address(
             peer,
             &parts.headers,
-            &server.trusted_proxies,
-            server.proxy_header,
+            state.trusted_proxies(),
+            state.proxy_header(),
         )))
     }
 }
@@ -89,11 +95,16 @@ impl TrustedProxies {
     }
 }
 
+/// An entry of `server.trusted_proxies` that is neither a network nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a CIDR network or an IP address")]
+pub struct NotANetwork(String);
+
 impl FromStr for TrustedProxies {
-    type Err = String;
+    type Err = NotANetwork;
 
     /// `"10.0.0.0/8, 2001:db8::/32, 192.0.2.7"`; an empty string is no proxy.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, NotANetwork> {
         s.split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
@@ -104,13 +115,13 @@ impl FromStr for TrustedProxies {
 }
 
 /// `10.0.0.0/8`, or one address (`192.0.2.7` is `192.0.2.7/32`).
-fn parse_network(entry: &str) -> Result<IpNet, String> {
+fn parse_network(entry: &str) -> Result<IpNet, NotANetwork> {
     let parsed = if entry.contains('/') {
         entry.parse::<IpNet>().ok()
     } else {
         entry.parse::<IpAddr>().ok().map(IpNet::from)
     };
-    parsed.ok_or_else(|| format!("{entry:?} is not a CIDR network or an IP address"))
+    parsed.ok_or_else(|| NotANetwork(entry.to_owned()))
 }
 
 impl<'de> Deserialize<'de> for TrustedProxies {
@@ -526,7 +537,7 @@ mod tests {
         assert_eq!(from_env, from_toml);
 
         for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8/8", "1.2.3"] {
-            let err = bad.parse::<TrustedProxies>().unwrap_err();
+            let err = bad.parse::<TrustedProxies>().unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
     }

@@ -1,9 +1,7 @@
 //! `/jobs*`: the job queue for operators (ops token). Every query is a
 //! message to the QueuePollerActor, which owns the queue.
 
-use std::collections::HashSet;
-
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::Json;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document};
@@ -16,7 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, Problem};
+use super::extract::{FromQuery, Params, PathId, ValidQuery};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -172,69 +171,60 @@ fn store_error(err: String) -> ApiError {
     ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
 }
 
-fn job_id(raw: &str) -> Result<ObjectId, ApiError> {
-    ObjectId::parse_str(raw)
-        .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))
-}
-
 /// Query parameters of `GET /jobs`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct ListParams {
     /// `pending`, `processing`, `completed` or `failed`.
-    status: Option<String>,
+    #[param(value_type = Option<String>)]
+    status: Option<JobStatus>,
     /// A job type, e.g. `user.created`.
     #[param(rename = "type")]
     kind: Option<String>,
     /// 1 to 200; default 50.
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>)]
+    limit: Option<i64>,
     /// `nextCursor` of the previous page.
-    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    cursor: Option<ObjectId>,
 }
 
-fn parse_list(raw: Option<String>) -> Result<JobQuery, ApiError> {
-    let mut errors = Vec::new();
-    let mut query = JobQuery {
-        limit: 50,
-        ..Default::default()
-    };
-    let mut seen = HashSet::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if !seen.insert(key.to_string()) {
-            errors.push(FieldError::new(key.as_ref(), "is given more than once"));
-            continue;
-        }
-        let value = value.into_owned();
-        match key.as_ref() {
-            "status" => match JobStatus::parse(&value) {
-                Some(status) => query.status = Some(status),
-                None => errors.push(FieldError::new(
-                    "status",
-                    "must be pending, processing, completed or failed",
-                )),
-            },
-            "type" if !value.is_empty() && value.len() <= 100 => query.kind = Some(value),
-            "type" => errors.push(FieldError::new("type", "must be 1 to 100 characters")),
-            "limit" => match value.parse::<i64>() {
-                Ok(n) if (1..=200).contains(&n) => query.limit = n,
-                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 200")),
-            },
-            "cursor" => match ObjectId::parse_str(&value) {
-                Ok(id) => query.cursor = Some(id),
-                Err(_) => errors.push(FieldError::new(
-                    "cursor",
-                    "must be a cursor from a previous page",
-                )),
-            },
-            other => errors.push(FieldError::new(other, "is not a known parameter")),
-        }
+impl FromQuery for ListParams {
+    fn from_query(q: &mut Params) -> Option<Self> {
+        let status = q.optional("status", |v| {
+            JobStatus::parse(v).ok_or("must be pending, processing, completed or failed")
+        });
+        let kind = q.optional("type", |v| {
+            (!v.is_empty() && v.len() <= 100)
+                .then(|| v.to_owned())
+                .ok_or("must be 1 to 100 characters")
+        });
+        let limit = q.optional("limit", |v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (1..=200).contains(n))
+                .ok_or("must be an integer from 1 to 200")
+        });
+        let cursor = q.optional("cursor", |v| {
+            ObjectId::parse_str(v).map_err(|_| "must be a cursor from a previous page")
+        });
+        Some(Self {
+            status,
+            kind,
+            limit,
+            cursor,
+        })
     }
-    if errors.is_empty() {
-        Ok(query)
-    } else {
-        errors.sort_by(|a, b| a.field.cmp(&b.field));
-        Err(ApiError::InvalidQuery(errors))
+}
+
+impl From<ListParams> for JobQuery {
+    fn from(params: ListParams) -> Self {
+        Self {
+            status: params.status,
+            kind: params.kind,
+            limit: params.limit.unwrap_or(50),
+            cursor: params.cursor,
+        }
     }
 }
 
@@ -248,9 +238,9 @@ fn parse_list(raw: Option<String>) -> Result<JobQuery, ApiError> {
 async fn list_jobs(
     State(state): State<AppState>,
     _operator: Operator,
-    RawQuery(params): RawQuery,
+    ValidQuery(params): ValidQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let query = parse_list(params)?;
+    let query = JobQuery::from(params);
     let page = state
         .actors
         .poller
@@ -298,9 +288,8 @@ async fn job_stats(
 async fn get_job(
     State(state): State<AppState>,
     _operator: Operator,
-    Path(id): Path<String>,
+    PathId(id): PathId<ObjectId>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = job_id(&id)?;
     let (job, history) = state
         .actors
         .poller
@@ -325,9 +314,8 @@ async fn get_job(
 async fn retry_job(
     State(state): State<AppState>,
     _operator: Operator,
-    Path(id): Path<String>,
+    PathId(id): PathId<ObjectId>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = job_id(&id)?;
     let job = state
         .actors
         .poller

@@ -8,7 +8,7 @@
 //! a request holds one block in memory whatever the file's size.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
@@ -19,7 +19,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, Problem};
+use super::extract::{FromQuery, Params, ValidQuery};
 use super::log_tail;
 use crate::state::AppState;
 use crate::telemetry::{log_file_name, CATEGORIES};
@@ -34,62 +35,49 @@ const MAX_TAIL: usize = 10_000;
 /// Query parameters of `GET /logs`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct LogParams {
     /// `system`, `requests`, `cache`, `worker`, `auth` or `user`.
-    #[param(rename = "type")]
-    kind: String,
+    #[param(rename = "type", value_type = String)]
+    category: &'static str,
     /// `YYYY-MM-DD` (UTC).
-    date: String,
+    #[param(value_type = String)]
+    date: NaiveDate,
     /// Only the last N lines (1 to 10,000).
     tail: Option<usize>,
 }
 
-struct LogQuery {
-    category: &'static str,
-    date: NaiveDate,
-    tail: Option<usize>,
+impl FromQuery for LogParams {
+    fn from_query(q: &mut Params) -> Option<Self> {
+        let category = q.required("type", |value| {
+            CATEGORIES
+                .iter()
+                .find(|c| **c == value)
+                .copied()
+                .ok_or_else(|| format!("must be one of {}", CATEGORIES.join(", ")))
+        });
+        let date = q.required("date", parse_date);
+        let tail = q.optional("tail", |value| {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_TAIL).contains(n))
+                .ok_or("must be an integer from 1 to 10000")
+        });
+        Some(Self {
+            category: category?,
+            date: date?,
+            tail,
+        })
+    }
 }
 
-fn parse(raw: Option<String>) -> Result<LogQuery, ApiError> {
-    let (mut category, mut date, mut tail, mut errors) = (None, None, None, Vec::new());
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "type" => match CATEGORIES.iter().find(|c| **c == value) {
-                Some(c) => category = Some(*c),
-                None => errors.push(FieldError::new(
-                    "type",
-                    format!("must be one of {}", CATEGORIES.join(", ")),
-                )),
-            },
-            "date" => match NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
-                Ok(d) if value.len() == 10 => date = Some(d),
-                _ => errors.push(FieldError::new("date", "must be a real date, YYYY-MM-DD")),
-            },
-            "tail" => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_TAIL).contains(&n) => tail = Some(n),
-                _ => errors.push(FieldError::new(
-                    "tail",
-                    "must be an integer from 1 to 10000",
-                )),
-            },
-            other => errors.push(FieldError::new(other, "is not a known parameter")),
-        }
-    }
-    if category.is_none() && !errors.iter().any(|e| e.field == "type") {
-        errors.push(FieldError::new("type", "is required"));
-    }
-    if date.is_none() && !errors.iter().any(|e| e.field == "date") {
-        errors.push(FieldError::new("date", "is required"));
-    }
-    match (category, date) {
-        (Some(category), Some(date)) if errors.is_empty() => Ok(LogQuery {
-            category,
-            date,
-            tail,
-        }),
-        _ => Err(ApiError::InvalidQuery(errors)),
-    }
+/// A real calendar date written in full (`2026-2-3` is refused: the file
+/// name is built from it).
+fn parse_date(value: &str) -> Result<NaiveDate, &'static str> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .filter(|_| value.len() == 10)
+        .ok_or("must be a real date, YYYY-MM-DD")
 }
 
 /// That day's log file for the category, as text (optionally its last lines).
@@ -103,9 +91,8 @@ fn parse(raw: Option<String>) -> Result<LogQuery, ApiError> {
 async fn logs(
     State(state): State<AppState>,
     _operator: Operator,
-    RawQuery(raw): RawQuery,
+    ValidQuery(query): ValidQuery<LogParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let query = parse(raw)?;
     let date = query.date.format("%Y-%m-%d").to_string();
     let path = state
         .settings
@@ -147,4 +134,65 @@ async fn logs(
 
 fn unreadable(path: &std::path::Path, err: std::io::Error) -> ApiError {
     ApiError::Internal(anyhow::anyhow!("reading {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::FieldError;
+    use crate::http::extract::query::parse_query;
+
+    fn errors(query: &str) -> Vec<FieldError> {
+        match parse_query::<LogParams>(query) {
+            Err(ApiError::InvalidQuery(errors)) => errors,
+            Err(other) => panic!("{query}: {other}"),
+            Ok(_) => panic!("{query}: accepted"),
+        }
+    }
+
+    #[test]
+    fn a_category_a_date_and_a_tail_are_parsed() {
+        let params = parse_query::<LogParams>("type=auth&date=2026-11-29&tail=10000").unwrap();
+        assert_eq!(params.category, "auth");
+        assert_eq!(params.date, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
+        assert_eq!(params.tail, Some(10_000));
+    }
+
+    #[test]
+    fn only_known_categories_and_real_full_dates_can_name_a_file() {
+        for (query, field) in [
+            ("type=../../etc/passwd&date=2026-11-29", "type"),
+            ("type=secrets&date=2026-11-29", "type"),
+            ("type=requests&date=2026-02-30", "date"),
+            ("type=requests&date=2026-2-3", "date"),
+            ("type=requests&date=../../x", "date"),
+            ("type=requests&date=+2026-11-29", "date"),
+        ] {
+            let errors = errors(query);
+            assert_eq!(errors.len(), 1, "{query}: {errors:?}");
+            assert_eq!(errors[0].field, field, "{query}");
+        }
+    }
+
+    #[test]
+    fn tail_is_bounded_and_type_and_date_are_required() {
+        for tail in ["0", "10001", "-1", "x", ""] {
+            let errors = errors(&format!("type=user&date=2026-11-29&tail={tail}"));
+            assert_eq!(
+                errors,
+                [FieldError::new(
+                    "tail",
+                    "must be an integer from 1 to 10000"
+                )]
+            );
+        }
+        assert_eq!(
+            errors("extra=1"),
+            [
+                FieldError::new("date", "is required"),
+                FieldError::new("extra", "is not a known parameter"),
+                FieldError::new("type", "is required"),
+            ]
+        );
+    }
 }

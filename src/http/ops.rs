@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
@@ -14,15 +14,15 @@ use troupe_actors::supervision::fault::Fault;
 use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::Timings;
 use troupe_actors::system::tree::{ChildSnapshot, TreeSnapshot};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use troupe_actors::events::EventKind;
 
 use super::auth::Operator;
-use super::error::{ApiError, FieldError, Problem};
-use super::extract::{Fields, FromJson, Valid};
+use super::error::{ApiError, Problem};
+use super::extract::{Fields, FromJson, FromQuery, Params, Valid, ValidQuery};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,40 +37,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// (counted in the bus's figures) rather than slowing anything down.
 const STREAM_BUFFER: usize = 1024;
 
-fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<EventKind>>, ApiError> {
-    let mut kinds = None;
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if key != "kinds" || kinds.is_some() {
-            return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                key.as_ref(),
-                "only one `kinds` parameter is accepted",
-            )]));
-        }
-        let mut wanted = Vec::new();
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name.parse::<EventKind>() {
-                Ok(kind) => wanted.push(kind),
-                Err(_) => {
-                    return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                        "kinds",
+/// Query parameters of `GET /ops/events`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Comma-separated event kinds (default: all)
+    #[param(value_type = Option<String>)]
+    kinds: Option<Vec<EventKind>>,
+}
+
+impl FromQuery for EventsParams {
+    fn from_query(q: &mut Params) -> Option<Self> {
+        let kinds = q.optional("kinds", |value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    name.parse::<EventKind>().map_err(|_| {
                         format!(
                             "unknown event kind {name:?}; known: {}",
                             EventKind::names().collect::<Vec<_>>().join(", ")
-                        ),
-                    )]))
-                }
-            }
-        }
-        kinds = Some(wanted);
+                        )
+                    })
+                })
+                .collect()
+        });
+        Some(Self { kinds })
     }
-    Ok(kinds)
 }
 
 /// Domain events as they happen, as Server-Sent Events (`event:` is the kind,
 /// `data:` the event as JSON), with a keep-alive comment every 15 s.
 /// `?kinds=UserCreated,JobFailed` narrows the stream.
 #[utoipa::path(get, path = "/ops/events", tag = "Ops", security(("ops-token" = [])),
-    params(("kinds" = Option<String>, Query, description = "Comma-separated event kinds (default: all)")),
+    params(EventsParams),
     responses(
         (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String,
             example = "event: UserCreated\ndata: {\"seq\":7,\"at\":\"2026-11-29T07:30:00Z\",\"kind\":\"UserCreated\",\"user_id\":\"65f1c0ffee0000000000beef\"}\n\n"),
@@ -81,9 +82,8 @@ fn parse_kinds(raw: Option<String>) -> Result<Option<Vec<EventKind>>, ApiError> 
 async fn events(
     State(state): State<AppState>,
     _operator: Operator,
-    RawQuery(query): RawQuery,
+    ValidQuery(EventsParams { kinds }): ValidQuery<EventsParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let kinds = parse_kinds(query)?;
     let name = format!("sse-{}", uuid::Uuid::new_v4().simple());
     // The subscription ends when this stream (and so its receiver) is dropped.
     let receiver = state

@@ -2,7 +2,7 @@
 //! Handlers parse and validate, send one message to the UserActor, and map
 //! the reply.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use super::auth::{AuthUser, RefreshBearer};
 use super::client_addr::ClientAddr;
 use super::error::{ApiError, Problem};
-use super::extract::{Fields, FromJson, Valid};
+use super::extract::{Fields, FromJson, PathId, Valid};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -404,10 +404,8 @@ async fn update_profile(
 async fn user_by_id(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    Path(id): Path<String>,
+    PathId(id): PathId<ObjectId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = ObjectId::parse_str(&id)
-        .map_err(|_| ApiError::BadRequest("the id must be 24 hexadecimal digits".into()))?;
     // The limit is counted in the same Redis round trip as the cache read.
     let json = state
         .actors

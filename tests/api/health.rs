@@ -1,10 +1,12 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::Value;
+use troupe::startup::StartupError;
 use troupe::Application;
 
-use crate::helpers::{free_port, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{config_dir, free_port, spawn_app, spawn_app_with, test_settings};
 
 #[tokio::test]
 async fn live_answers_ok() {
@@ -77,6 +79,73 @@ async fn start_up_fails_clearly_on_a_malformed_mongodb_uri() {
         err.to_string().contains("invalid MongoDB settings"),
         "{err}"
     );
+}
+
+/// Bind first: a port in use fails start-up with the address named, before
+/// anything else has started. Were the listener bound after the actor tree,
+/// the MongoDB client's monitors and the actors would be tasks left running
+/// on this test's runtime, and the start-up index pass would have created
+/// the test's database.
+#[tokio::test]
+async fn a_port_in_use_fails_start_up_naming_the_address_with_nothing_started() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut settings = test_settings();
+    settings.server.port = port;
+    let database = settings.mongodb.database.clone();
+    let uri = settings.mongodb.uri.expose_secret().to_owned();
+    let runtime = tokio::runtime::Handle::current().metrics();
+    let tasks_before = runtime.num_alive_tasks();
+
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("start-up must fail");
+
+    assert_eq!(
+        runtime.num_alive_tasks(),
+        tasks_before,
+        "start-up left tasks running"
+    );
+    let StartupError::Bind { addr, source } = &err else {
+        panic!("not a bind error: {err:?}");
+    };
+    assert_eq!(addr, &format!("127.0.0.1:{port}"));
+    assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on 127.0.0.1:{port}")
+    );
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let databases = client.list_database_names().await.unwrap();
+    assert!(!databases.contains(&database), "{database} was created");
+    drop(taken);
+}
+
+/// The binary prints a start-up failure with its cause, and exits non-zero.
+#[test]
+fn the_binary_reports_a_port_in_use_with_its_cause() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let logs = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("port-in-use-logs");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE_ENV", "test")
+        .env("TROUPE__SERVER__HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("LOG_DIR", &logs)
+        .output()
+        .expect("run the binary");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The error, then its cause (the OS's words for EADDRINUSE).
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port}: Address already in use"
+        )),
+        "stderr: {stderr}"
+    );
+    drop(taken);
 }
 
 #[tokio::test]

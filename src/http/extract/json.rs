@@ -1,4 +1,4 @@
-//! Request extractors whose rejections are problem+json.
+//! [`Valid<T>`]: a JSON request body, checked field by field.
 //!
 //! [`Valid<T>`] reads a JSON object and hands its fields to `T`'s [`FromJson`]
 //! impl through [`Fields`], which collects *every* bad field (missing, unknown,
@@ -13,8 +13,8 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::body::BodyDeadline;
-use super::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::BodyDeadline;
 
 /// A request body type that can be built from a JSON object.
 pub trait FromJson: Sized {
@@ -116,18 +116,11 @@ async fn json_object<S: Send + Sync>(
     req: Request,
     state: &S,
 ) -> Result<Map<String, Value>, ApiError> {
-    let is_json = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-        })
-        .unwrap_or(false);
-    if !is_json {
+        .and_then(|v| v.to_str().ok());
+    if !content_type.is_some_and(is_json) {
         return Err(ApiError::UnsupportedMediaType);
     }
     // No deadline only where the router's body guard did not run (never in
@@ -147,7 +140,19 @@ async fn json_object<S: Send + Sync>(
             ApiError::BadRequest(rejection.body_text())
         }
     })?;
-    let Strict(value) = serde_json::from_slice(&bytes)
+    parse_object(&bytes)
+}
+
+/// `application/json` or any `application/…+json`, whatever its parameters.
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or_default();
+    let mime = mime.trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The body as a JSON object, refusing duplicate keys at any depth.
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let Strict(value) = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
     match value {
         Value::Object(object) => Ok(object),
@@ -226,5 +231,174 @@ impl<'de> Visitor<'de> for StrictVisitor {
             object.insert(key, value);
         }
         Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn strict(text: &str) -> serde_json::Result<Value> {
+        serde_json::from_str::<Strict>(text).map(|Strict(value)| value)
+    }
+
+    fn detail(err: ApiError) -> String {
+        err.to_string()
+    }
+
+    #[test]
+    fn a_duplicate_key_is_refused_at_the_top_level() {
+        let err = strict(r#"{"age": 1, "age": 200}"#).unwrap_err().to_string();
+        assert!(err.contains(r#"duplicate key "age""#), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_refused_at_any_depth_and_inside_arrays() {
+        for text in [
+            r#"{"a": {"b": {"c": 1, "c": 2}}}"#,
+            r#"{"list": [1, {"x": true, "x": false}]}"#,
+            r#"[[{"k": null, "k": null}]]"#,
+        ] {
+            let err = strict(text).unwrap_err().to_string();
+            assert!(err.contains("duplicate key"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn equal_keys_in_different_objects_are_fine() {
+        let value =
+            strict(r#"{"a": {"id": 1}, "b": {"id": 2}, "list": [{"id": 3}, {"id": 4}]}"#).unwrap();
+        assert_eq!(
+            value,
+            json!({"a": {"id": 1}, "b": {"id": 2}, "list": [{"id": 3}, {"id": 4}]})
+        );
+    }
+
+    #[test]
+    fn every_value_keeps_its_json_type() {
+        let text = r#"{"neg": -5, "big": 18446744073709551615, "ratio": 0.25, "exp": 1e3,
+            "s": "x\u00e9", "t": true, "f": false, "n": null, "empty": [], "obj": {}}"#;
+        let value = strict(text).unwrap();
+        assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(value["neg"].as_i64(), Some(-5));
+        assert_eq!(value["big"].as_u64(), Some(u64::MAX));
+        assert_eq!(value["ratio"].as_f64(), Some(0.25));
+        assert_eq!(value["exp"].as_f64(), Some(1000.0));
+        assert_eq!(value["s"], "xé");
+    }
+
+    #[test]
+    fn nesting_past_the_recursion_limit_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(strict(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("recursion limit"));
+    }
+
+    #[test]
+    fn only_a_json_object_is_a_body() {
+        assert!(parse_object(br#"{"a": 1}"#).is_ok());
+        for text in ["[]", "1", "\"s\"", "null"] {
+            let err = detail(parse_object(text.as_bytes()).unwrap_err());
+            assert_eq!(err, "the request body must be a JSON object", "{text}");
+        }
+        let err = detail(parse_object(b"{\"a\": ").unwrap_err());
+        assert!(err.starts_with("malformed JSON body"), "{err}");
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_whatever_their_parameters() {
+        for accepted in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x=y",
+            "application/problem+json",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json(accepted), "{accepted}");
+        }
+        for refused in [
+            "text/plain",
+            "text/json",
+            "application/jsonx",
+            "application/xml",
+            "",
+        ] {
+            assert!(!is_json(refused), "{refused}");
+        }
+    }
+
+    /// A body type with one required, one optional and one checked field.
+    #[derive(Debug, PartialEq)]
+    struct Signup {
+        name: String,
+        age: Option<u8>,
+    }
+
+    impl FromJson for Signup {
+        fn from_json(f: &mut Fields) -> Option<Self> {
+            let name: Option<String> = f.required("name", "a string");
+            let age: Option<u8> = f.optional("age", "an integer from 0 to 255");
+            if let Some(name) = &name {
+                f.check(!name.is_empty(), "name", "must not be empty");
+            }
+            Some(Self { name: name?, age })
+        }
+    }
+
+    fn from_json(value: Value) -> Result<Signup, Vec<FieldError>> {
+        let Value::Object(object) = value else {
+            panic!("not an object")
+        };
+        let mut fields = Fields::new(object);
+        let value = Signup::from_json(&mut fields);
+        fields.finish(value).map_err(|err| match err {
+            ApiError::Validation(errors) => errors,
+            other => panic!("not a validation error: {other}"),
+        })
+    }
+
+    #[test]
+    fn fields_build_the_value_when_all_is_well() {
+        assert_eq!(
+            from_json(json!({"name": "N", "age": null})),
+            Ok(Signup {
+                name: "N".into(),
+                age: None
+            })
+        );
+        assert_eq!(
+            from_json(json!({"name": "N", "age": 7})).unwrap().age,
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn fields_list_every_problem_with_unknown_fields_sorted_last() {
+        let errors = from_json(json!({"age": 300, "zeta": 1, "alpha": 2})).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                FieldError::new("name", "is required"),
+                FieldError::new("age", "must be an integer from 0 to 255"),
+                FieldError::new("alpha", "is not a known field"),
+                FieldError::new("zeta", "is not a known field"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_null_required_field_is_missing_and_a_failed_rule_is_listed() {
+        assert_eq!(
+            from_json(json!({"name": null})).unwrap_err(),
+            [FieldError::new("name", "is required")]
+        );
+        assert_eq!(
+            from_json(json!({"name": ""})).unwrap_err(),
+            [FieldError::new("name", "must not be empty")]
+        );
     }
 }

@@ -7,13 +7,14 @@
 //! keeps serving from MongoDB, so readiness stays 200 and lists it as degraded.
 //!
 //! Anyone may probe, so a probe costs O(1): the pings' result is shared for
-//! [`PROBE_TTL`] ([`Probes`]), so a flood of probes sends at most one ping to
+//! [`PROBE_TTL`](probes::PROBE_TTL) ([`probes`]), so a flood of probes sends at most one ping to
 //! each store per second. An anonymous caller learns the status and which
 //! dependency fails; why (the driver's error, which names hosts and the
 //! topology) only with the ops token.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+pub mod probes;
+
+use std::fmt::Display;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
 
 use super::auth::MaybeOperator;
 use crate::state::AppState;
+use probes::PingError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -32,60 +34,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ready))
 }
 
-/// How long one probe of the stores answers every readiness request.
-pub const PROBE_TTL: Duration = Duration::from_secs(1);
-
-/// What the last probe of the stores found.
-struct Pings {
-    mongodb: Result<(), String>,
-    redis: Result<(), String>,
-}
-
-/// The last probe, shared by every readiness request for [`PROBE_TTL`]. The
-/// lock is held while probing, so concurrent callers wait for that probe's
-/// result instead of starting their own: at most one probe in flight.
-#[derive(Default)]
-pub struct Probes {
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Pings>)>>,
-}
-
-impl Probes {
-    async fn current(&self, state: &AppState) -> Arc<Pings> {
-        let mut last = self.last.lock().await;
-        if let Some((at, pings)) = last.as_ref() {
-            if at.elapsed() < PROBE_TTL {
-                return Arc::clone(pings);
-            }
-        }
-        let pings = Arc::new(probe(state).await);
-        *last = Some((Instant::now(), Arc::clone(&pings)));
-        pings
+/// A ping's outcome as [`Check::from`] takes it.
+fn shown(result: &Result<(), PingError>) -> Result<(), &dyn Display> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(err) => Err(err),
     }
-}
-
-fn borrowed(result: &Result<(), String>) -> Result<(), &str> {
-    result.as_ref().map(|_| ()).map_err(String::as_str)
-}
-
-/// Ping MongoDB and Redis, concurrently, each within its timeout. Failures
-/// are logged here, once per probe, not once per request.
-async fn probe(state: &AppState) -> Pings {
-    let timeout = state.settings.mongodb.timeout;
-    let (mongodb, redis) = tokio::join!(
-        async {
-            tokio::time::timeout(timeout, troupe_actors::store::ping_mongo(&state.db))
-                .await
-                .map_err(|_| "timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        },
-        async { state.redis.ping().await.map_err(|e| e.to_string()) },
-    );
-    for (name, result) in [("mongodb", &mongodb), ("redis", &redis)] {
-        if let Err(error) = result {
-            tracing::warn!(target: "system", dependency = name, %error, "readiness check failed");
-        }
-    }
-    Pings { mongodb, redis }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -107,7 +61,7 @@ pub struct Check {
 
 impl Check {
     /// `result`'s state; its error only if `reveal`.
-    fn from(result: Result<(), &str>, reveal: bool) -> Self {
+    fn from(result: Result<(), &dyn Display>, reveal: bool) -> Self {
         match result {
             Ok(()) => Self {
                 status: "up",
@@ -115,7 +69,7 @@ impl Check {
             },
             Err(e) => Self {
                 status: "down",
-                error: reveal.then(|| e.to_owned()),
+                error: reveal.then(|| e.to_string()),
             },
         }
     }
@@ -155,15 +109,20 @@ async fn ready(
     State(state): State<AppState>,
     MaybeOperator(reveal): MaybeOperator,
 ) -> (StatusCode, Json<Readiness>) {
-    let pings = state.probes.current(&state).await;
-    let mongo = borrowed(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
+    let pings = state
+        .probes
+        .current(&state.db, &state.redis, state.settings.mongodb.timeout)
+        .await;
+    let mongo = shown(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
         true => Ok(()),
-        false => Err("start-up indexes not created yet"),
+        false => Err(&"start-up indexes not created yet" as &dyn Display),
     });
     let escalated = state.actors.tree.escalated();
-    let actors = escalated.as_deref().map_or(Ok(()), Err);
+    let actors = escalated
+        .as_ref()
+        .map_or(Ok(()), |reason| Err(reason as &dyn Display));
     let mongodb = Check::from(mongo, reveal);
-    let redis = Check::from(borrowed(&pings.redis), reveal);
+    let redis = Check::from(shown(&pings.redis), reveal);
     let actors = Check::from(actors, reveal);
     let failing: Vec<&'static str> = [("mongodb", &mongodb), ("actors", &actors)]
         .into_iter()

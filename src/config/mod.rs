@@ -1,0 +1,305 @@
+//! Typed settings: `config/default.toml`, overlaid by `config/<TROUPE_ENV>.toml`,
+//! overlaid by environment variables.
+//!
+//! Each section is checked by its own validator ([`validate`]; the secrets
+//! in [`secrets`]), which names the key it refuses.
+//!
+//! Besides the generic `TROUPE__SECTION__KEY` form, the conventional names
+//! listed in [`ENV_OVERRIDES`] work. Secrets are [`SecretString`]s: their Debug
+//! output is redacted, and they are exposed only where they are used.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use troupe_actors::cache::CacheConfig;
+use troupe_actors::limits::LimitsConfig;
+use troupe_actors::mail::MailConfig;
+use troupe_actors::queue::store::QueueConfig;
+use troupe_actors::supervision::budget::RestartPolicy;
+use troupe_actors::users::config::AuthConfig;
+
+use crate::http::client_addr::{ProxyHeader, TrustedProxies};
+
+mod secrets;
+mod validate;
+
+pub use secrets::MIN_SECRET_BYTES;
+
+/// Conventional environment variables and the setting each one overrides.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("PORT", "server.port"),
+    ("MONGODB_URI", "mongodb.uri"),
+    ("MONGODB_DB", "mongodb.database"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("JWT_ACCESS_SECRET", "auth.access_secret"),
+    ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
+    ("LOG_DIR", "log.dir"),
+    ("OPS_TOKEN", "ops.token"),
+    ("METRICS_TOKEN", "ops.metrics_token"),
+];
+
+/// A configuration that cannot be used. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration error: `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The deployment profile, from `TROUPE_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.unwrap_or("development") {
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(invalid(
+                "TROUPE_ENV",
+                format!("unknown profile {other:?}; use development, test or production"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(skip, default = "default_env")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub mongodb: MongoSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub queue: QueueConfig,
+    pub mail: MailConfig,
+    pub actors: ActorSettings,
+    pub ops: OpsSettings,
+    pub log: LogSettings,
+}
+
+fn default_env() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Longest wait for a complete request head, from accept and, on a
+    /// keep-alive connection, from the end of the previous response (hyper
+    /// runs one timer for both, so this is also the keep-alive idle timeout).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest time from a request's head to the last byte of its body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// Reverse proxies whose forwarding header names the client (see
+    /// `http::client_addr`); empty: the TCP peer is always the client.
+    #[serde(default)]
+    pub trusted_proxies: TrustedProxies,
+    /// The header those proxies write.
+    #[serde(default)]
+    pub proxy_header: ProxyHeader,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MongoSettings {
+    /// May carry credentials, hence secret.
+    pub uri: SecretString,
+    pub database: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// May carry a password, hence secret.
+    pub url: SecretString,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActorSettings {
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSettings {
+    pub token: SecretString,
+    /// Bearer token `/metrics` requires; unset, `/metrics` is public.
+    #[serde(default)]
+    pub metrics_token: Option<SecretString>,
+    /// How long one rendering of `/metrics` is served to later scrapes
+    /// (zero: render every scrape).
+    #[serde(with = "humantime_serde")]
+    pub metrics_reuse: Duration,
+    pub fault_injection: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub dir: PathBuf,
+    pub level: String,
+}
+
+impl Settings {
+    /// What the actor system is configured with.
+    pub fn system_config(&self) -> troupe_actors::system::SystemConfig {
+        troupe_actors::system::SystemConfig {
+            auth: self.auth.clone(),
+            cache: self.cache.clone(),
+            queue: self.queue.clone(),
+            limits: self.limits.clone(),
+            mail: self.mail.clone(),
+            restart: self.actors.restart,
+            call_timeout: self.actors.call_timeout,
+            shutdown_grace: self.server.shutdown_grace,
+            store_timeout: self.mongodb.timeout,
+        }
+    }
+
+    /// Load from `./config` (or `TROUPE_CONFIG_DIR`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let dir = env
+            .get("TROUPE_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&dir, &env)
+    }
+
+    /// Load from `dir` with `env` standing in for the process environment, so
+    /// tests can load configurations side by side without touching globals.
+    pub fn load_from(dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let environment = Environment::parse(env.get("TROUPE_ENV").map(String::as_str))?;
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")).required(true))
+            .add_source(
+                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("TROUPE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.clone())),
+            );
+        for (var, key) in ENV_OVERRIDES {
+            builder = builder.set_override_option(*key, env.get(*var).cloned())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Settings for the unit tests: the repository's configuration files.
+
+    use super::*;
+
+    pub const LONG_ACCESS: &str = "0123456789abcdef0123456789abcdef-access";
+    pub const LONG_REFRESH: &str = "0123456789abcdef0123456789abcdef-refresh";
+    pub const LONG_OPS: &str = "0123456789abcdef0123456789abcdef-ops";
+
+    /// The repository's configuration under `profile`, with `env` on top.
+    pub fn settings(profile: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut vars = HashMap::from([("TROUPE_ENV".to_string(), profile.to_string())]);
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::load_from(&dir, &vars)
+    }
+
+    /// The test profile as loaded: valid, for a rule's test to break.
+    pub fn valid() -> Settings {
+        settings("test", &[]).expect("the test profile is valid")
+    }
+
+    /// The production profile with long, distinct secrets, and `env` on top.
+    pub fn production(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vec![
+            ("JWT_ACCESS_SECRET", LONG_ACCESS),
+            ("JWT_REFRESH_SECRET", LONG_REFRESH),
+            ("OPS_TOKEN", LONG_OPS),
+        ];
+        all.extend_from_slice(env);
+        settings("production", &all)
+    }
+
+    /// The key an invalid configuration is refused for.
+    pub fn refused_key<T>(result: Result<T, ConfigError>) -> &'static str {
+        match result {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn the_metrics_token_is_unset_by_default() {
+        let defaults = settings("test", &[]).unwrap();
+        assert!(defaults.ops.metrics_token.is_none());
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused_naming_troupe_env() {
+        assert_eq!(refused_key(settings("staging", &[])), "TROUPE_ENV");
+        for (name, profile) in [
+            ("dev", Environment::Development),
+            ("local", Environment::Development),
+            ("prod", Environment::Production),
+            ("test", Environment::Test),
+        ] {
+            assert_eq!(Environment::parse(Some(name)).unwrap(), profile);
+        }
+        assert_eq!(Environment::parse(None).unwrap(), Environment::Development);
+    }
+}

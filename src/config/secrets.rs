@@ -1,0 +1,217 @@
+//! The secrets' rules: every secret set and used for one purpose only (in
+//! every profile); under production none a placeholder or shorter than
+//! [`MIN_SECRET_BYTES`]. And which keys still hold a development
+//! placeholder, for the start-up warning (the keys only, never the values).
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{invalid, ConfigError, Environment, Settings};
+
+/// Marker carried by every development placeholder secret in `default.toml`.
+const PLACEHOLDER_MARK: &str = "change-me";
+
+/// The shortest secret the production profile accepts: 32 bytes, the
+/// HS256 key size RFC 7518 §3.2 asks for, and enough for a bearer token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// One secret: its key, its conventional variable, its value.
+type Secret<'a> = (&'static str, &'static str, &'a SecretString);
+
+impl Settings {
+    /// The secrets, in the order they are checked.
+    fn secrets(&self) -> Vec<Secret<'_>> {
+        let mut secrets = vec![
+            (
+                "auth.access_secret",
+                "JWT_ACCESS_SECRET",
+                &self.auth.access_secret,
+            ),
+            (
+                "auth.refresh_secret",
+                "JWT_REFRESH_SECRET",
+                &self.auth.refresh_secret,
+            ),
+            ("ops.token", "OPS_TOKEN", &self.ops.token),
+        ];
+        if let Some(token) = &self.ops.metrics_token {
+            secrets.push(("ops.metrics_token", "METRICS_TOKEN", token));
+        }
+        secrets
+    }
+
+    /// The keys still holding a development placeholder (for a start-up
+    /// warning: the keys only, never the values).
+    pub fn placeholder_secrets(&self) -> Vec<&'static str> {
+        self.secrets()
+            .into_iter()
+            .filter(|(_, _, secret)| secret.expose_secret().contains(PLACEHOLDER_MARK))
+            .map(|(key, _, _)| key)
+            .collect()
+    }
+}
+
+/// Every secret set and distinct; under production, strong.
+pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
+    let secrets = settings.secrets();
+    for (key, var, secret) in &secrets {
+        if secret.expose_secret().is_empty() {
+            return Err(invalid(key, format!("must not be empty; set {var}")));
+        }
+    }
+    distinct(&secrets)?;
+    if settings.environment == Environment::Production {
+        for secret in &secrets {
+            strong(secret)?;
+        }
+    }
+    Ok(())
+}
+
+/// One secret per purpose: an ops token equal to a JWT key would let
+/// whoever holds one forge or use the other.
+fn distinct(secrets: &[Secret<'_>]) -> Result<(), ConfigError> {
+    for (i, (key, _, secret)) in secrets.iter().enumerate() {
+        if let Some((other, _, _)) = secrets[..i]
+            .iter()
+            .find(|(_, _, earlier)| earlier.expose_secret() == secret.expose_secret())
+        {
+            return Err(invalid(key, format!("must differ from {other}")));
+        }
+    }
+    Ok(())
+}
+
+/// What production asks of a secret: not blank, not a placeholder, long.
+fn strong((key, var, secret): &Secret<'_>) -> Result<(), ConfigError> {
+    let value = secret.expose_secret();
+    if value.trim().is_empty() || value.contains(PLACEHOLDER_MARK) {
+        return Err(invalid(
+            key,
+            format!("the production profile refuses an empty or default secret; set {var}"),
+        ));
+    }
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(invalid(
+            key,
+            format!(
+                "the production profile needs at least {MIN_SECRET_BYTES} bytes; set {var} to a random value (e.g. `openssl rand -hex 32`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn production_accepts_long_distinct_secrets() {
+        let settings =
+            production(&[("METRICS_TOKEN", "0123456789abcdef0123456789abcdef-m")]).expect("valid");
+        assert!(settings.placeholder_secrets().is_empty());
+    }
+
+    #[test]
+    fn production_refuses_each_secret_shorter_than_32_bytes() {
+        let short = "s".repeat(MIN_SECRET_BYTES - 1);
+        for (var, key) in [
+            ("JWT_ACCESS_SECRET", "auth.access_secret"),
+            ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
+            ("OPS_TOKEN", "ops.token"),
+            ("METRICS_TOKEN", "ops.metrics_token"),
+        ] {
+            assert_eq!(refused_key(production(&[(var, &short)])), key);
+        }
+        // Exactly 32 bytes is enough.
+        let exact = "e".repeat(MIN_SECRET_BYTES);
+        production(&[("OPS_TOKEN", &exact)]).expect("32 bytes");
+    }
+
+    #[test]
+    fn production_refuses_a_blank_secret_of_any_length() {
+        let blank = " ".repeat(MIN_SECRET_BYTES);
+        assert_eq!(
+            refused_key(production(&[("OPS_TOKEN", &blank)])),
+            "ops.token"
+        );
+    }
+
+    #[test]
+    fn other_profiles_accept_short_secrets() {
+        settings(
+            "test",
+            &[
+                ("JWT_ACCESS_SECRET", "a"),
+                ("JWT_REFRESH_SECRET", "r"),
+                ("OPS_TOKEN", "o"),
+            ],
+        )
+        .expect("short secrets outside production");
+    }
+
+    #[test]
+    fn every_secret_must_differ_from_the_others_in_every_profile() {
+        for profile in ["development", "test"] {
+            let key = |env: &[(&str, &str)]| refused_key(settings(profile, env));
+            assert_eq!(
+                key(&[("JWT_ACCESS_SECRET", "x"), ("JWT_REFRESH_SECRET", "x")]),
+                "auth.refresh_secret"
+            );
+            assert_eq!(
+                key(&[("JWT_ACCESS_SECRET", "x"), ("OPS_TOKEN", "x")]),
+                "ops.token"
+            );
+            assert_eq!(
+                key(&[("JWT_REFRESH_SECRET", "x"), ("OPS_TOKEN", "x")]),
+                "ops.token"
+            );
+            assert_eq!(
+                key(&[("OPS_TOKEN", "x"), ("METRICS_TOKEN", "x")]),
+                "ops.metrics_token"
+            );
+        }
+        assert_eq!(
+            refused_key(production(&[("OPS_TOKEN", LONG_ACCESS)])),
+            "ops.token"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_its_key() {
+        assert_eq!(
+            refused_key(settings("test", &[("OPS_TOKEN", "")])),
+            "ops.token"
+        );
+        assert_eq!(
+            refused_key(settings("test", &[("METRICS_TOKEN", "")])),
+            "ops.metrics_token"
+        );
+    }
+
+    #[test]
+    fn production_refuses_the_placeholders() {
+        assert_eq!(
+            refused_key(production(&[(
+                "OPS_TOKEN",
+                "a-very-long-but-still-placeholder-change-me"
+            )])),
+            "ops.token"
+        );
+    }
+
+    #[test]
+    fn placeholder_secrets_names_the_keys_still_at_their_defaults() {
+        let defaults = settings("development", &[]).expect("development defaults");
+        assert_eq!(
+            defaults.placeholder_secrets(),
+            ["auth.access_secret", "auth.refresh_secret", "ops.token"]
+        );
+        let one_set = settings("development", &[("OPS_TOKEN", "mine")]).unwrap();
+        assert_eq!(
+            one_set.placeholder_secrets(),
+            ["auth.access_secret", "auth.refresh_secret"]
+        );
+    }
+}

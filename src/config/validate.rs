@@ -1,0 +1,429 @@
+//! `Settings::validate`: one small validator per section, run in a fixed
+//! order; the first broken rule is reported with its key. Each rule is
+//! unit-tested below, with the value just inside it accepted.
+
+use std::time::Duration;
+
+use troupe_actors::limits::LimitsConfig;
+use troupe_actors::queue::store::QueueConfig;
+use troupe_actors::users::config::AuthConfig;
+use troupe_actors::users::idempotency::IdempotencyConfig;
+use troupe_actors::users::throttle::ThrottleConfig;
+
+use super::{invalid, secrets, ActorSettings, ConfigError, Environment, ServerSettings, Settings};
+
+impl Settings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        secrets::validate(self)?;
+        auth(&self.auth)?;
+        idempotency(&self.auth.idempotency, self.actors.call_timeout)?;
+        queue(&self.queue)?;
+        server(&self.server)?;
+        throttle(&self.auth.throttle)?;
+        limits(&self.limits)?;
+        actors(&self.actors)?;
+        fault_injection(self.ops.fault_injection, self.environment)
+    }
+}
+
+/// `key` is refused with `problem` unless `ok`.
+fn ensure(ok: bool, key: &'static str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, problem))
+    }
+}
+
+/// Longest `server.header_read_timeout`: hyper adds it to the clock for
+/// every connection, so keep it sane.
+const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+fn server(server: &ServerSettings) -> Result<(), ConfigError> {
+    ensure(
+        server.body_limit > 0,
+        "server.body_limit",
+        "must be positive",
+    )?;
+    ensure(
+        !server.header_read_timeout.is_zero()
+            && server.header_read_timeout <= MAX_HEADER_READ_TIMEOUT,
+        "server.header_read_timeout",
+        "must be positive and at most 1d",
+    )?;
+    // A slow body must get its 408 before the request as a whole gets 503.
+    ensure(
+        !server.body_timeout.is_zero() && server.body_timeout < server.request_timeout,
+        "server.body_timeout",
+        "must be positive and shorter than server.request_timeout",
+    )?;
+    let max = tokio::sync::Semaphore::MAX_PERMITS;
+    ensure(
+        (1..=max).contains(&server.max_connections),
+        "server.max_connections",
+        &format!("must be from 1 to {max}"),
+    )
+}
+
+fn auth(auth: &AuthConfig) -> Result<(), ConfigError> {
+    ensure(
+        (4..=31).contains(&auth.bcrypt_cost),
+        "auth.bcrypt_cost",
+        "must be between 4 and 31",
+    )?;
+    ensure(
+        !auth.access_ttl.is_zero() && auth.refresh_ttl > auth.access_ttl,
+        "auth.refresh_ttl",
+        "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+    )
+}
+
+/// A key must outlive the requests that use it (a repeat may take a sign-up
+/// over once it is older than the call timeout).
+fn idempotency(config: &IdempotencyConfig, call_timeout: Duration) -> Result<(), ConfigError> {
+    ensure(
+        config.ttl > call_timeout,
+        "auth.idempotency.ttl",
+        "must be longer than actors.call_timeout",
+    )?;
+    ensure(
+        !config.prune_interval.is_zero(),
+        "auth.idempotency.prune_interval",
+        "must be positive",
+    )
+}
+
+/// The lease is renewed every third of it, so it needs some length; a zero
+/// period would panic the timer that drives it.
+fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
+    ensure(
+        queue.executors >= 1,
+        "queue.executors",
+        "must be at least 1",
+    )?;
+    ensure(
+        queue.max_attempts >= 1,
+        "queue.max_attempts",
+        "must be at least 1",
+    )?;
+    ensure(
+        queue.lease >= Duration::from_millis(300),
+        "queue.lease",
+        "must be at least 300ms",
+    )?;
+    ensure(
+        !queue.poll_interval.is_zero(),
+        "queue.poll_interval",
+        "must be positive",
+    )?;
+    ensure(
+        !queue.job_timeout.is_zero(),
+        "queue.job_timeout",
+        "must be positive",
+    )?;
+    ensure(
+        queue.backoff_max >= queue.backoff_base,
+        "queue.backoff_max",
+        "must be at least queue.backoff_base",
+    )?;
+    ensure(
+        !queue.prune_interval.is_zero(),
+        "queue.prune_interval",
+        "must be positive",
+    )
+}
+
+/// Every login limit allows something and its durations are positive.
+fn throttle(throttle: &ThrottleConfig) -> Result<(), ConfigError> {
+    let at_least_one = "must be at least 1";
+    ensure(
+        throttle.per_account >= 1,
+        "auth.throttle.per_account",
+        at_least_one,
+    )?;
+    ensure(
+        throttle.per_address >= 1,
+        "auth.throttle.per_address",
+        at_least_one,
+    )?;
+    let positive = "must be positive";
+    ensure(!throttle.window.is_zero(), "auth.throttle.window", positive)?;
+    ensure(
+        !throttle.base_delay.is_zero(),
+        "auth.throttle.base_delay",
+        positive,
+    )?;
+    ensure(
+        throttle.max_delay >= throttle.base_delay,
+        "auth.throttle.max_delay",
+        "must be at least auth.throttle.base_delay",
+    )?;
+    // A pair's count must outlive its longest wait.
+    ensure(
+        throttle.forget_after >= throttle.max_delay,
+        "auth.throttle.forget_after",
+        "must be at least auth.throttle.max_delay",
+    )
+}
+
+/// Every per-address window limit allows something in a positive window.
+fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
+    for (count_key, window_key, limit) in [
+        (
+            "limits.signups.per_address",
+            "limits.signups.window",
+            limits.signups,
+        ),
+        (
+            "limits.profile_lookups.per_address",
+            "limits.profile_lookups.window",
+            limits.profile_lookups,
+        ),
+    ] {
+        ensure(limit.per_address >= 1, count_key, "must be at least 1")?;
+        ensure(!limit.window.is_zero(), window_key, "must be positive")?;
+    }
+    Ok(())
+}
+
+/// The restart budget: restarts are counted in a sliding window, so a zero
+/// window would never spend it (a crashing child restarted forever), and a
+/// budget of none would end readiness at a child's first failure.
+fn actors(actors: &ActorSettings) -> Result<(), ConfigError> {
+    ensure(
+        !actors.call_timeout.is_zero(),
+        "actors.call_timeout",
+        "must be positive",
+    )?;
+    ensure(
+        actors.restart.max_restarts >= 1,
+        "actors.restart.max_restarts",
+        "must be at least 1",
+    )?;
+    ensure(
+        !actors.restart.within.is_zero(),
+        "actors.restart.within",
+        "must be positive",
+    )
+}
+
+fn fault_injection(enabled: bool, environment: Environment) -> Result<(), ConfigError> {
+    ensure(
+        !(enabled && environment == Environment::Production),
+        "ops.fault_injection",
+        "fault injection is refused under the production profile",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// `change` applied to valid settings: the key it is refused for.
+    fn refused(change: impl FnOnce(&mut Settings)) -> &'static str {
+        let mut settings = valid();
+        change(&mut settings);
+        refused_key(settings.validate())
+    }
+
+    /// `change` applied to valid settings is still valid.
+    fn accepted(change: impl FnOnce(&mut Settings)) {
+        let mut settings = valid();
+        change(&mut settings);
+        if let Err(err) = settings.validate() {
+            panic!("refused: {err}");
+        }
+    }
+
+    #[test]
+    fn the_repository_profiles_are_valid() {
+        for profile in ["development", "test"] {
+            settings(profile, &[]).unwrap_or_else(|err| panic!("{profile}: {err}"));
+        }
+        production(&[]).expect("production with real secrets");
+    }
+
+    #[test]
+    fn server_limits() {
+        assert_eq!(refused(|s| s.server.body_limit = 0), "server.body_limit");
+        accepted(|s| s.server.body_limit = 1);
+        for bad in [Duration::ZERO, MAX_HEADER_READ_TIMEOUT + MS] {
+            assert_eq!(
+                refused(|s| s.server.header_read_timeout = bad),
+                "server.header_read_timeout"
+            );
+        }
+        accepted(|s| s.server.header_read_timeout = MAX_HEADER_READ_TIMEOUT);
+        assert_eq!(
+            refused(|s| s.server.body_timeout = Duration::ZERO),
+            "server.body_timeout"
+        );
+        assert_eq!(
+            refused(|s| s.server.body_timeout = s.server.request_timeout),
+            "server.body_timeout"
+        );
+        accepted(|s| s.server.body_timeout = s.server.request_timeout - MS);
+        assert_eq!(
+            refused(|s| s.server.max_connections = 0),
+            "server.max_connections"
+        );
+        assert_eq!(
+            refused(|s| s.server.max_connections = tokio::sync::Semaphore::MAX_PERMITS + 1),
+            "server.max_connections"
+        );
+        accepted(|s| s.server.max_connections = 1);
+    }
+
+    #[test]
+    fn auth_cost_and_token_lifetimes() {
+        for cost in [3, 32] {
+            assert_eq!(refused(|s| s.auth.bcrypt_cost = cost), "auth.bcrypt_cost");
+        }
+        accepted(|s| s.auth.bcrypt_cost = 31);
+        assert_eq!(
+            refused(|s| s.auth.access_ttl = Duration::ZERO),
+            "auth.refresh_ttl"
+        );
+        assert_eq!(
+            refused(|s| s.auth.refresh_ttl = s.auth.access_ttl),
+            "auth.refresh_ttl"
+        );
+        accepted(|s| s.auth.refresh_ttl = s.auth.access_ttl + MS);
+    }
+
+    #[test]
+    fn idempotency_keys_outlive_the_call_timeout_and_are_pruned() {
+        assert_eq!(
+            refused(|s| s.auth.idempotency.ttl = s.actors.call_timeout),
+            "auth.idempotency.ttl"
+        );
+        accepted(|s| s.auth.idempotency.ttl = s.actors.call_timeout + MS);
+        assert_eq!(
+            refused(|s| s.auth.idempotency.prune_interval = Duration::ZERO),
+            "auth.idempotency.prune_interval"
+        );
+    }
+
+    #[test]
+    fn queue_values_are_each_reported_under_their_own_key() {
+        assert_eq!(refused(|s| s.queue.executors = 0), "queue.executors");
+        assert_eq!(refused(|s| s.queue.max_attempts = 0), "queue.max_attempts");
+        accepted(|s| s.queue.max_attempts = 1);
+        assert_eq!(refused(|s| s.queue.lease = 299 * MS), "queue.lease");
+        accepted(|s| s.queue.lease = 300 * MS);
+        // (This one was once reported under `queue.lease`.)
+        assert_eq!(
+            refused(|s| s.queue.poll_interval = Duration::ZERO),
+            "queue.poll_interval"
+        );
+        assert_eq!(
+            refused(|s| s.queue.job_timeout = Duration::ZERO),
+            "queue.job_timeout"
+        );
+        assert_eq!(
+            refused(|s| s.queue.backoff_max = s.queue.backoff_base - MS),
+            "queue.backoff_max"
+        );
+        accepted(|s| s.queue.backoff_max = s.queue.backoff_base);
+        assert_eq!(
+            refused(|s| s.queue.prune_interval = Duration::ZERO),
+            "queue.prune_interval"
+        );
+    }
+
+    #[test]
+    fn a_zero_poll_interval_is_reported_under_its_own_key_from_the_environment() {
+        assert_eq!(
+            refused_key(settings("test", &[("TROUPE__QUEUE__POLL_INTERVAL", "0s")])),
+            "queue.poll_interval"
+        );
+        assert_eq!(
+            refused_key(settings("test", &[("TROUPE__QUEUE__LEASE", "100ms")])),
+            "queue.lease"
+        );
+    }
+
+    #[test]
+    fn login_throttle_allows_something_with_ordered_delays() {
+        assert_eq!(
+            refused(|s| s.auth.throttle.per_account = 0),
+            "auth.throttle.per_account"
+        );
+        assert_eq!(
+            refused(|s| s.auth.throttle.per_address = 0),
+            "auth.throttle.per_address"
+        );
+        assert_eq!(
+            refused(|s| s.auth.throttle.window = Duration::ZERO),
+            "auth.throttle.window"
+        );
+        assert_eq!(
+            refused(|s| s.auth.throttle.base_delay = Duration::ZERO),
+            "auth.throttle.base_delay"
+        );
+        assert_eq!(
+            refused(|s| s.auth.throttle.max_delay = s.auth.throttle.base_delay - MS),
+            "auth.throttle.max_delay"
+        );
+        assert_eq!(
+            refused(|s| s.auth.throttle.forget_after = s.auth.throttle.max_delay - MS),
+            "auth.throttle.forget_after"
+        );
+        accepted(|s| {
+            let t = &mut s.auth.throttle;
+            (t.per_account, t.per_address) = (1, 1);
+            t.max_delay = t.base_delay;
+            t.forget_after = t.max_delay;
+        });
+    }
+
+    #[test]
+    fn window_limits_allow_something_in_a_positive_window() {
+        assert_eq!(
+            refused(|s| s.limits.signups.per_address = 0),
+            "limits.signups.per_address"
+        );
+        assert_eq!(
+            refused(|s| s.limits.signups.window = Duration::ZERO),
+            "limits.signups.window"
+        );
+        assert_eq!(
+            refused(|s| s.limits.profile_lookups.per_address = 0),
+            "limits.profile_lookups.per_address"
+        );
+        assert_eq!(
+            refused(|s| s.limits.profile_lookups.window = Duration::ZERO),
+            "limits.profile_lookups.window"
+        );
+        accepted(|s| s.limits.profile_lookups.per_address = 1);
+    }
+
+    #[test]
+    fn the_restart_budget_and_the_call_timeout() {
+        assert_eq!(
+            refused(|s| s.actors.restart.max_restarts = 0),
+            "actors.restart.max_restarts"
+        );
+        accepted(|s| s.actors.restart.max_restarts = 1);
+        assert_eq!(
+            refused(|s| s.actors.restart.within = Duration::ZERO),
+            "actors.restart.within"
+        );
+        accepted(|s| s.actors.restart.within = MS);
+        assert_eq!(
+            refused(|s| s.actors.call_timeout = Duration::ZERO),
+            "actors.call_timeout"
+        );
+    }
+
+    #[test]
+    fn fault_injection_is_refused_under_production_only() {
+        accepted(|s| s.ops.fault_injection = true);
+        let mut settings = production(&[]).unwrap();
+        settings.ops.fault_injection = true;
+        assert_eq!(refused_key(settings.validate()), "ops.fault_injection");
+    }
+}

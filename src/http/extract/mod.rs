@@ -1,0 +1,18 @@
+//! Request extractors whose rejections are problem+json ([`ApiError`]):
+//!
+//! - [`Valid<T>`] ([`json`]): a JSON body, every bad field listed;
+//! - [`ValidQuery<T>`] ([`query`]): the query string, every bad parameter
+//!   listed, `T` also describing the parameters in the OpenAPI document;
+//! - [`PathId<T>`] ([`path`]): a resource id from the path.
+//!
+//! Credentials are extracted in [`super::auth`].
+//!
+//! [`ApiError`]: super::error::ApiError
+
+pub mod json;
+pub mod path;
+pub mod query;
+
+pub use json::{Fields, FromJson, Valid};
+pub use path::PathId;
+pub use query::{FromQuery, Params, ValidQuery};

@@ -1,0 +1,66 @@
+//! [`PathId<T>`]: a resource id from the path, parsed before the handler runs.
+
+use std::str::FromStr;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+
+use crate::http::error::ApiError;
+
+/// The one 400 for a malformed id: every id the API hands out is a MongoDB
+/// ObjectId written as hex.
+pub const MALFORMED_ID: &str = "the id must be 24 hexadecimal digits";
+
+/// The route's single path parameter as a `T` (an ObjectId, or an id
+/// newtype whose `FromStr` accepts the same 24 hex digits); anything else is
+/// 400 [`MALFORMED_ID`] before the handler runs.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: FromStr + Send> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Fails only on a segment that is not UTF-8 once percent-decoded.
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest(MALFORMED_ID.into()))?;
+        parse_id(&raw).map(PathId)
+    }
+}
+
+/// `raw` as a `T`, or the malformed-id 400.
+pub fn parse_id<T: FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest(MALFORMED_ID.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::oid::ObjectId;
+
+    use super::*;
+
+    #[test]
+    fn an_object_id_is_24_hex_digits_of_either_case() {
+        for raw in ["65f1c0ffee0000000000beef", "65F1C0FFEE0000000000BEEF"] {
+            let id: ObjectId = parse_id(raw).unwrap();
+            assert_eq!(id.to_hex(), "65f1c0ffee0000000000beef");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_the_malformed_id_400() {
+        for raw in [
+            "",
+            "not-an-id",
+            "65f1c0ffee0000000000bee",
+            "65f1c0ffee0000000000beef0",
+            "65f1c0ffee0000000000beeg",
+            " 65f1c0ffee0000000000beef",
+        ] {
+            let err = parse_id::<ObjectId>(raw).expect_err(raw);
+            assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST, "{raw:?}");
+            assert_eq!(err.to_string(), MALFORMED_ID, "{raw:?}");
+        }
+    }
+}

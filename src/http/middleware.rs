@@ -1,0 +1,176 @@
+//! The layers around every route, outermost first:
+//!
+//! 1. a `request` span with bounded fields ([`request_span`]);
+//! 2. one line per request in the `requests` log and its metrics ([`log_request`]);
+//! 3. a panic becomes a 500 problem+json;
+//! 4. body limits ([`guard_body`], then axum's own byte limit);
+//! 5. the request timeout, 503 problem+json ([`request_timeout`]).
+//!
+//! Body limits, enforced before any handler runs:
+//! - a declared `Content-Length` above `server.body_limit` is answered 413 at
+//!   once: nothing of the body is read (axum's own limit only trips once that
+//!   many bytes have arrived, so a client could hold a request open for them);
+//! - every request gets a [`BodyDeadline`], `server.body_timeout` after its
+//!   head arrived; whoever reads the body ([`super::extract::Valid`]) stops
+//!   there and answers 408. The deadline is for the whole body, not per
+//!   chunk: a client trickling a byte a second would pass any per-chunk
+//!   timeout.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use super::bounded::{method_label, LoggedPath};
+use super::error::{problem_response, ApiError};
+use crate::config::ServerSettings;
+use crate::state::AppState;
+
+/// Wrap `routes` in the layers, in the order the module documents.
+pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let settings: &ServerSettings = &state.settings.server;
+    routes
+        .layer(middleware::from_fn_with_state(
+            settings.request_timeout,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            BodyPolicy {
+                limit: settings.body_limit,
+                timeout: settings.body_timeout,
+            },
+            guard_body,
+        ))
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            problem_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an unexpected error occurred".into(),
+                vec![],
+            )
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The route a request matched, or `unmatched`: a bounded label.
+fn route(req: &Request) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+}
+
+/// Span fields are printed with every event inside the request, so they
+/// carry bounded forms only (see [`super::bounded`]).
+fn request_span(req: &Request) -> tracing::Span {
+    let method = method_label(req.method());
+    let path = LoggedPath(req.uri().path());
+    tracing::info_span!("request", %method, route = route(req), %path)
+}
+
+/// One line per request in the `requests` category, and its metrics. The
+/// method is its closed label, the path cut to a bound; the query string is
+/// not logged.
+async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = method_label(req.method());
+    let path = LoggedPath(req.uri().path()).to_string();
+    let route = route(&req).to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.request(method, &route, status, seconds);
+    let ms = seconds * 1000.0;
+    tracing::info!(target: "requests", %method, %path, status, duration_ms = format!("{ms:.2}"), "request");
+    response
+}
+
+/// Answer 503 problem+json when a request takes longer than the limit.
+async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(format!(
+            "the request did not complete within {}",
+            humantime::format_duration(limit)
+        ))
+        .into_response(),
+    }
+}
+
+/// The body limits, as the middleware's state.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPolicy {
+    pub limit: usize,
+    pub timeout: Duration,
+}
+
+/// When the request's body must have arrived in full.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub Instant);
+
+/// Refuse a declared oversized body; stamp the body deadline.
+pub async fn guard_body(
+    State(policy): State<BodyPolicy>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if declared_length(&req).is_some_and(|length| length > policy.limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    // A timeout too long for the clock means no deadline (request_timeout,
+    // which it must stay below, then bounds the request anyway).
+    if let Some(deadline) = Instant::now().checked_add(policy.timeout) {
+        req.extensions_mut().insert(BodyDeadline(deadline));
+    }
+    next.run(req).await
+}
+
+/// The `Content-Length` the client declared, if it is a number. (hyper has
+/// already refused conflicting or malformed lengths with 400.)
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn with_length(length: Option<&str>) -> Request {
+        let mut req = Request::new(Body::empty());
+        if let Some(length) = length {
+            req.headers_mut()
+                .insert(header::CONTENT_LENGTH, length.parse().unwrap());
+        }
+        req
+    }
+
+    #[test]
+    fn a_declared_length_is_read_when_it_is_a_number() {
+        assert_eq!(declared_length(&with_length(Some("0"))), Some(0));
+        assert_eq!(
+            declared_length(&with_length(Some("18446744073709551615"))),
+            Some(u64::MAX)
+        );
+        for absent in [None, Some("lots"), Some("-1"), Some("18446744073709551616")] {
+            assert_eq!(declared_length(&with_length(absent)), None, "{absent:?}");
+        }
+    }
+
+    #[test]
+    fn an_unmatched_request_has_the_unmatched_route_label() {
+        assert_eq!(route(&with_length(None)), "unmatched");
+    }
+}
