@@ -1,0 +1,27 @@
+//! Adapters for the two stores every actor leans on: MongoDB (the source of
+//! truth) and Redis (a cache that may disappear at any time).
+//!
+//! Nothing here is FerretDB-specific: the same code runs against MongoDB 6+ or
+//! Atlas and any Redis 6+. This module imports no capability.
+
+use std::time::Duration;
+
+mod mongo;
+mod redis;
+
+pub use self::mongo::{
+    connect_mongo, ensure_indexes, index, is_duplicate_key, ping_mongo, CommandLabel,
+    MongoCommands, COUNTED_COMMANDS,
+};
+pub use self::redis::RedisStore;
+
+/// A store that could not be reached or answered with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(&'static str, Duration),
+}
