@@ -10,8 +10,10 @@ use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinSet;
 
+use super::config::CacheConfig;
 use super::entries::Entries;
-use super::{CacheConfig, CacheStats, Lookup, ProfileSource};
+use super::source::{Lookup, ProfileSource};
+use super::stats::CacheStats;
 use crate::store::RedisStore;
 use crate::supervision::stats::ActorStats;
 

@@ -7,11 +7,24 @@ use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
 
-use super::actor::CacheMsg;
+use super::actor::{CacheArgs, CacheMsg};
 use super::entries::Entries;
-use super::{CacheArgs, CacheError, ProfileJson};
+use super::source::{LoadError, ProfileJson};
 use crate::limits::FixedWindow;
 use crate::supervision::slot::{ActorSlot, CallError};
+
+/// Why a lookup through the [`CacheClient`] gave no profile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    /// The client made too many lookups; retry after this long.
+    #[error("too many lookups")]
+    Throttled(Duration),
+    /// The CacheActor is not running or did not answer in time.
+    #[error("the cache could not load")]
+    Unavailable(#[source] CallError),
+    #[error("the profile could not be loaded")]
+    Load(#[source] LoadError),
+}
 
 /// How the rest of the service reads profiles. Cheap to clone.
 #[derive(Clone)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
 
-use super::{CacheConfig, CacheStats, Lookup, ProfileJson, ProfileSource};
+use super::config::CacheConfig;
+use super::source::{Lookup, ProfileJson, ProfileSource};
+use super::stats::CacheStats;
 use crate::store::RedisStore;
 
 /// What is stored for an id the source does not know.

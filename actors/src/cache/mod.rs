@@ -49,115 +49,13 @@
 
 mod actor;
 mod client;
+mod config;
 mod entries;
-
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures::future::BoxFuture;
-use mongodb::bson::oid::ObjectId;
-use serde::Deserialize;
-
-use crate::supervision::slot::CallError;
+mod source;
+mod stats;
 
 pub(crate) use self::actor::{CacheActor, CacheArgs, CacheMsg};
-pub use self::client::{CacheClient, Invalidator};
-
-/// `[cache]` in the configuration.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CacheConfig {
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    #[serde(with = "humantime_serde")]
-    pub negative_ttl: Duration,
-}
-
-/// Counters and the degraded flag, shared with readiness and metrics.
-#[derive(Default)]
-pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    /// Profile loads from the source (one per single-flight group).
-    pub loads: AtomicU64,
-    pub sets: AtomicU64,
-    pub invalidations: AtomicU64,
-    /// Redis commands that failed or timed out.
-    pub errors: AtomicU64,
-    degraded: AtomicBool,
-}
-
-impl CacheStats {
-    /// Whether the last Redis command failed.
-    pub fn degraded(&self) -> bool {
-        self.degraded.load(Ordering::Relaxed)
-    }
-
-    fn redis_ok(&self) {
-        if self.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!(target: "cache", "redis answers again; cache recovered");
-        }
-    }
-
-    fn redis_failed(&self, err: &dyn std::fmt::Display) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(target: "cache", error = %err, "redis unavailable; serving from the source (cache degraded)");
-        }
-    }
-}
-
-/// A public profile as JSON, exactly as cached: a hit is answered without
-/// parsing and re-serialising it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileJson(pub Arc<str>);
-
-/// Where the cache loads a profile it does not hold.
-pub trait ProfileSource: Send + Sync + 'static {
-    /// The public profile of `id` as JSON (`None`: no such profile, cached
-    /// as a tombstone); an error is answered to every waiter and not cached.
-    fn public_profile(
-        &self,
-        id: ObjectId,
-    ) -> BoxFuture<'static, Result<Option<ProfileJson>, LoadError>>;
-}
-
-/// A [`ProfileSource`] failed. Shared by every waiter of one load, hence
-/// the `Arc` around the cause; `source()` is the cause itself, so callers
-/// can downcast it.
-#[derive(Debug, Clone)]
-pub struct LoadError(Arc<dyn std::error::Error + Send + Sync>);
-
-impl LoadError {
-    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(Arc::new(cause))
-    }
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the profile source failed")
-    }
-}
-
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}
-
-/// Why a lookup through the [`CacheClient`] gave no profile.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CacheError {
-    /// The client made too many lookups; retry after this long.
-    #[error("too many lookups")]
-    Throttled(Duration),
-    /// The CacheActor is not running or did not answer in time.
-    #[error("the cache could not load")]
-    Unavailable(#[source] CallError),
-    #[error("the profile could not be loaded")]
-    Load(#[source] LoadError),
-}
-
-/// What a load answers its waiters.
-type Lookup = Result<Option<ProfileJson>, LoadError>;
+pub use self::client::{CacheClient, CacheError, Invalidator};
+pub use self::config::CacheConfig;
+pub use self::source::{LoadError, ProfileJson, ProfileSource};
+pub use self::stats::CacheStats;

@@ -4,24 +4,13 @@
 //! Nothing here is FerretDB-specific: the same code runs against MongoDB 6+ or
 //! Atlas and any Redis 6+. This module imports no capability.
 
-use std::time::Duration;
-
+mod error;
 mod mongo;
 mod redis;
 
+pub use self::error::StoreError;
 pub use self::mongo::{
     connect_mongo, ensure_indexes, index, is_duplicate_key, ping_mongo, CommandLabel,
     MongoCommands, COUNTED_COMMANDS,
 };
 pub use self::redis::RedisStore;
-
-/// A store that could not be reached or answered with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    #[error("{0} did not answer within {1:?}")]
-    Timeout(&'static str, Duration),
-}

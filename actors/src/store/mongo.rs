@@ -14,7 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The command names [`MongoCommands`] counts by name; any other is `other`.
 /// A closed set, so the metric's cardinality is fixed whatever is sent.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Redis, connected lazily and reconnecting by itself.
 ///
