@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use lettre::address::AddressError;
 use lettre::message::Mailbox;
+use lettre::transport::{file, smtp};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -19,6 +21,27 @@ pub struct MailConfig {
     pub outbox_dir: PathBuf,
 }
 
+/// Why the mailer could not be built or a message not delivered. The
+/// variants name the setting at fault; the cause is kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail.from is not a mailbox")]
+    From(#[source] AddressError),
+    /// Never echoes the URL: it may hold a password.
+    #[error("mail.smtp_url is not a usable SMTP URL")]
+    SmtpUrl(#[source] smtp::Error),
+    #[error("mail.outbox_dir {} cannot be created", .path.display())]
+    Outbox {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("smtp delivery failed")]
+    Smtp(#[source] smtp::Error),
+    #[error("writing to the outbox failed")]
+    File(#[source] file::Error),
+}
+
 /// Delivers e-mail over SMTP or into an outbox directory.
 pub struct Mailer {
     from: Mailbox,
@@ -31,17 +54,21 @@ enum Transport {
 }
 
 impl Mailer {
-    pub fn new(config: &MailConfig) -> Result<Self, String> {
-        let from: Mailbox = config.from.parse().map_err(|e| format!("mail.from: {e}"))?;
+    pub fn new(config: &MailConfig) -> Result<Self, MailError> {
+        let from: Mailbox = config.from.parse().map_err(MailError::From)?;
         let transport = match &config.smtp_url {
             Some(url) => Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                    .map_err(|e| format!("mail.smtp_url: {e}"))?
+                    .map_err(MailError::SmtpUrl)?
                     .build(),
             ),
             None => {
-                std::fs::create_dir_all(&config.outbox_dir)
-                    .map_err(|e| format!("mail.outbox_dir {}: {e}", config.outbox_dir.display()))?;
+                std::fs::create_dir_all(&config.outbox_dir).map_err(|source| {
+                    MailError::Outbox {
+                        path: config.outbox_dir.clone(),
+                        source,
+                    }
+                })?;
                 Transport::File(AsyncFileTransport::new(&config.outbox_dir))
             }
         };
@@ -53,18 +80,44 @@ impl Mailer {
         &self.from
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), String> {
+    pub async fn send(&self, message: Message) -> Result<(), MailError> {
         match &self.transport {
-            Transport::Smtp(smtp) => smtp
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| format!("smtp: {e}")),
-            Transport::File(file) => file
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| format!("outbox: {e}")),
+            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(MailError::Smtp),
+            Transport::File(file) => file.send(message).await.map(drop).map_err(MailError::File),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    fn config(from: &str, smtp_url: Option<&str>) -> MailConfig {
+        MailConfig {
+            from: from.into(),
+            smtp_url: smtp_url.map(SecretString::from),
+            outbox_dir: std::env::temp_dir().join("troupe-mail-unit"),
+        }
+    }
+
+    #[test]
+    fn a_bad_from_is_named_with_its_cause() {
+        let err = Mailer::new(&config("not a mailbox", None))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, MailError::From(_)), "{err:?}");
+        assert!(err.to_string().contains("mail.from"));
+        assert!(err.source().is_some(), "the parser's reason is kept");
+    }
+
+    #[test]
+    fn a_bad_smtp_url_never_echoes_the_url() {
+        let err = Mailer::new(&config("a@b.co", Some("ftp://user:hunter2@x")))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, MailError::SmtpUrl(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

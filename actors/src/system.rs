@@ -25,13 +25,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::cache::{CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats};
+use crate::cache::{
+    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, ProfileSource,
+};
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{Event, Events, Registry};
-use crate::limits::{LimitMetrics, Limits};
-use crate::mail::Mailer;
+use crate::limits::{FixedWindow, LimitMetrics, Limits};
+use crate::mail::{MailError, Mailer};
 use crate::queue::executor::{Queue, QueueMetrics};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
@@ -45,7 +47,10 @@ use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::ChildSpec;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
-use crate::users::{UserActor, UserArgs, UserMsg, Users};
+use crate::users::UserMsg;
+use crate::users::{
+    Collaborators, RequestTasks, Tuning, UserActor, UserArgs, UserCalls, UserService, Users,
+};
 use mongodb::Database;
 use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
@@ -88,8 +93,8 @@ pub struct Stores {
 /// Why the actor system could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid mail settings: {0}")]
-    Mail(String),
+    #[error("invalid mail settings")]
+    Mail(#[source] MailError),
     #[error("cannot start the actor tree")]
     Spawn(#[from] SpawnErr),
 }
@@ -170,7 +175,7 @@ impl ActorSystem {
 /// [`ActorSystem`] owns; `ready` is set once they exist.
 async fn build_indexes(db: Database, ready: Arc<AtomicBool>, timeout: Duration) -> JoinHandle<()> {
     async fn create(db: &Database) -> mongodb::error::Result<()> {
-        Users::ensure_indexes(db).await?;
+        UserService::ensure_indexes(db).await?;
         JobStore::ensure_indexes(db).await
     }
     if let Err(err) = create(&db).await {
@@ -200,10 +205,10 @@ async fn build_indexes(db: Database, ready: Arc<AtomicBool>, timeout: Duration) 
 /// How the rest of the service reaches the actors. Cheap to clone.
 #[derive(Clone)]
 pub struct Handles {
-    pub users: ActorSlot<UserMsg>,
-    pub cache: ActorSlot<CacheMsg>,
-    /// Profile reads: hits straight from Redis, misses through the CacheActor.
-    pub profiles: CacheClient,
+    /// Accounts, sessions, profiles (public ones through the cache).
+    pub users: Users,
+    pub(crate) user_actor: ActorSlot<UserMsg>,
+    pub(crate) cache: ActorSlot<CacheMsg>,
     /// Per-address limits the HTTP layer applies (sign-ups, profile lookups).
     pub limits: Limits,
     /// Refusals and fail-opens of every limit and the login throttle.
@@ -216,7 +221,6 @@ pub struct Handles {
     pub event_counts: EventCounts,
     pub cache_stats: Arc<CacheStats>,
     pub tree: TreeHealth,
-    pub tokens: Arc<Tokens>,
     /// Counts of each executor place of the pool.
     pub executor_stats: Vec<Arc<ActorStats>>,
     /// Claim and execution histograms, recorded by the queue's actors.
@@ -270,7 +274,6 @@ fn build(
     indexes_ready: Arc<AtomicBool>,
 ) -> (Vec<ChildSpec>, Handles) {
     let (db, redis) = (&stores.db, &stores.redis);
-    let call_timeout = settings.call_timeout;
     let instance = format!(
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
@@ -283,19 +286,19 @@ fn build(
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
     let cache_stats = Arc::new(CacheStats::default());
     let limit_metrics = LimitMetrics::default();
-    let cache_args = CacheArgs {
-        redis: redis.clone(),
-        users: user_slot.clone(),
-        config: settings.cache.clone(),
-        stats: Arc::clone(&cache_stats),
-        call_timeout,
-        actor_stats: cache_slot.stats(),
-    };
+    let limits = Limits::new(redis, &settings.limits, &limit_metrics);
+    let (users, cache_args) = users_and_cache(
+        settings,
+        redis,
+        (&user_slot, &cache_slot),
+        &cache_stats,
+        limits.profile_lookups.clone(),
+    );
     let actors = Handles {
-        users: user_slot,
-        profiles: CacheClient::new(&cache_args, cache_slot.clone()),
+        users,
+        user_actor: user_slot,
         cache: cache_slot,
-        limits: Limits::new(redis, &settings.limits, &limit_metrics),
+        limits,
         limit_metrics,
         poller: ActorSlot::new("queue-poller"),
         events: events.clone(),
@@ -303,7 +306,6 @@ fn build(
         event_counts: EventCounts::default(),
         cache_stats,
         tree: tree_health(&events),
-        tokens: Arc::new(Tokens::new(&settings.auth)),
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
             .collect(),
@@ -313,19 +315,11 @@ fn build(
         introspection: None,
     };
     let a = &actors;
-    let users = Users::new(
-        db,
+    let user_child = user_child(
+        settings,
+        stores,
+        a,
         JobQueue::new(store.clone(), a.poller.clone()),
-        a.events.clone(),
-        Throttle::new(
-            redis.clone(),
-            settings.auth.throttle.clone(),
-            &a.limit_metrics,
-        ),
-        Arc::clone(&a.tokens),
-        settings.auth.bcrypt_cost,
-        call_timeout,
-        settings.auth.idempotency.clone(),
     );
     let queue = Queue {
         metrics: a.queue_metrics.clone(),
@@ -342,15 +336,7 @@ fn build(
         bus,
         audit,
         counter,
-        ChildSpec::new(
-            UserActor,
-            UserArgs {
-                users: Arc::new(users),
-                cache: a.cache.clone(),
-                stats: a.users.stats(),
-            },
-            a.users.clone(),
-        ),
+        user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         ChildSpec::new(
             QueuePollerActor,
@@ -366,6 +352,62 @@ fn build(
         ),
     ];
     (children, actors)
+}
+
+/// The users' handle and the CacheActor's arguments. The cache loads
+/// misses through the UserActor; the handle reads public profiles through
+/// the cache, counted against `lookups`.
+fn users_and_cache(
+    settings: &SystemConfig,
+    redis: &RedisStore,
+    (user_slot, cache_slot): (&ActorSlot<UserMsg>, &ActorSlot<CacheMsg>),
+    cache_stats: &Arc<CacheStats>,
+    lookups: FixedWindow,
+) -> (Users, CacheArgs) {
+    let calls = UserCalls::new(user_slot.clone(), settings.call_timeout);
+    let source: Arc<dyn ProfileSource> = Arc::new(calls.clone());
+    let cache_args = CacheArgs {
+        redis: redis.clone(),
+        source,
+        config: settings.cache.clone(),
+        stats: Arc::clone(cache_stats),
+        call_timeout: settings.call_timeout,
+        actor_stats: cache_slot.stats(),
+        grace: settings.shutdown_grace,
+    };
+    let profiles = CacheClient::new(&cache_args, cache_slot.clone());
+    let tokens = Arc::new(Tokens::new(&settings.auth));
+    (Users::new(calls, tokens, profiles, lookups), cache_args)
+}
+
+/// The UserActor: its service, wired to the job queue, the events, the
+/// login throttle and the cache's invalidator.
+fn user_child(settings: &SystemConfig, stores: &Stores, a: &Handles, jobs: JobQueue) -> ChildSpec {
+    let auth = &settings.auth;
+    let with = Collaborators {
+        db: stores.db.clone(),
+        jobs,
+        events: a.events.clone(),
+        throttle: Throttle::new(
+            stores.redis.clone(),
+            auth.throttle.clone(),
+            &a.limit_metrics,
+        ),
+        tokens: a.users.tokens(),
+        cache: Invalidator::new(a.cache.clone(), settings.call_timeout),
+    };
+    let tuning = Tuning {
+        bcrypt_cost: auth.bcrypt_cost,
+        idempotency: auth.idempotency.clone(),
+        call_timeout: settings.call_timeout,
+    };
+    let args = UserArgs {
+        service: Arc::new(UserService::new(with, tuning)),
+        stats: a.user_actor.stats(),
+        tasks: RequestTasks::default(),
+        grace: settings.shutdown_grace,
+    };
+    ChildSpec::new(UserActor, args, a.user_actor.clone())
 }
 
 /// The EventBus (publishing through `bus`) and its two subscribers, in

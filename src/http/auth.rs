@@ -5,7 +5,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use troupe_actors::users::tokens::{Claims, TokenType};
+use troupe_actors::users::tokens::{Claims, RefreshToken};
+use troupe_actors::users::UserId;
 
 use super::error::ApiError;
 use crate::state::AppState;
@@ -91,8 +92,10 @@ pub struct AuthUser(pub Claims);
 
 impl AuthUser {
     /// The user's id, from `sub`.
-    pub fn id(&self) -> Result<mongodb::bson::oid::ObjectId, ApiError> {
-        mongodb::bson::oid::ObjectId::parse_str(&self.0.sub)
+    pub fn id(&self) -> Result<UserId, ApiError> {
+        self.0
+            .sub
+            .parse()
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))
     }
 }
@@ -101,36 +104,28 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
         let claims = state
             .actors
-            .tokens
-            .verify(token, TokenType::Access)
+            .users
+            .verify_access(bearer(parts)?)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
         Ok(Self(claims))
     }
 }
 
-/// A refresh token whose signature, type and expiry have been checked. The
-/// raw token travels on, since the session stores a verifier of it.
-pub struct RefreshBearer {
-    pub token: String,
-    pub claims: Claims,
-}
+/// A refresh token whose signature, type and expiry have been checked,
+/// ready for [`Users::refresh`](troupe_actors::users::Users::refresh).
+pub struct RefreshBearer(pub RefreshToken);
 
 impl FromRequestParts<AppState> for RefreshBearer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let claims = state
+        let token = state
             .actors
-            .tokens
-            .verify(token, TokenType::Refresh)
+            .users
+            .verify_refresh(bearer(parts)?)
             .map_err(|_| ApiError::Unauthorized("invalid or expired refresh token"))?;
-        Ok(Self {
-            token: token.to_owned(),
-            claims,
-        })
+        Ok(Self(token))
     }
 }

@@ -6,7 +6,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use troupe_actors::users::UserError;
 use troupe_actors::CallError;
 use utoipa::ToSchema;
 
@@ -135,30 +134,6 @@ impl From<CallError> for ApiError {
     fn from(err: CallError) -> Self {
         tracing::warn!(error = %err, "actor call failed");
         Self::Unavailable("the service is temporarily unavailable; retry shortly".into())
-    }
-}
-
-impl From<UserError> for ApiError {
-    fn from(err: UserError) -> Self {
-        match err {
-            UserError::EmailTaken => Self::Conflict(err.to_string()),
-            UserError::InvalidCredentials => Self::Unauthorized("invalid e-mail or password"),
-            UserError::InvalidToken => Self::Unauthorized("invalid or expired token"),
-            UserError::TokenReused => {
-                Self::Unauthorized("refresh token already used; all sessions were revoked")
-            }
-            UserError::TokenSpent => Self::Unauthorized("refresh token already used"),
-            UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
-            UserError::KeyReused => Self::Unprocessable(err.to_string()),
-            UserError::SignupInProgress => Self::Conflict(err.to_string()),
-            UserError::NotFound => Self::NotFound("no such user".into()),
-            UserError::Throttled(wait) => Self::throttled(wait),
-            UserError::Store(cause) => {
-                // Almost always MongoDB being unreachable: worth a retry.
-                tracing::error!(error = %cause, "user store failed");
-                Self::Unavailable("the user store is temporarily unavailable; retry shortly".into())
-            }
-        }
     }
 }
 

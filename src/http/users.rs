@@ -1,6 +1,8 @@
-//! `/users/*`: sign-up, login, refresh, logout and the caller's profile.
-//! Handlers parse and validate, send one message to the UserActor, and map
-//! the reply.
+//! `/users/*`: sign-up, login, refresh, logout and profiles.
+//! Handlers parse and validate, call the [`Users`] handle, and map its
+//! [`UserError`]s (here, beside them). The documented API views of what the
+//! handle answers ([`TokenPair`], [`PublicProfile`], [`OwnerProfile`]) live
+//! here too: the domain types carry no schema.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -8,15 +10,12 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use mongodb::bson::oid::ObjectId;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use troupe_actors::users::email::Email;
 use troupe_actors::users::idempotency::{self, IdempotencyKey};
 use troupe_actors::users::password::Password;
-use troupe_actors::users::{
-    NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair, UserMsg,
-};
+use troupe_actors::users::{self as domain, NewUser, ProfileChanges, UserError, UserId, Users};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -81,6 +80,97 @@ pub struct ProfileUpdate {
 pub struct LoggedOut {
     #[schema(example = "logged out")]
     pub message: &'static str,
+}
+
+/// What every successful sign-up, login or refresh answers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9...", "refresh_token": "eyJhbGciOiJIUzI1NiJ9..."}))]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl From<domain::TokenPair> for TokenPair {
+    fn from(pair: domain::TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+        }
+    }
+}
+
+/// The profile anyone may see (`GET /users/{id}`): never the e-mail address
+/// or the age. Documents the JSON the cache holds and answers as it is
+/// (see [`domain::PublicProfile`], which serialises to this shape).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "createdAt": "2026-11-29T06:30:00Z"}))]
+pub struct PublicProfile {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<domain::PublicProfile> for PublicProfile {
+    fn from(profile: domain::PublicProfile) -> Self {
+        Self {
+            id: profile.id.to_string(),
+            name: profile.name,
+            created_at: profile.created_at,
+        }
+    }
+}
+
+/// The profile its owner sees (`GET`/`PATCH /users/profile`): the public
+/// profile with the e-mail address and the age.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z"}))]
+pub struct OwnerProfile {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub age: Option<u8>,
+    #[serde(rename = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<domain::OwnerProfile> for OwnerProfile {
+    fn from(profile: domain::OwnerProfile) -> Self {
+        Self {
+            id: profile.id.to_string(),
+            name: profile.name,
+            email: profile.email,
+            age: profile.age,
+            created_at: profile.created_at,
+        }
+    }
+}
+
+/// The status and detail of each way the users capability fails.
+impl From<UserError> for ApiError {
+    fn from(err: UserError) -> Self {
+        match err {
+            UserError::EmailTaken => Self::Conflict(err.to_string()),
+            UserError::InvalidCredentials => Self::Unauthorized("invalid e-mail or password"),
+            UserError::InvalidToken => Self::Unauthorized("invalid or expired token"),
+            UserError::TokenReused => {
+                Self::Unauthorized("refresh token already used; all sessions were revoked")
+            }
+            UserError::TokenSpent => Self::Unauthorized("refresh token already used"),
+            UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
+            UserError::KeyReused => Self::Unprocessable(err.to_string()),
+            UserError::SignupInProgress => Self::Conflict(err.to_string()),
+            UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::Throttled(wait) => Self::throttled(wait),
+            UserError::Unavailable(call) => call.into(),
+            UserError::Store(_) | UserError::Hashing(_) | UserError::ProfileLoad(_) => {
+                // Almost always MongoDB being unreachable: worth a retry.
+                let cause: &dyn std::error::Error = &err;
+                tracing::error!(error = cause, "user store failed");
+                Self::Unavailable("the user store is temporarily unavailable; retry shortly".into())
+            }
+        }
+    }
 }
 
 /// The canonical e-mail address (see [`Email`]).
@@ -241,15 +331,8 @@ async fn signup(
         password: body.password,
         age: body.age,
     };
-    let pair = state
-        .actors
-        .users
-        .call(
-            |reply| UserMsg::Signup { new, key, reply },
-            state.call_timeout(),
-        )
-        .await??;
-    Ok((StatusCode::CREATED, Json(pair)))
+    let pair = users(&state).signup(new, key).await?;
+    Ok((StatusCode::CREATED, Json(pair.into())))
 }
 
 /// Exchange e-mail and password for a token pair.
@@ -266,20 +349,8 @@ async fn login(
     Valid(body): Valid<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let password = SecretString::from(body.password);
-    let pair = state
-        .actors
-        .users
-        .call(
-            |reply| UserMsg::Login {
-                email: Email::parse(&body.email).ok(),
-                password,
-                client,
-                reply,
-            },
-            state.call_timeout(),
-        )
-        .await??;
-    Ok(Json(pair))
+    let pair = users(&state).login(&body.email, password, client).await?;
+    Ok(Json(pair.into()))
 }
 
 /// Rotate: a new pair for a valid refresh token, which stops working.
@@ -293,21 +364,10 @@ async fn login(
 #[tracing::instrument(skip_all)]
 async fn refresh(
     State(state): State<AppState>,
-    bearer: RefreshBearer,
+    RefreshBearer(token): RefreshBearer,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let pair = state
-        .actors
-        .users
-        .call(
-            |reply| UserMsg::Refresh {
-                token: bearer.token,
-                claims: bearer.claims,
-                reply,
-            },
-            state.call_timeout(),
-        )
-        .await??;
-    Ok(Json(pair))
+    let pair = users(&state).refresh(token).await?;
+    Ok(Json(pair.into()))
 }
 
 /// End the current session: its refresh token stops working.
@@ -320,17 +380,7 @@ async fn logout(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<LoggedOut>, ApiError> {
-    state
-        .actors
-        .users
-        .call(
-            |reply| UserMsg::Logout {
-                claims: user.0,
-                reply,
-            },
-            state.call_timeout(),
-        )
-        .await??;
+    users(&state).logout(user.0).await?;
     Ok(Json(LoggedOut {
         message: "logged out",
     }))
@@ -347,15 +397,8 @@ async fn profile(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<OwnerProfile>, ApiError> {
-    let id = mongodb::bson::oid::ObjectId::parse_str(&user.0.sub)
-        .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
-    state
-        .actors
-        .users
-        .call(|reply| UserMsg::Profile { id, reply }, state.call_timeout())
-        .await??
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+    let profile = users(&state).profile(user.id()?).await?;
+    Ok(Json(profile.into()))
 }
 
 /// Change the signed-in user's name or age. The cached copy of the profile is
@@ -372,21 +415,17 @@ async fn update_profile(
     user: AuthUser,
     Valid(body): Valid<ProfileUpdate>,
 ) -> Result<Json<OwnerProfile>, ApiError> {
-    let id = user.id()?;
     let changes = ProfileChanges {
         name: body.name,
         age: body.age,
     };
-    state
-        .actors
-        .users
-        .call(
-            |reply| UserMsg::UpdateProfile { id, changes, reply },
-            state.call_timeout(),
-        )
-        .await??
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+    let profile = users(&state).update_profile(user.id()?, changes).await?;
+    Ok(Json(profile.into()))
+}
+
+/// The users capability.
+fn users(state: &AppState) -> &Users {
+    &state.actors.users
 }
 
 /// Any user's public profile (no e-mail, no age), read through the Redis
@@ -404,18 +443,113 @@ async fn update_profile(
 async fn user_by_id(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    PathId(id): PathId<ObjectId>,
+    PathId(id): PathId<UserId>,
 ) -> Result<impl IntoResponse, ApiError> {
     // The limit is counted in the same Redis round trip as the cache read.
-    let json = state
-        .actors
-        .profiles
-        .get_limited(id, &state.actors.limits.profile_lookups, client)
-        .await??
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let json = users(&state).public_profile(id, client).await?;
     // The cached JSON as it is: no parse and re-serialise per hit.
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         json.0.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use troupe_actors::cache::LoadError;
+    use troupe_actors::store::StoreError;
+    use troupe_actors::users::password::{self, Password};
+    use troupe_actors::CallError;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_user_error_has_its_status() {
+        let hashing = password::hash(Password::new("long enough").unwrap(), 3)
+            .await
+            .unwrap_err();
+        let store = StoreError::Timeout("mongodb", Duration::from_secs(1));
+        let cases = [
+            (UserError::EmailTaken, StatusCode::CONFLICT),
+            (UserError::SignupInProgress, StatusCode::CONFLICT),
+            (UserError::InvalidCredentials, StatusCode::UNAUTHORIZED),
+            (UserError::InvalidToken, StatusCode::UNAUTHORIZED),
+            (UserError::TokenReused, StatusCode::UNAUTHORIZED),
+            (UserError::TokenSpent, StatusCode::UNAUTHORIZED),
+            (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
+            (UserError::KeyReused, StatusCode::UNPROCESSABLE_ENTITY),
+            (UserError::NotFound, StatusCode::NOT_FOUND),
+            (
+                UserError::Throttled(Duration::from_millis(1_500)),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                UserError::Unavailable(CallError::Timeout("user")),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UserError::Store(std::sync::Arc::new(store)),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (UserError::from(hashing), StatusCode::SERVICE_UNAVAILABLE),
+            (
+                UserError::ProfileLoad(LoadError::new(UserError::NotFound)),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (err, status) in cases {
+            let shown = format!("{err:?}");
+            assert_eq!(ApiError::from(err).status(), status, "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_throttled_answer_rounds_its_wait_up() {
+        let err = ApiError::from(UserError::Throttled(Duration::from_millis(1_500)));
+        assert!(matches!(err, ApiError::TooManyRequests(2)), "{err:?}");
+    }
+
+    #[test]
+    fn causes_stay_in_the_logs_not_in_the_answer() {
+        let store = StoreError::Timeout("mongodb", Duration::from_secs(1));
+        let err = ApiError::from(UserError::Store(std::sync::Arc::new(store)));
+        assert!(!err.to_string().contains("mongodb"), "{err}");
+        let down = ApiError::from(UserError::Unavailable(CallError::Unavailable("user")));
+        assert!(!down.to_string().contains("user actor"), "{down}");
+    }
+
+    fn owner() -> domain::OwnerProfile {
+        domain::OwnerProfile {
+            id: "65f1c0ffee0000000000beef".parse().unwrap(),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            age: Some(36),
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_documented_public_profile_is_what_the_cache_serves() {
+        let served = serde_json::to_value(owner().public()).unwrap();
+        let documented = serde_json::to_value(PublicProfile::from(owner().public())).unwrap();
+        assert_eq!(served, documented);
+    }
+
+    #[test]
+    fn the_owner_view_shows_every_field_with_the_id_as_hex() {
+        let view = serde_json::to_value(OwnerProfile::from(owner())).unwrap();
+        assert_eq!(
+            view,
+            serde_json::json!({
+                "id": "65f1c0ffee0000000000beef",
+                "name": "Ada",
+                "email": "ada@example.com",
+                "age": 36,
+                "createdAt": "2023-11-14T22:13:20Z",
+            })
+        );
+    }
 }

@@ -328,7 +328,7 @@ async fn three_instances_share_one_queue_without_running_an_attempt_twice() {
                 // The side effect, idempotent by job id.
                 match effects.insert_one(doc! {"_id": job.id}).await {
                     Ok(_) => {}
-                    Err(e) if troupe_actors::users::is_duplicate_key(&e) => {}
+                    Err(e) if troupe_actors::store::is_duplicate_key(&e) => {}
                     Err(e) => return Err(e.to_string()),
                 }
                 Ok(Document::new())

@@ -24,7 +24,7 @@ use mongodb::{Collection, Database};
 use crate::store::{ensure_indexes, index};
 use serde::{Deserialize, Serialize};
 
-use crate::users::is_duplicate_key;
+use crate::store::is_duplicate_key;
 
 pub const COLLECTION: &str = "jobs";
 pub const ATTEMPTS: &str = "job_attempts";

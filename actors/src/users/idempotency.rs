@@ -9,7 +9,7 @@
 //! and the user id the sign-up *will* use, chosen before the user exists.
 //! Whoever inserts it runs the sign-up with that id; every later request
 //! with the key finds the record and is answered from it (see
-//! [`KeyRecord::assess`] and `Users::signup_with_key`):
+//! [`KeyRecord::assess`] and `UserService::signup_with_key` in `signup.rs`):
 //! - another body (fingerprint) → 422;
 //! - the user exists → the password is checked with bcrypt against it
 //!   (mismatch: another body, 422) and a new session opened → 201. Tokens
@@ -38,8 +38,7 @@ use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{ensure_indexes, index};
-use crate::users::is_duplicate_key;
+use crate::store::{ensure_indexes, index, is_duplicate_key};
 
 pub const COLLECTION: &str = "signup_idempotency";
 /// The request header's name.

@@ -15,11 +15,46 @@ use lettre::Message;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::{Collection, Database};
 
-use crate::mail::Mailer;
+use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::{HandlerResult, JobHandlers};
 use crate::queue::store::Job;
-use crate::users::email::Email;
-use crate::users::is_duplicate_key;
+use crate::store::is_duplicate_key;
+use crate::users::email::{Email, EmailError};
+
+/// Why a user job failed this attempt (the queue retries it with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum UserJobError {
+    #[error("payload lacks {0}")]
+    Payload(&'static str),
+    /// Sign-up writes the welcome job just before the user.
+    #[error("user {0} does not exist (yet)")]
+    NoSuchUser(ObjectId),
+    #[error("bad recipient")]
+    Recipient(#[source] EmailError),
+    #[error("the welcome's delivery record vanished")]
+    DeliveryRecordVanished,
+    #[error("compose")]
+    Compose(#[source] lettre::error::Error),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+}
+
+/// What the queue records of a failed attempt: the error and its causes.
+// TODO(queue): return the queue's typed `HandlerError` (keeping the source)
+// once it exists; until then the queue takes a string.
+fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
+    result.map_err(|err| {
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(err) = cause {
+            text = format!("{text}: {err}");
+            cause = err.source();
+        }
+        text
+    })
+}
 
 /// `user.created` and `user.login`.
 pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
@@ -35,19 +70,19 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
                 deliveries.clone(),
                 users_for_welcome.clone(),
             );
-            async move { welcome_email(&mailer, &deliveries, &users, job).await }
+            async move { recorded(welcome_email(&mailer, &deliveries, &users, job).await) }
         })
         .with("user.login", move |job| {
             let (logins, users) = (logins.clone(), users.clone());
-            async move { record_login(&logins, &users, job).await }
+            async move { recorded(record_login(&logins, &users, job).await) }
         })
 }
 
 /// The `userId` a user job's payload names.
-fn user_id(job: &Job) -> Result<mongodb::bson::oid::ObjectId, String> {
+fn user_id(job: &Job) -> Result<ObjectId, UserJobError> {
     job.payload
         .get_object_id("userId")
-        .map_err(|_| "payload lacks userId".to_string())
+        .map_err(|_| UserJobError::Payload("userId"))
 }
 
 async fn welcome_email(
@@ -55,39 +90,34 @@ async fn welcome_email(
     deliveries: &Collection<Document>,
     users: &Collection<Document>,
     job: Job,
-) -> HandlerResult {
+) -> Result<Document, UserJobError> {
     // Sign-up writes this job just before the user: until the user exists
     // (and if it never does), there is nobody to welcome. Retried with backoff.
     let user_id = user_id(&job)?;
-    if users
-        .find_one(doc! { "_id": user_id })
-        .await
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        return Err(format!("user {user_id} does not exist (yet)"));
+    if users.find_one(doc! { "_id": user_id }).await?.is_none() {
+        return Err(UserJobError::NoSuchUser(user_id));
     }
     let email = job
         .payload
         .get_str("email")
-        .map_err(|_| "payload lacks email".to_string())?;
+        .map_err(|_| UserJobError::Payload("email"))?;
     // Sign-up stored it canonical; parsed again so the recipient is built
     // from a checked address, never from text.
-    let email = Email::parse(email).map_err(|e| format!("bad recipient: {e}"))?;
+    let email = Email::parse(email).map_err(UserJobError::Recipient)?;
     let name = job.payload.get_str("name").unwrap_or("there");
     if let Some(done) = claim_welcome(deliveries, user_id, &job, &email).await? {
         return Ok(done);
     }
     let message_id = format!("<{}@troupe>", job.id);
-    let message = welcome_message(mailer.from(), name, &email, &message_id)?;
+    let message =
+        welcome_message(mailer.from(), name, &email, &message_id).map_err(UserJobError::Compose)?;
     mailer.send(message).await?;
     deliveries
         .update_one(
             doc! { "_id": user_id, "jobId": job.id },
             doc! { "$set": { "messageId": &message_id, "deliveredAt": DateTime::now() } },
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::info!(target: "worker", job = %job.id, "welcome e-mail delivered");
     Ok(doc! { "delivered": true, "messageId": message_id })
 }
@@ -104,20 +134,19 @@ async fn claim_welcome(
     user_id: ObjectId,
     job: &Job,
     email: &Email,
-) -> Result<Option<Document>, String> {
+) -> Result<Option<Document>, UserJobError> {
     let claim = doc! {
         "_id": user_id, "jobId": job.id, "to": email.as_str(), "claimedAt": DateTime::now(),
     };
     match deliveries.insert_one(claim).await {
         Ok(_) => return Ok(None),
         Err(err) if is_duplicate_key(&err) => {}
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     }
     let record = deliveries
         .find_one(doc! { "_id": user_id })
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the welcome's delivery record vanished")?;
+        .await?
+        .ok_or(UserJobError::DeliveryRecordVanished)?;
     let claimed_by = record.get_object_id("jobId").ok();
     if claimed_by != Some(job.id) {
         let by = claimed_by.map(|id| id.to_hex()).unwrap_or_default();
@@ -141,7 +170,7 @@ pub fn welcome_message(
     name: &str,
     email: &Email,
     message_id: &str,
-) -> Result<Message, String> {
+) -> Result<Message, lettre::error::Error> {
     let to = Mailbox::new(Some(name.to_owned()), email.to_address());
     Message::builder()
         .from(from.clone())
@@ -152,14 +181,13 @@ pub fn welcome_message(
         .body(format!(
             "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
         ))
-        .map_err(|e| format!("compose: {e}"))
 }
 
 async fn record_login(
     logins: &Collection<Document>,
     users: &Collection<Document>,
     job: Job,
-) -> HandlerResult {
+) -> Result<Document, UserJobError> {
     let user_id = user_id(&job)?;
     let at = job
         .payload
@@ -172,15 +200,14 @@ async fn record_login(
     {
         Ok(_) => true,
         Err(err) if is_duplicate_key(&err) => false,
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     };
     users
         .update_one(
             doc! { "_id": user_id },
             doc! { "$max": { "lastLoginAt": at } },
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(doc! { "recorded": true, "duplicate": !first })
 }
 
@@ -231,6 +258,17 @@ mod tests {
             let addresses: Vec<String> = parsed.iter().map(|m| m.email.to_string()).collect();
             assert_eq!(addresses, ["victim@ex.com"], "{name}: {header}");
         }
+    }
+
+    #[test]
+    fn a_failed_attempt_is_recorded_with_its_causes() {
+        let failed = recorded(Err(UserJobError::Recipient(EmailError::NotAscii)));
+        assert_eq!(
+            failed.unwrap_err(),
+            "bad recipient: must contain only ASCII characters"
+        );
+        let missing = recorded(Err(UserJobError::Payload("userId")));
+        assert_eq!(missing.unwrap_err(), "payload lacks userId");
     }
 
     #[test]

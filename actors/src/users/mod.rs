@@ -1,13 +1,38 @@
 //! Users and authentication: accounts, sessions and tokens, the login
 //! throttle, e-mail addresses and passwords.
+//!
+//! - [`Users`] (handle.rs): what the HTTP layer calls — typed async methods
+//!   returning [`UserError`].
+//! - `actor.rs`: the UserActor, its messages and its owned request tasks.
+//! - The service the actor's tasks run, by concern: `service.rs` (what it
+//!   holds, sessions opened), `signup.rs` (idempotent sign-up), `login.rs`,
+//!   `sessions.rs` (refresh, logout, revocation), `profiles.rs`.
+//! - Domain types: [`model`] (what is handed out and stored), [`id`],
+//!   [`email`], [`password`], [`tokens`], [`idempotency`], [`throttle`].
+//! - [`jobs`]: the `user.created` and `user.login` job handlers.
 
-pub mod actor;
+mod actor;
 pub mod config;
 pub mod email;
+mod error;
+mod handle;
+pub mod id;
 pub mod idempotency;
 pub mod jobs;
+mod login;
+pub mod model;
 pub mod password;
+mod profiles;
+mod service;
+mod sessions;
+mod signup;
 pub mod throttle;
 pub mod tokens;
 
-pub use actor::*;
+pub(crate) use self::actor::{RequestTasks, UserActor, UserArgs, UserMsg};
+pub use self::error::UserError;
+pub(crate) use self::handle::UserCalls;
+pub use self::handle::Users;
+pub use self::id::{InvalidUserId, UserId};
+pub use self::model::{NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair};
+pub(crate) use self::service::{Collaborators, Tuning, UserService};

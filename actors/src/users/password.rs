@@ -76,18 +76,22 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A hashing task that could not run (the blocking pool is gone) or bcrypt
-/// refused its input.
+/// A hashing task that could not run (the blocking pool is gone, or the
+/// task panicked) or bcrypt refused its input.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    #[error("the password hashing task did not finish")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("bcrypt refused to hash")]
+    Bcrypt(#[source] bcrypt::BcryptError),
+}
 
 /// bcrypt-hash `password` at `cost`, on tokio's blocking pool.
 pub async fn hash(password: Password, cost: u32) -> Result<String, HashError> {
     tokio::task::spawn_blocking(move || bcrypt::hash(password.expose(), cost))
         .await
-        .map_err(|e| HashError(format!("task: {e}")))?
-        .map_err(|e| HashError(format!("bcrypt: {e}")))
+        .map_err(HashError::Task)?
+        .map_err(HashError::Bcrypt)
 }
 
 /// Whether `raw` (as typed at login) matches `hash`, on tokio's blocking
@@ -101,7 +105,7 @@ pub async fn verify(raw: SecretString, hash: String) -> Result<bool, HashError> 
         matches(&normalized) || (normalized != raw && matches(raw))
     })
     .await
-    .map_err(|e| HashError(format!("task: {e}")))
+    .map_err(HashError::Task)
 }
 
 #[cfg(test)]
@@ -158,6 +162,12 @@ mod tests {
     fn debug_is_redacted() {
         let password = Password::new(NFC).unwrap();
         assert!(!format!("{password:?}").contains("caf"));
+    }
+
+    #[tokio::test]
+    async fn a_cost_bcrypt_refuses_is_a_typed_error() {
+        let err = hash(Password::new(NFC).unwrap(), 3).await.unwrap_err();
+        assert!(matches!(err, HashError::Bcrypt(_)), "{err:?}");
     }
 
     #[tokio::test]

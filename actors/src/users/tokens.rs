@@ -47,6 +47,32 @@ pub struct IssuedPair {
 #[error("invalid or expired token")]
 pub struct InvalidToken;
 
+/// A refresh token whose signature, type and expiry were checked, with
+/// its claims. Only [`Tokens::verify_refresh`] makes one, so a refresh can
+/// never be asked for with claims that do not belong to the token. The raw
+/// token travels on: the session stores a verifier of it.
+pub struct RefreshToken {
+    token: String,
+    claims: Claims,
+}
+
+impl RefreshToken {
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The token as presented.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken([REDACTED])")
+    }
+}
+
 /// Issues and verifies tokens. Cheap to share behind an `Arc`.
 pub struct Tokens {
     access: (EncodingKey, DecodingKey),
@@ -123,6 +149,15 @@ impl Tokens {
         }
         Ok(data.claims)
     }
+
+    /// Verify `token` as a refresh token.
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshToken, InvalidToken> {
+        let claims = self.verify(token, TokenType::Refresh)?;
+        Ok(RefreshToken {
+            token: token.to_owned(),
+            claims,
+        })
+    }
 }
 
 /// The stored verifier of a refresh token: SHA-256 over the *whole* token.
@@ -132,4 +167,109 @@ impl Tokens {
 /// it reads only 72 bytes, and every JWT of one user shares its first 72.
 pub fn verifier(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::users::idempotency::IdempotencyConfig;
+    use crate::users::throttle::ThrottleConfig;
+
+    fn config(access: &str, refresh: &str) -> AuthConfig {
+        AuthConfig {
+            access_secret: SecretString::from(access),
+            refresh_secret: SecretString::from(refresh),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(86_400),
+            bcrypt_cost: 4,
+            throttle: ThrottleConfig {
+                free_failures: 5,
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(900),
+                forget_after: Duration::from_secs(86_400),
+                per_account: 100,
+                per_address: 100,
+                window: Duration::from_secs(3_600),
+            },
+            idempotency: IdempotencyConfig {
+                ttl: Duration::from_secs(86_400),
+                prune_interval: Duration::from_secs(3_600),
+            },
+        }
+    }
+
+    fn tokens() -> Tokens {
+        Tokens::new(&config("a".repeat(32).as_str(), "r".repeat(32).as_str()))
+    }
+
+    #[test]
+    fn an_issued_pair_verifies_as_issued() {
+        let tokens = tokens();
+        let pair = tokens.issue_pair("65f1c0ffee0000000000beef", "ada@example.com", "s1");
+        let access = tokens
+            .verify(&pair.access_token, TokenType::Access)
+            .unwrap();
+        let refresh = tokens.verify_refresh(&pair.refresh_token).unwrap();
+        for claims in [&access, refresh.claims()] {
+            assert_eq!(claims.sub, "65f1c0ffee0000000000beef");
+            assert_eq!(claims.email, "ada@example.com");
+            assert_eq!(claims.sid, "s1");
+        }
+        assert_eq!(access.typ, TokenType::Access);
+        assert_eq!(refresh.claims().jti, pair.refresh_claims.jti);
+        assert_ne!(access.jti, refresh.claims().jti);
+        assert_eq!(refresh.token(), pair.refresh_token);
+        assert_eq!(format!("{refresh:?}"), "RefreshToken([REDACTED])");
+    }
+
+    #[test]
+    fn a_token_of_the_other_type_is_refused() {
+        let tokens = tokens();
+        let pair = tokens.issue_pair("u", "e@x.co", "s");
+        assert_eq!(
+            tokens
+                .verify(&pair.refresh_token, TokenType::Access)
+                .unwrap_err(),
+            InvalidToken
+        );
+        assert!(tokens.verify_refresh(&pair.access_token).is_err());
+        // Even signed with the right key, a claim of the wrong type fails.
+        let mut claims = pair.refresh_claims.clone();
+        claims.typ = TokenType::Access;
+        let forged = encode(&Header::new(Algorithm::HS256), &claims, &tokens.refresh.0).unwrap();
+        assert!(tokens.verify_refresh(&forged).is_err());
+    }
+
+    #[test]
+    fn another_key_an_expired_token_and_alg_none_are_refused() {
+        let tokens = tokens();
+        let other = Tokens::new(&config("b".repeat(32).as_str(), "s".repeat(32).as_str()));
+        let pair = other.issue_pair("u", "e@x.co", "s");
+        assert!(tokens
+            .verify(&pair.access_token, TokenType::Access)
+            .is_err());
+
+        let mut expired = tokens.issue_pair("u", "e@x.co", "s").refresh_claims;
+        expired.exp = chrono::Utc::now().timestamp() - 1;
+        assert!(tokens.verify_refresh(&tokens.sign(&expired)).is_err());
+
+        // A valid token's claims under an unsigned `alg: none` header.
+        let valid = tokens.issue_pair("u", "e@x.co", "s").refresh_token;
+        let payload = valid.split('.').nth(1).unwrap();
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        assert!(tokens
+            .verify_refresh(&format!("{none}.{payload}."))
+            .is_err());
+        assert!(tokens.verify_refresh(&valid).is_ok());
+    }
+
+    #[test]
+    fn the_verifier_is_a_sha256_of_the_whole_token() {
+        let a = verifier("header.payload.signature-a");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, verifier("header.payload.signature-b"));
+        assert_eq!(a, verifier("header.payload.signature-a"));
+    }
 }

@@ -1,36 +1,20 @@
-//! Adapters for the two stores every actor leans on: MongoDB (the source of
-//! truth) and Redis (a cache that may disappear at any time).
-//!
-//! Nothing here is FerretDB-specific: the same code runs against MongoDB 6+ or
-//! Atlas and any Redis 6+.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! MongoDB: connecting, pinging, index creation, duplicate-key detection
+//! and the command counter.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::event::command::CommandEvent;
 use mongodb::event::EventHandler;
-use mongodb::options::ClientOptions;
-use mongodb::options::IndexOptions;
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
 
-/// A store that could not be reached or answered with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("{0} did not answer within {1:?}")]
-    Timeout(&'static str, Duration),
-}
+use super::error::StoreError;
 
 /// The command names [`MongoCommands`] counts by name; any other is `other`.
 /// A closed set, so the metric's cardinality is fixed whatever is sent.
@@ -160,7 +144,7 @@ pub async fn ensure_indexes(
     let existing: HashSet<String> = match collection.list_index_names().await {
         Ok(names) => names.into_iter().collect(),
         // NamespaceNotFound: the collection does not exist yet.
-        Err(err) if matches!(err.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 26) => {
+        Err(err) if matches!(err.kind.as_ref(), ErrorKind::Command(c) if c.code == 26) => {
             HashSet::new()
         }
         Err(err) => return Err(err),
@@ -178,91 +162,17 @@ pub async fn ensure_indexes(
     Ok(())
 }
 
-/// Redis, connected lazily and reconnecting by itself.
-///
-/// The service must start and serve (from MongoDB) while Redis is down, so no
-/// connection is made until one is needed, every command is bounded by a short
-/// timeout, and a broken connection is replaced on the next use.
-#[derive(Clone)]
-pub struct RedisStore {
-    client: redis::Client,
-    connection: Arc<Mutex<Option<ConnectionManager>>>,
-    prefix: Arc<str>,
-    timeout: Duration,
-}
-
-impl RedisStore {
-    /// Parses the URL; does not connect.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            connection: Arc::new(Mutex::new(None)),
-            prefix: prefix.into(),
-            timeout,
-        })
-    }
-
-    /// The key prefix every key of this service starts with.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// `prefix + suffix`.
-    pub fn key(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    /// The per-command timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// A multiplexed connection (cheap to clone). Connects on first use.
-    pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout("redis", self.timeout * 2))??;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Run one command with the store's timeout.
-    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
-            .map_err(StoreError::from)
-    }
-
-    /// Run a pipeline with the store's timeout.
-    pub async fn run_pipe<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
-            .map_err(StoreError::from)
-    }
-
-    /// `PING`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.run(&redis::cmd("PING")).await?;
-        Ok(())
+/// Whether a write failed on a unique index (E11000): the one atomic
+/// "first writer wins" primitive MongoDB and FerretDB share.
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|e| e.code == 11000)),
+        _ => false,
     }
 }
 

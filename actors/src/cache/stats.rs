@@ -1,0 +1,37 @@
+//! [`CacheStats`]: the cache's counters and its degraded flag.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Counters and the degraded flag, shared with readiness and metrics.
+#[derive(Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Profile loads from the source (one per single-flight group).
+    pub loads: AtomicU64,
+    pub sets: AtomicU64,
+    pub invalidations: AtomicU64,
+    /// Redis commands that failed or timed out.
+    pub errors: AtomicU64,
+    degraded: AtomicBool,
+}
+
+impl CacheStats {
+    /// Whether the last Redis command failed.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn redis_ok(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "cache", "redis answers again; cache recovered");
+        }
+    }
+
+    pub(super) fn redis_failed(&self, err: &dyn std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "cache", error = %err, "redis unavailable; serving from the source (cache degraded)");
+        }
+    }
+}

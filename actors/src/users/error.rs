@@ -1,0 +1,125 @@
+//! [`UserError`]: every way a request to the users capability can fail,
+//! the actor being unavailable included, so callers map one type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{CacheError, LoadError};
+use crate::store::StoreError;
+use crate::supervision::slot::CallError;
+use crate::users::password::HashError;
+
+/// Clone (causes behind `Arc`): the cache answers one load to many waiters.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UserError {
+    #[error("a user with this e-mail address already exists")]
+    EmailTaken,
+    #[error("invalid e-mail or password")]
+    InvalidCredentials,
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("this refresh token was already used; all sessions of the user were revoked")]
+    TokenReused,
+    /// A replay of a token whose reuse was already detected (and answered
+    /// by revoking): refused, nothing more is revoked.
+    #[error("this refresh token was already used")]
+    TokenSpent,
+    /// The idempotency key was used for another sign-up (other fields, or
+    /// another password for the account it created).
+    #[error("this Idempotency-Key was used with another request body")]
+    KeyReused,
+    /// The first sign-up with this idempotency key is still running.
+    #[error("a sign-up with this Idempotency-Key is still in progress; retry shortly")]
+    SignupInProgress,
+    #[error("the session has ended; log in again")]
+    SessionRevoked,
+    #[error("no such user")]
+    NotFound,
+    /// Too many attempts or requests from this client; retry after this long.
+    #[error("too many attempts")]
+    Throttled(Duration),
+    /// MongoDB failed (almost always: unreachable); worth a retry.
+    #[error("the user store failed")]
+    Store(#[source] Arc<StoreError>),
+    /// bcrypt could not run.
+    #[error("password hashing failed")]
+    Hashing(#[source] Arc<HashError>),
+    /// The profile cache could not load a profile (the store or the
+    /// UserActor failed behind it).
+    #[error("the profile could not be loaded")]
+    ProfileLoad(#[source] LoadError),
+    /// An actor (the UserActor, or the cache's) is not running or did not
+    /// answer in time.
+    #[error("an actor did not answer")]
+    Unavailable(#[source] CallError),
+}
+
+impl From<mongodb::error::Error> for UserError {
+    fn from(err: mongodb::error::Error) -> Self {
+        Self::Store(Arc::new(StoreError::Mongo(err)))
+    }
+}
+
+impl From<HashError> for UserError {
+    fn from(err: HashError) -> Self {
+        Self::Hashing(Arc::new(err))
+    }
+}
+
+impl From<CallError> for UserError {
+    fn from(err: CallError) -> Self {
+        Self::Unavailable(err)
+    }
+}
+
+impl From<CacheError> for UserError {
+    fn from(err: CacheError) -> Self {
+        match err {
+            CacheError::Throttled(wait) => Self::Throttled(wait),
+            CacheError::Unavailable(err) => Self::Unavailable(err),
+            CacheError::Load(err) => Self::ProfileLoad(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_cache_error_keeps_its_meaning() {
+        let wait = Duration::from_secs(3);
+        assert!(matches!(
+            UserError::from(CacheError::Throttled(wait)),
+            UserError::Throttled(w) if w == wait
+        ));
+        let down = CallError::Timeout("cache");
+        assert!(matches!(
+            UserError::from(CacheError::Unavailable(down.clone())),
+            UserError::Unavailable(e) if e == down
+        ));
+    }
+
+    #[test]
+    fn a_failed_load_keeps_its_whole_cause_chain() {
+        let behind = UserError::Unavailable(CallError::Unavailable("user"));
+        let err = UserError::from(CacheError::Load(LoadError::new(behind)));
+        let mut chain = vec![err.to_string()];
+        let mut cause = err.source();
+        while let Some(next) = cause {
+            chain.push(next.to_string());
+            cause = next.source();
+        }
+        assert_eq!(
+            chain,
+            [
+                "the profile could not be loaded",
+                "the profile source failed",
+                "an actor did not answer",
+                "the user actor is unavailable",
+            ]
+        );
+    }
+}

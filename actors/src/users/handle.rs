@@ -1,0 +1,260 @@
+//! [`Users`]: how the rest of the service (the HTTP layer) reaches the
+//! users capability — typed async methods, one error type.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use mongodb::bson::oid::ObjectId;
+use ractor::RpcReplyPort;
+use secrecy::SecretString;
+
+use crate::cache::{CacheClient, LoadError, ProfileJson, ProfileSource};
+use crate::limits::FixedWindow;
+use crate::supervision::slot::ActorSlot;
+use crate::users::actor::UserMsg;
+use crate::users::email::Email;
+use crate::users::id::UserId;
+use crate::users::idempotency::IdempotencyKey;
+use crate::users::model::{NewUser, OwnerProfile, ProfileChanges, TokenPair};
+use crate::users::tokens::{Claims, RefreshToken, TokenType, Tokens};
+use crate::users::UserError;
+
+/// Requests to the UserActor, each bounded by the call timeout. An actor
+/// that is down or too slow is a [`UserError::Unavailable`].
+#[derive(Clone)]
+pub(crate) struct UserCalls {
+    actor: ActorSlot<UserMsg>,
+    timeout: Duration,
+}
+
+impl UserCalls {
+    pub(crate) fn new(actor: ActorSlot<UserMsg>, timeout: Duration) -> Self {
+        Self { actor, timeout }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<Result<T, UserError>>) -> UserMsg,
+    ) -> Result<T, UserError> {
+        self.actor.call(build, self.timeout).await?
+    }
+
+    async fn profile(&self, id: UserId) -> Result<Option<OwnerProfile>, UserError> {
+        self.call(|reply| UserMsg::Profile { id, reply }).await
+    }
+}
+
+/// The cache loads misses through the UserActor: only the public part of a
+/// profile is handed over, so only that is ever cached.
+impl ProfileSource for UserCalls {
+    fn public_profile(
+        &self,
+        id: ObjectId,
+    ) -> BoxFuture<'static, Result<Option<ProfileJson>, LoadError>> {
+        let calls = self.clone();
+        Box::pin(async move {
+            let owner = calls.profile(id.into()).await.map_err(LoadError::new)?;
+            Ok(owner.map(|owner| {
+                let json = serde_json::to_string(&owner.public()).expect("a profile serialises");
+                ProfileJson(json.into())
+            }))
+        })
+    }
+}
+
+/// The users capability as the HTTP layer sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct Users {
+    calls: UserCalls,
+    tokens: Arc<Tokens>,
+    /// Public profiles: hits straight from Redis, misses through the cache.
+    profiles: CacheClient,
+    /// `limits.profile_lookups`.
+    lookups: FixedWindow,
+}
+
+impl Users {
+    pub(crate) fn new(
+        calls: UserCalls,
+        tokens: Arc<Tokens>,
+        profiles: CacheClient,
+        lookups: FixedWindow,
+    ) -> Self {
+        Self {
+            calls,
+            tokens,
+            profiles,
+            lookups,
+        }
+    }
+
+    /// The token issuer the handle verifies with (shared with the service).
+    pub(crate) fn tokens(&self) -> Arc<Tokens> {
+        Arc::clone(&self.tokens)
+    }
+
+    /// Create an account (idempotently with `key`) and open its first session.
+    pub async fn signup(
+        &self,
+        new: NewUser,
+        key: Option<IdempotencyKey>,
+    ) -> Result<TokenPair, UserError> {
+        self.calls
+            .call(|reply| UserMsg::Signup { new, key, reply })
+            .await
+    }
+
+    /// Open a session for `email` (as typed) and `password`. An `email` that
+    /// is no valid address is answered like an unknown account.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: SecretString,
+        client: IpAddr,
+    ) -> Result<TokenPair, UserError> {
+        let email = Email::parse(email).ok();
+        self.calls
+            .call(|reply| UserMsg::Login {
+                email,
+                password,
+                client,
+                reply,
+            })
+            .await
+    }
+
+    /// A new pair for a verified refresh token (see [`Self::verify_refresh`]).
+    pub async fn refresh(&self, token: RefreshToken) -> Result<TokenPair, UserError> {
+        self.calls
+            .call(|reply| UserMsg::Refresh { token, reply })
+            .await
+    }
+
+    /// End the session of a verified access token.
+    pub async fn logout(&self, claims: Claims) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::Logout { claims, reply })
+            .await
+    }
+
+    /// The whole profile of `id`: only for its owner.
+    pub async fn profile(&self, id: UserId) -> Result<OwnerProfile, UserError> {
+        self.calls.profile(id).await?.ok_or(UserError::NotFound)
+    }
+
+    /// Change `id`'s profile; the new one. The cached public profile is
+    /// dropped before this answers.
+    pub async fn update_profile(
+        &self,
+        id: UserId,
+        changes: ProfileChanges,
+    ) -> Result<OwnerProfile, UserError> {
+        self.calls
+            .call(|reply| UserMsg::UpdateProfile { id, changes, reply })
+            .await?
+            .ok_or(UserError::NotFound)
+    }
+
+    /// Anyone's public profile as JSON, through the cache, counted against
+    /// `limits.profile_lookups` for `client` in the same Redis round trip.
+    pub async fn public_profile(
+        &self,
+        id: UserId,
+        client: IpAddr,
+    ) -> Result<ProfileJson, UserError> {
+        self.profiles
+            .get_limited(id.object_id(), &self.lookups, client)
+            .await?
+            .ok_or(UserError::NotFound)
+    }
+
+    /// The claims of a valid access token ([`UserError::InvalidToken`] otherwise).
+    pub fn verify_access(&self, token: &str) -> Result<Claims, UserError> {
+        self.tokens
+            .verify(token, TokenType::Access)
+            .map_err(|_| UserError::InvalidToken)
+    }
+
+    /// A valid refresh token, ready for [`Self::refresh`].
+    pub fn verify_refresh(&self, token: &str) -> Result<RefreshToken, UserError> {
+        self.tokens
+            .verify_refresh(token)
+            .map_err(|_| UserError::InvalidToken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+    use super::*;
+    use crate::supervision::slot::CallError;
+
+    /// Answers every profile request with Ada's whole profile.
+    struct Ada;
+
+    impl Actor for Ada {
+        type Msg = UserMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<UserMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<UserMsg>,
+            message: UserMsg,
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            if let UserMsg::Profile { id, reply } = message {
+                let _ = reply.send(Ok(Some(OwnerProfile {
+                    id,
+                    name: "Ada".into(),
+                    email: "ada@example.com".into(),
+                    age: Some(36),
+                    created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                })));
+            }
+            Ok(())
+        }
+    }
+
+    fn calls(slot: &ActorSlot<UserMsg>) -> UserCalls {
+        UserCalls::new(slot.clone(), Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_handed_only_the_public_profile() {
+        let slot = ActorSlot::new("user");
+        let (actor, handle) = Actor::spawn(None, Ada, ()).await.unwrap();
+        slot.set(actor.clone());
+        let id = ObjectId::parse_str("65f1c0ffee0000000000beef").unwrap();
+        let json = calls(&slot).public_profile(id).await.unwrap().unwrap();
+        assert_eq!(
+            &*json.0,
+            r#"{"id":"65f1c0ffee0000000000beef","name":"Ada","createdAt":"2023-11-14T22:13:20Z"}"#
+        );
+        actor.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_actor_that_is_down_is_an_unavailable_error_all_the_way_to_the_cache() {
+        let slot = ActorSlot::new("user");
+        let id = ObjectId::new();
+        let err = calls(&slot).profile(id.into()).await.unwrap_err();
+        assert!(
+            matches!(err, UserError::Unavailable(CallError::Unavailable("user"))),
+            "{err:?}"
+        );
+        let load = calls(&slot).public_profile(id).await.unwrap_err();
+        let cause = load.source().and_then(|e| e.downcast_ref::<UserError>());
+        assert!(matches!(cause, Some(UserError::Unavailable(_))), "{load:?}");
+    }
+}

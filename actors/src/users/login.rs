@@ -1,0 +1,130 @@
+//! Login: the throttle, the password check (timing-safe for unknown
+//! addresses), the session it opens and the job it writes.
+
+use std::net::IpAddr;
+
+use mongodb::bson::{doc, oid::ObjectId, DateTime};
+use secrecy::SecretString;
+
+use crate::events::Event;
+use crate::users::email::Email;
+use crate::users::model::{TokenPair, UserDoc};
+use crate::users::password;
+use crate::users::service::UserService;
+use crate::users::UserError;
+
+/// The throttle's account key for logins whose e-mail is no valid address:
+/// one shared key, so junk input cannot create throttle keys without bound
+/// (and it names no account anyway).
+const NOT_AN_ADDRESS: &str = "(not an e-mail address)";
+
+impl UserService {
+    /// Log in; once the `user.login` job is written, have it claimed now.
+    /// `dummy_hash`: a hash at the configured cost, verified when there is
+    /// no such account so that both failures take as long.
+    pub(crate) async fn login(
+        &self,
+        email: Option<Email>,
+        password: SecretString,
+        client: IpAddr,
+        dummy_hash: &str,
+    ) -> Result<TokenPair, UserError> {
+        let (pair, job) = self
+            .login_and_record(email, password, client, dummy_hash)
+            .await?;
+        self.jobs.claim_soon(job);
+        Ok(pair)
+    }
+
+    /// Log in: the token pair, and the analytics job written for the login.
+    async fn login_and_record(
+        &self,
+        email: Option<Email>,
+        password: SecretString,
+        client: IpAddr,
+        dummy_hash: &str,
+    ) -> Result<(TokenPair, ObjectId), UserError> {
+        let user = self
+            .authenticate(email, password, client, dummy_hash)
+            .await?;
+        let (pair, sid) = self.open_session(&user).await?;
+        let job = self
+            .jobs
+            .enqueue(
+                "user.login",
+                doc! { "userId": user.id, "at": DateTime::now() },
+            )
+            .await?;
+        self.events.publish(Event::UserLoggedIn {
+            user_id: user.id.to_hex(),
+            session_id: sid,
+        });
+        Ok((pair, job))
+    }
+
+    /// The user whose password this is, if the throttle lets the attempt
+    /// through; the attempt is counted as the throttle's rules say.
+    async fn authenticate(
+        &self,
+        email: Option<Email>,
+        password: SecretString,
+        client: IpAddr,
+        dummy_hash: &str,
+    ) -> Result<UserDoc, UserError> {
+        // Something that is no address names no account: it is answered
+        // exactly like an unknown one (one shared throttle key, the dummy
+        // hash's timing), so login reveals nothing new.
+        let account = email.as_ref().map_or(NOT_AN_ADDRESS, Email::as_str);
+        let ticket = match self.throttle.attempt(account, client).await {
+            Ok(ticket) => ticket,
+            Err(wait) => {
+                tracing::warn!(target: "auth", %client, "login throttled");
+                return Err(UserError::Throttled(wait));
+            }
+        };
+        match self
+            .check_password(email.as_ref(), password, dummy_hash)
+            .await
+        {
+            Ok(Some(user)) => {
+                ticket.succeeded().await;
+                Ok(user)
+            }
+            Ok(None) => {
+                ticket.failed();
+                tracing::info!(target: "auth", %client, "login failed: invalid credentials");
+                Err(UserError::InvalidCredentials)
+            }
+            Err(err) => {
+                ticket.cancel().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The user with `email` if `password` is theirs (`None`: unknown e-mail
+    /// or wrong password, indistinguishable).
+    async fn check_password(
+        &self,
+        email: Option<&Email>,
+        password: SecretString,
+        dummy_hash: &str,
+    ) -> Result<Option<UserDoc>, UserError> {
+        let user = match email {
+            Some(email) => {
+                self.users
+                    .find_one(doc! { "email": email.as_str() })
+                    .await?
+            }
+            None => None,
+        };
+        // Verify against a dummy hash when there is no such user, so both
+        // failures take the same time and give the same answer.
+        let hash = user
+            .as_ref()
+            .map_or(dummy_hash, |u| u.password_hash.as_str())
+            .to_owned();
+        let matches = password::verify(password, hash).await?;
+        Ok(user.filter(|_| matches))
+    }
+}

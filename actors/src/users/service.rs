@@ -1,0 +1,114 @@
+//! [`UserService`]: what the UserActor's request tasks run. Shared and
+//! immutable; its work is split by concern over [`super::signup`],
+//! [`super::login`], [`super::sessions`] and [`super::profiles`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{Collection, Database};
+
+use crate::cache::Invalidator;
+use crate::events::Events;
+use crate::queue::producer::JobQueue;
+use crate::store::{ensure_indexes, index};
+use crate::users::idempotency::{IdempotencyConfig, KeyStore};
+use crate::users::model::{SessionDoc, TokenPair, UserDoc};
+use crate::users::throttle::Throttle;
+use crate::users::tokens::{self, Tokens};
+use crate::users::UserError;
+
+/// What the service leans on: its database and the handles of the other
+/// capabilities it talks to.
+pub(crate) struct Collaborators {
+    pub db: Database,
+    /// Where sign-ups and logins write their jobs.
+    pub jobs: JobQueue,
+    pub events: Events,
+    pub throttle: Throttle,
+    pub tokens: Arc<Tokens>,
+    /// Told about every change a cached profile shows.
+    pub cache: Invalidator,
+}
+
+/// How the service is tuned.
+pub(crate) struct Tuning {
+    /// bcrypt work factor.
+    pub bcrypt_cost: u32,
+    pub idempotency: IdempotencyConfig,
+    /// How long a caller waits for the actor: a keyed sign-up answers
+    /// well within it, and takes over a sign-up older than it.
+    pub call_timeout: Duration,
+}
+
+pub(crate) struct UserService {
+    pub(super) users: Collection<UserDoc>,
+    pub(super) sessions: Collection<SessionDoc>,
+    pub(super) used_tokens: Collection<Document>,
+    pub(super) keys: KeyStore,
+    pub(super) jobs: JobQueue,
+    pub(super) events: Events,
+    pub(super) throttle: Throttle,
+    pub(super) tokens: Arc<Tokens>,
+    pub(super) cache: Invalidator,
+    pub(super) tuning: Tuning,
+}
+
+impl UserService {
+    pub(crate) fn new(with: Collaborators, tuning: Tuning) -> Self {
+        let db = &with.db;
+        Self {
+            users: db.collection("users"),
+            sessions: db.collection("sessions"),
+            used_tokens: db.collection("used_refresh_tokens"),
+            keys: KeyStore::new(db),
+            jobs: with.jobs,
+            events: with.events,
+            throttle: with.throttle,
+            tokens: with.tokens,
+            cache: with.cache,
+            tuning,
+        }
+    }
+
+    /// Unique e-mail; sessions by user; idempotency records by age.
+    pub(crate) async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+        ensure_indexes(
+            &db.collection("users"),
+            vec![index(doc! { "email": 1 }, true)],
+        )
+        .await?;
+        ensure_indexes(
+            &db.collection("sessions"),
+            vec![index(doc! { "userId": 1 }, false)],
+        )
+        .await?;
+        KeyStore::ensure_indexes(db).await
+    }
+
+    /// A new session for `user`: its token pair and id.
+    pub(super) async fn open_session(
+        &self,
+        user: &UserDoc,
+    ) -> Result<(TokenPair, String), UserError> {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let issued = self.tokens.issue_pair(&user.id.to_hex(), &user.email, &sid);
+        let now = DateTime::now();
+        self.sessions
+            .insert_one(SessionDoc {
+                id: sid.clone(),
+                user_id: user.id,
+                refresh_verifier: tokens::verifier(&issued.refresh_token),
+                revoked: false,
+                created_at: now,
+                updated_at: now,
+                expires_at: DateTime::from_millis(issued.refresh_claims.exp * 1000),
+            })
+            .await?;
+        let pair = TokenPair {
+            access_token: issued.access_token,
+            refresh_token: issued.refresh_token,
+        };
+        Ok((pair, sid))
+    }
+}
