@@ -178,6 +178,20 @@ pub async fn ensure_indexes(
     Ok(())
 }
 
+/// Whether a write failed on a unique index (E11000).
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|e| e.code == 11000)),
+        _ => false,
+    }
+}
+
 /// Redis, connected lazily and reconnecting by itself.
 ///
 /// The service must start and serve (from MongoDB) while Redis is down, so no

@@ -26,12 +26,14 @@ use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{BusArgs, BusMsg, Delivery, EventBus, EventKind, Events, Registry};
 use crate::limits::{LimitMetrics, Limits};
 use crate::mail::Mailer;
-use crate::queue::executor::{Queue, QueueMetrics};
 use crate::queue::handlers::JobHandlers;
+use crate::queue::metrics::QueueMetrics;
 use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::producer::JobQueue;
+use crate::queue::shared::Queue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
+use crate::queue::QueueHandle;
 use crate::store::RedisStore;
 use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
@@ -47,7 +49,7 @@ use tokio::task::JoinHandle;
 use crate::cache::CacheConfig;
 use crate::limits::LimitsConfig;
 use crate::mail::MailConfig;
-use crate::queue::store::QueueConfig;
+use crate::queue::config::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
@@ -193,7 +195,10 @@ pub struct Handles {
     pub limits: Limits,
     /// Refusals and fail-opens of every limit and the login throttle.
     pub limit_metrics: LimitMetrics,
-    pub poller: ActorSlot<PollerMsg>,
+    /// The job queue, for operators: list, get, retry, stats, the pool.
+    pub queue: QueueHandle,
+    /// The poller's place (stats, name); the HTTP layer uses `queue`.
+    pub(crate) poller: ActorSlot<PollerMsg>,
     pub bus: ActorSlot<BusMsg>,
     /// Publish domain events.
     pub events: Events,
@@ -304,13 +309,15 @@ fn build(
         call_timeout,
         actor_stats: cache_slot.stats(),
     };
+    let poller = ActorSlot::new("queue-poller");
     let actors = Handles {
         users: user_slot,
         profiles: CacheClient::new(&cache_args, cache_slot.clone()),
         cache: cache_slot,
         limits: Limits::new(redis, &settings.limits, &limit_metrics),
         limit_metrics,
-        poller: ActorSlot::new("queue-poller"),
+        queue: QueueHandle::new(poller.clone(), call_timeout),
+        poller,
         events: events.clone(),
         bus,
         registry: Registry::default(),

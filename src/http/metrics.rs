@@ -28,7 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::limits::LimitMetrics;
-use troupe_actors::queue::executor::QueueMetrics;
+use troupe_actors::queue::metrics::QueueMetrics;
 use troupe_actors::store::MongoCommands;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

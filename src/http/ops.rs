@@ -9,7 +9,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use troupe_actors::queue::poller::{PollerMsg, PoolInfo};
+use troupe_actors::queue::pool::PoolInfo;
 use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::{Fault, Timings};
 use troupe_actors::supervision::supervisor::SupervisorMsg;
@@ -213,13 +213,8 @@ async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
         timeout.as_millis() as u64
     )
     .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
-    let mut pool = state
-        .actors
-        .poller
-        .call(|reply| PollerMsg::Pool { reply }, timeout)
-        .await
-        .ok();
-    let poller = state.actors.poller.name();
+    let mut pool = state.actors.queue.pool().await.ok();
+    let poller = state.actors.queue.poller_name();
     let nodes = children
         .into_iter()
         .map(|child| {

@@ -16,10 +16,15 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use crate::mail::Mailer;
-use crate::queue::handlers::{HandlerResult, JobHandlers};
-use crate::queue::store::Job;
+use crate::queue::handlers::JobHandlers;
+use crate::queue::job::Job;
 use crate::users::email::Email;
 use crate::users::is_duplicate_key;
+
+// TODO(users): return `crate::queue::handlers::HandlerResult` (a typed
+// `HandlerError`); until then the two handlers' string errors are wrapped
+// where they are registered.
+type HandlerResult = Result<Document, String>;
 
 /// `user.created` and `user.login`.
 pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
@@ -35,11 +40,11 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
                 deliveries.clone(),
                 users_for_welcome.clone(),
             );
-            async move { welcome_email(&mailer, &deliveries, &users, job).await }
+            async move { Ok(welcome_email(&mailer, &deliveries, &users, job).await?) }
         })
         .with("user.login", move |job| {
             let (logins, users) = (logins.clone(), users.clone());
-            async move { record_login(&logins, &users, job).await }
+            async move { Ok(record_login(&logins, &users, job).await?) }
         })
 }
 
