@@ -350,16 +350,9 @@ fn build(
         call_timeout,
         settings.auth.idempotency.clone(),
     );
-    let queue = Queue {
-        metrics: a.queue_metrics.clone(),
-        store,
-        events: a.events.clone(),
-        handlers: JobHandlers::builtin()
-            .merge(crate::users::jobs::handlers(db, mailer))
-            .merge(extra_jobs),
-        config: settings.queue.clone(),
-        snapshot: Arc::clone(&a.queue_snapshot),
-    };
+    let jobs = JobHandlers::builtin()
+        .merge(crate::users::jobs::handlers(db, mailer))
+        .merge(extra_jobs);
     let (audit, counter) = (a.audit.clone(), a.counter.clone());
     let children = vec![
         ChildSpec::new(
@@ -397,20 +390,36 @@ fn build(
             a.users.clone(),
         ),
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        ChildSpec::new(
-            QueuePollerActor,
-            PollerArgs {
-                queue: Arc::new(queue),
-                grace: settings.shutdown_grace,
-                policy: settings.restart,
-                health: a.tree.clone(),
-                stats: a.poller.stats(),
-                executor_stats: a.executor_stats.clone(),
-            },
-            a.poller.clone(),
-        ),
+        queue_poller(settings, store, jobs, a),
     ];
     (children, actors)
+}
+
+/// The QueuePollerActor (and through it the executor pool), running the
+/// job types of `handlers` from `store`.
+fn queue_poller(
+    settings: &SystemConfig,
+    store: JobStore,
+    handlers: JobHandlers,
+    handles: &Handles,
+) -> ChildSpec {
+    let queue = Queue {
+        metrics: handles.queue_metrics.clone(),
+        store,
+        events: handles.events.clone(),
+        handlers,
+        config: settings.queue.clone(),
+        snapshot: Arc::clone(&handles.queue_snapshot),
+    };
+    let args = PollerArgs {
+        queue: Arc::new(queue),
+        grace: settings.shutdown_grace,
+        policy: settings.restart,
+        health: handles.tree.clone(),
+        stats: handles.poller.stats(),
+        executor_stats: handles.executor_stats.clone(),
+    };
+    ChildSpec::new(QueuePollerActor, args, handles.poller.clone())
 }
 
 /// The tree's health flag, with supervisors' reports published as events.

@@ -428,6 +428,54 @@ async fn graceful_shutdown_finishes_running_jobs_and_leaves_the_rest_pending() {
 }
 
 #[tokio::test]
+async fn shutdown_releases_a_job_that_outlives_the_grace_period_before_it_returns() {
+    let handlers = JobHandlers::new().with("test.stuck", |_job| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(Document::new())
+    });
+    let mut app = spawn_app_with_jobs(
+        |s| {
+            s.queue.executors = 1;
+            s.queue.job_timeout = Duration::from_secs(120);
+            s.server.shutdown_grace = Duration::from_secs(2);
+        },
+        handlers,
+    )
+    .await;
+    let id = app
+        .jobs()
+        .enqueue("test.stuck", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    app.wait_for_jobs(doc! {"_id": id}, "processing", 1, Duration::from_secs(10))
+        .await;
+    app.stop().await.unwrap();
+    // Read once, right after the stop: the release is part of the shutdown,
+    // not a write that lands after it.
+    let job = app
+        .db
+        .collection::<Document>("jobs")
+        .find_one(doc! {"_id": id})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.get_str("status").unwrap(), "pending", "{job}");
+    let attempt = app
+        .db
+        .collection::<Document>("job_attempts")
+        .find_one(doc! {"_id": format!("{id}:1")})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.get_str("outcome").unwrap(), "crashed", "{attempt}");
+    assert_eq!(
+        attempt.get_str("error").unwrap(),
+        "the instance shut down before the job finished"
+    );
+}
+
+#[tokio::test]
 async fn completed_jobs_past_retention_are_pruned() {
     let app = spawn_app_with_jobs(
         |s| {

@@ -32,12 +32,13 @@
 //!   the store work it starts (see the `TODO(stats)` notes).
 //!
 //! # Shutdown
-//! Stops ticking and claiming, lets running jobs finish within the grace
-//! period, then kills what is still running; waits (until the grace period
-//! ends, then aborts) for the store work in flight; releases the jobs of
-//! killed executors and those claimed too late to run. When `post_stop`
-//! returns, no task of the poller is left to write to the store. Pending
-//! jobs stay claimable by any instance.
+//! Stops ticking and claiming, lets running jobs finish within three
+//! quarters of the grace period, then kills what is still running and
+//! releases those jobs, and the jobs claimed too late to run; waits for
+//! these releases and the store work in flight until 95% of the grace period
+//! (the root supervisor kills the poller at 100%), aborting the rest. When
+//! `post_stop` returns, no task of the poller is left to write to the store.
+//! Pending jobs stay claimable by any instance.
 //!
 //! # Failure
 //! All queue state is in MongoDB. A restarted poller starts a fresh pool; jobs
@@ -48,7 +49,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use tokio::task::{JoinHandle, JoinSet};
@@ -116,7 +116,7 @@ pub(crate) enum PollerMsg {
 #[derive(Clone)]
 pub(crate) struct PollerArgs {
     pub queue: Arc<Queue>,
-    /// How long shutdown waits for running jobs.
+    /// The shutdown grace period (running jobs get three quarters of it).
     pub grace: Duration,
     /// Restart budget of each executor.
     pub policy: RestartPolicy,
@@ -485,10 +485,39 @@ impl PollerState {
     }
 }
 
+/// Of the shutdown grace period, the share running jobs get to finish. The
+/// root supervisor kills the poller once the whole period is over (and a
+/// killed actor's `post_stop` stops where it is), so the rest is kept for
+/// what shutdown must still write: giving back the jobs still running or
+/// claimed too late to run.
+const JOBS_SHARE_OF_GRACE: f64 = 0.75;
+/// By this share of the grace period, shutdown aborts what is still in flight.
+const WIND_DOWN_SHARE_OF_GRACE: f64 = 0.95;
+
+/// What a job still running at shutdown is recorded as.
+const SHUT_DOWN: &str = "the instance shut down before the job finished";
+
 /// Shutdown.
 impl PollerState {
-    /// Kill the executors still running after the grace period; the
-    /// attempts they held, to release.
+    /// After the executors had their share of the grace period: kill those
+    /// still running and give their jobs back, give back the jobs claims won
+    /// too late, and wait for the store work in flight until `deadline`,
+    /// aborting the rest. Nothing of the poller runs after this.
+    async fn wind_down(&mut self, deadline: tokio::time::Instant) {
+        for held in self.kill_the_busy() {
+            self.start_release(held, SHUT_DOWN.into());
+        }
+        for (task, done) in drain(&mut self.claims, deadline).await {
+            self.claim_done(task, done);
+        }
+        for held in self.claimed_too_late() {
+            self.start_release(held, SHUT_DOWN.into());
+        }
+        drain(&mut self.tasks, deadline).await;
+        self.snapshot.stop().await;
+    }
+
+    /// Kill the executors still running; the attempts they held.
     fn kill_the_busy(&mut self) -> Vec<Held> {
         let mut held = Vec::new();
         for slot in self.pool.slots_mut() {
@@ -504,14 +533,9 @@ impl PollerState {
         held
     }
 
-    /// Wait (until `deadline`) for the store work in flight, then abort the
-    /// rest; the attempts claims won that no executor will run.
-    async fn finish_tasks(&mut self, deadline: tokio::time::Instant) -> Vec<Held> {
-        for (task, done) in drain(&mut self.claims, deadline).await {
-            self.claim_done(task, done);
-        }
-        drain(&mut self.tasks, deadline).await;
-        self.snapshot.stop().await;
+    /// The attempts claims won whose `Claimed` was never handled: no
+    /// executor will run them.
+    fn claimed_too_late(&mut self) -> Vec<Held> {
         self.pool
             .slots_mut()
             .filter_map(|slot| match slot.work {
@@ -648,23 +672,17 @@ impl Actor for QueuePollerActor {
         myself: ActorRef<PollerMsg>,
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
-        let grace = state.args.grace;
-        let deadline = tokio::time::Instant::now() + grace;
+        let (started, grace) = (tokio::time::Instant::now(), state.args.grace);
         state.timers.stop();
-        // Running jobs get the grace period to finish; the rest stay claimable.
+        // Running jobs get most of the grace period to finish; pending jobs
+        // stay claimable by any instance.
+        let for_jobs = grace.mul_f64(JOBS_SHARE_OF_GRACE);
         myself
-            .stop_children_and_wait(Some("shutdown".into()), Some(grace))
+            .stop_children_and_wait(Some("shutdown".into()), Some(for_jobs))
             .await;
-        let mut unfinished = state.kill_the_busy();
-        unfinished.extend(state.finish_tasks(deadline).await);
-        let store = state.store();
-        let reason = "the instance shut down before the job finished";
-        join_all(
-            unfinished
-                .into_iter()
-                .map(|held| release(&store, held, reason)),
-        )
-        .await;
+        state
+            .wind_down(started + grace.mul_f64(WIND_DOWN_SHARE_OF_GRACE))
+            .await;
         Ok(())
     }
 }
