@@ -271,19 +271,8 @@ impl PollerState {
         }
         while let Some(joined) = self.claims.try_join_next_with_id() {
             match joined {
-                Ok((task, done)) => self.claim_done(task, done),
+                Ok((task, done)) => self.pool.claim_finished(task, done.executor, done.won),
                 Err(err) => tracing::error!(target: "worker", error = %err, "a claim task failed"),
-            }
-        }
-    }
-
-    /// A claim task finished. If its `Claimed` message is not handled yet,
-    /// remember what it won, so shutdown can give it back.
-    fn claim_done(&mut self, task: tokio::task::Id, done: ClaimDone) {
-        let slot = &mut self.pool[done.executor];
-        if let (Work::Claiming(claiming), Some(won)) = (&slot.work, done.won) {
-            if *claiming == task {
-                slot.work = Work::Handing(won);
             }
         }
     }
@@ -508,9 +497,9 @@ impl PollerState {
             self.start_release(held, SHUT_DOWN.into());
         }
         for (task, done) in drain(&mut self.claims, deadline).await {
-            self.claim_done(task, done);
+            self.pool.claim_finished(task, done.executor, done.won);
         }
-        for held in self.claimed_too_late() {
+        for held in self.pool.claimed_too_late() {
             self.start_release(held, SHUT_DOWN.into());
         }
         drain(&mut self.tasks, deadline).await;
@@ -531,18 +520,6 @@ impl PollerState {
             slot.work = Work::Idle;
         }
         held
-    }
-
-    /// The attempts claims won whose `Claimed` was never handled: no
-    /// executor will run them.
-    fn claimed_too_late(&mut self) -> Vec<Held> {
-        self.pool
-            .slots_mut()
-            .filter_map(|slot| match slot.work {
-                Work::Handing(held) => Some(held),
-                _ => None,
-            })
-            .collect()
     }
 }
 
@@ -684,5 +661,54 @@ impl Actor for QueuePollerActor {
             .wind_down(started + grace.mul_f64(WIND_DOWN_SHARE_OF_GRACE))
             .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+    use tokio::time::{sleep, Instant};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_waits_for_tasks_until_the_deadline_then_aborts_the_rest() {
+        let mut tasks = JoinSet::new();
+        let (alive, aborted) = oneshot::channel::<()>();
+        tasks.spawn(async {
+            sleep(Duration::from_secs(1)).await;
+            1
+        });
+        tasks.spawn(async move {
+            let _alive = alive; // dropped when the task ends, or is aborted
+            sleep(Duration::from_secs(60)).await;
+            2
+        });
+        let started = Instant::now();
+        let done = drain(&mut tasks, started + Duration::from_secs(5)).await;
+        assert_eq!(done.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), [1]);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(tasks.is_empty());
+        assert!(aborted.await.is_err(), "the slow task is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_returns_as_soon_as_every_task_is_done() {
+        let mut tasks = JoinSet::new();
+        for n in 1..=3 {
+            tasks.spawn(async move {
+                sleep(Duration::from_millis(n * 100)).await;
+                n
+            });
+        }
+        let started = Instant::now();
+        let mut done: Vec<u64> = drain(&mut tasks, started + Duration::from_secs(5))
+            .await
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        done.sort();
+        assert_eq!(done, [1, 2, 3]);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
     }
 }

@@ -103,6 +103,31 @@ impl Pool {
         })
     }
 
+    /// The claim task `task` for `executor` finished, winning `won`. If the
+    /// slot still waits for that claim, its `Claimed` message is not handled
+    /// yet: remember what it won ([`Work::Handing`]), so that shutdown can
+    /// give it back should the message never be handled.
+    pub fn claim_finished(&mut self, task: tokio::task::Id, executor: usize, won: Option<Held>) {
+        let slot = &mut self.slots[executor];
+        if let (Work::Claiming(claiming), Some(won)) = (&slot.work, won) {
+            if *claiming == task {
+                slot.work = Work::Handing(won);
+            }
+        }
+    }
+
+    /// The attempts claims won whose `Claimed` was never handled: no
+    /// executor will run them.
+    pub fn claimed_too_late(&self) -> Vec<Held> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match slot.work {
+                Work::Handing(held) => Some(held),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The pool as introspection shows it.
     pub fn info(&self) -> PoolInfo {
         let executors: Vec<ExecutorInfo> = self
@@ -139,5 +164,81 @@ impl Index<usize> for Pool {
 impl IndexMut<usize> for Pool {
     fn index_mut(&mut self, index: usize) -> &mut Slot {
         &mut self.slots[index]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::supervision::budget::RestartPolicy;
+
+    fn pool(size: usize) -> Pool {
+        let policy = RestartPolicy {
+            max_restarts: 3,
+            within: Duration::from_secs(60),
+        };
+        let slots = (0..size)
+            .map(|i| Slot {
+                actor: None,
+                work: Work::Idle,
+                place: Place::new(
+                    format!("executor-{i}"),
+                    "JobExecutor",
+                    Arc::default(),
+                    policy,
+                ),
+            })
+            .collect();
+        Pool::new(slots)
+    }
+
+    fn held(attempt: i32) -> Held {
+        Held {
+            id: ObjectId::new(),
+            attempt,
+            max_attempts: 5,
+        }
+    }
+
+    /// Two distinct task ids.
+    async fn task_ids() -> (tokio::task::Id, tokio::task::Id) {
+        let (a, b) = (tokio::spawn(async {}), tokio::spawn(async {}));
+        (a.id(), b.id())
+    }
+
+    #[tokio::test]
+    async fn a_won_claim_whose_message_is_not_handled_is_given_back_at_shutdown() {
+        let (task, _) = task_ids().await;
+        let mut pool = pool(2);
+        pool[1].work = Work::Claiming(task);
+        let won = held(1);
+        pool.claim_finished(task, 1, Some(won));
+        assert_eq!(pool[1].work, Work::Handing(won));
+        assert_eq!(pool.claimed_too_late(), [won]);
+    }
+
+    #[tokio::test]
+    async fn a_lost_claim_or_one_whose_message_was_handled_leaves_nothing_to_give_back() {
+        let (first, second) = task_ids().await;
+        let mut pool = pool(2);
+        pool[0].work = Work::Claiming(first);
+        pool.claim_finished(first, 0, None);
+        assert_eq!(
+            pool[0].work,
+            Work::Claiming(first),
+            "lost: still waiting for its message"
+        );
+        // Handled already: the slot went busy and now waits for another claim.
+        let running = held(2);
+        pool[1].work = Work::Busy(running);
+        pool.claim_finished(first, 1, Some(held(1)));
+        assert_eq!(pool[1].work, Work::Busy(running));
+        pool[1].work = Work::Claiming(second);
+        pool.claim_finished(first, 1, Some(held(1)));
+        assert_eq!(pool[1].work, Work::Claiming(second));
+        assert!(pool.claimed_too_late().is_empty());
     }
 }
