@@ -34,12 +34,14 @@ use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{Event, Events, Registry};
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
-use crate::queue::executor::{Queue, QueueMetrics};
 use crate::queue::handlers::JobHandlers;
+use crate::queue::metrics::QueueMetrics;
 use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::producer::JobQueue;
+use crate::queue::shared::Queue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
+use crate::queue::QueueHandle;
 use crate::store::RedisStore;
 use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
@@ -58,7 +60,7 @@ use tokio::task::JoinHandle;
 use crate::cache::CacheConfig;
 use crate::limits::LimitsConfig;
 use crate::mail::MailConfig;
-use crate::queue::store::QueueConfig;
+use crate::queue::config::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
@@ -139,7 +141,7 @@ impl ActorSystem {
         handles.introspection = Some(TreeView::new(
             supervisor,
             places,
-            handles.poller.clone(),
+            handles.queue.clone(),
             handles.tree.clone(),
             handles.events.clone(),
             config.call_timeout,
@@ -213,7 +215,10 @@ pub struct Handles {
     pub limits: Limits,
     /// Refusals and fail-opens of every limit and the login throttle.
     pub limit_metrics: LimitMetrics,
-    pub poller: ActorSlot<PollerMsg>,
+    /// The job queue, for operators: list, get, retry, stats, the pool.
+    pub queue: QueueHandle,
+    /// The poller's place; the HTTP layer uses `queue`.
+    pub(crate) poller: ActorSlot<PollerMsg>,
     /// Publish domain events.
     pub events: Events,
     /// Subscribe to domain events (live streams).
@@ -294,13 +299,15 @@ fn build(
         &cache_stats,
         limits.profile_lookups.clone(),
     );
+    let poller = ActorSlot::new("queue-poller");
     let actors = Handles {
         users,
         user_actor: user_slot,
         cache: cache_slot,
         limits,
         limit_metrics,
-        poller: ActorSlot::new("queue-poller"),
+        queue: QueueHandle::new(poller.clone(), settings.call_timeout),
+        poller,
         events: events.clone(),
         registry: Registry::default(),
         event_counts: EventCounts::default(),
@@ -321,16 +328,9 @@ fn build(
         a,
         JobQueue::new(store.clone(), a.poller.clone()),
     );
-    let queue = Queue {
-        metrics: a.queue_metrics.clone(),
-        store,
-        events: a.events.clone(),
-        handlers: JobHandlers::builtin()
-            .merge(crate::users::jobs::handlers(db, mailer))
-            .merge(extra_jobs),
-        config: settings.queue.clone(),
-        snapshot: Arc::clone(&a.queue_snapshot),
-    };
+    let jobs = JobHandlers::builtin()
+        .merge(crate::users::jobs::handlers(db, mailer))
+        .merge(extra_jobs);
     let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
         bus,
@@ -338,18 +338,7 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        ChildSpec::new(
-            QueuePollerActor,
-            PollerArgs {
-                queue: Arc::new(queue),
-                grace: settings.shutdown_grace,
-                policy: settings.restart,
-                health: a.tree.clone(),
-                stats: a.poller.stats(),
-                executor_stats: a.executor_stats.clone(),
-            },
-            a.poller.clone(),
-        ),
+        queue_poller(settings, store, jobs, a),
     ];
     (children, actors)
 }
@@ -436,6 +425,33 @@ fn event_children(
         ChildSpec::new(AuditLog, audit_args, audit),
         ChildSpec::new(EventCounter, counter_args, counter),
     ]
+}
+
+/// The QueuePollerActor (and through it the executor pool), running the
+/// job types of `handlers` from `store`.
+fn queue_poller(
+    settings: &SystemConfig,
+    store: JobStore,
+    handlers: JobHandlers,
+    handles: &Handles,
+) -> ChildSpec {
+    let queue = Queue {
+        metrics: handles.queue_metrics.clone(),
+        store,
+        events: handles.events.clone(),
+        handlers,
+        config: settings.queue.clone(),
+        snapshot: Arc::clone(&handles.queue_snapshot),
+    };
+    let args = PollerArgs {
+        queue: Arc::new(queue),
+        grace: settings.shutdown_grace,
+        policy: settings.restart,
+        health: handles.tree.clone(),
+        stats: handles.poller.stats(),
+        executor_stats: handles.executor_stats.clone(),
+    };
+    ChildSpec::new(QueuePollerActor, args, handles.poller.clone())
 }
 
 /// The tree's health flag, with supervisors' reports published as events.

@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use serde_json::{json, Value};
-use troupe_actors::queue::store::Job;
+use troupe_actors::queue::job::Job;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::mail::MailConfig;
-use troupe_actors::queue::store::QueueConfig;
+use troupe_actors::queue::config::QueueConfig;
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use troupe_actors::limits::LimitsConfig;
-use troupe_actors::queue::store::QueueConfig;
+use troupe_actors::queue::config::QueueConfig;
 use troupe_actors::users::config::AuthConfig;
 use troupe_actors::users::idempotency::IdempotencyConfig;
 use troupe_actors::users::throttle::ThrottleConfig;

@@ -1,14 +1,15 @@
-//! `/jobs*`: the job queue for operators (ops token). Every query is a
-//! message to the QueuePollerActor, which owns the queue.
+//! `/jobs*`: the job queue for operators (ops token), through the queue's
+//! [`QueueHandle`](troupe_actors::queue::QueueHandle): typed results, ids as
+//! [`JobId`], payloads already JSON. This module renders them and maps the
+//! queue's errors to problems.
 
 use axum::extract::State;
 use axum::Json;
-use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, DateTime, Document};
 use serde::Serialize;
 use serde_json::Value;
-use troupe_actors::queue::poller::PollerMsg;
-use troupe_actors::queue::store::{Attempt, Job, JobQuery, JobStatus, QueueStats, RetryError};
+use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats};
+use troupe_actors::queue::report::{AttemptReport, JobReport};
+use troupe_actors::queue::{JobId, QueueError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -100,75 +101,51 @@ impl From<QueueStats> for JobStats {
     }
 }
 
-fn date(d: DateTime) -> String {
-    d.try_to_rfc3339_string().unwrap_or_default()
-}
-
-fn json(d: Document) -> Value {
-    api_json(Bson::Document(d))
-}
-
-/// A BSON value as the API's JSON: ObjectIds as 24-hex strings and dates as
-/// RFC 3339 strings (not Extended JSON's `{"$oid": …}` / `{"$date": …}`),
-/// documents and arrays member by member; anything else (numbers, strings,
-/// rarer types) as relaxed Extended JSON.
-fn api_json(value: Bson) -> Value {
-    match value {
-        Bson::ObjectId(id) => Value::String(id.to_hex()),
-        Bson::DateTime(d) => match d.try_to_rfc3339_string() {
-            Ok(text) => Value::String(text),
-            // Outside RFC 3339's years 0–9999.
-            Err(_) => Bson::DateTime(d).into_relaxed_extjson(),
-        },
-        Bson::Document(doc) => Value::Object(
-            doc.into_iter()
-                .map(|(key, value)| (key, api_json(value)))
-                .collect(),
-        ),
-        Bson::Array(items) => Value::Array(items.into_iter().map(api_json).collect()),
-        other => other.into_relaxed_extjson(),
+impl From<AttemptReport> for AttemptView {
+    fn from(a: AttemptReport) -> Self {
+        Self {
+            attempt: a.attempt,
+            instance: a.instance,
+            executor: a.executor,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+            outcome: a.outcome.as_str().into(),
+            error: a.error,
+        }
     }
 }
 
-fn view(job: Job, history: Option<Vec<Attempt>>) -> JobView {
+fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
     JobView {
-        id: job.id.to_hex(),
+        id: job.id.to_string(),
         kind: job.kind,
-        payload: json(job.payload),
+        payload: job.payload,
         status: job.status.as_str().into(),
         attempts: job.attempts,
         max_attempts: job.max_attempts,
-        run_at: date(job.run_at),
+        run_at: job.run_at,
         locked_by: job.locked_by,
-        locked_until: job.locked_until.map(date),
+        locked_until: job.locked_until,
         last_error: job.last_error,
-        result: job.result.map(json),
-        created_at: date(job.created_at),
-        updated_at: date(job.updated_at),
-        completed_at: job.completed_at.map(date),
-        history: history.map(|attempts| {
-            attempts
-                .into_iter()
-                .map(|a| AttemptView {
-                    attempt: a.attempt,
-                    instance: a.instance,
-                    executor: a.executor,
-                    started_at: date(a.started_at),
-                    finished_at: a.finished_at.map(date),
-                    outcome: mongodb::bson::to_bson(&a.outcome)
-                        .ok()
-                        .and_then(|b| b.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    error: a.error,
-                })
-                .collect()
-        }),
+        result: job.result,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        completed_at: job.completed_at,
+        history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
     }
 }
 
-fn store_error(err: String) -> ApiError {
-    tracing::error!(error = %err, "job store failed");
-    ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
+/// The problem a queue error is to the API's client.
+fn problem(err: QueueError) -> ApiError {
+    match err {
+        QueueError::NotFound => ApiError::NotFound("no such job".into()),
+        QueueError::NotFailed(_) => ApiError::Conflict(err.to_string()),
+        QueueError::Unavailable(err) => err.into(),
+        QueueError::Store(err) => {
+            tracing::error!(error = %err, "job store failed");
+            ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
+        }
+    }
 }
 
 /// Query parameters of `GET /jobs`.
@@ -186,7 +163,7 @@ pub struct ListParams {
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     #[param(value_type = Option<String>)]
-    cursor: Option<ObjectId>,
+    cursor: Option<JobId>,
 }
 
 impl FromQuery for ListParams {
@@ -206,7 +183,8 @@ impl FromQuery for ListParams {
                 .ok_or("must be an integer from 1 to 200")
         });
         let cursor = q.optional("cursor", |v| {
-            ObjectId::parse_str(v).map_err(|_| "must be a cursor from a previous page")
+            v.parse::<JobId>()
+                .map_err(|_| "must be a cursor from a previous page")
         });
         Some(Self {
             status,
@@ -241,18 +219,10 @@ async fn list_jobs(
     ValidQuery(params): ValidQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let query = JobQuery::from(params);
-    let page = state
-        .actors
-        .poller
-        .call(
-            |reply| PollerMsg::List { query, reply },
-            state.call_timeout(),
-        )
-        .await?
-        .map_err(store_error)?;
+    let page = state.actors.queue.list(query).await.map_err(problem)?;
     Ok(Json(JobList {
         jobs: page.jobs.into_iter().map(|j| view(j, None)).collect(),
-        next_cursor: page.next_cursor.map(|c| c.to_hex()),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
 
@@ -266,12 +236,7 @@ async fn job_stats(
     State(state): State<AppState>,
     _operator: Operator,
 ) -> Result<Json<JobStats>, ApiError> {
-    let stats = state
-        .actors
-        .poller
-        .call(|reply| PollerMsg::Stats { reply }, state.call_timeout())
-        .await?
-        .map_err(store_error)?;
+    let stats = state.actors.queue.stats().await.map_err(problem)?;
     Ok(Json(stats.into()))
 }
 
@@ -288,16 +253,10 @@ async fn job_stats(
 async fn get_job(
     State(state): State<AppState>,
     _operator: Operator,
-    PathId(id): PathId<ObjectId>,
+    PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
-    let (job, history) = state
-        .actors
-        .poller
-        .call(|reply| PollerMsg::Get { id, reply }, state.call_timeout())
-        .await?
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
-    Ok(Json(view(job, Some(history))))
+    let history = state.actors.queue.get(id).await.map_err(problem)?;
+    Ok(Json(view(history.job, Some(history.attempts))))
 }
 
 /// Put a `failed` job back to `pending` with a fresh attempt budget.
@@ -314,67 +273,8 @@ async fn get_job(
 async fn retry_job(
     State(state): State<AppState>,
     _operator: Operator,
-    PathId(id): PathId<ObjectId>,
+    PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = state
-        .actors
-        .poller
-        .call(|reply| PollerMsg::Retry { id, reply }, state.call_timeout())
-        .await?
-        .map_err(|err| match err {
-            RetryError::NotFound => ApiError::NotFound("no such job".into()),
-            RetryError::NotFailed(status) => ApiError::Conflict(format!(
-                "only a failed job can be retried; this one is {status}"
-            )),
-            RetryError::Store(err) => store_error(err.to_string()),
-        })?;
+    let job = state.actors.queue.retry(id).await.map_err(problem)?;
     Ok(Json(view(job, None)))
-}
-
-#[cfg(test)]
-mod tests {
-    use mongodb::bson::doc;
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn object_ids_become_hex_strings_and_dates_rfc3339_at_any_depth() {
-        let id = ObjectId::parse_str("65f1c0ffee0000000000beef").unwrap();
-        let at = DateTime::from_millis(1_764_400_000_123);
-        let payload = doc! {
-            "userId": id,
-            "at": at,
-            "nested": { "ids": [id, { "when": at }] },
-        };
-        assert_eq!(
-            json(payload),
-            json!({
-                "userId": "65f1c0ffee0000000000beef",
-                "at": "2025-11-29T07:06:40.123Z",
-                "nested": { "ids": ["65f1c0ffee0000000000beef", { "when": "2025-11-29T07:06:40.123Z" }] },
-            })
-        );
-    }
-
-    #[test]
-    fn plain_values_keep_their_json_form() {
-        let payload = doc! {
-            "name": "N", "age": 30_i32, "big": 5_000_000_000_i64, "ratio": 0.5,
-            "ok": true, "none": Bson::Null, "list": [1_i32, "two"],
-        };
-        assert_eq!(
-            json(payload),
-            json!({
-                "name": "N", "age": 30, "big": 5_000_000_000_i64, "ratio": 0.5,
-                "ok": true, "none": null, "list": [1, "two"],
-            })
-        );
-    }
-
-    #[test]
-    fn dates_outside_rfc3339_fall_back_to_extended_json() {
-        let far = DateTime::from_millis(i64::MAX);
-        assert!(api_json(Bson::DateTime(far)).is_object());
-    }
 }

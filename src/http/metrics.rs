@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::cache::CacheStats;
 use troupe_actors::limits::LimitMetrics;
-use troupe_actors::queue::executor::QueueMetrics;
+use troupe_actors::queue::metrics::QueueMetrics;
 use troupe_actors::queue::snapshot::QueueSnapshot;
 use troupe_actors::store::MongoCommands;
 use troupe_actors::system::tree::TreeView;

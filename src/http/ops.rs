@@ -9,7 +9,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use troupe_actors::queue::poller::PoolInfo;
+use troupe_actors::queue::pool::PoolInfo;
 use troupe_actors::supervision::fault::Fault;
 use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::Timings;

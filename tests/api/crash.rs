@@ -7,7 +7,7 @@ use futures::future::join_all;
 use mongodb::bson::{doc, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use troupe_actors::queue::store::Job;
+use troupe_actors::queue::job::Job;
 
 use crate::helpers::{
     all_jobs_completed, config_dir, eventually, free_port, test_settings, PASSWORD,

@@ -278,11 +278,7 @@ impl TestApp {
 
     /// Wake the app's poller (as its own enqueues do).
     pub fn nudge(&self) {
-        let _ = self
-            .state
-            .actors
-            .poller
-            .cast(troupe_actors::queue::poller::PollerMsg::Nudge);
+        self.state.actors.queue.nudge();
     }
 
     /// Wait until `n` jobs matching `filter` have `status`.

@@ -9,7 +9,6 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use troupe_actors::queue::handlers::JobHandlers;
-use troupe_actors::queue::poller::PollerMsg;
 
 use crate::helpers::{
     assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, start,
@@ -140,7 +139,7 @@ async fn jobs_are_claimed_oldest_first() {
 
 #[tokio::test]
 async fn a_failing_job_is_retried_with_backoff_then_failed() {
-    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("boom".to_string()) });
+    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("boom".into()) });
     let app = spawn_app_with_jobs(
         |s| {
             s.queue.max_attempts = 3;
@@ -294,13 +293,7 @@ async fn a_panicking_executor_has_its_job_retried_at_once_and_is_replaced() {
     assert_eq!(job["history"][0]["outcome"], "crashed");
     assert_eq!(job["history"][1]["outcome"], "completed");
 
-    let pool = app
-        .state
-        .actors
-        .poller
-        .call(|reply| PollerMsg::Pool { reply }, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let pool = app.state.actors.queue.pool().await.unwrap();
     assert_eq!(pool.size, app.settings.queue.executors);
     assert!(pool.executors.iter().all(|e| e.actor.running));
     assert_eq!(
@@ -329,7 +322,7 @@ async fn three_instances_share_one_queue_without_running_an_attempt_twice() {
                 match effects.insert_one(doc! {"_id": job.id}).await {
                     Ok(_) => {}
                     Err(e) if troupe_actors::store::is_duplicate_key(&e) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.to_string().into()),
                 }
                 Ok(Document::new())
             }
@@ -435,6 +428,54 @@ async fn graceful_shutdown_finishes_running_jobs_and_leaves_the_rest_pending() {
 }
 
 #[tokio::test]
+async fn shutdown_releases_a_job_that_outlives_the_grace_period_before_it_returns() {
+    let handlers = JobHandlers::new().with("test.stuck", |_job| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(Document::new())
+    });
+    let mut app = spawn_app_with_jobs(
+        |s| {
+            s.queue.executors = 1;
+            s.queue.job_timeout = Duration::from_secs(120);
+            s.server.shutdown_grace = Duration::from_secs(2);
+        },
+        handlers,
+    )
+    .await;
+    let id = app
+        .jobs()
+        .enqueue("test.stuck", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    app.wait_for_jobs(doc! {"_id": id}, "processing", 1, Duration::from_secs(10))
+        .await;
+    app.stop().await.unwrap();
+    // Read once, right after the stop: the release is part of the shutdown,
+    // not a write that lands after it.
+    let job = app
+        .db
+        .collection::<Document>("jobs")
+        .find_one(doc! {"_id": id})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.get_str("status").unwrap(), "pending", "{job}");
+    let attempt = app
+        .db
+        .collection::<Document>("job_attempts")
+        .find_one(doc! {"_id": format!("{id}:1")})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.get_str("outcome").unwrap(), "crashed", "{attempt}");
+    assert_eq!(
+        attempt.get_str("error").unwrap(),
+        "the instance shut down before the job finished"
+    );
+}
+
+#[tokio::test]
 async fn completed_jobs_past_retention_are_pruned() {
     let app = spawn_app_with_jobs(
         |s| {
@@ -491,7 +532,7 @@ async fn the_jobs_api_requires_the_ops_token() {
 
 #[tokio::test]
 async fn list_filters_paginates_and_rejects_bad_parameters() {
-    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("nope".to_string()) });
+    let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("nope".into()) });
     let app = spawn_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
     let jobs = app.jobs();
     let mut noops = Vec::new();
@@ -580,7 +621,7 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
         let calls = Arc::clone(&calls);
         async move {
             match calls.fetch_add(1, Ordering::SeqCst) {
-                0 => Err("first call fails".to_string()),
+                0 => Err("first call fails".into()),
                 _ => Ok(doc! {"second": true}),
             }
         }
@@ -642,7 +683,7 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
 
 #[tokio::test]
 async fn an_attempt_whose_runner_vanished_is_marked_crashed_when_its_job_is_reclaimed() {
-    use troupe_actors::queue::store::{Attempt, Job, JobStatus, Outcome};
+    use troupe_actors::queue::job::{Attempt, Job, JobStatus, Outcome};
     let app = spawn_app().await;
     let expired = DateTime::from_millis(DateTime::now().timestamp_millis() - 1_000);
     // Two jobs as a SIGKILLed instance leaves them: `processing` under an

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, DateTime};
 use reqwest::StatusCode;
-use troupe_actors::queue::store::Job;
+use troupe_actors::queue::job::Job;
 
 use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, TestApp};
 
@@ -44,7 +44,7 @@ async fn a_hundred_scrapes_send_no_query_to_mongodb_and_no_message_to_the_poller
         },
     )
     .await;
-    let poller = app.state.actors.poller.stats();
+    let poller = app.state.actors.queue.poller_stats();
     let (reads_before, handled_before) = (reads(&app), poller.handled());
 
     for _ in 0..100 {

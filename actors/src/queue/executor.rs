@@ -4,11 +4,15 @@
 //! - Receives `Run(job)` only when the poller has claimed the job *and* won
 //!   its attempt record, so it is the only runner of that attempt.
 //! - Runs the job's handler with `queue.job_timeout`, renewing the lease every
-//!   third of it while the handler runs, then writes the outcome itself:
-//!   `completed` with the result; or, on error or timeout, `pending` again
-//!   with exponential backoff until `maxAttempts`, then `failed`. An unknown
-//!   job type fails at once, without retry.
-//! - Tells the poller it is idle again (`Finished`), whatever happened.
+//!   third of it while the handler runs (in a task it owns), then writes the
+//!   outcome itself: `completed` with the result; or, on error or timeout,
+//!   `pending` again with exponential backoff until `maxAttempts`, then
+//!   `failed`. An unknown job type fails at once, without retry.
+//! - Reports that it is idle again through the [`OnFinished`] hook its owner
+//!   gave it, whatever happened. It knows nothing else of its owner.
+//! - Its mailbox holds one job at a time by design: `handle` awaits the job
+//!   and the writes of its outcome (that is the executor's work; the poller
+//!   never sends a second `Run` before `Finished`).
 //!
 //! # Failure
 //! If a handler panics, the executor dies with it; its supervisor (the
@@ -18,77 +22,48 @@
 //! is why handlers are idempotent by job id.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use mongodb::bson::{oid::ObjectId, Document};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio::time::error::Elapsed;
 
-use crate::events::{Event, Events};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-
-use crate::queue::handlers::JobHandlers;
-use crate::queue::poller::PollerMsg;
-use crate::queue::snapshot::QueueSnapshot;
-use crate::queue::store::{Job, JobStatus, JobStore, Outcome, QueueConfig};
+use crate::events::Event;
+use crate::queue::handlers::HandlerResult;
+use crate::queue::job::{Job, JobStatus, Outcome};
+use crate::queue::shared::Queue;
+use crate::queue::store::JobStore;
 use crate::supervision::stats::ActorStats;
 
-/// Claim and execution durations, in seconds (exported on `/metrics`).
-#[derive(Clone)]
-pub struct QueueMetrics {
-    /// One observation per listing of claimable jobs (its count is the
-    /// number of listings: the queue's costliest query).
-    pub listing_seconds: Histogram,
-    pub claim_seconds: Histogram,
-    pub execution_seconds: Histogram,
-}
-
-impl Default for QueueMetrics {
-    fn default() -> Self {
-        let buckets = || exponential_buckets(0.0005, 2.0, 16);
-        Self {
-            listing_seconds: Histogram::new(buckets()),
-            claim_seconds: Histogram::new(buckets()),
-            execution_seconds: Histogram::new(buckets()),
-        }
-    }
-}
-
-/// What the poller and its executors share.
-pub struct Queue {
-    pub metrics: QueueMetrics,
-    pub store: JobStore,
-    /// JobCompleted / JobFailed / executor restarts are published here.
-    pub events: Events,
-    pub handlers: JobHandlers,
-    pub config: QueueConfig,
-    /// The queue's figures for `/metrics`, refreshed by the poller.
-    pub snapshot: Arc<QueueSnapshot>,
-}
-
-pub enum ExecutorMsg {
+pub(crate) enum ExecutorMsg {
     Run(Box<Job>),
 }
 
+/// Called with `(executor index, job id)` when an executor is done with a
+/// job, whatever its outcome.
+pub(crate) type OnFinished = Arc<dyn Fn(usize, ObjectId) + Send + Sync>;
+
 #[derive(Clone)]
-pub struct ExecutorArgs {
+pub(crate) struct ExecutorArgs {
     pub index: usize,
     pub queue: Arc<Queue>,
-    pub poller: ActorRef<PollerMsg>,
-    /// The poller's stats (to count the `Finished` sent to it).
-    pub poller_stats: Arc<ActorStats>,
+    pub on_finished: OnFinished,
     pub stats: Arc<ActorStats>,
 }
 
-pub struct ExecutorState {
+pub(crate) struct ExecutorState {
     index: usize,
     name: String,
     queue: Arc<Queue>,
-    poller: ActorRef<PollerMsg>,
-    poller_stats: Arc<ActorStats>,
+    on_finished: OnFinished,
     stats: Arc<ActorStats>,
 }
 
 #[derive(Clone, Copy, Default)]
-pub struct JobExecutor;
+pub(crate) struct JobExecutor;
 
 impl Actor for JobExecutor {
     type Msg = ExecutorMsg;
@@ -104,8 +79,7 @@ impl Actor for JobExecutor {
             index: args.index,
             name: format!("{}/executor-{}", args.queue.store.instance(), args.index),
             queue: args.queue,
-            poller: args.poller,
-            poller_stats: args.poller_stats,
+            on_finished: args.on_finished,
             stats: args.stats,
         })
     }
@@ -121,114 +95,168 @@ impl Actor for JobExecutor {
         let ExecutorMsg::Run(job) = message;
         let id = job.id;
         run(&state.queue, &state.name, *job).await;
-        state.poller_stats.sent();
-        let _ = state.poller.cast(PollerMsg::Finished {
-            executor: state.index,
-            job: id,
-        });
+        (state.on_finished)(state.index, id);
         Ok(())
     }
 }
 
-async fn run(queue: &Queue, executor: &str, job: Job) {
-    let (store, config) = (&queue.store, &queue.config);
-    let (id, attempt, max_attempts) = (job.id, job.attempts, job.max_attempts);
-    let started = std::time::Instant::now();
-    tracing::info!(target: "worker", job = %id, kind = %job.kind, attempt, executor, "job started");
+/// One attempt being run.
+struct Running {
+    id: ObjectId,
+    kind: String,
+    attempt: i32,
+    max_attempts: i32,
+    started: Instant,
+}
 
-    let kind = job.kind.clone();
-    let publish = |status: JobStatus, error: Option<String>| {
-        let (job_id, job_type) = (id.to_hex(), kind.clone());
-        match (status, error) {
-            (JobStatus::Completed, _) => queue.events.publish(Event::JobCompleted {
-                job_id,
-                job_type,
-                attempt,
-            }),
-            (JobStatus::Failed, Some(error)) => queue.events.publish(Event::JobFailed {
-                job_id,
-                job_type,
-                attempt,
-                error,
-            }),
-            _ => {}
-        }
-    };
-    let Some(handler) = queue.handlers.get(&job.kind) else {
-        let error = format!("unknown job type {:?}", job.kind);
-        tracing::error!(target: "worker", job = %id, %error, "job failed without retry");
-        match store
-            .fail(id, attempt, max_attempts, Outcome::Failed, &error, None)
-            .await
-        {
-            Ok(status) => publish(status, Some(error)),
-            Err(err) => {
-                tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure")
-            }
-        }
-        return;
-    };
-
-    // Renew the lease while the handler runs. The renewer is stopped, and
-    // waited for, before the outcome is written: FerretDB writes whole
-    // documents, so a renewal landing after the completion would undo it.
-    // (If the handler panics, dropping the JoinSet aborts the renewer.)
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut renewals = JoinSet::new();
-    {
-        let (store, lease) = (store.clone(), config.lease);
-        renewals.spawn(async move {
-            let mut every = tokio::time::interval(lease / 3);
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = every.tick() => {}
-                }
-                if let Err(err) = store.renew(id, attempt, lease).await {
-                    tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
-                }
-            }
-        });
+impl Running {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
-    let outcome = tokio::time::timeout(config.job_timeout, handler(job)).await;
-    let _ = stop.send(());
-    while renewals.join_next().await.is_some() {}
+}
 
+/// Run `job`'s attempt and record how it ended.
+async fn run(queue: &Queue, executor: &str, job: Job) {
+    let running = Running {
+        id: job.id,
+        kind: job.kind.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        started: Instant::now(),
+    };
+    let (id, attempt) = (running.id, running.attempt);
+    tracing::info!(target: "worker", job = %id, kind = %running.kind, attempt, executor, "job started");
+    let Some(handler) = queue.handlers.get(&job.kind) else {
+        return fail_unknown_type(queue, &running).await;
+    };
+    let outcome = run_leased(queue, &running, handler(job)).await;
     queue
         .metrics
         .execution_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let ms = started.elapsed().as_millis() as u64;
-    let (outcome, error) = match outcome {
-        Ok(Ok(result)) => {
-            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
-            match store.complete(id, attempt, result).await {
-                Ok(()) => publish(JobStatus::Completed, None),
-                Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
-                    "could not record the completion; the job is retried after its lease"),
-            }
-            return;
+        .observe(running.started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(Ok(result)) => record_completion(queue, &running, result).await,
+        Ok(Err(error)) => record_failure(queue, &running, Outcome::Failed, error.report()).await,
+        Err(_elapsed) => {
+            let limit = humantime::format_duration(queue.config.job_timeout);
+            let error = format!("timed out after {limit}");
+            record_failure(queue, &running, Outcome::TimedOut, error).await
         }
-        Ok(Err(error)) => (Outcome::Failed, error),
-        Err(_) => (
-            Outcome::TimedOut,
-            format!(
-                "timed out after {}",
-                humantime::format_duration(config.job_timeout)
-            ),
-        ),
-    };
-    let retry_in = Some(config.backoff(attempt));
-    match store
-        .fail(id, attempt, max_attempts, outcome, &error, retry_in)
-        .await
-    {
+    }
+}
+
+/// Run `work` within `queue.job_timeout`, renewing the attempt's lease
+/// meanwhile.
+///
+/// The renewer is stopped, and waited for, before the outcome is written:
+/// FerretDB writes whole documents, so a renewal landing after the
+/// completion would undo it. (If the handler panics, dropping the JoinSet
+/// aborts the renewer.)
+async fn run_leased(
+    queue: &Queue,
+    running: &Running,
+    work: BoxFuture<'static, HandlerResult>,
+) -> Result<HandlerResult, Elapsed> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut renewals = JoinSet::new();
+    renewals.spawn(renew_lease(
+        queue.store.clone(),
+        (running.id, running.attempt),
+        queue.config.lease,
+        stopped,
+    ));
+    let outcome = tokio::time::timeout(queue.config.job_timeout, work).await;
+    let _ = stop.send(());
+    while renewals.join_next().await.is_some() {}
+    outcome
+}
+
+/// Extend the lease of `(job, attempt)` every third of `lease` until `stopped`.
+async fn renew_lease(
+    store: JobStore,
+    (id, attempt): (ObjectId, i32),
+    lease: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut every = tokio::time::interval(lease / 3);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = store.renew(id, attempt, lease).await {
+            tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
+        }
+    }
+}
+
+/// No handler for the job's type: it fails at once, without retry.
+async fn fail_unknown_type(queue: &Queue, running: &Running) {
+    let id = running.id;
+    let error = format!("unknown job type {:?}", running.kind);
+    tracing::error!(target: "worker", job = %id, %error, "job failed without retry");
+    let failed = queue
+        .store
+        .fail(
+            id,
+            running.attempt,
+            running.max_attempts,
+            Outcome::Failed,
+            &error,
+            None,
+        )
+        .await;
+    match failed {
+        Ok(status) => publish_failure(queue, running, status, error),
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure")
+        }
+    }
+}
+
+/// The handler returned `result`: the attempt and the job are `completed`.
+async fn record_completion(queue: &Queue, running: &Running, result: Document) {
+    let (id, attempt) = (running.id, running.attempt);
+    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job completed");
+    match queue.store.complete(id, attempt, result).await {
+        Ok(()) => queue.events.publish(Event::JobCompleted {
+            job_id: id.to_hex(),
+            job_type: running.kind.clone(),
+            attempt,
+        }),
+        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
+            "could not record the completion; the job is retried after its lease"),
+    }
+}
+
+/// The attempt failed (`outcome`) with `error`: the job is retried after its
+/// backoff while it has attempts left, `failed` after that.
+async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, error: String) {
+    let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
+    let retry_in = Some(queue.config.backoff(attempt));
+    let failed = queue
+        .store
+        .fail(id, attempt, running.max_attempts, outcome, &error, retry_in)
+        .await;
+    match failed {
         Ok(status) => {
             tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = status.as_str(), "job attempt failed");
-            publish(status, Some(error));
+            publish_failure(queue, running, status, error);
         }
         Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
             "could not record the failure; the job is retried after its lease"),
+    }
+}
+
+/// `JobFailed` once the job has failed for good (a retry publishes nothing).
+fn publish_failure(queue: &Queue, running: &Running, status: JobStatus, error: String) {
+    if status == JobStatus::Failed {
+        queue.events.publish(Event::JobFailed {
+            job_id: running.id.to_hex(),
+            job_type: running.kind.clone(),
+            attempt: running.attempt,
+            error,
+        });
     }
 }

@@ -1,21 +1,120 @@
-//! The job handler registry: what each job type does.
+//! The job handler registry: what each job type does, and how a handler
+//! says it failed.
 //!
 //! Every queue delivers at least once (a lease can expire under a slow
 //! handler, a process can die after the work but before the acknowledgement),
 //! so every handler must be idempotent by job id. Capabilities register
 //! their own job types (the users' are in [`crate::users::jobs`]); the queue
 //! itself knows only `noop` (benchmarks and smoke checks).
+//!
+//! A handler returns its result document, or an error: any error is retried
+//! with backoff until the job's attempts run out. The error's message and
+//! every cause, joined by `": "` ([`HandlerError::report`]), become the
+//! attempt's `error` and the job's `lastError`.
+//!
+//! ```ignore
+//! JobHandlers::new().with("report.build", |job| async move {
+//!     let Some(owner) = find_owner(&job).await.context("reading the owner")? else {
+//!         return Err(HandlerError::retry_later("the owner does not exist (yet)"));
+//!     };
+//!     Ok(doc! { "owner": owner })
+//! })
+//! ```
 
 use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use mongodb::bson::Document;
 
-use crate::queue::store::Job;
+use crate::queue::error::chain;
+use crate::queue::job::Job;
 
-/// What a handler returns: a result document, or an error to retry on.
-pub type HandlerResult = Result<Document, String>;
+/// Any error, boxed.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a handler did not finish its job. Whatever the variant, the attempt
+/// failed and the job is retried with backoff while it has attempts left.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Not done, for a reason that is no error (yet): e.g. what the job
+    /// works on does not exist yet.
+    #[error("{0}")]
+    RetryLater(String),
+    /// A step failed: what the handler was doing, and the error it got.
+    #[error("{doing}")]
+    Failed {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// An error as it came (its message and causes are its own).
+    #[error(transparent)]
+    Other(BoxError),
+}
+
+/// What a handler returns: a result document, or why it must be retried.
+pub type HandlerResult = Result<Document, HandlerError>;
+
+impl HandlerError {
+    /// "Retry later because `reason`".
+    pub fn retry_later(reason: impl Into<String>) -> Self {
+        Self::RetryLater(reason.into())
+    }
+
+    /// `source` failed while the handler was `doing` something.
+    pub fn failed(doing: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Failed {
+            doing: doing.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The message and every cause, joined by `": "`: what the job's
+    /// `lastError` records.
+    pub fn report(&self) -> String {
+        chain(self)
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(reason: String) -> Self {
+        Self::RetryLater(reason)
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(reason: &str) -> Self {
+        Self::RetryLater(reason.into())
+    }
+}
+
+impl From<BoxError> for HandlerError {
+    fn from(err: BoxError) -> Self {
+        Self::Other(err)
+    }
+}
+
+impl From<mongodb::error::Error> for HandlerError {
+    fn from(err: mongodb::error::Error) -> Self {
+        Self::Other(err.into())
+    }
+}
+
+/// `.context("doing what")` on any `Result` whose error is a std error (or
+/// a string): the error becomes the cause of a [`HandlerError::Failed`].
+pub trait Context<T> {
+    fn context(self, doing: impl Into<String>) -> Result<T, HandlerError>;
+}
+
+impl<T, E: Into<BoxError>> Context<T> for Result<T, E> {
+    fn context(self, doing: impl Into<String>) -> Result<T, HandlerError> {
+        self.map_err(|err| HandlerError::failed(doing, err))
+    }
+}
 
 type HandlerFn = dyn Fn(Job) -> BoxFuture<'static, HandlerResult> + Send + Sync;
 
@@ -31,13 +130,20 @@ impl JobHandlers {
     }
 
     /// Register `handler` for jobs of type `kind` (replacing any other).
+    ///
+    /// The handler returns a [`HandlerResult`]. Inside it, `?` converts what
+    /// converts into a [`HandlerError`] (a `String` or `&str`: a reason to
+    /// retry later; a MongoDB error; a boxed error), and [`Context::context`]
+    /// wraps any other error with what the handler was doing. (The error type
+    /// is fixed rather than generic so that a handler that only ever returns
+    /// `Ok(..)` needs no annotation.)
     pub fn with<F, Fut>(mut self, kind: &str, handler: F) -> Self
     where
         F: Fn(Job) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = HandlerResult> + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         self.handlers
-            .insert(kind.into(), Arc::new(move |job| Box::pin(handler(job))));
+            .insert(kind.into(), Arc::new(move |job| handler(job).boxed()));
         self
     }
 
@@ -54,5 +160,70 @@ impl JobHandlers {
     /// The queue's own job type: `noop`, which does nothing.
     pub fn builtin() -> Self {
         Self::new().with("noop", |_job| async { Ok(Document::new()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection reset")]
+    struct Reset;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("smtp send failed")]
+    struct Smtp(#[source] Reset);
+
+    #[test]
+    fn a_reason_to_retry_is_recorded_as_given() {
+        assert_eq!(HandlerError::from("boom").report(), "boom");
+        assert_eq!(HandlerError::retry_later("not yet").report(), "not yet");
+    }
+
+    #[test]
+    fn a_failed_step_records_what_it_was_doing_and_every_cause() {
+        let failed: Result<(), _> = Err(Smtp(Reset));
+        let err = failed.context("sending the welcome e-mail").unwrap_err();
+        assert_eq!(
+            err.report(),
+            "sending the welcome e-mail: smtp send failed: connection reset"
+        );
+        let cause = err.source().expect("a source");
+        assert!(
+            cause.downcast_ref::<Smtp>().is_some(),
+            "the cause keeps its type"
+        );
+    }
+
+    #[test]
+    fn an_error_passed_on_as_it_is_keeps_its_own_message_and_causes() {
+        let err = HandlerError::from(BoxError::from(Smtp(Reset)));
+        assert_eq!(err.report(), "smtp send failed: connection reset");
+    }
+
+    #[tokio::test]
+    async fn a_handler_fails_with_whatever_converts_into_a_handler_error() {
+        async fn count(n: i32) -> Result<i32, Reset> {
+            if n > 0 {
+                Ok(n)
+            } else {
+                Err(Reset)
+            }
+        }
+        let handlers = JobHandlers::new()
+            .with("text", |_job| async { Err("later".into()) })
+            .with("step", |_job| async {
+                count(0).await.context("counting")?;
+                Ok(Document::new())
+            })
+            .with("fine", |_job| async { Ok(Document::new()) });
+        let job = || Job::new("x", Document::new(), 1);
+        let text = handlers.get("text").unwrap()(job()).await.unwrap_err();
+        assert_eq!(text.report(), "later");
+        let step = handlers.get("step").unwrap()(job()).await.unwrap_err();
+        assert_eq!(step.report(), "counting: connection reset");
+        assert!(handlers.get("fine").unwrap()(job()).await.is_ok());
+        assert!(handlers.get("other").is_none());
     }
 }

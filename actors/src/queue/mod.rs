@@ -1,9 +1,34 @@
-//! The persistent job queue: its store, the poller that claims jobs, the
-//! executors that run them, the handlers per job type.
+//! The persistent job queue.
+//!
+//! - [`job`]: the domain types (a job, its attempts, [`JobId`], queries).
+//! - [`store`]: [`store::JobStore`], every query on the two collections.
+//! - [`poller`] / [`executor`]: the QueuePollerActor, which claims jobs, and
+//!   its JobExecutors, which run them; they share a [`shared::Queue`] and
+//!   keep their slots in a [`pool::Pool`] and their candidates in
+//!   [`candidates::Candidates`].
+//! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`].
+//! - [`producer`]: [`producer::JobQueue`], how other capabilities enqueue.
+//! - [`handle`]: [`QueueHandle`], how the HTTP layer queries the queue,
+//!   with results from [`report`] (no BSON) and errors as [`QueueError`].
+//! - [`snapshot`]: the queue's figures for `/metrics`; [`metrics`]: its histograms.
+//! - [`config`]: `[queue]` in the configuration.
 
-pub mod executor;
+pub(crate) mod candidates;
+pub mod config;
+pub mod error;
+pub(crate) mod executor;
+pub mod handle;
 pub mod handlers;
-pub mod poller;
+pub mod job;
+pub mod metrics;
+pub(crate) mod poller;
+pub mod pool;
 pub mod producer;
+pub mod report;
+pub(crate) mod shared;
 pub mod snapshot;
 pub mod store;
+
+pub use error::QueueError;
+pub use handle::QueueHandle;
+pub use job::JobId;

@@ -7,62 +7,74 @@
 //! - A job enqueued here is claimed by its id, without a listing: listing is
 //!   the queue's costliest query (on FerretDB it reads every pending job, due
 //!   or not), so under steady traffic the poller lists about once a tick
-//!   rather than once per job.
+//!   rather than once per job ([`crate::queue::candidates`]).
 //! - Claims only for idle executors — one claim in flight per idle executor,
 //!   so no job is claimed that nobody can run — and keeps claiming without
 //!   waiting for the next tick while claimable jobs remain.
 //! - A claim is three steps (see [`crate::queue::store`]): list a batch of claimable
 //!   jobs (oldest first; refreshed every tick), reserve the next attempt of
 //!   one (its unique attempt record), then `findOneAndUpdate` it by `_id` in
-//!   the state it was listed in. Only the reserver runs the attempt. Claims run in
-//!   tasks of their own, concurrently, and report back with `Claimed`: the
-//!   mailbox never waits on MongoDB.
+//!   the state it was listed in. Only the reserver runs the attempt.
+//! - **The mailbox never waits on MongoDB.** Every store query — listings,
+//!   claims, releases, prunes, the ops queries, the `/metrics` recount — runs
+//!   in a task the poller owns (a `JoinSet` in its state, aborted if the
+//!   poller dies) and reports back with a message or answers its caller.
 //! - Supervises its JobExecutor pool. An executor that dies (a panicking
 //!   handler) has its job released at once for retry (not when the lease
 //!   expires) and is replaced, within the restart budget.
-//! - Offers the ops queries (list, get, retry, stats, pool) as messages,
-//!   answered from tasks of their own.
+//! - Answers the ops queries (list, get, retry, stats, pool) that
+//!   [`crate::queue::QueueHandle`] sends.
 //! - Prunes completed jobs past their retention every `prune_interval`.
 //! - Keeps the queue figures of `/metrics` ([`crate::queue::snapshot`])
 //!   fresh while someone reads them: at most one count per
 //!   `stats_interval`, in a task it owns.
+//! - Handling times on `/ops/actors` measure the poller's own work on a
+//!   message: deciding what to claim and starting the tasks. One message
+//!   can start several store operations (a listing and a claim per idle
+//!   executor), so their time is not folded into it: it is on `/metrics`
+//!   (`troupe_job_listing_duration_seconds`, `troupe_job_claim_duration_seconds`).
 //!
 //! # Shutdown
-//! Stops claiming, lets running jobs finish within the grace period, then
-//! kills what is still running and releases those jobs; pending jobs stay
-//! claimable by any instance.
+//! Stops ticking and claiming, lets running jobs finish within three
+//! quarters of the grace period, then kills what is still running and
+//! releases those jobs, and the jobs claimed too late to run; waits for
+//! these releases and the store work in flight until 95% of the grace period
+//! (the root supervisor kills the poller at 100%), aborting the rest. When
+//! `post_stop` returns, no task of the poller is left to write to the store.
+//! Pending jobs stay claimable by any instance.
 //!
 //! # Failure
 //! All queue state is in MongoDB. A restarted poller starts a fresh pool; jobs
 //! held by the previous pool finish (the root supervisor stops its executors
 //! gracefully) or come back when their leases expire.
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
-use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
-};
-use serde::Serialize;
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, Queue};
+use crate::queue::candidates::{Candidates, Next};
+use crate::queue::error::{chain, QueueError};
+use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
+use crate::queue::job::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats};
+use crate::queue::pool::{Held, Pool, PoolInfo, Slot, Work};
+use crate::queue::shared::Queue;
 use crate::queue::snapshot::Refresher;
-use crate::queue::store::{
-    Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats, RetryError,
-};
+use crate::queue::store::JobStore;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::health::TreeHealth;
-use crate::supervision::place::{ActorSnapshot, Place, Verdict};
+use crate::supervision::place::{Place, Verdict};
 use crate::supervision::stats::ActorStats;
 
-type Reply<T> = RpcReplyPort<Result<T, String>>;
+type Reply<T> = RpcReplyPort<Result<T, QueueError>>;
 
 /// Candidates listed per query (see [`crate::queue::store::JobStore::candidates`]).
 const CANDIDATE_BATCH: i64 = 256;
 
-pub enum PollerMsg {
+pub(crate) enum PollerMsg {
     /// Periodic wake-up.
     Tick,
     /// Look for claimable jobs now (a job was put back to pending).
@@ -71,7 +83,7 @@ pub enum PollerMsg {
     /// without listing the queue.
     Enqueued(ObjectId),
     /// Internal: a candidate listing finished.
-    Listed(Result<Vec<Candidate>, String>),
+    Listed(Result<Vec<Candidate>, QueueError>),
     /// Internal: a claim for `executor` finished; `None` if it got nothing.
     Claimed {
         executor: usize,
@@ -94,7 +106,7 @@ pub enum PollerMsg {
     },
     Retry {
         id: ObjectId,
-        reply: RpcReplyPort<Result<Job, RetryError>>,
+        reply: Reply<Job>,
     },
     Stats {
         reply: Reply<QueueStats>,
@@ -104,27 +116,10 @@ pub enum PollerMsg {
     },
 }
 
-/// The executor pool, for introspection.
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolInfo {
-    pub size: usize,
-    pub busy: usize,
-    pub idle: usize,
-    pub executors: Vec<ExecutorInfo>,
-}
-
-/// One executor of the pool: the actor, and the job it holds if busy.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecutorInfo {
-    #[serde(flatten)]
-    pub actor: ActorSnapshot,
-    pub job: Option<String>,
-}
-
 #[derive(Clone)]
-pub struct PollerArgs {
+pub(crate) struct PollerArgs {
     pub queue: Arc<Queue>,
-    /// How long shutdown waits for running jobs.
+    /// The shutdown grace period (running jobs get three quarters of it).
     pub grace: Duration,
     /// Restart budget of each executor.
     pub policy: RestartPolicy,
@@ -134,130 +129,58 @@ pub struct PollerArgs {
     pub executor_stats: Vec<Arc<ActorStats>>,
 }
 
-/// The job an executor holds.
-struct Held {
-    id: ObjectId,
-    attempt: i32,
-    max_attempts: i32,
+/// What a claim task returns (besides sending it as `Claimed`): the attempt
+/// it won for `executor`, if any, so that shutdown can give back a job whose
+/// `Claimed` message will never be handled.
+struct ClaimDone {
+    executor: usize,
+    won: Option<Held>,
 }
 
-/// What one executor slot is doing.
-enum Work {
-    Idle,
-    /// A claim for it is in flight.
-    Claiming,
-    Busy(Held),
-}
-
-struct Executor {
-    actor: Option<ActorRef<ExecutorMsg>>,
-    work: Work,
-    /// Its stats, restart budget and last failure, kept across restarts.
-    place: Place,
-}
-
-pub struct PollerState {
+pub(crate) struct PollerState {
     args: PollerArgs,
-    executors: Vec<Executor>,
-    /// Jobs listed as claimable, not yet tried.
-    candidates: VecDeque<Candidate>,
-    /// A listing is in flight.
-    listing: bool,
-    /// The last listing found nothing: wait for a tick or a nudge.
-    exhausted: bool,
+    pool: Pool,
+    candidates: Candidates,
+    /// Store work started by messages: listings, releases, prunes, the ops
+    /// queries. Dropping the set (the poller died) aborts them; `post_stop`
+    /// waits for them.
+    tasks: JoinSet<()>,
+    /// Claims in flight, at most one per executor slot ([`Work::Claiming`]).
+    claims: JoinSet<ClaimDone>,
+    /// The `Tick` and `Prune` timers (ractor's `send_interval`).
+    timers: Timers,
     /// Keeps the `/metrics` queue figures fresh while someone reads them.
     snapshot: Refresher,
 }
 
-impl PollerState {
-    /// The pool as introspection shows it.
-    fn pool(&self) -> PoolInfo {
-        let executors: Vec<ExecutorInfo> = self
-            .executors
-            .iter()
-            .map(|e| ExecutorInfo {
-                actor: e
-                    .place
-                    .snapshot(e.actor.as_ref().map(|a| a.get_id().to_string())),
-                job: match &e.work {
-                    Work::Busy(held) => Some(held.id.to_hex()),
-                    _ => None,
-                },
-            })
-            .collect();
-        let busy = executors.iter().filter(|e| e.job.is_some()).count();
-        let running = executors.iter().filter(|e| e.actor.running).count();
-        PoolInfo {
-            size: executors.len(),
-            busy,
-            idle: running - busy,
-            executors,
-        }
+/// Periodic messages; aborted when dropped (also if the poller panics).
+#[derive(Default)]
+struct Timers(Vec<JoinHandle<()>>);
+
+impl Timers {
+    /// Send `message()` to `poller` every `period`, counting it in its backlog.
+    fn every(
+        &mut self,
+        poller: &ActorRef<PollerMsg>,
+        stats: &Arc<ActorStats>,
+        period: Duration,
+        message: fn() -> PollerMsg,
+    ) {
+        let stats = Arc::clone(stats);
+        self.0.push(poller.send_interval(period, move || {
+            stats.sent();
+            message()
+        }));
     }
 
-    /// Start a claim for every idle executor, listing candidates when needed.
-    fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
-        let (queue, stats) = (&self.args.queue, &self.args.stats);
-        for (index, slot) in self.executors.iter_mut().enumerate() {
-            if slot.actor.is_none() || !matches!(slot.work, Work::Idle) {
-                continue;
-            }
-            let Some(candidate) = self.candidates.pop_front() else {
-                if !self.listing && !self.exhausted {
-                    self.listing = true;
-                    let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
-                    tokio::spawn(async move {
-                        let started = Instant::now();
-                        let found = queue
-                            .store
-                            .candidates(CANDIDATE_BATCH)
-                            .await
-                            .map_err(|e| e.to_string());
-                        let took = started.elapsed().as_secs_f64();
-                        queue.metrics.listing_seconds.observe(took);
-                        send(&me, &stats, PollerMsg::Listed(found));
-                    });
-                }
-                return;
-            };
-            slot.work = Work::Claiming;
-            let (queue, me, stats) = (Arc::clone(queue), myself.clone(), Arc::clone(stats));
-            tokio::spawn(async move {
-                let job = claim(&queue, &candidate, index).await;
-                send(
-                    &me,
-                    &stats,
-                    PollerMsg::Claimed {
-                        executor: index,
-                        job,
-                    },
-                );
-            });
-        }
-    }
-
-    fn executor_of(&self, cell: &ActorCell) -> Option<usize> {
-        self.executors.iter().position(|e| {
-            e.actor
-                .as_ref()
-                .is_some_and(|a| a.get_id() == cell.get_id())
-        })
+    fn stop(&mut self) {
+        self.0.drain(..).for_each(|timer| timer.abort());
     }
 }
 
-/// Claim `candidate` for `executor`, or `None` if someone else has it.
-async fn claim(queue: &Queue, candidate: &Candidate, executor: usize) -> Option<Box<Job>> {
-    let name = format!("executor-{executor}");
-    match queue
-        .store
-        .claim(candidate, queue.config.lease, &name)
-        .await
-    {
-        Ok(job) => job.map(Box::new),
-        Err(err) => {
-            tracing::warn!(target: "worker", job = %candidate.id, error = %err, "claim failed");
-            None
-        }
+impl Drop for Timers {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -267,47 +190,30 @@ fn send(poller: &ActorRef<PollerMsg>, stats: &ActorStats, message: PollerMsg) {
     let _ = poller.cast(message);
 }
 
-/// Send `message()` to the poller every `period`, until it stops.
-fn every(
-    poller: &ActorRef<PollerMsg>,
-    stats: &Arc<ActorStats>,
-    period: Duration,
-    message: fn() -> PollerMsg,
-) {
-    let (poller, stats) = (poller.clone(), Arc::clone(stats));
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(period);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            stats.sent();
-            if poller.cast(message()).is_err() {
-                return; // the poller stopped
-            }
+/// Claim `candidate` for `executor`, or `None` if someone else has it.
+async fn claim(queue: &Queue, candidate: &Candidate, executor: usize) -> Option<Box<Job>> {
+    let name = format!("executor-{executor}");
+    let started = Instant::now();
+    let claimed = queue
+        .store
+        .claim(candidate, queue.config.lease, &name)
+        .await;
+    queue
+        .metrics
+        .claim_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match claimed {
+        Ok(job) => job.map(Box::new),
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %candidate.id, error = %err, "claim failed");
+            None
         }
-    });
-}
-
-async fn spawn_executor(
-    myself: &ActorRef<PollerMsg>,
-    args: &PollerArgs,
-    index: usize,
-) -> Result<ActorRef<ExecutorMsg>, ActorProcessingErr> {
-    let args = ExecutorArgs {
-        index,
-        queue: Arc::clone(&args.queue),
-        poller: myself.clone(),
-        poller_stats: Arc::clone(&args.stats),
-        stats: Arc::clone(&args.executor_stats[index]),
-    };
-    let (actor, _) = Actor::spawn_linked(None, JobExecutor, args, myself.get_cell()).await?;
-    Ok(actor)
+    }
 }
 
 /// Give `held` back to the queue for an immediate retry.
-async fn release(queue: &Queue, held: &Held, reason: &str) {
-    if let Err(err) = queue
-        .store
+async fn release(store: &JobStore, held: Held, reason: &str) {
+    let released = store
         .fail(
             held.id,
             held.attempt,
@@ -316,24 +222,304 @@ async fn release(queue: &Queue, held: &Held, reason: &str) {
             reason,
             Some(Duration::ZERO),
         )
-        .await
-    {
+        .await;
+    if let Err(err) = released {
         tracing::warn!(target: "worker", job = %held.id, error = %err, "release failed; the job is retried after its lease");
     }
 }
 
-/// Answer `reply` with `work`'s result, from a task of its own.
-fn answer<T: Send + 'static, E: ToString>(
-    reply: Reply<T>,
-    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let _ = reply.send(work.await.map_err(|e| e.to_string()));
-    });
+async fn spawn_executor(
+    myself: &ActorRef<PollerMsg>,
+    args: &PollerArgs,
+    index: usize,
+) -> Result<ActorRef<ExecutorMsg>, ActorProcessingErr> {
+    let (poller, stats) = (myself.clone(), Arc::clone(&args.stats));
+    let on_finished: OnFinished =
+        Arc::new(move |executor, job| send(&poller, &stats, PollerMsg::Finished { executor, job }));
+    let args = ExecutorArgs {
+        index,
+        queue: Arc::clone(&args.queue),
+        on_finished,
+        stats: Arc::clone(&args.executor_stats[index]),
+    };
+    let (actor, _) = Actor::spawn_linked(None, JobExecutor, args, myself.get_cell()).await?;
+    Ok(actor)
+}
+
+/// Wait for every task of `tasks` until `deadline`, then abort the rest.
+/// Returns what the tasks that finished returned.
+async fn drain<T: 'static>(
+    tasks: &mut JoinSet<T>,
+    deadline: tokio::time::Instant,
+) -> Vec<(tokio::task::Id, T)> {
+    let mut done = Vec::new();
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await
+    {
+        if let Ok(finished) = joined {
+            done.push(finished);
+        }
+    }
+    tasks.shutdown().await;
+    done
+}
+
+impl PollerState {
+    /// Collect finished tasks (their results went out as messages or
+    /// replies), so the sets hold only what still runs.
+    fn reap(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next() {
+            if let Err(err) = joined {
+                tracing::error!(target: "worker", error = %err, "a queue task failed");
+            }
+        }
+        while let Some(joined) = self.claims.try_join_next_with_id() {
+            match joined {
+                Ok((task, done)) => self.pool.claim_finished(task, done.executor, done.won),
+                Err(err) => tracing::error!(target: "worker", error = %err, "a claim task failed"),
+            }
+        }
+    }
+
+    /// Start a claim for every idle executor, listing candidates when needed.
+    fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
+        for index in 0..self.pool.len() {
+            if !self.pool[index].is_idle() {
+                continue;
+            }
+            match self.candidates.next() {
+                Next::Claim(candidate) => self.start_claim(myself, index, candidate),
+                Next::List => return self.start_listing(myself),
+                Next::Wait => return,
+            }
+        }
+    }
+
+    fn start_listing(&mut self, myself: &ActorRef<PollerMsg>) {
+        let (queue, me, stats) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let started = Instant::now();
+            let found = queue.store.candidates(CANDIDATE_BATCH).await;
+            let took = started.elapsed().as_secs_f64();
+            queue.metrics.listing_seconds.observe(took);
+            send(&me, &stats, PollerMsg::Listed(found.map_err(Into::into)));
+        });
+    }
+
+    fn start_claim(&mut self, myself: &ActorRef<PollerMsg>, index: usize, candidate: Candidate) {
+        let (queue, me, stats) = self.task_context(myself);
+        let task = self.claims.spawn(async move {
+            let job = claim(&queue, &candidate, index).await;
+            let won = job.as_deref().map(Held::of);
+            send(
+                &me,
+                &stats,
+                PollerMsg::Claimed {
+                    executor: index,
+                    job,
+                },
+            );
+            ClaimDone {
+                executor: index,
+                won,
+            }
+        });
+        self.pool[index].work = Work::Claiming(task.id());
+    }
+
+    /// What a task needs to do store work and report back.
+    fn task_context(
+        &self,
+        myself: &ActorRef<PollerMsg>,
+    ) -> (Arc<Queue>, ActorRef<PollerMsg>, Arc<ActorStats>) {
+        (
+            Arc::clone(&self.args.queue),
+            myself.clone(),
+            Arc::clone(&self.args.stats),
+        )
+    }
+
+    /// Give `held` back to the queue, from a task.
+    fn start_release(&mut self, held: Held, reason: String) {
+        let store = self.args.queue.store.clone();
+        self.tasks
+            .spawn(async move { release(&store, held, &reason).await });
+    }
+
+    /// Answer `reply` with `work`'s result, from a task.
+    fn answer<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        work: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move {
+            let _ = reply.send(work.await);
+        });
+    }
+
+    fn store(&self) -> JobStore {
+        self.args.queue.store.clone()
+    }
+}
+
+/// Handlers of each message.
+impl PollerState {
+    fn on_tick(&mut self, myself: &ActorRef<PollerMsg>) {
+        self.candidates.tick();
+        self.wake(myself);
+        self.snapshot.tick();
+    }
+
+    fn on_listed(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        found: Result<Vec<Candidate>, QueueError>,
+    ) {
+        let found = found
+            .inspect_err(|err| {
+                tracing::warn!(target: "worker", error = %chain(err), "listing claimable jobs failed; retrying on the next tick")
+            })
+            .ok();
+        self.candidates.listed(found);
+        self.wake(myself);
+    }
+
+    fn on_claimed(&mut self, myself: &ActorRef<PollerMsg>, executor: usize, job: Option<Box<Job>>) {
+        let slot = &mut self.pool[executor];
+        slot.work = Work::Idle;
+        if let Some(job) = job {
+            let held = Held::of(&job);
+            self.args.executor_stats[executor].sent();
+            match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
+                Some(Ok(())) => slot.work = Work::Busy(held),
+                // The executor died while we claimed for it.
+                _ => {
+                    self.start_release(held, "executor unavailable".into());
+                    self.candidates.due_again(); // it is due again now
+                }
+            }
+        }
+        self.wake(myself);
+    }
+
+    fn on_finished(&mut self, myself: &ActorRef<PollerMsg>, executor: usize, job: ObjectId) {
+        if executor < self.pool.len() {
+            let slot = &mut self.pool[executor];
+            if matches!(&slot.work, Work::Busy(held) if held.id == job) {
+                slot.work = Work::Idle;
+            }
+        }
+        // Candidates stay exhausted: a finished job makes no other job due
+        // (a failed one is retried after its backoff, at a tick).
+        self.wake(myself);
+    }
+
+    fn on_prune(&mut self) {
+        let (store, retention) = (self.store(), self.args.queue.config.retention);
+        self.tasks.spawn(async move {
+            match store.prune(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(target: "worker", pruned = n, "old completed jobs deleted"),
+                Err(err) => tracing::warn!(target: "worker", error = %err, "pruning failed"),
+            }
+        });
+    }
+
+    fn on_retry(&mut self, myself: &ActorRef<PollerMsg>, id: ObjectId, reply: Reply<Job>) {
+        let (queue, me, stats) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let result = queue.store.retry(id).await;
+            if result.is_ok() {
+                tracing::info!(target: "worker", job = %id, "failed job put back to pending");
+                send(&me, &stats, PollerMsg::Nudge);
+            }
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Executor `index` died (`reason`): release its job at once, and start a
+    /// new one within its restart budget.
+    async fn on_executor_down(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        index: usize,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let slot = &mut self.pool[index];
+        slot.actor = None;
+        // A claim in flight for it stays `Claiming`: its `Claimed` releases
+        // the job, and no second claim starts for this slot meanwhile.
+        if let Work::Busy(held) = slot.work {
+            slot.work = Work::Idle;
+            tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
+            self.start_release(held, reason.clone());
+            self.candidates.due_again(); // it is due again now
+        }
+        let slot = &mut self.pool[index];
+        match slot.place.failed(&reason) {
+            Verdict::Restart(restarts) => {
+                slot.actor = Some(spawn_executor(myself, &self.args, index).await?);
+                slot.place.started();
+                let name = slot.place.name();
+                self.args.health.restarted(name, &reason, restarts);
+            }
+            Verdict::GiveUp(why) => self.args.health.escalate(slot.place.name(), why),
+        }
+        self.wake(myself);
+        Ok(())
+    }
+}
+
+/// Of the shutdown grace period, the share running jobs get to finish. The
+/// root supervisor kills the poller once the whole period is over (and a
+/// killed actor's `post_stop` stops where it is), so the rest is kept for
+/// what shutdown must still write: giving back the jobs still running or
+/// claimed too late to run.
+const JOBS_SHARE_OF_GRACE: f64 = 0.75;
+/// By this share of the grace period, shutdown aborts what is still in flight.
+const WIND_DOWN_SHARE_OF_GRACE: f64 = 0.95;
+
+/// What a job still running at shutdown is recorded as.
+const SHUT_DOWN: &str = "the instance shut down before the job finished";
+
+/// Shutdown.
+impl PollerState {
+    /// After the executors had their share of the grace period: kill those
+    /// still running and give their jobs back, give back the jobs claims won
+    /// too late, and wait for the store work in flight until `deadline`,
+    /// aborting the rest. Nothing of the poller runs after this.
+    async fn wind_down(&mut self, deadline: tokio::time::Instant) {
+        for held in self.kill_the_busy() {
+            self.start_release(held, SHUT_DOWN.into());
+        }
+        for (task, done) in drain(&mut self.claims, deadline).await {
+            self.pool.claim_finished(task, done.executor, done.won);
+        }
+        for held in self.pool.claimed_too_late() {
+            self.start_release(held, SHUT_DOWN.into());
+        }
+        drain(&mut self.tasks, deadline).await;
+        self.snapshot.stop().await;
+    }
+
+    /// Kill the executors still running; the attempts they held.
+    fn kill_the_busy(&mut self) -> Vec<Held> {
+        let mut held = Vec::new();
+        for slot in self.pool.slots_mut() {
+            let (Some(actor), Work::Busy(job)) = (slot.actor.take(), &slot.work) else {
+                continue;
+            };
+            if actor.get_status() != ActorStatus::Stopped {
+                actor.kill();
+                held.push(*job);
+            }
+            slot.work = Work::Idle;
+        }
+        held
+    }
 }
 
 #[derive(Clone, Copy, Default)]
-pub struct QueuePollerActor;
+pub(crate) struct QueuePollerActor;
 
 impl Actor for QueuePollerActor {
     type Msg = PollerMsg;
@@ -345,9 +531,9 @@ impl Actor for QueuePollerActor {
         myself: ActorRef<PollerMsg>,
         args: PollerArgs,
     ) -> Result<PollerState, ActorProcessingErr> {
-        let mut executors = Vec::with_capacity(args.queue.config.executors);
+        let mut slots = Vec::with_capacity(args.queue.config.executors);
         for index in 0..args.queue.config.executors {
-            executors.push(Executor {
+            slots.push(Slot {
                 actor: Some(spawn_executor(&myself, &args, index).await?),
                 work: Work::Idle,
                 place: Place::new(
@@ -365,10 +551,11 @@ impl Actor for QueuePollerActor {
         );
         Ok(PollerState {
             args,
-            executors,
-            candidates: VecDeque::new(),
-            listing: false,
-            exhausted: false,
+            pool: Pool::new(slots),
+            candidates: Candidates::default(),
+            tasks: JoinSet::new(),
+            claims: JoinSet::new(),
+            timers: Timers::default(),
             snapshot,
         })
     }
@@ -378,13 +565,10 @@ impl Actor for QueuePollerActor {
         myself: ActorRef<PollerMsg>,
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
-        let config = &state.args.queue.config;
-        every(&myself, &state.args.stats, config.poll_interval, || {
-            PollerMsg::Tick
-        });
-        every(&myself, &state.args.stats, config.prune_interval, || {
-            PollerMsg::Prune
-        });
+        let (config, stats) = (&state.args.queue.config, &state.args.stats);
+        let timers = &mut state.timers;
+        timers.every(&myself, stats, config.poll_interval, || PollerMsg::Tick);
+        timers.every(&myself, stats, config.prune_interval, || PollerMsg::Prune);
         state.wake(&myself);
         // Figures for the first scrape; after this, only on demand.
         state.snapshot.refresh();
@@ -399,105 +583,36 @@ impl Actor for QueuePollerActor {
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
         let _handling = state.args.stats.begin(&myself.get_cell()).await;
-        let queue = Arc::clone(&state.args.queue);
+        state.reap();
         match message {
-            PollerMsg::Tick => {
-                // Drop candidates older than a tick: others may have taken them.
-                state.candidates.clear();
-                state.exhausted = false;
-                state.wake(&myself);
-                state.snapshot.tick();
-            }
+            PollerMsg::Tick => state.on_tick(&myself),
             PollerMsg::Enqueued(id) => {
-                // The job is known: no listing needed, so `exhausted` stays.
-                // If a listing lists it too, the second claim loses the
-                // attempt reservation and is dropped.
-                if !state.candidates.iter().any(|c| c.id == id) {
-                    state.candidates.push_back(Candidate::enqueued(id));
-                }
+                state.candidates.enqueued(id);
                 state.wake(&myself);
             }
             PollerMsg::Nudge => {
-                state.exhausted = false;
+                state.candidates.due_again();
                 state.wake(&myself);
             }
-            PollerMsg::Listed(found) => {
-                state.listing = false;
-                match found {
-                    Ok(found) => {
-                        state.exhausted = found.is_empty();
-                        state.candidates.extend(found);
-                    }
-                    Err(err) => {
-                        tracing::warn!(target: "worker", error = %err, "listing claimable jobs failed; retrying on the next tick");
-                        state.exhausted = true;
-                    }
-                }
-                state.wake(&myself);
-            }
-            PollerMsg::Claimed { executor, job } => {
-                let slot = &mut state.executors[executor];
-                slot.work = Work::Idle;
-                if let Some(job) = job {
-                    let held = Held {
-                        id: job.id,
-                        attempt: job.attempts,
-                        max_attempts: job.max_attempts,
-                    };
-                    state.args.executor_stats[executor].sent();
-                    match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
-                        Some(Ok(())) => slot.work = Work::Busy(held),
-                        // The executor died while we claimed for it.
-                        _ => {
-                            release(&queue, &held, "executor unavailable").await;
-                            state.exhausted = false; // it is due again now
-                        }
-                    }
-                }
-                state.wake(&myself);
-            }
-            PollerMsg::Finished { executor, job } => {
-                if let Some(slot) = state.executors.get_mut(executor) {
-                    if matches!(&slot.work, Work::Busy(held) if held.id == job) {
-                        slot.work = Work::Idle;
-                    }
-                }
-                // `exhausted` stays: a finished job makes no other job due
-                // (a failed one is retried after its backoff, at a tick).
-                state.wake(&myself);
-            }
-            PollerMsg::Prune => {
-                let retention = queue.config.retention;
-                tokio::spawn(async move {
-                    match queue.store.prune(retention).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(target: "worker", pruned = n, "old completed jobs deleted")
-                        }
-                        Err(err) => {
-                            tracing::warn!(target: "worker", error = %err, "pruning failed")
-                        }
-                    }
-                });
-            }
+            PollerMsg::Listed(found) => state.on_listed(&myself, found),
+            PollerMsg::Claimed { executor, job } => state.on_claimed(&myself, executor, job),
+            PollerMsg::Finished { executor, job } => state.on_finished(&myself, executor, job),
+            PollerMsg::Prune => state.on_prune(),
             PollerMsg::List { query, reply } => {
-                answer(reply, async move { queue.store.list(&query).await })
+                let store = state.store();
+                state.answer(reply, async move { Ok(store.list(&query).await?) })
             }
-            PollerMsg::Get { id, reply } => answer(reply, async move { queue.store.get(id).await }),
-            PollerMsg::Stats { reply } => answer(reply, async move { queue.store.stats().await }),
-            PollerMsg::Retry { id, reply } => {
-                let stats = Arc::clone(&state.args.stats);
-                tokio::spawn(async move {
-                    let result = queue.store.retry(id).await;
-                    if result.is_ok() {
-                        tracing::info!(target: "worker", job = %id, "failed job put back to pending");
-                        send(&myself, &stats, PollerMsg::Nudge);
-                    }
-                    let _ = reply.send(result);
-                });
+            PollerMsg::Get { id, reply } => {
+                let store = state.store();
+                state.answer(reply, async move { Ok(store.get(id).await?) })
             }
+            PollerMsg::Stats { reply } => {
+                let store = state.store();
+                state.answer(reply, async move { Ok(store.stats().await?) })
+            }
+            PollerMsg::Retry { id, reply } => state.on_retry(&myself, id, reply),
             PollerMsg::Pool { reply } => {
-                let _ = reply.send(state.pool());
+                let _ = reply.send(state.pool.info());
             }
         }
         Ok(())
@@ -518,32 +633,10 @@ impl Actor for QueuePollerActor {
             ),
             _ => return Ok(()),
         };
-        let Some(index) = state.executor_of(&cell) else {
-            return Ok(());
-        };
-        let queue = Arc::clone(&state.args.queue);
-        let slot = &mut state.executors[index];
-        slot.actor = None;
-        // Release the job it held at once, not when its lease runs out.
-        if let Work::Busy(held) = std::mem::replace(&mut slot.work, Work::Idle) {
-            tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
-            release(&queue, &held, &reason).await;
-            state.exhausted = false; // it is due again now
+        match state.pool.index_of(&cell) {
+            Some(index) => state.on_executor_down(&myself, index, reason).await,
+            None => Ok(()),
         }
-        let slot = &mut state.executors[index];
-        match slot.place.failed(&reason) {
-            Verdict::Restart(restarts) => {
-                slot.actor = Some(spawn_executor(&myself, &state.args, index).await?);
-                slot.place.started();
-                state
-                    .args
-                    .health
-                    .restarted(slot.place.name(), &reason, restarts);
-            }
-            Verdict::GiveUp(why) => state.args.health.escalate(slot.place.name(), why),
-        }
-        state.wake(&myself);
-        Ok(())
     }
 
     async fn post_stop(
@@ -551,27 +644,66 @@ impl Actor for QueuePollerActor {
         myself: ActorRef<PollerMsg>,
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
-        // Running jobs get the grace period to finish; the rest stay claimable.
+        let (started, grace) = (tokio::time::Instant::now(), state.args.grace);
+        state.timers.stop();
+        // Running jobs get most of the grace period to finish; pending jobs
+        // stay claimable by any instance.
+        let for_jobs = grace.mul_f64(JOBS_SHARE_OF_GRACE);
         myself
-            .stop_children_and_wait(Some("shutdown".into()), Some(state.args.grace))
+            .stop_children_and_wait(Some("shutdown".into()), Some(for_jobs))
             .await;
-        for slot in &mut state.executors {
-            let (Some(actor), Work::Busy(held)) = (
-                slot.actor.take(),
-                std::mem::replace(&mut slot.work, Work::Idle),
-            ) else {
-                continue;
-            };
-            if actor.get_status() != ActorStatus::Stopped {
-                actor.kill();
-                release(
-                    &state.args.queue,
-                    &held,
-                    "the instance shut down before the job finished",
-                )
-                .await;
-            }
-        }
+        state
+            .wind_down(started + grace.mul_f64(WIND_DOWN_SHARE_OF_GRACE))
+            .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+    use tokio::time::{sleep, Instant};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_waits_for_tasks_until_the_deadline_then_aborts_the_rest() {
+        let mut tasks = JoinSet::new();
+        let (alive, aborted) = oneshot::channel::<()>();
+        tasks.spawn(async {
+            sleep(Duration::from_secs(1)).await;
+            1
+        });
+        tasks.spawn(async move {
+            let _alive = alive; // dropped when the task ends, or is aborted
+            sleep(Duration::from_secs(60)).await;
+            2
+        });
+        let started = Instant::now();
+        let done = drain(&mut tasks, started + Duration::from_secs(5)).await;
+        assert_eq!(done.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), [1]);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(tasks.is_empty());
+        assert!(aborted.await.is_err(), "the slow task is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_returns_as_soon_as_every_task_is_done() {
+        let mut tasks = JoinSet::new();
+        for n in 1..=3 {
+            tasks.spawn(async move {
+                sleep(Duration::from_millis(n * 100)).await;
+                n
+            });
+        }
+        let started = Instant::now();
+        let mut done: Vec<u64> = drain(&mut tasks, started + Duration::from_secs(5))
+            .await
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        done.sort();
+        assert_eq!(done, [1, 2, 3]);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
     }
 }

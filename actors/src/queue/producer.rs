@@ -18,7 +18,7 @@ pub struct JobQueue {
 }
 
 impl JobQueue {
-    pub fn new(store: JobStore, poller: ActorSlot<PollerMsg>) -> Self {
+    pub(crate) fn new(store: JobStore, poller: ActorSlot<PollerMsg>) -> Self {
         Self { store, poller }
     }
 

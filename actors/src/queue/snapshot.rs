@@ -10,8 +10,9 @@
 //!   the first scrape has figures. An instance nobody scrapes sends no
 //!   counting query after that; a flood of scrapes costs at most one
 //!   `aggregate` per `stats_interval` (and per tick), whatever its size.
-//! - The refresh runs in a task the poller owns (a [`JoinSet`], aborted when
-//!   the poller stops), never in its mailbox.
+//! - The refresh runs in a task the poller owns (a [`JoinSet`], aborted if
+//!   the poller dies, stopped by [`Refresher::stop`] in its `post_stop`),
+//!   never in its mailbox.
 //! - A failed refresh keeps the previous figures; their age (exported as
 //!   `troupe_queue_snapshot_age_seconds`) says how stale they are.
 //!
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::queue::store::{JobStore, StatusCounts};
+use crate::queue::job::StatusCounts;
+use crate::queue::store::JobStore;
 
 /// The last figures, and when they were taken.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +73,7 @@ fn due(wanted: bool, in_flight: bool, since_last: Option<Duration>, interval: Du
 }
 
 /// The poller's side: decides when to refresh and owns the refresh task.
-pub struct Refresher {
+pub(crate) struct Refresher {
     snapshot: Arc<QueueSnapshot>,
     store: JobStore,
     interval: Duration,
@@ -99,6 +101,11 @@ impl Refresher {
         if due(wanted, !self.task.is_empty(), since_last, self.interval) {
             self.refresh();
         }
+    }
+
+    /// Abort a refresh in flight and wait until it is gone (shutdown).
+    pub async fn stop(&mut self) {
+        self.task.shutdown().await;
     }
 
     /// Start a refresh now (also at start-up, wanted or not).

@@ -1,8 +1,5 @@
-//! The persistent job queue's documents and every query on them.
-//!
-//! A job is a document in `jobs`; producers insert it `pending`, the
-//! QueuePollerActor claims it, a JobExecutor runs it. Each attempt also gets a
-//! document in `job_attempts`, whose `_id` is `"<jobId>:<attempt>"`.
+//! [`JobStore`]: every query on the queue's two collections, `jobs` and
+//! `job_attempts` (the types are in [`crate::queue::job`]).
 //!
 //! # Why the attempt record
 //! The claim is a `findOneAndUpdate`, atomic on MongoDB. FerretDB v1's is not:
@@ -21,231 +18,14 @@ use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use mongodb::{Collection, Database};
 
-use crate::store::{ensure_indexes, index};
-use serde::{Deserialize, Serialize};
-
-use crate::store::is_duplicate_key;
+use crate::queue::error::QueueError;
+use crate::queue::job::{
+    Attempt, Candidate, Job, JobPage, JobQuery, JobStatus, Outcome, QueueStats, StatusCounts,
+};
+use crate::store::{ensure_indexes, index, is_duplicate_key};
 
 pub const COLLECTION: &str = "jobs";
 pub const ATTEMPTS: &str = "job_attempts";
-
-/// `[queue]` in the configuration.
-#[derive(Debug, Clone, Deserialize)]
-pub struct QueueConfig {
-    /// How often the poller looks for due jobs (it also wakes on enqueue).
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Executors in the pool: jobs run at once by this instance.
-    pub executors: usize,
-    /// How long a claim holds a job; renewed while the job runs.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// Longest run of one attempt.
-    #[serde(with = "humantime_serde")]
-    pub job_timeout: Duration,
-    /// Attempts before a job is `failed`.
-    pub max_attempts: i32,
-    /// Retry delay after attempt n: `backoff_base * 2^(n-1)`, at most `backoff_max`.
-    #[serde(with = "humantime_serde")]
-    pub backoff_base: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// Completed jobs (and all attempt records) older than this are deleted.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    #[serde(with = "humantime_serde")]
-    pub prune_interval: Duration,
-    /// The queue figures on `/metrics` are recounted at most this often, on
-    /// the poller's tick after a scrape asked for them (see
-    /// [`crate::queue::snapshot`]).
-    #[serde(with = "humantime_serde")]
-    pub stats_interval: Duration,
-}
-
-impl QueueConfig {
-    /// The delay before the attempt after attempt `n` (1-based).
-    pub fn backoff(&self, attempt: i32) -> Duration {
-        let exp = attempt.clamp(1, 30) as u32 - 1;
-        self.backoff_base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.backoff_max)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Processing,
-            Self::Completed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
-}
-
-/// A job document, field names as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Job {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub payload: Document,
-    pub status: JobStatus,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    pub run_at: DateTime,
-    pub locked_by: Option<String>,
-    pub locked_until: Option<DateTime>,
-    pub last_error: Option<String>,
-    pub result: Option<Document>,
-    pub created_at: DateTime,
-    pub updated_at: DateTime,
-    pub completed_at: Option<DateTime>,
-}
-
-impl Job {
-    /// A new pending job, due now.
-    pub fn new(kind: &str, payload: Document, max_attempts: i32) -> Self {
-        let now = DateTime::now();
-        Self {
-            id: ObjectId::new(),
-            kind: kind.into(),
-            payload,
-            status: JobStatus::Pending,
-            attempts: 0,
-            max_attempts,
-            run_at: now,
-            locked_by: None,
-            locked_until: None,
-            last_error: None,
-            result: None,
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-        }
-    }
-}
-
-/// A job that looked claimable when listed.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Candidate {
-    #[serde(rename = "_id")]
-    pub id: ObjectId,
-    pub status: JobStatus,
-    pub attempts: i32,
-}
-
-impl Candidate {
-    /// A job just enqueued: pending, never attempted.
-    pub fn enqueued(id: ObjectId) -> Self {
-        Self {
-            id,
-            status: JobStatus::Pending,
-            attempts: 0,
-        }
-    }
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Running,
-    Completed,
-    Failed,
-    TimedOut,
-    /// The executor died mid-job and the job was released for retry, or its
-    /// runner vanished and the job was reclaimed when its lease expired.
-    Crashed,
-}
-
-/// One attempt at one job: who held it, when, and how it ended.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    /// `"<jobId>:<attempt>"`: unique, so only one claimer can run an attempt.
-    #[serde(rename = "_id")]
-    pub id: String,
-    pub job_id: ObjectId,
-    pub attempt: i32,
-    pub instance: String,
-    pub executor: String,
-    pub started_at: DateTime,
-    pub finished_at: Option<DateTime>,
-    pub outcome: Outcome,
-    pub error: Option<String>,
-}
-
-/// Counts for `GET /jobs/stats`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct QueueStats {
-    pub pending: u64,
-    pub processing: u64,
-    pub completed: u64,
-    pub failed: u64,
-    /// Age of the oldest pending job, in seconds.
-    pub oldest_pending_age_seconds: Option<f64>,
-    pub completed_last_minute: u64,
-}
-
-/// Jobs by status, as one `aggregate` finds them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusCounts {
-    pub pending: u64,
-    pub processing: u64,
-    pub completed: u64,
-    pub failed: u64,
-}
-
-/// A page of jobs, newest first.
-pub struct JobPage {
-    pub jobs: Vec<Job>,
-    /// Pass as `cursor` for the next page.
-    pub next_cursor: Option<ObjectId>,
-}
-
-/// Filters for a listing.
-#[derive(Debug, Clone, Default)]
-pub struct JobQuery {
-    pub status: Option<JobStatus>,
-    pub kind: Option<String>,
-    pub limit: i64,
-    /// Only jobs older (smaller id) than this.
-    pub cursor: Option<ObjectId>,
-}
-
-/// A `retry` that could not be done.
-#[derive(Debug, thiserror::Error)]
-pub enum RetryError {
-    #[error("no such job")]
-    NotFound,
-    #[error("only a failed job can be retried; this one is {0}")]
-    NotFailed(&'static str),
-    #[error(transparent)]
-    Store(#[from] mongodb::error::Error),
-}
 
 /// The queue's collections, as seen by one instance.
 #[derive(Clone)]
@@ -256,8 +36,14 @@ pub struct JobStore {
     max_attempts: i32,
 }
 
+/// Now + `duration`.
 fn after(duration: Duration) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() + duration.as_millis() as i64)
+}
+
+/// Now - `duration`.
+fn before(duration: Duration) -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() - duration.as_millis() as i64)
 }
 
 impl JobStore {
@@ -365,20 +151,46 @@ impl JobStore {
         lease: Duration,
         executor: &str,
     ) -> mongodb::error::Result<Option<Job>> {
-        let attempt = Attempt {
-            id: format!("{}:{}", candidate.id, candidate.attempts + 1),
+        let attempt = self.next_attempt(candidate, executor);
+        if !self.reserve(&attempt, candidate, lease).await? {
+            return Ok(None);
+        }
+        let claimed = self.take(candidate, lease).await?;
+        match &claimed {
+            // The job moved on since it was listed: give the attempt back.
+            None => self.unreserve(&attempt).await?,
+            Some(job) if candidate.status == JobStatus::Processing => {
+                self.close_abandoned_attempt(job.id, candidate.attempts)
+                    .await;
+            }
+            Some(_) => {}
+        }
+        Ok(claimed)
+    }
+
+    /// The record of the attempt after the candidate's last, run by `executor`.
+    fn next_attempt(&self, candidate: &Candidate, executor: &str) -> Attempt {
+        let number = candidate.attempts + 1;
+        Attempt {
+            id: format!("{}:{number}", candidate.id),
             job_id: candidate.id,
-            attempt: candidate.attempts + 1,
+            attempt: number,
             instance: self.instance.clone(),
             executor: executor.into(),
             started_at: DateTime::now(),
             finished_at: None,
             outcome: Outcome::Running,
             error: None,
-        };
-        if !self.reserve(&attempt, candidate, lease).await? {
-            return Ok(None);
         }
+    }
+
+    /// Step 2 of a claim: the job, `processing` under a fresh lease, if it
+    /// is still as `candidate` saw it (still due, or its lease still expired).
+    async fn take(
+        &self,
+        candidate: &Candidate,
+        lease: Duration,
+    ) -> mongodb::error::Result<Option<Job>> {
         let now = DateTime::now();
         let filter = match candidate.status {
             JobStatus::Processing => doc! {
@@ -402,25 +214,18 @@ impl JobStore {
         let options = FindOneAndUpdateOptions::builder()
             .return_document(ReturnDocument::After)
             .build();
-        let claimed = self
-            .jobs
+        self.jobs
             .find_one_and_update(filter, update)
             .with_options(options)
+            .await
+    }
+
+    /// Delete this claimer's reservation of `attempt` (and no later one).
+    async fn unreserve(&self, attempt: &Attempt) -> mongodb::error::Result<()> {
+        self.attempts
+            .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
             .await?;
-        match &claimed {
-            None => {
-                // The job moved on since it was listed: give the attempt back.
-                self.attempts
-                    .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
-                    .await?;
-            }
-            Some(job) if candidate.status == JobStatus::Processing => {
-                self.close_abandoned_attempt(job.id, candidate.attempts)
-                    .await;
-            }
-            Some(_) => {}
-        }
-        Ok(claimed)
+        Ok(())
     }
 
     /// A job reclaimed after its lease expired: its previous attempt's runner
@@ -430,13 +235,14 @@ impl JobStore {
     /// outcome but not the job's keeps the outcome it wrote. Best effort: the
     /// claim stands even if this write fails.
     async fn close_abandoned_attempt(&self, id: ObjectId, attempt: i32) {
-        let crashed = mongodb::bson::to_bson(&Outcome::Crashed).expect("outcome serialises");
         let error = format!("lease expired; reclaimed by {}", self.instance);
         let closed = self
             .attempts
             .update_one(
-                doc! { "_id": format!("{id}:{attempt}"), "outcome": "running" },
-                doc! { "$set": { "finishedAt": DateTime::now(), "outcome": crashed, "error": &error } },
+                doc! { "_id": format!("{id}:{attempt}"), "outcome": Outcome::Running.as_str() },
+                doc! { "$set": {
+                    "finishedAt": DateTime::now(), "outcome": Outcome::Crashed.as_str(), "error": &error,
+                } },
             )
             .await;
         if let Err(err) = closed {
@@ -444,27 +250,54 @@ impl JobStore {
         }
     }
 
-    /// Insert the attempt record; `false` if another claimer holds it.
+    /// Step 1 of a claim: insert the attempt record; `false` if another
+    /// claimer holds it.
     ///
     /// A claimer that died between reserving and claiming leaves a record
-    /// that would block the job forever. So when the record exists, is older
-    /// than a lease, still `running`, and the job still has the attempt
-    /// count it had before that reservation, the record is stale: delete it
-    /// (guarded by its start time, so only one claimer does) and try again.
+    /// that would block the job forever. So when the record exists but was
+    /// abandoned ([`is_abandoned`](Self::is_abandoned)), delete it (guarded
+    /// by its start time, so only one claimer does) and try again, once.
     async fn reserve(
         &self,
         attempt: &Attempt,
         candidate: &Candidate,
         lease: Duration,
     ) -> mongodb::error::Result<bool> {
-        match self.attempts.insert_one(attempt).await {
-            Ok(_) => return Ok(true),
-            Err(err) if is_duplicate_key(&err) => {}
-            Err(err) => return Err(err),
+        if self.insert_attempt(attempt).await? {
+            return Ok(true);
         }
         let Some(existing) = self.attempts.find_one(doc! { "_id": &attempt.id }).await? else {
             return Ok(false);
         };
+        if !self.is_abandoned(&existing, candidate, lease).await? {
+            return Ok(false);
+        }
+        tracing::warn!(target: "worker", job = %candidate.id, attempt = attempt.attempt, "removing a reservation its claimer abandoned");
+        self.attempts
+            .delete_one(doc! { "_id": &attempt.id, "startedAt": existing.started_at })
+            .await?;
+        self.insert_attempt(attempt).await
+    }
+
+    /// Insert `attempt`'s record; `false` if it exists already.
+    async fn insert_attempt(&self, attempt: &Attempt) -> mongodb::error::Result<bool> {
+        match self.attempts.insert_one(attempt).await {
+            Ok(_) => Ok(true),
+            Err(err) if is_duplicate_key(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether `existing`, a reservation of the attempt `candidate` is
+    /// after, was abandoned: older than a lease, still `running`, and the job
+    /// still has the attempt count it had before that reservation (so its
+    /// claimer never took the job).
+    async fn is_abandoned(
+        &self,
+        existing: &Attempt,
+        candidate: &Candidate,
+        lease: Duration,
+    ) -> mongodb::error::Result<bool> {
         let stale_before = DateTime::now().timestamp_millis() - lease.as_millis() as i64;
         if existing.outcome != Outcome::Running
             || existing.started_at.timestamp_millis() > stale_before
@@ -472,18 +305,7 @@ impl JobStore {
             return Ok(false);
         }
         let job = self.jobs.find_one(doc! { "_id": candidate.id }).await?;
-        if job.is_none_or(|job| job.attempts != candidate.attempts) {
-            return Ok(false);
-        }
-        tracing::warn!(target: "worker", job = %candidate.id, attempt = attempt.attempt, "removing a reservation its claimer abandoned");
-        self.attempts
-            .delete_one(doc! { "_id": &attempt.id, "startedAt": existing.started_at })
-            .await?;
-        match self.attempts.insert_one(attempt).await {
-            Ok(_) => Ok(true),
-            Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
-        }
+        Ok(job.is_some_and(|job| job.attempts == candidate.attempts))
     }
 
     /// Extend the lease of a running attempt.
@@ -502,6 +324,7 @@ impl JobStore {
         Ok(())
     }
 
+    /// Record how attempt `attempt` of job `id` ended.
     async fn finish_attempt(
         &self,
         id: ObjectId,
@@ -509,11 +332,12 @@ impl JobStore {
         outcome: Outcome,
         error: Option<&str>,
     ) -> mongodb::error::Result<()> {
-        let outcome = mongodb::bson::to_bson(&outcome).expect("outcome serialises");
         self.attempts
             .update_one(
                 doc! { "_id": format!("{id}:{attempt}") },
-                doc! { "$set": { "finishedAt": DateTime::now(), "outcome": outcome, "error": error } },
+                doc! { "$set": {
+                    "finishedAt": DateTime::now(), "outcome": outcome.as_str(), "error": error,
+                } },
             )
             .await?;
         Ok(())
@@ -575,9 +399,7 @@ impl JobStore {
     /// Delete completed jobs and finished attempt records older than `retention`.
     /// (FerretDB has no TTL indexes, so this is a periodic delete.)
     pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
-        let cutoff = DateTime::from_millis(
-            DateTime::now().timestamp_millis() - retention.as_millis() as i64,
-        );
+        let cutoff = before(retention);
         let jobs = self
             .jobs
             .delete_many(doc! { "status": "completed", "completedAt": { "$lt": cutoff } })
@@ -588,6 +410,7 @@ impl JobStore {
         Ok(jobs.deleted_count)
     }
 
+    /// A page of jobs, newest first, filtered as `query` says.
     pub async fn list(&self, query: &JobQuery) -> mongodb::error::Result<JobPage> {
         let mut filter = Document::new();
         if let Some(status) = query.status {
@@ -597,7 +420,7 @@ impl JobStore {
             filter.insert("type", kind);
         }
         if let Some(cursor) = query.cursor {
-            filter.insert("_id", doc! { "$lt": cursor });
+            filter.insert("_id", doc! { "$lt": cursor.object_id() });
         }
         let mut jobs: Vec<Job> = self
             .jobs
@@ -616,6 +439,8 @@ impl JobStore {
         Ok(JobPage { jobs, next_cursor })
     }
 
+    /// The job `id` and its attempts, oldest first; `None` if there is no
+    /// such job.
     pub async fn get(&self, id: ObjectId) -> mongodb::error::Result<Option<(Job, Vec<Attempt>)>> {
         let Some(job) = self.jobs.find_one(doc! { "_id": id }).await? else {
             return Ok(None);
@@ -632,14 +457,14 @@ impl JobStore {
 
     /// Put a `failed` job back to `pending`, due now, with a fresh attempt
     /// budget. (`attempts` keeps counting, so attempt records never collide.)
-    pub async fn retry(&self, id: ObjectId) -> Result<Job, RetryError> {
+    pub async fn retry(&self, id: ObjectId) -> Result<Job, QueueError> {
         let job = self
             .jobs
             .find_one(doc! { "_id": id })
             .await?
-            .ok_or(RetryError::NotFound)?;
+            .ok_or(QueueError::NotFound)?;
         if job.status != JobStatus::Failed {
-            return Err(RetryError::NotFailed(job.status.as_str()));
+            return Err(QueueError::NotFailed(job.status.as_str()));
         }
         let now = DateTime::now();
         // Guarded by status and attempt count: of two concurrent retries, one wins.
@@ -654,12 +479,12 @@ impl JobStore {
             )
             .await?;
         if updated.matched_count == 0 {
-            return Err(RetryError::NotFailed("being retried"));
+            return Err(QueueError::NotFailed("being retried"));
         }
         self.jobs
             .find_one(doc! { "_id": id })
             .await?
-            .ok_or(RetryError::NotFound)
+            .ok_or(QueueError::NotFound)
     }
 
     /// Jobs by status, in one `aggregate`: what `/metrics` shows of the
@@ -672,18 +497,8 @@ impl JobStore {
             .aggregate([doc! { "$group": { "_id": "$status", "n": { "$sum": 1 } } }])
             .await?;
         while let Some(group) = groups.try_next().await? {
-            let n = match group.get("n") {
-                Some(Bson::Int32(n)) => *n as u64,
-                Some(Bson::Int64(n)) => *n as u64,
-                Some(Bson::Double(n)) => *n as u64,
-                _ => 0,
-            };
-            match group.get_str("_id").ok().and_then(JobStatus::parse) {
-                Some(JobStatus::Pending) => counts.pending = n,
-                Some(JobStatus::Processing) => counts.processing = n,
-                Some(JobStatus::Completed) => counts.completed = n,
-                Some(JobStatus::Failed) => counts.failed = n,
-                None => {}
+            if let Some((status, n)) = status_count(&group) {
+                counts.set(status, n);
             }
         }
         Ok(counts)
@@ -693,19 +508,8 @@ impl JobStore {
     /// the oldest pending job's age and the completions of the last minute.
     pub async fn stats(&self) -> mongodb::error::Result<QueueStats> {
         let counts = self.counts().await?;
-        let oldest = self
-            .jobs
-            .find_one(doc! { "status": "pending" })
-            .sort(doc! { "createdAt": 1 })
-            .await?;
-        let oldest_pending_age_seconds = oldest.map(|job| {
-            (DateTime::now().timestamp_millis() - job.created_at.timestamp_millis()) as f64 / 1000.0
-        });
-        let minute_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000);
-        let completed_last_minute = self
-            .jobs
-            .count_documents(doc! { "status": "completed", "completedAt": { "$gte": minute_ago } })
-            .await?;
+        let oldest_pending_age_seconds = self.oldest_pending_age().await?;
+        let completed_last_minute = self.completed_since(Duration::from_secs(60)).await?;
         Ok(QueueStats {
             pending: counts.pending,
             processing: counts.processing,
@@ -714,5 +518,60 @@ impl JobStore {
             oldest_pending_age_seconds,
             completed_last_minute,
         })
+    }
+
+    /// Seconds since the oldest pending job was enqueued; `None` if none is.
+    async fn oldest_pending_age(&self) -> mongodb::error::Result<Option<f64>> {
+        let oldest = self
+            .jobs
+            .find_one(doc! { "status": "pending" })
+            .sort(doc! { "createdAt": 1 })
+            .await?;
+        Ok(oldest.map(|job| {
+            (DateTime::now().timestamp_millis() - job.created_at.timestamp_millis()) as f64 / 1000.0
+        }))
+    }
+
+    /// Jobs completed within the last `window`.
+    async fn completed_since(&self, window: Duration) -> mongodb::error::Result<u64> {
+        let since = before(window);
+        self.jobs
+            .count_documents(doc! { "status": "completed", "completedAt": { "$gte": since } })
+            .await
+    }
+}
+
+/// One group of the `counts` aggregate, `{_id: status, n: count}`, as a
+/// status and its count; `None` for a status the queue does not know.
+fn status_count(group: &Document) -> Option<(JobStatus, u64)> {
+    let status = JobStatus::parse(group.get_str("_id").ok()?)?;
+    // The server picks the number's type: int32, int64, or (FerretDB) double.
+    let n = match group.get("n") {
+        Some(Bson::Int32(n)) => *n as u64,
+        Some(Bson::Int64(n)) => *n as u64,
+        Some(Bson::Double(n)) => *n as u64,
+        _ => 0,
+    };
+    Some((status, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_group_reads_whatever_number_type_the_server_sends() {
+        for n in [Bson::Int32(7), Bson::Int64(7), Bson::Double(7.0)] {
+            let group = doc! { "_id": "pending", "n": n };
+            assert_eq!(status_count(&group), Some((JobStatus::Pending, 7)));
+        }
+        let missing = doc! { "_id": "failed" };
+        assert_eq!(status_count(&missing), Some((JobStatus::Failed, 0)));
+    }
+
+    #[test]
+    fn a_group_of_an_unknown_status_is_ignored() {
+        assert_eq!(status_count(&doc! { "_id": "archived", "n": 3 }), None);
+        assert_eq!(status_count(&doc! { "_id": Bson::Null, "n": 3 }), None);
     }
 }

@@ -13,11 +13,12 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 
 use crate::events::{Event, Events};
-use crate::queue::poller::{PollerMsg, PoolInfo};
+use crate::queue::pool::PoolInfo;
+use crate::queue::QueueHandle;
 use crate::supervision::fault::Fault;
 use crate::supervision::health::TreeHealth;
 use crate::supervision::place::ActorSnapshot;
-use crate::supervision::slot::{ActorSlot, CallError};
+use crate::supervision::slot::CallError;
 use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::SupervisorMsg;
 
@@ -56,7 +57,7 @@ type PlaceStats = (String, Arc<ActorStats>);
 #[derive(Clone)]
 pub struct TreeView {
     supervisor: ActorRef<SupervisorMsg>,
-    poller: ActorSlot<PollerMsg>,
+    queue: QueueHandle,
     /// The root's children in start order, then the executors.
     places: Arc<[PlaceStats]>,
     health: TreeHealth,
@@ -68,14 +69,14 @@ impl TreeView {
     pub(crate) fn new(
         supervisor: ActorRef<SupervisorMsg>,
         places: Vec<PlaceStats>,
-        poller: ActorSlot<PollerMsg>,
+        queue: QueueHandle,
         health: TreeHealth,
         events: Events,
         call_timeout: Duration,
     ) -> Self {
         Self {
             supervisor,
-            poller,
+            queue,
             places: places.into(),
             health,
             events,
@@ -87,9 +88,9 @@ impl TreeView {
     /// the root supervisor does not answer; a poller that does not answer
     /// leaves its `pool` empty.
     pub async fn snapshot(&self) -> Result<TreeSnapshot, CallError> {
-        let (children, pool) = tokio::join!(self.children(), self.pool());
+        let (children, pool) = tokio::join!(self.children(), self.queue.pool());
         let mut pool = pool.ok();
-        let poller = self.poller.name();
+        let poller = self.queue.poller_name();
         let children = children?
             .into_iter()
             .map(|actor| ChildSnapshot {
@@ -118,11 +119,6 @@ impl TreeView {
             Ok(CallResult::Timeout) => Err(CallError::Timeout(ROOT)),
             Ok(CallResult::SenderError) | Err(_) => Err(CallError::Unavailable(ROOT)),
         }
-    }
-
-    async fn pool(&self) -> Result<PoolInfo, CallError> {
-        let ask = |reply| PollerMsg::Pool { reply };
-        self.poller.call(ask, self.call_timeout).await
     }
 
     /// Arm `fault` on the place called `name` (met by its next message),

@@ -16,8 +16,8 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use crate::mail::{MailError, Mailer};
-use crate::queue::handlers::{HandlerResult, JobHandlers};
-use crate::queue::store::Job;
+use crate::queue::handlers::{HandlerError, HandlerResult, JobHandlers};
+use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
 use crate::users::email::{Email, EmailError};
 
@@ -41,19 +41,10 @@ pub enum UserJobError {
     Store(#[from] mongodb::error::Error),
 }
 
-/// What the queue records of a failed attempt: the error and its causes.
-// TODO(queue): return the queue's typed `HandlerError` (keeping the source)
-// once it exists; until then the queue takes a string.
+/// A failed attempt as the queue takes it: the error with its causes (the
+/// queue records the whole chain as the attempt's error).
 fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
-    result.map_err(|err| {
-        let mut text = err.to_string();
-        let mut cause = std::error::Error::source(&err);
-        while let Some(err) = cause {
-            text = format!("{text}: {err}");
-            cause = err.source();
-        }
-        text
-    })
+    result.map_err(|err| HandlerError::Other(err.into()))
 }
 
 /// `user.created` and `user.login`.
@@ -264,11 +255,11 @@ mod tests {
     fn a_failed_attempt_is_recorded_with_its_causes() {
         let failed = recorded(Err(UserJobError::Recipient(EmailError::NotAscii)));
         assert_eq!(
-            failed.unwrap_err(),
+            failed.unwrap_err().report(),
             "bad recipient: must contain only ASCII characters"
         );
         let missing = recorded(Err(UserJobError::Payload("userId")));
-        assert_eq!(missing.unwrap_err(), "payload lacks userId");
+        assert_eq!(missing.unwrap_err().report(), "payload lacks userId");
     }
 
     #[test]

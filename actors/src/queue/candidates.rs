@@ -1,0 +1,145 @@
+//! [`Candidates`]: the poller's list of jobs worth claiming, and when to
+//! list the queue again.
+//!
+//! Listing is the queue's costliest query (on FerretDB it reads every
+//! pending job, due or not), so the poller lists only when it has an idle
+//! executor and no candidate left, never twice at once, and not again after
+//! a listing found nothing until a tick or a nudge says something may be due.
+
+use std::collections::VecDeque;
+
+use mongodb::bson::oid::ObjectId;
+
+use crate::queue::job::Candidate;
+
+/// What an idle executor should do next.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Claim this job.
+    Claim(Candidate),
+    /// List the queue (the caller starts the listing and reports it with
+    /// [`Candidates::listed`]); nothing to claim until then.
+    List,
+    /// Nothing to claim: wait for a listing in flight, a tick or a nudge.
+    Wait,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    /// Jobs listed as claimable (or enqueued here), not yet tried.
+    queue: VecDeque<Candidate>,
+    /// A listing is in flight.
+    listing: bool,
+    /// The last listing found nothing (or failed): wait for a tick or a nudge.
+    exhausted: bool,
+}
+
+impl Candidates {
+    /// The next thing to do for one idle executor.
+    pub fn next(&mut self) -> Next {
+        if let Some(candidate) = self.queue.pop_front() {
+            return Next::Claim(candidate);
+        }
+        if self.listing || self.exhausted {
+            return Next::Wait;
+        }
+        self.listing = true;
+        Next::List
+    }
+
+    /// A listing finished: `Some(found)`, or `None` if it failed (then the
+    /// next tick lists again).
+    pub fn listed(&mut self, found: Option<Vec<Candidate>>) {
+        self.listing = false;
+        match found {
+            Some(found) => {
+                self.exhausted = found.is_empty();
+                self.queue.extend(found);
+            }
+            None => self.exhausted = true,
+        }
+    }
+
+    /// A tick: candidates older than a tick are dropped (others may have
+    /// taken them), and the queue is worth listing again.
+    pub fn tick(&mut self) {
+        self.queue.clear();
+        self.exhausted = false;
+    }
+
+    /// Something may be due now (a job was put back to pending): list again.
+    pub fn due_again(&mut self) {
+        self.exhausted = false;
+    }
+
+    /// This instance enqueued `id`, due now: claim it without a listing (so
+    /// `exhausted` stays). If a listing lists it too, the second claim loses
+    /// the attempt reservation and is dropped.
+    pub fn enqueued(&mut self, id: ObjectId) {
+        if !self.queue.iter().any(|c| c.id == id) {
+            self.queue.push_back(Candidate::enqueued(id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(next: Next) -> ObjectId {
+        match next {
+            Next::Claim(candidate) => candidate.id,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_list_asks_for_one_listing_at_a_time() {
+        let mut candidates = Candidates::default();
+        assert!(matches!(candidates.next(), Next::List));
+        assert!(
+            matches!(candidates.next(), Next::Wait),
+            "one listing in flight"
+        );
+        let (a, b) = (ObjectId::new(), ObjectId::new());
+        candidates.listed(Some(vec![Candidate::enqueued(a), Candidate::enqueued(b)]));
+        assert_eq!(claims(candidates.next()), a, "oldest first");
+        assert_eq!(claims(candidates.next()), b);
+        assert!(matches!(candidates.next(), Next::List));
+    }
+
+    #[test]
+    fn after_an_empty_or_failed_listing_it_waits_for_a_tick_or_a_nudge() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        candidates.listed(Some(Vec::new()));
+        assert!(matches!(candidates.next(), Next::Wait));
+        candidates.tick();
+        assert!(matches!(candidates.next(), Next::List));
+        candidates.listed(None);
+        assert!(matches!(candidates.next(), Next::Wait));
+        candidates.due_again();
+        assert!(matches!(candidates.next(), Next::List));
+    }
+
+    #[test]
+    fn a_job_enqueued_here_is_claimed_without_listing_and_only_once() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        candidates.listed(Some(Vec::new()));
+        let id = ObjectId::new();
+        candidates.enqueued(id);
+        candidates.enqueued(id);
+        assert_eq!(claims(candidates.next()), id);
+        assert!(matches!(candidates.next(), Next::Wait), "still exhausted");
+    }
+
+    #[test]
+    fn a_tick_drops_the_candidates_listed_before_it() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        candidates.listed(Some(vec![Candidate::enqueued(ObjectId::new())]));
+        candidates.tick();
+        assert!(matches!(candidates.next(), Next::List));
+    }
+}

@@ -1,0 +1,94 @@
+//! `[queue]` in the configuration, and the retry backoff it defines.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[queue]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueConfig {
+    /// How often the poller looks for due jobs (it also wakes on enqueue).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Executors in the pool: jobs run at once by this instance.
+    pub executors: usize,
+    /// How long a claim holds a job; renewed while the job runs.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Longest run of one attempt.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Attempts before a job is `failed`.
+    pub max_attempts: i32,
+    /// Retry delay after attempt n: `backoff_base * 2^(n-1)`, at most `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Completed jobs (and all attempt records) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// The queue figures on `/metrics` are recounted at most this often, on
+    /// the poller's tick after a scrape asked for them (see
+    /// [`crate::queue::snapshot`]).
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+}
+
+impl QueueConfig {
+    /// The delay before the attempt after attempt `n` (1-based):
+    /// `backoff_base * 2^(n-1)`, at most `backoff_max`. An attempt number
+    /// below 1 counts as 1; the doubling stops at 2^29, so no overflow.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exp = attempt.clamp(1, 30) as u32 - 1;
+        self.backoff_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.backoff_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(base_ms: u64, max_ms: u64) -> QueueConfig {
+        QueueConfig {
+            poll_interval: Duration::from_secs(1),
+            executors: 1,
+            lease: Duration::from_secs(30),
+            job_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(base_ms),
+            backoff_max: Duration::from_millis(max_ms),
+            retention: Duration::from_secs(3600),
+            prune_interval: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_delay_doubles_with_each_attempt() {
+        let queue = config(200, 60_000);
+        let delays: Vec<u128> = (1..=5).map(|n| queue.backoff(n).as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200]);
+    }
+
+    #[test]
+    fn the_delay_stops_growing_at_the_maximum() {
+        let queue = config(1000, 5000);
+        assert_eq!(queue.backoff(3), Duration::from_millis(4000));
+        assert_eq!(queue.backoff(4), Duration::from_millis(5000));
+        assert_eq!(queue.backoff(50), Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn huge_or_nonsense_attempt_numbers_neither_overflow_nor_shrink() {
+        let queue = config(1000, u64::MAX / 2);
+        assert_eq!(queue.backoff(0), Duration::from_secs(1));
+        assert_eq!(queue.backoff(-7), Duration::from_secs(1));
+        assert_eq!(queue.backoff(i32::MAX), queue.backoff(30));
+        assert!(queue.backoff(i32::MAX) >= queue.backoff(29));
+    }
+}

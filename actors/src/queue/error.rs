@@ -1,0 +1,36 @@
+//! [`QueueError`]: why a query on the queue produced no answer.
+
+use crate::supervision::slot::CallError;
+
+/// Why a query on the queue (through [`crate::queue::QueueHandle`] or
+/// [`crate::queue::store::JobStore`]) produced no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// No job has that id.
+    #[error("no such job")]
+    NotFound,
+    /// Only a `failed` job can be retried; this one is in the named state
+    /// (or another retry of it is under way).
+    #[error("only a failed job can be retried; this one is {0}")]
+    NotFailed(&'static str),
+    /// MongoDB failed or could not be reached.
+    #[error("the job store failed")]
+    Store(#[from] mongodb::error::Error),
+    /// The poller, which answers the queue's queries, is down or did not
+    /// answer in time.
+    #[error("the queue poller did not answer")]
+    Unavailable(#[from] CallError),
+}
+
+/// `err`'s message and every cause's, joined by `": "`: for logs and the
+/// errors the queue records.
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
+}

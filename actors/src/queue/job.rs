@@ -1,0 +1,297 @@
+//! The queue's domain types: a job and its attempts as stored, the id
+//! clients name a job by, what a listing asks for and what it returns.
+//!
+//! A job is a document in `jobs`; producers insert it `pending`, the
+//! QueuePollerActor claims it, a JobExecutor runs it. Each attempt also gets
+//! a document in `job_attempts`, whose `_id` is `"<jobId>:<attempt>"` (see
+//! [`crate::queue::store`] for why).
+
+use std::fmt;
+use std::str::FromStr;
+
+use mongodb::bson::{oid::ObjectId, DateTime, Document};
+use serde::{Deserialize, Serialize};
+
+/// A job's id: a MongoDB ObjectId, written as 24 hexadecimal digits.
+/// Parsed once, where it enters (a path, a cursor); BSON stays inside the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(ObjectId);
+
+/// Text that is not 24 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a job id is 24 hexadecimal digits")]
+pub struct MalformedJobId;
+
+impl JobId {
+    /// The id as stored.
+    pub fn object_id(self) -> ObjectId {
+        self.0
+    }
+}
+
+impl FromStr for JobId {
+    type Err = MalformedJobId;
+
+    /// 24 hexadecimal digits, of either case.
+    fn from_str(text: &str) -> Result<Self, MalformedJobId> {
+        ObjectId::parse_str(text)
+            .map(Self)
+            .map_err(|_| MalformedJobId)
+    }
+}
+
+impl fmt::Display for JobId {
+    /// Lowercase hex, as the API shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_hex())
+    }
+}
+
+impl From<ObjectId> for JobId {
+    fn from(id: ObjectId) -> Self {
+        Self(id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Processing,
+            Self::Completed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
+/// A job document, field names as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub payload: Document,
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<DateTime>,
+    pub last_error: Option<String>,
+    pub result: Option<Document>,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
+    pub completed_at: Option<DateTime>,
+}
+
+impl Job {
+    /// A new pending job, due now.
+    pub fn new(kind: &str, payload: Document, max_attempts: i32) -> Self {
+        let now = DateTime::now();
+        Self {
+            id: ObjectId::new(),
+            kind: kind.into(),
+            payload,
+            status: JobStatus::Pending,
+            attempts: 0,
+            max_attempts,
+            run_at: now,
+            locked_by: None,
+            locked_until: None,
+            last_error: None,
+            result: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+        }
+    }
+}
+
+/// A job that looked claimable when listed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Candidate {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub status: JobStatus,
+    pub attempts: i32,
+}
+
+impl Candidate {
+    /// A job just enqueued: pending, never attempted.
+    pub fn enqueued(id: ObjectId) -> Self {
+        Self {
+            id,
+            status: JobStatus::Pending,
+            attempts: 0,
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    /// The executor died mid-job and the job was released for retry, or its
+    /// runner vanished and the job was reclaimed when its lease expired.
+    Crashed,
+}
+
+impl Outcome {
+    /// As stored and shown: `running`, `completed`, `failed`, `timed_out`, `crashed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Crashed => "crashed",
+        }
+    }
+}
+
+/// One attempt at one job: who held it, when, and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// `"<jobId>:<attempt>"`: unique, so only one claimer can run an attempt.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub job_id: ObjectId,
+    pub attempt: i32,
+    pub instance: String,
+    pub executor: String,
+    pub started_at: DateTime,
+    pub finished_at: Option<DateTime>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// Counts for `GET /jobs/stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Age of the oldest pending job, in seconds.
+    pub oldest_pending_age_seconds: Option<f64>,
+    pub completed_last_minute: u64,
+}
+
+/// Jobs by status, as one `aggregate` finds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl StatusCounts {
+    /// Count `n` jobs of `status`.
+    pub fn set(&mut self, status: JobStatus, n: u64) {
+        match status {
+            JobStatus::Pending => self.pending = n,
+            JobStatus::Processing => self.processing = n,
+            JobStatus::Completed => self.completed = n,
+            JobStatus::Failed => self.failed = n,
+        }
+    }
+}
+
+/// A page of jobs, newest first, as stored.
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<ObjectId>,
+}
+
+/// Filters for a listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    pub limit: i64,
+    /// Only jobs older (smaller id) than this.
+    pub cursor: Option<JobId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_id_is_24_hex_digits_of_either_case_shown_lowercase() {
+        for text in ["65f1c0ffee0000000000beef", "65F1C0FFEE0000000000BEEF"] {
+            let id: JobId = text.parse().unwrap();
+            assert_eq!(id.to_string(), "65f1c0ffee0000000000beef");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_a_job_id() {
+        for text in [
+            "",
+            "not-an-id",
+            "65f1c0ffee0000000000bee",
+            "65f1c0ffee0000000000beef0",
+            "65f1c0ffee0000000000beeg",
+            " 65f1c0ffee0000000000beef",
+        ] {
+            assert_eq!(text.parse::<JobId>(), Err(MalformedJobId), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_read_as_they_are_stored() {
+        for outcome in [
+            Outcome::Running,
+            Outcome::Completed,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Crashed,
+        ] {
+            let stored = mongodb::bson::to_bson(&outcome).unwrap();
+            assert_eq!(stored.as_str(), Some(outcome.as_str()));
+        }
+    }
+
+    #[test]
+    fn statuses_parse_back_from_their_names() {
+        for status in [
+            JobStatus::Pending,
+            JobStatus::Processing,
+            JobStatus::Completed,
+            JobStatus::Failed,
+        ] {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobStatus::parse("done"), None);
+    }
+}

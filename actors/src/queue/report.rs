@@ -1,0 +1,206 @@
+//! Jobs as the queue reports them to its clients (the HTTP layer): no BSON.
+//! Ids are [`JobId`]s, payloads and results `serde_json` values, dates
+//! RFC 3339 strings.
+//!
+//! The JSON is the API's, not MongoDB's Extended JSON: an ObjectId anywhere
+//! in a payload is its 24 hex digits (not `{"$oid": …}`), a date its RFC 3339
+//! text (not `{"$date": …}`), documents and arrays member by member; any
+//! other value (numbers, strings, rarer types) is relaxed Extended JSON.
+
+use mongodb::bson::{Bson, DateTime, Document};
+use serde_json::Value;
+
+use crate::queue::job::{Attempt, Job, JobId, JobPage, JobStatus, Outcome};
+
+/// A job, for its clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReport {
+    pub id: JobId,
+    pub kind: String,
+    pub payload: Value,
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// RFC 3339, like every date here.
+    pub run_at: String,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+}
+
+/// One attempt at a job: who ran it, when, and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    pub attempt: i32,
+    pub instance: String,
+    pub executor: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// A job with every attempt at it, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobHistory {
+    pub job: JobReport,
+    pub attempts: Vec<AttemptReport>,
+}
+
+/// A page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsPage {
+    pub jobs: Vec<JobReport>,
+    /// Pass as the query's `cursor` for the next (older) page; `None` on
+    /// the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+impl From<Job> for JobReport {
+    fn from(job: Job) -> Self {
+        Self {
+            id: job.id.into(),
+            kind: job.kind,
+            payload: document_json(job.payload),
+            status: job.status,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            run_at: rfc3339(job.run_at),
+            locked_by: job.locked_by,
+            locked_until: job.locked_until.map(rfc3339),
+            last_error: job.last_error,
+            result: job.result.map(document_json),
+            created_at: rfc3339(job.created_at),
+            updated_at: rfc3339(job.updated_at),
+            completed_at: job.completed_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<Attempt> for AttemptReport {
+    fn from(attempt: Attempt) -> Self {
+        Self {
+            attempt: attempt.attempt,
+            instance: attempt.instance,
+            executor: attempt.executor,
+            started_at: rfc3339(attempt.started_at),
+            finished_at: attempt.finished_at.map(rfc3339),
+            outcome: attempt.outcome,
+            error: attempt.error,
+        }
+    }
+}
+
+impl JobHistory {
+    pub(crate) fn new(job: Job, attempts: Vec<Attempt>) -> Self {
+        Self {
+            job: job.into(),
+            attempts: attempts.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<JobPage> for JobsPage {
+    fn from(page: JobPage) -> Self {
+        Self {
+            jobs: page.jobs.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor.map(Into::into),
+        }
+    }
+}
+
+/// A date as RFC 3339 text; empty outside RFC 3339's years 0–9999.
+fn rfc3339(at: DateTime) -> String {
+    at.try_to_rfc3339_string().unwrap_or_default()
+}
+
+/// A document as the API's JSON object.
+fn document_json(document: Document) -> Value {
+    json(Bson::Document(document))
+}
+
+/// A BSON value as the API's JSON (see the module doc).
+fn json(value: Bson) -> Value {
+    match value {
+        Bson::ObjectId(id) => Value::String(id.to_hex()),
+        Bson::DateTime(at) => match at.try_to_rfc3339_string() {
+            Ok(text) => Value::String(text),
+            // Outside RFC 3339's years 0–9999.
+            Err(_) => Bson::DateTime(at).into_relaxed_extjson(),
+        },
+        Bson::Document(document) => Value::Object(
+            document
+                .into_iter()
+                .map(|(key, value)| (key, json(value)))
+                .collect(),
+        ),
+        Bson::Array(items) => Value::Array(items.into_iter().map(json).collect()),
+        other => other.into_relaxed_extjson(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{doc, oid::ObjectId};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn object_ids_become_hex_strings_and_dates_rfc3339_at_any_depth() {
+        let id = ObjectId::parse_str("65f1c0ffee0000000000beef").unwrap();
+        let at = DateTime::from_millis(1_764_400_000_123);
+        let payload = doc! {
+            "userId": id,
+            "at": at,
+            "nested": { "ids": [id, { "when": at }] },
+        };
+        assert_eq!(
+            document_json(payload),
+            json!({
+                "userId": "65f1c0ffee0000000000beef",
+                "at": "2025-11-29T07:06:40.123Z",
+                "nested": { "ids": ["65f1c0ffee0000000000beef", { "when": "2025-11-29T07:06:40.123Z" }] },
+            })
+        );
+    }
+
+    #[test]
+    fn plain_values_keep_their_json_form() {
+        let payload = doc! {
+            "name": "N", "age": 30_i32, "big": 5_000_000_000_i64, "ratio": 0.5,
+            "ok": true, "none": Bson::Null, "list": [1_i32, "two"],
+        };
+        assert_eq!(
+            document_json(payload),
+            json!({
+                "name": "N", "age": 30, "big": 5_000_000_000_i64, "ratio": 0.5,
+                "ok": true, "none": null, "list": [1, "two"],
+            })
+        );
+    }
+
+    #[test]
+    fn dates_outside_rfc3339_fall_back_to_extended_json() {
+        let far = DateTime::from_millis(i64::MAX);
+        assert!(json(Bson::DateTime(far)).is_object());
+        assert_eq!(rfc3339(far), "");
+    }
+
+    #[test]
+    fn a_job_reports_its_id_as_hex_and_its_dates_as_rfc3339() {
+        let mut job = Job::new("user.created", doc! { "n": 1_i32 }, 5);
+        job.created_at = DateTime::from_millis(1_764_400_000_123);
+        job.result = Some(doc! { "sent": true });
+        let report = JobReport::from(job.clone());
+        assert_eq!(report.id.to_string(), job.id.to_hex());
+        assert_eq!(report.created_at, "2025-11-29T07:06:40.123Z");
+        assert_eq!(report.payload, json!({ "n": 1 }));
+        assert_eq!(report.result, Some(json!({ "sent": true })));
+        assert_eq!(report.completed_at, None);
+    }
+}

@@ -1,0 +1,24 @@
+//! [`Queue`]: what the QueuePollerActor and its JobExecutors share.
+
+use std::sync::Arc;
+
+use crate::events::Events;
+use crate::queue::config::QueueConfig;
+use crate::queue::handlers::JobHandlers;
+use crate::queue::metrics::QueueMetrics;
+use crate::queue::snapshot::QueueSnapshot;
+use crate::queue::store::JobStore;
+
+/// The queue's store, settings, handlers and figures, built once by the
+/// actor system and shared (behind an `Arc`) by the poller and every
+/// executor, across their restarts.
+pub(crate) struct Queue {
+    pub metrics: QueueMetrics,
+    pub store: JobStore,
+    /// JobCompleted / JobFailed are published here.
+    pub events: Events,
+    pub handlers: JobHandlers,
+    pub config: QueueConfig,
+    /// The queue's figures for `/metrics`, refreshed by the poller.
+    pub snapshot: Arc<QueueSnapshot>,
+}
