@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::store::{self, MongoCommands, RedisStore};
 use troupe_actors::system::{ActorSystem, StartError, Stores};
@@ -102,6 +103,7 @@ impl Application {
             metrics,
             mongo_commands,
             probes: Default::default(),
+            stopping: CancellationToken::new(),
         });
         tracing::info!(target: "system", port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
             elapsed_ms = started.elapsed().as_millis() as u64, "troupe is ready to serve");
@@ -136,8 +138,23 @@ impl Application {
     ) -> std::io::Result<()> {
         let limits = ConnectionLimits::from(&self.state.settings.server);
         let app = crate::http::router(self.state.clone());
+        let stopping = self.state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.cancel();
+        };
         server::serve(self.listener, app, limits, shutdown).await;
         self.system.shutdown().await;
+        // The driver ends its server sessions when its client is dropped, in
+        // a task of its own, whenever that is; end them now instead, so that
+        // once `run` returns the service sends nothing more to MongoDB.
+        self.state
+            .db
+            .client()
+            .clone()
+            .shutdown()
+            .immediate(true)
+            .await;
         tracing::info!(target: "system", "troupe stopped");
         Ok(())
     }

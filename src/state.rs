@@ -2,7 +2,9 @@
 //! health checks. Cheap to clone.
 
 use std::sync::Arc;
+
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use mongodb::Database;
 use troupe_actors::store::{MongoCommands, RedisStore};
@@ -27,6 +29,9 @@ pub struct Inner {
     pub mongo_commands: MongoCommands,
     /// The readiness probe's shared result.
     pub probes: Probes,
+    /// Cancelled when shutdown begins: endless responses (the event stream)
+    /// end then, so the drain does not wait the whole grace period for them.
+    pub stopping: CancellationToken,
 }
 
 impl AppState {

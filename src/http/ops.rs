@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use troupe_actors::queue::pool::PoolInfo;
 use troupe_actors::supervision::fault::Fault;
@@ -99,6 +99,9 @@ async fn events(
             .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
         Some((Ok(sse), receiver))
     });
+    // The stream ends when the service starts shutting down, so the drain
+    // of in-flight requests does not wait for it.
+    let stream = stream.take_until(state.stopping.clone().cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -161,6 +161,6 @@ async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes()
         );
     }
 
-    let _ = db.drop().await;
+    crate::helpers::remove_stores(&settings).await;
     let _ = std::fs::remove_dir_all(&settings.mail.outbox_dir);
 }

@@ -1,5 +1,11 @@
 //! `spawn_app()`: a ready Troupe on port 0 against the real MongoDB and Redis,
 //! with its own database and Redis key prefix, removed again on drop.
+//!
+//! Each app runs on a runtime of its own, in a thread of its own, as a
+//! process would: the test talks to it over HTTP and reads the stores with a
+//! client of its own. Dropping a `TestApp` shuts the app down gracefully and
+//! waits for `Application::run` to return; from then on nothing of the app
+//! writes to the stores, so its database is dropped once and stays gone.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,7 +74,10 @@ pub struct TestApp {
     /// extra instances sharing another app's database).
     pub owns_database: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// What `Application::run` returned, once it has.
+    stopped: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+    /// The app's thread (its runtime ends with it).
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The password every test user gets.
@@ -106,33 +115,62 @@ pub async fn spawn_app_with_jobs(
 }
 
 /// Start an app with exactly these settings (e.g. another instance on the
-/// same database).
+/// same database), on a runtime and a thread of its own.
 pub async fn start(settings: Settings, jobs: JobHandlers) -> TestApp {
     init_telemetry();
-    let app = Application::build_with_jobs(settings.clone(), jobs)
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    let app_settings = settings.clone();
+    let thread = std::thread::Builder::new()
+        .name("troupe-test-app".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the app's runtime");
+            runtime.block_on(async move {
+                let app = Application::build_with_jobs(app_settings, jobs)
+                    .await
+                    .expect("app builds");
+                let _ = ready_tx.send((app.port(), app.state().clone()));
+                let stopped = app.run(async {
+                    let _ = shutdown_rx.await;
+                });
+                let _ = stopped_tx.send(stopped.await);
+            });
+        })
+        .expect("the app's thread");
+    let (port, state) = ready_rx
         .await
-        .expect("app builds");
-    let port = app.port();
-    let db = app.state().db.clone();
-    let state = app.state().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = rx.await;
-    }));
+        .expect("the app started (see its panic above)");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
+        db: observer(&settings).await,
         settings,
-        db,
         state,
         owns_database: true,
-        shutdown: Some(tx),
-        server: Some(server),
+        shutdown: Some(shutdown_tx),
+        stopped: Some(stopped_rx),
+        thread: Some(thread),
     }
+}
+
+/// The test's own connection to the app's database (it outlives the app).
+pub async fn observer(settings: &Settings) -> Database {
+    use secrecy::ExposeSecret;
+    let mut options = mongodb::options::ClientOptions::parse(settings.mongodb.uri.expose_secret())
+        .await
+        .expect("MongoDB URI");
+    options.server_selection_timeout = Some(settings.mongodb.timeout);
+    mongodb::Client::with_options(options)
+        .expect("MongoDB client")
+        .database(&settings.mongodb.database)
 }
 
 impl TestApp {
@@ -305,70 +343,59 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match self.server.take() {
-            Some(server) => server.await.expect("server task"),
+        match self.stopped.take() {
+            Some(stopped) => stopped.await.unwrap_or(Ok(())),
             None => Ok(()),
         }
     }
 }
 
 impl Drop for TestApp {
-    /// Remove this test's database and Redis keys. Runs on its own thread and
-    /// runtime, since Drop cannot await and the test's runtime may be closing.
+    /// Shut the app down, then remove this test's database and Redis keys.
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // Stop the actors now, without the graceful wait for running jobs:
-        // a job finishing after the database is dropped would recreate it.
-        self.state.actors.supervisor().kill();
-        use secrecy::ExposeSecret;
-        let uri = self.settings.mongodb.uri.expose_secret().to_string();
-        let db = self.settings.mongodb.database.clone();
-        let redis_url = self.settings.redis.url.expose_secret().to_string();
-        let prefix = self.settings.redis.key_prefix.clone();
+        // The app runs on its own thread and runtime, so waiting here does
+        // not starve it. Once its thread has ended, `run` has returned and
+        // the runtime is gone: nothing of the app writes to the stores any
+        // more, and the database, dropped once, stays gone.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
         if !self.owns_database {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.settings.mail.outbox_dir);
+        let settings = self.settings.clone();
+        // The test's own clients belong to its runtime, which is busy here:
+        // clean up from a thread and runtime of their own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut options) = mongodb::options::ClientOptions::parse(&uri).await {
-                    options.server_selection_timeout = Some(Duration::from_secs(2));
-                    if let Ok(client) = mongodb::Client::with_options(options) {
-                        // A write already on its way when the actors were
-                        // stopped can land after the drop and recreate the
-                        // database: drop until it stays gone.
-                        for _ in 0..10 {
-                            let _ = client.database(&db).drop().await;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            let names = client.list_database_names().await.unwrap_or_default();
-                            if !names.contains(&db) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                if let Ok(client) = redis::Client::open(redis_url) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}*"))
-                            .query_async(&mut conn)
-                            .await
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: Result<(), _> =
-                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                        }
-                    }
-                }
-            });
+            rt.block_on(remove_stores(&settings));
         })
         .join();
+    }
+}
+
+/// Drop the test's database and delete its Redis keys.
+pub async fn remove_stores(settings: &Settings) {
+    use secrecy::ExposeSecret;
+    let _ = observer(settings).await.drop().await;
+    if let Ok(client) = redis::Client::open(settings.redis.url.expose_secret()) {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", settings.redis.key_prefix))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
     }
 }
 

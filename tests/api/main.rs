@@ -15,6 +15,7 @@ mod helpers;
 mod http;
 mod idempotency;
 mod jobs;
+mod lifecycle;
 mod metrics;
 mod ops;
 mod outage;

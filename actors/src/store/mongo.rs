@@ -83,6 +83,16 @@ impl MongoCommands {
             .get()
     }
 
+    /// Commands sent so far, all names together.
+    pub fn total(&self) -> u64 {
+        COUNTED_COMMANDS
+            .iter()
+            .copied()
+            .chain(["other"])
+            .map(|name| self.sent(name))
+            .sum()
+    }
+
     fn handler(&self) -> EventHandler<CommandEvent> {
         let commands = self.clone();
         EventHandler::callback(move |event| {
