@@ -82,11 +82,8 @@ impl Application {
             settings.redis.timeout,
         )
         .map_err(StartupError::Redis)?;
-        let stores = Stores {
-            db: db.clone(),
-            redis: redis.clone(),
-        };
-        let system = ActorSystem::start(settings.system_config(), stores, extra).await?;
+        let stores = Stores { db, redis };
+        let system = ActorSystem::start(settings.system_config(), stores.clone(), extra).await?;
         let actors = system.handles().clone();
         let metrics = Arc::new(Metrics::new(
             &actors.queue_metrics,
@@ -96,8 +93,7 @@ impl Application {
         ));
         let state = AppState::new(Inner {
             settings,
-            db,
-            redis,
+            stores,
             started,
             actors,
             metrics,
@@ -145,16 +141,8 @@ impl Application {
         };
         server::serve(self.listener, app, limits, shutdown).await;
         self.system.shutdown().await;
-        // The driver ends its server sessions when its client is dropped, in
-        // a task of its own, whenever that is; end them now instead, so that
-        // once `run` returns the service sends nothing more to MongoDB.
-        self.state
-            .db
-            .client()
-            .clone()
-            .shutdown()
-            .immediate(true)
-            .await;
+        // Once `run` returns, the service sends nothing more to the stores.
+        self.state.stores.close().await;
         tracing::info!(target: "system", "troupe stopped");
         Ok(())
     }

@@ -6,22 +6,21 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use mongodb::Database;
-use troupe_actors::store::{MongoCommands, RedisStore};
+use troupe_actors::store::MongoCommands;
 
 use crate::config::Settings;
 use crate::http::client_addr::{ProxyHeader, ProxySettings, TrustedProxies};
 use crate::http::health::probes::Probes;
 use crate::http::metrics::Metrics;
-use troupe_actors::system::Handles;
+use troupe_actors::system::{Handles, Stores};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub settings: Settings,
-    pub db: Database,
-    pub redis: RedisStore,
+    /// MongoDB and Redis (readiness pings them).
+    pub stores: Stores,
     pub started: Instant,
     pub actors: Handles,
     pub metrics: Arc<Metrics>,

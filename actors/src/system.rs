@@ -42,7 +42,7 @@ use crate::queue::shared::Queue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
 use crate::queue::QueueHandle;
-use crate::store::RedisStore;
+use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
@@ -90,6 +90,25 @@ pub struct SystemConfig {
 pub struct Stores {
     pub db: Database,
     pub redis: RedisStore,
+}
+
+impl Stores {
+    /// `{ping: 1}` against MongoDB.
+    pub async fn ping_mongo(&self) -> Result<(), StoreError> {
+        crate::store::ping_mongo(&self.db).await
+    }
+
+    /// `PING` against Redis.
+    pub async fn ping_redis(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+
+    /// End the MongoDB driver's server sessions and close its connections
+    /// now. (Dropped, the driver ends them in a task of its own, whenever
+    /// that is; after this, nothing more is sent to MongoDB.)
+    pub async fn close(&self) {
+        self.db.client().clone().shutdown().immediate(true).await;
+    }
 }
 
 /// Why the actor system could not start.

@@ -111,7 +111,7 @@ async fn ready(
 ) -> (StatusCode, Json<Readiness>) {
     let pings = state
         .probes
-        .current(&state.db, &state.redis, state.settings.mongodb.timeout)
+        .current(&state.stores, state.settings.mongodb.timeout)
         .await;
     let mongo = shown(&pings.mongodb).and_then(|()| match state.actors.indexes_ready() {
         true => Ok(()),

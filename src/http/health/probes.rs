@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mongodb::Database;
-use troupe_actors::store::{ping_mongo, RedisStore, StoreError};
+use troupe_actors::store::StoreError;
+use troupe_actors::system::Stores;
 
 /// How long one probe of the stores answers every readiness request.
 pub const PROBE_TTL: Duration = Duration::from_secs(1);
@@ -38,19 +38,14 @@ pub struct Probes {
 impl Probes {
     /// The last probe if younger than [`PROBE_TTL`]; else a new one, each
     /// ping bounded by `timeout`.
-    pub async fn current(
-        &self,
-        db: &Database,
-        redis: &RedisStore,
-        timeout: Duration,
-    ) -> Arc<Pings> {
+    pub async fn current(&self, stores: &Stores, timeout: Duration) -> Arc<Pings> {
         let mut last = self.last.lock().await;
         if let Some((at, pings)) = last.as_ref() {
             if at.elapsed() < PROBE_TTL {
                 return Arc::clone(pings);
             }
         }
-        let pings = Arc::new(probe(db, redis, timeout).await);
+        let pings = Arc::new(probe(stores, timeout).await);
         *last = Some((Instant::now(), Arc::clone(&pings)));
         pings
     }
@@ -58,15 +53,15 @@ impl Probes {
 
 /// Ping MongoDB and Redis, concurrently, each within its timeout. Failures
 /// are logged here, once per probe, not once per request.
-async fn probe(db: &Database, redis: &RedisStore, timeout: Duration) -> Pings {
+async fn probe(stores: &Stores, timeout: Duration) -> Pings {
     let (mongodb, redis) = tokio::join!(
         async {
-            match tokio::time::timeout(timeout, ping_mongo(db)).await {
+            match tokio::time::timeout(timeout, stores.ping_mongo()).await {
                 Ok(pinged) => pinged.map_err(PingError::from),
                 Err(_) => Err(PingError::TimedOut),
             }
         },
-        async { redis.ping().await.map_err(PingError::from) },
+        async { stores.ping_redis().await.map_err(PingError::from) },
     );
     for (name, result) in [("mongodb", &mongodb), ("redis", &redis)] {
         if let Err(error) = result {

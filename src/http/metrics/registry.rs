@@ -1,16 +1,6 @@
-//! `GET /metrics`: Prometheus (OpenMetrics text) metrics, with prometheus-client.
-//!
-//! Request counts and latencies, claim and execution times, MongoDB commands
-//! are recorded as they happen; everything the actors already count (cache
-//! hits, mailbox backlogs, restarts, events) is read at scrape time from
-//! shared counters, so there is one source of truth per figure. The registry
-//! belongs to the application (no global recorder), so several instances in
-//! one process stay apart.
-//!
-//! A scrape only reads memory: it sends no message to any actor and no query
-//! to a store. The job counts come from the poller's snapshot
-//! ([`troupe_actors::queue::snapshot`]), whose age is exported with them.
-//! With `ops.metrics_token` set, a scrape needs that bearer token.
+//! The service's Prometheus registry: what is recorded as it happens, what
+//! is read from shared counters at scrape time, and the rendering kept for
+//! `ops.metrics_reuse`. Knows the actors' handles, not the HTTP state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,16 +21,6 @@ use troupe_actors::queue::snapshot::QueueSnapshot;
 use troupe_actors::store::MongoCommands;
 use troupe_actors::system::tree::TreeView;
 use troupe_actors::system::Handles;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use super::auth::MetricsScraper;
-use super::error::Problem;
-use crate::state::AppState;
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -359,49 +336,28 @@ impl EventGauges {
     }
 }
 
-/// Prometheus metrics (OpenMetrics text format). Public unless
-/// `ops.metrics_token` is set; then `Authorization: Bearer <metrics token>`.
-#[utoipa::path(get, path = "/metrics", tag = "Ops", security((), ("metrics-token" = [])), responses(
-    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
-    (status = 401, description = "`ops.metrics_token` is set and the request lacks it", body = Problem, content_type = "application/problem+json"),
-))]
-#[tracing::instrument(skip_all)]
-async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> impl IntoResponse {
-    let body = match state.metrics.reusable() {
-        Some(body) => body,
-        None => render(&state),
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-}
-
-/// Read every shared figure into the registry and encode it (and keep the
-/// text for the scrapes of the next `ops.metrics_reuse`).
-fn render(state: &AppState) -> Bytes {
-    let (m, actors) = (&state.metrics, &state.actors);
-    m.cache.record(&actors.cache_stats);
-    m.events.record(actors);
-    m.actors.record(actors.introspection());
-    m.queue.record(&actors.queue_snapshot);
-    let mut body = String::new();
-    if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
-        tracing::error!(error = %err, "metrics encoding failed");
-    }
-    let body = Bytes::from(body);
-    m.keep(body.clone());
-    body
-}
-
 impl Metrics {
+    /// Read every shared figure into the registry and encode it (and keep
+    /// the text for the scrapes of the next `ops.metrics_reuse`).
+    pub fn render(&self, actors: &Handles) -> Bytes {
+        let m = self;
+        m.cache.record(&actors.cache_stats);
+        m.events.record(actors);
+        m.actors.record(actors.introspection());
+        m.queue.record(&actors.queue_snapshot);
+        let mut body = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
+            tracing::error!(error = %err, "metrics encoding failed");
+        }
+        let body = Bytes::from(body);
+        m.keep(body.clone());
+        body
+    }
+
     /// The last rendering, if it is younger than `reuse`. A flood of scrapes
     /// then costs a copy of a reference each, not an encoding of every
     /// series (≈ 16 KB of text) each.
-    fn reusable(&self) -> Option<Bytes> {
+    pub fn reusable(&self) -> Option<Bytes> {
         let last = self.last.lock().expect("metrics lock");
         match &*last {
             Some((at, body)) if at.elapsed() < self.reuse => Some(body.clone()),

@@ -1,0 +1,554 @@
+//! The architecture, checked: the module graph of each crate has no cycle,
+//! and dependencies point one way (README, "Architecture").
+//!
+//! Every `.rs` file of both libraries is parsed (syn); every path that names
+//! something of the crate — in `use` declarations, signatures and bodies
+//! alike, `crate::`, `super::` and `self::` — is resolved to the module that
+//! *defines* the item, following `pub use` re-exports (a facade `mod.rs`
+//! re-exporting its children is not a dependency of theirs). Test code
+//! (`#[cfg(test)]`) is left out: tests may reach anywhere. The rules:
+//! - no module import cycle in either crate;
+//! - the layers of the actor crate: `supervision` and `store` import no
+//!   capability; a capability imports only the capabilities below it
+//!   ([`ALLOWED`]) and never `system`, which wires them all;
+//! - no capability names another capability's actor message type (`*Msg`):
+//!   they talk through the narrow handles the callee defines;
+//! - the HTTP layer names no BSON/MongoDB type and no actor message type,
+//!   and the actor crate has no OpenAPI (`utoipa`) annotations: API views
+//!   live in the HTTP layer.
+//!
+//! `cargo test --test architecture` runs it (so do `scripts/lint` and CI).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graphmap::DiGraphMap;
+use syn::visit::Visit;
+
+/// Which capabilities each top-level module of the actor crate may import.
+/// `supervision` and `store` are the bottom layer, `system` the top.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("supervision", &[]),
+    ("store", &[]),
+    ("mail", &[]),
+    ("limits", &["store"]),
+    ("events", &["supervision"]),
+    ("queue", &["events", "supervision", "store"]),
+    ("cache", &["limits", "supervision", "store"]),
+    (
+        "users",
+        &[
+            "cache",
+            "queue",
+            "events",
+            "mail",
+            "limits",
+            "supervision",
+            "store",
+        ],
+    ),
+];
+
+/// One crate's modules: what each defines, re-exports and uses.
+#[derive(Default)]
+struct Crate {
+    /// Module path (`users::actor`, `""` for the root) → its facts.
+    modules: BTreeMap<String, Module>,
+}
+
+#[derive(Default)]
+struct Module {
+    /// Names of the items it defines (types, functions, constants, …).
+    defines: BTreeSet<String>,
+    /// `pub use` re-exports: name → the path it re-exports (absolute).
+    reexports: BTreeMap<String, Vec<String>>,
+    /// `pub use path::*`: absolute module paths.
+    globs: Vec<Vec<String>>,
+    /// Every path it names, absolute (crate-relative segments).
+    uses: Vec<Vec<String>>,
+    /// Paths that start with another crate (`mongodb::…`, `troupe_actors::…`).
+    external: Vec<Vec<String>>,
+    file: PathBuf,
+    /// As written, until every module is known (see [`Crate::finish`]).
+    raw_uses: Vec<Vec<String>>,
+    raw_reexports: Vec<(String, Vec<String>)>,
+    raw_globs: Vec<Vec<String>>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parse every file of the library whose root is `lib`.
+fn load(lib: &Path) -> Crate {
+    let mut krate = Crate::default();
+    load_module(&mut krate, lib, vec![]);
+    krate.finish();
+    krate
+}
+
+fn load_module(krate: &mut Crate, file: &Path, path: Vec<String>) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let dir = if file
+        .file_name()
+        .is_some_and(|n| n == "lib.rs" || n == "mod.rs")
+    {
+        file.parent().unwrap().to_path_buf()
+    } else {
+        file.with_extension("")
+    };
+    let children = collect(krate, &ast.items, &path, file);
+    for child in children {
+        let mut child_path = path.clone();
+        child_path.push(child.clone());
+        let single = dir.join(format!("{child}.rs"));
+        let nested = dir.join(&child).join("mod.rs");
+        let found = if single.exists() { single } else { nested };
+        load_module(krate, &found, child_path);
+    }
+}
+
+/// Record the items of module `path`; returns its file modules (`mod x;`).
+fn collect(krate: &mut Crate, items: &[syn::Item], path: &[String], file: &Path) -> Vec<String> {
+    let key = path.join("::");
+    let mut children = Vec::new();
+    let mut inline = Vec::new();
+    {
+        let module = krate.modules.entry(key).or_default();
+        module.file = file.to_path_buf();
+        for item in items.iter().filter(|i| !is_test(attrs(i))) {
+            if let Some(name) = defined_name(item) {
+                module.defines.insert(name);
+            }
+            match item {
+                syn::Item::Mod(m) if m.content.is_none() => children.push(m.ident.to_string()),
+                syn::Item::Mod(m) => inline.push(m.clone()),
+                syn::Item::Use(u) if matches!(u.vis, syn::Visibility::Public(_)) => {
+                    record_reexports(module, &u.tree, &mut vec![]);
+                }
+                _ => {}
+            }
+            let mut paths = Paths::default();
+            paths.visit_item(item);
+            module.raw_uses.extend(paths.found);
+        }
+    }
+    for m in inline {
+        let mut child = path.to_vec();
+        child.push(m.ident.to_string());
+        let (_, items) = m.content.unwrap();
+        collect(krate, &items, &child, file);
+    }
+    children
+}
+
+fn attrs(item: &syn::Item) -> &[syn::Attribute] {
+    match item {
+        syn::Item::Mod(i) => &i.attrs,
+        syn::Item::Fn(i) => &i.attrs,
+        syn::Item::Impl(i) => &i.attrs,
+        syn::Item::Use(i) => &i.attrs,
+        syn::Item::Struct(i) => &i.attrs,
+        syn::Item::Enum(i) => &i.attrs,
+        syn::Item::Const(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+fn is_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg")
+            && a.parse_args::<syn::Meta>()
+                .is_ok_and(|m| m.path().is_ident("test"))
+    })
+}
+
+fn defined_name(item: &syn::Item) -> Option<String> {
+    Some(match item {
+        syn::Item::Struct(i) => i.ident.to_string(),
+        syn::Item::Enum(i) => i.ident.to_string(),
+        syn::Item::Fn(i) => i.sig.ident.to_string(),
+        syn::Item::Trait(i) => i.ident.to_string(),
+        syn::Item::Type(i) => i.ident.to_string(),
+        syn::Item::Const(i) => i.ident.to_string(),
+        syn::Item::Static(i) => i.ident.to_string(),
+        syn::Item::Union(i) => i.ident.to_string(),
+        syn::Item::Mod(i) => i.ident.to_string(),
+        syn::Item::Macro(i) => i.ident.as_ref()?.to_string(),
+        _ => return None,
+    })
+}
+
+/// Note what a `pub use` tree re-exports (as written).
+fn record_reexports(module: &mut Module, tree: &syn::UseTree, prefix: &mut Vec<String>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            record_reexports(module, &p.tree, prefix);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) => {
+            let mut full = prefix.clone();
+            full.push(n.ident.to_string());
+            module.raw_reexports.push((n.ident.to_string(), full));
+        }
+        syn::UseTree::Rename(r) => {
+            let mut full = prefix.clone();
+            full.push(r.ident.to_string());
+            module.raw_reexports.push((r.rename.to_string(), full));
+        }
+        syn::UseTree::Glob(_) => module.raw_globs.push(prefix.clone()),
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                record_reexports(module, t, prefix);
+            }
+        }
+    }
+}
+
+/// Every path named in an item, as segments (`use` trees flattened).
+#[derive(Default)]
+struct Paths {
+    found: Vec<Vec<String>>,
+    prefix: Vec<String>,
+}
+
+impl<'ast> Visit<'ast> for Paths {
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        self.found
+            .push(p.segments.iter().map(|s| s.ident.to_string()).collect());
+        syn::visit::visit_path(self, p);
+    }
+
+    fn visit_use_tree(&mut self, tree: &'ast syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                self.prefix.push(p.ident.to_string());
+                self.visit_use_tree(&p.tree);
+                self.prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                let mut full = self.prefix.clone();
+                full.push(n.ident.to_string());
+                self.found.push(full);
+            }
+            syn::UseTree::Rename(r) => {
+                let mut full = self.prefix.clone();
+                full.push(r.ident.to_string());
+                self.found.push(full);
+            }
+            syn::UseTree::Glob(_) => self.found.push(self.prefix.clone()),
+            syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.visit_use_tree(t)),
+        }
+    }
+
+    // Test code may reach anywhere.
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        if !is_test(&m.attrs) {
+            syn::visit::visit_item_mod(self, m);
+        }
+    }
+
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        if !is_test(&f.attrs) {
+            syn::visit::visit_item_fn(self, f);
+        }
+    }
+
+    // An inline module's items are collected as that module's own.
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        if !matches!(item, syn::Item::Mod(m) if m.content.is_some()) {
+            syn::visit::visit_item(self, item);
+        }
+    }
+}
+
+/// `crate::`/`super::`/`self::` paths as crate-relative segments; `None`
+/// for anything else (another crate, a local name, a prelude item). A path
+/// that starts with a child module or an item of `here` is relative to it
+/// (`use inner::Thing;` next to `mod inner;`): `local` says which are.
+fn absolute(path: &[String], here: &[String], local: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    let mut base = here.to_vec();
+    let mut rest = path;
+    match rest.first().map(String::as_str) {
+        Some("crate") => {
+            base.clear();
+            rest = &rest[1..];
+        }
+        Some("self") => rest = &rest[1..],
+        Some("super") => {
+            while rest.first().map(String::as_str) == Some("super") {
+                base.pop()?;
+                rest = &rest[1..];
+            }
+        }
+        Some(first) if path.len() > 1 && local(first) => {}
+        _ => return None,
+    }
+    base.extend(rest.iter().cloned());
+    Some(base)
+}
+
+impl Crate {
+    /// Turn every path as written into a crate-relative one (or an
+    /// external one), now that every module and item is known.
+    fn finish(&mut self) {
+        let names: Vec<String> = self.modules.keys().cloned().collect();
+        for name in names {
+            let here: Vec<String> = if name.is_empty() {
+                vec![]
+            } else {
+                name.split("::").map(str::to_owned).collect()
+            };
+            let local = |first: &str| {
+                let child = if name.is_empty() {
+                    first.to_owned()
+                } else {
+                    format!("{name}::{first}")
+                };
+                self.modules.contains_key(&child) || self.modules[&name].defines.contains(first)
+            };
+            let module = &self.modules[&name];
+            let mut uses = Vec::new();
+            let mut external = Vec::new();
+            for p in &module.raw_uses {
+                match absolute(p, &here, local) {
+                    Some(abs) => uses.push(abs),
+                    None => external.push(p.clone()),
+                }
+            }
+            let reexports: BTreeMap<String, Vec<String>> = module
+                .raw_reexports
+                .iter()
+                .filter_map(|(n, p)| Some((n.clone(), absolute(p, &here, local)?)))
+                .collect();
+            let globs: Vec<Vec<String>> = module
+                .raw_globs
+                .iter()
+                .filter_map(|p| absolute(p, &here, local))
+                .collect();
+            let module = self.modules.get_mut(&name).unwrap();
+            module.uses = uses;
+            module.external = external;
+            module.reexports = reexports;
+            module.globs = globs;
+        }
+    }
+
+    /// The module that defines what `path` names (re-exports followed).
+    fn resolve(&self, path: &[String], depth: usize) -> String {
+        let mut split = path.len();
+        while split > 0 && !self.modules.contains_key(&path[..split].join("::")) {
+            split -= 1;
+        }
+        let module = path[..split].join("::");
+        let Some(name) = path.get(split) else {
+            return module;
+        };
+        let facts = &self.modules[&module];
+        if depth > 16 || facts.defines.contains(name) {
+            return module;
+        }
+        if let Some(target) = facts.reexports.get(name) {
+            let mut target = target.clone();
+            target.extend(path[split + 1..].iter().cloned());
+            return self.resolve(&target, depth + 1);
+        }
+        for glob in &facts.globs {
+            let g = glob.join("::");
+            if self
+                .modules
+                .get(&g)
+                .is_some_and(|m| m.defines.contains(name) || m.reexports.contains_key(name))
+            {
+                let mut target = glob.clone();
+                target.extend(path[split..].iter().cloned());
+                return self.resolve(&target, depth + 1);
+            }
+        }
+        module
+    }
+
+    /// Module → the modules it depends on (not counting its own
+    /// descendants: a module declaring and re-exporting its children is a
+    /// facade, not their dependent).
+    fn graph(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut graph = BTreeMap::new();
+        for (name, module) in &self.modules {
+            let deps: BTreeSet<String> = module
+                .uses
+                .iter()
+                .map(|p| self.resolve(p, 0))
+                .filter(|dep| dep != name && !is_within(dep, name))
+                .collect();
+            graph.insert(name.clone(), deps);
+        }
+        graph
+    }
+}
+
+/// Whether module `inner` is `outer` or lies inside it.
+fn is_within(inner: &str, outer: &str) -> bool {
+    outer.is_empty() || inner == outer || inner.starts_with(&format!("{outer}::"))
+}
+
+fn top(module: &str) -> &str {
+    module.split("::").next().unwrap_or(module)
+}
+
+/// Each cycle of the graph, as its modules.
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    let mut g = DiGraphMap::<&str, ()>::new();
+    for (from, deps) in graph {
+        g.add_node(from);
+        for to in deps {
+            g.add_edge(from, to, ());
+        }
+    }
+    tarjan_scc(&g)
+        .into_iter()
+        .filter(|scc| scc.len() > 1)
+        .map(|scc| scc.into_iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn actors() -> &'static Crate {
+    static CRATE: std::sync::OnceLock<Crate> = std::sync::OnceLock::new();
+    CRATE.get_or_init(|| load(&root().join("actors/src/lib.rs")))
+}
+
+fn service() -> &'static Crate {
+    static CRATE: std::sync::OnceLock<Crate> = std::sync::OnceLock::new();
+    CRATE.get_or_init(|| load(&root().join("src/lib.rs")))
+}
+
+#[test]
+fn neither_crate_has_a_module_import_cycle() {
+    for (name, krate) in [("troupe-actors", actors()), ("troupe", service())] {
+        let graph = krate.graph();
+        assert!(
+            graph.len() > 10,
+            "{name}: the checker found too few modules"
+        );
+        let found = cycles(&graph);
+        assert!(found.is_empty(), "{name}: module import cycles: {found:#?}");
+    }
+}
+
+#[test]
+fn actor_crate_dependencies_point_one_way() {
+    let allowed: HashMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for (module, deps) in actors().graph() {
+        let from = top(&module);
+        if from.is_empty() || from == "system" {
+            continue;
+        }
+        let may = allowed
+            .get(from)
+            .unwrap_or_else(|| panic!("{from}: a top-level module missing from ALLOWED"));
+        for dep in deps {
+            let to = top(&dep);
+            if to != from && !to.is_empty() && !may.contains(&to) {
+                wrong.push(format!("{module} -> {dep}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "dependencies against the layers: {wrong:#?}"
+    );
+}
+
+#[test]
+fn no_capability_names_another_capabilitys_messages() {
+    let krate = actors();
+    let mut wrong = Vec::new();
+    for (module, facts) in &krate.modules {
+        if top(module) == "system" {
+            continue;
+        }
+        for path in &facts.uses {
+            let Some(last) = path.last() else { continue };
+            let defined_in = krate.resolve(path, 0);
+            if last.ends_with("Msg") && top(&defined_in) != top(module) {
+                wrong.push(format!("{module} names {}", path.join("::")));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn the_http_layer_names_no_bson_and_no_actor_message() {
+    let mut wrong = Vec::new();
+    for (module, facts) in &service().modules {
+        if !is_within(module, "http") {
+            continue;
+        }
+        // Two segments at least: `mongodb::Database`, not a local `mongodb`.
+        for path in facts.external.iter().filter(|p| p.len() > 1) {
+            let first = path.first().map(String::as_str);
+            let names_bson = matches!(first, Some("mongodb" | "bson"));
+            let names_msg =
+                first == Some("troupe_actors") && path.last().is_some_and(|s| s.ends_with("Msg"));
+            if names_bson || names_msg || first == Some("ractor") {
+                wrong.push(format!(
+                    "{module} ({}) names {}",
+                    facts.file.display(),
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn the_actor_crate_has_no_openapi_annotations() {
+    let mut wrong = Vec::new();
+    for (module, facts) in &actors().modules {
+        for path in &facts.external {
+            if path.first().map(String::as_str) == Some("utoipa") {
+                wrong.push(format!("{module} names {}", path.join("::")));
+            }
+        }
+    }
+    let manifest = std::fs::read_to_string(root().join("actors/Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains("utoipa"),
+        "actors/Cargo.toml depends on utoipa"
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The checker itself: a cycle through a re-export is found, a facade is not one.
+#[test]
+fn the_checker_finds_a_cycle_through_a_reexport_and_accepts_a_facade() {
+    let dir = std::env::temp_dir().join(format!("troupe-arch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    write("lib.rs", "pub mod a;\npub mod b;\n");
+    write("a/mod.rs", "mod inner;\npub use inner::Thing;\n");
+    write(
+        "a/inner.rs",
+        "pub struct Thing;\nfn f() { let _ = crate::b::Other; }\n",
+    );
+    write(
+        "b.rs",
+        "pub struct Other;\nfn g() { let _ = crate::a::Thing; }\n",
+    );
+    let krate = load(&dir.join("lib.rs"));
+    let found = cycles(&krate.graph());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let mut cycle = found[0].clone();
+    cycle.sort();
+    assert_eq!(cycle, ["a::inner", "b"]);
+    // Without b's use of a, only the facade's edges remain: no cycle.
+    write("b.rs", "pub struct Other;\n");
+    assert!(cycles(&load(&dir.join("lib.rs")).graph()).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
