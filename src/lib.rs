@@ -1,5 +1,18 @@
-//! Troupe's HTTP service: configuration, the HTTP layer and OpenAPI document,
-//! and the bootstrap that wires the actor tree (in `troupe-actors`) to axum.
+//! Troupe's HTTP service: configuration, the HTTP layer, the bootstrap.
+//!
+//! # Map
+//! | module | what lives there |
+//! |---|---|
+//! | [`startup`] | [`Application`]: bind the listener, connect the stores, start the actor system (`troupe_actors::system`), serve, shut down in order |
+//! | [`server`] | the HTTP/1.1 accept loop with its connection limits |
+//! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `health`, `metrics`, `logs`, `app`), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
+//! | [`config`] | layered, typed settings and their validation |
+//! | [`state`] | [`state::AppState`], what handlers reach |
+//! | [`telemetry`] | logging to stdout and per-category daily files |
+//!
+//! Handlers parse and validate, call one typed handle of the actor crate, and
+//! map its typed result to a response; they name no BSON type and no actor
+//! message (`tests/architecture.rs`).
 
 pub mod config;
 pub mod http;

@@ -1,5 +1,27 @@
-//! Troupe's actors, their typed messages, the domain types, and the adapters
-//! for MongoDB and Redis.
+//! Troupe's actors: supervised ractor actors, the narrow handles the rest of
+//! the service reaches them by, their domain types, and the store adapters.
+//!
+//! # Map
+//! | module | what lives there |
+//! |---|---|
+//! | [`system`] | [`system::ActorSystem::start`]: the one place the tree is wired; [`system::Handles`], what the HTTP layer gets; [`system::tree::TreeView`], introspection |
+//! | [`users`] | the UserActor (sign-up, login, sessions, profiles), its [`users::Users`] handle, tokens, the login throttle, `Email`, `Password`, idempotent sign-up, the `user.*` job types |
+//! | [`cache`] | the CacheActor and [`cache::CacheClient`]: Redis read-through of public profiles, loaded through a [`cache::ProfileSource`] it defines |
+//! | [`queue`] | the job queue: [`queue::QueueHandle`] for operators, [`queue::producer::JobQueue`] for producers, the poller, the executors, the store, the handler registry |
+//! | [`events`] | domain events, the EventBus, the audit log and the counter |
+//! | [`mail`] | outgoing e-mail (lettre) |
+//! | [`limits`] | per-client-address fixed windows in Redis |
+//! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
+//! | [`store`] | MongoDB and Redis adapters |
+//!
+//! # Rules
+//! Dependencies point one way: `system` → the capabilities (`users` →
+//! `cache`, `queue`, `events`, `mail`, `limits`; `cache` → `limits`; `queue`
+//! → `events`) → `supervision` and `store`. A capability never names
+//! another's actor messages; it talks through a handle the callee defines.
+//! Every actor's file opens with its contract: what it owns, what it
+//! answers, what happens when it fails. `tests/architecture.rs` checks the
+//! rules.
 
 pub mod cache;
 pub mod events;

@@ -125,8 +125,8 @@ pub enum StartError {
 pub struct ActorSystem {
     handles: Handles,
     grace: Duration,
-    /// Creates the start-up indexes, retrying while MongoDB is unreachable.
-    indexes: JoinHandle<()>,
+    /// Creates the start-up indexes while MongoDB is unreachable at start.
+    indexes: Option<JoinHandle<()>>,
 }
 
 impl ActorSystem {
@@ -180,7 +180,12 @@ impl ActorSystem {
     /// Stop every actor, last started first, each within the grace period
     /// (the poller lets running jobs finish), and the index builder.
     pub async fn shutdown(self) {
-        self.indexes.abort();
+        if let Some(indexes) = self.indexes {
+            // Aborted at its next await; waited for, so that no index
+            // creation is still on its way to MongoDB after this returns.
+            indexes.abort();
+            let _ = indexes.await;
+        }
         let supervisor = self.handles.supervisor();
         let grace = self.grace;
         let stopped = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { grace, reply });
@@ -193,15 +198,19 @@ impl ActorSystem {
 
 /// Create the indexes every actor relies on. One attempt now; if MongoDB is
 /// unreachable, keep retrying (with backoff up to 30 s) in a task the
-/// [`ActorSystem`] owns; `ready` is set once they exist.
-async fn build_indexes(db: Database, ready: Arc<AtomicBool>, timeout: Duration) -> JoinHandle<()> {
+/// [`ActorSystem`] owns (returned); `ready` is set once they exist.
+async fn build_indexes(
+    db: Database,
+    ready: Arc<AtomicBool>,
+    timeout: Duration,
+) -> Option<JoinHandle<()>> {
     async fn create(db: &Database) -> mongodb::error::Result<()> {
         UserService::ensure_indexes(db).await?;
         JobStore::ensure_indexes(db).await
     }
     if let Err(err) = create(&db).await {
         tracing::error!(target: "system", error = %err, "MongoDB unreachable at start-up; not ready until it answers");
-        return tokio::spawn(async move {
+        return Some(tokio::spawn(async move {
             let mut delay = timeout.max(Duration::from_millis(500));
             loop {
                 tokio::time::sleep(delay).await;
@@ -217,10 +226,10 @@ async fn build_indexes(db: Database, ready: Arc<AtomicBool>, timeout: Duration) 
                     }
                 }
             }
-        });
+        }));
     }
     ready.store(true, Ordering::Release);
-    tokio::spawn(async {})
+    None
 }
 
 /// How the rest of the service reaches the actors. Cheap to clone.
@@ -298,13 +307,7 @@ fn build(
     indexes_ready: Arc<AtomicBool>,
 ) -> (Vec<ChildSpec>, Handles) {
     let (db, redis) = (&stores.db, &stores.redis);
-    let instance = format!(
-        "{}-{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    );
-    let store = JobStore::new(db, instance, settings.queue.max_attempts);
+    let store = JobStore::new(db, instance_id(), settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone());
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
@@ -360,6 +363,17 @@ fn build(
         queue_poller(settings, store, jobs, a),
     ];
     (children, actors)
+}
+
+/// This instance's id, as written to jobs it holds (`lockedBy`): host,
+/// process and a random suffix, so a restarted process is a new instance.
+fn instance_id() -> String {
+    format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
 }
 
 /// The users' handle and the CacheActor's arguments. The cache loads
