@@ -33,7 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &[]),
     ("mail", &[]),
     ("limits", &["store"]),
-    ("events", &["supervision"]),
+    ("events", &["supervision", "store"]),
     ("queue", &["events", "supervision", "store"]),
     ("cache", &["limits", "supervision", "store"]),
     (
@@ -48,6 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
+    ("fleet", &["events", "queue", "supervision", "store"]),
 ];
 
 /// One crate's modules: what each defines, re-exports and uses.

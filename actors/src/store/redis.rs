@@ -69,6 +69,25 @@ impl RedisStore {
         Ok(conn)
     }
 
+    /// A connection of its own, for blocking reads (`XREAD BLOCK`): Redis
+    /// answers a connection's commands in order, so a blocking command on the
+    /// shared connection would hold up every other caller. It has no response
+    /// timeout (the caller bounds its blocking commands); the caller owns it
+    /// and drops it when done.
+    pub async fn dedicated(&self) -> Result<impl redis::aio::ConnectionLike + Send, StoreError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        let conn = tokio::time::timeout(
+            self.timeout * 2,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout("redis", self.timeout * 2))??;
+        Ok(conn)
+    }
+
     /// Run one command with the store's timeout.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
