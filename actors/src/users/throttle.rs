@@ -40,7 +40,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::limits::{client_bucket, over_limit, wait_from_pttl, LimitMetrics, LimitReporter};
-use crate::store::RedisStore;
+use crate::store::{RedisStore, StoreError};
 
 /// `[auth.throttle]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -159,21 +159,20 @@ impl Throttle {
             self.redis.run_pipe::<(u64, u64, i64)>(&by_account),
             self.redis.run_pipe::<(u64, i64)>(&by_address),
         );
+        // Fail open, uncounted, on either side's failure: the side that was
+        // counted is taken back (best effort: the outage is reported once).
         let ((pair, account, account_ttl), (address, address_ttl)) =
             match (account_side, address_side) {
                 (Ok(account_side), Ok(address_side)) => (account_side, address_side),
-                (account_side, address_side) => {
-                    // Fail open, uncounted: take back the side that was counted.
-                    if account_side.is_ok() {
-                        self.run_refund(&self.refund_account(&keys, false)).await;
-                    }
-                    if address_side.is_ok() {
-                        self.run_refund(&self.refund_address(&keys)).await;
-                    }
-                    let err = account_side.err().or(address_side.err());
-                    self.report.unavailable(&err.expect("one side failed"));
-                    return Ok(LoginTicket::uncounted());
+                (Ok(_), Err(err)) => {
+                    let _ = self.run_refund(&self.refund_account(&keys, false)).await;
+                    return Ok(self.fail_open(&err));
                 }
+                (Err(err), Ok(_)) => {
+                    let _ = self.run_refund(&self.refund_address(&keys)).await;
+                    return Ok(self.fail_open(&err));
+                }
+                (Err(err), Err(_)) => return Ok(self.fail_open(&err)),
             };
         self.report.redis_ok();
         let refused = match over_limit(account, self.config.per_account, account_ttl)
@@ -230,10 +229,13 @@ impl Throttle {
             self.refund_account(keys, clear_pair),
             self.refund_address(keys),
         );
-        tokio::join!(
+        let (account_side, address_side) = tokio::join!(
             self.run_refund(&account_side),
             self.run_refund(&address_side),
         );
+        if let Err(err) = account_side.and(address_side) {
+            self.report.unavailable(&err);
+        }
     }
 
     /// The account side of a refund (the keys tagged with the account).
@@ -255,10 +257,14 @@ impl Throttle {
         pipe
     }
 
-    async fn run_refund(&self, pipe: &redis::Pipeline) {
-        if let Err(err) = self.redis.run_pipe::<()>(pipe).await {
-            self.report.unavailable(&err);
-        }
+    async fn run_refund(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        self.redis.run_pipe::<()>(pipe).await
+    }
+
+    /// Redis failed while counting: the login proceeds uncounted.
+    fn fail_open(&self, err: &StoreError) -> LoginTicket {
+        self.report.unavailable(err);
+        LoginTicket::uncounted()
     }
 }
 
