@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::queue::handlers::JobHandlers;
-use troupe_actors::store::{self, MongoCommands, RedisStore};
+use troupe_actors::store::{self, MongoCommands};
 use troupe_actors::system::{ActorSystem, StartError, Stores};
 
 use crate::config::Settings;
@@ -76,12 +76,7 @@ impl Application {
         )
         .await
         .map_err(StartupError::Mongo)?;
-        let redis = RedisStore::new(
-            settings.redis.url.expose_secret(),
-            &settings.redis.key_prefix,
-            settings.redis.timeout,
-        )
-        .map_err(StartupError::Redis)?;
+        let redis = settings.redis.store().map_err(StartupError::Redis)?;
         let stores = Stores { db, redis };
         let system = ActorSystem::start(settings.system_config(), stores.clone(), extra).await?;
         let actors = system.handles().clone();

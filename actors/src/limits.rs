@@ -13,9 +13,11 @@
 //!   warning is logged on the transition (not per request) and
 //!   `troupe_rate_limit_unavailable_total{limit}` counts the checks skipped:
 //!   availability is preferred over limiting during a Redis outage.
-//! - **Cost:** one pipelined round trip per check; callers on a hot path put
-//!   the commands in their own pipeline ([`FixedWindow::count_in`]) so the
-//!   check shares a round trip with their read.
+//! - **Cost:** one pipelined round trip per check; callers on a hot path send
+//!   the check's pipeline ([`FixedWindow::count_in`]) together with their own
+//!   read so the two share a round trip. The counter's key has no hash tag:
+//!   it is the only key of its pipeline (on a Redis Cluster a pipeline's keys
+//!   must share a slot, so the caller's keys go in a pipeline of their own).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::mail::MailConfig;
 use troupe_actors::queue::config::QueueConfig;
+use troupe_actors::store::{RedisStore, StoreError};
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
 
@@ -35,6 +36,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MONGODB_DB", "mongodb.database"),
     ("REDIS_URL", "redis.url"),
     ("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    ("REDIS_CLUSTER_URLS", "redis.cluster_urls"),
     ("JWT_ACCESS_SECRET", "auth.access_secret"),
     ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
     ("LOG_DIR", "log.dir"),
@@ -150,9 +152,47 @@ pub struct MongoSettings {
 pub struct RedisSettings {
     /// May carry a password, hence secret.
     pub url: SecretString,
+    /// Seed nodes of a Redis Cluster (a list, or one comma-separated string
+    /// as `REDIS_CLUSTER_URLS` gives it). Not empty: the cluster is used and
+    /// `url` is not. Secret, like `url`.
+    #[serde(default, deserialize_with = "url_list")]
+    pub cluster_urls: Vec<SecretString>,
     pub key_prefix: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// The store these settings describe: the cluster if `cluster_urls` is
+    /// set, else the server at `url`. Connects on first use.
+    pub fn store(&self) -> Result<RedisStore, StoreError> {
+        if self.cluster_urls.is_empty() {
+            RedisStore::new(self.url.expose_secret(), &self.key_prefix, self.timeout)
+        } else {
+            let urls = self.cluster_urls.iter().map(|url| url.expose_secret());
+            RedisStore::cluster(urls, &self.key_prefix, self.timeout)
+        }
+    }
+}
+
+/// A list of URLs from a TOML array, or from one comma-separated string (an
+/// environment variable). Entries are trimmed; an empty string is no list.
+fn url_list<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        List(Vec<String>),
+        Joined(String),
+    }
+    let urls = match Urls::deserialize(de)? {
+        Urls::List(urls) => urls,
+        Urls::Joined(joined) if joined.trim().is_empty() => vec![],
+        Urls::Joined(joined) => joined.split(',').map(str::to_string).collect(),
+    };
+    Ok(urls
+        .into_iter()
+        .map(|url| SecretString::from(url.trim().to_string()))
+        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]

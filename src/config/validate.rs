@@ -10,7 +10,10 @@ use troupe_actors::users::config::AuthConfig;
 use troupe_actors::users::idempotency::IdempotencyConfig;
 use troupe_actors::users::throttle::ThrottleConfig;
 
-use super::{invalid, secrets, ActorSettings, ConfigError, Environment, ServerSettings, Settings};
+use super::{
+    invalid, secrets, ActorSettings, ConfigError, Environment, RedisSettings, ServerSettings,
+    Settings,
+};
 
 impl Settings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -19,6 +22,7 @@ impl Settings {
         idempotency(&self.auth.idempotency, self.actors.call_timeout)?;
         queue(&self.queue)?;
         server(&self.server)?;
+        redis(&self.redis)?;
         throttle(&self.auth.throttle)?;
         limits(&self.limits)?;
         actors(&self.actors)?;
@@ -63,6 +67,33 @@ fn server(server: &ServerSettings) -> Result<(), ConfigError> {
         "server.max_connections",
         &format!("must be from 1 to {max}"),
     )
+}
+
+/// The key prefix leaves hash tags to the capabilities (a brace in it would
+/// make its own text the tag: every key in one cluster slot), and each
+/// cluster seed is a Redis URL (named by position: URLs may hold a password).
+fn redis(redis: &RedisSettings) -> Result<(), ConfigError> {
+    ensure(
+        !redis.key_prefix.contains(['{', '}']),
+        "redis.key_prefix",
+        "must not contain braces ({ or })",
+    )?;
+    for (i, url) in redis.cluster_urls.iter().enumerate() {
+        use redis::IntoConnectionInfo;
+        use secrecy::ExposeSecret;
+        let url = url.expose_secret();
+        let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
+        if !scheme_ok || url.into_connection_info().is_err() {
+            return Err(invalid(
+                "redis.cluster_urls",
+                format!(
+                    "entry {} is not a redis:// URL (REDIS_CLUSTER_URLS: comma-separated)",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn auth(auth: &AuthConfig) -> Result<(), ConfigError> {
@@ -275,6 +306,58 @@ mod tests {
             "server.max_connections"
         );
         accepted(|s| s.server.max_connections = 1);
+    }
+
+    #[test]
+    fn redis_prefix_and_cluster_seeds() {
+        for prefix in ["a{b:", "a}b:", "{t}:"] {
+            assert_eq!(
+                refused(|s| s.redis.key_prefix = prefix.into()),
+                "redis.key_prefix"
+            );
+        }
+        accepted(|s| s.redis.key_prefix = "troupe:".into());
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string().into()).collect();
+        for bad in [
+            &["not a url"][..],
+            &["redis://127.0.0.1:7000", ""],
+            &["http://h:1"],
+        ] {
+            assert_eq!(
+                refused(|s| s.redis.cluster_urls = urls(bad)),
+                "redis.cluster_urls"
+            );
+        }
+        accepted(|s| s.redis.cluster_urls = urls(&["redis://127.0.0.1:7000", "redis://h:7001"]));
+    }
+
+    #[test]
+    fn redis_cluster_urls_come_comma_separated_from_the_environment() {
+        use secrecy::ExposeSecret;
+        let env = [("REDIS_CLUSTER_URLS", "redis://a:7000, redis://b:7001")];
+        let loaded = settings("test", &env).unwrap();
+        let urls: Vec<&str> = loaded
+            .redis
+            .cluster_urls
+            .iter()
+            .map(|u| u.expose_secret())
+            .collect();
+        assert_eq!(urls, ["redis://a:7000", "redis://b:7001"]);
+        assert!(loaded.redis.store().unwrap().is_cluster());
+        let unset = settings_with_cluster("");
+        assert!(unset.redis.cluster_urls.is_empty());
+        assert!(!unset.redis.store().unwrap().is_cluster());
+        assert_eq!(
+            refused_key(settings(
+                "test",
+                &[("REDIS_CLUSTER_URLS", "redis://a:7000,,redis://b:7001")]
+            )),
+            "redis.cluster_urls"
+        );
+    }
+
+    fn settings_with_cluster(urls: &str) -> Settings {
+        settings("test", &[("REDIS_CLUSTER_URLS", urls)]).unwrap()
     }
 
     #[test]

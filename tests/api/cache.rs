@@ -254,7 +254,12 @@ async fn redis_outage_serves_from_mongodb_and_recovers_by_itself() {
     let mut redis = OwnRedis::start();
     wait_for_redis(redis.port).await;
     let port = redis.port;
-    let app = spawn_app_with(|s| s.redis.url = format!("redis://127.0.0.1:{port}").into()).await;
+    // A server of the test's own, also in the Redis Cluster pass.
+    let app = spawn_app_with(|s| {
+        s.redis.url = format!("redis://127.0.0.1:{port}").into();
+        s.redis.cluster_urls.clear();
+    })
+    .await;
     let stats = &app.state.actors.cache_stats;
     let (id, _) = signed_up_user(&app).await;
     let path = format!("/users/{id}");

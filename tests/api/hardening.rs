@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    assert_problem, eventually, retry_after, spawn_app, spawn_app_with, unique_email, TestApp,
-    PASSWORD,
+    assert_problem, eventually, retry_after, spawn_app, spawn_app_with, unique_email,
+    unreachable_redis, TestApp, PASSWORD,
 };
 
 /// An app behind a trusted proxy on 127.0.0.1 (so tests speak for any client
@@ -226,7 +226,7 @@ async fn signups_from_one_address_past_the_limit_get_429() {
 #[tokio::test]
 async fn the_throttle_fails_open_while_redis_is_down() {
     let app = spawn_app_with(|s| {
-        s.redis.url = "redis://127.0.0.1:1".to_string().into();
+        unreachable_redis(s);
         let t = &mut s.auth.throttle;
         (t.free_failures, t.per_account, t.per_address) = (1, 2, 2);
         s.limits.signups.per_address = 1;

@@ -6,7 +6,9 @@ use serde_json::Value;
 use troupe::startup::StartupError;
 use troupe::Application;
 
-use crate::helpers::{config_dir, free_port, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{
+    config_dir, free_port, spawn_app, spawn_app_with, test_settings, unreachable_redis,
+};
 
 #[tokio::test]
 async fn live_answers_ok() {
@@ -31,7 +33,7 @@ async fn ready_is_200_when_mongodb_and_redis_answer() {
 #[tokio::test]
 async fn ready_stays_200_listing_redis_as_degraded_when_redis_is_unreachable() {
     // Port 1 on loopback: nothing listens there, the connection is refused.
-    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".to_string().into()).await;
+    let app = spawn_app_with(unreachable_redis).await;
     let response = app.get("/health/ready").await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();

@@ -33,10 +33,11 @@ fn init_telemetry() {
 }
 
 /// The environment a test app is configured from: the test profile plus the
-/// service addresses `scripts/test` exported.
+/// service addresses `scripts/test` exported (`REDIS_CLUSTER_URLS` set: the
+/// apps use that Redis Cluster instead of `REDIS_URL`).
 pub fn test_env() -> HashMap<String, String> {
     let mut env = HashMap::from([("TROUPE_ENV".to_string(), "test".to_string())]);
-    for var in ["MONGODB_URI", "REDIS_URL"] {
+    for var in ["MONGODB_URI", "REDIS_URL", "REDIS_CLUSTER_URLS"] {
         if let Ok(value) = std::env::var(var) {
             env.insert(var.into(), value);
         }
@@ -270,14 +271,10 @@ impl TestApp {
         self.post_bearer("/users/refresh", refresh_token).await
     }
 
-    /// A direct connection to the app's Redis, for inspecting keys.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        use secrecy::ExposeSecret;
-        redis::Client::open(self.settings.redis.url.expose_secret())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection")
+    /// A direct connection to the app's Redis (server or cluster), for
+    /// inspecting keys.
+    pub async fn redis(&self) -> impl redis::aio::ConnectionLike + Send {
+        redis_of(&self.settings).await.expect("redis connection")
     }
 
     /// The id of the user `access_token` belongs to, via `/users/profile`.
@@ -381,20 +378,37 @@ impl Drop for TestApp {
     }
 }
 
-/// Drop the test's database and delete its Redis keys.
+/// A connection of the test's own to the Redis `settings` name: the server
+/// at `redis.url`, or the cluster of `redis.cluster_urls`.
+async fn redis_of(
+    settings: &Settings,
+) -> Result<impl redis::aio::ConnectionLike + Send, troupe_actors::store::StoreError> {
+    settings.redis.store()?.dedicated().await
+}
+
+/// Point `settings` at a Redis that does not answer (a port nothing listens
+/// on), as a server or, when the tests run against a cluster, as its seed.
+pub fn unreachable_redis(settings: &mut Settings) {
+    let nowhere = "redis://127.0.0.1:1".to_string();
+    settings.redis.url = nowhere.clone().into();
+    if !settings.redis.cluster_urls.is_empty() {
+        settings.redis.cluster_urls = vec![nowhere.into()];
+    }
+}
+
+/// Drop the test's database and delete its Redis keys. On a cluster, the
+/// client sends `KEYS` to every master and merges the answers, and splits
+/// the `DEL` by slot.
 pub async fn remove_stores(settings: &Settings) {
-    use secrecy::ExposeSecret;
     let _ = observer(settings).await.drop().await;
-    if let Ok(client) = redis::Client::open(settings.redis.url.expose_secret()) {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}*", settings.redis.key_prefix))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
+    if let Ok(mut conn) = redis_of(settings).await {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", settings.redis.key_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
         }
     }
 }

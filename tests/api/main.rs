@@ -4,6 +4,7 @@
 mod cache;
 mod cardinality;
 mod chaos;
+mod cluster;
 mod config;
 mod connections;
 mod crash;

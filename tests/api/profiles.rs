@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_owner_profile_fields, assert_problem, assert_public_profile_fields, retry_after,
-    spawn_app, spawn_app_with, unique_email, TestApp,
+    spawn_app, spawn_app_with, unique_email, unreachable_redis, TestApp,
 };
 
 /// The per-process counter in an ObjectId's last 3 bytes.
@@ -222,7 +222,7 @@ async fn ipv6_clients_are_counted_per_64() {
 #[tokio::test]
 async fn public_lookups_are_served_while_redis_is_down() {
     let app = spawn_app_with(|s| {
-        s.redis.url = "redis://127.0.0.1:1".to_string().into();
+        unreachable_redis(s);
         s.limits.profile_lookups.per_address = 1;
     })
     .await;

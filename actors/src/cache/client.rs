@@ -47,9 +47,10 @@ impl CacheClient {
     /// The public profile of `id` (`None`: no such profile), counted against
     /// `limit` for `client`: a refused lookup answers
     /// [`CacheError::Throttled`] and loads nothing. The count and the read
-    /// travel in one pipeline, so a hit costs one Redis round trip, as
-    /// without the limit; with Redis down the lookup is served (both fail
-    /// open).
+    /// are sent together (two pipelines: the profile's key and the client's
+    /// counter are unrelated, so on a Redis Cluster they live in different
+    /// slots), so a hit costs one Redis round trip, as without the limit;
+    /// with Redis down the lookup is served (both fail open).
     pub async fn get_limited(
         &self,
         id: ObjectId,
@@ -57,28 +58,33 @@ impl CacheClient {
         client: IpAddr,
     ) -> Result<Option<ProfileJson>, CacheError> {
         let key = self.entries.key(&id);
-        let mut pipe = redis::pipe();
-        limit.count_in(&mut pipe, client);
-        pipe.cmd("GET").arg(&key);
-        let replies = self
-            .entries
-            .redis
-            .run_pipe::<(u64, i64, Option<String>)>(&pipe)
-            .await;
-        let read = match replies {
-            Ok((count, ttl_ms, value)) => {
+        let mut count = redis::pipe();
+        limit.count_in(&mut count, client);
+        let get = redis::cmd("GET").arg(&key).clone();
+        let redis = &self.entries.redis;
+        let (counted, value) = tokio::join!(
+            redis.run_pipe::<(u64, i64)>(&count),
+            redis.run::<Option<String>>(&get),
+        );
+        let value = match value {
+            Ok(value) => {
                 self.entries.stats.redis_ok();
-                if let Some(wait) = limit.verdict(count, ttl_ms) {
-                    return Err(CacheError::Throttled(wait));
-                }
-                self.entries.hit(&key, value)
+                value
             }
             Err(err) => {
-                limit.unavailable(&err);
                 self.entries.stats.redis_failed(&err);
                 None
             }
         };
+        match counted {
+            Ok((count, ttl_ms)) => {
+                if let Some(wait) = limit.verdict(count, ttl_ms) {
+                    return Err(CacheError::Throttled(wait));
+                }
+            }
+            Err(err) => limit.unavailable(&err),
+        }
+        let read = self.entries.hit(&key, value);
         match read {
             Some(hit) => Ok(hit),
             // Miss, or Redis down: join (or start) the single load.

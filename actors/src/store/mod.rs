@@ -13,4 +13,4 @@ pub use self::mongo::{
     connect_mongo, ensure_indexes, index, is_duplicate_key, ping_mongo, CommandLabel,
     MongoCommands, COUNTED_COMMANDS,
 };
-pub use self::redis::RedisStore;
+pub use self::redis::{same_slot, RedisStore};

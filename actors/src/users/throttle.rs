@@ -40,7 +40,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::limits::{client_bucket, over_limit, wait_from_pttl, LimitMetrics, LimitReporter};
-use crate::store::RedisStore;
+use crate::store::{RedisStore, StoreError};
 
 /// `[auth.throttle]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +84,12 @@ pub fn delay_after(failures: u64, config: &ThrottleConfig) -> Duration {
 }
 
 /// The Redis keys of one login attempt.
+///
+/// Two hash tags (Redis Cluster slots): the account's keys (its window count,
+/// and each of its (account, address) pairs' count and wait) share
+/// `{<account hash>}`, the address's window count has `{<address bucket>}`.
+/// A tag per account and per address spreads the keys over the slots; the
+/// two sides are counted in two pipelines, one per tag, sent together.
 struct Keys {
     /// Failures of (account, address).
     pair: String,
@@ -93,6 +99,23 @@ struct Keys {
     account: String,
     /// Failures of the address in the window.
     address: String,
+}
+
+impl Keys {
+    /// Keys under `prefix:` for the account hash `account` and the address
+    /// bucket `address`. Not the names of the old attempt counters (which
+    /// counted successes too), nor of the untagged ones before them: none of
+    /// those is read after an upgrade (they expire).
+    fn new(redis: &RedisStore, account: &str, address: &str) -> Self {
+        let account_key =
+            |rest: &str| redis.key(&format!("throttle:login:account:{{{account}}}:{rest}"));
+        Keys {
+            pair: account_key(&format!("pair:{address}:failures")),
+            wait: account_key(&format!("pair:{address}:wait")),
+            account: account_key("failures"),
+            address: redis.key(&format!("throttle:login:address:{{{address}}}:failures")),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -113,16 +136,7 @@ impl Throttle {
 
     fn keys(&self, email: &str, client: IpAddr) -> Keys {
         let account = hex::encode(&Sha256::digest(email.as_bytes())[..12]);
-        let address = client_bucket(client);
-        let key = |suffix: String| self.redis.key(&format!("throttle:login:{suffix}"));
-        Keys {
-            pair: key(format!("failures:pair:{account}:{address}")),
-            wait: key(format!("wait:{account}:{address}")),
-            // Not the names of the old attempt counters (which counted
-            // successes too), so none of those is read after an upgrade.
-            account: key(format!("failures:account:{account}")),
-            address: key(format!("failures:address:{address}")),
-        }
+        Keys::new(&self.redis, &account, &client_bucket(client))
     }
 
     /// Count this attempt (as a failure until its ticket says otherwise);
@@ -130,35 +144,36 @@ impl Throttle {
     pub async fn attempt(&self, email: &str, client: IpAddr) -> Result<LoginTicket, Duration> {
         let keys = self.keys(email, client);
         let window = self.config.window.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
+        let mut by_account = redis::pipe();
+        by_account
+            .cmd("INCR")
             .arg(&keys.pair)
             .cmd("PEXPIRE")
             .arg(&keys.pair)
             .arg(self.config.forget_after.as_millis() as u64)
             .ignore();
-        for key in [&keys.account, &keys.address] {
-            pipe.cmd("INCR")
-                .arg(key)
-                .cmd("PEXPIRE")
-                .arg(key)
-                .arg(window)
-                .arg("NX")
-                .ignore()
-                .cmd("PTTL")
-                .arg(key);
-        }
-        let counts = self
-            .redis
-            .run_pipe::<(u64, u64, i64, u64, i64)>(&pipe)
-            .await;
-        let (pair, account, account_ttl, address, address_ttl) = match counts {
-            Ok(counts) => counts,
-            Err(err) => {
-                self.report.unavailable(&err);
-                return Ok(LoginTicket::uncounted());
-            }
-        };
+        count_in_window(&mut by_account, &keys.account, window);
+        let mut by_address = redis::pipe();
+        count_in_window(&mut by_address, &keys.address, window);
+        let (account_side, address_side) = tokio::join!(
+            self.redis.run_pipe::<(u64, u64, i64)>(&by_account),
+            self.redis.run_pipe::<(u64, i64)>(&by_address),
+        );
+        // Fail open, uncounted, on either side's failure: the side that was
+        // counted is taken back (best effort: the outage is reported once).
+        let ((pair, account, account_ttl), (address, address_ttl)) =
+            match (account_side, address_side) {
+                (Ok(account_side), Ok(address_side)) => (account_side, address_side),
+                (Ok(_), Err(err)) => {
+                    let _ = self.run_refund(&self.refund_account(&keys, false)).await;
+                    return Ok(self.fail_open(&err));
+                }
+                (Err(err), Ok(_)) => {
+                    let _ = self.run_refund(&self.refund_address(&keys)).await;
+                    return Ok(self.fail_open(&err));
+                }
+                (Err(err), Err(_)) => return Ok(self.fail_open(&err)),
+            };
         self.report.redis_ok();
         let refused = match over_limit(account, self.config.per_account, account_ttl)
             .or_else(|| over_limit(address, self.config.per_address, address_ttl))
@@ -207,8 +222,24 @@ impl Throttle {
     }
 
     /// Take back what [`Self::attempt`] counted; `clear_pair` (a successful
-    /// login) also forgets the pair's failures and wait.
+    /// login) also forgets the pair's failures and wait. One pipeline per
+    /// hash tag, sent together.
     async fn refund(&self, keys: &Keys, clear_pair: bool) {
+        let (account_side, address_side) = (
+            self.refund_account(keys, clear_pair),
+            self.refund_address(keys),
+        );
+        let (account_side, address_side) = tokio::join!(
+            self.run_refund(&account_side),
+            self.run_refund(&address_side),
+        );
+        if let Err(err) = account_side.and(address_side) {
+            self.report.unavailable(&err);
+        }
+    }
+
+    /// The account side of a refund (the keys tagged with the account).
+    fn refund_account(&self, keys: &Keys, clear_pair: bool) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         if clear_pair {
             pipe.cmd("DEL").arg(&keys.pair).arg(&keys.wait).ignore();
@@ -216,11 +247,39 @@ impl Throttle {
             decrement(&mut pipe, &keys.pair, self.config.forget_after);
         }
         decrement(&mut pipe, &keys.account, self.config.window);
-        decrement(&mut pipe, &keys.address, self.config.window);
-        if let Err(err) = self.redis.run_pipe::<()>(&pipe).await {
-            self.report.unavailable(&err);
-        }
+        pipe
     }
+
+    /// The address side of a refund.
+    fn refund_address(&self, keys: &Keys) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        decrement(&mut pipe, &keys.address, self.config.window);
+        pipe
+    }
+
+    async fn run_refund(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        self.redis.run_pipe::<()>(pipe).await
+    }
+
+    /// Redis failed while counting: the login proceeds uncounted.
+    fn fail_open(&self, err: &StoreError) -> LoginTicket {
+        self.report.unavailable(err);
+        LoginTicket::uncounted()
+    }
+}
+
+/// `INCR key`, starting its expiry of `window_ms` on first use, then `PTTL
+/// key`: two replies, the count and the window's remaining ms.
+fn count_in_window(pipe: &mut redis::Pipeline, key: &str, window_ms: u64) {
+    pipe.cmd("INCR")
+        .arg(key)
+        .cmd("PEXPIRE")
+        .arg(key)
+        .arg(window_ms)
+        .arg("NX")
+        .ignore()
+        .cmd("PTTL")
+        .arg(key);
 }
 
 /// `DECR key`, keeping an expiry on it: if the key expired since it was
@@ -331,7 +390,45 @@ mod tests {
             assert!(key.starts_with("p:throttle:login:"), "{key}");
             assert!(!key.contains("ada") && !key.contains("example"), "{key}");
         }
-        assert!(keys.pair.ends_with(":2001:db8:1:2::/64"), "{}", keys.pair);
-        assert!(keys.address.ends_with(":2001:db8:1:2::/64"));
+        assert!(keys.pair.contains(":2001:db8:1:2::/64:"), "{}", keys.pair);
+        assert!(
+            keys.address.contains("{2001:db8:1:2::/64}"),
+            "{}",
+            keys.address
+        );
+    }
+
+    /// On a Redis Cluster each pipeline's keys must hash to one slot: the
+    /// account side (pair count, wait, account count) shares one, the address
+    /// count has its own, and different accounts spread over the slots.
+    #[test]
+    fn keys_used_together_share_a_cluster_slot() {
+        use crate::store::same_slot;
+        let redis = RedisStore::new("redis://127.0.0.1:1", "p:", Duration::from_millis(10))
+            .expect("url parses");
+        let throttle = Throttle::new(redis, config(5, 1, 2), &LimitMetrics::default());
+        let keys = throttle.keys("ada@example.com", "203.0.113.7".parse().unwrap());
+        assert!(
+            same_slot([&*keys.pair, &keys.wait, &keys.account]),
+            "{}",
+            keys.pair
+        );
+        assert!(!same_slot([&*keys.account, &keys.address]));
+        let spread = (0..20)
+            .map(|i| {
+                throttle.keys(
+                    &format!("user{i}@example.com"),
+                    "203.0.113.7".parse().unwrap(),
+                )
+            })
+            .filter(|other| !same_slot([&*other.account, &keys.account]))
+            .count();
+        assert_eq!(spread, 20, "every account has a slot of its own here");
+        // Untagged, the account side would spread over three slots.
+        assert!(!same_slot([
+            "p:throttle:login:failures:pair:x:203.0.113.7",
+            "p:throttle:login:wait:x:203.0.113.7",
+            "p:throttle:login:failures:account:x",
+        ]));
     }
 }
