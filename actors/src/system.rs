@@ -348,7 +348,7 @@ fn build(
         settings,
         stores,
         a,
-        JobQueue::new(store.clone(), a.poller.clone()),
+        JobQueue::new(store.clone(), a.poller.clone(), settings.queue.hold),
     );
     let jobs = JobHandlers::builtin()
         .merge(crate::users::jobs::handlers(db, mailer))

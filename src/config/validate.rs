@@ -18,6 +18,7 @@ impl Settings {
         auth(&self.auth)?;
         idempotency(&self.auth.idempotency, self.actors.call_timeout)?;
         queue(&self.queue)?;
+        queue_hold(self.queue.hold, self.actors.call_timeout)?;
         server(&self.server)?;
         throttle(&self.auth.throttle)?;
         limits(&self.limits)?;
@@ -130,6 +131,16 @@ fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
         !queue.prune_interval.is_zero(),
         "queue.prune_interval",
         "must be positive",
+    )
+}
+
+/// A held job must stay held while its producer may still be writing its
+/// precondition: at least as long as the producer's caller waits for it.
+fn queue_hold(hold: Duration, call_timeout: Duration) -> Result<(), ConfigError> {
+    ensure(
+        hold >= call_timeout,
+        "queue.hold",
+        "must be at least actors.call_timeout",
     )
 }
 
@@ -332,6 +343,15 @@ mod tests {
             refused(|s| s.queue.prune_interval = Duration::ZERO),
             "queue.prune_interval"
         );
+    }
+
+    #[test]
+    fn a_held_job_stays_held_at_least_as_long_as_a_call() {
+        assert_eq!(
+            refused(|s| s.queue.hold = s.actors.call_timeout - MS),
+            "queue.hold"
+        );
+        accepted(|s| s.queue.hold = s.actors.call_timeout);
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! Issue #15, item 3: fleet-wide events.
