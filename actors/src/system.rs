@@ -5,8 +5,9 @@
 //! ```text
 //! RootSupervisor
 //! ├── EventBus           domain events → subscribers
-//! ├── AuditLog           user/auth events → the `user` and `auth` log files
-//! ├── EventCounter       events by kind → metrics
+//! ├── EventRelay         this instance's events ⇄ the fleet's (Redis Stream)
+//! ├── AuditLog           this instance's user/auth events → the `user` and `auth` log files
+//! ├── EventCounter       this instance's events by kind → metrics
 //! ├── UserActor          users, sessions; enqueues jobs
 //! ├── CacheActor         Redis read-through of public profiles
 //! └── QueuePollerActor   claims jobs
@@ -30,7 +31,9 @@ use crate::cache::{
 };
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};
+use crate::events::config::EventsConfig;
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
+use crate::events::relay::{self, EventRelay, RelayArgs, RelayStatus};
 use crate::events::{Event, Events, Registry};
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
@@ -75,6 +78,7 @@ pub struct SystemConfig {
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub mail: MailConfig,
+    pub events: EventsConfig,
     pub restart: RestartPolicy,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
@@ -145,7 +149,15 @@ impl ActorSystem {
             config.store_timeout,
         )
         .await;
-        let (children, mut handles) = build(&config, &stores, mailer, extra_jobs, indexes_ready);
+        // Computed once: every part of this instance names it the same way.
+        let instance: Arc<str> = instance_id().into();
+        let (children, mut handles) = build(
+            &config,
+            &stores,
+            mailer,
+            extra_jobs,
+            (instance, indexes_ready),
+        );
         let places = places(&children, &handles.executor_stats);
         let (supervisor, _) = Actor::spawn(
             None,
@@ -235,6 +247,9 @@ async fn build_indexes(
 /// How the rest of the service reaches the actors. Cheap to clone.
 #[derive(Clone)]
 pub struct Handles {
+    /// This instance's id: on the jobs it holds (`lockedBy`) and on the
+    /// events published here.
+    pub instance: Arc<str>,
     /// Accounts, sessions, profiles (public ones through the cache).
     pub users: Users,
     pub(crate) user_actor: ActorSlot<UserMsg>,
@@ -249,8 +264,10 @@ pub struct Handles {
     pub(crate) poller: ActorSlot<PollerMsg>,
     /// Publish domain events.
     pub events: Events,
-    /// Subscribe to domain events (live streams).
+    /// Subscribe to domain events (live streams), this instance's or the fleet's.
     pub registry: Registry,
+    /// The events relay's health (readiness) and figures (metrics).
+    pub relay: RelayStatus,
     pub event_counts: EventCounts,
     pub cache_stats: Arc<CacheStats>,
     pub tree: TreeHealth,
@@ -304,12 +321,12 @@ fn build(
     stores: &Stores,
     mailer: Mailer,
     extra_jobs: JobHandlers,
-    indexes_ready: Arc<AtomicBool>,
+    (instance, indexes_ready): (Arc<str>, Arc<AtomicBool>),
 ) -> (Vec<ChildSpec>, Handles) {
     let (db, redis) = (&stores.db, &stores.redis);
-    let store = JobStore::new(db, instance_id(), settings.queue.max_attempts);
+    let store = JobStore::new(db, &*instance, settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
-    let events = Events::new(bus.clone());
+    let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
     let cache_stats = Arc::new(CacheStats::default());
     let limit_metrics = LimitMetrics::default();
@@ -323,6 +340,7 @@ fn build(
     );
     let poller = ActorSlot::new("queue-poller");
     let actors = Handles {
+        instance,
         users,
         user_actor: user_slot,
         cache: cache_slot,
@@ -332,6 +350,7 @@ fn build(
         poller,
         events: events.clone(),
         registry: Registry::default(),
+        relay: RelayStatus::default(),
         event_counts: EventCounts::default(),
         cache_stats,
         tree: tree_health(&events),
@@ -348,14 +367,16 @@ fn build(
         settings,
         stores,
         a,
-        JobQueue::new(store.clone(), a.poller.clone()),
+        JobQueue::new(store.clone(), a.poller.clone(), settings.queue.hold),
     );
     let jobs = JobHandlers::builtin()
         .merge(crate::users::jobs::handlers(db, mailer))
         .merge(extra_jobs);
+    let relay = relay_child(settings, redis, bus.clone(), a);
     let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
         bus,
+        relay,
         audit,
         counter,
         user_child,
@@ -458,6 +479,28 @@ fn event_children(
         ChildSpec::new(AuditLog, audit_args, audit),
         ChildSpec::new(EventCounter, counter_args, counter),
     ]
+}
+
+/// The EventRelay: this instance's events to the fleet's stream, the other
+/// instances' to `bus`. Started right after the bus, before anything that
+/// publishes, so it relays every event; stopped after them.
+fn relay_child(
+    settings: &SystemConfig,
+    redis: &RedisStore,
+    bus: ActorSlot<BusMsg>,
+    a: &Handles,
+) -> ChildSpec {
+    let slot = ActorSlot::new(relay::NAME);
+    let args = RelayArgs {
+        redis: redis.clone(),
+        registry: a.registry.clone(),
+        bus,
+        instance: Arc::clone(&a.instance),
+        config: settings.events.clone(),
+        status: a.relay.clone(),
+        stats: slot.stats(),
+    };
+    ChildSpec::new(EventRelay, args, slot)
 }
 
 /// The QueuePollerActor (and through it the executor pool), running the

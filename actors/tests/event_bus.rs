@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_actors::events::bus::{BusArgs, BusMsg, EventBus};
-use troupe_actors::events::{Delivery, Event, EventKind, Events, Published, Registry};
+use troupe_actors::events::{Delivery, Event, EventKind, Events, Filter, Published, Registry};
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::supervision::slot::ActorSlot;
 use troupe_actors::supervision::supervisor::{ChildSpec, RootSupervisor, SupervisorArgs};
@@ -28,7 +28,7 @@ fn n_of(event: &Event) -> u64 {
 async fn start(extra: impl FnOnce(&Registry) -> Vec<ChildSpec>) -> (Events, Registry) {
     let registry = Registry::default();
     let bus = ActorSlot::<BusMsg>::new("event-bus");
-    let events = Events::new(bus.clone());
+    let events = Events::new(bus.clone(), "test-instance".into());
     let mut children = vec![ChildSpec::new(
         EventBus,
         BusArgs {
@@ -61,9 +61,12 @@ async fn recv(rx: &mut tokio::sync::mpsc::Receiver<Arc<Published>>) -> Arc<Publi
 #[tokio::test]
 async fn subscribers_get_only_the_kinds_they_asked_for() {
     let (events, registry) = start(|_| vec![]).await;
-    let mut created_only =
-        registry.subscribe_channel("created-only", Some(&[EventKind::UserCreated]), 16);
-    let mut everything = registry.subscribe_channel("everything", None, 16);
+    let mut created_only = registry.subscribe_channel(
+        "created-only",
+        Filter::fleet().kinds(&[EventKind::UserCreated]),
+        16,
+    );
+    let mut everything = registry.subscribe_channel("everything", Filter::fleet(), 16);
     events.publish(Event::UserLoggedIn {
         user_id: "u".into(),
         session_id: "s".into(),
@@ -81,7 +84,7 @@ async fn subscribers_get_only_the_kinds_they_asked_for() {
 #[tokio::test]
 async fn events_from_one_publisher_arrive_in_publish_order() {
     let (events, registry) = start(|_| vec![]).await;
-    let mut rx = registry.subscribe_channel("ordered", None, 2000);
+    let mut rx = registry.subscribe_channel("ordered", Filter::fleet(), 2000);
     for n in 0..1000 {
         events.publish(created(n));
     }
@@ -110,7 +113,7 @@ impl Actor for Fragile {
     ) -> Result<(), ActorProcessingErr> {
         registry.subscribe_actor(
             "fragile",
-            Some(&[EventKind::UserCreated]),
+            Filter::fleet().kinds(&[EventKind::UserCreated]),
             1024,
             myself,
             Default::default(),
@@ -148,7 +151,11 @@ async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
         )]
     })
     .await;
-    let mut steady = registry.subscribe_channel("steady", Some(&[EventKind::UserCreated]), 100);
+    let mut steady = registry.subscribe_channel(
+        "steady",
+        Filter::fleet().kinds(&[EventKind::UserCreated]),
+        100,
+    );
     for n in 1..=5 {
         events.publish(created(n));
     }
@@ -175,8 +182,11 @@ async fn a_panicking_subscriber_is_restarted_and_the_others_keep_receiving() {
         "re-registered, not duplicated"
     );
     // The supervisor published the restart.
-    let mut restarts =
-        registry.subscribe_channel("restarts", Some(&[EventKind::ActorRestarted]), 10);
+    let mut restarts = registry.subscribe_channel(
+        "restarts",
+        Filter::fleet().kinds(&[EventKind::ActorRestarted]),
+        10,
+    );
     events.publish(created(5)); // the fragile one panics again
     let restarted = recv(&mut restarts).await;
     assert!(
@@ -199,7 +209,7 @@ impl Actor for Sluggish {
         myself: ActorRef<Delivery>,
         registry: Registry,
     ) -> Result<(), ActorProcessingErr> {
-        registry.subscribe_actor("sluggish", None, 8, myself, Default::default());
+        registry.subscribe_actor("sluggish", Filter::fleet(), 8, myself, Default::default());
         Ok(())
     }
 
@@ -224,7 +234,7 @@ async fn a_slow_subscriber_neither_slows_the_publisher_nor_the_others() {
         )]
     })
     .await;
-    let mut fast = registry.subscribe_channel("fast", None, 2000);
+    let mut fast = registry.subscribe_channel("fast", Filter::fleet(), 2000);
     for n in 0..1000 {
         events.publish(created(n));
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
+use troupe_actors::events::config::EventsConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::mail::MailConfig;
 use troupe_actors::queue::config::QueueConfig;
@@ -102,6 +103,7 @@ pub struct Settings {
     pub limits: LimitsConfig,
     pub queue: QueueConfig,
     pub mail: MailConfig,
+    pub events: EventsConfig,
     pub actors: ActorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
@@ -230,6 +232,7 @@ impl Settings {
             queue: self.queue.clone(),
             limits: self.limits.clone(),
             mail: self.mail.clone(),
+            events: self.events.clone(),
             restart: self.actors.restart,
             call_timeout: self.actors.call_timeout,
             shutdown_grace: self.server.shutdown_grace,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use troupe_actors::events::config::EventsConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::queue::config::QueueConfig;
 use troupe_actors::users::config::AuthConfig;
@@ -21,6 +22,8 @@ impl Settings {
         auth(&self.auth)?;
         idempotency(&self.auth.idempotency, self.actors.call_timeout)?;
         queue(&self.queue)?;
+        queue_hold(self.queue.hold, self.actors.call_timeout)?;
+        events(&self.events)?;
         server(&self.server)?;
         redis(&self.redis)?;
         throttle(&self.auth.throttle)?;
@@ -160,6 +163,35 @@ fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
     ensure(
         !queue.prune_interval.is_zero(),
         "queue.prune_interval",
+        "must be positive",
+    )
+}
+
+/// A held job must stay held while its producer may still be writing its
+/// precondition: at least as long as the producer's caller waits for it.
+fn queue_hold(hold: Duration, call_timeout: Duration) -> Result<(), ConfigError> {
+    ensure(
+        hold >= call_timeout,
+        "queue.hold",
+        "must be at least actors.call_timeout",
+    )
+}
+
+/// The relay keeps some history, has room for a burst, and retries.
+fn events(events: &EventsConfig) -> Result<(), ConfigError> {
+    ensure(
+        events.fleet_stream_len >= 100,
+        "events.fleet_stream_len",
+        "must be at least 100",
+    )?;
+    ensure(
+        events.relay_buffer >= 1,
+        "events.relay_buffer",
+        "must be at least 1",
+    )?;
+    ensure(
+        !events.relay_retry_max.is_zero(),
+        "events.relay_retry_max",
         "must be positive",
     )
 }
@@ -414,6 +446,33 @@ mod tests {
         assert_eq!(
             refused(|s| s.queue.prune_interval = Duration::ZERO),
             "queue.prune_interval"
+        );
+    }
+
+    #[test]
+    fn a_held_job_stays_held_at_least_as_long_as_a_call() {
+        assert_eq!(
+            refused(|s| s.queue.hold = s.actors.call_timeout - MS),
+            "queue.hold"
+        );
+        accepted(|s| s.queue.hold = s.actors.call_timeout);
+    }
+
+    #[test]
+    fn events_relay_values_are_each_reported_under_their_own_key() {
+        assert_eq!(
+            refused(|s| s.events.fleet_stream_len = 99),
+            "events.fleet_stream_len"
+        );
+        accepted(|s| s.events.fleet_stream_len = 100);
+        assert_eq!(
+            refused(|s| s.events.relay_buffer = 0),
+            "events.relay_buffer"
+        );
+        accepted(|s| s.events.relay_buffer = 1);
+        assert_eq!(
+            refused(|s| s.events.relay_retry_max = Duration::ZERO),
+            "events.relay_retry_max"
         );
     }
 

@@ -15,7 +15,7 @@ async fn stream(app: &TestApp, kinds: &str) -> reqwest::Response {
 }
 
 /// Read SSE events until one of `kind` satisfies `matches`; return its data.
-async fn next_event(
+pub(crate) async fn next_event(
     response: &mut reqwest::Response,
     kind: &str,
     matches: impl Fn(&Value) -> bool,
@@ -55,8 +55,9 @@ async fn signup_appears_on_the_live_stream_and_in_the_user_log() {
 
     let created = next_event(&mut events, "UserCreated", |e| e["user_id"] == id.as_str()).await;
     assert!(created["seq"].is_u64() && created["at"].is_string());
+    assert_eq!(created["instance"], *app.state.actors.instance);
     let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 4, "ids only: {created}");
+    assert_eq!(keys.len(), 5, "ids only: {created}");
     // The welcome job's completion is an event too.
     next_event(&mut events, "JobCompleted", |e| {
         e["job_type"] == "user.created"

@@ -10,6 +10,8 @@ mod connections;
 mod crash;
 mod credentials;
 mod events;
+mod fleet_events;
+mod fleet_jobs;
 mod hardening;
 mod health;
 mod helpers;

@@ -61,6 +61,7 @@ async fn the_tree_shows_every_actor_with_its_figures() {
         names,
         [
             "event-bus",
+            "events-relay",
             "audit-log",
             "event-counter",
             "user",

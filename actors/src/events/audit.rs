@@ -3,7 +3,9 @@
 //!
 //! # Contract
 //! Registers itself with the bus on every start (so a restart re-subscribes),
-//! for the user and auth kinds only, with a bounded backlog: if the log
+//! for the user and auth kinds only, and for this instance's events only
+//! (each instance logs what happened on it; a fleet of three would otherwise
+//! log every event three times), with a bounded backlog: if the log
 //! writer ever falls behind, the bus drops and counts events for it rather
 //! than slowing anyone down. Lines name ids only.
 //!
@@ -14,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use std::sync::Arc;
 
+use crate::events::bus::Filter;
 use crate::events::{Delivery, Event, EventKind, Registry};
 use crate::supervision::stats::ActorStats;
 
@@ -52,7 +55,7 @@ impl Actor for AuditLog {
     ) -> Result<Arc<ActorStats>, ActorProcessingErr> {
         args.registry.subscribe_actor(
             "audit-log",
-            Some(KINDS),
+            Filter::local().kinds(KINDS),
             BACKLOG,
             myself,
             Arc::clone(&args.stats),

@@ -5,7 +5,12 @@
 //! - Publishers call [`Events::publish`]: a non-blocking cast to the bus,
 //!   whatever the subscribers are doing. If the bus is down the event is
 //!   counted as dropped and the publisher carries on.
-//! - The bus hands each event to every subscription whose kinds match, in
+//! - Events published here reach the bus through [`Events::publish`]; events
+//!   published on other instances of the fleet reach it through the relay
+//!   ([`crate::events::relay`]), tagged with their instance. Each
+//!   subscription chooses its [`Scope`]: this instance's events, one
+//!   instance's, or the whole fleet's.
+//! - The bus hands each event to every subscription whose kinds and scope match, in
 //!   publish order (one mailbox in, one mailbox or channel per subscriber out),
 //!   so events from one publisher reach each subscriber in the order published.
 //! - Each subscription has a bounded buffer. An actor subscriber's buffer is
@@ -113,10 +118,34 @@ impl Sink {
     }
 }
 
+/// Whose events a subscription receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Only events published on this instance (what an instance logs and
+    /// counts as its own).
+    Local,
+    /// Every instance's: this one's, and those the relay brings in.
+    Fleet,
+    /// Only those published on the instance with this id (this one or another).
+    Instance(Arc<str>),
+}
+
+impl Scope {
+    /// Whether `published` (published here if `local`) is in scope.
+    fn admits(&self, published: &Published, local: bool) -> bool {
+        match self {
+            Scope::Local => local,
+            Scope::Fleet => true,
+            Scope::Instance(id) => published.instance == *id,
+        }
+    }
+}
+
 struct Subscription {
     name: String,
     /// `None`: every kind.
     kinds: Option<HashSet<EventKind>>,
+    scope: Scope,
     capacity: usize,
     sink: Sink,
     delivered: AtomicU64,
@@ -124,10 +153,12 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn wants(&self, kind: EventKind) -> bool {
+    fn wants(&self, published: &Published, local: bool) -> bool {
+        let kind = published.kind();
         self.kinds
             .as_ref()
             .is_none_or(|kinds| kinds.contains(&kind))
+            && self.scope.admits(published, local)
     }
 }
 
@@ -151,10 +182,11 @@ pub struct Registry {
 
 impl Registry {
     /// Register (or replace) the subscription `name`.
-    fn add(&self, name: &str, kinds: Option<&[EventKind]>, capacity: usize, sink: Sink) {
+    fn add(&self, name: &str, filter: Filter<'_>, capacity: usize, sink: Sink) {
         let subscription = Subscription {
             name: name.into(),
-            kinds: kinds.map(|k| k.iter().copied().collect()),
+            kinds: filter.kinds.map(|k| k.iter().copied().collect()),
+            scope: filter.scope,
             capacity,
             sink,
             delivered: AtomicU64::new(0),
@@ -165,11 +197,12 @@ impl Registry {
         subs.push(Arc::new(subscription));
     }
 
-    /// Register (or replace) the actor subscriber `name` for `kinds` (all if `None`).
+    /// Register (or replace) the actor subscriber `name` for the events
+    /// `filter` admits.
     pub fn subscribe_actor(
         &self,
         name: &str,
-        kinds: Option<&[EventKind]>,
+        filter: Filter<'_>,
         capacity: usize,
         actor: ActorRef<Delivery>,
         stats: Arc<ActorStats>,
@@ -180,18 +213,18 @@ impl Registry {
             backlog,
             stats,
         };
-        self.add(name, kinds, capacity, sink);
+        self.add(name, filter, capacity, sink);
     }
 
     /// A channel subscription (e.g. a live stream); it ends when the receiver is dropped.
     pub fn subscribe_channel(
         &self,
         name: &str,
-        kinds: Option<&[EventKind]>,
+        filter: Filter<'_>,
         capacity: usize,
     ) -> mpsc::Receiver<Arc<Published>> {
         let (tx, rx) = mpsc::channel(capacity);
-        self.add(name, kinds, capacity, Sink::Channel(tx));
+        self.add(name, filter, capacity, Sink::Channel(tx));
         rx
     }
 
@@ -213,14 +246,14 @@ impl Registry {
             .collect()
     }
 
-    /// Hand `published` to every matching subscription without waiting;
-    /// forget the channel subscriptions whose receiver is gone.
-    fn dispatch(&self, published: &Arc<Published>) {
+    /// Hand `published` (published on this instance if `local`) to every
+    /// matching subscription without waiting; forget the channel
+    /// subscriptions whose receiver is gone.
+    fn dispatch(&self, published: &Arc<Published>, local: bool) {
         let subs: Vec<Arc<Subscription>> =
             self.subscriptions.lock().expect("registry lock").clone();
-        let kind = published.kind();
         let mut closed = Vec::new();
-        for sub in subs.iter().filter(|s| s.wants(kind)) {
+        for sub in subs.iter().filter(|s| s.wants(published, local)) {
             let count = match sub.sink.hand(published, sub.capacity) {
                 Handed::Accepted => &sub.delivered,
                 Handed::Dropped => &sub.dropped,
@@ -240,15 +273,54 @@ impl Registry {
     }
 }
 
+/// What a subscription receives: events of `kinds` (every kind if `None`)
+/// within `scope`.
+#[derive(Debug, Clone)]
+pub struct Filter<'a> {
+    pub kinds: Option<&'a [EventKind]>,
+    pub scope: Scope,
+}
+
+impl<'a> Filter<'a> {
+    /// Every event of the fleet.
+    pub fn fleet() -> Self {
+        Self {
+            kinds: None,
+            scope: Scope::Fleet,
+        }
+    }
+
+    /// Every event published on this instance.
+    pub fn local() -> Self {
+        Self {
+            kinds: None,
+            scope: Scope::Local,
+        }
+    }
+
+    /// Narrowed to `kinds`.
+    pub fn kinds(self, kinds: &'a [EventKind]) -> Self {
+        Self {
+            kinds: Some(kinds),
+            ..self
+        }
+    }
+}
+
 /// What the bus accepts.
 pub enum BusMsg {
+    /// Published on this instance.
     Publish(Published),
+    /// Published on another instance, brought in by the relay.
+    Relayed(Published),
 }
 
 /// The publishing side: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct Events {
     bus: ActorSlot<BusMsg>,
+    /// This instance's id, stamped on every event published here.
+    instance: Arc<str>,
     seq: Arc<AtomicU64>,
     /// Events that could not even reach the bus (it was down).
     pub unpublished: Arc<AtomicU64>,
@@ -256,9 +328,11 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(bus: ActorSlot<BusMsg>) -> Self {
+    /// Publishing through `bus`, as instance `instance`.
+    pub fn new(bus: ActorSlot<BusMsg>, instance: Arc<str>) -> Self {
         Self {
             bus,
+            instance,
             seq: Arc::default(),
             unpublished: Arc::default(),
             published: Arc::default(),
@@ -270,6 +344,7 @@ impl Events {
         let published = Published {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             at: Utc::now(),
+            instance: Arc::clone(&self.instance),
             event,
         };
         match self.bus.cast(BusMsg::Publish(published)) {
@@ -281,6 +356,11 @@ impl Events {
     /// Events handed to the bus.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// The id of the instance these events are published on.
+    pub fn instance(&self) -> &Arc<str> {
+        &self.instance
     }
 }
 
@@ -313,8 +393,11 @@ impl Actor for EventBus {
         state: &mut BusArgs,
     ) -> Result<(), ActorProcessingErr> {
         let _handling = state.stats.begin(&myself.get_cell()).await;
-        let BusMsg::Publish(published) = message;
-        state.registry.dispatch(&Arc::new(published));
+        let (published, local) = match message {
+            BusMsg::Publish(published) => (published, true),
+            BusMsg::Relayed(published) => (published, false),
+        };
+        state.registry.dispatch(&Arc::new(published), local);
         Ok(())
     }
 }
@@ -324,9 +407,14 @@ mod tests {
     use super::*;
 
     fn created(n: u64) -> Arc<Published> {
+        created_on(n, "here")
+    }
+
+    fn created_on(n: u64, instance: &str) -> Arc<Published> {
         Arc::new(Published {
             seq: n,
             at: Utc::now(),
+            instance: instance.into(),
             event: Event::UserCreated {
                 user_id: format!("user-{n}"),
             },
@@ -341,12 +429,18 @@ mod tests {
     #[test]
     fn dispatch_hands_each_event_to_the_kinds_asked_for() {
         let registry = Registry::default();
-        let mut created_only =
-            registry.subscribe_channel("created", Some(&[EventKind::UserCreated]), 4);
-        let mut restarts =
-            registry.subscribe_channel("restarts", Some(&[EventKind::ActorRestarted]), 4);
-        let mut all = registry.subscribe_channel("all", None, 4);
-        registry.dispatch(&created(1));
+        let mut created_only = registry.subscribe_channel(
+            "created",
+            Filter::fleet().kinds(&[EventKind::UserCreated]),
+            4,
+        );
+        let mut restarts = registry.subscribe_channel(
+            "restarts",
+            Filter::fleet().kinds(&[EventKind::ActorRestarted]),
+            4,
+        );
+        let mut all = registry.subscribe_channel("all", Filter::fleet(), 4);
+        registry.dispatch(&created(1), true);
         assert_eq!(created_only.try_recv().unwrap().seq, 1);
         assert_eq!(all.try_recv().unwrap().seq, 1);
         assert!(restarts.try_recv().is_err());
@@ -359,10 +453,10 @@ mod tests {
     #[test]
     fn a_full_buffer_drops_and_counts_for_that_subscriber_only() {
         let registry = Registry::default();
-        let mut small = registry.subscribe_channel("small", None, 2);
-        let mut large = registry.subscribe_channel("large", None, 8);
+        let mut small = registry.subscribe_channel("small", Filter::fleet(), 2);
+        let mut large = registry.subscribe_channel("large", Filter::fleet(), 8);
         for n in 1..=5 {
-            registry.dispatch(&created(n));
+            registry.dispatch(&created(n), true);
         }
         let small_stats = stats_of(&registry, "small");
         assert_eq!((small_stats.delivered, small_stats.dropped), (2, 3));
@@ -375,13 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn each_subscription_gets_the_instances_its_scope_admits() {
+        let registry = Registry::default();
+        let mut local = registry.subscribe_channel("local", Filter::local(), 4);
+        let mut fleet = registry.subscribe_channel("fleet", Filter::fleet(), 4);
+        let only_b = Filter {
+            kinds: None,
+            scope: Scope::Instance("b".into()),
+        };
+        let mut from_b = registry.subscribe_channel("from-b", only_b, 4);
+        registry.dispatch(&created_on(1, "a"), true);
+        registry.dispatch(&created_on(2, "b"), false);
+        registry.dispatch(&created_on(3, "c"), false);
+        let seqs = |rx: &mut mpsc::Receiver<Arc<Published>>| {
+            std::iter::from_fn(|| rx.try_recv().ok().map(|p| p.seq)).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&mut local), [1], "this instance's only");
+        assert_eq!(seqs(&mut fleet), [1, 2, 3]);
+        assert_eq!(seqs(&mut from_b), [2]);
+    }
+
+    #[test]
     fn a_dropped_receiver_ends_its_subscription_and_a_name_is_registered_once() {
         let registry = Registry::default();
-        drop(registry.subscribe_channel("gone", None, 2));
-        let _first = registry.subscribe_channel("twice", None, 2);
-        let mut second = registry.subscribe_channel("twice", None, 2);
+        drop(registry.subscribe_channel("gone", Filter::fleet(), 2));
+        let _first = registry.subscribe_channel("twice", Filter::fleet(), 2);
+        let mut second = registry.subscribe_channel("twice", Filter::fleet(), 2);
         assert_eq!(registry.stats().len(), 2);
-        registry.dispatch(&created(1));
+        registry.dispatch(&created(1), true);
         let names: Vec<String> = registry.stats().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["twice"]);
         assert_eq!(second.try_recv().unwrap().seq, 1, "the newer registration");

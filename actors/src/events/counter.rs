@@ -1,5 +1,6 @@
-//! EventCounter: an EventBus subscriber that counts events by kind, for
-//! `/metrics` and introspection.
+//! EventCounter: an EventBus subscriber that counts this instance's events
+//! by kind, for `/metrics` and introspection (each instance counts its own:
+//! a sum over the fleet's scrapes counts each event once).
 //!
 //! # Failure
 //! The counts live in [`EventCounts`], shared through its arguments, so a
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::events::bus::Filter;
 use crate::events::{Delivery, Registry};
 use crate::supervision::stats::ActorStats;
 
@@ -45,7 +47,7 @@ impl Actor for EventCounter {
     ) -> Result<CounterArgs, ActorProcessingErr> {
         args.registry.subscribe_actor(
             "event-counter",
-            None,
+            Filter::local(),
             65_536,
             myself,
             Arc::clone(&args.stats),

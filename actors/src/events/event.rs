@@ -3,15 +3,19 @@
 //! `/ops/events?kinds=` accepts and `/metrics` counts by), and
 //! [`Published`], an event as the bus carries it.
 //!
-//! JSON: `{"seq":7,"at":"…","kind":"UserCreated","user_id":"…"}` — the
-//! envelope's fields, then the kind's name under `kind`, then the event's.
+//! JSON: `{"seq":7,"at":"…","instance":"…","kind":"UserCreated","user_id":"…"}`
+//! — the envelope's fields, then the kind's name under `kind`, then the
+//! event's. The same JSON carries an event to the other instances of the
+//! fleet (see [`crate::events::relay`]), so it also deserialises.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 /// What happened. Ids only: never a secret, a token or a hash.
-#[derive(Debug, Clone, PartialEq, Serialize, EnumDiscriminants)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
 #[serde(tag = "kind")]
 #[strum_discriminants(
     name(EventKind),
@@ -90,11 +94,14 @@ impl EventKind {
 }
 
 /// An event as the bus carries it: stamped with a per-process sequence
-/// number and the time it was published.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// number, the time it was published and the instance it was published on
+/// (`seq` counts per instance: `(instance, seq)` names an event in the fleet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Published {
     pub seq: u64,
     pub at: DateTime<Utc>,
+    /// The id of the instance it was published on.
+    pub instance: Arc<str>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -190,13 +197,29 @@ mod tests {
         let published = Published {
             seq: 7,
             at: "2026-11-29T07:30:00Z".parse().unwrap(),
+            instance: "web-1-41-a1b2c3".into(),
             event: Event::UserCreated {
                 user_id: "65f1c0ffee0000000000beef".into(),
             },
         };
         assert_eq!(
             serde_json::to_string(&published).unwrap(),
-            r#"{"seq":7,"at":"2026-11-29T07:30:00Z","kind":"UserCreated","user_id":"65f1c0ffee0000000000beef"}"#
+            r#"{"seq":7,"at":"2026-11-29T07:30:00Z","instance":"web-1-41-a1b2c3","kind":"UserCreated","user_id":"65f1c0ffee0000000000beef"}"#
         );
+    }
+
+    #[test]
+    fn every_kind_reads_back_from_its_json() {
+        for event in one_of_each() {
+            let published = Published {
+                seq: 3,
+                at: "2026-11-29T07:30:00.123Z".parse().unwrap(),
+                instance: "web-1-41-a1b2c3".into(),
+                event,
+            };
+            let json = serde_json::to_string(&published).unwrap();
+            let back: Published = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, published, "{json}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Domain events: what they are ([`event`]), the bus that carries them to
-//! subscribers ([`bus`]), and two subscribers: the audit log ([`audit`]) and
-//! the counts by kind ([`counter`]).
+//! subscribers ([`bus`]), two subscribers: the audit log ([`audit`]) and
+//! the counts by kind ([`counter`]), and the relay that carries them
+//! between the instances of a fleet ([`relay`], configured by [`config`]).
 //!
 //! Publishers hold [`Events`] and call [`Events::publish`] with an
 //! [`Event`]; subscribers register with the [`Registry`] for the
@@ -8,8 +9,10 @@
 
 pub mod audit;
 pub mod bus;
+pub mod config;
 pub mod counter;
 pub mod event;
+pub mod relay;
 
-pub use bus::{Delivery, Events, Registry, SubscriptionStats};
+pub use bus::{Delivery, Events, Filter, Registry, Scope, SubscriptionStats};
 pub use event::{Event, EventKind, Published};

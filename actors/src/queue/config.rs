@@ -35,6 +35,13 @@ pub struct QueueConfig {
     /// [`crate::queue::snapshot`]).
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// How long a job enqueued *held* (written ahead of its precondition,
+    /// e.g. the welcome job before its user) stays unclaimable by every
+    /// instance unless its producer releases it first. A producer that
+    /// crashed in between leaves it held this long; then it runs (and fails
+    /// if its precondition never came), as any job would.
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
 }
 
 impl QueueConfig {
@@ -65,6 +72,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
+            hold: Duration::from_secs(30),
         }
     }
 

@@ -91,6 +91,36 @@ impl JobStore {
         Ok(job.id)
     }
 
+    /// Insert a pending job that no instance may claim for `hold` (its
+    /// `runAt` is that far ahead) unless [`release`](Self::release)d first.
+    pub async fn enqueue_held(
+        &self,
+        kind: &str,
+        payload: Document,
+        hold: Duration,
+    ) -> mongodb::error::Result<ObjectId> {
+        let mut job = Job::new(kind, payload, self.max_attempts);
+        job.run_at = after(hold);
+        self.jobs.insert_one(&job).await?;
+        Ok(job.id)
+    }
+
+    /// Make a held job due now: one update, guarded so that it only touches
+    /// a job still pending, never attempted and not yet due (a job that ran
+    /// meanwhile, or one due already, is left as it is). `false`: nothing
+    /// was held under `id`.
+    pub async fn release(&self, id: ObjectId) -> mongodb::error::Result<bool> {
+        let now = DateTime::now();
+        let released = self
+            .jobs
+            .update_one(
+                doc! { "_id": id, "status": "pending", "attempts": 0, "runAt": { "$gt": now } },
+                doc! { "$set": { "runAt": now, "updatedAt": now } },
+            )
+            .await?;
+        Ok(released.matched_count == 1)
+    }
+
     /// Delete a job that should never run (its producer gave up on it).
     pub async fn delete(&self, id: ObjectId) -> mongodb::error::Result<()> {
         self.jobs.delete_one(doc! { "_id": id }).await?;

@@ -72,11 +72,13 @@ impl UserService {
             updated_at: now,
         };
         // The job is written *before* the user, so no crash can leave a user
-        // without its welcome job. A job whose user never appears (a crash in
-        // between, or a taken e-mail) finds no user and fails after its
-        // retries, sending nothing.
+        // without its welcome job; it is written held, so no instance claims
+        // it before the user exists (it would find none and retry). A job
+        // whose user never appears (a crash in between) runs once its hold
+        // ends, finds no user and fails after its retries, sending nothing;
+        // one whose e-mail was taken is withdrawn.
         let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
-        let job = self.jobs.enqueue("user.created", payload).await?;
+        let job = self.jobs.enqueue_held("user.created", payload).await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
                 self.jobs.withdraw(job).await?;
@@ -89,12 +91,21 @@ impl UserService {
             }
             other => other?,
         };
+        self.release_welcome(job).await;
         let (pair, _) = self.open_session(&user).await?;
         tracing::debug!(target: "user", user = %user.id, job = %job, "user created");
         self.events.publish(Event::UserCreated {
             user_id: user.id.to_hex(),
         });
         Ok(Created::New(pair, job))
+    }
+
+    /// The user exists: make its welcome job due now. If that write fails
+    /// the sign-up still stands; the job runs when its hold ends.
+    async fn release_welcome(&self, job: ObjectId) {
+        if let Err(err) = self.jobs.release(job).await {
+            tracing::warn!(target: "user", job = %job, error = %err, "welcome job not released; it runs when its hold ends");
+        }
     }
 
     /// Sign up with an idempotency key: the first request with the key signs

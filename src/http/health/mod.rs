@@ -5,6 +5,8 @@
 //! tree. MongoDB (the source of truth) and the actor tree are required: 503
 //! names what is failing. Redis is only a cache: when it is down the service
 //! keeps serving from MongoDB, so readiness stays 200 and lists it as degraded.
+//! So does the events relay (`events-relay`) while it cannot reach Redis:
+//! this instance then sees only its own events, and the fleet none of them.
 //!
 //! Anyone may probe, so a probe costs O(1): the pings' result is shared for
 //! [`PROBE_TTL`](probes::PROBE_TTL) ([`probes`]), so a flood of probes sends at most one ping to
@@ -84,7 +86,8 @@ pub struct Readiness {
     pub status: &'static str,
     /// Required dependencies that are down (empty when ready).
     pub failing: Vec<&'static str>,
-    /// Optional dependencies that are down; the service works around them.
+    /// Optional dependencies that are down; the service works around them:
+    /// `redis` (cache and limits), `events-relay` (the fleet's events).
     pub degraded: Vec<&'static str>,
     pub mongodb: Check,
     pub redis: Check,
@@ -129,7 +132,10 @@ async fn ready(
         .filter(|(_, c)| !c.is_up())
         .map(|(name, _)| name)
         .collect();
-    let degraded = if redis.is_up() { vec![] } else { vec!["redis"] };
+    let mut degraded = if redis.is_up() { vec![] } else { vec!["redis"] };
+    if state.actors.relay.degraded() {
+        degraded.push("events-relay");
+    }
     let ready = failing.is_empty();
     let body = Readiness {
         status: if ready { "ready" } else { "not ready" },

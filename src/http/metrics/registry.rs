@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::cache::CacheStats;
+use troupe_actors::events::relay::RelayStatus;
 use troupe_actors::limits::LimitMetrics;
 use troupe_actors::queue::metrics::QueueMetrics;
 use troupe_actors::queue::snapshot::QueueSnapshot;
@@ -303,12 +304,77 @@ impl ActorGauges {
     }
 }
 
-/// Events published, seen by kind, and dropped by subscriber.
+/// Events published, seen by kind, dropped by subscriber, and relayed.
 #[derive(Default)]
 struct EventGauges {
     published: Counter,
     by_kind: Family<NameLabel, Gauge>,
     dropped: Family<NameLabel, Gauge>,
+    relay: RelayGauges,
+}
+
+/// The events relay's figures, copied from its status at scrape time.
+#[derive(Default)]
+struct RelayGauges {
+    up: Gauge,
+    sent: Counter,
+    received: Counter,
+    failures: Counter,
+    lost: Counter,
+    undecodable: Counter,
+}
+
+impl RelayGauges {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        let help = "1 while the events relay reads and writes the fleet's stream";
+        r.register("events_relay_up", help, m.up.clone());
+        let counters = [
+            (
+                "events_relay_sent",
+                "This instance's events written to the fleet's stream",
+                &m.sent,
+            ),
+            (
+                "events_relay_received",
+                "Other instances' events handed to this instance's bus",
+                &m.received,
+            ),
+            (
+                "events_relay_failures",
+                "Redis round trips of the events relay that failed",
+                &m.failures,
+            ),
+            (
+                "events_relay_lost",
+                "Events lost by the relay: in a failed write, or for a bus that was down",
+                &m.lost,
+            ),
+            (
+                "events_relay_undecodable",
+                "Stream entries the relay could not read as an event",
+                &m.undecodable,
+            ),
+        ];
+        for (metric, help, counter) in counters {
+            r.register(metric, help, counter.clone());
+        }
+        m
+    }
+
+    fn record(&self, status: &RelayStatus) {
+        let f = status.figures();
+        self.up.set(i64::from(status.connected()));
+        for (counter, n) in [
+            (&self.sent, f.sent),
+            (&self.received, f.received),
+            (&self.failures, f.failures),
+            (&self.lost, f.lost),
+            (&self.undecodable, f.undecodable),
+        ] {
+            counter.inner().store(n, Ordering::Relaxed);
+        }
+    }
 }
 
 impl EventGauges {
@@ -320,7 +386,10 @@ impl EventGauges {
         r.register("events_by_kind", help, m.by_kind.clone());
         let help = "Events dropped for a full subscriber buffer";
         r.register("events_dropped", help, m.dropped.clone());
-        m
+        Self {
+            relay: RelayGauges::register(r),
+            ..m
+        }
     }
 
     fn record(&self, actors: &Handles) {
@@ -333,6 +402,7 @@ impl EventGauges {
             let dropped = self.dropped.get_or_create(&name(sub.name));
             dropped.set(sub.dropped as i64);
         }
+        self.relay.record(&actors.relay);
     }
 }
 
