@@ -9,11 +9,13 @@
 //! ├── EventCounter       events by kind → metrics
 //! ├── UserActor          users, sessions; enqueues jobs
 //! ├── CacheActor         Redis read-through of public profiles
-//! └── QueuePollerActor   claims jobs
-//!     └── JobExecutor × N
+//! ├── QueuePollerActor   claims jobs
+//! │   └── JobExecutor × N
+//! └── FleetActor         heartbeats into the fleet's registry; takes over dead instances
 //! ```
 //! Started top to bottom, stopped bottom to top: the bus outlives everything
-//! that publishes, and the poller stops (finishing its jobs) first.
+//! that publishes; the instance leaves the fleet first, then the poller
+//! stops (finishing its jobs).
 //!
 //! Introspection (the live tree, stats, fault injection) goes through
 //! [`tree::TreeView`], which [`Handles::introspection`] hands out.
@@ -32,6 +34,12 @@ use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{Event, Events, Registry};
+use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
+use crate::fleet::beat::{Beat, Identity, LocalSlot};
+use crate::fleet::config::FleetConfig;
+use crate::fleet::metrics::FleetMetrics;
+use crate::fleet::registry::FleetStore;
+use crate::fleet::Fleet;
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
@@ -75,6 +83,7 @@ pub struct SystemConfig {
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub mail: MailConfig,
+    pub fleet: FleetConfig,
     pub restart: RestartPolicy,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
@@ -262,6 +271,11 @@ pub struct Handles {
     pub queue_snapshot: Arc<QueueSnapshot>,
     /// Set once the start-up indexes exist.
     pub indexes_ready: Arc<AtomicBool>,
+    /// This instance's id (`host-pid-random`): `lockedBy` on the jobs it
+    /// holds, its name in the fleet's registry.
+    pub instance: Arc<str>,
+    /// The fleet's registry: the live instances, another's tree, leaving.
+    pub fleet: Fleet,
     /// Introspection of the tree (set once it runs).
     introspection: Option<TreeView>,
 }
@@ -307,7 +321,8 @@ fn build(
     indexes_ready: Arc<AtomicBool>,
 ) -> (Vec<ChildSpec>, Handles) {
     let (db, redis) = (&stores.db, &stores.redis);
-    let store = JobStore::new(db, instance_id(), settings.queue.max_attempts);
+    let instance: Arc<str> = instance_id().into();
+    let store = JobStore::new(db, instance.to_string(), settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone());
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
@@ -322,6 +337,8 @@ fn build(
         limits.profile_lookups.clone(),
     );
     let poller = ActorSlot::new("queue-poller");
+    let (fleet_slot, fleet_local) = (ActorSlot::new("fleet"), LocalSlot::default());
+    let fleet_metrics = FleetMetrics::default();
     let actors = Handles {
         users,
         user_actor: user_slot,
@@ -341,6 +358,15 @@ fn build(
         queue_metrics: QueueMetrics::default(),
         queue_snapshot: Arc::default(),
         indexes_ready,
+        fleet: Fleet::new(
+            FleetStore::new(redis.clone()),
+            Arc::clone(&instance),
+            fleet_slot.clone(),
+            Arc::clone(&fleet_local),
+            fleet_metrics.clone(),
+            settings.call_timeout,
+        ),
+        instance,
         introspection: None,
     };
     let a = &actors;
@@ -361,6 +387,7 @@ fn build(
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         queue_poller(settings, store, jobs, a),
+        fleet_child(settings, stores, a, (fleet_slot, fleet_local), fleet_metrics),
     ];
     (children, actors)
 }
@@ -374,6 +401,48 @@ fn instance_id() -> String {
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     )
+}
+
+/// The host's name: `HOSTNAME`, else the kernel's, else `unknown`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The FleetActor, heartbeating this instance (its pool through the
+/// queue's handle, its tree through the `local` hook the HTTP layer fills).
+fn fleet_child(
+    settings: &SystemConfig,
+    stores: &Stores,
+    handles: &Handles,
+    (slot, local): (ActorSlot<FleetMsg>, LocalSlot),
+    metrics: FleetMetrics,
+) -> ChildSpec {
+    let beat = Beat {
+        store: FleetStore::new(stores.redis.clone()),
+        me: Identity {
+            id: Arc::clone(&handles.instance),
+            host: host_name(),
+            started_at: chrono::Utc::now(),
+        },
+        queue: handles.queue.clone(),
+        local,
+        config: settings.fleet.clone(),
+        metrics,
+        left: Default::default(),
+        beats: Default::default(),
+        failing: Default::default(),
+    };
+    let args = FleetArgs {
+        beat: Arc::new(beat),
+        stats: slot.stats(),
+        leave_within: stores.redis.timeout() * 2,
+    };
+    ChildSpec::new(FleetActor, args, slot)
 }
 
 /// The users' handle and the CacheActor's arguments. The cache loads

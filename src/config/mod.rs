@@ -17,6 +17,7 @@ use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::mail::MailConfig;
+use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::queue::config::QueueConfig;
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
@@ -100,6 +101,7 @@ pub struct Settings {
     pub limits: LimitsConfig,
     pub queue: QueueConfig,
     pub mail: MailConfig,
+    pub fleet: FleetConfig,
     pub actors: ActorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
@@ -190,6 +192,7 @@ impl Settings {
             queue: self.queue.clone(),
             limits: self.limits.clone(),
             mail: self.mail.clone(),
+            fleet: self.fleet.clone(),
             restart: self.actors.restart,
             call_timeout: self.actors.call_timeout,
             shutdown_grace: self.server.shutdown_grace,
