@@ -387,7 +387,13 @@ fn build(
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         queue_poller(settings, store, jobs, a),
-        fleet_child(settings, stores, a, (fleet_slot, fleet_local), fleet_metrics),
+        fleet_child(
+            settings,
+            stores,
+            a,
+            (fleet_slot, fleet_local),
+            fleet_metrics,
+        ),
     ];
     (children, actors)
 }

@@ -9,6 +9,7 @@ mod connections;
 mod crash;
 mod credentials;
 mod events;
+mod fleet;
 mod hardening;
 mod health;
 mod helpers;

@@ -118,11 +118,7 @@ impl Beat {
         if *left {
             return false;
         }
-        match self
-            .store
-            .beat(beat, tree, self.config.heartbeat_ttl)
-            .await
-        {
+        match self.store.beat(beat, tree, self.config.heartbeat_ttl).await {
             Ok(added) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(target: "fleet", "heartbeat written again");
@@ -205,7 +201,9 @@ impl Beat {
             Ok(Err(err)) => {
                 tracing::warn!(target: "fleet", error = %err, "could not leave the registry; the heartbeat expires by itself")
             }
-            Err(_) => tracing::warn!(target: "fleet", "leaving the registry timed out; the heartbeat expires by itself"),
+            Err(_) => {
+                tracing::warn!(target: "fleet", "leaving the registry timed out; the heartbeat expires by itself")
+            }
         }
     }
 }
