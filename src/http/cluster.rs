@@ -129,7 +129,7 @@ pub struct ClusterView {
 }
 
 fn unavailable(err: FleetError) -> ApiError {
-    tracing::warn!(target: "fleet", error = %err, "instance registry unavailable");
+    tracing::warn!(target: "system", error = %err, "instance registry unavailable");
     ApiError::Unavailable("the instance registry (Redis) is unavailable".into())
 }
 

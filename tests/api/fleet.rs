@@ -221,6 +221,55 @@ async fn an_unknown_instance_is_a_404_problem() {
     }
 }
 
+#[tokio::test]
+async fn without_redis_the_registry_fails_open_counts_its_failures_and_shutdown_does_not_wait() {
+    let mut app = crate::helpers::spawn_app_with(|s| {
+        s.redis.url = "redis://127.0.0.1:1".to_string().into();
+    })
+    .await;
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "the registry is best-effort"
+    );
+    assert_problem(
+        app.get_ops("/ops/cluster").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let other = format!("/ops/cluster/{}/actors", "someone-else-1-abcdef");
+    assert_problem(app.get_ops(&other).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    // Its own tree needs no Redis.
+    let own = format!("/ops/cluster/{}/actors", app.state.actors.instance);
+    assert_eq!(app.get_ops(&own).await.status(), StatusCode::OK);
+    // Every tick tries again; each failure is counted.
+    eventually(
+        Duration::from_secs(10),
+        "heartbeat failures counted",
+        || async {
+            let text = app.get("/metrics").await.text().await.ok()?;
+            let failures: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("troupe_fleet_heartbeat_failures_total "))?
+                .parse()
+                .ok()?;
+            (failures >= 3.0).then_some(())
+        },
+    )
+    .await;
+    let fleet = app.state.actors.fleet.clone();
+    assert_eq!(fleet.metrics().failovers.get(), 0);
+    let started = Instant::now();
+    app.stop().await.unwrap();
+    let grace = app.settings.server.shutdown_grace;
+    assert!(
+        started.elapsed() < grace,
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
 struct Process {
     child: Child,
 }

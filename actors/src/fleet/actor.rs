@@ -65,7 +65,7 @@ impl FleetState {
     fn beat(&mut self, handling: crate::supervision::stats::Handling) {
         while self.tasks.try_join_next().is_some() {}
         if self.beating.as_ref().is_some_and(|b| !b.is_finished()) {
-            tracing::debug!(target: "fleet", "the last heartbeat is still running; skipping a tick");
+            tracing::debug!(target: "system", "the last heartbeat is still running; skipping a tick");
             return;
         }
         let beat = Arc::clone(&self.args.beat);

@@ -105,7 +105,7 @@ impl Beat {
         };
         let json = serde_json::to_string(&published).ok()?;
         if json.len() > MAX_TREE_BYTES {
-            tracing::warn!(target: "fleet", instance = id, bytes = json.len(), "actor tree too large to publish");
+            tracing::warn!(target: "system", instance = id, bytes = json.len(), "actor tree too large to publish");
             return None;
         }
         Some(json)
@@ -121,10 +121,10 @@ impl Beat {
         match self.store.beat(beat, tree, self.config.heartbeat_ttl).await {
             Ok(added) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "fleet", "heartbeat written again");
+                    tracing::info!(target: "system", "heartbeat written again");
                 }
                 if added && self.beats.load(Ordering::Relaxed) > 0 {
-                    tracing::warn!(target: "fleet", instance = %self.me.id,
+                    tracing::warn!(target: "system", instance = %self.me.id,
                         "this instance was taken for dead (its heartbeat had lapsed); the jobs it held were released");
                 }
                 self.beats.fetch_add(1, Ordering::Relaxed);
@@ -133,7 +133,7 @@ impl Beat {
             Err(err) => {
                 self.metrics.heartbeat_failures.inc();
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(target: "fleet", error = %err, "heartbeat failed; retrying every tick");
+                    tracing::warn!(target: "system", error = %err, "heartbeat failed; retrying every tick");
                 }
                 false
             }
@@ -147,7 +147,7 @@ impl Beat {
         let members = match self.store.members().await {
             Ok(members) => members,
             Err(err) => {
-                tracing::debug!(target: "fleet", error = %err, "could not read the instance set");
+                tracing::debug!(target: "system", error = %err, "could not read the instance set");
                 return;
             }
         };
@@ -158,7 +158,7 @@ impl Beat {
                 Ok(true) => self.release(id, seen, now).await,
                 Ok(false) => {}
                 Err(err) => {
-                    tracing::debug!(target: "fleet", instance = id, error = %err, "take-over failed");
+                    tracing::debug!(target: "system", instance = id, error = %err, "take-over failed");
                     return;
                 }
             }
@@ -170,16 +170,16 @@ impl Beat {
     async fn release(&self, id: &str, seen: f64, now: DateTime<Utc>) {
         self.metrics.failovers.inc();
         let silent_ms = DateTime::from_timestamp_millis(seen as i64).map(|at| age_ms(at, now));
-        tracing::warn!(target: "fleet", instance = id, silent_ms, "instance presumed dead; releasing its jobs");
+        tracing::warn!(target: "system", instance = id, silent_ms, "instance presumed dead; releasing its jobs");
         match self.queue.release_instance(id).await {
             Ok(released) => {
                 self.metrics.jobs_released.inc_by(released);
-                tracing::info!(target: "fleet", instance = id, released, "dead instance taken over");
+                tracing::info!(target: "system", instance = id, released, "dead instance taken over");
             }
             Err(err) => {
-                tracing::warn!(target: "fleet", instance = id, error = %err, "could not release the dead instance's jobs; retrying later");
+                tracing::warn!(target: "system", instance = id, error = %err, "could not release the dead instance's jobs; retrying later");
                 if let Err(err) = self.store.restore(id, seen).await {
-                    tracing::warn!(target: "fleet", instance = id, error = %err,
+                    tracing::warn!(target: "system", instance = id, error = %err,
                         "could not put it back in the registry; its jobs come back when their leases expire");
                 }
             }
@@ -197,12 +197,14 @@ impl Beat {
         }
         *left = true;
         match tokio::time::timeout(bound, self.store.leave(&self.me.id)).await {
-            Ok(Ok(())) => tracing::info!(target: "fleet", instance = %self.me.id, "left the fleet"),
+            Ok(Ok(())) => {
+                tracing::info!(target: "system", instance = %self.me.id, "left the fleet")
+            }
             Ok(Err(err)) => {
-                tracing::warn!(target: "fleet", error = %err, "could not leave the registry; the heartbeat expires by itself")
+                tracing::warn!(target: "system", error = %err, "could not leave the registry; the heartbeat expires by itself")
             }
             Err(_) => {
-                tracing::warn!(target: "fleet", "leaving the registry timed out; the heartbeat expires by itself")
+                tracing::warn!(target: "system", "leaving the registry timed out; the heartbeat expires by itself")
             }
         }
     }

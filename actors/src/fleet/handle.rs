@@ -86,7 +86,7 @@ impl Fleet {
     pub async fn leave(&self) {
         let left = self.actor.call(FleetMsg::Leave, self.timeout).await;
         if let Err(err) = left {
-            tracing::warn!(target: "fleet", error = %err, "could not leave the fleet; the heartbeat expires by itself");
+            tracing::warn!(target: "system", error = %err, "could not leave the fleet; the heartbeat expires by itself");
         }
     }
 }

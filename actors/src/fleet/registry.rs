@@ -134,7 +134,7 @@ impl FleetStore {
             .flatten()
             .filter_map(|json| {
                 serde_json::from_str(&json)
-                    .inspect_err(|err| tracing::debug!(target: "fleet", error = %err, "unreadable heartbeat"))
+                    .inspect_err(|err| tracing::debug!(target: "system", error = %err, "unreadable heartbeat"))
                     .ok()
             })
             .collect();
