@@ -195,6 +195,10 @@ impl ActorSystem {
             indexes.abort();
             let _ = indexes.await;
         }
+        // Out of the fleet first: from now on no instance lists this one or
+        // takes it for dead while its jobs finish. (`Application::run` has
+        // usually done so already, as its requests drained.)
+        self.handles.fleet.leave().await;
         let supervisor = self.handles.supervisor();
         let grace = self.grace;
         let stopped = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { grace, reply });
@@ -337,15 +341,16 @@ fn build(
         limits.profile_lookups.clone(),
     );
     let poller = ActorSlot::new("queue-poller");
-    let (fleet_slot, fleet_local) = (ActorSlot::new("fleet"), LocalSlot::default());
-    let fleet_metrics = FleetMetrics::default();
+    let fleet_slot = ActorSlot::new("fleet");
+    let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
+    let beat = Arc::new(beat(settings, redis, &instance, &queue));
     let actors = Handles {
         users,
         user_actor: user_slot,
         cache: cache_slot,
         limits,
         limit_metrics,
-        queue: QueueHandle::new(poller.clone(), settings.call_timeout),
+        queue,
         poller,
         events: events.clone(),
         registry: Registry::default(),
@@ -358,14 +363,7 @@ fn build(
         queue_metrics: QueueMetrics::default(),
         queue_snapshot: Arc::default(),
         indexes_ready,
-        fleet: Fleet::new(
-            FleetStore::new(redis.clone()),
-            Arc::clone(&instance),
-            fleet_slot.clone(),
-            Arc::clone(&fleet_local),
-            fleet_metrics.clone(),
-            settings.call_timeout,
-        ),
+        fleet: Fleet::new(Arc::clone(&beat), redis.timeout() * 2),
         instance,
         introspection: None,
     };
@@ -387,13 +385,7 @@ fn build(
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         queue_poller(settings, store, jobs, a),
-        fleet_child(
-            settings,
-            stores,
-            a,
-            (fleet_slot, fleet_local),
-            fleet_metrics,
-        ),
+        fleet_child(beat, fleet_slot),
     ];
     (children, actors)
 }
@@ -419,34 +411,37 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The FleetActor, heartbeating this instance (its pool through the
-/// queue's handle, its tree through the `local` hook the HTTP layer fills).
-fn fleet_child(
+/// What the FleetActor's heartbeats use (and [`Fleet`] shares): this
+/// instance, its pool through the queue's handle, and the `local` hook the
+/// HTTP layer fills with its tree.
+fn beat(
     settings: &SystemConfig,
-    stores: &Stores,
-    handles: &Handles,
-    (slot, local): (ActorSlot<FleetMsg>, LocalSlot),
-    metrics: FleetMetrics,
-) -> ChildSpec {
-    let beat = Beat {
-        store: FleetStore::new(stores.redis.clone()),
+    redis: &RedisStore,
+    instance: &Arc<str>,
+    queue: &QueueHandle,
+) -> Beat {
+    Beat {
+        store: FleetStore::new(redis.clone()),
         me: Identity {
-            id: Arc::clone(&handles.instance),
+            id: Arc::clone(instance),
             host: host_name(),
             started_at: chrono::Utc::now(),
         },
-        queue: handles.queue.clone(),
-        local,
+        queue: queue.clone(),
+        local: LocalSlot::default(),
         config: settings.fleet.clone(),
-        metrics,
+        metrics: FleetMetrics::default(),
         left: Default::default(),
         beats: Default::default(),
         failing: Default::default(),
-    };
+    }
+}
+
+/// The FleetActor, heartbeating this instance.
+fn fleet_child(beat: Arc<Beat>, slot: ActorSlot<FleetMsg>) -> ChildSpec {
     let args = FleetArgs {
-        beat: Arc::new(beat),
+        beat,
         stats: slot.stats(),
-        leave_within: stores.redis.timeout() * 2,
     };
     ChildSpec::new(FleetActor, args, slot)
 }

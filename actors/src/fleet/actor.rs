@@ -7,62 +7,62 @@
 //!   heartbeat and tree to Redis, then take over every instance whose
 //!   heartbeat lapsed and have the queue release its jobs. At most one beat
 //!   runs at a time: a tick that finds one still running is skipped.
-//! - **The mailbox never waits on Redis or MongoDB**: the beat and the leave
-//!   run in tasks (a `JoinSet` in its state, aborted if the actor dies).
-//!   Handling times on `/ops/actors` measure the whole beat (the guard moves
-//!   into its task).
-//! - `Leave` (sent when shutdown begins) removes this instance from the
-//!   registry at once and stops the heartbeats for good; `post_stop` does
-//!   the same if nobody sent it.
+//! - **The mailbox never waits on Redis or MongoDB**: beats run in a task (a
+//!   `JoinSet` in its state, aborted with it). Handling times on
+//!   `/ops/actors` measure the whole beat (the guard moves into its task).
+//! - Leaving the fleet at shutdown is not its job: [`crate::fleet::Fleet::leave`]
+//!   does it from the caller's task, so it works whatever state the actor is
+//!   in; once left, beats write nothing. A stop or restart of this actor
+//!   (fault injection, a panic) only skips heartbeats.
 //!
 //! # Failure
 //! Best effort: Redis down means no heartbeat (counted on `/metrics`,
 //! logged once per outage) and no take-over; nothing blocks and nothing
 //! else degrades, readiness included. A restarted actor goes on from its
-//! arguments (the registry is in Redis).
+//! arguments (the registry is in Redis). Down for longer than the TTL, the
+//! instance is taken for dead and its jobs are released (fenced by their
+//! attempt records); its next heartbeat says so in the log.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use crate::fleet::beat::Beat;
-use crate::supervision::stats::ActorStats;
+use crate::supervision::stats::{ActorStats, Handling};
 
 pub(crate) enum FleetMsg {
     /// Periodic: heartbeat and take-overs.
     Tick,
-    /// Shutdown has begun: leave the registry now (answered once done).
-    Leave(RpcReplyPort<()>),
 }
 
 #[derive(Clone)]
 pub(crate) struct FleetArgs {
     pub beat: Arc<Beat>,
     pub stats: Arc<ActorStats>,
-    /// Longest wait for Redis when leaving.
-    pub leave_within: Duration,
+}
+
+/// The `Tick` timer; aborted when dropped (also if the actor panics).
+struct Ticker(JoinHandle<()>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) struct FleetState {
     args: FleetArgs,
-    /// The beat and the leave; aborted with the state.
+    /// The beats; aborted with the state.
     tasks: JoinSet<()>,
     /// The beat running, if any.
     beating: Option<AbortHandle>,
-    timer: Option<JoinHandle<()>>,
+    ticker: Option<Ticker>,
 }
 
 impl FleetState {
-    fn stop_ticking(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
-    }
-
     /// Start a beat unless one runs; `handling` ends with it.
-    fn beat(&mut self, handling: crate::supervision::stats::Handling) {
+    fn beat(&mut self, handling: Handling) {
         while self.tasks.try_join_next().is_some() {}
         if self.beating.as_ref().is_some_and(|b| !b.is_finished()) {
             tracing::debug!(target: "system", "the last heartbeat is still running; skipping a tick");
@@ -93,7 +93,7 @@ impl Actor for FleetActor {
             args,
             tasks: JoinSet::new(),
             beating: None,
-            timer: None,
+            ticker: None,
         })
     }
 
@@ -104,10 +104,10 @@ impl Actor for FleetActor {
     ) -> Result<(), ActorProcessingErr> {
         let stats = Arc::clone(&state.args.stats);
         let period = state.args.beat.config.heartbeat_interval;
-        state.timer = Some(myself.send_interval(period, move || {
+        state.ticker = Some(Ticker(myself.send_interval(period, move || {
             stats.sent();
             FleetMsg::Tick
-        }));
+        })));
         // The first heartbeat now, not one interval after start.
         state.args.stats.sent();
         let _ = myself.cast(FleetMsg::Tick);
@@ -124,15 +124,6 @@ impl Actor for FleetActor {
         let handling = state.args.stats.begin(&myself.get_cell()).await;
         match message {
             FleetMsg::Tick => state.beat(handling),
-            FleetMsg::Leave(reply) => {
-                state.stop_ticking();
-                let (beat, bound) = (Arc::clone(&state.args.beat), state.args.leave_within);
-                state.tasks.spawn(async move {
-                    let _handling = handling;
-                    beat.leave(bound).await;
-                    let _ = reply.send(());
-                });
-            }
         }
         Ok(())
     }
@@ -142,9 +133,7 @@ impl Actor for FleetActor {
         _myself: ActorRef<FleetMsg>,
         state: &mut FleetState,
     ) -> Result<(), ActorProcessingErr> {
-        state.stop_ticking();
-        // Waits for a beat writing (it holds the lock), then removes the keys.
-        state.args.beat.leave(state.args.leave_within).await;
+        state.ticker = None;
         state.tasks.shutdown().await;
         Ok(())
     }

@@ -60,6 +60,9 @@ impl Beat {
     /// Fails open: a Redis error is counted and logged, and the next tick
     /// tries again.
     pub async fn run(&self) {
+        if *self.left.lock().await {
+            return;
+        }
         let (beat, tree) = self.describe().await;
         if self.publish(&beat, tree.as_deref()).await {
             self.fail_over().await;
