@@ -105,6 +105,35 @@ async fn the_cluster_routes_need_the_ops_token() {
 }
 
 #[tokio::test]
+async fn the_cluster_routes_are_documented() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api-json").await.json().await.unwrap();
+    for path in ["/ops/cluster", "/ops/cluster/{instance}/actors"] {
+        let get = &doc["paths"][path]["get"];
+        assert_eq!(get["tags"], json!(["Ops"]), "{path}");
+        assert!(get["responses"]["401"].is_object(), "{path}");
+    }
+    let schemas = &doc["components"]["schemas"];
+    let instance = &schemas["InstanceView"]["properties"];
+    for field in [
+        "id",
+        "host",
+        "version",
+        "startedAt",
+        "lastSeen",
+        "ageMs",
+        "ready",
+        "pool",
+        "jobs",
+    ] {
+        assert!(instance[field].is_object(), "InstanceView.{field}");
+    }
+    assert!(schemas["ClusterView"]["properties"]["self"].is_object());
+    let tree = &schemas["InstanceActors"]["properties"]["tree"];
+    assert_eq!(tree["$ref"], "#/components/schemas/ActorNode", "{tree}");
+}
+
+#[tokio::test]
 async fn an_instance_that_shuts_down_gracefully_leaves_the_fleet_at_once() {
     let a = spawn_app().await;
     let mut others = more_instances(&a, 2).await;

@@ -52,8 +52,10 @@ impl FleetStore {
     }
 
     /// Write `beat` (and `tree`, JSON, if any) for `ttl`, and the instance's
-    /// last-seen score, in one transaction. `true` if the instance was not in
-    /// the set (its first heartbeat, or someone took it for dead).
+    /// last-seen score, in one pipeline (one slot; no MULTI, which the
+    /// cluster client does not route: a partial write is mended by the next
+    /// beat). `true` if the instance was not in the set (its first
+    /// heartbeat, or someone took it for dead).
     pub async fn beat(
         &self,
         beat: &Heartbeat,
@@ -62,8 +64,7 @@ impl FleetStore {
     ) -> Result<bool, FleetError> {
         let ttl_ms = ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
+        pipe.cmd("SET")
             .arg(self.heartbeat_key(&beat.id))
             .arg(serde_json::to_string(beat)?)
             .arg("PX")
@@ -86,16 +87,18 @@ impl FleetStore {
     }
 
     /// Remove instance `id` from the registry now (it is shutting down).
+    /// The member first: should the pipeline break after it, the instance
+    /// stays listed until its heartbeat expires but is never taken for dead
+    /// (its jobs may still be finishing).
     pub async fn leave(&self, id: &str) -> Result<(), FleetError> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
+        pipe.cmd("ZREM")
+            .arg(self.instances_key())
+            .arg(id)
+            .ignore()
             .cmd("DEL")
             .arg(self.heartbeat_key(id))
             .arg(self.tree_key(id))
-            .ignore()
-            .cmd("ZREM")
-            .arg(self.instances_key())
-            .arg(id)
             .ignore();
         let () = self.redis.run_pipe(&pipe).await?;
         Ok(())
