@@ -35,9 +35,8 @@ use crate::events::bus::{BusArgs, BusMsg, EventBus};
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::{Event, Events, Registry};
 use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
-use crate::fleet::beat::{Beat, Identity, LocalSlot};
+use crate::fleet::beat::{Beat, Identity};
 use crate::fleet::config::FleetConfig;
-use crate::fleet::metrics::FleetMetrics;
 use crate::fleet::registry::FleetStore;
 use crate::fleet::Fleet;
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
@@ -420,21 +419,13 @@ fn beat(
     instance: &Arc<str>,
     queue: &QueueHandle,
 ) -> Beat {
-    Beat {
-        store: FleetStore::new(redis.clone()),
-        me: Identity {
-            id: Arc::clone(instance),
-            host: host_name(),
-            started_at: chrono::Utc::now(),
-        },
-        queue: queue.clone(),
-        local: LocalSlot::default(),
-        config: settings.fleet.clone(),
-        metrics: FleetMetrics::default(),
-        left: Default::default(),
-        beats: Default::default(),
-        failing: Default::default(),
-    }
+    let me = Identity {
+        id: Arc::clone(instance),
+        host: host_name(),
+        started_at: chrono::Utc::now(),
+    };
+    let store = FleetStore::new(redis.clone());
+    Beat::new(store, me, queue.clone(), settings.fleet.clone())
 }
 
 /// The FleetActor, heartbeating this instance.

@@ -56,6 +56,23 @@ pub(crate) struct Beat {
 }
 
 impl Beat {
+    /// What heartbeats of `me` need: the registry, the queue (its pool, and
+    /// releasing a dead instance's jobs), the intervals. The [`LocalView`]
+    /// comes later ([`crate::fleet::Fleet::publish`]).
+    pub fn new(store: FleetStore, me: Identity, queue: QueueHandle, config: FleetConfig) -> Self {
+        Self {
+            store,
+            me,
+            queue,
+            local: LocalSlot::default(),
+            config,
+            metrics: FleetMetrics::default(),
+            left: Mutex::new(false),
+            beats: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
+
     /// Publish this instance, then take over the instances found dead.
     /// Fails open: a Redis error is counted and logged, and the next tick
     /// tries again.
