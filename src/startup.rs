@@ -17,6 +17,7 @@ use troupe_actors::store::{self, MongoCommands};
 use troupe_actors::system::{ActorSystem, StartError, Stores};
 
 use crate::config::Settings;
+use crate::http::cluster::PublishedTree;
 use crate::http::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::state::{AppState, Inner};
@@ -80,9 +81,14 @@ impl Application {
         let stores = Stores { db, redis };
         let system = ActorSystem::start(settings.system_config(), stores.clone(), extra).await?;
         let actors = system.handles().clone();
+        // Every heartbeat from now on carries this instance's tree.
+        actors
+            .fleet
+            .publish(Arc::new(PublishedTree::new(&actors, started)));
         let metrics = Arc::new(Metrics::new(
             &actors.queue_metrics,
             &actors.limit_metrics,
+            actors.fleet.metrics(),
             &mongo_commands,
             settings.ops.metrics_reuse,
         ));
@@ -134,7 +140,18 @@ impl Application {
             shutdown.await;
             stopping.cancel();
         };
-        server::serve(self.listener, app, limits, shutdown).await;
+        // The instance leaves the fleet as soon as shutdown begins, while the
+        // requests in flight drain: the others stop listing it at once.
+        let (stopping, fleet) = (self.state.stopping.clone(), self.state.actors.fleet.clone());
+        let leave = async move {
+            stopping.cancelled().await;
+            fleet.leave().await;
+        };
+        let serve = async {
+            server::serve(self.listener, app, limits, shutdown).await;
+            self.state.stopping.cancel(); // (so `leave` ends, whatever ended serving)
+        };
+        tokio::join!(serve, leave);
         self.system.shutdown().await;
         // Once `run` returns, the service sends nothing more to the stores.
         self.state.stores.close().await;

@@ -9,6 +9,7 @@
 //! | [`cache`] | the CacheActor and [`cache::CacheClient`]: Redis read-through of public profiles, loaded through a [`cache::ProfileSource`] it defines |
 //! | [`queue`] | the job queue: [`queue::QueueHandle`] for operators, [`queue::producer::JobQueue`] for producers, the poller, the executors, the store, the handler registry |
 //! | [`events`] | domain events, the EventBus, the audit log and the counter |
+//! | [`fleet`] | the instance registry (heartbeats in Redis), [`fleet::Fleet`] for `/ops/cluster`, failover of dead instances' jobs |
 //! | [`mail`] | outgoing e-mail (lettre) |
 //! | [`limits`] | per-client-address fixed windows in Redis |
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
@@ -25,6 +26,7 @@
 
 pub mod cache;
 pub mod events;
+pub mod fleet;
 pub mod limits;
 pub mod mail;
 pub mod queue;

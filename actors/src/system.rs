@@ -10,11 +10,13 @@
 //! ├── EventCounter       this instance's events by kind → metrics
 //! ├── UserActor          users, sessions; enqueues jobs
 //! ├── CacheActor         Redis read-through of public profiles
-//! └── QueuePollerActor   claims jobs
-//!     └── JobExecutor × N
+//! ├── QueuePollerActor   claims jobs
+//! │   └── JobExecutor × N
+//! └── FleetActor         heartbeats into the fleet's registry; takes over dead instances
 //! ```
 //! Started top to bottom, stopped bottom to top: the bus outlives everything
-//! that publishes, and the poller stops (finishing its jobs) first.
+//! that publishes; the instance leaves the fleet first, then the poller
+//! stops (finishing its jobs).
 //!
 //! Introspection (the live tree, stats, fault injection) goes through
 //! [`tree::TreeView`], which [`Handles::introspection`] hands out.
@@ -35,6 +37,11 @@ use crate::events::config::EventsConfig;
 use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
 use crate::events::relay::{self, EventRelay, RelayArgs, RelayStatus};
 use crate::events::{Event, Events, Registry};
+use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
+use crate::fleet::beat::{Beat, Identity};
+use crate::fleet::config::FleetConfig;
+use crate::fleet::registry::FleetStore;
+use crate::fleet::Fleet;
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
@@ -79,6 +86,7 @@ pub struct SystemConfig {
     pub limits: LimitsConfig,
     pub mail: MailConfig,
     pub events: EventsConfig,
+    pub fleet: FleetConfig,
     pub restart: RestartPolicy,
     /// How long a caller waits for an actor's reply.
     pub call_timeout: Duration,
@@ -198,6 +206,10 @@ impl ActorSystem {
             indexes.abort();
             let _ = indexes.await;
         }
+        // Out of the fleet first: from now on no instance lists this one or
+        // takes it for dead while its jobs finish. (`Application::run` has
+        // usually done so already, as its requests drained.)
+        self.handles.fleet.leave().await;
         let supervisor = self.handles.supervisor();
         let grace = self.grace;
         let stopped = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { grace, reply });
@@ -247,8 +259,9 @@ async fn build_indexes(
 /// How the rest of the service reaches the actors. Cheap to clone.
 #[derive(Clone)]
 pub struct Handles {
-    /// This instance's id: on the jobs it holds (`lockedBy`) and on the
-    /// events published here.
+    /// This instance's id (`host-pid-random`): `lockedBy` on the jobs it
+    /// holds, the tag on the events published here, its name in the fleet's
+    /// registry.
     pub instance: Arc<str>,
     /// Accounts, sessions, profiles (public ones through the cache).
     pub users: Users,
@@ -279,6 +292,8 @@ pub struct Handles {
     pub queue_snapshot: Arc<QueueSnapshot>,
     /// Set once the start-up indexes exist.
     pub indexes_ready: Arc<AtomicBool>,
+    /// The fleet's registry: the live instances, another's tree, leaving.
+    pub fleet: Fleet,
     /// Introspection of the tree (set once it runs).
     introspection: Option<TreeView>,
 }
@@ -339,14 +354,17 @@ fn build(
         limits.profile_lookups.clone(),
     );
     let poller = ActorSlot::new("queue-poller");
+    let fleet_slot = ActorSlot::new("fleet");
+    let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
+    let beat = Arc::new(beat(settings, redis, &instance, &queue));
     let actors = Handles {
-        instance,
+        instance: Arc::clone(&instance),
         users,
         user_actor: user_slot,
         cache: cache_slot,
         limits,
         limit_metrics,
-        queue: QueueHandle::new(poller.clone(), settings.call_timeout),
+        queue,
         poller,
         events: events.clone(),
         registry: Registry::default(),
@@ -360,6 +378,7 @@ fn build(
         queue_metrics: QueueMetrics::default(),
         queue_snapshot: Arc::default(),
         indexes_ready,
+        fleet: Fleet::new(Arc::clone(&beat), redis.timeout() * 2),
         introspection: None,
     };
     let a = &actors;
@@ -382,6 +401,7 @@ fn build(
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
         queue_poller(settings, store, jobs, a),
+        fleet_child(beat, fleet_slot),
     ];
     (children, actors)
 }
@@ -395,6 +415,43 @@ fn instance_id() -> String {
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     )
+}
+
+/// The host's name: `HOSTNAME`, else the kernel's, else `unknown`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What the FleetActor's heartbeats use (and [`Fleet`] shares): this
+/// instance, its pool through the queue's handle, and the `local` hook the
+/// HTTP layer fills with its tree.
+fn beat(
+    settings: &SystemConfig,
+    redis: &RedisStore,
+    instance: &Arc<str>,
+    queue: &QueueHandle,
+) -> Beat {
+    let me = Identity {
+        id: Arc::clone(instance),
+        host: host_name(),
+        started_at: chrono::Utc::now(),
+    };
+    let store = FleetStore::new(redis.clone());
+    Beat::new(store, me, queue.clone(), settings.fleet.clone())
+}
+
+/// The FleetActor, heartbeating this instance.
+fn fleet_child(beat: Arc<Beat>, slot: ActorSlot<FleetMsg>) -> ChildSpec {
+    let args = FleetArgs {
+        beat,
+        stats: slot.stats(),
+    };
+    ChildSpec::new(FleetActor, args, slot)
 }
 
 /// The users' handle and the CacheActor's arguments. The cache loads

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use troupe_actors::cache::CacheConfig;
 use troupe_actors::events::config::EventsConfig;
+use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::mail::MailConfig;
 use troupe_actors::queue::config::QueueConfig;
@@ -104,6 +105,7 @@ pub struct Settings {
     pub queue: QueueConfig,
     pub mail: MailConfig,
     pub events: EventsConfig,
+    pub fleet: FleetConfig,
     pub actors: ActorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
@@ -233,6 +235,7 @@ impl Settings {
             limits: self.limits.clone(),
             mail: self.mail.clone(),
             events: self.events.clone(),
+            fleet: self.fleet.clone(),
             restart: self.actors.restart,
             call_timeout: self.actors.call_timeout,
             shutdown_grace: self.server.shutdown_grace,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use troupe_actors::events::config::EventsConfig;
+use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::queue::config::QueueConfig;
 use troupe_actors::users::config::AuthConfig;
@@ -24,6 +25,7 @@ impl Settings {
         queue(&self.queue)?;
         queue_hold(self.queue.hold, self.actors.call_timeout)?;
         events(&self.events)?;
+        fleet(&self.fleet)?;
         server(&self.server)?;
         redis(&self.redis)?;
         throttle(&self.auth.throttle)?;
@@ -193,6 +195,22 @@ fn events(events: &EventsConfig) -> Result<(), ConfigError> {
         !events.relay_retry_max.is_zero(),
         "events.relay_retry_max",
         "must be positive",
+    )
+}
+
+/// A heartbeat must be able to miss one beat without its instance being
+/// taken for dead, so the TTL is at least two intervals; a zero interval
+/// would panic the timer that drives it.
+fn fleet(fleet: &FleetConfig) -> Result<(), ConfigError> {
+    ensure(
+        fleet.heartbeat_interval >= Duration::from_millis(50),
+        "fleet.heartbeat_interval",
+        "must be at least 50ms",
+    )?;
+    ensure(
+        fleet.heartbeat_ttl >= fleet.heartbeat_interval * 2,
+        "fleet.heartbeat_ttl",
+        "must be at least twice fleet.heartbeat_interval",
     )
 }
 
@@ -420,6 +438,24 @@ mod tests {
             refused(|s| s.auth.idempotency.prune_interval = Duration::ZERO),
             "auth.idempotency.prune_interval"
         );
+    }
+
+    #[test]
+    fn fleet_heartbeats_tick_and_outlive_a_missed_beat() {
+        assert_eq!(
+            refused(|s| s.fleet.heartbeat_interval = Duration::ZERO),
+            "fleet.heartbeat_interval"
+        );
+        assert_eq!(
+            refused(|s| s.fleet.heartbeat_interval = 49 * MS),
+            "fleet.heartbeat_interval"
+        );
+        accepted(|s| s.fleet.heartbeat_interval = 50 * MS);
+        assert_eq!(
+            refused(|s| s.fleet.heartbeat_ttl = s.fleet.heartbeat_interval * 2 - MS),
+            "fleet.heartbeat_ttl"
+        );
+        accepted(|s| s.fleet.heartbeat_ttl = s.fleet.heartbeat_interval * 2);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod bounded;
 pub mod client_addr;
+pub mod cluster;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -36,6 +37,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(jobs::router())
         .merge(ops::router())
+        .merge(cluster::router())
         .merge(metrics::router())
         .merge(logs::router())
 }

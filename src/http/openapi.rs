@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         (name = "Users", description = "User profiles"),
         (name = "Jobs", description = "The persistent job queue (ops token)"),
         (name = "Logs", description = "Categorised log files (ops token)"),
-        (name = "Ops", description = "Actor introspection, fault injection, events (ops token)"),
+        (name = "Ops", description = "Actor introspection, fault injection, events, the fleet (ops token)"),
         (name = "App", description = "Service information and health probes"),
     ),
     components(schemas(

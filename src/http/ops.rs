@@ -287,7 +287,7 @@ impl ActorNode {
     }
 
     /// The root supervisor, started with the service, and its children.
-    fn root(tree: TreeSnapshot, started: Instant) -> Self {
+    pub(crate) fn root(tree: TreeSnapshot, started: Instant) -> Self {
         let started_at = chrono::Duration::from_std(started.elapsed())
             .ok()
             .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339());
@@ -318,7 +318,7 @@ impl ActorNode {
 }
 
 /// The live tree, through the actor system's introspection handle.
-async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
+pub(crate) async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
     let snapshot = state
         .actors
         .introspection()

@@ -10,6 +10,7 @@ mod connections;
 mod crash;
 mod credentials;
 mod events;
+mod fleet;
 mod fleet_events;
 mod fleet_jobs;
 mod hardening;

@@ -30,8 +30,14 @@ fn reads(app: &TestApp) -> [u64; 3] {
 #[tokio::test]
 async fn a_hundred_scrapes_send_no_query_to_mongodb_and_no_message_to_the_poller() {
     // The next tick is an hour away: after the start-up listing and count,
-    // nothing in the service reads the queue by itself.
-    let app = spawn_app_with(|s| s.queue.poll_interval = Duration::from_secs(3600)).await;
+    // nothing in the service reads the queue by itself. (Nor asks the poller
+    // for its pool: the fleet's heartbeat does, so it is an hour away too.)
+    let app = spawn_app_with(|s| {
+        s.queue.poll_interval = Duration::from_secs(3600);
+        s.fleet.heartbeat_interval = Duration::from_secs(3600);
+        s.fleet.heartbeat_ttl = Duration::from_secs(7200);
+    })
+    .await;
     eventually(
         Duration::from_secs(10),
         "the start-up listing and count",

@@ -66,7 +66,8 @@ async fn the_tree_shows_every_actor_with_its_figures() {
             "event-counter",
             "user",
             "cache",
-            "queue-poller"
+            "queue-poller",
+            "fleet"
         ]
     );
     for child in root["children"].as_array().unwrap() {

@@ -71,6 +71,16 @@ impl QueueHandle {
         Ok(pool)
     }
 
+    /// Release every job `instance` holds, at once, for any instance to
+    /// reclaim (fenced by the attempt record): `instance` is dead. The store
+    /// work runs in a task of the poller, which then looks for claimable
+    /// jobs itself. Returns how many jobs were released.
+    pub async fn release_instance(&self, instance: &str) -> Result<u64, QueueError> {
+        let instance = instance.to_owned();
+        self.ask(|reply| PollerMsg::ReleaseInstance { instance, reply })
+            .await
+    }
+
     /// Ask the poller to look for claimable jobs now (as if a job had just
     /// been put back to pending), e.g. after writing jobs to the store
     /// directly. Nothing happens if the poller is down.

@@ -23,7 +23,9 @@
 //!   handler) has its job released at once for retry (not when the lease
 //!   expires) and is replaced, within the restart budget.
 //! - Answers the ops queries (list, get, retry, stats, pool) that
-//!   [`crate::queue::QueueHandle`] sends.
+//!   [`crate::queue::QueueHandle`] sends, and releases the jobs of an
+//!   instance the fleet found dead (`ReleaseInstance`: their leases end now,
+//!   so the expired-lease reclaim runs them, fenced by the attempt record).
 //! - Prunes completed jobs past their retention every `prune_interval`.
 //! - Keeps the queue figures of `/metrics` ([`crate::queue::snapshot`])
 //!   fresh while someone reads them: at most one count per
@@ -113,6 +115,11 @@ pub(crate) enum PollerMsg {
     },
     Pool {
         reply: RpcReplyPort<PoolInfo>,
+    },
+    /// Make the jobs of the dead instance `instance` claimable now.
+    ReleaseInstance {
+        instance: String,
+        reply: Reply<u64>,
     },
 }
 
@@ -436,6 +443,31 @@ impl PollerState {
         });
     }
 
+    /// Release the jobs of the dead instance `instance`, from a task, then
+    /// look for claimable jobs (they are, now).
+    fn on_release_instance(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        instance: String,
+        reply: Reply<u64>,
+    ) {
+        let (queue, me, stats) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let released = queue.store.release_instance(&instance).await;
+            match &released {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(target: "worker", %instance, released = n, "jobs of a dead instance released");
+                    send(&me, &stats, PollerMsg::Nudge);
+                }
+                Err(err) => {
+                    tracing::warn!(target: "worker", %instance, error = %err, "could not release a dead instance's jobs")
+                }
+            }
+            let _ = reply.send(released.map_err(Into::into));
+        });
+    }
+
     /// Executor `index` died (`reason`): release its job at once, and start a
     /// new one within its restart budget.
     async fn on_executor_down(
@@ -611,6 +643,9 @@ impl Actor for QueuePollerActor {
                 state.answer(reply, async move { Ok(store.stats().await?) })
             }
             PollerMsg::Retry { id, reply } => state.on_retry(&myself, id, reply),
+            PollerMsg::ReleaseInstance { instance, reply } => {
+                state.on_release_instance(&myself, instance, reply)
+            }
             PollerMsg::Pool { reply } => {
                 let _ = reply.send(state.pool.info());
             }

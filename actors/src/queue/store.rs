@@ -338,6 +338,23 @@ impl JobStore {
         Ok(job.is_some_and(|job| job.attempts == candidate.attempts))
     }
 
+    /// Make every job `instance` holds (`processing`, `lockedBy: instance`)
+    /// claimable now: its lease ends now, so the expired-lease reclaim path
+    /// (fenced by the attempt record) takes it. For an instance the fleet
+    /// found dead ([`crate::queue::QueueHandle::release_instance`]). Returns
+    /// how many jobs it released.
+    pub async fn release_instance(&self, instance: &str) -> mongodb::error::Result<u64> {
+        let expired = before(Duration::from_millis(1));
+        let released = self
+            .jobs
+            .update_many(
+                doc! { "status": "processing", "lockedBy": instance, "lockedUntil": { "$gt": expired } },
+                doc! { "$set": { "lockedUntil": expired, "updatedAt": DateTime::now() } },
+            )
+            .await?;
+        Ok(released.modified_count)
+    }
+
     /// Extend the lease of a running attempt.
     pub async fn renew(
         &self,

@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use troupe_actors::cache::CacheStats;
 use troupe_actors::events::relay::RelayStatus;
+use troupe_actors::fleet::metrics::FleetMetrics;
 use troupe_actors::limits::LimitMetrics;
 use troupe_actors::queue::metrics::QueueMetrics;
 use troupe_actors::queue::snapshot::QueueSnapshot;
@@ -66,6 +67,7 @@ impl Metrics {
     pub fn new(
         queue: &QueueMetrics,
         limits: &LimitMetrics,
+        fleet: &FleetMetrics,
         mongo_commands: &MongoCommands,
         reuse: Duration,
     ) -> Self {
@@ -74,6 +76,7 @@ impl Metrics {
         let r = &mut registry;
         let http = HttpMetrics::register(r);
         register_recorded(r, queue, limits);
+        register_fleet(r, fleet);
         let cache = CacheGauges::register(r);
         let queue = QueueGauges::register(r);
         r.register(
@@ -149,6 +152,30 @@ fn register_recorded(r: &mut Registry, queue: &QueueMetrics, limits: &LimitMetri
         "Limit checks skipped (request served) because Redis failed",
         limits.unavailable.clone(),
     );
+}
+
+/// The fleet registry's counters, recorded by the FleetActor.
+fn register_fleet(r: &mut Registry, fleet: &FleetMetrics) {
+    let counters = [
+        (
+            "fleet_heartbeat_failures",
+            "Heartbeats not written to Redis (retried every tick)",
+            &fleet.heartbeat_failures,
+        ),
+        (
+            "fleet_failovers",
+            "Dead instances this instance took over",
+            &fleet.failovers,
+        ),
+        (
+            "fleet_jobs_released",
+            "Jobs of dead instances this instance released for reclaim",
+            &fleet.jobs_released,
+        ),
+    ];
+    for (metric, help, counter) in counters {
+        r.register(metric, help, counter.clone());
+    }
 }
 
 /// Requests by route and status, and their latency.
