@@ -212,19 +212,15 @@ async fn an_instance_answers_another_instances_actor_tree() {
     assert_eq!(tree["id"], own["id"], "A's root supervisor, not B's");
     let b_own: Value = b.get_ops("/ops/actors").await.json().await.unwrap();
     assert_ne!(tree["id"], b_own["id"]);
-    assert_eq!(
-        child_names(tree),
-        [
-            "event-bus",
-            "audit-log",
-            "event-counter",
-            "user",
-            "cache",
-            "queue-poller",
-            "fleet"
-        ]
-    );
-    let poller = &tree["children"][5];
+    // The places A itself shows, in its order.
+    assert_eq!(child_names(tree), child_names(&own));
+    assert!(child_names(tree).contains(&"fleet"));
+    let poller = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "queue-poller")
+        .unwrap();
     assert_eq!(poller["pool"]["size"], a.settings.queue.executors);
     assert_eq!(
         poller["children"].as_array().unwrap().len(),
