@@ -287,10 +287,7 @@ async fn a_restarted_fleet_actor_goes_on_heartbeating() {
 
 #[tokio::test]
 async fn without_redis_the_registry_fails_open_counts_its_failures_and_shutdown_does_not_wait() {
-    let mut app = crate::helpers::spawn_app_with(|s| {
-        s.redis.url = "redis://127.0.0.1:1".to_string().into();
-    })
-    .await;
+    let mut app = crate::helpers::spawn_app_with(crate::helpers::unreachable_redis).await;
     let ready = app.get("/health/ready").await;
     assert_eq!(
         ready.status(),
