@@ -8,17 +8,17 @@
 //! | [`users`] | the UserActor (sign-up, login, sessions, profiles), its [`users::Users`] handle, tokens, the login throttle, `Email`, `Password`, idempotent sign-up, the `user.*` job types |
 //! | [`cache`] | the CacheActor and [`cache::CacheClient`]: Redis read-through of public profiles, loaded through a [`cache::ProfileSource`] it defines |
 //! | [`queue`] | the job queue: [`queue::QueueHandle`] for operators, [`queue::producer::JobQueue`] for producers, the poller, the executors, the store, the handler registry |
-//! | [`events`] | domain events, the EventBus, the audit log and the counter |
+//! | [`events`] | domain events, the EventBus (scopes: this instance's or the fleet's), the EventRelay (a Redis Stream between instances), the audit log and the counter |
 //! | [`fleet`] | the instance registry (heartbeats in Redis), [`fleet::Fleet`] for `/ops/cluster`, failover of dead instances' jobs |
 //! | [`mail`] | outgoing e-mail (lettre) |
 //! | [`limits`] | per-client-address fixed windows in Redis |
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
-//! | [`store`] | MongoDB and Redis adapters |
+//! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
 //!
 //! # Rules
 //! Dependencies point one way: `system` → the capabilities (`users` →
 //! `cache`, `queue`, `events`, `mail`, `limits`; `cache` → `limits`; `queue`
-//! → `events`) → `supervision` and `store`. A capability never names
+//! → `events`; `fleet` → `queue`, `events`) → `supervision` and `store`. A capability never names
 //! another's actor messages; it talks through a handle the callee defines.
 //! Every actor's file opens with its contract: what it owns, what it
 //! answers, what happens when it fails. `tests/architecture.rs` checks the
