@@ -121,7 +121,15 @@ pub async fn guard_body(
     next: Next,
 ) -> Response {
     if declared_length(&req).is_some_and(|length| length > policy.limit as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+        // The body stays unread, so the connection cannot carry another
+        // request: say so, or a client may put it back in its pool and
+        // send its next request into a closed socket.
+        let mut response = ApiError::PayloadTooLarge.into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
     }
     // A timeout too long for the clock means no deadline (request_timeout,
     // which it must stay below, then bounds the request anyway).

@@ -77,12 +77,39 @@ impl Entries {
         Some(hit)
     }
 
-    /// Load from the source and store the result (errors are not stored).
+    /// Load from the source and store the result (errors are not stored) —
+    /// unless Redis has the value by now.
     pub(super) async fn load(&self, id: ObjectId) -> Lookup {
+        if let Some(cached) = self.recheck(&id).await {
+            return Ok(cached);
+        }
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let profile = self.source.public_profile(id).await?;
         self.store(&id, &profile).await;
         Ok(profile)
+    }
+
+    /// Look in Redis once more before loading. A reader looks in Redis in
+    /// its own task and sends its miss to the actor; if its task is
+    /// descheduled in between (milliseconds, on busy cores), the miss can
+    /// reach the actor just after the load that stored the value landed,
+    /// and would load it a second time. Skipped while Redis is failing
+    /// (the reader has just waited for it once).
+    async fn recheck(&self, id: &ObjectId) -> Option<Option<ProfileJson>> {
+        if self.stats.degraded() {
+            return None;
+        }
+        let key = self.key(id);
+        match self.redis.run(redis::cmd("GET").arg(&key)).await {
+            Ok(value) => {
+                self.stats.redis_ok();
+                self.hit(&key, value)
+            }
+            Err(err) => {
+                self.stats.redis_failed(&err);
+                None
+            }
+        }
     }
 
     async fn store(&self, id: &ObjectId, profile: &Option<ProfileJson>) {

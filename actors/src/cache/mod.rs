@@ -15,6 +15,9 @@
 //!   refused lookup loads nothing.
 //! - **Single-flight:** concurrent misses for one id cause one load; every
 //!   waiter gets its result (errors too: [`LoadError`] is cheap to clone).
+//!   A load first looks in Redis once more, so a miss that reaches the actor
+//!   just after the previous load landed is answered from Redis, not loaded
+//!   again.
 //! - **Invalidation:** through an [`Invalidator`] (what a writer of profiles
 //!   holds). It deletes the key and answers only when no load that started
 //!   before it can still write an older value: a load in flight is marked
