@@ -2,15 +2,17 @@
 //! for the writer of profiles.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
 
 use super::actor::{CacheArgs, CacheMsg};
-use super::entries::Entries;
+use super::entries::{Entries, Seen, Stored};
 use super::source::{LoadError, ProfileJson};
 use crate::limits::FixedWindow;
+use crate::store::StoreError;
 use crate::supervision::slot::{ActorSlot, CallError};
 
 /// Why a lookup through the [`CacheClient`] gave no profile.
@@ -46,56 +48,80 @@ impl CacheClient {
 
     /// The public profile of `id` (`None`: no such profile), counted against
     /// `limit` for `client`: a refused lookup answers
-    /// [`CacheError::Throttled`] and loads nothing. The count and the read
-    /// are sent together (two pipelines: the profile's key and the client's
-    /// counter are unrelated, so on a Redis Cluster they live in different
-    /// slots), so a hit costs one Redis round trip, as without the limit;
-    /// with Redis down the lookup is served (both fail open).
+    /// [`CacheError::Throttled`] and loads nothing. With Redis down the
+    /// lookup is served (both fail open).
+    ///
+    /// A hit in the in-process tier costs the count alone (one Redis round
+    /// trip). Otherwise the count and the read are sent together (two
+    /// pipelines: the profile's key and the client's counter are unrelated,
+    /// so on a Redis Cluster they live in different slots): a Redis hit
+    /// costs one round trip too, and is kept in the tier.
     pub async fn get_limited(
         &self,
         id: ObjectId,
         limit: &FixedWindow,
         client: IpAddr,
     ) -> Result<Option<ProfileJson>, CacheError> {
-        let key = self.entries.key(&id);
+        let entries = &self.entries;
         let mut count = redis::pipe();
         limit.count_in(&mut count, client);
+        let count = entries.redis.run_pipe::<(u64, i64)>(&count);
+        if let Some(hit) = entries.local.get(&id) {
+            Self::verdict(limit, count.await)?;
+            entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "cache", %id, tier = "local", "HIT");
+            return Ok(hit);
+        }
+        // Taken before the GET: an invalidation processed from now on
+        // keeps what the GET answers out of the tier.
+        let guard = entries.local.guard(&id);
+        let key = entries.key(&id);
         let get = redis::cmd("GET").arg(&key).clone();
-        let redis = &self.entries.redis;
-        let (counted, value) = tokio::join!(
-            redis.run_pipe::<(u64, i64)>(&count),
-            redis.run::<Option<String>>(&get),
-        );
-        let value = match value {
+        let (counted, value) = tokio::join!(count, entries.redis.run::<Option<String>>(&get));
+        let read = match value {
             Ok(value) => {
-                self.entries.stats.redis_ok();
-                value
+                entries.stats.redis_ok();
+                entries.read(&key, value)
             }
             Err(err) => {
-                self.entries.stats.redis_failed(&err);
-                None
+                entries.stats.redis_failed(&err);
+                Stored::Empty(Seen::Unknown)
             }
         };
-        match counted {
-            Ok((count, ttl_ms)) => {
-                if let Some(wait) = limit.verdict(count, ttl_ms) {
-                    return Err(CacheError::Throttled(wait));
-                }
-            }
-            Err(err) => limit.unavailable(&err),
-        }
-        let read = self.entries.hit(&key, value);
+        Self::verdict(limit, counted)?;
         match read {
-            Some(hit) => Ok(hit),
+            Stored::Profile(hit) => {
+                let ttl = entries.ttl(&hit);
+                entries.local.insert(id, &guard, hit.clone(), ttl);
+                Ok(hit)
+            }
             // Miss, or Redis down: join (or start) the single load.
-            None => self.load(id).await,
+            Stored::Empty(seen) => self.load(id, seen).await,
+        }
+    }
+
+    /// Refuse the lookup if the count is over the limit (a failed count
+    /// lets it through).
+    fn verdict(
+        limit: &FixedWindow,
+        counted: Result<(u64, i64), StoreError>,
+    ) -> Result<(), CacheError> {
+        match counted {
+            Ok((count, ttl_ms)) => match limit.verdict(count, ttl_ms) {
+                Some(wait) => Err(CacheError::Throttled(wait)),
+                None => Ok(()),
+            },
+            Err(err) => {
+                limit.unavailable(&err);
+                Ok(())
+            }
         }
     }
 
     /// Join (or start) the single load of `id` in the actor.
-    async fn load(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
+    async fn load(&self, id: ObjectId, seen: Seen) -> Result<Option<ProfileJson>, CacheError> {
         self.actor
-            .call(|reply| CacheMsg::Load { id, reply }, self.call_timeout)
+            .call(|reply| CacheMsg::Load { id, seen, reply }, self.call_timeout)
             .await
             .map_err(CacheError::Unavailable)?
             .map_err(CacheError::Load)

@@ -54,10 +54,13 @@ mod actor;
 mod client;
 mod config;
 mod entries;
+mod local;
 mod source;
 mod stats;
+mod tracking;
 
 pub(crate) use self::actor::{CacheActor, CacheArgs, CacheMsg};
+pub(crate) use self::local::LocalTier;
 pub use self::client::{CacheClient, CacheError, Invalidator};
 pub use self::config::CacheConfig;
 pub use self::source::{LoadError, ProfileJson, ProfileSource};
