@@ -196,6 +196,8 @@ fn keep_reading(apps: &[&TestApp], path: &str, stop: &Arc<AtomicBool>) -> JoinSe
         readers.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let _ = client.get(&url).send().await;
+                // Room for the writer and the checked reads on two cores.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         });
     }
@@ -237,6 +239,16 @@ async fn three_instances_serve_no_stale_profile_after_an_acknowledged_update() {
     }
     stop.store(true, Ordering::Relaxed);
     while readers.join_next().await.is_some() {}
+    for app in fleet {
+        let stats = &app.state.actors.cache_stats;
+        eprintln!(
+            "loads {} fills refused {} local hits {} local invalidations {}",
+            stats.loads.load(Ordering::Relaxed),
+            stats.fills_refused.load(Ordering::Relaxed),
+            local_hits(app),
+            stats.local_invalidations.load(Ordering::Relaxed),
+        );
+    }
     assert!(stale.is_empty(), "stale reads (round, instance, name): {stale:?}");
     if !on_cluster {
         for app in fleet {

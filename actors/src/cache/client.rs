@@ -1,6 +1,7 @@
 //! The cache's two handles: [`CacheClient`] for readers, [`Invalidator`]
 //! for the writer of profiles.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ pub enum CacheError {
     #[error("the profile could not be loaded")]
     Load(#[source] LoadError),
 }
+
+/// What counting a lookup answered: the count and its window's TTL (ms).
+type Counted = Result<(u64, i64), StoreError>;
 
 /// How the rest of the service reads profiles. Cheap to clone.
 #[derive(Clone)]
@@ -66,18 +70,49 @@ impl CacheClient {
         let mut count = redis::pipe();
         limit.count_in(&mut count, client);
         let count = entries.redis.run_pipe::<(u64, i64)>(&count);
-        if let Some(hit) = entries.local.get(&id) {
-            Self::verdict(limit, count.await)?;
-            entries.stats.hits.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(target: "cache", %id, tier = "local", "HIT");
-            return Ok(hit);
+        if !entries.local.holds(&id) {
+            return self.read_through(id, Some((limit, count))).await;
         }
+        // Held: confirm it is current (the barrier) while counting.
+        let wait = entries.redis.timeout();
+        let (counted, hit) = tokio::join!(count, entries.local.get(&id, wait));
+        Self::verdict(limit, counted)?;
+        match hit {
+            Some(hit) => {
+                entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target: "cache", %id, tier = "local", "HIT");
+                Ok(hit)
+            }
+            // Invalidated meanwhile, or tracking lost: read Redis.
+            None => {
+                let counted = None::<(&FixedWindow, std::future::Ready<Counted>)>;
+                self.read_through(id, counted).await
+            }
+        }
+    }
+
+    /// Read Redis (with the lookup's `count`, if not counted yet): a hit is
+    /// kept in the local tier; a miss joins (or starts) the single load.
+    async fn read_through(
+        &self,
+        id: ObjectId,
+        count: Option<(&FixedWindow, impl Future<Output = Counted>)>,
+    ) -> Result<Option<ProfileJson>, CacheError> {
+        let entries = &self.entries;
         // Taken before the GET: an invalidation processed from now on
         // keeps what the GET answers out of the tier.
         let guard = entries.local.guard(&id);
         let key = entries.key(&id);
         let get = redis::cmd("GET").arg(&key).clone();
-        let (counted, value) = tokio::join!(count, entries.redis.run::<Option<String>>(&get));
+        let get = entries.redis.run::<Option<String>>(&get);
+        let value = match count {
+            Some((limit, count)) => {
+                let (counted, value) = tokio::join!(count, get);
+                Self::verdict(limit, counted)?;
+                value
+            }
+            None => get.await,
+        };
         let read = match value {
             Ok(value) => {
                 entries.stats.redis_ok();
@@ -88,7 +123,6 @@ impl CacheClient {
                 Stored::Empty(Seen::Unknown)
             }
         };
-        Self::verdict(limit, counted)?;
         match read {
             Stored::Profile(hit) => {
                 let ttl = entries.ttl(&hit);
@@ -102,10 +136,7 @@ impl CacheClient {
 
     /// Refuse the lookup if the count is over the limit (a failed count
     /// lets it through).
-    fn verdict(
-        limit: &FixedWindow,
-        counted: Result<(u64, i64), StoreError>,
-    ) -> Result<(), CacheError> {
+    fn verdict(limit: &FixedWindow, counted: Counted) -> Result<(), CacheError> {
         match counted {
             Ok((count, ttl_ms)) => match limit.verdict(count, ttl_ms) {
                 Some(wait) => Err(CacheError::Throttled(wait)),

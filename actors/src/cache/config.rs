@@ -13,6 +13,9 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Entries of the in-process tier (0: no such tier).
     pub local_entries: u64,
+    /// Whether a hit in the tier first waits for the invalidations sent
+    /// before it (one shared PING on the tracking connection).
+    pub local_strict: bool,
     /// How long an invalidation's fence lives in Redis.
     #[serde(with = "humantime_serde")]
     pub fence_ttl: Duration,

@@ -250,6 +250,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             local_entries: 10,
+            local_strict: true,
             fence_ttl: Duration::from_secs(30),
             tracking_check: Duration::from_secs(1),
         }

@@ -7,6 +7,18 @@
 //! write under the profile keys, to every instance. While it is not, the
 //! tier is empty and bypassed, so nothing that might be stale is served.
 //!
+//! **The read barrier** (`cache.local_strict`, on by default). A push is
+//! asynchronous: Redis sends it before it answers the write, but the reader
+//! instance may take a client's next request before it has read the push.
+//! So a strict hit first waits for a [`Barrier`]: the tracking task PINGs on
+//! its connection, and since Redis answers in order, every push sent before
+//! the PING was processed has arrived before the PONG; the task applies them
+//! and only then lets the waiting reads through. A PING started after a read
+//! arrived covers every write acknowledged before it; one PING serves every
+//! read waiting (group commit), and it runs alongside the lookup counter's
+//! round trip, so a strict hit costs no more latency than before, and Redis
+//! one shared PING instead of a GET per read.
+//!
 //! **The race it guards.** A reader reads Redis on the shared connection,
 //! then inserts what it read here. A write that lands in Redis after that
 //! GET was answered pushes an invalidation on the tracking connection, which
@@ -22,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
+use tokio::sync::{watch, Notify};
 
 use super::config::CacheConfig;
 use super::source::ProfileJson;
@@ -87,6 +100,61 @@ impl Generations {
     }
 }
 
+/// Where the tracking task stands with the reads' barrier.
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// The last sync whose pushes are all applied.
+    through: u64,
+    /// Whether tracking is established (a wait ends, failed, when not).
+    up: bool,
+}
+
+/// Reads waiting for the pushes sent before they arrived (see the module's
+/// doc): they ask, the tracking task syncs and tells.
+#[derive(Default)]
+pub(super) struct Barrier {
+    /// The last sync started.
+    started: AtomicU64,
+    synced: watch::Sender<Synced>,
+    wanted: Notify,
+}
+
+impl Barrier {
+    /// Wait, at most `limit`, until every push Redis sent before now has
+    /// been applied; `false` if that could not be confirmed.
+    pub(super) async fn pass(&self, limit: Duration) -> bool {
+        let mut synced = self.synced.subscribe();
+        // A sync that starts after this load: its PING follows this read.
+        let need = self.started.load(Ordering::SeqCst) + 1;
+        self.wanted.notify_one();
+        let wait = synced.wait_for(|s| s.through >= need || !s.up);
+        let passed = match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(s)) => s.up && s.through >= need,
+            _ => false,
+        };
+        passed
+    }
+
+    /// Resolves when a read waits for a sync.
+    pub(super) async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// The tracking task begins a sync (before its PING).
+    pub(super) fn start(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Every push sent before sync `id`'s PING is applied.
+    pub(super) fn passed(&self, id: u64) {
+        self.synced.send_modify(|s| s.through = s.through.max(id));
+    }
+
+    fn up(&self, up: bool) {
+        self.synced.send_modify(|s| s.up = up);
+    }
+}
+
 /// A cached profile (`None`: a tombstone) and how long it may live here.
 #[derive(Clone)]
 struct Entry {
@@ -111,6 +179,9 @@ pub(crate) struct LocalTier {
     entries: Option<moka::sync::Cache<ObjectId, Entry>>,
     /// Whether Redis's invalidations reach this tier now.
     tracking: AtomicBool,
+    /// Whether a hit waits for the [`Barrier`].
+    strict: bool,
+    pub(super) barrier: Barrier,
     generations: Generations,
     stats: Arc<CacheStats>,
 }
@@ -128,9 +199,12 @@ impl LocalTier {
         } else {
             config.local_entries
         };
-        Arc::new(Self::new(capacity, Arc::clone(stats)))
+        let mut tier = Self::new(capacity, Arc::clone(stats));
+        tier.strict = config.local_strict;
+        Arc::new(tier)
     }
 
+    /// A strict tier of `capacity` entries (0: off).
     pub(super) fn new(capacity: u64, stats: Arc<CacheStats>) -> Self {
         let entries = (capacity > 0).then(|| {
             moka::sync::Cache::builder()
@@ -141,6 +215,8 @@ impl LocalTier {
         Self {
             entries,
             tracking: AtomicBool::new(false),
+            strict: true,
+            barrier: Barrier::default(),
             generations: Generations::default(),
             stats,
         }
@@ -155,8 +231,26 @@ impl LocalTier {
         self.enabled() && self.tracking.load(Ordering::SeqCst)
     }
 
-    /// `id`'s entry, if the tier is served and holds one (counted).
-    pub(super) fn get(&self, id: &ObjectId) -> Option<Option<ProfileJson>> {
+    /// Whether the tier is served and holds `id` now: if not, it will not
+    /// after a barrier either (a barrier only removes). Counts a miss.
+    pub(super) fn holds(&self, id: &ObjectId) -> bool {
+        let Some(entries) = self.entries.as_ref().filter(|_| self.serving()) else {
+            return false;
+        };
+        let holds = entries.contains_key(id);
+        if !holds {
+            self.stats.local_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        holds
+    }
+
+    /// `id`'s entry, once every invalidation sent before this call is
+    /// applied (strict; waiting at most `limit`), if the tier is served and
+    /// still holds one. Counted.
+    pub(super) async fn get(&self, id: &ObjectId, limit: Duration) -> Option<Option<ProfileJson>> {
+        if self.strict && !self.barrier.pass(limit).await {
+            return None;
+        }
         let entries = self.entries.as_ref().filter(|_| self.serving())?;
         let found = entries.get(id).map(|entry| entry.profile);
         let counter = match found {
@@ -213,6 +307,7 @@ impl LocalTier {
     pub(super) fn tracked(&self) {
         self.flush();
         self.tracking.store(true, Ordering::SeqCst);
+        self.barrier.up(true);
         self.stats.set_tracking(true);
     }
 
@@ -220,6 +315,7 @@ impl LocalTier {
     /// reader serves or keeps an entry once this returns).
     pub(super) fn untracked(&self) {
         self.tracking.store(false, Ordering::SeqCst);
+        self.barrier.up(false);
         self.stats.set_tracking(false);
         self.flush();
     }
@@ -235,7 +331,7 @@ mod tests {
     use super::*;
 
     fn tier() -> LocalTier {
-        let tier = LocalTier::new(100, Arc::default());
+        let tier = lax(LocalTier::new(100, Arc::default()));
         tier.tracked();
         tier
     }
@@ -246,16 +342,26 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
+    /// The tier without its barrier (no tracking task in these tests).
+    fn lax(mut tier: LocalTier) -> LocalTier {
+        tier.strict = false;
+        tier
+    }
+
+    fn get(tier: &LocalTier, id: &ObjectId) -> Option<Option<ProfileJson>> {
+        futures::executor::block_on(tier.get(id, Duration::ZERO))
+    }
+
     #[test]
     fn an_insert_after_an_invalidation_of_its_id_is_refused() {
         let (tier, id) = (tier(), ObjectId::new());
         let guard = tier.guard(&id);
         tier.invalidate(&id); // the push for a write after the GET
         tier.insert(id, &guard, profile("old"), TTL);
-        assert_eq!(tier.get(&id), None);
+        assert_eq!(get(&tier, &id), None);
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("new"), TTL);
-        assert_eq!(tier.get(&id), Some(profile("new")));
+        assert_eq!(get(&tier, &id), Some(profile("new")));
     }
 
     #[test]
@@ -283,23 +389,23 @@ mod tests {
         let (tier, id) = (tier(), ObjectId::new());
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("a"), TTL);
-        assert_eq!(tier.get(&id), Some(profile("a")));
+        assert_eq!(get(&tier, &id), Some(profile("a")));
         tier.untracked();
-        assert_eq!(tier.get(&id), None, "bypassed");
+        assert_eq!(get(&tier, &id), None, "bypassed");
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("b"), TTL);
         tier.tracked();
-        assert_eq!(tier.get(&id), None, "flushed, and nothing kept meanwhile");
+        assert_eq!(get(&tier, &id), None, "flushed, and nothing kept meanwhile");
     }
 
     #[test]
     fn a_guard_taken_before_tracking_came_back_cannot_insert() {
-        let tier = LocalTier::new(100, Arc::default());
+        let tier = lax(LocalTier::new(100, Arc::default()));
         let id = ObjectId::new();
         let guard = tier.guard(&id); // GET sent while untracked
         tier.tracked();
         tier.insert(id, &guard, profile("unannounced"), TTL);
-        assert_eq!(tier.get(&id), None);
+        assert_eq!(get(&tier, &id), None);
     }
 
     #[test]
@@ -307,11 +413,44 @@ mod tests {
         let (tier, id) = (tier(), ObjectId::new());
         let guard = tier.guard(&id);
         tier.insert(id, &guard, None, TTL);
-        assert_eq!(tier.get(&id), Some(None));
-        let off = LocalTier::new(0, Arc::default());
+        assert_eq!(get(&tier, &id), Some(None));
+        let off = lax(LocalTier::new(0, Arc::default()));
         off.tracked();
         let guard = off.guard(&id);
         off.insert(id, &guard, profile("x"), TTL);
-        assert_eq!((off.get(&id), off.serving()), (None, false));
+        assert_eq!((get(&off, &id), off.serving()), (None, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_passes_the_barrier_only_after_a_sync_that_started_after_it() {
+        let tier = Arc::new(LocalTier::new(100, Arc::default()));
+        tier.tracked();
+        let barrier = &tier.barrier;
+        let early = barrier.start(); // a sync in flight when the read arrives
+        let read = {
+            let tier = Arc::clone(&tier);
+            tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(1)).await })
+        };
+        barrier.wanted().await; // the read asked
+        barrier.passed(early);
+        tokio::task::yield_now().await;
+        assert!(!read.is_finished(), "passed on a sync that began before it");
+        let id = barrier.start();
+        barrier.passed(id);
+        assert!(read.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_fails_when_tracking_is_lost_or_silent() {
+        let tier = Arc::new(LocalTier::new(100, Arc::default()));
+        tier.tracked();
+        assert!(!tier.barrier.pass(Duration::from_millis(50)).await, "no sync: timed out");
+        let read = {
+            let tier = Arc::clone(&tier);
+            tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(60)).await })
+        };
+        tier.barrier.wanted().await;
+        tier.untracked();
+        assert!(!read.await.unwrap());
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
+use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
@@ -154,15 +155,10 @@ async fn track_once(
     tick.tick().await;
     loop {
         tokio::select! {
-            push = pushes.recv() => match push.map(|p| parse(&p, key_prefix)) {
-                None | Some(Push::Lost) => return Err(TrackingError::Dropped),
-                Some(Push::Keys(ids)) => ids.iter().for_each(|id| local.invalidate(id)),
-                Some(Push::All) => local.flush(),
-                Some(Push::Other) => {}
-            },
+            push = pushes.recv() => apply(local, push, key_prefix)?,
+            () = local.barrier.wanted() => sync(local, &mut conn, &mut pushes, key_prefix).await?,
             _ = tick.tick() => {
-                let ping = redis::cmd("PING").query_async::<String>(&mut conn).await;
-                ping.map_err(|_| TrackingError::Silent)?;
+                sync(local, &mut conn, &mut pushes, key_prefix).await?;
                 stats.local_size.store(local.len(), Ordering::Relaxed);
             }
         }
@@ -170,6 +166,37 @@ async fn track_once(
             return Err(TrackingError::Overflow);
         }
     }
+}
+
+/// Apply one push (`None`: the connection's sender is gone).
+fn apply(local: &LocalTier, push: Option<PushInfo>, key_prefix: &str) -> Result<(), TrackingError> {
+    match push.map(|p| parse(&p, key_prefix)) {
+        None | Some(Push::Lost) => return Err(TrackingError::Dropped),
+        Some(Push::Keys(ids)) => ids.iter().for_each(|id| local.invalidate(id)),
+        Some(Push::All) => local.flush(),
+        Some(Push::Other) => {}
+    }
+    Ok(())
+}
+
+/// PING, then apply every push that arrived before the PONG (Redis answers
+/// in order: all it sent before it processed the PING), then let the reads
+/// waiting for this sync through. Also the liveness check: an unanswered
+/// PING (the connection's response timeout) is a lost connection.
+async fn sync(
+    local: &LocalTier,
+    conn: &mut MultiplexedConnection,
+    pushes: &mut mpsc::Receiver<PushInfo>,
+    key_prefix: &str,
+) -> Result<(), TrackingError> {
+    let id = local.barrier.start();
+    let pong = redis::cmd("PING").query_async::<String>(conn).await;
+    pong.map_err(|_| TrackingError::Silent)?;
+    while let Ok(push) = pushes.try_recv() {
+        apply(local, Some(push), key_prefix)?;
+    }
+    local.barrier.passed(id);
+    Ok(())
 }
 
 #[cfg(test)]
