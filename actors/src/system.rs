@@ -29,8 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cache::{
-    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, LocalTier,
-    ProfileSource,
+    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, LocalTier, ProfileSource,
 };
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};

@@ -50,18 +50,26 @@ async fn tracked(app: &TestApp) {
 }
 
 fn local_hits(app: &TestApp) -> u64 {
-    app.state.actors.cache_stats.local_hits.load(Ordering::Relaxed)
+    app.state
+        .actors
+        .cache_stats
+        .local_hits
+        .load(Ordering::Relaxed)
 }
 
 /// Read `path` until one read is answered by the in-process tier; that read.
 async fn served_locally(app: &TestApp, path: &str) -> Value {
-    eventually(Duration::from_secs(10), "a read from the local tier", || async {
-        let before = local_hits(app);
-        let response = app.get(path).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.unwrap();
-        (local_hits(app) > before).then_some(body)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "a read from the local tier",
+        || async {
+            let before = local_hits(app);
+            let response = app.get(path).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.unwrap();
+            (local_hits(app) > before).then_some(body)
+        },
+    )
     .await
 }
 
@@ -179,7 +187,11 @@ async fn losing_tracking_flushes_and_bypasses_the_local_tier_until_it_is_back() 
         let body: Value = app.get(&path).await.json().await.unwrap();
         assert_eq!(body["name"], "While down");
     }
-    assert_eq!(local_hits(&app), local, "served from the tier while untracked");
+    assert_eq!(
+        local_hits(&app),
+        local,
+        "served from the tier while untracked"
+    );
 
     let _redis = OwnRedis::start_on(port);
     wait_for_redis(port).await;
@@ -249,7 +261,10 @@ async fn three_instances_serve_no_stale_profile_after_an_acknowledged_update() {
             stats.local_invalidations.load(Ordering::Relaxed),
         );
     }
-    assert!(stale.is_empty(), "stale reads (round, instance, name): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale reads (round, instance, name): {stale:?}"
+    );
     if !on_cluster {
         for app in fleet {
             assert!(local_hits(app) > 0, "the local tier was not exercised");

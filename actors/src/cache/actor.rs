@@ -1,5 +1,6 @@
-//! The CacheActor: the single-flight table of loads and the invalidations
-//! waiting on them (see the contract in [`crate::cache`]).
+//! The CacheActor: the single-flight table of loads (by what their readers
+//! found in Redis), the fences of invalidations, and the task that tracks
+//! the in-process tier (see the contract in [`crate::cache`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -152,7 +152,10 @@ impl CacheClient {
     /// Join (or start) the single load of `id` in the actor.
     async fn load(&self, id: ObjectId, seen: Seen) -> Result<Option<ProfileJson>, CacheError> {
         self.actor
-            .call(|reply| CacheMsg::Load { id, seen, reply }, self.call_timeout)
+            .call(
+                |reply| CacheMsg::Load { id, seen, reply },
+                self.call_timeout,
+            )
             .await
             .map_err(CacheError::Unavailable)?
             .map_err(CacheError::Load)

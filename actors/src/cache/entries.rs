@@ -229,7 +229,12 @@ impl Entries {
     pub(super) async fn invalidate(&self, id: &ObjectId) {
         let key = self.key(id);
         let ttl = self.config.fence_ttl.as_millis() as u64;
-        let set = redis::cmd("SET").arg(&key).arg(fence()).arg("PX").arg(ttl).clone();
+        let set = redis::cmd("SET")
+            .arg(&key)
+            .arg(fence())
+            .arg("PX")
+            .arg(ttl)
+            .clone();
         match self.redis.run::<()>(&set).await {
             Ok(()) => {
                 self.stats.redis_ok();
@@ -342,7 +347,10 @@ mod tests {
         }
 
         async fn stored(redis: &RedisStore, entries: &Entries, id: &ObjectId) -> Option<String> {
-            redis.run(redis::cmd("GET").arg(entries.key(id))).await.unwrap()
+            redis
+                .run(redis::cmd("GET").arg(entries.key(id)))
+                .await
+                .unwrap()
         }
 
         #[tokio::test]
@@ -358,7 +366,10 @@ mod tests {
                 let answered = reader.load(id).await.unwrap();
                 assert_eq!(answered, Some(ProfileJson(r#"{"name":"old"}"#.into())));
                 let left = stored(&redis, &reader, &id).await.unwrap();
-                assert!(left.starts_with(FENCE), "the old profile was stored: {left}");
+                assert!(
+                    left.starts_with(FENCE),
+                    "the old profile was stored: {left}"
+                );
             }
             let stats = &reader.stats;
             assert_eq!(stats.fills_refused.load(Ordering::Relaxed), 2);

@@ -268,7 +268,13 @@ impl LocalTier {
 
     /// Keep what Redis answered for `id`, unless the tier is bypassed or
     /// something invalidated `id` since `guard` was taken.
-    pub(super) fn insert(&self, id: ObjectId, guard: &Guard, profile: Option<ProfileJson>, ttl: Duration) {
+    pub(super) fn insert(
+        &self,
+        id: ObjectId,
+        guard: &Guard,
+        profile: Option<ProfileJson>,
+        ttl: Duration,
+    ) {
         let Some(entries) = self.entries.as_ref().filter(|_| self.serving()) else {
             return;
         };
@@ -289,7 +295,9 @@ impl LocalTier {
         if let Some(entries) = &self.entries {
             entries.invalidate(id);
         }
-        self.stats.local_invalidations.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .local_invalidations
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forget everything (a flush push, tracking lost or re-established).
@@ -444,7 +452,10 @@ mod tests {
     async fn a_barrier_fails_when_tracking_is_lost_or_silent() {
         let tier = Arc::new(LocalTier::new(100, Arc::default()));
         tier.tracked();
-        assert!(!tier.barrier.pass(Duration::from_millis(50)).await, "no sync: timed out");
+        assert!(
+            !tier.barrier.pass(Duration::from_millis(50)).await,
+            "no sync: timed out"
+        );
         let read = {
             let tier = Arc::clone(&tier);
             tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(60)).await })

@@ -134,7 +134,8 @@ async fn track_once(
     let sender = {
         let overflow = Arc::clone(&overflow);
         move |push: PushInfo| {
-            tx.try_send(push).inspect_err(|_| overflow.store(true, Ordering::SeqCst))
+            tx.try_send(push)
+                .inspect_err(|_| overflow.store(true, Ordering::SeqCst))
         }
     };
     let Some(mut conn) = redis.push_connection(sender).await? else {

@@ -291,7 +291,8 @@ impl CacheGauges {
         }
         self.degraded.set(i64::from(cache.degraded()));
         let entries = cache.local_size.load(Ordering::Relaxed);
-        self.local_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.local_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
         self.local_tracking.set(i64::from(cache.tracking()));
     }
 }
