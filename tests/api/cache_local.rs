@@ -271,3 +271,46 @@ async fn three_instances_serve_no_stale_profile_after_an_acknowledged_update() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_restarted_cache_actor_tracks_and_serves_the_tier_again() {
+    use secrecy::ExposeSecret;
+    let redis = OwnRedis::start();
+    wait_for_redis(redis.port).await;
+    let app = on_own_redis(redis.port).await;
+    tracked(&app).await;
+    let (id, _) = signed_up_user(&app).await;
+    let path = format!("/users/{id}");
+    served_locally(&app, &path).await;
+
+    let armed = app
+        .client
+        .post(app.url("/ops/actors/cache/fault"))
+        .bearer_auth(app.settings.ops.token.expose_secret())
+        .json(&json!({"kind": "panic"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(armed.status().is_success(), "{}", armed.status());
+    // A miss reaches the actor, which panics on it and is restarted.
+    let unknown = mongodb::bson::oid::ObjectId::new();
+    app.get(&format!("/users/{unknown}")).await;
+    eventually(
+        Duration::from_secs(10),
+        "the cache actor to restart",
+        || async {
+            let node: Value = app.get_ops("/ops/actors/cache").await.json().await.ok()?;
+            (node["restarts"] == 1 && node["status"] == "running").then_some(())
+        },
+    )
+    .await;
+    // The old incarnation's tracking task ended with it; the new one's owns
+    // the tier, which is served again.
+    tracked(&app).await;
+    served_locally(&app, &path).await;
+    let stats = &app.state.actors.cache_stats;
+    // Waiting for something not to happen: a late end of the old task
+    // would have turned the tier off within a few polls.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(stats.tracking(), "the old task turned the tier off");
+}

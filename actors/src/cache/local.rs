@@ -179,6 +179,10 @@ pub(crate) struct LocalTier {
     entries: Option<moka::sync::Cache<ObjectId, Entry>>,
     /// Whether Redis's invalidations reach this tier now.
     tracking: AtomicBool,
+    /// The tracking task that may turn `tracking` on or off: the latest to
+    /// [`claim`](Self::claim) it (an aborted task of an earlier incarnation
+    /// of the actor may end after the next one started).
+    owner: AtomicU64,
     /// Whether a hit waits for the [`Barrier`].
     strict: bool,
     pub(super) barrier: Barrier,
@@ -215,6 +219,7 @@ impl LocalTier {
         Self {
             entries,
             tracking: AtomicBool::new(false),
+            owner: AtomicU64::new(0),
             strict: true,
             barrier: Barrier::default(),
             generations: Generations::default(),
@@ -309,10 +314,24 @@ impl LocalTier {
         self.stats.local_flushes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Make the calling tracking task the tier's owner; its session.
+    pub(super) fn claim(&self) -> u64 {
+        let session = self.owner.fetch_add(1, Ordering::SeqCst) + 1;
+        self.untracked(session);
+        session
+    }
+
+    fn owns(&self, session: u64) -> bool {
+        self.owner.load(Ordering::SeqCst) == session
+    }
+
     /// Tracking is established: start serving from an empty tier (what was
     /// read before it may have changed unannounced; the epoch bump spoils
-    /// the guards taken before).
-    pub(super) fn tracked(&self) {
+    /// the guards taken before). Ignored unless `session` owns the tier.
+    pub(super) fn tracked(&self, session: u64) {
+        if !self.owns(session) {
+            return;
+        }
         self.flush();
         self.tracking.store(true, Ordering::SeqCst);
         self.barrier.up(true);
@@ -320,8 +339,12 @@ impl LocalTier {
     }
 
     /// Tracking is lost: stop serving, then flush (in this order, so no
-    /// reader serves or keeps an entry once this returns).
-    pub(super) fn untracked(&self) {
+    /// reader serves or keeps an entry once this returns). Ignored unless
+    /// `session` owns the tier.
+    pub(super) fn untracked(&self, session: u64) {
+        if !self.owns(session) {
+            return;
+        }
         self.tracking.store(false, Ordering::SeqCst);
         self.barrier.up(false);
         self.stats.set_tracking(false);
@@ -340,7 +363,7 @@ mod tests {
 
     fn tier() -> LocalTier {
         let tier = lax(LocalTier::new(100, Arc::default()));
-        tier.tracked();
+        tier.tracked(tier.claim());
         tier
     }
 
@@ -398,11 +421,12 @@ mod tests {
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("a"), TTL);
         assert_eq!(get(&tier, &id), Some(profile("a")));
-        tier.untracked();
+        let session = tier.owner.load(Ordering::SeqCst);
+        tier.untracked(session);
         assert_eq!(get(&tier, &id), None, "bypassed");
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("b"), TTL);
-        tier.tracked();
+        tier.tracked(session);
         assert_eq!(get(&tier, &id), None, "flushed, and nothing kept meanwhile");
     }
 
@@ -411,7 +435,7 @@ mod tests {
         let tier = lax(LocalTier::new(100, Arc::default()));
         let id = ObjectId::new();
         let guard = tier.guard(&id); // GET sent while untracked
-        tier.tracked();
+        tier.tracked(tier.claim());
         tier.insert(id, &guard, profile("unannounced"), TTL);
         assert_eq!(get(&tier, &id), None);
     }
@@ -423,7 +447,7 @@ mod tests {
         tier.insert(id, &guard, None, TTL);
         assert_eq!(get(&tier, &id), Some(None));
         let off = lax(LocalTier::new(0, Arc::default()));
-        off.tracked();
+        off.tracked(off.claim());
         let guard = off.guard(&id);
         off.insert(id, &guard, profile("x"), TTL);
         assert_eq!((get(&off, &id), off.serving()), (None, false));
@@ -432,7 +456,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_read_passes_the_barrier_only_after_a_sync_that_started_after_it() {
         let tier = Arc::new(LocalTier::new(100, Arc::default()));
-        tier.tracked();
+        tier.tracked(tier.claim());
         let barrier = &tier.barrier;
         let early = barrier.start(); // a sync in flight when the read arrives
         let read = {
@@ -451,7 +475,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_barrier_fails_when_tracking_is_lost_or_silent() {
         let tier = Arc::new(LocalTier::new(100, Arc::default()));
-        tier.tracked();
+        let session = tier.claim();
+        tier.tracked(session);
         assert!(
             !tier.barrier.pass(Duration::from_millis(50)).await,
             "no sync: timed out"
@@ -461,7 +486,22 @@ mod tests {
             tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(60)).await })
         };
         tier.barrier.wanted().await;
-        tier.untracked();
+        tier.untracked(session);
         assert!(!read.await.unwrap());
+    }
+
+    #[test]
+    fn a_superseded_tracking_task_can_no_longer_turn_the_tier_on_or_off() {
+        let tier = lax(LocalTier::new(100, Arc::default()));
+        let old = tier.claim();
+        tier.tracked(old);
+        let new = tier.claim(); // the restarted actor's task
+        assert!(!tier.serving(), "claiming starts untracked");
+        tier.tracked(new);
+        tier.untracked(old); // the aborted task's guard, dropped late
+        assert!(tier.serving());
+        tier.tracked(old);
+        tier.untracked(new);
+        assert!(!tier.serving());
     }
 }

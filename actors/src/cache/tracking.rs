@@ -83,12 +83,13 @@ enum TrackingError {
     Overflow,
 }
 
-/// Stops the tier from being served when the task ends or is aborted.
-struct Untrack(Arc<LocalTier>);
+/// Stops the tier from being served when the task ends or is aborted
+/// (unless a newer task owns it by then).
+struct Untrack(Arc<LocalTier>, u64);
 
 impl Drop for Untrack {
     fn drop(&mut self) {
-        self.0.untracked();
+        self.0.untracked(self.1);
     }
 }
 
@@ -101,12 +102,13 @@ pub(super) async fn track(
     key_prefix: String,
     check: Duration,
 ) {
-    let _untrack = Untrack(Arc::clone(&local));
+    let session = local.claim();
+    let _untrack = Untrack(Arc::clone(&local), session);
     let mut first = true;
     loop {
-        let lost = track_once(&local, &redis, &stats, &key_prefix, check).await;
+        let lost = track_once((&local, session), &redis, &stats, &key_prefix, check).await;
         let was_tracking = stats.tracking();
-        local.untracked();
+        local.untracked(session);
         match lost {
             Ok(()) => return, // a cluster: no tier to track
             // Logged once per outage: when tracking was up, or at start-up.
@@ -123,7 +125,7 @@ pub(super) async fn track(
 /// Connect, turn tracking on, then apply pushes until the connection is
 /// lost (an error); `Ok` only where there is nothing to track (a cluster).
 async fn track_once(
-    local: &LocalTier,
+    (local, session): (&LocalTier, u64),
     redis: &RedisStore,
     stats: &CacheStats,
     key_prefix: &str,
@@ -149,7 +151,7 @@ async fn track_once(
         .arg(key_prefix)
         .query_async::<()>(&mut conn)
         .await?;
-    local.tracked();
+    local.tracked(session);
     tracing::info!(target: "cache", prefix = %key_prefix, "tracking on; the in-process tier is served");
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
