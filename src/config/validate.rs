@@ -266,6 +266,17 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
         ensure(limit.per_address >= 1, count_key, "must be at least 1")?;
         ensure(!limit.window.is_zero(), window_key, "must be positive")?;
     }
+    let lookups = limits.profile_lookups;
+    ensure(
+        (1..=lookups.per_address).contains(&lookups.batch),
+        "limits.profile_lookups.batch",
+        "must be from 1 to limits.profile_lookups.per_address",
+    )?;
+    ensure(
+        limits.signups.batch == 1,
+        "limits.signups.batch",
+        "sign-ups are counted one by one (1)",
+    )?;
     Ok(())
 }
 
@@ -609,6 +620,29 @@ mod tests {
             "limits.profile_lookups.window"
         );
         accepted(|s| s.limits.profile_lookups.per_address = 1);
+    }
+
+    #[test]
+    fn lookup_batches_fit_in_the_limit() {
+        assert_eq!(
+            refused(|s| s.limits.profile_lookups.batch = 0),
+            "limits.profile_lookups.batch"
+        );
+        assert_eq!(
+            refused(|s| {
+                s.limits.profile_lookups.per_address = 10;
+                s.limits.profile_lookups.batch = 11;
+            }),
+            "limits.profile_lookups.batch"
+        );
+        accepted(|s| {
+            s.limits.profile_lookups.per_address = 10;
+            s.limits.profile_lookups.batch = 10;
+        });
+        assert_eq!(
+            refused(|s| s.limits.signups.batch = 2),
+            "limits.signups.batch"
+        );
     }
 
     #[test]

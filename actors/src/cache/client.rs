@@ -13,7 +13,6 @@ use super::actor::{CacheArgs, CacheMsg};
 use super::entries::{Entries, Seen, Stored};
 use super::source::{LoadError, ProfileJson};
 use crate::limits::FixedWindow;
-use crate::store::StoreError;
 use crate::supervision::slot::{ActorSlot, CallError};
 
 /// Why a lookup through the [`CacheClient`] gave no profile.
@@ -28,9 +27,6 @@ pub enum CacheError {
     #[error("the profile could not be loaded")]
     Load(#[source] LoadError),
 }
-
-/// What counting a lookup answered: the count and its window's TTL (ms).
-type Counted = Result<(u64, i64), StoreError>;
 
 /// How the rest of the service reads profiles. Cheap to clone.
 #[derive(Clone)]
@@ -55,11 +51,13 @@ impl CacheClient {
     /// [`CacheError::Throttled`] and loads nothing. With Redis down the
     /// lookup is served (both fail open).
     ///
-    /// A hit in the in-process tier costs the count alone (one Redis round
-    /// trip). Otherwise the count and the read are sent together (two
-    /// pipelines: the profile's key and the client's counter are unrelated,
-    /// so on a Redis Cluster they live in different slots): a Redis hit
-    /// costs one round trip too, and is kept in the tier.
+    /// A hit in the in-process tier sends no command for the profile: it
+    /// costs the count (one round trip, none for most lookups when the limit
+    /// is batched) and, strict, its share of a barrier PING, run together.
+    /// Otherwise the count and the read are sent together (separately: the
+    /// profile's key and the client's counter are unrelated, so on a Redis
+    /// Cluster they live in different slots): a Redis hit costs one round
+    /// trip too, and is kept in the tier.
     pub async fn get_limited(
         &self,
         id: ObjectId,
@@ -67,16 +65,14 @@ impl CacheClient {
         client: IpAddr,
     ) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
-        let mut count = redis::pipe();
-        limit.count_in(&mut count, client);
-        let count = entries.redis.run_pipe::<(u64, i64)>(&count);
+        let count = limit.hit(client);
         if !entries.local.holds(&id) {
-            return self.read_through(id, Some((limit, count))).await;
+            return self.read_through(id, Some(count)).await;
         }
         // Held: confirm it is current (the barrier) while counting.
         let wait = entries.redis.timeout();
-        let (counted, hit) = tokio::join!(count, entries.local.get(&id, wait));
-        Self::verdict(limit, counted)?;
+        let (refused, hit) = tokio::join!(count, entries.local.get(&id, wait));
+        Self::verdict(refused)?;
         match hit {
             Some(hit) => {
                 entries.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -85,7 +81,7 @@ impl CacheClient {
             }
             // Invalidated meanwhile, or tracking lost: read Redis.
             None => {
-                let counted = None::<(&FixedWindow, std::future::Ready<Counted>)>;
+                let counted = None::<std::future::Ready<Option<Duration>>>;
                 self.read_through(id, counted).await
             }
         }
@@ -96,7 +92,7 @@ impl CacheClient {
     async fn read_through(
         &self,
         id: ObjectId,
-        count: Option<(&FixedWindow, impl Future<Output = Counted>)>,
+        count: Option<impl Future<Output = Option<Duration>>>,
     ) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
         // Taken before the GET: an invalidation processed from now on
@@ -106,9 +102,9 @@ impl CacheClient {
         let get = redis::cmd("GET").arg(&key).clone();
         let get = entries.redis.run::<Option<String>>(&get);
         let value = match count {
-            Some((limit, count)) => {
-                let (counted, value) = tokio::join!(count, get);
-                Self::verdict(limit, counted)?;
+            Some(count) => {
+                let (refused, value) = tokio::join!(count, get);
+                Self::verdict(refused)?;
                 value
             }
             None => get.await,
@@ -134,19 +130,9 @@ impl CacheClient {
         }
     }
 
-    /// Refuse the lookup if the count is over the limit (a failed count
-    /// lets it through).
-    fn verdict(limit: &FixedWindow, counted: Counted) -> Result<(), CacheError> {
-        match counted {
-            Ok((count, ttl_ms)) => match limit.verdict(count, ttl_ms) {
-                Some(wait) => Err(CacheError::Throttled(wait)),
-                None => Ok(()),
-            },
-            Err(err) => {
-                limit.unavailable(&err);
-                Ok(())
-            }
-        }
+    /// Refuse the lookup if the limit said so (it fails open by itself).
+    fn verdict(refused: Option<Duration>) -> Result<(), CacheError> {
+        refused.map_or(Ok(()), |wait| Err(CacheError::Throttled(wait)))
     }
 
     /// Join (or start) the single load of `id` in the actor.
