@@ -13,16 +13,20 @@
 //!   warning is logged on the transition (not per request) and
 //!   `troupe_rate_limit_unavailable_total{limit}` counts the checks skipped:
 //!   availability is preferred over limiting during a Redis outage.
-//! - **Cost:** one pipelined round trip per check; callers on a hot path send
-//!   the check's pipeline ([`FixedWindow::count_in`]) together with their own
-//!   read so the two share a round trip. The counter's key has no hash tag:
+//! - **Cost:** one pipelined round trip per check; callers on a hot path run
+//!   the check alongside their own read so the two share a round trip.
+//!   **Batched** (`batch` > 1, profile lookups): an instance counts an
+//!   address's requests locally and sends them every `batch`-th as one
+//!   `INCRBY`, judging by the fleet's count it learnt then plus its own
+//!   since: the other requests cost no round trip, and the limit holds
+//!   fleet-wide up to `instances × (batch − 1)` requests per window. The counter's key has no hash tag:
 //!   it is the only key of its pipeline (on a Redis Cluster a pipeline's keys
 //!   must share a slot, so the caller's keys go in a pipeline of their own).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,7 +41,34 @@ pub struct WindowLimit {
     pub per_address: u64,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Requests counted locally per address before they are sent to Redis
+    /// in one `INCRBY` (1: every request, at once).
+    #[serde(default = "every_request")]
+    pub batch: u64,
 }
+
+fn every_request() -> u64 {
+    1
+}
+
+/// Addresses whose batched counts an instance keeps (the least recently
+/// seen go first; their unsent counts, under a batch each, are lost).
+const MAX_BATCHED_ADDRESSES: u64 = 100_000;
+
+/// An address's requests counted here in its current window.
+#[derive(Default)]
+struct Batch {
+    /// Not yet sent to Redis.
+    pending: u64,
+    /// Sent, not yet answered.
+    sending: u64,
+    /// The fleet's count, as Redis answered the last `INCRBY` from here.
+    fleet: u64,
+    /// When the window ends (as Redis said, or from the first request).
+    until: Option<Instant>,
+}
+
+type Batches = moka::sync::Cache<String, Arc<Mutex<Batch>>>;
 
 /// `[limits]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +166,8 @@ pub struct FixedWindow {
     redis: RedisStore,
     limit: WindowLimit,
     report: LimitReporter,
+    /// Per-address local counts, when `limit.batch` > 1.
+    batches: Option<Batches>,
 }
 
 impl FixedWindow {
@@ -145,10 +178,17 @@ impl FixedWindow {
         limit: WindowLimit,
         metrics: &LimitMetrics,
     ) -> Self {
+        let batches = (limit.batch > 1).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_BATCHED_ADDRESSES)
+                .time_to_idle(limit.window)
+                .build()
+        });
         Self {
             redis,
             limit,
             report: LimitReporter::new(name, metrics),
+            batches,
         }
     }
 
@@ -178,11 +218,7 @@ impl FixedWindow {
     /// `Some(wait)` if the request counted by [`Self::count_in`] is refused.
     pub fn verdict(&self, count: u64, ttl_ms: i64) -> Option<Duration> {
         self.report.redis_ok();
-        let refused = over_limit(count, self.limit.per_address, ttl_ms);
-        if refused.is_some() {
-            self.report.refused();
-        }
-        refused
+        self.judge(count, ttl_ms)
     }
 
     /// Redis failed for a pipeline holding [`Self::count_in`]'s commands.
@@ -191,7 +227,11 @@ impl FixedWindow {
     }
 
     /// Count one request of `client`; `Some(wait)` if it must be refused.
+    /// Batched: in Redis only every `batch`-th request (see the module's doc).
     pub async fn hit(&self, client: IpAddr) -> Option<Duration> {
+        if let Some(batches) = &self.batches {
+            return self.hit_batched(batches, client).await;
+        }
         let mut pipe = redis::pipe();
         self.count_in(&mut pipe, client);
         match self.redis.run_pipe::<(u64, i64)>(&pipe).await {
@@ -201,6 +241,75 @@ impl FixedWindow {
                 None
             }
         }
+    }
+}
+
+impl FixedWindow {
+    async fn hit_batched(&self, batches: &Batches, client: IpAddr) -> Option<Duration> {
+        let key = self.key(client);
+        let batch = batches.get_with(key.clone(), Default::default);
+        let now = Instant::now();
+        let (flush, mut count, mut until) = {
+            let mut b = batch.lock().expect("batch lock");
+            if b.until.is_none_or(|until| until <= now) {
+                *b = Batch {
+                    until: Some(now + self.limit.window),
+                    ..Batch::default()
+                };
+            }
+            b.pending += 1;
+            let count = b.fleet + b.sending + b.pending;
+            let flush = (b.pending >= self.limit.batch).then(|| std::mem::take(&mut b.pending));
+            b.sending += flush.unwrap_or(0);
+            (flush, count, b.until)
+        };
+        if let Some(sent) = flush {
+            let counted = self.count_by(&key, sent).await;
+            let mut b = batch.lock().expect("batch lock");
+            b.sending -= sent; // counted in `fleet` now, or lost (fail-open)
+            if let Some((fleet, ttl_ms)) = counted {
+                b.fleet = b.fleet.max(fleet);
+                b.until = Some(now + Duration::from_millis(ttl_ms.max(0) as u64));
+                (count, until) = (b.fleet + b.sending + b.pending, b.until);
+            }
+        }
+        let left = until.map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        self.judge(count, left.as_millis() as i64)
+    }
+
+    /// Add `n` requests to the address's count in Redis: the fleet's count
+    /// and the window's ms left (`None`: Redis failed; reported).
+    async fn count_by(&self, key: &str, n: u64) -> Option<(u64, i64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCRBY")
+            .arg(key)
+            .arg(n)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(self.limit.window.as_millis() as u64)
+            .arg("NX")
+            .ignore()
+            .cmd("PTTL")
+            .arg(key);
+        match self.redis.run_pipe::<(u64, i64)>(&pipe).await {
+            Ok(counted) => {
+                self.report.redis_ok();
+                Some(counted)
+            }
+            Err(err) => {
+                self.unavailable(&err);
+                None
+            }
+        }
+    }
+
+    /// `Some(wait)` (and a refusal counted) if `count` is past the limit.
+    fn judge(&self, count: u64, ttl_ms: i64) -> Option<Duration> {
+        let refused = over_limit(count, self.limit.per_address, ttl_ms);
+        if refused.is_some() {
+            self.report.refused();
+        }
+        refused
     }
 }
 

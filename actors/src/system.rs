@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cache::{
-    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, ProfileSource,
+    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, LocalTier, ProfileSource,
 };
 use crate::events::audit::{AuditLog, SubscriberArgs};
 use crate::events::bus::{BusArgs, BusMsg, EventBus};
@@ -311,6 +311,11 @@ impl Handles {
         self.introspection().supervisor()
     }
 
+    /// The CacheActor's name in the tree (its figures are `cache_stats`).
+    pub fn cache_name(&self) -> &'static str {
+        self.cache.name()
+    }
+
     /// Whether the start-up indexes exist.
     pub fn indexes_ready(&self) -> bool {
         self.indexes_ready.load(Ordering::Acquire)
@@ -471,6 +476,7 @@ fn users_and_cache(
         source,
         config: settings.cache.clone(),
         stats: Arc::clone(cache_stats),
+        local: LocalTier::shared(&settings.cache, redis, cache_stats),
         call_timeout: settings.call_timeout,
         actor_stats: cache_slot.stats(),
         grace: settings.shutdown_grace,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use troupe_actors::cache::CacheConfig;
 use troupe_actors::events::config::EventsConfig;
 use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::limits::LimitsConfig;
@@ -30,6 +31,7 @@ impl Settings {
         redis(&self.redis)?;
         throttle(&self.auth.throttle)?;
         limits(&self.limits)?;
+        cache(&self.cache, self.actors.call_timeout)?;
         actors(&self.actors)?;
         fault_injection(self.ops.fault_injection, self.environment)
     }
@@ -264,7 +266,48 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
         ensure(limit.per_address >= 1, count_key, "must be at least 1")?;
         ensure(!limit.window.is_zero(), window_key, "must be positive")?;
     }
+    let lookups = limits.profile_lookups;
+    ensure(
+        (1..=lookups.per_address).contains(&lookups.batch),
+        "limits.profile_lookups.batch",
+        "must be from 1 to limits.profile_lookups.per_address",
+    )?;
+    ensure(
+        limits.signups.batch == 1,
+        "limits.signups.batch",
+        "sign-ups are counted one by one (1)",
+    )?;
     Ok(())
+}
+
+/// Most entries of the in-process tier (a few hundred bytes each).
+const MAX_LOCAL_ENTRIES: u64 = 10_000_000;
+
+/// A load may store what it read only within half the fence's life, and a
+/// load takes up to the call timeout (the source is called through an
+/// actor): a shorter fence would make every slow load store nothing. The
+/// tracking connection is checked at a positive interval.
+fn cache(cache: &CacheConfig, call_timeout: Duration) -> Result<(), ConfigError> {
+    ensure(
+        !cache.ttl.is_zero() && !cache.negative_ttl.is_zero(),
+        "cache.ttl",
+        "both cache.ttl and cache.negative_ttl must be positive",
+    )?;
+    ensure(
+        cache.local_entries <= MAX_LOCAL_ENTRIES,
+        "cache.local_entries",
+        &format!("must be at most {MAX_LOCAL_ENTRIES} (0 turns the tier off)"),
+    )?;
+    ensure(
+        cache.fence_ttl > call_timeout * 2,
+        "cache.fence_ttl",
+        "must be more than twice actors.call_timeout",
+    )?;
+    ensure(
+        !cache.tracking_check.is_zero(),
+        "cache.tracking_check",
+        "must be positive",
+    )
 }
 
 /// The restart budget: restarts are counted in a sliding window, so a zero
@@ -577,6 +620,53 @@ mod tests {
             "limits.profile_lookups.window"
         );
         accepted(|s| s.limits.profile_lookups.per_address = 1);
+    }
+
+    #[test]
+    fn lookup_batches_fit_in_the_limit() {
+        assert_eq!(
+            refused(|s| s.limits.profile_lookups.batch = 0),
+            "limits.profile_lookups.batch"
+        );
+        assert_eq!(
+            refused(|s| {
+                s.limits.profile_lookups.per_address = 10;
+                s.limits.profile_lookups.batch = 11;
+            }),
+            "limits.profile_lookups.batch"
+        );
+        accepted(|s| {
+            s.limits.profile_lookups.per_address = 10;
+            s.limits.profile_lookups.batch = 10;
+        });
+        assert_eq!(
+            refused(|s| s.limits.signups.batch = 2),
+            "limits.signups.batch"
+        );
+    }
+
+    #[test]
+    fn cache_fences_outlive_two_call_timeouts_and_the_tier_is_bounded() {
+        assert_eq!(
+            refused(|s| s.cache.fence_ttl = s.actors.call_timeout * 2),
+            "cache.fence_ttl"
+        );
+        accepted(|s| s.cache.fence_ttl = s.actors.call_timeout * 2 + MS);
+        assert_eq!(
+            refused(|s| s.cache.local_entries = MAX_LOCAL_ENTRIES + 1),
+            "cache.local_entries"
+        );
+        accepted(|s| s.cache.local_entries = MAX_LOCAL_ENTRIES);
+        accepted(|s| s.cache.local_entries = 0);
+        assert_eq!(
+            refused(|s| s.cache.tracking_check = Duration::ZERO),
+            "cache.tracking_check"
+        );
+        assert_eq!(
+            refused(|s| s.cache.negative_ttl = Duration::ZERO),
+            "cache.ttl"
+        );
+        accepted(|s| s.cache.tracking_check = MS);
     }
 
     #[test]

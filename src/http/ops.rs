@@ -1,6 +1,7 @@
 //! `/ops/*`: operator endpoints (ops token).
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
@@ -9,6 +10,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use troupe_actors::cache::CacheStats;
 use troupe_actors::queue::pool::PoolInfo;
 use troupe_actors::supervision::fault::Fault;
 use troupe_actors::supervision::place::ActorSnapshot;
@@ -195,6 +197,59 @@ pub struct PoolView {
     pub jobs: Vec<String>,
 }
 
+/// The profile cache's figures, on the cache's node.
+#[derive(Serialize, ToSchema)]
+pub struct CacheView {
+    /// Hits in either tier, and misses (loads started or joined).
+    pub hits: u64,
+    pub misses: u64,
+    /// Loads from the source, and fills refused because an invalidation
+    /// fenced the key while they loaded.
+    pub loads: u64,
+    pub fills_refused: u64,
+    pub invalidations: u64,
+    /// 1 while Redis is failing.
+    pub degraded: bool,
+    /// The in-process tier: served only while `tracking`.
+    pub local: LocalTierView,
+}
+
+/// The cache's in-process tier.
+#[derive(Serialize, ToSchema)]
+pub struct LocalTierView {
+    /// Whether Redis's invalidations reach it (it is served only then).
+    pub tracking: bool,
+    /// Entries held (as of the tracking task's last check).
+    pub entries: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Ids Redis invalidated, and whole flushes.
+    pub invalidations: u64,
+    pub flushes: u64,
+}
+
+impl CacheView {
+    fn of(stats: &CacheStats) -> Self {
+        let n = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        Self {
+            hits: n(&stats.hits),
+            misses: n(&stats.misses),
+            loads: n(&stats.loads),
+            fills_refused: n(&stats.fills_refused),
+            invalidations: n(&stats.invalidations),
+            degraded: stats.degraded(),
+            local: LocalTierView {
+                tracking: stats.tracking(),
+                entries: n(&stats.local_size),
+                hits: n(&stats.local_hits),
+                misses: n(&stats.local_misses),
+                invalidations: n(&stats.local_invalidations),
+                flushes: n(&stats.local_flushes),
+            },
+        }
+    }
+}
+
 /// One actor in the supervision tree.
 #[derive(Serialize, ToSchema)]
 #[schema(no_recursion)]
@@ -221,6 +276,8 @@ pub struct ActorNode {
     pub in_flight: u64,
     pub handling: Option<HandlingView>,
     pub pool: Option<PoolView>,
+    /// On the cache: its hit, miss and invalidation counts, both tiers.
+    pub cache: Option<CacheView>,
     pub children: Vec<ActorNode>,
 }
 
@@ -252,6 +309,7 @@ impl ActorNode {
             in_flight: actor.in_flight,
             handling: handling(actor.handling),
             pool: None,
+            cache: None,
             children: vec![],
         }
     }
@@ -312,6 +370,7 @@ impl ActorNode {
             in_flight: 0,
             handling: None,
             pool: None,
+            cache: None,
             children: tree.children.into_iter().map(ActorNode::child).collect(),
         }
     }
@@ -325,7 +384,12 @@ pub(crate) async fn tree(state: &AppState) -> Result<ActorNode, ApiError> {
         .snapshot()
         .await
         .map_err(|_| ApiError::Unavailable("the root supervisor did not answer".into()))?;
-    Ok(ActorNode::root(snapshot, state.started))
+    let mut root = ActorNode::root(snapshot, state.started);
+    let cache = state.actors.cache_name();
+    if let Some(node) = root.children.iter_mut().find(|n| n.name == cache) {
+        node.cache = Some(CacheView::of(&state.actors.cache_stats));
+    }
+    Ok(root)
 }
 
 fn find(node: ActorNode, name: &str) -> Option<ActorNode> {

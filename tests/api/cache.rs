@@ -18,7 +18,7 @@ async fn signed_up_user(app: &TestApp) -> (String, String) {
 }
 
 fn key(app: &TestApp, id: &str) -> String {
-    format!("{}profile:v2:{id}", app.settings.redis.key_prefix)
+    format!("{}profile:v3:{id}", app.settings.redis.key_prefix)
 }
 
 #[tokio::test]

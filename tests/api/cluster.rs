@@ -49,7 +49,7 @@ async fn with_cluster_urls_every_key_lives_in_the_cluster() {
         "throttle:login:address:{127.0.0.1}:failures",
         "limit:signup:127.0.0.1",
         "limit:profile_lookup:127.0.0.1",
-        &format!("profile:v2:{id}"),
+        &format!("profile:v3:{id}"),
     ];
     for part in expected {
         assert!(

@@ -1,5 +1,6 @@
-//! The CacheActor: the single-flight table of loads and the invalidations
-//! waiting on them (see the contract in [`crate::cache`]).
+//! The CacheActor: the single-flight table of loads (by what their readers
+//! found in Redis), the fences of invalidations, and the task that tracks
+//! the in-process tier (see the contract in [`crate::cache`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinSet;
 
 use super::config::CacheConfig;
-use super::entries::Entries;
+use super::entries::{Entries, Seen};
+use super::local::LocalTier;
 use super::source::{Lookup, ProfileSource};
 use super::stats::CacheStats;
 use crate::store::RedisStore;
@@ -20,17 +22,21 @@ use crate::supervision::stats::{ActorStats, Handling};
 pub(crate) enum CacheMsg {
     /// `id` is not in Redis (or Redis is down): join or start its single
     /// load, and answer the public profile (`None`: no such profile).
+    /// `seen`: what the reader found in the key; a load started on a
+    /// different observation (before an invalidation) is not joined.
     Load {
         id: ObjectId,
+        seen: Seen,
         reply: RpcReplyPort<Lookup>,
     },
-    /// Forget `id`; answered once no older value can reappear.
+    /// Forget `id`; answered once no older value can be stored or served.
     Invalidate {
         id: ObjectId,
         reply: RpcReplyPort<()>,
     },
-    /// Internal: a load finished (and, unless it failed, was stored).
-    Loaded { id: ObjectId, result: Lookup },
+    /// Internal: the load `flight` finished (and, unless it failed or was
+    /// overtaken by an invalidation, was stored).
+    Loaded { flight: u64, result: Lookup },
 }
 
 /// What the actor is started with (cloned on every restart).
@@ -41,6 +47,8 @@ pub(crate) struct CacheArgs {
     pub source: Arc<dyn ProfileSource>,
     pub config: CacheConfig,
     pub stats: Arc<CacheStats>,
+    /// The in-process tier, shared by the readers and every incarnation.
+    pub local: Arc<LocalTier>,
     /// How long a reader waits for the actor's answer to a miss.
     pub call_timeout: Duration,
     pub actor_stats: Arc<ActorStats>,
@@ -55,25 +63,33 @@ impl CacheArgs {
             Arc::clone(&self.source),
             self.config.clone(),
             Arc::clone(&self.stats),
+            Arc::clone(&self.local),
         )
     }
 }
 
-struct Inflight {
-    waiters: Vec<RpcReplyPort<Lookup>>,
-    /// Set when an invalidation arrived while loading.
-    stale: bool,
-    /// Invalidations waiting for this load to land.
-    invalidations: Vec<RpcReplyPort<()>>,
+/// The loads in flight: who waits for each, and which one a new miss
+/// may join.
+#[derive(Default)]
+struct Flights {
+    /// Waiters by flight.
+    waiters: HashMap<u64, Vec<RpcReplyPort<Lookup>>>,
+    /// The flight a miss for `id` that saw `seen` joins. An invalidation
+    /// removes `id`'s: a miss after it starts a load of its own (a flight
+    /// that started before may have read the old profile).
+    joinable: HashMap<(ObjectId, Seen), u64>,
+    next: u64,
 }
 
 pub(crate) struct CacheState {
     entries: Arc<Entries>,
     actor_stats: Arc<ActorStats>,
-    inflight: HashMap<ObjectId, Inflight>,
-    /// The loads and deletes running: aborted with the state, so no task
+    flights: Flights,
+    /// The loads and fences running: aborted with the state, so no task
     /// outlives this incarnation (reaped as they finish).
     tasks: JoinSet<()>,
+    /// The tracking task (see [`super::tracking`]); aborted first on stop.
+    tracking: JoinSet<()>,
     grace: Duration,
 }
 
@@ -88,74 +104,60 @@ impl CacheState {
         self.tasks.spawn(task);
     }
 
-    /// Join the load of `id`, or start it in a task that reports `Loaded`.
+    /// Join the load of `id` started on the same observation, or start one
+    /// in a task that reports `Loaded`.
     fn load(
         &mut self,
         myself: ActorRef<CacheMsg>,
-        id: ObjectId,
+        (id, seen): (ObjectId, Seen),
         reply: RpcReplyPort<Lookup>,
         handling: Handling,
     ) {
-        if let Some(flight) = self.inflight.get_mut(&id) {
-            flight.waiters.push(reply);
+        let flights = &mut self.flights;
+        if let Some(waiters) = flights
+            .joinable
+            .get(&(id, seen.clone()))
+            .and_then(|flight| flights.waiters.get_mut(flight))
+        {
+            waiters.push(reply);
             return;
         }
         self.entries.stats.misses.fetch_add(1, Ordering::Relaxed);
         tracing::info!(target: "cache", key = %self.entries.key(&id), "MISS");
-        let flight = Inflight {
-            waiters: vec![reply],
-            stale: false,
-            invalidations: vec![],
-        };
-        self.inflight.insert(id, flight);
+        let flight = flights.next;
+        flights.next += 1;
+        flights.waiters.insert(flight, vec![reply]);
+        flights.joinable.insert((id, seen), flight);
         let (entries, actor_stats) = (Arc::clone(&self.entries), Arc::clone(&self.actor_stats));
         self.spawn(async move {
             let result = handling.measure(entries.load(id)).await;
             actor_stats.sent();
-            let _ = myself.cast(CacheMsg::Loaded { id, result });
+            let _ = myself.cast(CacheMsg::Loaded { flight, result });
         });
     }
 
-    /// Answer the waiters of `id`'s load; if an invalidation came while it
-    /// ran, delete what it stored before confirming the invalidation.
-    fn loaded(&mut self, id: ObjectId, result: Lookup, handling: Handling) {
-        let Some(flight) = self.inflight.remove(&id) else {
-            return;
-        };
-        for waiter in flight.waiters {
+    /// Answer the waiters of `flight`.
+    fn loaded(&mut self, flight: u64, result: Lookup) {
+        let flights = &mut self.flights;
+        flights.joinable.retain(|_, joinable| *joinable != flight);
+        for waiter in flights.waiters.remove(&flight).into_iter().flatten() {
             let _ = waiter.send(result.clone());
-        }
-        if flight.stale {
-            // The load may have stored a value older than the write
-            // that invalidated it: delete again, then acknowledge.
-            let entries = Arc::clone(&self.entries);
-            self.spawn(async move {
-                handling.measure(entries.delete(&id)).await;
-                for reply in flight.invalidations {
-                    let _ = reply.send(());
-                }
-            });
         }
     }
 
-    /// Delete `id`; confirm now, or once a load in flight has landed.
+    /// Fence `id` in Redis and stop new misses joining its loads in
+    /// flight; confirm once the fence is written (a load in flight cannot
+    /// store over it, see [`Entries`]).
     fn invalidate(&mut self, id: ObjectId, reply: RpcReplyPort<()>, handling: Handling) {
-        let stats = &self.entries.stats;
-        stats.invalidations.fetch_add(1, Ordering::Relaxed);
-        let confirm_now = match self.inflight.get_mut(&id) {
-            Some(flight) => {
-                flight.stale = true;
-                flight.invalidations.push(reply);
-                None
-            }
-            None => Some(reply),
-        };
+        self.entries
+            .stats
+            .invalidations
+            .fetch_add(1, Ordering::Relaxed);
+        self.flights.joinable.retain(|(of, _), _| *of != id);
         let entries = Arc::clone(&self.entries);
         self.spawn(async move {
-            handling.measure(entries.delete(&id)).await;
-            if let Some(reply) = confirm_now {
-                let _ = reply.send(());
-            }
+            handling.measure(entries.invalidate(&id)).await;
+            let _ = reply.send(());
         });
     }
 }
@@ -173,11 +175,22 @@ impl Actor for CacheActor {
         _myself: ActorRef<CacheMsg>,
         args: CacheArgs,
     ) -> Result<CacheState, ActorProcessingErr> {
+        let mut tracking = JoinSet::new();
+        if args.local.enabled() {
+            tracking.spawn(super::tracking::track(
+                Arc::clone(&args.local),
+                args.redis.clone(),
+                Arc::clone(&args.stats),
+                args.redis.key(Entries::NAMESPACE),
+                args.config.tracking_check,
+            ));
+        }
         Ok(CacheState {
             entries: Arc::new(args.entries()),
-            inflight: HashMap::new(),
+            flights: Flights::default(),
             actor_stats: args.actor_stats,
             tasks: JoinSet::new(),
+            tracking,
             grace: args.grace,
         })
     }
@@ -187,9 +200,10 @@ impl Actor for CacheActor {
         _myself: ActorRef<CacheMsg>,
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
-        // Deletes confirm invalidations: let them (and the loads) finish
-        // within the grace. What is left is aborted when `tasks` drops, as
+        // Tracking stops at once (the tier is then bypassed). Fences confirm
+        // invalidations: let them (and the loads) finish within the grace. What is left is aborted when `tasks` drops, as
         // it is if this actor is killed meanwhile.
+        state.tracking.abort_all();
         let tasks = &mut state.tasks;
         let drained = tokio::time::timeout(state.grace, async {
             while tasks.join_next().await.is_some() {}
@@ -214,8 +228,8 @@ impl Actor for CacheActor {
         // starts none is timed until here.
         let handling = state.actor_stats.begin(&myself.get_cell()).await;
         match message {
-            CacheMsg::Load { id, reply } => state.load(myself, id, reply, handling),
-            CacheMsg::Loaded { id, result } => state.loaded(id, result, handling),
+            CacheMsg::Load { id, seen, reply } => state.load(myself, (id, seen), reply, handling),
+            CacheMsg::Loaded { flight, result } => state.loaded(flight, result),
             CacheMsg::Invalidate { id, reply } => state.invalidate(id, reply, handling),
         }
         Ok(())

@@ -1,14 +1,16 @@
 //! The cache's two handles: [`CacheClient`] for readers, [`Invalidator`]
 //! for the writer of profiles.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
 
 use super::actor::{CacheArgs, CacheMsg};
-use super::entries::Entries;
+use super::entries::{Entries, Seen, Stored};
 use super::source::{LoadError, ProfileJson};
 use crate::limits::FixedWindow;
 use crate::supervision::slot::{ActorSlot, CallError};
@@ -46,56 +48,100 @@ impl CacheClient {
 
     /// The public profile of `id` (`None`: no such profile), counted against
     /// `limit` for `client`: a refused lookup answers
-    /// [`CacheError::Throttled`] and loads nothing. The count and the read
-    /// are sent together (two pipelines: the profile's key and the client's
-    /// counter are unrelated, so on a Redis Cluster they live in different
-    /// slots), so a hit costs one Redis round trip, as without the limit;
-    /// with Redis down the lookup is served (both fail open).
+    /// [`CacheError::Throttled`] and loads nothing. With Redis down the
+    /// lookup is served (both fail open).
+    ///
+    /// A hit in the in-process tier sends no command for the profile: it
+    /// costs the count (one round trip, none for most lookups when the limit
+    /// is batched) and, strict, its share of a barrier PING, run together.
+    /// Otherwise the count and the read are sent together (separately: the
+    /// profile's key and the client's counter are unrelated, so on a Redis
+    /// Cluster they live in different slots): a Redis hit costs one round
+    /// trip too, and is kept in the tier.
     pub async fn get_limited(
         &self,
         id: ObjectId,
         limit: &FixedWindow,
         client: IpAddr,
     ) -> Result<Option<ProfileJson>, CacheError> {
-        let key = self.entries.key(&id);
-        let mut count = redis::pipe();
-        limit.count_in(&mut count, client);
-        let get = redis::cmd("GET").arg(&key).clone();
-        let redis = &self.entries.redis;
-        let (counted, value) = tokio::join!(
-            redis.run_pipe::<(u64, i64)>(&count),
-            redis.run::<Option<String>>(&get),
-        );
-        let value = match value {
-            Ok(value) => {
-                self.entries.stats.redis_ok();
-                value
-            }
-            Err(err) => {
-                self.entries.stats.redis_failed(&err);
-                None
-            }
-        };
-        match counted {
-            Ok((count, ttl_ms)) => {
-                if let Some(wait) = limit.verdict(count, ttl_ms) {
-                    return Err(CacheError::Throttled(wait));
-                }
-            }
-            Err(err) => limit.unavailable(&err),
+        let entries = &self.entries;
+        let count = limit.hit(client);
+        if !entries.local.holds(&id) {
+            return self.read_through(id, Some(count)).await;
         }
-        let read = self.entries.hit(&key, value);
-        match read {
-            Some(hit) => Ok(hit),
-            // Miss, or Redis down: join (or start) the single load.
-            None => self.load(id).await,
+        // Held: confirm it is current (the barrier) while counting.
+        let wait = entries.redis.timeout();
+        let (refused, hit) = tokio::join!(count, entries.local.get(&id, wait));
+        Self::verdict(refused)?;
+        match hit {
+            Some(hit) => {
+                entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target: "cache", %id, tier = "local", "HIT");
+                Ok(hit)
+            }
+            // Invalidated meanwhile, or tracking lost: read Redis.
+            None => {
+                let counted = None::<std::future::Ready<Option<Duration>>>;
+                self.read_through(id, counted).await
+            }
         }
     }
 
+    /// Read Redis (with the lookup's `count`, if not counted yet): a hit is
+    /// kept in the local tier; a miss joins (or starts) the single load.
+    async fn read_through(
+        &self,
+        id: ObjectId,
+        count: Option<impl Future<Output = Option<Duration>>>,
+    ) -> Result<Option<ProfileJson>, CacheError> {
+        let entries = &self.entries;
+        // Taken before the GET: an invalidation processed from now on
+        // keeps what the GET answers out of the tier.
+        let guard = entries.local.guard(&id);
+        let key = entries.key(&id);
+        let get = redis::cmd("GET").arg(&key).clone();
+        let get = entries.redis.run::<Option<String>>(&get);
+        let value = match count {
+            Some(count) => {
+                let (refused, value) = tokio::join!(count, get);
+                Self::verdict(refused)?;
+                value
+            }
+            None => get.await,
+        };
+        let read = match value {
+            Ok(value) => {
+                entries.stats.redis_ok();
+                entries.read(&key, value)
+            }
+            Err(err) => {
+                entries.stats.redis_failed(&err);
+                Stored::Empty(Seen::Unknown)
+            }
+        };
+        match read {
+            Stored::Profile(hit) => {
+                let ttl = entries.ttl(&hit);
+                entries.local.insert(id, &guard, hit.clone(), ttl);
+                Ok(hit)
+            }
+            // Miss, or Redis down: join (or start) the single load.
+            Stored::Empty(seen) => self.load(id, seen).await,
+        }
+    }
+
+    /// Refuse the lookup if the limit said so (it fails open by itself).
+    fn verdict(refused: Option<Duration>) -> Result<(), CacheError> {
+        refused.map_or(Ok(()), |wait| Err(CacheError::Throttled(wait)))
+    }
+
     /// Join (or start) the single load of `id` in the actor.
-    async fn load(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
+    async fn load(&self, id: ObjectId, seen: Seen) -> Result<Option<ProfileJson>, CacheError> {
         self.actor
-            .call(|reply| CacheMsg::Load { id, reply }, self.call_timeout)
+            .call(
+                |reply| CacheMsg::Load { id, seen, reply },
+                self.call_timeout,
+            )
             .await
             .map_err(CacheError::Unavailable)?
             .map_err(CacheError::Load)

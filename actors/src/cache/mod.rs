@@ -1,28 +1,42 @@
-//! CacheActor: a Redis read-through cache of public user profiles.
+//! CacheActor: a two-tier read-through cache of public user profiles — an
+//! in-process tier in front of Redis, coherent across the fleet.
 //!
 //! # Contract
-//! - Callers read through a [`CacheClient`]: a hit is answered from Redis
-//!   (`{prefix}profile:v2:{id}`) in the caller's own task. A miss goes to the
-//!   actor as `Load`, which loads the profile through the [`ProfileSource`]
-//!   it was given (the users' handle: the UserActor, MongoDB), stores it with
-//!   `ttl` and answers. An unknown id is cached as a tombstone for
-//!   `negative_ttl`. Only what the source hands over is cached: the users
-//!   give the public profile (no e-mail, no age); the owner's view is read
-//!   from MongoDB.
+//! - Callers read through a [`CacheClient`], in their own task. The
+//!   **in-process tier** (`cache.local_entries`, moka, per-entry TTL as in
+//!   Redis) answers first; otherwise Redis (`{prefix}profile:v3:{id}`), and a
+//!   Redis hit is kept in the tier. A miss goes to the actor as `Load`, which
+//!   loads the profile through the [`ProfileSource`] it was given (the users'
+//!   handle: the UserActor, MongoDB), stores it with `ttl` and answers. An
+//!   unknown id is cached as a tombstone for `negative_ttl`. Only what the
+//!   source hands over is cached: the users give the public profile (no
+//!   e-mail, no age); the owner's view is read from MongoDB.
+//! - **Coherence of the tier:** a task of the actor holds a RESP3 connection
+//!   with `CLIENT TRACKING ON BCAST PREFIX {prefix}profile:v3:`; Redis pushes
+//!   every write (and expiry) of those keys to every instance, and the pushed
+//!   ids are dropped from the tier. While that connection is not established
+//!   the tier is flushed and bypassed. A reader's insert is guarded by
+//!   invalidation generations (a push processed between its GET and its
+//!   insert wins), and with `cache.local_strict` (default) a hit first passes
+//!   a barrier: the pushes sent before the read arrived are applied (see
+//!   `local.rs`). Off on a Redis Cluster (tracking is per node).
 //! - **Rate limit:** [`CacheClient::get_limited`] counts the lookup against
-//!   a per-address [`FixedWindow`](crate::limits::FixedWindow) in the same
-//!   Redis pipeline as the read, so a hit still costs one round trip; a
-//!   refused lookup loads nothing.
-//! - **Single-flight:** concurrent misses for one id cause one load; every
-//!   waiter gets its result (errors too: [`LoadError`] is cheap to clone).
-//!   A load first looks in Redis once more, so a miss that reaches the actor
-//!   just after the previous load landed is answered from Redis, not loaded
-//!   again.
+//!   a per-address [`FixedWindow`](crate::limits::FixedWindow) alongside the
+//!   read (and the barrier), so a hit costs one round trip; a refused lookup
+//!   loads nothing.
+//! - **Single-flight:** concurrent misses for one id that found the same
+//!   thing in Redis (nothing, or the same fence) cause one load; every waiter
+//!   gets its result (errors too: [`LoadError`] is cheap to clone). A load
+//!   first looks in Redis once more, so a miss that reaches the actor just
+//!   after the previous load landed is answered from Redis, not loaded again.
 //! - **Invalidation:** through an [`Invalidator`] (what a writer of profiles
-//!   holds). It deletes the key and answers only when no load that started
-//!   before it can still write an older value: a load in flight is marked
-//!   stale, its result is not served from the cache, the key is deleted
-//!   again once it lands, and only then is the invalidation answered.
+//!   holds). It replaces the key with a fresh fence (`cache.fence_ttl`) and
+//!   answers once it is written. A load fills Redis only if the key still
+//!   holds what it saw before reading the source (a Lua compare-and-set), so a
+//!   load on any instance that read the old profile can never store it over
+//!   the invalidation; a miss that sees the new fence does not join a load
+//!   that started before it (nor, on this instance, one in flight when the
+//!   invalidation came).
 //! - **Fail-open:** every Redis command has a short timeout. When Redis is
 //!   down or slow, reads go to the source (through the same single-flight),
 //!   the cache is marked degraded (a warning on the transition, a counter,
@@ -30,20 +44,23 @@
 //!
 //! # Throughput
 //! A hit needs none of the actor's state (the in-flight table matters only to
-//! misses and invalidations), so it does not pass through the mailbox: that
-//! hop, a task switch each way, was the largest cost of a cached read after
-//! Redis itself. The actor never awaits Redis or the source in its message
-//! loop: loads and deletes run in tasks of their own, held in a `JoinSet` in
-//! its state.
+//! misses and invalidations), so it does not pass through the mailbox. A hit
+//! in the tier sends no command for the profile (strict: a share of one PING
+//! on the tracking connection, run alongside the lookup counter). The actor
+//! never awaits Redis or the source in its message loop: loads and fences
+//! run in tasks of their own, held in a `JoinSet` in its state; the tracking
+//! task in a second one.
 //!
 //! # Failure and shutdown
 //! The actor holds only the in-flight table and its tasks. If it dies, its
 //! tasks are aborted with its state: waiting callers' reply ports are dropped
 //! (they get a prompt 503), an invalidation in flight is not confirmed (its
-//! writer logs it; the old value expires within `ttl`), and the restarted
-//! actor starts with an empty table; Redis keeps the cached values, and hits
-//! are served throughout. A graceful stop lets its tasks finish within the
-//! shutdown grace, then aborts the rest.
+//! writer logs it; the old value expires within `ttl`), the tracking task's
+//! end stops the tier from being served until the restarted actor tracks
+//! again, and the restarted actor starts with an empty table; Redis keeps the
+//! cached values, and hits are served throughout. A graceful stop ends
+//! tracking at once, lets its other tasks finish within the shutdown grace,
+//! then aborts the rest.
 //!
 //! # Dependencies
 //! The cache knows nothing of users: it is keyed by the profile document's
@@ -54,11 +71,14 @@ mod actor;
 mod client;
 mod config;
 mod entries;
+mod local;
 mod source;
 mod stats;
+mod tracking;
 
 pub(crate) use self::actor::{CacheActor, CacheArgs, CacheMsg};
 pub use self::client::{CacheClient, CacheError, Invalidator};
 pub use self::config::CacheConfig;
+pub(crate) use self::local::LocalTier;
 pub use self::source::{LoadError, ProfileJson, ProfileSource};
 pub use self::stats::CacheStats;

@@ -10,16 +10,37 @@ pub struct CacheStats {
     /// Profile loads from the source (one per single-flight group).
     pub loads: AtomicU64,
     pub sets: AtomicU64,
+    /// Fills refused: the key changed (an invalidation) since the load looked.
+    pub fills_refused: AtomicU64,
     pub invalidations: AtomicU64,
     /// Redis commands that failed or timed out.
     pub errors: AtomicU64,
+    /// The in-process tier: reads it answered, reads it did not (while
+    /// served), ids Redis invalidated, flushes (a flush push, tracking lost
+    /// or re-established).
+    pub local_hits: AtomicU64,
+    pub local_misses: AtomicU64,
+    pub local_invalidations: AtomicU64,
+    pub local_flushes: AtomicU64,
+    /// Entries in the tier, as of the tracking task's last check.
+    pub local_size: AtomicU64,
     degraded: AtomicBool,
+    tracking: AtomicBool,
 }
 
 impl CacheStats {
     /// Whether the last Redis command failed.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Whether the in-process tier is served (its tracking connection is up).
+    pub fn tracking(&self) -> bool {
+        self.tracking.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_tracking(&self, on: bool) {
+        self.tracking.store(on, Ordering::Relaxed);
     }
 
     pub(super) fn redis_ok(&self) {

@@ -192,6 +192,35 @@ impl RedisStore {
         self.bounded(connect).await
     }
 
+    /// A RESP3 connection of its own to the one server, whose push messages
+    /// (client-side caching invalidations; a disconnection notice when it
+    /// drops) go to `pushes`; commands on it are bounded by the store's
+    /// timeout. `None` on a cluster: tracking there is per node.
+    pub async fn push_connection(
+        &self,
+        pushes: impl redis::aio::AsyncPushSender,
+    ) -> Result<Option<MultiplexedConnection>, StoreError> {
+        let Target::Node(client) = &*self.target else {
+            return Ok(None);
+        };
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_push_sender(pushes);
+        let limit = self.timeout * 2;
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let conn = tokio::time::timeout(limit, connect)
+            .await
+            .map_err(|_| StoreError::Timeout("redis", limit))??;
+        Ok(Some(conn))
+    }
+
     /// Run one command with the store's timeout.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;

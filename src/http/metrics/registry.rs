@@ -207,6 +207,14 @@ struct CacheGauges {
     misses: Counter,
     errors: Counter,
     loads: Counter,
+    fills_refused: Counter,
+    invalidations: Counter,
+    local_hits: Counter,
+    local_misses: Counter,
+    local_invalidations: Counter,
+    local_flushes: Counter,
+    local_entries: Gauge,
+    local_tracking: Gauge,
     degraded: Gauge,
 }
 
@@ -222,12 +230,46 @@ impl CacheGauges {
                 &m.errors,
             ),
             ("cache_loads", "Profile loads from MongoDB", &m.loads),
+            (
+                "cache_fills_refused",
+                "Loads not stored: the profile was invalidated while they loaded",
+                &m.fills_refused,
+            ),
+            (
+                "cache_invalidations",
+                "Profile invalidations (writes) on this instance",
+                &m.invalidations,
+            ),
+            (
+                "cache_local_hits",
+                "Profile reads answered by the in-process tier",
+                &m.local_hits,
+            ),
+            (
+                "cache_local_misses",
+                "Profile reads the in-process tier did not hold (while served)",
+                &m.local_misses,
+            ),
+            (
+                "cache_local_invalidations",
+                "Ids invalidated in the in-process tier by Redis",
+                &m.local_invalidations,
+            ),
+            (
+                "cache_local_flushes",
+                "Flushes of the in-process tier (tracking lost or re-made, FLUSHALL)",
+                &m.local_flushes,
+            ),
         ];
         for (metric, help, counter) in counters {
             r.register(metric, help, counter.clone());
         }
         let help = "1 while Redis is unavailable";
         r.register("cache_degraded", help, m.degraded.clone());
+        let help = "Entries in the in-process tier";
+        r.register("cache_local_entries", help, m.local_entries.clone());
+        let help = "1 while the in-process tier is tracked by Redis (and served)";
+        r.register("cache_local_tracking", help, m.local_tracking.clone());
         m
     }
 
@@ -237,11 +279,21 @@ impl CacheGauges {
             (&self.misses, &cache.misses),
             (&self.errors, &cache.errors),
             (&self.loads, &cache.loads),
+            (&self.fills_refused, &cache.fills_refused),
+            (&self.invalidations, &cache.invalidations),
+            (&self.local_hits, &cache.local_hits),
+            (&self.local_misses, &cache.local_misses),
+            (&self.local_invalidations, &cache.local_invalidations),
+            (&self.local_flushes, &cache.local_flushes),
         ] {
             let n = figure.load(Ordering::Relaxed);
             counter.inner().store(n, Ordering::Relaxed);
         }
         self.degraded.set(i64::from(cache.degraded()));
+        let entries = cache.local_size.load(Ordering::Relaxed);
+        self.local_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.local_tracking.set(i64::from(cache.tracking()));
     }
 }
 
