@@ -61,15 +61,18 @@ pub struct EventsParams {
 
 /// An instance id as `?instance=` takes it: 1 to 128 visible ASCII
 /// characters other than `,` (ids are `host-pid-random`).
-fn instance_id(value: &str) -> Result<Scope, String> {
+fn instance_id(value: &str) -> Result<Scope, InvalidInstanceId> {
     let visible = |c: char| c.is_ascii_graphic() && c != ',';
     if value.is_empty() || value.len() > MAX_INSTANCE_ID || !value.chars().all(visible) {
-        return Err(format!(
-            "must be an instance id: 1 to {MAX_INSTANCE_ID} visible characters"
-        ));
+        return Err(InvalidInstanceId);
     }
     Ok(Scope::Instance(value.into()))
 }
+
+/// Why `?instance=` was refused (the problem's parameter message).
+#[derive(Debug, thiserror::Error)]
+#[error("must be an instance id: 1 to {} visible characters", MAX_INSTANCE_ID)]
+struct InvalidInstanceId;
 
 /// `?scope=`: `fleet` or `local`.
 fn scope(value: &str) -> Result<Scope, &'static str> {
