@@ -1,6 +1,5 @@
 //! The real binary, killed with SIGKILL mid-work and started again.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -10,40 +9,8 @@ use serde_json::{json, Value};
 use troupe_actors::queue::job::Job;
 
 use crate::helpers::{
-    all_jobs_completed, config_dir, eventually, free_port, test_settings, PASSWORD,
+    all_jobs_completed, eventually, free_port, start_binary, test_settings, PASSWORD,
 };
-
-struct Process {
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_binary(settings: &troupe::config::Settings, port: u16) -> Process {
-    use secrecy::ExposeSecret;
-    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .env("TROUPE_CONFIG_DIR", config_dir())
-        .env("TROUPE_ENV", "test")
-        .env("PORT", port.to_string())
-        .env("MONGODB_URI", settings.mongodb.uri.expose_secret())
-        .env("MONGODB_DB", &settings.mongodb.database)
-        .env("REDIS_URL", settings.redis.url.expose_secret())
-        .env("REDIS_KEY_PREFIX", &settings.redis.key_prefix)
-        .env("LOG_DIR", &settings.log.dir)
-        .env("TROUPE__MAIL__OUTBOX_DIR", &settings.mail.outbox_dir)
-        .env("TROUPE__QUEUE__LEASE", "2s")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the troupe binary");
-    Process { child }
-}
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     eventually(
@@ -90,7 +57,7 @@ async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes()
         .collect();
     jobs.insert_many(&backlog).await.unwrap();
 
-    let mut process = start_binary(&settings, port);
+    let mut process = start_binary(&settings, port, "2s");
     wait_ready(&client, &base).await;
     let signups: Vec<String> = (0..20)
         .map(|i| format!("crash-{i}-{}@example.com", &settings.mongodb.database))
@@ -134,7 +101,7 @@ async fn after_sigkill_and_restart_every_acknowledged_signup_and_job_completes()
         .unwrap();
     assert!(left > 0, "the kill came before the backlog drained");
 
-    let _restarted = start_binary(&settings, port);
+    let _restarted = start_binary(&settings, port, "2s");
     wait_ready(&client, &base).await;
     all_jobs_completed(&db, Duration::from_secs(300)).await;
 

@@ -4,19 +4,17 @@
 //! within the heartbeat TTL instead of the lease.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::queue::job::Job;
 
 use crate::helpers::{
-    assert_problem, config_dir, eventually, free_port, spawn_app, start, test_settings, TestApp,
+    assert_problem, eventually, free_port, spawn_app, start, start_binary, test_settings, TestApp,
 };
 
 /// `n` more instances of `first`'s fleet: its database and Redis prefix.
@@ -331,39 +329,9 @@ async fn without_redis_the_registry_fails_open_counts_its_failures_and_shutdown_
     );
 }
 
-struct Process {
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real binary on `port`, in the fleet `settings` names, with 30 s
-/// leases: a job it holds comes back sooner only through failover.
-fn start_binary(settings: &Settings, port: u16) -> Process {
-    use secrecy::ExposeSecret;
-    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .env("TROUPE_CONFIG_DIR", config_dir())
-        .env("TROUPE_ENV", "test")
-        .env("PORT", port.to_string())
-        .env("MONGODB_URI", settings.mongodb.uri.expose_secret())
-        .env("MONGODB_DB", &settings.mongodb.database)
-        .env("REDIS_URL", settings.redis.url.expose_secret())
-        .env("REDIS_KEY_PREFIX", &settings.redis.key_prefix)
-        .env("LOG_DIR", &settings.log.dir)
-        .env("TROUPE__MAIL__OUTBOX_DIR", &settings.mail.outbox_dir)
-        .env("TROUPE__QUEUE__LEASE", "30s")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the troupe binary");
-    Process { child }
-}
+/// Leases of the killed binary: a job it holds comes back sooner only
+/// through failover.
+const VICTIM_LEASE: &str = "30s";
 
 #[tokio::test]
 async fn a_sigkilled_instances_jobs_complete_elsewhere_within_the_heartbeat_ttl() {
@@ -373,7 +341,7 @@ async fn a_sigkilled_instances_jobs_complete_elsewhere_within_the_heartbeat_ttl(
     let (port, token) = (free_port(), settings.ops.token.expose_secret().to_owned());
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut victim = start_binary(&settings, port);
+    let mut victim = start_binary(&settings, port, VICTIM_LEASE);
     let victim_id: String = eventually(Duration::from_secs(30), "the binary in the fleet", || {
         let request = client
             .get(format!("{base}/ops/cluster"))

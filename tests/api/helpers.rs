@@ -506,3 +506,39 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The real `troupe` binary, killed (and waited for) when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the real binary on `port` with `settings`' stores, prefix, log
+/// and outbox directories, and job leases of `lease` (a humantime string).
+pub fn start_binary(settings: &Settings, port: u16, lease: &str) -> Process {
+    use secrecy::ExposeSecret;
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE_ENV", "test")
+        .env("PORT", port.to_string())
+        .env("MONGODB_URI", settings.mongodb.uri.expose_secret())
+        .env("MONGODB_DB", &settings.mongodb.database)
+        .env("REDIS_URL", settings.redis.url.expose_secret())
+        .env("REDIS_KEY_PREFIX", &settings.redis.key_prefix)
+        .env("LOG_DIR", &settings.log.dir)
+        .env("TROUPE__MAIL__OUTBOX_DIR", &settings.mail.outbox_dir)
+        .env("TROUPE__QUEUE__LEASE", lease)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the troupe binary");
+    Process { child }
+}
