@@ -1,0 +1,129 @@
+//! A headless chromium for the console test: `chromedriver` started on a
+//! free port as a child process in a process group of its own (so the
+//! chromium it starts goes with it), a WebDriver session through
+//! fantoccini, and small DOM helpers that wait for conditions.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, free_port};
+
+/// What to install when the browser is missing.
+const INSTALL: &str =
+    "run `scripts/services tools` (it installs Debian's chromium and chromium-driver)";
+
+/// The chromedriver process group, killed (and reaped) when dropped.
+pub struct Chromedriver {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and any chromium it started.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start chromedriver and wait until it accepts connections.
+pub async fn chromedriver() -> Chromedriver {
+    for tool in ["chromedriver", "chromium"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(found, "`{tool}` was not found or did not run: {INSTALL}");
+    }
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|err| panic!("could not start chromedriver ({err}): {INSTALL}"));
+    let driver = Chromedriver { child, port };
+    eventually(
+        Duration::from_secs(10),
+        "chromedriver to listen",
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        },
+    )
+    .await;
+    driver
+}
+
+/// A headless chromium session at 1280×800.
+pub async fn session(driver: &Chromedriver) -> Client {
+    let mut options = json!({
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,800",
+            "--disable-gpu",
+            "--no-first-run",
+        ]
+    });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        options["binary"] = json!("/usr/bin/chromium");
+    }
+    let capabilities = json!({ "goog:chromeOptions": options });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .unwrap_or_else(|err| panic!("no chromium session ({err}): {INSTALL}"))
+}
+
+/// Evaluate `script` (a function body that `return`s) in the page.
+pub async fn js(client: &Client, script: &str) -> Value {
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|err| panic!("script failed ({err}): {script}"))
+}
+
+/// Poll `script` until it returns something truthy (not null, false, 0 or
+/// ""), then return that; panic after `deadline`, naming `what`.
+pub async fn until(client: &Client, deadline: Duration, what: &str, script: &str) -> Value {
+    eventually(deadline, what, || async {
+        let value = js(client, script).await;
+        let truthy = match &value {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            _ => true,
+        };
+        truthy.then_some(value)
+    })
+    .await
+}
+
+/// Save a PNG screenshot of the window under target/console-screenshots/.
+pub async fn screenshot(client: &Client, name: &str) -> std::path::PathBuf {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    let path = dir.join(name);
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(&path, png).expect("write screenshot");
+    path
+}
