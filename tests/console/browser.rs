@@ -92,6 +92,21 @@ pub async fn session(driver: &Chromedriver) -> Client {
         .unwrap_or_else(|err| panic!("no chromium session ({err}): {INSTALL}"))
 }
 
+/// Size the window so that the page's viewport is `width`×`height` (the
+/// window's frame, if any, is added).
+pub async fn viewport(client: &Client, width: u32, height: u32) {
+    client
+        .set_window_size(width, height)
+        .await
+        .expect("window size");
+    let inner = js(client, "return [window.innerWidth, window.innerHeight]").await;
+    let frame = |i: usize, asked: u32| asked.saturating_sub(inner[i].as_u64().unwrap_or(0) as u32);
+    let (w, h) = (width + frame(0, width), height + frame(1, height));
+    if (w, h) != (width, height) {
+        client.set_window_size(w, h).await.expect("window size");
+    }
+}
+
 /// Evaluate `script` (a function body that `return`s) in the page.
 pub async fn js(client: &Client, script: &str) -> Value {
     client
@@ -117,12 +132,13 @@ pub async fn until(client: &Client, deadline: Duration, what: &str, script: &str
     .await
 }
 
-/// Save a PNG screenshot of the window under target/console-screenshots/.
+/// Save a PNG screenshot of the viewport, scrolled to the top, under target/console-screenshots/.
 pub async fn screenshot(client: &Client, name: &str) -> std::path::PathBuf {
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot directory");
     let path = dir.join(name);
+    js(client, "window.scrollTo(0, 0); return true").await;
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(&path, png).expect("write screenshot");
     path

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use troupe_actors::queue::handlers::JobHandlers;
 
-use browser::{js, screenshot, session, until};
+use browser::{js, screenshot, session, until, viewport};
 use helpers::{spawn_app_with_jobs, unique_email, TestApp};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -75,6 +75,7 @@ async fn the_console_shows_the_system_live_and_acts_on_it() {
 
 async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: ObjectId) {
     client.goto(&app.url("/ops/console")).await.unwrap();
+    viewport(client, 1280, 800).await;
     // The stylesheet applied (the CSP let it in).
     let background = js(
         client,
@@ -90,6 +91,21 @@ async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: 
     screenshot(client, "console-1280x800.png").await;
     fits_a_phone(client).await;
     sign_out_forgets_the_token(app, client).await;
+    no_log_line_holds_the_token(app);
+}
+
+/// The token went only into Authorization headers: no log file has it.
+fn no_log_line_holds_the_token(app: &TestApp) {
+    let token = app.settings.ops.token.expose_secret();
+    for entry in std::fs::read_dir(helpers::log_dir()).expect("the log directory") {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !text.contains(token),
+            "{} holds the ops token",
+            path.display()
+        );
+    }
 }
 
 /// The field labelled "Ops token": a wrong token gets a clear message, the
@@ -244,6 +260,46 @@ async fn sign_up_shows_as_an_event(app: &TestApp, client: &Client) {
            .some(li => li.textContent.includes('{id}'))"
     );
     until(client, WAIT, "UserCreated in the event list", &script).await;
+
+    // The kind filter reconnects with ?kinds=: only that kind from then on.
+    client
+        .find(Locator::Css("#event-kind option[value='UserCreated']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        WAIT,
+        "the filtered stream",
+        "return document.getElementById('events-state').textContent === 'live: UserCreated'",
+    )
+    .await;
+    client
+        .find(Locator::Id("events-clear"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    app.signup(&unique_email()).await;
+    until(
+        client,
+        WAIT,
+        "the second UserCreated",
+        "return document.querySelectorAll('#event-list li').length === 1",
+    )
+    .await;
+    // Its welcome job completing (JobCompleted) does not show.
+    let welcome = doc! {"type": "user.created"};
+    app.wait_for_jobs(welcome, "completed", 2, WAIT).await;
+    let kinds = js(
+        client,
+        "return [...document.querySelectorAll('#event-list li')].map(li => li.dataset.kind)",
+    )
+    .await;
+    assert_eq!(kinds, serde_json::json!(["UserCreated"]));
 }
 
 /// The failed job: its attempt history, then Retry; it leaves the failed
@@ -313,7 +369,7 @@ async fn fits_a_phone(client: &Client) {
     .await;
     assert_eq!(overflow, 0, "horizontal overflow at {width} px");
     screenshot(client, "console-390.png").await;
-    client.set_window_size(1280, 800).await.unwrap();
+    viewport(client, 1280, 800).await;
 }
 
 /// Sign out: back to the form, and no session storage value holds the token.

@@ -14,7 +14,7 @@ const MARK_MS = 6000;
 
 /** The previous poll, per actor: for rates and to notice restarts. */
 let previous = new Map();
-/** Actors marked recently: name → { until, text }. */
+/** Actors marked recently: name → { since, until, text }. */
 const marks = new Map();
 let faultsOn = false;
 
@@ -38,12 +38,12 @@ function notice(node, now) {
   const before = previous.get(node.name);
   if (!before) return;
   if (node.status === "escalated" && before.status !== "escalated") {
-    marks.set(node.name, { until: now + MARK_MS, text: "escalated" });
+    marks.set(node.name, { since: now, until: now + MARK_MS, text: "escalated" });
   } else if (node.restarts > before.restarts) {
     const n = node.restarts - before.restarts;
-    marks.set(node.name, { until: now + MARK_MS, text: n > 1 ? `restarted ×${n}` : "restarted" });
+    marks.set(node.name, { since: now, until: now + MARK_MS, text: n > 1 ? `restarted ×${n}` : "restarted" });
   } else if (before.id && node.id && before.id !== node.id && node.status === "running") {
-    marks.set(node.name, { until: now + MARK_MS, text: "new id" });
+    marks.set(node.name, { since: now, until: now + MARK_MS, text: "new id" });
   }
 }
 
@@ -86,6 +86,9 @@ function row(node, depth, now) {
     failureCell(node),
   );
   if (faultsOn) tr.append(el("td", { class: "faults" }, node.supervisor ? faultButtons(node.name) : null));
+  // The row is redrawn every poll: start its fade where the last one was
+  // (a negative delay, set through the CSSOM, which the CSP allows).
+  if (mark) tr.style.setProperty("--mark-delay", `${mark.since - now}ms`);
   return tr;
 }
 

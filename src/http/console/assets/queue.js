@@ -22,7 +22,8 @@ let samples = [];
 let controls = { pauses: false };
 
 function counts(stats) {
-  const item = (term, value, cls = "") => [el("dt", {}, term), el("dd", { class: cls, dataset: { count: term } }, value)];
+  // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
+  const item = (term, value, cls = "") => el("div", { class: "count" }, el("dt", {}, term), el("dd", { class: cls, dataset: { count: term } }, value));
   return [
     item("pending", num(stats.pending)),
     item("processing", num(stats.processing)),
@@ -30,7 +31,7 @@ function counts(stats) {
     item("failed", num(stats.failed), stats.failed > 0 ? "bad" : ""),
     item("done last min", num(stats.completed_last_minute)),
     item("oldest pending", age(stats.oldest_pending_age_seconds)),
-  ].flat();
+  ];
 }
 
 /** Add a sample; derive throughput from the previous one. */
@@ -160,18 +161,19 @@ async function drawPauses() {
   const box = byId("queue-controls");
   try {
     const pauses = await get("/jobs/pauses");
-    const toggle = async (method) => {
+    const toggle = async (method, type) => {
       try {
-        await call(method, "/jobs/pauses", {});
+        await call(method, "/jobs/pauses", type ? { type } : {});
       } catch (error) {
         showError(byId("queue-error"), describe(error));
       }
       await drawPauses();
     };
     fill(box,
-      el("span", {}, pauses.queue ? "Queue paused" : "Queue running"),
-      pauses.types?.length ? el("span", { class: "muted" }, ` (paused types: ${pauses.types.join(", ")})`) : null,
-      el("button", { type: "button", class: "small secondary", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"));
+      el("span", { class: `pill ${pauses.queue ? "down" : "running"}` }, pauses.queue ? "queue paused" : "queue running"),
+      el("button", { type: "button", class: "small secondary", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"),
+      (pauses.types || []).map((type) =>
+        el("button", { type: "button", class: "small secondary", "aria-label": `Resume jobs of type ${type}`, onclick: () => toggle("DELETE", type) }, `Resume ${type}`)));
   } catch (error) {
     showError(byId("queue-error"), describe(error));
   }
