@@ -1,8 +1,8 @@
 // The queue panel.
 // - Counts: GET /jobs/stats every 2 s.
 // - Charts: depth (pending + processing) and throughput (completions per
-//   minute, from the difference between two samples' `completed`) over the
-//   last 10 minutes. The history is sampled by this page since it opened
+//   minute, from the rise of `completed` over the last 20 s of samples) over
+//   the last 10 minutes (or since the page opened, if that is shorter). The history is sampled by this page since it opened
 //   (at most WINDOW_MS / STATS_MS points), not kept by the server.
 // - A job list by status (failed by default, with Retry), every 5 s and
 //   after each action; clicking a job shows its attempt history
@@ -34,22 +34,26 @@ function counts(stats) {
   ];
 }
 
-/** Add a sample; derive throughput from the previous one. */
+/** How far back a throughput point looks: smooths the 2 s samples' jitter. */
+const RATE_SPAN_MS = 20000;
+
+/** Add a sample; throughput is completions over the last RATE_SPAN_MS. */
 function record(stats, now) {
-  const before = samples[samples.length - 1];
+  const base = samples.find((s) => s.t >= now - RATE_SPAN_MS);
   let perMinute = null;
-  if (before && now > before.t) {
+  if (base && now > base.t) {
     // Pruning removes completed jobs, so the count can fall: clamp at 0.
-    perMinute = (Math.max(0, stats.completed - before.completed) * 60000) / (now - before.t);
+    perMinute = (Math.max(0, stats.completed - base.completed) * 60000) / (now - base.t);
   }
   samples.push({ t: now, completed: stats.completed, depth: stats.pending + stats.processing, perMinute });
   samples = samples.filter((s) => s.t >= now - WINDOW_MS);
 }
 
 function drawCharts() {
-  draw(byId("chart-depth"), samples.map((s) => ({ t: s.t, v: s.depth })), WINDOW_MS, "Queue depth");
+  const since = samples.length ? samples[0].t : Date.now();
+  draw(byId("chart-depth"), samples.map((s) => ({ t: s.t, v: s.depth })), since, WINDOW_MS, "Queue depth");
   const rates = samples.filter((s) => s.perMinute !== null).map((s) => ({ t: s.t, v: s.perMinute }));
-  draw(byId("chart-throughput"), rates, WINDOW_MS, "Jobs completed per minute");
+  draw(byId("chart-throughput"), rates, since, WINDOW_MS, "Jobs completed per minute");
 }
 
 async function pollStats() {
