@@ -92,6 +92,48 @@ pub async fn session(driver: &Chromedriver) -> Client {
         .unwrap_or_else(|err| panic!("no chromium session ({err}): {INSTALL}"))
 }
 
+/// Run `scenario` in a fresh chromium session; the session (and its
+/// chromium) is closed and chromedriver stopped whatever happens, then the
+/// scenario's panic, if any, is reported.
+pub async fn drive<F, Fut>(scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt;
+    let driver = chromedriver().await;
+    let client = session(&driver).await;
+    let started = std::time::Instant::now();
+    let outcome = std::panic::AssertUnwindSafe(scenario(client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    drop(driver);
+    eprintln!("browser scenario took {:?}", started.elapsed());
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Sign in through the form with `token` (typed into the field its label names).
+pub async fn sign_in(client: &Client, token: &str) {
+    let label = client
+        .find(fantoccini::Locator::XPath(
+            "//label[normalize-space()='Ops token']",
+        ))
+        .await
+        .expect("a label reading \"Ops token\"");
+    let id = label
+        .attr("for")
+        .await
+        .unwrap()
+        .expect("the label names its field");
+    let field = client.find(fantoccini::Locator::Id(&id)).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    let submit = fantoccini::Locator::Css("#sign-in-form button[type=submit]");
+    client.find(submit).await.unwrap().click().await.unwrap();
+}
+
 /// Size the window so that the page's viewport is `width`×`height` (the
 /// window's frame, if any, is added).
 pub async fn viewport(client: &Client, width: u32, height: u32) {

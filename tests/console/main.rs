@@ -12,16 +12,15 @@ mod browser;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use futures::FutureExt;
 use mongodb::bson::{doc, oid::ObjectId, Document};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use troupe_actors::queue::handlers::JobHandlers;
 
-use browser::{js, screenshot, session, until, viewport};
+use browser::{js, screenshot, until, viewport};
 use helpers::{spawn_app_with_jobs, unique_email, TestApp};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -49,8 +48,13 @@ fn names(node: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// One browser at a time: the restart check has a 2 s deadline, and two
+/// chromiums on a small CI machine would eat into it.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn the_console_shows_the_system_live_and_acts_on_it() {
+    let _browser = ONE_BROWSER.lock().await;
     let broken = Arc::new(AtomicBool::new(true));
     let app =
         spawn_app_with_jobs(|s| s.queue.max_attempts = 1, flaky_handlers(broken.clone())).await;
@@ -59,18 +63,8 @@ async fn the_console_shows_the_system_live_and_acts_on_it() {
     app.wait_for_jobs(doc! {"_id": job}, "failed", 1, WAIT)
         .await;
 
-    let driver = browser::chromedriver().await;
-    let client = session(&driver).await;
-    let started = Instant::now();
-    // Close the session (and its chromium) whatever happens, then report.
-    let outcome = std::panic::AssertUnwindSafe(walk_through(&app, &client, &broken, job))
-        .catch_unwind()
-        .await;
-    let _ = client.clone().close().await;
-    eprintln!("browser walk-through took {:?}", started.elapsed());
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let (app, broken) = (&app, &broken);
+    browser::drive(|client| async move { walk_through(app, &client, broken, job).await }).await;
 }
 
 async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: ObjectId) {
@@ -88,6 +82,7 @@ async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: 
     restart_shows_within_two_seconds(app, client).await;
     sign_up_shows_as_an_event(app, client).await;
     job_history_and_retry(app, client, broken, job).await;
+    fleet_shows_this_instance_and_its_tree(app, client).await;
     screenshot(client, "console-1280x800.png").await;
     fits_a_phone(client).await;
     sign_out_forgets_the_token(app, client).await;
@@ -111,20 +106,7 @@ fn no_log_line_holds_the_token(app: &TestApp) {
 /// The field labelled "Ops token": a wrong token gets a clear message, the
 /// right one opens the console.
 async fn sign_in(app: &TestApp, client: &Client) {
-    let label = client
-        .find(Locator::XPath("//label[normalize-space()='Ops token']"))
-        .await
-        .expect("a label reading \"Ops token\"");
-    let id = label
-        .attr("for")
-        .await
-        .unwrap()
-        .expect("the label names its field");
-    let field = client.find(Locator::Id(&id)).await.unwrap();
-    let submit = Locator::Css("#sign-in-form button[type=submit]");
-
-    field.send_keys("not-the-ops-token").await.unwrap();
-    client.find(submit).await.unwrap().click().await.unwrap();
+    browser::sign_in(client, "not-the-ops-token").await;
     let message = until(
         client,
         WAIT,
@@ -134,11 +116,7 @@ async fn sign_in(app: &TestApp, client: &Client) {
     .await;
     assert!(message.as_str().unwrap().contains("refused"), "{message}");
 
-    field
-        .send_keys(app.settings.ops.token.expose_secret())
-        .await
-        .unwrap();
-    client.find(submit).await.unwrap().click().await.unwrap();
+    browser::sign_in(client, app.settings.ops.token.expose_secret()).await;
     until(
         client,
         WAIT,
@@ -352,6 +330,34 @@ async fn job_history_and_retry(app: &TestApp, client: &Client, broken: &AtomicBo
         .await;
 }
 
+/// The fleet panel lists this instance; choosing it shows its tree.
+async fn fleet_shows_this_instance_and_its_tree(app: &TestApp, client: &Client) {
+    let me = app.state.actors.fleet.instance().to_owned();
+    let item = format!("#instance-list li[data-instance='{me}'] button");
+    until(
+        client,
+        WAIT,
+        "this instance in the fleet",
+        &format!("return document.querySelector(\"{item}\") !== null"),
+    )
+    .await;
+    client
+        .find(Locator::Css(&item))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let tree: Value = app.get_ops("/ops/actors").await.json().await.unwrap();
+    let mut expected = Vec::new();
+    names(&tree, &mut expected);
+    let script = format!(
+        "return document.querySelectorAll('#instance-tree tbody tr').length === {}",
+        expected.len()
+    );
+    until(client, WAIT, "this instance's tree", &script).await;
+}
+
 /// At 390 px the page does not scroll sideways.
 async fn fits_a_phone(client: &Client) {
     client.set_window_size(390, 844).await.unwrap();
@@ -404,4 +410,19 @@ async fn sign_out_forgets_the_token(app: &TestApp, client: &Client) {
     )
     .await;
     assert_eq!(rows, 0, "the signed-out page keeps no data");
+}
+
+#[tokio::test]
+async fn fault_buttons_are_hidden_when_fault_injection_is_off() {
+    let _browser = ONE_BROWSER.lock().await;
+    let app = helpers::spawn_app_with(|s| s.ops.fault_injection = false).await;
+    let app = &app;
+    browser::drive(|client| async move {
+        client.goto(&app.url("/ops/console")).await.unwrap();
+        browser::sign_in(&client, app.settings.ops.token.expose_secret()).await;
+        until(&client, WAIT, "the actor rows", "return document.querySelector('tr[data-actor=\"cache\"]') !== null").await;
+        let shown = js(&client, "return [document.querySelectorAll('button[data-fault]').length, document.querySelector('th.faults-col').hidden]").await;
+        assert_eq!(shown, serde_json::json!([0, true]));
+    })
+    .await;
 }

@@ -70,7 +70,8 @@ export function every(ms, task) {
   const run = async () => {
     if (stopped) return;
     try {
-      await task();
+      // A tab in the background skips its polls (a forgotten tab costs nothing).
+      if (!document.hidden) await task();
     } finally {
       if (!stopped) timer = setTimeout(run, ms);
     }

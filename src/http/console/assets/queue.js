@@ -118,6 +118,12 @@ async function pollJobs() {
   }
 }
 
+/** Hide the detail box; focus goes back to the job's entry in the list. */
+function closeJob(id) {
+  byId("job-detail").hidden = true;
+  byId("job-list").querySelector(`li[data-job="${CSS.escape(id)}"] .job-open`)?.focus();
+}
+
 /** A job's attempts, oldest first, in the detail box. */
 async function showJob(id) {
   const box = byId("job-detail");
@@ -135,7 +141,7 @@ async function showJob(id) {
     fill(box,
       el("div", { class: "panel-head" },
         el("h3", {}, `${job.type} `, el("span", { class: "muted mono" }, job.id)),
-        el("button", { type: "button", class: "small secondary", onclick: () => { box.hidden = true; } }, "Close")),
+        el("button", { type: "button", class: "small secondary", onclick: () => closeJob(id) }, "Close")),
       el("p", {}, `status ${job.status} · attempts ${job.attempts}/${job.maxAttempts} · created ${clock(job.createdAt)}`),
       attempts.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "history" },
