@@ -48,14 +48,14 @@ function notice(node, now) {
 }
 
 function statusCell(node) {
-  return el("td", { class: "status" }, el("span", { class: `pill ${node.status}` }, node.status));
+  return el("td", { class: "status", dataset: { label: "Status" } }, el("span", { class: `pill ${node.status}` }, node.status));
 }
 
 function failureCell(node) {
   const failure = node.last_failure;
-  if (!failure) return el("td", { class: "failure muted" }, "–");
+  if (!failure) return el("td", { class: "failure muted", dataset: { label: "Last failure" } }, "–");
   const when = failure.at ? `${clock(failure.at)} ` : "";
-  return el("td", { class: "failure", title: failure.reason }, `${when}${failure.reason}`);
+  return el("td", { class: "failure", title: failure.reason, dataset: { label: "Last failure" } }, `${when}${failure.reason}`);
 }
 
 function nameCell(node, depth, mark) {
@@ -78,14 +78,14 @@ function row(node, depth, now) {
     { dataset: { actor: node.name }, class: [mark ? "marked" : "", node.status !== "running" ? "unhealthy" : ""].join(" ") },
     nameCell(node, depth, mark),
     statusCell(node),
-    el("td", { class: "num backlog" }, num(node.mailbox_backlog)),
-    el("td", { class: "num rate" }, num(rate(node, now), 1)),
-    el("td", { class: "num p99" }, num(p99, 1)),
-    el("td", { class: "num restarts" }, num(node.restarts)),
-    el("td", { class: `num budget ${budget === 0 ? "exhausted" : ""}` }, budget === null ? "–" : num(budget)),
+    el("td", { class: "num backlog", dataset: { label: "Backlog" } }, num(node.mailbox_backlog)),
+    el("td", { class: "num rate", dataset: { label: "Msg/s" } }, num(rate(node, now), 1)),
+    el("td", { class: "num p99", dataset: { label: "p99 ms" } }, num(p99, 1)),
+    el("td", { class: "num restarts", dataset: { label: "Restarts" } }, num(node.restarts)),
+    el("td", { class: `num budget ${budget === 0 ? "exhausted" : ""}`, dataset: { label: "Budget" } }, budget === null ? "–" : num(budget)),
     failureCell(node),
   );
-  if (faultsOn) tr.append(el("td", { class: "faults" }, node.supervisor ? faultButtons(node.name) : null));
+  if (faultsOn) tr.append(el("td", { class: "faults", dataset: { label: "Fault" } }, node.supervisor ? faultButtons(node.name) : null));
   // The row is redrawn every poll: start its fade where the last one was
   // (a negative delay, set through the CSSOM, which the CSP allows).
   if (mark) tr.style.setProperty("--mark-delay", `${mark.since - now}ms`);

@@ -31,6 +31,16 @@ export function faultButtons(actor) {
 }
 
 let pending = null;
+let noticeTimer = null;
+
+/** Say what was done in the header's status line for a few seconds. */
+function notify(text) {
+  const line = byId("connection");
+  const before = line.dataset.signedIn || "";
+  line.textContent = text;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { line.textContent = before; }, 5000);
+}
 
 /** Open the dialog for one fault. */
 function confirmFault(actor, kind) {
@@ -66,7 +76,7 @@ async function inject(event) {
   if (kind === "delay") body.delay_ms = Number(byId("confirm-delay-ms").value);
   try {
     await post(`/ops/actors/${encodeURIComponent(actor)}/fault`, body);
-    byId("connection").textContent = `${kind} armed on ${actor}`;
+    notify(`${kind} armed on ${actor}`);
     close();
   } catch (error) {
     byId("confirm-text").textContent = describe(error);

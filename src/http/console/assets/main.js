@@ -19,6 +19,7 @@ function showSignIn(message = "") {
   byId("sign-in").hidden = false;
   byId("sign-in-error").textContent = message;
   byId("connection").textContent = "";
+  delete byId("connection").dataset.signedIn;
   byId("ops-token").focus();
 }
 
@@ -47,7 +48,9 @@ async function open() {
   byId("sign-in").hidden = true;
   byId("console").hidden = false;
   byId("sign-out").hidden = false;
-  byId("connection").textContent = `signed in · instance ${config.instance}${config.faultInjection ? " · fault injection on" : ""}`;
+  const line = byId("connection");
+  line.dataset.signedIn = `signed in · instance ${config.instance}${config.faultInjection ? " · fault injection on" : ""}`;
+  line.textContent = line.dataset.signedIn;
   stopPanels();
   stops = PANELS.map((panel) => panel.start(config));
 }
