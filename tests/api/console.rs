@@ -83,6 +83,7 @@ async fn an_unknown_asset_is_a_404_under_the_assets_route_label() {
         "/ops/console/assets/nope.js",
         "/ops/console/assets/index.html",
         "/ops/console/assets/..%2F..%2FCargo.toml",
+        "/ops/console/assets/%FF",
     ] {
         let response = app.get(path).await;
         assert_locked_down(&response, path);
@@ -125,4 +126,16 @@ async fn the_console_config_needs_the_ops_token() {
     assert_eq!(config["instance"], app.state.actors.fleet.instance());
     let kinds = config["eventKinds"].as_array().unwrap();
     assert!(kinds.iter().any(|k| k == "UserCreated"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn the_console_config_says_when_fault_injection_is_off() {
+    let app = crate::helpers::spawn_app_with(|s| s.ops.fault_injection = false).await;
+    let config: Value = app
+        .get_ops("/ops/console/config")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["faultInjection"], false);
 }

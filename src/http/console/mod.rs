@@ -19,6 +19,7 @@
 //! (ops token): what the page adapts to. Only the last is in the OpenAPI
 //! document; the page and its assets are not part of the API.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -66,9 +67,11 @@ macro_rules! asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-/// The page's files. `index.html` is served at `/ops/console` itself.
+/// The page, served at `/ops/console` itself.
+const PAGE: Asset = asset!("index.html", "text/html; charset=utf-8");
+
+/// Its files, served under `/ops/console/assets/`.
 const ASSETS: &[Asset] = &[
-    asset!("index.html", "text/html; charset=utf-8"),
     asset!("console.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("main.js", JS),
@@ -102,16 +105,14 @@ fn serve(asset: &Asset) -> Response {
 
 /// `GET /ops/console`: the page (anonymous: it holds no data).
 async fn page() -> Response {
-    find("index.html").map_or_else(
-        || ApiError::NotFound("no console".into()).into_response(),
-        serve,
-    )
+    serve(&PAGE)
 }
 
-/// `GET /ops/console/assets/{file}`: one of the page's files, or 404.
-async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
-    find(&file)
-        .filter(|asset| asset.name != "index.html")
+/// `GET /ops/console/assets/{file}`: one of the page's files, or 404 (also
+/// for a name that is not UTF-8 once percent-decoded).
+async fn asset(file: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    file.ok()
+        .and_then(|Path(file)| find(&file))
         .map(serve)
         .ok_or_else(|| ApiError::NotFound("no such console asset".into()))
 }
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn every_asset_the_page_names_is_embedded() {
-        let page = std::str::from_utf8(find("index.html").unwrap().body).unwrap();
+        let page = std::str::from_utf8(PAGE.body).unwrap();
         for part in page.split("/ops/console/assets/").skip(1) {
             let name = part.split('"').next().unwrap();
             assert!(
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn no_asset_has_inline_script_or_style() {
-        let page = std::str::from_utf8(find("index.html").unwrap().body).unwrap();
+        let page = std::str::from_utf8(PAGE.body).unwrap();
         assert!(!page.contains("<script>") && !page.contains("style="));
         assert!(
             !page.contains("<style"),
