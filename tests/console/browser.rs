@@ -80,7 +80,12 @@ pub async fn session(driver: &Chromedriver) -> Client {
     if std::path::Path::new("/usr/bin/chromium").exists() {
         options["binary"] = json!("/usr/bin/chromium");
     }
-    let capabilities = json!({ "goog:chromeOptions": options });
+    // The page's console messages (script errors, CSP refusals) are kept
+    // for `console_errors`.
+    let capabilities = json!({
+        "goog:chromeOptions": options,
+        "goog:loggingPrefs": { "browser": "ALL" },
+    });
     let Value::Object(capabilities) = capabilities else {
         unreachable!()
     };
@@ -104,9 +109,23 @@ where
     let driver = chromedriver().await;
     let client = session(&driver).await;
     let started = std::time::Instant::now();
-    let outcome = std::panic::AssertUnwindSafe(scenario(client.clone()))
-        .catch_unwind()
-        .await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        scenario(client.clone()).await;
+        // No script error and no CSP refusal on the way. The 401s of a
+        // wrong token are answers the page handles; the browser logs them
+        // as failed loads all the same.
+        let errors: Vec<String> = console_errors(&client, driver.port)
+            .await
+            .into_iter()
+            .filter(|message| !message.contains("status of 401"))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "the page's console has errors: {errors:#?}"
+        );
+    })
+    .catch_unwind()
+    .await;
     let _ = client.close().await;
     drop(driver);
     eprintln!("browser scenario took {:?}", started.elapsed());
@@ -132,6 +151,29 @@ pub async fn sign_in(client: &Client, token: &str) {
     field.send_keys(token).await.unwrap();
     let submit = fantoccini::Locator::Css("#sign-in-form button[type=submit]");
     client.find(submit).await.unwrap().click().await.unwrap();
+}
+
+/// The page's console messages of level SEVERE since the last call (script
+/// errors, CSP refusals, failed loads), through chromedriver's log endpoint.
+pub async fn console_errors(client: &Client, driver_port: u16) -> Vec<String> {
+    let session = client.session_id().await.unwrap().expect("a session");
+    let url = format!("http://127.0.0.1:{driver_port}/session/{session}/se/log");
+    let answer: Value = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "type": "browser" }))
+        .send()
+        .await
+        .expect("chromedriver's log endpoint")
+        .json()
+        .await
+        .expect("log entries");
+    answer["value"]
+        .as_array()
+        .expect("log entries")
+        .iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Size the window so that the page's viewport is `width`×`height` (the

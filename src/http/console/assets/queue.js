@@ -7,8 +7,9 @@
 // - A job list by status (failed by default, with Retry), every 5 s and
 //   after each action; clicking a job shows its attempt history
 //   (GET /jobs/{id}).
-// - Job controls of #18 (cancel, pause/resume) appear only when the server
-//   answers GET /jobs/pauses, so this page works before and after them.
+// - Job controls of #18 (cancel, pause/resume) appear only when the
+//   server's OpenAPI document has their routes, so this page works before
+//   and after them.
 
 import { get, post, call, describe } from "./api.js";
 import { el, byId, fill, showError, num, age, clock, stamp, every } from "./dom.js";
@@ -19,7 +20,7 @@ const JOBS_MS = 5000;
 const WINDOW_MS = 10 * 60 * 1000;
 
 let samples = [];
-let controls = { pauses: false };
+let controls = { pauses: false, cancel: false };
 
 function counts(stats) {
   // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
@@ -87,7 +88,7 @@ function jobButtons(job) {
   if (job.status === "failed") {
     buttons.push(el("button", { type: "button", class: "small retry", "aria-label": `Retry job ${job.id}`, onclick: (e) => act(`/jobs/${id}/retry`, e.currentTarget) }, "Retry"));
   }
-  if (controls.pauses && (job.status === "pending" || job.status === "processing")) {
+  if (controls.cancel && (job.status === "pending" || job.status === "processing")) {
     buttons.push(el("button", { type: "button", class: "small cancel danger-outline", "aria-label": `Cancel job ${job.id}`, onclick: (e) => act(`/jobs/${id}/cancel`, e.currentTarget) }, "Cancel"));
   }
   return buttons;
@@ -155,12 +156,18 @@ async function showJob(id) {
   }
 }
 
-/** Pause/resume of #18, only if the server has it (GET /jobs/pauses not 404). */
+/**
+ * Which job controls of #18 this server has: read from its OpenAPI document
+ * (every route is in it), so probing costs no failing request.
+ */
 async function detectControls() {
   try {
-    controls.pauses = Boolean(await get("/jobs/pauses"));
+    const response = await fetch("/api-json", { cache: "no-store" });
+    const paths = response.ok ? (await response.json()).paths || {} : {};
+    controls.pauses = Boolean(paths["/jobs/pauses"]?.get);
+    controls.cancel = Boolean(paths["/jobs/{id}/cancel"]?.post);
   } catch {
-    controls.pauses = false; // 404: this server has no job controls yet.
+    controls.pauses = controls.cancel = false;
   }
   const box = byId("queue-controls");
   box.hidden = !controls.pauses;
@@ -191,7 +198,8 @@ async function drawPauses() {
 
 /** Start polling. Returns stop. */
 export function start() {
-  detectControls();
+  // Redraw the list once the controls are known (it may have drawn before).
+  detectControls().then(pollJobs);
   const stops = [every(STATS_MS, pollStats), every(JOBS_MS, pollJobs)];
   return () => stops.forEach((stop) => stop());
 }
@@ -204,7 +212,7 @@ export function setup() {
 
 export function reset() {
   samples = [];
-  controls = { pauses: false };
+  controls = { pauses: false, cancel: false };
   fill(byId("queue-counts"));
   fill(byId("job-list"));
   fill(byId("chart-depth"));
