@@ -92,11 +92,6 @@ function row(node, depth, now) {
   return tr;
 }
 
-/** Draw a tree (also used by the fleet panel for another instance's tree). */
-export function rows(tree, now = Date.now()) {
-  return flatten(tree).map(([node, depth]) => row(node, depth, now));
-}
-
 async function poll() {
   try {
     const tree = await get("/ops/actors");

@@ -20,6 +20,19 @@ export class ApiError extends Error {
 
 let onUnauthorized = () => {};
 
+// Every call of a signed-in session carries this signal: signing out aborts
+// the calls still in flight, so none of them draws data after the sign-out.
+let session = new AbortController();
+
+/** Abort every call in flight and start afresh (sign-out). */
+export function abortAll() {
+  session.abort();
+  session = new AbortController();
+}
+
+/** The current session's signal (the event stream combines it with its own). */
+export const sessionSignal = () => session.signal;
+
 /** Who to tell when the server refuses the token (main.js signs out). */
 export function whenUnauthorized(handler) {
   onUnauthorized = handler;
@@ -45,8 +58,8 @@ export async function check(response) {
 }
 
 /** Call the API: JSON in, JSON out. */
-export async function call(method, path, body, signal) {
-  const init = { method, headers: authHeaders(), signal, cache: "no-store" };
+export async function call(method, path, body) {
+  const init = { method, headers: authHeaders(), signal: session.signal, cache: "no-store" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -56,11 +69,12 @@ export async function call(method, path, body, signal) {
   return type.includes("json") ? response.json() : null;
 }
 
-export const get = (path, signal) => call("GET", path, undefined, signal);
+export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
 
 /** A short text for an error, for the panels' error lines. */
 export function describe(error) {
+  if (error.name === "AbortError") return ""; // signed out: nothing to say
   if (error instanceof ApiError) return `${error.message} (${error.status})`;
   return `The server did not answer: ${error.message}`;
 }

@@ -4,7 +4,7 @@
 // A dropped stream reconnects after 1 s, doubling to at most 30 s; a
 // stream that delivered anything resets the backoff.
 
-import { authHeaders, check, describe } from "./api.js";
+import { authHeaders, check, describe, sessionSignal } from "./api.js";
 import { el, byId, fill, clock } from "./dom.js";
 import { readEvents } from "./sse.js";
 
@@ -62,7 +62,8 @@ async function connect() {
   const path = kind ? `/ops/events?kinds=${encodeURIComponent(kind)}` : "/ops/events";
   setState("connecting…");
   try {
-    const response = await check(await fetch(path, { headers: authHeaders({ Accept: "text/event-stream" }), signal: mine.signal, cache: "no-store" }));
+    const signal = AbortSignal.any([mine.signal, sessionSignal()]);
+    const response = await check(await fetch(path, { headers: authHeaders({ Accept: "text/event-stream" }), signal, cache: "no-store" }));
     setState(kind ? `live: ${kind}` : "live");
     await readEvents(response.body, (event) => {
       backoff = BACKOFF_MIN_MS;
@@ -70,7 +71,7 @@ async function connect() {
     });
     if (mine === controller) scheduleReconnect("stream ended");
   } catch (error) {
-    if (mine.signal.aborted) return; // stopped or replaced on purpose
+    if (mine.signal.aborted || error.name === "AbortError") return; // stopped or replaced on purpose
     if (error.status === 401) return; // main.js signs out
     scheduleReconnect(describe(error));
   }

@@ -2,7 +2,7 @@
 // panels. Signing in checks the token against GET /ops/console/config (the
 // first call every panel needs anyway) before keeping it.
 
-import { token, get, whenUnauthorized, ApiError } from "./api.js";
+import { token, get, whenUnauthorized, abortAll, ApiError } from "./api.js";
 import { byId } from "./dom.js";
 import * as actors from "./actors.js";
 import * as queue from "./queue.js";
@@ -31,6 +31,7 @@ function stopPanels() {
 /** Forget the token and everything shown with it. */
 function signOut(message = "") {
   stopPanels();
+  abortAll();
   token.clear();
   PANELS.forEach((panel) => panel.reset());
   showSignIn(message);

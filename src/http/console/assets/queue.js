@@ -11,7 +11,7 @@
 //   server's OpenAPI document has their routes, so this page works before
 //   and after them.
 
-import { get, post, call, describe } from "./api.js";
+import { get, post, call, describe, sessionSignal } from "./api.js";
 import { el, byId, fill, showError, num, age, clock, stamp, every } from "./dom.js";
 import { draw } from "./chart.js";
 
@@ -162,12 +162,13 @@ async function showJob(id) {
  */
 async function detectControls() {
   try {
-    const response = await fetch("/api-json", { cache: "no-store" });
+    const response = await fetch("/api-json", { cache: "no-store", signal: sessionSignal() });
     const paths = response.ok ? (await response.json()).paths || {} : {};
     controls.pauses = Boolean(paths["/jobs/pauses"]?.get);
     controls.cancel = Boolean(paths["/jobs/{id}/cancel"]?.post);
-  } catch {
+  } catch (error) {
     controls.pauses = controls.cancel = false;
+    if (error.name === "AbortError") return; // signed out meanwhile
   }
   const box = byId("queue-controls");
   box.hidden = !controls.pauses;
