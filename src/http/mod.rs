@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bounded;
 pub mod client_addr;
 pub mod cluster;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -40,6 +41,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(cluster::router())
         .merge(metrics::router())
         .merge(logs::router())
+        .merge(console::router())
 }
 
 /// The OpenAPI document `/api-json` serves.

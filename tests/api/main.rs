@@ -8,6 +8,7 @@ mod chaos;
 mod cluster;
 mod config;
 mod connections;
+mod console;
 mod crash;
 mod credentials;
 mod events;

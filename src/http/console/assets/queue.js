@@ -1,0 +1,223 @@
+// The queue panel.
+// - Counts: GET /jobs/stats every 2 s.
+// - Charts: depth (pending + processing) and throughput (completions per
+//   minute, from the rise of `completed` over the last 20 s of samples) over
+//   the last 10 minutes (or since the page opened, if that is shorter). The history is sampled by this page since it opened
+//   (at most WINDOW_MS / STATS_MS points), not kept by the server.
+// - A job list by status (failed by default, with Retry), every 5 s and
+//   after each action; clicking a job shows its attempt history
+//   (GET /jobs/{id}).
+// - Job controls of #18 (cancel, pause/resume) appear only when the
+//   server's OpenAPI document has their routes, so this page works before
+//   and after them.
+
+import { get, post, call, describe, sessionSignal } from "./api.js";
+import { el, byId, fill, showError, num, age, clock, stamp, every } from "./dom.js";
+import { draw } from "./chart.js";
+
+const STATS_MS = 2000;
+const JOBS_MS = 5000;
+const WINDOW_MS = 10 * 60 * 1000;
+
+let samples = [];
+let controls = { pauses: false, cancel: false };
+
+function counts(stats) {
+  // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
+  const item = (term, value, cls = "") => el("div", { class: "count" }, el("dt", {}, term), el("dd", { class: cls, dataset: { count: term } }, value));
+  return [
+    item("pending", num(stats.pending)),
+    item("processing", num(stats.processing)),
+    item("completed", num(stats.completed)),
+    item("failed", num(stats.failed), stats.failed > 0 ? "bad" : ""),
+    item("done last min", num(stats.completed_last_minute)),
+    item("oldest pending", age(stats.oldest_pending_age_seconds)),
+  ];
+}
+
+/** How far back a throughput point looks: smooths the 2 s samples' jitter. */
+const RATE_SPAN_MS = 20000;
+
+/** Add a sample; throughput is completions over the last RATE_SPAN_MS. */
+function record(stats, now) {
+  const base = samples.find((s) => s.t >= now - RATE_SPAN_MS);
+  let perMinute = null;
+  if (base && now > base.t) {
+    // Pruning removes completed jobs, so the count can fall: clamp at 0.
+    perMinute = (Math.max(0, stats.completed - base.completed) * 60000) / (now - base.t);
+  }
+  samples.push({ t: now, completed: stats.completed, depth: stats.pending + stats.processing, perMinute });
+  samples = samples.filter((s) => s.t >= now - WINDOW_MS);
+}
+
+function drawCharts() {
+  const since = samples.length ? samples[0].t : Date.now();
+  draw(byId("chart-depth"), samples.map((s) => ({ t: s.t, v: s.depth })), since, WINDOW_MS, "Queue depth");
+  const rates = samples.filter((s) => s.perMinute !== null).map((s) => ({ t: s.t, v: s.perMinute }));
+  draw(byId("chart-throughput"), rates, since, WINDOW_MS, "Jobs completed per minute");
+}
+
+async function pollStats() {
+  try {
+    const stats = await get("/jobs/stats");
+    record(stats, Date.now());
+    fill(byId("queue-counts"), counts(stats));
+    drawCharts();
+    showError(byId("queue-error"), "");
+    stamp(byId("queue-updated"));
+  } catch (error) {
+    showError(byId("queue-error"), describe(error));
+  }
+}
+
+/** Run a job action, then redraw the list (and the open job, if any). */
+async function act(path, button) {
+  button.disabled = true;
+  try {
+    await post(path);
+    showError(byId("queue-error"), "");
+  } catch (error) {
+    showError(byId("queue-error"), describe(error));
+  }
+  await Promise.all([pollJobs(), pollStats()]);
+}
+
+function jobButtons(job) {
+  const id = encodeURIComponent(job.id);
+  const buttons = [];
+  if (job.status === "failed") {
+    buttons.push(el("button", { type: "button", class: "small retry", "aria-label": `Retry job ${job.id}`, onclick: (e) => act(`/jobs/${id}/retry`, e.currentTarget) }, "Retry"));
+  }
+  if (controls.cancel && (job.status === "pending" || job.status === "processing")) {
+    buttons.push(el("button", { type: "button", class: "small cancel danger-outline", "aria-label": `Cancel job ${job.id}`, onclick: (e) => act(`/jobs/${id}/cancel`, e.currentTarget) }, "Cancel"));
+  }
+  return buttons;
+}
+
+function jobItem(job) {
+  return el(
+    "li",
+    { dataset: { job: job.id, status: job.status } },
+    el("button", { type: "button", class: "link job-open", "aria-label": `Show job ${job.id}`, onclick: () => showJob(job.id) },
+      el("span", { class: "job-type" }, job.type),
+      el("span", { class: "muted mono" }, job.id.slice(-8)),
+    ),
+    el("span", { class: "job-meta muted" }, `attempts ${job.attempts}/${job.maxAttempts} · ${clock(job.updatedAt)}`),
+    job.lastError ? el("span", { class: "job-error", title: job.lastError }, job.lastError) : null,
+    el("span", { class: "job-actions" }, jobButtons(job)),
+  );
+}
+
+async function pollJobs() {
+  const status = byId("job-status").value;
+  try {
+    const page = await get(`/jobs?status=${encodeURIComponent(status)}&limit=50`);
+    const items = page.jobs.map(jobItem);
+    fill(byId("job-list"), items.length ? items : el("li", { class: "muted empty" }, `no ${status} jobs`));
+  } catch (error) {
+    showError(byId("queue-error"), describe(error));
+  }
+}
+
+/** Hide the detail box; focus goes back to the job's entry in the list. */
+function closeJob(id) {
+  byId("job-detail").hidden = true;
+  byId("job-list").querySelector(`li[data-job="${CSS.escape(id)}"] .job-open`)?.focus();
+}
+
+/** A job's attempts, oldest first, in the detail box. */
+async function showJob(id) {
+  const box = byId("job-detail");
+  try {
+    const job = await get(`/jobs/${encodeURIComponent(id)}`);
+    const attempts = (job.history || []).map((a) =>
+      el("tr", {},
+        el("td", { class: "num" }, a.attempt),
+        el("td", {}, a.outcome),
+        el("td", {}, clock(a.startedAt)),
+        el("td", {}, a.finishedAt ? clock(a.finishedAt) : "–"),
+        el("td", { class: "mono" }, a.executor),
+        el("td", { class: "job-error" }, a.error || ""),
+      ));
+    fill(box,
+      el("div", { class: "panel-head" },
+        el("h3", {}, `${job.type} `, el("span", { class: "muted mono" }, job.id)),
+        el("button", { type: "button", class: "small secondary", onclick: () => closeJob(id) }, "Close")),
+      el("p", {}, `status ${job.status} · attempts ${job.attempts}/${job.maxAttempts} · created ${clock(job.createdAt)}`),
+      attempts.length
+        ? el("div", { class: "table-wrap" }, el("table", { class: "history" },
+            el("thead", {}, el("tr", {}, ["#", "Outcome", "Started", "Finished", "Executor", "Error"].map((h) => el("th", { scope: "col" }, h)))),
+            el("tbody", {}, attempts)))
+        : el("p", { class: "muted" }, "no attempts yet"));
+    box.hidden = false;
+    box.focus();
+  } catch (error) {
+    showError(byId("queue-error"), describe(error));
+  }
+}
+
+/**
+ * Which job controls of #18 this server has: read from its OpenAPI document
+ * (every route is in it), so probing costs no failing request.
+ */
+async function detectControls() {
+  try {
+    const response = await fetch("/api-json", { cache: "no-store", signal: sessionSignal() });
+    const paths = response.ok ? (await response.json()).paths || {} : {};
+    controls.pauses = Boolean(paths["/jobs/pauses"]?.get);
+    controls.cancel = Boolean(paths["/jobs/{id}/cancel"]?.post);
+  } catch (error) {
+    controls.pauses = controls.cancel = false;
+    if (error.name === "AbortError") return; // signed out meanwhile
+  }
+  const box = byId("queue-controls");
+  box.hidden = !controls.pauses;
+  if (controls.pauses) await drawPauses();
+}
+
+async function drawPauses() {
+  const box = byId("queue-controls");
+  try {
+    const pauses = await get("/jobs/pauses");
+    const toggle = async (method, type) => {
+      try {
+        await call(method, "/jobs/pauses", type ? { type } : {});
+      } catch (error) {
+        showError(byId("queue-error"), describe(error));
+      }
+      await drawPauses();
+    };
+    fill(box,
+      el("span", { class: `pill ${pauses.queue ? "down" : "running"}` }, pauses.queue ? "queue paused" : "queue running"),
+      el("button", { type: "button", class: "small secondary", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"),
+      (pauses.types || []).map((type) =>
+        el("button", { type: "button", class: "small secondary", "aria-label": `Resume jobs of type ${type}`, onclick: () => toggle("DELETE", type) }, `Resume ${type}`)));
+  } catch (error) {
+    showError(byId("queue-error"), describe(error));
+  }
+}
+
+/** Start polling. Returns stop. */
+export function start() {
+  // Redraw the list once the controls are known (it may have drawn before).
+  detectControls().then(pollJobs);
+  const stops = [every(STATS_MS, pollStats), every(JOBS_MS, pollJobs)];
+  return () => stops.forEach((stop) => stop());
+}
+
+/** Wire the controls once. */
+export function setup() {
+  byId("job-status").addEventListener("change", pollJobs);
+  byId("jobs-refresh").addEventListener("click", pollJobs);
+}
+
+export function reset() {
+  samples = [];
+  controls = { pauses: false, cancel: false };
+  fill(byId("queue-counts"));
+  fill(byId("job-list"));
+  fill(byId("chart-depth"));
+  fill(byId("chart-throughput"));
+  byId("job-detail").hidden = true;
+  byId("queue-controls").hidden = true;
+}
