@@ -187,7 +187,11 @@ mod tests {
         reclaim.status = JobStatus::Processing;
         let mut unranked = Candidate::enqueued(old, at(0));
         unranked.rank = None;
-        candidates.listed(Some(vec![reclaim, unranked, Candidate::enqueued(late, at(30))]));
+        candidates.listed(Some(vec![
+            reclaim,
+            unranked,
+            Candidate::enqueued(late, at(30)),
+        ]));
         // Enqueued here after the listing, ranked ahead of `late`.
         candidates.enqueued(early, at(20));
         let order: Vec<ObjectId> = (0..4).map(|_| claims(candidates.next())).collect();

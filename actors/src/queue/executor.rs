@@ -271,7 +271,11 @@ async fn release_key(queue: &Queue, running: &Running) {
     let Some(key) = &running.unique_key else {
         return;
     };
-    if let Err(err) = queue.store.release_key(running.id, &running.kind, key).await {
+    if let Err(err) = queue
+        .store
+        .release_key(running.id, &running.kind, key)
+        .await
+    {
         tracing::warn!(target: "worker", job = %running.id, error = %err, "could not release the unique key");
     }
 }

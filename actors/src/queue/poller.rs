@@ -84,7 +84,10 @@ pub(crate) enum PollerMsg {
     Nudge,
     /// This instance just enqueued the job `id`, due now, ranked `rank`:
     /// claim it directly, in its place in line, without listing the queue.
-    Enqueued { id: ObjectId, rank: DateTime },
+    Enqueued {
+        id: ObjectId,
+        rank: DateTime,
+    },
     /// Internal: a candidate listing finished.
     Listed(Result<Vec<Candidate>, QueueError>),
     /// Internal: a claim for `executor` finished; `None` if it got nothing.

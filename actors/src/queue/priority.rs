@@ -109,6 +109,9 @@ mod tests {
     #[test]
     fn extreme_values_do_not_overflow() {
         let far = DateTime::from_millis(i64::MIN + 5);
-        assert_eq!(rank(far, far, MAX, Duration::MAX).timestamp_millis(), i64::MIN);
+        assert_eq!(
+            rank(far, far, MAX, Duration::MAX).timestamp_millis(),
+            i64::MIN
+        );
     }
 }

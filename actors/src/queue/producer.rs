@@ -140,8 +140,14 @@ impl JobQueue {
         }
         let mut job = Job::new(&spec.kind, Document::new(), self.store.max_attempts());
         job.run_at = spec.due_at(SystemTime::now())?;
-        job.rank = Some(priority::rank(job.run_at, job.created_at, spec.priority, rules.aging));
-        (job.payload, job.priority, job.unique_key) = (spec.payload, spec.priority, spec.unique_key);
+        job.rank = Some(priority::rank(
+            job.run_at,
+            job.created_at,
+            spec.priority,
+            rules.aging,
+        ));
+        (job.payload, job.priority, job.unique_key) =
+            (spec.payload, spec.priority, spec.unique_key);
         Ok(job)
     }
 
@@ -152,7 +158,11 @@ impl JobQueue {
             self.store.insert(job).await?;
             return Ok(Enqueued::Created(job.id.into()));
         };
-        if let Taken::HeldBy(holder) = self.store.take_unique(job, key, self.admission.hold).await? {
+        if let Taken::HeldBy(holder) = self
+            .store
+            .take_unique(job, key, self.admission.hold)
+            .await?
+        {
             return Ok(Enqueued::Existing(holder.into()));
         }
         if let Err(err) = self.store.insert(job).await {

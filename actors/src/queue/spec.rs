@@ -261,8 +261,17 @@ mod tests {
         assert!(check_priority(101).is_err() && check_priority(-101).is_err());
         assert!(check_unique_key("k").is_ok());
         assert!(check_unique_key(&"é".repeat(200)).is_ok());
-        for bad in [String::new(), "k".repeat(201), "a\u{1f}b".into(), "a\nb".into()] {
-            assert_eq!(check_unique_key(&bad), Err(SpecError::BadUniqueKey), "{bad:?}");
+        for bad in [
+            String::new(),
+            "k".repeat(201),
+            "a\u{1f}b".into(),
+            "a\nb".into(),
+        ] {
+            assert_eq!(
+                check_unique_key(&bad),
+                Err(SpecError::BadUniqueKey),
+                "{bad:?}"
+            );
         }
     }
 
@@ -271,12 +280,22 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let spec = JobSpec::new("t", Document::new());
         assert_eq!(spec.due_at(now), Ok(DateTime::from_system_time(now)));
-        let later = spec.clone().delay(Duration::from_secs(2)).due_at(now).unwrap();
+        let later = spec
+            .clone()
+            .delay(Duration::from_secs(2))
+            .due_at(now)
+            .unwrap();
         assert_eq!(later.timestamp_millis(), 1_800_000_002_000);
         let at = now + Duration::from_secs(60);
-        assert_eq!(spec.clone().run_at(at).due_at(now), Ok(DateTime::from_system_time(at)));
+        assert_eq!(
+            spec.clone().run_at(at).due_at(now),
+            Ok(DateTime::from_system_time(at))
+        );
         let too_far = spec.clone().delay(LATEST_AHEAD + Duration::from_secs(1));
         assert_eq!(too_far.due_at(now), Err(SpecError::TooFarAhead));
-        assert_eq!(spec.delay(Duration::MAX).due_at(now), Err(SpecError::TooFarAhead));
+        assert_eq!(
+            spec.delay(Duration::MAX).due_at(now),
+            Err(SpecError::TooFarAhead)
+        );
     }
 }

@@ -636,7 +636,11 @@ impl JobStore {
             };
             total.add(by.status, n);
             stats.by_type.entry(by.kind).or_default().add(by.status, n);
-            stats.by_priority.entry(by.priority).or_default().add(by.status, n);
+            stats
+                .by_priority
+                .entry(by.priority)
+                .or_default()
+                .add(by.status, n);
         }
         (stats.pending, stats.processing) = (total.pending, total.processing);
         (stats.completed, stats.failed) = (total.completed, total.failed);
@@ -727,7 +731,11 @@ mod tests {
     #[test]
     fn a_stats_group_reads_its_status_type_and_priority_missing_priority_as_zero() {
         let found = doc! { "_id": { "status": "pending", "type": "t", "priority": -5 }, "n": 2.0 };
-        let group = Group { status: JobStatus::Pending, kind: "t".into(), priority: -5 };
+        let group = Group {
+            status: JobStatus::Pending,
+            kind: "t".into(),
+            priority: -5,
+        };
         assert_eq!(grouped_count(&found), Some((group, 2)));
         let old = doc! { "_id": { "status": "failed", "type": "t" }, "n": 1 };
         assert_eq!(grouped_count(&old).map(|(g, _)| g.priority), Some(0));

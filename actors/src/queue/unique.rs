@@ -180,7 +180,12 @@ impl UniqueKeys {
     }
 
     /// Release `key` of type `kind` if `job` still holds it.
-    pub async fn release(&self, kind: &str, key: &str, job: ObjectId) -> mongodb::error::Result<()> {
+    pub async fn release(
+        &self,
+        kind: &str,
+        key: &str,
+        job: ObjectId,
+    ) -> mongodb::error::Result<()> {
         self.keys
             .delete_one(doc! { "_id": key_id(kind, key), "jobId": job })
             .await?;

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::{problem, view, JobView};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, FieldError, Problem};
-use crate::http::extract::{FromJson, Fields, Valid};
+use crate::http::extract::{Fields, FromJson, Valid};
 use crate::state::AppState;
 
 /// A job to enqueue. `runAt` and `delay` are exclusive; neither: due now.
@@ -79,8 +79,11 @@ impl FromJson for EnqueueBody {
         let due = due(f);
         let priority = priority(f);
         let unique_key: Option<String> = f.optional("uniqueKey", "a string");
-        if unique_key.as_deref().is_some_and(|k| check_unique_key(k).is_err()) {
-            f.error("uniqueKey", &unique_key_rule());
+        if unique_key
+            .as_deref()
+            .is_some_and(|k| check_unique_key(k).is_err())
+        {
+            f.error("uniqueKey", unique_key_rule());
         }
         Some(Self {
             kind: kind?,
@@ -119,7 +122,10 @@ fn due(f: &mut Fields) -> Option<Option<Due>> {
     let run_at = match run_at.map(|at| chrono::DateTime::parse_from_rfc3339(&at)) {
         Some(Ok(at)) => Some(SystemTime::from(at)),
         Some(Err(_)) => {
-            f.error("runAt", "must be an RFC 3339 date-time, e.g. 2026-11-29T21:00:00Z");
+            f.error(
+                "runAt",
+                "must be an RFC 3339 date-time, e.g. 2026-11-29T21:00:00Z",
+            );
             return None;
         }
         None => None,
@@ -172,9 +178,10 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
             ApiError::FieldTooLarge(FieldError::new("payload", message))
         }
         SpecError::PayloadNotStorable { .. } => ApiError::field("payload", &message),
-        SpecError::TooFarAhead => {
-            ApiError::field("runAt", "must be at most ten years from now (runAt or delay)")
-        }
+        SpecError::TooFarAhead => ApiError::field(
+            "runAt",
+            "must be at most ten years from now (runAt or delay)",
+        ),
     }
 }
 
@@ -196,8 +203,18 @@ pub(super) async fn enqueue_job(
     Valid(body): Valid<EnqueueBody>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let spec = body.spec().map_err(refusal)?;
-    let enqueued = state.actors.jobs.enqueue_spec(spec).await.map_err(problem)?;
-    let history = state.actors.queue.get(enqueued.id()).await.map_err(problem)?;
+    let enqueued = state
+        .actors
+        .jobs
+        .enqueue_spec(spec)
+        .await
+        .map_err(problem)?;
+    let history = state
+        .actors
+        .queue
+        .get(enqueued.id())
+        .await
+        .map_err(problem)?;
     let status = match enqueued {
         Enqueued::Created(_) => StatusCode::CREATED,
         Enqueued::Existing(_) => StatusCode::OK,
