@@ -27,7 +27,7 @@
 //! is `queue.hold` old: its release was lost to a crash. A duplicate takes
 //! it over with a compare-and-delete (`_id` and `jobId`), then inserts its
 //! own. Younger, the release (or the job's write) is presumably in flight,
-//! milliseconds away: the duplicate waits for it a little (about a second),
+//! milliseconds away: the duplicate waits for it a little (about 3 s),
 //! then gives up with [`QueueError::UniqueKeyBusy`].
 //!
 //! The grace also keeps the release and a takeover apart: FerretDB v1
@@ -50,8 +50,9 @@ use crate::store::is_duplicate_key;
 pub const KEYS: &str = "job_keys";
 
 /// How often, and after what pause, a duplicate re-reads a key whose job
-/// is being written or released: 10 ms doubling, about 1.3 s in all.
-const WAITS: [u64; 7] = [10, 20, 40, 80, 160, 320, 640];
+/// is being written or released: 10 ms doubling to 1 s, about 3.3 s in all
+/// (a loaded store can take a second or more between the two writes).
+const WAITS: [u64; 9] = [10, 20, 40, 80, 160, 320, 640, 1000, 1000];
 
 /// Most tries at inserting a key that keeps changing hands under us.
 const ROUNDS: usize = 16;
