@@ -273,6 +273,9 @@ pub struct Handles {
     pub limit_metrics: LimitMetrics,
     /// The job queue, for operators: list, get, retry, stats, the pool.
     pub queue: QueueHandle,
+    /// The job queue, for producers: enqueue a [`crate::queue::JobSpec`]
+    /// (an embedding application's, or `POST /jobs`).
+    pub jobs: JobQueue,
     /// The poller's place; the HTTP layer uses `queue`.
     pub(crate) poller: ActorSlot<PollerMsg>,
     /// Publish domain events.
@@ -362,6 +365,10 @@ fn build(
     let fleet_slot = ActorSlot::new("fleet");
     let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
     let beat = Arc::new(beat(settings, redis, &instance, &queue));
+    let handlers = JobHandlers::builtin()
+        .merge(crate::users::jobs::handlers(db, mailer))
+        .merge(extra_jobs);
+    let jobs = JobQueue::new(store.clone(), poller.clone(), &settings.queue, &handlers);
     let actors = Handles {
         instance: Arc::clone(&instance),
         users,
@@ -370,6 +377,7 @@ fn build(
         limits,
         limit_metrics,
         queue,
+        jobs,
         poller,
         events: events.clone(),
         registry: Registry::default(),
@@ -387,15 +395,7 @@ fn build(
         introspection: None,
     };
     let a = &actors;
-    let user_child = user_child(
-        settings,
-        stores,
-        a,
-        JobQueue::new(store.clone(), a.poller.clone(), settings.queue.hold),
-    );
-    let jobs = JobHandlers::builtin()
-        .merge(crate::users::jobs::handlers(db, mailer))
-        .merge(extra_jobs);
+    let user_child = user_child(settings, stores, a, a.jobs.clone());
     let relay = relay_child(settings, redis, bus.clone(), a);
     let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
@@ -405,7 +405,7 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        queue_poller(settings, store, jobs, a),
+        queue_poller(settings, store, handlers, a),
         fleet_child(beat, fleet_slot),
     ];
     (children, actors)

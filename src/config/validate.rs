@@ -168,6 +168,23 @@ fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
         !queue.prune_interval.is_zero(),
         "queue.prune_interval",
         "must be positive",
+    )?;
+    queue_enqueue(queue)
+}
+
+/// What an enqueue is held to: the payload's size (a BSON document holds at
+/// least 5 bytes; the job document must stay well under MongoDB's 16 MiB)
+/// and the priority aging (positive; at most a day, so ranks stay sane).
+fn queue_enqueue(queue: &QueueConfig) -> Result<(), ConfigError> {
+    ensure(
+        (5..=8 * 1024 * 1024).contains(&queue.max_payload),
+        "queue.max_payload",
+        "must be from 5 bytes to 8 MiB",
+    )?;
+    ensure(
+        (Duration::from_millis(1)..=Duration::from_secs(86_400)).contains(&queue.priority_aging),
+        "queue.priority_aging",
+        "must be from 1ms to 1d",
     )
 }
 
@@ -525,6 +542,23 @@ mod tests {
         assert_eq!(
             refused(|s| s.queue.prune_interval = Duration::ZERO),
             "queue.prune_interval"
+        );
+        assert_eq!(refused(|s| s.queue.max_payload = 4), "queue.max_payload");
+        accepted(|s| s.queue.max_payload = 5);
+        accepted(|s| s.queue.max_payload = 8 * 1024 * 1024);
+        assert_eq!(
+            refused(|s| s.queue.max_payload = 8 * 1024 * 1024 + 1),
+            "queue.max_payload"
+        );
+        assert_eq!(
+            refused(|s| s.queue.priority_aging = Duration::ZERO),
+            "queue.priority_aging"
+        );
+        accepted(|s| s.queue.priority_aging = MS);
+        accepted(|s| s.queue.priority_aging = Duration::from_secs(86_400));
+        assert_eq!(
+            refused(|s| s.queue.priority_aging = Duration::from_secs(86_401)),
+            "queue.priority_aging"
         );
     }
 

@@ -81,6 +81,10 @@ pub enum ApiError {
     /// 413: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 413: one field of the body is larger than its own limit (a job's
+    /// `payload` over `queue.max_payload`); `errors` names it.
+    #[error("a field of the request body is too large")]
+    FieldTooLarge(FieldError),
     /// 422: the request is well-formed but cannot be processed as sent
     /// (an `Idempotency-Key` reused with another body).
     #[error("{0}")]
@@ -109,7 +113,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::FieldTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -170,6 +174,10 @@ impl IntoResponse for ApiError {
             Self::Validation(ref errors) | Self::InvalidQuery(ref errors) => {
                 let detail = self.to_string();
                 problem_response(status, detail, errors.clone())
+            }
+            Self::FieldTooLarge(ref error) => {
+                let detail = self.to_string();
+                problem_response(status, detail, vec![error.clone()])
             }
             other => {
                 let mut response = problem_response(status, other.to_string(), vec![]);

@@ -21,6 +21,7 @@ mod helpers;
 mod http;
 mod idempotency;
 mod jobs;
+mod jobs_enqueue;
 mod lifecycle;
 mod metrics;
 mod ops;

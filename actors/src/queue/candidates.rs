@@ -5,12 +5,31 @@
 //! pending job, due or not), so the poller lists only when it has an idle
 //! executor and no candidate left, never twice at once, and not again after
 //! a listing found nothing until a tick or a nudge says something may be due.
+//!
+//! Candidates are tried in the listing's order, whatever order they arrive
+//! in: jobs whose lease expired first, then pending ones by rank (see
+//! [`crate::queue::priority`]), then id. A job enqueued here joins the line
+//! at its rank, so a high-priority job enqueued while the executors are
+//! busy runs before the lower ones listed earlier.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 use mongodb::bson::oid::ObjectId;
+use mongodb::bson::DateTime;
 
-use crate::queue::job::Candidate;
+use crate::queue::job::{Candidate, JobStatus};
+
+/// A candidate's place in line: expired leases first, then by rank (jobs
+/// without one, from before ranks, first), then by id.
+type Place = (bool, Option<i64>, ObjectId);
+
+fn place(candidate: &Candidate) -> Place {
+    (
+        candidate.status != JobStatus::Processing,
+        candidate.rank.map(|rank| rank.timestamp_millis()),
+        candidate.id,
+    )
+}
 
 /// What an idle executor should do next.
 #[derive(Debug)]
@@ -26,8 +45,8 @@ pub(crate) enum Next {
 
 #[derive(Debug, Default)]
 pub(crate) struct Candidates {
-    /// Jobs listed as claimable (or enqueued here), not yet tried.
-    queue: VecDeque<Candidate>,
+    /// Jobs listed as claimable (or enqueued here), not yet tried, in line.
+    queue: BTreeMap<Place, Candidate>,
     /// A listing is in flight.
     listing: bool,
     /// The last listing found nothing (or failed): wait for a tick or a nudge.
@@ -37,7 +56,7 @@ pub(crate) struct Candidates {
 impl Candidates {
     /// The next thing to do for one idle executor.
     pub fn next(&mut self) -> Next {
-        if let Some(candidate) = self.queue.pop_front() {
+        if let Some((_, candidate)) = self.queue.pop_first() {
             return Next::Claim(candidate);
         }
         if self.listing || self.exhausted {
@@ -54,7 +73,8 @@ impl Candidates {
         match found {
             Some(found) => {
                 self.exhausted = found.is_empty();
-                self.queue.extend(found);
+                self.queue
+                    .extend(found.into_iter().map(|found| (place(&found), found)));
             }
             None => self.exhausted = true,
         }
@@ -72,12 +92,14 @@ impl Candidates {
         self.exhausted = false;
     }
 
-    /// This instance enqueued `id`, due now: claim it without a listing (so
-    /// `exhausted` stays). If a listing lists it too, the second claim loses
-    /// the attempt reservation and is dropped.
-    pub fn enqueued(&mut self, id: ObjectId) {
-        if !self.queue.iter().any(|c| c.id == id) {
-            self.queue.push_back(Candidate::enqueued(id));
+    /// This instance enqueued `id`, due now, ranked `rank`: claim it in
+    /// its place in line without a listing (so `exhausted` stays). If a
+    /// listing lists it too, the second claim loses the attempt reservation
+    /// and is dropped.
+    pub fn enqueued(&mut self, id: ObjectId, rank: DateTime) {
+        if !self.queue.values().any(|c| c.id == id) {
+            let candidate = Candidate::enqueued(id, rank);
+            self.queue.insert(place(&candidate), candidate);
         }
     }
 }
@@ -102,7 +124,11 @@ mod tests {
             "one listing in flight"
         );
         let (a, b) = (ObjectId::new(), ObjectId::new());
-        candidates.listed(Some(vec![Candidate::enqueued(a), Candidate::enqueued(b)]));
+        let now = DateTime::now();
+        candidates.listed(Some(vec![
+            Candidate::enqueued(a, now),
+            Candidate::enqueued(b, now),
+        ]));
         assert_eq!(claims(candidates.next()), a, "oldest first");
         assert_eq!(claims(candidates.next()), b);
         assert!(matches!(candidates.next(), Next::List));
@@ -128,8 +154,8 @@ mod tests {
         candidates.next();
         candidates.listed(Some(Vec::new()));
         let id = ObjectId::new();
-        candidates.enqueued(id);
-        candidates.enqueued(id);
+        candidates.enqueued(id, DateTime::now());
+        candidates.enqueued(id, DateTime::now());
         assert_eq!(claims(candidates.next()), id);
         assert!(matches!(candidates.next(), Next::Wait), "still exhausted");
     }
@@ -138,8 +164,37 @@ mod tests {
     fn a_tick_drops_the_candidates_listed_before_it() {
         let mut candidates = Candidates::default();
         candidates.next();
-        candidates.listed(Some(vec![Candidate::enqueued(ObjectId::new())]));
+        candidates.listed(Some(vec![Candidate::enqueued(
+            ObjectId::new(),
+            DateTime::now(),
+        )]));
         candidates.tick();
         assert!(matches!(candidates.next(), Next::List));
+    }
+
+    #[test]
+    fn candidates_are_tried_in_line_whatever_order_they_arrive_in() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        let at = |ms: i64| DateTime::from_millis(1_800_000_000_000 + ms);
+        let (old, late, early, expired) = (
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+        );
+        let mut reclaim = Candidate::enqueued(expired, at(50));
+        reclaim.status = JobStatus::Processing;
+        let mut unranked = Candidate::enqueued(old, at(0));
+        unranked.rank = None;
+        candidates.listed(Some(vec![
+            reclaim,
+            unranked,
+            Candidate::enqueued(late, at(30)),
+        ]));
+        // Enqueued here after the listing, ranked ahead of `late`.
+        candidates.enqueued(early, at(20));
+        let order: Vec<ObjectId> = (0..4).map(|_| claims(candidates.next())).collect();
+        assert_eq!(order, [expired, old, early, late]);
     }
 }

@@ -42,6 +42,14 @@ pub struct QueueConfig {
     /// if its precondition never came), as any job would.
     #[serde(with = "humantime_serde")]
     pub hold: Duration,
+    /// Largest payload an enqueue accepts, in bytes as stored (BSON).
+    pub max_payload: usize,
+    /// A waiting job's effective priority rises by one per this much time
+    /// waited since it became due ([`crate::queue::priority`]): a job of
+    /// priority `p` is passed over by newer jobs for at most
+    /// `(100 - p) × priority_aging`.
+    #[serde(with = "humantime_serde")]
+    pub priority_aging: Duration,
 }
 
 impl QueueConfig {
@@ -73,6 +81,8 @@ mod tests {
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
             hold: Duration::from_secs(30),
+            max_payload: 65536,
+            priority_aging: Duration::from_secs(10),
         }
     }
 

@@ -13,6 +13,16 @@ pub enum QueueError {
     /// (or another retry of it is under way).
     #[error("only a failed job can be retried; this one is {0}")]
     NotFailed(&'static str),
+    /// The job was refused as asked (nothing was written).
+    #[error("the job was refused")]
+    Refused(#[from] crate::queue::spec::SpecError),
+    /// A unique key's previous job is being written or released right now
+    /// (or its producer died moments ago): retry shortly.
+    #[error("the unique key's previous job is being written or released; retry shortly")]
+    UniqueKeyBusy,
+    /// The job's unique key is held by this other live job.
+    #[error("another job ({0}) holds this job's unique key")]
+    UniqueKeyHeld(crate::queue::job::JobId),
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),

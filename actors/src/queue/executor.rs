@@ -7,7 +7,8 @@
 //!   third of it while the handler runs (in a task it owns), then writes the
 //!   outcome itself: `completed` with the result; or, on error or timeout,
 //!   `pending` again with exponential backoff until `maxAttempts`, then
-//!   `failed`. An unknown job type fails at once, without retry.
+//!   `failed`. An unknown job type fails at once, without retry. A job that
+//!   ended for good (completed, failed) then has its unique key released.
 //! - Reports that it is idle again through the [`OnFinished`] hook its owner
 //!   gave it, whatever happened. It knows nothing else of its owner.
 //! - Its mailbox holds one job at a time by design: `handle` awaits the job
@@ -104,6 +105,8 @@ impl Actor for JobExecutor {
 struct Running {
     id: ObjectId,
     kind: String,
+    /// Released once the job ends for good ([`crate::queue::unique`]).
+    unique_key: Option<String>,
     attempt: i32,
     max_attempts: i32,
     started: Instant,
@@ -120,6 +123,7 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let running = Running {
         id: job.id,
         kind: job.kind.clone(),
+        unique_key: job.unique_key.clone(),
         attempt: job.attempts,
         max_attempts: job.max_attempts,
         started: Instant::now(),
@@ -208,7 +212,12 @@ async fn fail_unknown_type(queue: &Queue, running: &Running) {
         )
         .await;
     match failed {
-        Ok(status) => publish_failure(queue, running, status, error),
+        Ok(status) => {
+            if status == JobStatus::Failed {
+                release_key(queue, running).await;
+            }
+            publish_failure(queue, running, status, error)
+        }
         Err(err) => {
             tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure")
         }
@@ -220,11 +229,14 @@ async fn record_completion(queue: &Queue, running: &Running, result: Document) {
     let (id, attempt) = (running.id, running.attempt);
     tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job completed");
     match queue.store.complete(id, attempt, result).await {
-        Ok(()) => queue.events.publish(Event::JobCompleted {
-            job_id: id.to_hex(),
-            job_type: running.kind.clone(),
-            attempt,
-        }),
+        Ok(()) => {
+            release_key(queue, running).await;
+            queue.events.publish(Event::JobCompleted {
+                job_id: id.to_hex(),
+                job_type: running.kind.clone(),
+                attempt,
+            })
+        }
         Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
             "could not record the completion; the job is retried after its lease"),
     }
@@ -242,10 +254,29 @@ async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, erro
     match failed {
         Ok(status) => {
             tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = status.as_str(), "job attempt failed");
+            if status == JobStatus::Failed {
+                release_key(queue, running).await;
+            }
             publish_failure(queue, running, status, error);
         }
         Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
             "could not record the failure; the job is retried after its lease"),
+    }
+}
+
+/// The job ended for good, and that end is written: release its unique key
+/// (after the end, see [`crate::queue::unique`]). A release that fails is
+/// taken over by the next duplicate once `queue.hold` old.
+async fn release_key(queue: &Queue, running: &Running) {
+    let Some(key) = &running.unique_key else {
+        return;
+    };
+    if let Err(err) = queue
+        .store
+        .release_key(running.id, &running.kind, key)
+        .await
+    {
+        tracing::warn!(target: "worker", job = %running.id, error = %err, "could not release the unique key");
     }
 }
 

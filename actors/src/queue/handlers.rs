@@ -153,6 +153,11 @@ impl JobHandlers {
         self
     }
 
+    /// The registered types: the only ones the queue accepts at enqueue.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+
     pub fn get(&self, kind: &str) -> Option<Arc<HandlerFn>> {
         self.handlers.get(kind).cloned()
     }

@@ -6,6 +6,7 @@
 //! a document in `job_attempts`, whose `_id` is `"<jobId>:<attempt>"` (see
 //! [`crate::queue::store`] for why).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -104,10 +105,22 @@ pub struct Job {
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub completed_at: Option<DateTime>,
+    /// Higher runs first ([`crate::queue::priority`]); jobs written before
+    /// priorities existed read as 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// Due jobs are claimed in ascending rank ([`crate::queue::priority::rank`]);
+    /// absent on jobs written before priorities existed (they sort first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<DateTime>,
+    /// At most one pending or processing job of its type holds it
+    /// ([`crate::queue::unique`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
 }
 
 impl Job {
-    /// A new pending job, due now.
+    /// A new pending job, due now, priority 0, ranked by its creation.
     pub fn new(kind: &str, payload: Document, max_attempts: i32) -> Self {
         let now = DateTime::now();
         Self {
@@ -125,6 +138,9 @@ impl Job {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            priority: 0,
+            rank: Some(now),
+            unique_key: None,
         }
     }
 }
@@ -136,15 +152,19 @@ pub struct Candidate {
     pub id: ObjectId,
     pub status: JobStatus,
     pub attempts: i32,
+    /// Its place in line among due jobs (absent on jobs from before ranks).
+    #[serde(default)]
+    pub rank: Option<DateTime>,
 }
 
 impl Candidate {
-    /// A job just enqueued: pending, never attempted.
-    pub fn enqueued(id: ObjectId) -> Self {
+    /// A job just enqueued, ranked `rank`: pending, never attempted.
+    pub fn enqueued(id: ObjectId, rank: DateTime) -> Self {
         Self {
             id,
             status: JobStatus::Pending,
             attempts: 0,
+            rank: Some(rank),
         }
     }
 }
@@ -202,10 +222,14 @@ pub struct QueueStats {
     /// Age of the oldest pending job, in seconds.
     pub oldest_pending_age_seconds: Option<f64>,
     pub completed_last_minute: u64,
+    /// Counts by status for each job type.
+    pub by_type: BTreeMap<String, StatusCounts>,
+    /// Counts by status for each priority (jobs from before priorities: 0).
+    pub by_priority: BTreeMap<i32, StatusCounts>,
 }
 
 /// Jobs by status, as one `aggregate` finds them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatusCounts {
     pub pending: u64,
     pub processing: u64,
@@ -221,6 +245,22 @@ impl StatusCounts {
             JobStatus::Processing => self.processing = n,
             JobStatus::Completed => self.completed = n,
             JobStatus::Failed => self.failed = n,
+        }
+    }
+
+    /// Count `n` more jobs of `status`.
+    pub fn add(&mut self, status: JobStatus, n: u64) {
+        let now = self.get(status);
+        self.set(status, now + n);
+    }
+
+    /// The count of `status`.
+    pub fn get(&self, status: JobStatus) -> u64 {
+        match status {
+            JobStatus::Pending => self.pending,
+            JobStatus::Processing => self.processing,
+            JobStatus::Completed => self.completed,
+            JobStatus::Failed => self.failed,
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
 //! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`].
-//! - [`producer`]: [`producer::JobQueue`], how other capabilities enqueue.
+//! - [`producer`]: [`producer::JobQueue`], how other capabilities and
+//!   embedding applications enqueue ([`spec::JobSpec`]: delays, priorities,
+//!   unique keys; [`priority`]: the order of due jobs; [`unique`]: keys).
 //! - [`handle`]: [`QueueHandle`], how the HTTP layer queries the queue,
 //!   with results from [`report`] (no BSON) and errors as [`QueueError`].
 //! - [`snapshot`]: the queue's figures for `/metrics`; [`metrics`]: its histograms.
@@ -23,12 +25,17 @@ pub mod job;
 pub mod metrics;
 pub(crate) mod poller;
 pub mod pool;
+pub mod priority;
 pub mod producer;
 pub mod report;
 pub(crate) mod shared;
 pub mod snapshot;
+pub mod spec;
 pub mod store;
+pub(crate) mod unique;
 
 pub use error::QueueError;
 pub use handle::QueueHandle;
 pub use job::JobId;
+pub use producer::{Enqueued, JobQueue};
+pub use spec::{JobSpec, SpecError};

@@ -12,7 +12,8 @@
 //!   so no job is claimed that nobody can run — and keeps claiming without
 //!   waiting for the next tick while claimable jobs remain.
 //! - A claim is three steps (see [`crate::queue::store`]): list a batch of claimable
-//!   jobs (oldest first; refreshed every tick), reserve the next attempt of
+//!   jobs (expired leases, then due jobs by rank: [`crate::queue::priority`];
+//!   refreshed every tick, so a job that became due is listed within a tick), reserve the next attempt of
 //!   one (its unique attempt record), then `findOneAndUpdate` it by `_id` in
 //!   the state it was listed in. Only the reserver runs the attempt.
 //! - **The mailbox never waits on MongoDB.** Every store query — listings,
@@ -54,7 +55,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{oid::ObjectId, DateTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -81,9 +82,12 @@ pub(crate) enum PollerMsg {
     Tick,
     /// Look for claimable jobs now (a job was put back to pending).
     Nudge,
-    /// This instance just enqueued the job `id`, due now: claim it directly,
-    /// without listing the queue.
-    Enqueued(ObjectId),
+    /// This instance just enqueued the job `id`, due now, ranked `rank`:
+    /// claim it directly, in its place in line, without listing the queue.
+    Enqueued {
+        id: ObjectId,
+        rank: DateTime,
+    },
     /// Internal: a candidate listing finished.
     Listed(Result<Vec<Candidate>, QueueError>),
     /// Internal: a claim for `executor` finished; `None` if it got nothing.
@@ -434,7 +438,7 @@ impl PollerState {
     fn on_retry(&mut self, myself: &ActorRef<PollerMsg>, id: ObjectId, reply: Reply<Job>) {
         let (queue, me, stats) = self.task_context(myself);
         self.tasks.spawn(async move {
-            let result = queue.store.retry(id).await;
+            let result = queue.store.retry(id, queue.config.hold).await;
             if result.is_ok() {
                 tracing::info!(target: "worker", job = %id, "failed job put back to pending");
                 send(&me, &stats, PollerMsg::Nudge);
@@ -618,8 +622,8 @@ impl Actor for QueuePollerActor {
         state.reap();
         match message {
             PollerMsg::Tick => state.on_tick(&myself),
-            PollerMsg::Enqueued(id) => {
-                state.candidates.enqueued(id);
+            PollerMsg::Enqueued { id, rank } => {
+                state.candidates.enqueued(id, rank);
                 state.wake(&myself);
             }
             PollerMsg::Nudge => {

@@ -1,9 +1,34 @@
-//! [`JobQueue`]: how other capabilities put jobs in the queue.
+//! [`JobQueue`]: how other capabilities, and applications embedding Troupe,
+//! put jobs in the queue.
 //!
-//! A producer writes its job (durably, before it answers its own caller),
-//! then — once whatever the job depends on is written too — tells this
-//! instance's poller with [`JobQueue::claim_soon`], which claims the job by
-//! id without waiting for a tick or listing the queue.
+//! # Enqueueing a job
+//! [`JobQueue::enqueue_spec`] takes a [`JobSpec`]: a registered type, a
+//! payload, and optionally when it is due, its priority and a unique key.
+//! It writes the job (durably, before it returns) and has this instance
+//! claim it at once if it is due.
+//!
+//! ```ignore
+//! use std::time::Duration;
+//! use mongodb::bson::doc;
+//! use troupe_actors::queue::{Enqueued, JobSpec};
+//!
+//! let jobs = system.handles().jobs.clone();
+//! let spec = JobSpec::new("report.build", doc! { "account": "a-17" })
+//!     .delay(Duration::from_secs(90)) // or .run_at(chrono::Utc::now() + ..)
+//!     .priority(10)                   // -100..=100; higher first
+//!     .unique_key("report:a-17");     // one pending/processing job per key
+//! match jobs.enqueue_spec(spec).await? {
+//!     Enqueued::Created(id) => tracing::info!(%id, "report scheduled"),
+//!     Enqueued::Existing(id) => tracing::info!(%id, "a report is already on its way"),
+//! }
+//! ```
+//! An unregistered type, a priority out of range, a bad unique key or a
+//! payload over `queue.max_payload` is refused ([`QueueError::Refused`]).
+//!
+//! # Producers with a precondition
+//! A producer writes its job, then — once whatever the job depends on is
+//! written too — tells this instance's poller with [`JobQueue::claim_soon`],
+//! which claims the job by id without waiting for a tick or listing the queue.
 //!
 //! A job written *ahead* of its precondition (the welcome job is written
 //! before its user, so that no crash can leave a user without one) is
@@ -14,33 +39,147 @@
 //! the job held until the hold ends; then it runs like any other (and fails
 //! after its retries if its precondition never came).
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use mongodb::bson::{oid::ObjectId, Document};
+use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
+use crate::queue::config::QueueConfig;
+use crate::queue::error::QueueError;
+use crate::queue::handlers::JobHandlers;
+use crate::queue::job::{Job, JobId};
 use crate::queue::poller::PollerMsg;
+use crate::queue::priority;
+use crate::queue::spec::{JobSpec, SpecError};
 use crate::queue::store::JobStore;
+use crate::queue::unique::Taken;
 use crate::supervision::slot::ActorSlot;
+
+/// What [`JobQueue::enqueue_spec`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new job, with this id.
+    Created(JobId),
+    /// Nothing: this pending or processing job holds the unique key.
+    Existing(JobId),
+}
+
+impl Enqueued {
+    /// The id of the job created or found.
+    pub fn id(self) -> JobId {
+        match self {
+            Self::Created(id) | Self::Existing(id) => id,
+        }
+    }
+}
+
+/// What an enqueue is checked against and ranked by.
+struct Admission {
+    /// The registered job types.
+    types: HashSet<String>,
+    /// `queue.max_payload`, in bytes as stored.
+    max_payload: usize,
+    /// `queue.priority_aging`.
+    aging: Duration,
+    /// `queue.hold`: also how old a unique key's ended holder must be to be stale.
+    hold: Duration,
+}
 
 #[derive(Clone)]
 pub struct JobQueue {
     store: JobStore,
     poller: ActorSlot<PollerMsg>,
-    /// `queue.hold`.
-    hold: Duration,
+    admission: Arc<Admission>,
 }
 
 impl JobQueue {
-    pub(crate) fn new(store: JobStore, poller: ActorSlot<PollerMsg>, hold: Duration) -> Self {
+    pub(crate) fn new(
+        store: JobStore,
+        poller: ActorSlot<PollerMsg>,
+        config: &QueueConfig,
+        handlers: &JobHandlers,
+    ) -> Self {
+        let admission = Admission {
+            types: handlers.kinds().map(str::to_owned).collect(),
+            max_payload: config.max_payload,
+            aging: config.priority_aging,
+            hold: config.hold,
+        };
         Self {
             store,
             poller,
-            hold,
+            admission: Arc::new(admission),
         }
     }
 
-    /// Insert a pending job of type `kind`, due now; its id once the write
-    /// is acknowledged.
+    /// Enqueue `spec` (see the module doc): the job created, or the live
+    /// job holding its unique key. A job due now is claimed by this
+    /// instance at once; a later one by the first instance to list the
+    /// queue after it is due (within `queue.poll_interval`).
+    pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<Enqueued, QueueError> {
+        let job = self.job(spec)?;
+        let enqueued = self.write(&job).await?;
+        if enqueued == Enqueued::Created(job.id.into()) && job.run_at <= DateTime::now() {
+            self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at));
+        }
+        Ok(enqueued)
+    }
+
+    /// The job `spec` asks for, if it meets the rules.
+    fn job(&self, spec: JobSpec) -> Result<Job, QueueError> {
+        let rules = &self.admission;
+        if !rules.types.contains(&spec.kind) {
+            return Err(SpecError::UnknownType(spec.kind).into());
+        }
+        spec.check()?;
+        let size = mongodb::bson::to_vec(&spec.payload).map_or(usize::MAX, |b| b.len());
+        if size > rules.max_payload {
+            let limit = rules.max_payload;
+            return Err(SpecError::PayloadTooLarge { size, limit }.into());
+        }
+        let mut job = Job::new(&spec.kind, Document::new(), self.store.max_attempts());
+        job.run_at = spec.due_at(SystemTime::now())?;
+        job.rank = Some(priority::rank(
+            job.run_at,
+            job.created_at,
+            spec.priority,
+            rules.aging,
+        ));
+        (job.payload, job.priority, job.unique_key) =
+            (spec.payload, spec.priority, spec.unique_key);
+        Ok(job)
+    }
+
+    /// Write `job`: with a unique key, the key first, then the job (see
+    /// [`crate::queue::unique`] for why this order).
+    async fn write(&self, job: &Job) -> Result<Enqueued, QueueError> {
+        let Some(key) = &job.unique_key else {
+            self.store.insert(job).await?;
+            return Ok(Enqueued::Created(job.id.into()));
+        };
+        if let Taken::HeldBy(holder) = self
+            .store
+            .take_unique(job, key, self.admission.hold)
+            .await?
+        {
+            return Ok(Enqueued::Existing(holder.into()));
+        }
+        if let Err(err) = self.store.insert(job).await {
+            // Give the key back; if that fails too, it names no job and is
+            // taken over once `queue.hold` old.
+            let _ = self.store.release_unique(job).await;
+            return Err(err.into());
+        }
+        Ok(Enqueued::Created(job.id.into()))
+    }
+
+    /// Insert a pending job of type `kind`, due now, priority 0: the
+    /// service's own producers, whose types are registered by construction.
+    /// Like [`enqueue_spec`](Self::enqueue_spec) without the type check and
+    /// without the claim (the producer calls [`claim_soon`](Self::claim_soon)
+    /// once the job's precondition holds); its id once the write is
+    /// acknowledged.
     pub async fn enqueue(&self, kind: &str, payload: Document) -> mongodb::error::Result<ObjectId> {
         self.store.enqueue(kind, payload).await
     }
@@ -53,7 +192,9 @@ impl JobQueue {
         kind: &str,
         payload: Document,
     ) -> mongodb::error::Result<ObjectId> {
-        self.store.enqueue_held(kind, payload, self.hold).await
+        self.store
+            .enqueue_held(kind, payload, self.admission.hold)
+            .await
     }
 
     /// Make the held job `id` due now (its precondition holds). `false`: it
@@ -67,9 +208,15 @@ impl JobQueue {
         self.store.delete(id).await
     }
 
-    /// Ask this instance's poller to claim `id` now. If the poller is down
-    /// the job waits for the next listing (any instance's).
+    /// Ask this instance's poller to claim `id` (priority 0, just enqueued)
+    /// now. If the poller is down the job waits for the next listing (any
+    /// instance's).
     pub fn claim_soon(&self, id: ObjectId) {
-        let _ = self.poller.cast(PollerMsg::Enqueued(id));
+        self.claim_ranked(id, DateTime::now());
+    }
+
+    /// Ask this instance's poller to claim `id`, ranked `rank`, in its place in line.
+    fn claim_ranked(&self, id: ObjectId, rank: DateTime) {
+        let _ = self.poller.cast(PollerMsg::Enqueued { id, rank });
     }
 }

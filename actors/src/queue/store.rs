@@ -22,6 +22,7 @@ use crate::queue::error::QueueError;
 use crate::queue::job::{
     Attempt, Candidate, Job, JobPage, JobQuery, JobStatus, Outcome, QueueStats, StatusCounts,
 };
+use crate::queue::unique::{Taken, UniqueKeys};
 use crate::store::{ensure_indexes, index, is_duplicate_key};
 
 pub const COLLECTION: &str = "jobs";
@@ -32,6 +33,8 @@ pub const ATTEMPTS: &str = "job_attempts";
 pub struct JobStore {
     jobs: Collection<Job>,
     attempts: Collection<Attempt>,
+    /// `job_keys`: the unique keys held by live jobs.
+    keys: UniqueKeys,
     instance: String,
     max_attempts: i32,
 }
@@ -48,12 +51,19 @@ fn before(duration: Duration) -> DateTime {
 
 impl JobStore {
     pub fn new(db: &Database, instance: impl Into<String>, max_attempts: i32) -> Self {
+        let jobs = db.collection(COLLECTION);
         Self {
-            jobs: db.collection(COLLECTION),
+            keys: UniqueKeys::new(db, jobs.clone()),
+            jobs,
             attempts: db.collection(ATTEMPTS),
             instance: instance.into(),
             max_attempts,
         }
+    }
+
+    /// Attempts a new job gets (`queue.max_attempts`).
+    pub fn max_attempts(&self) -> i32 {
+        self.max_attempts
     }
 
     /// This instance's id, as written to `lockedBy`.
@@ -61,13 +71,14 @@ impl JobStore {
         &self.instance
     }
 
-    /// Indexes for the claim query (due pending jobs in FIFO order, expired
-    /// leases), listings, history and pruning.
+    /// Indexes for the claim query (due pending jobs in rank order, expired
+    /// leases), listings, history and pruning. (`job_keys` needs only its `_id`.)
     pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
         ensure_indexes(
             &db.collection(COLLECTION),
             vec![
                 index(doc! { "status": 1, "runAt": 1, "createdAt": 1 }, false),
+                index(doc! { "status": 1, "rank": 1 }, false),
                 index(doc! { "status": 1, "lockedUntil": 1 }, false),
                 index(doc! { "type": 1 }, false),
                 index(doc! { "status": 1, "completedAt": 1 }, false),
@@ -89,6 +100,46 @@ impl JobStore {
         let job = Job::new(kind, payload, self.max_attempts);
         self.jobs.insert_one(&job).await?;
         Ok(job.id)
+    }
+
+    /// Insert `job` as it is; `false` if a job with its id exists already.
+    pub(crate) async fn insert(&self, job: &Job) -> mongodb::error::Result<()> {
+        self.jobs.insert_one(job).await?;
+        Ok(())
+    }
+
+    /// Take `job`'s unique key for it (see [`crate::queue::unique`]); `grace`
+    /// is `queue.hold`.
+    pub(crate) async fn take_unique(
+        &self,
+        job: &Job,
+        key: &str,
+        grace: Duration,
+    ) -> Result<Taken, QueueError> {
+        self.keys.take(&job.kind, key, job.id, grace).await
+    }
+
+    /// Release `job`'s unique key, if it has one and still holds it. Call
+    /// it once the job has ended for good (completed, failed for good,
+    /// cancelled), *after* writing that end: a duplicate enqueued in
+    /// between then sees the ended job and waits for the release. A release
+    /// lost to a crash is taken over by the next duplicate after `queue.hold`.
+    pub async fn release_unique(&self, job: &Job) -> mongodb::error::Result<()> {
+        match &job.unique_key {
+            Some(key) => self.release_key(job.id, &job.kind, key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`release_unique`](Self::release_unique) for the job `id` of type
+    /// `kind` holding `key`.
+    pub async fn release_key(
+        &self,
+        id: ObjectId,
+        kind: &str,
+        key: &str,
+    ) -> mongodb::error::Result<()> {
+        self.keys.release(kind, key, id).await
     }
 
     /// Insert a pending job that no instance may claim for `hold` (its
@@ -127,9 +178,11 @@ impl JobStore {
         Ok(())
     }
 
-    /// Up to `limit` claimable jobs, oldest first: those whose lease expired,
-    /// then pending ones that are due. A read only; [`claim`](Self::claim)
-    /// takes them one by one.
+    /// Up to `limit` claimable jobs: those whose lease expired, oldest first,
+    /// then pending ones that are due, in rank order (priority with aging,
+    /// see [`crate::queue::priority`]; jobs without a rank, from before
+    /// ranks, sort first). A read only; [`claim`](Self::claim) takes them
+    /// one by one.
     ///
     /// Why not one `findOneAndUpdate` over the whole queue: the query
     /// `{$or: [pending and due, processing and expired]}` sorted by age is
@@ -139,7 +192,7 @@ impl JobStore {
     /// claims fast on both.
     pub async fn candidates(&self, limit: i64) -> mongodb::error::Result<Vec<Candidate>> {
         let now = DateTime::now();
-        let projection = doc! { "_id": 1, "status": 1, "attempts": 1 };
+        let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
         let mut found: Vec<Candidate> = self
             .jobs
             .clone_with_type::<Candidate>()
@@ -155,7 +208,7 @@ impl JobStore {
             .clone_with_type::<Candidate>()
             .find(doc! { "status": "pending", "runAt": { "$lte": now } })
             .projection(projection)
-            .sort(doc! { "createdAt": 1, "_id": 1 })
+            .sort(doc! { "rank": 1, "_id": 1 })
             .limit(limit - found.len() as i64)
             .await?
             .try_collect()
@@ -504,7 +557,10 @@ impl JobStore {
 
     /// Put a `failed` job back to `pending`, due now, with a fresh attempt
     /// budget. (`attempts` keeps counting, so attempt records never collide.)
-    pub async fn retry(&self, id: ObjectId) -> Result<Job, QueueError> {
+    /// A job with a unique key takes its key back first (`grace`:
+    /// `queue.hold`); if another live job holds it, the job stays failed.
+    /// It keeps its rank: retried, it goes to the head of its line.
+    pub async fn retry(&self, id: ObjectId, grace: Duration) -> Result<Job, QueueError> {
         let job = self
             .jobs
             .find_one(doc! { "_id": id })
@@ -512,6 +568,11 @@ impl JobStore {
             .ok_or(QueueError::NotFound)?;
         if job.status != JobStatus::Failed {
             return Err(QueueError::NotFailed(job.status.as_str()));
+        }
+        if let Some(key) = &job.unique_key {
+            if let Taken::HeldBy(other) = self.take_unique(&job, key, grace).await? {
+                return Err(QueueError::UniqueKeyHeld(other.into()));
+            }
         }
         let now = DateTime::now();
         // Guarded by status and attempt count: of two concurrent retries, one wins.
@@ -554,17 +615,36 @@ impl JobStore {
     /// The figures of `GET /jobs/stats` (operators only): [`counts`](Self::counts),
     /// the oldest pending job's age and the completions of the last minute.
     pub async fn stats(&self) -> mongodb::error::Result<QueueStats> {
-        let counts = self.counts().await?;
-        let oldest_pending_age_seconds = self.oldest_pending_age().await?;
-        let completed_last_minute = self.completed_since(Duration::from_secs(60)).await?;
-        Ok(QueueStats {
-            pending: counts.pending,
-            processing: counts.processing,
-            completed: counts.completed,
-            failed: counts.failed,
-            oldest_pending_age_seconds,
-            completed_last_minute,
-        })
+        let mut stats = self.grouped_counts().await?;
+        stats.oldest_pending_age_seconds = self.oldest_pending_age().await?;
+        stats.completed_last_minute = self.completed_since(Duration::from_secs(60)).await?;
+        Ok(stats)
+    }
+
+    /// Counts by status, in all and by type and priority, from one
+    /// `aggregate` grouping by all three.
+    async fn grouped_counts(&self) -> mongodb::error::Result<QueueStats> {
+        let group = doc! { "$group": {
+            "_id": { "status": "$status", "type": "$type", "priority": "$priority" },
+            "n": { "$sum": 1 },
+        } };
+        let (mut stats, mut total) = (QueueStats::default(), StatusCounts::default());
+        let mut groups = self.jobs.aggregate([group]).await?;
+        while let Some(group) = groups.try_next().await? {
+            let Some((by, n)) = grouped_count(&group) else {
+                continue;
+            };
+            total.add(by.status, n);
+            stats.by_type.entry(by.kind).or_default().add(by.status, n);
+            stats
+                .by_priority
+                .entry(by.priority)
+                .or_default()
+                .add(by.status, n);
+        }
+        (stats.pending, stats.processing) = (total.pending, total.processing);
+        (stats.completed, stats.failed) = (total.completed, total.failed);
+        Ok(stats)
     }
 
     /// Seconds since the oldest pending job was enqueued; `None` if none is.
@@ -592,14 +672,46 @@ impl JobStore {
 /// status and its count; `None` for a status the queue does not know.
 fn status_count(group: &Document) -> Option<(JobStatus, u64)> {
     let status = JobStatus::parse(group.get_str("_id").ok()?)?;
-    // The server picks the number's type: int32, int64, or (FerretDB) double.
-    let n = match group.get("n") {
+    Some((status, count(group.get("n"))))
+}
+
+/// A count as the server sends it: int32, int64, or (FerretDB) double.
+fn count(n: Option<&Bson>) -> u64 {
+    match n {
         Some(Bson::Int32(n)) => *n as u64,
         Some(Bson::Int64(n)) => *n as u64,
         Some(Bson::Double(n)) => *n as u64,
         _ => 0,
+    }
+}
+
+/// What one group of the stats aggregate counts.
+#[derive(Debug, PartialEq)]
+struct Group {
+    status: JobStatus,
+    kind: String,
+    priority: i32,
+}
+
+/// One group of the stats aggregate, `{_id: {status, type, priority}, n}`;
+/// `None` for a status the queue does not know. A job without a priority
+/// (from before priorities) counts as priority 0.
+fn grouped_count(found: &Document) -> Option<(Group, u64)> {
+    let by = found.get_document("_id").ok()?;
+    let status = JobStatus::parse(by.get_str("status").ok()?)?;
+    let priority = match by.get("priority") {
+        Some(Bson::Int32(p)) => *p,
+        Some(Bson::Int64(p)) => i32::try_from(*p).unwrap_or_default(),
+        Some(Bson::Double(p)) => *p as i32,
+        _ => 0,
     };
-    Some((status, n))
+    let kind = by.get_str("type").unwrap_or_default().to_owned();
+    let group = Group {
+        status,
+        kind,
+        priority,
+    };
+    Some((group, count(found.get("n"))))
 }
 
 #[cfg(test)]
@@ -614,6 +726,21 @@ mod tests {
         }
         let missing = doc! { "_id": "failed" };
         assert_eq!(status_count(&missing), Some((JobStatus::Failed, 0)));
+    }
+
+    #[test]
+    fn a_stats_group_reads_its_status_type_and_priority_missing_priority_as_zero() {
+        let found = doc! { "_id": { "status": "pending", "type": "t", "priority": -5 }, "n": 2.0 };
+        let group = Group {
+            status: JobStatus::Pending,
+            kind: "t".into(),
+            priority: -5,
+        };
+        assert_eq!(grouped_count(&found), Some((group, 2)));
+        let old = doc! { "_id": { "status": "failed", "type": "t" }, "n": 1 };
+        assert_eq!(grouped_count(&old).map(|(g, _)| g.priority), Some(0));
+        let unknown = doc! { "_id": { "status": "archived", "type": "t" }, "n": 1 };
+        assert_eq!(grouped_count(&unknown), None);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! `/jobs*`: the job queue for operators (ops token), through the queue's
 //! [`QueueHandle`](troupe_actors::queue::QueueHandle): typed results, ids as
 //! [`JobId`], payloads already JSON. This module renders them and maps the
-//! queue's errors to problems.
+//! queue's errors to problems; [`enqueue`] is `POST /jobs`.
+
+mod enqueue;
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
-use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats};
+use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats, StatusCounts};
 use troupe_actors::queue::report::{AttemptReport, JobReport};
 use troupe_actors::queue::{JobId, QueueError};
 use utoipa::{IntoParams, ToSchema};
@@ -21,7 +25,7 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_jobs))
+        .routes(routes!(list_jobs, enqueue::enqueue_job))
         .routes(routes!(job_stats))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
@@ -49,6 +53,10 @@ pub struct JobView {
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// Higher runs first among due jobs (-100 to 100).
+    pub priority: i32,
+    /// At most one pending or processing job of its type holds it.
+    pub unique_key: Option<String>,
     /// Only on `GET /jobs/{id}`: every attempt, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<AttemptView>>,
@@ -86,6 +94,32 @@ pub struct JobStats {
     /// Seconds since the oldest pending job was enqueued.
     pub oldest_pending_age_seconds: Option<f64>,
     pub completed_last_minute: u64,
+    /// Counts by status for each job type.
+    #[serde(rename = "byType")]
+    pub by_type: BTreeMap<String, StatusCountsView>,
+    /// Counts by status for each priority (as text: `"-5"`, `"0"`, `"10"`).
+    #[serde(rename = "byPriority")]
+    pub by_priority: BTreeMap<String, StatusCountsView>,
+}
+
+/// Jobs by status.
+#[derive(Serialize, ToSchema)]
+pub struct StatusCountsView {
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl From<StatusCounts> for StatusCountsView {
+    fn from(c: StatusCounts) -> Self {
+        Self {
+            pending: c.pending,
+            processing: c.processing,
+            completed: c.completed,
+            failed: c.failed,
+        }
+    }
 }
 
 impl From<QueueStats> for JobStats {
@@ -97,6 +131,10 @@ impl From<QueueStats> for JobStats {
             failed: s.failed,
             oldest_pending_age_seconds: s.oldest_pending_age_seconds,
             completed_last_minute: s.completed_last_minute,
+            by_type: s.by_type.into_iter().map(|(t, c)| (t, c.into())).collect(),
+            by_priority: (s.by_priority.into_iter())
+                .map(|(p, c)| (p.to_string(), c.into()))
+                .collect(),
         }
     }
 }
@@ -131,6 +169,8 @@ fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
         created_at: job.created_at,
         updated_at: job.updated_at,
         completed_at: job.completed_at,
+        priority: job.priority,
+        unique_key: job.unique_key,
         history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
     }
 }
@@ -139,7 +179,11 @@ fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
 fn problem(err: QueueError) -> ApiError {
     match err {
         QueueError::NotFound => ApiError::NotFound("no such job".into()),
-        QueueError::NotFailed(_) => ApiError::Conflict(err.to_string()),
+        QueueError::NotFailed(_) | QueueError::UniqueKeyHeld(_) => {
+            ApiError::Conflict(err.to_string())
+        }
+        QueueError::Refused(refused) => enqueue::refusal(refused),
+        QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
             tracing::error!(error = %err, "job store failed");
@@ -226,7 +270,7 @@ async fn list_jobs(
     }))
 }
 
-/// Counts by status, the oldest pending job's age, and completions in the last minute.
+/// Counts by status (in all, by type, by priority), the oldest pending job's age, and completions in the last minute.
 #[utoipa::path(get, path = "/jobs/stats", tag = "Jobs", security(("ops-token" = [])), responses(
     (status = 200, body = JobStats),
     (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),

@@ -1,0 +1,301 @@
+//! [`JobSpec`]: what a producer asks the queue to run — a type, a payload,
+//! when, how urgently, and under which unique key — and the rules it must
+//! meet ([`SpecError`]). [`crate::queue::producer::JobQueue::enqueue_spec`]
+//! takes it.
+
+use std::time::{Duration, SystemTime};
+
+use mongodb::bson::{Bson, DateTime, Document};
+
+use crate::queue::priority::PRIORITIES;
+
+/// Longest unique key, in characters.
+pub const UNIQUE_KEY_MAX_CHARS: usize = 200;
+
+/// Latest due time accepted: this far ahead of now (about ten years).
+pub const LATEST_AHEAD: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// A job to enqueue. Build it with [`JobSpec::new`] and the setters:
+///
+/// ```ignore
+/// let spec = JobSpec::new("report.build", doc! { "account": id })
+///     .delay(Duration::from_secs(90))
+///     .priority(10)
+///     .unique_key(format!("report:{id}"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub(crate) kind: String,
+    pub(crate) payload: Document,
+    /// When it is due; `None`: now.
+    pub(crate) due: Option<Due>,
+    pub(crate) priority: i32,
+    pub(crate) unique_key: Option<String>,
+}
+
+/// When a job is due, as the producer said it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Due {
+    At(SystemTime),
+    After(Duration),
+}
+
+impl JobSpec {
+    /// A job of type `kind` (a registered type) with `payload`, due now,
+    /// priority 0, no unique key.
+    pub fn new(kind: impl Into<String>, payload: Document) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            due: None,
+            priority: 0,
+            unique_key: None,
+        }
+    }
+
+    /// A job whose payload is a JSON object (an API's input): refused if the
+    /// object cannot be stored as it is (see [`check_payload`]).
+    pub fn from_json(
+        kind: impl Into<String>,
+        payload: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, SpecError> {
+        // Plain serde, not Extended JSON: `{"$oid": ..}` stays an object
+        // (and is refused below), as the API's JSON is plain JSON.
+        let payload = match mongodb::bson::to_bson(&payload) {
+            Ok(Bson::Document(document)) => document,
+            _ => return Err(SpecError::payload("", "holds a number too large to store")),
+        };
+        check_payload(&payload)?;
+        Ok(Self::new(kind, payload))
+    }
+
+    /// Due at `at` (a time in the past means now). Replaces any `delay`.
+    pub fn run_at(mut self, at: impl Into<SystemTime>) -> Self {
+        self.due = Some(Due::At(at.into()));
+        self
+    }
+
+    /// Due `delay` after it is enqueued. Replaces any `run_at`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.due = Some(Due::After(delay));
+        self
+    }
+
+    /// Higher runs first among due jobs; in [`PRIORITIES`] (see
+    /// [`crate::queue::priority`] for the aging that bounds waiting).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// At most one job of this type with this key is pending or processing:
+    /// enqueueing another returns the existing one. 1 to
+    /// [`UNIQUE_KEY_MAX_CHARS`] characters, no control characters.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// The job's type.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// When the job is due, enqueued at `now`; refused past [`LATEST_AHEAD`].
+    pub(crate) fn due_at(&self, now: SystemTime) -> Result<DateTime, SpecError> {
+        let at = match self.due {
+            None => now,
+            Some(Due::At(at)) => at,
+            Some(Due::After(delay)) => now.checked_add(delay).ok_or(SpecError::TooFarAhead)?,
+        };
+        let latest = now + LATEST_AHEAD;
+        if at > latest {
+            return Err(SpecError::TooFarAhead);
+        }
+        // Before 1970 is "now" anyway (the rank clamps it); keep it representable.
+        Ok(DateTime::from_system_time(at.max(SystemTime::UNIX_EPOCH)))
+    }
+
+    /// The rules that need no configuration: priority and unique key.
+    pub(crate) fn check(&self) -> Result<(), SpecError> {
+        check_priority(self.priority)?;
+        if let Some(key) = &self.unique_key {
+            check_unique_key(key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the queue refused a job (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// No handler is registered for this type.
+    #[error("no job type {0:?} is registered")]
+    UnknownType(String),
+    #[error("the priority must be from {} to {}", PRIORITIES.start(), PRIORITIES.end())]
+    PriorityOutOfRange,
+    #[error("the unique key must be 1 to {UNIQUE_KEY_MAX_CHARS} characters, none of them control characters")]
+    BadUniqueKey,
+    /// The payload, as stored (BSON), is larger than `queue.max_payload`.
+    #[error("the payload is {size} bytes stored; at most {limit} are accepted")]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// The payload holds something the store refuses (FerretDB: a key
+    /// starting with `$` or holding a `.`; any store: a NUL character).
+    #[error("the payload {at}{reason}")]
+    PayloadNotStorable { at: String, reason: &'static str },
+    /// Due more than [`LATEST_AHEAD`] from now.
+    #[error("the job would be due more than ten years from now")]
+    TooFarAhead,
+}
+
+impl SpecError {
+    fn payload(path: &str, reason: &'static str) -> Self {
+        let at = if path.is_empty() {
+            String::new()
+        } else {
+            format!("at {path:?} ")
+        };
+        Self::PayloadNotStorable { at, reason }
+    }
+}
+
+/// `priority` is in [`PRIORITIES`].
+pub fn check_priority(priority: i32) -> Result<(), SpecError> {
+    PRIORITIES
+        .contains(&priority)
+        .then_some(())
+        .ok_or(SpecError::PriorityOutOfRange)
+}
+
+/// `key` is 1 to [`UNIQUE_KEY_MAX_CHARS`] characters, none a control
+/// character (the store's key joins type and key with U+001F).
+pub fn check_unique_key(key: &str) -> Result<(), SpecError> {
+    let chars = key.chars().count();
+    let ok = (1..=UNIQUE_KEY_MAX_CHARS).contains(&chars) && !key.chars().any(char::is_control);
+    ok.then_some(()).ok_or(SpecError::BadUniqueKey)
+}
+
+/// A payload every store accepts: at any depth, no key starting with `$`,
+/// none holding `.` (FerretDB v1 refuses both), no NUL in keys or strings
+/// (BSON keys cannot hold it; FerretDB's PostgreSQL storage refuses it in
+/// strings).
+pub fn check_payload(payload: &Document) -> Result<(), SpecError> {
+    check_document(payload, "")
+}
+
+fn check_document(document: &Document, path: &str) -> Result<(), SpecError> {
+    for (key, value) in document {
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if key.starts_with('$') {
+            return Err(SpecError::payload(&here, "has a key starting with '$'"));
+        }
+        if key.contains('.') {
+            return Err(SpecError::payload(&here, "has a key holding '.'"));
+        }
+        if key.contains('\0') {
+            return Err(SpecError::payload(&here, "has a key holding NUL"));
+        }
+        check_value(value, &here)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Bson, path: &str) -> Result<(), SpecError> {
+    match value {
+        Bson::Document(document) => check_document(document, path),
+        Bson::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_value(item, &format!("{path}[{i}]"))),
+        Bson::String(text) if text.contains('\0') => {
+            Err(SpecError::payload(path, "has a string holding NUL"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_json_object_becomes_the_stored_payload() {
+        let spec = JobSpec::from_json("t", object(json!({"n": 1, "s": "x", "a": [true]}))).unwrap();
+        assert_eq!(spec.payload, doc! {"n": 1_i64, "s": "x", "a": [true]});
+    }
+
+    #[test]
+    fn payloads_the_store_refuses_are_refused_with_where() {
+        for (payload, at) in [
+            (json!({"$set": 1}), "$set"),
+            (json!({"a": {"b.c": 1}}), "a.b.c"),
+            (json!({"list": [{"ok": 1}, {"$x": 2}]}), "list[1].$x"),
+            (json!({"s": "nul\u{0}"}), "s"),
+            (json!({"k\u{0}": 1}), "k\u{0}"),
+        ] {
+            match JobSpec::from_json("t", object(payload.clone())) {
+                Err(SpecError::PayloadNotStorable { at: found, .. }) => {
+                    assert_eq!(found, format!("at {at:?} "), "{payload}")
+                }
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+        let huge = JobSpec::from_json("t", object(json!({"n": u64::MAX})));
+        assert!(matches!(huge, Err(SpecError::PayloadNotStorable { .. })));
+    }
+
+    #[test]
+    fn priorities_and_unique_keys_are_bounded() {
+        assert!(check_priority(-100).is_ok() && check_priority(100).is_ok());
+        assert!(check_priority(101).is_err() && check_priority(-101).is_err());
+        assert!(check_unique_key("k").is_ok());
+        assert!(check_unique_key(&"é".repeat(200)).is_ok());
+        for bad in [
+            String::new(),
+            "k".repeat(201),
+            "a\u{1f}b".into(),
+            "a\nb".into(),
+        ] {
+            assert_eq!(
+                check_unique_key(&bad),
+                Err(SpecError::BadUniqueKey),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_due_time_is_now_a_time_or_a_delay_and_not_past_ten_years() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let spec = JobSpec::new("t", Document::new());
+        assert_eq!(spec.due_at(now), Ok(DateTime::from_system_time(now)));
+        let later = spec
+            .clone()
+            .delay(Duration::from_secs(2))
+            .due_at(now)
+            .unwrap();
+        assert_eq!(later.timestamp_millis(), 1_800_000_002_000);
+        let at = now + Duration::from_secs(60);
+        assert_eq!(
+            spec.clone().run_at(at).due_at(now),
+            Ok(DateTime::from_system_time(at))
+        );
+        let too_far = spec.clone().delay(LATEST_AHEAD + Duration::from_secs(1));
+        assert_eq!(too_far.due_at(now), Err(SpecError::TooFarAhead));
+        assert_eq!(
+            spec.delay(Duration::MAX).due_at(now),
+            Err(SpecError::TooFarAhead)
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! `POST /jobs`: an operator enqueues a job of any registered type, through
+//! the queue's producer handle ([`troupe_actors::queue::JobQueue`]).
+//!
+//! The body's shape is checked here (every bad field listed at once); what
+//! depends on the queue's registry and settings (the type exists, the
+//! payload's stored size) is checked by the queue and mapped back to the
+//! field it is about. Sizes: the body is bounded by `server.body_limit`
+//! (413), the payload by `queue.max_payload` (413 naming `payload`).
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{Map, Value};
+use troupe_actors::queue::spec::{check_priority, check_unique_key, UNIQUE_KEY_MAX_CHARS};
+use troupe_actors::queue::{Enqueued, JobSpec, SpecError};
+use utoipa::ToSchema;
+
+use super::{problem, view, JobView};
+use crate::http::auth::Operator;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::{Fields, FromJson, Valid};
+use crate::state::AppState;
+
+/// A job to enqueue. `runAt` and `delay` are exclusive; neither: due now.
+/// (The body's schema; [`EnqueueBody`] reads and checks it.)
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "type": "noop", "payload": {"reason": "smoke check"}, "delay": "90s",
+    "priority": 10, "uniqueKey": "smoke:2026-11-29"
+}))]
+pub struct EnqueueRequest {
+    /// A registered job type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A JSON object, at most `queue.max_payload` bytes as stored. No key
+    /// may start with `$` or hold `.`; no string or key may hold NUL.
+    #[schema(value_type = Object)]
+    pub payload: Map<String, Value>,
+    /// When the job is due (RFC 3339); a time in the past means now.
+    #[serde(rename = "runAt")]
+    #[schema(format = DateTime)]
+    pub run_at: Option<String>,
+    /// How long after now the job is due, e.g. `"90s"`, `"15m"`, `"2h 30m"`.
+    pub delay: Option<String>,
+    /// -100 to 100, default 0: higher runs first among due jobs (a waiting
+    /// job gains one per `queue.priority_aging`).
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: Option<i32>,
+    /// 1 to 200 characters, no control characters: while a job of this
+    /// type with this key is pending or processing, enqueueing another
+    /// answers that job (200) instead.
+    #[serde(rename = "uniqueKey")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub unique_key: Option<String>,
+}
+
+/// When the job is due, as the body says.
+enum Due {
+    At(SystemTime),
+    After(Duration),
+}
+
+/// `POST /jobs`'s body, checked.
+pub struct EnqueueBody {
+    kind: String,
+    payload: Map<String, Value>,
+    due: Option<Due>,
+    priority: i32,
+    unique_key: Option<String>,
+}
+
+impl FromJson for EnqueueBody {
+    fn from_json(f: &mut Fields) -> Option<Self> {
+        let kind: Option<String> = f.required("type", "a job type (a string)");
+        let payload: Option<Map<String, Value>> = f.required("payload", "a JSON object");
+        let due = due(f);
+        let priority = priority(f);
+        let unique_key: Option<String> = f.optional("uniqueKey", "a string");
+        if unique_key
+            .as_deref()
+            .is_some_and(|k| check_unique_key(k).is_err())
+        {
+            f.error("uniqueKey", unique_key_rule());
+        }
+        Some(Self {
+            kind: kind?,
+            payload: payload?,
+            due: due?,
+            priority: priority?,
+            unique_key,
+        })
+    }
+}
+
+/// `priority`, default 0; `None` if it is out of range or no integer.
+fn priority(f: &mut Fields) -> Option<i32> {
+    const RULE: &str = "an integer from -100 to 100";
+    let Some(priority) = f.optional::<i64>("priority", RULE) else {
+        return Some(0); // absent (or already reported)
+    };
+    let in_range = i32::try_from(priority)
+        .ok()
+        .filter(|p| check_priority(*p).is_ok());
+    if in_range.is_none() {
+        f.error("priority", format!("must be {RULE}"));
+    }
+    in_range
+}
+
+fn unique_key_rule() -> String {
+    format!("must be 1 to {UNIQUE_KEY_MAX_CHARS} characters, none of them control characters")
+}
+
+/// `runAt` or `delay` (or neither: `Some(None)`); `None` if either is bad
+/// or both are given.
+fn due(f: &mut Fields) -> Option<Option<Due>> {
+    let run_at: Option<String> = f.optional("runAt", "an RFC 3339 date-time");
+    let delay: Option<String> = f.optional("delay", "a duration such as \"90s\"");
+    let run_at = match run_at.map(|at| chrono::DateTime::parse_from_rfc3339(&at)) {
+        Some(Ok(at)) => Some(SystemTime::from(at)),
+        Some(Err(_)) => {
+            f.error(
+                "runAt",
+                "must be an RFC 3339 date-time, e.g. 2026-11-29T21:00:00Z",
+            );
+            return None;
+        }
+        None => None,
+    };
+    let delay = match delay.map(|d| humantime::parse_duration(&d)) {
+        Some(Ok(delay)) => Some(delay),
+        Some(Err(_)) => {
+            f.error("delay", "must be a duration such as \"90s\" or \"15m\"");
+            return None;
+        }
+        None => None,
+    };
+    match (run_at, delay) {
+        (Some(_), Some(_)) => {
+            f.error("delay", "must not be given together with runAt");
+            None
+        }
+        (Some(at), None) => Some(Some(Due::At(at))),
+        (None, Some(delay)) => Some(Some(Due::After(delay))),
+        (None, None) => Some(None),
+    }
+}
+
+impl EnqueueBody {
+    /// The job to enqueue.
+    fn spec(self) -> Result<JobSpec, SpecError> {
+        let spec = JobSpec::from_json(self.kind, self.payload)?.priority(self.priority);
+        let spec = match self.due {
+            Some(Due::At(at)) => spec.run_at(at),
+            Some(Due::After(delay)) => spec.delay(delay),
+            None => spec,
+        };
+        Ok(match self.unique_key {
+            Some(key) => spec.unique_key(key),
+            None => spec,
+        })
+    }
+}
+
+/// The problem a refused job is, naming the field at fault.
+pub(super) fn refusal(refused: SpecError) -> ApiError {
+    let message = refused.to_string();
+    match refused {
+        SpecError::UnknownType(_) => ApiError::field("type", "must be a registered job type"),
+        SpecError::PriorityOutOfRange => {
+            ApiError::field("priority", "must be an integer from -100 to 100")
+        }
+        SpecError::BadUniqueKey => ApiError::field("uniqueKey", &unique_key_rule()),
+        SpecError::PayloadTooLarge { .. } => {
+            ApiError::FieldTooLarge(FieldError::new("payload", message))
+        }
+        SpecError::PayloadNotStorable { .. } => ApiError::field("payload", &message),
+        SpecError::TooFarAhead => ApiError::field(
+            "runAt",
+            "must be at most ten years from now (runAt or delay)",
+        ),
+    }
+}
+
+/// Enqueue a job of a registered type: 201 with the job, or 200 with the
+/// pending or processing job already holding `uniqueKey`.
+#[utoipa::path(post, path = "/jobs", tag = "Jobs", security(("ops-token" = [])), request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "The job, created (as `GET /jobs/{id}` shows it)", body = JobView),
+        (status = 200, description = "No job created: this pending or processing job holds `uniqueKey`", body = JobView),
+        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object, `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload` over `queue.max_payload` (named), or the body over `server.body_limit`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is unavailable, or the unique key's previous job is being released: retry shortly", body = Problem, content_type = "application/problem+json"),
+))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn enqueue_job(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Valid(body): Valid<EnqueueBody>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let spec = body.spec().map_err(refusal)?;
+    let enqueued = state
+        .actors
+        .jobs
+        .enqueue_spec(spec)
+        .await
+        .map_err(problem)?;
+    let history = state
+        .actors
+        .queue
+        .get(enqueued.id())
+        .await
+        .map_err(problem)?;
+    let status = match enqueued {
+        Enqueued::Created(_) => StatusCode::CREATED,
+        Enqueued::Existing(_) => StatusCode::OK,
+    };
+    Ok((status, Json(view(history.job, Some(history.attempts)))))
+}
