@@ -9,6 +9,7 @@ use troupe_actors::events::config::EventsConfig;
 use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::queue::config::QueueConfig;
+use troupe_actors::queue::schedule::{Schedule, ScheduleError};
 use troupe_actors::users::config::AuthConfig;
 use troupe_actors::users::idempotency::IdempotencyConfig;
 use troupe_actors::users::throttle::ThrottleConfig;
@@ -168,7 +169,38 @@ fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
         !queue.prune_interval.is_zero(),
         "queue.prune_interval",
         "must be positive",
-    )
+    )?;
+    schedules(queue)
+}
+
+/// Each `[queue.schedules.<name>]` parses (name, cron pattern, payload);
+/// the problem names the schedule's own key. (Whether its `type` has a
+/// handler is checked when the actor system starts.)
+fn schedules(queue: &QueueConfig) -> Result<(), ConfigError> {
+    for (name, config) in &queue.schedules {
+        if let Err(err) = Schedule::parse(name, config) {
+            let field = match err {
+                ScheduleError::Cron(_) => ".cron",
+                ScheduleError::Payload(_) => ".payload",
+                ScheduleError::Name => "",
+            };
+            let problem = format!("queue.schedules.{name}{field}: {}", chain(&err));
+            return Err(invalid("queue.schedules", problem));
+        }
+    }
+    Ok(())
+}
+
+/// `err` and its causes, joined by `": "`.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
 }
 
 /// A held job must stay held while its producer may still be writing its

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod job_control;
 pub mod jobs;
 pub mod log_tail;
 pub mod logs;
@@ -36,6 +37,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(users::router())
         .merge(jobs::router())
+        .merge(job_control::router())
         .merge(ops::router())
         .merge(cluster::router())
         .merge(metrics::router())

@@ -30,6 +30,9 @@ pub struct JobReport {
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// An operator asked the running job to stop.
+    pub cancel_requested: bool,
+    pub cancelled_at: Option<String>,
 }
 
 /// One attempt at a job: who ran it, when, and how it ended.
@@ -77,6 +80,8 @@ impl From<Job> for JobReport {
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
             completed_at: job.completed_at.map(rfc3339),
+            cancel_requested: job.cancel_requested,
+            cancelled_at: job.cancelled_at.map(rfc3339),
         }
     }
 }
