@@ -19,6 +19,7 @@ mod health;
 mod helpers;
 mod http;
 mod idempotency;
+mod job_control;
 mod jobs;
 mod lifecycle;
 mod metrics;

@@ -65,6 +65,10 @@ pub struct Schedule {
     pub every: Every,
     pub kind: String,
     pub payload: Document,
+    /// Whether a (re)started instance fires the latest slot it finds
+    /// unfired (after the whole fleet was down). The queue's own prune
+    /// does not: it runs at the next slot, as its timer used to.
+    pub catch_up: bool,
 }
 
 /// A cron pattern with optional seconds (5 or 6 fields, or `@daily` &c.).
@@ -93,6 +97,7 @@ impl Schedule {
             every: Every::Cron(Box::new(parse_cron(&config.cron)?)),
             kind: config.kind.clone(),
             payload,
+            catch_up: true,
         })
     }
 
@@ -103,6 +108,7 @@ impl Schedule {
             every: Every::Interval(period.max(Duration::from_millis(1))),
             kind: kind.into(),
             payload: Document::new(),
+            catch_up: false,
         }
     }
 

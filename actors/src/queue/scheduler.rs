@@ -21,7 +21,8 @@
 //!   `queue.retention`.
 //! - The instance that inserted a job has its poller claim it at once.
 //! - Missed slots: after the whole fleet was down (or this instance could
-//!   not reach MongoDB), only the latest missed slot fires.
+//!   not reach MongoDB), only the latest missed slot fires. The queue's own
+//!   `queue.prune` schedule does not catch up (it prunes at its next slot).
 //!
 //! # Failure
 //! No state but the last slot fired per schedule (in memory; a restart
@@ -303,7 +304,7 @@ async fn ensure_job(
 /// At start: the latest slot of each schedule gets its job if an
 /// instance died between the two inserts (best effort).
 async fn recover_latest(args: &SchedulerArgs) {
-    for schedule in args.schedules.iter() {
+    for schedule in args.schedules.iter().filter(|s| s.catch_up) {
         let recovered = match args.slots.latest_job(&schedule.name).await {
             Ok(Some(id)) => ensure_job(args, schedule, id).await,
             Ok(None) => Ok(()),
@@ -328,8 +329,15 @@ impl Actor for QueueSchedulerActor {
         _myself: ActorRef<SchedulerMsg>,
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        // A schedule without catch-up starts as if its latest slot had fired.
+        let now = Utc::now();
+        let last = args
+            .schedules
+            .iter()
+            .map(|s| (!s.catch_up).then(|| s.every.latest(now)).flatten())
+            .collect();
         Ok(SchedulerState {
-            last: vec![None; args.schedules.len()],
+            last,
             args,
             recovered: false,
             firing: false,
