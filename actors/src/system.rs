@@ -47,8 +47,8 @@ use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
-use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::pause::PauseStore;
+use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{
@@ -140,7 +140,7 @@ pub enum StartError {
     Schedule {
         name: String,
         #[source]
-        source: ScheduleError,
+        source: Box<ScheduleError>,
     },
     #[error("queue.schedules.{name}.type: no handler runs jobs of type {kind:?}")]
     ScheduleType { name: String, kind: String },
@@ -444,7 +444,7 @@ fn schedules(config: &QueueConfig, jobs: &JobHandlers) -> Result<Arc<[Schedule]>
     for (name, schedule) in &config.schedules {
         let parsed = Schedule::parse(name, schedule).map_err(|source| StartError::Schedule {
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if jobs.get(&parsed.kind).is_none() {
             return Err(StartError::ScheduleType {

@@ -561,6 +561,36 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_with_a_bad_name_or_cron_pattern_is_refused_naming_it() {
+        use troupe_actors::queue::schedule::ScheduleConfig;
+        let schedule = |cron: &str| ScheduleConfig {
+            cron: cron.into(),
+            kind: "noop".into(),
+            payload: Default::default(),
+        };
+        accepted(|s| {
+            s.queue
+                .schedules
+                .insert("nightly".into(), schedule("0 30 3 * * *"));
+        });
+        let mut settings = valid();
+        settings
+            .queue
+            .schedules
+            .insert("nightly".into(), schedule("30 3 * *"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("queue.schedules.nightly.cron"), "{err}");
+        let mut settings = valid();
+        settings
+            .queue
+            .schedules
+            .insert("bad.name".into(), schedule("* * * * *"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("queue.schedules.bad.name:"), "{err}");
+        assert_eq!(refused_key(settings.validate()), "queue.schedules");
+    }
+
+    #[test]
     fn a_held_job_stays_held_at_least_as_long_as_a_call() {
         assert_eq!(
             refused(|s| s.queue.hold = s.actors.call_timeout - MS),

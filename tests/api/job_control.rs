@@ -11,10 +11,10 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use troupe::config::Settings;
+use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::queue::job::Candidate;
 use troupe_actors::queue::pause::Pauses;
 use troupe_actors::queue::schedule::ScheduleConfig;
-use troupe_actors::queue::handlers::JobHandlers;
 
 use crate::helpers::{assert_problem, eventually, spawn_app_with_jobs, start, TestApp};
 
@@ -82,7 +82,10 @@ async fn a_pending_job_cancelled_never_runs_and_cannot_be_cancelled_twice() {
     // pending-only guard): still no claimer may run it.
     app.db
         .collection::<Document>("jobs")
-        .update_one(doc! {"_id": held}, doc! {"$set": {"runAt": DateTime::now()}})
+        .update_one(
+            doc! {"_id": held},
+            doc! {"$set": {"runAt": DateTime::now()}},
+        )
         .await
         .unwrap();
     let control = store.enqueue("test.count", Document::new()).await.unwrap();
@@ -185,7 +188,11 @@ async fn a_running_job_that_waits_on_its_cancellation_ends_cancelled_without_ret
     let (started, dropped) = (Arc::default(), Arc::default());
     let handlers = stoppable("test.wait", true, (&started, &dropped));
     let app = spawn_app_with_jobs(long_jobs, handlers).await;
-    let id = app.jobs().enqueue("test.wait", Document::new()).await.unwrap();
+    let id = app
+        .jobs()
+        .enqueue("test.wait", Document::new())
+        .await
+        .unwrap();
     app.nudge();
     wait_status(&app, id, "processing", Duration::from_secs(10)).await;
     eventually(Duration::from_secs(5), "the handler to start", || async {
@@ -200,7 +207,11 @@ async fn a_running_job_that_waits_on_its_cancellation_ends_cancelled_without_ret
     assert_eq!(requested["cancelRequested"], true, "{requested}");
     // Through the instance that runs it: at once, not at the next renewal.
     let ended = wait_status(&app, id, "cancelled", Duration::from_secs(5)).await;
-    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     assert_eq!(ended["attempts"], 1, "no retry: {ended}");
     let history = ended["history"].as_array().unwrap();
     assert_eq!(history[0]["outcome"], "cancelled", "{history:?}");
@@ -216,7 +227,11 @@ async fn a_handler_that_ignores_a_cancel_from_another_instance_is_stopped_within
     let a = spawn_app_with_jobs(long_jobs, handlers.clone()).await;
     let mut b = start(a.settings.clone(), handlers).await;
     b.owns_database = false;
-    let id = a.jobs().enqueue("test.ignore", Document::new()).await.unwrap();
+    let id = a
+        .jobs()
+        .enqueue("test.ignore", Document::new())
+        .await
+        .unwrap();
     a.nudge();
     let running = wait_status(&a, id, "processing", Duration::from_secs(10)).await;
     let runner = running["lockedBy"].as_str().unwrap().to_owned();
@@ -232,17 +247,17 @@ async fn a_handler_that_ignores_a_cancel_from_another_instance_is_stopped_within
     // A renewal every third of the lease, then the grace before the drop.
     let bound = a.settings.queue.lease / 3 + Duration::from_secs(1) + Duration::from_secs(2);
     assert!(asked.elapsed() < bound, "{:?} ≥ {bound:?}", asked.elapsed());
-    assert!(dropped.load(Ordering::SeqCst), "the handler's future was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the handler's future was dropped"
+    );
     assert_eq!(ended["attempts"], 1, "no retry: {ended}");
     assert_eq!(ended["history"][0]["outcome"], "cancelled", "{ended}");
     assert_eq!(started.load(Ordering::SeqCst), 1);
 }
 
 /// Three instances on one database, each with `handlers`.
-async fn three_instances(
-    customize: impl Fn(&mut Settings),
-    handlers: JobHandlers,
-) -> [TestApp; 3] {
+async fn three_instances(customize: impl Fn(&mut Settings), handlers: JobHandlers) -> [TestApp; 3] {
     let a = spawn_app_with_jobs(customize, handlers.clone()).await;
     let mut b = start(a.settings.clone(), handlers.clone()).await;
     let mut c = start(a.settings.clone(), handlers).await;
@@ -254,10 +269,14 @@ async fn three_instances(
 /// Wait until every instance's poller applies pauses for which `applied` holds.
 async fn until_applied(apps: &[TestApp], applied: impl Fn(&Pauses) -> bool) {
     for app in apps {
-        eventually(Duration::from_secs(5), "the pause to be applied", || async {
-            let pauses = app.state.actors.queue.applied_pauses().await.ok()?;
-            applied(&pauses).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the pause to be applied",
+            || async {
+                let pauses = app.state.actors.queue.applied_pauses().await.ok()?;
+                applied(&pauses).then_some(())
+            },
+        )
         .await;
     }
 }
@@ -275,9 +294,8 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
     let runs = Arc::default();
     let release = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&release);
-    let handlers = counting("test.x", &runs).merge(JobHandlers::new().with(
-        "test.slow",
-        move |_job| {
+    let handlers =
+        counting("test.x", &runs).merge(JobHandlers::new().with("test.slow", move |_job| {
             let gate = Arc::clone(&gate);
             async move {
                 while !gate.load(Ordering::SeqCst) {
@@ -285,20 +303,32 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
                 }
                 Ok(Document::new())
             }
-        },
-    ));
+        }));
     let apps = three_instances(|_| {}, handlers).await;
     let [a, b, c] = &apps;
     // A job running when the pause comes finishes.
-    let slow = b.jobs().enqueue("test.slow", Document::new()).await.unwrap();
+    let slow = b
+        .jobs()
+        .enqueue("test.slow", Document::new())
+        .await
+        .unwrap();
     b.nudge();
     wait_status(a, slow, "processing", Duration::from_secs(10)).await;
 
-    let paused = ops_json(a, Method::POST, "/jobs/pauses", json!({"type": "test.slow"})).await;
+    let paused = ops_json(
+        a,
+        Method::POST,
+        "/jobs/pauses",
+        json!({"type": "test.slow"}),
+    )
+    .await;
     assert_eq!(paused.status(), StatusCode::OK);
     let paused = ops_json(a, Method::POST, "/jobs/pauses", json!({"type": "test.x"})).await;
     let body: Value = paused.json().await.unwrap();
-    assert_eq!(body, json!({"queue": false, "types": ["test.slow", "test.x"]}));
+    assert_eq!(
+        body,
+        json!({"queue": false, "types": ["test.slow", "test.x"]})
+    );
     until_applied(&apps, |p| p.types.contains("test.x")).await;
     release.store(true, Ordering::SeqCst);
     wait_status(a, slow, "completed", Duration::from_secs(10)).await;
@@ -312,7 +342,12 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
     let pauses = a.state.actors.queue.applied_pauses().await.unwrap();
     let by_id = a
         .jobs()
-        .claim(&Candidate::enqueued(xs[0]), Duration::from_secs(3), "t", &pauses)
+        .claim(
+            &Candidate::enqueued(xs[0]),
+            Duration::from_secs(3),
+            "t",
+            &pauses,
+        )
         .await
         .unwrap();
     assert!(by_id.is_none(), "a paused type is not claimed by id");
@@ -367,10 +402,20 @@ async fn a_whole_queue_pause_holds_every_type_on_every_instance() {
 async fn pauses_refuse_unknown_types_bad_bodies_and_anonymous_callers() {
     let app = spawn_app_with_jobs(|_| {}, JobHandlers::new()).await;
     for method in [Method::POST, Method::DELETE] {
-        let unknown = ops_json(&app, method.clone(), "/jobs/pauses", json!({"type": "nope"})).await;
+        let unknown = ops_json(
+            &app,
+            method.clone(),
+            "/jobs/pauses",
+            json!({"type": "nope"}),
+        )
+        .await;
         let problem = assert_problem(unknown, StatusCode::BAD_REQUEST).await;
         assert_eq!(problem["errors"][0]["field"], "type", "{problem}");
-        for bad in [json!({"type": 5}), json!({"type": ""}), json!({"kind": "noop"})] {
+        for bad in [
+            json!({"type": 5}),
+            json!({"type": ""}),
+            json!({"kind": "noop"}),
+        ] {
             let response = ops_json(&app, method.clone(), "/jobs/pauses", bad).await;
             assert_problem(response, StatusCode::BAD_REQUEST).await;
         }
@@ -413,7 +458,10 @@ fn every_second(settings: &mut Settings) {
         kind: "test.tick".into(),
         payload: json!({"from": "schedule"}).as_object().unwrap().clone(),
     };
-    settings.queue.schedules.insert("every-second".into(), schedule);
+    settings
+        .queue
+        .schedules
+        .insert("every-second".into(), schedule);
 }
 
 #[tokio::test]
@@ -455,7 +503,10 @@ async fn a_periodic_job_fires_once_per_slot_on_three_instances() {
     for job in &jobs {
         let id = job.get_object_id("_id").unwrap();
         assert!(slot_jobs.contains(&id), "a job without a slot: {job}");
-        assert_eq!(job.get_document("payload").unwrap(), &doc! {"from": "schedule"});
+        assert_eq!(
+            job.get_document("payload").unwrap(),
+            &doc! {"from": "schedule"}
+        );
     }
     for slot in &fired {
         let id = slot.get_str("_id").unwrap();
@@ -526,13 +577,19 @@ async fn the_prune_job_deletes_old_slots_and_keeps_recent_ones() {
     eventually(Duration::from_secs(10), "the old slot to be pruned", || {
         let slots = slots.clone();
         async move {
-            let left = slots.count_documents(doc! {"_id": "elsewhere@old"}).await.ok()?;
+            let left = slots
+                .count_documents(doc! {"_id": "elsewhere@old"})
+                .await
+                .ok()?;
             (left == 0).then_some(())
         }
     })
     .await;
     assert_eq!(
-        slots.count_documents(doc! {"_id": "elsewhere@recent"}).await.unwrap(),
+        slots
+            .count_documents(doc! {"_id": "elsewhere@recent"})
+            .await
+            .unwrap(),
         1
     );
     // It ran as a job, `queue.prune`, like any other.
@@ -543,4 +600,23 @@ async fn the_prune_job_deletes_old_slots_and_keeps_recent_ones() {
         .await
         .unwrap();
     assert!(!pruned["jobs"].as_array().unwrap().is_empty(), "{pruned}");
+}
+
+#[tokio::test]
+async fn a_schedule_of_an_unregistered_type_fails_start_up_naming_it() {
+    let mut settings = crate::helpers::test_settings();
+    every_second(&mut settings); // `test.tick` has no handler here
+    let err = troupe::startup::Application::build(settings.clone())
+        .await
+        .err()
+        .expect("start-up must fail");
+    crate::helpers::remove_stores(&settings).await;
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(err) = cause {
+        text.push_str(&format!(": {err}"));
+        cause = err.source();
+    }
+    assert!(text.contains("queue.schedules.every-second.type"), "{text}");
+    assert!(text.contains("test.tick"), "{text}");
 }

@@ -113,7 +113,11 @@ impl JobStore {
 
     /// Whether attempt `attempt` of job `id` (running) was cancelled: the
     /// next attempt's record is a cancellation's marker. One read by `_id`.
-    pub async fn cancel_requested(&self, id: ObjectId, attempt: i32) -> mongodb::error::Result<bool> {
+    pub async fn cancel_requested(
+        &self,
+        id: ObjectId,
+        attempt: i32,
+    ) -> mongodb::error::Result<bool> {
         let marker = format!("{id}:{}", attempt + 1);
         let found = self
             .attempts
@@ -125,7 +129,10 @@ impl JobStore {
     /// The job, as `candidate` saw it, is `cancelled` (its marker is in): a
     /// pending job, or a processing one whose runner is gone (its lease
     /// expired; its attempt is recorded `crashed`).
-    pub(crate) async fn settle_cancelled(&self, candidate: &Candidate) -> mongodb::error::Result<()> {
+    pub(crate) async fn settle_cancelled(
+        &self,
+        candidate: &Candidate,
+    ) -> mongodb::error::Result<()> {
         let now = DateTime::now();
         let mut filter = doc! {
             "_id": candidate.id, "status": candidate.status.as_str(), "attempts": candidate.attempts,
@@ -133,10 +140,7 @@ impl JobStore {
         if candidate.status == JobStatus::Processing {
             filter.insert("lockedUntil", doc! { "$lt": now });
         }
-        let settled = self
-            .jobs
-            .update_one(filter, cancelled_update(now))
-            .await?;
+        let settled = self.jobs.update_one(filter, cancelled_update(now)).await?;
         if settled.modified_count == 1 && candidate.status == JobStatus::Processing {
             self.close_abandoned_attempt(candidate.id, candidate.attempts)
                 .await;
@@ -196,11 +200,7 @@ pub(crate) struct Cancellations {
 impl Cancellations {
     /// `token` is the cancellation of `id`, running here, until the guard
     /// is dropped.
-    pub fn register(
-        &self,
-        id: ObjectId,
-        token: CancellationToken,
-    ) -> Registered<'_> {
+    pub fn register(&self, id: ObjectId, token: CancellationToken) -> Registered<'_> {
         self.lock().insert(id, token);
         Registered { owner: self, id }
     }
@@ -211,12 +211,11 @@ impl Cancellations {
         token.inspect(|token| token.cancel()).is_some()
     }
 
-    fn lock(
-        &self,
-    ) -> MutexGuard<'_, HashMap<ObjectId, CancellationToken>>
-    {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectId, CancellationToken>> {
         // A panic while holding the lock cannot leave the map half-updated.
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -217,7 +217,9 @@ async fn renew_lease(
         if let Err(err) = store.renew(id, attempt, lease).await {
             tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
         }
-        if !cancellation.is_cancelled() && store.cancel_requested(id, attempt).await.unwrap_or(false) {
+        if !cancellation.is_cancelled()
+            && store.cancel_requested(id, attempt).await.unwrap_or(false)
+        {
             tracing::info!(target: "worker", job = %id, attempt, "job cancelled by an operator; stopping it");
             cancellation.cancel();
         }
@@ -285,7 +287,12 @@ async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, erro
     let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     // Cancelled before the renewal noticed: no retry (the marker would
     // block it anyway, but the job would read `pending` until then).
-    if queue.store.cancel_requested(id, attempt).await.unwrap_or(false) {
+    if queue
+        .store
+        .cancel_requested(id, attempt)
+        .await
+        .unwrap_or(false)
+    {
         return record_cancellation(queue, running).await;
     }
     let retry_in = Some(queue.config.backoff(attempt));

@@ -64,11 +64,11 @@ use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::events::Event;
 use crate::queue::cancel::Cancel;
 use crate::queue::candidates::{Candidates, Next};
 use crate::queue::error::{chain, QueueError};
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
-use crate::events::Event;
 use crate::queue::job::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats};
 use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::pool::{Held, Pool, PoolInfo, Slot, Work};
