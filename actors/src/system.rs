@@ -12,6 +12,7 @@
 //! ├── CacheActor         Redis read-through of public profiles
 //! ├── QueuePollerActor   claims jobs
 //! │   └── JobExecutor × N
+//! ├── QueueSchedulerActor  fires the periodic jobs, once per slot fleet-wide
 //! └── FleetActor         heartbeats into the fleet's registry; takes over dead instances
 //! ```
 //! Started top to bottom, stopped bottom to top: the bus outlives everything
@@ -46,8 +47,13 @@ use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
+use crate::queue::pause::PauseStore;
 use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::producer::JobQueue;
+use crate::queue::schedule::{Schedule, ScheduleError};
+use crate::queue::scheduler::{
+    self, prune_handlers, QueueSchedulerActor, SchedulerArgs, SchedulerMsg, SlotStore,
+};
 use crate::queue::shared::Queue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
@@ -130,6 +136,14 @@ pub enum StartError {
     Mail(#[source] MailError),
     #[error("cannot start the actor tree")]
     Spawn(#[from] SpawnErr),
+    #[error("invalid periodic job queue.schedules.{name}")]
+    Schedule {
+        name: String,
+        #[source]
+        source: Box<ScheduleError>,
+    },
+    #[error("queue.schedules.{name}.type: no handler runs jobs of type {kind:?}")]
+    ScheduleType { name: String, kind: String },
 }
 
 /// The running actor tree. Dropping it does not stop it: call
@@ -165,7 +179,7 @@ impl ActorSystem {
             mailer,
             extra_jobs,
             (instance, indexes_ready),
-        );
+        )?;
         let places = places(&children, &handles.executor_stats);
         let (supervisor, _) = Actor::spawn(
             None,
@@ -230,6 +244,7 @@ async fn build_indexes(
 ) -> Option<JoinHandle<()>> {
     async fn create(db: &Database) -> mongodb::error::Result<()> {
         UserService::ensure_indexes(db).await?;
+        SlotStore::ensure_indexes(db).await?;
         JobStore::ensure_indexes(db).await
     }
     if let Err(err) = create(&db).await {
@@ -345,7 +360,7 @@ fn build(
     mailer: Mailer,
     extra_jobs: JobHandlers,
     (instance, indexes_ready): (Arc<str>, Arc<AtomicBool>),
-) -> (Vec<ChildSpec>, Handles) {
+) -> Result<(Vec<ChildSpec>, Handles), StartError> {
     let (db, redis) = (&stores.db, &stores.redis);
     let store = JobStore::new(db, &*instance, settings.queue.max_attempts);
     let bus = ActorSlot::new("event-bus");
@@ -365,9 +380,13 @@ fn build(
     let fleet_slot = ActorSlot::new("fleet");
     let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
     let beat = Arc::new(beat(settings, redis, &instance, &queue));
+    let slots = SlotStore::new(db);
+    let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
+        .merge(prune_handlers(store.clone(), slots.clone(), retention))
         .merge(crate::users::jobs::handlers(db, mailer))
         .merge(extra_jobs);
+    let schedules = schedules(&settings.queue, &handlers)?;
     let jobs = JobQueue::new(store.clone(), poller.clone(), &settings.queue, &handlers);
     let actors = Handles {
         instance: Arc::clone(&instance),
@@ -396,6 +415,7 @@ fn build(
     };
     let a = &actors;
     let user_child = user_child(settings, stores, a, a.jobs.clone());
+    let scheduler = scheduler_child(settings, (store.clone(), slots), a.jobs.clone(), schedules);
     let relay = relay_child(settings, redis, bus.clone(), a);
     let [bus, audit, counter] = event_children(bus, &a.registry, &a.event_counts);
     let children = vec![
@@ -405,10 +425,55 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        queue_poller(settings, store, handlers, a),
+        queue_poller(settings, (store, PauseStore::new(db)), handlers, a),
+        scheduler,
         fleet_child(beat, fleet_slot),
     ];
-    (children, actors)
+    Ok((children, actors))
+}
+
+/// The periodic jobs: `[queue.schedules.*]` and the queue's own
+/// `queue.prune` (every `queue.prune_interval`), each of a known type.
+fn schedules(config: &QueueConfig, jobs: &JobHandlers) -> Result<Arc<[Schedule]>, StartError> {
+    let mut schedules = vec![Schedule::interval(
+        scheduler::PRUNE,
+        scheduler::PRUNE,
+        config.prune_interval,
+    )];
+    for (name, schedule) in &config.schedules {
+        let parsed = Schedule::parse(name, schedule).map_err(|source| StartError::Schedule {
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
+        if jobs.get(&parsed.kind).is_none() {
+            return Err(StartError::ScheduleType {
+                name: name.clone(),
+                kind: parsed.kind,
+            });
+        }
+        schedules.push(parsed);
+    }
+    Ok(schedules.into())
+}
+
+/// The QueueSchedulerActor, firing `schedules` (ticking with the poller).
+fn scheduler_child(
+    settings: &SystemConfig,
+    (jobs, slots): (JobStore, SlotStore),
+    queue: JobQueue,
+    schedules: Arc<[Schedule]>,
+) -> ChildSpec {
+    let slot: ActorSlot<SchedulerMsg> = ActorSlot::new("queue-scheduler");
+    let args = SchedulerArgs {
+        schedules,
+        jobs,
+        slots,
+        queue,
+        tick: settings.queue.poll_interval,
+        retention: settings.queue.retention,
+        stats: slot.stats(),
+    };
+    ChildSpec::new(QueueSchedulerActor, args, slot)
 }
 
 /// This instance's id, as written to jobs it holds (`lockedBy`): host,
@@ -570,12 +635,14 @@ fn relay_child(
 /// job types of `handlers` from `store`.
 fn queue_poller(
     settings: &SystemConfig,
-    store: JobStore,
+    (store, pauses): (JobStore, PauseStore),
     handlers: JobHandlers,
     handles: &Handles,
 ) -> ChildSpec {
     let queue = Queue {
         metrics: handles.queue_metrics.clone(),
+        pauses,
+        cancellations: Default::default(),
         store,
         events: handles.events.clone(),
         handlers,

@@ -9,6 +9,7 @@ use troupe_actors::events::config::EventsConfig;
 use troupe_actors::fleet::config::FleetConfig;
 use troupe_actors::limits::LimitsConfig;
 use troupe_actors::queue::config::QueueConfig;
+use troupe_actors::queue::schedule::{Schedule, ScheduleError};
 use troupe_actors::users::config::AuthConfig;
 use troupe_actors::users::idempotency::IdempotencyConfig;
 use troupe_actors::users::throttle::ThrottleConfig;
@@ -169,7 +170,8 @@ fn queue(queue: &QueueConfig) -> Result<(), ConfigError> {
         "queue.prune_interval",
         "must be positive",
     )?;
-    queue_enqueue(queue)
+    queue_enqueue(queue)?;
+    schedules(queue)
 }
 
 /// What an enqueue is held to: the payload's size (a BSON document holds at
@@ -186,6 +188,36 @@ fn queue_enqueue(queue: &QueueConfig) -> Result<(), ConfigError> {
         "queue.priority_aging",
         "must be from 1ms to 1d",
     )
+}
+
+/// Each `[queue.schedules.<name>]` parses (name, cron pattern, payload);
+/// the problem names the schedule's own key. (Whether its `type` has a
+/// handler is checked when the actor system starts.)
+fn schedules(queue: &QueueConfig) -> Result<(), ConfigError> {
+    for (name, config) in &queue.schedules {
+        if let Err(err) = Schedule::parse(name, config) {
+            let field = match err {
+                ScheduleError::Cron(_) => ".cron",
+                ScheduleError::Payload(_) => ".payload",
+                ScheduleError::Name => "",
+            };
+            let problem = format!("queue.schedules.{name}{field}: {}", chain(&err));
+            return Err(invalid("queue.schedules", problem));
+        }
+    }
+    Ok(())
+}
+
+/// `err` and its causes, joined by `": "`.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
 }
 
 /// A held job must stay held while its producer may still be writing its
@@ -560,6 +592,36 @@ mod tests {
             refused(|s| s.queue.priority_aging = Duration::from_secs(86_401)),
             "queue.priority_aging"
         );
+    }
+
+    #[test]
+    fn a_schedule_with_a_bad_name_or_cron_pattern_is_refused_naming_it() {
+        use troupe_actors::queue::schedule::ScheduleConfig;
+        let schedule = |cron: &str| ScheduleConfig {
+            cron: cron.into(),
+            kind: "noop".into(),
+            payload: Default::default(),
+        };
+        accepted(|s| {
+            s.queue
+                .schedules
+                .insert("nightly".into(), schedule("0 30 3 * * *"));
+        });
+        let mut settings = valid();
+        settings
+            .queue
+            .schedules
+            .insert("nightly".into(), schedule("30 3 * *"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("queue.schedules.nightly.cron"), "{err}");
+        let mut settings = valid();
+        settings
+            .queue
+            .schedules
+            .insert("bad.name".into(), schedule("* * * * *"));
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("queue.schedules.bad.name:"), "{err}");
+        assert_eq!(refused_key(settings.validate()), "queue.schedules");
     }
 
     #[test]

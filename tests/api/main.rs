@@ -20,6 +20,7 @@ mod health;
 mod helpers;
 mod http;
 mod idempotency;
+mod job_control;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;

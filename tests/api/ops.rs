@@ -67,6 +67,7 @@ async fn the_tree_shows_every_actor_with_its_figures() {
             "user",
             "cache",
             "queue-poller",
+            "queue-scheduler",
             "fleet"
         ]
     );

@@ -56,6 +56,13 @@ pub enum Event {
         attempt: i32,
         error: String,
     },
+    /// An operator cancelled the job; `attempt` is the attempt it stopped
+    /// (0 or the last one ended, if it was pending).
+    JobCancelled {
+        job_id: String,
+        job_type: String,
+        attempt: i32,
+    },
     ActorRestarted {
         actor: String,
         reason: String,
@@ -152,6 +159,11 @@ mod tests {
                 job_type: "noop".into(),
                 attempt: 2,
                 error: "boom".into(),
+            },
+            Event::JobCancelled {
+                job_id: id(),
+                job_type: "noop".into(),
+                attempt: 1,
             },
             Event::ActorRestarted {
                 actor: actor(),

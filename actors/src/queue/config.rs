@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::queue::schedule::Schedules;
+
 /// `[queue]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueueConfig {
@@ -28,8 +30,13 @@ pub struct QueueConfig {
     /// Completed jobs (and all attempt records) older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How often the `queue.prune` job runs (once per period across the
+    /// fleet: slots at multiples of it since the Unix epoch).
     #[serde(with = "humantime_serde")]
     pub prune_interval: Duration,
+    /// Periodic jobs: `[queue.schedules.<name>]` (see [`crate::queue::schedule`]).
+    #[serde(default)]
+    pub schedules: Schedules,
     /// The queue figures on `/metrics` are recounted at most this often, on
     /// the poller's tick after a scrape asked for them (see
     /// [`crate::queue::snapshot`]).
@@ -79,6 +86,7 @@ mod tests {
             backoff_max: Duration::from_millis(max_ms),
             retention: Duration::from_secs(3600),
             prune_interval: Duration::from_secs(60),
+            schedules: Default::default(),
             stats_interval: Duration::from_secs(10),
             hold: Duration::from_secs(30),
             max_payload: 65536,

@@ -23,6 +23,16 @@ pub enum QueueError {
     /// The job's unique key is held by this other live job.
     #[error("another job ({0}) holds this job's unique key")]
     UniqueKeyHeld(crate::queue::job::JobId),
+    /// Only a pending or running job can be cancelled; this one is in the
+    /// named state.
+    #[error("the job is {0} already")]
+    Finished(&'static str),
+    /// A claim of the job kept racing the cancel; try again.
+    #[error("the job is being claimed; try again")]
+    Busy,
+    /// No handler is registered for this job type (on this instance).
+    #[error("unknown job type {0:?}")]
+    UnknownType(String),
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),

@@ -8,7 +8,17 @@
 //!   outcome itself: `completed` with the result; or, on error or timeout,
 //!   `pending` again with exponential backoff until `maxAttempts`, then
 //!   `failed`. An unknown job type fails at once, without retry. A job that
-//!   ended for good (completed, failed) then has its unique key released.
+//!   ended for good (completed, failed, cancelled) then has its unique key
+//!   released.
+//! - Cancellation: the job's token ([`Job::cancelled`]) fires when an
+//!   operator cancels the job — at once if the cancel came through this
+//!   instance, else at the next lease renewal, which also looks for the
+//!   cancellation's marker (one read by `_id`; see [`crate::queue::cancel`]).
+//!   The handler then gets [`CANCEL_GRACE`] to return; one that ignores it
+//!   is dropped (stopped at its next await point). Either way the attempt
+//!   and the job end `cancelled` (never retried) and `JobCancelled` is
+//!   published, whatever the handler returned after the token fired. An
+//!   attempt that fails while its job's marker is in ends `cancelled` too.
 //! - Reports that it is idle again through the [`OnFinished`] hook its owner
 //!   gave it, whatever happened. It knows nothing else of its owner.
 //! - Its mailbox holds one job at a time by design: `handle` awaits the job
@@ -31,6 +41,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::error::Elapsed;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
 use crate::queue::handlers::HandlerResult;
@@ -38,6 +49,9 @@ use crate::queue::job::{Job, JobStatus, Outcome};
 use crate::queue::shared::Queue;
 use crate::queue::store::JobStore;
 use crate::supervision::stats::ActorStats;
+
+/// How long a cancelled job's handler gets to return before it is dropped.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) enum ExecutorMsg {
     Run(Box<Job>),
@@ -133,12 +147,15 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let Some(handler) = queue.handlers.get(&job.kind) else {
         return fail_unknown_type(queue, &running).await;
     };
-    let outcome = run_leased(queue, &running, handler(job)).await;
+    let cancellation = job.cancellation();
+    let _registered = queue.cancellations.register(id, cancellation.clone());
+    let outcome = run_leased(queue, &running, handler(job), &cancellation).await;
     queue
         .metrics
         .execution_seconds
         .observe(running.started.elapsed().as_secs_f64());
     match outcome {
+        _ if cancellation.is_cancelled() => record_cancellation(queue, &running).await,
         Ok(Ok(result)) => record_completion(queue, &running, result).await,
         Ok(Err(error)) => record_failure(queue, &running, Outcome::Failed, error.report()).await,
         Err(_elapsed) => {
@@ -150,7 +167,8 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
 }
 
 /// Run `work` within `queue.job_timeout`, renewing the attempt's lease
-/// meanwhile.
+/// meanwhile; once `cancellation` fires, `work` gets [`CANCEL_GRACE`] more,
+/// then is dropped (its result, if any, is then of no account).
 ///
 /// The renewer is stopped, and waited for, before the outcome is written:
 /// FerretDB writes whole documents, so a renewal landing after the
@@ -160,6 +178,7 @@ async fn run_leased(
     queue: &Queue,
     running: &Running,
     work: BoxFuture<'static, HandlerResult>,
+    cancellation: &CancellationToken,
 ) -> Result<HandlerResult, Elapsed> {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut renewals = JoinSet::new();
@@ -167,20 +186,31 @@ async fn run_leased(
         queue.store.clone(),
         (running.id, running.attempt),
         queue.config.lease,
-        stopped,
+        (stopped, cancellation.clone()),
     ));
-    let outcome = tokio::time::timeout(queue.config.job_timeout, work).await;
+    let work = tokio::time::timeout(queue.config.job_timeout, work);
+    tokio::pin!(work);
+    let outcome = tokio::select! {
+        outcome = &mut work => outcome,
+        () = cancellation.cancelled() => {
+            // The handler may wind down; one that ignores it is dropped.
+            let grace = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
+            grace.unwrap_or_else(|_| Ok(Err("cancelled".into())))
+        }
+    };
     let _ = stop.send(());
     while renewals.join_next().await.is_some() {}
     outcome
 }
 
-/// Extend the lease of `(job, attempt)` every third of `lease` until `stopped`.
+/// Extend the lease of `(job, attempt)` every third of `lease` until
+/// `stopped`, and fire `cancellation` once the job's cancellation marker is
+/// found (looked for after each renewal).
 async fn renew_lease(
     store: JobStore,
     (id, attempt): (ObjectId, i32),
     lease: Duration,
-    mut stopped: oneshot::Receiver<()>,
+    (mut stopped, cancellation): (oneshot::Receiver<()>, CancellationToken),
 ) {
     let mut every = tokio::time::interval(lease / 3);
     every.tick().await;
@@ -192,6 +222,31 @@ async fn renew_lease(
         if let Err(err) = store.renew(id, attempt, lease).await {
             tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
         }
+        if !cancellation.is_cancelled()
+            && store.cancel_requested(id, attempt).await.unwrap_or(false)
+        {
+            tracing::info!(target: "worker", job = %id, attempt, "job cancelled by an operator; stopping it");
+            cancellation.cancel();
+        }
+    }
+}
+
+/// The job was cancelled while it ran: the attempt and the job are
+/// `cancelled`, for good.
+async fn record_cancellation(queue: &Queue, running: &Running) {
+    let (id, attempt) = (running.id, running.attempt);
+    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job cancelled");
+    match queue.store.record_cancelled(id, attempt).await {
+        Ok(()) => {
+            release_key(queue, running).await;
+            queue.events.publish(Event::JobCancelled {
+                job_id: id.to_hex(),
+                job_type: running.kind.clone(),
+                attempt,
+            })
+        }
+        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
+            "could not record the cancellation; the job settles when its lease expires"),
     }
 }
 
@@ -246,6 +301,16 @@ async fn record_completion(queue: &Queue, running: &Running, result: Document) {
 /// backoff while it has attempts left, `failed` after that.
 async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, error: String) {
     let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
+    // Cancelled before the renewal noticed: no retry (the marker would
+    // block it anyway, but the job would read `pending` until then).
+    if queue
+        .store
+        .cancel_requested(id, attempt)
+        .await
+        .unwrap_or(false)
+    {
+        return record_cancellation(queue, running).await;
+    }
     let retry_in = Some(queue.config.backoff(attempt));
     let failed = queue
         .store

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use ractor::RpcReplyPort;
 
+use crate::queue::cancel::Cancel;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobId, JobQuery, QueueStats};
+use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::poller::PollerMsg;
 use crate::queue::pool::PoolInfo;
 use crate::queue::report::{JobHistory, JobReport, JobsPage};
@@ -54,6 +56,52 @@ impl QueueHandle {
         let id = id.object_id();
         let job = self.ask(|reply| PollerMsg::Retry { id, reply }).await?;
         Ok(job.into())
+    }
+
+    /// Cancel the job `id`: a pending job is `cancelled` at once (it never
+    /// runs); a running one is asked to stop (`cancelRequested`) and ends
+    /// `cancelled` when its handler stops. [`QueueError::Finished`] if it
+    /// has ended already. The job as it is now.
+    pub async fn cancel(&self, id: JobId) -> Result<JobReport, QueueError> {
+        let id = id.object_id();
+        let job = match self.ask(|reply| PollerMsg::Cancel { id, reply }).await? {
+            Cancel::Cancelled(job) | Cancel::Requested(job) => job,
+        };
+        Ok(job.into())
+    }
+
+    /// What is paused, as stored (what every instance applies within a tick).
+    pub async fn pauses(&self) -> Result<Pauses, QueueError> {
+        self.ask(|reply| PollerMsg::Pauses { reply }).await
+    }
+
+    /// Pause `target` on every instance; the pauses after.
+    /// [`QueueError::UnknownType`] for a type no handler runs.
+    pub async fn pause(&self, target: PauseTarget) -> Result<Pauses, QueueError> {
+        self.set_pause(target, true).await
+    }
+
+    /// Resume `target` on every instance; the pauses after.
+    pub async fn resume(&self, target: PauseTarget) -> Result<Pauses, QueueError> {
+        self.set_pause(target, false).await
+    }
+
+    async fn set_pause(&self, target: PauseTarget, pause: bool) -> Result<Pauses, QueueError> {
+        self.ask(|reply| PollerMsg::SetPause {
+            target,
+            pause,
+            reply,
+        })
+        .await
+    }
+
+    /// The pauses this instance's poller applies now (its last read).
+    pub async fn applied_pauses(&self) -> Result<Pauses, QueueError> {
+        let pauses = self
+            .poller
+            .call(|reply| PollerMsg::AppliedPauses { reply }, self.timeout)
+            .await?;
+        Ok(pauses)
     }
 
     /// Counts by status, the oldest pending job's age, and the completions

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// A job's id: a MongoDB ObjectId, written as 24 hexadecimal digits.
 /// Parsed once, where it enters (a path, a cursor); BSON stays inside the queue.
@@ -61,6 +62,9 @@ pub enum JobStatus {
     Processing,
     Completed,
     Failed,
+    /// Cancelled by an operator (`POST /jobs/{id}/cancel`): never run
+    /// again, never retried (see [`crate::queue::cancel`]).
+    Cancelled,
 }
 
 impl JobStatus {
@@ -70,6 +74,7 @@ impl JobStatus {
             Self::Processing => "processing",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -79,6 +84,7 @@ impl JobStatus {
             Self::Processing,
             Self::Completed,
             Self::Failed,
+            Self::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == s)
@@ -117,9 +123,45 @@ pub struct Job {
     /// ([`crate::queue::unique`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// An operator asked the running job to stop (it ends `cancelled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime>,
+    /// Fired by the executor running this attempt when the job is cancelled
+    /// (not stored). See [`Job::cancelled`].
+    #[serde(skip)]
+    pub cancellation: CancellationToken,
 }
 
 impl Job {
+    /// Resolves once this job is cancelled while it runs: a handler that
+    /// can stop early selects on it. A handler that never looks is dropped
+    /// at its next await point shortly after (see
+    /// [`crate::queue::executor`]).
+    ///
+    /// ```ignore
+    /// JobHandlers::new().with("report.build", |job| async move {
+    ///     tokio::select! {
+    ///         built = build(&job) => built,
+    ///         () = job.cancelled() => Err(HandlerError::retry_later("cancelled")),
+    ///     }
+    /// })
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancellation.cancelled().await
+    }
+
+    /// Whether this job was cancelled while it runs (a poll, for loops).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled()
+    }
+
+    /// A clone of the job's cancellation token (to hand to sub-tasks).
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancellation.clone()
+    }
+
     /// A new pending job, due now, priority 0, ranked by its creation.
     pub fn new(kind: &str, payload: Document, max_attempts: i32) -> Self {
         let now = DateTime::now();
@@ -141,6 +183,9 @@ impl Job {
             priority: 0,
             rank: Some(now),
             unique_key: None,
+            cancel_requested: false,
+            cancelled_at: None,
+            cancellation: CancellationToken::new(),
         }
     }
 }
@@ -177,19 +222,25 @@ pub enum Outcome {
     Completed,
     Failed,
     TimedOut,
+    /// Cancelled by an operator. The record of the attempt after the job's
+    /// last also carries it: the cancellation's marker (see
+    /// [`crate::queue::cancel`]).
+    Cancelled,
     /// The executor died mid-job and the job was released for retry, or its
     /// runner vanished and the job was reclaimed when its lease expired.
     Crashed,
 }
 
 impl Outcome {
-    /// As stored and shown: `running`, `completed`, `failed`, `timed_out`, `crashed`.
+    /// As stored and shown: `running`, `completed`, `failed`, `timed_out`,
+    /// `cancelled`, `crashed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
             Self::Crashed => "crashed",
         }
     }
@@ -235,6 +286,7 @@ pub struct StatusCounts {
     pub processing: u64,
     pub completed: u64,
     pub failed: u64,
+    pub cancelled: u64,
 }
 
 impl StatusCounts {
@@ -245,6 +297,7 @@ impl StatusCounts {
             JobStatus::Processing => self.processing = n,
             JobStatus::Completed => self.completed = n,
             JobStatus::Failed => self.failed = n,
+            JobStatus::Cancelled => self.cancelled = n,
         }
     }
 
@@ -261,6 +314,7 @@ impl StatusCounts {
             JobStatus::Processing => self.processing,
             JobStatus::Completed => self.completed,
             JobStatus::Failed => self.failed,
+            JobStatus::Cancelled => self.cancelled,
         }
     }
 }
@@ -315,6 +369,7 @@ mod tests {
             Outcome::Completed,
             Outcome::Failed,
             Outcome::TimedOut,
+            Outcome::Cancelled,
             Outcome::Crashed,
         ] {
             let stored = mongodb::bson::to_bson(&outcome).unwrap();
@@ -329,6 +384,7 @@ mod tests {
             JobStatus::Processing,
             JobStatus::Completed,
             JobStatus::Failed,
+            JobStatus::Cancelled,
         ] {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
         }

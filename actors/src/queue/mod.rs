@@ -13,8 +13,13 @@
 //! - [`handle`]: [`QueueHandle`], how the HTTP layer queries the queue,
 //!   with results from [`report`] (no BSON) and errors as [`QueueError`].
 //! - [`snapshot`]: the queue's figures for `/metrics`; [`metrics`]: its histograms.
+//! - [`cancel`]: cancelling a job (its marker, the executor's tokens).
+//! - [`pause`]: pausing a type or the whole queue, fleet-wide.
+//! - [`schedule`]: periodic jobs' schedules and slots; [`scheduler`]: the
+//!   QueueSchedulerActor that fires them once per slot across the fleet.
 //! - [`config`]: `[queue]` in the configuration.
 
+pub mod cancel;
 pub(crate) mod candidates;
 pub mod config;
 pub mod error;
@@ -23,11 +28,14 @@ pub mod handle;
 pub mod handlers;
 pub mod job;
 pub mod metrics;
+pub mod pause;
 pub(crate) mod poller;
 pub mod pool;
 pub mod priority;
 pub mod producer;
 pub mod report;
+pub mod schedule;
+pub(crate) mod scheduler;
 pub(crate) mod shared;
 pub mod snapshot;
 pub mod spec;

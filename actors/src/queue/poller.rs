@@ -27,7 +27,13 @@
 //!   [`crate::queue::QueueHandle`] sends, and releases the jobs of an
 //!   instance the fleet found dead (`ReleaseInstance`: their leases end now,
 //!   so the expired-lease reclaim runs them, fenced by the attempt record).
-//! - Prunes completed jobs past their retention every `prune_interval`.
+//! - Reads the pauses ([`crate::queue::pause`]) once per tick, before it
+//!   lists, in a task; a listing leaves paused types out, a claim's update
+//!   excludes them, and nothing is claimed while the whole queue is paused.
+//!   Answers the operators' pause, resume and cancel requests (store work in
+//!   tasks); a cancel of a job running here fires its token at once.
+//! - (Pruning is a periodic job now: `queue.prune`, see
+//!   [`crate::queue::scheduler`].)
 //! - Keeps the queue figures of `/metrics` ([`crate::queue::snapshot`])
 //!   fresh while someone reads them: at most one count per
 //!   `stats_interval`, in a task it owns.
@@ -59,10 +65,13 @@ use mongodb::bson::{oid::ObjectId, DateTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::events::Event;
+use crate::queue::cancel::Cancel;
 use crate::queue::candidates::{Candidates, Next};
 use crate::queue::error::{chain, QueueError};
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
 use crate::queue::job::{Attempt, Candidate, Job, JobPage, JobQuery, Outcome, QueueStats};
+use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::pool::{Held, Pool, PoolInfo, Slot, Work};
 use crate::queue::shared::Queue;
 use crate::queue::snapshot::Refresher;
@@ -95,8 +104,30 @@ pub(crate) enum PollerMsg {
         executor: usize,
         job: Option<Box<Job>>,
     },
-    /// Internal: delete old completed jobs.
-    Prune,
+    /// Internal: the pauses read at a tick (`None`: the read failed; the
+    /// last ones read stay), then the tick's work.
+    TickPauses(Option<Pauses>),
+    /// Apply these pauses now (this instance just changed them).
+    Paused(Pauses),
+    /// The pauses as stored.
+    Pauses {
+        reply: Reply<Pauses>,
+    },
+    /// Pause (`pause: true`) or resume `target`; the pauses as stored after.
+    SetPause {
+        target: PauseTarget,
+        pause: bool,
+        reply: Reply<Pauses>,
+    },
+    /// The pauses this poller applies now (introspection, tests).
+    AppliedPauses {
+        reply: RpcReplyPort<Pauses>,
+    },
+    /// Cancel the job `id`.
+    Cancel {
+        id: ObjectId,
+        reply: Reply<Cancel>,
+    },
     /// An executor is idle again.
     Finished {
         executor: usize,
@@ -158,8 +189,10 @@ pub(crate) struct PollerState {
     tasks: JoinSet<()>,
     /// Claims in flight, at most one per executor slot ([`Work::Claiming`]).
     claims: JoinSet<ClaimDone>,
-    /// The `Tick` and `Prune` timers (ractor's `send_interval`).
+    /// The `Tick` timer (ractor's `send_interval`).
     timers: Timers,
+    /// What is paused, as last read (applied to listings and claims).
+    pauses: Arc<Pauses>,
     /// Keeps the `/metrics` queue figures fresh while someone reads them.
     snapshot: Refresher,
 }
@@ -202,12 +235,17 @@ fn send(poller: &ActorRef<PollerMsg>, stats: &ActorStats, message: PollerMsg) {
 }
 
 /// Claim `candidate` for `executor`, or `None` if someone else has it.
-async fn claim(queue: &Queue, candidate: &Candidate, executor: usize) -> Option<Box<Job>> {
+async fn claim(
+    queue: &Queue,
+    candidate: &Candidate,
+    executor: usize,
+    paused: &Pauses,
+) -> Option<Box<Job>> {
     let name = format!("executor-{executor}");
     let started = Instant::now();
     let claimed = queue
         .store
-        .claim(candidate, queue.config.lease, &name)
+        .claim(candidate, queue.config.lease, &name, paused)
         .await;
     queue
         .metrics
@@ -293,6 +331,9 @@ impl PollerState {
 
     /// Start a claim for every idle executor, listing candidates when needed.
     fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
+        if self.pauses.queue {
+            return;
+        }
         for index in 0..self.pool.len() {
             if !self.pool[index].is_idle() {
                 continue;
@@ -307,9 +348,10 @@ impl PollerState {
 
     fn start_listing(&mut self, myself: &ActorRef<PollerMsg>) {
         let (queue, me, stats) = self.task_context(myself);
+        let paused = Arc::clone(&self.pauses);
         self.tasks.spawn(async move {
             let started = Instant::now();
-            let found = queue.store.candidates(CANDIDATE_BATCH).await;
+            let found = queue.store.candidates(CANDIDATE_BATCH, &paused).await;
             let took = started.elapsed().as_secs_f64();
             queue.metrics.listing_seconds.observe(took);
             send(&me, &stats, PollerMsg::Listed(found.map_err(Into::into)));
@@ -318,8 +360,9 @@ impl PollerState {
 
     fn start_claim(&mut self, myself: &ActorRef<PollerMsg>, index: usize, candidate: Candidate) {
         let (queue, me, stats) = self.task_context(myself);
+        let paused = Arc::clone(&self.pauses);
         let task = self.claims.spawn(async move {
-            let job = claim(&queue, &candidate, index).await;
+            let job = claim(&queue, &candidate, index, &paused).await;
             let won = job.as_deref().map(Held::of);
             send(
                 &me,
@@ -374,10 +417,91 @@ impl PollerState {
 
 /// Handlers of each message.
 impl PollerState {
+    /// A tick: read the pauses (in a task), then [`on_tick_pauses`](Self::on_tick_pauses).
     fn on_tick(&mut self, myself: &ActorRef<PollerMsg>) {
+        let (queue, me, stats) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let read = queue.pauses.read().await;
+            let read = read
+                .inspect_err(|err| tracing::warn!(target: "worker", error = %err, "reading the pauses failed; the last ones read stay"))
+                .ok();
+            send(&me, &stats, PollerMsg::TickPauses(read));
+        });
+        self.snapshot.tick();
+    }
+
+    /// The tick's work, with the pauses it read.
+    fn on_tick_pauses(&mut self, myself: &ActorRef<PollerMsg>, read: Option<Pauses>) {
+        if let Some(pauses) = read {
+            self.apply_pauses(pauses);
+        }
         self.candidates.tick();
         self.wake(myself);
-        self.snapshot.tick();
+    }
+
+    fn apply_pauses(&mut self, pauses: Pauses) {
+        if *self.pauses != pauses {
+            tracing::info!(target: "worker", queue = pauses.queue, types = ?pauses.types, "pauses changed");
+            self.pauses = Arc::new(pauses);
+            // Candidates listed under the old pauses may be paused now.
+            self.candidates.tick();
+        }
+    }
+
+    /// Pause or resume `target`, from a task; applied here at once.
+    fn on_set_pause(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        (target, pause): (PauseTarget, bool),
+        reply: Reply<Pauses>,
+    ) {
+        if let PauseTarget::Type(kind) = &target {
+            if self.args.queue.handlers.get(kind).is_none() {
+                let _ = reply.send(Err(QueueError::UnknownType(kind.clone())));
+                return;
+            }
+        }
+        let (queue, me, stats) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let store = &queue.pauses;
+            let written = match pause {
+                true => store.pause(&target).await,
+                false => store.resume(&target).await,
+            };
+            let result = match written {
+                Ok(()) => store.read().await.map_err(QueueError::from),
+                Err(err) => Err(err.into()),
+            };
+            if let Ok(pauses) = &result {
+                tracing::info!(target: "worker", ?target, pause, "pause changed by an operator");
+                send(&me, &stats, PollerMsg::Paused(pauses.clone()));
+            }
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Cancel the job `id`, from a task: fire its token if it runs here.
+    fn on_cancel(&mut self, myself: &ActorRef<PollerMsg>, id: ObjectId, reply: Reply<Cancel>) {
+        let (queue, _, _) = self.task_context(myself);
+        self.tasks.spawn(async move {
+            let result = queue.store.cancel(id).await;
+            match &result {
+                Ok(Cancel::Cancelled(job)) => {
+                    tracing::info!(target: "worker", job = %id, "pending job cancelled");
+                    queue.events.publish(Event::JobCancelled {
+                        job_id: id.to_hex(),
+                        job_type: job.kind.clone(),
+                        attempt: job.attempts,
+                    });
+                }
+                Ok(Cancel::Requested(_)) => {
+                    let here = queue.cancellations.cancel(id);
+                    tracing::info!(target: "worker", job = %id, here, "running job asked to stop");
+                }
+                Err(_) => {}
+            }
+            let _ = reply.send(result);
+        });
     }
 
     fn on_listed(
@@ -422,17 +546,6 @@ impl PollerState {
         // Candidates stay exhausted: a finished job makes no other job due
         // (a failed one is retried after its backoff, at a tick).
         self.wake(myself);
-    }
-
-    fn on_prune(&mut self) {
-        let (store, retention) = (self.store(), self.args.queue.config.retention);
-        self.tasks.spawn(async move {
-            match store.prune(retention).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(target: "worker", pruned = n, "old completed jobs deleted"),
-                Err(err) => tracing::warn!(target: "worker", error = %err, "pruning failed"),
-            }
-        });
     }
 
     fn on_retry(&mut self, myself: &ActorRef<PollerMsg>, id: ObjectId, reply: Reply<Job>) {
@@ -592,6 +705,7 @@ impl Actor for QueuePollerActor {
             tasks: JoinSet::new(),
             claims: JoinSet::new(),
             timers: Timers::default(),
+            pauses: Arc::default(),
             snapshot,
         })
     }
@@ -604,8 +718,8 @@ impl Actor for QueuePollerActor {
         let (config, stats) = (&state.args.queue.config, &state.args.stats);
         let timers = &mut state.timers;
         timers.every(&myself, stats, config.poll_interval, || PollerMsg::Tick);
-        timers.every(&myself, stats, config.prune_interval, || PollerMsg::Prune);
-        state.wake(&myself);
+        // The first tick now: it reads the pauses before anything is listed.
+        state.on_tick(&myself);
         // Figures for the first scrape; after this, only on demand.
         state.snapshot.refresh();
         Ok(())
@@ -633,7 +747,24 @@ impl Actor for QueuePollerActor {
             PollerMsg::Listed(found) => state.on_listed(&myself, found),
             PollerMsg::Claimed { executor, job } => state.on_claimed(&myself, executor, job),
             PollerMsg::Finished { executor, job } => state.on_finished(&myself, executor, job),
-            PollerMsg::Prune => state.on_prune(),
+            PollerMsg::TickPauses(read) => state.on_tick_pauses(&myself, read),
+            PollerMsg::Paused(pauses) => {
+                state.apply_pauses(pauses);
+                state.wake(&myself);
+            }
+            PollerMsg::Pauses { reply } => {
+                let queue = Arc::clone(&state.args.queue);
+                state.answer(reply, async move { Ok(queue.pauses.read().await?) })
+            }
+            PollerMsg::SetPause {
+                target,
+                pause,
+                reply,
+            } => state.on_set_pause(&myself, (target, pause), reply),
+            PollerMsg::AppliedPauses { reply } => {
+                let _ = reply.send((*state.pauses).clone());
+            }
+            PollerMsg::Cancel { id, reply } => state.on_cancel(&myself, id, reply),
             PollerMsg::List { query, reply } => {
                 let store = state.store();
                 state.answer(reply, async move { Ok(store.list(&query).await?) })

@@ -33,6 +33,9 @@ pub struct JobReport {
     /// Higher runs first (0 for jobs from before priorities).
     pub priority: i32,
     pub unique_key: Option<String>,
+    /// An operator asked the running job to stop.
+    pub cancel_requested: bool,
+    pub cancelled_at: Option<String>,
 }
 
 /// One attempt at a job: who ran it, when, and how it ended.
@@ -82,6 +85,8 @@ impl From<Job> for JobReport {
             completed_at: job.completed_at.map(rfc3339),
             priority: job.priority,
             unique_key: job.unique_key,
+            cancel_requested: job.cancel_requested,
+            cancelled_at: job.cancelled_at.map(rfc3339),
         }
     }
 }

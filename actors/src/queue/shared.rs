@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use crate::events::Events;
+use crate::queue::cancel::Cancellations;
 use crate::queue::config::QueueConfig;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
+use crate::queue::pause::PauseStore;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
 
@@ -15,7 +17,11 @@ use crate::queue::store::JobStore;
 pub(crate) struct Queue {
     pub metrics: QueueMetrics,
     pub store: JobStore,
-    /// JobCompleted / JobFailed are published here.
+    /// Pauses, read by the poller every tick and written by operators.
+    pub pauses: PauseStore,
+    /// The cancellation tokens of the jobs running here.
+    pub cancellations: Cancellations,
+    /// JobCompleted / JobFailed / JobCancelled are published here.
     pub events: Events,
     pub handlers: JobHandlers,
     pub config: QueueConfig,

@@ -22,6 +22,7 @@ use crate::queue::error::QueueError;
 use crate::queue::job::{
     Attempt, Candidate, Job, JobPage, JobQuery, JobStatus, Outcome, QueueStats, StatusCounts,
 };
+use crate::queue::pause::Pauses;
 use crate::queue::unique::{Taken, UniqueKeys};
 use crate::store::{ensure_indexes, index, is_duplicate_key};
 
@@ -31,21 +32,21 @@ pub const ATTEMPTS: &str = "job_attempts";
 /// The queue's collections, as seen by one instance.
 #[derive(Clone)]
 pub struct JobStore {
-    jobs: Collection<Job>,
-    attempts: Collection<Attempt>,
+    pub(crate) jobs: Collection<Job>,
+    pub(crate) attempts: Collection<Attempt>,
     /// `job_keys`: the unique keys held by live jobs.
     keys: UniqueKeys,
     instance: String,
-    max_attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
 /// Now + `duration`.
-fn after(duration: Duration) -> DateTime {
+pub(crate) fn after(duration: Duration) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() + duration.as_millis() as i64)
 }
 
 /// Now - `duration`.
-fn before(duration: Duration) -> DateTime {
+pub(crate) fn before(duration: Duration) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() - duration.as_millis() as i64)
 }
 
@@ -190,13 +191,24 @@ impl JobStore {
     /// every pending document, per claim. Listing a batch once and claiming
     /// each by `_id` (an equality FerretDB pushes down to PostgreSQL) keeps
     /// claims fast on both.
-    pub async fn candidates(&self, limit: i64) -> mongodb::error::Result<Vec<Candidate>> {
+    ///
+    /// Jobs of a type in `paused` are left out (the caller lists nothing
+    /// while the whole queue is paused).
+    pub async fn candidates(
+        &self,
+        limit: i64,
+        paused: &Pauses,
+    ) -> mongodb::error::Result<Vec<Candidate>> {
         let now = DateTime::now();
         let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
+        let mut expired = doc! { "status": "processing", "lockedUntil": { "$lt": now } };
+        let mut due = doc! { "status": "pending", "runAt": { "$lte": now } };
+        paused.exclude_from(&mut expired);
+        paused.exclude_from(&mut due);
         let mut found: Vec<Candidate> = self
             .jobs
             .clone_with_type::<Candidate>()
-            .find(doc! { "status": "processing", "lockedUntil": { "$lt": now } })
+            .find(expired)
             .projection(projection.clone())
             .sort(doc! { "createdAt": 1, "_id": 1 })
             .limit(limit)
@@ -206,7 +218,7 @@ impl JobStore {
         let pending: Vec<Candidate> = self
             .jobs
             .clone_with_type::<Candidate>()
-            .find(doc! { "status": "pending", "runAt": { "$lte": now } })
+            .find(due)
             .projection(projection)
             .sort(doc! { "rank": 1, "_id": 1 })
             .limit(limit - found.len() as i64)
@@ -226,19 +238,21 @@ impl JobStore {
     ///    the whole document, a losing claimer's write could otherwise undo a
     ///    newer state (a completion, say).
     /// 2. `findOneAndUpdate` the job by `_id`, if it is still as listed (same
-    ///    status and attempt count, still due or still expired): `processing`,
-    ///    the lease, `attempts + 1`. If it is not, drop the reservation.
+    ///    status and attempt count, still due or still expired, and not of a
+    ///    type in `paused`): `processing`, the lease, `attempts + 1`. If it is
+    ///    not, drop the reservation.
     pub async fn claim(
         &self,
         candidate: &Candidate,
         lease: Duration,
         executor: &str,
+        paused: &Pauses,
     ) -> mongodb::error::Result<Option<Job>> {
         let attempt = self.next_attempt(candidate, executor);
         if !self.reserve(&attempt, candidate, lease).await? {
             return Ok(None);
         }
-        let claimed = self.take(candidate, lease).await?;
+        let claimed = self.take(candidate, lease, paused).await?;
         match &claimed {
             // The job moved on since it was listed: give the attempt back.
             None => self.unreserve(&attempt).await?,
@@ -273,9 +287,10 @@ impl JobStore {
         &self,
         candidate: &Candidate,
         lease: Duration,
+        paused: &Pauses,
     ) -> mongodb::error::Result<Option<Job>> {
         let now = DateTime::now();
-        let filter = match candidate.status {
+        let mut filter = match candidate.status {
             JobStatus::Processing => doc! {
                 "_id": candidate.id, "status": "processing", "attempts": candidate.attempts,
                 "lockedUntil": { "$lt": now },
@@ -285,6 +300,7 @@ impl JobStore {
                 "runAt": { "$lte": now },
             },
         };
+        paused.exclude_from(&mut filter);
         let update = doc! {
             "$set": {
                 "status": "processing",
@@ -317,7 +333,7 @@ impl JobStore {
     /// Only a record still `running` is touched: a runner that wrote its
     /// outcome but not the job's keeps the outcome it wrote. Best effort: the
     /// claim stands even if this write fails.
-    async fn close_abandoned_attempt(&self, id: ObjectId, attempt: i32) {
+    pub(crate) async fn close_abandoned_attempt(&self, id: ObjectId, attempt: i32) {
         let error = format!("lease expired; reclaimed by {}", self.instance);
         let closed = self
             .attempts
@@ -352,6 +368,12 @@ impl JobStore {
         let Some(existing) = self.attempts.find_one(doc! { "_id": &attempt.id }).await? else {
             return Ok(false);
         };
+        if existing.outcome == Outcome::Cancelled {
+            // An operator cancelled the job: the record is its marker (see
+            // `crate::queue::cancel`). Make sure the job reads so.
+            self.settle_cancelled(candidate).await?;
+            return Ok(false);
+        }
         if !self.is_abandoned(&existing, candidate, lease).await? {
             return Ok(false);
         }
@@ -363,7 +385,7 @@ impl JobStore {
     }
 
     /// Insert `attempt`'s record; `false` if it exists already.
-    async fn insert_attempt(&self, attempt: &Attempt) -> mongodb::error::Result<bool> {
+    pub(crate) async fn insert_attempt(&self, attempt: &Attempt) -> mongodb::error::Result<bool> {
         match self.attempts.insert_one(attempt).await {
             Ok(_) => Ok(true),
             Err(err) if is_duplicate_key(&err) => Ok(false),
@@ -425,7 +447,7 @@ impl JobStore {
     }
 
     /// Record how attempt `attempt` of job `id` ended.
-    async fn finish_attempt(
+    pub(crate) async fn finish_attempt(
         &self,
         id: ObjectId,
         attempt: i32,
@@ -496,13 +518,17 @@ impl JobStore {
         Ok(status)
     }
 
-    /// Delete completed jobs and finished attempt records older than `retention`.
-    /// (FerretDB has no TTL indexes, so this is a periodic delete.)
+    /// Delete completed (and cancelled) jobs and finished attempt records
+    /// older than `retention`. (FerretDB has no TTL indexes, so this is a
+    /// periodic delete: the `queue.prune` job, see [`crate::queue::scheduler`].)
     pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
         let cutoff = before(retention);
         let jobs = self
             .jobs
-            .delete_many(doc! { "status": "completed", "completedAt": { "$lt": cutoff } })
+            .delete_many(doc! { "$or": [
+                { "status": "completed", "completedAt": { "$lt": cutoff } },
+                { "status": "cancelled", "cancelledAt": { "$lt": cutoff } },
+            ] })
             .await?;
         self.attempts
             .delete_many(doc! { "finishedAt": { "$lt": cutoff } })

@@ -3,6 +3,7 @@
 //! [`JobId`], payloads already JSON. This module renders them and maps the
 //! queue's errors to problems; [`enqueue`] is `POST /jobs`.
 
+mod control;
 mod enqueue;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(job_stats))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
+        .merge(control::router())
 }
 
 /// A job as the API shows it. Dates are RFC 3339.
@@ -57,6 +59,9 @@ pub struct JobView {
     pub priority: i32,
     /// At most one pending or processing job of its type holds it.
     pub unique_key: Option<String>,
+    /// An operator asked the running job to stop (`POST /jobs/{id}/cancel`).
+    pub cancel_requested: bool,
+    pub cancelled_at: Option<String>,
     /// Only on `GET /jobs/{id}`: every attempt, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<AttemptView>>,
@@ -71,7 +76,7 @@ pub struct AttemptView {
     pub executor: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running`, `completed`, `failed`, `timed_out` or `crashed`.
+    /// `running`, `completed`, `failed`, `timed_out`, `cancelled` or `crashed`.
     pub outcome: String,
     pub error: Option<String>,
 }
@@ -153,7 +158,7 @@ impl From<AttemptReport> for AttemptView {
     }
 }
 
-fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
+pub(super) fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
     JobView {
         id: job.id.to_string(),
         kind: job.kind,
@@ -171,19 +176,23 @@ fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
         completed_at: job.completed_at,
         priority: job.priority,
         unique_key: job.unique_key,
+        cancel_requested: job.cancel_requested,
+        cancelled_at: job.cancelled_at,
         history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
     }
 }
 
 /// The problem a queue error is to the API's client.
-fn problem(err: QueueError) -> ApiError {
+pub(super) fn problem(err: QueueError) -> ApiError {
     match err {
         QueueError::NotFound => ApiError::NotFound("no such job".into()),
-        QueueError::NotFailed(_) | QueueError::UniqueKeyHeld(_) => {
-            ApiError::Conflict(err.to_string())
-        }
+        QueueError::NotFailed(_)
+        | QueueError::UniqueKeyHeld(_)
+        | QueueError::Finished(_)
+        | QueueError::Busy => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
         QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
+        QueueError::UnknownType(_) => ApiError::BadRequest(err.to_string()),
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
             tracing::error!(error = %err, "job store failed");
@@ -196,7 +205,7 @@ fn problem(err: QueueError) -> ApiError {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `pending`, `processing`, `completed` or `failed`.
+    /// `pending`, `processing`, `completed`, `failed` or `cancelled`.
     #[param(value_type = Option<String>)]
     status: Option<JobStatus>,
     /// A job type, e.g. `user.created`.
@@ -213,7 +222,7 @@ pub struct ListParams {
 impl FromQuery for ListParams {
     fn from_query(q: &mut Params) -> Option<Self> {
         let status = q.optional("status", |v| {
-            JobStatus::parse(v).ok_or("must be pending, processing, completed or failed")
+            JobStatus::parse(v).ok_or("must be pending, processing, completed, failed or cancelled")
         });
         let kind = q.optional("type", |v| {
             (!v.is_empty() && v.len() <= 100)

@@ -330,6 +330,7 @@ impl QueueGauges {
             ("processing", counts.processing),
             ("completed", counts.completed),
             ("failed", counts.failed),
+            ("cancelled", counts.cancelled),
         ] {
             self.jobs.get_or_create(&name(status)).set(n as i64);
         }

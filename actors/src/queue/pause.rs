@@ -1,0 +1,167 @@
+//! Pausing a job type, or the whole queue, across every instance.
+//!
+//! A pause is a document of `queue_pauses`: `{_id: "queue"}` for the whole
+//! queue, `{_id: "type:<type>"}` for one type; resuming deletes it. Both are
+//! idempotent single-document writes, so two operators pausing at once on
+//! two instances cannot undo each other (FerretDB's read-modify-write of a
+//! shared document could).
+//!
+//! Every poller reads the (few) documents once per tick, not per claim, and
+//! applies what it read to its listings and claims (a listing leaves paused
+//! types out; a claim's conditional update excludes them, so a job claimed
+//! by id after an enqueue is held back too; nothing is claimed while the
+//! whole queue is paused). Running jobs finish. So a pause stored at `t` is
+//! honoured by every instance by `t + queue.poll_interval` (plus one read),
+//! except by claims already in flight then (at most one per idle executor).
+//! The instance that stores a pause applies it at once.
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{Collection, Database};
+
+pub const COLLECTION: &str = "queue_pauses";
+
+/// The `_id` of the whole queue's pause.
+const QUEUE_ID: &str = "queue";
+/// The prefix of a type's pause `_id`.
+const TYPE_PREFIX: &str = "type:";
+
+/// What is paused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pauses {
+    /// The whole queue: nothing is claimed.
+    pub queue: bool,
+    /// These types are not claimed.
+    pub types: BTreeSet<String>,
+}
+
+impl Pauses {
+    /// Whether a job of type `kind` may not be claimed now.
+    pub fn blocks(&self, kind: &str) -> bool {
+        self.queue || self.types.contains(kind)
+    }
+
+    /// Add `type: {$nin: [paused types]}` to a job filter (nothing if no
+    /// type is paused).
+    pub(crate) fn exclude_from(&self, filter: &mut Document) {
+        if !self.types.is_empty() {
+            let types: Vec<&str> = self.types.iter().map(String::as_str).collect();
+            filter.insert("type", doc! { "$nin": types });
+        }
+    }
+
+    /// The pauses whose documents have these `_id`s (others are ignored).
+    fn from_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut pauses = Self::default();
+        for id in ids {
+            if id == QUEUE_ID {
+                pauses.queue = true;
+            } else if let Some(kind) = id.strip_prefix(TYPE_PREFIX) {
+                pauses.types.insert(kind.to_owned());
+            }
+        }
+        pauses
+    }
+}
+
+/// What a pause or resume is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PauseTarget {
+    Queue,
+    Type(String),
+}
+
+impl PauseTarget {
+    fn id(&self) -> String {
+        match self {
+            Self::Queue => QUEUE_ID.into(),
+            Self::Type(kind) => format!("{TYPE_PREFIX}{kind}"),
+        }
+    }
+}
+
+/// The `queue_pauses` collection.
+#[derive(Clone)]
+pub struct PauseStore {
+    pauses: Collection<Document>,
+}
+
+impl PauseStore {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            pauses: db.collection(COLLECTION),
+        }
+    }
+
+    /// Everything paused now.
+    pub async fn read(&self) -> mongodb::error::Result<Pauses> {
+        let docs: Vec<Document> = self
+            .pauses
+            .find(doc! {})
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(Pauses::from_ids(
+            docs.iter().filter_map(|d| d.get_str("_id").ok()),
+        ))
+    }
+
+    /// Pause `target` (again: no change).
+    pub async fn pause(&self, target: &PauseTarget) -> mongodb::error::Result<()> {
+        self.pauses
+            .update_one(
+                doc! { "_id": target.id() },
+                doc! { "$setOnInsert": { "since": DateTime::now() } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    /// Resume `target` (not paused: no change).
+    pub async fn resume(&self, target: &PauseTarget) -> mongodb::error::Result<()> {
+        self.pauses.delete_one(doc! { "_id": target.id() }).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_read_back_from_their_ids() {
+        let ids = ["type:mail.send", "queue", "type:report", "other"];
+        let pauses = Pauses::from_ids(ids);
+        assert!(pauses.queue);
+        assert_eq!(
+            pauses.types.iter().collect::<Vec<_>>(),
+            ["mail.send", "report"]
+        );
+        for target in [PauseTarget::Queue, PauseTarget::Type("x".into())] {
+            let id = target.id();
+            let read = Pauses::from_ids([id.as_str()]);
+            assert_eq!(read.queue, target == PauseTarget::Queue);
+        }
+    }
+
+    #[test]
+    fn a_paused_type_is_blocked_and_left_out_of_filters() {
+        let mut pauses = Pauses::default();
+        let mut filter = doc! { "status": "pending" };
+        pauses.exclude_from(&mut filter);
+        assert_eq!(filter, doc! { "status": "pending" }, "nothing paused");
+        pauses.types.insert("report".into());
+        assert!(pauses.blocks("report") && !pauses.blocks("noop"));
+        pauses.exclude_from(&mut filter);
+        assert_eq!(
+            filter,
+            doc! { "status": "pending", "type": { "$nin": ["report"] } }
+        );
+        pauses.queue = true;
+        assert!(pauses.blocks("noop"), "the whole queue");
+    }
+}

@@ -1,0 +1,396 @@
+//! QueueSchedulerActor: fires the periodic jobs ([`crate::queue::schedule`])
+//! once per slot across every instance.
+//!
+//! # Contract
+//! - Ticks every `queue.poll_interval` (ractor's `send_interval`). At each
+//!   tick it works out, in memory, which slots of each schedule are due
+//!   ([`schedule::due`]) and fires them in one task it owns (a `JoinSet`);
+//!   the task reports the slots it handled with `Fired`. One such task at a
+//!   time: a tick while one runs does nothing. **The mailbox never waits on
+//!   MongoDB.**
+//! - Firing a slot: insert `{_id: "<name>@<slot time>", jobId}` into
+//!   `queue_slots` (a unique `_id`, atomic on MongoDB and FerretDB), then
+//!   insert the job with `_id: jobId`. Every instance tries every slot;
+//!   the one whose slot insert wins picks the job's id, the others read it
+//!   back and insert the same job, which the unique `_id` makes a no-op once
+//!   it exists. So each slot has exactly one job, and a crash between the
+//!   two inserts loses nothing: the other instances insert the job at the
+//!   same tick, and a (re)started instance first makes sure the latest slot
+//!   of each schedule has its job. The slot documents stay (so a slot never
+//!   fires twice) until the `queue.prune` job deletes those older than
+//!   `queue.retention`.
+//! - The instance that inserted a job has its poller claim it at once.
+//! - Missed slots: after the whole fleet was down (or this instance could
+//!   not reach MongoDB), only the latest missed slot fires. The queue's own
+//!   `queue.prune` schedule does not catch up (it prunes at its next slot).
+//!
+//! # Failure
+//! No state but the last slot fired per schedule (in memory; a restart
+//! starts from the latest slot, which is then found fired). A slot whose
+//! firing failed is tried again at the next tick while it is recent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, oid::ObjectId, DateTime as BsonDateTime, Document};
+use mongodb::{Collection, Database};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::queue::handlers::JobHandlers;
+use crate::queue::job::Job;
+use crate::queue::producer::JobQueue;
+use crate::queue::schedule::{self, Schedule};
+use crate::queue::store::{before, JobStore};
+use crate::store::{ensure_indexes, index, is_duplicate_key};
+use crate::supervision::stats::ActorStats;
+
+pub const SLOTS: &str = "queue_slots";
+
+/// The queue's own periodic job: prune old jobs, attempts and slots.
+pub const PRUNE: &str = "queue.prune";
+
+/// A fired slot, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotDoc {
+    /// `<name>@<slot time>`.
+    #[serde(rename = "_id")]
+    id: String,
+    schedule: String,
+    slot: BsonDateTime,
+    /// The job this slot enqueues.
+    job_id: ObjectId,
+    created_at: BsonDateTime,
+}
+
+/// The `queue_slots` collection.
+#[derive(Clone)]
+pub struct SlotStore {
+    slots: Collection<SlotDoc>,
+}
+
+impl SlotStore {
+    pub fn new(db: &Database) -> Self {
+        Self {
+            slots: db.collection(SLOTS),
+        }
+    }
+
+    pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+        ensure_indexes(
+            &db.collection::<Document>(SLOTS),
+            vec![
+                index(doc! { "schedule": 1, "slot": -1 }, false),
+                index(doc! { "slot": 1 }, false),
+            ],
+        )
+        .await
+    }
+
+    /// Take the slot `id` for a new job; the id of the slot's job (this
+    /// one's if the insert won, else the winner's).
+    async fn take(
+        &self,
+        schedule: &Schedule,
+        at: DateTime<Utc>,
+    ) -> mongodb::error::Result<Option<ObjectId>> {
+        let now = BsonDateTime::now();
+        let slot = SlotDoc {
+            id: schedule.slot_id(at),
+            schedule: schedule.name.clone(),
+            slot: BsonDateTime::from_millis(at.timestamp_millis()),
+            job_id: ObjectId::new(),
+            created_at: now,
+        };
+        match self.slots.insert_one(&slot).await {
+            Ok(_) => Ok(Some(slot.job_id)),
+            Err(err) if is_duplicate_key(&err) => {
+                let found = self.slots.find_one(doc! { "_id": &slot.id }).await?;
+                Ok(found.map(|slot| slot.job_id))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The job id of the latest slot of `schedule` taken, if any.
+    async fn latest_job(&self, schedule: &str) -> mongodb::error::Result<Option<ObjectId>> {
+        let latest: Vec<SlotDoc> = self
+            .slots
+            .find(doc! { "schedule": schedule })
+            .sort(doc! { "slot": -1 })
+            .limit(1)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(latest.first().map(|slot| slot.job_id))
+    }
+
+    /// Delete the slots older than `retention`.
+    pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
+        let pruned = self
+            .slots
+            .delete_many(doc! { "slot": { "$lt": before(retention) } })
+            .await?;
+        Ok(pruned.deleted_count)
+    }
+}
+
+impl JobStore {
+    /// Insert a pending job of `schedule`'s under `id`, due now; `false`
+    /// if a job has that id already.
+    async fn insert_scheduled(
+        &self,
+        id: ObjectId,
+        schedule: &Schedule,
+    ) -> mongodb::error::Result<bool> {
+        let mut job = Job::new(&schedule.kind, schedule.payload.clone(), self.max_attempts);
+        job.id = id;
+        match self.jobs.insert_one(&job).await {
+            Ok(_) => Ok(true),
+            Err(err) if is_duplicate_key(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The `queue.prune` job type: completed and cancelled jobs, finished
+/// attempt records and slots older than `retention` are deleted.
+pub fn prune_handlers(jobs: JobStore, slots: SlotStore, retention: Duration) -> JobHandlers {
+    JobHandlers::new().with(PRUNE, move |_job| {
+        let (jobs, slots) = (jobs.clone(), slots.clone());
+        async move {
+            let pruned = jobs.prune(retention).await?;
+            let slots = slots.prune(retention).await?;
+            if pruned > 0 {
+                tracing::info!(target: "worker", pruned, slots, "old completed jobs deleted");
+            }
+            Ok(doc! { "jobs": pruned as i64, "slots": slots as i64 })
+        }
+    })
+}
+
+pub(crate) enum SchedulerMsg {
+    Tick,
+    /// Internal: the firing task handled these slots (schedule index, slot).
+    Fired(Vec<(usize, DateTime<Utc>)>),
+}
+
+#[derive(Clone)]
+pub(crate) struct SchedulerArgs {
+    pub schedules: Arc<[Schedule]>,
+    pub jobs: JobStore,
+    pub slots: SlotStore,
+    /// Has this instance's poller claim the jobs it inserted.
+    pub queue: JobQueue,
+    pub tick: Duration,
+    /// A slot older than this never fires (`queue.retention`: its document
+    /// may have been pruned).
+    pub retention: Duration,
+    pub stats: Arc<ActorStats>,
+}
+
+pub(crate) struct SchedulerState {
+    args: SchedulerArgs,
+    /// The last slot fired (or found fired) per schedule, by index.
+    last: Vec<Option<DateTime<Utc>>>,
+    /// Whether the latest slots were checked for their jobs (once per start).
+    recovered: bool,
+    firing: bool,
+    tasks: JoinSet<()>,
+    timer: Option<JoinHandle<()>>,
+}
+
+impl SchedulerState {
+    /// Slots a tick's jitter may skip are still fired within this.
+    fn lookback(&self) -> Duration {
+        (self.args.tick * 4).max(Duration::from_secs(2))
+    }
+
+    /// What is due now: (schedule index, slots).
+    fn plan(&self, now: DateTime<Utc>) -> Vec<(usize, Vec<DateTime<Utc>>)> {
+        let windows = (self.lookback(), self.args.retention);
+        self.args
+            .schedules
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, schedule::due(&s.every, self.last[i], now, windows)))
+            .filter(|(_, slots)| !slots.is_empty())
+            .collect()
+    }
+
+    fn on_tick(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        if self.firing {
+            return;
+        }
+        let plan = self.plan(Utc::now());
+        let recover = !self.recovered;
+        if plan.is_empty() && !recover {
+            return;
+        }
+        self.firing = true;
+        let (args, me) = (self.args.clone(), myself.clone());
+        self.tasks.spawn(async move {
+            if recover {
+                recover_latest(&args).await;
+            }
+            let fired = fire_all(&args, plan).await;
+            args.stats.sent();
+            let _ = me.cast(SchedulerMsg::Fired(fired));
+        });
+    }
+
+    fn on_fired(&mut self, fired: Vec<(usize, DateTime<Utc>)>) {
+        self.firing = false;
+        self.recovered = true;
+        for (i, slot) in fired {
+            self.last[i] = Some(self.last[i].map_or(slot, |last| last.max(slot)));
+        }
+    }
+}
+
+/// Fire `plan`'s slots, in order; the slots handled. A schedule whose slot
+/// failed is left for the next tick.
+async fn fire_all(
+    args: &SchedulerArgs,
+    plan: Vec<(usize, Vec<DateTime<Utc>>)>,
+) -> Vec<(usize, DateTime<Utc>)> {
+    let mut fired = Vec::new();
+    for (i, slots) in plan {
+        let schedule = &args.schedules[i];
+        for at in slots {
+            match fire(args, schedule, at).await {
+                Ok(()) => fired.push((i, at)),
+                Err(err) => {
+                    tracing::warn!(target: "worker", slot = %schedule.slot_id(at), error = %err, "could not fire a periodic job; retrying at the next tick");
+                    break;
+                }
+            }
+        }
+    }
+    fired
+}
+
+/// Fire `schedule`'s slot `at` (see the contract): take the slot, or read
+/// the winner's job id, and make sure that job exists.
+async fn fire(
+    args: &SchedulerArgs,
+    schedule: &Schedule,
+    at: DateTime<Utc>,
+) -> mongodb::error::Result<()> {
+    let Some(job) = args.slots.take(schedule, at).await? else {
+        return Ok(()); // pruned meanwhile: too old to matter
+    };
+    ensure_job(args, schedule, job).await
+}
+
+/// Insert `schedule`'s job `id` unless it exists; have it claimed here if
+/// this instance inserted it.
+async fn ensure_job(
+    args: &SchedulerArgs,
+    schedule: &Schedule,
+    id: ObjectId,
+) -> mongodb::error::Result<()> {
+    if args.jobs.insert_scheduled(id, schedule).await? {
+        tracing::info!(target: "worker", job = %id, schedule = %schedule.name, kind = %schedule.kind, "periodic job enqueued");
+        args.queue.claim_soon(id);
+    }
+    Ok(())
+}
+
+/// At start: the latest slot of each schedule gets its job if an
+/// instance died between the two inserts (best effort).
+async fn recover_latest(args: &SchedulerArgs) {
+    for schedule in args.schedules.iter().filter(|s| s.catch_up) {
+        let recovered = match args.slots.latest_job(&schedule.name).await {
+            Ok(Some(id)) => ensure_job(args, schedule, id).await,
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = recovered {
+            tracing::warn!(target: "worker", schedule = %schedule.name, error = %err, "could not check the latest slot's job");
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct QueueSchedulerActor;
+
+impl Actor for QueueSchedulerActor {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = SchedulerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        args: SchedulerArgs,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        // A schedule without catch-up starts as if its latest slot had fired.
+        let now = Utc::now();
+        let last = args
+            .schedules
+            .iter()
+            .map(|s| (!s.catch_up).then(|| s.every.latest(now)).flatten())
+            .collect();
+        Ok(SchedulerState {
+            last,
+            args,
+            recovered: false,
+            firing: false,
+            tasks: JoinSet::new(),
+            timer: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let stats = Arc::clone(&state.args.stats);
+        state.timer = Some(myself.send_interval(state.args.tick, move || {
+            stats.sent();
+            SchedulerMsg::Tick
+        }));
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, name = "scheduler")]
+    async fn handle(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        message: SchedulerMsg,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let _handling = state.args.stats.begin(&myself.get_cell()).await;
+        while let Some(joined) = state.tasks.try_join_next() {
+            if let Err(err) = joined {
+                tracing::error!(target: "worker", error = %err, "a scheduler task failed");
+                state.firing = false;
+            }
+        }
+        match message {
+            SchedulerMsg::Tick => state.on_tick(&myself),
+            SchedulerMsg::Fired(fired) => state.on_fired(fired),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
+        // A firing cut short is finished by the other instances (or by
+        // this one's next start): see the contract.
+        state.tasks.shutdown().await;
+        Ok(())
+    }
+}
