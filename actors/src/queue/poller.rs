@@ -27,7 +27,7 @@
 //!   instance the fleet found dead (`ReleaseInstance`: their leases end now,
 //!   so the expired-lease reclaim runs them, fenced by the attempt record).
 //! - Reads the pauses ([`crate::queue::pause`]) once per tick (at most
-//!   every 250 ms), before it lists, in a task; a listing leaves paused types out, a claim's update
+//!   every 200 ms), before it lists, in a task; a listing leaves paused types out, a claim's update
 //!   excludes them, and nothing is claimed while the whole queue is paused.
 //!   Answers the operators' pause, resume and cancel requests (store work in
 //!   tasks); a cancel of a job running here fires its token at once.
@@ -82,10 +82,11 @@ use crate::supervision::stats::ActorStats;
 
 type Reply<T> = RpcReplyPort<Result<T, QueueError>>;
 
-/// The pauses are read at most this often, however short the tick: on a
-/// 10 ms tick (tests' eager pollers) a read per tick would add a third to
-/// the store's load. With the default 1 s tick, every tick reads them.
-const PAUSES_READ_EVERY: Duration = Duration::from_millis(250);
+/// The pauses are read at most this often (from one read's start to the
+/// next's), however short the tick: on a 10 ms tick (tests' eager pollers)
+/// a read per tick would add a third to the store's load. With a tick of
+/// 200 ms or more (1 s by default), every tick reads them.
+const PAUSES_READ_EVERY: Duration = Duration::from_millis(200);
 
 /// Candidates listed per query (see [`crate::queue::store::JobStore::candidates`]).
 const CANDIDATE_BATCH: i64 = 256;
@@ -197,8 +198,8 @@ pub(crate) struct PollerState {
     /// A read of the pauses is in flight (at most one: a tick meanwhile
     /// goes on with the pauses last read).
     reading_pauses: bool,
-    /// When the last read of the pauses ended (`None`: never). A tick within
-    /// [`PAUSES_READ_EVERY`] of it goes on with the pauses last read.
+    /// When the last read of the pauses started (`None`: never). A tick
+    /// within [`PAUSES_READ_EVERY`] of it goes on with the pauses last read.
     pauses_read_at: Option<Instant>,
     /// Keeps the `/metrics` queue figures fresh while someone reads them.
     snapshot: Refresher,
@@ -435,6 +436,7 @@ impl PollerState {
             return self.on_tick_pauses(myself, None);
         }
         self.reading_pauses = true;
+        self.pauses_read_at = Some(Instant::now());
         let (queue, me, stats) = self.task_context(myself);
         self.tasks.spawn(async move {
             let read = queue.pauses.read().await;
@@ -450,7 +452,6 @@ impl PollerState {
     fn on_tick_pauses(&mut self, myself: &ActorRef<PollerMsg>, read: Option<Option<Pauses>>) {
         if let Some(read) = read {
             self.reading_pauses = false;
-            self.pauses_read_at = Some(Instant::now());
             if let Some(pauses) = read {
                 self.apply_pauses(pauses);
             }
