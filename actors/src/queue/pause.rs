@@ -6,13 +6,15 @@
 //! two instances cannot undo each other (FerretDB's read-modify-write of a
 //! shared document could).
 //!
-//! Every poller reads the (few) documents once per tick, not per claim, and
+//! Every poller reads the (few) documents once per tick (at most every
+//! 200 ms however short the tick), not per claim, and
 //! applies what it read to its listings and claims (a listing leaves paused
 //! types out; a claim's conditional update excludes them, so a job claimed
 //! by id after an enqueue is held back too; nothing is claimed while the
 //! whole queue is paused). Running jobs finish. So a pause stored at `t` is
-//! honoured by every instance by `t + queue.poll_interval` (plus one read),
-//! except by claims already in flight then (at most one per idle executor).
+//! honoured by every instance by `t + max(queue.poll_interval, 200 ms)`
+//! plus one read, except by claims already in flight then (at most one per
+//! executor).
 //! The instance that stores a pause applies it at once.
 
 use std::collections::BTreeSet;

@@ -27,8 +27,8 @@
 //!   [`crate::queue::QueueHandle`] sends, and releases the jobs of an
 //!   instance the fleet found dead (`ReleaseInstance`: their leases end now,
 //!   so the expired-lease reclaim runs them, fenced by the attempt record).
-//! - Reads the pauses ([`crate::queue::pause`]) once per tick, before it
-//!   lists, in a task; a listing leaves paused types out, a claim's update
+//! - Reads the pauses ([`crate::queue::pause`]) once per tick (at most
+//!   every 200 ms), before it lists, in a task; a listing leaves paused types out, a claim's update
 //!   excludes them, and nothing is claimed while the whole queue is paused.
 //!   Answers the operators' pause, resume and cancel requests (store work in
 //!   tasks); a cancel of a job running here fires its token at once.
@@ -83,6 +83,12 @@ use crate::supervision::stats::ActorStats;
 
 type Reply<T> = RpcReplyPort<Result<T, QueueError>>;
 
+/// The pauses are read at most this often (from one read's start to the
+/// next's), however short the tick: on a 10 ms tick (tests' eager pollers)
+/// a read per tick would add a third to the store's load. With a tick of
+/// 200 ms or more (1 s by default), every tick reads them.
+const PAUSES_READ_EVERY: Duration = Duration::from_millis(200);
+
 /// Candidates listed per query (see [`crate::queue::store::JobStore::candidates`]).
 const CANDIDATE_BATCH: i64 = 256;
 
@@ -104,9 +110,9 @@ pub(crate) enum PollerMsg {
         executor: usize,
         job: Option<Box<Job>>,
     },
-    /// Internal: the pauses read at a tick (`None`: the read failed; the
-    /// last ones read stay), then the tick's work.
-    TickPauses(Option<Pauses>),
+    /// Internal: the pauses read at a tick (`Some(None)`: the read failed;
+    /// the last ones read stay), then the tick's work.
+    TickPauses(Option<Option<Pauses>>),
     /// Apply these pauses now (this instance just changed them).
     Paused(Pauses),
     /// The pauses as stored.
@@ -193,6 +199,12 @@ pub(crate) struct PollerState {
     timers: Timers,
     /// What is paused, as last read (applied to listings and claims).
     pauses: Arc<Pauses>,
+    /// A read of the pauses is in flight (at most one: a tick meanwhile
+    /// goes on with the pauses last read).
+    reading_pauses: bool,
+    /// When the last read of the pauses started (`None`: never). A tick
+    /// within [`PAUSES_READ_EVERY`] of it goes on with the pauses last read.
+    pauses_read_at: Option<Instant>,
     /// Keeps the `/metrics` queue figures fresh while someone reads them.
     snapshot: Refresher,
 }
@@ -419,21 +431,34 @@ impl PollerState {
 impl PollerState {
     /// A tick: read the pauses (in a task), then [`on_tick_pauses`](Self::on_tick_pauses).
     fn on_tick(&mut self, myself: &ActorRef<PollerMsg>) {
+        self.snapshot.tick();
+        let due = !self.reading_pauses
+            && self
+                .pauses_read_at
+                .is_none_or(|last| last.elapsed() >= PAUSES_READ_EVERY);
+        if !due {
+            return self.on_tick_pauses(myself, None);
+        }
+        self.reading_pauses = true;
+        self.pauses_read_at = Some(Instant::now());
         let (queue, me, stats) = self.task_context(myself);
         self.tasks.spawn(async move {
             let read = queue.pauses.read().await;
             let read = read
                 .inspect_err(|err| tracing::warn!(target: "worker", error = %err, "reading the pauses failed; the last ones read stay"))
                 .ok();
-            send(&me, &stats, PollerMsg::TickPauses(read));
+            send(&me, &stats, PollerMsg::TickPauses(Some(read)));
         });
-        self.snapshot.tick();
     }
 
-    /// The tick's work, with the pauses it read.
-    fn on_tick_pauses(&mut self, myself: &ActorRef<PollerMsg>, read: Option<Pauses>) {
-        if let Some(pauses) = read {
-            self.apply_pauses(pauses);
+    /// The tick's work, with the pauses it read (`None`: it read none;
+    /// `Some(None)`: the read failed).
+    fn on_tick_pauses(&mut self, myself: &ActorRef<PollerMsg>, read: Option<Option<Pauses>>) {
+        if let Some(read) = read {
+            self.reading_pauses = false;
+            if let Some(pauses) = read {
+                self.apply_pauses(pauses);
+            }
         }
         self.candidates.tick();
         self.wake(myself);
@@ -706,6 +731,8 @@ impl Actor for QueuePollerActor {
             claims: JoinSet::new(),
             timers: Timers::default(),
             pauses: Arc::default(),
+            reading_pauses: false,
+            pauses_read_at: None,
             snapshot,
         })
     }
