@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`startup`] | [`Application`]: bind the listener, connect the stores, start the actor system (`troupe_actors::system`), serve, shut down in order |
 //! | [`server`] | the HTTP/1.1 accept loop with its connection limits |
-//! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `health`, `metrics`, `logs`, `app`), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
+//! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `cluster`, `health`, `metrics`, `logs`, `app`, and `console`, the ops console's page and embedded assets), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
 //! | [`config`] | layered, typed settings and their validation |
 //! | [`state`] | [`state::AppState`], what handlers reach |
 //! | [`telemetry`] | logging to stdout and per-category daily files |

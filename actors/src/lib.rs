@@ -7,7 +7,7 @@
 //! | [`system`] | [`system::ActorSystem::start`]: the one place the tree is wired; [`system::Handles`], what the HTTP layer gets; [`system::tree::TreeView`], introspection |
 //! | [`users`] | the UserActor (sign-up, login, sessions, profiles), its [`users::Users`] handle, tokens, the login throttle, `Email`, `Password`, idempotent sign-up, the `user.*` job types |
 //! | [`cache`] | the CacheActor and [`cache::CacheClient`]: Redis read-through of public profiles, loaded through a [`cache::ProfileSource`] it defines |
-//! | [`queue`] | the job queue: [`queue::QueueHandle`] for operators, [`queue::producer::JobQueue`] for producers, the poller, the executors, the store, the handler registry |
+//! | [`queue`] | the job queue: [`queue::QueueHandle`] for operators (cancel, pauses), [`queue::producer::JobQueue`] and [`queue::JobSpec`] for producers (delays, priorities, unique keys), the poller, the executors, the scheduler of periodic jobs, the store, the handler registry |
 //! | [`events`] | domain events, the EventBus (scopes: this instance's or the fleet's), the EventRelay (a Redis Stream between instances), the audit log and the counter |
 //! | [`fleet`] | the instance registry (heartbeats in Redis), [`fleet::Fleet`] for `/ops/cluster`, failover of dead instances' jobs |
 //! | [`mail`] | outgoing e-mail (lettre) |

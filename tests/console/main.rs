@@ -82,6 +82,7 @@ async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: 
     restart_shows_within_two_seconds(app, client).await;
     sign_up_shows_as_an_event(app, client).await;
     job_history_and_retry(app, client, broken, job).await;
+    pause_the_queue_and_cancel_a_waiting_job(app, client).await;
     fleet_shows_this_instance_and_its_tree(app, client).await;
     screenshot(client, "console-1280x800.png").await;
     fits_a_phone(client).await;
@@ -338,6 +339,90 @@ async fn job_history_and_retry(app: &TestApp, client: &Client, broken: &AtomicBo
     .await;
     app.wait_for_jobs(doc! {"_id": job}, "completed", 1, WAIT)
         .await;
+}
+
+/// "Pause queue" holds every job on every instance (the API says so); a job
+/// enqueued meanwhile waits, its Cancel button ends it `cancelled` without a
+/// run; "Resume queue" lets the queue go on.
+async fn pause_the_queue_and_cancel_a_waiting_job(app: &TestApp, client: &Client) {
+    let toggle = "document.querySelector('#queue-controls button.queue-toggle')";
+    let click_toggle = format!("{toggle}.click(); return true");
+    until(
+        client,
+        WAIT,
+        "the pause control",
+        &format!("return {toggle}?.textContent === 'Pause queue'"),
+    )
+    .await;
+    js(client, &click_toggle).await;
+    until(
+        client,
+        WAIT,
+        "the queue shown paused",
+        &format!("return {toggle}?.textContent === 'Resume queue'"),
+    )
+    .await;
+    let pauses: Value = app.get_ops("/jobs/pauses").await.json().await.unwrap();
+    assert_eq!(pauses["queue"], true, "{pauses}");
+
+    let job = app.jobs().enqueue("console.flaky", doc! {}).await.unwrap();
+    app.nudge();
+    js(
+        client,
+        "const s = document.getElementById('job-status'); s.value = 'pending'; \
+         s.dispatchEvent(new Event('change')); return true",
+    )
+    .await;
+    let item = format!("#job-list li[data-job='{job}']");
+    until(
+        client,
+        WAIT,
+        "the waiting job listed with its Cancel button",
+        &format!("return document.querySelector(\"{item} button.cancel\") !== null"),
+    )
+    .await;
+    js(
+        client,
+        &format!("document.querySelector(\"{item} button.cancel\").click(); return true"),
+    )
+    .await;
+    until(
+        client,
+        WAIT,
+        "the cancelled job to leave the pending list",
+        &format!("return document.querySelector(\"{item}\") === null"),
+    )
+    .await;
+    let cancelled: Value = app
+        .get_ops(&format!("/jobs/{job}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    // Every attempt record is the cancel's own marker: no executor ran it.
+    let history = cancelled["history"].as_array().unwrap();
+    assert!(
+        history.iter().all(|a| a["outcome"] == "cancelled"),
+        "a job cancelled while the queue was paused never ran: {cancelled}"
+    );
+
+    js(client, &click_toggle).await;
+    until(
+        client,
+        WAIT,
+        "the queue shown running",
+        &format!("return {toggle}?.textContent === 'Pause queue'"),
+    )
+    .await;
+    let pauses: Value = app.get_ops("/jobs/pauses").await.json().await.unwrap();
+    assert_eq!(pauses["queue"], false, "{pauses}");
+    js(
+        client,
+        "const s = document.getElementById('job-status'); s.value = 'failed'; \
+         s.dispatchEvent(new Event('change')); return true",
+    )
+    .await;
 }
 
 /// The fleet panel lists this instance; choosing it shows its tree.

@@ -189,7 +189,7 @@ async function drawPauses() {
     };
     fill(box,
       el("span", { class: `pill ${pauses.queue ? "down" : "running"}` }, pauses.queue ? "queue paused" : "queue running"),
-      el("button", { type: "button", class: "small secondary", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"),
+      el("button", { type: "button", class: "small secondary queue-toggle", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"),
       (pauses.types || []).map((type) =>
         el("button", { type: "button", class: "small secondary", "aria-label": `Resume jobs of type ${type}`, onclick: () => toggle("DELETE", type) }, `Resume ${type}`)));
   } catch (error) {
