@@ -11,6 +11,14 @@
 //! [`crate::queue::priority`]), then id. A job enqueued here joins the line
 //! at its rank, so a high-priority job enqueued while the executors are
 //! busy runs before the lower ones listed earlier.
+//!
+//! The local line is the whole line only until the next tick: a tick drops
+//! the listed candidates (others may have taken them), so what is left is
+//! what was enqueued here since, and claiming from it would let those jobs
+//! jump ahead of higher-ranked ones waiting in the store. After a tick the
+//! poller lists before it claims again, unless the last listing found
+//! nothing — then the local line is all there is, and a job enqueued here is
+//! claimed by id without a listing.
 
 use std::collections::BTreeMap;
 
@@ -51,15 +59,21 @@ pub(crate) struct Candidates {
     listing: bool,
     /// The last listing found nothing (or failed): wait for a tick or a nudge.
     exhausted: bool,
+    /// A listing ended since the last tick, so the line holds every job
+    /// that was claimable then, not only those enqueued here since.
+    listed_since_tick: bool,
 }
 
 impl Candidates {
     /// The next thing to do for one idle executor.
     pub fn next(&mut self) -> Next {
-        if let Some((_, candidate)) = self.queue.pop_first() {
-            return Next::Claim(candidate);
+        let line_is_whole = self.listed_since_tick || self.exhausted;
+        if line_is_whole {
+            if let Some((_, candidate)) = self.queue.pop_first() {
+                return Next::Claim(candidate);
+            }
         }
-        if self.listing || self.exhausted {
+        if self.listing || (self.exhausted && self.queue.is_empty()) {
             return Next::Wait;
         }
         self.listing = true;
@@ -70,6 +84,7 @@ impl Candidates {
     /// next tick lists again).
     pub fn listed(&mut self, found: Option<Vec<Candidate>>) {
         self.listing = false;
+        self.listed_since_tick = true;
         match found {
             Some(found) => {
                 self.exhausted = found.is_empty();
@@ -85,6 +100,7 @@ impl Candidates {
     pub fn tick(&mut self) {
         self.queue.clear();
         self.exhausted = false;
+        self.listed_since_tick = false;
     }
 
     /// Something may be due now (a job was put back to pending): list again.
@@ -170,6 +186,33 @@ mod tests {
         )]));
         candidates.tick();
         assert!(matches!(candidates.next(), Next::List));
+    }
+
+    #[test]
+    fn after_a_tick_a_job_enqueued_here_waits_for_a_listing_that_may_rank_others_first() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        candidates.listed(Some(vec![Candidate::enqueued(
+            ObjectId::new(),
+            DateTime::now(),
+        )]));
+        candidates.tick();
+        let at = |ms: i64| DateTime::from_millis(1_800_000_000_000 + ms);
+        let (waiting, local) = (ObjectId::new(), ObjectId::new());
+        candidates.enqueued(local, at(20));
+        assert!(matches!(candidates.next(), Next::List), "list first");
+        assert!(
+            matches!(candidates.next(), Next::Wait),
+            "one listing at a time"
+        );
+        // The listing finds a job ranked ahead of the local one, and the
+        // local one itself (claimed once).
+        candidates.listed(Some(vec![
+            Candidate::enqueued(waiting, at(10)),
+            Candidate::enqueued(local, at(20)),
+        ]));
+        assert_eq!(claims(candidates.next()), waiting);
+        assert_eq!(claims(candidates.next()), local);
     }
 
     #[test]
