@@ -30,9 +30,6 @@ pub enum QueueError {
     /// A claim of the job kept racing the cancel; try again.
     #[error("the job is being claimed; try again")]
     Busy,
-    /// No handler is registered for this job type (on this instance).
-    #[error("unknown job type {0:?}")]
-    UnknownType(String),
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),

@@ -75,6 +75,7 @@ use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::pool::{Held, Pool, PoolInfo, Slot, Work};
 use crate::queue::shared::Queue;
 use crate::queue::snapshot::Refresher;
+use crate::queue::spec::SpecError;
 use crate::queue::store::JobStore;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::health::TreeHealth;
@@ -482,7 +483,7 @@ impl PollerState {
     ) {
         if let PauseTarget::Type(kind) = &target {
             if self.args.queue.handlers.get(kind).is_none() {
-                let _ = reply.send(Err(QueueError::UnknownType(kind.clone())));
+                let _ = reply.send(Err(SpecError::UnknownType(kind.clone()).into()));
                 return;
             }
         }

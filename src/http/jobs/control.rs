@@ -7,14 +7,14 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use troupe_actors::queue::pause::{PauseTarget, Pauses};
-use troupe_actors::queue::{JobId, QueueError};
+use troupe_actors::queue::JobId;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{problem, view, JobView};
 use crate::http::auth::Operator;
-use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Fields, FromJson, PathId, Valid};
 use crate::state::AppState;
 
@@ -66,17 +66,6 @@ impl FromJson for Target {
             );
         }
         Some(Self(kind.map_or(PauseTarget::Queue, PauseTarget::Type)))
-    }
-}
-
-/// A pause's error as the client sees it: an unknown type names the field.
-fn pause_problem(err: QueueError) -> ApiError {
-    match err {
-        QueueError::UnknownType(_) => ApiError::Validation(vec![FieldError::new(
-            "type",
-            "is not a registered job type",
-        )]),
-        other => problem(other),
     }
 }
 
@@ -133,7 +122,7 @@ async fn pause(
     Valid(Target(target)): Valid<Target>,
 ) -> Result<Json<PausesView>, ApiError> {
     let pauses = state.actors.queue.pause(target).await;
-    Ok(Json(pauses.map_err(pause_problem)?.into()))
+    Ok(Json(pauses.map_err(problem)?.into()))
 }
 
 /// Resume a job type (`{"type": "..."}`) or the whole queue (`{}`).
@@ -151,5 +140,5 @@ async fn resume(
     Valid(Target(target)): Valid<Target>,
 ) -> Result<Json<PausesView>, ApiError> {
     let pauses = state.actors.queue.resume(target).await;
-    Ok(Json(pauses.map_err(pause_problem)?.into()))
+    Ok(Json(pauses.map_err(problem)?.into()))
 }

@@ -192,7 +192,6 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         | QueueError::Busy => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
         QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
-        QueueError::UnknownType(_) => ApiError::BadRequest(err.to_string()),
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
             tracing::error!(error = %err, "job store failed");
