@@ -11,7 +11,7 @@ use serde_json::json;
 use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
 
-use crate::helpers::{spawn_app_with, start, unique_email, TestApp, PASSWORD};
+use crate::helpers::{unique_email, TestApp, PASSWORD};
 
 /// Every instance polls every 10 ms (the test profile: 250 ms), so another
 /// instance lists the queue between a sign-up's two writes far more often
@@ -22,13 +22,8 @@ fn eager(settings: &mut Settings) {
 }
 
 /// Three instances on one database, one Redis prefix.
-async fn three_instances(customize: impl Fn(&mut Settings)) -> [TestApp; 3] {
-    let a = spawn_app_with(|s| customize(s)).await;
-    let mut b = start(a.settings.clone(), JobHandlers::new()).await;
-    let mut c = start(a.settings.clone(), JobHandlers::new()).await;
-    b.owns_database = false;
-    c.owns_database = false;
-    [a, b, c]
+async fn three_instances(customize: impl FnOnce(&mut Settings)) -> [TestApp; 3] {
+    crate::helpers::three_instances(customize, JobHandlers::new()).await
 }
 
 /// `n` sign-ups, spread round-robin over `apps`, 40 at a time.

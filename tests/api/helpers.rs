@@ -115,6 +115,20 @@ pub async fn spawn_app_with_jobs(
     start(settings, jobs).await
 }
 
+/// Three instances on one database and one Redis prefix (the first owns
+/// them), each with `jobs`.
+pub async fn three_instances(
+    customize: impl FnOnce(&mut Settings),
+    jobs: JobHandlers,
+) -> [TestApp; 3] {
+    let a = spawn_app_with_jobs(customize, jobs.clone()).await;
+    let mut b = start(a.settings.clone(), jobs.clone()).await;
+    let mut c = start(a.settings.clone(), jobs).await;
+    b.owns_database = false;
+    c.owns_database = false;
+    [a, b, c]
+}
+
 /// Start an app with exactly these settings (e.g. another instance on the
 /// same database), on a runtime and a thread of its own.
 pub async fn start(settings: Settings, jobs: JobHandlers) -> TestApp {
@@ -314,6 +328,25 @@ impl TestApp {
     /// Wake the app's poller (as its own enqueues do).
     pub fn nudge(&self) {
         self.state.actors.queue.nudge();
+    }
+
+    /// `GET /jobs/{id}`: the job with its history (200 expected).
+    pub async fn job(&self, id: mongodb::bson::oid::ObjectId) -> Value {
+        let response = self.get_ops(&format!("/jobs/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Wait until job `id` has `status` (within `deadline`); then the job.
+    pub async fn wait_for_job(
+        &self,
+        id: mongodb::bson::oid::ObjectId,
+        status: &str,
+        deadline: Duration,
+    ) -> Value {
+        self.wait_for_jobs(mongodb::bson::doc! {"_id": id}, status, 1, deadline)
+            .await;
+        self.job(id).await
     }
 
     /// Wait until `n` jobs matching `filter` have `status`.

@@ -16,7 +16,9 @@ use troupe_actors::queue::job::Candidate;
 use troupe_actors::queue::pause::Pauses;
 use troupe_actors::queue::schedule::ScheduleConfig;
 
-use crate::helpers::{assert_problem, eventually, spawn_app_with_jobs, start, TestApp};
+use crate::helpers::{
+    assert_problem, eventually, spawn_app_with_jobs, start, three_instances, TestApp,
+};
 
 /// `method path` with the ops token and a JSON body.
 async fn ops_json(app: &TestApp, method: Method, path: &str, body: Value) -> Response {
@@ -30,19 +32,8 @@ async fn ops_json(app: &TestApp, method: Method, path: &str, body: Value) -> Res
         .expect("request")
 }
 
-async fn job(app: &TestApp, id: ObjectId) -> Value {
-    let response = app.get_ops(&format!("/jobs/{id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
 async fn cancel(app: &TestApp, id: ObjectId) -> Response {
     app.post_ops(&format!("/jobs/{id}/cancel")).await
-}
-
-async fn wait_status(app: &TestApp, id: ObjectId, status: &str, within: Duration) -> Value {
-    app.wait_for_jobs(doc! {"_id": id}, status, 1, within).await;
-    job(app, id).await
 }
 
 /// A handler that counts its runs of each job.
@@ -90,11 +81,12 @@ async fn a_pending_job_cancelled_never_runs_and_cannot_be_cancelled_twice() {
         .unwrap();
     let control = store.enqueue("test.count", Document::new()).await.unwrap();
     app.nudge();
-    wait_status(&app, control, "completed", Duration::from_secs(30)).await;
+    app.wait_for_job(control, "completed", Duration::from_secs(30))
+        .await;
     assert_eq!(runs_of(&runs, held), 0, "the cancelled job never ran");
     assert_eq!(runs_of(&runs, control), 1);
 
-    let after = job(&app, held).await;
+    let after = app.job(held).await;
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["attempts"], 0);
     let history = after["history"].as_array().unwrap();
@@ -142,7 +134,9 @@ async fn a_cancel_that_died_after_its_marker_is_finished_by_the_next_claimer() {
         .unwrap();
     assert!(store.release(id).await.unwrap(), "due now");
     app.nudge();
-    let settled = wait_status(&app, id, "cancelled", Duration::from_secs(30)).await;
+    let settled = app
+        .wait_for_job(id, "cancelled", Duration::from_secs(30))
+        .await;
     assert_eq!(settled["attempts"], 0, "{settled}");
     assert_eq!(runs_of(&runs, id), 0);
 }
@@ -202,7 +196,8 @@ async fn a_running_job_that_waits_on_its_cancellation_ends_cancelled_without_ret
         .await
         .unwrap();
     app.nudge();
-    wait_status(&app, id, "processing", Duration::from_secs(30)).await;
+    app.wait_for_job(id, "processing", Duration::from_secs(30))
+        .await;
     eventually(Duration::from_secs(5), "the handler to start", || async {
         (started.load(Ordering::SeqCst) == 1).then_some(())
     })
@@ -215,7 +210,9 @@ async fn a_running_job_that_waits_on_its_cancellation_ends_cancelled_without_ret
     assert_eq!(requested["cancelRequested"], true, "{requested}");
     // Through the instance that runs it: at once, not at the next renewal
     // (20 s away).
-    let ended = wait_status(&app, id, "cancelled", Duration::from_secs(30)).await;
+    let ended = app
+        .wait_for_job(id, "cancelled", Duration::from_secs(30))
+        .await;
     assert!(
         asked.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -242,7 +239,9 @@ async fn a_handler_that_ignores_a_cancel_from_another_instance_is_stopped_within
         .await
         .unwrap();
     a.nudge();
-    let running = wait_status(&a, id, "processing", Duration::from_secs(30)).await;
+    let running = a
+        .wait_for_job(id, "processing", Duration::from_secs(30))
+        .await;
     let runner = running["lockedBy"].as_str().unwrap().to_owned();
     // Cancel through the instance that does *not* run it.
     let other = [&a, &b]
@@ -252,7 +251,9 @@ async fn a_handler_that_ignores_a_cancel_from_another_instance_is_stopped_within
     let asked = Instant::now();
     assert_eq!(cancel(other, id).await.status(), StatusCode::OK);
 
-    let ended = wait_status(&a, id, "cancelled", Duration::from_secs(8)).await;
+    let ended = a
+        .wait_for_job(id, "cancelled", Duration::from_secs(8))
+        .await;
     // A renewal every third of the lease, then the grace before the drop.
     let bound = a.settings.queue.lease / 3 + Duration::from_secs(1) + Duration::from_secs(2);
     assert!(asked.elapsed() < bound, "{:?} ≥ {bound:?}", asked.elapsed());
@@ -263,16 +264,6 @@ async fn a_handler_that_ignores_a_cancel_from_another_instance_is_stopped_within
     assert_eq!(ended["attempts"], 1, "no retry: {ended}");
     assert_eq!(ended["history"][0]["outcome"], "cancelled", "{ended}");
     assert_eq!(started.load(Ordering::SeqCst), 1);
-}
-
-/// Three instances on one database, each with `handlers`.
-async fn three_instances(customize: impl Fn(&mut Settings), handlers: JobHandlers) -> [TestApp; 3] {
-    let a = spawn_app_with_jobs(customize, handlers.clone()).await;
-    let mut b = start(a.settings.clone(), handlers.clone()).await;
-    let mut c = start(a.settings.clone(), handlers).await;
-    b.owns_database = false;
-    c.owns_database = false;
-    [a, b, c]
 }
 
 /// Wait until every instance's poller applies pauses for which `applied` holds.
@@ -293,7 +284,7 @@ async fn until_applied(apps: &[TestApp], applied: impl Fn(&Pauses) -> bool) {
 async fn statuses(app: &TestApp, ids: &[ObjectId]) -> Vec<String> {
     let mut found = Vec::new();
     for id in ids {
-        found.push(job(app, *id).await["status"].as_str().unwrap().to_owned());
+        found.push(app.job(*id).await["status"].as_str().unwrap().to_owned());
     }
     found
 }
@@ -322,7 +313,8 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
         .await
         .unwrap();
     b.nudge();
-    wait_status(a, slow, "processing", Duration::from_secs(30)).await;
+    a.wait_for_job(slow, "processing", Duration::from_secs(30))
+        .await;
 
     let paused = ops_json(
         a,
@@ -340,7 +332,8 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
     );
     until_applied(&apps, |p| p.types.contains("test.x")).await;
     release.store(true, Ordering::SeqCst);
-    wait_status(a, slow, "completed", Duration::from_secs(30)).await;
+    a.wait_for_job(slow, "completed", Duration::from_secs(30))
+        .await;
 
     let mut xs = Vec::new();
     for app in [b, c, b, c] {
@@ -363,7 +356,8 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
     // The pollers ran meanwhile: a job of another type completes.
     let control = c.jobs().enqueue("noop", Document::new()).await.unwrap();
     c.nudge();
-    wait_status(a, control, "completed", Duration::from_secs(30)).await;
+    a.wait_for_job(control, "completed", Duration::from_secs(30))
+        .await;
     assert_eq!(statuses(a, &xs).await, ["pending"; 4]);
     assert!(xs.iter().all(|id| runs_of(&runs, *id) == 0));
     let listed: Value = c.get_ops("/jobs/pauses").await.json().await.unwrap();
@@ -373,7 +367,8 @@ async fn a_type_paused_on_one_instance_is_claimed_by_none_until_resumed_on_anoth
     let body: Value = resumed.json().await.unwrap();
     assert_eq!(body, json!({"queue": false, "types": ["test.slow"]}));
     for id in &xs {
-        wait_status(a, *id, "completed", Duration::from_secs(30)).await;
+        a.wait_for_job(*id, "completed", Duration::from_secs(30))
+            .await;
         assert_eq!(runs_of(&runs, *id), 1);
     }
 }
@@ -404,7 +399,8 @@ async fn a_whole_queue_pause_holds_every_type_on_every_instance() {
 
     let resumed = ops_json(c, Method::DELETE, "/jobs/pauses", json!({})).await;
     assert_eq!(resumed.status(), StatusCode::OK);
-    wait_status(a, id, "completed", Duration::from_secs(30)).await;
+    a.wait_for_job(id, "completed", Duration::from_secs(30))
+        .await;
 }
 
 #[tokio::test]

@@ -15,18 +15,6 @@ use crate::helpers::{
     unique_email, TestApp, PASSWORD,
 };
 
-async fn job(app: &TestApp, id: ObjectId) -> Value {
-    let response = app.get_ops(&format!("/jobs/{id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-async fn wait_status(app: &TestApp, id: ObjectId, status: &str) -> Value {
-    app.wait_for_jobs(doc! {"_id": id}, status, 1, Duration::from_secs(20))
-        .await;
-    job(app, id).await
-}
-
 #[tokio::test]
 async fn fifty_signups_answer_at_once_and_fifty_welcome_emails_land_in_the_outbox() {
     let app = spawn_app().await;
@@ -154,7 +142,9 @@ async fn a_failing_job_is_retried_with_backoff_then_failed() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "failed").await;
+    let job = app
+        .wait_for_job(id, "failed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["attempts"], 3);
     assert_eq!(job["lastError"], "boom");
     let history = job["history"].as_array().unwrap();
@@ -191,7 +181,9 @@ async fn a_job_that_runs_too_long_times_out() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "failed").await;
+    let job = app
+        .wait_for_job(id, "failed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["lastError"], "timed out after 300ms");
     assert_eq!(job["history"][0]["outcome"], "timed_out");
 }
@@ -205,7 +197,9 @@ async fn an_unknown_job_type_fails_at_once_without_retry() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "failed").await;
+    let job = app
+        .wait_for_job(id, "failed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["attempts"], 1);
     assert!(job["lastError"]
         .as_str()
@@ -228,7 +222,9 @@ async fn a_job_whose_lease_expired_is_claimed_again() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "completed").await;
+    let job = app
+        .wait_for_job(id, "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["attempts"], 2);
     assert_eq!(
         job["history"].as_array().unwrap().len(),
@@ -265,7 +261,9 @@ async fn a_long_job_renews_its_lease_and_runs_once() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "completed").await;
+    let job = app
+        .wait_for_job(id, "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["attempts"], 1);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -287,7 +285,9 @@ async fn a_panicking_executor_has_its_job_retried_at_once_and_is_replaced() {
         .await
         .unwrap();
     app.nudge();
-    let job = wait_status(&app, id, "completed").await;
+    let job = app
+        .wait_for_job(id, "completed", Duration::from_secs(20))
+        .await;
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["history"][0]["outcome"], "crashed");
@@ -549,7 +549,8 @@ async fn list_filters_paginates_and_rejects_bad_parameters() {
         Duration::from_secs(20),
     )
     .await;
-    wait_status(&app, failing, "failed").await;
+    app.wait_for_job(failing, "failed", Duration::from_secs(20))
+        .await;
 
     let page: Value = app
         .get_ops("/jobs?type=noop&limit=2")
@@ -635,8 +636,10 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
         .unwrap();
     let done = app.jobs().enqueue("noop", Document::new()).await.unwrap();
     app.nudge();
-    wait_status(&app, id, "failed").await;
-    wait_status(&app, done, "completed").await;
+    app.wait_for_job(id, "failed", Duration::from_secs(20))
+        .await;
+    app.wait_for_job(done, "completed", Duration::from_secs(20))
+        .await;
 
     let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
     assert_eq!(
@@ -676,7 +679,9 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
     assert_eq!(response.status(), StatusCode::OK);
     let retried: Value = response.json().await.unwrap();
     assert_eq!(retried["status"], "pending");
-    let job = wait_status(&app, id, "completed").await;
+    let job = app
+        .wait_for_job(id, "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["result"], json!({"second": true}));
     assert_eq!(job["history"].as_array().unwrap().len(), 2);
@@ -722,7 +727,9 @@ async fn an_attempt_whose_runner_vanished_is_marked_crashed_when_its_job_is_recl
     }
     app.nudge();
 
-    let reclaimed = wait_status(&app, ids[0], "completed").await;
+    let reclaimed = app
+        .wait_for_job(ids[0], "completed", Duration::from_secs(20))
+        .await;
     let history = reclaimed["history"].as_array().unwrap();
     assert_eq!(history.len(), 2, "{reclaimed}");
     let reclaimer = history[1]["instance"].as_str().unwrap();
@@ -737,7 +744,9 @@ async fn an_attempt_whose_runner_vanished_is_marked_crashed_when_its_job_is_recl
     assert_eq!(history[1]["outcome"], "completed");
 
     // An outcome its runner did write is kept.
-    let other = wait_status(&app, ids[1], "completed").await;
+    let other = app
+        .wait_for_job(ids[1], "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(other["history"][0]["outcome"], "completed", "{other}");
 }
 

@@ -13,7 +13,8 @@ use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, start, TestApp,
+    assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, three_instances,
+    TestApp,
 };
 
 /// `POST /jobs` with the ops token.
@@ -37,15 +38,6 @@ async fn enqueued(app: &TestApp, body: &Value, status: StatusCode) -> Value {
 
 fn oid(job: &Value) -> ObjectId {
     ObjectId::parse_str(job["id"].as_str().unwrap()).unwrap()
-}
-
-/// Wait until the job `id` is `status`; the job as `GET /jobs/{id}` shows it.
-async fn finished(app: &TestApp, id: ObjectId, status: &str) -> Value {
-    app.wait_for_jobs(doc! {"_id": id}, status, 1, Duration::from_secs(20))
-        .await;
-    let response = app.get_ops(&format!("/jobs/{id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
 }
 
 fn millis(rfc3339: &Value) -> i64 {
@@ -84,7 +76,9 @@ async fn an_enqueued_job_is_shown_with_its_priority_and_key_runs_and_is_counted(
         job["runAt"].is_string() && job["history"].is_array(),
         "{job}"
     );
-    let done = finished(&app, oid(&job), "completed").await;
+    let done = app
+        .wait_for_job(oid(&job), "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(done["priority"], 7);
 
     let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
@@ -155,7 +149,9 @@ async fn a_delayed_job_runs_after_its_due_time_within_a_poll_interval() {
     let (created, run_at) = (millis(&job["createdAt"]), millis(&job["runAt"]));
     assert!((1900..=2100).contains(&(run_at - created)), "{job}");
 
-    let done = finished(&app, oid(&job), "completed").await;
+    let done = app
+        .wait_for_job(oid(&job), "completed", Duration::from_secs(20))
+        .await;
     let started = millis(&done["history"][0]["startedAt"]);
     assert!(started >= run_at, "ran {} ms early", run_at - started);
     let latest = run_at + (poll + Duration::from_secs(1)).as_millis() as i64;
@@ -183,20 +179,10 @@ async fn a_job_due_at_a_given_time_waits_for_it() {
     );
 }
 
-/// Three instances on one database, each with the `test.gate` type.
-async fn three_instances(gate: &Arc<Semaphore>) -> [TestApp; 3] {
-    let a = spawn_app_with_jobs(|_| {}, gated(gate)).await;
-    let mut b = start(a.settings.clone(), gated(gate)).await;
-    let mut c = start(a.settings.clone(), gated(gate)).await;
-    b.owns_database = false;
-    c.owns_database = false;
-    [a, b, c]
-}
-
 #[tokio::test]
 async fn twenty_concurrent_enqueues_of_one_key_on_three_instances_make_one_job() {
     let gate = Arc::new(Semaphore::new(0));
-    let apps = three_instances(&gate).await;
+    let apps = three_instances(|_| {}, gated(&gate)).await;
     let body = json!({"type": "test.gate", "payload": {}, "uniqueKey": "nightly"});
     let answers = join_all((0..20).map(|i| enqueue(&apps[i % 3], &body))).await;
     let mut statuses = Vec::new();
@@ -222,7 +208,9 @@ async fn twenty_concurrent_enqueues_of_one_key_on_three_instances_make_one_job()
 
     // Once it has ended, the key is free again: a new job.
     gate.add_permits(1);
-    finished(&apps[0], ids[0], "completed").await;
+    apps[0]
+        .wait_for_job(ids[0], "completed", Duration::from_secs(20))
+        .await;
     let again = enqueued(&apps[1], &body, StatusCode::CREATED).await;
     assert_ne!(oid(&again), ids[0]);
     gate.add_permits(1);
@@ -269,7 +257,8 @@ async fn a_key_whose_job_ended_long_ago_without_releasing_it_is_taken_over() {
         let body = json!({"type": "noop", "payload": {}, "uniqueKey": key});
         let job = enqueued(&app, &body, StatusCode::CREATED).await;
         assert_ne!(oid(&job), ended);
-        finished(&app, oid(&job), "completed").await;
+        app.wait_for_job(oid(&job), "completed", Duration::from_secs(20))
+            .await;
     }
 }
 
@@ -307,13 +296,15 @@ async fn a_retried_unique_job_takes_its_key_back_unless_another_job_holds_it() {
     // gated one that times out (2 s) with one attempt fails for good.
     let body = json!({"type": "test.gate", "payload": {}, "uniqueKey": "r"});
     let first = oid(&enqueued(&app, &body, StatusCode::CREATED).await);
-    finished(&app, first, "failed").await;
+    app.wait_for_job(first, "failed", Duration::from_secs(20))
+        .await;
     // Its key was released: a second job takes it.
     let second = enqueued(&app, &body, StatusCode::CREATED).await;
     let retry = app.post_ops(&format!("/jobs/{first}/retry")).await;
     assert_problem(retry, StatusCode::CONFLICT).await;
     gate.add_permits(1);
-    finished(&app, oid(&second), "completed").await;
+    app.wait_for_job(oid(&second), "completed", Duration::from_secs(20))
+        .await;
     eventually(
         Duration::from_secs(5),
         "the second job's key released",
@@ -326,7 +317,8 @@ async fn a_retried_unique_job_takes_its_key_back_unless_another_job_holds_it() {
     let retry = app.post_ops(&format!("/jobs/{first}/retry")).await;
     assert_eq!(retry.status(), StatusCode::OK);
     gate.add_permits(1);
-    finished(&app, first, "completed").await;
+    app.wait_for_job(first, "completed", Duration::from_secs(20))
+        .await;
 }
 
 /// The field named by the only error of a 400/413 problem.
