@@ -152,16 +152,17 @@ pub fn client_address(
         return peer;
     }
     // Header lines in order, each line's hops in order: one list, leftmost
-    // (the farthest hop) first. A line that is not text is one bad hop.
+    // (the farthest hop) first. Lines are read as bytes: a byte that is not
+    // ASCII spoils the hop it is in, never a proxy's hop beside it.
     let lines = headers.get_all(header.name());
     let mut hops: Vec<Option<IpAddr>> = Vec::new();
     for line in &lines {
-        match (line.to_str(), header) {
-            (Ok(text), ProxyHeader::XForwardedFor) => {
-                hops.extend(text.split(',').map(parse_node));
+        let line = line.as_bytes();
+        match header {
+            ProxyHeader::XForwardedFor => {
+                hops.extend(line.split(|&b| b == b',').map(parse_node_bytes));
             }
-            (Ok(text), ProxyHeader::Forwarded) => hops.extend(forwarded_for(text)),
-            (Err(_), _) => hops.push(None),
+            ProxyHeader::Forwarded => hops.extend(forwarded_for(line)),
         }
     }
     walk_from_the_right(peer, &hops, trusted)
@@ -181,6 +182,11 @@ fn walk_from_the_right(peer: IpAddr, hops: &[Option<IpAddr>], trusted: &TrustedP
         }
     }
     client
+}
+
+/// [`parse_node`] of bytes that must be ASCII.
+fn parse_node_bytes(node: &[u8]) -> Option<IpAddr> {
+    parse_node(std::str::from_utf8(node).ok().filter(|s| s.is_ascii())?)
 }
 
 /// One node of a forwarding header: `192.0.2.7`, `192.0.2.7:4711`,
@@ -213,47 +219,65 @@ fn is_port(s: &str) -> bool {
 
 /// The `for=` node of each element of a `Forwarded` line, in order; `None`
 /// for an element without a usable one.
-fn forwarded_for(line: &str) -> Vec<Option<IpAddr>> {
-    split_unquoted(line, ',')
+///
+/// The line is split **from the right**: a proxy appends its element after
+/// whatever the client wrote, and a right-to-left scan's state at any byte
+/// depends only on the bytes right of it. So the proxy's well-formed element
+/// is read the same whatever precedes it: a quote the client left open
+/// (`for=203.0.113.9;x="`) spoils the client's own element, never swallows
+/// the proxy's `, for=<client>`. (Read left to right, that quote would.)
+fn forwarded_for(line: &[u8]) -> Vec<Option<IpAddr>> {
+    let mut elements: Vec<Option<IpAddr>> = split_from_the_right(line, b',')
         .into_iter()
         .map(|element| {
-            split_unquoted(element, ';')
+            split_from_the_right(element, b';')
                 .into_iter()
                 .find_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| unquote(value.trim()).and_then(|v| parse_node(&v)))
+                    let eq = pair.iter().position(|&b| b == b'=')?;
+                    let (name, value) = (&pair[..eq], &pair[eq + 1..]);
+                    name.trim_ascii()
+                        .eq_ignore_ascii_case(b"for")
+                        .then(|| unquote(value.trim_ascii()).and_then(|v| parse_node(&v)))
                 })
                 .flatten()
         })
-        .collect()
+        .collect();
+    elements.reverse();
+    elements
 }
 
-/// `s` split at `separator` outside double-quoted strings (RFC 7230
-/// quoted-string, with backslash escapes).
-fn split_unquoted(s: &str, separator: char) -> Vec<&str> {
-    let (mut parts, mut start) = (Vec::new(), 0);
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
+/// `s` split at `separator` outside double-quoted strings (RFC 9110
+/// quoted-string, with backslash escapes), scanning from the right: the
+/// parts come rightmost first. A `"` closes a quoted string (read from the
+/// right: opens its left end) unless an odd run of backslashes precedes
+/// it; outside quotes a backslash is an ordinary byte.
+fn split_from_the_right(s: &[u8], separator: u8) -> Vec<&[u8]> {
+    let (mut parts, mut end) = (Vec::new(), s.len());
+    let mut quoted = false;
+    for i in (0..s.len()).rev() {
+        match s[i] {
+            b'"' if !quoted => quoted = true,
+            b'"' => {
+                let backslashes = s[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                if backslashes % 2 == 0 {
+                    quoted = false;
+                }
+            }
+            b if b == separator && !quoted => {
+                parts.push(&s[i + 1..end]);
+                end = i;
             }
             _ => {}
         }
     }
-    parts.push(&s[start..]);
+    parts.push(&s[..end]);
     parts
 }
 
 /// A token as it is, or a quoted-string's content unescaped; `None` for an
-/// unterminated quote.
-fn unquote(value: &str) -> Option<String> {
+/// unterminated quote or a byte that is not ASCII.
+fn unquote(value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok().filter(|s| s.is_ascii())?;
     let Some(inner) = value.strip_prefix('"') else {
         return Some(value.to_owned());
     };
@@ -481,9 +505,55 @@ mod tests {
             ),
             ip("203.0.113.7")
         );
-        assert_eq!(split_unquoted(r#"a="1,2",b"#, ','), [r#"a="1,2""#, "b"]);
-        assert_eq!(unquote(r#""a\"b""#).as_deref(), Some(r#"a"b"#));
-        assert_eq!(unquote(r#""open"#), None);
+        assert_eq!(
+            split_from_the_right(br#"a="1,2",b"#, b','),
+            [&b"b"[..], br#"a="1,2""#]
+        );
+        assert_eq!(
+            split_from_the_right(br#"a="x\",y",b"#, b','),
+            [&b"b"[..], br#"a="x\",y""#]
+        );
+        assert_eq!(
+            split_from_the_right(br#"a="x\\",b"#, b','),
+            [&b"b"[..], br#"a="x\\""#]
+        );
+        assert_eq!(unquote(br#""a\"b""#).as_deref(), Some(r#"a"b"#));
+        assert_eq!(unquote(br#""open"#), None);
+    }
+
+    #[test]
+    fn a_quote_the_client_leaves_open_does_not_swallow_the_proxys_entry() {
+        // The client sent `Forwarded: for=203.0.113.9;x="`; the proxy
+        // appended its entry to that line, or added a line of its own.
+        for lines in [
+            &[r#"for=203.0.113.9;x=", for=198.51.100.7"#][..],
+            &[r#"for=203.0.113.9;x="#, "for=198.51.100.7"],
+            &[r#"for="203.0.113.9, for=198.51.100.7"#],
+            &[r#"for=203.0.113.9;x="\", for=198.51.100.7"#],
+        ] {
+            assert_eq!(
+                fwd("10.0.0.2", "10.0.0.0/8", lines),
+                ip("198.51.100.7"),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_ascii_spoil_only_their_own_hop() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "forwarded",
+            HeaderValue::from_bytes(b"for=\"6.6.6.6\xff, for=198.51.100.7").unwrap(),
+        );
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"6.6.6.\xff, 198.51.100.7").unwrap(),
+        );
+        for header in [ProxyHeader::Forwarded, ProxyHeader::XForwardedFor] {
+            let got = client_address(ip("10.0.0.2"), &headers, &proxies("10.0.0.0/8"), header);
+            assert_eq!(got, ip("198.51.100.7"), "{header:?}");
+        }
     }
 
     #[test]
@@ -539,6 +609,94 @@ mod tests {
         for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8/8", "1.2.3"] {
             let err = bad.parse::<TrustedProxies>().unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Any byte a header value may hold, the quoting ones often.
+        fn header_byte() -> impl Strategy<Value = u8> {
+            prop_oneof![
+                3 => prop::sample::select(&b"\"\\,;= \t"[..]),
+                3 => 0x21u8..=0x7e,
+                1 => 0x80u8..=0xff,
+            ]
+        }
+
+        /// The client's address as a proxy writes it in `for=`.
+        fn proxy_node() -> impl Strategy<Value = (IpAddr, String)> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(|b| {
+                    let ip = IpAddr::from([198, 51, b[2], b[3]]);
+                    (ip, ip.to_string())
+                }),
+                (any::<[u8; 4]>(), any::<u16>()).prop_map(|(b, port)| {
+                    let ip = IpAddr::from([203, 0, b[2], b[3]]);
+                    (ip, format!("\"{ip}:{port}\""))
+                }),
+                (any::<u64>(), any::<u16>()).prop_map(|(low, port)| {
+                    let ip = IpAddr::V6(Ipv6Addr::from((0x2001_0db8_u128 << 96) | u128::from(low)));
+                    (ip, format!("\"[{ip}]:{port}\""))
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the client prefixes, the entry the trusted proxy
+            /// appended (to the client's line or as a line of its own,
+            /// maybe followed by an inner trusted proxy's) is the client.
+            #[test]
+            fn the_proxys_appended_entry_is_read_whatever_the_client_wrote(
+                prefix in prop::collection::vec(header_byte(), 0..48),
+                (real, node) in proxy_node(),
+                own_line in any::<bool>(),
+                inner_proxy in any::<bool>(),
+            ) {
+                let entry = format!("for={node};proto=https");
+                let mut lines: Vec<Vec<u8>> = if own_line {
+                    vec![prefix, entry.into_bytes()]
+                } else {
+                    let mut line = prefix;
+                    line.extend_from_slice(format!(", {entry}").as_bytes());
+                    vec![line]
+                };
+                if inner_proxy {
+                    lines.last_mut().unwrap().extend_from_slice(b", for=10.0.0.5");
+                }
+                let mut headers = HeaderMap::new();
+                for line in &lines {
+                    headers.append("forwarded", HeaderValue::from_bytes(line).unwrap());
+                }
+                let got = client_address(
+                    "10.0.0.2".parse().unwrap(),
+                    &headers,
+                    &"10.0.0.0/8".parse().unwrap(),
+                    ProxyHeader::Forwarded,
+                );
+                prop_assert_eq!(got, real);
+            }
+
+            /// The same for `X-Forwarded-For`.
+            #[test]
+            fn the_proxys_appended_address_is_read_whatever_the_client_wrote(
+                prefix in prop::collection::vec(header_byte(), 0..48),
+                (real, _) in proxy_node(),
+            ) {
+                let mut line = prefix;
+                line.extend_from_slice(format!(", {real}").as_bytes());
+                let mut headers = HeaderMap::new();
+                headers.append("x-forwarded-for", HeaderValue::from_bytes(&line).unwrap());
+                let got = client_address(
+                    "10.0.0.2".parse().unwrap(),
+                    &headers,
+                    &"10.0.0.0/8".parse().unwrap(),
+                    ProxyHeader::XForwardedFor,
+                );
+                prop_assert_eq!(got, real);
+            }
         }
     }
 }
