@@ -5,8 +5,14 @@
 //! (≈ 400 KB), so neither may become a label (every distinct value would be a
 //! new series, kept forever and printed at every scrape) nor be logged as is
 //! (every event inside a request's span repeats its fields).
+//!
+//! A logged value is also escaped: everything outside printable ASCII
+//! (U+2028, U+0085, the C1 controls, any other non-ASCII character, and the
+//! backslash that starts an escape) is written as `\u{…}` or `\\`, so a
+//! client cannot end a log line, start a forged one, or hide text from a
+//! reader of the log.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use axum::http::Method;
 
@@ -30,22 +36,36 @@ pub fn method_label(method: &Method) -> &'static str {
 /// Longest part of a path written to a log line, in bytes.
 pub const MAX_LOGGED_PATH: usize = 256;
 
-/// A path as logged: at most [`MAX_LOGGED_PATH`] bytes of it (cut on a
-/// character boundary), and if cut, a mark with its full length.
+/// A value a client chose, as logged: at most [`MAX_LOGGED_PATH`] bytes of
+/// it (cut on a character boundary; if cut, a mark with its full length),
+/// escaped (see the module doc): at most six bytes written per byte kept.
 pub struct LoggedPath<'a>(pub &'a str);
 
 impl fmt::Display for LoggedPath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.0;
-        if path.len() <= MAX_LOGGED_PATH {
-            return f.write_str(path);
-        }
-        let mut cut = MAX_LOGGED_PATH;
+        let mut cut = path.len().min(MAX_LOGGED_PATH);
         while !path.is_char_boundary(cut) {
             cut -= 1;
         }
-        write!(f, "{}…[truncated, {} bytes]", &path[..cut], path.len())
+        escaped(f, &path[..cut])?;
+        if cut < path.len() {
+            write!(f, "…[truncated, {} bytes]", path.len())?;
+        }
+        Ok(())
     }
+}
+
+/// `text` with printable ASCII as it is, `\` doubled, anything else `\u{hex}`.
+fn escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            ' '..='~' => f.write_char(c)?,
+            _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,7 +111,40 @@ mod tests {
         let path = format!("/{}", "é".repeat(200));
         let logged = LoggedPath(&path).to_string();
         let kept = logged.split('…').next().unwrap();
-        assert_eq!(kept.len(), MAX_LOGGED_PATH - 1);
-        assert!(kept.ends_with('é'));
+        assert_eq!(kept, format!("/{}", "\\u{e9}".repeat(127)));
+    }
+
+    #[test]
+    fn everything_outside_printable_ascii_is_escaped() {
+        for (raw, logged) in [
+            ("/a\u{2028}b", "/a\\u{2028}b"),
+            ("/a\u{2029}b", "/a\\u{2029}b"),
+            ("/a\u{85}b", "/a\\u{85}b"),
+            ("/\u{9b}31m", "/\\u{9b}31m"),
+            (
+                "/\u{1b}[2J\r\n\t\u{7f}\0",
+                "/\\u{1b}[2J\\u{d}\\u{a}\\u{9}\\u{7f}\\u{0}",
+            ),
+            ("/\u{202e}txt.exe", "/\\u{202e}txt.exe"),
+            // A literal escape sequence stays distinguishable from a real one.
+            ("/\\u{a}", "/\\\\u{a}"),
+            ("/ok?x=1&y=~", "/ok?x=1&y=~"),
+        ] {
+            assert_eq!(LoggedPath(raw).to_string(), logged, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_logged_value_is_printable_ascii_whatever_it_was() {
+        let every_char: String = (0..=0x10ffff).filter_map(char::from_u32).collect();
+        for chunk in every_char.as_bytes().chunks(200) {
+            let text = String::from_utf8_lossy(chunk);
+            let logged = LoggedPath(&text).to_string();
+            let body = logged.split('…').next().unwrap();
+            assert!(
+                body.bytes().all(|b| (b' '..=b'~').contains(&b)),
+                "{logged:?}"
+            );
+        }
     }
 }
