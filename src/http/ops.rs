@@ -25,6 +25,7 @@ use troupe_actors::events::{EventKind, Filter, Scope};
 use super::auth::Operator;
 use super::error::{ApiError, Problem};
 use super::extract::{Fields, FromJson, FromQuery, Params, Valid, ValidQuery};
+use super::metrics::EVENT_STREAM_LABEL;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -151,7 +152,9 @@ async fn events(
     _operator: Operator,
     ValidQuery(params): ValidQuery<EventsParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let name = format!("sse-{}", uuid::Uuid::new_v4().simple());
+    // Unique (the bus replaces a subscription of the same name); metrics
+    // count every stream under the one label its prefix names.
+    let name = format!("{EVENT_STREAM_LABEL}-{}", uuid::Uuid::new_v4().simple());
     // The subscription ends when this stream (and so its receiver) is dropped.
     let receiver = state
         .actors

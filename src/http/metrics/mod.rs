@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use registry::{Metrics, RequestLabels, RouteLabels};
+pub use registry::{Metrics, RequestLabels, RouteLabels, EVENT_STREAM_LABEL};
 
 use super::auth::MetricsScraper;
 use super::error::Problem;

@@ -2,6 +2,7 @@
 //! is read from shared counters at scrape time, and the rendering kept for
 //! `ops.metrics_reuse`. Knows the actors' handles, not the HTTP state.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -384,7 +385,21 @@ impl ActorGauges {
     }
 }
 
-/// Events published, seen by kind, dropped by subscriber, and relayed.
+/// The `troupe_events_dropped` label of every event stream (`/ops/events`),
+/// and the start of each one's subscription name (`sse-<uuid>`).
+pub const EVENT_STREAM_LABEL: &str = "sse";
+
+/// A subscription's label: `sse` for any event stream; the actors'
+/// subscriptions keep their names, fixed in the code.
+fn subscriber_label(subscription: &str) -> &str {
+    match subscription.split_once('-') {
+        Some((EVENT_STREAM_LABEL, _)) => EVENT_STREAM_LABEL,
+        _ => subscription,
+    }
+}
+
+/// Events published, seen by kind, dropped by subscriber (event streams
+/// together), and relayed.
 #[derive(Default)]
 struct EventGauges {
     published: Counter,
@@ -464,7 +479,7 @@ impl EventGauges {
         r.register("events_published", help, m.published.clone());
         let help = "Domain events seen, by kind";
         r.register("events_by_kind", help, m.by_kind.clone());
-        let help = "Events dropped for a full subscriber buffer";
+        let help = "Events dropped for a full subscriber buffer, by live subscriber (every event stream as sse)";
         r.register("events_dropped", help, m.dropped.clone());
         Self {
             relay: RelayGauges::register(r),
@@ -478,9 +493,15 @@ impl EventGauges {
         for (kind, n) in actors.event_counts.snapshot() {
             self.by_kind.get_or_create(&name(kind)).set(n as i64);
         }
-        for sub in actors.registry.stats() {
-            let dropped = self.dropped.get_or_create(&name(sub.name));
-            dropped.set(sub.dropped as i64);
+        // One series per label of a closed set: every event stream counts
+        // under `sse` (the streams' own names are unique per connection).
+        let mut dropped = BTreeMap::from([(EVENT_STREAM_LABEL, 0)]);
+        let subscriptions = actors.registry.stats();
+        for sub in &subscriptions {
+            *dropped.entry(subscriber_label(&sub.name)).or_default() += sub.dropped as i64;
+        }
+        for (label, n) in dropped {
+            self.dropped.get_or_create(&name(label)).set(n);
         }
         self.relay.record(&actors.relay);
     }
@@ -518,6 +539,27 @@ impl Metrics {
     fn keep(&self, body: Bytes) {
         if !self.reuse.is_zero() {
             *self.last.lock().expect("metrics lock") = Some((Instant::now(), body));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_stream_has_the_one_sse_label_and_actors_keep_theirs() {
+        let stream = format!("{EVENT_STREAM_LABEL}-{}", uuid::Uuid::new_v4().simple());
+        assert_eq!(subscriber_label(&stream), "sse");
+        assert_eq!(subscriber_label("sse-"), "sse");
+        for fixed in [
+            "audit-log",
+            "event-counter",
+            "events-relay",
+            "sse",
+            "ssex-1",
+        ] {
+            assert_eq!(subscriber_label(fixed), fixed);
         }
     }
 }
