@@ -1,7 +1,15 @@
 //! The secrets' rules: every secret set and used for one purpose only (in
 //! every profile); under production none a placeholder or shorter than
-//! [`MIN_SECRET_BYTES`]. And which keys still hold a development
+//! [`MIN_SECRET_BYTES`]; in any profile no placeholder on a listener that
+//! is not loopback-only (the placeholders are public: in
+//! `config/default.toml`, so anyone who can reach the port could forge
+//! tokens and call the ops API). And which keys still hold a development
 //! placeholder, for the start-up warning (the keys only, never the values).
+//!
+//! Every rule walks `Settings::secrets`: a secret added to that list is
+//! covered by all of them.
+
+use std::net::IpAddr;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -42,12 +50,18 @@ impl Settings {
     /// The keys still holding a development placeholder (for a start-up
     /// warning: the keys only, never the values).
     pub fn placeholder_secrets(&self) -> Vec<&'static str> {
+        self.placeholders().map(|(key, _, _)| key).collect()
+    }
+
+    fn placeholders(&self) -> impl Iterator<Item = Secret<'_>> {
         self.secrets()
             .into_iter()
-            .filter(|(_, _, secret)| secret.expose_secret().contains(PLACEHOLDER_MARK))
-            .map(|(key, _, _)| key)
-            .collect()
+            .filter(|(_, _, secret)| is_placeholder(secret))
     }
+}
+
+fn is_placeholder(secret: &SecretString) -> bool {
+    secret.expose_secret().contains(PLACEHOLDER_MARK)
 }
 
 /// Every secret set and distinct; under production, strong.
@@ -64,7 +78,42 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
             strong(secret)?;
         }
     }
-    Ok(())
+    no_public_placeholders(settings)
+}
+
+/// Placeholder secrets only on a loopback-only listener: reachable from this
+/// host alone, where whoever can connect can read `config/default.toml`
+/// anyway. One line naming every variable still to set.
+fn no_public_placeholders(settings: &Settings) -> Result<(), ConfigError> {
+    let host = &settings.server.host;
+    let placeholders: Vec<Secret<'_>> = settings.placeholders().collect();
+    let Some((first, _, _)) = placeholders.first() else {
+        return Ok(());
+    };
+    if is_loopback(host) {
+        return Ok(());
+    }
+    let vars: Vec<&str> = placeholders.iter().map(|(_, var, _)| *var).collect();
+    Err(invalid(
+        first,
+        format!(
+            "the development placeholder secrets are public and server.host = {host:?} is not loopback-only; set {} (or TROUPE_ENV=production with real secrets), or listen on 127.0.0.1",
+            vars.join(", ")
+        ),
+    ))
+}
+
+/// `127.0.0.1` (any of 127/8), `::1` (bracketed too) or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// One secret per purpose: an ops token equal to a JWT key would let
@@ -84,7 +133,7 @@ fn distinct(secrets: &[Secret<'_>]) -> Result<(), ConfigError> {
 /// What production asks of a secret: not blank, not a placeholder, long.
 fn strong((key, var, secret): &Secret<'_>) -> Result<(), ConfigError> {
     let value = secret.expose_secret();
-    if value.trim().is_empty() || value.contains(PLACEHOLDER_MARK) {
+    if value.trim().is_empty() || is_placeholder(secret) {
         return Err(invalid(
             key,
             format!("the production profile refuses an empty or default secret; set {var}"),
@@ -199,6 +248,81 @@ mod tests {
             )])),
             "ops.token"
         );
+    }
+
+    /// The development profile (its placeholder secrets) on `host`, with `env`.
+    fn development_on(host: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vec![("TROUPE__SERVER__HOST", host)];
+        all.extend_from_slice(env);
+        settings("development", &all)
+    }
+
+    #[test]
+    fn placeholders_are_refused_on_a_listener_that_is_not_loopback_naming_the_variables() {
+        for host in [
+            "0.0.0.0",
+            "::",
+            "192.0.2.10",
+            "2001:db8::1",
+            "troupe.example.com",
+        ] {
+            let err = development_on(host, &[]).unwrap_err().to_string();
+            assert!(err.contains("`auth.access_secret`"), "{err}");
+            for var in ["JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "OPS_TOKEN"] {
+                assert!(err.contains(var), "{host}: {err}");
+            }
+            assert!(!err.contains("change-me"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        // One placeholder left: refused, naming that one.
+        let err = development_on(
+            "0.0.0.0",
+            &[("JWT_ACCESS_SECRET", "a"), ("JWT_REFRESH_SECRET", "r")],
+        );
+        assert_eq!(refused_key(err), "ops.token");
+    }
+
+    #[test]
+    fn placeholders_are_accepted_on_loopback_and_real_secrets_anywhere() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            development_on(host, &[]).unwrap_or_else(|err| panic!("{host}: {err}"));
+        }
+        let real = [
+            ("JWT_ACCESS_SECRET", "a"),
+            ("JWT_REFRESH_SECRET", "r"),
+            ("OPS_TOKEN", "o"),
+        ];
+        development_on("0.0.0.0", &real).expect("no placeholder left");
+    }
+
+    #[test]
+    fn a_placeholder_metrics_token_is_refused_off_loopback_too() {
+        let real = [
+            ("JWT_ACCESS_SECRET", "a"),
+            ("JWT_REFRESH_SECRET", "r"),
+            ("OPS_TOKEN", "o"),
+            ("METRICS_TOKEN", "m-change-me"),
+        ];
+        assert_eq!(
+            refused_key(development_on("0.0.0.0", &real)),
+            "ops.metrics_token"
+        );
+    }
+
+    #[test]
+    fn the_development_profile_listens_on_loopback_and_production_everywhere() {
+        assert_eq!(
+            settings("development", &[]).unwrap().server.host,
+            "127.0.0.1"
+        );
+        assert_eq!(production(&[]).unwrap().server.host, "0.0.0.0");
     }
 
     #[test]
