@@ -6,6 +6,9 @@
 //! 4. body limits ([`guard_body`], then axum's own byte limit);
 //! 5. the request timeout, 503 problem+json ([`request_timeout`]).
 //!
+//! Outside them all, `X-Content-Type-Options: nosniff` on every response
+//! ([`super::headers`]).
+//!
 //! Body limits, enforced before any handler runs:
 //! - a declared `Content-Length` above `server.body_limit` is answered 413 at
 //!   once: nothing of the body is read (axum's own limit only trips once that
@@ -57,6 +60,7 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         }))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(super::headers::nosniff())
 }
 
 /// The route a request matched, or `unmatched`: a bounded label.

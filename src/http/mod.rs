@@ -1,7 +1,7 @@
 //! The HTTP layer. Each API area has its own module and `router()`;
 //! [`router`] merges them, serves the OpenAPI document ([`openapi`]) and
 //! Swagger UI, and wraps everything in the cross-cutting layers
-//! ([`middleware`]). Requests are read through [`extract`], errors answered
+//! ([`middleware`]; security headers in [`headers`]). Requests are read through [`extract`], errors answered
 //! through [`error::ApiError`].
 
 pub mod app;
@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod console;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod health;
 pub mod jobs;
 pub mod log_tail;
@@ -25,7 +26,6 @@ pub mod users;
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::state::AppState;
 use error::ApiError;
@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
     let (api, mut document) = routes().split_for_parts();
     openapi::document_common_responses(&mut document);
     let api = api
-        .merge(SwaggerUi::new("/api").url("/api-json", document))
+        .merge(headers::swagger_ui(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     middleware::wrap(api, &state).with_state(state)
