@@ -8,15 +8,25 @@
 //! - **Connection cap.** A permit is taken *before* `accept`, so past
 //!   `max_connections` new connections wait in the kernel's accept backlog
 //!   (which the kernel bounds) rather than being refused: a legitimate burst
-//!   is served a little later, and an idle attacker's slots free themselves
-//!   within the header-read timeout. Nothing in this process grows per
-//!   waiting connection.
+//!   is served a little later. Nothing in this process grows per waiting
+//!   connection.
+//! - **Per-address cap** ([`per_address`]). A connection from an address
+//!   (not a trusted proxy) that has `max_connections_per_address` open is
+//!   closed at once, before hyper sees it: one address cannot hold every
+//!   slot.
+//! - **Idle connections give way at the cap** ([`pressure`]). While the loop
+//!   waits for a slot, connections idle for a second are closed, so idle
+//!   sockets from many addresses cannot starve active clients for a whole
+//!   header-read timeout either.
 //! - **Owned connections.** Every connection task lives in a `JoinSet`; on
 //!   shutdown the listener closes, every connection finishes its in-flight
-//!   request and closes ([`GracefulShutdown`]), and whatever is left when the
-//!   grace period ends is aborted.
+//!   request and closes (hyper's graceful shutdown), and whatever is left
+//!   when the grace period ends is aborted.
 //!
-//! HTTP/1.1 only, as before: axum was built without its `http2` feature.
+//! HTTP/1.1 only: axum was built without its `http2` feature.
+
+mod per_address;
+mod pressure;
 
 use std::future::Future;
 use std::io;
@@ -30,19 +40,24 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::config::ServerSettings;
+use crate::http::client_addr::TrustedProxies;
+use per_address::{AddressCounts, AddressSlot};
+use pressure::{idle_at_cap, Activity, IDLE_AT_CAP};
 
 /// What bounds each connection and the server as a whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Exempt from the per-address cap.
+    pub trusted_proxies: TrustedProxies,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -52,9 +67,23 @@ impl From<&ServerSettings> for ConnectionLimits {
         Self {
             header_read_timeout: s.header_read_timeout,
             max_connections: s.max_connections,
+            max_connections_per_address: s.max_connections_per_address,
+            trusted_proxies: s.trusted_proxies.clone(),
             shutdown_grace: s.shutdown_grace,
         }
     }
+}
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    router: Router,
+    http: http1::Builder,
+    /// Becomes `true` when the service stops.
+    stopping: watch::Receiver<bool>,
+    /// `true` while the accept loop waits for a slot.
+    at_cap: watch::Receiver<bool>,
+    idle_at_cap: Duration,
 }
 
 /// Serve `router` on `listener` until `shutdown` resolves; then stop
@@ -68,17 +97,29 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
+    let addresses = AddressCounts::new(
+        limits.max_connections_per_address,
+        limits.trusted_proxies.clone(),
+    );
+    let (stop, stopping) = watch::channel(false);
+    let (at_cap, at_cap_rx) = watch::channel(false);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    let shared = Shared {
+        router,
+        http,
+        stopping,
+        at_cap: at_cap_rx,
+        idle_at_cap: IDLE_AT_CAP.min(limits.header_read_timeout),
+    };
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer, permit) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = accept(&listener, &permits) => match accepted {
+            accepted = accept(&listener, &permits, &at_cap) => match accepted {
                 Some(accepted) => accepted,
                 None => continue,
             },
@@ -88,24 +129,17 @@ pub async fn serve(
         while let Some(ended) = connections.try_join_next() {
             report_panic(ended);
         }
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        connections.spawn(async move {
-            if let Err(err) = connection.await {
-                // Timeouts, resets, malformed requests: the client's doing.
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        let Some(slot) = addresses.admit(peer.ip()) else {
+            // Dropping the stream closes it; its permit goes back at once.
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            continue;
+        };
+        connections.spawn(connection(shared.clone(), stream, peer, (permit, slot)));
     }
     drop(listener);
     tracing::info!(target: "system", "shutdown requested; draining requests");
+    stop.send_replace(true);
     let drained = async {
-        graceful.shutdown().await;
         while let Some(ended) = connections.join_next().await {
             report_panic(ended);
         }
@@ -119,14 +153,75 @@ pub async fn serve(
     }
 }
 
-/// Wait for a connection slot, then for a connection. `None` after an accept
-/// error (already handled); the caller tries again.
+/// Serve one connection until it closes; on shutdown, or when it is idle
+/// while the server is at its cap, finish the request in progress and
+/// close. Its slots are given back when this returns.
+async fn connection(
+    shared: Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slots: (OwnedSemaphorePermit, AddressSlot),
+) {
+    let Shared {
+        router,
+        http,
+        mut stopping,
+        at_cap,
+        idle_at_cap: grace,
+    } = shared;
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let (router, activity) = (router.clone(), Arc::clone(&activity));
+            async move {
+                activity.busy();
+                let response = router.oneshot(req).await;
+                activity.idle();
+                response
+            }
+        })
+    };
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        _ = stopping.wait_for(|stopping| *stopping) => None,
+        () = idle_at_cap(at_cap, &activity, grace) => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = ended {
+        // Timeouts, resets, malformed requests: the client's doing.
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+    drop(slots);
+}
+
+/// Wait for a connection slot (saying so on `at_cap` while none is free),
+/// then for a connection. `None` after an accept error (already handled);
+/// the caller tries again.
 async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
+    at_cap: &watch::Sender<bool>,
 ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    // The semaphore is never closed.
-    let permit = Arc::clone(permits).acquire_owned().await.ok()?;
+    let permit = match Arc::clone(permits).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            at_cap.send_replace(true);
+            // The semaphore is never closed.
+            let permit = Arc::clone(permits).acquire_owned().await.ok();
+            at_cap.send_replace(false);
+            permit?
+        }
+    };
     match listener.accept().await {
         Ok((stream, peer)) => Some((stream, peer, permit)),
         Err(err) => {

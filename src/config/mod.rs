@@ -134,6 +134,9 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Connections served at once; more wait in the kernel's accept backlog.
     pub max_connections: usize,
+    /// Connections one address (not a trusted proxy) may hold open at once;
+    /// more from it are closed at accept.
+    pub max_connections_per_address: usize,
     /// Reverse proxies whose forwarding header names the client (see
     /// `http::client_addr`); empty: the TCP peer is always the client.
     #[serde(default)]

@@ -74,6 +74,12 @@ fn server(server: &ServerSettings) -> Result<(), ConfigError> {
         (1..=max).contains(&server.max_connections),
         "server.max_connections",
         &format!("must be from 1 to {max}"),
+    )?;
+    // Above max_connections it is simply never reached.
+    ensure(
+        server.max_connections_per_address > 0,
+        "server.max_connections_per_address",
+        "must be positive",
     )
 }
 
@@ -448,6 +454,23 @@ mod tests {
             "server.max_connections"
         );
         accepted(|s| s.server.max_connections = 1);
+        assert_eq!(
+            refused(|s| s.server.max_connections_per_address = 0),
+            "server.max_connections_per_address"
+        );
+        accepted(|s| s.server.max_connections_per_address = 1);
+    }
+
+    #[test]
+    fn the_per_address_cap_comes_from_its_variable_and_defaults_above_the_benchmarks() {
+        let defaults = settings("development", &[]).unwrap();
+        assert!(defaults.server.max_connections_per_address > 64);
+        let set = settings(
+            "development",
+            &[("TROUPE__SERVER__MAX_CONNECTIONS_PER_ADDRESS", "7")],
+        )
+        .unwrap();
+        assert_eq!(set.server.max_connections_per_address, 7);
     }
 
     #[test]

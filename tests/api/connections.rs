@@ -1,12 +1,16 @@
 //! Issue #13 item 6: connection hygiene, attacked over raw TCP — slow or
 //! silent clients, idle keep-alive connections, slow and oversized bodies,
-//! more connections than the cap.
+//! more connections than the cap. Issue #23 item 2: one address (or idle
+//! sockets from many) holding the slots.
+//!
+//! Other client addresses are other loopback addresses (127.0.0.2, …: all of
+//! 127/8 is local on Linux), bound before connecting.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp};
@@ -17,6 +21,38 @@ const DEADLINE: Duration = Duration::from_secs(10);
 async fn connect(app: &TestApp) -> TcpStream {
     let addr = app.address.trim_start_matches("http://");
     TcpStream::connect(addr).await.expect("connect")
+}
+
+/// A connection to `app` from the loopback address `source`.
+async fn connect_from(app: &TestApp, source: [u8; 4]) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind((source, 0).into())
+        .expect("bind a loopback source address");
+    let addr = app.address.trim_start_matches("http://");
+    socket
+        .connect(addr.parse().unwrap())
+        .await
+        .expect("connect")
+}
+
+/// Send `GET /health/live` and read the status, or `None` if the server
+/// closed the connection instead of answering.
+async fn status_of_a_request(stream: &mut TcpStream) -> Option<u16> {
+    stream.write_all(GET_LIVE).await.ok()?;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(DEADLINE, async {
+        while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+        std::str::from_utf8(&bytes[9..12]).ok()?.parse().ok()
+    })
+    .await
+    .expect("an answer or a close in time")
 }
 
 /// Read until the server closes the connection (EOF or reset); panic if it
@@ -251,4 +287,87 @@ async fn shutdown_finishes_an_in_flight_request_and_closes_idle_connections() {
     // Answered (an unknown account), not cut off.
     assert_problem(&response, 401);
     closed_by_server(&mut busy, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn one_address_over_its_cap_keeps_no_other_address_waiting() {
+    let app = spawn_app_with(|s| {
+        s.server.max_connections = 8;
+        s.server.max_connections_per_address = 3;
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // The attack, scaled down: more idle sockets from one address than the
+    // whole server has slots.
+    let mut attacker = Vec::new();
+    for _ in 0..12 {
+        attacker.push(connect_from(&app, [127, 0, 0, 2]).await);
+    }
+    let started = Instant::now();
+    let mut other = connect_from(&app, [127, 0, 0, 3]).await;
+    other.write_all(GET_LIVE).await.unwrap();
+    let response = read_response(&mut other, Duration::from_secs(2)).await;
+    assert_eq!(response.status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(500),
+        "served after {waited:?}"
+    );
+    // The attacker kept its cap and no more: the rest were closed at once.
+    let mut served = 0;
+    for stream in &mut attacker {
+        if status_of_a_request(stream).await == Some(200) {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 3);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_the_per_address_cap() {
+    let app = spawn_app_with(|s| {
+        s.server.max_connections_per_address = 1;
+        s.server.trusted_proxies = "127.0.0.4".parse().unwrap();
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut proxy = Vec::new();
+    for _ in 0..3 {
+        proxy.push(connect_from(&app, [127, 0, 0, 4]).await);
+    }
+    for stream in &mut proxy {
+        assert_eq!(status_of_a_request(stream).await, Some(200));
+    }
+    // Anyone else: one.
+    let mut first = connect_from(&app, [127, 0, 0, 5]).await;
+    let mut second = connect_from(&app, [127, 0, 0, 5]).await;
+    assert_eq!(status_of_a_request(&mut first).await, Some(200));
+    assert_eq!(status_of_a_request(&mut second).await, None);
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_connections_give_way_to_an_active_client() {
+    let app = spawn_app_with(|s| {
+        s.server.max_connections = 4;
+        s.server.max_connections_per_address = 2;
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // Idle sockets from two addresses, each within its cap, fill every slot.
+    let mut idle = Vec::new();
+    for source in [[127, 0, 0, 6], [127, 0, 0, 7]] {
+        for _ in 0..2 {
+            idle.push(connect_from(&app, source).await);
+        }
+    }
+    let started = Instant::now();
+    let mut active = connect_from(&app, [127, 0, 0, 8]).await;
+    active.write_all(GET_LIVE).await.unwrap();
+    // Served once the idle ones have idled for a second (not after the
+    // 60 s header timeout).
+    let response = read_response(&mut active, Duration::from_secs(5)).await;
+    assert_eq!(response.status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "served after {waited:?}");
+    closed_by_server(&mut idle[0], DEADLINE).await;
 }
