@@ -228,7 +228,9 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let _second = connect(&app).await;
     let mut third = connect(&app).await;
     third.write_all(GET_LIVE).await.unwrap();
-    // Unserved while both slots are held: nothing to wait for but time.
+    // Unserved while both slots are held: nothing to wait for but time
+    // (less than the second after which idle connections give way at the
+    // cap: see the test of that below).
     let mut byte = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
     assert!(early.is_err(), "the third connection was served: {early:?}");
