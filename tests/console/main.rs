@@ -521,3 +521,45 @@ async fn fault_buttons_are_hidden_when_fault_injection_is_off() {
     })
     .await;
 }
+
+/// Swagger UI under its Content-Security-Policy (issue #23, hardening): its
+/// scripts run and fetch the document (operations listed), its stylesheet
+/// applies, an operation expands, and `drive` finds no CSP refusal or
+/// script error in the console.
+#[tokio::test]
+async fn swagger_ui_works_under_its_content_security_policy() {
+    let _browser = ONE_BROWSER.lock().await;
+    let app = helpers::spawn_app().await;
+    let app = &app;
+    browser::drive(|client| async move {
+        client.goto(&app.url("/api/")).await.unwrap();
+        until(
+            &client,
+            WAIT,
+            "the operations",
+            "return document.querySelectorAll('.opblock').length",
+        )
+        .await;
+        let title = js(
+            &client,
+            "return getComputedStyle(document.querySelector('.swagger-ui .info .title')).fontSize",
+        )
+        .await;
+        assert_eq!(title, "36px");
+        client
+            .find(Locator::Css(".opblock-summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(
+            &client,
+            WAIT,
+            "an operation's details",
+            "return document.querySelector('.opblock-body') !== null",
+        )
+        .await;
+    })
+    .await;
+}
