@@ -432,3 +432,56 @@ fn starting_with_the_development_placeholders_warns_naming_the_keys_only() {
     assert!(!warning.contains("ops.token"), "{warning}");
     assert!(!warning.contains("dev-access-secret"), "{warning}");
 }
+
+/// Issue #23 item 4: without `TROUPE_ENV` the development profile's public
+/// placeholder secrets served every interface. Listening on one that is not
+/// loopback with them is refused before anything starts (exit code 2), in
+/// one line naming the variables to set.
+#[test]
+fn placeholder_secrets_on_every_interface_exit_2_naming_the_variables() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env_remove("TROUPE_ENV")
+        .env_remove("JWT_ACCESS_SECRET")
+        .env_remove("JWT_REFRESH_SECRET")
+        .env_remove("OPS_TOKEN")
+        .env_remove("METRICS_TOKEN")
+        .env("TROUPE_CONFIG_DIR", config_dir())
+        .env("TROUPE__SERVER__HOST", "0.0.0.0")
+        .env("PORT", free_port().to_string())
+        // Stores of its own, should it start at all (the bug).
+        .env("MONGODB_DB", "troupe_test_placeholders_never_used")
+        .env("REDIS_KEY_PREFIX", "troupe-test:placeholders-never-used:")
+        .env(
+            "LOG_DIR",
+            std::env::temp_dir().join("troupe-placeholder-test"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the binary");
+    // It must stop by itself; one still serving after 10 s is the bug.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the service started on 0.0.0.0 with the placeholder secrets");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("placeholder"))
+        .unwrap_or_else(|| panic!("stderr: {stderr}"));
+    for var in ["JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "OPS_TOKEN"] {
+        assert!(line.contains(var), "{line}");
+    }
+    assert!(!stderr.contains("change-me"), "stderr: {stderr}");
+}
