@@ -40,7 +40,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery", "age": 36}))]
 pub struct SignupRequest {
-    /// 1 to 100 characters (trimmed), no control characters.
+    /// 1 to 100 characters (trimmed); no control or format characters
+    /// (zero-width, bidirectional overrides); at least one letter, digit,
+    /// punctuation mark or symbol.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// A bare ASCII address (`name@example.com`: dot-atom local part, DNS
@@ -69,6 +71,8 @@ pub struct LoginRequest {
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"name": "Ada King", "age": 37}))]
 pub struct ProfileUpdate {
+    /// As at sign-up: 1 to 100 characters, no control or format characters,
+    /// something visible.
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     #[schema(minimum = 0, maximum = 150)]
@@ -197,21 +201,18 @@ fn password(fields: &mut Fields, raw: Option<String>) -> Option<Password> {
     }
 }
 
-/// Trimmed name, 1 to 100 characters, no control characters.
+/// Trimmed name, checked (see [`domain::name`]): 1 to 100 characters, no
+/// control or format characters, something visible.
 fn name(f: &mut Fields, raw: Option<String>) -> Option<String> {
-    let name = raw?.trim().to_owned();
-    let chars = name.chars().count();
-    f.check(
-        (1..=100).contains(&chars),
-        "name",
-        "must be 1 to 100 characters",
-    );
-    f.check(
-        !name.chars().any(char::is_control),
-        "name",
-        "must not contain control characters",
-    );
-    Some(name)
+    match domain::name::parse(&raw?) {
+        Ok(name) => Some(name),
+        Err(problems) => {
+            for problem in problems {
+                f.error("name", problem.to_string());
+            }
+            None
+        }
+    }
 }
 
 /// Age from 0 to 150.
