@@ -162,7 +162,6 @@ impl From<UserError> for ApiError {
             }
             UserError::TokenSpent => Self::Unauthorized("refresh token already used"),
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
-            UserError::KeyReused => Self::Unprocessable(err.to_string()),
             UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
@@ -299,19 +298,19 @@ impl<S: Send + Sync> FromRequestParts<S> for SignupKey {
 /// With an `Idempotency-Key` (IETF httpapi draft), a retry with the same key
 /// and body gets the sign-up's outcome — 201 with a new session of the
 /// account the first request created, never 409 for its own account — for
-/// `auth.idempotency.ttl` (24 h by default). Limited per client address
-/// (`limits.signups`).
+/// `auth.idempotency.ttl` (24 h by default). A key is scoped to its body:
+/// with another body it is another sign-up, so nobody can block a sign-up by
+/// using its key first. Limited per client address (`limits.signups`).
 #[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID, say), sent unchanged with every retry of one sign-up.",
+        description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID, say), sent unchanged with the same body on every retry of one sign-up. Scoped to the body: another body with the same key is another sign-up.",
         example = "8e03978e-40d5-43e8-bc93-6894a57f9324")),
     responses(
-    (status = 201, description = "Created (or, for a repeated Idempotency-Key, the account that key created); signed in", body = TokenPair),
+    (status = 201, description = "Created (or, for a repeated Idempotency-Key and body, the account that request created); signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON, invalid fields (each listed) or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "The e-mail address is taken, or the first request with this Idempotency-Key is still in progress (retry)", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
-    (status = 422, description = "The Idempotency-Key was used with another request body", body = Problem, content_type = "application/problem+json"),
     (status = 503, description = "Temporarily unavailable (retry with the same Idempotency-Key to learn the outcome)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
@@ -481,7 +480,6 @@ mod tests {
             (UserError::TokenReused, StatusCode::UNAUTHORIZED),
             (UserError::TokenSpent, StatusCode::UNAUTHORIZED),
             (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
-            (UserError::KeyReused, StatusCode::UNPROCESSABLE_ENTITY),
             (UserError::NotFound, StatusCode::NOT_FOUND),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
