@@ -572,6 +572,7 @@ fn user_child(settings: &SystemConfig, stores: &Stores, a: &Handles, jobs: JobQu
         bcrypt_cost: auth.bcrypt_cost,
         idempotency: auth.idempotency.clone(),
         scope: RequestScope::new(&auth.refresh_secret),
+        refresh_reuse_grace: auth.refresh_reuse_grace,
         call_timeout: settings.call_timeout,
     };
     let args = UserArgs {

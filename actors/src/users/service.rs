@@ -38,6 +38,9 @@ pub(crate) struct Tuning {
     pub idempotency: IdempotencyConfig,
     /// Scopes an idempotency key to its request (keyed by a server secret).
     pub scope: RequestScope,
+    /// How long after its first use a refresh token's retry gets the same
+    /// answer rather than counting as reuse (zero: never).
+    pub refresh_reuse_grace: Duration,
     /// How long a caller waits for the actor: a keyed sign-up answers
     /// well within it, and takes over a sign-up older than it.
     pub call_timeout: Duration,
