@@ -299,7 +299,9 @@ async fn plant_record(app: &TestApp, key: &str, body: &Value, user_id: ObjectId,
         DateTime::from_millis(DateTime::now().timestamp_millis() - age.as_millis() as i64);
     app.db
         .collection::<Document>(COLLECTION)
-        .insert_one(doc! {"_id": record_id(app, key, body), "userId": user_id, "createdAt": created})
+        .insert_one(
+            doc! {"_id": record_id(app, key, body), "userId": user_id, "createdAt": created},
+        )
         .await
         .unwrap();
 }

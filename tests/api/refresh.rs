@@ -33,7 +33,10 @@ async fn live_sessions(app: &TestApp, access_token: &str) -> u64 {
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_get_one_pair_and_revoke_nothing() {
     let app = spawn_app().await;
-    assert!(!app.settings.auth.refresh_reuse_grace.is_zero(), "on by default");
+    assert!(
+        !app.settings.auth.refresh_reuse_grace.is_zero(),
+        "on by default"
+    );
     let email = unique_email();
     let pair = app.signup(&email).await;
     let other: Tokens = app.login(&email, PASSWORD).await.json().await.unwrap();
@@ -73,7 +76,10 @@ async fn a_replay_after_the_successor_was_used_revokes_every_session() {
         StatusCode::UNAUTHORIZED,
     )
     .await;
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     assert_eq!(live_sessions(&app, &other.access_token).await, 0);
 }
 
@@ -96,7 +102,10 @@ async fn a_replay_after_the_grace_window_revokes_every_session() {
         Some(assert_problem(response, StatusCode::UNAUTHORIZED).await)
     })
     .await;
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     assert_eq!(live_sessions(&app, &other.access_token).await, 0);
     for token in [&rotated.refresh_token, &other.refresh_token] {
         assert_problem(app.refresh(token).await, StatusCode::UNAUTHORIZED).await;

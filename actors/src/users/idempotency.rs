@@ -319,7 +319,10 @@ mod tests {
         let k = key("my-key");
         let base = s.record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horse"));
         for other in [
-            s.record_id(&key("my-kez"), &signup("a@b.co", "Ada", Some(36), "correct horse")),
+            s.record_id(
+                &key("my-kez"),
+                &signup("a@b.co", "Ada", Some(36), "correct horse"),
+            ),
             s.record_id(&k, &signup("a@b.com", "Ada", Some(36), "correct horse")),
             s.record_id(&k, &signup("a@b.co", "Adb", Some(36), "correct horse")),
             s.record_id(&k, &signup("a@b.co", "Ada", Some(37), "correct horse")),
@@ -327,7 +330,8 @@ mod tests {
             s.record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horsf")),
             // Keyed: another server secret gives another id, so a stored id
             // cannot be checked against guessed passwords without it.
-            scope("another secret").record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horse")),
+            scope("another secret")
+                .record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horse")),
         ] {
             assert_ne!(base, other);
         }

@@ -40,7 +40,10 @@ pub fn parse(raw: &str) -> Result<String, Vec<NameError>> {
         errors.push(NameError::Length);
     }
     let category = |c: char| c.general_category();
-    if name.chars().any(|c| category(c) == GeneralCategory::Control) {
+    if name
+        .chars()
+        .any(|c| category(c) == GeneralCategory::Control)
+    {
         errors.push(NameError::Control);
     }
     if name.chars().any(|c| category(c) == GeneralCategory::Format) {
@@ -92,13 +95,13 @@ mod tests {
     #[test]
     fn format_characters_are_refused_anywhere() {
         for raw in [
-            "\u{200b}",         // zero-width space
-            "a\u{202e}b",       // right-to-left override
-            "Ada\u{2066}",      // left-to-right isolate
-            "A\u{200d}da",      // zero-width joiner
-            "\u{feff}Ada",      // byte-order mark
-            "Ada\u{e0041}",     // tag character
-            "Ada\u{61c}",       // Arabic letter mark
+            "\u{200b}",          // zero-width space
+            "a\u{202e}b",        // right-to-left override
+            "Ada\u{2066}",       // left-to-right isolate
+            "A\u{200d}da",       // zero-width joiner
+            "\u{feff}Ada",       // byte-order mark
+            "Ada\u{e0041}",      // tag character
+            "Ada\u{61c}",        // Arabic letter mark
             "Ada\u{ad}Lovelace", // soft hyphen
         ] {
             let errors = parse(raw).unwrap_err();

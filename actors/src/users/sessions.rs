@@ -119,10 +119,11 @@ impl UserService {
                 } },
             )
             .await?;
-        Ok((rotated.matched_count > 0).then(|| TokenPair {
+        let pair = TokenPair {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,
-        }))
+        };
+        Ok((rotated.matched_count > 0).then_some(pair))
     }
 
     /// Record the token `claims` describe as spent (a unique-key insert: of

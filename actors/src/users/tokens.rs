@@ -324,7 +324,9 @@ mod tests {
         assert_eq!(first.refresh_token, again.refresh_token);
         // It verifies, in the parent's session, with fresh jtis.
         let refresh = tokens.verify_refresh(&first.refresh_token).unwrap();
-        let access = tokens.verify(&first.access_token, TokenType::Access).unwrap();
+        let access = tokens
+            .verify(&first.access_token, TokenType::Access)
+            .unwrap();
         for claims in [refresh.claims(), &access] {
             assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("u", "s1"));
             assert_eq!(claims.iat, at);
@@ -348,7 +350,9 @@ mod tests {
         );
         assert_ne!(
             first.refresh_token,
-            tokens.issue_successor(&parent, "e@x.co", at - 1).refresh_token
+            tokens
+                .issue_successor(&parent, "e@x.co", at - 1)
+                .refresh_token
         );
         // Each generation's jti is new: a chain never repeats one.
         let mut jtis = std::collections::HashSet::from([parent.jti.clone()]);
