@@ -354,11 +354,13 @@ async fn login(
 }
 
 /// Rotate: a new pair for a valid refresh token, which stops working.
-/// Presenting a spent refresh token revokes all the user's sessions the
-/// first time; later replays of that token are refused and revoke nothing,
-/// so sessions opened since survive.
+/// Presented again within `auth.refresh_reuse_grace` (5 s) of its first use
+/// while its session has not moved on (a retry, two tabs at once), it gets
+/// the same pair and revokes nothing. Otherwise a spent refresh token revokes
+/// all the user's sessions the first time; later replays of that token are
+/// refused and revoke nothing, so sessions opened since survive.
 #[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
-    (status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair),
+    (status = 200, description = "A new pair; the presented refresh token is spent (a retry within the grace window: the same pair)", body = TokenPair),
     (status = 401, description = "Invalid, expired, spent or revoked refresh token, or the account no longer exists", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
