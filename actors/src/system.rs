@@ -63,6 +63,7 @@ use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::ChildSpec;
+use crate::users::idempotency::RequestScope;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
 use crate::users::UserMsg;
@@ -570,6 +571,8 @@ fn user_child(settings: &SystemConfig, stores: &Stores, a: &Handles, jobs: JobQu
     let tuning = Tuning {
         bcrypt_cost: auth.bcrypt_cost,
         idempotency: auth.idempotency.clone(),
+        scope: RequestScope::new(&auth.refresh_secret),
+        refresh_reuse_grace: auth.refresh_reuse_grace,
         call_timeout: settings.call_timeout,
     };
     let args = UserArgs {

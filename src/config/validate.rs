@@ -120,6 +120,12 @@ fn auth(auth: &AuthConfig) -> Result<(), ConfigError> {
         !auth.access_ttl.is_zero() && auth.refresh_ttl > auth.access_ttl,
         "auth.refresh_ttl",
         "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+    )?;
+    // A window for retries, not a second life for spent tokens.
+    ensure(
+        auth.refresh_reuse_grace <= Duration::from_secs(60),
+        "auth.refresh_reuse_grace",
+        "must be at most 1m (0s turns it off)",
     )
 }
 
@@ -540,6 +546,16 @@ mod tests {
             "auth.refresh_ttl"
         );
         accepted(|s| s.auth.refresh_ttl = s.auth.access_ttl + MS);
+    }
+
+    #[test]
+    fn the_refresh_reuse_grace_is_short_or_off() {
+        assert_eq!(
+            refused(|s| s.auth.refresh_reuse_grace = Duration::from_secs(60) + MS),
+            "auth.refresh_reuse_grace"
+        );
+        accepted(|s| s.auth.refresh_reuse_grace = Duration::from_secs(60));
+        accepted(|s| s.auth.refresh_reuse_grace = Duration::ZERO);
     }
 
     #[test]

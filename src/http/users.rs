@@ -40,7 +40,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery", "age": 36}))]
 pub struct SignupRequest {
-    /// 1 to 100 characters (trimmed), no control characters.
+    /// 1 to 100 characters (trimmed); no control or format characters
+    /// (zero-width, bidirectional overrides); at least one letter, digit,
+    /// punctuation mark or symbol.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// A bare ASCII address (`name@example.com`: dot-atom local part, DNS
@@ -69,6 +71,8 @@ pub struct LoginRequest {
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"name": "Ada King", "age": 37}))]
 pub struct ProfileUpdate {
+    /// As at sign-up: 1 to 100 characters, no control or format characters,
+    /// something visible.
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     #[schema(minimum = 0, maximum = 150)]
@@ -158,7 +162,6 @@ impl From<UserError> for ApiError {
             }
             UserError::TokenSpent => Self::Unauthorized("refresh token already used"),
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
-            UserError::KeyReused => Self::Unprocessable(err.to_string()),
             UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
@@ -197,21 +200,18 @@ fn password(fields: &mut Fields, raw: Option<String>) -> Option<Password> {
     }
 }
 
-/// Trimmed name, 1 to 100 characters, no control characters.
+/// Trimmed name, checked (see [`domain::name`]): 1 to 100 characters, no
+/// control or format characters, something visible.
 fn name(f: &mut Fields, raw: Option<String>) -> Option<String> {
-    let name = raw?.trim().to_owned();
-    let chars = name.chars().count();
-    f.check(
-        (1..=100).contains(&chars),
-        "name",
-        "must be 1 to 100 characters",
-    );
-    f.check(
-        !name.chars().any(char::is_control),
-        "name",
-        "must not contain control characters",
-    );
-    Some(name)
+    match domain::name::parse(&raw?) {
+        Ok(name) => Some(name),
+        Err(problems) => {
+            for problem in problems {
+                f.error("name", problem.to_string());
+            }
+            None
+        }
+    }
 }
 
 /// Age from 0 to 150.
@@ -298,19 +298,19 @@ impl<S: Send + Sync> FromRequestParts<S> for SignupKey {
 /// With an `Idempotency-Key` (IETF httpapi draft), a retry with the same key
 /// and body gets the sign-up's outcome — 201 with a new session of the
 /// account the first request created, never 409 for its own account — for
-/// `auth.idempotency.ttl` (24 h by default). Limited per client address
-/// (`limits.signups`).
+/// `auth.idempotency.ttl` (24 h by default). A key is scoped to its body:
+/// with another body it is another sign-up, so nobody can block a sign-up by
+/// using its key first. Limited per client address (`limits.signups`).
 #[utoipa::path(post, path = "/users/signup", tag = "Auth", request_body = SignupRequest,
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID, say), sent unchanged with every retry of one sign-up.",
+        description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID, say), sent unchanged with the same body on every retry of one sign-up. Scoped to the body: another body with the same key is another sign-up.",
         example = "8e03978e-40d5-43e8-bc93-6894a57f9324")),
     responses(
-    (status = 201, description = "Created (or, for a repeated Idempotency-Key, the account that key created); signed in", body = TokenPair),
+    (status = 201, description = "Created (or, for a repeated Idempotency-Key and body, the account that request created); signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON, invalid fields (each listed) or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "The e-mail address is taken, or the first request with this Idempotency-Key is still in progress (retry)", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
-    (status = 422, description = "The Idempotency-Key was used with another request body", body = Problem, content_type = "application/problem+json"),
     (status = 503, description = "Temporarily unavailable (retry with the same Idempotency-Key to learn the outcome)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
@@ -354,11 +354,13 @@ async fn login(
 }
 
 /// Rotate: a new pair for a valid refresh token, which stops working.
-/// Presenting a spent refresh token revokes all the user's sessions the
-/// first time; later replays of that token are refused and revoke nothing,
-/// so sessions opened since survive.
+/// Presented again within `auth.refresh_reuse_grace` (5 s) of its first use
+/// while its session has not moved on (a retry, two tabs at once), it gets
+/// the same pair and revokes nothing. Otherwise a spent refresh token revokes
+/// all the user's sessions the first time; later replays of that token are
+/// refused and revoke nothing, so sessions opened since survive.
 #[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
-    (status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair),
+    (status = 200, description = "A new pair; the presented refresh token is spent (a retry within the grace window: the same pair)", body = TokenPair),
     (status = 401, description = "Invalid, expired, spent or revoked refresh token, or the account no longer exists", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
@@ -480,7 +482,6 @@ mod tests {
             (UserError::TokenReused, StatusCode::UNAUTHORIZED),
             (UserError::TokenSpent, StatusCode::UNAUTHORIZED),
             (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
-            (UserError::KeyReused, StatusCode::UNPROCESSABLE_ENTITY),
             (UserError::NotFound, StatusCode::NOT_FOUND),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),

@@ -1,5 +1,6 @@
-//! One canonical e-mail address per account (issue #13, item 4) and
-//! Unicode-normalised passwords (item 10).
+//! One canonical e-mail address per account (issue #13, item 4),
+//! Unicode-normalised passwords (item 10), and names that cannot hide
+//! themselves (issue #23, item 8).
 
 use std::time::Duration;
 
@@ -154,6 +155,57 @@ async fn a_name_holding_an_address_adds_no_recipient() {
     for absent in ["\r\nCc:", "\r\nBcc:"] {
         assert!(!message.contains(absent), "{message}");
     }
+}
+
+/// The fields a 400 problem names, each once.
+fn problem_fields(problem: &Value) -> Vec<&str> {
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.dedup();
+    fields
+}
+
+/// Names made only of invisible characters, or that reorder the text around
+/// them, were accepted (and mailed to addresses nobody had verified).
+#[tokio::test]
+async fn invisible_and_direction_overriding_names_are_refused_at_signup_and_on_patch() {
+    let app = crate::helpers::spawn_app().await;
+    let hostile = ["\u{200b}", "a\u{202e}b", "\u{2066}\u{2069}", "Ada\u{200d}"];
+    for name in hostile {
+        let response = signup_as(&app, name, "victim@ex.com", PASSWORD).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem_fields(&problem), ["name"], "{name:?}: {problem}");
+    }
+    assert_eq!(user_count(&app).await, 0);
+    let response = signup_as(&app, "Ada", "victim@ex.com", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tokens: crate::helpers::Tokens = response.json().await.unwrap();
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url("/users/profile"))
+            .bearer_auth(&tokens.access_token)
+            .json(&body)
+            .send()
+    };
+    for name in hostile {
+        let response = patch(json!({"name": name})).await.unwrap();
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem_fields(&problem), ["name"], "{name:?}: {problem}");
+    }
+    let stored = app
+        .db
+        .collection::<Document>("users")
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_str("name").unwrap(), "Ada");
+    let response = patch(json!({"name": "Ada King"})).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]

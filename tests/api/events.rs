@@ -4,7 +4,9 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, eventually, log_dir, spawn_app, unique_email, TestApp};
+use crate::helpers::{
+    assert_problem, eventually, log_dir, spawn_app, spawn_app_with, unique_email, TestApp,
+};
 
 /// Open the live event stream (optionally narrowed to `kinds`).
 async fn stream(app: &TestApp, kinds: &str) -> reqwest::Response {
@@ -88,7 +90,8 @@ async fn signup_appears_on_the_live_stream_and_in_the_user_log() {
 
 #[tokio::test]
 async fn refresh_token_reuse_is_published() {
-    let app = spawn_app().await;
+    // No grace window: a repeat is reuse at once.
+    let app = spawn_app_with(|s| s.auth.refresh_reuse_grace = Duration::ZERO).await;
     let mut events = stream(&app, "RefreshTokenReuseDetected,TokensRefreshed").await;
     let tokens = app.signup(&unique_email()).await;
     let id = app.user_id(&tokens.access_token).await;

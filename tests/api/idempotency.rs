@@ -1,4 +1,5 @@
-//! Idempotent sign-up with the `Idempotency-Key` header (issue #13, item 9).
+//! Idempotent sign-up with the `Idempotency-Key` header (issue #13, item 9),
+//! a key scoped to its request body (issue #23).
 
 use std::time::Duration;
 
@@ -7,7 +8,10 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use troupe_actors::users::idempotency::{fingerprint, IdempotencyKey, COLLECTION};
+use troupe_actors::users::email::Email;
+use troupe_actors::users::idempotency::{IdempotencyKey, RequestScope, COLLECTION};
+use troupe_actors::users::password::Password;
+use troupe_actors::users::NewUser;
 
 use crate::helpers::{
     assert_problem, eventually, spawn_app, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD,
@@ -18,9 +22,16 @@ fn body(email: &str) -> Value {
 }
 
 async fn signup_with_key(app: &TestApp, key: &str, body: &Value) -> Response {
+    signup_with_key_from(app, "127.0.0.1", key, body).await
+}
+
+/// A keyed sign-up from `client` (`X-Forwarded-For`; believed only if
+/// 127.0.0.1 is a trusted proxy).
+async fn signup_with_key_from(app: &TestApp, client: &str, key: &str, body: &Value) -> Response {
     app.client
         .post(app.url("/users/signup"))
         .header("idempotency-key", key)
+        .header("x-forwarded-for", client)
         .json(body)
         .send()
         .await
@@ -123,39 +134,60 @@ async fn a_retry_after_a_timed_out_signup_gets_the_account_it_created() {
     assert_eq!(outbox_len(&app), 1, "one welcome e-mail");
 }
 
+/// Issue #23: keys were global, so whoever used a key first with another
+/// body made the real sign-up with it fail (422). A key is scoped to its
+/// body: another body is another request, and neither blocks the other.
 #[tokio::test]
-async fn a_key_reused_with_another_body_is_422() {
+async fn a_key_used_first_with_another_body_does_not_block_the_real_signup() {
+    let app = spawn_app_with(|s| s.server.trusted_proxies = "127.0.0.1".parse().unwrap()).await;
+    let key = new_key();
+    let (victim, squatter) = (unique_email(), unique_email());
+    // The squatter saw (or guessed) the key and uses it first.
+    let theirs = account_of(
+        &app,
+        signup_with_key_from(&app, "203.0.113.6", &key, &body(&squatter)).await,
+    )
+    .await;
+    // The real sign-up with that key goes through, for its own account.
+    let mine = account_of(
+        &app,
+        signup_with_key_from(&app, "198.51.100.2", &key, &body(&victim)).await,
+    )
+    .await;
+    assert_ne!(mine, theirs);
+    // A retry from another address, with the same body (differently
+    // spelled: case, spaces), replays the victim's sign-up.
+    let mut respelled = body(&victim);
+    respelled["email"] = json!(format!("  {}  ", victim.to_uppercase()));
+    for again in [body(&victim), respelled] {
+        let response = signup_with_key_from(&app, "192.0.2.33", &key, &again).await;
+        assert_eq!(account_of(&app, response).await, mine);
+    }
+    assert_eq!(count(&app, "users", doc! {}).await, 2);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_name_age_or_password_is_another_signup() {
     let app = spawn_app().await;
     let email = unique_email();
     let (key, original) = (new_key(), body(&email));
     let id = account_of(&app, signup_with_key(&app, &key, &original).await).await;
-
     let mut other_name = original.clone();
     other_name["name"] = json!("Somebody Else");
-    let mut other_email = original.clone();
-    other_email["email"] = json!(unique_email());
+    let mut other_age = original.clone();
+    other_age["age"] = json!(31);
     let mut other_password = original.clone();
     other_password["password"] = json!("another password");
-    for other in [other_name, other_email, other_password] {
+    // Another request for a taken address: 409, as without a key; never a
+    // session of the account (the password is part of the scope).
+    for other in [other_name, other_age, other_password] {
         let response = signup_with_key(&app, &key, &other).await;
-        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Idempotency-Key"),
-            "{problem}"
-        );
+        assert_problem(response, StatusCode::CONFLICT).await;
     }
-    // The same body, differently spelled (case, spaces), is the same request.
-    let mut respelled = original.clone();
-    respelled["email"] = json!(format!("  {}  ", email.to_uppercase()));
-    for again in [original, respelled] {
-        assert_eq!(
-            account_of(&app, signup_with_key(&app, &key, &again).await).await,
-            id
-        );
-    }
+    assert_eq!(
+        account_of(&app, signup_with_key(&app, &key, &original).await).await,
+        id
+    );
     assert_eq!(count(&app, "users", doc! {}).await, 1);
 }
 
@@ -248,21 +280,27 @@ async fn a_failed_signup_forgets_its_key_so_a_retry_gets_the_same_answer() {
     assert_eq!(count(&app, COLLECTION, doc! {}).await, 0);
 }
 
+/// The id of the record a request with `key` and `body` makes.
+fn record_id(app: &TestApp, key: &str, body: &Value) -> String {
+    let new = NewUser {
+        name: body["name"].as_str().unwrap().into(),
+        email: Email::parse(body["email"].as_str().unwrap()).unwrap(),
+        password: Password::new(body["password"].as_str().unwrap()).unwrap(),
+        age: body["age"].as_u64().map(|a| a as u8),
+    };
+    let key = IdempotencyKey::parse(key.as_bytes()).unwrap();
+    RequestScope::new(&app.settings.auth.refresh_secret).record_id(&key, &new)
+}
+
 /// Store the record a request with `key` and `body` would have made,
 /// created `age` ago, for user `user_id`.
 async fn plant_record(app: &TestApp, key: &str, body: &Value, user_id: ObjectId, age: Duration) {
-    let key = IdempotencyKey::parse(key.as_bytes()).unwrap();
-    let fp = fingerprint(
-        body["email"].as_str().unwrap(),
-        body["name"].as_str().unwrap(),
-        body["age"].as_u64().map(|a| a as u8),
-    );
     let created =
         DateTime::from_millis(DateTime::now().timestamp_millis() - age.as_millis() as i64);
     app.db
         .collection::<Document>(COLLECTION)
         .insert_one(
-            doc! {"_id": key.digest(), "fingerprint": fp, "userId": user_id, "createdAt": created},
+            doc! {"_id": record_id(app, key, body), "userId": user_id, "createdAt": created},
         )
         .await
         .unwrap();
@@ -367,12 +405,12 @@ async fn expired_keys_are_pruned_periodically() {
         (count(&app, COLLECTION, doc! {}).await == 1).then_some(())
     })
     .await;
-    let live = IdempotencyKey::parse(b"live-key").unwrap().digest();
+    let live = record_id(&app, "live-key", &body);
     assert_eq!(count(&app, COLLECTION, doc! {"_id": live}).await, 1);
 }
 
 #[tokio::test]
-async fn the_openapi_document_describes_the_header_and_the_422() {
+async fn the_openapi_document_describes_the_header_and_its_answers() {
     let app = spawn_app().await;
     let doc: Value = app.get("/api-json").await.json().await.unwrap();
     let signup = &doc["paths"]["/users/signup"]["post"];
@@ -384,7 +422,9 @@ async fn the_openapi_document_describes_the_header_and_the_422() {
         .expect("the Idempotency-Key parameter");
     assert_eq!(header["in"], "header");
     assert_eq!(header["required"], false);
-    for status in ["201", "400", "409", "422", "503"] {
+    for status in ["201", "400", "409", "503"] {
         assert!(signup["responses"][status].is_object(), "{status}");
     }
+    // A key used with another body is another sign-up, never refused.
+    assert!(signup["responses"]["422"].is_null(), "{signup}");
 }

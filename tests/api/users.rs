@@ -8,8 +8,8 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_owner_profile_fields, assert_problem, eventually, log_dir, spawn_app, unique_email,
-    TestApp, Tokens, PASSWORD,
+    assert_owner_profile_fields, assert_problem, eventually, log_dir, spawn_app, spawn_app_with,
+    unique_email, TestApp, Tokens, PASSWORD,
 };
 
 /// Asserts no bcrypt hash or stored refresh-token verifier appears in `body`.
@@ -89,7 +89,8 @@ async fn signup_login_profile_refresh_logout_then_refresh_fails() {
 
 #[tokio::test]
 async fn a_replayed_refresh_token_revokes_the_session() {
-    let app = spawn_app().await;
+    // No grace window: a repeat is reuse at once.
+    let app = spawn_app_with(|s| s.auth.refresh_reuse_grace = Duration::ZERO).await;
     let first = app.signup(&unique_email()).await;
     let second: Tokens = app
         .refresh(&first.refresh_token)
@@ -118,7 +119,8 @@ async fn a_replayed_refresh_token_revokes_the_session() {
 
 #[tokio::test]
 async fn concurrent_refreshes_with_one_token_let_at_most_one_through() {
-    let app = spawn_app().await;
+    // No grace window: a repeat is reuse at once.
+    let app = spawn_app_with(|s| s.auth.refresh_reuse_grace = Duration::ZERO).await;
     let pair = app.signup(&unique_email()).await;
     let statuses: Vec<StatusCode> = join_all((0..10).map(|_| app.refresh(&pair.refresh_token)))
         .await
@@ -489,7 +491,8 @@ async fn signup_and_login_enqueue_their_jobs_and_store_only_verifiers() {
 
 #[tokio::test]
 async fn auth_events_are_logged_without_tokens() {
-    let app = spawn_app().await;
+    // No grace window: a repeat is reuse at once.
+    let app = spawn_app_with(|s| s.auth.refresh_reuse_grace = Duration::ZERO).await;
     let email = unique_email();
     let pair = app.signup(&email).await;
     let refreshed: Tokens = app.refresh(&pair.refresh_token).await.json().await.unwrap();

@@ -25,16 +25,24 @@
 //! 1. verifies the JWT (HS256, refresh key, `typ = refresh`, not expired);
 //! 2. records the token's `jti` in `used_refresh_tokens` with a plain insert
 //!    on `_id`. A unique-key insert is atomic on MongoDB and on FerretDB alike,
-//!    so of two requests presenting the same token exactly one gets through.
-//!    A duplicate means the token was presented before: it is treated as theft
-//!    and *all* the user's sessions are revoked — the first time only. The
-//!    record is then marked (`reuseDetectedAt`), and later replays of that
-//!    token get 401 without revoking again: otherwise whoever holds one old
-//!    token could log the user out, again and again, for the token's life;
+//!    so of two requests presenting the same token exactly one is its first
+//!    use. A duplicate means the token was presented before:
+//!    - within `auth.refresh_reuse_grace` of its first use (a client's retry,
+//!      or two tabs refreshing at once) it is answered like the first use,
+//!      with the same pair (the token's successor, see
+//!      [`crate::users::tokens`]), as long as the session still holds the
+//!      token or that successor;
+//!    - otherwise (after the window, or once the session has moved past the
+//!      successor or was revoked) it is treated as theft and *all* the
+//!      user's sessions are revoked — the first time only. The record is
+//!      then marked (`reuseDetectedAt`), and later replays of that token get
+//!      401 without revoking again: otherwise whoever holds one old token
+//!      could log the user out, again and again, for the token's life;
 //! 3. checks (side by side with step 2) that the user still exists: a
 //!    deleted account's sessions mint no tokens;
-//! 4. replaces the session's verifier with the new refresh token's, only if
-//!    the session is not revoked and still holds the presented token's verifier.
+//! 4. sets the session's verifier to the successor's, only if the session
+//!    is not revoked and holds the presented token's verifier (or already
+//!    the successor's: a retry that overtook the first use).
 //!
 //! # Idempotent sign-up
 //! A sign-up may carry an `Idempotency-Key`; see [`crate::users::idempotency`]

@@ -19,6 +19,11 @@ pub struct AuthConfig {
     pub access_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub refresh_ttl: Duration,
+    /// How long after its first use a refresh token may be presented again
+    /// for its session and get the same answer (a client's retry or a
+    /// concurrent refresh), instead of counting as reuse. Zero: none.
+    #[serde(with = "humantime_serde")]
+    pub refresh_reuse_grace: Duration,
     /// bcrypt work factor (4..=31).
     pub bcrypt_cost: u32,
     /// Login throttling.

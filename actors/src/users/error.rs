@@ -24,10 +24,6 @@ pub enum UserError {
     /// by revoking): refused, nothing more is revoked.
     #[error("this refresh token was already used")]
     TokenSpent,
-    /// The idempotency key was used for another sign-up (other fields, or
-    /// another password for the account it created).
-    #[error("this Idempotency-Key was used with another request body")]
-    KeyReused,
     /// The first sign-up with this idempotency key is still running.
     #[error("a sign-up with this Idempotency-Key is still in progress; retry shortly")]
     SignupInProgress,

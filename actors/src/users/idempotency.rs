@@ -5,15 +5,13 @@
 //! committed; its retry must get the sign-up's outcome, not 409 for its own
 //! account. FerretDB has no transactions, and a unique-key insert is the one
 //! atomic primitive both servers share, so each keyed sign-up first inserts a
-//! [`KeyRecord`] — `_id` the SHA-256 of the key, the fingerprint of the body,
-//! and the user id the sign-up *will* use, chosen before the user exists.
-//! Whoever inserts it runs the sign-up with that id; every later request
-//! with the key finds the record and is answered from it (see
-//! [`KeyRecord::assess`] and `UserService::signup_with_key` in `signup.rs`):
-//! - another body (fingerprint) → 422;
-//! - the user exists → the password is checked with bcrypt against it
-//!   (mismatch: another body, 422) and a new session opened → 201. Tokens
-//!   are never stored: the retry gets a fresh pair for the same account;
+//! [`KeyRecord`] — `_id` its [`RequestScope::record_id`], and the user id
+//! the sign-up *will* use, chosen before the user exists. Whoever inserts it
+//! runs the sign-up with that id; every later request with the same key and
+//! body finds the record and is answered from it (see
+//! `UserService::signup_with_key` in `signup.rs`):
+//! - the user exists → a new session is opened → 201. Tokens are never
+//!   stored: the retry gets a fresh pair for the same account;
 //! - the user does not exist yet → the first request is still running: wait
 //!   for it (bounded), then 409 "in progress", or — once the record is older
 //!   than the actor-call timeout, so the first request has been answered
@@ -21,24 +19,36 @@
 //!   The users' unique `_id` lets only one of several takers (or the late
 //!   original) create it; the others find it and answer as a replay.
 //!
-//! No token and no fast hash of the password is kept: the fingerprint covers
-//! the canonical e-mail, the name and the age only.
+//! **A key is scoped to its request.** The record's id covers the key *and*
+//! the canonical body (e-mail, name, age, password), so the same key with
+//! another body is simply another request: whoever guesses or sees a key
+//! cannot use it first and so block the real sign-up (the draft's 422 for a
+//! reused key would be exactly that block, since sign-up is anonymous and
+//! the server cannot tell whose key it is). A retry replays from any client
+//! address. The id is an HMAC-SHA-256 under a key derived from
+//! `auth.refresh_secret`, never a fast unkeyed hash: without the server
+//! secret a stored id is useless for guessing the password offline. Rotating
+//! that secret forgets the live keys (a retry then signs up afresh, and gets
+//! 409 if its account exists). No token is kept.
 //!
 //! Records expire after `auth.idempotency.ttl`. FerretDB has no TTL index, so
 //! expired records are removed lazily (a request that meets one deletes it
 //! and starts afresh) and by a periodic prune run by the UserActor. Records
 //! are only made by keyed sign-ups that get past validation (a failed one
 //! deletes its record), so the collection holds at most the keyed sign-ups of
-//! one `ttl + prune_interval`.
+//! one `ttl + prune_interval`, which the sign-up limit per address bounds.
 
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use mongodb::bson::{doc, oid::ObjectId, DateTime};
 use mongodb::Collection;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::store::{ensure_indexes, index, is_duplicate_key};
+use crate::users::model::NewUser;
 
 pub const COLLECTION: &str = "signup_idempotency";
 /// The request header's name.
@@ -62,7 +72,8 @@ pub struct IdempotencyConfig {
 #[error("the Idempotency-Key header must be 1 to {MAX_KEY_LEN} visible ASCII characters")]
 pub struct KeyError;
 
-/// A client's idempotency key; only its SHA-256 is ever stored.
+/// A client's idempotency key; only an HMAC of it (with its request) is
+/// ever stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
@@ -77,11 +88,6 @@ impl IdempotencyKey {
         }
         Ok(Self(String::from_utf8_lossy(value).into_owned()))
     }
-
-    /// The stored `_id`: SHA-256 of the key, hex.
-    pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
-    }
 }
 
 /// Keys are not secrets, but they are the client's: keep them out of logs.
@@ -91,43 +97,73 @@ impl std::fmt::Debug for IdempotencyKey {
     }
 }
 
-/// SHA-256 over the canonical sign-up fields other than the password, as an
-/// unambiguous JSON array (`["a@b.co","Ada",36]`).
-pub fn fingerprint(email: &str, name: &str, age: Option<u8>) -> String {
-    let canonical = serde_json::to_vec(&(email, name, age)).expect("strings and a number");
-    hex::encode(Sha256::digest(canonical))
+/// What scopes a key to its request: an HMAC-SHA-256 key derived from a
+/// server secret. Debug is redacted.
+#[derive(Clone)]
+pub struct RequestScope {
+    key: [u8; 32],
 }
 
-/// One key's record.
+/// The label the scope's key is derived under: the secret also signs
+/// refresh tokens, and a derived key keeps the two uses apart.
+const SCOPE_LABEL: &[u8] = b"troupe/signup-idempotency/v1";
+
+impl RequestScope {
+    /// The scope under `secret` (`auth.refresh_secret`).
+    pub fn new(secret: &SecretString) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(SCOPE_LABEL);
+        Self {
+            key: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    /// The stored `_id` of a record for `key` with the sign-up `new`: hex
+    /// HMAC over the key and the canonical body (the canonical e-mail, the
+    /// trimmed name, the age and the NFKC password), each field
+    /// length-prefixed so that no text can move between fields unnoticed.
+    pub fn record_id(&self, key: &IdempotencyKey, new: &NewUser) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("32-byte key");
+        let age = new.age.map_or_else(Vec::new, |a| vec![a]);
+        let fields: [&[u8]; 5] = [
+            key.0.as_bytes(),
+            new.email.as_str().as_bytes(),
+            new.name.as_bytes(),
+            &age,
+            new.password.expose().as_bytes(),
+        ];
+        for field in fields {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestScope([REDACTED])")
+    }
+}
+
+/// One keyed request's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyRecord {
-    /// SHA-256 of the key.
+    /// [`RequestScope::record_id`] of the key and the body.
     #[serde(rename = "_id")]
     pub id: String,
-    pub fingerprint: String,
     /// The id the sign-up creates its user with.
     pub user_id: ObjectId,
     pub created_at: DateTime,
 }
 
-/// What a request must do about a record it found for its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Assessment {
-    /// Past its lifetime: delete it and start afresh.
-    Expired,
-    /// The key was used with another body: 422.
-    OtherBody,
-    /// The same sign-up: answer from its user (or take it over once
-    /// [`KeyRecord::age`] passes the actor-call timeout).
-    SameBody,
-}
-
 impl KeyRecord {
-    pub fn new(key: &IdempotencyKey, fingerprint: String) -> Self {
+    /// A new record with the id `id` ([`RequestScope::record_id`]).
+    pub fn new(id: String) -> Self {
         Self {
-            id: key.digest(),
-            fingerprint,
+            id,
             user_id: ObjectId::new(),
             created_at: DateTime::now(),
         }
@@ -139,15 +175,10 @@ impl KeyRecord {
         Duration::from_millis(millis.max(0) as u64)
     }
 
-    /// What a request with `fingerprint` must do about this record at `now`.
-    pub fn assess(&self, fingerprint: &str, now: DateTime, ttl: Duration) -> Assessment {
-        if self.age(now) >= ttl {
-            Assessment::Expired
-        } else if self.fingerprint != fingerprint {
-            Assessment::OtherBody
-        } else {
-            Assessment::SameBody
-        }
+    /// Whether the record is past its lifetime `ttl` at `now`: no answer
+    /// for anyone, to be deleted.
+    pub fn expired(&self, now: DateTime, ttl: Duration) -> bool {
+        self.age(now) >= ttl
     }
 }
 
@@ -251,67 +282,95 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_the_digest_of_a_key_is_stored_and_it_is_stable() {
-        let key = IdempotencyKey::parse(b"my-key").unwrap();
-        assert_eq!(
-            key.digest(),
-            IdempotencyKey::parse(b"my-key").unwrap().digest()
-        );
-        assert_eq!(key.digest().len(), 64);
-        assert!(!key.digest().contains("my-key"));
-        assert_ne!(
-            key.digest(),
-            IdempotencyKey::parse(b"my-kez").unwrap().digest()
-        );
-        assert_eq!(format!("{key:?}"), "IdempotencyKey(..)");
+    fn scope(secret: &str) -> RequestScope {
+        RequestScope::new(&SecretString::from(secret))
+    }
+
+    fn signup(email: &str, name: &str, age: Option<u8>, password: &str) -> NewUser {
+        NewUser {
+            name: name.into(),
+            email: crate::users::email::Email::parse(email).unwrap(),
+            password: crate::users::password::Password::new(password).unwrap(),
+            age,
+        }
+    }
+
+    fn key(k: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(k.as_bytes()).unwrap()
     }
 
     #[test]
-    fn fingerprints_differ_for_any_field_and_cannot_be_confused() {
-        let base = fingerprint("a@b.co", "Ada", Some(36));
-        assert_eq!(base, fingerprint("a@b.co", "Ada", Some(36)));
+    fn a_record_id_is_stable_and_names_neither_key_nor_body() {
+        let s = scope("server secret");
+        let ada = signup("ada@b.co", "Ada", Some(36), "correct horse");
+        let id = s.record_id(&key("my-key"), &ada);
+        assert_eq!(id, s.record_id(&key("my-key"), &ada.clone()));
+        assert_eq!(id.len(), 64);
+        for shown in ["my-key", "ada", "Ada", "correct"] {
+            assert!(!id.contains(shown), "{id}");
+        }
+        assert_eq!(format!("{s:?}"), "RequestScope([REDACTED])");
+        assert_eq!(format!("{:?}", key("k")), "IdempotencyKey(..)");
+    }
+
+    #[test]
+    fn a_record_id_differs_for_any_field_the_key_and_the_secret() {
+        let s = scope("server secret");
+        let k = key("my-key");
+        let base = s.record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horse"));
         for other in [
-            fingerprint("a@b.com", "Ada", Some(36)),
-            fingerprint("a@b.co", "Ada ", Some(36)),
-            fingerprint("a@b.co", "Ada", Some(37)),
-            fingerprint("a@b.co", "Ada", None),
+            s.record_id(
+                &key("my-kez"),
+                &signup("a@b.co", "Ada", Some(36), "correct horse"),
+            ),
+            s.record_id(&k, &signup("a@b.com", "Ada", Some(36), "correct horse")),
+            s.record_id(&k, &signup("a@b.co", "Adb", Some(36), "correct horse")),
+            s.record_id(&k, &signup("a@b.co", "Ada", Some(37), "correct horse")),
+            s.record_id(&k, &signup("a@b.co", "Ada", None, "correct horse")),
+            s.record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horsf")),
+            // Keyed: another server secret gives another id, so a stored id
+            // cannot be checked against guessed passwords without it.
+            scope("another secret")
+                .record_id(&k, &signup("a@b.co", "Ada", Some(36), "correct horse")),
         ] {
             assert_ne!(base, other);
         }
         // Field boundaries are kept: moving text between fields changes it.
-        assert_ne!(fingerprint("ab", "c", None), fingerprint("a", "bc", None));
+        assert_ne!(
+            s.record_id(&key("ab"), &signup("c@d.co", "Ada", None, "password1")),
+            s.record_id(&key("a"), &signup("c@d.co", "bAda", None, "password1")),
+        );
+        assert_ne!(
+            s.record_id(&k, &signup("c@d.co", "Ada", Some(1), "password1")),
+            s.record_id(&k, &signup("c@d.co", "Ada", None, "\u{1}password1")),
+        );
     }
 
-    fn record_aged(age_ms: i64, fingerprint: &str) -> (KeyRecord, DateTime) {
-        let key = IdempotencyKey::parse(b"k").unwrap();
-        let mut record = KeyRecord::new(&key, fingerprint.into());
+    fn record_aged(age_ms: i64) -> (KeyRecord, DateTime) {
+        let mut record = KeyRecord::new("id".into());
         let now = DateTime::now();
         record.created_at = DateTime::from_millis(now.timestamp_millis() - age_ms);
         (record, now)
     }
 
     #[test]
-    fn assessment_by_age_and_body() {
+    fn a_record_expires_at_its_ttl() {
         let ttl = Duration::from_secs(3600);
-        let assess = |age_ms, fp: &str| {
-            let (record, now) = record_aged(age_ms, "same");
-            record.assess(fp, now, ttl)
+        let expired = |age_ms| {
+            let (record, now) = record_aged(age_ms);
+            record.expired(now, ttl)
         };
-        assert_eq!(assess(100, "same"), Assessment::SameBody);
-        assert_eq!(assess(3_599_999, "same"), Assessment::SameBody);
-        assert_eq!(assess(100, "other"), Assessment::OtherBody);
-        // An expired record is no answer for anyone, whatever the body.
-        assert_eq!(assess(3_600_000, "same"), Assessment::Expired);
-        assert_eq!(assess(3_600_000, "other"), Assessment::Expired);
+        assert!(!expired(100));
+        assert!(!expired(3_599_999));
+        assert!(expired(3_600_000));
     }
 
     #[test]
     fn age_is_never_negative() {
-        let (record, now) = record_aged(1_500, "fp");
+        let (record, now) = record_aged(1_500);
         assert_eq!(record.age(now), Duration::from_millis(1_500));
         // A record from the future (clock skew between instances) is new.
-        let (record, now) = record_aged(-10_000, "fp");
+        let (record, now) = record_aged(-10_000);
         assert_eq!(record.age(now), Duration::ZERO);
     }
 }

@@ -8,7 +8,7 @@
 //!   holds, sessions opened), `signup.rs` (idempotent sign-up), `login.rs`,
 //!   `sessions.rs` (refresh, logout, revocation), `profiles.rs`.
 //! - Domain types: [`model`] (what is handed out and stored), [`id`],
-//!   [`email`], [`password`], [`tokens`], [`idempotency`], [`throttle`].
+//!   [`email`], [`name`], [`password`], [`tokens`], [`idempotency`], [`throttle`].
 //! - [`jobs`]: the `user.created` and `user.login` job handlers.
 
 mod actor;
@@ -21,6 +21,7 @@ pub mod idempotency;
 pub mod jobs;
 mod login;
 pub mod model;
+pub mod name;
 pub mod password;
 mod profiles;
 mod service;

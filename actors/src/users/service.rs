@@ -12,7 +12,7 @@ use crate::cache::Invalidator;
 use crate::events::Events;
 use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
-use crate::users::idempotency::{IdempotencyConfig, KeyStore};
+use crate::users::idempotency::{IdempotencyConfig, KeyStore, RequestScope};
 use crate::users::model::{SessionDoc, TokenPair, UserDoc};
 use crate::users::throttle::Throttle;
 use crate::users::tokens::{self, Tokens};
@@ -36,6 +36,11 @@ pub(crate) struct Tuning {
     /// bcrypt work factor.
     pub bcrypt_cost: u32,
     pub idempotency: IdempotencyConfig,
+    /// Scopes an idempotency key to its request (keyed by a server secret).
+    pub scope: RequestScope,
+    /// How long after its first use a refresh token's retry gets the same
+    /// answer rather than counting as reuse (zero: never).
+    pub refresh_reuse_grace: Duration,
     /// How long a caller waits for the actor: a keyed sign-up answers
     /// well within it, and takes over a sign-up older than it.
     pub call_timeout: Duration,

@@ -1,6 +1,8 @@
-//! Sessions: refresh with rotation and reuse detection, logout, and
-//! revoking every session of a user (see "Sessions and rotation" in
-//! [`crate::users::actor`]).
+//! Sessions: refresh with rotation, a grace window for retries and reuse
+//! detection, logout, and revoking every session of a user (see "Sessions
+//! and rotation" in [`crate::users::actor`]).
+
+use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 
@@ -12,8 +14,35 @@ use crate::users::service::UserService;
 use crate::users::tokens::{self, Claims, RefreshToken};
 use crate::users::UserError;
 
+/// How a refresh token's presentation was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spend {
+    /// Its first use, at this time.
+    First(DateTime),
+    /// A retry within the grace window of its first use, at this time.
+    Retry(DateTime),
+}
+
+impl Spend {
+    /// When the token was first used: its successor's issue time.
+    fn first_used(self) -> DateTime {
+        match self {
+            Spend::First(at) | Spend::Retry(at) => at,
+        }
+    }
+}
+
+/// Whether a token first used at `used_at` and presented again at `now`
+/// is within the grace window `grace` (zero: never). A first use "after"
+/// now (another instance's clock ahead of this one's) is recent.
+fn within_grace(used_at: DateTime, now: DateTime, grace: Duration) -> bool {
+    let elapsed = i128::from(now.timestamp_millis()) - i128::from(used_at.timestamp_millis());
+    !grace.is_zero() && elapsed < grace.as_millis() as i128
+}
+
 impl UserService {
-    /// A new pair for a verified refresh token, which is spent.
+    /// A new pair for a verified refresh token, which is spent. A retry
+    /// within the grace window gets the same pair as the first use.
     pub(crate) async fn refresh(&self, token: RefreshToken) -> Result<TokenPair, UserError> {
         let claims = token.claims();
         let user_id = claims
@@ -24,14 +53,26 @@ impl UserService {
         // Spend the token and look the user up side by side: the look-up
         // adds a read (on the refresh path, no latency).
         let (spent, email) = tokio::join!(self.spend(claims, user_id), self.email_of(user_id));
-        spent?;
+        let spent = spent?;
         let Some(email) = email? else {
             // The account is gone (deleted by an operator): its sessions
             // must not mint tokens.
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: no such user");
             return Err(UserError::InvalidToken);
         };
-        let pair = self.rotate(&token, &email).await?;
+        let Some(pair) = self.rotate(&token, &email, spent.first_used()).await? else {
+            if let Spend::Retry(_) = spent {
+                // The session moved past the successor (or ended) since the
+                // first use: no retry of that one. Reuse, as after the window.
+                return Err(self.reuse_detected(claims, user_id).await?);
+            }
+            // Revoked (logout, earlier theft) or not the session's current token.
+            tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh refused: session ended");
+            return Err(UserError::SessionRevoked);
+        };
+        if let Spend::Retry(_) = spent {
+            tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh retried within the grace window: the same pair");
+        }
         self.events.publish(Event::TokensRefreshed {
             user_id: claims.sub.clone(),
             session_id: claims.sid.clone(),
@@ -50,60 +91,93 @@ impl UserService {
         Ok(user.and_then(|u| u.get_str("email").ok().map(str::to_owned)))
     }
 
-    /// Replace the session's verifier with a new pair's, only if the
-    /// session is not revoked and still holds `token`'s verifier.
-    async fn rotate(&self, token: &RefreshToken, email: &str) -> Result<TokenPair, UserError> {
+    /// Set the session's verifier to the successor's (issued at
+    /// `first_used`), only if the session is not revoked and holds `token`'s
+    /// verifier or already the successor's (a retry of this refresh got
+    /// there first). `None`: the session holds neither, or is revoked.
+    async fn rotate(
+        &self,
+        token: &RefreshToken,
+        email: &str,
+        first_used: DateTime,
+    ) -> Result<Option<TokenPair>, UserError> {
         let claims = token.claims();
-        let old_verifier = tokens::verifier(token.token());
-        let issued = self.tokens.issue_pair(&claims.sub, email, &claims.sid);
+        let issued_at = first_used.timestamp_millis().div_euclid(1000);
+        let issued = self.tokens.issue_successor(claims, email, issued_at);
+        let (old, new) = (
+            tokens::verifier(token.token()),
+            tokens::verifier(&issued.refresh_token),
+        );
         let rotated = self
             .sessions
             .update_one(
-                doc! { "_id": &claims.sid, "revoked": false, "refreshVerifier": &old_verifier },
+                doc! { "_id": &claims.sid, "revoked": false, "refreshVerifier": { "$in": [&old, &new] } },
                 doc! { "$set": {
-                    "refreshVerifier": tokens::verifier(&issued.refresh_token),
+                    "refreshVerifier": &new,
                     "updatedAt": DateTime::now(),
                     "expiresAt": DateTime::from_millis(issued.refresh_claims.exp * 1000),
                 } },
             )
             .await?;
-        if rotated.matched_count == 0 {
-            // Revoked (logout, earlier theft) or not the session's current token.
-            tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh refused: session ended");
-            return Err(UserError::SessionRevoked);
-        }
-        Ok(TokenPair {
+        let pair = TokenPair {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,
-        })
+        };
+        Ok((rotated.matched_count > 0).then_some(pair))
     }
 
     /// Record the token `claims` describe as spent (a unique-key insert: of
-    /// two requests presenting it, exactly one gets through). A second
-    /// presentation is an error: see [`Self::reuse_detected`].
-    async fn spend(&self, claims: &Claims, user_id: ObjectId) -> Result<(), UserError> {
+    /// two requests presenting it, exactly one is its first use). A second
+    /// presentation is a [`Spend::Retry`] within the grace window, else an
+    /// error: see [`Self::reuse_detected`].
+    async fn spend(&self, claims: &Claims, user_id: ObjectId) -> Result<Spend, UserError> {
+        let now = DateTime::now();
         let inserted = self
             .used_tokens
             .insert_one(doc! {
                 "_id": &claims.jti,
                 "sessionId": &claims.sid,
                 "userId": user_id,
-                "usedAt": DateTime::now(),
+                "usedAt": now,
                 "expiresAt": DateTime::from_millis(claims.exp * 1000),
             })
             .await;
         match inserted {
-            Ok(_) => Ok(()),
-            Err(err) if is_duplicate_key(&err) => Err(self.reuse_detected(claims, user_id).await?),
+            Ok(_) => Ok(Spend::First(now)),
+            Err(err) if is_duplicate_key(&err) => self.spent_before(claims, user_id).await,
             Err(err) => Err(err.into()),
         }
     }
 
-    /// A spent refresh token was presented again: theft, or a client that
-    /// lost an answer. The first detection revokes every session of the
-    /// user and marks the token's record (`reuseDetectedAt`); a replay of a
-    /// token already marked is refused and revokes nothing, so sessions
-    /// opened after the detection survive whoever still holds the old token.
+    /// The token was presented before: a retry if its first use is within
+    /// the grace window and no reuse was reported for it; else reuse.
+    async fn spent_before(&self, claims: &Claims, user_id: ObjectId) -> Result<Spend, UserError> {
+        let record = self
+            .used_tokens
+            .find_one(doc! { "_id": &claims.jti })
+            .await?;
+        if let Some(record) = &record {
+            if record.contains_key("reuseDetectedAt") {
+                tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "replay of a refresh token already reported; nothing revoked");
+                return Err(UserError::TokenSpent);
+            }
+            let grace = self.tuning.refresh_reuse_grace;
+            if let Ok(used_at) = record.get_datetime("usedAt") {
+                if within_grace(*used_at, DateTime::now(), grace) {
+                    return Ok(Spend::Retry(*used_at));
+                }
+            }
+        }
+        Err(self.reuse_detected(claims, user_id).await?)
+    }
+
+    /// A spent refresh token was presented again, outside the grace window
+    /// (or for a session that moved on): theft, or a client that lost an
+    /// answer. The first detection revokes every session of the user and
+    /// marks the token's record (`reuseDetectedAt`); a replay of a token
+    /// already marked is refused and revokes nothing (see
+    /// [`Self::spent_before`]), so sessions opened after the detection
+    /// survive whoever still holds the old token.
     ///
     /// Revoke first, mark after: a failed revocation leaves no mark, so the
     /// next replay tries again, and no mark ever stands without its
@@ -119,14 +193,6 @@ impl UserService {
         claims: &Claims,
         user_id: ObjectId,
     ) -> Result<UserError, UserError> {
-        let record = self
-            .used_tokens
-            .find_one(doc! { "_id": &claims.jti })
-            .await?;
-        if record.is_some_and(|r| r.contains_key("reuseDetectedAt")) {
-            tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "replay of a refresh token already reported; nothing revoked");
-            return Ok(UserError::TokenSpent);
-        }
         self.revoke_all(user_id).await?;
         let marked = self
             .used_tokens
@@ -166,5 +232,36 @@ impl UserService {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime {
+        DateTime::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[test]
+    fn a_retry_within_the_grace_window_is_no_reuse() {
+        let grace = Duration::from_secs(5);
+        assert!(within_grace(at(0), at(0), grace));
+        assert!(within_grace(at(0), at(4_999), grace));
+        assert!(!within_grace(at(0), at(5_000), grace));
+        assert!(!within_grace(at(0), at(3_600_000), grace));
+    }
+
+    #[test]
+    fn no_grace_means_every_repeat_is_reuse() {
+        assert!(!within_grace(at(0), at(0), Duration::ZERO));
+        assert!(!within_grace(at(0), at(1), Duration::ZERO));
+    }
+
+    #[test]
+    fn a_first_use_stamped_by_a_clock_ahead_is_recent() {
+        // Instances' clocks differ a little: a retry on one whose clock is
+        // behind sees the first use "in the future".
+        assert!(within_grace(at(300), at(0), Duration::from_secs(5)));
     }
 }

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::events::Event;
 use crate::store::is_duplicate_key;
-use crate::users::idempotency::{self, Assessment, IdempotencyKey, KeyRecord, Reservation};
+use crate::users::idempotency::{IdempotencyKey, KeyRecord, Reservation};
 use crate::users::model::{NewUser, TokenPair, UserDoc};
 use crate::users::password;
 use crate::users::service::UserService;
@@ -108,31 +108,32 @@ impl UserService {
         }
     }
 
-    /// Sign up with an idempotency key: the first request with the key signs
-    /// up; a repeat with the same body gets a new session of the account it
-    /// created (never 409 for its own account); another body gets
-    /// [`UserError::KeyReused`]. See [`crate::users::idempotency`].
+    /// Sign up with an idempotency key: the first request with the key and
+    /// this body signs up; a repeat gets a new session of the account it
+    /// created (never 409 for its own account). The key is scoped to the
+    /// body: with another body it is another request. See
+    /// [`crate::users::idempotency`].
     async fn signup_with_key(
         &self,
         new: NewUser,
         key: IdempotencyKey,
     ) -> Result<SignedUp, UserError> {
-        let fingerprint = idempotency::fingerprint(new.email.as_str(), &new.name, new.age);
+        let id = self.tuning.scope.record_id(&key, &new);
         // Answer (409 "in progress") well before the handler stops waiting.
         let wait_until = Instant::now() + self.tuning.call_timeout / 2;
         // Each round either answers or removes a record in the way (expired,
         // or deleted under us); three are plenty, and bound the loop.
         for _ in 0..3 {
-            let record = KeyRecord::new(&key, fingerprint.clone());
+            let record = KeyRecord::new(id.clone());
             let existing = match self.keys.reserve(&record).await? {
                 Reservation::Held => return self.signup_holding_key(&new, &record).await,
                 Reservation::Vanished => continue,
                 Reservation::Taken(existing) => existing,
             };
-            match existing.assess(&fingerprint, DateTime::now(), self.tuning.idempotency.ttl) {
-                Assessment::Expired => self.keys.remove(&existing).await?,
-                Assessment::OtherBody => return Err(UserError::KeyReused),
-                Assessment::SameBody => return self.repeat(&new, &existing, wait_until).await,
+            if existing.expired(DateTime::now(), self.tuning.idempotency.ttl) {
+                self.keys.remove(&existing).await?;
+            } else {
+                return self.repeat(&new, &existing, wait_until).await;
             }
         }
         Err(UserError::SignupInProgress)
@@ -147,7 +148,7 @@ impl UserService {
     ) -> Result<SignedUp, UserError> {
         match self.create_user(new, record.user_id).await {
             Ok(Created::New(pair, job)) => Ok((pair, Some(job))),
-            Ok(Created::Existing(user)) => Ok((self.resume(new, &user).await?, None)),
+            Ok(Created::Existing(user)) => Ok((self.resume(&user).await?, None)),
             Err(UserError::EmailTaken) => {
                 // A definite answer, and no user made: forget the key, so a
                 // retry runs again and gets the same answer.
@@ -174,7 +175,7 @@ impl UserService {
     ) -> Result<SignedUp, UserError> {
         loop {
             if let Some(user) = self.users.find_one(doc! { "_id": record.user_id }).await? {
-                return Ok((self.resume(new, &user).await?, None));
+                return Ok((self.resume(&user).await?, None));
             }
             if record.age(DateTime::now()) >= self.tuning.call_timeout {
                 tracing::info!(target: "user", user = %record.user_id, "taking over an unfinished keyed sign-up");
@@ -188,14 +189,10 @@ impl UserService {
     }
 
     /// A new session for `user`, created by an earlier request with the same
-    /// key and fields, if `new` has its password too (bcrypt; a mismatch is
-    /// another request body).
-    async fn resume(&self, new: &NewUser, user: &UserDoc) -> Result<TokenPair, UserError> {
-        let matches =
-            password::verify(new.password.to_secret(), user.password_hash.clone()).await?;
-        if !matches {
-            return Err(UserError::KeyReused);
-        }
+    /// key and body. No password check: the record's id covers the password
+    /// (see [`crate::users::idempotency::RequestScope::record_id`]), so only
+    /// a request with it finds the record.
+    async fn resume(&self, user: &UserDoc) -> Result<TokenPair, UserError> {
         let (pair, sid) = self.open_session(user).await?;
         tracing::info!(target: "auth", user = %user.id, session = %sid, "repeated keyed sign-up: new session");
         Ok(pair)

@@ -9,10 +9,20 @@
 //!   capped at `max_delay`) before its next attempt. The count is forgotten
 //!   `forget_after` after its last attempt, and a successful login clears it.
 //!   The owner on another address is not affected.
-//! - **account, all addresses:** more than `per_account` failures in a
-//!   `window` (a distributed guessing attack) refuse the account's logins
-//!   until the window ends. Much higher than the free allowance: reaching it
-//!   takes many addresses.
+//! - **account, all addresses:** past `per_account` failures in a `window`
+//!   (a distributed guessing attack) the account is *under attack* until
+//!   the window ends ([`account_ceiling`]): an address that has failed for
+//!   the account (its pair count, kept `forget_after`) is refused until
+//!   then; an address with no failure for it gets one attempt. The owner's
+//!   first try from a device or network that has not typed a wrong password
+//!   goes through, so the attacker cannot lock the owner out; the attacker
+//!   gets at most one guess per fresh address per window instead of the
+//!   free allowance (OWASP: lock-out is a denial of service the attacker
+//!   controls; slow the attacker, not the owner). The price: an attacker
+//!   with N addresses gets `per_account` + N guesses a window, not
+//!   `per_account` — bounded by how many addresses it owns, each of which
+//!   also counts against `per_address`. Much higher than the free
+//!   allowance: reaching it takes many addresses.
 //! - **address, all accounts:** more than `per_address` failures in a
 //!   `window` (credential stuffing) refuse the address's logins until the
 //!   window ends. Successful logins never count, so users behind one NAT or
@@ -81,6 +91,26 @@ pub fn delay_after(failures: u64, config: &ThrottleConfig) -> Duration {
         .and_then(|factor| config.base_delay.checked_mul(factor))
         .unwrap_or(config.max_delay);
     delay.min(config.max_delay)
+}
+
+/// Whether the account-wide ceiling refuses an attempt, and for how long.
+/// `account`: the account's failures in the window, this attempt included
+/// (`account_ttl_ms` the window's remaining `PTTL`); `pair`: the (account,
+/// address)'s failures, this attempt included.
+///
+/// Below the ceiling nothing is refused here. Past it, an address whose
+/// count holds more than this attempt (it failed for the account, or has an
+/// attempt in flight) waits for the window's end; a first attempt goes
+/// ahead. Of concurrent first attempts from one address, `INCR` numbers
+/// only one 1, so a burst gets one guess too.
+pub fn account_ceiling(
+    account: u64,
+    account_ttl_ms: i64,
+    pair: u64,
+    config: &ThrottleConfig,
+) -> Option<Duration> {
+    let wait = over_limit(account, config.per_account, account_ttl_ms)?;
+    (pair > 1).then_some(wait)
 }
 
 /// The Redis keys of one login attempt.
@@ -175,7 +205,7 @@ impl Throttle {
                 (Err(err), Err(_)) => return Ok(self.fail_open(&err)),
             };
         self.report.redis_ok();
-        let refused = match over_limit(account, self.config.per_account, account_ttl)
+        let refused = match account_ceiling(account, account_ttl, pair, &self.config)
             .or_else(|| over_limit(address, self.config.per_address, address_ttl))
         {
             Some(wait) => Some(wait),
@@ -378,6 +408,36 @@ mod tests {
         assert_eq!(delay_after(0, &c), Duration::ZERO);
         assert_eq!(delay_after(1, &c), Duration::from_millis(250));
         assert_eq!(delay_after(2, &c), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn below_the_account_ceiling_nothing_is_refused_for_it() {
+        let c = config(5, 1_000, 900_000);
+        for pair in [1, 2, 50] {
+            assert_eq!(account_ceiling(100, 3_000_000, pair, &c), None);
+        }
+    }
+
+    #[test]
+    fn past_the_ceiling_only_addresses_that_failed_for_the_account_wait() {
+        let c = config(5, 1_000, 900_000);
+        // A first attempt from an address (the owner's, or a fresh one of
+        // the attacker's) goes ahead, however far past the ceiling.
+        assert_eq!(account_ceiling(101, 3_000_000, 1, &c), None);
+        assert_eq!(account_ceiling(10_000, 3_000_000, 1, &c), None);
+        // One failure before (or one attempt in flight): the window's rest.
+        for pair in [2, 3, 1_000] {
+            assert_eq!(
+                account_ceiling(101, 3_000_000, pair, &c),
+                Some(Duration::from_secs(3_000)),
+                "{pair}"
+            );
+        }
+        // Never a zero wait.
+        assert_eq!(
+            account_ceiling(101, 10, 2, &c),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]

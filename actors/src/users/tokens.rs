@@ -5,6 +5,13 @@
 //! `nbf` and `exp`. Verification accepts only HS256 with the key of the
 //! expected type (so `alg: none`, algorithm switching and a token of the other
 //! type all fail), checks `exp` and `nbf` with no leeway, and checks `typ`.
+//!
+//! A refresh answers the *successor* of the presented token
+//! ([`Tokens::issue_successor`]): a pair fixed by the presented token's
+//! claims and the time of its first use (`jti`s derived from its `jti`,
+//! `iat` that time). HS256 signing is deterministic, so a retry of the same
+//! refresh can be answered the very same pair without any token being
+//! stored (see `sessions.rs`).
 
 use std::time::Duration;
 
@@ -114,6 +121,30 @@ impl Tokens {
         }
     }
 
+    /// The pair that replaces the refresh token `parent` (for `email`),
+    /// issued at `issued_at` (Unix seconds): the same for the same
+    /// arguments, so a retry of one refresh is answered alike. Its `jti`s
+    /// are derived from `parent`'s, which is unique, so they are too.
+    pub fn issue_successor(&self, parent: &Claims, email: &str, issued_at: i64) -> IssuedPair {
+        let claims = |typ, ttl: Duration| Claims {
+            sub: parent.sub.clone(),
+            email: email.into(),
+            sid: parent.sid.clone(),
+            jti: successor_jti(&parent.jti, typ),
+            typ,
+            iat: issued_at,
+            nbf: issued_at,
+            exp: issued_at + ttl.as_secs() as i64,
+        };
+        let access = claims(TokenType::Access, self.access_ttl);
+        let refresh = claims(TokenType::Refresh, self.refresh_ttl);
+        IssuedPair {
+            access_token: self.sign(&access),
+            refresh_token: self.sign(&refresh),
+            refresh_claims: refresh,
+        }
+    }
+
     fn claims(&self, sub: &str, email: &str, sid: &str, typ: TokenType, ttl: Duration) -> Claims {
         let now = chrono::Utc::now().timestamp();
         Claims {
@@ -160,6 +191,22 @@ impl Tokens {
     }
 }
 
+/// The `jti` of the token of type `typ` that succeeds the refresh token
+/// `parent_jti`: 128 bits of SHA-256, hex (as long as a random one). Not
+/// secret (a JWT's claims are readable); what makes a token is its
+/// signature.
+fn successor_jti(parent_jti: &str, typ: TokenType) -> String {
+    let label: &[u8] = match typ {
+        TokenType::Access => b"troupe/successor/access\0",
+        TokenType::Refresh => b"troupe/successor/refresh\0",
+    };
+    let digest = Sha256::new()
+        .chain_update(label)
+        .chain_update(parent_jti.as_bytes())
+        .finalize();
+    hex::encode(&digest[..16])
+}
+
 /// The stored verifier of a refresh token: SHA-256 over the *whole* token.
 ///
 /// A refresh token is a signed, high-entropy value, so a fast hash is the
@@ -183,6 +230,7 @@ mod tests {
             refresh_secret: SecretString::from(refresh),
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(86_400),
+            refresh_reuse_grace: Duration::from_secs(5),
             bcrypt_cost: 4,
             throttle: ThrottleConfig {
                 free_failures: 5,
@@ -263,6 +311,57 @@ mod tests {
             .verify_refresh(&format!("{none}.{payload}."))
             .is_err());
         assert!(tokens.verify_refresh(&valid).is_ok());
+    }
+
+    #[test]
+    fn a_successor_is_the_same_for_the_same_parent_and_time() {
+        let tokens = tokens();
+        let parent = tokens.issue_pair("u", "e@x.co", "s1").refresh_claims;
+        let at = chrono::Utc::now().timestamp() - 2;
+        let first = tokens.issue_successor(&parent, "e@x.co", at);
+        let again = tokens.issue_successor(&parent, "e@x.co", at);
+        assert_eq!(first.access_token, again.access_token);
+        assert_eq!(first.refresh_token, again.refresh_token);
+        // It verifies, in the parent's session, with fresh jtis.
+        let refresh = tokens.verify_refresh(&first.refresh_token).unwrap();
+        let access = tokens
+            .verify(&first.access_token, TokenType::Access)
+            .unwrap();
+        for claims in [refresh.claims(), &access] {
+            assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("u", "s1"));
+            assert_eq!(claims.iat, at);
+            assert_ne!(claims.jti, parent.jti);
+        }
+        assert_ne!(access.jti, refresh.claims().jti);
+        assert_eq!(refresh.claims().exp, at + 86_400);
+        assert_eq!(access.exp, at + 900);
+    }
+
+    #[test]
+    fn successors_differ_by_parent_and_time_and_chain_uniquely() {
+        let tokens = tokens();
+        let parent = tokens.issue_pair("u", "e@x.co", "s").refresh_claims;
+        let other = tokens.issue_pair("u", "e@x.co", "s").refresh_claims;
+        let at = chrono::Utc::now().timestamp();
+        let first = tokens.issue_successor(&parent, "e@x.co", at);
+        assert_ne!(
+            first.refresh_token,
+            tokens.issue_successor(&other, "e@x.co", at).refresh_token
+        );
+        assert_ne!(
+            first.refresh_token,
+            tokens
+                .issue_successor(&parent, "e@x.co", at - 1)
+                .refresh_token
+        );
+        // Each generation's jti is new: a chain never repeats one.
+        let mut jtis = std::collections::HashSet::from([parent.jti.clone()]);
+        let mut claims = parent;
+        for _ in 0..50 {
+            claims = tokens.issue_successor(&claims, "e@x.co", at).refresh_claims;
+            assert_eq!(claims.jti.len(), 32);
+            assert!(jtis.insert(claims.jti.clone()), "{}", claims.jti);
+        }
     }
 
     #[test]
