@@ -85,10 +85,6 @@ pub enum ApiError {
     /// `payload` over `queue.max_payload`); `errors` names it.
     #[error("a field of the request body is too large")]
     FieldTooLarge(FieldError),
-    /// 422: the request is well-formed but cannot be processed as sent
-    /// (an `Idempotency-Key` reused with another body).
-    #[error("{0}")]
-    Unprocessable(String),
     /// 415: the body is not `application/json`.
     #[error("expected a request body with content-type application/json")]
     UnsupportedMediaType,
@@ -115,7 +111,6 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge | Self::FieldTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
