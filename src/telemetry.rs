@@ -34,6 +34,13 @@ pub fn log_file_name(category: &str, date: &str) -> String {
     format!("{category}.{date}.log")
 }
 
+/// Colour codes only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org): redirected output and log
+/// collectors get plain text.
+pub fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG`
 /// wins when set. `stdout` turns the console layer on (tests keep it off).
 /// Fails if `dir` cannot be created or a subscriber exists.
@@ -43,8 +50,13 @@ pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGu
     let mut guards = Vec::new();
     let mut layers: Vec<Box<dyn Layer<_> + Send + Sync>> = Vec::new();
     if stdout {
+        let colour = colour(
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            std::env::var_os("NO_COLOR"),
+        );
         layers.push(
             fmt::layer()
+                .with_ansi(colour)
                 .with_target(true)
                 .with_filter(filter()?)
                 .boxed(),
@@ -73,4 +85,17 @@ pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGu
     }
     tracing_subscriber::registry().with(layers).try_init()?;
     Ok(TelemetryGuard { _writers: guards })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+    }
 }
