@@ -320,7 +320,7 @@ mod tests {
         contains_all(
             &line,
             &[
-                "TROUPE__AUTH__ACCESS_TTL (auth.access_ttl)",
+                "TROUPE__AUTH__ACCESS_TTL (`auth.access_ttl`)",
                 "\"15\" is not a duration",
                 "e.g. 15m",
                 "fix: set TROUPE__AUTH__ACCESS_TTL=15m",
@@ -334,7 +334,7 @@ mod tests {
         contains_all(
             &line,
             &[
-                "PORT (server.port)",
+                "PORT (`server.port`)",
                 "\"70000\"",
                 "from 0 to 65535",
                 "e.g. 3000",
@@ -350,7 +350,7 @@ mod tests {
         contains_all(
             &line,
             &[
-                "MONGODB_URI (mongodb.uri)",
+                "MONGODB_URI (`mongodb.uri`)",
                 "not a MongoDB connection string",
                 "e.g. mongodb://127.0.0.1:27017",
                 "fix: set MONGODB_URI=",
@@ -370,7 +370,7 @@ mod tests {
         contains_all(
             &line,
             &[
-                &format!("queue.poll_interval in {file}"),
+                &format!("`queue.poll_interval` in {file}"),
                 "must be positive",
                 &format!("fix: set poll_interval = \"1s\" under [queue] in {file}"),
             ],
@@ -414,7 +414,7 @@ mod tests {
         contains_all(
             &line,
             &[
-                "TROUPE__QUEU__POLL_INTERVAL (queu.poll_interval)",
+                "TROUPE__QUEU__POLL_INTERVAL (`queu.poll_interval`)",
                 "no such setting",
                 "did you mean TROUPE__QUEUE__POLL_INTERVAL?",
                 "fix: rename it to TROUPE__QUEUE__POLL_INTERVAL",

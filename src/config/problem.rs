@@ -2,7 +2,7 @@
 //! setting (the variable and the key), what was refused, what is expected
 //! with an example, and the fix.
 //!
-//! `TROUPE__AUTH__ACCESS_TTL (auth.access_ttl): "15" is not a duration; expected
+//! `TROUPE__AUTH__ACCESS_TTL (`auth.access_ttl`): "15" is not a duration; expected
 //! a duration with a unit (ms, s, m, h, d), e.g. 15m; fix: TROUPE__AUTH__ACCESS_TTL=15m`
 //!
 //! The example is the key's built-in default (never for a credential, whose
@@ -32,9 +32,9 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
             Origin::Var(var) if *var == self.key => write!(f, "{var}")?,
-            Origin::Var(var) => write!(f, "{var} ({})", self.key)?,
-            Origin::File(path) => write!(f, "{} in {path}", self.key)?,
-            Origin::Defaults => write!(f, "{} ({})", self.key, sources::troupe_var(&self.key))?,
+            Origin::Var(var) => write!(f, "{var} (`{}`)", self.key)?,
+            Origin::File(path) => write!(f, "`{}` in {path}", self.key)?,
+            Origin::Defaults => write!(f, "`{}` ({})", self.key, sources::troupe_var(&self.key))?,
         }
         write!(f, ": {}", self.problem)?;
         if let Some(expected) = &self.expected {
