@@ -1,9 +1,9 @@
 //! Loading with every problem collected, not just the first: `troupe config
 //! check` lists them all, and the service refuses to start with the same list.
 //!
-//! A value that does not deserialize is recorded and replaced by its built-in
-//! default, and the load is retried, so one bad key does not hide the next;
-//! the validators then run on what loaded, each section on its own. Keys that
+//! A value that does not deserialize, or that a validator refuses, is
+//! recorded and replaced by its built-in default, and the load is retried,
+//! so one bad key does not hide the next. Keys that
 //! no setting reads are collected apart ([`Checked::unknown`]): the service
 //! warns about them (a fleet mid-deploy may carry keys only newer binaries
 //! know), `config check` refuses them.
@@ -48,24 +48,44 @@ impl Settings {
             env,
             environment,
         };
-        let (settings, unknown) = deserialize(&sources, &mut problems);
-        let Some(mut settings) = settings else {
-            return Checked {
-                settings: None,
-                problems,
-                unknown,
+        // Each round replaces the keys refused so far by their defaults and
+        // loads again: a section's next broken rule shows once the first is
+        // out of the way. Ends when a round finds nothing new.
+        let mut replaced: Vec<String> = Vec::new();
+        let mut unknown = Vec::new();
+        let mut loaded = None;
+        for _ in 0..MAX_PASSES {
+            let (settings, unknown_now) = deserialize(&sources, &mut replaced, &mut problems);
+            unknown = unknown_now;
+            let Some(mut settings) = settings else {
+                break;
             };
-        };
-        settings.environment = environment;
-        problems.extend(
-            settings
+            settings.environment = environment;
+            let fresh: Vec<Problem> = settings
                 .problems()
                 .into_iter()
                 .chain(store_urls(&settings))
                 .chain(actor_side(&settings))
-                .map(|err| problem_of(&sources, err)),
-        );
-        let settings = problems.is_empty().then_some(settings);
+                .map(|err| problem_of(&sources, err))
+                .filter(|new| problems.iter().all(|old| old.key != new.key))
+                .collect();
+            let replaceable: Vec<String> = fresh
+                .iter()
+                .map(|problem| problem.key.clone())
+                .filter(|key| {
+                    sources::default_value(key)
+                        .is_some_and(|value| !matches!(value.kind, config::ValueKind::Table(_)))
+                })
+                .collect();
+            let done = fresh.is_empty() || replaceable.is_empty();
+            problems.extend(fresh);
+            replaced.extend(replaceable);
+            loaded = Some(settings);
+            if done {
+                break;
+            }
+        }
+        let settings = loaded.filter(|_| problems.is_empty());
         Checked {
             settings,
             problems,
@@ -83,13 +103,17 @@ fn bare(env: &HashMap<String, String>) -> Sources<'_> {
     }
 }
 
-/// Deserialize, replacing each bad value by its default until it succeeds
-/// (or a problem has no key to replace). The unknown keys of the last pass.
-fn deserialize(sources: &Sources, problems: &mut Vec<Problem>) -> (Option<Settings>, Vec<Problem>) {
-    let mut replaced: Vec<String> = Vec::new();
+/// Deserialize with the `replaced` keys at their defaults, adding each bad
+/// value's key to them until it succeeds (or a problem has no key to
+/// replace). The unknown keys of the last pass.
+fn deserialize(
+    sources: &Sources,
+    replaced: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) -> (Option<Settings>, Vec<Problem>) {
     for _ in 0..MAX_PASSES {
         let built = sources.builder().and_then(|mut builder| {
-            for key in &replaced {
+            for key in replaced.iter() {
                 let default = sources::default_value(key)
                     .unwrap_or_else(|| config::Value::new(None, config::ValueKind::Nil));
                 builder = builder.set_override(key.as_str(), default)?;
@@ -388,7 +412,10 @@ mod tests {
             ("TROUPE__AUTH__ACCESS_TTL", "15"),
             ("TROUPE__OPS__FAULT_INJECTION", "maybe"),
             ("TROUPE__QUEUE__EXECUTORS", "0"),
+            ("TROUPE__QUEUE__POLL_INTERVAL", "0s"), // (the same section)
+            ("TROUPE__QUEUE__BACKOFF_MAX", "1ms"),
             ("TROUPE__SERVER__BODY_LIMIT", "0"),
+            ("TROUPE__SERVER__MAX_CONNECTIONS", "0"),
             ("TROUPE__MAIL__FROM", "not a mailbox"),
         ]);
         assert!(checked.settings.is_none());
@@ -398,11 +425,15 @@ mod tests {
             "auth.access_ttl",
             "ops.fault_injection",
             "queue.executors",
+            "queue.poll_interval",
+            "queue.backoff_max",
             "server.body_limit",
+            "server.max_connections",
             "mail.from",
         ] {
             assert!(keys.contains(&key), "{key} not in {keys:?}");
         }
+        assert_eq!(keys.len(), 9, "{keys:?}"); // (each once)
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `Settings::validate`: one small validator per section, run in a fixed
-//! order; the first broken rule is reported with its key. Each rule is
+//! `Settings::problems`: one small validator per section, run in a fixed
+//! order; each section's first broken rule is reported with its key (the
+//! load asks again for the next, see `load`). Each rule is
 //! unit-tested below, with the value just inside it accepted.
 
 use std::time::Duration;
@@ -26,7 +27,8 @@ impl Settings {
         self.problems().into_iter().next().map_or(Ok(()), Err)
     }
 
-    /// Every section's first broken rule, in a fixed order.
+    /// Every section's first broken rule, in a fixed order (the load
+    /// replaces the keys refused and asks again, for the next ones).
     pub(super) fn problems(&self) -> Vec<ConfigError> {
         [
             secrets::validate(self),
