@@ -249,9 +249,12 @@ fn store_urls(settings: &Settings) -> Vec<ConfigError> {
             "is not a MongoDB connection string (mongodb:// or mongodb+srv://, host, optional port, credentials and options)",
         ));
     }
+    // (With cluster seeds `url` is not used; `validate` checks the seeds.)
     let redis = settings.redis.url.expose_secret();
     let scheme = ["redis://", "rediss://", "unix://", "redis+unix://"];
-    if !scheme.iter().any(|s| redis.starts_with(s)) || redis.into_connection_info().is_err() {
+    let usable =
+        scheme.iter().any(|s| redis.starts_with(s)) && redis.into_connection_info().is_ok();
+    if settings.redis.cluster_urls.is_empty() && !usable {
         problems.push(super::invalid(
             "redis.url",
             "is not a Redis URL (redis://[user:password@]host[:port][/db])",
@@ -381,6 +384,18 @@ mod tests {
             ],
         );
         assert!(!line.contains("hunter2"), "{line}");
+    }
+
+    #[test]
+    fn a_bad_redis_url_names_the_variable_unless_cluster_seeds_replace_it() {
+        let line = line(&[("REDIS_URL", "http://user:hunter2@cache")]);
+        contains_all(
+            &line,
+            &["REDIS_URL (`redis.url`)", "e.g. redis://127.0.0.1:6379"],
+        );
+        assert!(!line.contains("hunter2"), "{line}");
+        let seeds = [("REDIS_URL", ""), ("REDIS_CLUSTER_URLS", "redis://a:7000")];
+        assert!(check(&seeds).settings.is_some());
     }
 
     #[test]

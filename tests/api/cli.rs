@@ -151,7 +151,8 @@ fn serve_refuses_a_bad_setting_with_exit_2_naming_it() {
 }
 
 /// Started from a directory without `config/` (the built-in defaults), with
-/// no MongoDB listening: the service runs, says so in one line naming
+/// a misspelt key (a warning naming the nearest key, not a refusal) and no
+/// MongoDB listening: the service runs, says so in one line naming
 /// MONGODB_URI, repeats no topology dump while the poller ticks, prints no
 /// colour codes into a pipe, and exits 0 on SIGTERM (an unreachable store is
 /// not a start-up failure: readiness reports it).
@@ -173,6 +174,8 @@ fn an_unreachable_mongodb_is_one_clear_line_and_no_flood() {
                 "TROUPE__MAIL__OUTBOX_DIR",
                 dir.join("outbox").to_str().unwrap(),
             ),
+            // Warned about, not refused.
+            ("TROUPE__QUEU__POLL_INTERVAL", "1s"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -220,6 +223,17 @@ fn an_unreachable_mongodb_is_one_clear_line_and_no_flood() {
         first[0]
     );
     assert!(first[0].contains("fix: "), "{}", first[0]);
+    let unknown: Vec<&String> = output
+        .iter()
+        .filter(|l| l.contains("unknown setting ignored"))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{all}");
+    assert!(
+        unknown[0].contains("TROUPE__QUEU__POLL_INTERVAL")
+            && unknown[0].contains("did you mean TROUPE__QUEUE__POLL_INTERVAL?"),
+        "{}",
+        unknown[0]
+    );
     for dump in ["Topology", "labels:", "server response:"] {
         assert!(!all.contains(dump), "{dump:?} in the output:\n{all}");
     }
