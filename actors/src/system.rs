@@ -152,8 +152,9 @@ pub enum StartError {
 pub const SERVICE_JOB_TYPES: &[&str] = &["noop", scheduler::PRUNE, "user.created", "user.login"];
 
 /// The actor-side settings `start` refuses that can be checked without a
-/// server or any I/O: the mail sender and SMTP URL, each periodic job's
-/// pattern and its type (among [`SERVICE_JOB_TYPES`]). Every problem found.
+/// server or any I/O: the mail sender and SMTP URL, and the type of each
+/// periodic job whose pattern parses (among [`SERVICE_JOB_TYPES`]; the
+/// pattern is the configuration's own check). Every problem found.
 pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
     let mut problems = Vec::new();
     if let Err(err) = crate::mail::check(&config.mail) {
