@@ -6,6 +6,7 @@
 //! | [`startup`] | [`Application`]: bind the listener, connect the stores, start the actor system (`troupe_actors::system`), serve, shut down in order |
 //! | [`server`] | the HTTP/1.1 accept loop with its connection limits |
 //! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `cluster`, `health`, `metrics`, `logs`, `app`, and `console`, the ops console's page and embedded assets), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
+//! | [`cli`] | the command line (clap): `serve`, `config check`, `--help`, `--version` |
 //! | [`config`] | layered, typed settings and their validation |
 //! | [`state`] | [`state::AppState`], what handlers reach |
 //! | [`telemetry`] | logging to stdout and per-category daily files |
@@ -14,6 +15,7 @@
 //! map its typed result to a response; they name no BSON type and no actor
 //! message (`tests/architecture.rs`).
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod server;

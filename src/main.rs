@@ -1,7 +1,15 @@
+//! `troupe [serve]` and `troupe config check` (src/cli.rs has the command
+//! line; docs/cli.md the commands, configuration sources and exit codes).
+//!
+//! Exit codes: 0 success; 1 a runtime failure, or `config check` found
+//! problems; 2 a usage error, or `serve` refused its configuration.
+
 use std::error::Error;
 use std::process::ExitCode;
 
-use troupe::config::Settings;
+use clap::Parser;
+use troupe::cli::{Cli, Command, ConfigCommand};
+use troupe::config::{Problem, Settings};
 use troupe::{telemetry, Application};
 
 /// mimalloc rather than glibc's malloc: under load glibc's arenas contend on
@@ -10,25 +18,95 @@ use troupe::{telemetry, Application};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(2);
+/// A usage error or a configuration `serve` refuses.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match cli.command() {
+        Command::Serve => serve(),
+        Command::Config(ConfigCommand::Check) => config_check(),
+    }
+}
+
+/// `--help` and `--version` print and exit 0; a usage error is one line on
+/// stderr (clap's tip included), exit 2.
+fn usage(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{}", troupe::cli::one_line(&err));
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `troupe config check`: every problem and unknown key on stderr, exit 1;
+/// or one line on stdout, exit 0. Contacts no server.
+fn config_check() -> ExitCode {
+    let checked = Settings::check();
+    let bad: Vec<&Problem> = checked.problems.iter().chain(&checked.unknown).collect();
+    match checked.settings {
+        Some(settings) if bad.is_empty() => {
+            println!(
+                "configuration is valid (profile {})",
+                settings.environment.as_str()
+            );
+            ExitCode::SUCCESS
         }
+        _ => {
+            for problem in &checked.problems {
+                eprintln!("configuration error: {problem}");
+            }
+            for problem in &checked.unknown {
+                eprintln!("unknown setting: {problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load the configuration, set up logging, serve until SIGINT or SIGTERM.
+fn serve() -> ExitCode {
+    let checked = Settings::check();
+    let Some(settings) = checked.settings else {
+        for problem in &checked.problems {
+            eprintln!("configuration error: {problem}");
+        }
+        return ExitCode::from(EXIT_USAGE);
     };
     let _telemetry = match telemetry::init(&settings.log.level, &settings.log.dir, true) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!(
-                "cannot set up logging in {}: {err}",
+                "cannot set up logging in {} (LOG_DIR, log.dir): {err}; fix: LOG_DIR=<a writable directory>",
                 settings.log.dir.display()
             );
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
+    // A key only a newer binary knows is no reason to refuse to start (a
+    // fleet mid-deploy); a misspelling is worth a warning that says so.
+    for problem in &checked.unknown {
+        tracing::warn!(target: "system", "unknown setting ignored: {problem}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return failed("cannot start the runtime", &err),
+    };
+    runtime.block_on(run(settings))
+}
+
+async fn run(settings: Settings) -> ExitCode {
     tracing::info!(target: "system", profile = settings.environment.as_str(), "starting troupe");
     let placeholders = settings.placeholder_secrets();
     if !placeholders.is_empty() {
@@ -38,7 +116,10 @@ async fn main() -> ExitCode {
     }
     let app = match Application::build(settings).await {
         Ok(app) => app,
-        Err(err) => return failed("start-up failed", &err),
+        Err(err) => {
+            failed("start-up failed", &err);
+            return ExitCode::from(err.exit_code());
+        }
     };
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,9 +31,14 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid MongoDB settings")]
-    Mongo(#[source] store::StoreError),
-    #[error("invalid Redis URL")]
+    /// A URI that parses but cannot be used (an SRV name that does not
+    /// resolve): names the variable; the cause is in a few words, and not
+    /// a `source`: the driver's own Display is a debug dump.
+    #[error("MONGODB_URI (mongodb.uri) cannot be used: {0}; fix: set MONGODB_URI to a reachable server, e.g. mongodb://127.0.0.1:27017")]
+    Mongo(store::StoreError),
+    #[error(
+        "REDIS_URL (redis.url) cannot be used; fix: set REDIS_URL, e.g. redis://127.0.0.1:6379"
+    )]
     Redis(#[source] store::StoreError),
     #[error("cannot start the actors")]
     Actors(#[from] StartError),
@@ -43,6 +48,17 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     system: ActorSystem,
+}
+
+impl StartupError {
+    /// The process's exit code: 2 for settings that cannot be used (as for
+    /// any configuration error), 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Mongo(_) | Self::Redis(_) => 2,
+            Self::Bind { .. } | Self::Actors(_) => 1,
+        }
+    }
 }
 
 impl Application {

@@ -34,17 +34,57 @@ pub fn log_file_name(category: &str, date: &str) -> String {
     format!("{category}.{date}.log")
 }
 
+/// Colour codes only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org): redirected output and log
+/// collectors get plain text.
+pub fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+/// The MongoDB driver's targets that repeat for every heartbeat and
+/// selection attempt while a server is down (when a dependency turns on its
+/// tracing events); the service reports an outage itself, in one line.
+const DRIVER_BOUNDS: &[&str] = &[
+    "mongodb::topology=warn",
+    "mongodb::server_selection=warn",
+    "mongodb::connection=warn",
+];
+
+/// `directives` with the driver's chatter bounded, unless they say
+/// something about `mongodb` themselves (then they are the operator's
+/// choice).
+pub fn bounded(directives: &str) -> String {
+    if directives.contains("mongodb") {
+        return directives.to_string();
+    }
+    std::iter::once(directives)
+        .chain(DRIVER_BOUNDS.iter().copied())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG`
 /// wins when set. `stdout` turns the console layer on (tests keep it off).
 /// Fails if `dir` cannot be created or a subscriber exists.
 pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGuard> {
     std::fs::create_dir_all(dir)?;
-    let filter = || EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level));
+    let filter = || {
+        let from_env = std::env::var("RUST_LOG").ok();
+        from_env
+            .and_then(|env| EnvFilter::try_new(bounded(&env)).ok())
+            .map_or_else(|| EnvFilter::try_new(bounded(level)), Ok)
+    };
     let mut guards = Vec::new();
     let mut layers: Vec<Box<dyn Layer<_> + Send + Sync>> = Vec::new();
     if stdout {
+        let colour = colour(
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            std::env::var_os("NO_COLOR"),
+        );
         layers.push(
             fmt::layer()
+                .with_ansi(colour)
                 .with_target(true)
                 .with_filter(filter()?)
                 .boxed(),
@@ -73,4 +113,27 @@ pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGu
     }
     tracing_subscriber::registry().with(layers).try_init()?;
     Ok(TelemetryGuard { _writers: guards })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drivers_topology_chatter_is_bounded_unless_asked_for() {
+        assert_eq!(
+            bounded("info"),
+            "info,mongodb::topology=warn,mongodb::server_selection=warn,mongodb::connection=warn"
+        );
+        assert!(EnvFilter::try_new(bounded("debug")).is_ok());
+        assert_eq!(bounded("info,mongodb=debug"), "info,mongodb=debug");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+    }
 }

@@ -53,6 +53,18 @@ enum Transport {
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
+/// The mail settings that can be checked without I/O: the sender parses
+/// and the SMTP URL (when set) is usable. `Mailer::new` checks them too;
+/// `troupe config check` calls this without creating the outbox.
+pub fn check(config: &MailConfig) -> Result<(), MailError> {
+    config.from.parse::<Mailbox>().map_err(MailError::From)?;
+    if let Some(url) = &config.smtp_url {
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+            .map_err(MailError::SmtpUrl)?;
+    }
+    Ok(())
+}
+
 impl Mailer {
     pub fn new(config: &MailConfig) -> Result<Self, MailError> {
         let from: Mailbox = config.from.parse().map_err(MailError::From)?;

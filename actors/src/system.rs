@@ -147,6 +147,35 @@ pub enum StartError {
     ScheduleType { name: String, kind: String },
 }
 
+/// The job types the service itself handles: `build` registers exactly
+/// these (a debug assertion there keeps the list true), so a schedule's
+/// `type` can be checked without building the handlers (`config check`).
+pub const SERVICE_JOB_TYPES: &[&str] = &["noop", scheduler::PRUNE, "user.created", "user.login"];
+
+/// The actor-side settings `start` refuses that can be checked without a
+/// server or any I/O: the mail sender and SMTP URL, and the type of each
+/// periodic job whose pattern parses (among [`SERVICE_JOB_TYPES`]; the
+/// pattern is the configuration's own check). Every problem found.
+pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
+    let mut problems = Vec::new();
+    if let Err(err) = crate::mail::check(&config.mail) {
+        problems.push(StartError::Mail(err));
+    }
+    // A pattern that does not parse is the configuration's own check
+    // (`Schedule::parse`); here only the types of those that do.
+    for (name, schedule) in &config.queue.schedules {
+        if let Ok(parsed) = Schedule::parse(name, schedule) {
+            if !SERVICE_JOB_TYPES.contains(&parsed.kind.as_str()) {
+                problems.push(StartError::ScheduleType {
+                    name: name.clone(),
+                    kind: parsed.kind,
+                });
+            }
+        }
+    }
+    problems
+}
+
 /// The running actor tree. Dropping it does not stop it: call
 /// [`ActorSystem::shutdown`].
 pub struct ActorSystem {
@@ -249,7 +278,9 @@ async fn build_indexes(
         JobStore::ensure_indexes(db).await
     }
     if let Err(err) = create(&db).await {
-        tracing::error!(target: "system", error = %err, "MongoDB unreachable at start-up; not ready until it answers");
+        // One line that names the setting; the retries below repeat it
+        // at a growing interval (not the driver's topology dump each time).
+        tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", crate::store::brief_mongo(&err));
         return Some(tokio::spawn(async move {
             let mut delay = timeout.max(Duration::from_millis(500));
             loop {
@@ -261,7 +292,7 @@ async fn build_indexes(
                         return;
                     }
                     Err(err) => {
-                        tracing::warn!(target: "system", error = %err, "MongoDB still unreachable");
+                        tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", crate::store::brief_mongo(&err));
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }
                 }
@@ -385,8 +416,14 @@ fn build(
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
         .merge(prune_handlers(store.clone(), slots.clone(), retention))
-        .merge(crate::users::jobs::handlers(db, mailer))
-        .merge(extra_jobs);
+        .merge(crate::users::jobs::handlers(db, mailer));
+    debug_assert!(
+        handlers
+            .kinds()
+            .all(|kind| SERVICE_JOB_TYPES.contains(&kind)),
+        "SERVICE_JOB_TYPES misses one of the service's job types"
+    );
+    let handlers = handlers.merge(extra_jobs);
     let schedules = schedules(&settings.queue, &handlers)?;
     let jobs = JobQueue::new(store.clone(), poller.clone(), &settings.queue, &handlers);
     let actors = Handles {

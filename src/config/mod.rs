@@ -1,8 +1,11 @@
-//! Typed settings: `config/default.toml`, overlaid by `config/<TROUPE_ENV>.toml`,
-//! overlaid by environment variables.
+//! Typed settings: the built-in defaults, overlaid by the files of the
+//! configuration directory, overlaid by environment variables ([`sources`]
+//! has the order).
 //!
 //! Each section is checked by its own validator ([`validate`]; the secrets
-//! in [`secrets`]), which names the key it refuses.
+//! in [`secrets`]), which names the key it refuses; [`load`] collects every
+//! problem of a load, each a one-line [`Problem`] naming the variable, the
+//! key, an example and the fix.
 //!
 //! Besides the generic `TROUPE__SECTION__KEY` form, the conventional names
 //! listed in [`ENV_OVERRIDES`] work. Secrets are [`SecretString`]s: their Debug
@@ -26,10 +29,16 @@ use troupe_actors::users::config::AuthConfig;
 
 use crate::http::client_addr::{ProxyHeader, TrustedProxies};
 
+mod load;
+mod problem;
 mod secrets;
+mod sources;
 mod validate;
 
+pub use load::Checked;
+pub use problem::Problem;
 pub use secrets::MIN_SECRET_BYTES;
+pub use sources::{troupe_var, Origin};
 
 /// Conventional environment variables and the setting each one overrides.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -46,13 +55,25 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("METRICS_TOKEN", "ops.metrics_token"),
 ];
 
-/// A configuration that cannot be used. The message names the key.
+/// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration error: {0}")]
-    Load(#[from] config::ConfigError),
+    /// One validator's refusal, in its own words (a load turns it into a
+    /// [`Problem`]).
     #[error("configuration error: `{key}`: {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// What a load refused: one line per problem.
+    #[error("{}", lines(.0))]
+    Refused(Vec<Problem>),
+}
+
+/// `configuration error: <problem>`, one line each.
+fn lines(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| format!("configuration error: {problem}"))
+        .collect();
+    lines.join("\n")
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -76,10 +97,7 @@ impl Environment {
             "development" | "dev" | "local" => Ok(Self::Development),
             "test" => Ok(Self::Test),
             "production" | "prod" => Ok(Self::Production),
-            other => Err(invalid(
-                "TROUPE_ENV",
-                format!("unknown profile {other:?}; use development, test or production"),
-            )),
+            other => Err(invalid("TROUPE_ENV", format!("unknown profile {other:?}"))),
         }
     }
 
@@ -246,40 +264,46 @@ impl Settings {
         }
     }
 
-    /// Load from `./config` (or `TROUPE_CONFIG_DIR`) and the process environment.
+    /// Load from the process environment and the configuration directory
+    /// (`TROUPE_CONFIG_DIR`, else `./config`); the first problems refuse.
     pub fn load() -> Result<Self, ConfigError> {
+        let checked = Self::check();
+        checked
+            .settings
+            .ok_or(ConfigError::Refused(checked.problems))
+    }
+
+    /// [`load`](Self::load) with every problem and unknown key collected
+    /// (`troupe config check`; the service warns about unknown keys).
+    pub fn check() -> Checked {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let dir = env
-            .get("TROUPE_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("config"));
-        Self::load_from(&dir, &env)
+        let dir = match env.get("TROUPE_CONFIG_DIR") {
+            Some(dir) if !Path::new(dir).is_dir() => {
+                return Checked {
+                    settings: None,
+                    problems: vec![Problem::whole(
+                        "TROUPE_CONFIG_DIR",
+                        Origin::Var("TROUPE_CONFIG_DIR".into()),
+                        format!("{dir:?} is not a directory"),
+                        "point TROUPE_CONFIG_DIR at a directory (holding default.toml and <profile>.toml), or unset it",
+                    )],
+                    unknown: vec![],
+                };
+            }
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from("config"),
+        };
+        Self::check_from(Some(dir), &env)
     }
 
     /// Load from `dir` with `env` standing in for the process environment, so
     /// tests can load configurations side by side without touching globals.
+    /// Unknown keys are not refused here (see [`Checked::unknown`]).
     pub fn load_from(dir: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let environment = Environment::parse(env.get("TROUPE_ENV").map(String::as_str))?;
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from(dir.join("default.toml")).required(true))
-            .add_source(
-                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
-                    .required(false),
-            )
-            .add_source(
-                config::Environment::with_prefix("TROUPE")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env.clone())),
-            );
-        for (var, key) in ENV_OVERRIDES {
-            builder = builder.set_override_option(*key, env.get(*var).cloned())?;
-        }
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.environment = environment;
-        settings.validate()?;
-        Ok(settings)
+        let checked = Self::check_from(Some(dir.to_path_buf()), env);
+        checked
+            .settings
+            .ok_or(ConfigError::Refused(checked.problems))
     }
 }
 
@@ -317,11 +341,11 @@ pub(crate) mod testing {
         settings("production", &all)
     }
 
-    /// The key an invalid configuration is refused for.
-    pub fn refused_key<T>(result: Result<T, ConfigError>) -> &'static str {
+    /// The key an invalid configuration is refused for (the first).
+    pub fn refused_key<T>(result: Result<T, ConfigError>) -> String {
         match result {
-            Err(ConfigError::Invalid { key, .. }) => key,
-            Err(other) => panic!("refused for another reason: {other}"),
+            Err(ConfigError::Invalid { key, .. }) => key.to_string(),
+            Err(ConfigError::Refused(problems)) => problems[0].key.clone(),
             Ok(_) => panic!("accepted"),
         }
     }

@@ -1,5 +1,6 @@
-//! `Settings::validate`: one small validator per section, run in a fixed
-//! order; the first broken rule is reported with its key. Each rule is
+//! `Settings::problems`: one small validator per section, run in a fixed
+//! order; each section's first broken rule is reported with its key (the
+//! load asks again for the next, see `load`). Each rule is
 //! unit-tested below, with the value just inside it accepted.
 
 use std::time::Duration;
@@ -20,21 +21,34 @@ use super::{
 };
 
 impl Settings {
+    /// The first problem [`problems`](Self::problems) finds (the rules' unit tests).
+    #[cfg(test)]
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        secrets::validate(self)?;
-        auth(&self.auth)?;
-        idempotency(&self.auth.idempotency, self.actors.call_timeout)?;
-        queue(&self.queue)?;
-        queue_hold(self.queue.hold, self.actors.call_timeout)?;
-        events(&self.events)?;
-        fleet(&self.fleet)?;
-        server(&self.server)?;
-        redis(&self.redis)?;
-        throttle(&self.auth.throttle)?;
-        limits(&self.limits)?;
-        cache(&self.cache, self.actors.call_timeout)?;
-        actors(&self.actors)?;
-        fault_injection(self.ops.fault_injection, self.environment)
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every section's first broken rule, in a fixed order (the load
+    /// replaces the keys refused and asks again, for the next ones).
+    pub(super) fn problems(&self) -> Vec<ConfigError> {
+        [
+            secrets::validate(self),
+            auth(&self.auth),
+            idempotency(&self.auth.idempotency, self.actors.call_timeout),
+            queue(&self.queue),
+            queue_hold(self.queue.hold, self.actors.call_timeout),
+            events(&self.events),
+            fleet(&self.fleet),
+            server(&self.server),
+            redis(&self.redis),
+            throttle(&self.auth.throttle),
+            limits(&self.limits),
+            cache(&self.cache, self.actors.call_timeout),
+            actors(&self.actors),
+            fault_injection(self.ops.fault_injection, self.environment),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 }
 
@@ -408,7 +422,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     /// `change` applied to valid settings: the key it is refused for.
-    fn refused(change: impl FnOnce(&mut Settings)) -> &'static str {
+    fn refused(change: impl FnOnce(&mut Settings)) -> String {
         let mut settings = valid();
         change(&mut settings);
         refused_key(settings.validate())

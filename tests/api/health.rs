@@ -82,10 +82,14 @@ async fn start_up_fails_clearly_on_a_malformed_mongodb_uri() {
         .await
         .err()
         .expect("start-up must fail");
+    let message = err.to_string();
     assert!(
-        err.to_string().contains("invalid MongoDB settings"),
-        "{err}"
+        message.contains("MONGODB_URI (mongodb.uri) cannot be used") && message.contains("fix: "),
+        "{message}"
     );
+    // The driver's words are not a source: no debug dump follows the line.
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.exit_code(), 2);
 }
 
 /// Bind first: a port in use fails start-up with the address named, before

@@ -5,6 +5,7 @@ mod cache;
 mod cache_local;
 mod cardinality;
 mod chaos;
+mod cli;
 mod cluster;
 mod config;
 mod connections;

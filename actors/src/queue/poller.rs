@@ -446,7 +446,7 @@ impl PollerState {
         self.tasks.spawn(async move {
             let read = queue.pauses.read().await;
             let read = read
-                .inspect_err(|err| tracing::warn!(target: "worker", error = %err, "reading the pauses failed; the last ones read stay"))
+                .inspect_err(|err| tracing::warn!(target: "worker", error = %crate::store::brief_mongo(err), "reading the pauses failed; the last ones read stay"))
                 .ok();
             send(&me, &stats, PollerMsg::TickPauses(Some(read)));
         });

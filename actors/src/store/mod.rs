@@ -8,7 +8,7 @@ mod error;
 mod mongo;
 mod redis;
 
-pub use self::error::StoreError;
+pub use self::error::{brief_mongo, StoreError};
 pub use self::mongo::{
     connect_mongo, ensure_indexes, index, is_duplicate_key, ping_mongo, CommandLabel,
     MongoCommands, COUNTED_COMMANDS,
