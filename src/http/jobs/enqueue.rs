@@ -35,8 +35,11 @@ pub struct EnqueueRequest {
     /// A registered job type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// A JSON object, at most `queue.max_payload` bytes as stored. No key
-    /// may start with `$` or hold `.`; no string or key may hold NUL.
+    /// A JSON object, at most `queue.max_payload` bytes as stored and 64
+    /// levels deep. No key may start with `$` or hold `.`; no string or key
+    /// may hold NUL; no array may sit directly inside an array (`[[1]]`;
+    /// `[{"a": [1]}]` is fine). Refused on every store, though MongoDB
+    /// takes some of these, so a payload accepted on one store is on all.
     #[schema(value_type = Object)]
     pub payload: Map<String, Value>,
     /// When the job is due (RFC 3339); a time in the past means now.
@@ -169,7 +172,13 @@ impl EnqueueBody {
 pub(super) fn refusal(refused: SpecError) -> ApiError {
     let message = refused.to_string();
     match refused {
-        SpecError::UnknownType(_) => ApiError::field("type", "must be a registered job type"),
+        SpecError::UnknownType { registered, .. } => ApiError::field(
+            "type",
+            &format!(
+                "must be a job type some live instance handles: {}",
+                registered.join(", ")
+            ),
+        ),
         SpecError::PriorityOutOfRange => {
             ApiError::field("priority", "must be an integer from -100 to 100")
         }
@@ -177,7 +186,9 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
         SpecError::PayloadTooLarge { .. } => {
             ApiError::FieldTooLarge(FieldError::new("payload", message))
         }
-        SpecError::PayloadNotStorable { .. } => ApiError::field("payload", &message),
+        SpecError::PayloadNotStorable { .. } | SpecError::PayloadRefused { .. } => {
+            ApiError::field("payload", &message)
+        }
         SpecError::TooFarAhead => ApiError::field(
             "runAt",
             "must be at most ten years from now (runAt or delay)",
@@ -191,7 +202,7 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
     responses(
         (status = 201, description = "The job, created (as `GET /jobs/{id}` shows it)", body = JobView),
         (status = 200, description = "No job created: this pending or processing job holds `uniqueKey`", body = JobView),
-        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object, `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload` over `queue.max_payload` (named), or the body over `server.body_limit`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job store is unavailable, or the unique key's previous job is being released: retry shortly", body = Problem, content_type = "application/problem+json"),
