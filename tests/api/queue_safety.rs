@@ -235,6 +235,27 @@ async fn a_user_job_enqueued_with_the_user_id_as_the_api_shows_it_runs() {
 }
 
 #[tokio::test]
+async fn a_permanent_handler_error_fails_the_job_at_once_with_its_reason() {
+    use troupe_actors::queue::handlers::HandlerError;
+    let jobs = JobHandlers::new().with("test.strict", |_job| async {
+        Err(HandlerError::permanent("payload lacks to"))
+    });
+    let app = spawn_app_with_jobs(|_| {}, jobs).await;
+    let id = app
+        .jobs()
+        .enqueue("test.strict", Document::new())
+        .await
+        .unwrap();
+    app.nudge();
+    let job = app
+        .wait_for_job(id, "failed", Duration::from_secs(20))
+        .await;
+    assert_eq!(job["attempts"], 1, "no retry: {job}");
+    assert_eq!(job["lastError"], "payload lacks to");
+    assert_eq!(job["history"][0]["outcome"], "failed");
+}
+
+#[tokio::test]
 async fn a_user_job_with_a_malformed_payload_fails_at_once_with_its_reason() {
     let app = spawn_app().await;
     let body = json!({"type": "user.login", "payload": {"userId": "not-an-id"}});

@@ -232,3 +232,52 @@ pub(super) async fn enqueue_job(
     };
     Ok((status, Json(view(history.job, Some(history.attempts)))))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// The status and field names of a refusal.
+    fn answer(refused: SpecError) -> (StatusCode, Vec<String>) {
+        let err = refusal(refused);
+        let fields = match &err {
+            ApiError::Validation(errors) => errors.iter().map(|e| e.field.clone()).collect(),
+            ApiError::FieldTooLarge(error) => vec![error.field.clone()],
+            _ => vec![],
+        };
+        (err.status(), fields)
+    }
+
+    #[test]
+    fn every_refusal_is_a_4xx_naming_its_field() {
+        let bad = |field: &str| (StatusCode::BAD_REQUEST, vec![field.to_owned()]);
+        let unknown = SpecError::UnknownType {
+            kind: "x".into(),
+            registered: vec!["noop".into(), "report".into()],
+        };
+        assert_eq!(answer(unknown.clone()), bad("type"));
+        assert_eq!(answer(SpecError::PriorityOutOfRange), bad("priority"));
+        assert_eq!(answer(SpecError::BadUniqueKey), bad("uniqueKey"));
+        let too_large = SpecError::PayloadTooLarge { size: 2, limit: 1 };
+        let payload = vec!["payload".to_owned()];
+        assert_eq!(answer(too_large), (StatusCode::PAYLOAD_TOO_LARGE, payload));
+        let nested = SpecError::PayloadNotStorable {
+            at: "at \"m[0]\" ".into(),
+            reason: "has an array directly inside an array",
+        };
+        assert_eq!(answer(nested), bad("payload"));
+        let refused = SpecError::PayloadRefused { code: 2 };
+        assert_eq!(answer(refused), bad("payload"));
+        assert_eq!(answer(SpecError::TooFarAhead), bad("runAt"));
+        let ApiError::Validation(errors) = refusal(unknown) else {
+            panic!("a field error")
+        };
+        assert!(
+            errors[0].message.ends_with("noop, report"),
+            "{}",
+            errors[0].message
+        );
+    }
+}
