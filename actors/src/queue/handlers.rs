@@ -179,7 +179,8 @@ impl JobHandlers {
         self
     }
 
-    /// The registered types: the only ones the queue accepts at enqueue.
+    /// The types these handlers run: the only ones this instance claims
+    /// (what an enqueue accepts is the fleet's, see [`crate::queue::types`]).
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.handlers.keys().map(String::as_str)
     }
