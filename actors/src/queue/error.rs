@@ -45,6 +45,13 @@ pub enum QueueError {
 /// than failing to take it. The same write gets the same answer, so the
 /// caller's input is at fault (400), not the store (503).
 pub fn is_permanent_refusal(err: &mongodb::error::Error) -> bool {
+    refusal_code(err).is_some()
+}
+
+/// The code of a permanent refusal ([`is_permanent_refusal`]; 0 if the
+/// driver refused the document before sending it); `None` for any other
+/// error.
+pub fn refusal_code(err: &mongodb::error::Error) -> Option<i32> {
     use mongodb::error::{ErrorKind, WriteFailure};
     /// BadValue, FailedToParse, TypeMismatch, Overflow, DollarPrefixedFieldName,
     /// InvalidPath, InvalidLength, BSONObjectTooLarge, and the codes of
@@ -52,13 +59,15 @@ pub fn is_permanent_refusal(err: &mongodb::error::Error) -> bool {
     const BAD_INPUT: &[i32] = &[2, 9, 14, 15, 52, 56, 57, 10334, 17419, 17420];
     if err.contains_label("RetryableWriteError") || err.contains_label("TransientTransactionError")
     {
-        return false;
+        return None;
     }
     match err.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code != 11000,
-        ErrorKind::Command(command) => BAD_INPUT.contains(&command.code),
-        ErrorKind::BsonSerialization(_) => true,
-        _ => false,
+        ErrorKind::Write(WriteFailure::WriteError(write)) => {
+            (write.code != 11000).then_some(write.code)
+        }
+        ErrorKind::Command(command) => BAD_INPUT.contains(&command.code).then_some(command.code),
+        ErrorKind::BsonSerialization(_) => Some(0),
+        _ => None,
     }
 }
 
@@ -125,6 +134,7 @@ mod tests {
     #[test]
     fn bad_input_is_a_permanent_refusal_and_an_outage_is_not() {
         assert!(is_permanent_refusal(&command(2, "invalid value")));
+        assert_eq!(refusal_code(&write(121, "validation failed")), Some(121));
         assert!(is_permanent_refusal(&write(121, "validation failed")));
         assert!(!is_permanent_refusal(&write(11000, "duplicate key")));
         assert!(!is_permanent_refusal(&command(91, "shutting down")));

@@ -47,7 +47,7 @@ use std::time::{Duration, SystemTime};
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
 use crate::queue::config::QueueConfig;
-use crate::queue::error::{is_permanent_refusal, QueueError};
+use crate::queue::error::{refusal_code, QueueError};
 use crate::queue::job::{Job, JobId};
 use crate::queue::poller::PollerMsg;
 use crate::queue::priority;
@@ -56,7 +56,6 @@ use crate::queue::store::JobStore;
 use crate::queue::types::JobTypes;
 use crate::queue::unique::Taken;
 use crate::supervision::slot::ActorSlot;
-use mongodb::error::{ErrorKind, WriteFailure};
 
 /// What [`JobQueue::enqueue_spec`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,17 +181,13 @@ impl JobQueue {
     /// Insert `job`; a write the store refuses for good is the producer's
     /// fault ([`SpecError::PayloadRefused`]), not an outage.
     async fn insert(&self, job: &Job) -> Result<(), QueueError> {
-        self.store.insert(job).await.map_err(|err| {
-            if !is_permanent_refusal(&err) {
-                return QueueError::Store(err);
-            }
-            let code = match err.kind.as_ref() {
-                ErrorKind::Command(command) => command.code,
-                ErrorKind::Write(WriteFailure::WriteError(write)) => write.code,
-                _ => 0,
-            };
-            SpecError::PayloadRefused { code }.into()
-        })
+        self.store
+            .insert(job)
+            .await
+            .map_err(|err| match refusal_code(&err) {
+                Some(code) => SpecError::PayloadRefused { code }.into(),
+                None => QueueError::Store(err),
+            })
     }
 
     /// Insert a pending job of type `kind`, due now, priority 0: the
