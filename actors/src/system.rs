@@ -57,6 +57,7 @@ use crate::queue::scheduler::{
 use crate::queue::shared::Queue;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
+use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
@@ -411,7 +412,6 @@ fn build(
     let poller = ActorSlot::new("queue-poller");
     let fleet_slot = ActorSlot::new("fleet");
     let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
-    let beat = Arc::new(beat(settings, redis, &instance, &queue));
     let slots = SlotStore::new(db);
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
@@ -425,7 +425,17 @@ fn build(
     );
     let handlers = handlers.merge(extra_jobs);
     let schedules = schedules(&settings.queue, &handlers)?;
-    let jobs = JobQueue::new(store.clone(), poller.clone(), &settings.queue, &handlers);
+    // This instance claims only the types it runs; the fleet's union is
+    // what an enqueue accepts (see `queue::types`).
+    let types = Arc::new(JobTypes::new(handlers.kinds()));
+    let store = store.handling(types.local().clone());
+    let beat = Arc::new(beat(settings, redis, &instance, (&queue, &types)));
+    let jobs = JobQueue::new(
+        store.clone(),
+        poller.clone(),
+        &settings.queue,
+        Arc::clone(&types),
+    );
     let actors = Handles {
         instance: Arc::clone(&instance),
         users,
@@ -463,7 +473,7 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        queue_poller(settings, (store, PauseStore::new(db)), handlers, a),
+        queue_poller(settings, (store, PauseStore::new(db)), (handlers, types), a),
         scheduler,
         fleet_child(beat, fleet_slot),
     ];
@@ -542,7 +552,7 @@ fn beat(
     settings: &SystemConfig,
     redis: &RedisStore,
     instance: &Arc<str>,
-    queue: &QueueHandle,
+    queue: (&QueueHandle, &Arc<JobTypes>),
 ) -> Beat {
     let me = Identity {
         id: Arc::clone(instance),
@@ -550,7 +560,8 @@ fn beat(
         started_at: chrono::Utc::now(),
     };
     let store = FleetStore::new(redis.clone());
-    Beat::new(store, me, queue.clone(), settings.fleet.clone())
+    let (queue, types) = (queue.0.clone(), Arc::clone(queue.1));
+    Beat::new(store, me, (queue, types), settings.fleet.clone())
 }
 
 /// The FleetActor, heartbeating this instance.
@@ -676,7 +687,7 @@ fn relay_child(
 fn queue_poller(
     settings: &SystemConfig,
     (store, pauses): (JobStore, PauseStore),
-    handlers: JobHandlers,
+    (handlers, types): (JobHandlers, Arc<JobTypes>),
     handles: &Handles,
 ) -> ChildSpec {
     let queue = Queue {
@@ -686,6 +697,7 @@ fn queue_poller(
         store,
         events: handles.events.clone(),
         handlers,
+        types,
         config: settings.queue.clone(),
         snapshot: Arc::clone(&handles.queue_snapshot),
     };

@@ -93,6 +93,9 @@ pub struct InstanceView {
     pub pool: Option<InstancePool>,
     /// Ids of the jobs its executors run.
     pub jobs: Vec<String>,
+    /// The job types it has handlers for: the only ones it claims (empty
+    /// from a version that does not publish them).
+    pub job_types: Vec<String>,
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -114,6 +117,7 @@ impl InstanceView {
                 busy: p.busy,
             }),
             jobs: beat.jobs,
+            job_types: beat.job_types,
         }
     }
 }

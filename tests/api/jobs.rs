@@ -189,25 +189,6 @@ async fn a_job_that_runs_too_long_times_out() {
 }
 
 #[tokio::test]
-async fn an_unknown_job_type_fails_at_once_without_retry() {
-    let app = spawn_app().await;
-    let id = app
-        .jobs()
-        .enqueue("no.such.type", Document::new())
-        .await
-        .unwrap();
-    app.nudge();
-    let job = app
-        .wait_for_job(id, "failed", Duration::from_secs(20))
-        .await;
-    assert_eq!(job["attempts"], 1);
-    assert!(job["lastError"]
-        .as_str()
-        .unwrap()
-        .contains("unknown job type \"no.such.type\""));
-}
-
-#[tokio::test]
 async fn a_job_whose_lease_expired_is_claimed_again() {
     let app = spawn_app().await;
     let id = ObjectId::new();

@@ -29,5 +29,6 @@ mod metrics;
 mod ops;
 mod outage;
 mod profiles;
+mod queue_safety;
 mod refresh;
 mod users;

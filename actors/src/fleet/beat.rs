@@ -14,6 +14,7 @@ use crate::fleet::config::FleetConfig;
 use crate::fleet::heartbeat::{age_ms, suspects, Heartbeat, PoolFigures, MAX_TREE_BYTES};
 use crate::fleet::metrics::FleetMetrics;
 use crate::fleet::registry::FleetStore;
+use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
 
 /// What the fleet publishes that only the layers above know: the actor tree
@@ -43,6 +44,8 @@ pub(crate) struct Beat {
     pub store: FleetStore,
     pub me: Identity,
     pub queue: QueueHandle,
+    /// This instance's job types (published) and the fleet's (read back).
+    pub types: Arc<JobTypes>,
     pub local: LocalSlot,
     pub config: FleetConfig,
     pub metrics: FleetMetrics,
@@ -59,11 +62,17 @@ impl Beat {
     /// What heartbeats of `me` need: the registry, the queue (its pool, and
     /// releasing a dead instance's jobs), the intervals. The [`LocalView`]
     /// comes later ([`crate::fleet::Fleet::publish`]).
-    pub fn new(store: FleetStore, me: Identity, queue: QueueHandle, config: FleetConfig) -> Self {
+    pub fn new(
+        store: FleetStore,
+        me: Identity,
+        (queue, types): (QueueHandle, Arc<JobTypes>),
+        config: FleetConfig,
+    ) -> Self {
         Self {
             store,
             me,
             queue,
+            types,
             local: LocalSlot::default(),
             config,
             metrics: FleetMetrics::default(),
@@ -73,16 +82,32 @@ impl Beat {
         }
     }
 
-    /// Publish this instance, then take over the instances found dead.
-    /// Fails open: a Redis error is counted and logged, and the next tick
-    /// tries again.
+    /// Publish this instance, read the live instances' job types back,
+    /// then take over the instances found dead. Fails open: a Redis error is
+    /// counted and logged, and the next tick tries again.
     pub async fn run(&self) {
         if *self.left.lock().await {
             return;
         }
         let (beat, tree) = self.describe().await;
         if self.publish(&beat, tree.as_deref()).await {
-            self.fail_over().await;
+            // At once, so reading the types adds no round trip to a beat
+            // (the next tick's beat waits for this one).
+            tokio::join!(self.read_job_types(), self.fail_over());
+        }
+    }
+
+    /// Set the fleet's job types ([`JobTypes::set_fleet`]) to the union of
+    /// the live instances'. On failure the last read stays.
+    async fn read_job_types(&self) {
+        match self.store.live().await {
+            Ok(live) => {
+                let types = live.iter().flat_map(|beat| beat.job_types.iter());
+                self.types.set_fleet(types);
+            }
+            Err(err) => {
+                tracing::debug!(target: "system", error = %err, "could not read the fleet's job types")
+            }
         }
     }
 
@@ -112,6 +137,7 @@ impl Beat {
                 .iter()
                 .flat_map(|p| p.executors.iter().filter_map(|e| e.job.clone()))
                 .collect(),
+            job_types: self.types.local().iter().cloned().collect(),
         };
         let tree = tree.and_then(|tree| self.bounded(&beat.id, tree));
         (beat, tree)

@@ -38,6 +38,11 @@ pub struct Heartbeat {
     /// The jobs its executors run.
     #[serde(default)]
     pub jobs: Vec<String>,
+    /// The job types it has handlers for: the only ones it claims
+    /// ([`crate::queue::types`]). Empty from an instance of a version that
+    /// does not publish them.
+    #[serde(default)]
+    pub job_types: Vec<String>,
 }
 
 fn epoch() -> DateTime<Utc> {
@@ -134,9 +139,14 @@ mod tests {
             ready: true,
             pool: Some(PoolFigures { size: 4, busy: 1 }),
             jobs: vec!["65f1c0ffee0000000000beef".into()],
+            job_types: vec!["noop".into(), "report.build".into()],
         };
         let json = serde_json::to_value(&beat).unwrap();
         assert_eq!(json["startedAt"], "1970-01-01T00:00:01Z");
+        assert_eq!(
+            json["jobTypes"],
+            serde_json::json!(["noop", "report.build"])
+        );
         assert_eq!(json["pool"]["busy"], 1);
         assert_eq!(serde_json::from_value::<Heartbeat>(json).unwrap(), beat);
     }

@@ -7,7 +7,8 @@
 //!   third of it while the handler runs (in a task it owns), then writes the
 //!   outcome itself: `completed` with the result; or, on error or timeout,
 //!   `pending` again with exponential backoff until `maxAttempts`, then
-//!   `failed`. An unknown job type fails at once, without retry. A job that
+//!   `failed`; a [`HandlerError::Permanent`](crate::queue::handlers::HandlerError::Permanent)
+//!   error fails the job at once, without retry. A job that
 //!   ended for good (completed, failed, cancelled) then has its unique key
 //!   released.
 //! - Cancellation: the job's token ([`Job::cancelled`]) fires when an
@@ -145,7 +146,7 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     let (id, attempt) = (running.id, running.attempt);
     tracing::info!(target: "worker", job = %id, kind = %running.kind, attempt, executor, "job started");
     let Some(handler) = queue.handlers.get(&job.kind) else {
-        return fail_unknown_type(queue, &running).await;
+        return give_back_unhandled(queue, &running).await;
     };
     let cancellation = job.cancellation();
     let _registered = queue.cancellations.register(id, cancellation.clone());
@@ -157,11 +158,15 @@ async fn run(queue: &Queue, executor: &str, job: Job) {
     match outcome {
         _ if cancellation.is_cancelled() => record_cancellation(queue, &running).await,
         Ok(Ok(result)) => record_completion(queue, &running, result).await,
-        Ok(Err(error)) => record_failure(queue, &running, Outcome::Failed, error.report()).await,
+        Ok(Err(error)) => {
+            let retry = !error.is_permanent();
+            let failure = (Outcome::Failed, error.report());
+            record_failure(queue, &running, failure, retry).await
+        }
         Err(_elapsed) => {
             let limit = humantime::format_duration(queue.config.job_timeout);
-            let error = format!("timed out after {limit}");
-            record_failure(queue, &running, Outcome::TimedOut, error).await
+            let failure = (Outcome::TimedOut, format!("timed out after {limit}"));
+            record_failure(queue, &running, failure, true).await
         }
     }
 }
@@ -250,32 +255,31 @@ async fn record_cancellation(queue: &Queue, running: &Running) {
     }
 }
 
-/// No handler for the job's type: it fails at once, without retry.
-async fn fail_unknown_type(queue: &Queue, running: &Running) {
+/// No handler here for the job's type. Claims take only the types this
+/// instance runs ([`crate::queue::types`]), so this does not happen; should
+/// it, the job goes back to pending after its backoff, for an instance
+/// that runs it — never failed for want of a handler here.
+async fn give_back_unhandled(queue: &Queue, running: &Running) {
     let id = running.id;
-    let error = format!("unknown job type {:?}", running.kind);
-    tracing::error!(target: "worker", job = %id, %error, "job failed without retry");
-    let failed = queue
+    let error = format!(
+        "no handler for job type {:?} on this instance",
+        running.kind
+    );
+    tracing::error!(target: "worker", job = %id, %error, "claimed a job of a type this instance does not run; giving it back");
+    let retry_in = Some(queue.config.backoff(running.attempt));
+    let given_back = queue
         .store
         .fail(
             id,
             running.attempt,
-            running.max_attempts,
-            Outcome::Failed,
+            running.max_attempts.saturating_add(1),
+            Outcome::Crashed,
             &error,
-            None,
+            retry_in,
         )
         .await;
-    match failed {
-        Ok(status) => {
-            if status == JobStatus::Failed {
-                release_key(queue, running).await;
-            }
-            publish_failure(queue, running, status, error)
-        }
-        Err(err) => {
-            tracing::warn!(target: "worker", job = %id, error = %err, "could not record the failure")
-        }
+    if let Err(err) = given_back {
+        tracing::warn!(target: "worker", job = %id, error = %err, "could not give the job back; it comes back when its lease expires")
     }
 }
 
@@ -297,9 +301,15 @@ async fn record_completion(queue: &Queue, running: &Running, result: Document) {
     }
 }
 
-/// The attempt failed (`outcome`) with `error`: the job is retried after its
-/// backoff while it has attempts left, `failed` after that.
-async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, error: String) {
+/// The attempt failed (`outcome`) with `error`: with `retry`, the job is
+/// retried after its backoff while it has attempts left, `failed` after
+/// that; without (a permanent error), `failed` now.
+async fn record_failure(
+    queue: &Queue,
+    running: &Running,
+    (outcome, error): (Outcome, String),
+    retry: bool,
+) {
     let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     // Cancelled before the renewal noticed: no retry (the marker would
     // block it anyway, but the job would read `pending` until then).
@@ -311,7 +321,7 @@ async fn record_failure(queue: &Queue, running: &Running, outcome: Outcome, erro
     {
         return record_cancellation(queue, running).await;
     }
-    let retry_in = Some(queue.config.backoff(attempt));
+    let retry_in = retry.then(|| queue.config.backoff(attempt));
     let failed = queue
         .store
         .fail(id, attempt, running.max_attempts, outcome, &error, retry_in)

@@ -76,7 +76,8 @@ impl QueueHandle {
     }
 
     /// Pause `target` on every instance; the pauses after.
-    /// [`QueueError::UnknownType`] for a type no handler runs.
+    /// [`SpecError::UnknownType`](crate::queue::SpecError::UnknownType)
+    /// for a type no live instance handles.
     pub async fn pause(&self, target: PauseTarget) -> Result<Pauses, QueueError> {
         self.set_pause(target, true).await
     }

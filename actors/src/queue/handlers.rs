@@ -8,7 +8,9 @@
 //! itself knows only `noop` (benchmarks and smoke checks).
 //!
 //! A handler returns its result document, or an error: any error is retried
-//! with backoff until the job's attempts run out. The error's message and
+//! with backoff until the job's attempts run out — except
+//! [`HandlerError::Permanent`], which no retry can mend (a malformed
+//! payload): the job fails at once, for good. The error's message and
 //! every cause, joined by `": "` ([`HandlerError::report`]), become the
 //! attempt's `error` and the job's `lastError`.
 //!
@@ -18,6 +20,14 @@
 //!         return Err(HandlerError::retry_later("the owner does not exist (yet)"));
 //!     };
 //!     Ok(doc! { "owner": owner })
+//! })
+//! .with("report.send", |job| async move {
+//!     // Retrying cannot fix the payload: fail now, saying why.
+//!     let Ok(to) = job.payload.get_str("to") else {
+//!         return Err(HandlerError::permanent("payload lacks to (a string)"));
+//!     };
+//!     send(to).await.context("sending the report")?;
+//!     Ok(doc! {})
 //! })
 //! ```
 
@@ -36,10 +46,16 @@ use crate::queue::job::Job;
 /// Any error, boxed.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
-/// Why a handler did not finish its job. Whatever the variant, the attempt
-/// failed and the job is retried with backoff while it has attempts left.
+/// Why a handler did not finish its job. The attempt failed; the job is
+/// retried with backoff while it has attempts left, unless the error is
+/// [`Permanent`](Self::Permanent).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// No retry can succeed (the payload is malformed, say): the job is
+    /// `failed` at once, whatever attempts it has left, with this reason as
+    /// its `lastError`. An operator can still retry it (`POST /jobs/{id}/retry`).
+    #[error("{0}")]
+    Permanent(String),
     /// Not done, for a reason that is no error (yet): e.g. what the job
     /// works on does not exist yet.
     #[error("{0}")]
@@ -63,6 +79,16 @@ impl HandlerError {
     /// "Retry later because `reason`".
     pub fn retry_later(reason: impl Into<String>) -> Self {
         Self::RetryLater(reason.into())
+    }
+
+    /// "Fail for good because `reason`": no retry (see [`Self::Permanent`]).
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::Permanent(reason.into())
+    }
+
+    /// Whether the job must fail now rather than be retried.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
     }
 
     /// `source` failed while the handler was `doing` something.
@@ -153,7 +179,8 @@ impl JobHandlers {
         self
     }
 
-    /// The registered types: the only ones the queue accepts at enqueue.
+    /// The types these handlers run: the only ones this instance claims
+    /// (what an enqueue accepts is the fleet's, see [`crate::queue::types`]).
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.handlers.keys().map(String::as_str)
     }
@@ -199,6 +226,17 @@ mod tests {
             cause.downcast_ref::<Smtp>().is_some(),
             "the cause keeps its type"
         );
+    }
+
+    #[test]
+    fn only_a_permanent_error_is_permanent_and_it_records_its_reason() {
+        let permanent = HandlerError::permanent("payload lacks userId");
+        assert!(permanent.is_permanent());
+        assert_eq!(permanent.report(), "payload lacks userId");
+        assert!(!HandlerError::retry_later("not yet").is_permanent());
+        assert!(!HandlerError::from(BoxError::from(Reset)).is_permanent());
+        let failed: Result<(), _> = Err(Reset);
+        assert!(!failed.context("x").unwrap_err().is_permanent());
     }
 
     #[test]

@@ -277,6 +277,24 @@ pub struct QueueStats {
     pub by_type: BTreeMap<String, StatusCounts>,
     /// Counts by status for each priority (jobs from before priorities: 0).
     pub by_priority: BTreeMap<i32, StatusCounts>,
+    /// Every type some live instance handles ([`crate::queue::types`]).
+    pub registered_types: Vec<String>,
+    /// The types of pending or processing jobs that no live instance
+    /// handles: they wait for an instance that does.
+    pub unhandled_types: Vec<String>,
+}
+
+impl QueueStats {
+    /// Fill in [`registered_types`](Self::registered_types) and
+    /// [`unhandled_types`](Self::unhandled_types) from `types`.
+    pub(crate) fn with_types(mut self, types: &crate::queue::types::JobTypes) -> Self {
+        let waiting = (self.by_type.iter())
+            .filter(|(_, counts)| counts.pending + counts.processing > 0)
+            .map(|(kind, _)| kind.as_str());
+        self.unhandled_types = types.unhandled(waiting);
+        self.registered_types = types.registered();
+        self
+    }
 }
 
 /// Jobs by status, as one `aggregate` finds them.

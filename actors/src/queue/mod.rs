@@ -7,6 +7,8 @@
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
 //! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`].
+//! - [`types`]: [`types::JobTypes`], the types this instance claims and
+//!   those the live fleet registers (what an enqueue accepts).
 //! - [`producer`]: [`producer::JobQueue`], how other capabilities and
 //!   embedding applications enqueue ([`spec::JobSpec`]: delays, priorities,
 //!   unique keys; [`priority`]: the order of due jobs; [`unique`]: keys).
@@ -40,6 +42,7 @@ pub(crate) mod shared;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+pub mod types;
 pub(crate) mod unique;
 
 pub use error::QueueError;

@@ -45,12 +45,23 @@ impl Pauses {
         self.queue || self.types.contains(kind)
     }
 
-    /// Add `type: {$nin: [paused types]}` to a job filter (nothing if no
-    /// type is paused).
-    pub(crate) fn exclude_from(&self, filter: &mut Document) {
-        if !self.types.is_empty() {
-            let types: Vec<&str> = self.types.iter().map(String::as_str).collect();
-            filter.insert("type", doc! { "$nin": types });
+    /// Restrict a job filter to the types that may be claimed: of
+    /// `handled` (this instance's types; `None`: any type), those not
+    /// paused — `type: {$in: [...]}`, or `type: {$nin: [paused]}` for any
+    /// type (nothing if no type is paused).
+    pub(crate) fn restrict(&self, handled: Option<&BTreeSet<String>>, filter: &mut Document) {
+        match handled {
+            Some(handled) => {
+                let types: Vec<&str> = (handled.difference(&self.types))
+                    .map(String::as_str)
+                    .collect();
+                filter.insert("type", doc! { "$in": types });
+            }
+            None if !self.types.is_empty() => {
+                let types: Vec<&str> = self.types.iter().map(String::as_str).collect();
+                filter.insert("type", doc! { "$nin": types });
+            }
+            None => {}
         }
     }
 
@@ -151,14 +162,37 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_keeps_the_handled_types_that_are_not_paused() {
+        let handled: BTreeSet<String> = ["noop", "report"].map(String::from).into();
+        let mut pauses = Pauses::default();
+        let mut filter = doc! { "status": "pending" };
+        pauses.restrict(Some(&handled), &mut filter);
+        let expected = doc! { "status": "pending", "type": { "$in": ["noop", "report"] } };
+        assert_eq!(filter, expected);
+        pauses.types.extend(["report".into(), "other".into()]);
+        pauses.restrict(Some(&handled), &mut filter);
+        assert_eq!(
+            filter,
+            doc! { "status": "pending", "type": { "$in": ["noop"] } }
+        );
+        pauses.types.insert("noop".into());
+        pauses.restrict(Some(&handled), &mut filter);
+        let none: Vec<&str> = vec![];
+        assert_eq!(
+            filter,
+            doc! { "status": "pending", "type": { "$in": none } }
+        );
+    }
+
+    #[test]
     fn a_paused_type_is_blocked_and_left_out_of_filters() {
         let mut pauses = Pauses::default();
         let mut filter = doc! { "status": "pending" };
-        pauses.exclude_from(&mut filter);
+        pauses.restrict(None, &mut filter);
         assert_eq!(filter, doc! { "status": "pending" }, "nothing paused");
         pauses.types.insert("report".into());
         assert!(pauses.blocks("report") && !pauses.blocks("noop"));
-        pauses.exclude_from(&mut filter);
+        pauses.restrict(None, &mut filter);
         assert_eq!(
             filter,
             doc! { "status": "pending", "type": { "$nin": ["report"] } }

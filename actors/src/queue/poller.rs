@@ -482,8 +482,10 @@ impl PollerState {
         reply: Reply<Pauses>,
     ) {
         if let PauseTarget::Type(kind) = &target {
-            if self.args.queue.handlers.get(kind).is_none() {
-                let _ = reply.send(Err(SpecError::UnknownType(kind.clone()).into()));
+            let types = &self.args.queue.types;
+            if !types.is_registered(kind) {
+                let refused = SpecError::unknown_type(kind, types);
+                let _ = reply.send(Err(refused.into()));
                 return;
             }
         }
@@ -802,8 +804,10 @@ impl Actor for QueuePollerActor {
                 state.answer(reply, async move { Ok(store.get(id).await?) })
             }
             PollerMsg::Stats { reply } => {
-                let store = state.store();
-                state.answer(reply, async move { Ok(store.stats().await?) })
+                let (store, queue) = (state.store(), Arc::clone(&state.args.queue));
+                state.answer(reply, async move {
+                    Ok(store.stats().await?.with_types(&queue.types))
+                })
             }
             PollerMsg::Retry { id, reply } => state.on_retry(&myself, id, reply),
             PollerMsg::ReleaseInstance { instance, reply } => {

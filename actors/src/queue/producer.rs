@@ -22,8 +22,10 @@
 //!     Enqueued::Existing(id) => tracing::info!(%id, "a report is already on its way"),
 //! }
 //! ```
-//! An unregistered type, a priority out of range, a bad unique key or a
-//! payload over `queue.max_payload` is refused ([`QueueError::Refused`]).
+//! A type no live instance handles (see [`crate::queue::types`]), a
+//! priority out of range, a bad unique key, a payload over
+//! `queue.max_payload` or one a store cannot keep is refused
+//! ([`QueueError::Refused`]).
 //!
 //! # Producers with a precondition
 //! A producer writes its job, then — once whatever the job depends on is
@@ -39,20 +41,19 @@
 //! the job held until the hold ends; then it runs like any other (and fails
 //! after its retries if its precondition never came).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
 use crate::queue::config::QueueConfig;
-use crate::queue::error::QueueError;
-use crate::queue::handlers::JobHandlers;
+use crate::queue::error::{refusal_code, QueueError};
 use crate::queue::job::{Job, JobId};
 use crate::queue::poller::PollerMsg;
 use crate::queue::priority;
 use crate::queue::spec::{JobSpec, SpecError};
 use crate::queue::store::JobStore;
+use crate::queue::types::JobTypes;
 use crate::queue::unique::Taken;
 use crate::supervision::slot::ActorSlot;
 
@@ -76,8 +77,8 @@ impl Enqueued {
 
 /// What an enqueue is checked against and ranked by.
 struct Admission {
-    /// The registered job types.
-    types: HashSet<String>,
+    /// This instance's job types and the fleet's.
+    types: Arc<JobTypes>,
     /// `queue.max_payload`, in bytes as stored.
     max_payload: usize,
     /// `queue.priority_aging`.
@@ -98,10 +99,10 @@ impl JobQueue {
         store: JobStore,
         poller: ActorSlot<PollerMsg>,
         config: &QueueConfig,
-        handlers: &JobHandlers,
+        types: Arc<JobTypes>,
     ) -> Self {
         let admission = Admission {
-            types: handlers.kinds().map(str::to_owned).collect(),
+            types,
             max_payload: config.max_payload,
             aging: config.priority_aging,
             hold: config.hold,
@@ -115,12 +116,15 @@ impl JobQueue {
 
     /// Enqueue `spec` (see the module doc): the job created, or the live
     /// job holding its unique key. A job due now is claimed by this
-    /// instance at once; a later one by the first instance to list the
+    /// instance at once if it runs the job's type; a later one, or one of a
+    /// type only other instances run, by the first instance to list the
     /// queue after it is due (within `queue.poll_interval`).
     pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<Enqueued, QueueError> {
         let job = self.job(spec)?;
         let enqueued = self.write(&job).await?;
-        if enqueued == Enqueued::Created(job.id.into()) && job.run_at <= DateTime::now() {
+        let here = self.admission.types.local().contains(&job.kind);
+        // A job of a type only other instances run is theirs to list.
+        if here && enqueued == Enqueued::Created(job.id.into()) && job.run_at <= DateTime::now() {
             self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at));
         }
         Ok(enqueued)
@@ -129,8 +133,8 @@ impl JobQueue {
     /// The job `spec` asks for, if it meets the rules.
     fn job(&self, spec: JobSpec) -> Result<Job, QueueError> {
         let rules = &self.admission;
-        if !rules.types.contains(&spec.kind) {
-            return Err(SpecError::UnknownType(spec.kind).into());
+        if !rules.types.is_registered(&spec.kind) {
+            return Err(SpecError::unknown_type(&spec.kind, &rules.types).into());
         }
         spec.check()?;
         let size = mongodb::bson::to_vec(&spec.payload).map_or(usize::MAX, |b| b.len());
@@ -155,7 +159,7 @@ impl JobQueue {
     /// [`crate::queue::unique`] for why this order).
     async fn write(&self, job: &Job) -> Result<Enqueued, QueueError> {
         let Some(key) = &job.unique_key else {
-            self.store.insert(job).await?;
+            self.insert(job).await?;
             return Ok(Enqueued::Created(job.id.into()));
         };
         if let Taken::HeldBy(holder) = self
@@ -165,13 +169,25 @@ impl JobQueue {
         {
             return Ok(Enqueued::Existing(holder.into()));
         }
-        if let Err(err) = self.store.insert(job).await {
+        if let Err(err) = self.insert(job).await {
             // Give the key back; if that fails too, it names no job and is
             // taken over once `queue.hold` old.
             let _ = self.store.release_unique(job).await;
-            return Err(err.into());
+            return Err(err);
         }
         Ok(Enqueued::Created(job.id.into()))
+    }
+
+    /// Insert `job`; a write the store refuses for good is the producer's
+    /// fault ([`SpecError::PayloadRefused`]), not an outage.
+    async fn insert(&self, job: &Job) -> Result<(), QueueError> {
+        self.store
+            .insert(job)
+            .await
+            .map_err(|err| match refusal_code(&err) {
+                Some(code) => SpecError::PayloadRefused { code }.into(),
+                None => QueueError::Store(err),
+            })
     }
 
     /// Insert a pending job of type `kind`, due now, priority 0: the

@@ -10,6 +10,7 @@ use crate::queue::metrics::QueueMetrics;
 use crate::queue::pause::PauseStore;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
+use crate::queue::types::JobTypes;
 
 /// The queue's store, settings, handlers and figures, built once by the
 /// actor system and shared (behind an `Arc`) by the poller and every
@@ -24,6 +25,9 @@ pub(crate) struct Queue {
     /// JobCompleted / JobFailed / JobCancelled are published here.
     pub events: Events,
     pub handlers: JobHandlers,
+    /// This instance's job types and the fleet's (the poller's pause
+    /// check, stats).
+    pub types: Arc<JobTypes>,
     pub config: QueueConfig,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub snapshot: Arc<QueueSnapshot>,

@@ -129,9 +129,13 @@ impl JobSpec {
 /// Why the queue refused a job (nothing was written).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// No handler is registered for this type.
-    #[error("no job type {0:?} is registered")]
-    UnknownType(String),
+    /// No live instance has a handler for this type: it is none of
+    /// `registered` (see [`crate::queue::types`]).
+    #[error("no live instance handles job type {kind:?}; registered: {}", registered.join(", "))]
+    UnknownType {
+        kind: String,
+        registered: Vec<String>,
+    },
     #[error("the priority must be from {} to {}", PRIORITIES.start(), PRIORITIES.end())]
     PriorityOutOfRange,
     #[error("the unique key must be 1 to {UNIQUE_KEY_MAX_CHARS} characters, none of them control characters")]
@@ -139,16 +143,30 @@ pub enum SpecError {
     /// The payload, as stored (BSON), is larger than `queue.max_payload`.
     #[error("the payload is {size} bytes stored; at most {limit} are accepted")]
     PayloadTooLarge { size: usize, limit: usize },
-    /// The payload holds something the store refuses (FerretDB: a key
-    /// starting with `$` or holding a `.`; any store: a NUL character).
+    /// The payload holds something a store refuses (FerretDB: a key
+    /// starting with `$` or holding a `.`, an array directly inside an
+    /// array; any store: a NUL character). See [`check_payload`].
     #[error("the payload {at}{reason}")]
     PayloadNotStorable { at: String, reason: &'static str },
+    /// The store refused to write the job for good (an error about the
+    /// document, with this code): the payload holds something this store
+    /// cannot keep that [`check_payload`] does not know of.
+    #[error("the store refused the payload (error code {code})")]
+    PayloadRefused { code: i32 },
     /// Due more than [`LATEST_AHEAD`] from now.
     #[error("the job would be due more than ten years from now")]
     TooFarAhead,
 }
 
 impl SpecError {
+    /// `kind` is not registered among `types`.
+    pub(crate) fn unknown_type(kind: &str, types: &crate::queue::types::JobTypes) -> Self {
+        Self::UnknownType {
+            kind: kind.into(),
+            registered: types.registered(),
+        }
+    }
+
     fn payload(path: &str, reason: &'static str) -> Self {
         let at = if path.is_empty() {
             String::new()
@@ -175,46 +193,135 @@ pub fn check_unique_key(key: &str) -> Result<(), SpecError> {
     ok.then_some(()).ok_or(SpecError::BadUniqueKey)
 }
 
+/// Deepest nesting accepted in a payload (objects and arrays, the payload
+/// itself at depth 0). MongoDB refuses documents nested past 100 levels, and
+/// the job document wraps the payload; the API's JSON is bounded anyway by
+/// serde_json's recursion limit of 128.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
 /// A payload every store accepts: at any depth, no key starting with `$`,
 /// none holding `.` (FerretDB v1 refuses both), no NUL in keys or strings
 /// (BSON keys cannot hold it; FerretDB's PostgreSQL storage refuses it in
-/// strings).
+/// strings), no array directly inside an array (FerretDB v1 cannot store
+/// one), and at most [`MAX_PAYLOAD_DEPTH`] levels. MongoDB takes some of
+/// these, but the queue refuses them on every store, so that a payload
+/// accepted on one is accepted on all.
+///
+/// Walks the payload with a stack of its own (no recursion), and keeps each
+/// value's path as a link to its parent's, spelled out only for the error:
+/// memory stays proportional to the payload, whatever its shape.
 pub fn check_payload(payload: &Document) -> Result<(), SpecError> {
-    check_document(payload, "")
-}
-
-fn check_document(document: &Document, path: &str) -> Result<(), SpecError> {
-    for (key, value) in document {
-        let here = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        if key.starts_with('$') {
-            return Err(SpecError::payload(&here, "has a key starting with '$'"));
+    let mut walk = Walk::default();
+    walk.fields(payload, None, 0)?;
+    while let Some(Visit { value, at, depth }) = walk.pending.pop() {
+        let in_array = matches!(walk.steps[at].1, Step::Index(_));
+        match value {
+            Bson::Document(document) => walk.fields(document, Some(at), depth + 1)?,
+            Bson::Array(_) if in_array => {
+                return Err(walk.refuse(at, "has an array directly inside an array"))
+            }
+            Bson::Array(items) => {
+                walk.deeper(at, depth + 1)?;
+                // Reversed, so the first offence found is the first in order.
+                for (i, item) in items.iter().enumerate().rev() {
+                    walk.push(item, Some(at), Step::Index(i), depth + 1);
+                }
+            }
+            Bson::String(text) if text.contains('\0') => {
+                return Err(walk.refuse(at, "has a string holding NUL"))
+            }
+            _ => {}
         }
-        if key.contains('.') {
-            return Err(SpecError::payload(&here, "has a key holding '.'"));
-        }
-        if key.contains('\0') {
-            return Err(SpecError::payload(&here, "has a key holding NUL"));
-        }
-        check_value(value, &here)?;
     }
     Ok(())
 }
 
-fn check_value(value: &Bson, path: &str) -> Result<(), SpecError> {
-    match value {
-        Bson::Document(document) => check_document(document, path),
-        Bson::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, item)| check_value(item, &format!("{path}[{i}]"))),
-        Bson::String(text) if text.contains('\0') => {
-            Err(SpecError::payload(path, "has a string holding NUL"))
+/// One step of a path: a key, or an array index.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A value still to check: where it is (an index into [`Walk::steps`]) and
+/// how deep.
+struct Visit<'a> {
+    value: &'a Bson,
+    at: usize,
+    depth: usize,
+}
+
+/// [`check_payload`]'s state: every value's path as (parent, step), and the
+/// values still to check.
+#[derive(Default)]
+struct Walk<'a> {
+    steps: Vec<(Option<usize>, Step<'a>)>,
+    pending: Vec<Visit<'a>>,
+}
+
+impl<'a> Walk<'a> {
+    fn push(&mut self, value: &'a Bson, parent: Option<usize>, step: Step<'a>, depth: usize) {
+        self.steps.push((parent, step));
+        let at = self.steps.len() - 1;
+        self.pending.push(Visit { value, at, depth });
+    }
+
+    /// Check `document`'s keys (its path at `parent`, `depth` deep) and
+    /// queue its values, to be checked in the document's order.
+    fn fields(
+        &mut self,
+        document: &'a Document,
+        parent: Option<usize>,
+        depth: usize,
+    ) -> Result<(), SpecError> {
+        if let Some(at) = parent {
+            self.deeper(at, depth)?;
         }
-        _ => Ok(()),
+        let start = self.pending.len();
+        for (key, value) in document {
+            self.push(value, parent, Step::Key(key), depth);
+            let at = self.steps.len() - 1;
+            if key.starts_with('$') {
+                return Err(self.refuse(at, "has a key starting with '$'"));
+            }
+            if key.contains('.') {
+                return Err(self.refuse(at, "has a key holding '.'"));
+            }
+            if key.contains('\0') {
+                return Err(self.refuse(at, "has a key holding NUL"));
+            }
+        }
+        self.pending[start..].reverse();
+        Ok(())
+    }
+
+    /// Refused if a container at `at` would hold values `depth` deep.
+    fn deeper(&self, at: usize, depth: usize) -> Result<(), SpecError> {
+        match depth > MAX_PAYLOAD_DEPTH {
+            true => Err(self.refuse(at, "is nested too deeply (at most 64 levels)")),
+            false => Ok(()),
+        }
+    }
+
+    fn refuse(&self, at: usize, reason: &'static str) -> SpecError {
+        let mut steps = Vec::new();
+        let mut next = Some(at);
+        while let Some(i) = next {
+            steps.push(self.steps[i].1);
+            next = self.steps[i].0;
+        }
+        let mut path = String::new();
+        for step in steps.into_iter().rev() {
+            match step {
+                Step::Key(key) if path.is_empty() => path.push_str(key),
+                Step::Key(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Step::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        SpecError::payload(&path, reason)
     }
 }
 
@@ -243,6 +350,9 @@ mod tests {
             (json!({"list": [{"ok": 1}, {"$x": 2}]}), "list[1].$x"),
             (json!({"s": "nul\u{0}"}), "s"),
             (json!({"k\u{0}": 1}), "k\u{0}"),
+            (json!({"m": [[1]]}), "m[0]"),
+            (json!({"a": {"b": [1, {"c": [2, [3]]}]}}), "a.b[1].c[1]"),
+            (json!({"x": [1], "y": [{"z": []}, []]}), "y[1]"),
         ] {
             match JobSpec::from_json("t", object(payload.clone())) {
                 Err(SpecError::PayloadNotStorable { at: found, .. }) => {
@@ -253,6 +363,37 @@ mod tests {
         }
         let huge = JobSpec::from_json("t", object(json!({"n": u64::MAX})));
         assert!(matches!(huge, Err(SpecError::PayloadNotStorable { .. })));
+    }
+
+    #[test]
+    fn arrays_of_objects_and_objects_of_arrays_are_storable() {
+        let fine = json!({"a": [{"b": [1, 2]}, {"c": {"d": [true]}}], "e": [], "f": [{}]});
+        assert!(JobSpec::from_json("t", object(fine)).is_ok());
+    }
+
+    #[test]
+    fn a_payload_deeper_than_any_stack_is_checked_without_recursion() {
+        let nest = |levels: usize| {
+            let mut deep = doc! { "leaf": 1 };
+            for _ in 0..levels {
+                deep = doc! { "n": deep };
+            }
+            deep
+        };
+        assert!(check_payload(&nest(MAX_PAYLOAD_DEPTH)).is_ok());
+        let too_deep = check_payload(&nest(MAX_PAYLOAD_DEPTH + 1));
+        assert!(
+            matches!(too_deep, Err(SpecError::PayloadNotStorable { reason, .. })
+            if reason.starts_with("is nested too deeply"))
+        );
+        let deep = nest(100_000);
+        let refused = check_payload(&deep);
+        assert!(
+            matches!(refused, Err(SpecError::PayloadNotStorable { ref at, .. })
+            if at.len() == "at \"\" ".len() + "n.".repeat(MAX_PAYLOAD_DEPTH + 1).len() - 1)
+        );
+        // (Dropping a document this deep would itself recurse: leak it.)
+        std::mem::forget(deep);
     }
 
     #[test]

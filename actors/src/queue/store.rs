@@ -11,6 +11,8 @@
 //! ever runs a given attempt, on either server. The records double as the
 //! job's history (who held it, when, and how it ended).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -38,6 +40,9 @@ pub struct JobStore {
     keys: UniqueKeys,
     instance: String,
     pub(crate) max_attempts: i32,
+    /// The only types this store's claims take (an instance's handlers,
+    /// see [`crate::queue::types`]); `None`: any type (tools and tests).
+    handled: Option<Arc<BTreeSet<String>>>,
 }
 
 /// Now + `duration`.
@@ -59,7 +64,16 @@ impl JobStore {
             attempts: db.collection(ATTEMPTS),
             instance: instance.into(),
             max_attempts,
+            handled: None,
         }
+    }
+
+    /// This store, listing and claiming only jobs of the types `handled`:
+    /// a job of another type is never listed, and a claim of one by id
+    /// takes nothing (it waits for an instance that handles it).
+    pub fn handling(mut self, handled: BTreeSet<String>) -> Self {
+        self.handled = Some(Arc::new(handled));
+        self
     }
 
     /// Attempts a new job gets (`queue.max_attempts`).
@@ -192,8 +206,9 @@ impl JobStore {
     /// each by `_id` (an equality FerretDB pushes down to PostgreSQL) keeps
     /// claims fast on both.
     ///
-    /// Jobs of a type in `paused` are left out (the caller lists nothing
-    /// while the whole queue is paused).
+    /// Only jobs of a type this store handles ([`handling`](Self::handling))
+    /// are listed; jobs of a type in `paused` are left out (the caller lists
+    /// nothing while the whole queue is paused).
     pub async fn candidates(
         &self,
         limit: i64,
@@ -203,8 +218,9 @@ impl JobStore {
         let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
         let mut expired = doc! { "status": "processing", "lockedUntil": { "$lt": now } };
         let mut due = doc! { "status": "pending", "runAt": { "$lte": now } };
-        paused.exclude_from(&mut expired);
-        paused.exclude_from(&mut due);
+        let handled = self.handled.as_deref();
+        paused.restrict(handled, &mut expired);
+        paused.restrict(handled, &mut due);
         let mut found: Vec<Candidate> = self
             .jobs
             .clone_with_type::<Candidate>()
@@ -238,9 +254,9 @@ impl JobStore {
     ///    the whole document, a losing claimer's write could otherwise undo a
     ///    newer state (a completion, say).
     /// 2. `findOneAndUpdate` the job by `_id`, if it is still as listed (same
-    ///    status and attempt count, still due or still expired, and not of a
-    ///    type in `paused`): `processing`, the lease, `attempts + 1`. If it is
-    ///    not, drop the reservation.
+    ///    status and attempt count, still due or still expired, of a type
+    ///    this store handles and not in `paused`): `processing`, the lease,
+    ///    `attempts + 1`. If it is not, drop the reservation.
     pub async fn claim(
         &self,
         candidate: &Candidate,
@@ -300,7 +316,7 @@ impl JobStore {
                 "runAt": { "$lte": now },
             },
         };
-        paused.exclude_from(&mut filter);
+        paused.restrict(self.handled.as_deref(), &mut filter);
         let update = doc! {
             "$set": {
                 "status": "processing",

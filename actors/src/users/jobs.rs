@@ -7,12 +7,18 @@
 //! - `user.login`: one `login_events` document per job id (a duplicate insert
 //!   means it was recorded already) and `lastLoginAt` on the user, set with
 //!   `$max` so replays and out-of-order runs cannot move it backwards.
+//!
+//! Both read `userId` as an ObjectId or as its 24 hex digits (the form
+//! `GET /jobs` shows it in, and the NestJS service's jobs store), and
+//! `user.login`'s `at` as a date or an RFC 3339 string. A payload that
+//! lacks a field or holds a malformed one fails the job at once
+//! ([`HandlerError::Permanent`]): no retry can mend it.
 
 use std::sync::Arc;
 
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::Message;
-use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use crate::mail::{MailError, Mailer};
@@ -21,11 +27,18 @@ use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
 use crate::users::email::{Email, EmailError};
 
-/// Why a user job failed this attempt (the queue retries it with backoff).
+/// Why a user job failed this attempt (the queue retries it with backoff,
+/// except a malformed payload: see [`UserJobError::is_permanent`]).
 #[derive(Debug, thiserror::Error)]
 pub enum UserJobError {
     #[error("payload lacks {0}")]
     Payload(&'static str),
+    /// The field is there but not in a form the job reads.
+    #[error("payload's {field} must be {expected}")]
+    Malformed {
+        field: &'static str,
+        expected: &'static str,
+    },
     /// Sign-up writes the welcome job just before the user.
     #[error("user {0} does not exist (yet)")]
     NoSuchUser(ObjectId),
@@ -41,10 +54,25 @@ pub enum UserJobError {
     Store(#[from] mongodb::error::Error),
 }
 
+impl UserJobError {
+    /// Whether no retry can mend it: the payload lacks a field, holds a
+    /// malformed one, or names a malformed recipient.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Payload(_) | Self::Malformed { .. } | Self::Recipient(_)
+        )
+    }
+}
+
 /// A failed attempt as the queue takes it: the error with its causes (the
-/// queue records the whole chain as the attempt's error).
+/// queue records the whole chain as the attempt's error), permanent if no
+/// retry can mend it.
 fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
-    result.map_err(|err| HandlerError::Other(err.into()))
+    result.map_err(|err| match err.is_permanent() {
+        true => HandlerError::permanent(HandlerError::Other(err.into()).report()),
+        false => HandlerError::Other(err.into()),
+    })
 }
 
 /// `user.created` and `user.login`.
@@ -69,11 +97,38 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
         })
 }
 
-/// The `userId` a user job's payload names.
-fn user_id(job: &Job) -> Result<ObjectId, UserJobError> {
-    job.payload
-        .get_object_id("userId")
-        .map_err(|_| UserJobError::Payload("userId"))
+/// The `userId` a user job's payload names: an ObjectId, or its 24 hex
+/// digits (as the API shows it).
+fn user_id(payload: &Document) -> Result<ObjectId, UserJobError> {
+    const MALFORMED: UserJobError = UserJobError::Malformed {
+        field: "userId",
+        expected: "an ObjectId or its 24 hex digits",
+    };
+    match payload.get("userId") {
+        None | Some(Bson::Null) => Err(UserJobError::Payload("userId")),
+        Some(Bson::ObjectId(id)) => Ok(*id),
+        Some(Bson::String(hex)) => ObjectId::parse_str(hex).map_err(|_| MALFORMED),
+        Some(_) => Err(MALFORMED),
+    }
+}
+
+/// When a login happened: the payload's `at` (a date, or an RFC 3339
+/// string as the API shows dates), else when the job was written.
+fn login_at(job: &Job) -> Result<DateTime, UserJobError> {
+    match job.payload.get("at") {
+        None | Some(Bson::Null) => Ok(job.created_at),
+        Some(Bson::DateTime(at)) => Ok(*at),
+        Some(Bson::String(text)) => {
+            DateTime::parse_rfc3339_str(text).map_err(|_| UserJobError::Malformed {
+                field: "at",
+                expected: "a date or an RFC 3339 date-time",
+            })
+        }
+        Some(_) => Err(UserJobError::Malformed {
+            field: "at",
+            expected: "a date or an RFC 3339 date-time",
+        }),
+    }
 }
 
 async fn welcome_email(
@@ -84,7 +139,7 @@ async fn welcome_email(
 ) -> Result<Document, UserJobError> {
     // Sign-up writes this job just before the user: until the user exists
     // (and if it never does), there is nobody to welcome. Retried with backoff.
-    let user_id = user_id(&job)?;
+    let user_id = user_id(&job.payload)?;
     if users.find_one(doc! { "_id": user_id }).await?.is_none() {
         return Err(UserJobError::NoSuchUser(user_id));
     }
@@ -179,12 +234,8 @@ async fn record_login(
     users: &Collection<Document>,
     job: Job,
 ) -> Result<Document, UserJobError> {
-    let user_id = user_id(&job)?;
-    let at = job
-        .payload
-        .get_datetime("at")
-        .copied()
-        .unwrap_or(job.created_at);
+    let user_id = user_id(&job.payload)?;
+    let at = login_at(&job)?;
     let first = match logins
         .insert_one(doc! { "_id": job.id, "userId": user_id, "at": at })
         .await
@@ -258,8 +309,55 @@ mod tests {
             failed.unwrap_err().report(),
             "bad recipient: must contain only ASCII characters"
         );
-        let missing = recorded(Err(UserJobError::Payload("userId")));
-        assert_eq!(missing.unwrap_err().report(), "payload lacks userId");
+        let missing = recorded(Err(UserJobError::Payload("userId"))).unwrap_err();
+        assert_eq!(missing.report(), "payload lacks userId");
+    }
+
+    #[test]
+    fn a_malformed_payload_fails_for_good_and_anything_else_is_retried() {
+        let missing = recorded(Err(UserJobError::Payload("userId"))).unwrap_err();
+        assert!(missing.is_permanent());
+        let recipient = recorded(Err(UserJobError::Recipient(EmailError::NotAscii)));
+        assert!(recipient.unwrap_err().is_permanent());
+        let absent = recorded(Err(UserJobError::NoSuchUser(ObjectId::new())));
+        assert!(!absent.unwrap_err().is_permanent(), "the user may come");
+    }
+
+    #[test]
+    fn the_user_id_is_an_object_id_or_its_hex_and_nothing_else() {
+        let id = ObjectId::parse_str("65f1c0ffee0000000000beef").unwrap();
+        assert_eq!(user_id(&doc! { "userId": id }).unwrap(), id);
+        let hex = doc! { "userId": "65f1c0ffee0000000000beef" };
+        assert_eq!(user_id(&hex).unwrap(), id, "the form the API shows");
+        for (payload, report) in [
+            (doc! {}, "payload lacks userId"),
+            (doc! { "userId": Bson::Null }, "payload lacks userId"),
+            (
+                doc! { "userId": "nope" },
+                "payload's userId must be an ObjectId or its 24 hex digits",
+            ),
+            (
+                doc! { "userId": 7 },
+                "payload's userId must be an ObjectId or its 24 hex digits",
+            ),
+        ] {
+            let err = user_id(&payload).unwrap_err();
+            assert!(err.is_permanent(), "{payload}");
+            assert_eq!(err.to_string(), report, "{payload}");
+        }
+    }
+
+    #[test]
+    fn a_login_time_is_a_date_an_rfc3339_string_or_when_the_job_was_written() {
+        let mut job = Job::new("user.login", doc! {}, 1);
+        assert_eq!(login_at(&job).unwrap(), job.created_at);
+        let at = DateTime::from_millis(1_764_400_000_123);
+        job.payload = doc! { "at": at };
+        assert_eq!(login_at(&job).unwrap(), at);
+        job.payload = doc! { "at": "2025-11-29T07:06:40.123Z" };
+        assert_eq!(login_at(&job).unwrap(), at, "the form the API shows");
+        job.payload = doc! { "at": "yesterday" };
+        assert!(login_at(&job).unwrap_err().is_permanent());
     }
 
     #[test]

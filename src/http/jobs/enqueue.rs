@@ -35,8 +35,11 @@ pub struct EnqueueRequest {
     /// A registered job type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// A JSON object, at most `queue.max_payload` bytes as stored. No key
-    /// may start with `$` or hold `.`; no string or key may hold NUL.
+    /// A JSON object, at most `queue.max_payload` bytes as stored and 64
+    /// levels deep. No key may start with `$` or hold `.`; no string or key
+    /// may hold NUL; no array may sit directly inside an array (`[[1]]`;
+    /// `[{"a": [1]}]` is fine). Refused on every store, though MongoDB
+    /// takes some of these, so a payload accepted on one store is on all.
     #[schema(value_type = Object)]
     pub payload: Map<String, Value>,
     /// When the job is due (RFC 3339); a time in the past means now.
@@ -169,7 +172,13 @@ impl EnqueueBody {
 pub(super) fn refusal(refused: SpecError) -> ApiError {
     let message = refused.to_string();
     match refused {
-        SpecError::UnknownType(_) => ApiError::field("type", "must be a registered job type"),
+        SpecError::UnknownType { registered, .. } => ApiError::field(
+            "type",
+            &format!(
+                "must be a job type some live instance handles: {}",
+                registered.join(", ")
+            ),
+        ),
         SpecError::PriorityOutOfRange => {
             ApiError::field("priority", "must be an integer from -100 to 100")
         }
@@ -177,7 +186,9 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
         SpecError::PayloadTooLarge { .. } => {
             ApiError::FieldTooLarge(FieldError::new("payload", message))
         }
-        SpecError::PayloadNotStorable { .. } => ApiError::field("payload", &message),
+        SpecError::PayloadNotStorable { .. } | SpecError::PayloadRefused { .. } => {
+            ApiError::field("payload", &message)
+        }
         SpecError::TooFarAhead => ApiError::field(
             "runAt",
             "must be at most ten years from now (runAt or delay)",
@@ -191,7 +202,7 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
     responses(
         (status = 201, description = "The job, created (as `GET /jobs/{id}` shows it)", body = JobView),
         (status = 200, description = "No job created: this pending or processing job holds `uniqueKey`", body = JobView),
-        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object, `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload` over `queue.max_payload` (named), or the body over `server.body_limit`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job store is unavailable, or the unique key's previous job is being released: retry shortly", body = Problem, content_type = "application/problem+json"),
@@ -220,4 +231,53 @@ pub(super) async fn enqueue_job(
         Enqueued::Existing(_) => StatusCode::OK,
     };
     Ok((status, Json(view(history.job, Some(history.attempts)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// The status and field names of a refusal.
+    fn answer(refused: SpecError) -> (StatusCode, Vec<String>) {
+        let err = refusal(refused);
+        let fields = match &err {
+            ApiError::Validation(errors) => errors.iter().map(|e| e.field.clone()).collect(),
+            ApiError::FieldTooLarge(error) => vec![error.field.clone()],
+            _ => vec![],
+        };
+        (err.status(), fields)
+    }
+
+    #[test]
+    fn every_refusal_is_a_4xx_naming_its_field() {
+        let bad = |field: &str| (StatusCode::BAD_REQUEST, vec![field.to_owned()]);
+        let unknown = SpecError::UnknownType {
+            kind: "x".into(),
+            registered: vec!["noop".into(), "report".into()],
+        };
+        assert_eq!(answer(unknown.clone()), bad("type"));
+        assert_eq!(answer(SpecError::PriorityOutOfRange), bad("priority"));
+        assert_eq!(answer(SpecError::BadUniqueKey), bad("uniqueKey"));
+        let too_large = SpecError::PayloadTooLarge { size: 2, limit: 1 };
+        let payload = vec!["payload".to_owned()];
+        assert_eq!(answer(too_large), (StatusCode::PAYLOAD_TOO_LARGE, payload));
+        let nested = SpecError::PayloadNotStorable {
+            at: "at \"m[0]\" ".into(),
+            reason: "has an array directly inside an array",
+        };
+        assert_eq!(answer(nested), bad("payload"));
+        let refused = SpecError::PayloadRefused { code: 2 };
+        assert_eq!(answer(refused), bad("payload"));
+        assert_eq!(answer(SpecError::TooFarAhead), bad("runAt"));
+        let ApiError::Validation(errors) = refusal(unknown) else {
+            panic!("a field error")
+        };
+        assert!(
+            errors[0].message.ends_with("noop, report"),
+            "{}",
+            errors[0].message
+        );
+    }
 }

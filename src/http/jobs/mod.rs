@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
+use troupe_actors::queue::error::redacted;
 use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats, StatusCounts};
 use troupe_actors::queue::report::{AttemptReport, JobReport};
 use troupe_actors::queue::{JobId, QueueError};
@@ -105,6 +106,14 @@ pub struct JobStats {
     /// Counts by status for each priority (as text: `"-5"`, `"0"`, `"10"`).
     #[serde(rename = "byPriority")]
     pub by_priority: BTreeMap<String, StatusCountsView>,
+    /// Every job type some live instance handles: what `POST /jobs` and
+    /// pauses accept (each instance runs only its own).
+    #[serde(rename = "registeredTypes")]
+    pub registered_types: Vec<String>,
+    /// Types of pending or processing jobs that no live instance handles:
+    /// they wait (e.g. for the instance a rolling deploy is starting).
+    #[serde(rename = "unhandledTypes")]
+    pub unhandled_types: Vec<String>,
 }
 
 /// Jobs by status.
@@ -140,6 +149,8 @@ impl From<QueueStats> for JobStats {
             by_priority: (s.by_priority.into_iter())
                 .map(|(p, c)| (p.to_string(), c.into()))
                 .collect(),
+            registered_types: s.registered_types,
+            unhandled_types: s.unhandled_types,
         }
     }
 }
@@ -194,7 +205,9 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
-            tracing::error!(error = %err, "job store failed");
+            // Never the error's message: a server can quote the document
+            // it refused (a payload) in it.
+            tracing::error!(error = %redacted(&err), "job store failed");
             ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
         }
     }
@@ -278,7 +291,7 @@ async fn list_jobs(
     }))
 }
 
-/// Counts by status (in all, by type, by priority), the oldest pending job's age, and completions in the last minute.
+/// Counts by status (in all, by type, by priority), the oldest pending job's age, completions in the last minute, the job types the live fleet handles, and those of waiting jobs that no live instance handles.
 #[utoipa::path(get, path = "/jobs/stats", tag = "Jobs", security(("ops-token" = [])), responses(
     (status = 200, body = JobStats),
     (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),

@@ -1,5 +1,6 @@
 // The queue panel.
-// - Counts: GET /jobs/stats every 2 s.
+// - Counts: GET /jobs/stats every 2 s, with the job types that wait
+//   because no live instance handles them (`unhandledTypes`).
 // - Charts: depth (pending + processing) and throughput (completions per
 //   minute, from the rise of `completed` over the last 20 s of samples) over
 //   the last 10 minutes (or since the page opened, if that is shorter). The history is sampled by this page since it opened
@@ -32,7 +33,15 @@ function counts(stats) {
     item("failed", num(stats.failed), stats.failed > 0 ? "bad" : ""),
     item("done last min", num(stats.completed_last_minute)),
     item("oldest pending", age(stats.oldest_pending_age_seconds)),
+    unhandled(item, stats.unhandledTypes || []),
   ];
+}
+
+/** Pending job types no live instance handles: they wait for one (a rolling deploy). */
+function unhandled(item, types) {
+  const cell = item("no handler", types.length ? types.join(", ") : "none", types.length ? "bad" : "");
+  cell.title = types.length ? "Jobs of these types wait until an instance that handles them is live" : "";
+  return cell;
 }
 
 /** How far back a throughput point looks: smooths the 2 s samples' jitter. */
