@@ -25,6 +25,7 @@ mod jobs;
 mod jobs_enqueue;
 mod lifecycle;
 mod metrics;
+mod migrations;
 mod ops;
 mod outage;
 mod profiles;

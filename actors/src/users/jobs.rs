@@ -70,10 +70,16 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
 }
 
 /// The `userId` a user job's payload names.
+/// (An ObjectId, or its hex as the NestJS service's adopted jobs store it;
+/// the same change is on the `queue` branch: take that one on a conflict.)
 fn user_id(job: &Job) -> Result<ObjectId, UserJobError> {
-    job.payload
-        .get_object_id("userId")
-        .map_err(|_| UserJobError::Payload("userId"))
+    match job.payload.get("userId") {
+        Some(mongodb::bson::Bson::ObjectId(id)) => Ok(*id),
+        Some(mongodb::bson::Bson::String(hex)) => {
+            ObjectId::parse_str(hex).map_err(|_| UserJobError::Payload("userId"))
+        }
+        _ => Err(UserJobError::Payload("userId")),
+    }
 }
 
 async fn welcome_email(
