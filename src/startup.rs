@@ -81,11 +81,20 @@ impl Application {
         )
         .await
         .map_err(StartupError::Mongo)?;
-        check_migrations(&db).await?;
+        if let Err(refused) = check_migrations(&db).await {
+            db.client().clone().shutdown().immediate(true).await;
+            return Err(refused);
+        }
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = match TcpListener::bind(&addr).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                // Nothing started is left running: the driver's monitors
+                // (the check's connection) end with its client.
+                db.client().clone().shutdown().immediate(true).await;
+                return Err(StartupError::Bind { addr, source });
+            }
+        };
         let redis = settings.redis.store().map_err(StartupError::Redis)?;
         let stores = Stores { db, redis };
         let system = ActorSystem::start(settings.system_config(), stores.clone(), extra).await?;

@@ -118,7 +118,7 @@ async fn an_empty_database_is_initialised_at_start_every_migration_recorded() {
 }
 
 #[tokio::test]
-async fn a_troupe_database_from_before_migrations_is_refused_until_migrated() {
+async fn a_troupe_database_from_before_migrations_is_recorded_at_start_and_served() {
     let mut app = spawn_app().await;
     let email = crate::helpers::unique_email();
     app.signup(&email).await;
@@ -129,26 +129,32 @@ async fn a_troupe_database_from_before_migrations_is_refused_until_migrated() {
         .drop()
         .await
         .unwrap();
-    let text = refused(&app.settings).await;
-    assert!(
-        text.contains("pending migrations (1 baseline-indexes, 2 adopt-nestjs)")
-            && text.contains("`troupe migrate`"),
-        "{text}"
-    );
-    assert!(
-        records(&app.db).await.is_empty(),
-        "the refusal changed nothing"
-    );
-    let report = troupe::migrations::migrate(&app.settings, false)
-        .await
-        .unwrap();
-    assert!(report.to_string().contains("users adopted: 0"), "{report}");
     let mut served = start(app.settings.clone(), JobHandlers::new()).await;
     served.owns_database = false;
+    assert_eq!(records(&app.db).await, [1, 2]);
     assert_eq!(
         served.login(&email, PASSWORD).await.status(),
         StatusCode::OK
     );
+    served.stop().await.unwrap();
+    // Recorded, it is like any other: a pending migration (here: a record
+    // removed) on its data is refused, naming it and `troupe migrate`.
+    app.db
+        .collection::<Document>("migrations")
+        .delete_one(doc! { "_id": 2 })
+        .await
+        .unwrap();
+    let text = refused(&app.settings).await;
+    assert!(
+        text.contains("pending migrations (2 adopt-nestjs)") && text.contains("`troupe migrate`"),
+        "{text}"
+    );
+    assert_eq!(records(&app.db).await, [1], "the refusal changed nothing");
+    let report = troupe::migrations::migrate(&app.settings, false)
+        .await
+        .unwrap();
+    assert!(report.to_string().contains("users adopted: 0"), "{report}");
+    assert_eq!(records(&app.db).await, [1, 2]);
 }
 
 #[tokio::test]

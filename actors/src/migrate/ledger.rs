@@ -68,6 +68,18 @@ pub struct LockRecord {
     pub released: bool,
 }
 
+/// What the data in a database looks like (its `users` and `jobs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// No user, no job.
+    Empty,
+    /// Troupe's own documents.
+    Troupe,
+    /// At least one document in the NestJS service's shape (a user with a
+    /// `hash`, a job without `attempts`).
+    Nestjs,
+}
+
 type Fut<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
 /// What the runner reads and writes. Every write is a unique-key insert or
@@ -77,9 +89,8 @@ pub trait Ledger: Send + Sync {
     fn applied(&self) -> Fut<'_, Vec<Applied>>;
     /// Insert `record`; an existing record of its version is kept (`Ok`).
     fn record<'a>(&'a self, record: &'a Applied) -> Fut<'a, ()>;
-    /// Whether the database holds data a migration would have to carry
-    /// over (a user or a job).
-    fn has_data(&self) -> Fut<'_, bool>;
+    /// What the database's users and jobs look like.
+    fn shape(&self) -> Fut<'_, Shape>;
     /// The newest lock generation.
     fn latest_lock(&self) -> Fut<'_, Option<LockRecord>>;
     /// Insert `lock`; `false` when its generation exists already.
@@ -140,20 +151,26 @@ impl Ledger for MongoLedger {
         })
     }
 
-    fn has_data(&self) -> Fut<'_, bool> {
+    fn shape(&self) -> Fut<'_, Shape> {
         Box::pin(async move {
-            for name in ["users", "jobs"] {
+            let any = |name: &'static str, filter: Document| async move {
                 let one = self
                     .db
                     .collection::<Document>(name)
-                    .find_one(doc! {})
+                    .find_one(filter)
                     .projection(doc! { "_id": 1 })
                     .await?;
-                if one.is_some() {
-                    return Ok(true);
-                }
+                Ok::<_, StoreError>(one.is_some())
+            };
+            if any("users", doc! { "hash": { "$exists": true } }).await?
+                || any("jobs", doc! { "attempts": { "$exists": false } }).await?
+            {
+                Ok(Shape::Nestjs)
+            } else if any("users", doc! {}).await? || any("jobs", doc! {}).await? {
+                Ok(Shape::Troupe)
+            } else {
+                Ok(Shape::Empty)
             }
-            Ok(false)
         })
     }
 

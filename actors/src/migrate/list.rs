@@ -17,6 +17,7 @@ pub fn migrations() -> Vec<Migration<MongoLedger>> {
         name: "baseline-indexes",
         description: "the indexes of users, sessions, signup idempotency records, schedule slots, jobs and job attempts",
         compat: Compat::Additive,
+        before_records: true,
         step: Box::new(Baseline),
     }, Migration {
         version: 2,
@@ -25,6 +26,8 @@ pub fn migrations() -> Vec<Migration<MongoLedger>> {
         // Binaries before it cannot run the adopted jobs (`userId` as a
         // string) nor serve adopted users.
         compat: Compat::Breaking,
+        // (On a database Troupe wrote, there is nothing to adopt.)
+        before_records: true,
         step: Box::new(AdoptNestjs),
     }]
 }

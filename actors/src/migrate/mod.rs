@@ -12,11 +12,14 @@
 //!   Conflicts stop a real run before *any* migration changes anything.
 //! - [`status`] lists applied, pending and unknown (newer) migrations and
 //!   the lock, read only.
-//! - [`readiness`] is what start-up asks, read only: serve, initialise an
-//!   empty database, or refuse (pending migrations on a database with data;
-//!   a breaking migration this binary does not know).
-//! - [`initialise`] is what start-up does on an empty database: apply every
-//!   migration under the lock (many instances starting together: one
+//! - [`readiness`] is what start-up asks, read only: serve, initialise, or
+//!   refuse (pending migrations on a database with data; a breaking
+//!   migration this binary does not know). It initialises an empty
+//!   database, and one Troupe wrote before migrations existed (no record,
+//!   no NestJS-shaped document) if every pending migration is
+//!   [`Migration::before_records`].
+//! - [`initialise`] is what start-up then does: apply the pending
+//!   migrations under the lock (many instances starting together: one
 //!   applies, the others wait and find nothing left to do).
 //!
 //! # Failure
@@ -38,7 +41,7 @@ mod report;
 mod runner;
 
 pub use self::error::{MigrateError, Refusal};
-pub use self::ledger::{Applied, Compat, Ledger, MongoLedger};
+pub use self::ledger::{Applied, Compat, Ledger, MongoLedger, Shape};
 pub use self::list::migrations;
 pub use self::report::{Outcome, Plan, Report, Status};
 pub use self::runner::{apply, initialise, readiness, status, ApplyOptions, Readiness};
@@ -53,6 +56,11 @@ pub struct Migration<L> {
     pub name: &'static str,
     pub description: &'static str,
     pub compat: Compat,
+    /// Whether a database Troupe wrote before migrations existed is already
+    /// in this migration's state (true of the first ones only: the indexes
+    /// every Troupe created at start, nothing of NestJS's to adopt). Start-up
+    /// records such migrations itself on such a database.
+    pub before_records: bool,
     pub step: Box<dyn Step<L>>,
 }
 

@@ -9,7 +9,7 @@ use mongodb::bson::DateTime;
 use super::ledger::{Applied, Ledger};
 use super::lock::{self, Held};
 use super::report::{Outcome, Plan, Report, Status};
-use super::{Compat, MigrateError, Migration, Refusal};
+use super::{Compat, MigrateError, Migration, Refusal, Shape};
 
 /// How [`apply`] runs.
 #[derive(Debug, Clone)]
@@ -53,7 +53,8 @@ pub enum Readiness {
     /// Every migration this binary knows is applied (and none it does not
     /// know is breaking): serve.
     Ready,
-    /// Migrations are pending and there is no data: [`initialise`] it.
+    /// Migrations are pending on a database start-up may migrate itself
+    /// (empty, or Troupe's own from before migrations): [`initialise`] it.
     Initialise,
     /// Do not serve (nothing was changed).
     Refused(Refusal),
@@ -86,6 +87,24 @@ fn refuse_newer<L>(applied: &[Applied], list: &[Migration<L>]) -> Result<(), Mig
     }
 }
 
+/// What start-up does with `pending` on a database of `shape` with
+/// `records` (any applied migration recorded).
+fn decide<L>(pending: &[&Migration<L>], records: bool, shape: Shape) -> Readiness {
+    let initialise = match shape {
+        Shape::Empty => true,
+        // Troupe's own data from before migrations: what the first
+        // migrations describe, and nothing more.
+        Shape::Troupe => !records && pending.iter().all(|m| m.before_records),
+        Shape::Nestjs => false,
+    };
+    if initialise {
+        Readiness::Initialise
+    } else {
+        let names = pending.iter().map(|m| (m.version, m.name.to_owned()));
+        Readiness::Refused(Refusal::Pending(names.collect()))
+    }
+}
+
 /// Read only: whether start-up may serve this database, must initialise
 /// it, or must refuse it.
 pub async fn readiness<L: Ledger>(
@@ -100,11 +119,7 @@ pub async fn readiness<L: Ledger>(
     if pending.is_empty() {
         return Ok(Readiness::Ready);
     }
-    if ledger.has_data().await? {
-        let names = pending.iter().map(|m| (m.version, m.name.to_owned()));
-        return Ok(Readiness::Refused(Refusal::Pending(names.collect())));
-    }
-    Ok(Readiness::Initialise)
+    Ok(decide(&pending, !applied.is_empty(), ledger.shape().await?))
 }
 
 /// Start-up on a database that needs it: apply every migration to an empty
@@ -207,9 +222,11 @@ async fn locked<L: Ledger>(
     let applied = ledger.applied().await?;
     refuse_newer(&applied, list)?;
     let pending = pending(&applied, list);
-    if at_start && !pending.is_empty() && ledger.has_data().await? {
-        let names = pending.iter().map(|m| (m.version, m.name.to_owned()));
-        return Err(MigrateError::Refused(Refusal::Pending(names.collect())));
+    if at_start && !pending.is_empty() {
+        let shape = ledger.shape().await?;
+        if let Readiness::Refused(refusal) = decide(&pending, !applied.is_empty(), shape) {
+            return Err(MigrateError::Refused(refusal));
+        }
     }
     for m in &pending {
         let Plan { conflicts, .. } = m.step.plan(ledger).await?;

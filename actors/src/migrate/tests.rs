@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mongodb::bson::DateTime;
 
-use super::ledger::LockRecord;
+use super::ledger::{LockRecord, Shape};
 use super::*;
 use crate::store::StoreError;
 
@@ -17,7 +17,7 @@ use crate::store::StoreError;
 struct State {
     applied: Vec<Applied>,
     locks: BTreeMap<i64, LockRecord>,
-    has_data: bool,
+    shape: Option<Shape>,
     /// The steps' effects: `(version, part)` done, in order.
     effects: Vec<(i32, u32)>,
 }
@@ -58,9 +58,9 @@ impl Ledger for Fake {
         }
         Box::pin(async { Ok(()) })
     }
-    fn has_data(&self) -> Fut<'_, bool> {
-        let data = self.state().has_data;
-        Box::pin(async move { Ok(data) })
+    fn shape(&self) -> Fut<'_, Shape> {
+        let shape = self.state().shape.unwrap_or(Shape::Empty);
+        Box::pin(async move { Ok(shape) })
     }
     fn latest_lock(&self) -> Fut<'_, Option<LockRecord>> {
         let latest = self.state().locks.values().next_back().cloned();
@@ -144,6 +144,7 @@ fn migration(version: i32, compat: Compat, step: Parts) -> Migration<Fake> {
         name: ["zero", "one", "two", "three", "four"][version as usize],
         description: "a test migration",
         compat,
+        before_records: true,
         step: Box::new(step),
     }
 }
@@ -371,6 +372,7 @@ async fn a_migrator_that_lost_its_lease_to_another_records_nothing() {
         name: "stall",
         description: "",
         compat: Compat::Additive,
+        before_records: true,
         step: Box::new(Stall) as Box<dyn Step<Fake>>,
     }];
     let err = apply(&fake, &list, &options("me")).await.unwrap_err();
@@ -389,7 +391,7 @@ async fn readiness_initialises_empty_databases_and_refuses_ones_with_data_and_pe
         readiness(&fake, &list).await.unwrap(),
         Readiness::Initialise
     );
-    fake.state().has_data = true;
+    fake.state().shape = Some(Shape::Nestjs);
     let Readiness::Refused(refusal) = readiness(&fake, &list).await.unwrap() else {
         panic!("data and pending migrations must be refused");
     };
@@ -428,7 +430,7 @@ async fn an_empty_database_is_initialised_once_by_many_instances_starting_togeth
 #[tokio::test]
 async fn a_breaking_migration_unknown_to_the_binary_is_refused_an_additive_one_is_not() {
     let fake = Fake::default();
-    fake.state().has_data = true;
+    fake.state().shape = Some(Shape::Nestjs);
     let list = vec![plain(1)];
     apply(&fake, &list, &options("me")).await.unwrap();
     // A newer binary added an additive migration 2: this one keeps serving.
@@ -465,4 +467,31 @@ async fn status_lists_pending_migrations_and_a_held_lock() {
     assert!(text.contains("locked   by busy-host"), "{text}");
     lock::release(&fake, &held).await.unwrap();
     assert!(super::status(&fake, &list).await.unwrap().lock.is_none());
+}
+
+#[tokio::test]
+async fn troupe_data_without_records_is_initialised_only_with_migrations_it_predates() {
+    let fake = Fake::default();
+    fake.state().shape = Some(Shape::Troupe);
+    let mut list = vec![plain(1), plain(2)];
+    assert_eq!(
+        readiness(&fake, &list).await.unwrap(),
+        Readiness::Initialise
+    );
+    // A later migration, not what such a database already is: refused.
+    let mut later = plain(3);
+    later.before_records = false;
+    list.push(later);
+    let refused = readiness(&fake, &list).await.unwrap();
+    assert!(matches!(refused, Readiness::Refused(Refusal::Pending(ref p)) if p.len() == 3));
+    // Once it has records, Troupe data with anything pending is refused.
+    apply(&fake, &list[..2], &options("me")).await.unwrap();
+    let refused = readiness(&fake, &list).await.unwrap();
+    assert_eq!(
+        refused,
+        Readiness::Refused(Refusal::Pending(vec![(3, "three".into())]))
+    );
+    let err = initialise(&fake, &list, &options("me")).await.unwrap_err();
+    assert!(matches!(err, MigrateError::Refused(_)), "{err:?}");
+    assert_eq!(fake.versions(), [1, 2]);
 }
