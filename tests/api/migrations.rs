@@ -454,3 +454,48 @@ async fn colliding_or_invalid_nestjs_users_stop_the_migration_with_nothing_chang
     );
     remove_stores(&settings).await;
 }
+
+#[tokio::test]
+async fn an_unreadable_job_is_skipped_in_lists_and_answered_alone_naming_the_migration() {
+    let app = spawn_app().await;
+    let readable = app
+        .jobs()
+        .enqueue("noop.never", Document::new())
+        .await
+        .unwrap();
+    // A NestJS-shaped job written behind the service's back.
+    let foreign = nest_job(
+        "user.login",
+        doc! {"userId": "x"},
+        "pending",
+        1_700_000_000_000,
+    );
+    let foreign_id = foreign.get_object_id("_id").unwrap();
+    app.db
+        .collection::<Document>("jobs")
+        .insert_one(&foreign)
+        .await
+        .unwrap();
+    let list = app.get_ops("/jobs?limit=10").await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let page: Value = list.json().await.unwrap();
+    let ids: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(ids, [readable.to_hex().as_str()], "{page}");
+    let one = app.get_ops(&format!("/jobs/{foreign_id}")).await;
+    let problem = crate::helpers::assert_problem(one, StatusCode::CONFLICT).await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("troupe migrate") && detail.contains("adopt-nestjs"),
+        "{problem}"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("troupe_unreadable_documents_total{collection=\"jobs\"}"),
+        "counted"
+    );
+}
