@@ -26,6 +26,7 @@ mod jobs_enqueue;
 mod lifecycle;
 mod metrics;
 mod migrations;
+mod nestjs;
 mod ops;
 mod outage;
 mod profiles;
