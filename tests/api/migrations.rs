@@ -302,7 +302,7 @@ async fn troupe_migrate_adopts_the_nestjs_users_and_jobs() {
         ann.get_str("passwordHash").unwrap(),
         nest.ann.get_str("hash").unwrap()
     );
-    assert_eq!(ann.get_bool("emailVerified").unwrap(), false);
+    assert!(!ann.get_bool("emailVerified").unwrap());
     for gone in ["hash", "hashedRt", "__v"] {
         assert!(!ann.contains_key(gone), "{gone} dropped: {ann}");
     }
