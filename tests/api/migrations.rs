@@ -499,3 +499,34 @@ async fn an_unreadable_job_is_skipped_in_lists_and_answered_alone_naming_the_mig
         "counted"
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_user_is_answered_alone_naming_the_migration_not_503() {
+    let app = spawn_app().await;
+    let readable = crate::helpers::unique_email();
+    app.signup(&readable).await;
+    // A NestJS-shaped user written behind the service's back.
+    let foreign = nest_user("Nest", "nest-user@example.com", Some(30), "nest-password");
+    let id = foreign.get_object_id("_id").unwrap();
+    app.db
+        .collection::<Document>("users")
+        .insert_one(&foreign)
+        .await
+        .unwrap();
+    let one = app.get(&format!("/users/{id}")).await;
+    let problem = crate::helpers::assert_problem(one, StatusCode::CONFLICT).await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("troupe migrate") && detail.contains("adopt-nestjs"),
+        "{problem}"
+    );
+    let login = app.login("nest-user@example.com", "nest-password").await;
+    crate::helpers::assert_problem(login, StatusCode::CONFLICT).await;
+    // Everyone else is served as before.
+    assert_eq!(
+        app.login(&readable, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("troupe_unreadable_documents_total{collection=\"users\"}"));
+}

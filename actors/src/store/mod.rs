@@ -15,4 +15,6 @@ pub use self::mongo::{
     MongoCommands, COUNTED_COMMANDS,
 };
 pub use self::redis::{same_slot, RedisStore};
-pub use self::unreadable::{readable, unreadable_documents, CollectionLabel, REMEDY};
+pub use self::unreadable::{
+    count_unreadable, readable, unreadable_documents, CollectionLabel, REMEDY,
+};

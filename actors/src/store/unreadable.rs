@@ -44,3 +44,10 @@ pub fn readable<T: DeserializeOwned>(collection: &'static str, document: Documen
         }
     }
 }
+
+/// Count one unreadable document of `collection` met by a single-document
+/// read (the caller answers its own error).
+pub fn count_unreadable(collection: &'static str, why: &dyn std::fmt::Display) {
+    SKIPPED.get_or_create(&CollectionLabel { collection }).inc();
+    tracing::warn!(target: "system", collection, error = %why, "unreadable document; {REMEDY}");
+}
