@@ -4,6 +4,7 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`startup`] | [`Application`]: bind the listener, connect the stores, start the actor system (`troupe_actors::system`), serve, shut down in order |
+//! | [`migrations`] | `troupe migrate [--dry-run]` and `troupe migrate status` as functions the command line calls |
 //! | [`server`] | the HTTP/1.1 accept loop with its connection limits |
 //! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `cluster`, `health`, `metrics`, `logs`, `app`, and `console`, the ops console's page and embedded assets), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
 //! | [`cli`] | the command line (clap): `serve`, `config check`, `--help`, `--version` |
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod migrations;
 pub mod server;
 pub mod startup;
 pub mod state;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use troupe_actors::migrate::{self, Readiness, Refusal};
 use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::store::{self, MongoCommands};
 use troupe_actors::system::{ActorSystem, StartError, Stores};
@@ -42,6 +43,10 @@ pub enum StartupError {
     Redis(#[source] store::StoreError),
     #[error("cannot start the actors")]
     Actors(#[from] StartError),
+    /// The database needs `troupe migrate` first, or is newer than this
+    /// binary (the text says which migrations). Nothing was changed.
+    #[error("refusing to serve this database: {0}")]
+    Refused(Refusal),
 }
 
 pub struct Application {
@@ -70,21 +75,20 @@ impl Application {
     /// Build with `extra` job handlers added to the service's own (tests and
     /// extensions register job types this way).
     ///
-    /// The listener is bound first: a port in use fails start-up before
-    /// anything else has started.
+    /// The database's migrations are checked first, read only: a database
+    /// that needs `troupe migrate` (or was migrated by a newer binary) is
+    /// refused before the port is bound. Then the listener is bound: a port
+    /// in use fails start-up before anything else has started (an empty
+    /// database is initialised only after that, by the actor system).
     pub async fn build_with_jobs(
         settings: Settings,
         extra: JobHandlers,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let addr = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
         let mongo_commands = MongoCommands::default();
-        // Neither store is contacted here: MongoDB may be down at boot (the
-        // system keeps retrying its indexes; readiness says so), and Redis is
-        // only a cache, connected on first use.
+        // Redis is not contacted here (only a cache, connected on first
+        // use); MongoDB only for the migrations check, and if it is down at
+        // boot the system keeps retrying (readiness says so).
         let db = store::connect_mongo(
             settings.mongodb.uri.expose_secret(),
             &settings.mongodb.database,
@@ -93,6 +97,20 @@ impl Application {
         )
         .await
         .map_err(StartupError::Mongo)?;
+        if let Err(refused) = check_migrations(&db).await {
+            db.client().clone().shutdown().immediate(true).await;
+            return Err(refused);
+        }
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = match TcpListener::bind(&addr).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                // Nothing started is left running: the driver's monitors
+                // (the check's connection) end with its client.
+                db.client().clone().shutdown().immediate(true).await;
+                return Err(StartupError::Bind { addr, source });
+            }
+        };
         let redis = settings.redis.store().map_err(StartupError::Redis)?;
         let stores = Stores { db, redis };
         let system = ActorSystem::start(settings.system_config(), stores.clone(), extra).await?;
@@ -173,6 +191,21 @@ impl Application {
         self.state.stores.close().await;
         tracing::info!(target: "system", "troupe stopped");
         Ok(())
+    }
+}
+
+/// Refuse a database this binary must not serve (see
+/// [`troupe_actors::migrate::readiness`]). Unreachable: start anyway; the
+/// actor system checks again once MongoDB answers.
+async fn check_migrations(db: &mongodb::Database) -> Result<(), StartupError> {
+    let ledger = migrate::MongoLedger::new(db);
+    match migrate::readiness(&ledger, &migrate::migrations()).await {
+        Ok(Readiness::Refused(refusal)) => Err(StartupError::Refused(refusal)),
+        Ok(Readiness::Ready | Readiness::Initialise) => Ok(()),
+        Err(err) => {
+            tracing::warn!(target: "system", error = %err, "cannot check the database's migrations at start-up; checking once MongoDB answers");
+            Ok(())
+        }
     }
 }
 

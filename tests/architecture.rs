@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("fleet", &["events", "queue", "supervision", "store"]),
+    ("migrate", &["users", "queue", "store"]),
 ];
 
 /// One crate's modules: what each defines, re-exports and uses.

@@ -13,6 +13,7 @@
 //! | [`mail`] | outgoing e-mail (lettre) |
 //! | [`limits`] | per-client-address fixed windows in Redis |
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
+//! | [`migrate`] | versioned schema migrations: the ordered list, the runner, the lock in the database, start-up's readiness check |
 //! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
 //!
 //! # Rules
@@ -29,6 +30,7 @@ pub mod events;
 pub mod fleet;
 pub mod limits;
 pub mod mail;
+pub mod migrate;
 pub mod queue;
 pub mod store;
 pub mod supervision;

@@ -45,6 +45,8 @@ use crate::fleet::registry::FleetStore;
 use crate::fleet::Fleet;
 use crate::limits::{FixedWindow, LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
+use crate::migrate::{self, ApplyOptions, MongoLedger};
+use crate::queue::error::chain;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
 use crate::queue::pause::PauseStore;
@@ -196,14 +198,15 @@ impl ActorSystem {
     ) -> Result<Self, StartError> {
         let mailer = Mailer::new(&config.mail).map_err(StartError::Mail)?;
         let indexes_ready = Arc::new(AtomicBool::new(false));
+        // Computed once: every part of this instance names it the same way.
+        let instance: Arc<str> = instance_id().into();
         let indexes = build_indexes(
             stores.db.clone(),
             Arc::clone(&indexes_ready),
             config.store_timeout,
+            Arc::clone(&instance),
         )
         .await;
-        // Computed once: every part of this instance names it the same way.
-        let instance: Arc<str> = instance_id().into();
         let (children, mut handles) = build(
             &config,
             &stores,
@@ -265,43 +268,62 @@ impl ActorSystem {
     }
 }
 
-/// Create the indexes every actor relies on. One attempt now; if MongoDB is
-/// unreachable, keep retrying (with backoff up to 30 s) in a task the
-/// [`ActorSystem`] owns (returned); `ready` is set once they exist.
+/// Bring the database to this binary's migrations before the actors use it
+/// (see [`crate::migrate`]): an empty database is initialised under the
+/// lock; one already migrated is left as it is. One attempt now; if MongoDB
+/// is unreachable, keep retrying (with backoff up to 30 s) in a task the
+/// [`ActorSystem`] owns (returned); `ready` is set once the database is
+/// ready. A database found to need `troupe migrate` only then (MongoDB was
+/// down at start, so start-up could not refuse it) is never marked ready:
+/// readiness stays 503 and the error says why.
 async fn build_indexes(
     db: Database,
     ready: Arc<AtomicBool>,
     timeout: Duration,
+    instance: Arc<str>,
 ) -> Option<JoinHandle<()>> {
-    async fn create(db: &Database) -> mongodb::error::Result<()> {
-        UserService::ensure_indexes(db).await?;
-        SlotStore::ensure_indexes(db).await?;
-        JobStore::ensure_indexes(db).await
+    let ledger = MongoLedger::new(&db);
+    let options = ApplyOptions::new(instance.as_ref());
+    let create = move || {
+        let (ledger, options) = (ledger.clone(), options.clone());
+        async move { migrate::initialise(&ledger, &migrate::migrations(), &options).await }
+    };
+    match create().await {
+        Ok(_) => {
+            ready.store(true, Ordering::Release);
+            return None;
+        }
+        Err(err) if !err.is_transient() => {
+            tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
+            return None;
+        }
+        Err(err) => {
+            // One line that names the setting; the retries below repeat it
+            // at a growing interval (not the driver's topology dump each time).
+            tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", chain(&err))
+        }
     }
-    if let Err(err) = create(&db).await {
-        // One line that names the setting; the retries below repeat it
-        // at a growing interval (not the driver's topology dump each time).
-        tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", crate::store::brief_mongo(&err));
-        return Some(tokio::spawn(async move {
-            let mut delay = timeout.max(Duration::from_millis(500));
-            loop {
-                tokio::time::sleep(delay).await;
-                match create(&db).await {
-                    Ok(()) => {
-                        tracing::info!(target: "system", "MongoDB answers; indexes created");
-                        ready.store(true, Ordering::Release);
-                        return;
-                    }
-                    Err(err) => {
-                        tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", crate::store::brief_mongo(&err));
-                        delay = (delay * 2).min(Duration::from_secs(30));
-                    }
+    Some(tokio::spawn(async move {
+        let mut delay = timeout.max(Duration::from_millis(500));
+        loop {
+            tokio::time::sleep(delay).await;
+            match create().await {
+                Ok(_) => {
+                    tracing::info!(target: "system", "MongoDB answers; database ready");
+                    ready.store(true, Ordering::Release);
+                    return;
+                }
+                Err(err) if !err.is_transient() => {
+                    tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", chain(&err));
+                    delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
-        }));
-    }
-    ready.store(true, Ordering::Release);
-    None
+        }
+    }))
 }
 
 /// How the rest of the service reaches the actors. Cheap to clone.

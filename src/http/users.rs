@@ -153,6 +153,11 @@ impl From<domain::OwnerProfile> for OwnerProfile {
 /// The status and detail of each way the users capability fails.
 impl From<UserError> for ApiError {
     fn from(err: UserError) -> Self {
+        // An unreadable user, met directly or behind the profile cache: 409
+        // naming the migration (no retry helps).
+        if err.is_unreadable() {
+            return Self::Conflict(UserError::Unreadable.to_string());
+        }
         match err {
             UserError::EmailTaken => Self::Conflict(err.to_string()),
             UserError::InvalidCredentials => Self::Unauthorized("invalid e-mail or password"),
@@ -166,7 +171,10 @@ impl From<UserError> for ApiError {
             UserError::NotFound => Self::NotFound("no such user".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
-            UserError::Store(_) | UserError::Hashing(_) | UserError::ProfileLoad(_) => {
+            UserError::Unreadable
+            | UserError::Store(_)
+            | UserError::Hashing(_)
+            | UserError::ProfileLoad(_) => {
                 // Almost always MongoDB being unreachable: worth a retry.
                 let cause: &dyn std::error::Error = &err;
                 tracing::error!(error = cause, "user store failed");
@@ -499,6 +507,11 @@ mod tests {
             (
                 UserError::ProfileLoad(LoadError::new(UserError::NotFound)),
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (UserError::Unreadable, StatusCode::CONFLICT),
+            (
+                UserError::ProfileLoad(LoadError::new(UserError::Unreadable)),
+                StatusCode::CONFLICT,
             ),
         ];
         for (err, status) in cases {

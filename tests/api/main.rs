@@ -26,6 +26,8 @@ mod jobs;
 mod jobs_enqueue;
 mod lifecycle;
 mod metrics;
+mod migrations;
+mod nestjs;
 mod ops;
 mod outage;
 mod profiles;

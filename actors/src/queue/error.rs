@@ -30,6 +30,10 @@ pub enum QueueError {
     /// A claim of the job kept racing the cancel; try again.
     #[error("the job is being claimed; try again")]
     Busy,
+    /// The job is stored in a shape this service cannot read (the NestJS
+    /// service's, before `troupe migrate`).
+    #[error("job {0} is stored in a shape this service cannot read; {remedy}", remedy = crate::store::REMEDY)]
+    Unreadable(crate::queue::job::JobId),
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),

@@ -801,7 +801,7 @@ impl Actor for QueuePollerActor {
             }
             PollerMsg::Get { id, reply } => {
                 let store = state.store();
-                state.answer(reply, async move { Ok(store.get(id).await?) })
+                state.answer(reply, async move { store.get(id).await })
             }
             PollerMsg::Stats { reply } => {
                 let (store, queue) = (state.store(), Arc::clone(&state.args.queue));

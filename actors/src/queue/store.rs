@@ -26,7 +26,7 @@ use crate::queue::job::{
 };
 use crate::queue::pause::Pauses;
 use crate::queue::unique::{Taken, UniqueKeys};
-use crate::store::{ensure_indexes, index, is_duplicate_key};
+use crate::store::{ensure_indexes, index, is_duplicate_key, readable};
 
 pub const COLLECTION: &str = "jobs";
 pub const ATTEMPTS: &str = "job_attempts";
@@ -564,29 +564,41 @@ impl JobStore {
         if let Some(cursor) = query.cursor {
             filter.insert("_id", doc! { "$lt": cursor.object_id() });
         }
-        let mut jobs: Vec<Job> = self
+        // Read as documents: one this service cannot read (a foreign shape)
+        // is skipped and counted, never an error for the whole page. The
+        // cursor follows the documents read, readable or not.
+        let mut raw: Vec<Document> = self
             .jobs
+            .clone_with_type::<Document>()
             .find(filter)
             .sort(doc! { "_id": -1 })
             .limit(query.limit + 1)
             .await?
             .try_collect()
             .await?;
-        let next_cursor = if jobs.len() as i64 > query.limit {
-            jobs.truncate(query.limit as usize);
-            jobs.last().map(|j| j.id)
+        let next_cursor = if raw.len() as i64 > query.limit {
+            raw.truncate(query.limit as usize);
+            raw.last().and_then(|d| d.get_object_id("_id").ok())
         } else {
             None
         };
+        let jobs = raw
+            .into_iter()
+            .filter_map(|d| readable::<Job>(COLLECTION, d))
+            .collect();
         Ok(JobPage { jobs, next_cursor })
     }
 
     /// The job `id` and its attempts, oldest first; `None` if there is no
     /// such job.
-    pub async fn get(&self, id: ObjectId) -> mongodb::error::Result<Option<(Job, Vec<Attempt>)>> {
-        let Some(job) = self.jobs.find_one(doc! { "_id": id }).await? else {
+    /// [`QueueError::Unreadable`] if it is stored in a shape this service
+    /// cannot read.
+    pub async fn get(&self, id: ObjectId) -> Result<Option<(Job, Vec<Attempt>)>, QueueError> {
+        let raw = self.jobs.clone_with_type::<Document>();
+        let Some(job) = raw.find_one(doc! { "_id": id }).await? else {
             return Ok(None);
         };
+        let job = readable::<Job>(COLLECTION, job).ok_or(QueueError::Unreadable(id.into()))?;
         let attempts = self
             .attempts
             .find(doc! { "jobId": id })

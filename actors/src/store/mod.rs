@@ -7,6 +7,7 @@
 mod error;
 mod mongo;
 mod redis;
+mod unreadable;
 
 pub use self::error::{brief_mongo, StoreError};
 pub use self::mongo::{
@@ -14,3 +15,6 @@ pub use self::mongo::{
     MongoCommands, COUNTED_COMMANDS,
 };
 pub use self::redis::{same_slot, RedisStore};
+pub use self::unreadable::{
+    count_unreadable, readable, unreadable_documents, CollectionLabel, REMEDY,
+};

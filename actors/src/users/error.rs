@@ -34,6 +34,10 @@ pub enum UserError {
     /// Too many attempts or requests from this client; retry after this long.
     #[error("too many attempts")]
     Throttled(Duration),
+    /// A user document is stored in a shape this service cannot read (the
+    /// NestJS service's, written behind its back): no retry helps.
+    #[error("this user is stored in a shape this service cannot read; {remedy}", remedy = crate::store::REMEDY)]
+    Unreadable,
     /// MongoDB failed (almost always: unreachable); worth a retry.
     #[error("the user store failed")]
     Store(#[source] Arc<StoreError>),
@@ -52,7 +56,25 @@ pub enum UserError {
 
 impl From<mongodb::error::Error> for UserError {
     fn from(err: mongodb::error::Error) -> Self {
+        if let mongodb::error::ErrorKind::BsonDeserialization(why) = err.kind.as_ref() {
+            crate::store::count_unreadable("users", why);
+            return Self::Unreadable;
+        }
         Self::Store(Arc::new(StoreError::Mongo(err)))
+    }
+}
+
+impl UserError {
+    /// Whether this is (or, behind the profile cache, was caused by)
+    /// [`UserError::Unreadable`].
+    pub fn is_unreadable(&self) -> bool {
+        match self {
+            Self::Unreadable => true,
+            Self::ProfileLoad(load) => std::error::Error::source(load)
+                .and_then(|cause| cause.downcast_ref::<UserError>())
+                .is_some_and(UserError::is_unreadable),
+            _ => false,
+        }
     }
 }
 

@@ -200,7 +200,8 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         QueueError::NotFailed(_)
         | QueueError::UniqueKeyHeld(_)
         | QueueError::Finished(_)
-        | QueueError::Busy => ApiError::Conflict(err.to_string()),
+        | QueueError::Busy
+        | QueueError::Unreadable(_) => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
         QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
         QueueError::Unavailable(err) => err.into(),
@@ -313,6 +314,7 @@ async fn job_stats(
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is stored in a shape this service cannot read (the NestJS service's: run `troupe migrate`)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 async fn get_job(

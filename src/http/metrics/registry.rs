@@ -85,6 +85,11 @@ impl Metrics {
             "Commands sent to MongoDB, by command name (others: `other`)",
             mongo_commands.family(),
         );
+        r.register(
+            "unreadable_documents",
+            "Documents skipped in lists because this service cannot read their shape, by collection",
+            troupe_actors::store::unreadable_documents(),
+        );
         let actors = ActorGauges::register(r);
         let events = EventGauges::register(r);
         Self {
