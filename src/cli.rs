@@ -1,5 +1,6 @@
 //! The command line: `troupe` (serve), `troupe serve`, `troupe config check`,
-//! `--help`, `--version`.
+//! `troupe migrate [--dry-run]`, `troupe migrate status`, `--help`,
+//! `--version`.
 //!
 //! Adding a command is a variant of [`Command`] (its doc comment is its
 //! `--help` line) and an arm in `main`'s dispatch.
@@ -36,9 +37,12 @@ Configuration (later sources win):
 
 Exit codes:
   0  success (serve: stopped by SIGINT or SIGTERM)
-  1  a runtime failure (port in use, ...); config check: problems found
+  1  a runtime failure (port in use, ...); config check: problems found;
+     migrate: failed, or found conflicts to fix first (nothing changed)
   2  a usage error (unknown command or flag), or serve refused its
      configuration
+  3  serve refused the database: it needs `troupe migrate` first, or a
+     newer binary migrated it (the message names the migrations)
 
 See docs/cli.md.";
 
@@ -62,6 +66,27 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply the database's pending migrations in order, under a lock held
+    /// in the database (`--dry-run`: print what each would change, change
+    /// nothing); `troupe migrate status` lists them.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrateArgs {
+    /// Print what each pending migration would change (counts, conflicts);
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(subcommand)]
+    pub command: Option<MigrateCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// List the applied and pending migrations and who holds the lock.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

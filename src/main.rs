@@ -1,14 +1,16 @@
-//! `troupe [serve]` and `troupe config check` (src/cli.rs has the command
-//! line; docs/cli.md the commands, configuration sources and exit codes).
+//! `troupe [serve]`, `troupe config check` and `troupe migrate [status]`
+//! (src/cli.rs has the command line; docs/cli.md the commands,
+//! configuration sources and exit codes).
 //!
-//! Exit codes: 0 success; 1 a runtime failure, or `config check` found
-//! problems; 2 a usage error, or `serve` refused its configuration.
+//! Exit codes: 0 success; 1 a runtime failure, `config check` found
+//! problems, or `migrate` failed; 2 a usage error, or a configuration that
+//! cannot be used; 3 `serve` refused a database that needs migrating.
 
 use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
-use troupe::cli::{Cli, Command, ConfigCommand};
+use troupe::cli::{Cli, Command, ConfigCommand, MigrateArgs, MigrateCommand};
 use troupe::config::{Problem, Settings};
 use troupe::{telemetry, Application};
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     match cli.command() {
         Command::Serve => serve(),
         Command::Config(ConfigCommand::Check) => config_check(),
+        Command::Migrate(args) => migrate(args),
     }
 }
 
@@ -72,13 +75,59 @@ fn config_check() -> ExitCode {
     }
 }
 
-/// Load the configuration, set up logging, serve until SIGINT or SIGTERM.
-fn serve() -> ExitCode {
+/// The settings, or every problem printed and `None`.
+fn usable_settings() -> (Option<Settings>, Vec<Problem>) {
     let checked = Settings::check();
-    let Some(settings) = checked.settings else {
+    if checked.settings.is_none() {
         for problem in &checked.problems {
             eprintln!("configuration error: {problem}");
         }
+    }
+    (checked.settings, checked.unknown)
+}
+
+/// A multi-threaded runtime for `work`.
+fn block_on<F: std::future::Future<Output = ExitCode>>(work: F) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(work),
+        Err(err) => failed("cannot start the runtime", &err),
+    }
+}
+
+/// `troupe migrate [--dry-run]` and `troupe migrate status`: the report on
+/// stdout; an error with its causes on stderr.
+fn migrate(args: &MigrateArgs) -> ExitCode {
+    let (Some(settings), _) = usable_settings() else {
+        return ExitCode::from(EXIT_USAGE);
+    };
+    block_on(async move {
+        if let Some(MigrateCommand::Status) = args.command {
+            return match troupe::migrations::status(&settings).await {
+                Ok(status) => {
+                    print!("{status}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("migrate status failed: {}", with_causes(&err));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        let outcome = troupe::migrations::migrate(&settings, args.dry_run).await;
+        match &outcome {
+            Ok(report) => print!("{report}"),
+            Err(err) => eprintln!("migrate failed: {}", with_causes(err)),
+        }
+        troupe::migrations::exit_code(&outcome)
+    })
+}
+
+/// Load the configuration, set up logging, serve until SIGINT or SIGTERM.
+fn serve() -> ExitCode {
+    let (Some(settings), unknown) = usable_settings() else {
         return ExitCode::from(EXIT_USAGE);
     };
     let _telemetry = match telemetry::init(&settings.log.level, &settings.log.dir, true) {
@@ -93,17 +142,10 @@ fn serve() -> ExitCode {
     };
     // A key only a newer binary knows is no reason to refuse to start (a
     // fleet mid-deploy); a misspelling is worth a warning that says so.
-    for problem in &checked.unknown {
+    for problem in &unknown {
         tracing::warn!(target: "system", "unknown setting ignored: {problem}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => return failed("cannot start the runtime", &err),
-    };
-    runtime.block_on(run(settings))
+    block_on(run(settings))
 }
 
 async fn run(settings: Settings) -> ExitCode {
@@ -136,10 +178,8 @@ fn failed(what: &str, err: &(dyn Error + 'static)) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `err`, then each cause `source()` leads to, joined by `: `.
+/// `err`, then each cause `source()` leads to, joined by `: ` (a MongoDB
+/// error in a few words, not the driver's dump).
 fn with_causes(err: &(dyn Error + 'static)) -> String {
-    std::iter::successors(Some(err), |&err| err.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
+    troupe_actors::store::error_chain(err)
 }

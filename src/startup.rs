@@ -57,10 +57,12 @@ pub struct Application {
 
 impl StartupError {
     /// The process's exit code: 2 for settings that cannot be used (as for
-    /// any configuration error), 1 for the rest.
+    /// any configuration error), 3 for a database that needs `troupe
+    /// migrate` (or a newer binary), 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Mongo(_) | Self::Redis(_) => 2,
+            Self::Refused(_) => 3,
             Self::Bind { .. } | Self::Actors(_) => 1,
         }
     }

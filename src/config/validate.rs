@@ -227,23 +227,14 @@ fn schedules(queue: &QueueConfig) -> Result<(), ConfigError> {
                 ScheduleError::Payload(_) => ".payload",
                 ScheduleError::Name => "",
             };
-            let problem = format!("queue.schedules.{name}{field}: {}", chain(&err));
+            let problem = format!(
+                "queue.schedules.{name}{field}: {}",
+                troupe_actors::store::error_chain(&err)
+            );
             return Err(invalid("queue.schedules", problem));
         }
     }
     Ok(())
-}
-
-/// `err` and its causes, joined by `": "`.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        cause = err.source();
-    }
-    text
 }
 
 /// A held job must stay held while its producer may still be writing its

@@ -45,14 +45,22 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// A time as RFC 3339 UTC with milliseconds (`2026-12-06T22:46:13.973Z`).
+pub(super) fn rfc3339(at: DateTime) -> String {
+    at.try_to_rfc3339_string()
+        .unwrap_or_else(|_| at.to_string())
+}
+
 /// Why [`super::apply`] (or start-up) could not migrate.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("the database is unreachable or failed")]
+    #[error("the database at MONGODB_URI (mongodb.uri) is unreachable or failed")]
     Store(#[from] StoreError),
     #[error(
-        "another migrator holds the lock ({holder}, since {since}, lease until {expires}); \
-         wait for it to finish, or for its lease to expire if it crashed"
+        "another migrator holds the lock ({holder}, since {}, lease until {}); \
+         wait for it to finish, or for its lease to expire if it crashed",
+        rfc3339(*.since),
+        rfc3339(*.expires)
     )]
     Locked {
         holder: String,

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::error::rfc3339;
 use super::ledger::{Applied, Compat, LockRecord};
 
 /// What one migration would change: report lines, and conflicts (each a
@@ -87,7 +88,7 @@ impl fmt::Display for Status {
                 a.version,
                 a.name,
                 a.compat.as_str(),
-                a.applied_at,
+                rfc3339(a.applied_at),
                 a.by
             )?;
         }
@@ -107,7 +108,9 @@ impl fmt::Display for Status {
             writeln!(
                 f,
                 "locked   by {} since {} (lease until {})",
-                lock.holder, lock.acquired_at, lock.expires_at
+                lock.holder,
+                rfc3339(lock.acquired_at),
+                rfc3339(lock.expires_at)
             )?;
         }
         if self.pending.is_empty() && self.unknown.is_empty() {

@@ -104,23 +104,7 @@ pub fn redacted(err: &mongodb::error::Error) -> String {
     }
 }
 
-/// `err`'s message and every cause's, joined by `": "`: for logs and the
-/// errors the queue records. A MongoDB error is in a few words
-/// ([`brief_mongo`](crate::store::brief_mongo)), not the driver's topology dump.
-pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let words = |err: &(dyn std::error::Error + 'static)| match err.downcast_ref() {
-        Some(mongo) => crate::store::brief_mongo(mongo),
-        None => err.to_string(),
-    };
-    let mut text = words(err);
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        text.push_str(": ");
-        text.push_str(&words(err));
-        cause = err.source();
-    }
-    text
-}
+pub(crate) use crate::store::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,29 @@ pub fn brief_mongo(err: &mongodb::error::Error) -> String {
     }
 }
 
+/// `err`'s message and every cause's, joined by `": "`: for logs, the
+/// errors the queue records and the command line. A MongoDB error is in a
+/// few words ([`brief_mongo`]), never the driver's topology dump, and a
+/// cause whose words its parent already said is not repeated
+/// (`StoreError::Mongo` names its driver error itself).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let words = |err: &(dyn std::error::Error + 'static)| match err.downcast_ref() {
+        Some(mongo) => brief_mongo(mongo),
+        None => err.to_string(),
+    };
+    let mut text = words(err);
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let said = words(err);
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = err.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

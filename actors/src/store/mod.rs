@@ -9,7 +9,7 @@ mod mongo;
 mod redis;
 mod unreadable;
 
-pub use self::error::{brief_mongo, StoreError};
+pub use self::error::{brief_mongo, error_chain, StoreError};
 pub use self::mongo::{
     connect_mongo, ensure_indexes, index, is_duplicate_key, ping_mongo, CommandLabel,
     MongoCommands, COUNTED_COMMANDS,
