@@ -530,3 +530,102 @@ async fn an_unreadable_user_is_answered_alone_naming_the_migration_not_503() {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("troupe_unreadable_documents_total{collection=\"users\"}"));
 }
+
+/// `troupe args…` (the built binary) against `settings`' stores, from the
+/// environment alone: (exit code, stdout, stderr).
+async fn troupe_binary(
+    settings: &Settings,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (i32, String, String) {
+    use secrecy::ExposeSecret;
+    let log_dir = crate::helpers::log_dir();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .env_clear()
+        .env("TROUPE_ENV", "test")
+        .env("TROUPE_CONFIG_DIR", crate::helpers::config_dir())
+        .env("MONGODB_URI", settings.mongodb.uri.expose_secret())
+        .env("MONGODB_DB", &settings.mongodb.database)
+        .env("REDIS_URL", settings.redis.url.expose_secret())
+        .env("REDIS_KEY_PREFIX", &settings.redis.key_prefix)
+        .env("LOG_DIR", &log_dir)
+        .env("PORT", "0")
+        .envs(extra.iter().copied())
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the binary answers within a minute")
+        .expect("the binary runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_binary_refuses_to_serve_nestjs_data_with_exit_3_and_migrates_it_by_command() {
+    let settings = test_settings();
+    let db = observer(&settings).await;
+    write_nest_data(&db).await;
+    let (code, _, stderr) = troupe_binary(&settings, &["serve"], &[]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("troupe migrate") && stderr.contains("adopt-nestjs"),
+        "{stderr}"
+    );
+
+    let (code, status, _) = troupe_binary(&settings, &["migrate", "status"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(
+        status.contains("pending  2 adopt-nestjs (breaking)"),
+        "{status}"
+    );
+    let (code, plan, _) = troupe_binary(&settings, &["migrate", "--dry-run"], &[]).await;
+    assert_eq!(code, 0, "{plan}");
+    assert!(
+        plan.contains("users to adopt: 2") && plan.contains("nothing was changed"),
+        "{plan}"
+    );
+    assert_eq!(
+        count(&db, "users", doc! {"hash": {"$exists": true}}).await,
+        2
+    );
+    assert!(records(&db).await.is_empty());
+
+    let (code, report, stderr) = troupe_binary(&settings, &["migrate"], &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(report.contains("users adopted: 2"), "{report}");
+    assert_eq!(
+        count(&db, "users", doc! {"hash": {"$exists": true}}).await,
+        0
+    );
+    let (code, again, _) = troupe_binary(&settings, &["migrate"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(again.contains("no pending migrations"), "{again}");
+    let (_, status, _) = troupe_binary(&settings, &["migrate", "status"], &[]).await;
+    assert!(
+        status.contains("up to date") && status.contains("applied  2 adopt-nestjs"),
+        "{status}"
+    );
+    remove_stores(&settings).await;
+}
+
+#[tokio::test]
+async fn migrate_against_an_unreachable_mongodb_is_one_line_naming_mongodb_uri() {
+    let settings = test_settings();
+    let unreachable = [
+        ("MONGODB_URI", "mongodb://127.0.0.1:1"),
+        ("TROUPE__MONGODB__TIMEOUT", "200ms"),
+    ];
+    for args in [&["migrate"][..], &["migrate", "status"]] {
+        let (code, stdout, stderr) = troupe_binary(&settings, args, &unreachable).await;
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("MONGODB_URI"), "{stderr}");
+        assert!(!stderr.contains("Topology"), "{stderr}");
+    }
+}
