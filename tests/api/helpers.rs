@@ -555,9 +555,18 @@ impl Drop for Process {
 /// Start the real binary on `port` with `settings`' stores, prefix, log
 /// and outbox directories, and job leases of `lease` (a humantime string).
 pub fn start_binary(settings: &Settings, port: u16, lease: &str) -> Process {
+    let child = binary_command(settings, port, lease)
+        .spawn()
+        .expect("start the troupe binary");
+    Process { child }
+}
+
+/// [`start_binary`]'s command, for a test that adds settings of its own.
+pub fn binary_command(settings: &Settings, port: u16, lease: &str) -> std::process::Command {
     use secrecy::ExposeSecret;
     use std::process::{Command, Stdio};
-    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    command
         .env("TROUPE_CONFIG_DIR", config_dir())
         .env("TROUPE_ENV", "test")
         .env("PORT", port.to_string())
@@ -570,8 +579,6 @@ pub fn start_binary(settings: &Settings, port: u16, lease: &str) -> Process {
         .env("TROUPE__QUEUE__LEASE", lease)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the troupe binary");
-    Process { child }
+        .stderr(Stdio::null());
+    command
 }

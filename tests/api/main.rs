@@ -28,6 +28,7 @@ mod lifecycle;
 mod metrics;
 mod migrations;
 mod nestjs;
+mod nestjs_clients;
 mod ops;
 mod outage;
 mod profiles;

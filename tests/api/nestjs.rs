@@ -43,7 +43,7 @@ fn run(command: &mut std::process::Command, what: &str) {
 
 /// Its built copy in `target/nestjs/seed-app`, built once per lock file
 /// (`cp -r`, `npm ci`, `nest build`: shared/ is read-only).
-fn built() -> PathBuf {
+pub fn built() -> PathBuf {
     // One build at a time (the tests of this file run in parallel threads).
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = BUILD
