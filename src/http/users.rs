@@ -348,6 +348,7 @@ async fn signup(
     (status = 200, description = "Signed in", body = TokenPair),
     (status = 400, description = "Malformed JSON or invalid fields", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Unknown e-mail or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The stored account cannot be read (a foreign document shape): run `troupe migrate`", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many failed logins for this account from this address, for this account, or from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
@@ -370,6 +371,7 @@ async fn login(
 #[utoipa::path(post, path = "/users/refresh", tag = "Auth", security(("refresh-token" = [])), responses(
     (status = 200, description = "A new pair; the presented refresh token is spent (a retry within the grace window: the same pair)", body = TokenPair),
     (status = 401, description = "Invalid, expired, spent or revoked refresh token, or the account no longer exists", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The stored account cannot be read (a foreign document shape): run `troupe migrate`", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all)]
 async fn refresh(
@@ -401,6 +403,7 @@ async fn logout(
     (status = 200, body = OwnerProfile),
     (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The stored account cannot be read (a foreign document shape): run `troupe migrate`", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all, fields(user = %user.0.sub))]
 async fn profile(
@@ -418,6 +421,7 @@ async fn profile(
     (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "The user no longer exists", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "The stored account cannot be read (a foreign document shape): run `troupe migrate`", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all, fields(user = %user.0.sub))]
 async fn update_profile(
@@ -447,6 +451,7 @@ fn users(state: &AppState) -> &Users {
         (status = 200, body = PublicProfile),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The stored account cannot be read (a foreign document shape): run `troupe migrate`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many lookups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
 ))]
 #[tracing::instrument(skip_all, fields(id = %id))]

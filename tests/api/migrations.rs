@@ -629,3 +629,24 @@ async fn migrate_against_an_unreachable_mongodb_is_one_line_naming_mongodb_uri()
         assert!(!stderr.contains("Topology"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_the_409_of_an_unreadable_account() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api-json").await.json().await.unwrap();
+    for (path, method) in [
+        ("/users/login", "post"),
+        ("/users/refresh", "post"),
+        ("/users/profile", "get"),
+        ("/users/profile", "patch"),
+        ("/users/{id}", "get"),
+    ] {
+        let conflict = &doc["paths"][path][method]["responses"]["409"];
+        assert!(
+            conflict["description"]
+                .as_str()
+                .is_some_and(|text| text.contains("troupe migrate")),
+            "{method} {path}: {conflict}"
+        );
+    }
+}
