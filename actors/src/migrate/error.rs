@@ -47,8 +47,11 @@ impl fmt::Display for Refusal {
 
 /// A time as RFC 3339 UTC with milliseconds (`2026-12-06T22:46:13.973Z`).
 pub(super) fn rfc3339(at: DateTime) -> String {
-    at.try_to_rfc3339_string()
-        .unwrap_or_else(|_| at.to_string())
+    use chrono::{SecondsFormat, Utc};
+    chrono::DateTime::<Utc>::from_timestamp_millis(at.timestamp_millis()).map_or_else(
+        || at.to_string(),
+        |at| at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
 }
 
 /// Why [`super::apply`] (or start-up) could not migrate.
@@ -99,5 +102,18 @@ impl MigrateError {
             self,
             Self::Store(_) | Self::Locked { .. } | Self::LockLost { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_with_three_digits_of_milliseconds() {
+        assert_eq!(
+            rfc3339(DateTime::from_millis(1_765_063_571_200)),
+            "2025-12-06T23:26:11.200Z"
+        );
     }
 }
