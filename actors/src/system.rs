@@ -184,8 +184,9 @@ pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
 pub struct ActorSystem {
     handles: Handles,
     grace: Duration,
-    /// Creates the start-up indexes while MongoDB is unreachable at start.
-    indexes: Option<JoinHandle<()>>,
+    /// Prepares the database (migrations) while MongoDB is unreachable at
+    /// start; aborted and awaited at shutdown.
+    database: Option<JoinHandle<()>>,
 }
 
 impl ActorSystem {
@@ -200,7 +201,7 @@ impl ActorSystem {
         let indexes_ready = Arc::new(AtomicBool::new(false));
         // Computed once: every part of this instance names it the same way.
         let instance: Arc<str> = instance_id().into();
-        let indexes = build_indexes(
+        let database = prepare_database(
             stores.db.clone(),
             Arc::clone(&indexes_ready),
             config.store_timeout,
@@ -236,7 +237,7 @@ impl ActorSystem {
         Ok(Self {
             handles,
             grace: config.shutdown_grace,
-            indexes,
+            database,
         })
     }
 
@@ -246,13 +247,13 @@ impl ActorSystem {
     }
 
     /// Stop every actor, last started first, each within the grace period
-    /// (the poller lets running jobs finish), and the index builder.
+    /// (the poller lets running jobs finish), and the database preparation.
     pub async fn shutdown(self) {
-        if let Some(indexes) = self.indexes {
-            // Aborted at its next await; waited for, so that no index
-            // creation is still on its way to MongoDB after this returns.
-            indexes.abort();
-            let _ = indexes.await;
+        if let Some(database) = self.database {
+            // Aborted at its next await; waited for, so that no migration
+            // step is still on its way to MongoDB after this returns.
+            database.abort();
+            let _ = database.await;
         }
         // Out of the fleet first: from now on no instance lists this one or
         // takes it for dead while its jobs finish. (`Application::run` has
@@ -276,7 +277,7 @@ impl ActorSystem {
 /// ready. A database found to need `troupe migrate` only then (MongoDB was
 /// down at start, so start-up could not refuse it) is never marked ready:
 /// readiness stays 503 and the error says why.
-async fn build_indexes(
+async fn prepare_database(
     db: Database,
     ready: Arc<AtomicBool>,
     timeout: Duration,
@@ -363,7 +364,7 @@ pub struct Handles {
     pub queue_metrics: QueueMetrics,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub queue_snapshot: Arc<QueueSnapshot>,
-    /// Set once the start-up indexes exist.
+    /// Set once the database is migrated (and so has its indexes).
     pub indexes_ready: Arc<AtomicBool>,
     /// The fleet's registry: the live instances, another's tree, leaving.
     pub fleet: Fleet,
@@ -389,7 +390,7 @@ impl Handles {
         self.cache.name()
     }
 
-    /// Whether the start-up indexes exist.
+    /// Whether the database is migrated (and so has its indexes).
     pub fn indexes_ready(&self) -> bool {
         self.indexes_ready.load(Ordering::Acquire)
     }

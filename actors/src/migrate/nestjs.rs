@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use super::ledger::MongoLedger;
@@ -187,7 +187,7 @@ async fn survey(db: &Database) -> Result<Survey, MigrateError> {
     while let Some(job) = cursor.try_next().await? {
         match to_troupe(&job) {
             Ok((job, _)) => *survey.jobs.entry(status_label(&job)).or_default() += 1,
-            Err(problem) => survey.conflicts.push(problem),
+            Err(problem) => survey.conflicts.push(problem.to_string()),
         }
     }
     Ok(survey)
@@ -202,18 +202,29 @@ fn status_label(job: &Job) -> String {
     }
 }
 
+/// Why a NestJS job cannot be adopted (a conflict the dry run lists).
+#[derive(Debug, thiserror::Error)]
+enum JobConflict {
+    #[error("job {0}: its _id is not an ObjectId")]
+    Id(String),
+    #[error("job {0}: no type")]
+    Type(ObjectId),
+    #[error("job {0}: payload is not an object")]
+    Payload(ObjectId),
+    #[error("job {0}: unknown status {1:?}")]
+    Status(ObjectId, String),
+}
+
 /// One NestJS job in Troupe's shape, and for a `processing` one the record
 /// of its interrupted attempt.
-fn to_troupe(nest: &Document) -> Result<(Job, Option<Attempt>), String> {
+fn to_troupe(nest: &Document) -> Result<(Job, Option<Attempt>), JobConflict> {
     let Some(Bson::ObjectId(id)) = nest.get("_id").cloned() else {
-        return Err(format!("job {}: its _id is not an ObjectId", id_of(nest)));
+        return Err(JobConflict::Id(id_of(nest)));
     };
-    let kind = nest
-        .get_str("type")
-        .map_err(|_| format!("job {id}: no type"))?;
+    let kind = nest.get_str("type").map_err(|_| JobConflict::Type(id))?;
     let payload = nest
         .get_document("payload")
-        .map_err(|_| format!("job {id}: payload is not an object"))?;
+        .map_err(|_| JobConflict::Payload(id))?;
     let created = nest
         .get_datetime("createdAt")
         .copied()
@@ -248,7 +259,7 @@ fn to_troupe(nest: &Document) -> Result<(Job, Option<Attempt>), String> {
             job.result = nest.get_str("result").ok().map(|r| doc! { "message": r });
             job.last_error = nest.get_str("error").ok().map(str::to_owned);
         }
-        other => return Err(format!("job {id}: unknown status {other:?}")),
+        other => return Err(JobConflict::Status(id, other.to_owned())),
     }
     Ok((job, attempt))
 }
