@@ -1,5 +1,5 @@
 //! The architecture, checked: the module graph of each crate has no cycle,
-//! and dependencies point one way (README, "Architecture").
+//! and dependencies point one way (docs/architecture.md).
 //!
 //! Every `.rs` file of both libraries is parsed (syn); every path that names
 //! something of the crate — in `use` declarations, signatures and bodies
