@@ -7,7 +7,7 @@
 //! | [`migrations`] | `troupe migrate [--dry-run]` and `troupe migrate status` as functions the command line calls |
 //! | [`server`] | the HTTP/1.1 accept loop with its connection limits |
 //! | [`http`] | one module per API area (`users`, `jobs`, `ops`, `cluster`, `health`, `metrics`, `logs`, `app`, and `console`, the ops console's page and embedded assets), each with its `router()`; `ApiError`; extractors; middleware; the OpenAPI document |
-//! | [`cli`] | the command line (clap): `serve`, `config check`, `--help`, `--version` |
+//! | [`cli`] | the command line (clap): `serve`, `config check`, `migrate`, `migrate status`, `--help`, `--version` |
 //! | [`config`] | layered, typed settings and their validation |
 //! | [`state`] | [`state::AppState`], what handlers reach |
 //! | [`telemetry`] | logging to stdout and per-category daily files |
