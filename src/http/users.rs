@@ -222,11 +222,11 @@ fn name(f: &mut Fields, raw: Option<String>) -> Option<String> {
     }
 }
 
-/// Age from 0 to 150.
+/// Age from 0 to [`domain::model::MAX_AGE`].
 fn age(f: &mut Fields, raw: Option<i64>) -> Option<u8> {
     let age = raw?;
     f.check(
-        (0..=150).contains(&age),
+        (0..=i64::from(domain::model::MAX_AGE)).contains(&age),
         "age",
         "must be an integer from 0 to 150",
     );

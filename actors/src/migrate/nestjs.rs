@@ -36,6 +36,8 @@ use crate::queue::job::{Attempt, Job, JobStatus, Outcome};
 use crate::queue::store::{ATTEMPTS, COLLECTION as JOBS};
 use crate::store::is_duplicate_key;
 use crate::users::email::Email;
+use crate::users::model::MAX_AGE;
+use crate::users::name;
 
 /// Attempts an adopted pending job gets (`queue.max_attempts`' default).
 const MAX_ATTEMPTS: i32 = 5;
@@ -76,14 +78,6 @@ fn id_of(user: &Document) -> String {
     }
 }
 
-/// Troupe's name rule: 1 to 100 characters once trimmed, no control
-/// characters (the sign-up's).
-fn valid_name(raw: &str) -> Option<String> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    ((1..=100).contains(&chars) && !name.chars().any(char::is_control)).then(|| name.to_owned())
-}
-
 fn number(value: &Bson) -> Option<f64> {
     match value {
         Bson::Int32(n) => Some(f64::from(*n)),
@@ -106,13 +100,18 @@ fn adopt_user(user: &Document) -> Result<Adopted, Vec<String>> {
         Ok(Err(err)) => problems.push(format!("user {id}: e-mail {err}")),
         Err(_) => problems.push(format!("user {id}: no e-mail")),
     }
-    match user.get_str("name").ok().and_then(valid_name) {
-        Some(name) => {
+    // The sign-up's own rule (users::name), so what is adopted is what
+    // Troupe would accept.
+    match user.get_str("name").map(name::parse) {
+        Ok(Ok(name)) => {
             set.insert("name", name);
         }
-        None => problems.push(format!(
-            "user {id}: name must be 1 to 100 characters, no control characters"
-        )),
+        Ok(Err(errors)) => {
+            for error in errors {
+                problems.push(format!("user {id}: name {error}"));
+            }
+        }
+        Err(_) => problems.push(format!("user {id}: no name")),
     }
     match user.get("age") {
         None | Some(Bson::Null) => {
@@ -120,11 +119,11 @@ fn adopt_user(user: &Document) -> Result<Adopted, Vec<String>> {
         }
         // (mongoose stores a JS number: an int32, or a double if it must.)
         Some(age) => match number(age) {
-            Some(a) if a.fract() == 0.0 && (0.0..=150.0).contains(&a) => {
+            Some(a) if a.fract() == 0.0 && (0.0..=f64::from(MAX_AGE)).contains(&a) => {
                 set.insert("age", a as i32);
             }
             _ => problems.push(format!(
-                "user {id}: age {age} is not an integer from 0 to 150"
+                "user {id}: age {age} is not an integer from 0 to {MAX_AGE}"
             )),
         },
     }

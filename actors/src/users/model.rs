@@ -11,6 +11,9 @@ use crate::users::email::Email;
 use crate::users::id::UserId;
 use crate::users::password::Password;
 
+/// The oldest age a profile may state (sign-up, PATCH, adopted data).
+pub const MAX_AGE: u8 = 150;
+
 /// A sign-up, already validated and normalised by the caller.
 #[derive(Debug, Clone)]
 pub struct NewUser {
