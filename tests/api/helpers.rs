@@ -310,6 +310,22 @@ impl TestApp {
     }
 
     /// `POST` with the ops token.
+    /// The ids `GET /jobs?{query}` lists (one page).
+    pub async fn listed_job_ids(&self, query: &str) -> Vec<String> {
+        let page: Value = self
+            .get_ops(&format!("/jobs?{query}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a page of jobs: {page}"))
+            .iter()
+            .filter_map(|job| job["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub async fn post_ops(&self, path: &str) -> Response {
         use secrecy::ExposeSecret;
         self.post_bearer(path, self.settings.ops.token.expose_secret())
@@ -504,6 +520,22 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Every document of `collection` matching `filter`, as stored.
+pub async fn find_documents(
+    db: &Database,
+    collection: &str,
+    filter: mongodb::bson::Document,
+) -> Vec<mongodb::bson::Document> {
+    use futures::TryStreamExt;
+    db.collection::<mongodb::bson::Document>(collection)
+        .find(filter)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 /// Wait until no job in `db` is anything but `completed`.

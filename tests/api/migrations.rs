@@ -365,19 +365,10 @@ async fn runs_and_lists_the_adopted_jobs(app: &TestApp, nest: &NestData) {
     };
     assert!(outbox_has("ann.smith@example.com") && outbox_has("bo@example.com"));
     for (status, id) in [("completed", nest.completed), ("failed", nest.failed)] {
-        let page: Value = app
-            .get_ops(&format!("/jobs?status={status}&type=user.login"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        let ids: Vec<&str> = page["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|j| j["id"].as_str())
-            .collect();
-        assert!(ids.contains(&id.to_hex().as_str()), "{status}: {page}");
+        let ids = app
+            .listed_job_ids(&format!("status={status}&type=user.login"))
+            .await;
+        assert!(ids.contains(&id.to_hex()), "{status}: {ids:?}");
     }
     let failed = app.job(nest.failed).await;
     assert_eq!(failed["lastError"], "boom", "{failed}");

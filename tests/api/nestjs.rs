@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
 
-use crate::helpers::{eventually, free_port, observer, remove_stores, start, test_settings};
+use crate::helpers::{
+    eventually, find_documents, free_port, observer, remove_stores, start, test_settings,
+};
 use crate::migrations::refused;
 
 /// The NestJS service's sources.
@@ -188,17 +190,6 @@ async fn nest_signup(nest: &Nest, name: &str, email: &str, password: &str, age: 
     assert_eq!(login.status(), StatusCode::OK, "NestJS login of {email}");
 }
 
-async fn find(db: &mongodb::Database, collection: &str, filter: Document) -> Vec<Document> {
-    use futures::TryStreamExt;
-    db.collection::<Document>(collection)
-        .find(filter)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
 const USERS: [(&str, &str, &str, Option<u8>); 3] = [
     (
         "Ann Smith",
@@ -225,7 +216,7 @@ async fn troupe_takes_over_a_database_the_real_nestjs_service_wrote() {
     }
     drop(nest); // stopped (killed: whatever its worker held stays as it was)
                 // Its crashed worker's job: `processing`, never finished.
-    let bo = find(&db, "users", doc! {"email": "bo@example.com"})
+    let bo = find_documents(&db, "users", doc! {"email": "bo@example.com"})
         .await
         .remove(0);
     let bo_id = bo.get_object_id("_id").unwrap();
@@ -237,14 +228,14 @@ async fn troupe_takes_over_a_database_the_real_nestjs_service_wrote() {
         "status": "processing", "createdAt": at, "updatedAt": at, "__v": 0})
         .await
         .unwrap();
-    let before_users = find(&db, "users", doc! {}).await;
+    let before_users = find_documents(&db, "users", doc! {}).await;
     let text = refused(&settings).await;
     assert!(
         text.contains("adopt-nestjs") && text.contains("`troupe migrate`"),
         "{text}"
     );
     assert_eq!(
-        find(&db, "users", doc! {}).await,
+        find_documents(&db, "users", doc! {}).await,
         before_users,
         "refusing changed nothing"
     );
@@ -300,22 +291,11 @@ async fn troupe_takes_over_a_database_the_real_nestjs_service_wrote() {
         "Bo's welcome e-mail"
     );
     // The jobs the NestJS worker finished are listed like any other.
-    let nest_done = find(&db, "jobs", doc! {"_id": {"$ne": crashed}}).await;
-    let page: Value = app
-        .get_ops("/jobs?status=completed&limit=100")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let listed: Vec<&str> = page["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|j| j["id"].as_str())
-        .collect();
+    let nest_done = find_documents(&db, "jobs", doc! {"_id": {"$ne": crashed}}).await;
+    let listed = app.listed_job_ids("status=completed&limit=100").await;
     for job in &nest_done {
         let id = job.get_object_id("_id").unwrap().to_hex();
-        assert!(listed.contains(&id.as_str()), "{id} listed: {page}");
+        assert!(listed.contains(&id), "{id} listed: {listed:?}");
     }
     drop(app);
 }
@@ -334,8 +314,8 @@ async fn a_nestjs_database_with_colliding_emails_is_refused_with_nothing_changed
     nest_signup(&nest, "Dee", "Dee@x.com", "dee-password-1", None).await;
     nest_signup(&nest, "dee", "dee@x.com", "dee-password-2", None).await;
     drop(nest);
-    let users = find(&db, "users", doc! {}).await;
-    let jobs = find(&db, "jobs", doc! {}).await;
+    let users = find_documents(&db, "users", doc! {}).await;
+    let jobs = find_documents(&db, "jobs", doc! {}).await;
     assert!(refused(&settings).await.contains("adopt-nestjs"));
     let err = troupe::migrations::migrate(&settings, false)
         .await
@@ -346,8 +326,8 @@ async fn a_nestjs_database_with_colliding_emails_is_refused_with_nothing_changed
         let id = user.get_object_id("_id").unwrap().to_hex();
         assert!(err.contains(&id), "{id} named: {err}");
     }
-    assert_eq!(find(&db, "users", doc! {}).await, users);
-    assert_eq!(find(&db, "jobs", doc! {}).await, jobs);
-    assert!(find(&db, "migrations", doc! {}).await.is_empty());
+    assert_eq!(find_documents(&db, "users", doc! {}).await, users);
+    assert_eq!(find_documents(&db, "jobs", doc! {}).await, jobs);
+    assert!(find_documents(&db, "migrations", doc! {}).await.is_empty());
     remove_stores(&settings).await;
 }

@@ -15,12 +15,13 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mongodb::bson::{doc, oid::ObjectId, Document};
+use mongodb::bson::{doc, oid::ObjectId};
 use mongodb::Database;
 use troupe::config::Settings;
 
 use crate::helpers::{
-    all_jobs_completed, binary_command, eventually, observer, remove_stores, test_settings, Process,
+    all_jobs_completed, binary_command, eventually, find_documents, observer, remove_stores,
+    test_settings, Process,
 };
 use crate::nestjs::built;
 
@@ -135,17 +136,6 @@ fn printed_value<'a>(stdout: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
-async fn find(db: &Database, collection: &str, filter: Document) -> Vec<Document> {
-    use futures::TryStreamExt;
-    db.collection::<Document>(collection)
-        .find(filter)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
 /// Every welcome e-mail in `settings`' outbox.
 fn outbox(settings: &Settings) -> Vec<String> {
     std::fs::read_dir(&settings.mail.outbox_dir)
@@ -188,14 +178,14 @@ async fn the_nestjs_test_auth_script_passes_unchanged_against_troupe() {
     // the e-mail its profile showed; the welcome and the login recorded.
     let id = printed_value(&printed.stdout, "User ID:");
     let email = printed_value(&printed.stdout, "Profile Email:");
-    let users = find(&troupe.db, "users", doc! {}).await;
+    let users = find_documents(&troupe.db, "users", doc! {}).await;
     assert_eq!(users.len(), 1, "{users:?}");
     assert_eq!(users[0].get_object_id("_id").unwrap().to_hex(), id);
     assert_eq!(users[0].get_str("email").unwrap(), email);
     assert!(email.starts_with("test") && email.ends_with("@example.com"));
     assert_eq!(users[0].get_str("name").unwrap(), "Test User");
     all_jobs_completed(&troupe.db, Duration::from_secs(60)).await;
-    let welcome = find(&troupe.db, "jobs", doc! {"type": "user.created"}).await;
+    let welcome = find_documents(&troupe.db, "jobs", doc! {"type": "user.created"}).await;
     assert_eq!(welcome.len(), 1, "{welcome:?}");
     assert!(outbox(&troupe.settings).iter().any(|m| m.contains(email)));
     remove_stores(&troupe.settings).await;
@@ -226,7 +216,7 @@ async fn the_nestjs_heavy_load_script_passes_unchanged_against_troupe() {
     assert!(lines.contains(&"--- ALL REQUESTS SENT ---"), "{all}");
     // What it did, in Troupe: its 50 users (`loadtest<ms>_<i>@example.com`,
     // "Load Test User <i>"), each welcomed by a completed job and an e-mail.
-    let users = find(&troupe.db, "users", doc! {}).await;
+    let users = find_documents(&troupe.db, "users", doc! {}).await;
     let mut numbers = BTreeSet::new();
     for user in &users {
         let email = user.get_str("email").unwrap();
@@ -241,16 +231,17 @@ async fn the_nestjs_heavy_load_script_passes_unchanged_against_troupe() {
     }
     assert_eq!(numbers, (0..LOAD).collect(), "{users:?}");
     all_jobs_completed(&troupe.db, Duration::from_secs(90)).await;
-    let welcomed: BTreeSet<ObjectId> = find(&troupe.db, "jobs", doc! {"type": "user.created"})
-        .await
-        .iter()
-        .map(|job| {
-            job.get_document("payload")
-                .unwrap()
-                .get_object_id("userId")
-                .unwrap()
-        })
-        .collect();
+    let welcomed: BTreeSet<ObjectId> =
+        find_documents(&troupe.db, "jobs", doc! {"type": "user.created"})
+            .await
+            .iter()
+            .map(|job| {
+                job.get_document("payload")
+                    .unwrap()
+                    .get_object_id("userId")
+                    .unwrap()
+            })
+            .collect();
     let ids: BTreeSet<ObjectId> = users
         .iter()
         .map(|user| user.get_object_id("_id").unwrap())
