@@ -22,42 +22,38 @@
 //! Introspection (the live tree, stats, fault injection) goes through
 //! [`tree::TreeView`], which [`Handles::introspection`] hands out.
 
+mod children;
+mod database;
+mod handles;
 pub mod tree;
+
+use self::children::{
+    beat, event_children, fleet_child, instance_id, queue_poller, relay_child, scheduler_child,
+    user_child, users_and_cache,
+};
+use self::database::prepare_database;
+pub use self::handles::Handles;
 
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::cache::{
-    CacheActor, CacheArgs, CacheClient, CacheMsg, CacheStats, Invalidator, LocalTier, ProfileSource,
-};
-use crate::events::audit::{AuditLog, SubscriberArgs};
-use crate::events::bus::{BusArgs, BusMsg, EventBus};
+use crate::cache::{CacheActor, CacheStats};
 use crate::events::config::EventsConfig;
-use crate::events::counter::{CounterArgs, EventCounter, EventCounts};
-use crate::events::relay::{self, EventRelay, RelayArgs, RelayStatus};
+use crate::events::counter::EventCounts;
+use crate::events::relay::RelayStatus;
 use crate::events::{Event, Events, Registry};
-use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
-use crate::fleet::beat::{Beat, Identity};
 use crate::fleet::config::FleetConfig;
-use crate::fleet::registry::FleetStore;
 use crate::fleet::Fleet;
-use crate::limits::{FixedWindow, LimitMetrics, Limits};
+use crate::limits::{LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
-use crate::migrate::{self, ApplyOptions, MongoLedger};
-use crate::queue::error::chain;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
 use crate::queue::pause::PauseStore;
-use crate::queue::poller::{PollerArgs, PollerMsg, QueuePollerActor};
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
-use crate::queue::scheduler::{
-    self, prune_handlers, QueueSchedulerActor, SchedulerArgs, SchedulerMsg, SlotStore,
-};
-use crate::queue::shared::Queue;
-use crate::queue::snapshot::QueueSnapshot;
+use crate::queue::scheduler::{self, prune_handlers, SlotStore};
 use crate::queue::store::JobStore;
 use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
@@ -66,15 +62,8 @@ use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::ChildSpec;
-use crate::users::idempotency::RequestScope;
-use crate::users::throttle::Throttle;
-use crate::users::tokens::Tokens;
-use crate::users::UserMsg;
-use crate::users::{
-    Collaborators, RequestTasks, Tuning, UserActor, UserArgs, UserCalls, UserService, Users,
-};
 use mongodb::Database;
-use ractor::{Actor, ActorRef, SpawnErr};
+use ractor::{Actor, SpawnErr};
 use tokio::task::JoinHandle;
 
 use crate::cache::CacheConfig;
@@ -269,133 +258,6 @@ impl ActorSystem {
     }
 }
 
-/// Bring the database to this binary's migrations before the actors use it
-/// (see [`crate::migrate`]): an empty database is initialised under the
-/// lock; one already migrated is left as it is. One attempt now; if MongoDB
-/// is unreachable, keep retrying (with backoff up to 30 s) in a task the
-/// [`ActorSystem`] owns (returned); `ready` is set once the database is
-/// ready. A database found to need `troupe migrate` only then (MongoDB was
-/// down at start, so start-up could not refuse it) is never marked ready:
-/// readiness stays 503 and the error says why.
-async fn prepare_database(
-    db: Database,
-    ready: Arc<AtomicBool>,
-    timeout: Duration,
-    instance: Arc<str>,
-) -> Option<JoinHandle<()>> {
-    let ledger = MongoLedger::new(&db);
-    let options = ApplyOptions::new(instance.as_ref());
-    let create = move || {
-        let (ledger, options) = (ledger.clone(), options.clone());
-        async move { migrate::initialise(&ledger, &migrate::migrations(), &options).await }
-    };
-    match create().await {
-        Ok(_) => {
-            ready.store(true, Ordering::Release);
-            return None;
-        }
-        Err(err) if !err.is_transient() => {
-            tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
-            return None;
-        }
-        Err(err) => {
-            // One line that names the setting; the retries below repeat it
-            // at a growing interval (not the driver's topology dump each time).
-            tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", chain(&err))
-        }
-    }
-    Some(tokio::spawn(async move {
-        let mut delay = timeout.max(Duration::from_millis(500));
-        loop {
-            tokio::time::sleep(delay).await;
-            match create().await {
-                Ok(_) => {
-                    tracing::info!(target: "system", "MongoDB answers; database ready");
-                    ready.store(true, Ordering::Release);
-                    return;
-                }
-                Err(err) if !err.is_transient() => {
-                    tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", chain(&err));
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }))
-}
-
-/// How the rest of the service reaches the actors. Cheap to clone.
-#[derive(Clone)]
-pub struct Handles {
-    /// This instance's id (`host-pid-random`): `lockedBy` on the jobs it
-    /// holds, the tag on the events published here, its name in the fleet's
-    /// registry.
-    pub instance: Arc<str>,
-    /// Accounts, sessions, profiles (public ones through the cache).
-    pub users: Users,
-    pub(crate) user_actor: ActorSlot<UserMsg>,
-    pub(crate) cache: ActorSlot<CacheMsg>,
-    /// Per-address limits the HTTP layer applies (sign-ups, profile lookups).
-    pub limits: Limits,
-    /// Refusals and fail-opens of every limit and the login throttle.
-    pub limit_metrics: LimitMetrics,
-    /// The job queue, for operators: list, get, retry, stats, the pool.
-    pub queue: QueueHandle,
-    /// The job queue, for producers: enqueue a [`crate::queue::JobSpec`]
-    /// (an embedding application's, or `POST /jobs`).
-    pub jobs: JobQueue,
-    /// The poller's place; the HTTP layer uses `queue`.
-    pub(crate) poller: ActorSlot<PollerMsg>,
-    /// Publish domain events.
-    pub events: Events,
-    /// Subscribe to domain events (live streams), this instance's or the fleet's.
-    pub registry: Registry,
-    /// The events relay's health (readiness) and figures (metrics).
-    pub relay: RelayStatus,
-    pub event_counts: EventCounts,
-    pub cache_stats: Arc<CacheStats>,
-    pub tree: TreeHealth,
-    /// Counts of each executor place of the pool.
-    pub executor_stats: Vec<Arc<ActorStats>>,
-    /// Claim and execution histograms, recorded by the queue's actors.
-    pub queue_metrics: QueueMetrics,
-    /// The queue's figures for `/metrics`, refreshed by the poller.
-    pub queue_snapshot: Arc<QueueSnapshot>,
-    /// Set once the database is migrated (and so has its indexes).
-    pub indexes_ready: Arc<AtomicBool>,
-    /// The fleet's registry: the live instances, another's tree, leaving.
-    pub fleet: Fleet,
-    /// Introspection of the tree (set once it runs).
-    introspection: Option<TreeView>,
-}
-
-impl Handles {
-    /// The live tree, every place's stats, fault injection.
-    pub fn introspection(&self) -> &TreeView {
-        self.introspection
-            .as_ref()
-            .expect("handles are handed out once the tree runs")
-    }
-
-    /// The root supervisor (shutdown; a test harness kills it).
-    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
-        self.introspection().supervisor()
-    }
-
-    /// The CacheActor's name in the tree (its figures are `cache_stats`).
-    pub fn cache_name(&self) -> &'static str {
-        self.cache.name()
-    }
-
-    /// Whether the database is migrated (and so has its indexes).
-    pub fn indexes_ready(&self) -> bool {
-        self.indexes_ready.load(Ordering::Acquire)
-    }
-}
-
 /// Every place's name and stats: the root's children in start order, then
 /// the poller's executors.
 fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String, Arc<ActorStats>)> {
@@ -525,214 +387,6 @@ fn schedules(config: &QueueConfig, jobs: &JobHandlers) -> Result<Arc<[Schedule]>
         schedules.push(parsed);
     }
     Ok(schedules.into())
-}
-
-/// The QueueSchedulerActor, firing `schedules` (ticking with the poller).
-fn scheduler_child(
-    settings: &SystemConfig,
-    (jobs, slots): (JobStore, SlotStore),
-    queue: JobQueue,
-    schedules: Arc<[Schedule]>,
-) -> ChildSpec {
-    let slot: ActorSlot<SchedulerMsg> = ActorSlot::new("queue-scheduler");
-    let args = SchedulerArgs {
-        schedules,
-        jobs,
-        slots,
-        queue,
-        tick: settings.queue.poll_interval,
-        retention: settings.queue.retention,
-        stats: slot.stats(),
-    };
-    ChildSpec::new(QueueSchedulerActor, args, slot)
-}
-
-/// This instance's id, as written to jobs it holds (`lockedBy`): host,
-/// process and a random suffix, so a restarted process is a new instance.
-fn instance_id() -> String {
-    format!(
-        "{}-{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    )
-}
-
-/// The host's name: `HOSTNAME`, else the kernel's, else `unknown`.
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// What the FleetActor's heartbeats use (and [`Fleet`] shares): this
-/// instance, its pool through the queue's handle, and the `local` hook the
-/// HTTP layer fills with its tree.
-fn beat(
-    settings: &SystemConfig,
-    redis: &RedisStore,
-    instance: &Arc<str>,
-    queue: (&QueueHandle, &Arc<JobTypes>),
-) -> Beat {
-    let me = Identity {
-        id: Arc::clone(instance),
-        host: host_name(),
-        started_at: chrono::Utc::now(),
-    };
-    let store = FleetStore::new(redis.clone());
-    let (queue, types) = (queue.0.clone(), Arc::clone(queue.1));
-    Beat::new(store, me, (queue, types), settings.fleet.clone())
-}
-
-/// The FleetActor, heartbeating this instance.
-fn fleet_child(beat: Arc<Beat>, slot: ActorSlot<FleetMsg>) -> ChildSpec {
-    let args = FleetArgs {
-        beat,
-        stats: slot.stats(),
-    };
-    ChildSpec::new(FleetActor, args, slot)
-}
-
-/// The users' handle and the CacheActor's arguments. The cache loads
-/// misses through the UserActor; the handle reads public profiles through
-/// the cache, counted against `lookups`.
-fn users_and_cache(
-    settings: &SystemConfig,
-    redis: &RedisStore,
-    (user_slot, cache_slot): (&ActorSlot<UserMsg>, &ActorSlot<CacheMsg>),
-    cache_stats: &Arc<CacheStats>,
-    lookups: FixedWindow,
-) -> (Users, CacheArgs) {
-    let calls = UserCalls::new(user_slot.clone(), settings.call_timeout);
-    let source: Arc<dyn ProfileSource> = Arc::new(calls.clone());
-    let cache_args = CacheArgs {
-        redis: redis.clone(),
-        source,
-        config: settings.cache.clone(),
-        stats: Arc::clone(cache_stats),
-        local: LocalTier::shared(&settings.cache, redis, cache_stats),
-        call_timeout: settings.call_timeout,
-        actor_stats: cache_slot.stats(),
-        grace: settings.shutdown_grace,
-    };
-    let profiles = CacheClient::new(&cache_args, cache_slot.clone());
-    let tokens = Arc::new(Tokens::new(&settings.auth));
-    (Users::new(calls, tokens, profiles, lookups), cache_args)
-}
-
-/// The UserActor: its service, wired to the job queue, the events, the
-/// login throttle and the cache's invalidator.
-fn user_child(settings: &SystemConfig, stores: &Stores, a: &Handles, jobs: JobQueue) -> ChildSpec {
-    let auth = &settings.auth;
-    let with = Collaborators {
-        db: stores.db.clone(),
-        jobs,
-        events: a.events.clone(),
-        throttle: Throttle::new(
-            stores.redis.clone(),
-            auth.throttle.clone(),
-            &a.limit_metrics,
-        ),
-        tokens: a.users.tokens(),
-        cache: Invalidator::new(a.cache.clone(), settings.call_timeout),
-    };
-    let tuning = Tuning {
-        bcrypt_cost: auth.bcrypt_cost,
-        idempotency: auth.idempotency.clone(),
-        scope: RequestScope::new(&auth.refresh_secret),
-        refresh_reuse_grace: auth.refresh_reuse_grace,
-        call_timeout: settings.call_timeout,
-    };
-    let args = UserArgs {
-        service: Arc::new(UserService::new(with, tuning)),
-        stats: a.user_actor.stats(),
-        tasks: RequestTasks::default(),
-        grace: settings.shutdown_grace,
-    };
-    ChildSpec::new(UserActor, args, a.user_actor.clone())
-}
-
-/// The EventBus (publishing through `bus`) and its two subscribers, in
-/// start order: the bus first, so it outlives everything that publishes.
-fn event_children(
-    bus: ActorSlot<BusMsg>,
-    registry: &Registry,
-    counts: &EventCounts,
-) -> [ChildSpec; 3] {
-    let (audit, counter) = (ActorSlot::new("audit-log"), ActorSlot::new("event-counter"));
-    let bus_args = BusArgs {
-        registry: registry.clone(),
-        stats: bus.stats(),
-    };
-    let audit_args = SubscriberArgs {
-        registry: registry.clone(),
-        stats: audit.stats(),
-    };
-    let counter_args = CounterArgs {
-        registry: registry.clone(),
-        counts: counts.clone(),
-        stats: counter.stats(),
-    };
-    [
-        ChildSpec::new(EventBus, bus_args, bus),
-        ChildSpec::new(AuditLog, audit_args, audit),
-        ChildSpec::new(EventCounter, counter_args, counter),
-    ]
-}
-
-/// The EventRelay: this instance's events to the fleet's stream, the other
-/// instances' to `bus`. Started right after the bus, before anything that
-/// publishes, so it relays every event; stopped after them.
-fn relay_child(
-    settings: &SystemConfig,
-    redis: &RedisStore,
-    bus: ActorSlot<BusMsg>,
-    a: &Handles,
-) -> ChildSpec {
-    let slot = ActorSlot::new(relay::NAME);
-    let args = RelayArgs {
-        redis: redis.clone(),
-        registry: a.registry.clone(),
-        bus,
-        instance: Arc::clone(&a.instance),
-        config: settings.events.clone(),
-        status: a.relay.clone(),
-        stats: slot.stats(),
-    };
-    ChildSpec::new(EventRelay, args, slot)
-}
-
-/// The QueuePollerActor (and through it the executor pool), running the
-/// job types of `handlers` from `store`.
-fn queue_poller(
-    settings: &SystemConfig,
-    (store, pauses): (JobStore, PauseStore),
-    (handlers, types): (JobHandlers, Arc<JobTypes>),
-    handles: &Handles,
-) -> ChildSpec {
-    let queue = Queue {
-        metrics: handles.queue_metrics.clone(),
-        pauses,
-        cancellations: Default::default(),
-        store,
-        events: handles.events.clone(),
-        handlers,
-        types,
-        config: settings.queue.clone(),
-        snapshot: Arc::clone(&handles.queue_snapshot),
-    };
-    let args = PollerArgs {
-        queue: Arc::new(queue),
-        grace: settings.shutdown_grace,
-        policy: settings.restart,
-        health: handles.tree.clone(),
-        stats: handles.poller.stats(),
-        executor_stats: handles.executor_stats.clone(),
-    };
-    ChildSpec::new(QueuePollerActor, args, handles.poller.clone())
 }
 
 /// The tree's health flag, with supervisors' reports published as events.

@@ -1,0 +1,70 @@
+//! The database before the actors use it: migrated (an empty one
+//! initialised), or retried while MongoDB is unreachable at start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::Database;
+use tokio::task::JoinHandle;
+
+use crate::migrate::{self, ApplyOptions, MongoLedger};
+use crate::queue::error::chain;
+
+/// Bring the database to this binary's migrations before the actors use it
+/// (see [`crate::migrate`]): an empty database is initialised under the
+/// lock; one already migrated is left as it is. One attempt now; if MongoDB
+/// is unreachable, keep retrying (with backoff up to 30 s) in a task the
+/// [`super::ActorSystem`] owns (returned); `ready` is set once the database is
+/// ready. A database found to need `troupe migrate` only then (MongoDB was
+/// down at start, so start-up could not refuse it) is never marked ready:
+/// readiness stays 503 and the error says why.
+pub(super) async fn prepare_database(
+    db: Database,
+    ready: Arc<AtomicBool>,
+    timeout: Duration,
+    instance: Arc<str>,
+) -> Option<JoinHandle<()>> {
+    let ledger = MongoLedger::new(&db);
+    let options = ApplyOptions::new(instance.as_ref());
+    let create = move || {
+        let (ledger, options) = (ledger.clone(), options.clone());
+        async move { migrate::initialise(&ledger, &migrate::migrations(), &options).await }
+    };
+    match create().await {
+        Ok(_) => {
+            ready.store(true, Ordering::Release);
+            return None;
+        }
+        Err(err) if !err.is_transient() => {
+            tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
+            return None;
+        }
+        Err(err) => {
+            // One line that names the setting; the retries below repeat it
+            // at a growing interval (not the driver's topology dump each time).
+            tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", chain(&err))
+        }
+    }
+    Some(tokio::spawn(async move {
+        let mut delay = timeout.max(Duration::from_millis(500));
+        loop {
+            tokio::time::sleep(delay).await;
+            match create().await {
+                Ok(_) => {
+                    tracing::info!(target: "system", "MongoDB answers; database ready");
+                    ready.store(true, Ordering::Release);
+                    return;
+                }
+                Err(err) if !err.is_transient() => {
+                    tracing::error!(target: "system", error = %err, "the database needs migrating; not ready");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", chain(&err));
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }))
+}
