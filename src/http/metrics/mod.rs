@@ -12,6 +12,7 @@
 //! ([`troupe_actors::queue::snapshot`]), whose age is exported with them.
 //! With `ops.metrics_token` set, a scrape needs that bearer token.
 
+mod gauges;
 mod registry;
 
 use axum::extract::State;
@@ -20,7 +21,8 @@ use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use registry::{Metrics, RequestLabels, RouteLabels, EVENT_STREAM_LABEL};
+pub use gauges::EVENT_STREAM_LABEL;
+pub use registry::{Metrics, RequestLabels, RouteLabels};
 
 use super::auth::MetricsScraper;
 use super::error::Problem;
