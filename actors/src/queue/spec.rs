@@ -207,33 +207,13 @@ pub const MAX_PAYLOAD_DEPTH: usize = 64;
 /// these, but the queue refuses them on every store, so that a payload
 /// accepted on one is accepted on all.
 ///
-/// Walks the payload with a stack of its own (no recursion), and keeps each
-/// value's path as a link to its parent's, spelled out only for the error:
-/// memory stays proportional to the payload, whatever its shape.
+/// Each document's keys are checked before its values, values in order,
+/// depth first; a container is refused before it is entered if its values
+/// would lie deeper than [`MAX_PAYLOAD_DEPTH`], so the recursion is bounded
+/// whatever the payload's shape. The path is kept as steps and spelled out
+/// only for the error.
 pub fn check_payload(payload: &Document) -> Result<(), SpecError> {
-    let mut walk = Walk::default();
-    walk.fields(payload, None, 0)?;
-    while let Some(Visit { value, at, depth }) = walk.pending.pop() {
-        let in_array = matches!(walk.steps[at].1, Step::Index(_));
-        match value {
-            Bson::Document(document) => walk.fields(document, Some(at), depth + 1)?,
-            Bson::Array(_) if in_array => {
-                return Err(walk.refuse(at, "has an array directly inside an array"))
-            }
-            Bson::Array(items) => {
-                walk.deeper(at, depth + 1)?;
-                // Reversed, so the first offence found is the first in order.
-                for (i, item) in items.iter().enumerate().rev() {
-                    walk.push(item, Some(at), Step::Index(i), depth + 1);
-                }
-            }
-            Bson::String(text) if text.contains('\0') => {
-                return Err(walk.refuse(at, "has a string holding NUL"))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    check_document(payload, &mut Vec::new(), 0)
 }
 
 /// One step of a path: a key, or an array index.
@@ -243,86 +223,81 @@ enum Step<'a> {
     Index(usize),
 }
 
-/// A value still to check: where it is (an index into [`Walk::steps`]) and
-/// how deep.
-struct Visit<'a> {
-    value: &'a Bson,
-    at: usize,
+/// `document`'s keys, then its values (`depth` deep), at `path`.
+fn check_document<'a>(
+    document: &'a Document,
+    path: &mut Vec<Step<'a>>,
     depth: usize,
+) -> Result<(), SpecError> {
+    for key in document.keys() {
+        let reason = if key.starts_with('$') {
+            "has a key starting with '$'"
+        } else if key.contains('.') {
+            "has a key holding '.'"
+        } else if key.contains('\0') {
+            "has a key holding NUL"
+        } else {
+            continue;
+        };
+        path.push(Step::Key(key));
+        return Err(refuse(path, reason));
+    }
+    for (key, value) in document {
+        path.push(Step::Key(key));
+        check_value(value, path, depth, false)?;
+        path.pop();
+    }
+    Ok(())
 }
 
-/// [`check_payload`]'s state: every value's path as (parent, step), and the
-/// values still to check.
-#[derive(Default)]
-struct Walk<'a> {
-    steps: Vec<(Option<usize>, Step<'a>)>,
-    pending: Vec<Visit<'a>>,
+/// One value, `depth` deep, at `path` (its last step names it).
+fn check_value<'a>(
+    value: &'a Bson,
+    path: &mut Vec<Step<'a>>,
+    depth: usize,
+    in_array: bool,
+) -> Result<(), SpecError> {
+    match value {
+        Bson::Document(document) => {
+            deeper(path, depth + 1)?;
+            check_document(document, path, depth + 1)
+        }
+        Bson::Array(_) if in_array => Err(refuse(path, "has an array directly inside an array")),
+        Bson::Array(items) => {
+            deeper(path, depth + 1)?;
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                check_value(item, path, depth + 1, true)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        Bson::String(text) if text.contains('\0') => Err(refuse(path, "has a string holding NUL")),
+        _ => Ok(()),
+    }
 }
 
-impl<'a> Walk<'a> {
-    fn push(&mut self, value: &'a Bson, parent: Option<usize>, step: Step<'a>, depth: usize) {
-        self.steps.push((parent, step));
-        let at = self.steps.len() - 1;
-        self.pending.push(Visit { value, at, depth });
+/// Refused if the container at `path` would hold values `depth` deep.
+fn deeper(path: &[Step<'_>], depth: usize) -> Result<(), SpecError> {
+    match depth > MAX_PAYLOAD_DEPTH {
+        true => Err(refuse(path, "is nested too deeply (at most 64 levels)")),
+        false => Ok(()),
     }
+}
 
-    /// Check `document`'s keys (its path at `parent`, `depth` deep) and
-    /// queue its values, to be checked in the document's order.
-    fn fields(
-        &mut self,
-        document: &'a Document,
-        parent: Option<usize>,
-        depth: usize,
-    ) -> Result<(), SpecError> {
-        if let Some(at) = parent {
-            self.deeper(at, depth)?;
-        }
-        let start = self.pending.len();
-        for (key, value) in document {
-            self.push(value, parent, Step::Key(key), depth);
-            let at = self.steps.len() - 1;
-            if key.starts_with('$') {
-                return Err(self.refuse(at, "has a key starting with '$'"));
+fn refuse(path: &[Step<'_>], reason: &'static str) -> SpecError {
+    let mut spelled = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) if spelled.is_empty() => spelled.push_str(key),
+            Step::Key(key) => {
+                spelled.push('.');
+                spelled.push_str(key);
             }
-            if key.contains('.') {
-                return Err(self.refuse(at, "has a key holding '.'"));
-            }
-            if key.contains('\0') {
-                return Err(self.refuse(at, "has a key holding NUL"));
-            }
-        }
-        self.pending[start..].reverse();
-        Ok(())
-    }
-
-    /// Refused if a container at `at` would hold values `depth` deep.
-    fn deeper(&self, at: usize, depth: usize) -> Result<(), SpecError> {
-        match depth > MAX_PAYLOAD_DEPTH {
-            true => Err(self.refuse(at, "is nested too deeply (at most 64 levels)")),
-            false => Ok(()),
+            Step::Index(i) => spelled.push_str(&format!("[{i}]")),
         }
     }
-
-    fn refuse(&self, at: usize, reason: &'static str) -> SpecError {
-        let mut steps = Vec::new();
-        let mut next = Some(at);
-        while let Some(i) = next {
-            steps.push(self.steps[i].1);
-            next = self.steps[i].0;
-        }
-        let mut path = String::new();
-        for step in steps.into_iter().rev() {
-            match step {
-                Step::Key(key) if path.is_empty() => path.push_str(key),
-                Step::Key(key) => {
-                    path.push('.');
-                    path.push_str(key);
-                }
-                Step::Index(i) => path.push_str(&format!("[{i}]")),
-            }
-        }
-        SpecError::payload(&path, reason)
-    }
+    SpecError::payload(&spelled, reason)
 }
 
 #[cfg(test)]
@@ -372,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_deeper_than_any_stack_is_checked_without_recursion() {
+    fn a_payload_deeper_than_any_stack_is_refused_at_the_depth_limit_without_overflow() {
         let nest = |levels: usize| {
             let mut deep = doc! { "leaf": 1 };
             for _ in 0..levels {
