@@ -14,11 +14,21 @@ use troupe_actors::queue::snapshot::QueueSnapshot;
 use troupe_actors::system::tree::TreeView;
 use troupe_actors::system::Handles;
 
-use super::registry::{name, NameLabel};
+use prometheus_client::encoding::EncodeLabelSet;
+
+/// A series named by an actor, a subscriber or an event kind (closed sets).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+fn name(name: impl Into<String>) -> NameLabel {
+    NameLabel { name: name.into() }
+}
 
 /// The profile cache's counters, copied from [`CacheStats`] at scrape time.
 #[derive(Default)]
-pub(super) struct CacheGauges {
+pub struct CacheGauges {
     hits: Counter,
     misses: Counter,
     errors: Counter,
@@ -35,7 +45,7 @@ pub(super) struct CacheGauges {
 }
 
 impl CacheGauges {
-    pub(super) fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self::default();
         let counters = [
             ("cache_hits", "Profile cache hits", &m.hits),
@@ -89,7 +99,7 @@ impl CacheGauges {
         m
     }
 
-    pub(super) fn record(&self, cache: &CacheStats) {
+    pub fn record(&self, cache: &CacheStats) {
         for (counter, figure) in [
             (&self.hits, &cache.hits),
             (&self.misses, &cache.misses),
@@ -115,14 +125,14 @@ impl CacheGauges {
 
 /// Job counts, from the poller's snapshot.
 #[derive(Default)]
-pub(super) struct QueueGauges {
+pub struct QueueGauges {
     jobs: Family<NameLabel, Gauge>,
     depth: Gauge,
     snapshot_age: Gauge<f64, AtomicU64>,
 }
 
 impl QueueGauges {
-    pub(super) fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self::default();
         r.register("jobs", "Jobs by status", m.jobs.clone());
         r.register("queue_depth", "Pending jobs", m.depth.clone());
@@ -135,7 +145,7 @@ impl QueueGauges {
     }
 
     /// Job counts from the poller's snapshot (and a request for fresh ones).
-    pub(super) fn record(&self, snapshot: &QueueSnapshot) {
+    pub fn record(&self, snapshot: &QueueSnapshot) {
         let Some(snapshot) = snapshot.read() else {
             self.snapshot_age.set(f64::INFINITY);
             return;
@@ -157,14 +167,14 @@ impl QueueGauges {
 
 /// Every actor's restarts, backlog and messages handled.
 #[derive(Default)]
-pub(super) struct ActorGauges {
+pub struct ActorGauges {
     restarts: Family<NameLabel, Gauge>,
     backlog: Family<NameLabel, Gauge>,
     handled: Family<NameLabel, Gauge>,
 }
 
 impl ActorGauges {
-    pub(super) fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self::default();
         let families = [
             ("actor_restarts", "Restarts by actor", &m.restarts),
@@ -187,7 +197,7 @@ impl ActorGauges {
 
     /// From the counters every place shares (no message to the supervisor
     /// or the poller).
-    pub(super) fn record(&self, tree: &TreeView) {
+    pub fn record(&self, tree: &TreeView) {
         for (actor, stats) in tree.all_stats() {
             let label = name(actor);
             let set = |family: &Family<NameLabel, Gauge>, n: u64| {
@@ -216,7 +226,7 @@ fn subscriber_label(subscription: &str) -> &str {
 /// Events published, seen by kind, dropped by subscriber (event streams
 /// together), and relayed.
 #[derive(Default)]
-pub(super) struct EventGauges {
+pub struct EventGauges {
     published: Counter,
     by_kind: Family<NameLabel, Gauge>,
     dropped: Family<NameLabel, Gauge>,
@@ -225,7 +235,7 @@ pub(super) struct EventGauges {
 
 /// The events relay's figures, copied from its status at scrape time.
 #[derive(Default)]
-pub(super) struct RelayGauges {
+pub struct RelayGauges {
     up: Gauge,
     sent: Counter,
     received: Counter,
@@ -235,7 +245,7 @@ pub(super) struct RelayGauges {
 }
 
 impl RelayGauges {
-    pub(super) fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self::default();
         let help = "1 while the events relay reads and writes the fleet's stream";
         r.register("events_relay_up", help, m.up.clone());
@@ -272,7 +282,7 @@ impl RelayGauges {
         m
     }
 
-    pub(super) fn record(&self, status: &RelayStatus) {
+    pub fn record(&self, status: &RelayStatus) {
         let f = status.figures();
         self.up.set(i64::from(status.connected()));
         for (counter, n) in [
@@ -288,7 +298,7 @@ impl RelayGauges {
 }
 
 impl EventGauges {
-    pub(super) fn register(r: &mut Registry) -> Self {
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self::default();
         let help = "Domain events handed to the bus";
         r.register("events_published", help, m.published.clone());
@@ -302,7 +312,7 @@ impl EventGauges {
         }
     }
 
-    pub(super) fn record(&self, actors: &Handles) {
+    pub fn record(&self, actors: &Handles) {
         let published = actors.events.published();
         self.published.inner().store(published, Ordering::Relaxed);
         for (kind, n) in actors.event_counts.snapshot() {

@@ -33,15 +33,6 @@ pub struct RouteLabels {
     pub route: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(super) struct NameLabel {
-    name: String,
-}
-
-pub(super) fn name(name: impl Into<String>) -> NameLabel {
-    NameLabel { name: name.into() }
-}
-
 /// Every metric `/metrics` shows, in one registry (prefix `troupe_`).
 pub struct Metrics {
     registry: Registry,
