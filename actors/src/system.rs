@@ -142,7 +142,13 @@ pub enum StartError {
 /// The job types the service itself handles: `build` registers exactly
 /// these (a debug assertion there keeps the list true), so a schedule's
 /// `type` can be checked without building the handlers (`config check`).
-pub const SERVICE_JOB_TYPES: &[&str] = &["noop", scheduler::PRUNE, "user.created", "user.login"];
+pub const SERVICE_JOB_TYPES: &[&str] = &[
+    "noop",
+    "sleep",
+    scheduler::PRUNE,
+    "user.created",
+    "user.login",
+];
 
 /// The actor-side settings `start` refuses that can be checked without a
 /// server or any I/O: the mail sender and SMTP URL, and the type of each

@@ -5,7 +5,8 @@
 //! handler, a process can die after the work but before the acknowledgement),
 //! so every handler must be idempotent by job id. Capabilities register
 //! their own job types (the users' are in [`crate::users::jobs`]); the queue
-//! itself knows only `noop` (benchmarks and smoke checks).
+//! itself knows `noop` (benchmarks and smoke checks) and `sleep` (a job that
+//! takes as long as its payload says: demos and failover drills).
 //!
 //! A handler returns its result document, or an error: any error is retried
 //! with backoff until the job's attempts run out — except
@@ -35,10 +36,11 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use mongodb::bson::Document;
+use mongodb::bson::{doc, Bson, Document};
 
 use crate::queue::error::chain;
 use crate::queue::job::Job;
@@ -189,10 +191,39 @@ impl JobHandlers {
         self.handlers.get(kind).cloned()
     }
 
-    /// The queue's own job type: `noop`, which does nothing.
+    /// The queue's own job types: `noop`, which does nothing, and `sleep`,
+    /// which waits `payload.ms` milliseconds (at most [`MAX_SLEEP`]) and
+    /// returns `{"sleptMs": ms}`. A `sleep` job holds its executor (and its
+    /// lease, renewed as for any job) the whole time, so it shows a running
+    /// job in the console and moves to another instance when its own dies.
     pub fn builtin() -> Self {
-        Self::new().with("noop", |_job| async { Ok(Document::new()) })
+        Self::new()
+            .with("noop", |_job| async { Ok(Document::new()) })
+            .with("sleep", |job| async move {
+                let ms = sleep_ms(&job.payload)?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(doc! { "sleptMs": i64::try_from(ms).unwrap_or(i64::MAX) })
+            })
     }
+}
+
+/// The longest a `sleep` job sleeps: ten minutes.
+pub const MAX_SLEEP: Duration = Duration::from_secs(600);
+
+/// A `sleep` job's `payload.ms`: an integer from 0 to [`MAX_SLEEP`] in
+/// milliseconds. Anything else is permanent: no retry mends a payload.
+fn sleep_ms(payload: &Document) -> Result<u64, HandlerError> {
+    let max = u64::try_from(MAX_SLEEP.as_millis()).unwrap_or(u64::MAX);
+    let ms = match payload.get("ms") {
+        Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+        Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    ms.filter(|ms| *ms <= max).ok_or_else(|| {
+        HandlerError::permanent(format!(
+            "payload.ms must be an integer from 0 to {max} (milliseconds)"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -243,6 +274,37 @@ mod tests {
     fn an_error_passed_on_as_it_is_keeps_its_own_message_and_causes() {
         let err = HandlerError::from(BoxError::from(Smtp(Reset)));
         assert_eq!(err.report(), "smtp send failed: connection reset");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_job_takes_as_long_as_its_payload_says() {
+        let sleep = JobHandlers::builtin().get("sleep").expect("built in");
+        let started = tokio::time::Instant::now();
+        let done = sleep(Job::new("sleep", doc! { "ms": 1500 }, 1)).await;
+        assert_eq!(done.unwrap(), doc! { "sleptMs": 1500_i64 });
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn a_sleep_job_refuses_for_good_a_payload_it_cannot_obey() {
+        let sleep = JobHandlers::builtin().get("sleep").expect("built in");
+        let too_long = i64::try_from(MAX_SLEEP.as_millis()).unwrap() + 1;
+        for payload in [
+            doc! {},
+            doc! { "ms": -1 },
+            doc! { "ms": "1000" },
+            doc! { "ms": 1.5 },
+            doc! { "ms": too_long },
+        ] {
+            let err = sleep(Job::new("sleep", payload.clone(), 1))
+                .await
+                .unwrap_err();
+            assert!(err.is_permanent(), "{payload}");
+            assert_eq!(
+                err.report(),
+                "payload.ms must be an integer from 0 to 600000 (milliseconds)"
+            );
+        }
     }
 
     #[tokio::test]
