@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod migrations;
+pub mod proxies;
 pub mod server;
 pub mod startup;
 pub mod state;

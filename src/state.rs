@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use troupe_actors::store::MongoCommands;
 
 use crate::config::Settings;
-use crate::http::client_addr::{ProxyHeader, ProxySettings, TrustedProxies};
+use crate::proxies::{ProxyHeader, ProxySettings, TrustedProxies};
 use crate::http::health::probes::Probes;
 use crate::http::metrics::Metrics;
 use troupe_actors::system::{Handles, Stores};

@@ -27,7 +27,7 @@ use troupe_actors::store::{RedisStore, StoreError};
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
 
-use crate::http::client_addr::{ProxyHeader, TrustedProxies};
+use crate::proxies::{ProxyHeader, TrustedProxies};
 
 mod load;
 mod problem;
@@ -156,7 +156,7 @@ pub struct ServerSettings {
     /// more from it are closed at accept.
     pub max_connections_per_address: usize,
     /// Reverse proxies whose forwarding header names the client (see
-    /// `http::client_addr`); empty: the TCP peer is always the client.
+    /// `proxies`); empty: the TCP peer is always the client.
     #[serde(default)]
     pub trusted_proxies: TrustedProxies,
     /// The header those proxies write.

@@ -266,7 +266,7 @@ fn abuse_limits_load_from_the_files_and_the_environment() {
     assert!(!proxies.contains("2001:db8::2".parse().unwrap()));
     assert_eq!(
         settings.server.proxy_header,
-        troupe::http::client_addr::ProxyHeader::Forwarded
+        troupe::proxies::ProxyHeader::Forwarded
     );
 }
 
