@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod migrations;
 pub mod proxies;
 pub mod server;

@@ -25,7 +25,7 @@ use troupe_actors::events::{EventKind, Filter, Scope};
 use super::auth::Operator;
 use super::error::{ApiError, Problem};
 use super::extract::{Fields, FromJson, FromQuery, Params, Valid, ValidQuery};
-use super::metrics::EVENT_STREAM_LABEL;
+use crate::metrics::EVENT_STREAM_LABEL;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
