@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use troupe_actors::store::MongoCommands;
 
 use crate::config::Settings;
-use crate::http::health::probes::Probes;
 use crate::metrics::Metrics;
+use crate::probes::Probes;
 use crate::proxies::{ProxyHeader, ProxySettings, TrustedProxies};
 use troupe_actors::system::{Handles, Stores};
 

@@ -7,7 +7,11 @@
 //! *defines* the item, following `pub use` re-exports (a facade `mod.rs`
 //! re-exporting its children is not a dependency of theirs). Test code
 //! (`#[cfg(test)]`) is left out: tests may reach anywhere. The rules:
-//! - no module import cycle in either crate;
+//! - no circle anywhere: no module import cycle in either crate, and none
+//!   between top-level modules either (each module folded into its
+//!   top-level one: `http::users` is `http`, `queue::store` is `queue`), so
+//!   `state` cannot lean on `http` while `http` leans on `state` even
+//!   through modules that do not form a cycle themselves;
 //! - the layers of the actor crate: `supervision` and `store` import no
 //!   capability; a capability imports only the capabilities below it
 //!   ([`ALLOWED`]) and never `system`, which wires them all;
@@ -400,6 +404,26 @@ fn top(module: &str) -> &str {
     module.split("::").next().unwrap_or(module)
 }
 
+/// The graph with every module folded into its top-level module
+/// (`http::users` → `http`): an edge wherever a module of one names a module
+/// of another. The crate root (a facade) is left out.
+fn folded(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut tops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, deps) in graph {
+        let from = top(from);
+        if from.is_empty() {
+            continue;
+        }
+        let entry = tops.entry(from.to_owned()).or_default();
+        for to in deps.iter().map(|d| top(d)) {
+            if to != from && !to.is_empty() {
+                entry.insert(to.to_owned());
+            }
+        }
+    }
+    tops
+}
+
 /// Each cycle of the graph, as its modules.
 fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     let mut g = DiGraphMap::<&str, ()>::new();
@@ -436,6 +460,35 @@ fn neither_crate_has_a_module_import_cycle() {
         );
         let found = cycles(&graph);
         assert!(found.is_empty(), "{name}: module import cycles: {found:#?}");
+    }
+}
+
+#[test]
+fn neither_crate_has_a_cycle_between_top_level_modules() {
+    for (name, krate) in [("troupe-actors", actors()), ("troupe", service())] {
+        let tops = folded(&krate.graph());
+        assert!(
+            tops.len() > 5,
+            "{name}: the checker found too few top-level modules"
+        );
+        let found = cycles(&tops);
+        // Which edges close each circle, so the fix is plain.
+        let edges: Vec<String> = krate
+            .graph()
+            .iter()
+            .flat_map(|(from, deps)| deps.iter().map(move |to| (from, to)))
+            .filter(|(from, to)| {
+                top(from) != top(to)
+                    && found
+                        .iter()
+                        .any(|c| c.iter().any(|m| m == top(from)) && c.iter().any(|m| m == top(to)))
+            })
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect();
+        assert!(
+            found.is_empty(),
+            "{name}: cycles between top-level modules: {found:#?}\nthrough: {edges:#?}"
+        );
     }
 }
 
@@ -552,5 +605,47 @@ fn the_checker_finds_a_cycle_through_a_reexport_and_accepts_a_facade() {
     // Without b's use of a, only the facade's edges remain: no cycle.
     write("b.rs", "pub struct Other;\n");
     assert!(cycles(&load(&dir.join("lib.rs")).graph()).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The checker itself: two top-level modules leaning on each other through
+/// different children form a circle the module graph alone does not show;
+/// a facade re-exporting its child does not.
+#[test]
+fn the_checker_finds_a_cycle_between_top_level_modules_through_different_children() {
+    let dir = std::env::temp_dir().join(format!("troupe-arch-top-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    std::fs::create_dir_all(dir.join("http")).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    write("lib.rs", "pub mod http;\npub mod state;\n");
+    write("state/mod.rs", "mod inner;\npub use inner::State;\n");
+    write(
+        "state/inner.rs",
+        "pub struct State;\nfn f() { let _ = crate::http::probes::Probes; }\n",
+    );
+    write("http/mod.rs", "pub mod handlers;\npub mod probes;\n");
+    write("http/probes.rs", "pub struct Probes;\n");
+    write(
+        "http/handlers.rs",
+        "fn h() { let _ = crate::state::State; }\n",
+    );
+    let krate = load(&dir.join("lib.rs"));
+    assert!(cycles(&krate.graph()).is_empty(), "no module-level cycle");
+    let found = cycles(&folded(&krate.graph()));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let mut cycle = found[0].clone();
+    cycle.sort();
+    assert_eq!(cycle, ["http", "state"]);
+    // With the probes below both (their own top-level module), no circle.
+    write("lib.rs", "pub mod http;\npub mod probes;\npub mod state;\n");
+    write("http/mod.rs", "pub mod handlers;\n");
+    std::fs::remove_file(dir.join("http/probes.rs")).unwrap();
+    write("probes.rs", "pub struct Probes;\n");
+    write(
+        "state/inner.rs",
+        "pub struct State;\nfn f() { let _ = crate::probes::Probes; }\n",
+    );
+    assert!(cycles(&folded(&load(&dir.join("lib.rs")).graph())).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
