@@ -292,7 +292,7 @@ fn actor_side(settings: &Settings) -> Vec<ConfigError> {
 /// A validator's or the profile's refusal as a [`Problem`].
 fn problem_of(sources: &Sources, err: ConfigError) -> Problem {
     match err {
-        ConfigError::Invalid { key, problem } => Problem::invalid(sources, key, problem),
+        ConfigError::Invalid { key, problem } => Problem::invalid(sources, &key, problem),
         ConfigError::Refused(problems) => problems.into_iter().next().unwrap_or_else(|| {
             Problem::whole(
                 "configuration",

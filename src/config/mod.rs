@@ -2,10 +2,12 @@
 //! configuration directory, overlaid by environment variables ([`sources`]
 //! has the order).
 //!
-//! Each section is checked by its own validator ([`validate`]; the secrets
-//! in [`secrets`]), which names the key it refuses; [`load`] collects every
-//! problem of a load, each a one-line [`Problem`] naming the variable, the
-//! key, an example and the fix.
+//! The actor side's sections check themselves beside their definitions in
+//! the actor crate (`troupe_actors::validate::Validate`, the same check
+//! `ActorSystem::start` runs); the binary's own in [`validate`] (the
+//! secrets in [`secrets`]); each refusal names its key. [`load`] collects
+//! every problem of a load, each a one-line [`Problem`] naming the
+//! variable, the key, an example and the fix.
 //!
 //! Besides the generic `TROUPE__SECTION__KEY` form, the conventional names
 //! listed in [`ENV_OVERRIDES`] work. Secrets are [`SecretString`]s: their Debug
@@ -61,7 +63,7 @@ pub enum ConfigError {
     /// One validator's refusal, in its own words (a load turns it into a
     /// [`Problem`]).
     #[error("configuration error: `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
     /// What a load refused: one line per problem.
     #[error("{}", lines(.0))]
     Refused(Vec<Problem>),
@@ -76,9 +78,9 @@ fn lines(problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(key: impl ToString, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.to_string(),
         problem: problem.into(),
     }
 }

@@ -485,3 +485,56 @@ fn placeholder_secrets_on_every_interface_exit_2_naming_the_variables() {
     }
     assert!(!stderr.contains("change-me"), "stderr: {stderr}");
 }
+
+/// A library user who starts the actor system without the service's loader
+/// gets the same refusals as `config check`: every field error, each under
+/// its settings key, before anything starts or any store is touched.
+#[tokio::test]
+async fn the_actor_system_refuses_an_invalid_config_with_every_field_error() {
+    use std::time::Duration;
+    use troupe_actors::queue::handlers::JobHandlers;
+    use troupe_actors::system::{ActorSystem, StartError, Stores};
+
+    let settings = load(&[]).unwrap();
+    let mut config = settings.system_config();
+    config.auth.bcrypt_cost = 3;
+    config.queue.executors = 0;
+    config.queue.poll_interval = Duration::ZERO;
+    config.restart.within = Duration::ZERO;
+    config.cache.fence_ttl = config.call_timeout;
+    // Never contacted: the refusal comes first.
+    let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:1")
+        .await
+        .unwrap();
+    let stores = Stores {
+        db: client.database("troupe_edges_refused"),
+        redis: settings.redis.store().unwrap(),
+    };
+    let refused = match ActorSystem::start(config, stores, JobHandlers::default()).await {
+        Ok(system) => {
+            system.shutdown().await;
+            panic!("an invalid configuration started");
+        }
+        Err(err) => err,
+    };
+    let StartError::Config(errors) = refused else {
+        panic!("refused for another reason: {refused:?}");
+    };
+    assert_eq!(
+        errors.keys(),
+        [
+            "auth.bcrypt_cost",
+            "queue.executors",
+            "queue.poll_interval",
+            "actors.restart.within",
+            "cache.fence_ttl",
+        ]
+    );
+    let text = errors.to_string();
+    for words in [
+        "must be between 4 and 31",
+        "must be more than twice actors.call_timeout",
+    ] {
+        assert!(text.contains(words), "{text}");
+    }
+}
