@@ -21,6 +21,10 @@
 //!   and the actor crate has no OpenAPI (`utoipa`) annotations: API views
 //!   live in the HTTP layer.
 //!
+//! - files of one idea: no `.rs` file of `src/` or `actors/src/` has more
+//!   than [`MAX_LINES`] lines before its inline `#[cfg(test)]` module (a
+//!   file that is itself a test module is test code, and left out).
+//!
 //! `cargo test --test architecture` runs it (so do `scripts/lint` and CI).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -660,3 +664,172 @@ fn the_checker_finds_a_cycle_between_top_level_modules_through_different_childre
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Most lines of code a file may have before its inline test module.
+const MAX_LINES: usize = 500;
+
+/// Files being shrunk on another branch, exempt from [`MAX_LINES`] until it
+/// lands: the lead empties this list at that merge. Nothing else goes here.
+const PENDING: &[&str] = &[
+    // The `queue` branch splits the poller and the store.
+    "actors/src/queue/poller.rs",
+    "actors/src/queue/store.rs",
+];
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The files `file` declares as test modules (`#[cfg(test)] mod tests;`).
+fn test_module_files(file: &Path, text: &str) -> Vec<PathBuf> {
+    let Ok(ast) = syn::parse_file(text) else {
+        return vec![];
+    };
+    let dir = if file
+        .file_name()
+        .is_some_and(|n| n == "lib.rs" || n == "mod.rs" || n == "main.rs")
+    {
+        file.parent().unwrap().to_path_buf()
+    } else {
+        file.with_extension("")
+    };
+    ast.items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Mod(m) if m.content.is_none() && is_test(&m.attrs) => Some(m),
+            _ => None,
+        })
+        .flat_map(|m| {
+            let name = m.ident.to_string();
+            [
+                dir.join(format!("{name}.rs")),
+                dir.join(&name).join("mod.rs"),
+            ]
+        })
+        .collect()
+}
+
+/// Lines before the file's first top-level inline `#[cfg(test)]` module
+/// (all of them without one).
+fn code_lines(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_end() != "#[cfg(test)]" {
+            continue;
+        }
+        // The item the attribute is on, past any further attributes.
+        let item = lines[i + 1..]
+            .iter()
+            .find(|l| !l.starts_with("#[") && !l.trim().is_empty());
+        let inline_mod = item.is_some_and(|l| {
+            let l = l
+                .strip_prefix("pub ")
+                .or(l.strip_prefix("pub(crate) "))
+                .unwrap_or(l);
+            l.starts_with("mod ") && l.trim_end().ends_with('{')
+        });
+        if inline_mod {
+            return i;
+        }
+    }
+    lines.len()
+}
+
+/// Each offending file with its count (paths relative to the repository).
+fn oversized(root: &Path, dirs: &[&str], pending: &[&str], max: usize) -> Vec<(String, usize)> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let texts: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            (f, text)
+        })
+        .collect();
+    let tests: BTreeSet<PathBuf> = texts
+        .iter()
+        .flat_map(|(f, text)| test_module_files(f, text))
+        .collect();
+    let mut offenders: Vec<(String, usize)> = texts
+        .iter()
+        .filter(|(f, _)| !tests.contains(f))
+        .map(|(f, text)| {
+            let rel = f
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, code_lines(text))
+        })
+        .filter(|(rel, n)| *n > max && !pending.contains(&rel.as_str()))
+        .collect();
+    offenders.sort();
+    offenders
+}
+
+#[test]
+fn no_file_has_more_than_500_lines_of_code_before_its_tests() {
+    let offenders = oversized(&root(), &["src", "actors/src"], PENDING, MAX_LINES);
+    let listed: Vec<String> = offenders
+        .iter()
+        .map(|(file, n)| format!("{file}: {n} lines"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "files over {MAX_LINES} lines of code before #[cfg(test)]:\n{}",
+        listed.join("\n")
+    );
+    // An exemption for a file that fits, or that is gone, is stale.
+    let stale: Vec<&&str> = PENDING
+        .iter()
+        .filter(|p| {
+            let path = root().join(p);
+            !path.exists() || code_lines(&std::fs::read_to_string(path).unwrap()) <= MAX_LINES
+        })
+        .collect();
+    assert!(stale.is_empty(), "remove from PENDING: {stale:?}");
+}
+
+/// The file-size checker itself: code before an inline test module counts,
+/// the tests do not, and a file declared as a test module is left out.
+#[test]
+fn the_size_checker_counts_code_before_the_tests_and_skips_test_files() {
+    let dir = std::env::temp_dir().join(format!("troupe-arch-size-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src/big")).unwrap();
+    let write = |file: &str, text: String| std::fs::write(dir.join(file), text).unwrap();
+    let code = |n: usize| "fn f() {}\n".repeat(n);
+    write(
+        "src/lib.rs",
+        format!("pub mod big;\npub mod small;\n{}", code(1)),
+    );
+    // 6 lines of code (with its `mod`s), then a long inline test module.
+    write(
+        "src/small.rs",
+        format!("{}#[cfg(test)]\nmod tests {{\n{}}}\n", code(6), code(50)),
+    );
+    // A test module in a file of its own: test code, however long.
+    write(
+        "src/big/mod.rs",
+        format!("{}#[cfg(test)]\nmod tests;\n", code(3)),
+    );
+    write("src/big/tests.rs", code(50));
+    write("src/long.rs", code(11));
+    assert_eq!(
+        code_lines(&std::fs::read_to_string(dir.join("src/small.rs")).unwrap()),
+        6
+    );
+    let found = oversized(&dir, &["src"], &[], 10);
+    assert_eq!(found, [("src/long.rs".to_string(), 11)]);
+    assert!(oversized(&dir, &["src"], &["src/long.rs"], 10).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

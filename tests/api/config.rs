@@ -517,8 +517,9 @@ async fn the_actor_system_refuses_an_invalid_config_with_every_field_error() {
         }
         Err(err) => err,
     };
-    let StartError::Config(errors) = refused else {
-        panic!("refused for another reason: {refused:?}");
+    let errors = match refused {
+        StartError::Config(errors) => errors,
+        other => panic!("refused for another reason: {other:?}"),
     };
     assert_eq!(
         errors.keys(),
