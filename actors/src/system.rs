@@ -149,15 +149,12 @@ pub enum StartError {
 /// `type` can be checked without building the handlers (`config check`).
 pub const SERVICE_JOB_TYPES: &[&str] = &["noop", scheduler::PRUNE, "user.created", "user.login"];
 
-/// The actor-side settings `start` refuses that can be checked without a
-/// server or any I/O: the mail sender and SMTP URL, and the type of each
-/// periodic job whose pattern parses (among [`SERVICE_JOB_TYPES`]; the
-/// pattern is the configuration's own check). Every problem found.
+/// What `start` refuses beyond the configuration's own rules
+/// ([`Validate`], which covers the mail settings) that needs no server or
+/// I/O: the type of each periodic job whose pattern parses (among
+/// [`SERVICE_JOB_TYPES`]). Every problem found.
 pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
     let mut problems = Vec::new();
-    if let Err(err) = crate::mail::check(&config.mail) {
-        problems.push(StartError::Mail(err));
-    }
     // A pattern that does not parse is the configuration's own check
     // (`Schedule::parse`); here only the types of those that do.
     for (name, schedule) in &config.queue.schedules {

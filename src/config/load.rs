@@ -263,20 +263,14 @@ fn store_urls(settings: &Settings) -> Vec<ConfigError> {
     problems
 }
 
-/// What the actor system refuses at start that needs no server: the mail
-/// sender and SMTP URL, each periodic job's type.
+/// What the actor system refuses at start that needs no server beyond the
+/// configuration's rules (`Settings::problems` has those): each periodic
+/// job's type.
 fn actor_side(settings: &Settings) -> Vec<ConfigError> {
-    use troupe_actors::mail::MailError;
     use troupe_actors::system::{check_config, StartError, SERVICE_JOB_TYPES};
     check_config(&settings.system_config())
         .into_iter()
         .map(|err| match err {
-            StartError::Mail(MailError::From(_)) => {
-                super::invalid("mail.from", "is not a mailbox (Name <address>)")
-            }
-            StartError::Mail(MailError::SmtpUrl(_)) => {
-                super::invalid("mail.smtp_url", "is not a usable SMTP URL")
-            }
             StartError::ScheduleType { name, kind } => super::invalid(
                 "queue.schedules",
                 format!(

@@ -500,6 +500,7 @@ async fn the_actor_system_refuses_an_invalid_config_with_every_field_error() {
     config.auth.bcrypt_cost = 3;
     config.queue.executors = 0;
     config.queue.poll_interval = Duration::ZERO;
+    config.mail.from = "not a mailbox".into();
     config.restart.within = Duration::ZERO;
     config.cache.fence_ttl = config.call_timeout;
     // Never contacted: the refusal comes first.
@@ -527,6 +528,7 @@ async fn the_actor_system_refuses_an_invalid_config_with_every_field_error() {
             "auth.bcrypt_cost",
             "queue.executors",
             "queue.poll_interval",
+            "mail.from",
             "actors.restart.within",
             "cache.fence_ttl",
         ]

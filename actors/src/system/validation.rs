@@ -15,6 +15,7 @@ impl Validate for SystemConfig {
         errors.nest("fleet", &self.fleet);
         errors.nest("limits", &self.limits);
         errors.nest("cache", &self.cache);
+        errors.nest("mail", &self.mail);
         errors.nest("actors.restart", &self.restart);
         let call = self.call_timeout;
         errors.ensure(!call.is_zero(), "actors.call_timeout", "must be positive");
