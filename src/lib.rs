@@ -10,6 +10,9 @@
 //! | [`cli`] | the command line (clap): `serve`, `config check`, `migrate`, `migrate status`, `--help`, `--version` |
 //! | [`config`] | layered, typed settings and their validation |
 //! | [`state`] | [`state::AppState`], what handlers reach |
+//! | [`proxies`] | the trusted proxies, their forwarding header and the walk that finds a request's client address |
+//! | [`probes`] | the readiness probe's pings, shared for a second |
+//! | [`metrics`] | the Prometheus registry and its scrape-time gauges (served by `http::metrics`) |
 //! | [`telemetry`] | logging to stdout and per-category daily files |
 //!
 //! Handlers parse and validate, call one typed handle of the actor crate, and
@@ -19,7 +22,10 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod migrations;
+pub mod probes;
+pub mod proxies;
 pub mod server;
 pub mod startup;
 pub mod state;

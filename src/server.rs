@@ -46,7 +46,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::config::ServerSettings;
-use crate::http::client_addr::TrustedProxies;
+use crate::proxies::TrustedProxies;
 use per_address::{AddressCounts, AddressSlot};
 use pressure::{idle_at_cap, Activity, IDLE_AT_CAP};
 

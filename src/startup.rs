@@ -19,7 +19,7 @@ use troupe_actors::system::{ActorSystem, StartError, Stores};
 
 use crate::config::Settings;
 use crate::http::cluster::PublishedTree;
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::state::{AppState, Inner};
 

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use troupe_actors::store::MongoCommands;
 
 use crate::config::Settings;
-use crate::http::client_addr::{ProxyHeader, ProxySettings, TrustedProxies};
-use crate::http::health::probes::Probes;
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::probes::Probes;
+use crate::proxies::{ProxyHeader, ProxySettings, TrustedProxies};
 use troupe_actors::system::{Handles, Stores};
 
 #[derive(Clone)]

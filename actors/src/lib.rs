@@ -36,5 +36,6 @@ pub mod store;
 pub mod supervision;
 pub mod system;
 pub mod users;
+pub mod validate;
 
 pub use supervision::slot::{ActorSlot, CallError};

@@ -34,6 +34,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 
 use crate::store::{RedisStore, StoreError};
+use crate::validate::{ConfigErrors, Validate};
 
 /// One `[limits.*]` table: `per_address` requests per client address per `window`.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -334,6 +335,39 @@ impl Limits {
     }
 }
 
+/// Every per-address window limit allows something in a positive window;
+/// a lookup batch fits in its limit, sign-ups are counted one by one.
+impl Validate for LimitsConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        for (name, limit) in [
+            ("signups", self.signups),
+            ("profile_lookups", self.profile_lookups),
+        ] {
+            errors.ensure(
+                limit.per_address >= 1,
+                &format!("{name}.per_address"),
+                "must be at least 1",
+            );
+            errors.ensure(
+                !limit.window.is_zero(),
+                &format!("{name}.window"),
+                "must be positive",
+            );
+        }
+        let lookups = self.profile_lookups;
+        errors.ensure(
+            (1..=lookups.per_address).contains(&lookups.batch),
+            "profile_lookups.batch",
+            "must be from 1 to limits.profile_lookups.per_address",
+        );
+        errors.ensure(
+            self.signups.batch == 1,
+            "signups.batch",
+            "sign-ups are counted one by one (1)",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +406,70 @@ mod tests {
         assert_eq!(over_limit(4, 3, -1), Some(Duration::from_secs(1)));
         assert_eq!(wait_from_pttl(-2), Duration::from_secs(1));
         assert_eq!(wait_from_pttl(1_500), Duration::from_millis(1_500));
+    }
+
+    fn config() -> LimitsConfig {
+        let limit = |per_address, batch| WindowLimit {
+            per_address,
+            window: Duration::from_secs(60),
+            batch,
+        };
+        LimitsConfig {
+            signups: limit(5, 1),
+            profile_lookups: limit(100, 10),
+        }
+    }
+
+    #[test]
+    fn window_limits_allow_something_in_a_positive_window() {
+        use crate::validate::refused_after;
+        assert!(refused_after(config(), |_| {}).is_empty());
+        assert_eq!(
+            refused_after(config(), |l| l.signups.per_address = 0),
+            ["signups.per_address"]
+        );
+        assert_eq!(
+            refused_after(config(), |l| l.signups.window = Duration::ZERO),
+            ["signups.window"]
+        );
+        // (A zero limit leaves no room for a batch either.)
+        assert_eq!(
+            refused_after(config(), |l| l.profile_lookups.per_address = 0),
+            ["profile_lookups.per_address", "profile_lookups.batch"]
+        );
+        assert_eq!(
+            refused_after(config(), |l| l.profile_lookups.window = Duration::ZERO),
+            ["profile_lookups.window"]
+        );
+        assert!(refused_after(config(), |l| {
+            l.profile_lookups.per_address = 1;
+            l.profile_lookups.batch = 1;
+        })
+        .is_empty());
+    }
+
+    #[test]
+    fn lookup_batches_fit_in_the_limit() {
+        use crate::validate::refused_after;
+        assert_eq!(
+            refused_after(config(), |l| l.profile_lookups.batch = 0),
+            ["profile_lookups.batch"]
+        );
+        assert_eq!(
+            refused_after(config(), |l| {
+                l.profile_lookups.per_address = 10;
+                l.profile_lookups.batch = 11;
+            }),
+            ["profile_lookups.batch"]
+        );
+        assert!(refused_after(config(), |l| {
+            l.profile_lookups.per_address = 10;
+            l.profile_lookups.batch = 10;
+        })
+        .is_empty());
+        assert_eq!(
+            refused_after(config(), |l| l.signups.batch = 2),
+            ["signups.batch"]
+        );
     }
 }

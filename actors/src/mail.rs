@@ -10,6 +10,8 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::validate::{ConfigErrors, Validate};
+
 /// `[mail]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MailConfig {
@@ -53,18 +55,6 @@ enum Transport {
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
-/// The mail settings that can be checked without I/O: the sender parses
-/// and the SMTP URL (when set) is usable. `Mailer::new` checks them too;
-/// `troupe config check` calls this without creating the outbox.
-pub fn check(config: &MailConfig) -> Result<(), MailError> {
-    config.from.parse::<Mailbox>().map_err(MailError::From)?;
-    if let Some(url) = &config.smtp_url {
-        AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-            .map_err(MailError::SmtpUrl)?;
-    }
-    Ok(())
-}
-
 impl Mailer {
     pub fn new(config: &MailConfig) -> Result<Self, MailError> {
         let from: Mailbox = config.from.parse().map_err(MailError::From)?;
@@ -100,6 +90,26 @@ impl Mailer {
     }
 }
 
+/// The sender is a mailbox and the SMTP URL (if any) usable: checked
+/// without connecting. The URL is never echoed (it may hold a password).
+impl Validate for MailConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(
+            self.from.parse::<Mailbox>().is_ok(),
+            "from",
+            "is not a mailbox (Name <address>)",
+        );
+        let usable = |url: &SecretString| {
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret()).is_ok()
+        };
+        errors.ensure(
+            self.smtp_url.as_ref().is_none_or(usable),
+            "smtp_url",
+            "is not a usable SMTP URL",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error;
@@ -131,5 +141,18 @@ mod tests {
             .expect("refused");
         assert!(matches!(err, MailError::SmtpUrl(_)), "{err:?}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_mail_field_is_named_and_the_url_never_echoed() {
+        let err = config("not a mailbox", Some("ftp://user:hunter2@x"))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.keys(), ["from", "smtp_url"]);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(config("Troupe <a@b.co>", Some("smtp://localhost:25"))
+            .validate()
+            .is_ok());
+        assert!(config("a@b.co", None).validate().is_ok());
     }
 }

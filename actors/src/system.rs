@@ -26,6 +26,7 @@ mod children;
 mod database;
 mod handles;
 pub mod tree;
+mod validation;
 
 use self::children::{
     beat, event_children, fleet_child, instance_id, queue_poller, relay_child, scheduler_child,
@@ -73,6 +74,7 @@ use crate::queue::config::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
+use crate::validate::{ConfigErrors, Validate};
 use tree::TreeView;
 
 /// What the actors are configured with (the service's settings, less what
@@ -125,6 +127,9 @@ impl Stores {
 /// Why the actor system could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Every field the configuration refuses ([`crate::validate`]).
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
     #[error("invalid mail settings")]
     Mail(#[source] MailError),
     #[error("cannot start the actor tree")]
@@ -150,15 +155,12 @@ pub const SERVICE_JOB_TYPES: &[&str] = &[
     "user.login",
 ];
 
-/// The actor-side settings `start` refuses that can be checked without a
-/// server or any I/O: the mail sender and SMTP URL, and the type of each
-/// periodic job whose pattern parses (among [`SERVICE_JOB_TYPES`]; the
-/// pattern is the configuration's own check). Every problem found.
+/// What `start` refuses beyond the configuration's own rules
+/// ([`Validate`], which covers the mail settings) that needs no server or
+/// I/O: the type of each periodic job whose pattern parses (among
+/// [`SERVICE_JOB_TYPES`]). Every problem found.
 pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
     let mut problems = Vec::new();
-    if let Err(err) = crate::mail::check(&config.mail) {
-        problems.push(StartError::Mail(err));
-    }
     // A pattern that does not parse is the configuration's own check
     // (`Schedule::parse`); here only the types of those that do.
     for (name, schedule) in &config.queue.schedules {
@@ -187,11 +189,17 @@ pub struct ActorSystem {
 impl ActorSystem {
     /// Start every actor, in order, with the service's own job handlers
     /// and `extra_jobs` (an extension's job types).
+    ///
+    /// Failure: a configuration any rule refuses is
+    /// [`StartError::Config`], listing every field error, before anything
+    /// starts or any store is touched.
     pub async fn start(
         config: SystemConfig,
         stores: Stores,
         extra_jobs: JobHandlers,
     ) -> Result<Self, StartError> {
+        // The same rules the service's loader runs, for a caller without it.
+        config.validate()?;
         let mailer = Mailer::new(&config.mail).map_err(StartError::Mail)?;
         let indexes_ready = Arc::new(AtomicBool::new(false));
         // Computed once: every part of this instance names it the same way.

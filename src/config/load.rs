@@ -263,20 +263,14 @@ fn store_urls(settings: &Settings) -> Vec<ConfigError> {
     problems
 }
 
-/// What the actor system refuses at start that needs no server: the mail
-/// sender and SMTP URL, each periodic job's type.
+/// What the actor system refuses at start that needs no server beyond the
+/// configuration's rules (`Settings::problems` has those): each periodic
+/// job's type.
 fn actor_side(settings: &Settings) -> Vec<ConfigError> {
-    use troupe_actors::mail::MailError;
     use troupe_actors::system::{check_config, StartError, SERVICE_JOB_TYPES};
     check_config(&settings.system_config())
         .into_iter()
         .map(|err| match err {
-            StartError::Mail(MailError::From(_)) => {
-                super::invalid("mail.from", "is not a mailbox (Name <address>)")
-            }
-            StartError::Mail(MailError::SmtpUrl(_)) => {
-                super::invalid("mail.smtp_url", "is not a usable SMTP URL")
-            }
             StartError::ScheduleType { name, kind } => super::invalid(
                 "queue.schedules",
                 format!(
@@ -292,7 +286,7 @@ fn actor_side(settings: &Settings) -> Vec<ConfigError> {
 /// A validator's or the profile's refusal as a [`Problem`].
 fn problem_of(sources: &Sources, err: ConfigError) -> Problem {
     match err {
-        ConfigError::Invalid { key, problem } => Problem::invalid(sources, key, problem),
+        ConfigError::Invalid { key, problem } => Problem::invalid(sources, &key, problem),
         ConfigError::Refused(problems) => problems.into_iter().next().unwrap_or_else(|| {
             Problem::whole(
                 "configuration",

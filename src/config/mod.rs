@@ -2,10 +2,12 @@
 //! configuration directory, overlaid by environment variables ([`sources`]
 //! has the order).
 //!
-//! Each section is checked by its own validator ([`validate`]; the secrets
-//! in [`secrets`]), which names the key it refuses; [`load`] collects every
-//! problem of a load, each a one-line [`Problem`] naming the variable, the
-//! key, an example and the fix.
+//! The actor side's sections check themselves beside their definitions in
+//! the actor crate (`troupe_actors::validate::Validate`, the same check
+//! `ActorSystem::start` runs); the binary's own in [`validate`] (the
+//! secrets in [`secrets`]); each refusal names its key. [`load`] collects
+//! every problem of a load, each a one-line [`Problem`] naming the
+//! variable, the key, an example and the fix.
 //!
 //! Besides the generic `TROUPE__SECTION__KEY` form, the conventional names
 //! listed in [`ENV_OVERRIDES`] work. Secrets are [`SecretString`]s: their Debug
@@ -27,7 +29,7 @@ use troupe_actors::store::{RedisStore, StoreError};
 use troupe_actors::supervision::budget::RestartPolicy;
 use troupe_actors::users::config::AuthConfig;
 
-use crate::http::client_addr::{ProxyHeader, TrustedProxies};
+use crate::proxies::{ProxyHeader, TrustedProxies};
 
 mod load;
 mod problem;
@@ -61,7 +63,7 @@ pub enum ConfigError {
     /// One validator's refusal, in its own words (a load turns it into a
     /// [`Problem`]).
     #[error("configuration error: `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
     /// What a load refused: one line per problem.
     #[error("{}", lines(.0))]
     Refused(Vec<Problem>),
@@ -76,9 +78,9 @@ fn lines(problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(key: impl ToString, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.to_string(),
         problem: problem.into(),
     }
 }
@@ -156,7 +158,7 @@ pub struct ServerSettings {
     /// more from it are closed at accept.
     pub max_connections_per_address: usize,
     /// Reverse proxies whose forwarding header names the client (see
-    /// `http::client_addr`); empty: the TCP peer is always the client.
+    /// `proxies`); empty: the TCP peer is always the client.
     #[serde(default)]
     pub trusted_proxies: TrustedProxies,
     /// The header those proxies write.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
-use crate::http::client_addr::TrustedProxies;
+use crate::proxies::TrustedProxies;
 
 /// Open connections per address, and the cap.
 #[derive(Debug)]

@@ -266,7 +266,7 @@ fn abuse_limits_load_from_the_files_and_the_environment() {
     assert!(!proxies.contains("2001:db8::2".parse().unwrap()));
     assert_eq!(
         settings.server.proxy_header,
-        troupe::http::client_addr::ProxyHeader::Forwarded
+        troupe::proxies::ProxyHeader::Forwarded
     );
 }
 
@@ -484,4 +484,60 @@ fn placeholder_secrets_on_every_interface_exit_2_naming_the_variables() {
         assert!(line.contains(var), "{line}");
     }
     assert!(!stderr.contains("change-me"), "stderr: {stderr}");
+}
+
+/// A library user who starts the actor system without the service's loader
+/// gets the same refusals as `config check`: every field error, each under
+/// its settings key, before anything starts or any store is touched.
+#[tokio::test]
+async fn the_actor_system_refuses_an_invalid_config_with_every_field_error() {
+    use std::time::Duration;
+    use troupe_actors::queue::handlers::JobHandlers;
+    use troupe_actors::system::{ActorSystem, StartError, Stores};
+
+    let settings = load(&[]).unwrap();
+    let mut config = settings.system_config();
+    config.auth.bcrypt_cost = 3;
+    config.queue.executors = 0;
+    config.queue.poll_interval = Duration::ZERO;
+    config.mail.from = "not a mailbox".into();
+    config.restart.within = Duration::ZERO;
+    config.cache.fence_ttl = config.call_timeout;
+    // Never contacted: the refusal comes first.
+    let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:1")
+        .await
+        .unwrap();
+    let stores = Stores {
+        db: client.database("troupe_edges_refused"),
+        redis: settings.redis.store().unwrap(),
+    };
+    let refused = match ActorSystem::start(config, stores, JobHandlers::default()).await {
+        Ok(system) => {
+            system.shutdown().await;
+            panic!("an invalid configuration started");
+        }
+        Err(err) => err,
+    };
+    let errors = match refused {
+        StartError::Config(errors) => errors,
+        other => panic!("refused for another reason: {other:?}"),
+    };
+    assert_eq!(
+        errors.keys(),
+        [
+            "auth.bcrypt_cost",
+            "queue.executors",
+            "queue.poll_interval",
+            "mail.from",
+            "actors.restart.within",
+            "cache.fence_ttl",
+        ]
+    );
+    let text = errors.to_string();
+    for words in [
+        "must be between 4 and 31",
+        "must be more than twice actors.call_timeout",
+    ] {
+        assert!(text.contains(words), "{text}");
+    }
 }

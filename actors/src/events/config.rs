@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::validate::{ConfigErrors, Validate};
 use serde::Deserialize;
 
 /// `[events]` in the configuration.
@@ -18,4 +19,54 @@ pub struct EventsConfig {
     /// double from 100 ms up to this).
     #[serde(with = "humantime_serde")]
     pub relay_retry_max: Duration,
+}
+
+/// The relay keeps some history, has room for a burst, and retries.
+impl Validate for EventsConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(
+            self.fleet_stream_len >= 100,
+            "fleet_stream_len",
+            "must be at least 100",
+        );
+        errors.ensure(self.relay_buffer >= 1, "relay_buffer", "must be at least 1");
+        errors.ensure(
+            !self.relay_retry_max.is_zero(),
+            "relay_retry_max",
+            "must be positive",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::refused_after;
+
+    fn config() -> EventsConfig {
+        EventsConfig {
+            fleet_stream_len: 10_000,
+            relay_buffer: 1024,
+            relay_retry_max: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn events_relay_values_are_each_reported_under_their_own_key() {
+        assert!(refused_after(config(), |_| {}).is_empty());
+        assert_eq!(
+            refused_after(config(), |e| e.fleet_stream_len = 99),
+            ["fleet_stream_len"]
+        );
+        assert!(refused_after(config(), |e| e.fleet_stream_len = 100).is_empty());
+        assert_eq!(
+            refused_after(config(), |e| e.relay_buffer = 0),
+            ["relay_buffer"]
+        );
+        assert!(refused_after(config(), |e| e.relay_buffer = 1).is_empty());
+        assert_eq!(
+            refused_after(config(), |e| e.relay_retry_max = Duration::ZERO),
+            ["relay_retry_max"]
+        );
+    }
 }

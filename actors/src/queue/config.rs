@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::queue::schedule::Schedules;
+use crate::queue::schedule::{Schedule, ScheduleError, Schedules};
+use crate::store::error_chain;
+use crate::validate::{ConfigErrors, Validate};
 
 /// `[queue]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +73,66 @@ impl QueueConfig {
     }
 }
 
+/// The lease is renewed every third of it, so it needs some length; a zero
+/// period would panic the timer that drives it. An enqueue is held to a
+/// payload size (a BSON document holds at least 5 bytes; the job document
+/// must stay well under MongoDB's 16 MiB) and a priority aging (positive;
+/// at most a day, so ranks stay sane). Each `[queue.schedules.<name>]`
+/// parses; whether its `type` has a handler is checked when the actor
+/// system starts (it knows the handlers).
+impl Validate for QueueConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(self.executors >= 1, "executors", "must be at least 1");
+        errors.ensure(self.max_attempts >= 1, "max_attempts", "must be at least 1");
+        errors.ensure(
+            self.lease >= Duration::from_millis(300),
+            "lease",
+            "must be at least 300ms",
+        );
+        errors.ensure(
+            !self.poll_interval.is_zero(),
+            "poll_interval",
+            "must be positive",
+        );
+        errors.ensure(
+            !self.job_timeout.is_zero(),
+            "job_timeout",
+            "must be positive",
+        );
+        errors.ensure(
+            self.backoff_max >= self.backoff_base,
+            "backoff_max",
+            "must be at least queue.backoff_base",
+        );
+        errors.ensure(
+            !self.prune_interval.is_zero(),
+            "prune_interval",
+            "must be positive",
+        );
+        errors.ensure(
+            (5..=8 * 1024 * 1024).contains(&self.max_payload),
+            "max_payload",
+            "must be from 5 bytes to 8 MiB",
+        );
+        errors.ensure(
+            (Duration::from_millis(1)..=Duration::from_secs(86_400)).contains(&self.priority_aging),
+            "priority_aging",
+            "must be from 1ms to 1d",
+        );
+        for (name, config) in &self.schedules {
+            if let Err(err) = Schedule::parse(name, config) {
+                let field = match err {
+                    ScheduleError::Cron(_) => ".cron",
+                    ScheduleError::Payload(_) => ".payload",
+                    ScheduleError::Name => "",
+                };
+                let problem = format!("queue.schedules.{name}{field}: {}", error_chain(&err));
+                errors.refuse("schedules", problem);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +178,91 @@ mod tests {
         assert_eq!(queue.backoff(-7), Duration::from_secs(1));
         assert_eq!(queue.backoff(i32::MAX), queue.backoff(30));
         assert!(queue.backoff(i32::MAX) >= queue.backoff(29));
+    }
+
+    #[test]
+    fn queue_values_are_each_reported_under_their_own_key() {
+        use crate::validate::refused_after;
+        let ms = Duration::from_millis(1);
+        let valid = || config(200, 60_000);
+        assert!(refused_after(valid(), |_| {}).is_empty());
+        assert_eq!(refused_after(valid(), |q| q.executors = 0), ["executors"]);
+        assert_eq!(
+            refused_after(valid(), |q| q.max_attempts = 0),
+            ["max_attempts"]
+        );
+        assert!(refused_after(valid(), |q| q.max_attempts = 1).is_empty());
+        assert_eq!(refused_after(valid(), |q| q.lease = 299 * ms), ["lease"]);
+        assert!(refused_after(valid(), |q| q.lease = 300 * ms).is_empty());
+        assert_eq!(
+            refused_after(valid(), |q| q.poll_interval = Duration::ZERO),
+            ["poll_interval"]
+        );
+        assert_eq!(
+            refused_after(valid(), |q| q.job_timeout = Duration::ZERO),
+            ["job_timeout"]
+        );
+        assert_eq!(
+            refused_after(valid(), |q| q.backoff_max = q.backoff_base - ms),
+            ["backoff_max"]
+        );
+        assert!(refused_after(valid(), |q| q.backoff_max = q.backoff_base).is_empty());
+        assert_eq!(
+            refused_after(valid(), |q| q.prune_interval = Duration::ZERO),
+            ["prune_interval"]
+        );
+        for (payload, keys) in [
+            (4, 1),
+            (5, 0),
+            (8 * 1024 * 1024, 0),
+            (8 * 1024 * 1024 + 1, 1),
+        ] {
+            let refused = refused_after(valid(), |q| q.max_payload = payload);
+            assert_eq!(refused.len(), keys, "{payload}: {refused:?}");
+        }
+        for (aging, keys) in [(0, 1), (1, 0), (86_400_000, 0), (86_401_000, 1)] {
+            let refused = refused_after(valid(), |q| q.priority_aging = aging * ms);
+            assert_eq!(refused.len(), keys, "{aging}ms: {refused:?}");
+        }
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_not_just_the_first() {
+        use crate::validate::refused_after;
+        let keys = refused_after(config(200, 60_000), |q| {
+            q.executors = 0;
+            q.poll_interval = Duration::ZERO;
+            q.max_payload = 0;
+        });
+        assert_eq!(keys, ["executors", "poll_interval", "max_payload"]);
+    }
+
+    #[test]
+    fn a_schedule_with_a_bad_name_or_cron_pattern_is_refused_naming_it() {
+        use crate::queue::schedule::ScheduleConfig;
+        use crate::validate::Validate;
+        let schedule = |cron: &str| ScheduleConfig {
+            cron: cron.into(),
+            kind: "noop".into(),
+            payload: Default::default(),
+        };
+        let with = |name: &str, cron: &str| {
+            let mut queue = config(200, 60_000);
+            queue.schedules.insert(name.into(), schedule(cron));
+            queue.validate()
+        };
+        assert!(with("nightly", "0 30 3 * * *").is_ok());
+        let err = with("nightly", "30 3 * *").unwrap_err();
+        assert_eq!(err.keys(), ["schedules"]);
+        assert!(
+            err.to_string().contains("queue.schedules.nightly.cron"),
+            "{err}"
+        );
+        let err = with("bad.name", "* * * * *").unwrap_err();
+        assert_eq!(err.keys(), ["schedules"]);
+        assert!(
+            err.to_string().contains("queue.schedules.bad.name:"),
+            "{err}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::validate::{ConfigErrors, Validate};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -66,6 +67,16 @@ impl RestartBudget {
     }
 }
 
+/// Restarts are counted in a sliding window, so a zero window would never
+/// spend the budget (a crashing child restarted forever), and a budget of
+/// none would end readiness at a child's first failure.
+impl Validate for RestartPolicy {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(self.max_restarts >= 1, "max_restarts", "must be at least 1");
+        errors.ensure(!self.within.is_zero(), "within", "must be positive");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +119,25 @@ mod tests {
         let mut b = budget(0, 60);
         assert_eq!(b.left(), 0);
         assert!(!b.try_spend());
+    }
+
+    #[test]
+    fn the_restart_budget_allows_a_restart_in_a_positive_window() {
+        use crate::validate::refused_after;
+        let policy = RestartPolicy {
+            max_restarts: 5,
+            within: Duration::from_secs(60),
+        };
+        assert!(refused_after(policy, |_| {}).is_empty());
+        assert_eq!(
+            refused_after(policy, |p| p.max_restarts = 0),
+            ["max_restarts"]
+        );
+        assert!(refused_after(policy, |p| p.max_restarts = 1).is_empty());
+        assert_eq!(
+            refused_after(policy, |p| p.within = Duration::ZERO),
+            ["within"]
+        );
+        assert!(refused_after(policy, |p| p.within = Duration::from_millis(1)).is_empty());
     }
 }

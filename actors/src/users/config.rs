@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::users::idempotency::IdempotencyConfig;
 use crate::users::throttle::ThrottleConfig;
+use crate::validate::{ConfigErrors, Validate};
 
 /// `[auth]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,4 +31,110 @@ pub struct AuthConfig {
     pub throttle: ThrottleConfig,
     /// `Idempotency-Key` records of sign-ups.
     pub idempotency: IdempotencyConfig,
+}
+
+impl Validate for AuthConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(
+            (4..=31).contains(&self.bcrypt_cost),
+            "bcrypt_cost",
+            "must be between 4 and 31",
+        );
+        errors.ensure(
+            !self.access_ttl.is_zero() && self.refresh_ttl > self.access_ttl,
+            "refresh_ttl",
+            "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+        );
+        // A window for retries, not a second life for spent tokens.
+        errors.ensure(
+            self.refresh_reuse_grace <= Duration::from_secs(60),
+            "refresh_reuse_grace",
+            "must be at most 1m (0s turns it off)",
+        );
+        errors.nest("idempotency", &self.idempotency);
+        errors.nest("throttle", &self.throttle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::refused_after;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Valid settings, the repository's defaults' shape.
+    fn config() -> AuthConfig {
+        AuthConfig {
+            access_secret: SecretString::from("a".repeat(32)),
+            refresh_secret: SecretString::from("b".repeat(32)),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(7 * 86_400),
+            refresh_reuse_grace: Duration::from_secs(10),
+            bcrypt_cost: 10,
+            throttle: ThrottleConfig {
+                free_failures: 5,
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(900),
+                forget_after: Duration::from_secs(86_400),
+                per_account: 100,
+                per_address: 100,
+                window: Duration::from_secs(3_600),
+            },
+            idempotency: IdempotencyConfig {
+                ttl: Duration::from_secs(86_400),
+                prune_interval: Duration::from_secs(3_600),
+            },
+        }
+    }
+
+    #[test]
+    fn auth_cost_and_token_lifetimes() {
+        assert!(refused_after(config(), |_| {}).is_empty());
+        for cost in [3, 32] {
+            assert_eq!(
+                refused_after(config(), |c| c.bcrypt_cost = cost),
+                ["bcrypt_cost"]
+            );
+        }
+        assert!(refused_after(config(), |c| c.bcrypt_cost = 31).is_empty());
+        assert_eq!(
+            refused_after(config(), |c| c.access_ttl = Duration::ZERO),
+            ["refresh_ttl"]
+        );
+        assert_eq!(
+            refused_after(config(), |c| c.refresh_ttl = c.access_ttl),
+            ["refresh_ttl"]
+        );
+        assert!(refused_after(config(), |c| c.refresh_ttl = c.access_ttl + MS).is_empty());
+    }
+
+    #[test]
+    fn the_refresh_reuse_grace_is_short_or_off() {
+        assert_eq!(
+            refused_after(config(), |c| c.refresh_reuse_grace =
+                Duration::from_secs(60) + MS),
+            ["refresh_reuse_grace"]
+        );
+        for ok in [Duration::from_secs(60), Duration::ZERO] {
+            assert!(refused_after(config(), |c| c.refresh_reuse_grace = ok).is_empty());
+        }
+    }
+
+    #[test]
+    fn the_throttle_and_idempotency_rules_are_nested_under_their_tables() {
+        let keys = refused_after(config(), |c| {
+            c.bcrypt_cost = 0;
+            c.throttle.window = Duration::ZERO;
+            c.idempotency.prune_interval = Duration::ZERO;
+        });
+        assert_eq!(
+            keys,
+            [
+                "bcrypt_cost",
+                "idempotency.prune_interval",
+                "throttle.window"
+            ]
+        );
+    }
 }

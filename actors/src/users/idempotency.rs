@@ -49,6 +49,7 @@ use sha2::Sha256;
 
 use crate::store::{ensure_indexes, index, is_duplicate_key};
 use crate::users::model::NewUser;
+use crate::validate::{ConfigErrors, Validate};
 
 pub const COLLECTION: &str = "signup_idempotency";
 /// The request header's name.
@@ -254,6 +255,18 @@ pub enum Reservation {
     Vanished,
 }
 
+/// Expired records are deleted at a positive interval. (That a key outlives
+/// the call timeout is the system's rule: see `SystemConfig`.)
+impl Validate for IdempotencyConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        errors.ensure(
+            !self.prune_interval.is_zero(),
+            "prune_interval",
+            "must be positive",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +385,19 @@ mod tests {
         // A record from the future (clock skew between instances) is new.
         let (record, now) = record_aged(-10_000);
         assert_eq!(record.age(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn idempotency_records_are_pruned_at_a_positive_interval() {
+        use crate::validate::refused_after;
+        let valid = IdempotencyConfig {
+            ttl: Duration::from_secs(86_400),
+            prune_interval: Duration::from_secs(3_600),
+        };
+        assert!(refused_after(valid.clone(), |_| {}).is_empty());
+        assert_eq!(
+            refused_after(valid, |c| c.prune_interval = Duration::ZERO),
+            ["prune_interval"]
+        );
     }
 }

@@ -51,6 +51,7 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::{client_bucket, over_limit, wait_from_pttl, LimitMetrics, LimitReporter};
 use crate::store::{RedisStore, StoreError};
+use crate::validate::{ConfigErrors, Validate};
 
 /// `[auth.throttle]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +360,29 @@ impl LoginTicket {
     }
 }
 
+/// Every login limit allows something and its durations are positive.
+impl Validate for ThrottleConfig {
+    fn check(&self, errors: &mut ConfigErrors) {
+        let at_least_one = "must be at least 1";
+        errors.ensure(self.per_account >= 1, "per_account", at_least_one);
+        errors.ensure(self.per_address >= 1, "per_address", at_least_one);
+        let positive = "must be positive";
+        errors.ensure(!self.window.is_zero(), "window", positive);
+        errors.ensure(!self.base_delay.is_zero(), "base_delay", positive);
+        errors.ensure(
+            self.max_delay >= self.base_delay,
+            "max_delay",
+            "must be at least auth.throttle.base_delay",
+        );
+        // A pair's count must outlive its longest wait.
+        errors.ensure(
+            self.forget_after >= self.max_delay,
+            "forget_after",
+            "must be at least auth.throttle.max_delay",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,5 +514,43 @@ mod tests {
             "p:throttle:login:wait:x:203.0.113.7",
             "p:throttle:login:failures:account:x",
         ]));
+    }
+
+    #[test]
+    fn login_throttle_allows_something_with_ordered_delays() {
+        use crate::validate::refused_after;
+        let ms = Duration::from_millis(1);
+        let valid = || config(5, 1_000, 900_000);
+        assert!(refused_after(valid(), |_| {}).is_empty());
+        assert_eq!(
+            refused_after(valid(), |t| t.per_account = 0),
+            ["per_account"]
+        );
+        assert_eq!(
+            refused_after(valid(), |t| t.per_address = 0),
+            ["per_address"]
+        );
+        assert_eq!(
+            refused_after(valid(), |t| t.window = Duration::ZERO),
+            ["window"]
+        );
+        assert_eq!(
+            refused_after(valid(), |t| t.base_delay = Duration::ZERO),
+            ["base_delay"]
+        );
+        assert_eq!(
+            refused_after(valid(), |t| t.max_delay = t.base_delay - ms),
+            ["max_delay"]
+        );
+        assert_eq!(
+            refused_after(valid(), |t| t.forget_after = t.max_delay - ms),
+            ["forget_after"]
+        );
+        assert!(refused_after(valid(), |t| {
+            (t.per_account, t.per_address) = (1, 1);
+            t.max_delay = t.base_delay;
+            t.forget_after = t.max_delay;
+        })
+        .is_empty());
     }
 }

@@ -9,12 +9,10 @@
 //! this instance then sees only its own events, and the fleet none of them.
 //!
 //! Anyone may probe, so a probe costs O(1): the pings' result is shared for
-//! [`PROBE_TTL`](probes::PROBE_TTL) ([`probes`]), so a flood of probes sends at most one ping to
+//! [`PROBE_TTL`](crate::probes::PROBE_TTL) ([`crate::probes`]), so a flood of probes sends at most one ping to
 //! each store per second. An anonymous caller learns the status and which
 //! dependency fails; why (the driver's error, which names hosts and the
 //! topology) only with the ops token.
-
-pub mod probes;
 
 use std::fmt::Display;
 
@@ -27,8 +25,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::MaybeOperator;
+use crate::probes::PingError;
 use crate::state::AppState;
-use probes::PingError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -4,7 +4,7 @@
 //! are recorded as they happen; everything the actors already count (cache
 //! hits, mailbox backlogs, restarts, events) is read at scrape time from
 //! shared counters, so there is one source of truth per figure. The registry
-//! belongs to the application (no global recorder), so several instances in
+//! (`crate::metrics`) belongs to the application (no global recorder), so several instances in
 //! one process stay apart.
 //!
 //! A scrape only reads memory: it sends no message to any actor and no query
@@ -12,17 +12,11 @@
 //! ([`troupe_actors::queue::snapshot`]), whose age is exported with them.
 //! With `ops.metrics_token` set, a scrape needs that bearer token.
 
-mod gauges;
-mod registry;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-pub use gauges::EVENT_STREAM_LABEL;
-pub use registry::{Metrics, RequestLabels, RouteLabels};
 
 use super::auth::MetricsScraper;
 use super::error::Problem;

@@ -1,0 +1,20 @@
+//! `/ops/*`: operator endpoints (ops token), one file per concern: the live
+//! event stream ([`events`]), the supervision tree ([`actors`]), fault
+//! injection ([`faults`]).
+
+mod actors;
+mod events;
+mod faults;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub use actors::{tree, ActorNode, FailureView, HandlingView, PoolView};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(events::router())
+        .merge(actors::router())
+        .merge(faults::router())
+}
