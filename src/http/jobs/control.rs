@@ -106,39 +106,38 @@ async fn get_pauses(
     Ok(Json(pauses.into()))
 }
 
-/// Pause a job type (`{"type": "..."}`) or the whole queue (`{}`) on every
-/// instance: no job of it is claimed from the next poll on; running jobs finish.
-#[utoipa::path(post, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
-    request_body = PauseRequest,
-    responses(
-        (status = 200, description = "The pauses now", body = PausesView),
-        (status = 400, description = "Unknown job type or bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
-))]
-#[tracing::instrument(skip_all)]
-async fn pause(
-    State(state): State<AppState>,
-    _operator: Operator,
-    Valid(Target(target)): Valid<Target>,
-) -> Result<Json<PausesView>, ApiError> {
-    let pauses = state.actors.queue.pause(target).await;
-    Ok(Json(pauses.map_err(problem)?.into()))
+/// `POST` and `DELETE /jobs/pauses`, `$name` calling the queue's `$name`:
+/// one request, one answer and one documentation of both (the `///` lines
+/// above each use describe it).
+macro_rules! pauses_change {
+    ($(#[$doc:meta])* $method:ident $name:ident) => {
+        $(#[$doc])*
+        #[utoipa::path($method, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
+            request_body = PauseRequest,
+            responses(
+                (status = 200, description = "The pauses now", body = PausesView),
+                (status = 400, description = "Unknown job type or bad body", body = Problem, content_type = "application/problem+json"),
+                (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
+        ))]
+        #[tracing::instrument(skip_all)]
+        async fn $name(
+            State(state): State<AppState>,
+            _operator: Operator,
+            Valid(Target(target)): Valid<Target>,
+        ) -> Result<Json<PausesView>, ApiError> {
+            let pauses = state.actors.queue.$name(target).await;
+            Ok(Json(pauses.map_err(problem)?.into()))
+        }
+    };
 }
 
-/// Resume a job type (`{"type": "..."}`) or the whole queue (`{}`).
-#[utoipa::path(delete, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
-    request_body = PauseRequest,
-    responses(
-        (status = 200, description = "The pauses now", body = PausesView),
-        (status = 400, description = "Unknown job type or bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
-))]
-#[tracing::instrument(skip_all)]
-async fn resume(
-    State(state): State<AppState>,
-    _operator: Operator,
-    Valid(Target(target)): Valid<Target>,
-) -> Result<Json<PausesView>, ApiError> {
-    let pauses = state.actors.queue.resume(target).await;
-    Ok(Json(pauses.map_err(problem)?.into()))
+pauses_change! {
+    /// Pause a job type (`{"type": "..."}`) or the whole queue (`{}`) on every
+    /// instance: no job of it is claimed from the next poll on; running jobs finish.
+    post pause
+}
+
+pauses_change! {
+    /// Resume a job type (`{"type": "..."}`) or the whole queue (`{}`).
+    delete resume
 }
