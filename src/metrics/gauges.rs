@@ -44,6 +44,9 @@ type Figure<S> = (&'static str, &'static str, Read<S>);
 /// help, and the series it has now.
 type Named<S> = (&'static str, &'static str, fn(&S) -> Vec<(String, i64)>);
 
+/// One family with a series per actor: its name, help, and the figure.
+type PerActor = (&'static str, &'static str, fn(&ActorStats) -> u64);
+
 fn load(n: &AtomicU64) -> u64 {
     n.load(Ordering::Relaxed)
 }
@@ -151,7 +154,7 @@ const JOBS: Named<Option<Snapshot>> = ("jobs", "Jobs by status", |s| {
 });
 
 /// Every actor's figures ([`ActorStats`]), a series per actor.
-const ACTORS: &[(&str, &str, fn(&ActorStats) -> u64)] = &[
+const ACTORS: &[PerActor] = &[
     ("actor_restarts", "Restarts by actor", ActorStats::restarts),
     (
         "actor_mailbox_backlog",
