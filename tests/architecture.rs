@@ -245,31 +245,14 @@ fn record_reexports(module: &mut Module, tree: &syn::UseTree, prefix: &mut Vec<S
 /// path it stands for: `use mongodb::error::Result as Mongo;` binds
 /// `Mongo` to `mongodb::error::Result`.
 fn use_aliases(items: &[syn::Item]) -> HashMap<String, Vec<String>> {
-    fn walk(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut HashMap<String, Vec<String>>) {
-        let bind = |prefix: &[String], name: &syn::Ident, out: &mut HashMap<_, _>, alias| {
-            let mut full = prefix.to_vec();
-            full.push(name.to_string());
-            out.insert(alias, full);
-        };
-        match tree {
-            syn::UseTree::Path(p) => {
-                prefix.push(p.ident.to_string());
-                walk(&p.tree, prefix, out);
-                prefix.pop();
-            }
-            syn::UseTree::Name(n) => bind(prefix, &n.ident, out, n.ident.to_string()),
-            syn::UseTree::Rename(r) => bind(prefix, &r.ident, out, r.rename.to_string()),
-            syn::UseTree::Glob(_) => {}
-            syn::UseTree::Group(g) => g.items.iter().for_each(|t| walk(t, prefix, out)),
-        }
-    }
-    let mut out = HashMap::new();
+    // The names a `use` binds are the ones a `pub use` would re-export.
+    let mut bound = Module::default();
     for item in items.iter().filter(|i| !is_test(attrs(i))) {
         if let syn::Item::Use(u) = item {
-            walk(&u.tree, &mut vec![], &mut out);
+            record_reexports(&mut bound, &u.tree, &mut vec![]);
         }
     }
-    out
+    bound.raw_reexports.into_iter().collect()
 }
 
 /// The `pub` functions `item` declares (a free function, an inherent
