@@ -37,17 +37,14 @@ use syn::visit::Visit;
 /// Files of the actor crate still allowed to return driver errors from
 /// `pub` functions: those the queue engineer rewrites on branch `queue`
 /// (JobStore's own methods and their callers). PENDING: the lead empties
-/// this list when merging `queue` and `errors`; it must stay empty after.
-const PENDING: &[&str] = &[
+/// this list when merging `queue` and `errors` (an entry that no longer
+/// offends fails the rule, so none outlives its fix).
+const DRIVER_ERROR_PENDING: &[&str] = &[
     "actors/src/queue/store.rs",
     "actors/src/queue/cancel.rs",
     "actors/src/queue/scheduler.rs",
     "actors/src/queue/unique.rs",
     "actors/src/queue/pause.rs",
-    "actors/src/queue/poller.rs",
-    "actors/src/queue/handle.rs",
-    "actors/src/queue/report.rs",
-    "actors/src/migrate",
 ];
 
 /// Which capabilities each top-level module of the actor crate may import.
@@ -703,11 +700,20 @@ fn driver_error_seams(krate: &Crate, base: &Path, pending: &[&str]) -> Vec<Strin
 
 #[test]
 fn no_public_function_outside_the_store_returns_a_driver_error() {
-    let wrong = driver_error_seams(actors(), &root(), PENDING);
+    let wrong = driver_error_seams(actors(), &root(), DRIVER_ERROR_PENDING);
     assert!(
         wrong.is_empty(),
         "return the capability's own error (a thiserror enum with a variant \
          for the store), not the driver's: {wrong:#?}"
+    );
+    let all = driver_error_seams(actors(), &root(), &[]);
+    let stale: Vec<&&str> = DRIVER_ERROR_PENDING
+        .iter()
+        .filter(|file| !all.iter().any(|seam| seam.starts_with(&format!("{file}:"))))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "remove from DRIVER_ERROR_PENDING: {stale:?}"
     );
 }
 
