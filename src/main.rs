@@ -13,6 +13,7 @@ use clap::Parser;
 use troupe::cli::{Cli, Command, ConfigCommand, MigrateArgs, MigrateCommand};
 use troupe::config::{Problem, Settings};
 use troupe::{telemetry, Application};
+use troupe_actors::store::error_chain;
 
 /// mimalloc rather than glibc's malloc: under load glibc's arenas contend on
 /// a lock (futex waits in the profile of a cached GET); mimalloc's
@@ -111,7 +112,7 @@ fn migrate(args: &MigrateArgs) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
-                    eprintln!("migrate status failed: {}", with_causes(&err));
+                    eprintln!("migrate status failed: {}", error_chain(&err));
                     ExitCode::FAILURE
                 }
             };
@@ -119,7 +120,7 @@ fn migrate(args: &MigrateArgs) -> ExitCode {
         let outcome = troupe::migrations::migrate(&settings, args.dry_run).await;
         match &outcome {
             Ok(report) => print!("{report}"),
-            Err(err) => eprintln!("migrate failed: {}", with_causes(err)),
+            Err(err) => eprintln!("migrate failed: {}", error_chain(err)),
         }
         troupe::migrations::exit_code(&outcome)
     })
@@ -134,8 +135,9 @@ fn serve() -> ExitCode {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!(
-                "cannot set up logging in {} (LOG_DIR, log.dir): {err}; fix: LOG_DIR=<a writable directory>",
-                settings.log.dir.display()
+                "cannot set up logging in {} (LOG_DIR, log.dir): {}; fix: LOG_DIR=<a writable directory>",
+                settings.log.dir.display(),
+                error_chain(err.as_ref())
             );
             return ExitCode::from(EXIT_USAGE);
         }
@@ -172,14 +174,8 @@ async fn run(settings: Settings) -> ExitCode {
 /// Log and print `err` with its causes (`cannot listen on 0.0.0.0:3000:
 /// Address already in use (os error 98)`); the process then exits 1.
 fn failed(what: &str, err: &(dyn Error + 'static)) -> ExitCode {
-    let message = with_causes(err);
+    let message = error_chain(err);
     tracing::error!(target: "system", "{what}: {message}");
     eprintln!("{what}: {message}");
     ExitCode::FAILURE
-}
-
-/// `err`, then each cause `source()` leads to, joined by `: ` (a MongoDB
-/// error in a few words, not the driver's dump).
-fn with_causes(err: &(dyn Error + 'static)) -> String {
-    troupe_actors::store::error_chain(err)
 }

@@ -122,9 +122,7 @@ impl Application {
             .fleet
             .publish(Arc::new(PublishedTree::new(&actors, started)));
         let metrics = Arc::new(Metrics::new(
-            &actors.queue_metrics,
-            &actors.limit_metrics,
-            actors.fleet.metrics(),
+            &actors,
             &mongo_commands,
             settings.ops.metrics_reuse,
         ));

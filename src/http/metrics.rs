@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn metrics(State(state): State<AppState>, _scraper: MetricsScraper) -> impl IntoResponse {
     let body = match state.metrics.reusable() {
         Some(body) => body,
-        None => state.metrics.render(&state.actors),
+        None => state.metrics.render(),
     };
     (
         [(

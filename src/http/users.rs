@@ -173,6 +173,7 @@ impl From<UserError> for ApiError {
             UserError::Unavailable(call) => call.into(),
             UserError::Unreadable
             | UserError::Store(_)
+            | UserError::Jobs(_)
             | UserError::Hashing(_)
             | UserError::ProfileLoad(_) => {
                 // Almost always MongoDB being unreachable: worth a retry.
@@ -475,6 +476,7 @@ mod tests {
 
     use axum::http::StatusCode;
     use troupe_actors::cache::LoadError;
+    use troupe_actors::queue::QueueError;
     use troupe_actors::store::StoreError;
     use troupe_actors::users::password::{self, Password};
     use troupe_actors::CallError;
@@ -506,6 +508,10 @@ mod tests {
             ),
             (
                 UserError::Store(std::sync::Arc::new(store)),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UserError::Jobs(QueueError::Unavailable(CallError::Timeout("poller"))),
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (UserError::from(hashing), StatusCode::SERVICE_UNAVAILABLE),

@@ -1,213 +1,336 @@
-//! The gauges `/metrics` reads at scrape time from the actors' shared
-//! figures: the cache's, the queue's snapshot, the actor tree's, the events'
-//! and the relay's. One source of truth per figure; nothing here counts.
+//! The figures `/metrics` reads at encode time from the actors' shared
+//! stats: the cache's, the queue's snapshot, the actor tree's, the events'
+//! and the relay's. Nothing here counts or keeps a copy: each family is a
+//! [`Collector`] that reads its stats type while the registry is encoded,
+//! through one table per type (name, help, reader), so a new figure is one
+//! row.
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use troupe_actors::cache::CacheStats;
 use troupe_actors::events::relay::RelayStatus;
-use troupe_actors::queue::snapshot::QueueSnapshot;
+use troupe_actors::queue::snapshot::Snapshot;
+use troupe_actors::supervision::stats::ActorStats;
 use troupe_actors::system::tree::TreeView;
 use troupe_actors::system::Handles;
 
-use prometheus_client::encoding::EncodeLabelSet;
-
-/// A series named by an actor, a subscriber or an event kind (closed sets).
+/// A series named by an actor, a subscriber, an event kind or a job status
+/// (closed sets).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NameLabel {
     name: String,
 }
 
-fn name(name: impl Into<String>) -> NameLabel {
-    NameLabel { name: name.into() }
+/// How a figure is read from its stats `S`, and which metric type shows it.
+enum Read<S> {
+    Counter(fn(&S) -> u64),
+    Gauge(fn(&S) -> i64),
+    Seconds(fn(&S) -> f64),
 }
 
-/// The profile cache's counters, copied from [`CacheStats`] at scrape time.
-#[derive(Default)]
-pub struct CacheGauges {
-    hits: Counter,
-    misses: Counter,
-    errors: Counter,
-    loads: Counter,
-    fills_refused: Counter,
-    invalidations: Counter,
-    local_hits: Counter,
-    local_misses: Counter,
-    local_invalidations: Counter,
-    local_flushes: Counter,
-    local_entries: Gauge,
-    local_tracking: Gauge,
-    degraded: Gauge,
+/// One metric read from stats `S`: its name (after `troupe_`), help, reader.
+type Figure<S> = (&'static str, &'static str, Read<S>);
+
+/// One family of gauges by `name` label, read from stats `S`: its name,
+/// help, and the series it has now.
+type Named<S> = (&'static str, &'static str, fn(&S) -> Vec<(String, i64)>);
+
+/// One family with a series per actor: its name, help, and the figure.
+type PerActor = (&'static str, &'static str, fn(&ActorStats) -> u64);
+
+fn load(n: &AtomicU64) -> u64 {
+    n.load(Ordering::Relaxed)
 }
 
-impl CacheGauges {
-    pub fn register(r: &mut Registry) -> Self {
-        let m = Self::default();
-        let counters = [
-            ("cache_hits", "Profile cache hits", &m.hits),
-            ("cache_misses", "Profile cache misses", &m.misses),
-            (
-                "cache_errors",
-                "Redis commands that failed or timed out",
-                &m.errors,
-            ),
-            ("cache_loads", "Profile loads from MongoDB", &m.loads),
-            (
-                "cache_fills_refused",
-                "Loads not stored: the profile was invalidated while they loaded",
-                &m.fills_refused,
-            ),
-            (
-                "cache_invalidations",
-                "Profile invalidations (writes) on this instance",
-                &m.invalidations,
-            ),
-            (
-                "cache_local_hits",
-                "Profile reads answered by the in-process tier",
-                &m.local_hits,
-            ),
-            (
-                "cache_local_misses",
-                "Profile reads the in-process tier did not hold (while served)",
-                &m.local_misses,
-            ),
-            (
-                "cache_local_invalidations",
-                "Ids invalidated in the in-process tier by Redis",
-                &m.local_invalidations,
-            ),
-            (
-                "cache_local_flushes",
-                "Flushes of the in-process tier (tracking lost or re-made, FLUSHALL)",
-                &m.local_flushes,
-            ),
-        ];
-        for (metric, help, counter) in counters {
-            r.register(metric, help, counter.clone());
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The profile cache's counters and flags ([`CacheStats`]).
+const CACHE: &[Figure<CacheStats>] = &[
+    (
+        "cache_hits",
+        "Profile cache hits",
+        Read::Counter(|s| load(&s.hits)),
+    ),
+    (
+        "cache_misses",
+        "Profile cache misses",
+        Read::Counter(|s| load(&s.misses)),
+    ),
+    (
+        "cache_errors",
+        "Redis commands that failed or timed out",
+        Read::Counter(|s| load(&s.errors)),
+    ),
+    (
+        "cache_loads",
+        "Profile loads from MongoDB",
+        Read::Counter(|s| load(&s.loads)),
+    ),
+    (
+        "cache_fills_refused",
+        "Loads not stored: the profile was invalidated while they loaded",
+        Read::Counter(|s| load(&s.fills_refused)),
+    ),
+    (
+        "cache_invalidations",
+        "Profile invalidations (writes) on this instance",
+        Read::Counter(|s| load(&s.invalidations)),
+    ),
+    (
+        "cache_local_hits",
+        "Profile reads answered by the in-process tier",
+        Read::Counter(|s| load(&s.local_hits)),
+    ),
+    (
+        "cache_local_misses",
+        "Profile reads the in-process tier did not hold (while served)",
+        Read::Counter(|s| load(&s.local_misses)),
+    ),
+    (
+        "cache_local_invalidations",
+        "Ids invalidated in the in-process tier by Redis",
+        Read::Counter(|s| load(&s.local_invalidations)),
+    ),
+    (
+        "cache_local_flushes",
+        "Flushes of the in-process tier (tracking lost or re-made, FLUSHALL)",
+        Read::Counter(|s| load(&s.local_flushes)),
+    ),
+    (
+        "cache_degraded",
+        "1 while Redis is unavailable",
+        Read::Gauge(|s| s.degraded().into()),
+    ),
+    (
+        "cache_local_entries",
+        "Entries in the in-process tier",
+        Read::Gauge(|s| saturating(load(&s.local_size))),
+    ),
+    (
+        "cache_local_tracking",
+        "1 while the in-process tier is tracked by Redis (and served)",
+        Read::Gauge(|s| s.tracking().into()),
+    ),
+];
+
+/// The job counts of the poller's last snapshot (`None` before the first).
+const QUEUE: &[Figure<Option<Snapshot>>] = &[
+    (
+        "queue_depth",
+        "Pending jobs",
+        Read::Gauge(|s| s.as_ref().map_or(0, |s| saturating(s.counts.pending))),
+    ),
+    (
+        "queue_snapshot_age_seconds",
+        "Age of the job counts shown here (+Inf before the first count)",
+        Read::Seconds(|s| s.as_ref().map_or(f64::INFINITY, |s| s.age().as_secs_f64())),
+    ),
+];
+
+/// `troupe_jobs` by status; no series before the first snapshot.
+const JOBS: Named<Option<Snapshot>> = ("jobs", "Jobs by status", |s| {
+    let Some(s) = s else { return vec![] };
+    let c = s.counts;
+    [
+        ("pending", c.pending),
+        ("processing", c.processing),
+        ("completed", c.completed),
+        ("failed", c.failed),
+        ("cancelled", c.cancelled),
+    ]
+    .map(|(status, n)| (status.to_owned(), saturating(n)))
+    .into()
+});
+
+/// Every actor's figures ([`ActorStats`]), a series per actor.
+const ACTORS: &[PerActor] = &[
+    ("actor_restarts", "Restarts by actor", ActorStats::restarts),
+    (
+        "actor_mailbox_backlog",
+        "Messages waiting, by actor",
+        ActorStats::backlog,
+    ),
+    (
+        "actor_messages_handled",
+        "Messages handled, by actor",
+        ActorStats::handled,
+    ),
+];
+
+/// The bus's figures: published, seen by kind, dropped by subscriber.
+const EVENTS: &[Figure<Handles>] = &[(
+    "events_published",
+    "Domain events handed to the bus",
+    Read::Counter(|h| h.events.published()),
+)];
+
+const EVENT_FAMILIES: &[Named<Handles>] = &[
+    ("events_by_kind", "Domain events seen, by kind", |h| {
+        let kinds = h.event_counts.snapshot().into_iter();
+        kinds.map(|(kind, n)| (kind.to_owned(), saturating(n))).collect()
+    }),
+    (
+        "events_dropped",
+        "Events dropped for a full subscriber buffer, by live subscriber (every event stream as sse)",
+        dropped_by_subscriber,
+    ),
+];
+
+/// The events relay's figures ([`RelayStatus`]).
+const RELAY: &[Figure<RelayStatus>] = &[
+    (
+        "events_relay_up",
+        "1 while the events relay reads and writes the fleet's stream",
+        Read::Gauge(|s| s.connected().into()),
+    ),
+    (
+        "events_relay_sent",
+        "This instance's events written to the fleet's stream",
+        Read::Counter(|s| s.figures().sent),
+    ),
+    (
+        "events_relay_received",
+        "Other instances' events handed to this instance's bus",
+        Read::Counter(|s| s.figures().received),
+    ),
+    (
+        "events_relay_failures",
+        "Redis round trips of the events relay that failed",
+        Read::Counter(|s| s.figures().failures),
+    ),
+    (
+        "events_relay_lost",
+        "Events lost by the relay: in a failed write, or for a bus that was down",
+        Read::Counter(|s| s.figures().lost),
+    ),
+    (
+        "events_relay_undecodable",
+        "Stream entries the relay could not read as an event",
+        Read::Counter(|s| s.figures().undecodable),
+    ),
+];
+
+/// Register the collectors of every shared figure, in the order of the
+/// text: cache, queue, actors, events (and relay).
+pub fn register(r: &mut Registry, actors: &Handles) {
+    r.register_collector(Box::new(cache(actors.cache_stats.clone())));
+    r.register_collector(Box::new(Figures {
+        of: "queue",
+        stats: actors.queue_snapshot.clone(),
+        encode: |snapshot, e| {
+            let snapshot = snapshot.read();
+            encode_named(e, &JOBS, &snapshot)?;
+            encode_figures(e, QUEUE, &snapshot)
+        },
+    }));
+    r.register_collector(Box::new(Figures {
+        of: "actors",
+        stats: actors.introspection().clone(),
+        encode: encode_actors,
+    }));
+    r.register_collector(Box::new(Figures {
+        of: "events",
+        stats: actors.clone(),
+        encode: |actors, e| {
+            encode_figures(e, EVENTS, actors)?;
+            for family in EVENT_FAMILIES {
+                encode_named(e, family, actors)?;
+            }
+            encode_figures(e, RELAY, &actors.relay)
+        },
+    }));
+}
+
+/// [`CACHE`], read from `stats`.
+fn cache(stats: Arc<CacheStats>) -> Figures<Arc<CacheStats>> {
+    Figures {
+        of: "cache",
+        stats,
+        encode: |stats, e| encode_figures(e, CACHE, stats),
+    }
+}
+
+/// Stats `S`, shown by `encode` each time the registry is encoded.
+struct Figures<S> {
+    /// For Debug.
+    of: &'static str,
+    stats: S,
+    encode: fn(&S, &mut DescriptorEncoder) -> fmt::Result,
+}
+
+impl<S: Send + Sync + 'static> Collector for Figures<S> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        (self.encode)(&self.stats, &mut encoder)
+    }
+}
+
+impl<S> fmt::Debug for Figures<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Figures").field("of", &self.of).finish()
+    }
+}
+
+/// Each figure of `table`, read from `stats` now.
+fn encode_figures<S>(e: &mut DescriptorEncoder, table: &[Figure<S>], stats: &S) -> fmt::Result {
+    for (name, help, read) in table {
+        match read {
+            Read::Counter(read) => encode_one(e, name, help, ConstCounter::new(read(stats)))?,
+            Read::Gauge(read) => encode_one(e, name, help, ConstGauge::new(read(stats)))?,
+            Read::Seconds(read) => encode_one(e, name, help, ConstGauge::new(read(stats)))?,
         }
-        let help = "1 while Redis is unavailable";
-        r.register("cache_degraded", help, m.degraded.clone());
-        let help = "Entries in the in-process tier";
-        r.register("cache_local_entries", help, m.local_entries.clone());
-        let help = "1 while the in-process tier is tracked by Redis (and served)";
-        r.register("cache_local_tracking", help, m.local_tracking.clone());
-        m
     }
-
-    pub fn record(&self, cache: &CacheStats) {
-        for (counter, figure) in [
-            (&self.hits, &cache.hits),
-            (&self.misses, &cache.misses),
-            (&self.errors, &cache.errors),
-            (&self.loads, &cache.loads),
-            (&self.fills_refused, &cache.fills_refused),
-            (&self.invalidations, &cache.invalidations),
-            (&self.local_hits, &cache.local_hits),
-            (&self.local_misses, &cache.local_misses),
-            (&self.local_invalidations, &cache.local_invalidations),
-            (&self.local_flushes, &cache.local_flushes),
-        ] {
-            let n = figure.load(Ordering::Relaxed);
-            counter.inner().store(n, Ordering::Relaxed);
-        }
-        self.degraded.set(i64::from(cache.degraded()));
-        let entries = cache.local_size.load(Ordering::Relaxed);
-        self.local_entries
-            .set(i64::try_from(entries).unwrap_or(i64::MAX));
-        self.local_tracking.set(i64::from(cache.tracking()));
-    }
+    Ok(())
 }
 
-/// Job counts, from the poller's snapshot.
-#[derive(Default)]
-pub struct QueueGauges {
-    jobs: Family<NameLabel, Gauge>,
-    depth: Gauge,
-    snapshot_age: Gauge<f64, AtomicU64>,
+fn encode_one(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-impl QueueGauges {
-    pub fn register(r: &mut Registry) -> Self {
-        let m = Self::default();
-        r.register("jobs", "Jobs by status", m.jobs.clone());
-        r.register("queue_depth", "Pending jobs", m.depth.clone());
-        r.register(
-            "queue_snapshot_age_seconds",
-            "Age of the job counts shown here (+Inf before the first count)",
-            m.snapshot_age.clone(),
-        );
-        m
+/// A family of gauges by `name` label, left out while it has no series
+/// (as an empty family is).
+fn encode_named<S>(e: &mut DescriptorEncoder, family: &Named<S>, stats: &S) -> fmt::Result {
+    let (metric, help, read) = family;
+    let series = read(stats);
+    if series.is_empty() {
+        return Ok(());
     }
-
-    /// Job counts from the poller's snapshot (and a request for fresh ones).
-    pub fn record(&self, snapshot: &QueueSnapshot) {
-        let Some(snapshot) = snapshot.read() else {
-            self.snapshot_age.set(f64::INFINITY);
-            return;
-        };
-        let counts = snapshot.counts;
-        for (status, n) in [
-            ("pending", counts.pending),
-            ("processing", counts.processing),
-            ("completed", counts.completed),
-            ("failed", counts.failed),
-            ("cancelled", counts.cancelled),
-        ] {
-            self.jobs.get_or_create(&name(status)).set(n as i64);
-        }
-        self.depth.set(counts.pending as i64);
-        self.snapshot_age.set(snapshot.age().as_secs_f64());
+    let mut encoder = e.encode_descriptor(metric, help, None, MetricType::Gauge)?;
+    for (name, n) in series {
+        let label = NameLabel { name };
+        ConstGauge::new(n).encode(encoder.encode_family(&label)?)?;
     }
+    Ok(())
 }
 
-/// Every actor's restarts, backlog and messages handled.
-#[derive(Default)]
-pub struct ActorGauges {
-    restarts: Family<NameLabel, Gauge>,
-    backlog: Family<NameLabel, Gauge>,
-    handled: Family<NameLabel, Gauge>,
-}
-
-impl ActorGauges {
-    pub fn register(r: &mut Registry) -> Self {
-        let m = Self::default();
-        let families = [
-            ("actor_restarts", "Restarts by actor", &m.restarts),
-            (
-                "actor_mailbox_backlog",
-                "Messages waiting, by actor",
-                &m.backlog,
-            ),
-            (
-                "actor_messages_handled",
-                "Messages handled, by actor",
-                &m.handled,
-            ),
-        ];
-        for (metric, help, family) in families {
-            r.register(metric, help, family.clone());
-        }
-        m
-    }
-
-    /// From the counters every place shares (no message to the supervisor
-    /// or the poller).
-    pub fn record(&self, tree: &TreeView) {
+/// [`ACTORS`], a series per actor of the tree (read from the counters every
+/// place shares: no message to the supervisor or the poller).
+fn encode_actors(tree: &TreeView, e: &mut DescriptorEncoder) -> fmt::Result {
+    for (metric, help, read) in ACTORS {
+        let mut encoder = e.encode_descriptor(metric, help, None, MetricType::Gauge)?;
         for (actor, stats) in tree.all_stats() {
-            let label = name(actor);
-            let set = |family: &Family<NameLabel, Gauge>, n: u64| {
-                family.get_or_create(&label).set(n as i64);
+            let label = NameLabel {
+                name: actor.to_owned(),
             };
-            set(&self.restarts, stats.restarts());
-            set(&self.backlog, stats.backlog());
-            set(&self.handled, stats.handled());
+            ConstGauge::new(saturating(read(stats))).encode(encoder.encode_family(&label)?)?;
         }
     }
+    Ok(())
 }
 
 /// The `troupe_events_dropped` label of every event stream (`/ops/events`),
@@ -223,118 +346,58 @@ fn subscriber_label(subscription: &str) -> &str {
     }
 }
 
-/// Events published, seen by kind, dropped by subscriber (event streams
-/// together), and relayed.
-#[derive(Default)]
-pub struct EventGauges {
-    published: Counter,
-    by_kind: Family<NameLabel, Gauge>,
-    dropped: Family<NameLabel, Gauge>,
-    relay: RelayGauges,
-}
-
-/// The events relay's figures, copied from its status at scrape time.
-#[derive(Default)]
-pub struct RelayGauges {
-    up: Gauge,
-    sent: Counter,
-    received: Counter,
-    failures: Counter,
-    lost: Counter,
-    undecodable: Counter,
-}
-
-impl RelayGauges {
-    pub fn register(r: &mut Registry) -> Self {
-        let m = Self::default();
-        let help = "1 while the events relay reads and writes the fleet's stream";
-        r.register("events_relay_up", help, m.up.clone());
-        let counters = [
-            (
-                "events_relay_sent",
-                "This instance's events written to the fleet's stream",
-                &m.sent,
-            ),
-            (
-                "events_relay_received",
-                "Other instances' events handed to this instance's bus",
-                &m.received,
-            ),
-            (
-                "events_relay_failures",
-                "Redis round trips of the events relay that failed",
-                &m.failures,
-            ),
-            (
-                "events_relay_lost",
-                "Events lost by the relay: in a failed write, or for a bus that was down",
-                &m.lost,
-            ),
-            (
-                "events_relay_undecodable",
-                "Stream entries the relay could not read as an event",
-                &m.undecodable,
-            ),
-        ];
-        for (metric, help, counter) in counters {
-            r.register(metric, help, counter.clone());
-        }
-        m
+/// Events dropped by live subscriber: one series per label of a closed
+/// set, every event stream under `sse` (the streams' own names are unique
+/// per connection), which is there with 0 before any stream.
+fn dropped_by_subscriber(actors: &Handles) -> Vec<(String, i64)> {
+    let mut dropped = BTreeMap::from([(EVENT_STREAM_LABEL, 0u64)]);
+    let subscriptions = actors.registry.stats();
+    for sub in &subscriptions {
+        *dropped.entry(subscriber_label(&sub.name)).or_default() += sub.dropped;
     }
-
-    pub fn record(&self, status: &RelayStatus) {
-        let f = status.figures();
-        self.up.set(i64::from(status.connected()));
-        for (counter, n) in [
-            (&self.sent, f.sent),
-            (&self.received, f.received),
-            (&self.failures, f.failures),
-            (&self.lost, f.lost),
-            (&self.undecodable, f.undecodable),
-        ] {
-            counter.inner().store(n, Ordering::Relaxed);
-        }
-    }
-}
-
-impl EventGauges {
-    pub fn register(r: &mut Registry) -> Self {
-        let m = Self::default();
-        let help = "Domain events handed to the bus";
-        r.register("events_published", help, m.published.clone());
-        let help = "Domain events seen, by kind";
-        r.register("events_by_kind", help, m.by_kind.clone());
-        let help = "Events dropped for a full subscriber buffer, by live subscriber (every event stream as sse)";
-        r.register("events_dropped", help, m.dropped.clone());
-        Self {
-            relay: RelayGauges::register(r),
-            ..m
-        }
-    }
-
-    pub fn record(&self, actors: &Handles) {
-        let published = actors.events.published();
-        self.published.inner().store(published, Ordering::Relaxed);
-        for (kind, n) in actors.event_counts.snapshot() {
-            self.by_kind.get_or_create(&name(kind)).set(n as i64);
-        }
-        // One series per label of a closed set: every event stream counts
-        // under `sse` (the streams' own names are unique per connection).
-        let mut dropped = BTreeMap::from([(EVENT_STREAM_LABEL, 0)]);
-        let subscriptions = actors.registry.stats();
-        for sub in &subscriptions {
-            *dropped.entry(subscriber_label(&sub.name)).or_default() += sub.dropped as i64;
-        }
-        for (label, n) in dropped {
-            self.dropped.get_or_create(&name(label)).set(n);
-        }
-        self.relay.record(&actors.relay);
-    }
+    let series = dropped.into_iter();
+    series
+        .map(|(label, n)| (label.to_owned(), saturating(n)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn the_cache_figures_are_read_from_the_stats_each_time_the_registry_is_encoded() {
+        let stats = Arc::new(CacheStats::default());
+        let mut registry = Registry::with_prefix("troupe");
+        registry.register_collector(Box::new(cache(stats.clone())));
+        assert!(text(&registry).contains("\ntroupe_cache_hits_total 0\n"));
+        stats.hits.fetch_add(3, Ordering::Relaxed);
+        stats.local_size.store(7, Ordering::Relaxed);
+        let shown = text(&registry);
+        assert!(shown.contains("\ntroupe_cache_hits_total 3\n"), "{shown}");
+        assert!(
+            shown.contains("\ntroupe_cache_local_entries 7\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "# HELP troupe_cache_hits Profile cache hits\n# TYPE troupe_cache_hits counter\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("# TYPE troupe_cache_degraded gauge\n"),
+            "{shown}"
+        );
+        // Every row of the table once.
+        assert_eq!(shown.matches("# TYPE troupe_cache_").count(), CACHE.len());
+    }
 
     #[test]
     fn every_event_stream_has_the_one_sse_label_and_actors_keep_theirs() {

@@ -18,7 +18,7 @@ use troupe_actors::queue::metrics::QueueMetrics;
 use troupe_actors::store::MongoCommands;
 use troupe_actors::system::Handles;
 
-use super::gauges::{ActorGauges, CacheGauges, EventGauges, QueueGauges};
+use super::gauges;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -37,35 +37,24 @@ pub struct RouteLabels {
 pub struct Metrics {
     registry: Registry,
     http: HttpMetrics,
-    cache: CacheGauges,
-    queue: QueueGauges,
-    actors: ActorGauges,
-    events: EventGauges,
     /// The last rendering and when it was made, served again for `reuse`.
     last: Mutex<Option<(Instant, Bytes)>>,
     reuse: Duration,
 }
 
 impl Metrics {
-    /// Register every metric: the ones recorded here, and the queue's,
-    /// limits' and MongoDB's, which their owners record as things happen.
-    /// `reuse`: how long one rendering serves later scrapes
+    /// Register every metric: the ones recorded here; the queue's, limits',
+    /// fleet's and MongoDB's, which their owners record as things happen;
+    /// and the actors' shared figures, read as the registry is encoded
+    /// ([`gauges`]). `reuse`: how long one rendering serves later scrapes
     /// (`ops.metrics_reuse`).
-    pub fn new(
-        queue: &QueueMetrics,
-        limits: &LimitMetrics,
-        fleet: &FleetMetrics,
-        mongo_commands: &MongoCommands,
-        reuse: Duration,
-    ) -> Self {
+    pub fn new(actors: &Handles, mongo_commands: &MongoCommands, reuse: Duration) -> Self {
         // Registration order is the order of the text.
         let mut registry = Registry::with_prefix("troupe");
         let r = &mut registry;
         let http = HttpMetrics::register(r);
-        register_recorded(r, queue, limits);
-        register_fleet(r, fleet);
-        let cache = CacheGauges::register(r);
-        let queue = QueueGauges::register(r);
+        register_recorded(r, &actors.queue_metrics, &actors.limit_metrics);
+        register_fleet(r, actors.fleet.metrics());
         r.register(
             "mongodb_commands",
             "Commands sent to MongoDB, by command name (others: `other`)",
@@ -76,15 +65,10 @@ impl Metrics {
             "Documents skipped in lists because this service cannot read their shape, by collection",
             troupe_actors::store::unreadable_documents(),
         );
-        let actors = ActorGauges::register(r);
-        let events = EventGauges::register(r);
+        gauges::register(r, actors);
         Self {
             registry,
             http,
-            cache,
-            queue,
-            actors,
-            events,
             last: Mutex::new(None),
             reuse,
         }
@@ -193,14 +177,10 @@ impl HttpMetrics {
 }
 
 impl Metrics {
-    /// Read every shared figure into the registry and encode it (and keep
-    /// the text for the scrapes of the next `ops.metrics_reuse`).
-    pub fn render(&self, actors: &Handles) -> Bytes {
+    /// Encode the registry, reading every shared figure as it goes (and
+    /// keep the text for the scrapes of the next `ops.metrics_reuse`).
+    pub fn render(&self) -> Bytes {
         let m = self;
-        m.cache.record(&actors.cache_stats);
-        m.events.record(actors);
-        m.actors.record(actors.introspection());
-        m.queue.record(&actors.queue_snapshot);
         let mut body = String::new();
         if let Err(err) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
             tracing::error!(error = %err, "metrics encoding failed");

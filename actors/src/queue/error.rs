@@ -104,6 +104,8 @@ pub fn redacted(err: &mongodb::error::Error) -> String {
     }
 }
 
+/// The one error-chain formatter is [`crate::store::error_chain`]; this
+/// name for it stays while `queue::poller` calls it `chain`.
 pub(crate) use crate::store::error_chain as chain;
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use mongodb::bson::{doc, Bson, Document};
 
-use crate::queue::error::chain;
 use crate::queue::job::Job;
+use crate::store::error_chain;
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -104,7 +104,7 @@ impl HandlerError {
     /// The message and every cause, joined by `": "`: what the job's
     /// `lastError` records.
     pub fn report(&self) -> String {
-        chain(self)
+        error_chain(self)
     }
 }
 

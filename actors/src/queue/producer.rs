@@ -195,9 +195,9 @@ impl JobQueue {
     /// Like [`enqueue_spec`](Self::enqueue_spec) without the type check and
     /// without the claim (the producer calls [`claim_soon`](Self::claim_soon)
     /// once the job's precondition holds); its id once the write is
-    /// acknowledged.
-    pub async fn enqueue(&self, kind: &str, payload: Document) -> mongodb::error::Result<ObjectId> {
-        self.store.enqueue(kind, payload).await
+    /// acknowledged; [`QueueError::Store`] if the store failed.
+    pub async fn enqueue(&self, kind: &str, payload: Document) -> Result<ObjectId, QueueError> {
+        Ok(self.store.enqueue(kind, payload).await?)
     }
 
     /// Insert a pending job of type `kind` that no instance claims before
@@ -207,21 +207,20 @@ impl JobQueue {
         &self,
         kind: &str,
         payload: Document,
-    ) -> mongodb::error::Result<ObjectId> {
-        self.store
-            .enqueue_held(kind, payload, self.admission.hold)
-            .await
+    ) -> Result<ObjectId, QueueError> {
+        let held = self.store.enqueue_held(kind, payload, self.admission.hold);
+        Ok(held.await?)
     }
 
     /// Make the held job `id` due now (its precondition holds). `false`: it
     /// was not held any more (due already, or gone).
-    pub async fn release(&self, id: ObjectId) -> mongodb::error::Result<bool> {
-        self.store.release(id).await
+    pub async fn release(&self, id: ObjectId) -> Result<bool, QueueError> {
+        Ok(self.store.release(id).await?)
     }
 
     /// Delete a job that must never run (its producer gave up on it).
-    pub async fn withdraw(&self, id: ObjectId) -> mongodb::error::Result<()> {
-        self.store.delete(id).await
+    pub async fn withdraw(&self, id: ObjectId) -> Result<(), QueueError> {
+        Ok(self.store.delete(id).await?)
     }
 
     /// Ask this instance's poller to claim `id` (priority 0, just enqueued)

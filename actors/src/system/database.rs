@@ -9,7 +9,7 @@ use mongodb::Database;
 use tokio::task::JoinHandle;
 
 use crate::migrate::{self, ApplyOptions, MongoLedger};
-use crate::queue::error::chain;
+use crate::store::error_chain;
 
 /// Bring the database to this binary's migrations before the actors use it
 /// (see [`crate::migrate`]): an empty database is initialised under the
@@ -43,7 +43,7 @@ pub(super) async fn prepare_database(
         Err(err) => {
             // One line that names the setting; the retries below repeat it
             // at a growing interval (not the driver's topology dump each time).
-            tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", chain(&err))
+            tracing::error!(target: "system", "MongoDB at MONGODB_URI (mongodb.uri) is unreachable at start-up: {}; the service runs but is not ready until it answers (retrying); fix: start MongoDB, or set MONGODB_URI to a reachable server", error_chain(&err))
         }
     }
     Some(tokio::spawn(async move {
@@ -61,7 +61,7 @@ pub(super) async fn prepare_database(
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", chain(&err));
+                    tracing::warn!(target: "system", "MongoDB at MONGODB_URI still unreachable: {}", error_chain(&err));
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }

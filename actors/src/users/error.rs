@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheError, LoadError};
+use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::supervision::slot::CallError;
 use crate::users::password::HashError;
@@ -41,6 +42,10 @@ pub enum UserError {
     /// MongoDB failed (almost always: unreachable); worth a retry.
     #[error("the user store failed")]
     Store(#[source] Arc<StoreError>),
+    /// The job queue could not take or update one of the user's jobs (the
+    /// welcome, the login record): its store failed; worth a retry.
+    #[error("the job queue failed")]
+    Jobs(#[from] QueueError),
     /// bcrypt could not run.
     #[error("password hashing failed")]
     Hashing(#[source] Arc<HashError>),
@@ -60,6 +65,15 @@ impl From<mongodb::error::Error> for UserError {
             crate::store::count_unreadable("users", why);
             return Self::Unreadable;
         }
+        Self::store(err)
+    }
+}
+
+impl UserError {
+    /// A failed MongoDB call, as it is: [`UserError::Store`]. For the
+    /// collections beside `users` (idempotency records), whose unreadable
+    /// documents are not users.
+    pub(crate) fn store(err: mongodb::error::Error) -> Self {
         Self::Store(Arc::new(StoreError::Mongo(err)))
     }
 }

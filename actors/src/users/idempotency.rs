@@ -49,6 +49,7 @@ use sha2::Sha256;
 
 use crate::store::{ensure_indexes, index, is_duplicate_key};
 use crate::users::model::NewUser;
+use crate::users::UserError;
 use crate::validate::{ConfigErrors, Validate};
 
 pub const COLLECTION: &str = "signup_idempotency";
@@ -197,7 +198,7 @@ impl KeyStore {
     }
 
     /// `createdAt`, for the prune.
-    pub async fn ensure_indexes(db: &mongodb::Database) -> mongodb::error::Result<()> {
+    pub(crate) async fn ensure_indexes(db: &mongodb::Database) -> mongodb::error::Result<()> {
         ensure_indexes(
             &db.collection(COLLECTION),
             vec![index(doc! { "createdAt": 1 }, false)],
@@ -207,39 +208,42 @@ impl KeyStore {
 
     /// Insert `record`: [`Reservation::Held`] if this request now holds the
     /// key, else the record that holds it.
-    pub async fn reserve(&self, record: &KeyRecord) -> mongodb::error::Result<Reservation> {
+    pub async fn reserve(&self, record: &KeyRecord) -> Result<Reservation, UserError> {
         match self.records.insert_one(record).await {
             Ok(_) => Ok(Reservation::Held),
             Err(err) if is_duplicate_key(&err) => {
-                let existing = self.records.find_one(doc! { "_id": &record.id }).await?;
+                let existing = self.records.find_one(doc! { "_id": &record.id });
+                let existing = existing.await.map_err(UserError::store)?;
                 Ok(existing.map_or(Reservation::Vanished, Reservation::Taken))
             }
-            Err(err) => Err(err),
+            Err(err) => Err(UserError::store(err)),
         }
     }
 
     /// Delete `record` if it is still the same one (not a newer record for
     /// the same key made after it was deleted by someone else).
-    pub async fn remove(&self, record: &KeyRecord) -> mongodb::error::Result<()> {
+    pub async fn remove(&self, record: &KeyRecord) -> Result<(), UserError> {
         self.records
             .delete_one(doc! {
                 "_id": &record.id,
                 "userId": record.user_id,
                 "createdAt": record.created_at,
             })
-            .await?;
+            .await
+            .map_err(UserError::store)?;
         Ok(())
     }
 
     /// Delete every record older than `ttl`; how many went.
-    pub async fn prune(&self, ttl: Duration) -> mongodb::error::Result<u64> {
+    pub async fn prune(&self, ttl: Duration) -> Result<u64, UserError> {
         let cutoff = DateTime::from_millis(
             DateTime::now().timestamp_millis() - ttl.as_millis().min(i64::MAX as u128) as i64,
         );
         let deleted = self
             .records
             .delete_many(doc! { "createdAt": { "$lt": cutoff } })
-            .await?;
+            .await
+            .map_err(UserError::store)?;
         Ok(deleted.deleted_count)
     }
 }

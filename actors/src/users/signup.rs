@@ -7,7 +7,7 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime};
 use tokio::time::Instant;
 
 use crate::events::Event;
-use crate::store::is_duplicate_key;
+use crate::store::{error_chain, is_duplicate_key};
 use crate::users::idempotency::{IdempotencyKey, KeyRecord, Reservation};
 use crate::users::model::{NewUser, TokenPair, UserDoc};
 use crate::users::password;
@@ -104,7 +104,7 @@ impl UserService {
     /// the sign-up still stands; the job runs when its hold ends.
     async fn release_welcome(&self, job: ObjectId) {
         if let Err(err) = self.jobs.release(job).await {
-            tracing::warn!(target: "user", job = %job, error = %err, "welcome job not released; it runs when its hold ends");
+            tracing::warn!(target: "user", job = %job, error = %error_chain(&err), "welcome job not released; it runs when its hold ends");
         }
     }
 
@@ -204,7 +204,7 @@ impl UserService {
             Ok(0) => {}
             Ok(n) => tracing::info!(target: "user", pruned = n, "expired idempotency keys deleted"),
             Err(err) => {
-                tracing::warn!(target: "user", error = %err, "pruning idempotency keys failed")
+                tracing::warn!(target: "user", error = %error_chain(&err), "pruning idempotency keys failed")
             }
         }
     }

@@ -111,7 +111,7 @@ async fn get_pauses(
 #[utoipa::path(post, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
     request_body = PauseRequest,
     responses(
-        (status = 200, description = "The pauses now", body = PausesView),
+        (status = 200, description = "The pauses, with this type (or the queue) paused", body = PausesView),
         (status = 400, description = "Unknown job type or bad body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
 ))]
@@ -129,7 +129,7 @@ async fn pause(
 #[utoipa::path(delete, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
     request_body = PauseRequest,
     responses(
-        (status = 200, description = "The pauses now", body = PausesView),
+        (status = 200, description = "The pauses, with this type (or the queue) resumed", body = PausesView),
         (status = 400, description = "Unknown job type or bad body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
 ))]
