@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use ractor::RpcReplyPort;
 
-use crate::queue::cancel::Cancel;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobId, JobQuery, QueueStats};
 use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::poller::PollerMsg;
 use crate::queue::pool::PoolInfo;
 use crate::queue::report::{JobHistory, JobReport, JobsPage};
+use crate::queue::store::cancel::Cancel;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
 

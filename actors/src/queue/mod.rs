@@ -43,7 +43,6 @@ pub mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod types;
-pub(crate) mod unique;
 
 pub use error::QueueError;
 pub use handle::QueueHandle;

@@ -66,7 +66,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, Sup
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::events::Event;
-use crate::queue::cancel::Cancel;
 use crate::queue::candidates::{Candidates, Next};
 use crate::queue::error::{chain, QueueError};
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
@@ -76,6 +75,7 @@ use crate::queue::pool::{Held, Pool, PoolInfo, Slot, Work};
 use crate::queue::shared::Queue;
 use crate::queue::snapshot::Refresher;
 use crate::queue::spec::SpecError;
+use crate::queue::store::cancel::Cancel;
 use crate::queue::store::JobStore;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::health::TreeHealth;

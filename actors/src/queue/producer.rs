@@ -52,9 +52,9 @@ use crate::queue::job::{Job, JobId};
 use crate::queue::poller::PollerMsg;
 use crate::queue::priority;
 use crate::queue::spec::{JobSpec, SpecError};
+use crate::queue::store::unique::Taken;
 use crate::queue::store::JobStore;
 use crate::queue::types::JobTypes;
-use crate::queue::unique::Taken;
 use crate::supervision::slot::ActorSlot;
 
 /// What [`JobQueue::enqueue_spec`] did.
