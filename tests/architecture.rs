@@ -15,7 +15,10 @@
 //!   they talk through the narrow handles the callee defines;
 //! - the HTTP layer names no BSON/MongoDB type and no actor message type,
 //!   and the actor crate has no OpenAPI (`utoipa`) annotations: API views
-//!   live in the HTTP layer.
+//!   live in the HTTP layer;
+//! - the queue's collections are opened only in `queue::store`: no other
+//!   module of either crate names their constants or passes their names
+//!   to `.collection(..)`.
 //!
 //! `cargo test --test architecture` runs it (so do `scripts/lint` and CI).
 
@@ -71,6 +74,10 @@ struct Module {
     uses: Vec<Vec<String>>,
     /// Paths that start with another crate (`mongodb::…`, `troupe_actors::…`).
     external: Vec<Vec<String>>,
+    /// String literals passed first to a `.collection(..)` call.
+    collections: Vec<String>,
+    /// Its string constants (`const NAME: &str = "…"`): name → value.
+    strings: BTreeMap<String, String>,
     file: PathBuf,
     /// As written, until every module is known (see [`Crate::finish`]).
     raw_uses: Vec<Vec<String>>,
@@ -124,6 +131,15 @@ fn collect(krate: &mut Crate, items: &[syn::Item], path: &[String], file: &Path)
             if let Some(name) = defined_name(item) {
                 module.defines.insert(name);
             }
+            if let syn::Item::Const(c) = item {
+                if let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(value),
+                    ..
+                }) = &*c.expr
+                {
+                    module.strings.insert(c.ident.to_string(), value.value());
+                }
+            }
             match item {
                 syn::Item::Mod(m) if m.content.is_none() => children.push(m.ident.to_string()),
                 syn::Item::Mod(m) => inline.push(m.clone()),
@@ -135,6 +151,7 @@ fn collect(krate: &mut Crate, items: &[syn::Item], path: &[String], file: &Path)
             let mut paths = Paths::default();
             paths.visit_item(item);
             module.raw_uses.extend(paths.found);
+            module.collections.extend(paths.collections);
         }
     }
     for m in inline {
@@ -215,6 +232,8 @@ fn record_reexports(module: &mut Module, tree: &syn::UseTree, prefix: &mut Vec<S
 struct Paths {
     found: Vec<Vec<String>>,
     prefix: Vec<String>,
+    /// String literals passed first to `.collection(..)`.
+    collections: Vec<String>,
 }
 
 impl<'ast> Visit<'ast> for Paths {
@@ -244,6 +263,19 @@ impl<'ast> Visit<'ast> for Paths {
             syn::UseTree::Glob(_) => self.found.push(self.prefix.clone()),
             syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.visit_use_tree(t)),
         }
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if call.method == "collection" {
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            })) = call.args.first()
+            {
+                self.collections.push(name.value());
+            }
+        }
+        syn::visit::visit_expr_method_call(self, call);
     }
 
     // Test code may reach anywhere.
@@ -552,5 +584,112 @@ fn the_checker_finds_a_cycle_through_a_reexport_and_accepts_a_facade() {
     // Without b's use of a, only the facade's edges remain: no cycle.
     write("b.rs", "pub struct Other;\n");
     assert!(cycles(&load(&dir.join("lib.rs")).graph()).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The module that owns the queue's collections, and where the failure
+/// message sends a query.
+const QUEUE_STORE: &str = "queue::store";
+
+/// Where `krate` (or, for the service crate, `owner`, the actor crate)
+/// names one of the queue's collections outside [`QUEUE_STORE`]: a path to
+/// one of its string constants (the collection names), or one of their
+/// values passed to `.collection(..)`. (`"jobs"` as a JSON field or a
+/// metric label is no collection.)
+fn queue_collections_named_outside_the_store(krate: &Crate, owner: &Crate) -> Vec<String> {
+    let names = &owner.modules[QUEUE_STORE].strings;
+    let store_segments: Vec<String> = QUEUE_STORE.split("::").map(str::to_owned).collect();
+    let mut wrong = Vec::new();
+    for (module, facts) in &krate.modules {
+        if is_within(module, QUEUE_STORE) && std::ptr::eq(krate, owner) {
+            continue;
+        }
+        let mut named = |what: String| {
+            wrong.push(format!("{module} ({}) {what}", facts.file.display()));
+        };
+        for literal in facts
+            .collections
+            .iter()
+            .filter(|l| names.values().any(|n| n == *l))
+        {
+            named(format!("opens the collection {literal:?}"));
+        }
+        let internal = facts
+            .uses
+            .iter()
+            .filter(|p| krate.resolve(p, 0) == QUEUE_STORE);
+        // From the service crate: `troupe_actors::queue::store::NAME`.
+        let external = facts
+            .external
+            .iter()
+            .filter(|p| p.len() > 1 && p[1..p.len() - 1] == store_segments[..]);
+        for path in internal.chain(external) {
+            if path.last().is_some_and(|last| names.contains_key(last)) {
+                named(format!("names {}", path.join("::")));
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn only_the_queue_store_opens_the_queues_collections() {
+    let names = &actors().modules[QUEUE_STORE].strings;
+    for collection in [
+        "jobs",
+        "job_attempts",
+        "job_keys",
+        "queue_slots",
+        "queue_pauses",
+    ] {
+        assert!(
+            names.values().any(|n| n == collection),
+            "{QUEUE_STORE} names no constant for {collection}: {names:?}"
+        );
+    }
+    let mut wrong = queue_collections_named_outside_the_store(actors(), actors());
+    wrong.extend(queue_collections_named_outside_the_store(
+        service(),
+        actors(),
+    ));
+    assert!(
+        wrong.is_empty(),
+        "the queue's collections are read and written only in {QUEUE_STORE} \
+         (actors/src/queue/store/): give JobStore (or a room of queue::store, \
+         like store::adopt for migrations) the query, and call it instead:\n{wrong:#?}"
+    );
+}
+
+/// The queue-collection rule itself: a literal or a constant outside the
+/// store is found, the store's own queries and a `"jobs"` label are not.
+#[test]
+fn the_checker_finds_a_queue_collection_opened_outside_the_store() {
+    let dir = std::env::temp_dir().join(format!("troupe-arch-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("queue")).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    write("lib.rs", "pub mod queue;\npub mod other;\n");
+    write("queue/mod.rs", "pub mod store;\n");
+    write(
+        "queue/store.rs",
+        "pub const JOBS: &str = \"jobs\";\nfn f(db: &Db) { db.collection::<Job>(JOBS); db.collection::<Job>(\"jobs\"); }\n",
+    );
+    write(
+        "other.rs",
+        "fn g(db: &Db) { db.collection::<Doc>(\"jobs\"); let _ = crate::queue::store::JOBS; \
+         let _ = json!({ \"jobs\": 1 }); db.collection::<Doc>(\"users\"); }\n",
+    );
+    let krate = load(&dir.join("lib.rs"));
+    let found = queue_collections_named_outside_the_store(&krate, &krate);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().all(|f| f.starts_with("other ")), "{found:#?}");
+    assert!(
+        found[0].contains("opens the collection \"jobs\""),
+        "{found:#?}"
+    );
+    assert!(found[1].contains("names queue::store::JOBS"), "{found:#?}");
+    write("other.rs", "fn g() { let _ = json!({ \"jobs\": 1 }); }\n");
+    let krate = load(&dir.join("lib.rs"));
+    assert!(queue_collections_named_outside_the_store(&krate, &krate).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
