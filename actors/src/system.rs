@@ -53,8 +53,8 @@ use crate::queue::metrics::QueueMetrics;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{self, prune_handlers};
-use crate::queue::store::JobStore;
-use crate::queue::store::{PauseStore, SlotStore};
+use crate::queue::shared::Queue;
+use crate::queue::store::{JobStore, PauseStore, SlotStore};
 use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
@@ -296,7 +296,6 @@ fn build(
     );
     let poller = ActorSlot::new("queue-poller");
     let fleet_slot = ActorSlot::new("fleet");
-    let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
     let slots = SlotStore::new(db);
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
@@ -314,6 +313,19 @@ fn build(
     // what an enqueue accepts (see `queue::types`).
     let types = Arc::new(JobTypes::new(handlers.kinds()));
     let store = store.handling(types.local().clone());
+    let (queue_metrics, queue_snapshot) = (QueueMetrics::default(), Arc::default());
+    let shared = Arc::new(Queue {
+        metrics: queue_metrics.clone(),
+        store: store.clone(),
+        pauses: PauseStore::new(db),
+        cancellations: Default::default(),
+        events: events.clone(),
+        handlers,
+        types: Arc::clone(&types),
+        config: settings.queue.clone(),
+        snapshot: Arc::clone(&queue_snapshot),
+    });
+    let queue = QueueHandle::new(poller.clone(), Arc::clone(&shared), settings.call_timeout);
     let beat = Arc::new(beat(settings, redis, &instance, (&queue, &types)));
     let jobs = JobQueue::new(
         store.clone(),
@@ -340,8 +352,8 @@ fn build(
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
             .collect(),
-        queue_metrics: QueueMetrics::default(),
-        queue_snapshot: Arc::default(),
+        queue_metrics,
+        queue_snapshot,
         indexes_ready,
         fleet: Fleet::new(Arc::clone(&beat), redis.timeout() * 2),
         introspection: None,
@@ -358,7 +370,7 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        queue_poller(settings, (store, PauseStore::new(db)), (handlers, types), a),
+        queue_poller(settings, shared, a),
         scheduler,
         fleet_child(beat, fleet_slot),
     ];

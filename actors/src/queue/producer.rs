@@ -181,13 +181,13 @@ impl JobQueue {
     /// Insert `job`; a write the store refuses for good is the producer's
     /// fault ([`SpecError::PayloadRefused`]), not an outage.
     async fn insert(&self, job: &Job) -> Result<(), QueueError> {
-        self.store
-            .insert(job)
-            .await
-            .map_err(|err| match refusal_code(&err) {
+        self.store.insert(job).await.map_err(|err| match &err {
+            QueueError::Store(store) => match refusal_code(store) {
                 Some(code) => SpecError::PayloadRefused { code }.into(),
-                None => QueueError::Store(err),
-            })
+                None => err,
+            },
+            _ => err,
+        })
     }
 
     /// Insert a pending job of type `kind`, due now, priority 0: the
@@ -196,7 +196,7 @@ impl JobQueue {
     /// without the claim (the producer calls [`claim_soon`](Self::claim_soon)
     /// once the job's precondition holds); its id once the write is
     /// acknowledged.
-    pub async fn enqueue(&self, kind: &str, payload: Document) -> mongodb::error::Result<ObjectId> {
+    pub async fn enqueue(&self, kind: &str, payload: Document) -> Result<ObjectId, QueueError> {
         self.store.enqueue(kind, payload).await
     }
 
@@ -207,7 +207,7 @@ impl JobQueue {
         &self,
         kind: &str,
         payload: Document,
-    ) -> mongodb::error::Result<ObjectId> {
+    ) -> Result<ObjectId, QueueError> {
         self.store
             .enqueue_held(kind, payload, self.admission.hold)
             .await
@@ -215,12 +215,12 @@ impl JobQueue {
 
     /// Make the held job `id` due now (its precondition holds). `false`: it
     /// was not held any more (due already, or gone).
-    pub async fn release(&self, id: ObjectId) -> mongodb::error::Result<bool> {
+    pub async fn release(&self, id: ObjectId) -> Result<bool, QueueError> {
         self.store.release(id).await
     }
 
     /// Delete a job that must never run (its producer gave up on it).
-    pub async fn withdraw(&self, id: ObjectId) -> mongodb::error::Result<()> {
+    pub async fn withdraw(&self, id: ObjectId) -> Result<(), QueueError> {
         self.store.delete(id).await
     }
 

@@ -37,6 +37,7 @@ use mongodb::bson::{doc, oid::ObjectId};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::queue::error::QueueError;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{self, Schedule};
@@ -169,7 +170,7 @@ async fn fire(
     args: &SchedulerArgs,
     schedule: &Schedule,
     at: DateTime<Utc>,
-) -> mongodb::error::Result<()> {
+) -> Result<(), QueueError> {
     let Some(job) = args.slots.take(schedule, at).await? else {
         return Ok(()); // pruned meanwhile: too old to matter
     };
@@ -182,7 +183,7 @@ async fn ensure_job(
     args: &SchedulerArgs,
     schedule: &Schedule,
     id: ObjectId,
-) -> mongodb::error::Result<()> {
+) -> Result<(), QueueError> {
     if args.jobs.insert_scheduled(id, schedule).await? {
         tracing::info!(target: "worker", job = %id, schedule = %schedule.name, kind = %schedule.kind, "periodic job enqueued");
         args.queue.claim_soon(id);

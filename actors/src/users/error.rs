@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{CacheError, LoadError};
+use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::supervision::slot::CallError;
 use crate::users::password::HashError;
@@ -74,6 +75,18 @@ impl UserError {
                 .and_then(|cause| cause.downcast_ref::<UserError>())
                 .is_some_and(UserError::is_unreadable),
             _ => false,
+        }
+    }
+}
+
+/// The job a sign-up or a login enqueues: its store failed (the only way
+/// the producer's plain writes fail).
+impl From<QueueError> for UserError {
+    fn from(err: QueueError) -> Self {
+        match err {
+            QueueError::Store(err) => err.into(),
+            QueueError::Unavailable(err) => Self::Unavailable(err),
+            _ => Self::Unavailable(CallError::Unavailable("job store")),
         }
     }
 }

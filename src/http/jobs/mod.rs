@@ -203,7 +203,9 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         | QueueError::Busy
         | QueueError::Unreadable(_) => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
-        QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
+        QueueError::UniqueKeyBusy | QueueError::StoreTimeout(_) => {
+            ApiError::Unavailable(err.to_string())
+        }
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
             // Never the error's message: a server can quote the document

@@ -89,7 +89,7 @@ impl JobStore {
 
     /// Insert the marker of attempt `attempt`; `true` if it is there now
     /// (this call's, or an earlier cancel's), `false` if a claimer holds it.
-    async fn mark_cancelled(&self, id: ObjectId, attempt: i32) -> mongodb::error::Result<bool> {
+    async fn mark_cancelled(&self, id: ObjectId, attempt: i32) -> Result<bool, QueueError> {
         let now = DateTime::now();
         let marker = Attempt {
             id: format!("{id}:{attempt}"),
@@ -111,11 +111,7 @@ impl JobStore {
 
     /// Whether attempt `attempt` of job `id` (running) was cancelled: the
     /// next attempt's record is a cancellation's marker. One read by `_id`.
-    pub async fn cancel_requested(
-        &self,
-        id: ObjectId,
-        attempt: i32,
-    ) -> mongodb::error::Result<bool> {
+    pub async fn cancel_requested(&self, id: ObjectId, attempt: i32) -> Result<bool, QueueError> {
         let marker = format!("{id}:{}", attempt + 1);
         let found = self
             .attempts
@@ -127,10 +123,7 @@ impl JobStore {
     /// The job, as `candidate` saw it, is `cancelled` (its marker is in): a
     /// pending job, or a processing one whose runner is gone (its lease
     /// expired; its attempt is recorded `crashed`).
-    pub(crate) async fn settle_cancelled(
-        &self,
-        candidate: &Candidate,
-    ) -> mongodb::error::Result<()> {
+    pub(crate) async fn settle_cancelled(&self, candidate: &Candidate) -> Result<(), QueueError> {
         let now = DateTime::now();
         let mut filter = doc! {
             "_id": candidate.id, "status": candidate.status.as_str(), "attempts": candidate.attempts,
@@ -156,7 +149,7 @@ impl JobStore {
 
     /// Flag the running job (what the API shows; the executor goes by the
     /// marker, which no concurrent write of the job can undo).
-    async fn request_stop(&self, candidate: &Candidate) -> mongodb::error::Result<()> {
+    async fn request_stop(&self, candidate: &Candidate) -> Result<(), QueueError> {
         self.jobs
             .update_one(
                 doc! { "_id": candidate.id, "status": "processing", "attempts": candidate.attempts },
@@ -168,7 +161,7 @@ impl JobStore {
 
     /// Attempt `attempt` stopped because the job was cancelled: the attempt
     /// and the job are `cancelled` (never retried).
-    pub async fn record_cancelled(&self, id: ObjectId, attempt: i32) -> mongodb::error::Result<()> {
+    pub async fn record_cancelled(&self, id: ObjectId, attempt: i32) -> Result<(), QueueError> {
         let error = "cancelled by an operator while it ran";
         self.finish_attempt(id, attempt, Outcome::Cancelled, Some(error))
             .await?;

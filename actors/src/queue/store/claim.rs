@@ -17,6 +17,7 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
 use super::{after, before, JobStore};
+use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
 use crate::queue::pause::Pauses;
 use crate::store::is_duplicate_key;
@@ -42,7 +43,7 @@ impl JobStore {
         &self,
         limit: i64,
         paused: &Pauses,
-    ) -> mongodb::error::Result<Vec<Candidate>> {
+    ) -> Result<Vec<Candidate>, QueueError> {
         let now = DateTime::now();
         let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
         let mut expired = doc! { "status": "processing", "lockedUntil": { "$lt": now } };
@@ -92,7 +93,7 @@ impl JobStore {
         lease: Duration,
         executor: &str,
         paused: &Pauses,
-    ) -> mongodb::error::Result<Option<Job>> {
+    ) -> Result<Option<Job>, QueueError> {
         let attempt = self.next_attempt(candidate, executor);
         if !self.reserve(&attempt, candidate, lease).await? {
             return Ok(None);
@@ -133,7 +134,7 @@ impl JobStore {
         candidate: &Candidate,
         lease: Duration,
         paused: &Pauses,
-    ) -> mongodb::error::Result<Option<Job>> {
+    ) -> Result<Option<Job>, QueueError> {
         let now = DateTime::now();
         let mut filter = match candidate.status {
             JobStatus::Processing => doc! {
@@ -162,10 +163,11 @@ impl JobStore {
             .find_one_and_update(filter, update)
             .with_options(options)
             .await
+            .map_err(Into::into)
     }
 
     /// Delete this claimer's reservation of `attempt` (and no later one).
-    async fn unreserve(&self, attempt: &Attempt) -> mongodb::error::Result<()> {
+    async fn unreserve(&self, attempt: &Attempt) -> Result<(), QueueError> {
         self.attempts
             .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
             .await?;
@@ -206,7 +208,7 @@ impl JobStore {
         attempt: &Attempt,
         candidate: &Candidate,
         lease: Duration,
-    ) -> mongodb::error::Result<bool> {
+    ) -> Result<bool, QueueError> {
         if self.insert_attempt(attempt).await? {
             return Ok(true);
         }
@@ -230,11 +232,11 @@ impl JobStore {
     }
 
     /// Insert `attempt`'s record; `false` if it exists already.
-    pub(crate) async fn insert_attempt(&self, attempt: &Attempt) -> mongodb::error::Result<bool> {
+    pub(crate) async fn insert_attempt(&self, attempt: &Attempt) -> Result<bool, QueueError> {
         match self.attempts.insert_one(attempt).await {
             Ok(_) => Ok(true),
             Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -247,7 +249,7 @@ impl JobStore {
         existing: &Attempt,
         candidate: &Candidate,
         lease: Duration,
-    ) -> mongodb::error::Result<bool> {
+    ) -> Result<bool, QueueError> {
         let stale_before = DateTime::now().timestamp_millis() - lease.as_millis() as i64;
         if existing.outcome != Outcome::Running
             || existing.started_at.timestamp_millis() > stale_before
@@ -263,7 +265,7 @@ impl JobStore {
     /// (fenced by the attempt record) takes it. For an instance the fleet
     /// found dead ([`crate::queue::QueueHandle::release_instance`]). Returns
     /// how many jobs it released.
-    pub async fn release_instance(&self, instance: &str) -> mongodb::error::Result<u64> {
+    pub async fn release_instance(&self, instance: &str) -> Result<u64, QueueError> {
         let expired = before(Duration::from_millis(1));
         let released = self
             .jobs

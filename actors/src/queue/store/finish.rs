@@ -7,6 +7,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 
 use super::{after, JobStore};
+use crate::queue::error::QueueError;
 use crate::queue::job::{JobStatus, Outcome};
 
 impl JobStore {
@@ -16,7 +17,7 @@ impl JobStore {
         id: ObjectId,
         attempt: i32,
         lease: Duration,
-    ) -> mongodb::error::Result<()> {
+    ) -> Result<(), QueueError> {
         self.jobs
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
@@ -33,7 +34,7 @@ impl JobStore {
         attempt: i32,
         outcome: Outcome,
         error: Option<&str>,
-    ) -> mongodb::error::Result<()> {
+    ) -> Result<(), QueueError> {
         self.attempts
             .update_one(
                 doc! { "_id": format!("{id}:{attempt}") },
@@ -51,7 +52,7 @@ impl JobStore {
         id: ObjectId,
         attempt: i32,
         result: Document,
-    ) -> mongodb::error::Result<()> {
+    ) -> Result<(), QueueError> {
         // The attempt record first: once the job reads final, so does its history.
         self.finish_attempt(id, attempt, Outcome::Completed, None)
             .await?;
@@ -78,7 +79,7 @@ impl JobStore {
         outcome: Outcome,
         error: &str,
         retry_in: Option<Duration>,
-    ) -> mongodb::error::Result<JobStatus> {
+    ) -> Result<JobStatus, QueueError> {
         let now = DateTime::now();
         let (status, run_at) = match retry_in {
             Some(delay) if attempt < max_attempts => (JobStatus::Pending, after(delay)),

@@ -23,8 +23,9 @@ use std::time::Duration;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use mongodb::{Collection, Database};
 
+use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
-use crate::store::{ensure_indexes, index};
+use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
 pub mod cancel;
@@ -107,7 +108,7 @@ impl JobStore {
 
     /// Indexes for the claim query (due pending jobs in rank order, expired
     /// leases), listings, history and pruning. (`job_keys` needs only its `_id`.)
-    pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+    pub async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
         ensure_indexes(
             &db.collection(JOBS),
             vec![
@@ -127,17 +128,18 @@ impl JobStore {
             ],
         )
         .await
+        .map_err(StoreError::from)
     }
 
     /// Insert a pending job; returns its id once the write is acknowledged.
-    pub async fn enqueue(&self, kind: &str, payload: Document) -> mongodb::error::Result<ObjectId> {
+    pub async fn enqueue(&self, kind: &str, payload: Document) -> Result<ObjectId, QueueError> {
         let job = Job::new(kind, payload, self.max_attempts);
         self.jobs.insert_one(&job).await?;
         Ok(job.id)
     }
 
     /// Insert `job` as it is; `false` if a job with its id exists already.
-    pub(crate) async fn insert(&self, job: &Job) -> mongodb::error::Result<()> {
+    pub(crate) async fn insert(&self, job: &Job) -> Result<(), QueueError> {
         self.jobs.insert_one(job).await?;
         Ok(())
     }
@@ -149,7 +151,7 @@ impl JobStore {
         kind: &str,
         payload: Document,
         hold: Duration,
-    ) -> mongodb::error::Result<ObjectId> {
+    ) -> Result<ObjectId, QueueError> {
         let mut job = Job::new(kind, payload, self.max_attempts);
         job.run_at = after(hold);
         self.jobs.insert_one(&job).await?;
@@ -160,7 +162,7 @@ impl JobStore {
     /// a job still pending, never attempted and not yet due (a job that ran
     /// meanwhile, or one due already, is left as it is). `false`: nothing
     /// was held under `id`.
-    pub async fn release(&self, id: ObjectId) -> mongodb::error::Result<bool> {
+    pub async fn release(&self, id: ObjectId) -> Result<bool, QueueError> {
         let now = DateTime::now();
         let released = self
             .jobs
@@ -173,7 +175,7 @@ impl JobStore {
     }
 
     /// Delete a job that should never run (its producer gave up on it).
-    pub async fn delete(&self, id: ObjectId) -> mongodb::error::Result<()> {
+    pub async fn delete(&self, id: ObjectId) -> Result<(), QueueError> {
         self.jobs.delete_one(doc! { "_id": id }).await?;
         Ok(())
     }

@@ -14,7 +14,7 @@ use crate::store::readable;
 
 impl JobStore {
     /// A page of jobs, newest first, filtered as `query` says.
-    pub async fn list(&self, query: &JobQuery) -> mongodb::error::Result<JobPage> {
+    pub async fn list(&self, query: &JobQuery) -> Result<JobPage, QueueError> {
         let mut filter = Document::new();
         if let Some(status) = query.status {
             filter.insert("status", status.as_str());
@@ -113,7 +113,7 @@ impl JobStore {
     /// Jobs by status, in one `aggregate`: what `/metrics` shows of the
     /// queue. (On FerretDB every read scans the collection; v1.24 has no
     /// `$min` accumulator, or the oldest pending job would come along.)
-    pub async fn counts(&self) -> mongodb::error::Result<StatusCounts> {
+    pub async fn counts(&self) -> Result<StatusCounts, QueueError> {
         let mut counts = StatusCounts::default();
         let mut groups = self
             .jobs
@@ -129,7 +129,7 @@ impl JobStore {
 
     /// The figures of `GET /jobs/stats` (operators only): [`counts`](Self::counts),
     /// the oldest pending job's age and the completions of the last minute.
-    pub async fn stats(&self) -> mongodb::error::Result<QueueStats> {
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut stats = self.grouped_counts().await?;
         stats.oldest_pending_age_seconds = self.oldest_pending_age().await?;
         stats.completed_last_minute = self.completed_since(Duration::from_secs(60)).await?;
@@ -138,7 +138,7 @@ impl JobStore {
 
     /// Counts by status, in all and by type and priority, from one
     /// `aggregate` grouping by all three.
-    async fn grouped_counts(&self) -> mongodb::error::Result<QueueStats> {
+    async fn grouped_counts(&self) -> Result<QueueStats, QueueError> {
         let group = doc! { "$group": {
             "_id": { "status": "$status", "type": "$type", "priority": "$priority" },
             "n": { "$sum": 1 },
@@ -163,7 +163,7 @@ impl JobStore {
     }
 
     /// Seconds since the oldest pending job was enqueued; `None` if none is.
-    async fn oldest_pending_age(&self) -> mongodb::error::Result<Option<f64>> {
+    async fn oldest_pending_age(&self) -> Result<Option<f64>, QueueError> {
         let oldest = self
             .jobs
             .find_one(doc! { "status": "pending" })
@@ -175,11 +175,12 @@ impl JobStore {
     }
 
     /// Jobs completed within the last `window`.
-    async fn completed_since(&self, window: Duration) -> mongodb::error::Result<u64> {
+    async fn completed_since(&self, window: Duration) -> Result<u64, QueueError> {
         let since = before(window);
         self.jobs
             .count_documents(doc! { "status": "completed", "completedAt": { "$gte": since } })
             .await
+            .map_err(Into::into)
     }
 }
 

@@ -9,6 +9,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use super::PAUSES;
+use crate::queue::error::QueueError;
 use crate::queue::pause::{PauseTarget, Pauses};
 
 /// The `_id` of the whole queue's pause.
@@ -74,7 +75,7 @@ impl PauseStore {
     }
 
     /// Everything paused now.
-    pub async fn read(&self) -> mongodb::error::Result<Pauses> {
+    pub async fn read(&self) -> Result<Pauses, QueueError> {
         let docs: Vec<Document> = self
             .pauses
             .find(doc! {})
@@ -88,7 +89,7 @@ impl PauseStore {
     }
 
     /// Pause `target` (again: no change).
-    pub async fn pause(&self, target: &PauseTarget) -> mongodb::error::Result<()> {
+    pub async fn pause(&self, target: &PauseTarget) -> Result<(), QueueError> {
         self.pauses
             .update_one(
                 doc! { "_id": target.id() },
@@ -100,7 +101,7 @@ impl PauseStore {
     }
 
     /// Resume `target` (not paused: no change).
-    pub async fn resume(&self, target: &PauseTarget) -> mongodb::error::Result<()> {
+    pub async fn resume(&self, target: &PauseTarget) -> Result<(), QueueError> {
         self.pauses.delete_one(doc! { "_id": target.id() }).await?;
         Ok(())
     }

@@ -6,12 +6,13 @@ use std::time::Duration;
 use mongodb::bson::doc;
 
 use super::{before, JobStore};
+use crate::queue::error::QueueError;
 
 impl JobStore {
     /// Delete completed (and cancelled) jobs and finished attempt records
     /// older than `retention`. (FerretDB has no TTL indexes, so this is a
     /// periodic delete: the `queue.prune` job, see [`crate::queue::scheduler`].)
-    pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
+    pub async fn prune(&self, retention: Duration) -> Result<u64, QueueError> {
         let cutoff = before(retention);
         let jobs = self
             .jobs

@@ -11,9 +11,10 @@ use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 use super::{before, JobStore, SLOTS};
+use crate::queue::error::QueueError;
 use crate::queue::job::Job;
 use crate::queue::schedule::Schedule;
-use crate::store::{ensure_indexes, index, is_duplicate_key};
+use crate::store::{ensure_indexes, index, is_duplicate_key, StoreError};
 
 /// A fired slot, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,7 +43,7 @@ impl SlotStore {
         }
     }
 
-    pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
+    pub async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
         ensure_indexes(
             &db.collection::<Document>(SLOTS),
             vec![
@@ -51,6 +52,7 @@ impl SlotStore {
             ],
         )
         .await
+        .map_err(StoreError::from)
     }
 
     /// Take the slot `id` for a new job; the id of the slot's job (this
@@ -59,7 +61,7 @@ impl SlotStore {
         &self,
         schedule: &Schedule,
         at: DateTime<Utc>,
-    ) -> mongodb::error::Result<Option<ObjectId>> {
+    ) -> Result<Option<ObjectId>, QueueError> {
         let now = BsonDateTime::now();
         let slot = SlotDoc {
             id: schedule.slot_id(at),
@@ -74,15 +76,12 @@ impl SlotStore {
                 let found = self.slots.find_one(doc! { "_id": &slot.id }).await?;
                 Ok(found.map(|slot| slot.job_id))
             }
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 
     /// The job id of the latest slot of `schedule` taken, if any.
-    pub(crate) async fn latest_job(
-        &self,
-        schedule: &str,
-    ) -> mongodb::error::Result<Option<ObjectId>> {
+    pub(crate) async fn latest_job(&self, schedule: &str) -> Result<Option<ObjectId>, QueueError> {
         let latest: Vec<SlotDoc> = self
             .slots
             .find(doc! { "schedule": schedule })
@@ -95,7 +94,7 @@ impl SlotStore {
     }
 
     /// Delete the slots older than `retention`.
-    pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
+    pub async fn prune(&self, retention: Duration) -> Result<u64, QueueError> {
         let pruned = self
             .slots
             .delete_many(doc! { "slot": { "$lt": before(retention) } })
@@ -111,13 +110,13 @@ impl JobStore {
         &self,
         id: ObjectId,
         schedule: &Schedule,
-    ) -> mongodb::error::Result<bool> {
+    ) -> Result<bool, QueueError> {
         let mut job = Job::new(&schedule.kind, schedule.payload.clone(), self.max_attempts);
         job.id = id;
         match self.jobs.insert_one(&job).await {
             Ok(_) => Ok(true),
             Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 }

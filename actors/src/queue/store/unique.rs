@@ -148,7 +148,7 @@ impl UniqueKeys {
     }
 
     /// Insert the key naming `job`; `false` if it exists.
-    async fn insert(&self, id: &str, job: ObjectId) -> mongodb::error::Result<bool> {
+    async fn insert(&self, id: &str, job: ObjectId) -> Result<bool, QueueError> {
         let key = KeyDoc {
             id: id.to_owned(),
             job_id: job,
@@ -157,12 +157,12 @@ impl UniqueKeys {
         match self.keys.insert_one(&key).await {
             Ok(_) => Ok(true),
             Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 
     /// Whether the job `key` names still holds it.
-    async fn holder(&self, key: &KeyDoc, grace: Duration) -> mongodb::error::Result<Holder> {
+    async fn holder(&self, key: &KeyDoc, grace: Duration) -> Result<Holder, QueueError> {
         let stale_before = DateTime::now().timestamp_millis() - grace.as_millis() as i64;
         let job = self.jobs.find_one(doc! { "_id": key.job_id }).await?;
         let since = match &job {
@@ -180,12 +180,7 @@ impl UniqueKeys {
     }
 
     /// Release `key` of type `kind` if `job` still holds it.
-    pub async fn release(
-        &self,
-        kind: &str,
-        key: &str,
-        job: ObjectId,
-    ) -> mongodb::error::Result<()> {
+    pub async fn release(&self, kind: &str, key: &str, job: ObjectId) -> Result<(), QueueError> {
         self.keys
             .delete_one(doc! { "_id": key_id(kind, key), "jobId": job })
             .await?;
@@ -210,7 +205,7 @@ impl JobStore {
     /// cancelled), *after* writing that end: a duplicate enqueued in
     /// between then sees the ended job and waits for the release. A release
     /// lost to a crash is taken over by the next duplicate after `queue.hold`.
-    pub async fn release_unique(&self, job: &Job) -> mongodb::error::Result<()> {
+    pub async fn release_unique(&self, job: &Job) -> Result<(), QueueError> {
         match &job.unique_key {
             Some(key) => self.release_key(job.id, &job.kind, key).await,
             None => Ok(()),
@@ -219,12 +214,7 @@ impl JobStore {
 
     /// [`release_unique`](Self::release_unique) for the job `id` of type
     /// `kind` holding `key`.
-    pub async fn release_key(
-        &self,
-        id: ObjectId,
-        kind: &str,
-        key: &str,
-    ) -> mongodb::error::Result<()> {
+    pub async fn release_key(&self, id: ObjectId, kind: &str, key: &str) -> Result<(), QueueError> {
         self.keys.release(kind, key, id).await
     }
 }
