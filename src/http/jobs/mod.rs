@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use troupe_actors::queue::error::redacted;
 use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats, StatusCounts};
-use troupe_actors::queue::report::{AttemptReport, JobReport};
+use troupe_actors::queue::report::{AttemptReport, JobHistory, JobReport};
 use troupe_actors::queue::{JobId, QueueError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -169,27 +169,45 @@ impl From<AttemptReport> for AttemptView {
     }
 }
 
-pub(super) fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
-    JobView {
-        id: job.id.to_string(),
-        kind: job.kind,
-        payload: job.payload,
-        status: job.status.as_str().into(),
-        attempts: job.attempts,
-        max_attempts: job.max_attempts,
-        run_at: job.run_at,
-        locked_by: job.locked_by,
-        locked_until: job.locked_until,
-        last_error: job.last_error,
-        result: job.result,
-        created_at: job.created_at,
-        updated_at: job.updated_at,
-        completed_at: job.completed_at,
-        priority: job.priority,
-        unique_key: job.unique_key,
-        cancel_requested: job.cancel_requested,
-        cancelled_at: job.cancelled_at,
-        history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
+/// The one conversion of a job to the API's view: [`JobReport`] is the
+/// queue's BSON-free job (converted from the store's once, in
+/// `troupe_actors::queue::report`); this adds only the schema and names.
+impl From<JobReport> for JobView {
+    fn from(job: JobReport) -> Self {
+        Self::of(job, None)
+    }
+}
+
+/// `GET /jobs/{id}`'s view: the job and its attempts.
+impl From<JobHistory> for JobView {
+    fn from(history: JobHistory) -> Self {
+        Self::of(history.job, Some(history.attempts))
+    }
+}
+
+impl JobView {
+    fn of(job: JobReport, history: Option<Vec<AttemptReport>>) -> Self {
+        Self {
+            id: job.id.to_string(),
+            kind: job.kind,
+            payload: job.payload,
+            status: job.status.as_str().into(),
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            run_at: job.run_at,
+            locked_by: job.locked_by,
+            locked_until: job.locked_until,
+            last_error: job.last_error,
+            result: job.result,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            completed_at: job.completed_at,
+            priority: job.priority,
+            unique_key: job.unique_key,
+            cancel_requested: job.cancel_requested,
+            cancelled_at: job.cancelled_at,
+            history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
+        }
     }
 }
 
@@ -289,7 +307,7 @@ async fn list_jobs(
     let query = JobQuery::from(params);
     let page = state.actors.queue.list(query).await.map_err(problem)?;
     Ok(Json(JobList {
-        jobs: page.jobs.into_iter().map(|j| view(j, None)).collect(),
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -325,7 +343,7 @@ async fn get_job(
     PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let history = state.actors.queue.get(id).await.map_err(problem)?;
-    Ok(Json(view(history.job, Some(history.attempts))))
+    Ok(Json(history.into()))
 }
 
 /// Put a `failed` job back to `pending` with a fresh attempt budget.
@@ -345,5 +363,5 @@ async fn retry_job(
     PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.actors.queue.retry(id).await.map_err(problem)?;
-    Ok(Json(view(job, None)))
+    Ok(Json(job.into()))
 }
