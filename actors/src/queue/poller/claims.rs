@@ -114,7 +114,7 @@ impl PollerState {
             let found = queue.store.candidates(CANDIDATE_BATCH, &paused).await;
             let took = started.elapsed().as_secs_f64();
             queue.metrics.listing_seconds.observe(took);
-            send(&me, &stats, PollerMsg::Listed(found.map_err(Into::into)));
+            send(&me, &stats, PollerMsg::Listed(found));
         });
     }
 

@@ -76,6 +76,8 @@ impl PollerState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tokio::sync::oneshot;
     use tokio::time::{sleep, Instant};
 
