@@ -365,3 +365,54 @@ async fn retry_job(
     let job = state.actors.queue.retry(id).await.map_err(problem)?;
     Ok(Json(job.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use troupe_actors::queue::SpecError;
+    use troupe_actors::CallError;
+
+    use super::*;
+
+    /// The status each queue error is to the client. The match has no
+    /// wildcard: a new variant does not compile until it is listed here.
+    fn expected(err: &QueueError) -> StatusCode {
+        match err {
+            QueueError::NotFound => StatusCode::NOT_FOUND,
+            QueueError::Refused(_) => StatusCode::BAD_REQUEST,
+            QueueError::NotFailed(_)
+            | QueueError::UniqueKeyHeld(_)
+            | QueueError::Finished(_)
+            | QueueError::Busy
+            | QueueError::Unreadable(_) => StatusCode::CONFLICT,
+            QueueError::UniqueKeyBusy
+            | QueueError::Store(_)
+            | QueueError::StoreTimeout(_)
+            | QueueError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    #[test]
+    fn each_queue_error_is_its_problems_status() {
+        let job: JobId = "65f1c0ffee0000000000beef".parse().unwrap();
+        let errors = [
+            QueueError::NotFound,
+            QueueError::NotFailed("pending"),
+            QueueError::Refused(SpecError::PriorityOutOfRange),
+            QueueError::UniqueKeyBusy,
+            QueueError::UniqueKeyHeld(job),
+            QueueError::Finished("completed"),
+            QueueError::Busy,
+            QueueError::Unreadable(job),
+            QueueError::Store(std::io::Error::other("down").into()),
+            QueueError::StoreTimeout(Duration::from_secs(5)),
+            QueueError::Unavailable(CallError::Unavailable("queue-poller")),
+        ];
+        for err in errors {
+            let (want, shown) = (expected(&err), format!("{err:?}"));
+            assert_eq!(problem(err).status(), want, "{shown}");
+        }
+    }
+}
