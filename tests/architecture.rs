@@ -28,6 +28,9 @@
 //! - files of one idea: no `.rs` file of `src/` or `actors/src/` has more
 //!   than [`MAX_LINES`] lines before its inline `#[cfg(test)]` module (a
 //!   file that is itself a test module is test code, and left out).
+//! - the queue's collections are opened only in `queue::store`: no other
+//!   module of either crate names their constants or passes their names
+//!   to `.collection(..)`.
 //!
 //! `cargo test --test architecture` runs it (so do `scripts/lint` and CI).
 
@@ -37,19 +40,6 @@ use std::path::{Path, PathBuf};
 use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
 use syn::visit::Visit;
-
-/// Files of the actor crate still allowed to return driver errors from
-/// `pub` functions: those the queue engineer rewrites on branch `queue`
-/// (JobStore's own methods and their callers). PENDING: the lead empties
-/// this list when merging `queue` and `errors` (an entry that no longer
-/// offends fails the rule, so none outlives its fix).
-const DRIVER_ERROR_PENDING: &[&str] = &[
-    "actors/src/queue/store.rs",
-    "actors/src/queue/cancel.rs",
-    "actors/src/queue/scheduler.rs",
-    "actors/src/queue/unique.rs",
-    "actors/src/queue/pause.rs",
-];
 
 /// Which capabilities each top-level module of the actor crate may import.
 /// `supervision` and `store` are the bottom layer, `system` the top.
@@ -104,6 +94,10 @@ struct Module {
     /// Its `pub` functions that return a driver error: `Type::name returns
     /// mongodb::error::Result` (see [`driver_error_returns`]).
     driver_returns: Vec<String>,
+    /// String literals passed first to a `.collection(..)` call.
+    collections: Vec<String>,
+    /// Its string constants (`const NAME: &str = "…"`): name → value.
+    strings: BTreeMap<String, String>,
     file: PathBuf,
     /// As written, until every module is known (see [`Crate::finish`]).
     raw_uses: Vec<Vec<String>>,
@@ -158,6 +152,15 @@ fn collect(krate: &mut Crate, items: &[syn::Item], path: &[String], file: &Path)
             if let Some(name) = defined_name(item) {
                 module.defines.insert(name);
             }
+            if let syn::Item::Const(c) = item {
+                if let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(value),
+                    ..
+                }) = &*c.expr
+                {
+                    module.strings.insert(c.ident.to_string(), value.value());
+                }
+            }
             match item {
                 syn::Item::Mod(m) if m.content.is_none() => children.push(m.ident.to_string()),
                 syn::Item::Mod(m) => inline.push(m.clone()),
@@ -172,6 +175,7 @@ fn collect(krate: &mut Crate, items: &[syn::Item], path: &[String], file: &Path)
             module
                 .driver_returns
                 .extend(driver_error_returns(item, &aliases));
+            module.collections.extend(paths.collections);
         }
     }
     for m in inline {
@@ -329,6 +333,8 @@ fn names_a_driver_error(path: &[String]) -> bool {
 struct Paths {
     found: Vec<Vec<String>>,
     prefix: Vec<String>,
+    /// String literals passed first to `.collection(..)`.
+    collections: Vec<String>,
 }
 
 impl<'ast> Visit<'ast> for Paths {
@@ -358,6 +364,19 @@ impl<'ast> Visit<'ast> for Paths {
             syn::UseTree::Glob(_) => self.found.push(self.prefix.clone()),
             syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.visit_use_tree(t)),
         }
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if call.method == "collection" {
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            })) = call.args.first()
+            {
+                self.collections.push(name.value());
+            }
+        }
+        syn::visit::visit_expr_method_call(self, call);
     }
 
     // Test code may reach anywhere.
@@ -694,14 +713,14 @@ fn the_actor_crate_has_no_openapi_annotations() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
-/// Each `pub` function of `krate` outside `store` and the `pending` files
+/// Each `pub` function of `krate` outside `store`
 /// (relative to `base`, a file or a folder) that returns a driver error:
 /// `file: Type::name returns …`.
-fn driver_error_seams(krate: &Crate, base: &Path, pending: &[&str]) -> Vec<String> {
+fn driver_error_seams(krate: &Crate, base: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (module, facts) in &krate.modules {
         let file = facts.file.strip_prefix(base).unwrap_or(&facts.file);
-        if top(module) == "store" || pending.iter().any(|p| file.starts_with(p)) {
+        if top(module) == "store" {
             continue;
         }
         for seam in &facts.driver_returns {
@@ -714,41 +733,28 @@ fn driver_error_seams(krate: &Crate, base: &Path, pending: &[&str]) -> Vec<Strin
 
 #[test]
 fn no_public_function_outside_the_store_returns_a_driver_error() {
-    let wrong = driver_error_seams(actors(), &root(), DRIVER_ERROR_PENDING);
+    let wrong = driver_error_seams(actors(), &root());
     assert!(
         wrong.is_empty(),
         "return the capability's own error (a thiserror enum with a variant \
          for the store), not the driver's: {wrong:#?}"
-    );
-    let all = driver_error_seams(actors(), &root(), &[]);
-    let stale: Vec<&&str> = DRIVER_ERROR_PENDING
-        .iter()
-        .filter(|file| !all.iter().any(|seam| seam.starts_with(&format!("{file}:"))))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "remove from DRIVER_ERROR_PENDING: {stale:?}"
     );
 }
 
 /// The rule itself, on a tiny crate: a driver error returned by a `pub`
 /// function, method or public trait's function is found, through a `use`
 /// alias and inside other types too; the store, private functions,
-/// parameters, typed errors, tests and pending files are not.
+/// parameters, typed errors and tests are not.
 #[test]
 fn the_checker_finds_a_driver_error_behind_an_alias_and_spares_the_store() {
     let dir = std::env::temp_dir().join(format!("troupe-arch-errors-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
-    write("lib.rs", "pub mod store;\npub mod a;\npub mod later;\n");
+    write("lib.rs", "pub mod store;\npub mod a;\n");
     write(
         "store.rs",
         "pub fn connect() -> mongodb::error::Result<()> { todo!() }\n",
-    );
-    write(
-        "later.rs",
-        "pub fn soon() -> mongodb::error::Result<()> { todo!() }\n",
     );
     write(
         "a.rs",
@@ -772,7 +778,7 @@ mod tests { pub fn helper() -> mongodb::error::Result<()> { todo!() } }
     );
     let krate = load(&dir.join("lib.rs"));
     assert_eq!(
-        driver_error_seams(&krate, &dir, &["later.rs"]),
+        driver_error_seams(&krate, &dir),
         [
             "a.rs: S::aliased returns mongodb::error::Result",
             "a.rs: S::nested returns redis::RedisError",
@@ -780,8 +786,6 @@ mod tests { pub fn helper() -> mongodb::error::Result<()> { todo!() } }
             "a.rs: free returns mongodb::error::Error",
         ]
     );
-    let all = driver_error_seams(&krate, &dir, &[]);
-    assert!(all.contains(&"later.rs: soon returns mongodb::error::Result".to_owned()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -859,14 +863,6 @@ fn the_checker_finds_a_cycle_between_top_level_modules_through_different_childre
 /// Most lines of code a file may have before its inline test module.
 const MAX_LINES: usize = 500;
 
-/// Files being shrunk on another branch, exempt from [`MAX_LINES`] until it
-/// lands: the lead empties this list at that merge. Nothing else goes here.
-const PENDING: &[&str] = &[
-    // The `queue` branch splits the poller and the store.
-    "actors/src/queue/poller.rs",
-    "actors/src/queue/store.rs",
-];
-
 /// Every `.rs` file under `dir`, recursively.
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -935,7 +931,7 @@ fn code_lines(text: &str) -> usize {
 }
 
 /// Each offending file with its count (paths relative to the repository).
-fn oversized(root: &Path, dirs: &[&str], pending: &[&str], max: usize) -> Vec<(String, usize)> {
+fn oversized(root: &Path, dirs: &[&str], max: usize) -> Vec<(String, usize)> {
     let mut files = Vec::new();
     for dir in dirs {
         rust_files(&root.join(dir), &mut files);
@@ -962,7 +958,7 @@ fn oversized(root: &Path, dirs: &[&str], pending: &[&str], max: usize) -> Vec<(S
                 .replace('\\', "/");
             (rel, code_lines(text))
         })
-        .filter(|(rel, n)| *n > max && !pending.contains(&rel.as_str()))
+        .filter(|(_, n)| *n > max)
         .collect();
     offenders.sort();
     offenders
@@ -970,7 +966,7 @@ fn oversized(root: &Path, dirs: &[&str], pending: &[&str], max: usize) -> Vec<(S
 
 #[test]
 fn no_file_has_more_than_500_lines_of_code_before_its_tests() {
-    let offenders = oversized(&root(), &["src", "actors/src"], PENDING, MAX_LINES);
+    let offenders = oversized(&root(), &["src", "actors/src"], MAX_LINES);
     let listed: Vec<String> = offenders
         .iter()
         .map(|(file, n)| format!("{file}: {n} lines"))
@@ -980,15 +976,6 @@ fn no_file_has_more_than_500_lines_of_code_before_its_tests() {
         "files over {MAX_LINES} lines of code before #[cfg(test)]:\n{}",
         listed.join("\n")
     );
-    // An exemption for a file that fits, or that is gone, is stale.
-    let stale: Vec<&&str> = PENDING
-        .iter()
-        .filter(|p| {
-            let path = root().join(p);
-            !path.exists() || code_lines(&std::fs::read_to_string(path).unwrap()) <= MAX_LINES
-        })
-        .collect();
-    assert!(stale.is_empty(), "remove from PENDING: {stale:?}");
 }
 
 /// The file-size checker itself: code before an inline test module counts,
@@ -1020,8 +1007,114 @@ fn the_size_checker_counts_code_before_the_tests_and_skips_test_files() {
         code_lines(&std::fs::read_to_string(dir.join("src/small.rs")).unwrap()),
         6
     );
-    let found = oversized(&dir, &["src"], &[], 10);
+    let found = oversized(&dir, &["src"], 10);
     assert_eq!(found, [("src/long.rs".to_string(), 11)]);
-    assert!(oversized(&dir, &["src"], &["src/long.rs"], 10).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The module that owns the queue's collections, and where the failure
+/// message sends a query.
+const QUEUE_STORE: &str = "queue::store";
+
+/// Where `krate` (or, for the service crate, `owner`, the actor crate)
+/// names one of the queue's collections outside [`QUEUE_STORE`]: a path to
+/// one of its string constants (the collection names), or one of their
+/// values passed to `.collection(..)`. (`"jobs"` as a JSON field or a
+/// metric label is no collection.)
+fn queue_collections_named_outside_the_store(krate: &Crate, owner: &Crate) -> Vec<String> {
+    let names = &owner.modules[QUEUE_STORE].strings;
+    let store_segments: Vec<String> = QUEUE_STORE.split("::").map(str::to_owned).collect();
+    let mut wrong = Vec::new();
+    for (module, facts) in &krate.modules {
+        if is_within(module, QUEUE_STORE) && std::ptr::eq(krate, owner) {
+            continue;
+        }
+        let mut named = |what: String| {
+            wrong.push(format!("{module} ({}) {what}", facts.file.display()));
+        };
+        for literal in facts
+            .collections
+            .iter()
+            .filter(|l| names.values().any(|n| n == *l))
+        {
+            named(format!("opens the collection {literal:?}"));
+        }
+        let internal = facts
+            .uses
+            .iter()
+            .filter(|p| krate.resolve(p, 0) == QUEUE_STORE);
+        // From the service crate: `troupe_actors::queue::store::NAME`.
+        let external = facts
+            .external
+            .iter()
+            .filter(|p| p.len() > 1 && p[1..p.len() - 1] == store_segments[..]);
+        for path in internal.chain(external) {
+            if path.last().is_some_and(|last| names.contains_key(last)) {
+                named(format!("names {}", path.join("::")));
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn only_the_queue_store_opens_the_queues_collections() {
+    let names = &actors().modules[QUEUE_STORE].strings;
+    for collection in [
+        "jobs",
+        "job_attempts",
+        "job_keys",
+        "queue_slots",
+        "queue_pauses",
+    ] {
+        assert!(
+            names.values().any(|n| n == collection),
+            "{QUEUE_STORE} names no constant for {collection}: {names:?}"
+        );
+    }
+    let mut wrong = queue_collections_named_outside_the_store(actors(), actors());
+    wrong.extend(queue_collections_named_outside_the_store(
+        service(),
+        actors(),
+    ));
+    assert!(
+        wrong.is_empty(),
+        "the queue's collections are read and written only in {QUEUE_STORE} \
+         (actors/src/queue/store/): give JobStore (or a room of queue::store, \
+         like store::adopt for migrations) the query, and call it instead:\n{wrong:#?}"
+    );
+}
+
+/// The queue-collection rule itself: a literal or a constant outside the
+/// store is found, the store's own queries and a `"jobs"` label are not.
+#[test]
+fn the_checker_finds_a_queue_collection_opened_outside_the_store() {
+    let dir = std::env::temp_dir().join(format!("troupe-arch-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("queue")).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    write("lib.rs", "pub mod queue;\npub mod other;\n");
+    write("queue/mod.rs", "pub mod store;\n");
+    write(
+        "queue/store.rs",
+        "pub const JOBS: &str = \"jobs\";\nfn f(db: &Db) { db.collection::<Job>(JOBS); db.collection::<Job>(\"jobs\"); }\n",
+    );
+    write(
+        "other.rs",
+        "fn g(db: &Db) { db.collection::<Doc>(\"jobs\"); let _ = crate::queue::store::JOBS; \
+         let _ = json!({ \"jobs\": 1 }); db.collection::<Doc>(\"users\"); }\n",
+    );
+    let krate = load(&dir.join("lib.rs"));
+    let found = queue_collections_named_outside_the_store(&krate, &krate);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().all(|f| f.starts_with("other ")), "{found:#?}");
+    assert!(
+        found[0].contains("opens the collection \"jobs\""),
+        "{found:#?}"
+    );
+    assert!(found[1].contains("names queue::store::JOBS"), "{found:#?}");
+    write("other.rs", "fn g() { let _ = json!({ \"jobs\": 1 }); }\n");
+    let krate = load(&dir.join("lib.rs"));
+    assert!(queue_collections_named_outside_the_store(&krate, &krate).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,11 +51,11 @@ use crate::limits::{LimitMetrics, Limits};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
-use crate::queue::pause::PauseStore;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
-use crate::queue::scheduler::{self, prune_handlers, SlotStore};
-use crate::queue::store::JobStore;
+use crate::queue::scheduler::{self, prune_handlers};
+use crate::queue::shared::Queue;
+use crate::queue::store::{JobStore, PauseStore, SlotStore};
 use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
@@ -310,7 +310,6 @@ fn build(
     );
     let poller = ActorSlot::new("queue-poller");
     let fleet_slot = ActorSlot::new("fleet");
-    let queue = QueueHandle::new(poller.clone(), settings.call_timeout);
     let slots = SlotStore::new(db);
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
@@ -328,6 +327,19 @@ fn build(
     // what an enqueue accepts (see `queue::types`).
     let types = Arc::new(JobTypes::new(handlers.kinds()));
     let store = store.handling(types.local().clone());
+    let (queue_metrics, queue_snapshot) = (QueueMetrics::default(), Arc::default());
+    let shared = Arc::new(Queue {
+        metrics: queue_metrics.clone(),
+        store: store.clone(),
+        pauses: PauseStore::new(db),
+        cancellations: Default::default(),
+        events: events.clone(),
+        handlers,
+        types: Arc::clone(&types),
+        config: settings.queue.clone(),
+        snapshot: Arc::clone(&queue_snapshot),
+    });
+    let queue = QueueHandle::new(poller.clone(), Arc::clone(&shared), settings.call_timeout);
     let beat = Arc::new(beat(settings, redis, &instance, (&queue, &types)));
     let jobs = JobQueue::new(
         store.clone(),
@@ -354,8 +366,8 @@ fn build(
         executor_stats: (0..settings.queue.executors)
             .map(|_| Arc::default())
             .collect(),
-        queue_metrics: QueueMetrics::default(),
-        queue_snapshot: Arc::default(),
+        queue_metrics,
+        queue_snapshot,
         indexes_ready,
         fleet: Fleet::new(Arc::clone(&beat), redis.timeout() * 2),
         introspection: None,
@@ -372,7 +384,7 @@ fn build(
         counter,
         user_child,
         ChildSpec::new(CacheActor, cache_args, a.cache.clone()),
-        queue_poller(settings, (store, PauseStore::new(db)), (handlers, types), a),
+        queue_poller(settings, shared, a),
         scheduler,
         fleet_child(beat, fleet_slot),
     ];

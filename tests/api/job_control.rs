@@ -625,3 +625,45 @@ async fn a_schedule_of_an_unregistered_type_fails_start_up_naming_it() {
     assert!(text.contains("queue.schedules.every-second.type"), "{text}");
     assert!(text.contains("test.tick"), "{text}");
 }
+
+/// Operators' reads and writes go to the store in the request's task, never
+/// through the poller's mailbox: with the poller stalled (a 15 s delay
+/// fault, past the 5 s call timeout), `/jobs` still answers, and a pause
+/// and a cancel are stored.
+#[tokio::test]
+async fn operators_are_answered_while_the_pollers_mailbox_is_stalled() {
+    let app = spawn_app_with_jobs(|_| {}, JobHandlers::new()).await;
+    let store = app.jobs();
+    // Held: pending and not due for 30 s, so the cancel finds it pending.
+    let held = Duration::from_secs(30);
+    let id = store.enqueue_held("noop", doc! {}, held).await.unwrap();
+    let fault = json!({"kind": "delay", "delay_ms": 15_000});
+    let armed = ops_json(&app, Method::POST, "/ops/actors/queue-poller/fault", fault).await;
+    assert_eq!(armed.status(), StatusCode::ACCEPTED);
+    // The poller meets the fault at its next tick; a question to the
+    // poller itself then goes unanswered (the call times out).
+    let queue = &app.state.actors.queue;
+    eventually(Duration::from_secs(8), "the poller stalled", || async {
+        queue.pool().await.is_err().then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    for path in [
+        "/jobs",
+        &format!("/jobs/{id}"),
+        "/jobs/stats",
+        "/jobs/pauses",
+    ] {
+        let response = app.get_ops(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    }
+    let paused = ops_json(&app, Method::POST, "/jobs/pauses", json!({"type": "noop"})).await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    let cancelled = cancel(&app, id).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let body: Value = cancelled.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    // All of it while the poller was still stalled.
+    assert!(queue.pool().await.is_err(), "the poller answered meanwhile");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+}

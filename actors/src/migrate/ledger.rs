@@ -9,6 +9,7 @@ use mongodb::options::FindOneOptions;
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
+use crate::queue::store::adopt::Adoption;
 use crate::store::{is_duplicate_key, StoreError};
 
 /// The applied migrations.
@@ -162,11 +163,13 @@ impl Ledger for MongoLedger {
                     .await?;
                 Ok::<_, StoreError>(one.is_some())
             };
+            // The jobs through the queue's store, the only reader of its collections.
+            let jobs = Adoption::new(&self.db);
             if any("users", doc! { "hash": { "$exists": true } }).await?
-                || any("jobs", doc! { "attempts": { "$exists": false } }).await?
+                || jobs.holds_nest_jobs().await?
             {
                 Ok(Shape::Nestjs)
-            } else if any("users", doc! {}).await? || any("jobs", doc! {}).await? {
+            } else if any("users", doc! {}).await? || jobs.holds_jobs().await? {
                 Ok(Shape::Troupe)
             } else {
                 Ok(Shape::Empty)

@@ -6,8 +6,7 @@ use futures::future::BoxFuture;
 use super::ledger::MongoLedger;
 use super::nestjs::{AdoptNestjs, NAME};
 use super::{Compat, MigrateError, Migration, Plan, Step};
-use crate::queue::scheduler::SlotStore;
-use crate::queue::store::JobStore;
+use crate::queue::store::{JobStore, SlotStore};
 use crate::users::UserService;
 
 /// Every migration this binary knows, in order.

@@ -2,7 +2,8 @@
 //! over into Troupe's shapes (nothing to do on any other database).
 //!
 //! Recognised by shape: a NestJS user has a `hash` (Troupe's: a
-//! `passwordHash`), a NestJS job has no `attempts`. Each document is
+//! `passwordHash`), a NestJS job has no `attempts` (the queue's store reads
+//! and writes the jobs: [`crate::queue::store::adopt`]). Each document is
 //! converted by one write guarded by that shape, so a run killed half-way
 //! is finished by the next, and documents already converted are left alone.
 //!
@@ -33,8 +34,7 @@ use mongodb::{Collection, Database};
 use super::ledger::MongoLedger;
 use super::{MigrateError, Plan, Step};
 use crate::queue::job::{Attempt, Job, JobStatus, Outcome};
-use crate::queue::store::{ATTEMPTS, COLLECTION as JOBS};
-use crate::store::is_duplicate_key;
+use crate::queue::store::adopt::Adoption;
 use crate::users::email::Email;
 use crate::users::model::MAX_AGE;
 use crate::users::name;
@@ -47,11 +47,6 @@ pub(super) const NAME: &str = "adopt-nestjs";
 /// A NestJS user: `hash` present.
 fn nest_user() -> Document {
     doc! { "hash": { "$exists": true } }
-}
-
-/// A NestJS job: no `attempts`.
-fn nest_job() -> Document {
-    doc! { "attempts": { "$exists": false } }
 }
 
 /// A NestJS user as Troupe stores it: the `$set` and `$unset` of its update.
@@ -181,9 +176,8 @@ async fn survey(db: &Database) -> Result<Survey, MigrateError> {
             ids.join(", ")
         ));
     }
-    let jobs: Collection<Document> = db.collection(JOBS);
-    let mut cursor = jobs.find(nest_job()).await?;
-    while let Some(job) = cursor.try_next().await? {
+    let mut jobs = Adoption::new(db).nest_jobs().await?;
+    while let Some(job) = jobs.try_next().await? {
         match to_troupe(&job) {
             Ok((job, _)) => *survey.jobs.entry(status_label(&job)).or_default() += 1,
             Err(problem) => survey.conflicts.push(problem.to_string()),
@@ -324,23 +318,13 @@ impl Step<MongoLedger> for AdoptNestjs {
                     .update_one(filter, doc! { "$set": &user.set, "$unset": &user.unset })
                     .await?;
             }
-            let jobs: Collection<Document> = db.collection(JOBS);
-            let troupe_jobs: Collection<Job> = db.collection(JOBS);
-            let attempts: Collection<Attempt> = db.collection(ATTEMPTS);
-            let mut cursor = jobs.find(nest_job()).await?;
-            while let Some(nest) = cursor.try_next().await? {
+            let adoption = Adoption::new(db);
+            let mut jobs = adoption.nest_jobs().await?;
+            while let Some(nest) = jobs.try_next().await? {
                 let Ok((job, attempt)) = to_troupe(&nest) else {
                     continue; // (surveyed: cannot happen unless changed since)
                 };
-                if let Some(attempt) = attempt {
-                    match attempts.insert_one(&attempt).await {
-                        Err(err) if !is_duplicate_key(&err) => return Err(err.into()),
-                        _ => {}
-                    }
-                }
-                let mut filter = nest_job();
-                filter.insert("_id", job.id);
-                troupe_jobs.replace_one(filter, &job).await?;
+                adoption.adopt(&job, attempt.as_ref()).await?;
             }
             Ok(lines(&survey, "adopted"))
         })

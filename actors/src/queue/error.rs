@@ -37,8 +37,11 @@ pub enum QueueError {
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),
-    /// The poller, which answers the queue's queries, is down or did not
-    /// answer in time.
+    /// The job store did not answer within the call timeout.
+    #[error("the job store did not answer within {0:?}")]
+    StoreTimeout(std::time::Duration),
+    /// The poller, which answers about its own state (the pauses it
+    /// applies, its executor pool), is down or did not answer in time.
     #[error("the queue poller did not answer")]
     Unavailable(#[from] CallError),
 }
@@ -104,9 +107,14 @@ pub fn redacted(err: &mongodb::error::Error) -> String {
     }
 }
 
-/// The one error-chain formatter is [`crate::store::error_chain`]; this
-/// name for it stays while `queue::poller` calls it `chain`.
-pub(crate) use crate::store::error_chain as chain;
+/// A queue error in a few words, for logs: a store error briefly (the
+/// driver's Display of an unreachable server is the whole topology).
+pub fn brief(err: &QueueError) -> String {
+    match err {
+        QueueError::Store(err) => crate::store::brief_mongo(err),
+        other => other.to_string(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,22 +1,34 @@
-//! [`QueueHandle`]: how the HTTP layer (and operators' tools) query the
-//! queue: typed results, no BSON, no message types.
+//! [`QueueHandle`]: how the HTTP layer (and operators' tools) query and
+//! steer the queue: typed results, no BSON, no message types.
 //!
-//! Each query is a message to the QueuePollerActor, which answers it from a
-//! task of its own (its mailbox never waits on MongoDB); the BSON → JSON
-//! conversion ([`crate::queue::report`]) runs here, in the caller's task.
+//! Reads and operator writes (list, get, stats, pauses, pause, resume,
+//! cancel, retry, release of a dead instance) go to the store
+//! ([`crate::queue::store`]) directly, in the caller's task, each bounded by
+//! the call timeout: no actor's mailbox carries them. The poller is told only
+//! what it must act on: new pauses to apply at once (`Paused`), jobs due again
+//! after a retry or a release (`Nudge`). A cancel of a job running here fires
+//! its token through the cancellation registry the executors share
+//! ([`crate::queue::cancel`]). Only the poller's own state (the pauses it
+//! applies, its executor pool) is asked of the poller.
+//!
+//! A caller that gives up (a timeout, a client gone) drops a multi-step
+//! write between two steps; each is built to survive a crash there (see
+//! the store's rooms), so this is no worse.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::RpcReplyPort;
-
-use crate::queue::cancel::Cancel;
+use crate::events::Event;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobId, JobQuery, QueueStats};
 use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::poller::PollerMsg;
 use crate::queue::pool::PoolInfo;
 use crate::queue::report::{JobHistory, JobReport, JobsPage};
+use crate::queue::shared::Queue;
+use crate::queue::spec::SpecError;
+use crate::queue::store::cancel::Cancel;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
 
@@ -24,55 +36,77 @@ use crate::supervision::stats::ActorStats;
 #[derive(Clone)]
 pub struct QueueHandle {
     poller: ActorSlot<PollerMsg>,
-    /// How long a query waits for the poller's answer.
+    /// The store, pauses, types and cancellations the poller shares.
+    queue: Arc<Queue>,
+    /// How long a query waits for the store (or the poller).
     timeout: Duration,
 }
 
 impl QueueHandle {
-    pub(crate) fn new(poller: ActorSlot<PollerMsg>, timeout: Duration) -> Self {
-        Self { poller, timeout }
+    pub(crate) fn new(poller: ActorSlot<PollerMsg>, queue: Arc<Queue>, timeout: Duration) -> Self {
+        Self {
+            poller,
+            queue,
+            timeout,
+        }
     }
 
     /// Jobs, newest first, as `query` filters and pages them.
     pub async fn list(&self, query: JobQuery) -> Result<JobsPage, QueueError> {
-        let page = self.ask(|reply| PollerMsg::List { query, reply }).await?;
+        let page = self.bounded(self.queue.store.list(&query)).await?;
         Ok(page.into())
     }
 
     /// The job `id` with its attempts; [`QueueError::NotFound`] if there is
     /// no such job.
     pub async fn get(&self, id: JobId) -> Result<JobHistory, QueueError> {
-        let id = id.object_id();
-        let (job, attempts) = self
-            .ask(|reply| PollerMsg::Get { id, reply })
-            .await?
-            .ok_or(QueueError::NotFound)?;
+        let found = self.bounded(self.queue.store.get(id.object_id())).await?;
+        let (job, attempts) = found.ok_or(QueueError::NotFound)?;
         Ok(JobHistory::new(job, attempts))
     }
 
     /// Put the `failed` job `id` back to `pending` with a fresh attempt
-    /// budget; the job as it is now.
+    /// budget; the job as it is now. The poller looks for it at once.
     pub async fn retry(&self, id: JobId) -> Result<JobReport, QueueError> {
-        let id = id.object_id();
-        let job = self.ask(|reply| PollerMsg::Retry { id, reply }).await?;
+        let retry = self
+            .queue
+            .store
+            .retry(id.object_id(), self.queue.config.hold);
+        let job = self.bounded(retry).await?;
+        tracing::info!(target: "worker", job = %id, "failed job put back to pending");
+        self.nudge();
         Ok(job.into())
     }
 
     /// Cancel the job `id`: a pending job is `cancelled` at once (it never
     /// runs); a running one is asked to stop (`cancelRequested`) and ends
-    /// `cancelled` when its handler stops. [`QueueError::Finished`] if it
-    /// has ended already. The job as it is now.
+    /// `cancelled` when its handler stops (at once if it runs here: its
+    /// token fires). [`QueueError::Finished`] if it has ended already. The
+    /// job as it is now.
     pub async fn cancel(&self, id: JobId) -> Result<JobReport, QueueError> {
-        let id = id.object_id();
-        let job = match self.ask(|reply| PollerMsg::Cancel { id, reply }).await? {
-            Cancel::Cancelled(job) | Cancel::Requested(job) => job,
+        let oid = id.object_id();
+        let job = match self.bounded(self.queue.store.cancel(oid)).await? {
+            Cancel::Cancelled(job) => {
+                tracing::info!(target: "worker", job = %id, "pending job cancelled");
+                self.queue.events.publish(Event::JobCancelled {
+                    job_id: oid.to_hex(),
+                    job_type: job.kind.clone(),
+                    attempt: job.attempts,
+                });
+                job
+            }
+            Cancel::Requested(job) => {
+                let here = self.queue.cancellations.cancel(oid);
+                tracing::info!(target: "worker", job = %id, here, "running job asked to stop");
+                job
+            }
         };
         Ok(job.into())
     }
 
     /// What is paused, as stored (what every instance applies within a tick).
     pub async fn pauses(&self) -> Result<Pauses, QueueError> {
-        self.ask(|reply| PollerMsg::Pauses { reply }).await
+        self.bounded(self.queue.pauses.read()).await
     }
 
     /// Pause `target` on every instance; the pauses after.
@@ -87,13 +121,29 @@ impl QueueHandle {
         self.set_pause(target, false).await
     }
 
+    /// Store the pause (or its end), read the pauses back, and have this
+    /// instance's poller apply them at once (the others do within a tick).
     async fn set_pause(&self, target: PauseTarget, pause: bool) -> Result<Pauses, QueueError> {
-        self.ask(|reply| PollerMsg::SetPause {
-            target,
-            pause,
-            reply,
-        })
-        .await
+        if let PauseTarget::Type(kind) = &target {
+            let types = &self.queue.types;
+            if !types.is_registered(kind) {
+                return Err(SpecError::unknown_type(kind, types).into());
+            }
+        }
+        let store = &self.queue.pauses;
+        let pauses = self
+            .bounded(async {
+                match pause {
+                    true => store.pause(&target).await?,
+                    false => store.resume(&target).await?,
+                }
+                store.read().await
+            })
+            .await?;
+        tracing::info!(target: "worker", ?target, pause, "pause changed by an operator");
+        // A poller that is down reads them at its first tick.
+        let _ = self.poller.cast(PollerMsg::Paused(pauses.clone()));
+        Ok(pauses)
     }
 
     /// The pauses this instance's poller applies now (its last read).
@@ -108,7 +158,8 @@ impl QueueHandle {
     /// Counts by status, the oldest pending job's age, and the completions
     /// of the last minute.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.ask(|reply| PollerMsg::Stats { reply }).await
+        let stats = self.bounded(self.queue.store.stats()).await?;
+        Ok(stats.with_types(&self.queue.types))
     }
 
     /// The executor pool: each executor, and the job it runs (introspection).
@@ -121,13 +172,20 @@ impl QueueHandle {
     }
 
     /// Release every job `instance` holds, at once, for any instance to
-    /// reclaim (fenced by the attempt record): `instance` is dead. The store
-    /// work runs in a task of the poller, which then looks for claimable
-    /// jobs itself. Returns how many jobs were released.
+    /// reclaim (fenced by the attempt record): `instance` is dead. This
+    /// instance's poller then looks for claimable jobs. Returns how many
+    /// jobs were released.
     pub async fn release_instance(&self, instance: &str) -> Result<u64, QueueError> {
-        let instance = instance.to_owned();
-        self.ask(|reply| PollerMsg::ReleaseInstance { instance, reply })
+        let release = self.queue.store.release_instance(instance);
+        let released = self
+            .bounded(release)
             .await
+            .inspect_err(|err| tracing::warn!(target: "worker", %instance, error = %err, "could not release a dead instance's jobs"))?;
+        if released > 0 {
+            tracing::warn!(target: "worker", %instance, released, "jobs of a dead instance released");
+            self.nudge();
+        }
+        Ok(released)
     }
 
     /// Ask the poller to look for claimable jobs now (as if a job had just
@@ -147,11 +205,13 @@ impl QueueHandle {
         self.poller.stats()
     }
 
-    /// Send the query `build` makes, and wait for its answer.
-    async fn ask<T: Send + 'static>(
+    /// `work`, or [`QueueError::StoreTimeout`] once the call timeout is over.
+    async fn bounded<T>(
         &self,
-        build: impl FnOnce(RpcReplyPort<Result<T, QueueError>>) -> PollerMsg,
+        work: impl Future<Output = Result<T, QueueError>>,
     ) -> Result<T, QueueError> {
-        self.poller.call(build, self.timeout).await?
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| QueueError::StoreTimeout(self.timeout))?
     }
 }

@@ -126,6 +126,12 @@ impl From<BoxError> for HandlerError {
     }
 }
 
+impl From<crate::queue::QueueError> for HandlerError {
+    fn from(err: crate::queue::QueueError) -> Self {
+        Self::Other(err.into())
+    }
+}
+
 impl From<mongodb::error::Error> for HandlerError {
     fn from(err: mongodb::error::Error) -> Self {
         Self::Other(err.into())

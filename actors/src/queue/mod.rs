@@ -1,8 +1,11 @@
 //! The persistent job queue.
 //!
 //! - [`job`]: the domain types (a job, its attempts, [`JobId`], queries).
-//! - [`store`]: [`store::JobStore`], every query on the two collections.
-//! - [`poller`] / [`executor`]: the QueuePollerActor, which claims jobs, and
+//! - [`store`]: [`store::JobStore`] and its rooms, the one home of every
+//!   query on the queue's collections (jobs, attempts, unique keys, slots,
+//!   pauses; migrations' reads and writes of jobs too).
+//! - [`poller`] / [`executor`]: the QueuePollerActor, which only claims and
+//!   dispatches jobs, and
 //!   its JobExecutors, which run them; they share a [`shared::Queue`] and
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
@@ -11,13 +14,15 @@
 //!   those the live fleet registers (what an enqueue accepts).
 //! - [`producer`]: [`producer::JobQueue`], how other capabilities and
 //!   embedding applications enqueue ([`spec::JobSpec`]: delays, priorities,
-//!   unique keys; [`priority`]: the order of due jobs; [`unique`]: keys).
-//! - [`handle`]: [`QueueHandle`], how the HTTP layer queries the queue,
-//!   with results from [`report`] (no BSON) and errors as [`QueueError`].
+//!   unique keys; [`priority`]: the order of due jobs).
+//! - [`handle`]: [`QueueHandle`], how the HTTP layer queries and steers the
+//!   queue (on the store, in the caller's task), with results from
+//!   [`report`] (the one BSON-free view of a job) and errors as [`QueueError`].
 //! - [`snapshot`]: the queue's figures for `/metrics`; [`metrics`]: its histograms.
-//! - [`cancel`]: cancelling a job (its marker, the executor's tokens).
+//! - [`cancel`]: the running jobs' cancellation tokens (the marker that
+//!   keeps a cancelled job from running is [`store::cancel`]).
 //! - [`pause`]: pausing a type or the whole queue, fleet-wide.
-//! - [`schedule`]: periodic jobs' schedules and slots; [`scheduler`]: the
+//! - [`schedule`]: periodic jobs' schedules; [`scheduler`]: the
 //!   QueueSchedulerActor that fires them once per slot across the fleet.
 //! - [`config`]: `[queue]` in the configuration.
 
@@ -43,7 +48,6 @@ pub mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod types;
-pub(crate) mod unique;
 
 pub use error::QueueError;
 pub use handle::QueueHandle;

@@ -52,9 +52,9 @@ use crate::queue::job::{Job, JobId};
 use crate::queue::poller::PollerMsg;
 use crate::queue::priority;
 use crate::queue::spec::{JobSpec, SpecError};
+use crate::queue::store::unique::Taken;
 use crate::queue::store::JobStore;
 use crate::queue::types::JobTypes;
-use crate::queue::unique::Taken;
 use crate::supervision::slot::ActorSlot;
 
 /// What [`JobQueue::enqueue_spec`] did.
@@ -181,13 +181,13 @@ impl JobQueue {
     /// Insert `job`; a write the store refuses for good is the producer's
     /// fault ([`SpecError::PayloadRefused`]), not an outage.
     async fn insert(&self, job: &Job) -> Result<(), QueueError> {
-        self.store
-            .insert(job)
-            .await
-            .map_err(|err| match refusal_code(&err) {
+        self.store.insert(job).await.map_err(|err| match &err {
+            QueueError::Store(store) => match refusal_code(store) {
                 Some(code) => SpecError::PayloadRefused { code }.into(),
-                None => QueueError::Store(err),
-            })
+                None => err,
+            },
+            _ => err,
+        })
     }
 
     /// Insert a pending job of type `kind`, due now, priority 0: the
@@ -195,9 +195,9 @@ impl JobQueue {
     /// Like [`enqueue_spec`](Self::enqueue_spec) without the type check and
     /// without the claim (the producer calls [`claim_soon`](Self::claim_soon)
     /// once the job's precondition holds); its id once the write is
-    /// acknowledged; [`QueueError::Store`] if the store failed.
+    /// acknowledged.
     pub async fn enqueue(&self, kind: &str, payload: Document) -> Result<ObjectId, QueueError> {
-        Ok(self.store.enqueue(kind, payload).await?)
+        self.store.enqueue(kind, payload).await
     }
 
     /// Insert a pending job of type `kind` that no instance claims before
@@ -208,19 +208,20 @@ impl JobQueue {
         kind: &str,
         payload: Document,
     ) -> Result<ObjectId, QueueError> {
-        let held = self.store.enqueue_held(kind, payload, self.admission.hold);
-        Ok(held.await?)
+        self.store
+            .enqueue_held(kind, payload, self.admission.hold)
+            .await
     }
 
     /// Make the held job `id` due now (its precondition holds). `false`: it
     /// was not held any more (due already, or gone).
     pub async fn release(&self, id: ObjectId) -> Result<bool, QueueError> {
-        Ok(self.store.release(id).await?)
+        self.store.release(id).await
     }
 
     /// Delete a job that must never run (its producer gave up on it).
     pub async fn withdraw(&self, id: ObjectId) -> Result<(), QueueError> {
-        Ok(self.store.delete(id).await?)
+        self.store.delete(id).await
     }
 
     /// Ask this instance's poller to claim `id` (priority 0, just enqueued)

@@ -9,7 +9,7 @@
 //!   time: a tick while one runs does nothing. **The mailbox never waits on
 //!   MongoDB.**
 //! - Firing a slot: insert `{_id: "<name>@<slot time>", jobId}` into
-//!   `queue_slots` (a unique `_id`, atomic on MongoDB and FerretDB), then
+//!   `queue_slots` ([`crate::queue::store::slots`]; a unique `_id`, atomic on MongoDB and FerretDB), then
 //!   insert the job with `_id: jobId`. Every instance tries every slot;
 //!   the one whose slot insert wins picks the job's id, the others read it
 //!   back and insert the same job, which the unique `_id` makes a no-op once
@@ -33,129 +33,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use mongodb::bson::{doc, oid::ObjectId, DateTime as BsonDateTime, Document};
-use mongodb::{Collection, Database};
+use mongodb::bson::{doc, oid::ObjectId};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::queue::error::QueueError;
 use crate::queue::handlers::JobHandlers;
-use crate::queue::job::Job;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{self, Schedule};
-use crate::queue::store::{before, JobStore};
-use crate::store::{ensure_indexes, index, is_duplicate_key};
+use crate::queue::store::{JobStore, SlotStore};
 use crate::supervision::stats::ActorStats;
-
-pub const SLOTS: &str = "queue_slots";
 
 /// The queue's own periodic job: prune old jobs, attempts and slots.
 pub const PRUNE: &str = "queue.prune";
-
-/// A fired slot, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SlotDoc {
-    /// `<name>@<slot time>`.
-    #[serde(rename = "_id")]
-    id: String,
-    schedule: String,
-    slot: BsonDateTime,
-    /// The job this slot enqueues.
-    job_id: ObjectId,
-    created_at: BsonDateTime,
-}
-
-/// The `queue_slots` collection.
-#[derive(Clone)]
-pub struct SlotStore {
-    slots: Collection<SlotDoc>,
-}
-
-impl SlotStore {
-    pub fn new(db: &Database) -> Self {
-        Self {
-            slots: db.collection(SLOTS),
-        }
-    }
-
-    pub async fn ensure_indexes(db: &Database) -> mongodb::error::Result<()> {
-        ensure_indexes(
-            &db.collection::<Document>(SLOTS),
-            vec![
-                index(doc! { "schedule": 1, "slot": -1 }, false),
-                index(doc! { "slot": 1 }, false),
-            ],
-        )
-        .await
-    }
-
-    /// Take the slot `id` for a new job; the id of the slot's job (this
-    /// one's if the insert won, else the winner's).
-    async fn take(
-        &self,
-        schedule: &Schedule,
-        at: DateTime<Utc>,
-    ) -> mongodb::error::Result<Option<ObjectId>> {
-        let now = BsonDateTime::now();
-        let slot = SlotDoc {
-            id: schedule.slot_id(at),
-            schedule: schedule.name.clone(),
-            slot: BsonDateTime::from_millis(at.timestamp_millis()),
-            job_id: ObjectId::new(),
-            created_at: now,
-        };
-        match self.slots.insert_one(&slot).await {
-            Ok(_) => Ok(Some(slot.job_id)),
-            Err(err) if is_duplicate_key(&err) => {
-                let found = self.slots.find_one(doc! { "_id": &slot.id }).await?;
-                Ok(found.map(|slot| slot.job_id))
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// The job id of the latest slot of `schedule` taken, if any.
-    async fn latest_job(&self, schedule: &str) -> mongodb::error::Result<Option<ObjectId>> {
-        let latest: Vec<SlotDoc> = self
-            .slots
-            .find(doc! { "schedule": schedule })
-            .sort(doc! { "slot": -1 })
-            .limit(1)
-            .await?
-            .try_collect()
-            .await?;
-        Ok(latest.first().map(|slot| slot.job_id))
-    }
-
-    /// Delete the slots older than `retention`.
-    pub async fn prune(&self, retention: Duration) -> mongodb::error::Result<u64> {
-        let pruned = self
-            .slots
-            .delete_many(doc! { "slot": { "$lt": before(retention) } })
-            .await?;
-        Ok(pruned.deleted_count)
-    }
-}
-
-impl JobStore {
-    /// Insert a pending job of `schedule`'s under `id`, due now; `false`
-    /// if a job has that id already.
-    async fn insert_scheduled(
-        &self,
-        id: ObjectId,
-        schedule: &Schedule,
-    ) -> mongodb::error::Result<bool> {
-        let mut job = Job::new(&schedule.kind, schedule.payload.clone(), self.max_attempts);
-        job.id = id;
-        match self.jobs.insert_one(&job).await {
-            Ok(_) => Ok(true),
-            Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-}
 
 /// The `queue.prune` job type: completed and cancelled jobs, finished
 /// attempt records and slots older than `retention` are deleted.
@@ -280,7 +170,7 @@ async fn fire(
     args: &SchedulerArgs,
     schedule: &Schedule,
     at: DateTime<Utc>,
-) -> mongodb::error::Result<()> {
+) -> Result<(), QueueError> {
     let Some(job) = args.slots.take(schedule, at).await? else {
         return Ok(()); // pruned meanwhile: too old to matter
     };
@@ -293,7 +183,7 @@ async fn ensure_job(
     args: &SchedulerArgs,
     schedule: &Schedule,
     id: ObjectId,
-) -> mongodb::error::Result<()> {
+) -> Result<(), QueueError> {
     if args.jobs.insert_scheduled(id, schedule).await? {
         tracing::info!(target: "worker", job = %id, schedule = %schedule.name, kind = %schedule.kind, "periodic job enqueued");
         args.queue.claim_soon(id);

@@ -7,9 +7,9 @@ use crate::queue::cancel::Cancellations;
 use crate::queue::config::QueueConfig;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
-use crate::queue::pause::PauseStore;
 use crate::queue::snapshot::QueueSnapshot;
 use crate::queue::store::JobStore;
+use crate::queue::store::PauseStore;
 use crate::queue::types::JobTypes;
 
 /// The queue's store, settings, handlers and figures, built once by the

@@ -117,7 +117,7 @@ impl Refresher {
             match store.counts().await {
                 Ok(counts) => snapshot.store(counts),
                 Err(err) => {
-                    tracing::warn!(target: "worker", error = %crate::store::brief_mongo(&err), "counting jobs for the metrics failed; keeping the previous figures")
+                    tracing::warn!(target: "worker", error = %crate::queue::error::brief(&err), "counting jobs for the metrics failed; keeping the previous figures")
                 }
             }
         });

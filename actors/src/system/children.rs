@@ -13,14 +13,13 @@ use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
 use crate::fleet::beat::{Beat, Identity};
 use crate::fleet::registry::FleetStore;
 use crate::limits::FixedWindow;
-use crate::queue::handlers::JobHandlers;
-use crate::queue::pause::PauseStore;
 use crate::queue::poller::{PollerArgs, QueuePollerActor};
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::Schedule;
-use crate::queue::scheduler::{QueueSchedulerActor, SchedulerArgs, SchedulerMsg, SlotStore};
+use crate::queue::scheduler::{QueueSchedulerActor, SchedulerArgs, SchedulerMsg};
 use crate::queue::shared::Queue;
 use crate::queue::store::JobStore;
+use crate::queue::store::SlotStore;
 use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
 use crate::store::RedisStore;
@@ -221,26 +220,15 @@ pub(super) fn relay_child(
 }
 
 /// The QueuePollerActor (and through it the executor pool), running the
-/// job types of `handlers` from `store`.
+/// job types of `queue`'s handlers from its store (the [`QueueHandle`]
+/// shares the same `queue`).
 pub(super) fn queue_poller(
     settings: &SystemConfig,
-    (store, pauses): (JobStore, PauseStore),
-    (handlers, types): (JobHandlers, Arc<JobTypes>),
+    queue: Arc<Queue>,
     handles: &Handles,
 ) -> ChildSpec {
-    let queue = Queue {
-        metrics: handles.queue_metrics.clone(),
-        pauses,
-        cancellations: Default::default(),
-        store,
-        events: handles.events.clone(),
-        handlers,
-        types,
-        config: settings.queue.clone(),
-        snapshot: Arc::clone(&handles.queue_snapshot),
-    };
     let args = PollerArgs {
-        queue: Arc::new(queue),
+        queue,
         grace: settings.shutdown_grace,
         policy: settings.restart,
         health: handles.tree.clone(),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{problem, view, JobView};
+use super::{problem, JobView};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Fields, FromJson, PathId, Valid};
@@ -89,7 +89,7 @@ async fn cancel_job(
     PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.actors.queue.cancel(id).await.map_err(problem)?;
-    Ok(Json(view(job, None)))
+    Ok(Json(job.into()))
 }
 
 /// What is paused (every instance applies it within one poll interval).

@@ -17,7 +17,7 @@ use troupe_actors::queue::spec::{check_priority, check_unique_key, UNIQUE_KEY_MA
 use troupe_actors::queue::{Enqueued, JobSpec, SpecError};
 use utoipa::ToSchema;
 
-use super::{problem, view, JobView};
+use super::{problem, JobView};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Fields, FromJson, Valid};
@@ -230,7 +230,7 @@ pub(super) async fn enqueue_job(
         Enqueued::Created(_) => StatusCode::CREATED,
         Enqueued::Existing(_) => StatusCode::OK,
     };
-    Ok((status, Json(view(history.job, Some(history.attempts)))))
+    Ok((status, Json(history.into())))
 }
 
 #[cfg(test)]

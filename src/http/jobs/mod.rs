@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use troupe_actors::queue::error::redacted;
 use troupe_actors::queue::job::{JobQuery, JobStatus, QueueStats, StatusCounts};
-use troupe_actors::queue::report::{AttemptReport, JobReport};
+use troupe_actors::queue::report::{AttemptReport, JobHistory, JobReport};
 use troupe_actors::queue::{JobId, QueueError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -169,27 +169,45 @@ impl From<AttemptReport> for AttemptView {
     }
 }
 
-pub(super) fn view(job: JobReport, history: Option<Vec<AttemptReport>>) -> JobView {
-    JobView {
-        id: job.id.to_string(),
-        kind: job.kind,
-        payload: job.payload,
-        status: job.status.as_str().into(),
-        attempts: job.attempts,
-        max_attempts: job.max_attempts,
-        run_at: job.run_at,
-        locked_by: job.locked_by,
-        locked_until: job.locked_until,
-        last_error: job.last_error,
-        result: job.result,
-        created_at: job.created_at,
-        updated_at: job.updated_at,
-        completed_at: job.completed_at,
-        priority: job.priority,
-        unique_key: job.unique_key,
-        cancel_requested: job.cancel_requested,
-        cancelled_at: job.cancelled_at,
-        history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
+/// The one conversion of a job to the API's view: [`JobReport`] is the
+/// queue's BSON-free job (converted from the store's once, in
+/// `troupe_actors::queue::report`); this adds only the schema and names.
+impl From<JobReport> for JobView {
+    fn from(job: JobReport) -> Self {
+        Self::of(job, None)
+    }
+}
+
+/// `GET /jobs/{id}`'s view: the job and its attempts.
+impl From<JobHistory> for JobView {
+    fn from(history: JobHistory) -> Self {
+        Self::of(history.job, Some(history.attempts))
+    }
+}
+
+impl JobView {
+    fn of(job: JobReport, history: Option<Vec<AttemptReport>>) -> Self {
+        Self {
+            id: job.id.to_string(),
+            kind: job.kind,
+            payload: job.payload,
+            status: job.status.as_str().into(),
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            run_at: job.run_at,
+            locked_by: job.locked_by,
+            locked_until: job.locked_until,
+            last_error: job.last_error,
+            result: job.result,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            completed_at: job.completed_at,
+            priority: job.priority,
+            unique_key: job.unique_key,
+            cancel_requested: job.cancel_requested,
+            cancelled_at: job.cancelled_at,
+            history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
+        }
     }
 }
 
@@ -203,7 +221,9 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         | QueueError::Busy
         | QueueError::Unreadable(_) => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
-        QueueError::UniqueKeyBusy => ApiError::Unavailable(err.to_string()),
+        QueueError::UniqueKeyBusy | QueueError::StoreTimeout(_) => {
+            ApiError::Unavailable(err.to_string())
+        }
         QueueError::Unavailable(err) => err.into(),
         QueueError::Store(err) => {
             // Never the error's message: a server can quote the document
@@ -287,7 +307,7 @@ async fn list_jobs(
     let query = JobQuery::from(params);
     let page = state.actors.queue.list(query).await.map_err(problem)?;
     Ok(Json(JobList {
-        jobs: page.jobs.into_iter().map(|j| view(j, None)).collect(),
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
@@ -323,7 +343,7 @@ async fn get_job(
     PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let history = state.actors.queue.get(id).await.map_err(problem)?;
-    Ok(Json(view(history.job, Some(history.attempts))))
+    Ok(Json(history.into()))
 }
 
 /// Put a `failed` job back to `pending` with a fresh attempt budget.
@@ -343,5 +363,56 @@ async fn retry_job(
     PathId(id): PathId<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = state.actors.queue.retry(id).await.map_err(problem)?;
-    Ok(Json(view(job, None)))
+    Ok(Json(job.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use troupe_actors::queue::SpecError;
+    use troupe_actors::CallError;
+
+    use super::*;
+
+    /// The status each queue error is to the client. The match has no
+    /// wildcard: a new variant does not compile until it is listed here.
+    fn expected(err: &QueueError) -> StatusCode {
+        match err {
+            QueueError::NotFound => StatusCode::NOT_FOUND,
+            QueueError::Refused(_) => StatusCode::BAD_REQUEST,
+            QueueError::NotFailed(_)
+            | QueueError::UniqueKeyHeld(_)
+            | QueueError::Finished(_)
+            | QueueError::Busy
+            | QueueError::Unreadable(_) => StatusCode::CONFLICT,
+            QueueError::UniqueKeyBusy
+            | QueueError::Store(_)
+            | QueueError::StoreTimeout(_)
+            | QueueError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    #[test]
+    fn each_queue_error_is_its_problems_status() {
+        let job: JobId = "65f1c0ffee0000000000beef".parse().unwrap();
+        let errors = [
+            QueueError::NotFound,
+            QueueError::NotFailed("pending"),
+            QueueError::Refused(SpecError::PriorityOutOfRange),
+            QueueError::UniqueKeyBusy,
+            QueueError::UniqueKeyHeld(job),
+            QueueError::Finished("completed"),
+            QueueError::Busy,
+            QueueError::Unreadable(job),
+            QueueError::Store(std::io::Error::other("down").into()),
+            QueueError::StoreTimeout(Duration::from_secs(5)),
+            QueueError::Unavailable(CallError::Unavailable("queue-poller")),
+        ];
+        for err in errors {
+            let (want, shown) = (expected(&err), format!("{err:?}"));
+            assert_eq!(problem(err).status(), want, "{shown}");
+        }
+    }
 }

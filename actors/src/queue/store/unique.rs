@@ -8,7 +8,7 @@
 //! alike (FerretDB has no partial indexes, so a unique index over `jobs`
 //! could not leave ended jobs out). The key is released (its document
 //! deleted, guarded by `jobId`) when its job ends: completed, failed for
-//! good, or cancelled ([`crate::queue::store::JobStore::release_unique`]).
+//! good, or cancelled ([`JobStore::release_unique`]).
 //!
 //! # Write order
 //! **Key first, then the job** (with the id the key names). A crash between
@@ -43,11 +43,10 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
+use super::{JobStore, KEYS};
 use crate::queue::error::QueueError;
 use crate::queue::job::{Job, JobStatus};
 use crate::store::is_duplicate_key;
-
-pub const KEYS: &str = "job_keys";
 
 /// How often, and after what pause, a duplicate re-reads a key whose job
 /// is being written or released: 10 ms doubling to 1 s, about 3.3 s in all
@@ -149,7 +148,7 @@ impl UniqueKeys {
     }
 
     /// Insert the key naming `job`; `false` if it exists.
-    async fn insert(&self, id: &str, job: ObjectId) -> mongodb::error::Result<bool> {
+    async fn insert(&self, id: &str, job: ObjectId) -> Result<bool, QueueError> {
         let key = KeyDoc {
             id: id.to_owned(),
             job_id: job,
@@ -158,12 +157,12 @@ impl UniqueKeys {
         match self.keys.insert_one(&key).await {
             Ok(_) => Ok(true),
             Err(err) if is_duplicate_key(&err) => Ok(false),
-            Err(err) => Err(err),
+            Err(err) => Err(err.into()),
         }
     }
 
     /// Whether the job `key` names still holds it.
-    async fn holder(&self, key: &KeyDoc, grace: Duration) -> mongodb::error::Result<Holder> {
+    async fn holder(&self, key: &KeyDoc, grace: Duration) -> Result<Holder, QueueError> {
         let stale_before = DateTime::now().timestamp_millis() - grace.as_millis() as i64;
         let job = self.jobs.find_one(doc! { "_id": key.job_id }).await?;
         let since = match &job {
@@ -181,15 +180,41 @@ impl UniqueKeys {
     }
 
     /// Release `key` of type `kind` if `job` still holds it.
-    pub async fn release(
-        &self,
-        kind: &str,
-        key: &str,
-        job: ObjectId,
-    ) -> mongodb::error::Result<()> {
+    pub async fn release(&self, kind: &str, key: &str, job: ObjectId) -> Result<(), QueueError> {
         self.keys
             .delete_one(doc! { "_id": key_id(kind, key), "jobId": job })
             .await?;
         Ok(())
+    }
+}
+
+impl JobStore {
+    /// Take `job`'s unique key for it (see [`crate::queue::unique`]); `grace`
+    /// is `queue.hold`.
+    pub(crate) async fn take_unique(
+        &self,
+        job: &Job,
+        key: &str,
+        grace: Duration,
+    ) -> Result<Taken, QueueError> {
+        self.keys.take(&job.kind, key, job.id, grace).await
+    }
+
+    /// Release `job`'s unique key, if it has one and still holds it. Call
+    /// it once the job has ended for good (completed, failed for good,
+    /// cancelled), *after* writing that end: a duplicate enqueued in
+    /// between then sees the ended job and waits for the release. A release
+    /// lost to a crash is taken over by the next duplicate after `queue.hold`.
+    pub async fn release_unique(&self, job: &Job) -> Result<(), QueueError> {
+        match &job.unique_key {
+            Some(key) => self.release_key(job.id, &job.kind, key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`release_unique`](Self::release_unique) for the job `id` of type
+    /// `kind` holding `key`.
+    pub async fn release_key(&self, id: ObjectId, kind: &str, key: &str) -> Result<(), QueueError> {
+        self.keys.release(kind, key, id).await
     }
 }
