@@ -54,6 +54,7 @@ use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{self, prune_handlers};
 use crate::queue::shared::Queue;
+use crate::queue::worker::Worker;
 use crate::queue::store::{JobStore, PauseStore, SlotStore};
 use crate::queue::types::JobTypes;
 use crate::queue::QueueHandle;
@@ -342,6 +343,7 @@ fn build(
         limit_metrics,
         queue,
         jobs,
+        worker: Worker::new(Arc::clone(&shared)),
         poller,
         events: events.clone(),
         registry: Registry::default(),
