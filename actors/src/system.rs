@@ -54,9 +54,9 @@ use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{self, prune_handlers};
 use crate::queue::shared::Queue;
-use crate::queue::worker::Worker;
 use crate::queue::store::{JobStore, PauseStore, SlotStore};
 use crate::queue::types::JobTypes;
+use crate::queue::worker::Worker;
 use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
@@ -281,7 +281,8 @@ fn build(
     (instance, indexes_ready): (Arc<str>, Arc<AtomicBool>),
 ) -> Result<(Vec<ChildSpec>, Handles), StartError> {
     let (db, redis) = (&stores.db, &stores.redis);
-    let store = JobStore::new(db, &*instance, settings.queue.max_attempts);
+    let store = JobStore::new(db, &*instance, settings.queue.max_attempts)
+        .with_clock(settings.queue.clock.clone());
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));

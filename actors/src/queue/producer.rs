@@ -155,7 +155,8 @@ impl JobQueue {
         let enqueued = self.write(&job).await?;
         let here = self.admission.types.local().contains(&job.kind);
         // A job of a type only other instances run is theirs to list.
-        if here && enqueued == Enqueued::Created(job.id.into()) && job.run_at <= DateTime::now() {
+        let due = job.run_at <= self.store.clock().now();
+        if here && enqueued == Enqueued::Created(job.id.into()) && due {
             self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at));
         }
         Ok(enqueued)
@@ -164,7 +165,12 @@ impl JobQueue {
     /// The job `spec` asks for, if it meets the rules.
     fn job(&self, spec: JobSpec) -> Result<Job, QueueError> {
         let max_attempts = self.store.max_attempts();
-        admit(spec, &self.admission, max_attempts, SystemTime::now())
+        admit(
+            spec,
+            &self.admission,
+            max_attempts,
+            self.store.clock().system_time(),
+        )
     }
 
     /// Write `job`: with a unique key, the key first, then the job (see
@@ -240,7 +246,7 @@ impl JobQueue {
     /// now. If the poller is down the job waits for the next listing (any
     /// instance's).
     pub fn claim_soon(&self, id: ObjectId) {
-        self.claim_ranked(id, DateTime::now());
+        self.claim_ranked(id, self.store.clock().now());
     }
 
     /// Ask this instance's poller to claim `id`, ranked `rank`, in its place in line.

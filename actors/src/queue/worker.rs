@@ -68,7 +68,7 @@ impl Worker {
 
     /// The queue's clock.
     pub fn clock(&self) -> &Clock {
-        &self.queue().config.clock
+        self.queue().store.clock()
     }
 
     /// Claim one due job and run its attempt to its end (see the module
