@@ -120,7 +120,7 @@ async fn jobs_are_claimed_oldest_first() {
     }
     let ran = app.run_jobs_until_idle().await;
     assert_eq!(ran.len(), 20);
-    assert!(ran.iter().all(|r| completed(r)), "{ran:?}");
+    assert!(ran.iter().all(completed), "{ran:?}");
     assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
 }
 
