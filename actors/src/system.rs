@@ -57,6 +57,7 @@ use crate::queue::scheduler::{self, prune_handlers};
 use crate::queue::shared::Queue;
 use crate::queue::store::{JobStore, PauseStore, SlotStore};
 use crate::queue::types::JobTypes;
+use crate::queue::worker::Worker;
 use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
@@ -294,7 +295,8 @@ fn build(
     (instance, indexes_ready): (Arc<str>, Arc<AtomicBool>),
 ) -> Result<(Vec<ChildSpec>, Handles), StartError> {
     let (db, redis) = (&stores.db, &stores.redis);
-    let store = JobStore::new(db, &*instance, settings.queue.max_attempts);
+    let store = JobStore::new(db, &*instance, settings.queue.max_attempts)
+        .with_clock(settings.queue.clock.clone());
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
@@ -356,6 +358,7 @@ fn build(
         limit_metrics,
         queue,
         jobs,
+        worker: Worker::new(Arc::clone(&shared)),
         poller,
         events: events.clone(),
         registry: Registry::default(),

@@ -17,7 +17,10 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use troupe::config::Settings;
 use troupe::Application;
+use troupe_actors::queue::clock::Clock;
 use troupe_actors::queue::handlers::JobHandlers;
+use troupe_actors::queue::job::JobStatus;
+use troupe_actors::queue::worker::Polled;
 
 /// Where the test binary's log files go (one global subscriber per process).
 pub fn log_dir() -> PathBuf {
@@ -113,6 +116,43 @@ pub async fn spawn_app_with_jobs(
     let mut settings = test_settings();
     customize(&mut settings);
     start(settings, jobs).await
+}
+
+/// An app whose poller claims nothing and whose queue runs on a manual
+/// clock: the test runs its jobs with [`TestApp::run_jobs_until_idle`] and
+/// moves time with [`TestApp::advance_clock`]; nothing waits.
+pub async fn spawn_manual_app_with_jobs(
+    customize: impl FnOnce(&mut Settings),
+    jobs: JobHandlers,
+) -> TestApp {
+    spawn_app_with_jobs(
+        |s| {
+            s.queue.poller_claims = false;
+            s.queue.clock = Clock::manual_from_now();
+            customize(s);
+        },
+        jobs,
+    )
+    .await
+}
+
+/// What the worker answers for an attempt of job `id` that left it `status`.
+pub fn executed(id: mongodb::bson::oid::ObjectId, status: JobStatus) -> Polled {
+    Polled::Executed {
+        id: id.into(),
+        status: Some(status),
+    }
+}
+
+/// Whether the worker ran an attempt that completed its job.
+pub fn completed(polled: &Polled) -> bool {
+    matches!(
+        polled,
+        Polled::Executed {
+            status: Some(JobStatus::Completed),
+            ..
+        }
+    )
 }
 
 /// Three instances on one database and one Redis prefix (the first owns
@@ -339,6 +379,33 @@ impl TestApp {
             "test",
             self.settings.queue.max_attempts,
         )
+        .with_clock(self.settings.queue.clock.clone())
+    }
+
+    /// Run the app's due jobs, one at a time, until none is due (at most
+    /// 1000): what each run came to. For apps from [`spawn_manual_app_with_jobs`].
+    pub async fn run_jobs_until_idle(&self) -> Vec<Polled> {
+        self.state
+            .actors
+            .worker
+            .run_until_idle(1000)
+            .await
+            .expect("the queue's store answers")
+    }
+
+    /// Claim and run one due job, if any.
+    pub async fn run_one_job(&self) -> Polled {
+        self.state
+            .actors
+            .worker
+            .try_execute_job()
+            .await
+            .expect("the queue's store answers")
+    }
+
+    /// Move the queue's manual clock forward by `by`.
+    pub fn advance_clock(&self, by: Duration) {
+        self.settings.queue.clock.advance(by);
     }
 
     /// Wake the app's poller (as its own enqueues do).

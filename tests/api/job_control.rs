@@ -12,12 +12,13 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
-use troupe_actors::queue::job::Candidate;
+use troupe_actors::queue::job::{Candidate, JobStatus};
 use troupe_actors::queue::pause::Pauses;
 use troupe_actors::queue::schedule::ScheduleConfig;
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app_with_jobs, start, three_instances, TestApp,
+    assert_problem, eventually, executed, spawn_app_with_jobs, spawn_manual_app_with_jobs, start,
+    three_instances, TestApp,
 };
 
 /// `method path` with the ops token and a JSON body.
@@ -55,9 +56,9 @@ fn runs_of(runs: &Arc<Mutex<HashMap<ObjectId, u64>>>, id: ObjectId) -> u64 {
 #[tokio::test]
 async fn a_pending_job_cancelled_never_runs_and_cannot_be_cancelled_twice() {
     let runs = Arc::default();
-    let app = spawn_app_with_jobs(|_| {}, counting("test.count", &runs)).await;
+    let app = spawn_manual_app_with_jobs(|_| {}, counting("test.count", &runs)).await;
     let store = app.jobs();
-    // Held: pending, not due for 30 s, so no poller takes it before the cancel.
+    // Held: pending, not due for 30 s (and nothing runs before the test says so).
     let held = store
         .enqueue_held("test.count", Document::new(), Duration::from_secs(30))
         .await
@@ -75,14 +76,16 @@ async fn a_pending_job_cancelled_never_runs_and_cannot_be_cancelled_twice() {
         .collection::<Document>("jobs")
         .update_one(
             doc! {"_id": held},
-            doc! {"$set": {"runAt": DateTime::now()}},
+            doc! {"$set": {"runAt": app.settings.queue.clock.now()}},
         )
         .await
         .unwrap();
     let control = store.enqueue("test.count", Document::new()).await.unwrap();
-    app.nudge();
-    app.wait_for_job(control, "completed", Duration::from_secs(30))
-        .await;
+    app.advance_clock(Duration::from_secs(60));
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(control, JobStatus::Completed)]
+    );
     assert_eq!(runs_of(&runs, held), 0, "the cancelled job never ran");
     assert_eq!(runs_of(&runs, control), 1);
 
@@ -116,13 +119,13 @@ async fn a_cancel_that_died_after_its_marker_is_finished_by_the_next_claimer() {
     // A canceller that crashed right after inserting its marker (the next
     // attempt's record, `cancelled`): the job is still `pending` and due.
     let runs = Arc::default();
-    let app = spawn_app_with_jobs(|_| {}, counting("test.count", &runs)).await;
+    let app = spawn_manual_app_with_jobs(|_| {}, counting("test.count", &runs)).await;
     let store = app.jobs();
     let id = store
         .enqueue_held("test.count", Document::new(), Duration::from_secs(30))
         .await
         .unwrap();
-    let now = DateTime::now();
+    let now = app.settings.queue.clock.now();
     app.db
         .collection::<Document>("job_attempts")
         .insert_one(doc! {
@@ -133,10 +136,10 @@ async fn a_cancel_that_died_after_its_marker_is_finished_by_the_next_claimer() {
         .await
         .unwrap();
     assert!(store.release(id).await.unwrap(), "due now");
-    app.nudge();
-    let settled = app
-        .wait_for_job(id, "cancelled", Duration::from_secs(30))
-        .await;
+    // The claim finds the marker, settles the job and runs nothing.
+    assert_eq!(app.run_jobs_until_idle().await, []);
+    let settled = app.job(id).await;
+    assert_eq!(settled["status"], "cancelled", "{settled}");
     assert_eq!(settled["attempts"], 0, "{settled}");
     assert_eq!(runs_of(&runs, id), 0);
 }

@@ -9,10 +9,12 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use troupe_actors::queue::handlers::JobHandlers;
+use troupe_actors::queue::job::JobStatus;
+use troupe_actors::queue::worker::Polled;
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, start,
-    unique_email, TestApp, PASSWORD,
+    assert_problem, completed, eventually, executed, spawn_app, spawn_app_with,
+    spawn_app_with_jobs, spawn_manual_app_with_jobs, start, unique_email, TestApp, PASSWORD,
 };
 
 #[tokio::test]
@@ -109,26 +111,23 @@ async fn jobs_are_claimed_oldest_first() {
             Ok(Document::new())
         }
     });
-    let app = spawn_app_with_jobs(|s| s.queue.executors = 1, handlers).await;
+    let app = spawn_manual_app_with_jobs(|_| {}, handlers).await;
     let jobs = app.jobs();
     for n in 0..20 {
         jobs.enqueue("test.record", doc! {"n": n}).await.unwrap();
+        // Enqueued a millisecond apart, as the queue's clock sees it.
+        app.advance_clock(Duration::from_millis(1));
     }
-    app.nudge();
-    app.wait_for_jobs(
-        doc! {"type": "test.record"},
-        "completed",
-        20,
-        Duration::from_secs(20),
-    )
-    .await;
+    let ran = app.run_jobs_until_idle().await;
+    assert_eq!(ran.len(), 20);
+    assert!(ran.iter().all(completed), "{ran:?}");
     assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn a_failing_job_is_retried_with_backoff_then_failed() {
     let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("boom".into()) });
-    let app = spawn_app_with_jobs(
+    let app = spawn_manual_app_with_jobs(
         |s| {
             s.queue.max_attempts = 3;
             s.queue.backoff_base = Duration::from_millis(200);
@@ -141,10 +140,29 @@ async fn a_failing_job_is_retried_with_backoff_then_failed() {
         .enqueue("test.fail", Document::new())
         .await
         .unwrap();
-    app.nudge();
-    let job = app
-        .wait_for_job(id, "failed", Duration::from_secs(20))
-        .await;
+    assert_eq!(app.run_one_job().await, executed(id, JobStatus::Pending));
+    // Exponential backoff: due 200 ms after the first failure, 400 ms after
+    // the second; not a millisecond before.
+    for backoff in [200, 400] {
+        app.advance_clock(Duration::from_millis(backoff - 1));
+        assert_eq!(
+            app.run_one_job().await,
+            Polled::Empty,
+            "before {backoff} ms"
+        );
+        app.advance_clock(Duration::from_millis(1));
+        let next = if backoff == 200 {
+            JobStatus::Pending
+        } else {
+            JobStatus::Failed
+        };
+        assert_eq!(app.run_one_job().await, executed(id, next));
+    }
+    // Failed for good: never due again.
+    app.advance_clock(Duration::from_secs(3600));
+    assert!(app.run_jobs_until_idle().await.is_empty());
+    let job = app.job(id).await;
+    assert_eq!(job["status"], "failed");
     assert_eq!(job["attempts"], 3);
     assert_eq!(job["lastError"], "boom");
     let history = job["history"].as_array().unwrap();
@@ -152,13 +170,37 @@ async fn a_failing_job_is_retried_with_backoff_then_failed() {
     assert!(history
         .iter()
         .all(|a| a["outcome"] == "failed" && a["error"] == "boom"));
-    // Exponential backoff: 200 ms after the first failure, 400 ms after the second.
     let at =
         |a: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(a[k].as_str().unwrap()).unwrap();
-    for (i, min_ms) in [(0, 200), (1, 400)] {
+    for (i, ms) in [(0, 200), (1, 400)] {
         let gap = at(&history[i + 1], "startedAt") - at(&history[i], "finishedAt");
-        assert!(gap.num_milliseconds() >= min_ms - 5, "gap {i}: {gap}");
+        assert_eq!(gap.num_milliseconds(), ms, "gap {i}");
     }
+}
+
+#[tokio::test]
+async fn a_custom_job_type_is_retried_then_completes_without_sleeping() {
+    let handlers = JobHandlers::new().with("report.build", |job| async move {
+        // Fails its first attempt, as a flaky dependency would.
+        if job.attempts == 1 {
+            return Err("the warehouse is busy".into());
+        }
+        Ok(doc! { "report": "ready" })
+    });
+    let app =
+        spawn_manual_app_with_jobs(|s| s.queue.backoff_base = Duration::from_secs(1), handlers)
+            .await;
+    let id = app.jobs().enqueue("report.build", doc! {}).await.unwrap();
+    assert_eq!(app.run_one_job().await, executed(id, JobStatus::Pending));
+    assert!(
+        app.run_jobs_until_idle().await.is_empty(),
+        "the retry waits for its backoff"
+    );
+    app.advance_clock(Duration::from_secs(1));
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(id, JobStatus::Completed)]
+    );
 }
 
 #[tokio::test]
@@ -190,22 +232,27 @@ async fn a_job_that_runs_too_long_times_out() {
 
 #[tokio::test]
 async fn a_job_whose_lease_expired_is_claimed_again() {
-    let app = spawn_app().await;
+    let app = spawn_manual_app_with_jobs(|_| {}, JobHandlers::new()).await;
     let id = ObjectId::new();
-    let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000);
+    let now = app.settings.queue.clock.now().timestamp_millis();
+    let (past, lease_end) = (
+        DateTime::from_millis(now - 60_000),
+        DateTime::from_millis(now + 1_000),
+    );
     app.db
         .collection::<Document>("jobs")
         .insert_one(doc! {
             "_id": id, "type": "noop", "payload": {}, "status": "processing", "attempts": 1, "maxAttempts": 5,
-            "runAt": past, "lockedBy": "a-dead-instance", "lockedUntil": past, "lastError": null, "result": null,
+            "runAt": past, "lockedBy": "a-dead-instance", "lockedUntil": lease_end, "lastError": null, "result": null,
             "createdAt": past, "updatedAt": past, "completedAt": null,
         })
         .await
         .unwrap();
-    app.nudge();
-    let job = app
-        .wait_for_job(id, "completed", Duration::from_secs(20))
-        .await;
+    // Its lease runs a second more: nobody takes it.
+    assert_eq!(app.run_one_job().await, Polled::Empty);
+    app.advance_clock(Duration::from_millis(1_001));
+    assert_eq!(app.run_one_job().await, executed(id, JobStatus::Completed));
+    let job = app.job(id).await;
     assert_eq!(job["attempts"], 2);
     assert_eq!(
         job["history"].as_array().unwrap().len(),

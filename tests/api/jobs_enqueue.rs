@@ -9,12 +9,12 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
-use troupe::config::Settings;
 use troupe_actors::queue::handlers::JobHandlers;
+use troupe_actors::queue::job::JobStatus;
 
 use crate::helpers::{
-    assert_problem, eventually, spawn_app, spawn_app_with, spawn_app_with_jobs, three_instances,
-    TestApp,
+    assert_problem, eventually, executed, spawn_app, spawn_app_with, spawn_app_with_jobs,
+    spawn_manual_app_with_jobs, three_instances, TestApp,
 };
 
 /// `POST /jobs` with the ops token.
@@ -89,10 +89,9 @@ async fn an_enqueued_job_is_shown_with_its_priority_and_key_runs_and_is_counted(
 
 #[tokio::test]
 async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
-    let gate = Arc::new(Semaphore::new(0));
     let order = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&order);
-    let handlers = gated(&gate).with("test.record", move |job| {
+    let handlers = JobHandlers::new().with("test.record", move |job| {
         let seen = Arc::clone(&seen);
         async move {
             seen.lock()
@@ -101,45 +100,47 @@ async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
             Ok(Document::new())
         }
     });
-    let one_executor = |s: &mut Settings| {
-        s.queue.executors = 1;
-        s.queue.job_timeout = Duration::from_secs(15);
-    };
-    let app = spawn_app_with_jobs(one_executor, handlers).await;
-    // The only executor is busy until the gate opens: every job below is
-    // due and waiting when it does.
-    let blocker = enqueued(
-        &app,
-        &json!({"type": "test.gate", "payload": {}}),
-        StatusCode::CREATED,
-    )
-    .await;
-    app.wait_for_jobs(
-        doc! {"_id": oid(&blocker)},
-        "processing",
-        1,
-        Duration::from_secs(10),
-    )
-    .await;
+    let app = spawn_manual_app_with_jobs(|_| {}, handlers).await;
+    // Nothing runs until the test says so: every job below is due and
+    // waiting when it does.
     for (name, priority) in [("a", 0), ("b", 10), ("c", -5), ("d", 10)] {
         let body = json!({"type": "test.record", "payload": {"name": name}, "priority": priority});
         enqueued(&app, &body, StatusCode::CREATED).await;
+        app.advance_clock(Duration::from_millis(1));
     }
-    gate.add_permits(1);
-    app.wait_for_jobs(
-        doc! {"type": "test.record"},
-        "completed",
-        4,
-        Duration::from_secs(20),
-    )
-    .await;
+    assert_eq!(app.run_jobs_until_idle().await.len(), 4);
     assert_eq!(*order.lock().unwrap(), ["b", "d", "a", "c"]);
 }
 
 #[tokio::test]
-async fn a_delayed_job_runs_after_its_due_time_within_a_poll_interval() {
-    let poll = Duration::from_secs(1);
-    let app = spawn_app_with(|s| s.queue.poll_interval = poll).await;
+async fn aging_lets_a_low_priority_job_that_waited_pass_a_newer_high_one() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    let handlers = JobHandlers::new().with("test.record", move |job| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock()
+                .unwrap()
+                .push(job.payload.get_str("name").unwrap().to_owned());
+            Ok(Document::new())
+        }
+    });
+    let aging = Duration::from_secs(10);
+    let app = spawn_manual_app_with_jobs(|s| s.queue.priority_aging = aging, handlers).await;
+    let record = |name: &str, priority: i32| json!({"type": "test.record", "payload": {"name": name}, "priority": priority});
+    enqueued(&app, &record("old-low", 0), StatusCode::CREATED).await;
+    // 10 priorities' worth of waiting, and a millisecond: the old job ranks
+    // ahead of a priority-10 job enqueued now, behind a priority-11 one.
+    app.advance_clock(aging * 10 + Duration::from_millis(1));
+    enqueued(&app, &record("new-10", 10), StatusCode::CREATED).await;
+    enqueued(&app, &record("new-11", 11), StatusCode::CREATED).await;
+    assert_eq!(app.run_jobs_until_idle().await.len(), 3);
+    assert_eq!(*order.lock().unwrap(), ["new-11", "old-low", "new-10"]);
+}
+
+#[tokio::test]
+async fn a_delayed_job_is_due_at_its_delay_not_before() {
+    let app = spawn_manual_app_with_jobs(|_| {}, JobHandlers::new()).await;
     let job = enqueued(
         &app,
         &json!({"type": "noop", "payload": {}, "delay": "2s"}),
@@ -147,35 +148,39 @@ async fn a_delayed_job_runs_after_its_due_time_within_a_poll_interval() {
     )
     .await;
     let (created, run_at) = (millis(&job["createdAt"]), millis(&job["runAt"]));
-    assert!((1900..=2100).contains(&(run_at - created)), "{job}");
-
-    let done = app
-        .wait_for_job(oid(&job), "completed", Duration::from_secs(20))
-        .await;
-    let started = millis(&done["history"][0]["startedAt"]);
-    assert!(started >= run_at, "ran {} ms early", run_at - started);
-    let latest = run_at + (poll + Duration::from_secs(1)).as_millis() as i64;
-    assert!(
-        started <= latest,
-        "ran {} ms after its due time",
-        started - run_at
+    assert_eq!(run_at - created, 2000, "{job}");
+    app.advance_clock(Duration::from_millis(1999));
+    assert!(app.run_jobs_until_idle().await.is_empty(), "ran early");
+    app.advance_clock(Duration::from_millis(1));
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(oid(&job), JobStatus::Completed)]
     );
+    let done = app.job(oid(&job)).await;
+    assert_eq!(millis(&done["history"][0]["startedAt"]), run_at);
 }
 
 #[tokio::test]
 async fn a_job_due_at_a_given_time_waits_for_it() {
-    let app = spawn_app().await;
-    let at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let app = spawn_manual_app_with_jobs(|_| {}, JobHandlers::new()).await;
+    let clock = &app.settings.queue.clock;
+    let at = clock.utc() + chrono::Duration::hours(1);
     let body = json!({"type": "noop", "payload": {}, "runAt": at.to_rfc3339()});
     let job = enqueued(&app, &body, StatusCode::CREATED).await;
     assert_eq!(millis(&job["runAt"]), at.timestamp_millis());
-    // Several ticks (250 ms) later it is still waiting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A millisecond before its time it is still waiting.
+    app.advance_clock(Duration::from_millis(3_600_000 - 1));
+    assert!(app.run_jobs_until_idle().await.is_empty(), "ran early");
     let response = app.get_ops(&format!("/jobs/{}", oid(&job))).await;
     let now: Value = response.json().await.unwrap();
     assert_eq!(
         (&now["status"], &now["attempts"]),
         (&json!("pending"), &json!(0))
+    );
+    app.advance_clock(Duration::from_millis(1));
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(oid(&job), JobStatus::Completed)]
     );
 }
 
@@ -237,7 +242,9 @@ async fn key_holder(app: &TestApp, key: &str) -> Option<ObjectId> {
 
 #[tokio::test]
 async fn a_key_whose_job_ended_long_ago_without_releasing_it_is_taken_over() {
-    let app = spawn_app().await;
+    // No poller claims: the job below ends only as the test writes it (a
+    // poller running it meanwhile would stamp a recent end, a key in flight).
+    let app = spawn_manual_app_with_jobs(|_| {}, JobHandlers::new()).await;
     // A completed job whose release was lost, an hour ago.
     let ended = app.jobs().enqueue("noop", Document::new()).await.unwrap();
     let hour_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
@@ -257,8 +264,10 @@ async fn a_key_whose_job_ended_long_ago_without_releasing_it_is_taken_over() {
         let body = json!({"type": "noop", "payload": {}, "uniqueKey": key});
         let job = enqueued(&app, &body, StatusCode::CREATED).await;
         assert_ne!(oid(&job), ended);
-        app.wait_for_job(oid(&job), "completed", Duration::from_secs(20))
-            .await;
+        assert_eq!(
+            app.run_jobs_until_idle().await,
+            [executed(oid(&job), JobStatus::Completed)]
+        );
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::queue::clock::Clock;
 use crate::queue::schedule::{Schedule, ScheduleError, Schedules};
 use crate::store::error_chain;
 use crate::validate::{ConfigErrors, Validate};
@@ -59,6 +60,20 @@ pub struct QueueConfig {
     /// `(100 - p) × priority_aging`.
     #[serde(with = "humantime_serde")]
     pub priority_aging: Duration,
+    /// Whether the poller claims jobs (`true` in every deployment). A test
+    /// turns it off to run each job itself, through
+    /// [`crate::queue::worker::Worker`], with nothing claimed behind its back.
+    #[serde(default = "claims")]
+    pub poller_claims: bool,
+    /// The queue's "now" ([`crate::queue::clock`]): the system clock, unless
+    /// a test sets a manual one. Not a setting of the configuration files.
+    #[serde(skip)]
+    pub clock: Clock,
+}
+
+/// `queue.poller_claims` when unset: the poller claims.
+fn claims() -> bool {
+    true
 }
 
 impl QueueConfig {
@@ -153,6 +168,8 @@ mod tests {
             hold: Duration::from_secs(30),
             max_payload: 65536,
             priority_aging: Duration::from_secs(10),
+            poller_claims: true,
+            clock: Clock::system(),
         }
     }
 

@@ -133,8 +133,11 @@ impl Running {
     }
 }
 
-/// Run `job`'s attempt and record how it ended.
-async fn run(queue: &Queue, executor: &str, job: Job) {
+/// Run `job`'s attempt (claimed, its attempt record won) and record how
+/// it ended: the job's status as written (`None`: the write failed, and
+/// the job settles when its lease expires). The one copy of the attempt's
+/// logic: the executors run it, and so does [`crate::queue::worker`].
+pub(crate) async fn run(queue: &Queue, executor: &str, job: Job) -> Option<JobStatus> {
     let running = Running {
         id: job.id,
         kind: job.kind.clone(),
@@ -238,7 +241,7 @@ async fn renew_lease(
 
 /// The job was cancelled while it ran: the attempt and the job are
 /// `cancelled`, for good.
-async fn record_cancellation(queue: &Queue, running: &Running) {
+async fn record_cancellation(queue: &Queue, running: &Running) -> Option<JobStatus> {
     let (id, attempt) = (running.id, running.attempt);
     tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job cancelled");
     match queue.store.record_cancelled(id, attempt).await {
@@ -248,10 +251,14 @@ async fn record_cancellation(queue: &Queue, running: &Running) {
                 job_id: id.to_hex(),
                 job_type: running.kind.clone(),
                 attempt,
-            })
+            });
+            Some(JobStatus::Cancelled)
         }
-        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
-            "could not record the cancellation; the job settles when its lease expires"),
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %id, error = %err,
+                "could not record the cancellation; the job settles when its lease expires");
+            None
+        }
     }
 }
 
@@ -259,7 +266,7 @@ async fn record_cancellation(queue: &Queue, running: &Running) {
 /// instance runs ([`crate::queue::types`]), so this does not happen; should
 /// it, the job goes back to pending after its backoff, for an instance
 /// that runs it — never failed for want of a handler here.
-async fn give_back_unhandled(queue: &Queue, running: &Running) {
+async fn give_back_unhandled(queue: &Queue, running: &Running) -> Option<JobStatus> {
     let id = running.id;
     let error = format!(
         "no handler for job type {:?} on this instance",
@@ -278,13 +285,17 @@ async fn give_back_unhandled(queue: &Queue, running: &Running) {
             retry_in,
         )
         .await;
-    if let Err(err) = given_back {
-        tracing::warn!(target: "worker", job = %id, error = %err, "could not give the job back; it comes back when its lease expires")
-    }
+    given_back
+        .inspect_err(|err| tracing::warn!(target: "worker", job = %id, error = %err, "could not give the job back; it comes back when its lease expires"))
+        .ok()
 }
 
 /// The handler returned `result`: the attempt and the job are `completed`.
-async fn record_completion(queue: &Queue, running: &Running, result: Document) {
+async fn record_completion(
+    queue: &Queue,
+    running: &Running,
+    result: Document,
+) -> Option<JobStatus> {
     let (id, attempt) = (running.id, running.attempt);
     tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job completed");
     match queue.store.complete(id, attempt, result).await {
@@ -294,10 +305,14 @@ async fn record_completion(queue: &Queue, running: &Running, result: Document) {
                 job_id: id.to_hex(),
                 job_type: running.kind.clone(),
                 attempt,
-            })
+            });
+            Some(JobStatus::Completed)
         }
-        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
-            "could not record the completion; the job is retried after its lease"),
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %id, error = %err,
+                "could not record the completion; the job is retried after its lease");
+            None
+        }
     }
 }
 
@@ -309,7 +324,7 @@ async fn record_failure(
     running: &Running,
     (outcome, error): (Outcome, String),
     retry: bool,
-) {
+) -> Option<JobStatus> {
     let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     // Cancelled before the renewal noticed: no retry (the marker would
     // block it anyway, but the job would read `pending` until then).
@@ -333,9 +348,13 @@ async fn record_failure(
                 release_key(queue, running).await;
             }
             publish_failure(queue, running, status, error);
+            Some(status)
         }
-        Err(err) => tracing::warn!(target: "worker", job = %id, error = %err,
-            "could not record the failure; the job is retried after its lease"),
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %id, error = %err,
+                "could not record the failure; the job is retried after its lease");
+            None
+        }
     }
 }
 

@@ -164,7 +164,12 @@ impl Job {
 
     /// A new pending job, due now, priority 0, ranked by its creation.
     pub fn new(kind: &str, payload: Document, max_attempts: i32) -> Self {
-        let now = DateTime::now();
+        Self::new_at(kind, payload, max_attempts, DateTime::now())
+    }
+
+    /// A new pending job created at `now` (the queue's clock), due then,
+    /// priority 0, ranked by its creation.
+    pub fn new_at(kind: &str, payload: Document, max_attempts: i32, now: DateTime) -> Self {
         Self {
             id: ObjectId::new(),
             kind: kind.into(),

@@ -25,9 +25,12 @@
 //! - [`schedule`]: periodic jobs' schedules; [`scheduler`]: the
 //!   QueueSchedulerActor that fires them once per slot across the fleet.
 //! - [`config`]: `[queue]` in the configuration.
+//! - [`clock`]: [`clock::Clock`], the queue's "now" (a manual one in tests);
+//!   [`worker`]: [`worker::Worker`], which runs due jobs on demand (tests).
 
 pub mod cancel;
 pub(crate) mod candidates;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub(crate) mod executor;
@@ -48,6 +51,7 @@ pub mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod types;
+pub mod worker;
 
 pub use error::QueueError;
 pub use handle::QueueHandle;

@@ -87,6 +87,37 @@ struct Admission {
     hold: Duration,
 }
 
+/// The job `spec` asks for at `now`, if it meets `rules`: due when the
+/// spec says, ranked by its priority, with `max_attempts`.
+fn admit(
+    spec: JobSpec,
+    rules: &Admission,
+    max_attempts: i32,
+    now: SystemTime,
+) -> Result<Job, QueueError> {
+    if !rules.types.is_registered(&spec.kind) {
+        return Err(SpecError::unknown_type(&spec.kind, &rules.types).into());
+    }
+    spec.check()?;
+    let size = mongodb::bson::to_vec(&spec.payload).map_or(usize::MAX, |b| b.len());
+    if size > rules.max_payload {
+        let limit = rules.max_payload;
+        return Err(SpecError::PayloadTooLarge { size, limit }.into());
+    }
+    let mut job = Job::new(&spec.kind, Document::new(), max_attempts);
+    job.created_at = DateTime::from(now);
+    job.updated_at = job.created_at;
+    job.run_at = spec.due_at(now)?;
+    job.rank = Some(priority::rank(
+        job.run_at,
+        job.created_at,
+        spec.priority,
+        rules.aging,
+    ));
+    (job.payload, job.priority, job.unique_key) = (spec.payload, spec.priority, spec.unique_key);
+    Ok(job)
+}
+
 #[derive(Clone)]
 pub struct JobQueue {
     store: JobStore,
@@ -124,7 +155,8 @@ impl JobQueue {
         let enqueued = self.write(&job).await?;
         let here = self.admission.types.local().contains(&job.kind);
         // A job of a type only other instances run is theirs to list.
-        if here && enqueued == Enqueued::Created(job.id.into()) && job.run_at <= DateTime::now() {
+        let due = job.run_at <= self.store.clock().now();
+        if here && enqueued == Enqueued::Created(job.id.into()) && due {
             self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at));
         }
         Ok(enqueued)
@@ -132,27 +164,13 @@ impl JobQueue {
 
     /// The job `spec` asks for, if it meets the rules.
     fn job(&self, spec: JobSpec) -> Result<Job, QueueError> {
-        let rules = &self.admission;
-        if !rules.types.is_registered(&spec.kind) {
-            return Err(SpecError::unknown_type(&spec.kind, &rules.types).into());
-        }
-        spec.check()?;
-        let size = mongodb::bson::to_vec(&spec.payload).map_or(usize::MAX, |b| b.len());
-        if size > rules.max_payload {
-            let limit = rules.max_payload;
-            return Err(SpecError::PayloadTooLarge { size, limit }.into());
-        }
-        let mut job = Job::new(&spec.kind, Document::new(), self.store.max_attempts());
-        job.run_at = spec.due_at(SystemTime::now())?;
-        job.rank = Some(priority::rank(
-            job.run_at,
-            job.created_at,
-            spec.priority,
-            rules.aging,
-        ));
-        (job.payload, job.priority, job.unique_key) =
-            (spec.payload, spec.priority, spec.unique_key);
-        Ok(job)
+        let max_attempts = self.store.max_attempts();
+        admit(
+            spec,
+            &self.admission,
+            max_attempts,
+            self.store.clock().system_time(),
+        )
     }
 
     /// Write `job`: with a unique key, the key first, then the job (see
@@ -228,7 +246,7 @@ impl JobQueue {
     /// now. If the poller is down the job waits for the next listing (any
     /// instance's).
     pub fn claim_soon(&self, id: ObjectId) {
-        self.claim_ranked(id, DateTime::now());
+        self.claim_ranked(id, self.store.clock().now());
     }
 
     /// Ask this instance's poller to claim `id`, ranked `rank`, in its place in line.
@@ -236,3 +254,7 @@ impl JobQueue {
         let _ = self.poller.cast(PollerMsg::Enqueued { id, rank });
     }
 }
+
+#[cfg(test)]
+#[path = "producer_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ pub fn prune_handlers(jobs: JobStore, slots: SlotStore, retention: Duration) -> 
         let (jobs, slots) = (jobs.clone(), slots.clone());
         async move {
             let pruned = jobs.prune(retention).await?;
-            let slots = slots.prune(retention).await?;
+            let slots = slots.prune(jobs.clock().before(retention)).await?;
             if pruned > 0 {
                 tracing::info!(target: "worker", pruned, slots, "old completed jobs deleted");
             }
@@ -103,20 +103,14 @@ impl SchedulerState {
     /// What is due now: (schedule index, slots).
     fn plan(&self, now: DateTime<Utc>) -> Vec<(usize, Vec<DateTime<Utc>>)> {
         let windows = (self.lookback(), self.args.retention);
-        self.args
-            .schedules
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, schedule::due(&s.every, self.last[i], now, windows)))
-            .filter(|(_, slots)| !slots.is_empty())
-            .collect()
+        plan(&self.args.schedules, &self.last, now, windows)
     }
 
     fn on_tick(&mut self, myself: &ActorRef<SchedulerMsg>) {
         if self.firing {
             return;
         }
-        let plan = self.plan(Utc::now());
+        let plan = self.plan(self.args.jobs.clock().utc());
         let recover = !self.recovered;
         if plan.is_empty() && !recover {
             return;
@@ -136,9 +130,40 @@ impl SchedulerState {
     fn on_fired(&mut self, fired: Vec<(usize, DateTime<Utc>)>) {
         self.firing = false;
         self.recovered = true;
-        for (i, slot) in fired {
-            self.last[i] = Some(self.last[i].map_or(slot, |last| last.max(slot)));
-        }
+        record_fired(&mut self.last, fired);
+    }
+}
+
+/// The last slot fired per schedule at a start at `now`: none, except for a
+/// schedule without catch-up, which starts as if its latest slot had fired.
+fn initial_last(schedules: &[Schedule], now: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
+    schedules
+        .iter()
+        .map(|s| (!s.catch_up).then(|| s.every.latest(now)).flatten())
+        .collect()
+}
+
+/// What of `schedules` is due at `now`, given the `last` slot fired of
+/// each: (schedule index, its slots), only schedules with a slot due.
+fn plan(
+    schedules: &[Schedule],
+    last: &[Option<DateTime<Utc>>],
+    now: DateTime<Utc>,
+    windows: (Duration, Duration),
+) -> Vec<(usize, Vec<DateTime<Utc>>)> {
+    schedules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, schedule::due(&s.every, last[i], now, windows)))
+        .filter(|(_, slots)| !slots.is_empty())
+        .collect()
+}
+
+/// Record the slots handled: each schedule's last slot only moves forward
+/// (the report of an older slot after a newer one changes nothing).
+fn record_fired(last: &mut [Option<DateTime<Utc>>], fired: Vec<(usize, DateTime<Utc>)>) {
+    for (i, slot) in fired {
+        last[i] = Some(last[i].map_or(slot, |last| last.max(slot)));
     }
 }
 
@@ -219,13 +244,7 @@ impl Actor for QueueSchedulerActor {
         _myself: ActorRef<SchedulerMsg>,
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
-        // A schedule without catch-up starts as if its latest slot had fired.
-        let now = Utc::now();
-        let last = args
-            .schedules
-            .iter()
-            .map(|s| (!s.catch_up).then(|| s.every.latest(now)).flatten())
-            .collect();
+        let last = initial_last(&args.schedules, args.jobs.clock().utc());
         Ok(SchedulerState {
             last,
             args,
@@ -282,5 +301,79 @@ impl Actor for QueueSchedulerActor {
         // this one's next start): see the contract.
         state.tasks.shutdown().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOWS: (Duration, Duration) = (Duration::from_secs(4), Duration::from_secs(3600));
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn every(name: &str, secs: u64, catch_up: bool) -> Schedule {
+        let mut schedule = Schedule::interval(name, "noop", Duration::from_secs(secs));
+        schedule.catch_up = catch_up;
+        schedule
+    }
+
+    #[test]
+    fn at_start_only_schedules_without_catch_up_count_their_latest_slot_fired() {
+        let schedules = [every("report", 60, true), every("prune", 60, false)];
+        let last = initial_last(&schedules, at("2026-12-07T01:30:30Z"));
+        assert_eq!(last, [None, Some(at("2026-12-07T01:30:00Z"))]);
+    }
+
+    #[test]
+    fn at_start_a_catch_up_schedule_fires_its_latest_slot_and_the_other_waits() {
+        let schedules = [every("report", 60, true), every("prune", 60, false)];
+        let now = at("2026-12-07T01:30:30Z");
+        let last = initial_last(&schedules, now);
+        assert_eq!(
+            plan(&schedules, &last, now, WINDOWS),
+            [(0, vec![at("2026-12-07T01:30:00Z")])]
+        );
+        // At the next slot both are due.
+        let mut last = last;
+        record_fired(&mut last, vec![(0, at("2026-12-07T01:30:00Z"))]);
+        let next = at("2026-12-07T01:31:00.5Z");
+        let slot = at("2026-12-07T01:31:00Z");
+        assert_eq!(
+            plan(&schedules, &last, next, WINDOWS),
+            [(0, vec![slot]), (1, vec![slot])]
+        );
+    }
+
+    #[test]
+    fn a_slot_fired_is_not_planned_again() {
+        let schedules = [every("report", 60, true)];
+        let now = at("2026-12-07T01:30:30Z");
+        let mut last = vec![None];
+        record_fired(&mut last, vec![(0, at("2026-12-07T01:30:00Z"))]);
+        assert!(plan(&schedules, &last, now, WINDOWS).is_empty());
+    }
+
+    #[test]
+    fn the_last_slot_fired_only_moves_forward() {
+        let mut last = vec![Some(at("2026-12-07T01:30:00Z")), None];
+        record_fired(
+            &mut last,
+            vec![
+                (0, at("2026-12-07T01:29:00Z")),
+                (1, at("2026-12-07T01:29:00Z")),
+            ],
+        );
+        assert_eq!(
+            last,
+            [
+                Some(at("2026-12-07T01:30:00Z")),
+                Some(at("2026-12-07T01:29:00Z"))
+            ]
+        );
     }
 }

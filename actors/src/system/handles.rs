@@ -16,6 +16,7 @@ use crate::queue::metrics::QueueMetrics;
 use crate::queue::poller::PollerMsg;
 use crate::queue::producer::JobQueue;
 use crate::queue::snapshot::QueueSnapshot;
+use crate::queue::worker::Worker;
 use crate::queue::QueueHandle;
 use crate::supervision::health::TreeHealth;
 use crate::supervision::slot::ActorSlot;
@@ -43,6 +44,9 @@ pub struct Handles {
     /// The job queue, for producers: enqueue a [`crate::queue::JobSpec`]
     /// (an embedding application's, or `POST /jobs`).
     pub jobs: JobQueue,
+    /// Runs due jobs on demand: tests whose poller does not claim
+    /// (`queue.poller_claims = false`) run their jobs with it.
+    pub worker: Worker,
     /// The poller's place; the HTTP layer uses `queue`.
     pub(crate) poller: ActorSlot<PollerMsg>,
     /// Publish domain events.

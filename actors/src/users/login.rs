@@ -18,6 +18,17 @@ use crate::users::UserError;
 /// (and it names no account anyway).
 const NOT_AN_ADDRESS: &str = "(not an e-mail address)";
 
+/// The throttle's account key for a login with `email`.
+fn throttle_account(email: Option<&Email>) -> &str {
+    email.map_or(NOT_AN_ADDRESS, Email::as_str)
+}
+
+/// The hash a login's password is checked against: the user's, or the
+/// dummy one when there is no such user (the same work either way).
+fn hash_to_verify<'a>(user: Option<&'a UserDoc>, dummy_hash: &'a str) -> &'a str {
+    user.map_or(dummy_hash, |u| u.password_hash.as_str())
+}
+
 impl UserService {
     /// Log in; once the `user.login` job is written, have it claimed now.
     /// `dummy_hash`: a hash at the configured cost, verified when there is
@@ -74,7 +85,7 @@ impl UserService {
         // Something that is no address names no account: it is answered
         // exactly like an unknown one (one shared throttle key, the dummy
         // hash's timing), so login reveals nothing new.
-        let account = email.as_ref().map_or(NOT_AN_ADDRESS, Email::as_str);
+        let account = throttle_account(email.as_ref());
         let ticket = match self.throttle.attempt(account, client).await {
             Ok(ticket) => ticket,
             Err(wait) => {
@@ -120,11 +131,67 @@ impl UserService {
         };
         // Verify against a dummy hash when there is no such user, so both
         // failures take the same time and give the same answer.
-        let hash = user
-            .as_ref()
-            .map_or(dummy_hash, |u| u.password_hash.as_str())
-            .to_owned();
+        let hash = hash_to_verify(user.as_ref(), dummy_hash).to_owned();
         let matches = password::verify(password, hash).await?;
         Ok(user.filter(|_| matches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::password::Password;
+
+    fn user(hash: String) -> UserDoc {
+        let now = DateTime::now();
+        UserDoc {
+            id: ObjectId::new(),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            age: None,
+            password_hash: hash,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_login_is_throttled_by_its_address() {
+        let email = Email::parse("ada@example.com").unwrap();
+        assert_eq!(throttle_account(Some(&email)), "ada@example.com");
+    }
+
+    #[test]
+    fn logins_with_no_address_share_one_throttle_key() {
+        assert_eq!(throttle_account(None), NOT_AN_ADDRESS);
+        // No valid address can take that key.
+        assert!(Email::parse(NOT_AN_ADDRESS).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_checks_the_dummy_hash_and_fails() {
+        let secret = || Password::new("correct horse battery").unwrap();
+        let dummy = password::hash(secret(), 4).await.unwrap();
+        // Checked against the dummy hash: the work is done, the answer is
+        // "no user", even for the password the dummy hash was made from.
+        assert_eq!(hash_to_verify(None, &dummy), dummy);
+        let matches = password::verify(secret().to_secret(), dummy.clone())
+            .await
+            .unwrap();
+        assert!(matches, "the dummy hash is verified like any other");
+        assert!(Option::<UserDoc>::None.filter(|_| matches).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_known_account_checks_its_own_hash() {
+        let right = Password::new("correct horse battery").unwrap();
+        let wrong = Password::new("incorrect horse battery").unwrap();
+        let ada = user(password::hash(right.clone(), 4).await.unwrap());
+        let hash = hash_to_verify(Some(&ada), "dummy").to_owned();
+        assert_eq!(hash, ada.password_hash);
+        assert!(password::verify(right.to_secret(), hash.clone())
+            .await
+            .unwrap());
+        assert!(!password::verify(wrong.to_secret(), hash).await.unwrap());
     }
 }

@@ -40,6 +40,57 @@ fn within_grace(used_at: DateTime, now: DateTime, grace: Duration) -> bool {
     !grace.is_zero() && elapsed < grace.as_millis() as i128
 }
 
+/// What a spent token's second presentation is, given its spend record
+/// (`None`: the record is gone, pruned with its expired token).
+#[derive(Debug, PartialEq, Eq)]
+enum Presented {
+    /// A retry within the grace window of its first use.
+    Retry(Spend),
+    /// Its reuse was reported already: refused, nothing revoked.
+    Reported,
+    /// Reuse: every session of the user is revoked.
+    Reuse,
+}
+
+/// Classify a second presentation at `now` of the token `record` describes.
+fn second_presentation(record: Option<&Document>, now: DateTime, grace: Duration) -> Presented {
+    let Some(record) = record else {
+        return Presented::Reuse;
+    };
+    if record.contains_key("reuseDetectedAt") {
+        return Presented::Reported;
+    }
+    match record.get_datetime("usedAt") {
+        Ok(used_at) if within_grace(*used_at, now, grace) => {
+            Presented::Retry(Spend::Retry(*used_at))
+        }
+        _ => Presented::Reuse,
+    }
+}
+
+/// What a refresh answers once the token is spent and the rotation tried.
+#[derive(Debug)]
+enum Rotation<P> {
+    /// The session holds the successor: its pair.
+    Issued(P),
+    /// A retry whose session moved past the successor (or ended) since the
+    /// first use: no retry of that one. Reuse, as after the window.
+    Reused,
+    /// A first use for a session revoked (logout, earlier theft) or not
+    /// holding this token.
+    Ended,
+}
+
+/// Decide a refresh from its spend and whether the rotation matched the
+/// session (`rotated`: the pair it wrote).
+fn rotation_verdict<P>(spent: Spend, rotated: Option<P>) -> Rotation<P> {
+    match (rotated, spent) {
+        (Some(pair), _) => Rotation::Issued(pair),
+        (None, Spend::Retry(_)) => Rotation::Reused,
+        (None, Spend::First(_)) => Rotation::Ended,
+    }
+}
+
 impl UserService {
     /// A new pair for a verified refresh token, which is spent. A retry
     /// within the grace window gets the same pair as the first use.
@@ -60,15 +111,14 @@ impl UserService {
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: no such user");
             return Err(UserError::InvalidToken);
         };
-        let Some(pair) = self.rotate(&token, &email, spent.first_used()).await? else {
-            if let Spend::Retry(_) = spent {
-                // The session moved past the successor (or ended) since the
-                // first use: no retry of that one. Reuse, as after the window.
-                return Err(self.reuse_detected(claims, user_id).await?);
+        let pair = self.rotate(&token, &email, spent.first_used()).await?;
+        let pair = match rotation_verdict(spent, pair) {
+            Rotation::Issued(pair) => pair,
+            Rotation::Reused => return Err(self.reuse_detected(claims, user_id).await?),
+            Rotation::Ended => {
+                tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh refused: session ended");
+                return Err(UserError::SessionRevoked);
             }
-            // Revoked (logout, earlier theft) or not the session's current token.
-            tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh refused: session ended");
-            return Err(UserError::SessionRevoked);
         };
         if let Spend::Retry(_) = spent {
             tracing::info!(target: "auth", user = %claims.sub, session = %claims.sid, "refresh retried within the grace window: the same pair");
@@ -156,19 +206,15 @@ impl UserService {
             .used_tokens
             .find_one(doc! { "_id": &claims.jti })
             .await?;
-        if let Some(record) = &record {
-            if record.contains_key("reuseDetectedAt") {
+        let grace = self.tuning.refresh_reuse_grace;
+        match second_presentation(record.as_ref(), DateTime::now(), grace) {
+            Presented::Retry(spend) => Ok(spend),
+            Presented::Reported => {
                 tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "replay of a refresh token already reported; nothing revoked");
-                return Err(UserError::TokenSpent);
+                Err(UserError::TokenSpent)
             }
-            let grace = self.tuning.refresh_reuse_grace;
-            if let Ok(used_at) = record.get_datetime("usedAt") {
-                if within_grace(*used_at, DateTime::now(), grace) {
-                    return Ok(Spend::Retry(*used_at));
-                }
-            }
+            Presented::Reuse => Err(self.reuse_detected(claims, user_id).await?),
         }
-        Err(self.reuse_detected(claims, user_id).await?)
     }
 
     /// A spent refresh token was presented again, outside the grace window
@@ -256,6 +302,79 @@ mod tests {
     fn no_grace_means_every_repeat_is_reuse() {
         assert!(!within_grace(at(0), at(0), Duration::ZERO));
         assert!(!within_grace(at(0), at(1), Duration::ZERO));
+    }
+
+    #[test]
+    fn a_second_presentation_within_grace_is_a_retry_of_the_first_use() {
+        let record = doc! { "_id": "j", "usedAt": at(0) };
+        let grace = Duration::from_secs(5);
+        assert_eq!(
+            second_presentation(Some(&record), at(1_000), grace),
+            Presented::Retry(Spend::Retry(at(0)))
+        );
+        // The retry's successor is the one issued at the first use.
+        assert_eq!(Spend::Retry(at(0)).first_used(), at(0));
+    }
+
+    #[test]
+    fn a_second_presentation_after_grace_is_reuse() {
+        let record = doc! { "_id": "j", "usedAt": at(0) };
+        let grace = Duration::from_secs(5);
+        assert_eq!(
+            second_presentation(Some(&record), at(5_000), grace),
+            Presented::Reuse
+        );
+        assert_eq!(
+            second_presentation(Some(&record), at(0), Duration::ZERO),
+            Presented::Reuse
+        );
+    }
+
+    #[test]
+    fn a_replay_of_a_reported_token_revokes_nothing_more() {
+        // Even within the grace window: once reported, never a retry.
+        let record = doc! { "_id": "j", "usedAt": at(0), "reuseDetectedAt": at(10) };
+        assert_eq!(
+            second_presentation(Some(&record), at(20), Duration::from_secs(5)),
+            Presented::Reported
+        );
+    }
+
+    #[test]
+    fn a_presentation_without_its_record_or_time_is_reuse() {
+        let grace = Duration::from_secs(5);
+        assert_eq!(second_presentation(None, at(0), grace), Presented::Reuse);
+        let no_time = doc! { "_id": "j" };
+        assert_eq!(
+            second_presentation(Some(&no_time), at(0), grace),
+            Presented::Reuse
+        );
+    }
+
+    #[test]
+    fn rotation_issues_the_pair_for_a_first_use_or_a_retry() {
+        for spent in [Spend::First(at(0)), Spend::Retry(at(0))] {
+            assert!(matches!(
+                rotation_verdict(spent, Some("pair")),
+                Rotation::Issued("pair")
+            ));
+        }
+    }
+
+    #[test]
+    fn a_first_use_on_an_ended_session_is_refused_without_revoking() {
+        assert!(matches!(
+            rotation_verdict::<()>(Spend::First(at(0)), None),
+            Rotation::Ended
+        ));
+    }
+
+    #[test]
+    fn a_retry_on_a_session_that_moved_on_is_reuse() {
+        assert!(matches!(
+            rotation_verdict::<()>(Spend::Retry(at(0)), None),
+            Rotation::Reused
+        ));
     }
 
     #[test]

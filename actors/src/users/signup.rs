@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mongodb::bson::{doc, oid::ObjectId, DateTime};
+use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use tokio::time::Instant;
 
 use crate::events::Event;
@@ -29,6 +29,51 @@ enum Created {
 
 /// A sign-up's answer, and the welcome job it wrote (none for a repeat).
 type SignedUp = (TokenPair, Option<ObjectId>);
+
+/// The job type of the welcome job every sign-up writes.
+const WELCOME: &str = "user.created";
+
+/// The user `new` describes, with id `id`, created at `now`.
+fn user_doc(new: &NewUser, id: ObjectId, password_hash: String, now: DateTime) -> UserDoc {
+    UserDoc {
+        id,
+        name: new.name.clone(),
+        email: new.email.as_str().to_owned(),
+        age: new.age.map(i32::from),
+        password_hash,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The welcome job's payload: whom to greet, and no secret.
+fn welcome_payload(user: &UserDoc) -> Document {
+    doc! { "userId": user.id, "email": &user.email, "name": &user.name }
+}
+
+/// What a repeated keyed sign-up does next (see [`UserService::repeat`]).
+#[derive(Debug)]
+enum Step {
+    /// The first request created the user: a new session of it.
+    Resume(Box<UserDoc>),
+    /// The first request died (its record outlived the call timeout).
+    TakeOver,
+    /// The first request is still running, and we waited long enough.
+    InProgress,
+    /// The first request is still running: look again shortly.
+    Wait,
+}
+
+/// Decide a repeat's next step from the user found (if any), the key
+/// record's age, the actor-call timeout and whether our wait is over.
+fn next_step(user: Option<UserDoc>, age: Duration, call_timeout: Duration, waited: bool) -> Step {
+    match user {
+        Some(user) => Step::Resume(Box::new(user)),
+        None if age >= call_timeout => Step::TakeOver,
+        None if waited => Step::InProgress,
+        None => Step::Wait,
+    }
+}
 
 impl UserService {
     /// Sign up (idempotently with `key`); once the welcome job and the user
@@ -61,24 +106,17 @@ impl UserService {
     /// Create user `id` with its welcome job, and open its first session.
     async fn create_user(&self, new: &NewUser, id: ObjectId) -> Result<Created, UserError> {
         let password_hash = password::hash(new.password.clone(), self.tuning.bcrypt_cost).await?;
-        let now = DateTime::now();
-        let user = UserDoc {
-            id,
-            name: new.name.clone(),
-            email: new.email.as_str().to_owned(),
-            age: new.age.map(i32::from),
-            password_hash,
-            created_at: now,
-            updated_at: now,
-        };
+        let user = user_doc(new, id, password_hash, DateTime::now());
         // The job is written *before* the user, so no crash can leave a user
         // without its welcome job; it is written held, so no instance claims
         // it before the user exists (it would find none and retry). A job
         // whose user never appears (a crash in between) runs once its hold
         // ends, finds no user and fails after its retries, sending nothing;
         // one whose e-mail was taken is withdrawn.
-        let payload = doc! { "userId": user.id, "email": &user.email, "name": &user.name };
-        let job = self.jobs.enqueue_held("user.created", payload).await?;
+        let job = self
+            .jobs
+            .enqueue_held(WELCOME, welcome_payload(&user))
+            .await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
                 self.jobs.withdraw(job).await?;
@@ -174,17 +212,18 @@ impl UserService {
         wait_until: Instant,
     ) -> Result<SignedUp, UserError> {
         loop {
-            if let Some(user) = self.users.find_one(doc! { "_id": record.user_id }).await? {
-                return Ok((self.resume(&user).await?, None));
+            let user = self.users.find_one(doc! { "_id": record.user_id }).await?;
+            let age = record.age(DateTime::now());
+            let waited_enough = Instant::now() >= wait_until;
+            match next_step(user, age, self.tuning.call_timeout, waited_enough) {
+                Step::Resume(user) => return Ok((self.resume(&user).await?, None)),
+                Step::TakeOver => {
+                    tracing::info!(target: "user", user = %record.user_id, "taking over an unfinished keyed sign-up");
+                    return self.signup_holding_key(new, record).await;
+                }
+                Step::InProgress => return Err(UserError::SignupInProgress),
+                Step::Wait => tokio::time::sleep(KEY_POLL).await,
             }
-            if record.age(DateTime::now()) >= self.tuning.call_timeout {
-                tracing::info!(target: "user", user = %record.user_id, "taking over an unfinished keyed sign-up");
-                return self.signup_holding_key(new, record).await;
-            }
-            if Instant::now() >= wait_until {
-                return Err(UserError::SignupInProgress);
-            }
-            tokio::time::sleep(KEY_POLL).await;
         }
     }
 
@@ -207,5 +246,99 @@ impl UserService {
                 tracing::warn!(target: "user", error = %error_chain(&err), "pruning idempotency keys failed")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::email::Email;
+    use crate::users::password::Password;
+
+    fn new_user(age: Option<u8>) -> NewUser {
+        NewUser {
+            name: "Ada".into(),
+            email: Email::parse("ada@example.com").unwrap(),
+            password: Password::new("correct horse battery").unwrap(),
+            age,
+        }
+    }
+
+    #[test]
+    fn a_new_user_is_created_and_updated_at_once_with_its_fields() {
+        let (id, now) = (ObjectId::new(), DateTime::from_millis(1_700_000_000_000));
+        let user = user_doc(&new_user(Some(36)), id, "$2b$hash".into(), now);
+        assert_eq!(user.id, id);
+        assert_eq!(
+            (user.name.as_str(), user.email.as_str()),
+            ("Ada", "ada@example.com")
+        );
+        assert_eq!(user.age, Some(36));
+        assert_eq!(user.password_hash, "$2b$hash");
+        assert_eq!((user.created_at, user.updated_at), (now, now));
+        assert_eq!(user_doc(&new_user(None), id, String::new(), now).age, None);
+    }
+
+    #[test]
+    fn the_welcome_payload_names_the_user_and_carries_no_secret() {
+        let user = user_doc(
+            &new_user(Some(36)),
+            ObjectId::new(),
+            "$2b$hash".into(),
+            DateTime::now(),
+        );
+        let payload = welcome_payload(&user);
+        assert_eq!(payload.get_object_id("userId").unwrap(), user.id);
+        assert_eq!(payload.get_str("email").unwrap(), "ada@example.com");
+        assert_eq!(payload.get_str("name").unwrap(), "Ada");
+        let keys: Vec<&str> = payload.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["userId", "email", "name"], "no hash, no age");
+    }
+
+    #[test]
+    fn a_repeat_resumes_the_user_its_first_request_created() {
+        let user = user_doc(
+            &new_user(None),
+            ObjectId::new(),
+            String::new(),
+            DateTime::now(),
+        );
+        let id = user.id;
+        // Found: resumed, however old the record and however long we waited.
+        match next_step(
+            Some(user),
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            true,
+        ) {
+            Step::Resume(found) => assert_eq!(found.id, id),
+            other => panic!("expected Resume, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeat_takes_over_once_the_record_outlives_the_call_timeout() {
+        let timeout = Duration::from_secs(5);
+        assert!(matches!(
+            next_step(None, timeout, timeout, false),
+            Step::TakeOver
+        ));
+        assert!(matches!(
+            next_step(None, timeout - Duration::from_millis(1), timeout, false),
+            Step::Wait
+        ));
+    }
+
+    #[test]
+    fn a_repeat_answers_in_progress_once_its_wait_is_over() {
+        let timeout = Duration::from_secs(5);
+        assert!(matches!(
+            next_step(None, Duration::from_secs(1), timeout, true),
+            Step::InProgress
+        ));
+        assert!(matches!(
+            next_step(None, Duration::from_secs(1), timeout, false),
+            Step::Wait
+        ));
     }
 }

@@ -8,6 +8,8 @@
 //!   the queue's costliest query (on FerretDB it reads every pending job, due
 //!   or not), so under steady traffic the poller lists about once a tick
 //!   rather than once per job ([`crate::queue::candidates`]).
+//! - Claims nothing with `queue.poller_claims = false` (a test then runs
+//!   each job itself through [`crate::queue::worker`]).
 //! - Claims only for idle executors — one claim in flight per idle executor,
 //!   so no job is claimed that nobody can run — and keeps claiming without
 //!   waiting for the next tick while claimable jobs remain.
@@ -280,6 +282,8 @@ impl Actor for QueuePollerActor {
         state.reap();
         match message {
             PollerMsg::Tick => state.on_tick(&myself),
+            // Not claiming: nothing to keep in line.
+            PollerMsg::Enqueued { .. } if !state.args.queue.config.poller_claims => {}
             PollerMsg::Enqueued { id, rank } => {
                 state.candidates.enqueued(id, rank);
                 state.wake(&myself);

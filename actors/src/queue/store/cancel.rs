@@ -90,7 +90,7 @@ impl JobStore {
     /// Insert the marker of attempt `attempt`; `true` if it is there now
     /// (this call's, or an earlier cancel's), `false` if a claimer holds it.
     async fn mark_cancelled(&self, id: ObjectId, attempt: i32) -> Result<bool, QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let marker = Attempt {
             id: format!("{id}:{attempt}"),
             job_id: id,
@@ -124,7 +124,7 @@ impl JobStore {
     /// pending job, or a processing one whose runner is gone (its lease
     /// expired; its attempt is recorded `crashed`).
     pub(crate) async fn settle_cancelled(&self, candidate: &Candidate) -> Result<(), QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let mut filter = doc! {
             "_id": candidate.id, "status": candidate.status.as_str(), "attempts": candidate.attempts,
         };
@@ -153,7 +153,7 @@ impl JobStore {
         self.jobs
             .update_one(
                 doc! { "_id": candidate.id, "status": "processing", "attempts": candidate.attempts },
-                doc! { "$set": { "cancelRequested": true, "updatedAt": DateTime::now() } },
+                doc! { "$set": { "cancelRequested": true, "updatedAt": self.clock.now() } },
             )
             .await?;
         Ok(())
@@ -168,7 +168,7 @@ impl JobStore {
         self.jobs
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
-                cancelled_update(DateTime::now()),
+                cancelled_update(self.clock.now()),
             )
             .await?;
         Ok(())

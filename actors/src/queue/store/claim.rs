@@ -13,10 +13,10 @@
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use mongodb::bson::{doc, oid::ObjectId, DateTime};
+use mongodb::bson::{doc, oid::ObjectId};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
-use super::{after, before, JobStore};
+use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
 use crate::queue::pause::Pauses;
@@ -44,7 +44,7 @@ impl JobStore {
         limit: i64,
         paused: &Pauses,
     ) -> Result<Vec<Candidate>, QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
         let mut expired = doc! { "status": "processing", "lockedUntil": { "$lt": now } };
         let mut due = doc! { "status": "pending", "runAt": { "$lte": now } };
@@ -120,7 +120,7 @@ impl JobStore {
             attempt: number,
             instance: self.instance.clone(),
             executor: executor.into(),
-            started_at: DateTime::now(),
+            started_at: self.clock.now(),
             finished_at: None,
             outcome: Outcome::Running,
             error: None,
@@ -135,7 +135,7 @@ impl JobStore {
         lease: Duration,
         paused: &Pauses,
     ) -> Result<Option<Job>, QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let mut filter = match candidate.status {
             JobStatus::Processing => doc! {
                 "_id": candidate.id, "status": "processing", "attempts": candidate.attempts,
@@ -151,7 +151,7 @@ impl JobStore {
             "$set": {
                 "status": "processing",
                 "lockedBy": &self.instance,
-                "lockedUntil": after(lease),
+                "lockedUntil": self.clock.after(lease),
                 "updatedAt": now,
             },
             "$inc": { "attempts": 1 },
@@ -187,7 +187,7 @@ impl JobStore {
             .update_one(
                 doc! { "_id": format!("{id}:{attempt}"), "outcome": Outcome::Running.as_str() },
                 doc! { "$set": {
-                    "finishedAt": DateTime::now(), "outcome": Outcome::Crashed.as_str(), "error": &error,
+                    "finishedAt": self.clock.now(), "outcome": Outcome::Crashed.as_str(), "error": &error,
                 } },
             )
             .await;
@@ -250,7 +250,7 @@ impl JobStore {
         candidate: &Candidate,
         lease: Duration,
     ) -> Result<bool, QueueError> {
-        let stale_before = DateTime::now().timestamp_millis() - lease.as_millis() as i64;
+        let stale_before = self.clock.now().timestamp_millis() - lease.as_millis() as i64;
         if existing.outcome != Outcome::Running
             || existing.started_at.timestamp_millis() > stale_before
         {
@@ -266,12 +266,12 @@ impl JobStore {
     /// found dead ([`crate::queue::QueueHandle::release_instance`]). Returns
     /// how many jobs it released.
     pub async fn release_instance(&self, instance: &str) -> Result<u64, QueueError> {
-        let expired = before(Duration::from_millis(1));
+        let expired = self.clock.before(Duration::from_millis(1));
         let released = self
             .jobs
             .update_many(
                 doc! { "status": "processing", "lockedBy": instance, "lockedUntil": { "$gt": expired } },
-                doc! { "$set": { "lockedUntil": expired, "updatedAt": DateTime::now() } },
+                doc! { "$set": { "lockedUntil": expired, "updatedAt": self.clock.now() } },
             )
             .await?;
         Ok(released.modified_count)

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
-use super::{after, JobStore};
+use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobStatus, Outcome};
 
@@ -21,7 +21,7 @@ impl JobStore {
         self.jobs
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
-                doc! { "$set": { "lockedUntil": after(lease), "updatedAt": DateTime::now() } },
+                doc! { "$set": { "lockedUntil": self.clock.after(lease), "updatedAt": self.clock.now() } },
             )
             .await?;
         Ok(())
@@ -39,7 +39,7 @@ impl JobStore {
             .update_one(
                 doc! { "_id": format!("{id}:{attempt}") },
                 doc! { "$set": {
-                    "finishedAt": DateTime::now(), "outcome": outcome.as_str(), "error": error,
+                    "finishedAt": self.clock.now(), "outcome": outcome.as_str(), "error": error,
                 } },
             )
             .await?;
@@ -56,7 +56,7 @@ impl JobStore {
         // The attempt record first: once the job reads final, so does its history.
         self.finish_attempt(id, attempt, Outcome::Completed, None)
             .await?;
-        let now = DateTime::now();
+        let now = self.clock.now();
         self.jobs
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
@@ -80,9 +80,9 @@ impl JobStore {
         error: &str,
         retry_in: Option<Duration>,
     ) -> Result<JobStatus, QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let (status, run_at) = match retry_in {
-            Some(delay) if attempt < max_attempts => (JobStatus::Pending, after(delay)),
+            Some(delay) if attempt < max_attempts => (JobStatus::Pending, self.clock.after(delay)),
             _ => (JobStatus::Failed, now),
         };
         self.finish_attempt(id, attempt, outcome, Some(error))

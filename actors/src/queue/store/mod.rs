@@ -20,9 +20,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Collection, Database};
 
+use crate::queue::clock::Clock;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::store::{ensure_indexes, index, StoreError};
@@ -63,16 +64,8 @@ pub struct JobStore {
     /// The only types this store's claims take (an instance's handlers,
     /// see [`crate::queue::types`]); `None`: any type (tools and tests).
     handled: Option<Arc<BTreeSet<String>>>,
-}
-
-/// Now + `duration`.
-pub(crate) fn after(duration: Duration) -> DateTime {
-    DateTime::from_millis(DateTime::now().timestamp_millis() + duration.as_millis() as i64)
-}
-
-/// Now - `duration`.
-pub(crate) fn before(duration: Duration) -> DateTime {
-    DateTime::from_millis(DateTime::now().timestamp_millis() - duration.as_millis() as i64)
+    /// The queue's "now": every time this store writes or compares.
+    clock: Clock,
 }
 
 impl JobStore {
@@ -85,7 +78,21 @@ impl JobStore {
             instance: instance.into(),
             max_attempts,
             handled: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// This store, reading "now" from `clock` (a test's manual clock; see
+    /// [`crate::queue::clock`]).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.keys.clock = clock.clone();
+        self.clock = clock;
+        self
+    }
+
+    /// The queue's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// This store, listing and claiming only jobs of the types `handled`:
@@ -133,7 +140,7 @@ impl JobStore {
 
     /// Insert a pending job; returns its id once the write is acknowledged.
     pub async fn enqueue(&self, kind: &str, payload: Document) -> Result<ObjectId, QueueError> {
-        let job = Job::new(kind, payload, self.max_attempts);
+        let job = Job::new_at(kind, payload, self.max_attempts, self.clock.now());
         self.jobs.insert_one(&job).await?;
         Ok(job.id)
     }
@@ -152,8 +159,8 @@ impl JobStore {
         payload: Document,
         hold: Duration,
     ) -> Result<ObjectId, QueueError> {
-        let mut job = Job::new(kind, payload, self.max_attempts);
-        job.run_at = after(hold);
+        let mut job = Job::new_at(kind, payload, self.max_attempts, self.clock.now());
+        job.run_at = self.clock.after(hold);
         self.jobs.insert_one(&job).await?;
         Ok(job.id)
     }
@@ -163,7 +170,7 @@ impl JobStore {
     /// meanwhile, or one due already, is left as it is). `false`: nothing
     /// was held under `id`.
     pub async fn release(&self, id: ObjectId) -> Result<bool, QueueError> {
-        let now = DateTime::now();
+        let now = self.clock.now();
         let released = self
             .jobs
             .update_one(

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 
 use super::unique::Taken;
-use super::{before, JobStore, JOBS};
+use super::{JobStore, JOBS};
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job, JobPage, JobQuery, JobStatus, QueueStats, StatusCounts};
 use crate::store::readable;
@@ -89,7 +89,7 @@ impl JobStore {
                 return Err(QueueError::UniqueKeyHeld(other.into()));
             }
         }
-        let now = DateTime::now();
+        let now = self.clock.now();
         // Guarded by status and attempt count: of two concurrent retries, one wins.
         let updated = self
             .jobs
@@ -170,13 +170,14 @@ impl JobStore {
             .sort(doc! { "createdAt": 1 })
             .await?;
         Ok(oldest.map(|job| {
-            (DateTime::now().timestamp_millis() - job.created_at.timestamp_millis()) as f64 / 1000.0
+            (self.clock.now().timestamp_millis() - job.created_at.timestamp_millis()) as f64
+                / 1000.0
         }))
     }
 
     /// Jobs completed within the last `window`.
     async fn completed_since(&self, window: Duration) -> Result<u64, QueueError> {
-        let since = before(window);
+        let since = self.clock.before(window);
         self.jobs
             .count_documents(doc! { "status": "completed", "completedAt": { "$gte": since } })
             .await

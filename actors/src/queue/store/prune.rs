@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 
-use super::{before, JobStore};
+use super::JobStore;
 use crate::queue::error::QueueError;
 
 impl JobStore {
@@ -13,7 +13,7 @@ impl JobStore {
     /// older than `retention`. (FerretDB has no TTL indexes, so this is a
     /// periodic delete: the `queue.prune` job, see [`crate::queue::scheduler`].)
     pub async fn prune(&self, retention: Duration) -> Result<u64, QueueError> {
-        let cutoff = before(retention);
+        let cutoff = self.clock.before(retention);
         let jobs = self
             .jobs
             .delete_many(doc! { "$or": [

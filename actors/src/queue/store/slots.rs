@@ -2,15 +2,13 @@
 //! whose unique `_id` makes each slot fire once across the fleet (the
 //! protocol is [`crate::queue::scheduler`]'s), and the insert of a slot's job.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, DateTime as BsonDateTime, Document};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
-use super::{before, JobStore, SLOTS};
+use super::{JobStore, SLOTS};
 use crate::queue::error::QueueError;
 use crate::queue::job::Job;
 use crate::queue::schedule::Schedule;
@@ -93,11 +91,11 @@ impl SlotStore {
         Ok(latest.first().map(|slot| slot.job_id))
     }
 
-    /// Delete the slots older than `retention`.
-    pub async fn prune(&self, retention: Duration) -> Result<u64, QueueError> {
+    /// Delete the slots before `cutoff`.
+    pub async fn prune(&self, cutoff: BsonDateTime) -> Result<u64, QueueError> {
         let pruned = self
             .slots
-            .delete_many(doc! { "slot": { "$lt": before(retention) } })
+            .delete_many(doc! { "slot": { "$lt": cutoff } })
             .await?;
         Ok(pruned.deleted_count)
     }
@@ -111,7 +109,8 @@ impl JobStore {
         id: ObjectId,
         schedule: &Schedule,
     ) -> Result<bool, QueueError> {
-        let mut job = Job::new(&schedule.kind, schedule.payload.clone(), self.max_attempts);
+        let (payload, now) = (schedule.payload.clone(), self.clock.now());
+        let mut job = Job::new_at(&schedule.kind, payload, self.max_attempts, now);
         job.id = id;
         match self.jobs.insert_one(&job).await {
             Ok(_) => Ok(true),

@@ -44,6 +44,7 @@ use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 
 use super::{JobStore, KEYS};
+use crate::queue::clock::Clock;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Job, JobStatus};
 use crate::store::is_duplicate_key;
@@ -77,6 +78,7 @@ pub(crate) enum Taken {
 }
 
 /// What the holder of a key is doing.
+#[derive(Debug, PartialEq, Eq)]
 enum Holder {
     Live,
     /// Ended or gone long enough ago: the release was lost.
@@ -91,6 +93,30 @@ enum Holder {
 pub(crate) struct UniqueKeys {
     keys: Collection<KeyDoc>,
     jobs: Collection<Job>,
+    /// The store's clock (set by [`JobStore::with_clock`]).
+    pub(crate) clock: Clock,
+}
+
+/// What the holder of a key is doing, given its job's status and last
+/// write (`None`: no such job), when the key was written, now, and the
+/// `grace` after which an ended (or unwritten) holder is stale.
+fn holder_state(
+    job: Option<(JobStatus, DateTime)>,
+    key_written: DateTime,
+    now: DateTime,
+    grace: Duration,
+) -> Holder {
+    let since = match job {
+        Some((JobStatus::Pending | JobStatus::Processing, _)) => return Holder::Live,
+        Some((_, ended)) => ended,
+        None => key_written,
+    };
+    let stale_before = now.timestamp_millis() - grace.as_millis() as i64;
+    if since.timestamp_millis() <= stale_before {
+        Holder::Stale
+    } else {
+        Holder::InFlight
+    }
 }
 
 /// The stored `_id` of `key` for jobs of type `kind`.
@@ -103,6 +129,7 @@ impl UniqueKeys {
         Self {
             keys: db.collection(KEYS),
             jobs,
+            clock: Clock::system(),
         }
     }
 
@@ -152,7 +179,7 @@ impl UniqueKeys {
         let key = KeyDoc {
             id: id.to_owned(),
             job_id: job,
-            created_at: DateTime::now(),
+            created_at: self.clock.now(),
         };
         match self.keys.insert_one(&key).await {
             Ok(_) => Ok(true),
@@ -163,20 +190,9 @@ impl UniqueKeys {
 
     /// Whether the job `key` names still holds it.
     async fn holder(&self, key: &KeyDoc, grace: Duration) -> Result<Holder, QueueError> {
-        let stale_before = DateTime::now().timestamp_millis() - grace.as_millis() as i64;
         let job = self.jobs.find_one(doc! { "_id": key.job_id }).await?;
-        let since = match &job {
-            Some(job) if matches!(job.status, JobStatus::Pending | JobStatus::Processing) => {
-                return Ok(Holder::Live)
-            }
-            Some(ended) => ended.updated_at,
-            None => key.created_at,
-        };
-        Ok(if since.timestamp_millis() <= stale_before {
-            Holder::Stale
-        } else {
-            Holder::InFlight
-        })
+        let job = job.as_ref().map(|job| (job.status, job.updated_at));
+        Ok(holder_state(job, key.created_at, self.clock.now(), grace))
     }
 
     /// Release `key` of type `kind` if `job` still holds it.
@@ -216,5 +232,51 @@ impl JobStore {
     /// `kind` holding `key`.
     pub async fn release_key(&self, id: ObjectId, kind: &str, key: &str) -> Result<(), QueueError> {
         self.keys.release(kind, key, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    fn at(secs: i64) -> DateTime {
+        DateTime::from_millis(1_800_000_000_000 + secs * 1000)
+    }
+
+    #[test]
+    fn a_pending_or_processing_holder_is_live_however_old() {
+        for status in [JobStatus::Pending, JobStatus::Processing] {
+            let holder = holder_state(Some((status, at(0))), at(0), at(86_400), GRACE);
+            assert_eq!(holder, Holder::Live, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn an_ended_holder_is_stale_once_its_end_is_grace_old() {
+        for status in [
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ] {
+            let ended = Some((status, at(100)));
+            assert_eq!(holder_state(ended, at(0), at(129), GRACE), Holder::InFlight);
+            assert_eq!(holder_state(ended, at(0), at(130), GRACE), Holder::Stale);
+        }
+    }
+
+    #[test]
+    fn a_key_naming_no_job_is_stale_once_the_key_is_grace_old() {
+        // Its producer wrote the key and died before the job (or is writing it).
+        assert_eq!(holder_state(None, at(0), at(29), GRACE), Holder::InFlight);
+        assert_eq!(holder_state(None, at(0), at(30), GRACE), Holder::Stale);
+    }
+
+    #[test]
+    fn a_key_is_stored_under_its_type_and_key() {
+        assert_eq!(key_id("report.build", "a-17"), "report.build\u{1f}a-17");
+        // The separator is a control character no valid key holds.
+        assert_ne!(key_id("a", "b/c"), key_id("a/b", "c"));
     }
 }
