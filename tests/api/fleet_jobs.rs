@@ -163,6 +163,7 @@ async fn a_held_job_whose_producer_never_released_it_runs_when_its_hold_ends() {
     let apps = three_instances(|s| {
         eager(s);
         s.queue.hold = hold;
+        s.actors.call_timeout = Duration::from_secs(1); // a hold outlives it
     })
     .await;
     let store = apps[0].jobs();
