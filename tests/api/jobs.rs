@@ -562,23 +562,20 @@ async fn the_jobs_api_requires_the_ops_token() {
 #[tokio::test]
 async fn list_filters_paginates_and_rejects_bad_parameters() {
     let handlers = JobHandlers::new().with("test.fail", |_job| async { Err("nope".into()) });
-    let app = spawn_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
+    let app = spawn_manual_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
     let jobs = app.jobs();
     let mut noops = Vec::new();
     for _ in 0..5 {
         noops.push(jobs.enqueue("noop", Document::new()).await.unwrap());
     }
     let failing = jobs.enqueue("test.fail", Document::new()).await.unwrap();
-    app.nudge();
-    app.wait_for_jobs(
-        doc! {"type": "noop"},
-        "completed",
-        5,
-        Duration::from_secs(20),
-    )
-    .await;
-    app.wait_for_job(failing, "failed", Duration::from_secs(20))
-        .await;
+    let ran = app.run_jobs_until_idle().await;
+    let mut expected: Vec<Polled> = noops
+        .iter()
+        .map(|id| executed(*id, JobStatus::Completed))
+        .collect();
+    expected.push(executed(failing, JobStatus::Failed));
+    assert_eq!(ran, expected);
 
     let page: Value = app
         .get_ops("/jobs?type=noop&limit=2")
@@ -656,18 +653,20 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
             }
         }
     });
-    let app = spawn_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
+    let app = spawn_manual_app_with_jobs(|s| s.queue.max_attempts = 1, handlers).await;
     let id = app
         .jobs()
         .enqueue("test.flaky", Document::new())
         .await
         .unwrap();
     let done = app.jobs().enqueue("noop", Document::new()).await.unwrap();
-    app.nudge();
-    app.wait_for_job(id, "failed", Duration::from_secs(20))
-        .await;
-    app.wait_for_job(done, "completed", Duration::from_secs(20))
-        .await;
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [
+            executed(id, JobStatus::Failed),
+            executed(done, JobStatus::Completed)
+        ]
+    );
 
     let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
     assert_eq!(
@@ -707,9 +706,11 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
     assert_eq!(response.status(), StatusCode::OK);
     let retried: Value = response.json().await.unwrap();
     assert_eq!(retried["status"], "pending");
-    let job = app
-        .wait_for_job(id, "completed", Duration::from_secs(20))
-        .await;
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(id, JobStatus::Completed)]
+    );
+    let job = app.job(id).await;
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["result"], json!({"second": true}));
     assert_eq!(job["history"].as_array().unwrap().len(), 2);

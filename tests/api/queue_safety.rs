@@ -8,10 +8,13 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use troupe_actors::queue::handlers::JobHandlers;
-use troupe_actors::queue::job::Candidate;
+use troupe_actors::queue::job::{Candidate, JobStatus};
 use troupe_actors::queue::pause::Pauses;
 
-use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with_jobs, start, TestApp};
+use crate::helpers::{
+    assert_problem, eventually, executed, spawn_app, spawn_app_with_jobs,
+    spawn_manual_app_with_jobs, start, TestApp,
+};
 
 /// `method path` with the ops token and a JSON body.
 async fn ops_json(app: &TestApp, method: Method, path: &str, body: &Value) -> Response {
@@ -240,16 +243,20 @@ async fn a_permanent_handler_error_fails_the_job_at_once_with_its_reason() {
     let jobs = JobHandlers::new().with("test.strict", |_job| async {
         Err(HandlerError::permanent("payload lacks to"))
     });
-    let app = spawn_app_with_jobs(|_| {}, jobs).await;
+    let app = spawn_manual_app_with_jobs(|_| {}, jobs).await;
     let id = app
         .jobs()
         .enqueue("test.strict", Document::new())
         .await
         .unwrap();
-    app.nudge();
-    let job = app
-        .wait_for_job(id, "failed", Duration::from_secs(20))
-        .await;
+    // One run, and the job is failed: no retry is due, however late.
+    assert_eq!(
+        app.run_jobs_until_idle().await,
+        [executed(id, JobStatus::Failed)]
+    );
+    app.advance_clock(Duration::from_secs(3600));
+    assert_eq!(app.run_jobs_until_idle().await, []);
+    let job = app.job(id).await;
     assert_eq!(job["attempts"], 1, "no retry: {job}");
     assert_eq!(job["lastError"], "payload lacks to");
     assert_eq!(job["history"][0]["outcome"], "failed");
