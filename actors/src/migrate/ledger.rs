@@ -83,6 +83,14 @@ pub enum Shape {
 
 type Fut<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
+/// What [`Ledger::update_lock`] sets on a lock its holder still holds: a
+/// renewal moves `expires_at` on; a release ends it (`released`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LockEnd {
+    pub expires_at: DateTime,
+    pub released: bool,
+}
+
 /// What the runner reads and writes. Every write is a unique-key insert or
 /// an update by `_id`: atomic on MongoDB and on FerretDB v1 alike.
 pub trait Ledger: Send + Sync {
@@ -96,15 +104,9 @@ pub trait Ledger: Send + Sync {
     fn latest_lock(&self) -> Fut<'_, Option<LockRecord>>;
     /// Insert `lock`; `false` when its generation exists already.
     fn insert_lock<'a>(&'a self, lock: &'a LockRecord) -> Fut<'a, bool>;
-    /// Set `expires_at` and `released` on `generation` if `holder` holds
-    /// it (not yet released); `false` otherwise.
-    fn update_lock<'a>(
-        &'a self,
-        generation: i64,
-        holder: &'a str,
-        expires_at: DateTime,
-        released: bool,
-    ) -> Fut<'a, bool>;
+    /// Set `end` on `generation` if `holder` holds it (not yet released);
+    /// `false` otherwise.
+    fn update_lock<'a>(&'a self, generation: i64, holder: &'a str, end: LockEnd) -> Fut<'a, bool>;
     /// The database's clock, as far as leases are concerned.
     fn now(&self) -> DateTime {
         DateTime::now()
@@ -194,13 +196,11 @@ impl Ledger for MongoLedger {
         })
     }
 
-    fn update_lock<'a>(
-        &'a self,
-        generation: i64,
-        holder: &'a str,
-        expires_at: DateTime,
-        released: bool,
-    ) -> Fut<'a, bool> {
+    fn update_lock<'a>(&'a self, generation: i64, holder: &'a str, end: LockEnd) -> Fut<'a, bool> {
+        let LockEnd {
+            expires_at,
+            released,
+        } = end;
         Box::pin(async move {
             let updated = self
                 .locks

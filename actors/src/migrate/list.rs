@@ -1,11 +1,9 @@
 //! The migrations, in order. Versions are never reused or reordered; a new
 //! migration gets the next version (see `docs/migrations.md`).
 
-use futures::future::BoxFuture;
-
 use super::ledger::MongoLedger;
 use super::nestjs::{AdoptNestjs, NAME};
-use super::{Compat, MigrateError, Migration, Plan, Step};
+use super::{Applying, Compat, Migration, Plan, Planned, Step};
 use crate::queue::store::{JobStore, SlotStore};
 use crate::users::UserService;
 
@@ -37,7 +35,7 @@ pub fn migrations() -> Vec<Migration<MongoLedger>> {
 struct Baseline;
 
 impl Step<MongoLedger> for Baseline {
-    fn plan<'a>(&'a self, _: &'a MongoLedger) -> BoxFuture<'a, Result<Plan, MigrateError>> {
+    fn plan<'a>(&'a self, _: &'a MongoLedger) -> Planned<'a> {
         Box::pin(async move {
             Ok(Plan {
                 changes: vec![
@@ -48,10 +46,7 @@ impl Step<MongoLedger> for Baseline {
         })
     }
 
-    fn apply<'a>(
-        &'a self,
-        on: &'a MongoLedger,
-    ) -> BoxFuture<'a, Result<Vec<String>, MigrateError>> {
+    fn apply<'a>(&'a self, on: &'a MongoLedger) -> Applying<'a> {
         Box::pin(async move {
             let db = on.db();
             UserService::ensure_indexes(db).await?;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mongodb::bson::DateTime;
 
-use super::ledger::{Ledger, LockRecord};
+use super::ledger::{Ledger, LockEnd, LockRecord};
 use super::MigrateError;
 
 /// How long a lease lasts without renewal.
@@ -112,7 +112,14 @@ pub async fn renew<L: Ledger + ?Sized>(
     let expires = plus(ledger.now(), lease);
     if superseded
         || !ledger
-            .update_lock(held.generation, &held.holder, expires, false)
+            .update_lock(
+                held.generation,
+                &held.holder,
+                LockEnd {
+                    expires_at: expires,
+                    released: false,
+                },
+            )
             .await?
     {
         return Err(MigrateError::LockLost {
@@ -125,7 +132,14 @@ pub async fn renew<L: Ledger + ?Sized>(
 /// Give the lock back (the next migrator need not wait for the lease).
 pub async fn release<L: Ledger + ?Sized>(ledger: &L, held: &Held) -> Result<(), MigrateError> {
     ledger
-        .update_lock(held.generation, &held.holder, ledger.now(), true)
+        .update_lock(
+            held.generation,
+            &held.holder,
+            LockEnd {
+                expires_at: ledger.now(),
+                released: true,
+            },
+        )
         .await?;
     Ok(())
 }

@@ -64,14 +64,19 @@ pub struct Migration<L> {
     pub step: Box<dyn Step<L>>,
 }
 
+/// What [`Step::plan`] returns: the plan, once the database was read.
+pub type Planned<'a> = BoxFuture<'a, Result<Plan, MigrateError>>;
+/// What [`Step::apply`] returns: the lines of its summary, once applied.
+pub type Applying<'a> = BoxFuture<'a, Result<Vec<String>, MigrateError>>;
+
 /// What a migration does. Both methods are idempotent; `plan` writes nothing.
 pub trait Step<L>: Send + Sync {
     /// What `apply` would change on the database as it is: lines for the
     /// report, and conflicts (documents that stop the migration).
-    fn plan<'a>(&'a self, on: &'a L) -> BoxFuture<'a, Result<Plan, MigrateError>>;
+    fn plan<'a>(&'a self, on: &'a L) -> Planned<'a>;
     /// Make the change; the lines of its summary. Run again after a crash
     /// half-way, it finishes what is left.
-    fn apply<'a>(&'a self, on: &'a L) -> BoxFuture<'a, Result<Vec<String>, MigrateError>>;
+    fn apply<'a>(&'a self, on: &'a L) -> Applying<'a>;
 }
 
 #[cfg(test)]

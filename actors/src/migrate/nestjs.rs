@@ -26,13 +26,12 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
 
 use super::ledger::MongoLedger;
-use super::{MigrateError, Plan, Step};
+use super::{Applying, MigrateError, Plan, Planned, Step};
 use crate::queue::job::{Attempt, Job, JobStatus, Outcome};
 use crate::queue::store::adopt::Adoption;
 use crate::users::email::Email;
@@ -284,7 +283,7 @@ fn lines(survey: &Survey, verb: &str) -> Vec<String> {
 pub(super) struct AdoptNestjs;
 
 impl Step<MongoLedger> for AdoptNestjs {
-    fn plan<'a>(&'a self, on: &'a MongoLedger) -> BoxFuture<'a, Result<Plan, MigrateError>> {
+    fn plan<'a>(&'a self, on: &'a MongoLedger) -> Planned<'a> {
         Box::pin(async move {
             let survey = survey(on.db()).await?;
             Ok(Plan {
@@ -294,10 +293,7 @@ impl Step<MongoLedger> for AdoptNestjs {
         })
     }
 
-    fn apply<'a>(
-        &'a self,
-        on: &'a MongoLedger,
-    ) -> BoxFuture<'a, Result<Vec<String>, MigrateError>> {
+    fn apply<'a>(&'a self, on: &'a MongoLedger) -> Applying<'a> {
         Box::pin(async move {
             let db = on.db();
             // Surveyed again under the lock: the runner's plan came first,

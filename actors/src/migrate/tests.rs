@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mongodb::bson::DateTime;
 
-use super::ledger::{LockRecord, Shape};
+use super::ledger::{LockEnd, LockRecord, Shape};
 use super::*;
 use crate::store::StoreError;
 
@@ -74,18 +74,12 @@ impl Ledger for Fake {
         }
         Box::pin(async move { Ok(inserted) })
     }
-    fn update_lock<'a>(
-        &'a self,
-        generation: i64,
-        holder: &'a str,
-        expires_at: DateTime,
-        released: bool,
-    ) -> Fut<'a, bool> {
+    fn update_lock<'a>(&'a self, generation: i64, holder: &'a str, end: LockEnd) -> Fut<'a, bool> {
         let mut state = self.state();
         let matched = match state.locks.get_mut(&generation) {
             Some(lock) if lock.holder == holder && !lock.released => {
-                lock.expires_at = expires_at;
-                lock.released = released;
+                lock.expires_at = end.expires_at;
+                lock.released = end.released;
                 true
             }
             _ => false,
@@ -111,7 +105,7 @@ struct Parts {
 }
 
 impl Step<Fake> for Parts {
-    fn plan<'a>(&'a self, _: &'a Fake) -> BoxFuture<'a, Result<Plan, MigrateError>> {
+    fn plan<'a>(&'a self, _: &'a Fake) -> Planned<'a> {
         Box::pin(async move {
             Ok(Plan {
                 changes: vec![format!("{} parts", self.parts)],
@@ -119,7 +113,7 @@ impl Step<Fake> for Parts {
             })
         })
     }
-    fn apply<'a>(&'a self, on: &'a Fake) -> BoxFuture<'a, Result<Vec<String>, MigrateError>> {
+    fn apply<'a>(&'a self, on: &'a Fake) -> Applying<'a> {
         Box::pin(async move {
             for part in 0..self.parts {
                 if let (Some(gate), true) = (&self.gate, part > 0) {
@@ -355,10 +349,10 @@ async fn a_migrator_that_lost_its_lease_to_another_records_nothing() {
     /// Stalls past its lease while another migrator takes generation 2.
     struct Stall;
     impl Step<Fake> for Stall {
-        fn plan<'a>(&'a self, _: &'a Fake) -> BoxFuture<'a, Result<Plan, MigrateError>> {
+        fn plan<'a>(&'a self, _: &'a Fake) -> Planned<'a> {
             Box::pin(async { Ok(Plan::default()) })
         }
-        fn apply<'a>(&'a self, on: &'a Fake) -> BoxFuture<'a, Result<Vec<String>, MigrateError>> {
+        fn apply<'a>(&'a self, on: &'a Fake) -> Applying<'a> {
             Box::pin(async move {
                 on.advance(lock::LEASE * 2);
                 let taken = lock::try_acquire(on, "other", lock::LEASE).await?;

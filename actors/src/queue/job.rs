@@ -92,7 +92,7 @@ impl JobStatus {
 }
 
 /// A job document, field names as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     #[serde(rename = "_id")]

@@ -12,30 +12,94 @@ use serde_json::Value;
 
 use crate::queue::job::{Attempt, Job, JobId, JobPage, JobStatus, Outcome};
 
-/// A job, for its clients.
+/// A job, for its clients: the stored [`Job`] read through accessors that
+/// speak no BSON. A job's fields live once, in [`Job`]; this is how every
+/// client outside the store sees them (ids as [`JobId`], documents as the
+/// API's JSON, dates as RFC 3339 text).
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobReport {
-    pub id: JobId,
-    pub kind: String,
-    pub payload: Value,
-    pub status: JobStatus,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    /// RFC 3339, like every date here.
-    pub run_at: String,
-    pub locked_by: Option<String>,
-    pub locked_until: Option<String>,
-    pub last_error: Option<String>,
-    pub result: Option<Value>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub completed_at: Option<String>,
+pub struct JobReport(Job);
+
+impl JobReport {
+    pub fn id(&self) -> JobId {
+        self.0.id.into()
+    }
+
+    /// Its type: the handler that runs it.
+    pub fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    pub fn payload(&self) -> Value {
+        document_json(self.0.payload.clone())
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.0.status
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    pub fn max_attempts(&self) -> i32 {
+        self.0.max_attempts
+    }
+
+    /// When it is due.
+    pub fn run_at(&self) -> String {
+        rfc3339(self.0.run_at)
+    }
+
+    /// The instance holding it while it runs.
+    pub fn locked_by(&self) -> Option<&str> {
+        self.0.locked_by.as_deref()
+    }
+
+    /// When that hold (its lease) ends unless renewed.
+    pub fn locked_until(&self) -> Option<String> {
+        self.0.locked_until.map(rfc3339)
+    }
+
+    /// The last failed attempt's error, with its causes.
+    pub fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+
+    /// What its handler returned, once it completed.
+    pub fn result(&self) -> Option<Value> {
+        self.0.result.clone().map(document_json)
+    }
+
+    pub fn created_at(&self) -> String {
+        rfc3339(self.0.created_at)
+    }
+
+    pub fn updated_at(&self) -> String {
+        rfc3339(self.0.updated_at)
+    }
+
+    pub fn completed_at(&self) -> Option<String> {
+        self.0.completed_at.map(rfc3339)
+    }
+
     /// Higher runs first (0 for jobs from before priorities).
-    pub priority: i32,
-    pub unique_key: Option<String>,
-    /// An operator asked the running job to stop.
-    pub cancel_requested: bool,
-    pub cancelled_at: Option<String>,
+    pub fn priority(&self) -> i32 {
+        self.0.priority
+    }
+
+    pub fn unique_key(&self) -> Option<&str> {
+        self.0.unique_key.as_deref()
+    }
+
+    /// Whether an operator asked the running job to stop.
+    pub fn cancel_requested(&self) -> bool {
+        self.0.cancel_requested
+    }
+
+    pub fn cancelled_at(&self) -> Option<String> {
+        self.0.cancelled_at.map(rfc3339)
+    }
 }
 
 /// One attempt at a job: who ran it, when, and how it ended.
@@ -68,26 +132,7 @@ pub struct JobsPage {
 
 impl From<Job> for JobReport {
     fn from(job: Job) -> Self {
-        Self {
-            id: job.id.into(),
-            kind: job.kind,
-            payload: document_json(job.payload),
-            status: job.status,
-            attempts: job.attempts,
-            max_attempts: job.max_attempts,
-            run_at: rfc3339(job.run_at),
-            locked_by: job.locked_by,
-            locked_until: job.locked_until.map(rfc3339),
-            last_error: job.last_error,
-            result: job.result.map(document_json),
-            created_at: rfc3339(job.created_at),
-            updated_at: rfc3339(job.updated_at),
-            completed_at: job.completed_at.map(rfc3339),
-            priority: job.priority,
-            unique_key: job.unique_key,
-            cancel_requested: job.cancel_requested,
-            cancelled_at: job.cancelled_at.map(rfc3339),
-        }
+        Self(job)
     }
 }
 
@@ -207,10 +252,10 @@ mod tests {
         job.created_at = DateTime::from_millis(1_764_400_000_123);
         job.result = Some(doc! { "sent": true });
         let report = JobReport::from(job.clone());
-        assert_eq!(report.id.to_string(), job.id.to_hex());
-        assert_eq!(report.created_at, "2025-11-29T07:06:40.123Z");
-        assert_eq!(report.payload, json!({ "n": 1 }));
-        assert_eq!(report.result, Some(json!({ "sent": true })));
-        assert_eq!(report.completed_at, None);
+        assert_eq!(report.id().to_string(), job.id.to_hex());
+        assert_eq!(report.created_at(), "2025-11-29T07:06:40.123Z");
+        assert_eq!(report.payload(), json!({ "n": 1 }));
+        assert_eq!(report.result(), Some(json!({ "sent": true })));
+        assert_eq!(report.completed_at(), None);
     }
 }

@@ -46,12 +46,19 @@ pub struct JobView {
     pub payload: Value,
     #[schema(example = "completed")]
     pub status: String,
+    /// Attempts started so far.
     pub attempts: i32,
     pub max_attempts: i32,
+    /// When it is due (RFC 3339, like every date here).
+    #[schema(example = "2026-12-07T01:26:11.749Z")]
     pub run_at: String,
+    /// The instance that holds it while it runs: `<host>-<pid>-<suffix>`.
     pub locked_by: Option<String>,
+    /// When that hold (its lease) ends unless renewed.
     pub locked_until: Option<String>,
+    /// The last failed attempt's error, with its causes.
     pub last_error: Option<String>,
+    /// What its handler returned, once it completed.
     pub result: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
@@ -169,9 +176,8 @@ impl From<AttemptReport> for AttemptView {
     }
 }
 
-/// The one conversion of a job to the API's view: [`JobReport`] is the
-/// queue's BSON-free job (converted from the store's once, in
-/// `troupe_actors::queue::report`); this adds only the schema and names.
+/// The one conversion of a job to the API's view: [`JobReport`] reads the
+/// queue's one job model without BSON; this adds only the schema and names.
 impl From<JobReport> for JobView {
     fn from(job: JobReport) -> Self {
         Self::of(job, None)
@@ -188,24 +194,24 @@ impl From<JobHistory> for JobView {
 impl JobView {
     fn of(job: JobReport, history: Option<Vec<AttemptReport>>) -> Self {
         Self {
-            id: job.id.to_string(),
-            kind: job.kind,
-            payload: job.payload,
-            status: job.status.as_str().into(),
-            attempts: job.attempts,
-            max_attempts: job.max_attempts,
-            run_at: job.run_at,
-            locked_by: job.locked_by,
-            locked_until: job.locked_until,
-            last_error: job.last_error,
-            result: job.result,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
-            completed_at: job.completed_at,
-            priority: job.priority,
-            unique_key: job.unique_key,
-            cancel_requested: job.cancel_requested,
-            cancelled_at: job.cancelled_at,
+            id: job.id().to_string(),
+            kind: job.kind().to_owned(),
+            payload: job.payload(),
+            status: job.status().as_str().into(),
+            attempts: job.attempts(),
+            max_attempts: job.max_attempts(),
+            run_at: job.run_at(),
+            locked_by: job.locked_by().map(str::to_owned),
+            locked_until: job.locked_until(),
+            last_error: job.last_error().map(str::to_owned),
+            result: job.result(),
+            created_at: job.created_at(),
+            updated_at: job.updated_at(),
+            completed_at: job.completed_at(),
+            priority: job.priority(),
+            unique_key: job.unique_key().map(str::to_owned),
+            cancel_requested: job.cancel_requested(),
+            cancelled_at: job.cancelled_at(),
             history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
         }
     }
