@@ -87,8 +87,9 @@ async fn an_enqueued_job_is_shown_with_its_priority_and_key_runs_and_is_counted(
     assert_eq!(stats["completed"], 1, "the totals stay: {stats}");
 }
 
-#[tokio::test]
-async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
+/// A `test.record` handler that records each job's `payload.name`, in the
+/// order they run.
+fn recorder() -> (Arc<Mutex<Vec<String>>>, JobHandlers) {
     let order = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&order);
     let handlers = JobHandlers::new().with("test.record", move |job| {
@@ -100,6 +101,12 @@ async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
             Ok(Document::new())
         }
     });
+    (order, handlers)
+}
+
+#[tokio::test]
+async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
+    let (order, handlers) = recorder();
     let app = spawn_manual_app_with_jobs(|_| {}, handlers).await;
     // Nothing runs until the test says so: every job below is due and
     // waiting when it does.
@@ -114,17 +121,7 @@ async fn due_jobs_run_by_priority_then_in_order_of_enqueue() {
 
 #[tokio::test]
 async fn aging_lets_a_low_priority_job_that_waited_pass_a_newer_high_one() {
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&order);
-    let handlers = JobHandlers::new().with("test.record", move |job| {
-        let seen = Arc::clone(&seen);
-        async move {
-            seen.lock()
-                .unwrap()
-                .push(job.payload.get_str("name").unwrap().to_owned());
-            Ok(Document::new())
-        }
-    });
+    let (order, handlers) = recorder();
     let aging = Duration::from_secs(10);
     let app = spawn_manual_app_with_jobs(|s| s.queue.priority_aging = aging, handlers).await;
     let record = |name: &str, priority: i32| json!({"type": "test.record", "payload": {"name": name}, "priority": priority});

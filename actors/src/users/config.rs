@@ -56,6 +56,35 @@ impl Validate for AuthConfig {
     }
 }
 
+/// Valid settings, the repository's defaults' shape (tests of the users'
+/// capability start from it).
+#[cfg(test)]
+pub(crate) fn sample() -> AuthConfig {
+    use crate::users::idempotency::IdempotencyConfig;
+    use crate::users::throttle::ThrottleConfig;
+    AuthConfig {
+        access_secret: SecretString::from("a".repeat(32)),
+        refresh_secret: SecretString::from("b".repeat(32)),
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(7 * 86_400),
+        refresh_reuse_grace: Duration::from_secs(10),
+        bcrypt_cost: 10,
+        throttle: ThrottleConfig {
+            free_failures: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(900),
+            forget_after: Duration::from_secs(86_400),
+            per_account: 100,
+            per_address: 100,
+            window: Duration::from_secs(3_600),
+        },
+        idempotency: IdempotencyConfig {
+            ttl: Duration::from_secs(86_400),
+            prune_interval: Duration::from_secs(3_600),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,29 +92,8 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Valid settings, the repository's defaults' shape.
     fn config() -> AuthConfig {
-        AuthConfig {
-            access_secret: SecretString::from("a".repeat(32)),
-            refresh_secret: SecretString::from("b".repeat(32)),
-            access_ttl: Duration::from_secs(900),
-            refresh_ttl: Duration::from_secs(7 * 86_400),
-            refresh_reuse_grace: Duration::from_secs(10),
-            bcrypt_cost: 10,
-            throttle: ThrottleConfig {
-                free_failures: 5,
-                base_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(900),
-                forget_after: Duration::from_secs(86_400),
-                per_account: 100,
-                per_address: 100,
-                window: Duration::from_secs(3_600),
-            },
-            idempotency: IdempotencyConfig {
-                ttl: Duration::from_secs(86_400),
-                prune_interval: Duration::from_secs(3_600),
-            },
-        }
+        sample()
     }
 
     #[test]

@@ -221,30 +221,14 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::users::idempotency::IdempotencyConfig;
-    use crate::users::throttle::ThrottleConfig;
 
     fn config(access: &str, refresh: &str) -> AuthConfig {
         AuthConfig {
             access_secret: SecretString::from(access),
             refresh_secret: SecretString::from(refresh),
-            access_ttl: Duration::from_secs(900),
+            // A day: what the lifetimes asserted below add up to.
             refresh_ttl: Duration::from_secs(86_400),
-            refresh_reuse_grace: Duration::from_secs(5),
-            bcrypt_cost: 4,
-            throttle: ThrottleConfig {
-                free_failures: 5,
-                base_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(900),
-                forget_after: Duration::from_secs(86_400),
-                per_account: 100,
-                per_address: 100,
-                window: Duration::from_secs(3_600),
-            },
-            idempotency: IdempotencyConfig {
-                ttl: Duration::from_secs(86_400),
-                prune_interval: Duration::from_secs(3_600),
-            },
+            ..crate::users::config::sample()
         }
     }
 
