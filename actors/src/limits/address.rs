@@ -431,4 +431,27 @@ pub(super) mod tests {
         clock.advance(Duration::from_secs(20));
         assert_eq!(allowed(300), 100);
     }
+
+    /// A rough figure, not a benchmark: run by hand with
+    /// `cargo test --release -p troupe-actors --lib what_a_decision_costs -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing, run by hand"]
+    fn what_a_decision_costs() {
+        let (metrics, fleet) = (super::super::LimitMetrics::default(), Gauge::default());
+        let report = LimitReporter::new("profile_lookup", &metrics);
+        let limit = AddressLimit::new(
+            nowhere(),
+            report,
+            limit(u64::MAX / 2),
+            (100_000, fleet),
+            Arc::new(SystemClock::default()),
+        );
+        let n = 2_000_000u32;
+        let started = Instant::now();
+        for i in 0..n {
+            assert!(limit.check(ip(i % 1_000)).is_none());
+        }
+        let each = started.elapsed() / n;
+        println!("{each:?} per decision (1,000 addresses, one thread)");
+    }
 }
