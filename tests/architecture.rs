@@ -51,7 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("limits", &["store"]),
     ("events", &["supervision", "store"]),
     ("queue", &["events", "supervision", "store"]),
-    ("cache", &["limits", "supervision", "store"]),
+    ("cache", &["supervision", "store"]),
     (
         "users",
         &[

@@ -11,14 +11,14 @@
 //! | [`events`] | domain events, the EventBus (scopes: this instance's or the fleet's), the EventRelay (a Redis Stream between instances), the audit log and the counter |
 //! | [`fleet`] | the instance registry (heartbeats in Redis), [`fleet::Fleet`] for `/ops/cluster`, failover of dead instances' jobs |
 //! | [`mail`] | outgoing e-mail (lettre) |
-//! | [`limits`] | per-client-address fixed windows in Redis |
+//! | [`limits`] | per-client-address limits decided in-process, their counts shared with the fleet through Redis |
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
 //! | [`migrate`] | versioned schema migrations: the ordered list, the runner, the lock in the database, start-up's readiness check |
 //! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
 //!
 //! # Rules
 //! Dependencies point one way: `system` → the capabilities (`users` →
-//! `cache`, `queue`, `events`, `mail`, `limits`; `cache` → `limits`; `queue`
+//! `cache`, `queue`, `events`, `mail`, `limits`; `queue`
 //! → `events`; `fleet` → `queue`, `events`) → `supervision` and `store`. A capability never names
 //! another's actor messages; it talks through a handle the callee defines.
 //! Every actor's file opens with its contract: what it owns, what it

@@ -46,8 +46,9 @@ use crate::events::counter::EventCounts;
 use crate::events::relay::RelayStatus;
 use crate::events::{Event, Events, Registry};
 use crate::fleet::config::FleetConfig;
+use crate::fleet::metrics::FleetMetrics;
 use crate::fleet::Fleet;
-use crate::limits::{LimitMetrics, Limits};
+use crate::limits::{LimitMetrics, Limits, Sharing, SystemClock};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
@@ -185,6 +186,9 @@ pub struct ActorSystem {
     /// Prepares the database (migrations) while MongoDB is unreachable at
     /// start; aborted and awaited at shutdown.
     database: Option<JoinHandle<()>>,
+    /// Shares the per-address limits' counts with the fleet; stopped (after
+    /// a last round) and awaited at shutdown.
+    sharing: Sharing,
 }
 
 impl ActorSystem {
@@ -238,10 +242,12 @@ impl ActorSystem {
             handles.events.clone(),
             config.call_timeout,
         ));
+        let sharing = Sharing::start(handles.limits.clone(), config.limits.share_every);
         Ok(Self {
             handles,
             grace: config.shutdown_grace,
             database,
+            sharing,
         })
     }
 
@@ -251,8 +257,12 @@ impl ActorSystem {
     }
 
     /// Stop every actor, last started first, each within the grace period
-    /// (the poller lets running jobs finish), and the database preparation.
+    /// (the poller lets running jobs finish), the database preparation, and
+    /// the limits' sharing.
     pub async fn shutdown(self) {
+        // Requests have drained: what the limits let through goes to the
+        // fleet in a last round while Redis is still there.
+        self.sharing.shutdown().await;
         if let Some(database) = self.database {
             // Aborted at its next await; waited for, so that no migration
             // step is still on its way to MongoDB after this returns.
@@ -301,8 +311,15 @@ fn build(
     let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));
     let cache_stats = Arc::new(CacheStats::default());
-    let limit_metrics = LimitMetrics::default();
-    let limits = Limits::new(redis, &settings.limits, &limit_metrics);
+    let (limit_metrics, fleet_metrics) = (LimitMetrics::default(), FleetMetrics::default());
+    // Each limit divides its budget by the fleet's size as the heartbeat
+    // last read it (no registry read per request).
+    let limits = Limits::new(
+        redis,
+        &settings.limits,
+        (&limit_metrics, &fleet_metrics.instances),
+        Arc::new(SystemClock::default()),
+    );
     let (users, cache_args) = users_and_cache(
         settings,
         redis,
@@ -342,7 +359,8 @@ fn build(
         snapshot: Arc::clone(&queue_snapshot),
     });
     let queue = QueueHandle::new(poller.clone(), Arc::clone(&shared), settings.call_timeout);
-    let beat = Arc::new(beat(settings, redis, &instance, (&queue, &types)));
+    let beat = beat(settings, redis, &instance, (&queue, &types), fleet_metrics);
+    let beat = Arc::new(beat);
     let jobs = JobQueue::new(
         store.clone(),
         poller.clone(),

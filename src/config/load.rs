@@ -463,6 +463,19 @@ mod tests {
         assert!(check(&[]).unknown.is_empty());
     }
 
+    /// A key the limits do not read (counting in batches is no setting) is
+    /// reported, not silently taken.
+    #[test]
+    fn a_lookup_batch_is_reported_as_no_such_setting() {
+        let checked = check(&[("TROUPE__LIMITS__PROFILE_LOOKUPS__BATCH", "10")]);
+        assert!(checked.settings.is_some(), "{:?}", checked.problems);
+        assert_eq!(checked.unknown.len(), 1, "{:?}", checked.unknown);
+        contains_all(
+            &checked.unknown[0].to_string(),
+            &["`limits.profile_lookups.batch`", "no such setting"],
+        );
+    }
+
     #[test]
     fn nearest_suggests_only_a_close_key() {
         let known = sources::known_keys();

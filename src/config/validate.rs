@@ -298,7 +298,7 @@ mod tests {
         settings.queue.executors = 0;
         settings.queue.poll_interval = Duration::ZERO;
         settings.auth.throttle.per_account = 0;
-        settings.limits.signups.batch = 2;
+        settings.limits.max_addresses = 0;
         settings.cache.tracking_check = Duration::ZERO;
         settings.actors.restart.within = Duration::ZERO;
         settings.events.relay_buffer = 0;
@@ -316,7 +316,7 @@ mod tests {
                 "queue.poll_interval",
                 "events.relay_buffer",
                 "fleet.heartbeat_ttl",
-                "limits.signups.batch",
+                "limits.max_addresses",
                 "cache.tracking_check",
                 "actors.restart.within",
             ]

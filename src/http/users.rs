@@ -329,8 +329,8 @@ async fn signup(
     SignupKey(key): SignupKey,
     Valid(body): Valid<SignupRequest>,
 ) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
-    // Before any hashing: a refused sign-up costs one Redis round trip.
-    if let Some(wait) = state.actors.limits.signups.hit(client).await {
+    // Before any hashing; decided in-process (no round trip).
+    if let Some(wait) = state.actors.limits.signups.check(client) {
         tracing::warn!(target: "auth", %client, "sign-up refused: too many from this address");
         return Err(ApiError::throttled(wait));
     }
@@ -461,7 +461,7 @@ async fn user_by_id(
     ClientAddr(client): ClientAddr,
     PathId(id): PathId<UserId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The limit is counted in the same Redis round trip as the cache read.
+    // The limit is decided in-process, before the cache is asked.
     let json = users(&state).public_profile(id, client).await?;
     // The cached JSON as it is: no parse and re-serialise per hit.
     Ok((

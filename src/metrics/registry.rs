@@ -125,12 +125,12 @@ fn register_recorded(r: &mut Registry, queue: &QueueMetrics, limits: &LimitMetri
     );
     r.register(
         "rate_limit_unavailable",
-        "Limit checks skipped (request served) because Redis failed",
+        "Redis failures by limit: login checks skipped (request served), per-address limits' sharing rounds not delivered (decided per instance meanwhile)",
         limits.unavailable.clone(),
     );
 }
 
-/// The fleet registry's counters, recorded by the FleetActor.
+/// The fleet registry's counters and size, recorded by the FleetActor.
 fn register_fleet(r: &mut Registry, fleet: &FleetMetrics) {
     let counters = [
         (
@@ -152,6 +152,11 @@ fn register_fleet(r: &mut Registry, fleet: &FleetMetrics) {
     for (metric, help, counter) in counters {
         r.register(metric, help, counter.clone());
     }
+    r.register(
+        "fleet_instances",
+        "Live instances as the last heartbeat read them (what per-address limits divide their budgets by; 0 before the first read)",
+        fleet.instances.clone(),
+    );
 }
 
 /// Requests by route and status, and their latency.

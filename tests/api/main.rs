@@ -25,6 +25,7 @@ mod job_control;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod migrations;
 mod nestjs;

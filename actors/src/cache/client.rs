@@ -1,8 +1,6 @@
 //! The cache's two handles: [`CacheClient`] for readers, [`Invalidator`]
 //! for the writer of profiles.
 
-use std::future::Future;
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,15 +10,11 @@ use mongodb::bson::oid::ObjectId;
 use super::actor::{CacheArgs, CacheMsg};
 use super::entries::{Entries, Seen, Stored};
 use super::source::{LoadError, ProfileJson};
-use crate::limits::FixedWindow;
 use crate::supervision::slot::{ActorSlot, CallError};
 
 /// Why a lookup through the [`CacheClient`] gave no profile.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
-    /// The client made too many lookups; retry after this long.
-    #[error("too many lookups")]
-    Throttled(Duration),
     /// The CacheActor is not running or did not answer in time.
     #[error("the cache could not load")]
     Unavailable(#[source] CallError),
@@ -46,69 +40,40 @@ impl CacheClient {
         }
     }
 
-    /// The public profile of `id` (`None`: no such profile), counted against
-    /// `limit` for `client`: a refused lookup answers
-    /// [`CacheError::Throttled`] and loads nothing. With Redis down the
-    /// lookup is served (both fail open).
+    /// The public profile of `id` (`None`: no such profile). With Redis
+    /// down the lookup is served (it fails open).
     ///
     /// A hit in the in-process tier sends no command for the profile: it
-    /// costs the count (one round trip, none for most lookups when the limit
-    /// is batched) and, strict, its share of a barrier PING, run together.
-    /// Otherwise the count and the read are sent together (separately: the
-    /// profile's key and the client's counter are unrelated, so on a Redis
-    /// Cluster they live in different slots): a Redis hit costs one round
-    /// trip too, and is kept in the tier.
-    pub async fn get_limited(
-        &self,
-        id: ObjectId,
-        limit: &FixedWindow,
-        client: IpAddr,
-    ) -> Result<Option<ProfileJson>, CacheError> {
+    /// costs, strict, its share of a barrier PING. Otherwise a Redis hit
+    /// costs one round trip, and is kept in the tier.
+    pub async fn get(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
-        let count = limit.hit(client);
         if !entries.local.holds(&id) {
-            return self.read_through(id, Some(count)).await;
+            return self.read_through(id).await;
         }
-        // Held: confirm it is current (the barrier) while counting.
+        // Held: confirm it is current (the barrier).
         let wait = entries.redis.timeout();
-        let (refused, hit) = tokio::join!(count, entries.local.get(&id, wait));
-        Self::verdict(refused)?;
-        match hit {
+        match entries.local.get(&id, wait).await {
             Some(hit) => {
                 entries.stats.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(target: "cache", %id, tier = "local", "HIT");
                 Ok(hit)
             }
             // Invalidated meanwhile, or tracking lost: read Redis.
-            None => {
-                let counted = None::<std::future::Ready<Option<Duration>>>;
-                self.read_through(id, counted).await
-            }
+            None => self.read_through(id).await,
         }
     }
 
-    /// Read Redis (with the lookup's `count`, if not counted yet): a hit is
-    /// kept in the local tier; a miss joins (or starts) the single load.
-    async fn read_through(
-        &self,
-        id: ObjectId,
-        count: Option<impl Future<Output = Option<Duration>>>,
-    ) -> Result<Option<ProfileJson>, CacheError> {
+    /// Read Redis: a hit is kept in the local tier; a miss joins (or
+    /// starts) the single load.
+    async fn read_through(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
         // Taken before the GET: an invalidation processed from now on
         // keeps what the GET answers out of the tier.
         let guard = entries.local.guard(&id);
         let key = entries.key(&id);
         let get = redis::cmd("GET").arg(&key).clone();
-        let get = entries.redis.run::<Option<String>>(&get);
-        let value = match count {
-            Some(count) => {
-                let (refused, value) = tokio::join!(count, get);
-                Self::verdict(refused)?;
-                value
-            }
-            None => get.await,
-        };
+        let value = entries.redis.run::<Option<String>>(&get).await;
         let read = match value {
             Ok(value) => {
                 entries.stats.redis_ok();
@@ -128,11 +93,6 @@ impl CacheClient {
             // Miss, or Redis down: join (or start) the single load.
             Stored::Empty(seen) => self.load(id, seen).await,
         }
-    }
-
-    /// Refuse the lookup if the limit said so (it fails open by itself).
-    fn verdict(refused: Option<Duration>) -> Result<(), CacheError> {
-        refused.map_or(Ok(()), |wait| Err(CacheError::Throttled(wait)))
     }
 
     /// Join (or start) the single load of `id` in the actor.

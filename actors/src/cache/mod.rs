@@ -20,10 +20,9 @@
 //!   insert wins), and with `cache.local_strict` (default) a hit first passes
 //!   a barrier: the pushes sent before the read arrived are applied (see
 //!   `local.rs`). Off on a Redis Cluster (tracking is per node).
-//! - **Rate limit:** [`CacheClient::get_limited`] counts the lookup against
-//!   a per-address [`FixedWindow`](crate::limits::FixedWindow) alongside the
-//!   read (and the barrier), so a hit costs one round trip; a refused lookup
-//!   loads nothing.
+//! - **Rate limit:** not here: the users' handle decides a lookup's
+//!   per-address limit in-process ([`crate::limits`]) before asking the
+//!   cache, so a refused lookup reads nothing.
 //! - **Single-flight:** concurrent misses for one id that found the same
 //!   thing in Redis (nothing, or the same fence) cause one load; every waiter
 //!   gets its result (errors too: [`LoadError`] is cheap to clone). A load

@@ -67,6 +67,7 @@ impl Beat {
         me: Identity,
         (queue, types): (QueueHandle, Arc<JobTypes>),
         config: FleetConfig,
+        metrics: FleetMetrics,
     ) -> Self {
         Self {
             store,
@@ -75,7 +76,7 @@ impl Beat {
             types,
             local: LocalSlot::default(),
             config,
-            metrics: FleetMetrics::default(),
+            metrics,
             left: Mutex::new(false),
             beats: AtomicU64::new(0),
             failing: AtomicBool::new(false),
@@ -98,10 +99,11 @@ impl Beat {
     }
 
     /// Set the fleet's job types ([`JobTypes::set_fleet`]) to the union of
-    /// the live instances'. On failure the last read stays.
+    /// the live instances', and its size. On failure the last read stays.
     async fn read_job_types(&self) {
         match self.store.live().await {
             Ok(live) => {
+                self.metrics.instances.set(live.len() as i64);
                 let types = live.iter().flat_map(|beat| beat.job_types.iter());
                 self.types.set_fleet(types);
             }

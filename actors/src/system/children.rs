@@ -11,8 +11,9 @@ use crate::events::relay::{self, EventRelay, RelayArgs};
 use crate::events::Registry;
 use crate::fleet::actor::{FleetActor, FleetArgs, FleetMsg};
 use crate::fleet::beat::{Beat, Identity};
+use crate::fleet::metrics::FleetMetrics;
 use crate::fleet::registry::FleetStore;
-use crate::limits::FixedWindow;
+use crate::limits::AddressLimit;
 use crate::queue::poller::{PollerArgs, QueuePollerActor};
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::Schedule;
@@ -85,6 +86,7 @@ pub(super) fn beat(
     redis: &RedisStore,
     instance: &Arc<str>,
     queue: (&QueueHandle, &Arc<JobTypes>),
+    metrics: FleetMetrics,
 ) -> Beat {
     let me = Identity {
         id: Arc::clone(instance),
@@ -93,7 +95,7 @@ pub(super) fn beat(
     };
     let store = FleetStore::new(redis.clone());
     let (queue, types) = (queue.0.clone(), Arc::clone(queue.1));
-    Beat::new(store, me, (queue, types), settings.fleet.clone())
+    Beat::new(store, me, (queue, types), settings.fleet.clone(), metrics)
 }
 
 /// The FleetActor, heartbeating this instance.
@@ -107,13 +109,13 @@ pub(super) fn fleet_child(beat: Arc<Beat>, slot: ActorSlot<FleetMsg>) -> ChildSp
 
 /// The users' handle and the CacheActor's arguments. The cache loads
 /// misses through the UserActor; the handle reads public profiles through
-/// the cache, counted against `lookups`.
+/// the cache, limited by `lookups`.
 pub(super) fn users_and_cache(
     settings: &SystemConfig,
     redis: &RedisStore,
     (user_slot, cache_slot): (&ActorSlot<UserMsg>, &ActorSlot<CacheMsg>),
     cache_stats: &Arc<CacheStats>,
-    lookups: FixedWindow,
+    lookups: AddressLimit,
 ) -> (Users, CacheArgs) {
     let calls = UserCalls::new(user_slot.clone(), settings.call_timeout);
     let source: Arc<dyn ProfileSource> = Arc::new(calls.clone());

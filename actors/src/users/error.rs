@@ -107,7 +107,6 @@ impl From<CallError> for UserError {
 impl From<CacheError> for UserError {
     fn from(err: CacheError) -> Self {
         match err {
-            CacheError::Throttled(wait) => Self::Throttled(wait),
             CacheError::Unavailable(err) => Self::Unavailable(err),
             CacheError::Load(err) => Self::ProfileLoad(err),
         }
@@ -122,11 +121,6 @@ mod tests {
 
     #[test]
     fn a_cache_error_keeps_its_meaning() {
-        let wait = Duration::from_secs(3);
-        assert!(matches!(
-            UserError::from(CacheError::Throttled(wait)),
-            UserError::Throttled(w) if w == wait
-        ));
         let down = CallError::Timeout("cache");
         assert!(matches!(
             UserError::from(CacheError::Unavailable(down.clone())),

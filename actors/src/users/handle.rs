@@ -11,7 +11,7 @@ use ractor::RpcReplyPort;
 use secrecy::SecretString;
 
 use crate::cache::{CacheClient, LoadError, ProfileJson, ProfileSource};
-use crate::limits::FixedWindow;
+use crate::limits::AddressLimit;
 use crate::supervision::slot::ActorSlot;
 use crate::users::actor::UserMsg;
 use crate::users::email::Email;
@@ -72,7 +72,7 @@ pub struct Users {
     /// Public profiles: hits straight from Redis, misses through the cache.
     profiles: CacheClient,
     /// `limits.profile_lookups`.
-    lookups: FixedWindow,
+    lookups: AddressLimit,
 }
 
 impl Users {
@@ -80,7 +80,7 @@ impl Users {
         calls: UserCalls,
         tokens: Arc<Tokens>,
         profiles: CacheClient,
-        lookups: FixedWindow,
+        lookups: AddressLimit,
     ) -> Self {
         Self {
             calls,
@@ -157,15 +157,19 @@ impl Users {
             .ok_or(UserError::NotFound)
     }
 
-    /// Anyone's public profile as JSON, through the cache, counted against
-    /// `limits.profile_lookups` for `client` in the same Redis round trip.
+    /// Anyone's public profile as JSON, through the cache, limited by
+    /// `limits.profile_lookups` for `client` (decided here, no round trip):
+    /// a refused lookup loads nothing.
     pub async fn public_profile(
         &self,
         id: UserId,
         client: IpAddr,
     ) -> Result<ProfileJson, UserError> {
+        if let Some(wait) = self.lookups.check(client) {
+            return Err(UserError::Throttled(wait));
+        }
         self.profiles
-            .get_limited(id.object_id(), &self.lookups, client)
+            .get(id.object_id())
             .await?
             .ok_or(UserError::NotFound)
     }
