@@ -51,13 +51,13 @@ impl CacheClient {
     /// [`CacheError::Throttled`] and loads nothing. With Redis down the
     /// lookup is served (both fail open).
     ///
-    /// A hit in the in-process tier sends no command for the profile: it
-    /// costs the count (one round trip, none for most lookups when the limit
-    /// is batched) and, strict, its share of a barrier PING, run together.
-    /// Otherwise the count and the read are sent together (separately: the
-    /// profile's key and the client's counter are unrelated, so on a Redis
-    /// Cluster they live in different slots): a Redis hit costs one round
-    /// trip too, and is kept in the tier.
+    /// A hit in the in-process tier sends no command for the profile and
+    /// waits for nothing but the count (none for most lookups when the limit
+    /// is batched): the tier's lease stands for the invalidations (see
+    /// [`crate::cache`]). Otherwise the count and the read are sent together
+    /// (separately: the profile's key and the client's counter are
+    /// unrelated, so on a Redis Cluster they live in different slots): a
+    /// Redis hit costs one round trip too, and is kept in the tier.
     pub async fn get_limited(
         &self,
         id: ObjectId,
@@ -66,33 +66,21 @@ impl CacheClient {
     ) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
         let count = limit.hit(client);
-        if !entries.local.holds(&id) {
-            return self.read_through(id, Some(count)).await;
-        }
-        // Held: confirm it is current (the barrier) while counting.
-        let wait = entries.redis.timeout();
-        let (refused, hit) = tokio::join!(count, entries.local.get(&id, wait));
-        Self::verdict(refused)?;
-        match hit {
-            Some(hit) => {
-                entries.stats.hits.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(target: "cache", %id, tier = "local", "HIT");
-                Ok(hit)
-            }
-            // Invalidated meanwhile, or tracking lost: read Redis.
-            None => {
-                let counted = None::<std::future::Ready<Option<Duration>>>;
-                self.read_through(id, counted).await
-            }
-        }
+        let Some(hit) = entries.local.get(&id) else {
+            return self.read_through(id, count).await;
+        };
+        Self::verdict(count.await)?;
+        entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "cache", %id, tier = "local", "HIT");
+        Ok(hit)
     }
 
-    /// Read Redis (with the lookup's `count`, if not counted yet): a hit is
+    /// Read Redis (with the lookup's `count`): a hit is
     /// kept in the local tier; a miss joins (or starts) the single load.
     async fn read_through(
         &self,
         id: ObjectId,
-        count: Option<impl Future<Output = Option<Duration>>>,
+        count: impl Future<Output = Option<Duration>>,
     ) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
         // Taken before the GET: an invalidation processed from now on
@@ -101,14 +89,8 @@ impl CacheClient {
         let key = entries.key(&id);
         let get = redis::cmd("GET").arg(&key).clone();
         let get = entries.redis.run::<Option<String>>(&get);
-        let value = match count {
-            Some(count) => {
-                let (refused, value) = tokio::join!(count, get);
-                Self::verdict(refused)?;
-                value
-            }
-            None => get.await,
-        };
+        let (refused, value) = tokio::join!(count, get);
+        Self::verdict(refused)?;
         let read = match value {
             Ok(value) => {
                 entries.stats.redis_ok();
