@@ -30,9 +30,9 @@
 //!   after the previous load landed is answered from Redis, not loaded again.
 //! - **Invalidation:** through an [`Invalidator`] (what a writer of profiles
 //!   holds). It replaces the key with a fresh fence (`cache.fence_ttl`) and
-//!   answers once it is written and acknowledged by the fleet (above). A load fills Redis only if the key still
-//!   holds what it saw before reading the source (a Lua compare-and-set), so a
-//!   load on any instance that read the old profile can never store it over
+//!   answers once it is written and acknowledged by the fleet (above). A
+//!   load fills Redis only if the key still holds what it saw before reading
+//!   the source (a Lua compare-and-set), so a load on any instance that read the old profile can never store it over
 //!   the invalidation; a miss that sees the new fence does not join a load
 //!   that started before it (nor, on this instance, one in flight when the
 //!   invalidation came).
@@ -54,10 +54,11 @@
 //! tasks are aborted with its state: waiting callers' reply ports are dropped
 //! (they get a prompt 503), an invalidation in flight is not confirmed (its
 //! writer logs it; the old value expires within `ttl`), the subscription
-//! task's end revokes the lease until the restarted actor's renews it, and the restarted actor starts with an empty table; Redis keeps the
-//! cached values, and Redis hits are served throughout. A graceful stop ends
-//! the subscription at once, lets its other tasks finish within the shutdown grace,
-//! then aborts the rest.
+//! task's end revokes the lease until the restarted actor's renews it, and
+//! the restarted actor starts with an empty table; Redis keeps the cached
+//! values, and Redis hits are served throughout. A graceful stop ends the
+//! subscription at once, lets its other tasks finish within the shutdown
+//! grace, then aborts the rest.
 //!
 //! # Dependencies
 //! The cache knows nothing of users: it is keyed by the profile document's
