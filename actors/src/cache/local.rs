@@ -246,7 +246,8 @@ impl LocalTier {
         session
     }
 
-    fn owns(&self, session: u64) -> bool {
+    /// Whether `session` is the tier's owner now.
+    pub(super) fn owns(&self, session: u64) -> bool {
         self.owner.load(Ordering::SeqCst) == session
     }
 

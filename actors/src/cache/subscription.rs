@@ -74,7 +74,19 @@ pub(super) async fn subscribe(local: Arc<LocalTier>, redis: RedisStore, config: 
     loop {
         let lost = session_once((&local, session), &redis, &channels, &config).await;
         let was_serving = local.stats().tracking();
+        // Its own token only (a superseded task must not drop the next's).
+        let token = local.owns(session).then(|| local.fanout.token()).flatten();
         local.unsubscribed(session);
+        // The lease is revoked here: drop its registration too, so writes
+        // stop waiting for the ended session at once rather than for two
+        // leases (best effort: with Redis down, it ages out).
+        if let Some(token) = token {
+            let forget = redis::cmd("ZREM")
+                .arg(&channels.leases)
+                .arg(&*token)
+                .clone();
+            let _ = redis.run::<()>(&forget).await;
+        }
         match lost {
             Ok(()) => return, // a cluster: no tier, no fan-out
             // Logged once per outage: when it was up, or at start-up.
