@@ -27,6 +27,13 @@ impl Settings {
             server(&self.server),
             redis(&self.redis),
             fault_injection(self.ops.fault_injection, self.environment),
+            // A write waits up to a lease for an instance's acknowledgement:
+            // its request must not time out first.
+            ensure(
+                self.cache.ack_bound() < self.server.request_timeout,
+                "cache.lease",
+                "one lease and its margin (an eighth) must be shorter than server.request_timeout",
+            ),
         ];
         std::iter::once(secrets::validate(self))
             .filter_map(Result::err)
@@ -290,6 +297,30 @@ mod tests {
         accepted(|s| s.cache.fence_ttl = s.actors.call_timeout * 2 + MS);
     }
 
+    #[test]
+    fn a_writes_wait_for_acknowledgements_fits_in_a_call_and_a_request() {
+        // One lease and an eighth: 4 s → 4.5 s.
+        let lease = Duration::from_secs(4);
+        assert_eq!(
+            refused(|s| {
+                s.cache.lease = lease;
+                s.actors.call_timeout = Duration::from_millis(4500);
+            }),
+            "cache.lease"
+        );
+        accepted(|s| {
+            s.cache.lease = lease;
+            s.actors.call_timeout = Duration::from_millis(4501);
+        });
+        let short_requests = |s: &mut Settings, request_ms| {
+            s.cache.lease = Duration::from_secs(2); // 2.25 s with the margin
+            s.server.body_timeout = Duration::from_secs(1);
+            s.server.request_timeout = Duration::from_millis(request_ms);
+        };
+        assert_eq!(refused(|s| short_requests(s, 2250)), "cache.lease");
+        accepted(|s| short_requests(s, 2251));
+    }
+
     /// The actor side's rules (each type's, in the actor crate) come back
     /// all at once, each under its key in the settings.
     #[test]
@@ -299,7 +330,7 @@ mod tests {
         settings.queue.poll_interval = Duration::ZERO;
         settings.auth.throttle.per_account = 0;
         settings.limits.max_addresses = 0;
-        settings.cache.tracking_check = Duration::ZERO;
+        settings.cache.lease = Duration::ZERO;
         settings.actors.restart.within = Duration::ZERO;
         settings.events.relay_buffer = 0;
         settings.fleet.heartbeat_ttl = Duration::ZERO;
@@ -317,7 +348,7 @@ mod tests {
                 "events.relay_buffer",
                 "fleet.heartbeat_ttl",
                 "limits.max_addresses",
-                "cache.tracking_check",
+                "cache.lease",
                 "actors.restart.within",
             ]
         );

@@ -99,13 +99,33 @@ const CACHE: &[Figure<CacheStats>] = &[
     ),
     (
         "cache_local_invalidations",
-        "Ids invalidated in the in-process tier by Redis",
+        "Ids invalidated in the in-process tier by a write",
         Read::Counter(|s| load(&s.local_invalidations)),
     ),
     (
         "cache_local_flushes",
-        "Flushes of the in-process tier (tracking lost or re-made, FLUSHALL)",
+        "Flushes of the in-process tier (its subscription lost or re-made)",
         Read::Counter(|s| load(&s.local_flushes)),
+    ),
+    (
+        "cache_fanouts",
+        "Invalidations this instance published to the fleet",
+        Read::Counter(|s| load(&s.fanouts)),
+    ),
+    (
+        "cache_acks_awaited",
+        "Acknowledgements of invalidations this instance's writes waited for",
+        Read::Counter(|s| load(&s.acks_awaited)),
+    ),
+    (
+        "cache_lease_waits",
+        "Writes that waited out a lease for an instance that did not acknowledge",
+        Read::Counter(|s| load(&s.lease_waits)),
+    ),
+    (
+        "cache_lease_losses",
+        "Leases of the in-process tier lost (subscription dropped, renewal late)",
+        Read::Counter(|s| load(&s.lease_losses)),
     ),
     (
         "cache_degraded",
@@ -119,7 +139,7 @@ const CACHE: &[Figure<CacheStats>] = &[
     ),
     (
         "cache_local_tracking",
-        "1 while the in-process tier is tracked by Redis (and served)",
+        "1 while the in-process tier holds a lease (and is served)",
         Read::Gauge(|s| s.tracking().into()),
     ),
 ];

@@ -2,6 +2,7 @@
 //! `scripts/test` starts them; every test gets its own database and key prefix.
 
 mod cache;
+mod cache_lease;
 mod cache_local;
 mod cardinality;
 mod chaos;

@@ -1,6 +1,6 @@
 //! The CacheActor: the single-flight table of loads (by what their readers
-//! found in Redis), the fences of invalidations, and the task that tracks
-//! the in-process tier (see the contract in [`crate::cache`]).
+//! found in Redis), the fences and fan-outs of invalidations, and the task
+//! that subscribes the in-process tier to the fleet's invalidations (see the contract in [`crate::cache`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -88,8 +88,9 @@ pub(crate) struct CacheState {
     /// The loads and fences running: aborted with the state, so no task
     /// outlives this incarnation (reaped as they finish).
     tasks: JoinSet<()>,
-    /// The tracking task (see [`super::tracking`]); aborted first on stop.
-    tracking: JoinSet<()>,
+    /// The subscription task (see [`super::subscription`]); aborted first
+    /// on stop.
+    subscription: JoinSet<()>,
     grace: Duration,
 }
 
@@ -175,22 +176,21 @@ impl Actor for CacheActor {
         _myself: ActorRef<CacheMsg>,
         args: CacheArgs,
     ) -> Result<CacheState, ActorProcessingErr> {
-        let mut tracking = JoinSet::new();
-        if args.local.enabled() {
-            tracking.spawn(super::tracking::track(
-                Arc::clone(&args.local),
-                args.redis.clone(),
-                Arc::clone(&args.stats),
-                args.redis.key(Entries::NAMESPACE),
-                args.config.tracking_check,
-            ));
-        }
+        // Even with the tier off: its writes hear their acknowledgements
+        // there, and it acknowledges others' (it holds no lease, so none
+        // waits for it). It ends by itself on a cluster.
+        let mut subscription = JoinSet::new();
+        subscription.spawn(super::subscription::subscribe(
+            Arc::clone(&args.local),
+            args.redis.clone(),
+            args.config.clone(),
+        ));
         Ok(CacheState {
             entries: Arc::new(args.entries()),
             flights: Flights::default(),
             actor_stats: args.actor_stats,
             tasks: JoinSet::new(),
-            tracking,
+            subscription,
             grace: args.grace,
         })
     }
@@ -200,10 +200,12 @@ impl Actor for CacheActor {
         _myself: ActorRef<CacheMsg>,
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
-        // Tracking stops at once (the tier is then bypassed). Fences confirm
-        // invalidations: let them (and the loads) finish within the grace. What is left is aborted when `tasks` drops, as
-        // it is if this actor is killed meanwhile.
-        state.tracking.abort_all();
+        // The subscription stops at once (the tier is then bypassed; writes
+        // in flight stop hearing acknowledgements and wait out their bound,
+        // within the grace). Fences confirm invalidations: let them (and the
+        // loads) finish within the grace. What is left is aborted when
+        // `tasks` drops, as it is if this actor is killed meanwhile.
+        state.subscription.abort_all();
         let tasks = &mut state.tasks;
         let drained = tokio::time::timeout(state.grace, async {
             while tasks.join_next().await.is_some() {}

@@ -43,25 +43,18 @@ impl CacheClient {
     /// The public profile of `id` (`None`: no such profile). With Redis
     /// down the lookup is served (it fails open).
     ///
-    /// A hit in the in-process tier sends no command for the profile: it
-    /// costs, strict, its share of a barrier PING. Otherwise a Redis hit
-    /// costs one round trip, and is kept in the tier.
+    /// A hit in the in-process tier sends no command and waits for
+    /// nothing: the tier's lease stands for the invalidations (see
+    /// [`crate::cache`]). Otherwise a Redis hit costs one round trip, and is
+    /// kept in the tier.
     pub async fn get(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
-        if !entries.local.holds(&id) {
+        let Some(hit) = entries.local.get(&id) else {
             return self.read_through(id).await;
-        }
-        // Held: confirm it is current (the barrier).
-        let wait = entries.redis.timeout();
-        match entries.local.get(&id, wait).await {
-            Some(hit) => {
-                entries.stats.hits.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(target: "cache", %id, tier = "local", "HIT");
-                Ok(hit)
-            }
-            // Invalidated meanwhile, or tracking lost: read Redis.
-            None => self.read_through(id).await,
-        }
+        };
+        entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "cache", %id, tier = "local", "HIT");
+        Ok(hit)
     }
 
     /// Read Redis: a hit is kept in the local tier; a miss joins (or

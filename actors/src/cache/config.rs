@@ -14,16 +14,14 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Entries of the in-process tier (0: no such tier).
     pub local_entries: u64,
-    /// Whether a hit in the tier first waits for the invalidations sent
-    /// before it (one shared PING on the tracking connection).
-    pub local_strict: bool,
     /// How long an invalidation's fence lives in Redis.
     #[serde(with = "humantime_serde")]
     pub fence_ttl: Duration,
-    /// How often the tracking connection is pinged, and how long a lost one
-    /// waits before reconnecting.
+    /// How long one renewal lets an instance serve from its tier, and the
+    /// longest a write waits for an instance that does not acknowledge its
+    /// invalidation (see [`Self::ack_bound`]).
     #[serde(with = "humantime_serde")]
-    pub tracking_check: Duration,
+    pub lease: Duration,
 }
 
 impl CacheConfig {
@@ -33,14 +31,32 @@ impl CacheConfig {
     pub fn fill_deadline(&self) -> Duration {
         self.fence_ttl / 2
     }
+
+    /// How often a lease is renewed (and a lost subscription re-made): four
+    /// renewals per lease, so one late or lost renewal does not lapse it.
+    pub fn renew_every(&self) -> Duration {
+        self.lease / 4
+    }
+
+    /// The longest a write waits for the acknowledgements of its
+    /// invalidation: one lease from the fan-out's reply, plus a margin for
+    /// the clocks' rates and the timers' slack (an eighth, at least 20 ms).
+    pub fn ack_bound(&self) -> Duration {
+        self.lease + (self.lease / 8).max(Duration::from_millis(20))
+    }
 }
+
+/// The shortest lease: a renewal every quarter of it must fit a round trip
+/// on a loaded machine.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
 
 /// Most entries of the in-process tier (a few hundred bytes each).
 pub const MAX_LOCAL_ENTRIES: u64 = 10_000_000;
 
-/// Both lifetimes are positive, the tier is bounded, the tracking
-/// connection is checked at a positive interval. (That a fence outlives two
-/// call timeouts is the system's rule: see `SystemConfig`.)
+/// Both lifetimes are positive, the tier is bounded, a lease leaves room
+/// for its renewals. (That a fence outlives two call timeouts, and a write's
+/// wait for acknowledgements fits in one, are the system's rules: see
+/// `SystemConfig`.)
 impl Validate for CacheConfig {
     fn check(&self, errors: &mut ConfigErrors) {
         errors.ensure(
@@ -54,9 +70,9 @@ impl Validate for CacheConfig {
             format!("must be at most {MAX_LOCAL_ENTRIES} (0 turns the tier off)"),
         );
         errors.ensure(
-            !self.tracking_check.is_zero(),
-            "tracking_check",
-            "must be positive",
+            self.lease >= MIN_LEASE,
+            "lease",
+            format!("must be at least {}", humantime::format_duration(MIN_LEASE)),
         );
     }
 }
@@ -71,9 +87,8 @@ mod tests {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(10),
             local_entries: 10_000,
-            local_strict: false,
             fence_ttl: Duration::from_secs(30),
-            tracking_check: Duration::from_secs(1),
+            lease: Duration::from_secs(2),
         }
     }
 
@@ -88,16 +103,26 @@ mod tests {
             assert!(refused_after(config(), |c| c.local_entries = ok).is_empty());
         }
         assert_eq!(
-            refused_after(config(), |c| c.tracking_check = Duration::ZERO),
-            ["tracking_check"]
+            refused_after(config(), |c| c.lease = MIN_LEASE - Duration::from_millis(1)),
+            ["lease"]
         );
-        assert!(
-            refused_after(config(), |c| c.tracking_check = Duration::from_millis(1)).is_empty()
-        );
+        assert!(refused_after(config(), |c| c.lease = MIN_LEASE).is_empty());
         assert_eq!(
             refused_after(config(), |c| c.negative_ttl = Duration::ZERO),
             ["ttl"]
         );
         assert_eq!(refused_after(config(), |c| c.ttl = Duration::ZERO), ["ttl"]);
+    }
+
+    #[test]
+    fn a_write_waits_one_lease_and_a_margin_renewed_four_times_per_lease() {
+        let config = config();
+        assert_eq!(config.renew_every(), Duration::from_millis(500));
+        assert_eq!(config.ack_bound(), Duration::from_millis(2250));
+        let short = CacheConfig {
+            lease: MIN_LEASE,
+            ..config
+        };
+        assert_eq!(short.ack_bound(), MIN_LEASE + Duration::from_millis(20));
     }
 }

@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
 
+use super::acks::Outcome;
 use super::config::CacheConfig;
+use super::fanout::Channels;
 use super::local::LocalTier;
 use super::source::{Lookup, ProfileJson, ProfileSource};
 use super::stats::CacheStats;
-use crate::store::RedisStore;
+use crate::store::{RedisStore, StoreError};
 
 /// What is stored for an id the source does not know.
 const TOMBSTONE: &str = "null";
@@ -109,6 +111,7 @@ pub(super) struct Entries {
     config: CacheConfig,
     pub(super) stats: Arc<CacheStats>,
     pub(super) local: Arc<LocalTier>,
+    channels: Channels,
 }
 
 impl Entries {
@@ -120,6 +123,7 @@ impl Entries {
         local: Arc<LocalTier>,
     ) -> Self {
         Self {
+            channels: Channels::new(&redis),
             redis,
             source,
             config,
@@ -225,23 +229,73 @@ impl Entries {
         }
     }
 
-    /// Replace the key with a new fence (see the module's doc).
+    /// Replace the key with a new fence (see the module's doc) and, on one
+    /// Redis node, publish the invalidation in the same script and wait for
+    /// every instance holding a lease to acknowledge it, at most
+    /// [`CacheConfig::ack_bound`] (see [`super::fanout`]). On a cluster the
+    /// fence alone (no instance has a tier there).
     pub(super) async fn invalidate(&self, id: &ObjectId) {
         let key = self.key(id);
-        let ttl = self.config.fence_ttl.as_millis() as u64;
-        let set = redis::cmd("SET")
-            .arg(&key)
-            .arg(fence())
-            .arg("PX")
-            .arg(ttl)
-            .clone();
-        match self.redis.run::<()>(&set).await {
-            Ok(()) => {
-                self.stats.redis_ok();
+        let fence_ms = self.config.fence_ttl.as_millis() as u64;
+        if self.redis.is_cluster() {
+            let set = redis::cmd("SET")
+                .arg(&key)
+                .arg(fence())
+                .arg("PX")
+                .arg(fence_ms)
+                .clone();
+            if self
+                .fenced(&key, self.redis.run::<()>(&set).await)
+                .is_some()
+            {
                 tracing::info!(target: "cache", %key, "INVALIDATE");
             }
-            // Fail-open: the value (if any) expires within the TTL.
-            Err(err) => self.stats.redis_failed(&err),
+            return;
+        }
+        let fanout = &self.local.fanout;
+        // Opened before the publish: an acknowledgement may come back
+        // before the script's own reply.
+        let round = fanout.acks.open();
+        let lease_ms = self.config.lease.as_millis() as u64;
+        let script = fanout.invalidation(
+            &self.channels,
+            (&key, &fence(), fence_ms),
+            (round.seq, id),
+            lease_ms,
+        );
+        let Some(holders) = self.fenced(&key, self.redis.run::<Vec<String>>(&script).await) else {
+            return;
+        };
+        let holders: Vec<Arc<str>> = holders.into_iter().map(Arc::from).collect();
+        self.stats.fanouts.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .acks_awaited
+            .fetch_add(holders.len() as u64, Ordering::Relaxed);
+        match round.wait(&holders, self.config.ack_bound()).await {
+            Outcome::All => {
+                tracing::info!(target: "cache", %key, acks = holders.len(), "INVALIDATE")
+            }
+            Outcome::Missing(missing) => {
+                self.stats.lease_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "cache", %key, missing = missing.len(), "INVALIDATE: waited out a lease for instances that did not acknowledge");
+            }
+        }
+    }
+
+    /// What the fence's command answered; `None` (counted) if it failed:
+    /// fail-open, the old value (if any) expires within the TTL, and the
+    /// tiers of instances that lost Redis too lapse with their leases.
+    fn fenced<T>(&self, key: &str, result: Result<T, StoreError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.stats.redis_ok();
+                Some(value)
+            }
+            Err(err) => {
+                tracing::debug!(target: "cache", %key, error = %err, "INVALIDATE failed: no fence, no fan-out");
+                self.stats.redis_failed(&err);
+                None
+            }
         }
     }
 }
@@ -255,9 +309,8 @@ mod tests {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             local_entries: 10,
-            local_strict: true,
             fence_ttl: Duration::from_secs(30),
-            tracking_check: Duration::from_secs(1),
+            lease: Duration::from_secs(2),
         }
     }
 

@@ -1,27 +1,18 @@
-//! [`LocalTier`]: the in-process tier in front of Redis, and the
-//! [`Generations`] that keep a slow fill from resurrecting what an
+//! [`LocalTier`]: the in-process tier in front of Redis, its [`Lease`], and
+//! the [`Generations`] that keep a slow fill from resurrecting what an
 //! invalidation removed.
 //!
-//! The tier is served only while the tracking connection is established
-//! (see [`super::tracking`]): Redis then pushes an invalidation for every
-//! write under the profile keys, to every instance. While it is not, the
-//! tier is empty and bypassed, so nothing that might be stale is served.
-//!
-//! **The read barrier** (`cache.local_strict`, on by default). A push is
-//! asynchronous: Redis sends it before it answers the write, but the reader
-//! instance may take a client's next request before it has read the push.
-//! So a strict hit first waits for a [`Barrier`]: the tracking task PINGs on
-//! its connection, and since Redis answers in order, every push sent before
-//! the PING was processed has arrived before the PONG; the task applies them
-//! and only then lets the waiting reads through. A PING started after a read
-//! arrived covers every write acknowledged before it; one PING serves every
-//! read waiting (group commit), and it runs alongside the lookup counter's
-//! round trip, so a strict hit costs no more latency than before, and Redis
-//! one shared PING instead of a GET per read.
+//! The tier is served only while it holds a [`Lease`] (see
+//! [`super::lease`] and [`super::subscription`]): every invalidation a write
+//! published before the lease's renewal has then been applied here, and a
+//! write published after it waits for this instance's acknowledgement (or
+//! for the lease to run out). A hit is one clock read and a lookup: no
+//! round trip. Without a lease the tier is bypassed; a lost subscription
+//! also flushes it.
 //!
 //! **The race it guards.** A reader reads Redis on the shared connection,
 //! then inserts what it read here. A write that lands in Redis after that
-//! GET was answered pushes an invalidation on the tracking connection, which
+//! GET was answered publishes an invalidation to the subscription, which
 //! may be processed *before* the reader's insert: the insert would then keep
 //! the old value with nothing left to remove it. So a reader takes a
 //! [`Guard`] (the generation of its id's stripe and the tier's epoch) before
@@ -29,14 +20,15 @@
 //! insert (an invalidation bumps first, then removes; whichever of the two
 //! checks it falls behind, the entry goes).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
-use tokio::sync::{watch, Notify};
 
 use super::config::CacheConfig;
+use super::fanout::Fanout;
+use super::lease::Lease;
 use super::source::ProfileJson;
 use super::stats::CacheStats;
 use crate::store::RedisStore;
@@ -100,61 +92,6 @@ impl Generations {
     }
 }
 
-/// Where the tracking task stands with the reads' barrier.
-#[derive(Debug, Clone, Copy, Default)]
-struct Synced {
-    /// The last sync whose pushes are all applied.
-    through: u64,
-    /// Whether tracking is established (a wait ends, failed, when not).
-    up: bool,
-}
-
-/// Reads waiting for the pushes sent before they arrived (see the module's
-/// doc): they ask, the tracking task syncs and tells.
-#[derive(Default)]
-pub(super) struct Barrier {
-    /// The last sync started.
-    started: AtomicU64,
-    synced: watch::Sender<Synced>,
-    wanted: Notify,
-}
-
-impl Barrier {
-    /// Wait, at most `limit`, until every push Redis sent before now has
-    /// been applied; `false` if that could not be confirmed.
-    pub(super) async fn pass(&self, limit: Duration) -> bool {
-        let mut synced = self.synced.subscribe();
-        // A sync that starts after this load: its PING follows this read.
-        let need = self.started.load(Ordering::SeqCst) + 1;
-        self.wanted.notify_one();
-        let wait = synced.wait_for(|s| s.through >= need || !s.up);
-        let passed = match tokio::time::timeout(limit, wait).await {
-            Ok(Ok(s)) => s.up && s.through >= need,
-            _ => false,
-        };
-        passed
-    }
-
-    /// Resolves when a read waits for a sync.
-    pub(super) async fn wanted(&self) {
-        self.wanted.notified().await;
-    }
-
-    /// The tracking task begins a sync (before its PING).
-    pub(super) fn start(&self) -> u64 {
-        self.started.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// Every push sent before sync `id`'s PING is applied.
-    pub(super) fn passed(&self, id: u64) {
-        self.synced.send_modify(|s| s.through = s.through.max(id));
-    }
-
-    fn up(&self, up: bool) {
-        self.synced.send_modify(|s| s.up = up);
-    }
-}
-
 /// A cached profile (`None`: a tombstone) and how long it may live here.
 #[derive(Clone)]
 struct Entry {
@@ -162,8 +99,8 @@ struct Entry {
     ttl: Duration,
 }
 
-/// Each entry lives for the TTL its Redis copy was stored with (Redis's
-/// own expiry of that copy pushes an invalidation too).
+/// Each entry lives for the TTL its Redis copy was stored with. (Expiry is
+/// no matter of coherence: every change of a profile is an invalidation.)
 struct ByTtl;
 
 impl moka::Expiry<ObjectId, Entry> for ByTtl {
@@ -172,27 +109,28 @@ impl moka::Expiry<ObjectId, Entry> for ByTtl {
     }
 }
 
-/// The in-process tier, shared by the readers and the tracking task, and
-/// by every incarnation of the CacheActor.
+/// The in-process tier, shared by the readers, the writers, the
+/// subscription task, and every incarnation of the CacheActor.
 pub(crate) struct LocalTier {
     /// `None`: the tier is off (`cache.local_entries = 0`, or a cluster).
     entries: Option<moka::sync::Cache<ObjectId, Entry>>,
-    /// Whether Redis's invalidations reach this tier now.
-    tracking: AtomicBool,
-    /// The tracking task that may turn `tracking` on or off: the latest to
-    /// [`claim`](Self::claim) it (an aborted task of an earlier incarnation
-    /// of the actor may end after the next one started).
+    /// Until when the tier may be served.
+    lease: Lease,
+    /// How long a renewal lets it be served.
+    lease_length: Duration,
+    /// The subscription task that may grant or revoke the lease: the latest
+    /// to [`claim`](Self::claim) it (an aborted task of an earlier
+    /// incarnation of the actor may end after the next one started).
     owner: AtomicU64,
-    /// Whether a hit waits for the [`Barrier`].
-    strict: bool,
-    pub(super) barrier: Barrier,
+    /// This instance's writes waiting for acknowledgements.
+    pub(super) fanout: Fanout,
     generations: Generations,
     stats: Arc<CacheStats>,
 }
 
 impl LocalTier {
     /// The tier for a cache on `redis` as `config` says: off on a Redis
-    /// Cluster, where BCAST tracking covers only the node it is sent to.
+    /// Cluster (see `docs/cache.md`: the fan-out's order holds on one node).
     pub(crate) fn shared(
         config: &CacheConfig,
         redis: &RedisStore,
@@ -204,11 +142,11 @@ impl LocalTier {
             config.local_entries
         };
         let mut tier = Self::new(capacity, Arc::clone(stats));
-        tier.strict = config.local_strict;
+        tier.lease_length = config.lease;
         Arc::new(tier)
     }
 
-    /// A strict tier of `capacity` entries (0: off).
+    /// A tier of `capacity` entries (0: off) with leases of 2 s.
     pub(super) fn new(capacity: u64, stats: Arc<CacheStats>) -> Self {
         let entries = (capacity > 0).then(|| {
             moka::sync::Cache::builder()
@@ -218,10 +156,10 @@ impl LocalTier {
         });
         Self {
             entries,
-            tracking: AtomicBool::new(false),
+            lease: Lease::default(),
+            lease_length: Duration::from_secs(2),
             owner: AtomicU64::new(0),
-            strict: true,
-            barrier: Barrier::default(),
+            fanout: Fanout::default(),
             generations: Generations::default(),
             stats,
         }
@@ -231,31 +169,17 @@ impl LocalTier {
         self.entries.is_some()
     }
 
-    /// Whether the tier is served now (on, and tracked).
+    pub(super) fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Whether the tier is served now (on, and its lease holds).
     pub(super) fn serving(&self) -> bool {
-        self.enabled() && self.tracking.load(Ordering::SeqCst)
+        self.enabled() && self.lease.holds()
     }
 
-    /// Whether the tier is served and holds `id` now: if not, it will not
-    /// after a barrier either (a barrier only removes). Counts a miss.
-    pub(super) fn holds(&self, id: &ObjectId) -> bool {
-        let Some(entries) = self.entries.as_ref().filter(|_| self.serving()) else {
-            return false;
-        };
-        let holds = entries.contains_key(id);
-        if !holds {
-            self.stats.local_misses.fetch_add(1, Ordering::Relaxed);
-        }
-        holds
-    }
-
-    /// `id`'s entry, once every invalidation sent before this call is
-    /// applied (strict; waiting at most `limit`), if the tier is served and
-    /// still holds one. Counted.
-    pub(super) async fn get(&self, id: &ObjectId, limit: Duration) -> Option<Option<ProfileJson>> {
-        if self.strict && !self.barrier.pass(limit).await {
-            return None;
-        }
+    /// `id`'s entry, if the tier is served and holds one. Counted.
+    pub(super) fn get(&self, id: &ObjectId) -> Option<Option<ProfileJson>> {
         let entries = self.entries.as_ref().filter(|_| self.serving())?;
         let found = entries.get(id).map(|entry| entry.profile);
         let counter = match found {
@@ -294,7 +218,7 @@ impl LocalTier {
         }
     }
 
-    /// Redis says `id` changed.
+    /// A write says `id` changed.
     pub(super) fn invalidate(&self, id: &ObjectId) {
         self.generations.bump(id);
         if let Some(entries) = &self.entries {
@@ -305,7 +229,8 @@ impl LocalTier {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forget everything (a flush push, tracking lost or re-established).
+    /// Forget everything (a subscription lost or made, an unreadable
+    /// invalidation).
     pub(super) fn flush(&self) {
         self.generations.bump_all();
         if let Some(entries) = &self.entries {
@@ -314,39 +239,58 @@ impl LocalTier {
         self.stats.local_flushes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Make the calling tracking task the tier's owner; its session.
+    /// Make the calling subscription task the tier's owner; its session.
     pub(super) fn claim(&self) -> u64 {
         let session = self.owner.fetch_add(1, Ordering::SeqCst) + 1;
-        self.untracked(session);
+        self.unsubscribed(session);
         session
     }
 
-    fn owns(&self, session: u64) -> bool {
+    /// Whether `session` is the tier's owner now.
+    pub(super) fn owns(&self, session: u64) -> bool {
         self.owner.load(Ordering::SeqCst) == session
     }
 
-    /// Tracking is established: start serving from an empty tier (what was
-    /// read before it may have changed unannounced; the epoch bump spoils
-    /// the guards taken before). Ignored unless `session` owns the tier.
-    pub(super) fn tracked(&self, session: u64) {
+    /// Subscribed as `token`: start from an empty tier (what was read
+    /// before may have changed unannounced; the epoch bump spoils the
+    /// guards taken before), served from the first renewal. Ignored unless
+    /// `session` owns the tier.
+    pub(super) fn subscribed(&self, session: u64, token: Arc<str>) {
         if !self.owns(session) {
             return;
         }
         self.flush();
-        self.tracking.store(true, Ordering::SeqCst);
-        self.barrier.up(true);
-        self.stats.set_tracking(true);
+        self.fanout.set_token(Some(token));
     }
 
-    /// Tracking is lost: stop serving, then flush (in this order, so no
-    /// reader serves or keeps an entry once this returns). Ignored unless
+    /// A renewal sent at `sent` was answered and what came before it is
+    /// applied: served until `sent` + one lease. A renewal that finds the
+    /// lease lapsed (it came late) counts a lease loss. Ignored unless
     /// `session` owns the tier.
-    pub(super) fn untracked(&self, session: u64) {
+    pub(super) fn renewed(&self, session: u64, sent: Instant) {
         if !self.owns(session) {
             return;
         }
-        self.tracking.store(false, Ordering::SeqCst);
-        self.barrier.up(false);
+        if self.stats.tracking() && !self.lease.holds() {
+            self.stats.lease_losses.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lease.grant(sent, self.lease_length);
+        self.stats.set_tracking(self.serving());
+        self.stats.local_size.store(self.len(), Ordering::Relaxed);
+    }
+
+    /// The subscription is lost: revoke the lease, then flush (in this
+    /// order, so no reader serves or keeps an entry once this returns).
+    /// Ignored unless `session` owns the tier.
+    pub(super) fn unsubscribed(&self, session: u64) {
+        if !self.owns(session) {
+            return;
+        }
+        if self.stats.tracking() {
+            self.stats.lease_losses.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lease.revoke();
+        self.fanout.set_token(None);
         self.stats.set_tracking(false);
         self.flush();
     }
@@ -362,9 +306,15 @@ mod tests {
     use super::*;
 
     fn tier() -> LocalTier {
-        let tier = lax(LocalTier::new(100, Arc::default()));
-        tier.tracked(tier.claim());
+        let tier = LocalTier::new(100, Arc::default());
+        up(&tier, tier.claim());
         tier
+    }
+
+    /// Subscribed, and a renewal sent just now answered.
+    fn up(tier: &LocalTier, session: u64) {
+        tier.subscribed(session, "t".into());
+        tier.renewed(session, Instant::now());
     }
 
     fn profile(name: &str) -> Option<ProfileJson> {
@@ -373,14 +323,8 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
-    /// The tier without its barrier (no tracking task in these tests).
-    fn lax(mut tier: LocalTier) -> LocalTier {
-        tier.strict = false;
-        tier
-    }
-
     fn get(tier: &LocalTier, id: &ObjectId) -> Option<Option<ProfileJson>> {
-        futures::executor::block_on(tier.get(id, Duration::ZERO))
+        tier.get(id)
     }
 
     #[test]
@@ -416,26 +360,26 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_served_or_kept_while_untracked() {
+    fn nothing_is_served_or_kept_while_unsubscribed() {
         let (tier, id) = (tier(), ObjectId::new());
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("a"), TTL);
         assert_eq!(get(&tier, &id), Some(profile("a")));
         let session = tier.owner.load(Ordering::SeqCst);
-        tier.untracked(session);
+        tier.unsubscribed(session);
         assert_eq!(get(&tier, &id), None, "bypassed");
         let guard = tier.guard(&id);
         tier.insert(id, &guard, profile("b"), TTL);
-        tier.tracked(session);
+        up(&tier, session);
         assert_eq!(get(&tier, &id), None, "flushed, and nothing kept meanwhile");
     }
 
     #[test]
-    fn a_guard_taken_before_tracking_came_back_cannot_insert() {
-        let tier = lax(LocalTier::new(100, Arc::default()));
+    fn a_guard_taken_before_the_subscription_came_back_cannot_insert() {
+        let tier = LocalTier::new(100, Arc::default());
         let id = ObjectId::new();
-        let guard = tier.guard(&id); // GET sent while untracked
-        tier.tracked(tier.claim());
+        let guard = tier.guard(&id); // GET sent while unsubscribed
+        up(&tier, tier.claim());
         tier.insert(id, &guard, profile("unannounced"), TTL);
         assert_eq!(get(&tier, &id), None);
     }
@@ -446,62 +390,43 @@ mod tests {
         let guard = tier.guard(&id);
         tier.insert(id, &guard, None, TTL);
         assert_eq!(get(&tier, &id), Some(None));
-        let off = lax(LocalTier::new(0, Arc::default()));
-        off.tracked(off.claim());
+        let off = LocalTier::new(0, Arc::default());
+        up(&off, off.claim());
         let guard = off.guard(&id);
         off.insert(id, &guard, profile("x"), TTL);
         assert_eq!((get(&off, &id), off.serving()), (None, false));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_read_passes_the_barrier_only_after_a_sync_that_started_after_it() {
-        let tier = Arc::new(LocalTier::new(100, Arc::default()));
-        tier.tracked(tier.claim());
-        let barrier = &tier.barrier;
-        let early = barrier.start(); // a sync in flight when the read arrives
-        let read = {
-            let tier = Arc::clone(&tier);
-            tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(1)).await })
-        };
-        barrier.wanted().await; // the read asked
-        barrier.passed(early);
-        tokio::task::yield_now().await;
-        assert!(!read.is_finished(), "passed on a sync that began before it");
-        let id = barrier.start();
-        barrier.passed(id);
-        assert!(read.await.unwrap());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_barrier_fails_when_tracking_is_lost_or_silent() {
-        let tier = Arc::new(LocalTier::new(100, Arc::default()));
-        let session = tier.claim();
-        tier.tracked(session);
-        assert!(
-            !tier.barrier.pass(Duration::from_millis(50)).await,
-            "no sync: timed out"
-        );
-        let read = {
-            let tier = Arc::clone(&tier);
-            tokio::spawn(async move { tier.barrier.pass(Duration::from_secs(60)).await })
-        };
-        tier.barrier.wanted().await;
-        tier.untracked(session);
-        assert!(!read.await.unwrap());
+    #[test]
+    fn a_lapsed_lease_bypasses_the_tier_until_a_renewal_sent_later_answers() {
+        let (tier, id) = (tier(), ObjectId::new());
+        let session = tier.owner.load(Ordering::SeqCst);
+        let guard = tier.guard(&id);
+        tier.insert(id, &guard, profile("a"), TTL);
+        // A renewal answered long after it was sent: its lease has run out.
+        let long_ago = Instant::now() - tier.lease_length - Duration::from_millis(1);
+        tier.lease.revoke();
+        tier.renewed(session, long_ago);
+        assert_eq!(get(&tier, &id), None, "served on a lapsed lease");
+        assert_eq!(tier.stats.lease_losses.load(Ordering::Relaxed), 1);
+        // The connection was never lost: every invalidation still reached
+        // the tier, so the next renewal serves what it holds.
+        tier.renewed(session, Instant::now());
+        assert_eq!(get(&tier, &id), Some(profile("a")));
     }
 
     #[test]
-    fn a_superseded_tracking_task_can_no_longer_turn_the_tier_on_or_off() {
-        let tier = lax(LocalTier::new(100, Arc::default()));
+    fn a_superseded_subscription_task_can_no_longer_grant_or_revoke_the_lease() {
+        let tier = LocalTier::new(100, Arc::default());
         let old = tier.claim();
-        tier.tracked(old);
+        up(&tier, old);
         let new = tier.claim(); // the restarted actor's task
-        assert!(!tier.serving(), "claiming starts untracked");
-        tier.tracked(new);
-        tier.untracked(old); // the aborted task's guard, dropped late
+        assert!(!tier.serving(), "claiming revokes the lease");
+        up(&tier, new);
+        tier.unsubscribed(old); // the aborted task's guard, dropped late
         assert!(tier.serving());
-        tier.tracked(old);
-        tier.untracked(new);
+        tier.unsubscribed(new);
+        up(&tier, old);
         assert!(!tier.serving());
     }
 }

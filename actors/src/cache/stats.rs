@@ -16,14 +16,23 @@ pub struct CacheStats {
     /// Redis commands that failed or timed out.
     pub errors: AtomicU64,
     /// The in-process tier: reads it answered, reads it did not (while
-    /// served), ids Redis invalidated, flushes (a flush push, tracking lost
-    /// or re-established).
+    /// served), ids invalidated by a write, flushes (a subscription lost or
+    /// made).
     pub local_hits: AtomicU64,
     pub local_misses: AtomicU64,
     pub local_invalidations: AtomicU64,
     pub local_flushes: AtomicU64,
-    /// Entries in the tier, as of the tracking task's last check.
+    /// Entries in the tier, as of the subscription task's last renewal.
     pub local_size: AtomicU64,
+    /// Invalidations this instance published to the fleet.
+    pub fanouts: AtomicU64,
+    /// Acknowledgements its writes waited for (one per instance holding a
+    /// lease, each write).
+    pub acks_awaited: AtomicU64,
+    /// Writes that waited out the bound (an instance did not acknowledge).
+    pub lease_waits: AtomicU64,
+    /// Leases lost: the subscription dropped, or a renewal came too late.
+    pub lease_losses: AtomicU64,
     degraded: AtomicBool,
     tracking: AtomicBool,
 }
@@ -34,7 +43,8 @@ impl CacheStats {
         self.degraded.load(Ordering::Relaxed)
     }
 
-    /// Whether the in-process tier is served (its tracking connection is up).
+    /// Whether the in-process tier is served (it held a lease at the last
+    /// renewal, and its subscription is up).
     pub fn tracking(&self) -> bool {
         self.tracking.load(Ordering::Relaxed)
     }

@@ -43,5 +43,13 @@ impl Validate for SystemConfig {
             "cache.fence_ttl",
             "must be more than twice actors.call_timeout",
         );
+        // A write's call to the cache waits for its invalidation's
+        // acknowledgements at most one lease (and a margin) after the fence:
+        // that must end before the caller gives up on the call.
+        errors.ensure(
+            self.cache.ack_bound() < call,
+            "cache.lease",
+            "one lease and its margin (an eighth) must be shorter than actors.call_timeout",
+        );
     }
 }

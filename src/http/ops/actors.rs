@@ -75,9 +75,10 @@ pub struct CacheView {
 /// The cache's in-process tier.
 #[derive(Serialize, ToSchema)]
 pub struct LocalTierView {
-    /// Whether Redis's invalidations reach it (it is served only then).
+    /// Whether it holds a lease, renewed on the connection that delivers
+    /// the fleet's invalidations (it is served only then).
     pub tracking: bool,
-    /// Entries held (as of the tracking task's last check).
+    /// Entries held (as of the last renewal).
     pub entries: u64,
     pub hits: u64,
     pub misses: u64,
