@@ -11,15 +11,6 @@
 //!   unknown id is cached as a tombstone for `negative_ttl`. Only what the
 //!   source hands over is cached: the users give the public profile (no
 //!   e-mail, no age); the owner's view is read from MongoDB.
-//! - **Coherence of the tier:** a task of the actor holds a RESP3 connection
-//!   with `CLIENT TRACKING ON BCAST PREFIX {prefix}profile:v3:`; Redis pushes
-//!   every write (and expiry) of those keys to every instance, and the pushed
-//!   ids are dropped from the tier. While that connection is not established
-//!   the tier is flushed and bypassed. A reader's insert is guarded by
-//!   invalidation generations (a push processed between its GET and its
-//!   insert wins), and with `cache.local_strict` (default) a hit first passes
-//!   a barrier: the pushes sent before the read arrived are applied (see
-//!   `local.rs`). Off on a Redis Cluster (tracking is per node).
 //! - **Rate limit:** not here: the users' handle decides a lookup's
 //!   per-address limit in-process ([`crate::limits`]) before asking the
 //!   cache, so a refused lookup reads nothing.
