@@ -1,13 +1,18 @@
 //! The layers around every route, outermost first:
 //!
-//! 1. a `request` span with bounded fields ([`request_span`]);
-//! 2. one line per request in the `requests` log and its metrics ([`log_request`]);
-//! 3. a panic becomes a 500 problem+json;
-//! 4. body limits ([`guard_body`], then axum's own byte limit);
-//! 5. the request timeout, 503 problem+json ([`request_timeout`]).
+//! 1. [`observe`]: the `request` span with bounded fields, and one line per
+//!    request in the `requests` log with its metrics;
+//! 2. a panic becomes a 500 problem+json;
+//! 3. [`guard`]: the body limits, then the request timeout (503
+//!    problem+json).
 //!
 //! Outside them all, `X-Content-Type-Options: nosniff` on every response
 //! ([`super::headers`]).
+//!
+//! Two `from_fn` layers, not four: each clones and boxes the service inside
+//! it on every request, so the span shares one with the log line, and the
+//! body limits one with the timeout (`docs/performance.md` has the profile).
+//! The path is formatted only into an enabled span or line.
 //!
 //! Body limits, enforced before any handler runs:
 //! - a declared `Content-Length` above `server.body_limit` is answered 413 at
@@ -28,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use super::bounded::{method_label, LoggedPath};
 use super::error::{problem_response, ApiError};
@@ -40,15 +45,12 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
     let settings: &ServerSettings = &state.settings.server;
     routes
         .layer(middleware::from_fn_with_state(
-            settings.request_timeout,
-            request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
             BodyPolicy {
                 limit: settings.body_limit,
                 timeout: settings.body_timeout,
+                request_timeout: settings.request_timeout,
             },
-            guard_body,
+            guard,
         ))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -58,72 +60,59 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
                 vec![],
             )
         }))
-        .layer(middleware::from_fn_with_state(state.clone(), log_request))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(super::headers::nosniff())
 }
 
 /// The route a request matched, or `unmatched`: a bounded label.
-fn route(req: &Request) -> &str {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
+fn route(matched: Option<&MatchedPath>) -> &str {
+    matched.map_or("unmatched", MatchedPath::as_str)
 }
 
-/// Span fields are printed with every event inside the request, so they
-/// carry bounded forms only (see [`super::bounded`]).
-fn request_span(req: &Request) -> tracing::Span {
+/// The request's span, and inside it one line per request in the `requests`
+/// category, with its metrics. Span fields are printed with every event
+/// inside the request, so they carry bounded forms only (see
+/// [`super::bounded`]): the method is its closed label, the path cut to a
+/// bound; the query string is not logged. A 5xx is also an error event.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = method_label(req.method());
-    let path = LoggedPath(req.uri().path());
-    tracing::info_span!("request", %method, route = route(req), %path)
-}
-
-/// One line per request in the `requests` category, and its metrics. The
-/// method is its closed label, the path cut to a bound; the query string is
-/// not logged.
-async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = method_label(req.method());
-    let path = LoggedPath(req.uri().path()).to_string();
-    let route = route(&req).to_owned();
+    // Both share the request's buffers (reference counts, no copy).
+    let uri = req.uri().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = route(matched.as_ref());
+    let span = tracing::info_span!("request", %method, route, path = %LoggedPath(uri.path()));
     let started = std::time::Instant::now();
-    let response = next.run(req).await;
+    let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.request(method, &route, status, seconds);
+    state.metrics.request(method, route, status, seconds);
     let ms = seconds * 1000.0;
-    tracing::info!(target: "requests", %method, %path, status, duration_ms = format!("{ms:.2}"), "request");
+    span.in_scope(|| {
+        tracing::info!(target: "requests", %method, path = %LoggedPath(uri.path()), status,
+            duration_ms = %format_args!("{ms:.2}"), "request");
+        if status >= 500 {
+            tracing::error!(status, duration_ms = %format_args!("{ms:.2}"), "response failed");
+        }
+    });
     response
 }
 
-/// Answer 503 problem+json when a request takes longer than the limit.
-async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable(format!(
-            "the request did not complete within {}",
-            humantime::format_duration(limit)
-        ))
-        .into_response(),
-    }
-}
-
-/// The body limits, as the middleware's state.
+/// The body limits and the request timeout, as the middleware's state.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyPolicy {
     pub limit: usize,
     pub timeout: Duration,
+    /// Past it the request is answered 503 problem+json.
+    pub request_timeout: Duration,
 }
 
 /// When the request's body must have arrived in full.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyDeadline(pub Instant);
 
-/// Refuse a declared oversized body; stamp the body deadline.
-pub async fn guard_body(
-    State(policy): State<BodyPolicy>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Refuse a declared oversized body; stamp the body deadline; answer 503
+/// problem+json when the request takes longer than its timeout.
+pub async fn guard(State(policy): State<BodyPolicy>, mut req: Request, next: Next) -> Response {
     if declared_length(&req).is_some_and(|length| length > policy.limit as u64) {
         // The body stays unread, so the connection cannot carry another
         // request: say so, or a client may put it back in its pool and
@@ -140,7 +129,15 @@ pub async fn guard_body(
     if let Some(deadline) = Instant::now().checked_add(policy.timeout) {
         req.extensions_mut().insert(BodyDeadline(deadline));
     }
-    next.run(req).await
+    let limit = policy.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(format!(
+            "the request did not complete within {}",
+            humantime::format_duration(limit)
+        ))
+        .into_response(),
+    }
 }
 
 /// The `Content-Length` the client declared, if it is a number. (hyper has
@@ -183,6 +180,6 @@ mod tests {
 
     #[test]
     fn an_unmatched_request_has_the_unmatched_route_label() {
-        assert_eq!(route(&with_length(None)), "unmatched");
+        assert_eq!(route(with_length(None).extensions().get()), "unmatched");
     }
 }
