@@ -164,6 +164,7 @@ async fn a_held_job_whose_producer_never_released_it_runs_when_its_hold_ends() {
         eager(s);
         s.queue.hold = hold;
         s.actors.call_timeout = Duration::from_secs(1); // a hold outlives it
+        s.cache.lease = Duration::from_millis(500); // a write's wait fits in a call
     })
     .await;
     let store = apps[0].jobs();

@@ -95,7 +95,11 @@ where
 async fn a_retry_after_a_timed_out_signup_gets_the_account_it_created() {
     // The handler stops waiting after 500 ms; the UserActor's mailbox stalls
     // for 1.5 s first, then signs the user up anyway: the client saw 503.
-    let app = spawn_app_with(|s| s.actors.call_timeout = Duration::from_millis(500)).await;
+    let app = spawn_app_with(|s| {
+        s.actors.call_timeout = Duration::from_millis(500);
+        s.cache.lease = Duration::from_millis(200); // a write's wait fits in a call
+    })
+    .await;
     let email = unique_email();
     let (key, body) = (new_key(), body(&email));
     use secrecy::ExposeSecret;
@@ -350,7 +354,11 @@ async fn a_signup_whose_first_request_died_is_taken_over_and_welcomed_once() {
 
 #[tokio::test]
 async fn a_signup_still_running_answers_409_in_progress() {
-    let app = spawn_app_with(|s| s.actors.call_timeout = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| {
+        s.actors.call_timeout = Duration::from_secs(1);
+        s.cache.lease = Duration::from_millis(500); // a write's wait fits in a call
+    })
+    .await;
     let email = unique_email();
     let (key, body) = (new_key(), body(&email));
     plant_record(&app, &key, &body, ObjectId::new(), Duration::ZERO).await;
