@@ -9,7 +9,7 @@
 //! Outside them all, `X-Content-Type-Options: nosniff` on every response
 //! ([`super::headers`]).
 //!
-//! Two `from_fn` layers, not four: each clones and boxes the service inside
+//! Few `from_fn` layers: each clones and boxes the service inside
 //! it on every request, so the span shares one with the log line, and the
 //! body limits one with the timeout (`docs/performance.md` has the profile).
 //! The path is formatted only into an enabled span or line.

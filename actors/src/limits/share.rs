@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::address::{AddressLimit, Shared};
 use super::{client_bucket, Limits};
@@ -141,11 +141,13 @@ impl AddressLimit {
     }
 }
 
-/// The sharing task of every limit. Dropping it does not stop it: call
-/// [`Sharing::shutdown`].
+/// The sharing task of every limit: [`Sharing::shutdown`] runs a last
+/// round and waits for it; dropping it instead stops the task at its next
+/// await, without the last round.
 pub struct Sharing {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    _stop_on_drop: DropGuard,
 }
 
 impl Sharing {
@@ -153,7 +155,12 @@ impl Sharing {
     pub fn start(limits: Limits, every: Duration) -> Self {
         let stop = CancellationToken::new();
         let task = tokio::spawn(rounds(limits, every, stop.clone()));
-        Self { stop, task }
+        let _stop_on_drop = stop.clone().drop_guard();
+        Self {
+            stop,
+            task,
+            _stop_on_drop,
+        }
     }
 
     /// Stop after a last round; waits for the task.
