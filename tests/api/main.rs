@@ -22,6 +22,7 @@ mod health;
 mod helpers;
 mod http;
 mod idempotency;
+mod job_bulk;
 mod job_control;
 mod jobs;
 mod jobs_enqueue;

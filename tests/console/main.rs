@@ -82,6 +82,7 @@ async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: 
     restart_shows_within_two_seconds(app, client).await;
     sign_up_shows_as_an_event(app, client).await;
     job_history_and_retry(app, client, broken, job).await;
+    retry_all_and_discard_all_after_confirming(app, client, broken).await;
     pause_the_queue_and_cancel_a_waiting_job(app, client).await;
     fleet_shows_this_instance_and_its_tree(app, client).await;
     screenshot(client, "console-1280x800.png").await;
@@ -339,6 +340,84 @@ async fn job_history_and_retry(app: &TestApp, client: &Client, broken: &AtomicBo
     .await;
     app.wait_for_jobs(doc! {"_id": job}, "completed", 1, WAIT)
         .await;
+}
+
+/// Click `#id`.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Fail `n` more `console.flaky` jobs (the ones failed so far included):
+/// their ids.
+async fn fail_jobs(app: &TestApp, broken: &AtomicBool, n: usize) -> Vec<ObjectId> {
+    broken.store(true, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(app.jobs().enqueue("console.flaky", doc! {}).await.unwrap());
+    }
+    app.nudge();
+    app.wait_for_jobs(doc! {"_id": {"$in": &ids}}, "failed", n as u64, WAIT)
+        .await;
+    ids
+}
+
+/// "Retry all" and "Discard all" (shown on the failed list) each ask first,
+/// naming how many failed jobs they take; Cancel leaves them be; confirmed,
+/// every failed job is retried, or deleted.
+async fn retry_all_and_discard_all_after_confirming(
+    app: &TestApp,
+    client: &Client,
+    broken: &AtomicBool,
+) {
+    let failed = fail_jobs(app, broken, 3).await;
+    click(client, "retry-all").await;
+    let title = until(client, WAIT, "the retry dialog", "return document.querySelector('#bulk-dialog[open]') && document.getElementById('bulk-title').textContent").await;
+    assert_eq!(title, "Retry 3 failed jobs?");
+    click(client, "bulk-cancel").await;
+    until(
+        client,
+        WAIT,
+        "the dialog closed",
+        "return !document.getElementById('bulk-dialog').open",
+    )
+    .await;
+    app.wait_for_jobs(doc! {"_id": {"$in": &failed}}, "failed", 3, WAIT)
+        .await;
+
+    broken.store(false, Ordering::SeqCst);
+    click(client, "retry-all").await;
+    until(
+        client,
+        WAIT,
+        "the retry dialog",
+        "return document.getElementById('bulk-dialog').open",
+    )
+    .await;
+    click(client, "bulk-ok").await;
+    app.wait_for_jobs(doc! {"_id": {"$in": &failed}}, "completed", 3, WAIT)
+        .await;
+
+    let failed = fail_jobs(app, broken, 2).await;
+    click(client, "discard-all").await;
+    let title = until(client, WAIT, "the discard dialog", "return document.querySelector('#bulk-dialog[open]') && document.getElementById('bulk-title').textContent").await;
+    assert_eq!(title, "Discard 2 failed jobs?");
+    click(client, "bulk-ok").await;
+    until(
+        client,
+        WAIT,
+        "the failed list empty",
+        "return document.querySelector('#job-list li.empty') !== null",
+    )
+    .await;
+    let left = helpers::find_documents(&app.db, "jobs", doc! {"_id": {"$in": &failed}}).await;
+    assert!(left.is_empty(), "discarded jobs are gone: {left:?}");
+    broken.store(false, Ordering::SeqCst);
 }
 
 /// "Pause queue" holds every job on every instance (the API says so); a job

@@ -19,7 +19,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{stream, StreamExt};
+use mongodb::bson::oid::ObjectId;
+
 use crate::events::Event;
+use crate::queue::bulk::{BulkAction, BulkOutcome, BulkQuery};
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobId, JobQuery, QueueStats};
 use crate::queue::pause::{PauseTarget, Pauses};
@@ -31,6 +35,10 @@ use crate::queue::spec::SpecError;
 use crate::queue::store::cancel::Cancel;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
+
+/// How many jobs of a bulk retry or cancel are in flight at once: enough to
+/// hide the store's round trips, few enough to leave it to everyone else.
+pub const BULK_WIDTH: usize = 8;
 
 /// The queue, for its operators. Cheap to clone.
 #[derive(Clone)]
@@ -102,6 +110,72 @@ impl QueueHandle {
             }
         };
         Ok(job.into())
+    }
+
+    /// Apply `query`'s action to the jobs it matches, at most `limit` of
+    /// them, oldest first (see [`crate::queue::bulk`]); with `dry_run`, only
+    /// count them. Each job goes through the single-job operation
+    /// ([`retry`](Self::retry), [`cancel`](Self::cancel)), [`BULK_WIDTH`] at
+    /// a time; a job that changed meanwhile is skipped. Deletes go in one
+    /// batch. Each store call is bounded by the call timeout, not the whole.
+    pub async fn bulk(
+        &self,
+        query: &BulkQuery,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<BulkOutcome, QueueError> {
+        let (action, query) = (query.action(), query.document());
+        let store = &self.queue.store;
+        let matched = self.bounded(store.count_matching(query.clone())).await?;
+        if dry_run || matched == 0 {
+            let more = matched > u64::from(limit);
+            return Ok(BulkOutcome {
+                matched,
+                applied: 0,
+                more,
+            });
+        }
+        let ids = self
+            .bounded(store.matching_ids(query.clone(), limit))
+            .await?;
+        let taken = ids.len() as u64;
+        let applied = match action {
+            BulkAction::Delete => self.bounded(store.delete_finished(&ids)).await?,
+            BulkAction::Retry | BulkAction::Cancel => self.each(action, ids).await?,
+        };
+        tracing::info!(target: "worker", action = action.as_str(), matched, applied, "bulk operation by an operator");
+        Ok(BulkOutcome {
+            matched,
+            applied,
+            more: matched > taken,
+        })
+    }
+
+    /// Retry or cancel each of `ids`; how many it was applied to.
+    async fn each(&self, action: BulkAction, ids: Vec<ObjectId>) -> Result<u64, QueueError> {
+        let results: Vec<Result<bool, QueueError>> = stream::iter(ids)
+            .map(|oid| async move {
+                let id = JobId::from(oid);
+                let done = match action {
+                    BulkAction::Cancel => self.cancel(id).await.map(drop),
+                    _ => self.retry(id).await.map(drop),
+                };
+                match done {
+                    Ok(()) => Ok(true),
+                    // Changed under the call: someone else took it.
+                    Err(QueueError::NotFound | QueueError::NotFailed(_))
+                    | Err(QueueError::Finished(_) | QueueError::UniqueKeyHeld(_)) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            })
+            .buffer_unordered(BULK_WIDTH)
+            .collect()
+            .await;
+        let mut applied = 0;
+        for result in results {
+            applied += u64::from(result?);
+        }
+        Ok(applied)
     }
 
     /// What is paused, as stored (what every instance applies within a tick).

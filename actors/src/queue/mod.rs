@@ -22,12 +22,14 @@
 //! - [`cancel`]: the running jobs' cancellation tokens (the marker that
 //!   keeps a cancelled job from running is [`store::cancel`]).
 //! - [`pause`]: pausing a type or the whole queue, fleet-wide.
+//! - [`bulk`]: retrying, cancelling or deleting every job a filter matches.
 //! - [`schedule`]: periodic jobs' schedules; [`scheduler`]: the
 //!   QueueSchedulerActor that fires them once per slot across the fleet.
 //! - [`config`]: `[queue]` in the configuration.
 //! - [`clock`]: [`clock::Clock`], the queue's "now" (a manual one in tests);
 //!   [`worker`]: [`worker::Worker`], which runs due jobs on demand (tests).
 
+pub mod bulk;
 pub mod cancel;
 pub(crate) mod candidates;
 pub mod clock;

@@ -79,6 +79,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("actors.js", JS),
     asset!("faults.js", JS),
+    asset!("bulk.js", JS),
     asset!("queue.js", JS),
     asset!("chart.js", JS),
     asset!("events.js", JS),

@@ -68,6 +68,31 @@ impl Fields {
         }
     }
 
+    /// An optional object field read field by field by `read`, as a body
+    /// is: its problems (unknown keys too) are listed as `field.key`. Absent
+    /// or null, `read` sees an empty object.
+    pub fn object<T>(
+        &mut self,
+        field: &str,
+        read: impl FnOnce(&mut Fields) -> Option<T>,
+    ) -> Option<T> {
+        let object = match self.object.remove(field) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(object)) => object,
+            Some(_) => {
+                self.error(field, "must be a JSON object");
+                return None;
+            }
+        };
+        let mut inner = Fields::new(object);
+        let value = read(&mut inner);
+        inner.report_unknown();
+        for error in inner.errors {
+            self.error(&format!("{field}.{}", error.field), error.message);
+        }
+        value
+    }
+
     fn convert<T: DeserializeOwned>(
         &mut self,
         field: &str,
@@ -85,14 +110,21 @@ impl Fields {
 
     /// Unknown fields are errors; then either the value or every problem found.
     pub fn finish<T>(mut self, value: Option<T>) -> Result<T, ApiError> {
+        self.report_unknown();
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(ApiError::Validation(self.errors)),
+        }
+    }
+}
+
+impl Fields {
+    /// Every field left unread is an error, in name order.
+    fn report_unknown(&mut self) {
         let mut unknown: Vec<String> = self.object.keys().cloned().collect();
         unknown.sort();
         for field in unknown {
             self.error(&field, "is not a known field");
-        }
-        match value {
-            Some(value) if self.errors.is_empty() => Ok(value),
-            _ => Err(ApiError::Validation(self.errors)),
         }
     }
 }
@@ -399,6 +431,60 @@ mod tests {
         assert_eq!(
             from_json(json!({"name": ""})).unwrap_err(),
             [FieldError::new("name", "must not be empty")]
+        );
+    }
+
+    /// A body with a nested object: its problems are named by their path.
+    #[derive(Debug, PartialEq)]
+    struct Search {
+        limit: Option<u8>,
+        name: Option<String>,
+    }
+
+    impl FromJson for Search {
+        fn from_json(f: &mut Fields) -> Option<Self> {
+            let limit = f.optional("limit", "an integer");
+            let name = f.object("filter", |inner| {
+                let name: Option<String> = inner.optional("name", "a string");
+                Some(name)
+            });
+            Some(Self { limit, name: name? })
+        }
+    }
+
+    fn search(value: Value) -> Result<Search, Vec<FieldError>> {
+        let Value::Object(object) = value else {
+            panic!("not an object")
+        };
+        let mut fields = Fields::new(object);
+        let value = Search::from_json(&mut fields);
+        fields.finish(value).map_err(|err| match err {
+            ApiError::Validation(errors) => errors,
+            other => panic!("not a validation error: {other}"),
+        })
+    }
+
+    #[test]
+    fn a_nested_object_is_read_like_a_body_and_its_problems_carry_their_path() {
+        assert_eq!(
+            search(json!({"filter": {"name": "n"}})),
+            Ok(Search {
+                limit: None,
+                name: Some("n".into())
+            })
+        );
+        assert_eq!(search(json!({})).unwrap().name, None, "absent: empty");
+        assert_eq!(
+            search(json!({"limit": "x", "filter": {"name": 1, "nmae": "n"}})).unwrap_err(),
+            [
+                FieldError::new("limit", "must be an integer"),
+                FieldError::new("filter.name", "must be a string"),
+                FieldError::new("filter.nmae", "is not a known field"),
+            ]
+        );
+        assert_eq!(
+            search(json!({"filter": [1]})).unwrap_err(),
+            [FieldError::new("filter", "must be a JSON object")]
         );
     }
 }

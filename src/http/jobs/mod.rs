@@ -1,8 +1,9 @@
 //! `/jobs*`: the job queue for operators (ops token), through the queue's
 //! [`QueueHandle`](troupe_actors::queue::QueueHandle): typed results, ids as
 //! [`JobId`], payloads already JSON. This module renders them and maps the
-//! queue's errors to problems; [`enqueue`] is `POST /jobs`.
+//! queue's errors to problems; [`enqueue`] is `POST /jobs`, [`bulk`] `POST /jobs/bulk`.
 
+mod bulk;
 mod control;
 mod enqueue;
 
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(job_stats))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
+        .routes(routes!(bulk::bulk_jobs))
         .merge(control::router())
 }
 

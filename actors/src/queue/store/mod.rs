@@ -10,6 +10,7 @@
 //! | [`unique`] | `job_keys` | unique keys |
 //! | [`slots`] | `queue_slots` | the periodic jobs' slots |
 //! | [`pauses`] | `queue_pauses` | what is paused |
+//! | [`bulk`] | `jobs`, `job_attempts` | what bulk operations list and delete |
 //! | [`prune`] | all but `job_keys` | deleting old history |
 //! | [`adopt`] | `jobs`, `job_attempts` | what the NestJS adoption migration reads and writes |
 //!
@@ -29,6 +30,7 @@ use crate::queue::job::{Attempt, Job};
 use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
+pub mod bulk;
 pub mod cancel;
 pub mod claim;
 pub mod finish;

@@ -5,7 +5,8 @@
 //   minute, from the rise of `completed` over the last 20 s of samples) over
 //   the last 10 minutes (or since the page opened, if that is shorter). The history is sampled by this page since it opened
 //   (at most WINDOW_MS / STATS_MS points), not kept by the server.
-// - A job list by status (failed by default, with Retry), every 5 s and
+// - A job list by status (failed by default, with Retry, and "Retry all" /
+//   "Discard all" behind a confirmation: bulk.js), every 5 s and
 //   after each action; clicking a job shows its attempt history
 //   (GET /jobs/{id}).
 // - Job controls of #18 (cancel, pause/resume) appear only when the
@@ -15,13 +16,14 @@
 import { get, post, call, describe, sessionSignal } from "./api.js";
 import { el, byId, fill, showError, num, age, clock, stamp, every } from "./dom.js";
 import { draw } from "./chart.js";
+import * as bulk from "./bulk.js";
 
 const STATS_MS = 2000;
 const JOBS_MS = 5000;
 const WINDOW_MS = 10 * 60 * 1000;
 
 let samples = [];
-let controls = { pauses: false, cancel: false };
+let controls = { pauses: false, cancel: false, bulk: false };
 
 function counts(stats) {
   // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
@@ -119,6 +121,7 @@ function jobItem(job) {
 
 async function pollJobs() {
   const status = byId("job-status").value;
+  bulk.show(controls.bulk && status === "failed");
   try {
     const page = await get(`/jobs?status=${encodeURIComponent(status)}&limit=50`);
     const items = page.jobs.map(jobItem);
@@ -175,8 +178,9 @@ async function detectControls() {
     const paths = response.ok ? (await response.json()).paths || {} : {};
     controls.pauses = Boolean(paths["/jobs/pauses"]?.get);
     controls.cancel = Boolean(paths["/jobs/{id}/cancel"]?.post);
+    controls.bulk = Boolean(paths["/jobs/bulk"]?.post);
   } catch (error) {
-    controls.pauses = controls.cancel = false;
+    controls.pauses = controls.cancel = controls.bulk = false;
     if (error.name === "AbortError") return; // signed out meanwhile
   }
   const box = byId("queue-controls");
@@ -218,11 +222,13 @@ export function start() {
 export function setup() {
   byId("job-status").addEventListener("change", pollJobs);
   byId("jobs-refresh").addEventListener("click", pollJobs);
+  bulk.setup(() => Promise.all([pollJobs(), pollStats()]));
 }
 
 export function reset() {
   samples = [];
-  controls = { pauses: false, cancel: false };
+  controls = { pauses: false, cancel: false, bulk: false };
+  bulk.show(false);
   fill(byId("queue-counts"));
   fill(byId("job-list"));
   fill(byId("chart-depth"));
