@@ -18,6 +18,8 @@
 //! A store error ends the call with that error; what was applied stays
 //! applied, and the next call resumes.
 
+use std::time::SystemTime;
+
 use mongodb::bson::{doc, DateTime, Document};
 
 use crate::queue::job::JobStatus;
@@ -79,8 +81,8 @@ impl BulkAction {
 pub struct BulkFilter {
     pub kind: Option<String>,
     pub status: Option<JobStatus>,
-    pub from: Option<DateTime>,
-    pub to: Option<DateTime>,
+    pub from: Option<SystemTime>,
+    pub to: Option<SystemTime>,
 }
 
 /// Why a filter cannot be used with an action.
@@ -139,10 +141,10 @@ impl BulkFilter {
         }
         let mut created = Document::new();
         if let Some(from) = self.from {
-            created.insert("$gte", from);
+            created.insert("$gte", DateTime::from_system_time(from));
         }
         if let Some(to) = self.to {
-            created.insert("$lt", to);
+            created.insert("$lt", DateTime::from_system_time(to));
         }
         if !created.is_empty() {
             query.insert("createdAt", created);
@@ -200,8 +202,8 @@ mod tests {
 
     #[test]
     fn type_and_time_range_narrow_the_query() {
-        let from = DateTime::from_millis(1_000);
-        let to = DateTime::from_millis(2_000);
+        let from = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        let to = from + std::time::Duration::from_secs(1);
         let filter = BulkFilter {
             kind: Some("mail.send".into()),
             status: Some(JobStatus::Failed),
@@ -210,7 +212,9 @@ mod tests {
         };
         assert_eq!(
             filter.query(BulkAction::Retry).unwrap().query,
-            doc! { "status": "failed", "type": "mail.send", "createdAt": { "$gte": from, "$lt": to } }
+            doc! { "status": "failed", "type": "mail.send", "createdAt": {
+                "$gte": DateTime::from_millis(1_000), "$lt": DateTime::from_millis(2_000),
+            } }
         );
     }
 

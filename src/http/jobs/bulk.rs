@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::Json;
-use mongodb::bson::DateTime;
 use serde::Serialize;
 use troupe_actors::queue::bulk::{
     BulkAction, BulkFilter, BulkOutcome, BulkQuery, DEFAULT_LIMIT, MAX_LIMIT,
@@ -152,12 +151,12 @@ fn filter(f: &mut Fields) -> Option<BulkFilter> {
 }
 
 /// An optional RFC 3339 time: `Some(None)` if absent, `None` if bad.
-fn time(f: &mut Fields, field: &str) -> Option<Option<DateTime>> {
+fn time(f: &mut Fields, field: &str) -> Option<Option<SystemTime>> {
     let Some(text) = f.optional::<String>(field, "an RFC 3339 date-time") else {
         return Some(None); // absent (or already reported)
     };
     match chrono::DateTime::parse_from_rfc3339(&text) {
-        Ok(at) => Some(Some(DateTime::from_system_time(SystemTime::from(at)))),
+        Ok(at) => Some(Some(SystemTime::from(at))),
         Err(_) => {
             f.error(
                 field,
