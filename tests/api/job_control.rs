@@ -670,3 +670,40 @@ async fn operators_are_answered_while_the_pollers_mailbox_is_stalled() {
     assert!(queue.pool().await.is_err(), "the poller answered meanwhile");
     assert!(asked.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_delete_of_the_pauses_without_a_body_resumes_the_whole_queue() {
+    use secrecy::ExposeSecret;
+    let app = spawn_app_with_jobs(|_| {}, JobHandlers::new()).await;
+    let paused = ops_json(&app, Method::POST, "/jobs/pauses", json!({})).await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    let token = app.settings.ops.token.expose_secret();
+    let resumed = app
+        .client
+        .delete(app.url("/jobs/pauses"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let pauses: Value = resumed.json().await.unwrap();
+    assert_eq!(pauses, json!({"queue": false, "types": []}));
+    // A body that is there must still be JSON, and a pause must say what.
+    let text = app
+        .client
+        .delete(app.url("/jobs/pauses"))
+        .bearer_auth(token)
+        .body("type=noop")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let bare_pause = app
+        .client
+        .post(app.url("/jobs/pauses"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bare_pause, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+}

@@ -814,3 +814,30 @@ async fn job_payloads_show_ids_as_hex_strings_and_dates_as_rfc3339() {
     let at = login["at"].as_str().expect("a date string");
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
 }
+
+#[tokio::test]
+async fn stats_count_cancelled_jobs_and_measure_lateness_from_when_a_job_became_due() {
+    let app = spawn_manual_app_with_jobs(|_| {}, JobHandlers::new()).await;
+    let store = app.jobs();
+    let later = Duration::from_secs(60);
+    store
+        .enqueue_held("noop", Document::new(), later)
+        .await
+        .unwrap();
+    let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
+    assert!(
+        stats["oldest_pending_age_seconds"].is_null(),
+        "a job scheduled for later is not late: {stats}"
+    );
+
+    app.advance_clock(Duration::from_secs(90));
+    let cancelled = store.enqueue("noop", Document::new()).await.unwrap();
+    let response = app.post_ops(&format!("/jobs/{cancelled}/cancel")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
+    // Created 90 s ago, due 30 s ago: 30 s late.
+    assert_eq!(stats["oldest_pending_age_seconds"], 30.0, "{stats}");
+    assert_eq!(stats["cancelled"], 1, "{stats}");
+    assert_eq!(stats["byType"]["noop"]["cancelled"], 1, "{stats}");
+    assert_eq!(stats["pending"], 1, "{stats}");
+}

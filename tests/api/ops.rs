@@ -195,13 +195,15 @@ async fn stop_and_delay_faults() {
 }
 
 #[tokio::test]
-async fn fault_injection_is_404_when_disabled() {
+async fn fault_injection_is_404_saying_it_is_off_when_disabled() {
     let app = spawn_app_with(|s| s.ops.fault_injection = false).await;
-    assert_problem(
+    let problem = assert_problem(
         inject(&app, "user", json!({"kind": "panic"})).await,
         StatusCode::NOT_FOUND,
     )
     .await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("ops.fault_injection"), "{detail}");
 }
 
 #[tokio::test]

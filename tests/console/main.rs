@@ -78,6 +78,10 @@ async fn walk_through(app: &TestApp, client: &Client, broken: &AtomicBool, job: 
     .await;
     assert_eq!(background, "rgb(246, 247, 249)");
     sign_in(app, client).await;
+    // What is hidden takes no room, whatever its display rule (the sign-in
+    // form is a grid, so is the dialog's delay field).
+    let shown = js(client, "return [...document.querySelectorAll('[hidden]')].filter(e => getComputedStyle(e).display !== 'none').map(e => e.id || e.className)").await;
+    assert_eq!(shown, serde_json::json!([]), "hidden elements still shown");
     sees_every_actor(app, client).await;
     restart_shows_within_two_seconds(app, client).await;
     sign_up_shows_as_an_event(app, client).await;
@@ -162,14 +166,14 @@ async fn restart_shows_within_two_seconds(app: &TestApp, client: &Client) {
         .unwrap()
         .parse()
         .unwrap();
-    let button = Locator::Css("button[data-actor='cache'][data-fault='panic']");
-    client
-        .find(button)
-        .await
-        .expect("cache's panic button")
-        .click()
-        .await
-        .unwrap();
+    // Found and clicked in one script: the table is redrawn every second, so
+    // an element found in one WebDriver call can be stale by the next.
+    let clicked = js(
+        client,
+        "const b = document.querySelector(\"button[data-actor='cache'][data-fault='panic']\"); b?.click(); return Boolean(b)",
+    )
+    .await;
+    assert_eq!(clicked, true, "cache's panic button");
     until(
         client,
         WAIT,
@@ -322,6 +326,14 @@ async fn job_history_and_retry(app: &TestApp, client: &Client, broken: &AtomicBo
         history.as_str().unwrap().contains("broken on purpose"),
         "{history}"
     );
+    // The job's facts beside its history: its due time, priority, payload.
+    let facts = js(client, "return [...document.querySelectorAll('#job-detail .job-facts dt')].map(d => d.textContent)").await;
+    for term in ["status", "priority", "due", "payload"] {
+        assert!(
+            facts.as_array().unwrap().iter().any(|t| t == term),
+            "{term} in {facts}"
+        );
+    }
 
     broken.store(false, Ordering::SeqCst);
     client

@@ -275,7 +275,8 @@ pub struct QueueStats {
     pub processing: u64,
     pub completed: u64,
     pub failed: u64,
-    /// Age of the oldest pending job, in seconds.
+    pub cancelled: u64,
+    /// Seconds since the longest-waiting due pending job became due.
     pub oldest_pending_age_seconds: Option<f64>,
     pub completed_last_minute: u64,
     /// Counts by status for each job type.

@@ -144,6 +144,34 @@ impl<S: Send + Sync, T: FromJson> FromRequest<S> for Valid<T> {
 }
 
 /// Read the body as a JSON object, mapping each rejection to its status.
+/// A validated JSON body that may be left out: a request with no body at
+/// all (no `Content-Type`, no length or a length of 0, no chunked body) reads
+/// as `{}`. For `DELETE`s, which clients often send without one.
+pub struct ValidOrEmpty<T>(pub T);
+
+impl<S: Send + Sync, T: FromJson> FromRequest<S> for ValidOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let object = if has_no_body(req.headers()) {
+            Map::new()
+        } else {
+            json_object(req, state).await?
+        };
+        let mut fields = Fields::new(object);
+        let value = T::from_json(&mut fields);
+        fields.finish(value).map(ValidOrEmpty)
+    }
+}
+
+/// Whether the request says it carries no body.
+fn has_no_body(headers: &header::HeaderMap) -> bool {
+    let length = headers.get(header::CONTENT_LENGTH);
+    !headers.contains_key(header::CONTENT_TYPE)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && length.is_none_or(|l| l.as_bytes() == b"0")
+}
+
 async fn json_object<S: Send + Sync>(
     req: Request,
     state: &S,
@@ -339,6 +367,28 @@ mod tests {
         }
         let err = detail(parse_object(b"{\"a\": ").unwrap_err());
         assert!(err.starts_with("malformed JSON body"), "{err}");
+    }
+
+    #[test]
+    fn only_a_request_without_type_length_or_chunks_has_no_body() {
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut map = header::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(name.clone(), value.parse().unwrap());
+            }
+            map
+        };
+        assert!(has_no_body(&headers(&[])));
+        assert!(has_no_body(&headers(&[(header::CONTENT_LENGTH, "0")])));
+        assert!(!has_no_body(&headers(&[(header::CONTENT_LENGTH, "2")])));
+        assert!(!has_no_body(&headers(&[(
+            header::CONTENT_TYPE,
+            "application/json"
+        )])));
+        assert!(!has_no_body(&headers(&[(
+            header::TRANSFER_ENCODING,
+            "chunked"
+        )])));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::{problem, JobView};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Fields, FromJson, PathId, Valid};
+use crate::http::extract::{Fields, FromJson, PathId, Valid, ValidOrEmpty};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -125,7 +125,8 @@ async fn pause(
     Ok(Json(pauses.map_err(problem)?.into()))
 }
 
-/// Resume a job type (`{"type": "..."}`) or the whole queue (`{}`).
+/// Resume a job type (`{"type": "..."}`) or the whole queue (`{}`, or no
+/// body at all).
 #[utoipa::path(delete, path = "/jobs/pauses", tag = "Jobs", security(("ops-token" = [])),
     request_body = PauseRequest,
     responses(
@@ -137,7 +138,7 @@ async fn pause(
 async fn resume(
     State(state): State<AppState>,
     _operator: Operator,
-    Valid(Target(target)): Valid<Target>,
+    ValidOrEmpty(Target(target)): ValidOrEmpty<Target>,
 ) -> Result<Json<PausesView>, ApiError> {
     let pauses = state.actors.queue.resume(target).await;
     Ok(Json(pauses.map_err(problem)?.into()))

@@ -106,7 +106,10 @@ pub struct JobStats {
     pub processing: u64,
     pub completed: u64,
     pub failed: u64,
-    /// Seconds since the oldest pending job was enqueued.
+    pub cancelled: u64,
+    /// How late the longest-waiting due job is: seconds since it became due
+    /// (its `runAt`; jobs scheduled for later do not count); absent when no
+    /// pending job is due.
     pub oldest_pending_age_seconds: Option<f64>,
     pub completed_last_minute: u64,
     /// Counts by status for each job type.
@@ -132,6 +135,7 @@ pub struct StatusCountsView {
     pub processing: u64,
     pub completed: u64,
     pub failed: u64,
+    pub cancelled: u64,
 }
 
 impl From<StatusCounts> for StatusCountsView {
@@ -141,6 +145,7 @@ impl From<StatusCounts> for StatusCountsView {
             processing: c.processing,
             completed: c.completed,
             failed: c.failed,
+            cancelled: c.cancelled,
         }
     }
 }
@@ -152,6 +157,7 @@ impl From<QueueStats> for JobStats {
             processing: s.processing,
             completed: s.completed,
             failed: s.failed,
+            cancelled: s.cancelled,
             oldest_pending_age_seconds: s.oldest_pending_age_seconds,
             completed_last_minute: s.completed_last_minute,
             by_type: s.by_type.into_iter().map(|(t, c)| (t, c.into())).collect(),

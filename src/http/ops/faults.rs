@@ -80,7 +80,10 @@ async fn inject_fault(
     Valid(body): Valid<FaultRequest>,
 ) -> Result<(StatusCode, Json<FaultInjected>), ApiError> {
     if !state.settings.ops.fault_injection {
-        return Err(ApiError::NotFound("no route matches this path".into()));
+        return Err(ApiError::NotFound(
+            "fault injection is off on this instance (ops.fault_injection; never under production)"
+                .into(),
+        ));
     }
     let fault = match body.kind.as_str() {
         "panic" => Fault::Panic,

@@ -159,20 +159,21 @@ impl JobStore {
         }
         (stats.pending, stats.processing) = (total.pending, total.processing);
         (stats.completed, stats.failed) = (total.completed, total.failed);
+        stats.cancelled = total.cancelled;
         Ok(stats)
     }
 
-    /// Seconds since the oldest pending job was enqueued; `None` if none is.
+    /// How late the longest-waiting due job is: seconds since its `runAt`
+    /// (a job scheduled for later is not late); `None` if no pending job is due.
     async fn oldest_pending_age(&self) -> Result<Option<f64>, QueueError> {
+        let now = self.clock.now();
         let oldest = self
             .jobs
-            .find_one(doc! { "status": "pending" })
-            .sort(doc! { "createdAt": 1 })
+            .find_one(doc! { "status": "pending", "runAt": { "$lte": now } })
+            .sort(doc! { "runAt": 1 })
             .await?;
-        Ok(oldest.map(|job| {
-            (self.clock.now().timestamp_millis() - job.created_at.timestamp_millis()) as f64
-                / 1000.0
-        }))
+        Ok(oldest
+            .map(|job| (now.timestamp_millis() - job.run_at.timestamp_millis()) as f64 / 1000.0))
     }
 
     /// Jobs completed within the last `window`.

@@ -33,9 +33,11 @@ function counts(stats) {
     item("processing", num(stats.processing)),
     item("completed", num(stats.completed)),
     item("failed", num(stats.failed), stats.failed > 0 ? "bad" : ""),
+    item("cancelled", num(stats.cancelled)),
     item("done last min", num(stats.completed_last_minute)),
-    item("oldest pending", age(stats.oldest_pending_age_seconds)),
+    item("most late", age(stats.oldest_pending_age_seconds)),
     unhandled(item, stats.unhandledTypes || []),
+    registered(item, stats.registeredTypes || []),
   ];
 }
 
@@ -46,8 +48,19 @@ function unhandled(item, types) {
   return cell;
 }
 
-/** How far back a throughput point looks: smooths the 2 s samples' jitter. */
-const RATE_SPAN_MS = 20000;
+/** The job types some live instance handles: what an enqueue accepts. */
+function registered(item, types) {
+  const cell = item("job types", types.length ? types.join(", ") : "none");
+  cell.title = "The job types some live instance handles (POST /jobs accepts these)";
+  return cell;
+}
+
+/**
+ * How far back a throughput point looks: one minute, as the "done last min"
+ * count beside the chart, so the two agree once the page has a minute of
+ * samples (before that, the rate is over the samples it has).
+ */
+const RATE_SPAN_MS = 60000;
 
 /** Add a sample; throughput is completions over the last RATE_SPAN_MS. */
 function record(stats, now) {
@@ -113,10 +126,36 @@ function jobItem(job) {
       el("span", { class: "job-type" }, job.type),
       el("span", { class: "muted mono" }, job.id.slice(-8)),
     ),
-    el("span", { class: "job-meta muted" }, `attempts ${job.attempts}/${job.maxAttempts} · ${clock(job.updatedAt)}`),
+    el("span", { class: "job-meta muted" }, `attempts ${job.attempts}/${job.maxAttempts} · ${when(job)}`),
     job.lastError ? el("span", { class: "job-error", title: job.lastError }, job.lastError) : null,
     el("span", { class: "job-actions" }, jobButtons(job)),
   );
+}
+
+/** A pending job's due time; any other job's last change. */
+function when(job) {
+  return job.status === "pending" ? `due ${clock(job.runAt)}` : clock(job.updatedAt);
+}
+
+/** What a job is and holds, for its detail box (absent fields left out). */
+function jobFacts(job) {
+  const facts = [
+    ["status", job.status + (job.cancelRequested && job.status === "processing" ? " (asked to stop)" : "")],
+    ["attempts", `${job.attempts}/${job.maxAttempts}`],
+    ["priority", String(job.priority)],
+    ["created", clock(job.createdAt)],
+    ["due", clock(job.runAt)],
+    ["unique key", job.uniqueKey],
+    ["held by", job.lockedBy && `${job.lockedBy} until ${clock(job.lockedUntil)}`],
+    ["completed", job.completedAt && clock(job.completedAt)],
+    ["cancelled", job.cancelledAt && clock(job.cancelledAt)],
+  ];
+  return el("dl", { class: "job-facts" },
+    facts.filter(([, value]) => value).map(([term, value]) =>
+      el("div", {}, el("dt", {}, term), el("dd", {}, value))),
+    el("div", { class: "wide" }, el("dt", {}, "payload"), el("dd", {}, el("pre", { class: "mono" }, JSON.stringify(job.payload, null, 2)))),
+    job.result == null ? null
+      : el("div", { class: "wide" }, el("dt", {}, "result"), el("dd", {}, el("pre", { class: "mono" }, JSON.stringify(job.result, null, 2)))));
 }
 
 async function pollJobs() {
@@ -155,7 +194,7 @@ async function showJob(id) {
       el("div", { class: "panel-head" },
         el("h3", {}, `${job.type} `, el("span", { class: "muted mono" }, job.id)),
         el("button", { type: "button", class: "small secondary", onclick: () => closeJob(id) }, "Close")),
-      el("p", {}, `status ${job.status} · attempts ${job.attempts}/${job.maxAttempts} · created ${clock(job.createdAt)}`),
+      jobFacts(job),
       attempts.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "history" },
             el("thead", {}, el("tr", {}, ["#", "Outcome", "Started", "Finished", "Executor", "Error"].map((h) => el("th", { scope: "col" }, h)))),
