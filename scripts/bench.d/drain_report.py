@@ -41,7 +41,7 @@ lines = [f"# Troupe job drain beside Agenda — {day}", "",
          "`/metrics` before and after (`troupe_store_commands_total`; n/a where the build lacks it), and "
          "the driver's `troupe_mongodb_commands_total`.", "",
          "## Drains", "",
-         "| queue | jobs | instances | drained | jobs/s | store cmds/job | driver cmds/job | enqueue→start p50 / p99 / max | attempts/job | jobs per instance |",
+         "| queue | jobs | instances | drained | jobs/s | store cmds/job | driver cmds/job | enqueue→start p50 / p99 / max | attempts per started job | jobs per instance |",
          "|---|---|---|---|---|---|---|---|---|---|"]
 for r in troupe:
     drained = f"{r['completed']:,}" + (f" (timed out at {timeout} s)" if r.get("timed_out") else "")
@@ -50,7 +50,7 @@ for r in troupe:
         f"| Troupe | {r['jobs']:,} | {r['instances']} | {drained} | {num(r.get('jobs_per_second'), 1)} | "
         f"{commands(r, 'store_commands')} | {commands(r, 'driver_commands')} | "
         f"{num(lat['p50'], 0, ' ms')} / {num(lat['p99'], 0, ' ms')} / {num(lat['max'], 0, ' ms')} | "
-        f"{r['attempts'] / max(r['jobs'], 1):.2f} | {split(r)} |")
+        f"{r['attempts'] / max(r['started'], 1):.2f} | {split(r)} |")
 if bound:
     projected = f"{int(bound['jobs']) / float(bound['rate']):,.0f} s" if float(bound["rate"]) > 0 else "never"
     lines.append(f"| Troupe | {int(bound['jobs']):,} | 1 | not run: the first drain's rate projects {projected} "
