@@ -47,7 +47,7 @@ for r in troupe:
     drained = f"{r['completed']:,}" + (f" (timed out at {timeout} s)" if r.get("timed_out") else "")
     lat = r["latency_ms"]
     lines.append(
-        f"| Troupe | {r['jobs']:,} | {r['instances']} | {drained} | {num(r.get('jobs_per_second'), 1)} | "
+        f"| Troupe, {r['scenario']} | {r['jobs']:,} | {r['instances']} | {drained} | {num(r.get('jobs_per_second'), 1)} | "
         f"{commands(r, 'store_commands')} | {commands(r, 'driver_commands')} | "
         f"{num(lat['p50'], 0, ' ms')} / {num(lat['p99'], 0, ' ms')} / {num(lat['max'], 0, ' ms')} | "
         f"{r['attempts'] / max(r['started'], 1):.2f} | {split(r)} |")
@@ -72,8 +72,8 @@ if any("error" not in r for r in agenda):
               f"`scripts/bench.d/agenda/`): one process, its own database on the same FerretDB, "
               f"`maxConcurrency`, `defaultConcurrency`, `lockLimit` and `defaultLockLimit` all {executors}, "
               "`processEvery` 100 ms; jobs enqueued with its own `now()` before it starts. \"runs\": its "
-              "completions per job — above 1 where two of its lock queries took the same job (FerretDB's "
-              "`findAndModify` reads, then writes)."]
+              "completions per job — above 1 where it ran a job more than once (on FerretDB, whose "
+              "`findAndModify` reads and then writes, two of its lock queries can take the same job)."]
 
 lines += ["", "## A single job into an idle queue", "",
           "| enqueued on | started on | jobs | enqueue→start median | max |", "|---|---|---|---|---|"]
@@ -82,17 +82,24 @@ for r in single:
     lines.append(f"| {'an instance running it' if r['scenario'] == 'own instance' else 'an instance without executors'} "
                  f"| {where} | {r['started']} | {num(r['latency_ms']['p50'], 0, ' ms')} | {num(r['latency_ms']['max'], 0, ' ms')} |")
 
-one = next((r for r in troupe if r["instances"] == 1), None)
-three = next((r for r in troupe if r["instances"] == 3), None)
-agenda300 = next((r for r in agenda if "error" not in r and r["jobs"] == 300), None)
 rate = lambda r: (r or {}).get("jobs_per_second")
+# The rounds of Troupe's first drain and Agenda's first backlog, paired in order.
+first = troupe[0]["jobs"] if troupe else None
+ones = [r for r in troupe if r["instances"] == 1 and r["jobs"] == first]
+firsts = [r for r in agenda if "error" not in r and r["jobs"] == (agenda[0]["jobs"] if agenda else None)]
+one = ones[0] if ones else None
+median = lambda xs: sorted(xs)[(len(xs) - 1) // 2] if xs else None
+three = next((r for r in troupe if r["instances"] == 3), None)
 targets = []
-if one:
-    targets.append(("Troupe, one instance ≥ 1,000 jobs/s", num(rate(one), 1, " jobs/s"),
-                    rate(one) is not None and rate(one) >= 1000))
-if one and agenda300:
-    ratio = rate(one) / agenda300["jobs_per_second"] if agenda300["jobs_per_second"] else None
-    targets.append(("Troupe, one instance ≥ 200× Agenda (300 jobs)", num(ratio, 0, "×"), ratio is not None and ratio >= 200))
+if ones:
+    rates = [rate(r) for r in ones if rate(r) is not None]
+    shown = num(median(rates), 1, " jobs/s") + (f" (median of {', '.join(f'{x:.1f}' for x in rates)})" if len(rates) > 1 else "")
+    targets.append(("Troupe, one instance ≥ 1,000 jobs/s", shown, bool(rates) and median(rates) >= 1000))
+if ones and firsts:
+    ratios = [rate(o) / a["jobs_per_second"] for o, a in zip(ones, firsts) if rate(o) and a["jobs_per_second"]]
+    shown = num(median(ratios), 0, "×") + (f" (per round {', '.join(f'{x:.0f}×' for x in ratios)})" if len(ratios) > 1 else "")
+    targets.append((f"Troupe, one instance ≥ 200× Agenda ({firsts[0]['jobs']:,} jobs)", shown,
+                    bool(ratios) and median(ratios) >= 200))
 if one and claims:
     targets.append(("Troupe, one instance / raw by-id claim loop", f"{rate(one) / claims['by_id_claims_per_second']:.2f}×", None))
 if one and three and rate(one) and rate(three):
