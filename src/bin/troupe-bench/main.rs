@@ -4,41 +4,88 @@
 //! - `drain URI DB N SECONDS`: insert N `noop` jobs and time the running
 //!   service draining them (jobs/s), then time raw loops of sequential
 //!   `findOneAndUpdate` claims (sorted, and by id; each for at most SECONDS)
-//!   on N documents in a
-//!   scratch collection of the same server (claims/s): the store's ceiling
-//!   for the same work. Prints one JSON line.
+//!   on N documents in a scratch collection of the same server (claims/s):
+//!   the store's ceiling for the same work. Prints one JSON line.
+//!
+//! The pieces `scripts/bench --drain` runs one by one (each prints one JSON
+//! line; TAG marks a scenario's jobs, `payload.bench`):
+//! - `enqueue URI DB N TAG`: N `noop` jobs due now, in bulk;
+//! - `count URI DB TAG`: how many exist and how many are completed;
+//! - `latency URI DB TAG [SINCE_MS]`: enqueue→start p50/p99/max, attempts,
+//!   completed jobs by instance, and the drain's duration and rate since
+//!   SINCE_MS (to the last `completedAt`);
+//! - `claims URI DB N SECONDS`: the raw claim loops alone;
+//! - `explain URI DB`: the query plans of the queue's queries;
+//! - `clear URI DB`: delete every job and attempt record.
 //! - `backlog URI DB N`: insert N `noop` jobs due tomorrow (waiting in the
 //!   queue, not claimable), for the sign-up-with-backlog scenario.
 //! - `unbacklog URI DB`: delete them again.
 //! - `dropdb URI DB`: drop a benchmark's (or fuzz run's) database.
 //! - `report RESULTS.jsonl OUT.md OUT.svg`: the Markdown table and a bar chart.
 
+mod drain;
+mod explain;
+
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
-use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 use serde_json::{json, Value};
 use troupe_actors::queue::job::Job;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["bcrypt", cost] => bcrypt_ms(cost.parse()?),
         ["drain", uri, db, n, limit] => {
-            drain(uri, db, n.parse()?, Duration::from_secs(limit.parse()?)).await
+            let db = database(uri, db).await?;
+            print(drain::drain(&db, n.parse()?, Duration::from_secs(limit.parse()?)).await?)
         }
+        ["enqueue", uri, db, n, tag] => {
+            print(drain::enqueue(&database(uri, db).await?, n.parse()?, tag).await?)
+        }
+        ["count", uri, db, tag] => {
+            let (total, completed) = drain::count(&database(uri, db).await?, tag).await?;
+            print(json!({ "total": total, "completed": completed }))
+        }
+        ["latency", uri, db, tag, since @ ..] if since.len() <= 1 => {
+            let since = since.first().map(|s| s.parse()).transpose()?;
+            print(drain::latency(&database(uri, db).await?, tag, since).await?)
+        }
+        ["claims", uri, db, n, limit] => {
+            let db = database(uri, db).await?;
+            let limit = Duration::from_secs(limit.parse()?);
+            print(drain::claim_loops(&db, n.parse()?, limit).await?)
+        }
+        ["explain", uri, db] => print(explain::explain(&database(uri, db).await?).await?),
+        ["clear", uri, db] => drain::clear(&database(uri, db).await?).await,
         ["backlog", uri, db, n] => backlog(uri, db, n.parse()?).await,
         ["unbacklog", uri, db] => {
             let jobs = database(uri, db).await?.collection::<Document>("jobs");
-            jobs.delete_many(doc! { "payload.bench": "backlog" }).await?;
+            jobs.delete_many(doc! { "payload.bench": "backlog" })
+                .await?;
             Ok(())
         }
         ["dropdb", uri, db] => Ok(database(uri, db).await?.drop().await?),
         ["report", results, md, svg] => report(results, md, svg),
-        _ => anyhow::bail!("usage: troupe-bench bcrypt COST | drain URI DB N SECONDS | backlog URI DB N | unbacklog URI DB | dropdb URI DB | report RESULTS.jsonl OUT.md OUT.svg"),
+        _ => anyhow::bail!(
+            "usage: troupe-bench bcrypt COST | drain URI DB N SECONDS | enqueue URI DB N TAG | \
+             count URI DB TAG | latency URI DB TAG [SINCE_MS] | claims URI DB N SECONDS | \
+             explain URI DB | clear URI DB | backlog URI DB N | unbacklog URI DB | dropdb URI DB | \
+             report RESULTS.jsonl OUT.md OUT.svg"
+        ),
     }
+}
+
+/// One JSON line on stdout.
+fn print(value: Value) -> anyhow::Result<()> {
+    println!("{value}");
+    Ok(())
 }
 
 fn bcrypt_ms(cost: u32) -> anyhow::Result<()> {
@@ -73,97 +120,6 @@ async fn backlog(uri: &str, db: &str, n: usize) -> anyhow::Result<()> {
     for chunk in batch.chunks(1000) {
         jobs.insert_many(chunk).await?;
     }
-    Ok(())
-}
-
-async fn drain(uri: &str, db: &str, n: usize, limit: Duration) -> anyhow::Result<()> {
-    let db = database(uri, db).await?;
-    let jobs = db.collection::<Job>("jobs");
-    let docs = db.collection::<Document>("jobs");
-    let batch: Vec<Job> = (0..n)
-        .map(|_| Job::new("noop", doc! { "bench": "drain" }, 5))
-        .collect();
-    let started = Instant::now();
-    for chunk in batch.chunks(1000) {
-        jobs.insert_many(chunk).await?;
-    }
-    let enqueued = started.elapsed();
-    loop {
-        let done = docs
-            .count_documents(doc! { "payload.bench": "drain", "status": "completed" })
-            .await?;
-        if done as usize >= n {
-            break;
-        }
-        // Each count reads the whole collection on FerretDB: poll gently.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let drained = started.elapsed();
-
-    // The store's ceiling, two ways, each one claim after another for up to
-    // `limit`, over the same number of pending documents:
-    // - sorted: the textbook claim, `findOneAndUpdate` of the oldest pending
-    //   document (on FerretDB every call reads and sorts all pending documents,
-    //   so it slows down as the queue grows);
-    // - by id: the same update addressed by `_id`, the cheapest claim write
-    //   the store offers (the service's claims are of this kind).
-    let scratch = db.collection::<Document>("bench_claims");
-    let now = mongodb::bson::DateTime::now();
-    let docs_: Vec<Document> = (0..n)
-        .map(|i| doc! { "status": "pending", "runAt": now, "createdAt": now, "n": i as i64 })
-        .collect();
-    for chunk in docs_.chunks(1000) {
-        scratch.insert_many(chunk).await?;
-    }
-    let options = FindOneAndUpdateOptions::builder()
-        .sort(doc! { "createdAt": 1, "_id": 1 })
-        .return_document(ReturnDocument::After)
-        .build();
-    let claim = doc! { "$set": { "status": "processing" } };
-    let started = Instant::now();
-    let mut sorted = 0;
-    while started.elapsed() < limit
-        && scratch
-            .find_one_and_update(doc! { "status": "pending" }, claim.clone())
-            .with_options(options.clone())
-            .await?
-            .is_some()
-    {
-        sorted += 1;
-    }
-    let sorted_rate = sorted as f64 / started.elapsed().as_secs_f64();
-    let ids: Vec<Document> = scratch
-        .find(doc! { "status": "pending" })
-        .projection(doc! { "_id": 1 })
-        .await?
-        .try_collect()
-        .await?;
-    let started = Instant::now();
-    let mut by_id = 0;
-    for id in ids.iter().filter_map(|d| d.get_object_id("_id").ok()) {
-        if started.elapsed() >= limit {
-            break;
-        }
-        scratch
-            .find_one_and_update(doc! { "_id": id, "status": "pending" }, claim.clone())
-            .await?;
-        by_id += 1;
-    }
-    let by_id_rate = by_id as f64 / started.elapsed().as_secs_f64();
-    scratch.drop().await?;
-    println!(
-        "{}",
-        json!({
-            "jobs": n,
-            "enqueue_seconds": enqueued.as_secs_f64(),
-            "drain_seconds": drained.as_secs_f64(),
-            "jobs_per_second": n as f64 / drained.as_secs_f64(),
-            "sorted_claims": sorted,
-            "claims_per_second": sorted_rate,
-            "by_id_claims": by_id,
-            "by_id_claims_per_second": by_id_rate,
-        })
-    );
     Ok(())
 }
 
