@@ -23,6 +23,7 @@ mod helpers;
 mod http;
 mod idempotency;
 mod job_control;
+mod job_finish;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;
