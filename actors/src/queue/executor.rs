@@ -261,10 +261,10 @@ async fn record_cancellation(
     (queue, finisher): (&Queue, &Finisher),
     running: &Running,
 ) -> Option<JobStatus> {
-    let (id, attempt) = (running.id, running.attempt);
-    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job cancelled");
+    let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     match finisher.finish(Ending::cancelled(id, attempt)).await {
         Ok(()) => {
+            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job cancelled");
             release_key(queue, running).await;
             queue.events.publish(Event::JobCancelled {
                 job_id: id.to_hex(),
@@ -312,13 +312,14 @@ async fn record_completion(
     running: &Running,
     result: Document,
 ) -> Option<JobStatus> {
-    let (id, attempt) = (running.id, running.attempt);
-    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job completed");
+    let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     match finisher
         .finish(Ending::completed(id, attempt, result))
         .await
     {
         Ok(()) => {
+            // Logged once written, as everything that says it is done.
+            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
             release_key(queue, running).await;
             queue.events.publish(Event::JobCompleted {
                 job_id: id.to_hex(),
