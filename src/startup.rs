@@ -87,7 +87,7 @@ impl Application {
         extra: JobHandlers,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let mongo_commands = MongoCommands::default();
+        let mongo_commands = MongoCommands::new(troupe_actors::system::STORE_COLLECTIONS);
         // Redis is not contacted here (only a cache, connected on first
         // use); MongoDB only for the migrations check, and if it is down at
         // boot the system keeps retrying (readiness says so).

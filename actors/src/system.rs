@@ -33,6 +33,7 @@ use self::children::{
     user_child, users_and_cache,
 };
 use self::database::prepare_database;
+pub use self::database::STORE_COLLECTIONS;
 pub use self::handles::Handles;
 
 use std::sync::Arc;

@@ -56,8 +56,8 @@ impl Metrics {
         register_recorded(r, &actors.queue_metrics, &actors.limit_metrics);
         register_fleet(r, actors.fleet.metrics());
         r.register(
-            "mongodb_commands",
-            "Commands sent to MongoDB, by command name (others: `other`)",
+            "store_commands",
+            "Commands sent to MongoDB, by command name and collection (others: `other`; none: `none`)",
             mongo_commands.family(),
         );
         r.register(

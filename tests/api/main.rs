@@ -24,6 +24,7 @@ mod http;
 mod idempotency;
 mod job_bulk;
 mod job_control;
+mod job_finish;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;

@@ -70,7 +70,7 @@ async fn a_hundred_scrapes_send_no_query_to_mongodb_and_no_message_to_the_poller
     assert!(
         sample(
             &text,
-            r#"troupe_mongodb_commands_total{command="aggregate"}"#
+            r#"troupe_store_commands_total{command="aggregate",collection="jobs"}"#
         ) >= Some(1.0),
         "the command counter is exported:\n{text}"
     );

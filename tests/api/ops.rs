@@ -295,7 +295,7 @@ async fn metrics_expose_requests_cache_jobs_actors_and_events() {
         "troupe_events_published_total",
         r#"troupe_events_dropped{name="audit-log"} 0"#,
         "troupe_queue_snapshot_age_seconds ",
-        r#"troupe_mongodb_commands_total{command="insert"}"#,
+        r#"troupe_store_commands_total{command="insert",collection="jobs"}"#,
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

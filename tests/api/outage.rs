@@ -109,3 +109,72 @@ async fn a_mongodb_outage_answers_503_promptly_and_recovers_by_itself() {
     app.signup(&unique_email()).await;
     drop(app); // removes its database while this FerretDB still runs
 }
+
+#[tokio::test]
+async fn a_jobs_end_that_cannot_be_written_in_an_outage_is_retried_and_the_job_is_done_only_once_written(
+) {
+    use mongodb::bson::doc;
+    use troupe_actors::events::{EventKind, Filter};
+    use troupe_actors::queue::handlers::JobHandlers;
+    use troupe_actors::queue::job::{JobStatus, Outcome};
+
+    if std::env::var("MONGODB_URI").is_ok_and(|uri| !uri.contains("127.0.0.1:27017")) {
+        eprintln!("skipped: MONGODB_URI is not the local FerretDB");
+        return;
+    }
+    let mongo = OwnMongo::start();
+    let port = mongo.port;
+    // The handler returns when the test says so (after the store went away).
+    let (started, mut running) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let handlers = JobHandlers::new().with("test.gate", move |_job| {
+        let (started, mut released) = (started.clone(), released.clone());
+        async move {
+            let _ = started.send(());
+            let _ = released.wait_for(|go| *go).await;
+            Ok(mongodb::bson::Document::new())
+        }
+    });
+    // One executor: none idle to claim the job again behind the test's back.
+    let app = crate::helpers::spawn_app_with_jobs(
+        |s| {
+            s.mongodb.uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true").into();
+            s.mongodb.timeout = Duration::from_secs(1);
+            s.queue.executors = 1;
+            s.queue.lease = Duration::from_secs(10);
+            s.queue.job_timeout = Duration::from_secs(10);
+        },
+        handlers,
+    )
+    .await;
+    let mut events = app.state.actors.registry.subscribe_channel(
+        "test",
+        Filter::local().kinds(&[EventKind::JobCompleted]),
+        16,
+    );
+    let id = app.jobs().enqueue("test.gate", doc! {}).await.unwrap();
+    app.nudge();
+    tokio::time::timeout(Duration::from_secs(10), running.recv())
+        .await
+        .expect("the job to start");
+
+    mongo.down();
+    release.send(true).unwrap();
+    // Its end cannot be written: for a while (absence has to be watched),
+    // the job is done to no one and its executor stays taken.
+    let watched = tokio::time::timeout(Duration::from_secs(3), events.recv()).await;
+    assert!(watched.is_err(), "no JobCompleted while the store is away");
+    let pool = app.state.actors.queue.pool().await.unwrap();
+    assert_eq!(pool.busy, 1, "{pool:?}");
+
+    mongo.up();
+    tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("JobCompleted once the store is back")
+        .expect("the bus");
+    let (job, attempts) = app.jobs().get(id).await.unwrap().expect("the job");
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(attempts.len(), 1, "written, not run again");
+    assert_eq!(attempts[0].outcome, Outcome::Completed);
+    drop(app); // removes its database while this FerretDB still runs
+}

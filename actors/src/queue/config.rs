@@ -60,6 +60,12 @@ pub struct QueueConfig {
     /// `(100 - p) × priority_aging`.
     #[serde(with = "humantime_serde")]
     pub priority_aging: Duration,
+    /// Finished attempts are written in bulk ([`crate::queue::finisher`]):
+    /// a batch is flushed once it holds this many outcomes…
+    pub finish_batch: usize,
+    /// …or this long after its first outcome, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub finish_delay: Duration,
     /// Whether the poller claims jobs (`true` in every deployment). A test
     /// turns it off to run each job itself, through
     /// [`crate::queue::worker::Worker`], with nothing claimed behind its back.
@@ -134,6 +140,20 @@ impl Validate for QueueConfig {
             "priority_aging",
             "must be from 1ms to 1d",
         );
+        errors.ensure(
+            (1..=4096).contains(&self.finish_batch),
+            "finish_batch",
+            "must be from 1 to 4096",
+        );
+        // An outcome waits at most this long for its flush, with its
+        // lease no longer renewed by its executor (last renewed up to a
+        // third of the lease before): it must be written well before the
+        // lease ends, or another instance runs the job again.
+        errors.ensure(
+            self.finish_delay <= self.lease / 2,
+            "finish_delay",
+            "must be at most half of queue.lease",
+        );
         for (name, config) in &self.schedules {
             if let Err(err) = Schedule::parse(name, config) {
                 let field = match err {
@@ -168,6 +188,8 @@ mod tests {
             hold: Duration::from_secs(30),
             max_payload: 65536,
             priority_aging: Duration::from_secs(10),
+            finish_batch: 64,
+            finish_delay: Duration::from_millis(2),
             poller_claims: true,
             clock: Clock::system(),
         }
@@ -237,6 +259,15 @@ mod tests {
             let refused = refused_after(valid(), |q| q.max_payload = payload);
             assert_eq!(refused.len(), keys, "{payload}: {refused:?}");
         }
+        for (batch, keys) in [(0, 1), (1, 0), (4096, 0), (4097, 1)] {
+            let refused = refused_after(valid(), |q| q.finish_batch = batch);
+            assert_eq!(refused.len(), keys, "{batch}: {refused:?}");
+        }
+        assert!(refused_after(valid(), |q| q.finish_delay = 15 * 1000 * ms).is_empty());
+        assert_eq!(
+            refused_after(valid(), |q| q.finish_delay = 15_001 * ms),
+            ["finish_delay"]
+        );
         for (aging, keys) in [(0, 1), (1, 0), (86_400_000, 0), (86_401_000, 1)] {
             let refused = refused_after(valid(), |q| q.priority_aging = aging * ms);
             assert_eq!(refused.len(), keys, "{aging}ms: {refused:?}");

@@ -4,8 +4,10 @@
 //! - Receives `Run(job)` only when the poller has claimed the job *and* won
 //!   its attempt record, so it is the only runner of that attempt.
 //! - Runs the job's handler with `queue.job_timeout`, renewing the lease every
-//!   third of it while the handler runs (in a task it owns), then writes the
-//!   outcome itself: `completed` with the result; or, on error or timeout,
+//!   third of it while the handler runs (in a task it owns), then has the
+//!   outcome written through the [`Finisher`] (in bulk with other
+//!   executors' outcomes) and waits until it is: `completed` with the
+//!   result; or, on error or timeout,
 //!   `pending` again with exponential backoff until `maxAttempts`, then
 //!   `failed`; a [`HandlerError::Permanent`](crate::queue::handlers::HandlerError::Permanent)
 //!   error fails the job at once, without retry. A job that
@@ -20,8 +22,11 @@
 //!   and the job end `cancelled` (never retried) and `JobCancelled` is
 //!   published, whatever the handler returned after the token fired. An
 //!   attempt that fails while its job's marker is in ends `cancelled` too.
-//! - Reports that it is idle again through the [`OnFinished`] hook its owner
-//!   gave it, whatever happened. It knows nothing else of its owner.
+//! - Publishes the job's event, releases its unique key and reports that it
+//!   is idle again (through the [`OnFinished`] hook its owner gave it,
+//!   whatever happened) only once the outcome is written: no one sees the
+//!   job done, nor its slot free, before its end is durable. It knows
+//!   nothing else of its owner.
 //! - Its mailbox holds one job at a time by design: `handle` awaits the job
 //!   and the writes of its outcome (that is the executor's work; the poller
 //!   never sends a second `Run` before `Finished`).
@@ -45,9 +50,11 @@ use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
+use crate::queue::finisher::Finisher;
 use crate::queue::handlers::HandlerResult;
 use crate::queue::job::{Job, JobStatus, Outcome};
 use crate::queue::shared::Queue;
+use crate::queue::store::finish::Ending;
 use crate::queue::store::JobStore;
 use crate::supervision::stats::ActorStats;
 
@@ -68,6 +75,8 @@ pub(crate) struct ExecutorArgs {
     pub queue: Arc<Queue>,
     pub on_finished: OnFinished,
     pub stats: Arc<ActorStats>,
+    /// Where its outcomes are written (the poller's finisher).
+    pub finisher: Finisher,
 }
 
 pub(crate) struct ExecutorState {
@@ -76,6 +85,7 @@ pub(crate) struct ExecutorState {
     queue: Arc<Queue>,
     on_finished: OnFinished,
     stats: Arc<ActorStats>,
+    finisher: Finisher,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -97,6 +107,7 @@ impl Actor for JobExecutor {
             queue: args.queue,
             on_finished: args.on_finished,
             stats: args.stats,
+            finisher: args.finisher,
         })
     }
 
@@ -110,7 +121,7 @@ impl Actor for JobExecutor {
         let _handling = state.stats.begin(&myself.get_cell()).await;
         let ExecutorMsg::Run(job) = message;
         let id = job.id;
-        run(&state.queue, &state.name, *job).await;
+        run((&state.queue, &state.finisher), &state.name, *job).await;
         (state.on_finished)(state.index, id);
         Ok(())
     }
@@ -134,10 +145,15 @@ impl Running {
 }
 
 /// Run `job`'s attempt (claimed, its attempt record won) and record how
-/// it ended: the job's status as written (`None`: the write failed, and
-/// the job settles when its lease expires). The one copy of the attempt's
-/// logic: the executors run it, and so does [`crate::queue::worker`].
-pub(crate) async fn run(queue: &Queue, executor: &str, job: Job) -> Option<JobStatus> {
+/// it ended, through `finisher`: the job's status as written (`None`: the
+/// write failed, and the job settles when its lease expires). The one copy
+/// of the attempt's logic: the executors run it, and so does
+/// [`crate::queue::worker`].
+pub(crate) async fn run(
+    (queue, finisher): (&Queue, &Finisher),
+    executor: &str,
+    job: Job,
+) -> Option<JobStatus> {
     let running = Running {
         id: job.id,
         kind: job.kind.clone(),
@@ -149,7 +165,7 @@ pub(crate) async fn run(queue: &Queue, executor: &str, job: Job) -> Option<JobSt
     let (id, attempt) = (running.id, running.attempt);
     tracing::info!(target: "worker", job = %id, kind = %running.kind, attempt, executor, "job started");
     let Some(handler) = queue.handlers.get(&job.kind) else {
-        return give_back_unhandled(queue, &running).await;
+        return give_back_unhandled((queue, finisher), &running).await;
     };
     let cancellation = job.cancellation();
     let _registered = queue.cancellations.register(id, cancellation.clone());
@@ -159,17 +175,17 @@ pub(crate) async fn run(queue: &Queue, executor: &str, job: Job) -> Option<JobSt
         .execution_seconds
         .observe(running.started.elapsed().as_secs_f64());
     match outcome {
-        _ if cancellation.is_cancelled() => record_cancellation(queue, &running).await,
-        Ok(Ok(result)) => record_completion(queue, &running, result).await,
+        _ if cancellation.is_cancelled() => record_cancellation((queue, finisher), &running).await,
+        Ok(Ok(result)) => record_completion((queue, finisher), &running, result).await,
         Ok(Err(error)) => {
             let retry = !error.is_permanent();
             let failure = (Outcome::Failed, error.report());
-            record_failure(queue, &running, failure, retry).await
+            record_failure((queue, finisher), &running, failure, retry).await
         }
         Err(_elapsed) => {
             let limit = humantime::format_duration(queue.config.job_timeout);
             let failure = (Outcome::TimedOut, format!("timed out after {limit}"));
-            record_failure(queue, &running, failure, true).await
+            record_failure((queue, finisher), &running, failure, true).await
         }
     }
 }
@@ -241,11 +257,14 @@ async fn renew_lease(
 
 /// The job was cancelled while it ran: the attempt and the job are
 /// `cancelled`, for good.
-async fn record_cancellation(queue: &Queue, running: &Running) -> Option<JobStatus> {
-    let (id, attempt) = (running.id, running.attempt);
-    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job cancelled");
-    match queue.store.record_cancelled(id, attempt).await {
+async fn record_cancellation(
+    (queue, finisher): (&Queue, &Finisher),
+    running: &Running,
+) -> Option<JobStatus> {
+    let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
+    match finisher.finish(Ending::cancelled(id, attempt)).await {
         Ok(()) => {
+            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job cancelled");
             release_key(queue, running).await;
             queue.events.publish(Event::JobCancelled {
                 job_id: id.to_hex(),
@@ -266,7 +285,10 @@ async fn record_cancellation(queue: &Queue, running: &Running) -> Option<JobStat
 /// instance runs ([`crate::queue::types`]), so this does not happen; should
 /// it, the job goes back to pending after its backoff, for an instance
 /// that runs it — never failed for want of a handler here.
-async fn give_back_unhandled(queue: &Queue, running: &Running) -> Option<JobStatus> {
+async fn give_back_unhandled(
+    (queue, finisher): (&Queue, &Finisher),
+    running: &Running,
+) -> Option<JobStatus> {
     let id = running.id;
     let error = format!(
         "no handler for job type {:?} on this instance",
@@ -274,32 +296,30 @@ async fn give_back_unhandled(queue: &Queue, running: &Running) -> Option<JobStat
     );
     tracing::error!(target: "worker", job = %id, %error, "claimed a job of a type this instance does not run; giving it back");
     let retry_in = Some(queue.config.backoff(running.attempt));
-    let given_back = queue
-        .store
-        .fail(
-            id,
-            running.attempt,
-            running.max_attempts.saturating_add(1),
-            Outcome::Crashed,
-            &error,
-            retry_in,
-        )
-        .await;
+    let attempts = (id, running.attempt, running.max_attempts.saturating_add(1));
+    let ending = Ending::failed(attempts, Outcome::Crashed, &error, retry_in);
+    let status = ending.status();
+    let given_back = finisher.finish(ending).await;
     given_back
         .inspect_err(|err| tracing::warn!(target: "worker", job = %id, error = %err, "could not give the job back; it comes back when its lease expires"))
         .ok()
+        .map(|()| status)
 }
 
 /// The handler returned `result`: the attempt and the job are `completed`.
 async fn record_completion(
-    queue: &Queue,
+    (queue, finisher): (&Queue, &Finisher),
     running: &Running,
     result: Document,
 ) -> Option<JobStatus> {
-    let (id, attempt) = (running.id, running.attempt);
-    tracing::info!(target: "worker", job = %id, attempt, duration_ms = running.elapsed_ms(), "job completed");
-    match queue.store.complete(id, attempt, result).await {
+    let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
+    match finisher
+        .finish(Ending::completed(id, attempt, result))
+        .await
+    {
         Ok(()) => {
+            // Logged once written, as everything that says it is done.
+            tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
             release_key(queue, running).await;
             queue.events.publish(Event::JobCompleted {
                 job_id: id.to_hex(),
@@ -320,7 +340,7 @@ async fn record_completion(
 /// retried after its backoff while it has attempts left, `failed` after
 /// that; without (a permanent error), `failed` now.
 async fn record_failure(
-    queue: &Queue,
+    (queue, finisher): (&Queue, &Finisher),
     running: &Running,
     (outcome, error): (Outcome, String),
     retry: bool,
@@ -334,15 +354,18 @@ async fn record_failure(
         .await
         .unwrap_or(false)
     {
-        return record_cancellation(queue, running).await;
+        return record_cancellation((queue, finisher), running).await;
     }
     let retry_in = retry.then(|| queue.config.backoff(attempt));
-    let failed = queue
-        .store
-        .fail(id, attempt, running.max_attempts, outcome, &error, retry_in)
-        .await;
-    match failed {
-        Ok(status) => {
+    let ending = Ending::failed(
+        (id, attempt, running.max_attempts),
+        outcome,
+        &error,
+        retry_in,
+    );
+    let status = ending.status();
+    match finisher.finish(ending).await {
+        Ok(()) => {
             tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = status.as_str(), "job attempt failed");
             if status == JobStatus::Failed {
                 release_key(queue, running).await;

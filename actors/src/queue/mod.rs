@@ -6,7 +6,8 @@
 //!   pauses; migrations' reads and writes of jobs too).
 //! - [`poller`] / [`executor`]: the QueuePollerActor, which only claims and
 //!   dispatches jobs, and
-//!   its JobExecutors, which run them; they share a [`shared::Queue`] and
+//!   its JobExecutors, which run them and hand their outcomes to its
+//!   [`finisher`], which writes them in bulk; they share a [`shared::Queue`] and
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
 //! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`].
@@ -36,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub(crate) mod executor;
+pub(crate) mod finisher;
 pub mod handle;
 pub mod handlers;
 pub mod job;

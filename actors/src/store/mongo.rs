@@ -2,6 +2,7 @@
 //! and the command counter.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -35,61 +36,97 @@ pub const COUNTED_COMMANDS: &[&str] = &[
     "killCursors",
 ];
 
-/// The label of one command counter: a name from [`COUNTED_COMMANDS`], or `other`.
+/// The `collection` label of a command on no collection (`ping`,
+/// `endSessions`, a database-wide `aggregate`).
+pub const NO_COLLECTION: &str = "none";
+
+/// The label of one command counter: a name from [`COUNTED_COMMANDS`] (or
+/// `other`), and the collection it ran on — one its owner named at
+/// construction, [`NO_COLLECTION`], or `other`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabel {
     pub command: &'static str,
+    pub collection: &'static str,
 }
 
-/// Every command the service sends to MongoDB, counted by name as it starts
-/// (the driver's command monitoring). Operators see what the service asks of
-/// the store; tests prove that an endpoint sends no query.
-#[derive(Clone)]
+/// Every command the service sends to MongoDB, counted by name and
+/// collection as it starts (the driver's command monitoring), exported as
+/// `troupe_store_commands_total{command,collection}`. Operators and the
+/// drain benchmark see what each capability asks of the store (operations
+/// per job); tests prove that an endpoint sends no query. Both labels come
+/// from closed sets, so the series stay bounded; a series appears on its
+/// first command.
+#[derive(Clone, Default)]
 pub struct MongoCommands {
     counters: Family<CommandLabel, Counter>,
-}
-
-impl Default for MongoCommands {
-    fn default() -> Self {
-        let counters = Family::<CommandLabel, Counter>::default();
-        // Every label exists from the start, at 0.
-        for name in COUNTED_COMMANDS.iter().copied().chain(["other"]) {
-            let _ = counters.get_or_create(&CommandLabel { command: name });
-        }
-        Self { counters }
-    }
+    /// The collections counted by name; any other is `other`.
+    collections: Arc<[&'static str]>,
 }
 
 impl MongoCommands {
-    /// The counters, by command (registered on `/metrics`).
+    /// A counter that names the `collections` (the service's, see
+    /// `troupe_actors::system::STORE_COLLECTIONS`) and folds any other into
+    /// `other`.
+    pub fn new(collections: &[&'static str]) -> Self {
+        Self {
+            counters: Family::default(),
+            collections: collections.into(),
+        }
+    }
+
+    /// The counters, by command and collection (registered on `/metrics`).
     pub fn family(&self) -> Family<CommandLabel, Counter> {
         self.counters.clone()
     }
 
-    /// Count one command called `name`.
-    pub fn count(&self, name: &str) {
-        let command = COUNTED_COMMANDS
-            .iter()
-            .copied()
-            .find(|known| *known == name)
-            .unwrap_or("other");
-        self.counters.get_or_create(&CommandLabel { command }).inc();
+    /// Count one command called `name` on `collection` (`None`: on no
+    /// collection).
+    pub fn count(&self, name: &str, collection: Option<&str>) {
+        let command = closed(COUNTED_COMMANDS, name);
+        let collection = match collection {
+            None => NO_COLLECTION,
+            Some(collection) => closed(&self.collections, collection),
+        };
+        let label = CommandLabel {
+            command,
+            collection,
+        };
+        self.counters.get_or_create(&label).inc();
     }
 
-    /// Commands called `name` sent so far (`other` for the rest).
+    /// Commands called `name` sent so far (`other` for the rest), on any
+    /// collection.
     pub fn sent(&self, name: &'static str) -> u64 {
-        self.counters
-            .get_or_create(&CommandLabel { command: name })
-            .get()
+        self.sum(|label| label.command == name)
+    }
+
+    /// Commands called `name` sent on `collection` so far.
+    pub fn sent_on(&self, name: &'static str, collection: &'static str) -> u64 {
+        self.sum(|label| label.command == name && label.collection == collection)
     }
 
     /// Commands sent so far, all names together.
     pub fn total(&self) -> u64 {
-        COUNTED_COMMANDS
+        self.sum(|_| true)
+    }
+
+    fn sum(&self, matches: impl Fn(&CommandLabel) -> bool) -> u64 {
+        let commands = COUNTED_COMMANDS.iter().copied().chain(["other"]);
+        let collections: Vec<&'static str> = self
+            .collections
             .iter()
             .copied()
-            .chain(["other"])
-            .map(|name| self.sent(name))
+            .chain([NO_COLLECTION, "other"])
+            .collect();
+        commands
+            .flat_map(|command| {
+                collections.iter().map(move |&collection| CommandLabel {
+                    command,
+                    collection,
+                })
+            })
+            .filter(|label| matches(label))
+            .filter_map(|label| self.counters.get(&label).map(|counter| counter.get()))
             .sum()
     }
 
@@ -97,10 +134,30 @@ impl MongoCommands {
         let commands = self.clone();
         EventHandler::callback(move |event| {
             if let CommandEvent::Started(started) = event {
-                commands.count(&started.command_name);
+                let collection = collection_of(&started.command_name, &started.command);
+                commands.count(&started.command_name, collection);
             }
         })
     }
+}
+
+/// `name` if it is one of `known`, else `other`.
+fn closed(known: &[&'static str], name: &str) -> &'static str {
+    known
+        .iter()
+        .copied()
+        .find(|known| *known == name)
+        .unwrap_or("other")
+}
+
+/// The collection a command runs on: the value of its first field for the
+/// commands on one (`{update: "jobs", …}`), `collection` for a `getMore`;
+/// `None` when that is no string (`{aggregate: 1}`, `{ping: 1}`).
+fn collection_of<'a>(name: &str, command: &'a Document) -> Option<&'a str> {
+    if name == "getMore" {
+        return command.get_str("collection").ok();
+    }
+    command.iter().next()?.1.as_str()
 }
 
 /// Connect to MongoDB. The driver connects lazily, so this only validates the
@@ -191,26 +248,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_are_counted_by_name_from_a_closed_set() {
-        let commands = MongoCommands::default();
-        commands.count("find");
-        commands.count("find");
-        commands.count("aggregate");
-        // Anything else, however long or odd, lands in one `other` counter.
-        commands.count("saslStart");
-        commands.count(&"x".repeat(10_000));
+    fn commands_are_counted_by_name_and_collection_from_closed_sets() {
+        let commands = MongoCommands::new(&["jobs", "job_attempts"]);
+        commands.count("find", Some("jobs"));
+        commands.count("find", Some("jobs"));
+        commands.count("update", Some("job_attempts"));
+        commands.count("ping", None);
+        // Anything else, however long or odd, lands in `other`.
+        commands.count("saslStart", None);
+        commands.count(&"x".repeat(10_000), Some("jobs"));
+        commands.count("insert", Some(&"y".repeat(10_000)));
         assert_eq!(commands.sent("find"), 2);
-        assert_eq!(commands.sent("aggregate"), 1);
-        assert_eq!(commands.sent("count"), 0);
+        assert_eq!(commands.sent_on("find", "jobs"), 2);
+        assert_eq!(commands.sent_on("update", "job_attempts"), 1);
+        assert_eq!(commands.sent_on("ping", NO_COLLECTION), 1);
+        assert_eq!(commands.sent_on("insert", "other"), 1);
         assert_eq!(commands.sent("other"), 2);
+        assert_eq!(commands.sent("count"), 0);
+        assert_eq!(commands.total(), 7);
         let mut text = String::new();
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register("commands", "test", commands.family());
+        registry.register("store_commands", "test", commands.family());
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"store_commands_total{command="find",collection="jobs"} 2"#),
+            "{text}"
+        );
         let samples = text
             .lines()
-            .filter(|l| l.starts_with("commands_total{"))
+            .filter(|l| l.starts_with("store_commands_total{"))
             .count();
-        assert_eq!(samples, COUNTED_COMMANDS.len() + 1, "{text}");
+        assert_eq!(samples, 6, "one series per label pair seen: {text}");
+    }
+
+    #[test]
+    fn a_commands_collection_is_its_first_fields_value_or_a_get_mores_collection() {
+        let update = doc! { "update": "jobs", "updates": [], "ordered": false };
+        assert_eq!(collection_of("update", &update), Some("jobs"));
+        let more = doc! { "getMore": 42_i64, "collection": "job_attempts" };
+        assert_eq!(collection_of("getMore", &more), Some("job_attempts"));
+        assert_eq!(collection_of("ping", &doc! { "ping": 1 }), None);
+        assert_eq!(
+            collection_of("aggregate", &doc! { "aggregate": 1, "pipeline": [] }),
+            None
+        );
     }
 }

@@ -11,6 +11,25 @@ use tokio::task::JoinHandle;
 use crate::migrate::{self, ApplyOptions, MongoLedger};
 use crate::store::error_chain;
 
+/// The service's collections: the closed set of the `collection` label of
+/// `troupe_store_commands_total` (see [`crate::store::MongoCommands`]); a
+/// command on any other collection counts as `other`.
+pub const STORE_COLLECTIONS: &[&str] = &[
+    "jobs",
+    "job_attempts",
+    "job_keys",
+    "queue_slots",
+    "queue_pauses",
+    "users",
+    "sessions",
+    "used_refresh_tokens",
+    "signup_idempotency",
+    "email_deliveries",
+    "login_events",
+    "migrations",
+    "migration_locks",
+];
+
 /// Bring the database to this binary's migrations before the actors use it
 /// (see [`crate::migrate`]): an empty database is initialised under the
 /// lock; one already migrated is left as it is. One attempt now; if MongoDB
@@ -67,4 +86,21 @@ pub(super) async fn prepare_database(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STORE_COLLECTIONS;
+
+    #[test]
+    fn the_counted_collections_include_every_named_collection_of_the_service() {
+        use crate::migrate::ledger::{LOCKS, RECORDS};
+        use crate::queue::store::{ATTEMPTS, JOBS, KEYS, PAUSES, SLOTS};
+        use crate::users::idempotency::COLLECTION;
+        for name in [
+            JOBS, ATTEMPTS, KEYS, SLOTS, PAUSES, RECORDS, LOCKS, COLLECTION,
+        ] {
+            assert!(STORE_COLLECTIONS.contains(&name), "{name}");
+        }
+    }
 }

@@ -48,7 +48,8 @@
 //!
 //! # Shutdown ([`shutdown`])
 //! Stops ticking and claiming, lets running jobs finish within three
-//! quarters of the grace period, then kills what is still running and
+//! quarters of the grace period, has the finisher write the outcomes it
+//! holds ([`crate::queue::finisher`]), then kills what is still running and
 //! releases those jobs, and the jobs claimed too late to run; waits for
 //! these releases and the store work in flight until 95% of the grace period
 //! (the root supervisor kills the poller at 100%), aborting the rest. When
@@ -77,6 +78,7 @@ use self::ticks::Timers;
 use crate::queue::candidates::Candidates;
 use crate::queue::error::QueueError;
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
+use crate::queue::finisher::{FinisherTask, StoreSink};
 use crate::queue::job::{Candidate, Job};
 use crate::queue::pause::Pauses;
 use crate::queue::pool::{Pool, PoolInfo, Slot, Work};
@@ -150,6 +152,8 @@ pub(crate) struct PollerState {
     pauses_read_at: Option<Instant>,
     /// Keeps the `/metrics` queue figures fresh while someone reads them.
     snapshot: Refresher,
+    /// Writes the executors' outcomes in bulk ([`crate::queue::finisher`]).
+    finisher: FinisherTask,
 }
 
 /// Cast to the poller, counting the message in its mailbox backlog.
@@ -160,7 +164,7 @@ fn send(poller: &ActorRef<PollerMsg>, stats: &ActorStats, message: PollerMsg) {
 
 async fn spawn_executor(
     myself: &ActorRef<PollerMsg>,
-    args: &PollerArgs,
+    (args, finisher): (&PollerArgs, &FinisherTask),
     index: usize,
 ) -> Result<ActorRef<ExecutorMsg>, ActorProcessingErr> {
     let (poller, stats) = (myself.clone(), Arc::clone(&args.stats));
@@ -171,6 +175,7 @@ async fn spawn_executor(
         queue: Arc::clone(&args.queue),
         on_finished,
         stats: Arc::clone(&args.executor_stats[index]),
+        finisher: finisher.finisher(),
     };
     let (actor, _) = Actor::spawn_linked(None, JobExecutor, args, myself.get_cell()).await?;
     Ok(actor)
@@ -199,7 +204,8 @@ impl PollerState {
         let slot = &mut self.pool[index];
         match slot.place.failed(&reason) {
             Verdict::Restart(restarts) => {
-                slot.actor = Some(spawn_executor(myself, &self.args, index).await?);
+                let executor = spawn_executor(myself, (&self.args, &self.finisher), index);
+                slot.actor = Some(executor.await?);
                 slot.place.started();
                 let name = slot.place.name();
                 self.args.health.restarted(name, &reason, restarts);
@@ -224,10 +230,16 @@ impl Actor for QueuePollerActor {
         myself: ActorRef<PollerMsg>,
         args: PollerArgs,
     ) -> Result<PollerState, ActorProcessingErr> {
+        let config = &args.queue.config;
+        let sink = StoreSink {
+            store: args.queue.store.clone(),
+            lease: config.lease,
+        };
+        let finisher = FinisherTask::start(sink, config.finish_batch, config.finish_delay);
         let mut slots = Vec::with_capacity(args.queue.config.executors);
         for index in 0..args.queue.config.executors {
             slots.push(Slot {
-                actor: Some(spawn_executor(&myself, &args, index).await?),
+                actor: Some(spawn_executor(&myself, (&args, &finisher), index).await?),
                 work: Work::Idle,
                 place: Place::new(
                     format!("executor-{index}"),
@@ -245,6 +257,7 @@ impl Actor for QueuePollerActor {
         Ok(PollerState {
             args,
             pool: Pool::new(slots),
+            finisher,
             candidates: Candidates::default(),
             tasks: JoinSet::new(),
             claims: JoinSet::new(),
@@ -344,9 +357,11 @@ impl Actor for QueuePollerActor {
         myself
             .stop_children_and_wait(Some("shutdown".into()), Some(for_jobs))
             .await;
-        state
-            .wind_down(started + grace.mul_f64(WIND_DOWN_SHARE_OF_GRACE))
-            .await;
+        // The outcomes held are written before anything is given back:
+        // a job whose end is written is not given back (fenced).
+        let deadline = started + grace.mul_f64(WIND_DOWN_SHARE_OF_GRACE);
+        state.finisher.stop(deadline).await;
+        state.wind_down(deadline).await;
         Ok(())
     }
 }

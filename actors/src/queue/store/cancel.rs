@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime};
 
+use super::finish::Ending;
 use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
@@ -162,16 +163,7 @@ impl JobStore {
     /// Attempt `attempt` stopped because the job was cancelled: the attempt
     /// and the job are `cancelled` (never retried).
     pub async fn record_cancelled(&self, id: ObjectId, attempt: i32) -> Result<(), QueueError> {
-        let error = "cancelled by an operator while it ran";
-        self.finish_attempt(id, attempt, Outcome::Cancelled, Some(error))
-            .await?;
-        self.jobs
-            .update_one(
-                doc! { "_id": id, "attempts": attempt, "status": "processing" },
-                cancelled_update(self.clock.now()),
-            )
-            .await?;
-        Ok(())
+        self.finish_one(&Ending::cancelled(id, attempt)).await
     }
 
     async fn reread(&self, id: ObjectId) -> Result<Job, QueueError> {
