@@ -60,6 +60,9 @@ pub struct QueueConfig {
     /// `(100 - p) × priority_aging`.
     #[serde(with = "humantime_serde")]
     pub priority_aging: Duration,
+    /// Most jobs one poll claims at once (and lists): a batch is bounded by
+    /// this and by the executors free then ([`crate::queue::store::batch`]).
+    pub claim_batch: usize,
     /// Whether the poller claims jobs (`true` in every deployment). A test
     /// turns it off to run each job itself, through
     /// [`crate::queue::worker::Worker`], with nothing claimed behind its back.
@@ -70,6 +73,11 @@ pub struct QueueConfig {
     #[serde(skip)]
     pub clock: Clock,
 }
+
+/// The largest `queue.claim_batch`: one claim's attempt records go to the
+/// store in one `insert` command, and a larger one would only hold more
+/// executors' worth of listed jobs that may be stale by the time they are run.
+pub const MAX_CLAIM_BATCH: usize = 1000;
 
 /// `queue.poller_claims` when unset: the poller claims.
 fn claims() -> bool {
@@ -134,6 +142,11 @@ impl Validate for QueueConfig {
             "priority_aging",
             "must be from 1ms to 1d",
         );
+        errors.ensure(
+            (1..=MAX_CLAIM_BATCH).contains(&self.claim_batch),
+            "claim_batch",
+            "must be from 1 to 1000",
+        );
         for (name, config) in &self.schedules {
             if let Err(err) = Schedule::parse(name, config) {
                 let field = match err {
@@ -168,6 +181,7 @@ mod tests {
             hold: Duration::from_secs(30),
             max_payload: 65536,
             priority_aging: Duration::from_secs(10),
+            claim_batch: 256,
             poller_claims: true,
             clock: Clock::system(),
         }
@@ -236,6 +250,10 @@ mod tests {
         ] {
             let refused = refused_after(valid(), |q| q.max_payload = payload);
             assert_eq!(refused.len(), keys, "{payload}: {refused:?}");
+        }
+        for (batch, keys) in [(0, 1), (1, 0), (1000, 0), (1001, 1)] {
+            let refused = refused_after(valid(), |q| q.claim_batch = batch);
+            assert_eq!(refused.len(), keys, "claim_batch {batch}: {refused:?}");
         }
         for (aging, keys) in [(0, 1), (1, 0), (86_400_000, 0), (86_401_000, 1)] {
             let refused = refused_after(valid(), |q| q.priority_aging = aging * ms);
