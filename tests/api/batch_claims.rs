@@ -18,6 +18,7 @@ use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::queue::job::{Candidate, Job, JobStatus};
 use troupe_actors::queue::pause::Pauses;
 use troupe_actors::queue::store::batch::TAKES_IN_FLIGHT;
+use troupe_actors::queue::store::claim::ABANDONED_AFTER;
 use troupe_actors::queue::store::JobStore;
 
 use crate::helpers::{observer, remove_stores, test_settings, three_instances};
@@ -46,7 +47,10 @@ async fn monitored(settings: &Settings) -> (Database, Arc<Mutex<Sent>>) {
         let mut sent = record.lock().unwrap();
         match event {
             CommandEvent::Started(started) => {
-                *sent.by_name.entry(started.command_name.clone()).or_default() += 1;
+                *sent
+                    .by_name
+                    .entry(started.command_name.clone())
+                    .or_default() += 1;
                 if started.command_name == "findAndModify" {
                     sent.in_flight += 1;
                     sent.most_in_flight = sent.most_in_flight.max(sent.in_flight);
@@ -67,8 +71,13 @@ async fn monitored(settings: &Settings) -> (Database, Arc<Mutex<Sent>>) {
 
 /// `n` pending `noop` jobs, due now.
 async fn backlog(db: &Database, n: usize) -> Vec<ObjectId> {
-    let jobs: Vec<Job> = (0..n).map(|_| Job::new("noop", Document::new(), 5)).collect();
-    db.collection::<Job>("jobs").insert_many(&jobs).await.unwrap();
+    let jobs: Vec<Job> = (0..n)
+        .map(|_| Job::new("noop", Document::new(), 5))
+        .collect();
+    db.collection::<Job>("jobs")
+        .insert_many(&jobs)
+        .await
+        .unwrap();
     jobs.iter().map(|job| job.id).collect()
 }
 
@@ -81,7 +90,13 @@ fn for_executors(listed: Vec<Candidate>) -> Vec<(Candidate, String)> {
 
 async fn records(db: &Database) -> Vec<Document> {
     let attempts = db.collection::<Document>("job_attempts");
-    attempts.find(doc! {}).await.unwrap().try_collect().await.unwrap()
+    attempts
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -91,7 +106,10 @@ async fn a_batch_of_n_jobs_is_reserved_with_one_insert_and_taken_at_most_eight_a
     let (db, sent) = monitored(&settings).await;
     let store = JobStore::new(&db, "claimer", 5);
     backlog(&db, N).await;
-    let listed = store.candidates(N as i64, &Pauses::default()).await.unwrap();
+    let listed = store
+        .candidates(N as i64, &Pauses::default())
+        .await
+        .unwrap();
     assert_eq!(listed.len(), N);
 
     *sent.lock().unwrap() = Sent::default();
@@ -107,7 +125,12 @@ async fn a_batch_of_n_jobs_is_reserved_with_one_insert_and_taken_at_most_eight_a
         .flatten()
         .all(|job| job.status == JobStatus::Processing && job.attempts == 1));
     let names: BTreeSet<&str> = sent.by_name.keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["findAndModify", "insert"]), "{:?}", sent.by_name);
+    assert_eq!(
+        names,
+        BTreeSet::from(["findAndModify", "insert"]),
+        "{:?}",
+        sent.by_name
+    );
     assert_eq!(sent.by_name["insert"], 1, "one insert for the whole batch");
     assert_eq!(sent.by_name["findAndModify"], N as u64, "one take per job");
     assert!(
@@ -127,6 +150,9 @@ async fn two_claimers_racing_over_one_backlog_never_hold_an_attempt_twice() {
     let ids = backlog(&db, N).await;
     let (a, b) = (JobStore::new(&db, "a", 5), JobStore::new(&db, "b", 5));
     let none = Pauses::default();
+    // Leases that outlast the test however slow the store: no job's lease
+    // expires, so each is claimed exactly once.
+    let lease = Duration::from_secs(600);
     let mut won: Vec<(ObjectId, String)> = Vec::new();
     loop {
         // Both list the same line, then claim it at the same time.
@@ -137,11 +163,15 @@ async fn two_claimers_racing_over_one_backlog_never_hold_an_attempt_twice() {
         }
         let (batch_a, batch_b) = (for_executors(listed_a), for_executors(listed_b));
         let (got_a, got_b) = tokio::join!(
-            a.claim_batch(&batch_a, LEASE, &none),
-            b.claim_batch(&batch_b, LEASE, &none)
+            a.claim_batch(&batch_a, lease, &none),
+            b.claim_batch(&batch_b, lease, &none)
         );
         for (claimer, got) in [("a", got_a.unwrap()), ("b", got_b.unwrap())] {
-            won.extend(got.into_iter().flatten().map(|job| (job.id, claimer.to_string())));
+            won.extend(
+                got.into_iter()
+                    .flatten()
+                    .map(|job| (job.id, claimer.to_string())),
+            );
         }
     }
     let distinct: BTreeSet<ObjectId> = won.iter().map(|(id, _)| *id).collect();
@@ -151,7 +181,12 @@ async fn two_claimers_racing_over_one_backlog_never_hold_an_attempt_twice() {
     let holders: BTreeMap<String, String> = records(&db)
         .await
         .iter()
-        .map(|r| (r.get_str("_id").unwrap().to_owned(), r.get_str("instance").unwrap().to_owned()))
+        .map(|r| {
+            (
+                r.get_str("_id").unwrap().to_owned(),
+                r.get_str("instance").unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(holders.len(), N);
     for (id, claimer) in &won {
@@ -200,7 +235,10 @@ async fn a_cancelled_job_inside_a_batch_is_not_taken_and_a_halfway_cancel_is_set
         "executor": "cancel", "startedAt": now, "finishedAt": now, "outcome": "cancelled",
         "error": "cancelled by an operator before it ran",
     };
-    db.collection::<Document>("job_attempts").insert_one(marker).await.unwrap();
+    db.collection::<Document>("job_attempts")
+        .insert_one(marker)
+        .await
+        .unwrap();
 
     let claimed = store
         .claim_batch(&for_executors(listed), LEASE, &Pauses::default())
@@ -229,7 +267,10 @@ async fn a_reservation_abandoned_a_lease_ago_is_replaced_by_the_next_batch() {
         "_id": format!("{}:1", ids[0]), "jobId": ids[0], "attempt": 1, "instance": "dead",
         "executor": "executor-0", "startedAt": clock.now(), "outcome": "running",
     };
-    db.collection::<Document>("job_attempts").insert_one(dead).await.unwrap();
+    db.collection::<Document>("job_attempts")
+        .insert_one(dead)
+        .await
+        .unwrap();
     let listed = store.candidates(10, &Pauses::default()).await.unwrap();
     let claimed = store
         .claim_batch(&for_executors(listed.clone()), LEASE, &Pauses::default())
@@ -238,7 +279,9 @@ async fn a_reservation_abandoned_a_lease_ago_is_replaced_by_the_next_batch() {
     let taken: Vec<ObjectId> = claimed.iter().flatten().map(|job| job.id).collect();
     assert_eq!(taken, [ids[1]], "a fresh reservation is someone else's");
 
-    clock.advance(LEASE + Duration::from_secs(1));
+    // Two leases later (the claimed job's lease is renewed: it runs).
+    clock.advance(LEASE * ABANDONED_AFTER + Duration::from_secs(1));
+    store.renew(ids[1], 1, LEASE * 3).await.unwrap();
     let listed = store.candidates(10, &Pauses::default()).await.unwrap();
     let claimed = store
         .claim_batch(&for_executors(listed), LEASE, &Pauses::default())
@@ -254,12 +297,15 @@ async fn a_reservation_abandoned_a_lease_ago_is_replaced_by_the_next_batch() {
 
 #[tokio::test]
 async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once() {
-    const N: usize = 300;
+    const N: usize = 200;
     let apps = three_instances(
         |s| {
             s.queue.executors = 24;
             s.queue.claim_batch = 16;
             s.queue.poll_interval = Duration::from_millis(50);
+            // On a busy shared store a batch's last takes come late: a
+            // lease that covers them (the profile's is 3 s).
+            s.queue.lease = Duration::from_secs(10);
         },
         JobHandlers::new(),
     )
@@ -282,7 +328,10 @@ async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once(
     for record in records(db).await {
         let job = record.get_object_id("jobId").unwrap();
         let outcome = record.get_str("outcome").unwrap().to_owned();
-        by_job.entry(job).or_default().push((record.get_i32("attempt").unwrap(), outcome));
+        by_job
+            .entry(job)
+            .or_default()
+            .push((record.get_i32("attempt").unwrap(), outcome));
     }
     for job in &jobs {
         let id = job.get_object_id("_id").unwrap();
@@ -290,7 +339,11 @@ async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once(
         let mut history = by_job.remove(&id).unwrap_or_default();
         history.sort();
         let numbers: Vec<i32> = history.iter().map(|(n, _)| *n).collect();
-        assert_eq!(numbers, (1..=k).collect::<Vec<_>>(), "job {id}: {history:?}");
+        assert_eq!(
+            numbers,
+            (1..=k).collect::<Vec<_>>(),
+            "job {id}: {history:?}"
+        );
         let completed = history.iter().filter(|(_, o)| o == "completed").count();
         assert_eq!(completed, 1, "job {id}: {history:?}");
     }

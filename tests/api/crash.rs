@@ -154,7 +154,10 @@ async fn sigkill_between_claiming_a_batch_and_finishing_it_hands_every_job_to_an
     let batch: Vec<Job> = (0..BATCH)
         .map(|_| Job::new("sleep", mongodb::bson::doc! {"ms": 20_000}, 5))
         .collect();
-    db.collection::<Job>("jobs").insert_many(&batch).await.unwrap();
+    db.collection::<Job>("jobs")
+        .insert_many(&batch)
+        .await
+        .unwrap();
 
     // The doomed instance: executors for the whole batch, a lease (30 s)
     // longer than the test waits, so only the fleet's take-over hands the
@@ -200,8 +203,16 @@ async fn sigkill_between_claiming_a_batch_and_finishing_it_hands_every_job_to_an
             .iter()
             .map(|attempt| (attempt.attempt, attempt.outcome.as_str()))
             .collect();
-        assert_eq!(outcomes, [(1, "crashed"), (2, "completed")], "job {}", job.id);
-        assert_ne!(history[0].instance, survivor_id, "attempt 1 ran on the killed one");
+        assert_eq!(
+            outcomes,
+            [(1, "crashed"), (2, "completed")],
+            "job {}",
+            job.id
+        );
+        assert_ne!(
+            history[0].instance, survivor_id,
+            "attempt 1 ran on the killed one"
+        );
         assert_eq!(history[1].instance, survivor_id);
     }
 }

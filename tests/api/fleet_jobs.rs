@@ -203,9 +203,11 @@ async fn a_job_enqueued_where_it_cannot_start_runs_on_another_instance_long_befo
     let mut runner = crate::helpers::start(settings, JobHandlers::new()).await;
     runner.owns_database = false;
     for app in [&enqueuer, &runner] {
-        crate::helpers::eventually(Duration::from_secs(10), "the events relay to connect", || async {
-            app.state.actors.relay.connected().then_some(())
-        })
+        crate::helpers::eventually(
+            Duration::from_secs(10),
+            "the events relay to connect",
+            || async { app.state.actors.relay.connected().then_some(()) },
+        )
         .await;
     }
 
@@ -213,7 +215,9 @@ async fn a_job_enqueued_where_it_cannot_start_runs_on_another_instance_long_befo
     let response = enqueuer
         .client
         .post(enqueuer.url("/jobs"))
-        .bearer_auth(secrecy::ExposeSecret::expose_secret(&enqueuer.settings.ops.token))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(
+            &enqueuer.settings.ops.token,
+        ))
         .json(&json!({"type": "noop", "payload": {}}))
         .send()
         .await
@@ -228,6 +232,9 @@ async fn a_job_enqueued_where_it_cannot_start_runs_on_another_instance_long_befo
     assert!(took < TICK / 6, "started after {took:?}");
     let history = job["history"].as_array().expect("a history");
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0]["instance"], *runner.state.actors.instance, "{job}");
+    assert_eq!(
+        history[0]["instance"], *runner.state.actors.instance,
+        "{job}"
+    );
     tracing::info!(target: "system", ?took, "a job announced across the fleet completed");
 }

@@ -235,7 +235,11 @@ mod tests {
         pool.claim_finished(task, &[(1, won)]);
         assert_eq!(pool[1].work, Work::Handing(won));
         assert_eq!(pool.claimed_too_late(), [won]);
-        assert_eq!(pool[0].work, Work::Claiming(task), "lost: waits for its message");
+        assert_eq!(
+            pool[0].work,
+            Work::Claiming(task),
+            "lost: waits for its message"
+        );
         assert!(pool.claiming());
     }
 

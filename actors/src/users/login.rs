@@ -64,10 +64,7 @@ impl UserService {
         let (pair, sid) = self.open_session(&user).await?;
         let job = self
             .jobs
-            .enqueue(
-                LOGIN_JOB,
-                doc! { "userId": user.id, "at": DateTime::now() },
-            )
+            .enqueue(LOGIN_JOB, doc! { "userId": user.id, "at": DateTime::now() })
             .await?;
         self.events.publish(Event::UserLoggedIn {
             user_id: user.id.to_hex(),

@@ -199,7 +199,10 @@ mod tests {
     fn the_first_announcement_goes_at_once_and_those_right_after_it_together() {
         let mut announcer = Announcer::default();
         let t0 = Instant::now();
-        assert_eq!(announcer.request("noop", t0), Announce::Now(vec!["noop".into()]));
+        assert_eq!(
+            announcer.request("noop", t0),
+            Announce::Now(vec!["noop".into()])
+        );
         let soon = t0 + Duration::from_millis(2);
         assert_eq!(
             announcer.request("sleep", soon),
@@ -214,7 +217,10 @@ mod tests {
         assert_eq!(announcer.due(fired), ["noop", "sleep"]);
         // A request a full period after the last goes at once again.
         let later = fired + ANNOUNCE_EVERY;
-        assert_eq!(announcer.request("noop", later), Announce::Now(vec!["noop".into()]));
+        assert_eq!(
+            announcer.request("noop", later),
+            Announce::Now(vec!["noop".into()])
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! once, from its `Claimed` message: between rounds the poller handles its
 //! mailbox (ticks, pauses, shutdown), never looping on the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
@@ -28,40 +28,47 @@ use crate::queue::store::JobStore;
 use crate::store::error_chain;
 use crate::supervision::stats::ActorStats;
 
-/// What a claim task returns (besides sending it as `Claimed`): the attempts
-/// it won, by executor, so that shutdown can give back a job whose
-/// `Claimed` message will never be handled.
+/// What a claim task returns (besides sending each as `Taken`): the
+/// attempts it won, by executor, so that shutdown can give back a job whose
+/// `Taken` message will never be handled.
 pub(super) struct ClaimDone {
     pub(super) won: Vec<(usize, Held)>,
 }
 
-/// What a batch claim won, by executor (`None`: that executor got nothing).
-pub(crate) type Won = Vec<(usize, Option<Box<Job>>)>;
-
-/// Claim `batch` (executor, candidate); what each executor won.
-async fn claim(queue: &Queue, batch: Vec<(usize, Candidate)>, paused: &Pauses) -> Won {
+/// Claim `batch` (executor, candidate): each job won goes to the poller as
+/// [`PollerMsg::Taken`] as soon as it is taken (its lease runs from then),
+/// then the executors that got nothing as [`PollerMsg::Claimed`].
+async fn claim(
+    queue: &Queue,
+    batch: Vec<(usize, Candidate)>,
+    paused: &Pauses,
+    (me, stats): (&ActorRef<PollerMsg>, &ActorStats),
+) -> ClaimDone {
     let started = Instant::now();
     let (executors, named): (Vec<usize>, Vec<(Candidate, String)>) = batch
         .into_iter()
         .map(|(index, candidate)| (index, (candidate, format!("executor-{index}"))))
         .unzip();
-    let claimed = queue
-        .store
-        .claim_batch(&named, queue.config.lease, paused)
-        .await;
-    queue
-        .metrics
-        .claim_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let claimed = claimed.unwrap_or_else(|err| {
+    let won = Mutex::new(Vec::new());
+    let hand = |i: usize, job: Job| {
+        let executor = executors[i];
+        won.lock().expect("won").push((executor, Held::of(&job)));
+        let job = Box::new(job);
+        send(me, stats, PollerMsg::Taken { executor, job });
+    };
+    let (lease, store) = (queue.config.lease, &queue.store);
+    let claimed = store.claim_batch_each(&named, lease, paused, hand).await;
+    let took = started.elapsed().as_secs_f64();
+    queue.metrics.claim_seconds.observe(took);
+    if let Err(err) = claimed {
         tracing::warn!(target: "worker", jobs = named.len(), error = %error_chain(&err), "claiming a batch failed");
-        vec![None; named.len()]
-    });
-    executors
-        .into_iter()
-        .zip(claimed)
-        .map(|(index, job)| (index, job.map(Box::new)))
-        .collect()
+    }
+    let won = won.into_inner().expect("won");
+    let lost = (executors.into_iter())
+        .filter(|executor| !won.iter().any(|(index, _)| index == executor))
+        .collect();
+    send(me, stats, PollerMsg::Claimed(lost));
+    ClaimDone { won }
 }
 
 /// Give `held` back to the queue for an immediate retry.
@@ -149,14 +156,9 @@ impl PollerState {
         let (queue, me, stats) = self.task_context(myself);
         let paused = Arc::clone(&self.pauses);
         let executors: Vec<usize> = batch.iter().map(|(index, _)| *index).collect();
-        let task = self.claims.spawn(async move {
-            let won = claim(&queue, batch, &paused).await;
-            let held = (won.iter())
-                .filter_map(|(index, job)| job.as_deref().map(|job| (*index, Held::of(job))))
-                .collect();
-            send(&me, &stats, PollerMsg::Claimed(won));
-            ClaimDone { won: held }
-        });
+        let task = self
+            .claims
+            .spawn(async move { claim(&queue, batch, &paused, (&me, stats.as_ref())).await });
         for index in executors {
             self.pool[index].work = Work::Claiming(task.id());
         }
@@ -195,15 +197,16 @@ impl PollerState {
         self.wake(myself);
     }
 
-    pub(super) fn on_claimed(&mut self, myself: &ActorRef<PollerMsg>, won: Won) {
-        for (executor, job) in won {
-            self.hand_over(executor, job);
+    /// A batch claim ended; `lost` are its executors that got nothing.
+    pub(super) fn on_claimed(&mut self, myself: &ActorRef<PollerMsg>, lost: Vec<usize>) {
+        for executor in lost {
+            self.pool[executor].work = Work::Idle;
         }
         self.wake(myself);
     }
 
     /// What a claim won for `executor`, to that executor.
-    fn hand_over(&mut self, executor: usize, job: Option<Box<Job>>) {
+    pub(super) fn hand_over(&mut self, executor: usize, job: Option<Box<Job>>) {
         let slot = &mut self.pool[executor];
         slot.work = Work::Idle;
         let Some(job) = job else {

@@ -78,14 +78,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::task::JoinSet;
 
 use self::announce::{Announcer, Listener};
-use self::claims::{ClaimDone, Won};
+use self::claims::ClaimDone;
 use self::shutdown::{JOBS_SHARE_OF_GRACE, WIND_DOWN_SHARE_OF_GRACE};
 use self::ticks::Timers;
+use crate::events::Registry;
 use crate::queue::candidates::Candidates;
 use crate::queue::error::QueueError;
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
-use crate::events::Registry;
-use crate::queue::job::Candidate;
+use crate::queue::job::{Candidate, Job};
 use crate::queue::pause::Pauses;
 use crate::queue::pool::{Pool, PoolInfo, Slot, Work};
 use crate::queue::shared::Queue;
@@ -118,8 +118,11 @@ pub(crate) enum PollerMsg {
     Announce,
     /// Internal: a candidate listing finished.
     Listed(Result<Vec<Candidate>, QueueError>),
-    /// Internal: a batch claim finished: what each of its executors won.
-    Claimed(Won),
+    /// Internal: a batch claim took this job for `executor` (start it now:
+    /// its lease runs).
+    Taken { executor: usize, job: Box<Job> },
+    /// Internal: a batch claim ended; these of its executors got nothing.
+    Claimed(Vec<usize>),
     /// Internal: the pauses read at a tick (`Some(None)`: the read failed;
     /// the last ones read stay), then the tick's work.
     TickPauses(Option<Option<Pauses>>),
@@ -211,8 +214,9 @@ impl PollerState {
     ) -> Result<(), ActorProcessingErr> {
         let slot = &mut self.pool[index];
         slot.actor = None;
-        // A claim in flight for it stays `Claiming`: its `Claimed` releases
-        // the job, and no second claim starts for this slot meanwhile.
+        // A claim in flight for it stays `Claiming`: its `Taken` releases
+        // the job (or its `Claimed` frees the slot), and no second claim
+        // starts for this slot meanwhile.
         if let Work::Busy(held) = slot.work {
             slot.work = Work::Idle;
             tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
@@ -239,7 +243,13 @@ impl PollerState {
     /// This instance enqueued `id` (of `kind`, due now, ranked `rank`):
     /// claim it in its place in line, or announce it if it cannot start
     /// here at once (a job waits in line only while this poller claims).
-    fn on_enqueued(&mut self, myself: &ActorRef<PollerMsg>, id: ObjectId, rank: DateTime, kind: &str) {
+    fn on_enqueued(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        id: ObjectId,
+        rank: DateTime,
+        kind: &str,
+    ) {
         if !self.starts_at_once(kind) {
             self.announce(myself, kind);
         }
@@ -333,7 +343,8 @@ impl Actor for QueuePollerActor {
                 state.wake(&myself);
             }
             PollerMsg::Listed(found) => state.on_listed(&myself, found),
-            PollerMsg::Claimed(won) => state.on_claimed(&myself, won),
+            PollerMsg::Taken { executor, job } => state.hand_over(executor, Some(job)),
+            PollerMsg::Claimed(lost) => state.on_claimed(&myself, lost),
             PollerMsg::Finished { executor, job } => state.on_finished(&myself, executor, job),
             PollerMsg::TickPauses(read) => state.on_tick_pauses(&myself, read),
             PollerMsg::Paused(pauses) => {

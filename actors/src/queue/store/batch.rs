@@ -28,6 +28,7 @@
 //! So a batch of N jobs nobody contests costs one `insert` and N
 //! `findAndModify`, at most [`TAKES_IN_FLIGHT`] in flight: ⌈N/8⌉ rounds.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -70,40 +71,57 @@ impl JobStore {
         lease: Duration,
         paused: &Pauses,
     ) -> Result<Vec<Option<Job>>, QueueError> {
+        let claimed = Mutex::new(vec![None; batch.len()]);
+        let keep = |i: usize, job: Job| claimed.lock().expect("claimed")[i] = Some(job);
+        self.claim_batch_each(batch, lease, paused, keep).await?;
+        Ok(claimed.into_inner().expect("claimed"))
+    }
+
+    /// [`claim_batch`](Self::claim_batch), handing each job this claimer
+    /// takes to `taken` (with its index in `batch`) the moment it is taken:
+    /// its lease runs from then, so its executor should start it then, not
+    /// once the whole batch is taken.
+    pub async fn claim_batch_each(
+        &self,
+        batch: &[(Candidate, String)],
+        lease: Duration,
+        paused: &Pauses,
+        taken: impl Fn(usize, Job) + Sync,
+    ) -> Result<(), QueueError> {
         let attempts: Vec<Attempt> = (batch.iter())
             .map(|(candidate, executor)| self.next_attempt(candidate, executor))
             .collect();
         let reserved = self.reserve_batch(&attempts).await?;
         // The futures are built first and only then streamed: a stream of
         // closures over borrowed candidates is not `Send` for every lifetime.
-        let (mut takes, mut looks) = (Vec::new(), Vec::new());
+        let (taken, mut takes, mut looks) = (&taken, Vec::new(), Vec::new());
         for (i, (candidate, _)) in batch.iter().enumerate() {
             let attempt = &attempts[i];
             match reserved[i] {
                 Reserved::Ours => takes.push(async move {
-                    let taken = self.take_reserved(candidate, attempt, lease, paused).await;
-                    (i, logged(candidate, taken))
+                    let job = self.take_reserved(candidate, attempt, lease, paused).await;
+                    if let Some(job) = logged(candidate, job) {
+                        taken(i, job);
+                    }
                 }),
                 Reserved::Taken if looks.len() < DUPLICATES_LOOKED_INTO => looks.push(async move {
-                    let retaken = self.retake(candidate, attempt, lease, paused).await;
-                    (i, logged(candidate, retaken))
+                    let job = self.retake(candidate, attempt, lease, paused).await;
+                    if let Some(job) = logged(candidate, job) {
+                        taken(i, job);
+                    }
                 }),
                 Reserved::Taken | Reserved::Refused => {}
             }
         }
-        let mut claimed: Vec<Option<Job>> = vec![None; batch.len()];
-        let taken: Vec<(usize, Option<Job>)> = stream::iter(takes)
+        stream::iter(takes)
             .buffer_unordered(TAKES_IN_FLIGHT)
-            .collect()
+            .collect::<Vec<()>>()
             .await;
-        let retaken: Vec<(usize, Option<Job>)> = stream::iter(looks)
+        stream::iter(looks)
             .buffer_unordered(TAKES_IN_FLIGHT)
-            .collect()
+            .collect::<Vec<()>>()
             .await;
-        for (i, job) in taken.into_iter().chain(retaken) {
-            claimed[i] = job;
-        }
-        Ok(claimed)
+        Ok(())
     }
 
     /// Step 1: insert every record in one unordered `insertMany`; what

@@ -22,6 +22,11 @@ use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
 use crate::queue::pause::Pauses;
 use crate::store::is_duplicate_key;
 
+/// A reservation still `running` this many leases after it was made, whose
+/// job never moved, was abandoned by its claimer (see
+/// [`JobStore::take_reserved`] for why more than one).
+pub const ABANDONED_AFTER: u32 = 2;
+
 impl JobStore {
     /// Up to `limit` claimable jobs: those whose lease expired, oldest first,
     /// then pending ones that are due, in rank order (priority with aging,
@@ -103,16 +108,17 @@ impl JobStore {
 
     /// Step 2 for `attempt`, whose record this claimer inserted: take the
     /// job if it is still as listed; if it is not, or if the reservation is
-    /// older than a third of `lease`, give the attempt back instead.
+    /// older than `lease`, give the attempt back instead.
     ///
-    /// Why the age limit: a reservation older than a lease whose job never
-    /// moved counts as abandoned, and another claimer deletes it and
-    /// reserves the attempt anew ([`reserve_taken`](Self::reserve_taken)).
-    /// Were this claimer to take the job after that, two claimers would
-    /// each hold attempt `n` (on FerretDB both takes can pass their filter).
-    /// A batch takes its jobs a few at a time, so on a slow store its last
-    /// take may come late: it never starts past a third of the lease, which
-    /// leaves two thirds for it to land before anyone may call it abandoned.
+    /// Why the age limit: a reservation older than [`ABANDONED_AFTER`]
+    /// leases whose job never moved counts as abandoned, and another
+    /// claimer deletes it and reserves the attempt anew
+    /// ([`reserve_taken`](Self::reserve_taken)). Were this claimer to take
+    /// the job after that, two claimers would each hold attempt `n` (on
+    /// FerretDB both takes can pass their filter). A batch takes its jobs a
+    /// few at a time, so on a slow store its last take may come late: it
+    /// never starts past one lease, which leaves a whole lease for it to
+    /// land before anyone may call the reservation abandoned.
     pub(super) async fn take_reserved(
         &self,
         candidate: &Candidate,
@@ -121,7 +127,7 @@ impl JobStore {
         paused: &Pauses,
     ) -> Result<Option<Job>, QueueError> {
         let age = self.clock.now().timestamp_millis() - attempt.started_at.timestamp_millis();
-        if age > (lease / 3).as_millis() as i64 {
+        if age > lease.as_millis() as i64 {
             tracing::warn!(target: "worker", job = %candidate.id, attempt = attempt.attempt, age_ms = age, "a reservation too old to take; giving it back");
             self.unreserve(attempt).await?;
             return Ok(None);
@@ -282,7 +288,7 @@ impl JobStore {
     }
 
     /// Whether `existing`, a reservation of the attempt `candidate` is
-    /// after, was abandoned: older than a lease, still `running`, and the job
+    /// after, was abandoned: older than [`ABANDONED_AFTER`] leases, still `running`, and the job
     /// still has the attempt count it had before that reservation (so its
     /// claimer never took the job).
     async fn is_abandoned(
@@ -291,7 +297,8 @@ impl JobStore {
         candidate: &Candidate,
         lease: Duration,
     ) -> Result<bool, QueueError> {
-        let stale_before = self.clock.now().timestamp_millis() - lease.as_millis() as i64;
+        let stale_before =
+            self.clock.now().timestamp_millis() - (lease * ABANDONED_AFTER).as_millis() as i64;
         if existing.outcome != Outcome::Running
             || existing.started_at.timestamp_millis() > stale_before
         {
