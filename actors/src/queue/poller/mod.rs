@@ -47,9 +47,10 @@
 //!   `stats_interval`, in a task it owns.
 //! - Handling times on `/ops/actors` measure the poller's own work on a
 //!   message: deciding what to claim and starting the tasks. One message
-//!   can start several store operations (a listing and a claim per idle
-//!   executor), so their time is not folded into it: it is on `/metrics`
-//!   (`troupe_job_listing_duration_seconds`, `troupe_job_claim_duration_seconds`).
+//!   can start several store operations (a listing and a batch claim), so
+//!   their time is not folded into it: it is on `/metrics`
+//!   (`troupe_job_listing_duration_seconds`, `troupe_job_claim_duration_seconds`,
+//!   the latter per batch).
 //!
 //! # Shutdown ([`shutdown`])
 //! Stops ticking and claiming, lets running jobs finish within three
