@@ -255,7 +255,7 @@ async fn a_cancelled_job_inside_a_batch_is_not_taken_and_a_halfway_cancel_is_set
 }
 
 #[tokio::test]
-async fn a_reservation_abandoned_a_lease_ago_is_replaced_by_the_next_batch() {
+async fn a_reservation_abandoned_two_leases_ago_is_replaced_by_the_next_batch() {
     let settings = test_settings();
     let db = observer(&settings).await;
     let ids = backlog(&db, 2).await;
