@@ -106,7 +106,7 @@ fn register_recorded(r: &mut Registry, queue: &QueueMetrics, limits: &LimitMetri
         ),
         (
             "job_claim_duration_seconds",
-            "Time to claim one job",
+            "Time to claim one batch of jobs (one insert, then its takes)",
             &queue.claim_seconds,
         ),
         (

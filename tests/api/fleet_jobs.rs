@@ -186,3 +186,55 @@ async fn a_held_job_whose_producer_never_released_it_runs_when_its_hold_ends() {
         .wait_for_jobs(doc! {"_id": id}, "completed", 1, Duration::from_secs(10))
         .await;
 }
+
+#[tokio::test]
+async fn a_job_enqueued_where_it_cannot_start_runs_on_another_instance_long_before_a_tick() {
+    // Both instances tick every 30 s; the enqueuer claims nothing. Only the
+    // enqueuer's announcement, through the fleet's stream, can start the
+    // job on the other instance before a tick.
+    const TICK: Duration = Duration::from_secs(30);
+    let enqueuer = crate::helpers::spawn_app_with(|s| {
+        s.queue.poll_interval = TICK;
+        s.queue.poller_claims = false;
+    })
+    .await;
+    let mut settings = enqueuer.settings.clone();
+    settings.queue.poller_claims = true;
+    let mut runner = crate::helpers::start(settings, JobHandlers::new()).await;
+    runner.owns_database = false;
+    for app in [&enqueuer, &runner] {
+        crate::helpers::eventually(
+            Duration::from_secs(10),
+            "the events relay to connect",
+            || async { app.state.actors.relay.connected().then_some(()) },
+        )
+        .await;
+    }
+
+    let started = std::time::Instant::now();
+    let response = enqueuer
+        .client
+        .post(enqueuer.url("/jobs"))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(
+            &enqueuer.settings.ops.token,
+        ))
+        .json(&json!({"type": "noop", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let id = mongodb::bson::oid::ObjectId::parse_str(body["id"].as_str().unwrap()).unwrap();
+    let job = runner.wait_for_job(id, "completed", TICK / 3).await;
+    // Typically well under a second; a third of the tick leaves room for a
+    // loaded machine (the relay itself is measured at 13–22 ms).
+    let took = started.elapsed();
+    assert!(took < TICK / 3, "started after {took:?}");
+    let history = job["history"].as_array().expect("a history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        history[0]["instance"], *runner.state.actors.instance,
+        "{job}"
+    );
+    tracing::info!(target: "system", ?took, "a job announced across the fleet completed");
+}

@@ -8,7 +8,7 @@
 //! - Events published here reach the bus through [`Events::publish`]; events
 //!   published on other instances of the fleet reach it through the relay
 //!   ([`crate::events::relay`]), tagged with their instance. Each
-//!   subscription chooses its [`Scope`]: this instance's events, one
+//!   subscription chooses its [`Scope`]: this instance's events, the others', one
 //!   instance's, or the whole fleet's.
 //! - The bus hands each event to every subscription whose kinds and scope match, in
 //!   publish order (one mailbox in, one mailbox or channel per subscriber out),
@@ -128,6 +128,8 @@ pub enum Scope {
     Fleet,
     /// Only those published on the instance with this id (this one or another).
     Instance(Arc<str>),
+    /// Only those the relay brings in: every instance's but this one's.
+    Others,
 }
 
 impl Scope {
@@ -137,6 +139,7 @@ impl Scope {
             Scope::Local => local,
             Scope::Fleet => true,
             Scope::Instance(id) => published.instance == *id,
+            Scope::Others => !local,
         }
     }
 }
@@ -478,6 +481,11 @@ mod tests {
             scope: Scope::Instance("b".into()),
         };
         let mut from_b = registry.subscribe_channel("from-b", only_b, 4);
+        let others = Filter {
+            kinds: None,
+            scope: Scope::Others,
+        };
+        let mut from_others = registry.subscribe_channel("others", others, 4);
         registry.dispatch(&created_on(1, "a"), true);
         registry.dispatch(&created_on(2, "b"), false);
         registry.dispatch(&created_on(3, "c"), false);
@@ -487,6 +495,7 @@ mod tests {
         assert_eq!(seqs(&mut local), [1], "this instance's only");
         assert_eq!(seqs(&mut fleet), [1, 2, 3]);
         assert_eq!(seqs(&mut from_b), [2]);
+        assert_eq!(seqs(&mut from_others), [2, 3], "the relayed ones only");
     }
 
     #[test]

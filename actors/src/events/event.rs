@@ -63,6 +63,13 @@ pub enum Event {
         job_type: String,
         attempt: i32,
     },
+    /// Jobs of these types are due on the publishing instance and it does
+    /// not start them at once: idle pollers elsewhere list the queue now
+    /// rather than at their next tick ([`crate::queue`]'s fleet wake-up;
+    /// coalesced, at most one per instance every few milliseconds).
+    JobsWaiting {
+        job_types: Vec<String>,
+    },
     ActorRestarted {
         actor: String,
         reason: String,
@@ -164,6 +171,9 @@ mod tests {
                 job_id: id(),
                 job_type: "noop".into(),
                 attempt: 1,
+            },
+            Event::JobsWaiting {
+                job_types: vec!["noop".into()],
             },
             Event::ActorRestarted {
                 actor: actor(),

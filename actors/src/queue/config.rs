@@ -66,6 +66,9 @@ pub struct QueueConfig {
     /// …or this long after its first outcome, whichever comes first.
     #[serde(with = "humantime_serde")]
     pub finish_delay: Duration,
+    /// Most jobs one poll claims at once (and lists): a batch is bounded by
+    /// this and by the executors free then ([`crate::queue::store::batch`]).
+    pub claim_batch: usize,
     /// Whether the poller claims jobs (`true` in every deployment). A test
     /// turns it off to run each job itself, through
     /// [`crate::queue::worker::Worker`], with nothing claimed behind its back.
@@ -76,6 +79,11 @@ pub struct QueueConfig {
     #[serde(skip)]
     pub clock: Clock,
 }
+
+/// The largest `queue.claim_batch`: one claim's attempt records go to the
+/// store in one `insert` command, and a larger one would only hold more
+/// executors' worth of listed jobs that may be stale by the time they are run.
+pub const MAX_CLAIM_BATCH: usize = 1000;
 
 /// `queue.poller_claims` when unset: the poller claims.
 fn claims() -> bool {
@@ -154,6 +162,11 @@ impl Validate for QueueConfig {
             "finish_delay",
             "must be at most half of queue.lease",
         );
+        errors.ensure(
+            (1..=MAX_CLAIM_BATCH).contains(&self.claim_batch),
+            "claim_batch",
+            "must be from 1 to 1000",
+        );
         for (name, config) in &self.schedules {
             if let Err(err) = Schedule::parse(name, config) {
                 let field = match err {
@@ -190,6 +203,7 @@ mod tests {
             priority_aging: Duration::from_secs(10),
             finish_batch: 64,
             finish_delay: Duration::from_millis(2),
+            claim_batch: 256,
             poller_claims: true,
             clock: Clock::system(),
         }
@@ -268,6 +282,10 @@ mod tests {
             refused_after(valid(), |q| q.finish_delay = 15_001 * ms),
             ["finish_delay"]
         );
+        for (batch, keys) in [(0, 1), (1, 0), (1000, 0), (1001, 1)] {
+            let refused = refused_after(valid(), |q| q.claim_batch = batch);
+            assert_eq!(refused.len(), keys, "claim_batch {batch}: {refused:?}");
+        }
         for (aging, keys) in [(0, 1), (1, 0), (86_400_000, 0), (86_401_000, 1)] {
             let refused = refused_after(valid(), |q| q.priority_aging = aging * ms);
             assert_eq!(refused.len(), keys, "{aging}ms: {refused:?}");

@@ -103,17 +103,33 @@ impl Pool {
         })
     }
 
-    /// The claim task `task` for `executor` finished, winning `won`. If the
-    /// slot still waits for that claim, its `Claimed` message is not handled
-    /// yet: remember what it won ([`Work::Handing`]), so that shutdown can
-    /// give it back should the message never be handled.
-    pub fn claim_finished(&mut self, task: tokio::task::Id, executor: usize, won: Option<Held>) {
-        let slot = &mut self.slots[executor];
-        if let (Work::Claiming(claiming), Some(won)) = (&slot.work, won) {
-            if *claiming == task {
-                slot.work = Work::Handing(won);
+    /// The claim task `task` finished, winning `won` (executor, attempt).
+    /// Each slot that still waits for that claim has not had its `Claimed`
+    /// message handled yet: remember what it won ([`Work::Handing`]), so
+    /// that shutdown can give it back should the message never be handled.
+    pub fn claim_finished(&mut self, task: tokio::task::Id, won: &[(usize, Held)]) {
+        for &(executor, held) in won {
+            let slot = &mut self.slots[executor];
+            if slot.work == Work::Claiming(task) {
+                slot.work = Work::Handing(held);
             }
         }
+    }
+
+    /// The claim task `task` died (a bug): its `Claimed` never comes, so
+    /// its slots are idle again (whatever it reserved is abandoned, and
+    /// replaced after a lease by the next claimer).
+    pub fn claim_failed(&mut self, task: tokio::task::Id) {
+        for slot in &mut self.slots {
+            if slot.work == Work::Claiming(task) {
+                slot.work = Work::Idle;
+            }
+        }
+    }
+
+    /// Whether a claim is under way (its `Claimed` not handled yet).
+    pub fn claiming(&self) -> bool {
+        (self.slots.iter()).any(|slot| matches!(slot.work, Work::Claiming(_) | Work::Handing(_)))
     }
 
     /// The attempts claims won whose `Claimed` was never handled: no
@@ -213,11 +229,18 @@ mod tests {
     async fn a_won_claim_whose_message_is_not_handled_is_given_back_at_shutdown() {
         let (task, _) = task_ids().await;
         let mut pool = pool(2);
+        pool[0].work = Work::Claiming(task);
         pool[1].work = Work::Claiming(task);
         let won = held(1);
-        pool.claim_finished(task, 1, Some(won));
+        pool.claim_finished(task, &[(1, won)]);
         assert_eq!(pool[1].work, Work::Handing(won));
         assert_eq!(pool.claimed_too_late(), [won]);
+        assert_eq!(
+            pool[0].work,
+            Work::Claiming(task),
+            "lost: waits for its message"
+        );
+        assert!(pool.claiming());
     }
 
     #[tokio::test]
@@ -225,7 +248,7 @@ mod tests {
         let (first, second) = task_ids().await;
         let mut pool = pool(2);
         pool[0].work = Work::Claiming(first);
-        pool.claim_finished(first, 0, None);
+        pool.claim_finished(first, &[]);
         assert_eq!(
             pool[0].work,
             Work::Claiming(first),
@@ -234,11 +257,25 @@ mod tests {
         // Handled already: the slot went busy and now waits for another claim.
         let running = held(2);
         pool[1].work = Work::Busy(running);
-        pool.claim_finished(first, 1, Some(held(1)));
+        pool.claim_finished(first, &[(1, held(1))]);
         assert_eq!(pool[1].work, Work::Busy(running));
         pool[1].work = Work::Claiming(second);
-        pool.claim_finished(first, 1, Some(held(1)));
+        pool.claim_finished(first, &[(1, held(1))]);
         assert_eq!(pool[1].work, Work::Claiming(second));
         assert!(pool.claimed_too_late().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_slots_of_a_claim_task_that_died_are_idle_again_and_no_claim_is_under_way() {
+        let (dead, other) = task_ids().await;
+        let mut pool = pool(3);
+        pool[0].work = Work::Claiming(dead);
+        pool[1].work = Work::Claiming(dead);
+        pool[2].work = Work::Claiming(other);
+        pool.claim_failed(dead);
+        assert_eq!((&pool[0].work, &pool[1].work), (&Work::Idle, &Work::Idle));
+        assert_eq!(pool[2].work, Work::Claiming(other));
+        pool.claim_failed(other);
+        assert!(!pool.claiming());
     }
 }

@@ -156,8 +156,13 @@ impl JobQueue {
         let here = self.admission.types.local().contains(&job.kind);
         // A job of a type only other instances run is theirs to list.
         let due = job.run_at <= self.store.clock().now();
-        if here && enqueued == Enqueued::Created(job.id.into()) && due {
-            self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at));
+        if enqueued == Enqueued::Created(job.id.into()) && due {
+            let kind = job.kind.clone();
+            match here {
+                true => self.claim_ranked(job.id, job.rank.unwrap_or(job.created_at), kind),
+                // The fleet hears of it through this instance's poller.
+                false => drop(self.poller.cast(PollerMsg::DueElsewhere { kind })),
+            }
         }
         Ok(enqueued)
     }
@@ -242,16 +247,17 @@ impl JobQueue {
         self.store.delete(id).await
     }
 
-    /// Ask this instance's poller to claim `id` (priority 0, just enqueued)
-    /// now. If the poller is down the job waits for the next listing (any
-    /// instance's).
-    pub fn claim_soon(&self, id: ObjectId) {
-        self.claim_ranked(id, self.store.clock().now());
+    /// Ask this instance's poller to claim `id`, of type `kind` (priority
+    /// 0, just enqueued), now; if it cannot start it at once, it announces
+    /// it to the fleet. If the poller is down the job waits for the next
+    /// listing (any instance's).
+    pub fn claim_soon(&self, id: ObjectId, kind: &str) {
+        self.claim_ranked(id, self.store.clock().now(), kind.to_owned());
     }
 
     /// Ask this instance's poller to claim `id`, ranked `rank`, in its place in line.
-    fn claim_ranked(&self, id: ObjectId, rank: DateTime) {
-        let _ = self.poller.cast(PollerMsg::Enqueued { id, rank });
+    fn claim_ranked(&self, id: ObjectId, rank: DateTime, kind: String) {
+        let _ = self.poller.cast(PollerMsg::Enqueued { id, rank, kind });
     }
 }
 

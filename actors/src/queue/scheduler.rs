@@ -211,7 +211,7 @@ async fn ensure_job(
 ) -> Result<(), QueueError> {
     if args.jobs.insert_scheduled(id, schedule).await? {
         tracing::info!(target: "worker", job = %id, schedule = %schedule.name, kind = %schedule.kind, "periodic job enqueued");
-        args.queue.claim_soon(id);
+        args.queue.claim_soon(id, &schedule.kind);
     }
     Ok(())
 }

@@ -236,6 +236,7 @@ pub(super) fn queue_poller(
         health: handles.tree.clone(),
         stats: handles.poller.stats(),
         executor_stats: handles.executor_stats.clone(),
+        registry: handles.registry.clone(),
     };
     ChildSpec::new(QueuePollerActor, args, handles.poller.clone())
 }

@@ -18,6 +18,9 @@ use crate::users::UserError;
 /// (and it names no account anyway).
 const NOT_AN_ADDRESS: &str = "(not an e-mail address)";
 
+/// The job a login records itself with.
+const LOGIN_JOB: &str = "user.login";
+
 /// The throttle's account key for a login with `email`.
 fn throttle_account(email: Option<&Email>) -> &str {
     email.map_or(NOT_AN_ADDRESS, Email::as_str)
@@ -43,7 +46,7 @@ impl UserService {
         let (pair, job) = self
             .login_and_record(email, password, client, dummy_hash)
             .await?;
-        self.jobs.claim_soon(job);
+        self.jobs.claim_soon(job, LOGIN_JOB);
         Ok(pair)
     }
 
@@ -61,10 +64,7 @@ impl UserService {
         let (pair, sid) = self.open_session(&user).await?;
         let job = self
             .jobs
-            .enqueue(
-                "user.login",
-                doc! { "userId": user.id, "at": DateTime::now() },
-            )
+            .enqueue(LOGIN_JOB, doc! { "userId": user.id, "at": DateTime::now() })
             .await?;
         self.events.publish(Event::UserLoggedIn {
             user_id: user.id.to_hex(),

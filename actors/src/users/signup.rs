@@ -89,7 +89,7 @@ impl UserService {
         };
         // A repeated keyed sign-up wrote no job.
         if let Some(job) = job {
-            self.jobs.claim_soon(job);
+            self.jobs.claim_soon(job, WELCOME);
         }
         Ok(pair)
     }

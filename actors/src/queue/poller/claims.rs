@@ -1,7 +1,16 @@
-//! Claiming: listing candidates and claiming one per idle executor, each
-//! in a task the poller owns, and handing what a claim won to its executor.
+//! Claiming: listing candidates and claiming a batch of them for the idle
+//! executors, in a task the poller owns, and handing what the batch won to
+//! its executors.
+//!
+//! One batch is under way at a time: executors that free up meanwhile wait
+//! for it to end, then the next batch claims for all of them. So under load
+//! claims group themselves (one insert and a few rounds of takes for many
+//! jobs), and an idle queue still claims a lone job at once. A batch that
+//! ends while executors are idle and candidates are left starts the next at
+//! once, from its `Claimed` message: between rounds the poller handles its
+//! mailbox (ticks, pauses, shutdown), never looping on the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
@@ -19,41 +28,47 @@ use crate::queue::store::JobStore;
 use crate::store::error_chain;
 use crate::supervision::stats::ActorStats;
 
-/// Candidates listed per query (see [`crate::queue::store::JobStore::candidates`]).
-const CANDIDATE_BATCH: i64 = 256;
-
-/// What a claim task returns (besides sending it as `Claimed`): the attempt
-/// it won for `executor`, if any, so that shutdown can give back a job whose
-/// `Claimed` message will never be handled.
+/// What a claim task returns (besides sending each as `Taken`): the
+/// attempts it won, by executor, so that shutdown can give back a job whose
+/// `Taken` message will never be handled.
 pub(super) struct ClaimDone {
-    pub(super) executor: usize,
-    pub(super) won: Option<Held>,
+    pub(super) won: Vec<(usize, Held)>,
 }
 
-/// Claim `candidate` for `executor`, or `None` if someone else has it.
+/// Claim `batch` (executor, candidate): each job won goes to the poller as
+/// [`PollerMsg::Taken`] as soon as it is taken (its lease runs from then),
+/// then the executors that got nothing as [`PollerMsg::Claimed`].
 async fn claim(
     queue: &Queue,
-    candidate: &Candidate,
-    executor: usize,
+    batch: Vec<(usize, Candidate)>,
     paused: &Pauses,
-) -> Option<Box<Job>> {
-    let name = format!("executor-{executor}");
+    (me, stats): (&ActorRef<PollerMsg>, &ActorStats),
+) -> ClaimDone {
     let started = Instant::now();
-    let claimed = queue
-        .store
-        .claim(candidate, queue.config.lease, &name, paused)
-        .await;
-    queue
-        .metrics
-        .claim_seconds
-        .observe(started.elapsed().as_secs_f64());
-    match claimed {
-        Ok(job) => job.map(Box::new),
-        Err(err) => {
-            tracing::warn!(target: "worker", job = %candidate.id, error = %err, "claim failed");
-            None
-        }
+    let (executors, named): (Vec<usize>, Vec<(Candidate, String)>) = batch
+        .into_iter()
+        .map(|(index, candidate)| (index, (candidate, format!("executor-{index}"))))
+        .unzip();
+    let won = Mutex::new(Vec::new());
+    let hand = |i: usize, job: Job| {
+        let executor = executors[i];
+        won.lock().expect("won").push((executor, Held::of(&job)));
+        let job = Box::new(job);
+        send(me, stats, PollerMsg::Taken { executor, job });
+    };
+    let (lease, store) = (queue.config.lease, &queue.store);
+    let claimed = store.claim_batch_each(&named, lease, paused, hand).await;
+    let took = started.elapsed().as_secs_f64();
+    queue.metrics.claim_seconds.observe(took);
+    if let Err(err) = claimed {
+        tracing::warn!(target: "worker", jobs = named.len(), error = %error_chain(&err), "claiming a batch failed");
     }
+    let won = won.into_inner().expect("won");
+    let lost = (executors.into_iter())
+        .filter(|executor| !won.iter().any(|(index, _)| index == executor))
+        .collect();
+    send(me, stats, PollerMsg::Claimed(lost));
+    ClaimDone { won }
 }
 
 /// Give `held` back to the queue for an immediate retry.
@@ -84,62 +99,69 @@ impl PollerState {
         }
         while let Some(joined) = self.claims.try_join_next_with_id() {
             match joined {
-                Ok((task, done)) => self.pool.claim_finished(task, done.executor, done.won),
-                Err(err) => tracing::error!(target: "worker", error = %err, "a claim task failed"),
+                Ok((task, done)) => self.pool.claim_finished(task, &done.won),
+                Err(err) => {
+                    tracing::error!(target: "worker", error = %err, "a claim task failed");
+                    self.pool.claim_failed(err.id());
+                }
             }
         }
     }
 
-    /// Start a claim for every idle executor, listing candidates when needed.
+    /// Claim a batch for the idle executors (at most `queue.claim_batch`),
+    /// listing candidates when needed; nothing while a batch is under way
+    /// (its `Claimed` wakes the poller again).
     pub(super) fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
         // `queue.poller_claims = false`: a test runs the jobs (`queue::worker`).
-        if self.pauses.queue || !self.args.queue.config.poller_claims {
+        if self.pauses.queue || !self.args.queue.config.poller_claims || self.pool.claiming() {
             return;
         }
+        let limit = self.args.queue.config.claim_batch;
+        let mut batch = Vec::new();
         for index in 0..self.pool.len() {
+            if batch.len() == limit {
+                break;
+            }
             if !self.pool[index].is_idle() {
                 continue;
             }
             match self.candidates.next() {
-                Next::Claim(candidate) => self.start_claim(myself, index, candidate),
-                Next::List => return self.start_listing(myself),
-                Next::Wait => return,
+                Next::Claim(candidate) => batch.push((index, candidate)),
+                Next::List => {
+                    self.start_listing(myself);
+                    break;
+                }
+                Next::Wait => break,
             }
+        }
+        if !batch.is_empty() {
+            self.start_claim(myself, batch);
         }
     }
 
     fn start_listing(&mut self, myself: &ActorRef<PollerMsg>) {
         let (queue, me, stats) = self.task_context(myself);
         let paused = Arc::clone(&self.pauses);
+        let limit = queue.config.claim_batch as i64;
         self.tasks.spawn(async move {
             let started = Instant::now();
-            let found = queue.store.candidates(CANDIDATE_BATCH, &paused).await;
+            let found = queue.store.candidates(limit, &paused).await;
             let took = started.elapsed().as_secs_f64();
             queue.metrics.listing_seconds.observe(took);
             send(&me, &stats, PollerMsg::Listed(found));
         });
     }
 
-    fn start_claim(&mut self, myself: &ActorRef<PollerMsg>, index: usize, candidate: Candidate) {
+    fn start_claim(&mut self, myself: &ActorRef<PollerMsg>, batch: Vec<(usize, Candidate)>) {
         let (queue, me, stats) = self.task_context(myself);
         let paused = Arc::clone(&self.pauses);
-        let task = self.claims.spawn(async move {
-            let job = claim(&queue, &candidate, index, &paused).await;
-            let won = job.as_deref().map(Held::of);
-            send(
-                &me,
-                &stats,
-                PollerMsg::Claimed {
-                    executor: index,
-                    job,
-                },
-            );
-            ClaimDone {
-                executor: index,
-                won,
-            }
-        });
-        self.pool[index].work = Work::Claiming(task.id());
+        let executors: Vec<usize> = batch.iter().map(|(index, _)| *index).collect();
+        let task = self
+            .claims
+            .spawn(async move { claim(&queue, batch, &paused, (&me, stats.as_ref())).await });
+        for index in executors {
+            self.pool[index].work = Work::Claiming(task.id());
+        }
     }
 
     /// What a task needs to do store work and report back.
@@ -175,27 +197,31 @@ impl PollerState {
         self.wake(myself);
     }
 
-    pub(super) fn on_claimed(
-        &mut self,
-        myself: &ActorRef<PollerMsg>,
-        executor: usize,
-        job: Option<Box<Job>>,
-    ) {
-        let slot = &mut self.pool[executor];
-        slot.work = Work::Idle;
-        if let Some(job) = job {
-            let held = Held::of(&job);
-            self.args.executor_stats[executor].sent();
-            match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
-                Some(Ok(())) => slot.work = Work::Busy(held),
-                // The executor died while we claimed for it.
-                _ => {
-                    self.start_release(held, "executor unavailable".into());
-                    self.candidates.due_again(); // it is due again now
-                }
-            }
+    /// A batch claim ended; `lost` are its executors that got nothing.
+    pub(super) fn on_claimed(&mut self, myself: &ActorRef<PollerMsg>, lost: Vec<usize>) {
+        for executor in lost {
+            self.pool[executor].work = Work::Idle;
         }
         self.wake(myself);
+    }
+
+    /// What a claim won for `executor`, to that executor.
+    pub(super) fn hand_over(&mut self, executor: usize, job: Option<Box<Job>>) {
+        let slot = &mut self.pool[executor];
+        slot.work = Work::Idle;
+        let Some(job) = job else {
+            return;
+        };
+        let held = Held::of(&job);
+        self.args.executor_stats[executor].sent();
+        match slot.actor.as_ref().map(|a| a.cast(ExecutorMsg::Run(job))) {
+            Some(Ok(())) => slot.work = Work::Busy(held),
+            // The executor died while we claimed for it.
+            _ => {
+                self.start_release(held, "executor unavailable".into());
+                self.candidates.due_again(); // it is due again now
+            }
+        }
     }
 
     pub(super) fn on_finished(

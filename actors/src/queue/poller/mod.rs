@@ -10,14 +10,19 @@
 //!   rather than once per job ([`crate::queue::candidates`]).
 //! - Claims nothing with `queue.poller_claims = false` (a test then runs
 //!   each job itself through [`crate::queue::worker`]).
-//! - Claims only for idle executors — one claim in flight per idle executor,
-//!   so no job is claimed that nobody can run — and keeps claiming without
-//!   waiting for the next tick while claimable jobs remain.
-//! - A claim is three steps ([`claims`]; the queries: [`crate::queue::store::claim`]): list a batch of claimable
-//!   jobs (expired leases, then due jobs by rank: [`crate::queue::priority`];
-//!   refreshed every tick, so a job that became due is listed within a tick), reserve the next attempt of
-//!   one (its unique attempt record), then `findOneAndUpdate` it by `_id` in
-//!   the state it was listed in. Only the reserver runs the attempt.
+//! - Claims only for idle executors — a batch of at most as many jobs as
+//!   executors are idle (and `queue.claim_batch`), one batch under way at a
+//!   time, so no job is claimed that nobody can run — and keeps claiming
+//!   without waiting for the next tick while claimable jobs remain.
+//! - A claim ([`claims`]; the queries: [`crate::queue::store::batch`]): list
+//!   claimable jobs (expired leases, then due jobs by rank: [`crate::queue::priority`];
+//!   refreshed every tick, so a job that became due is listed within a tick),
+//!   reserve the next attempt of a batch of them (one insert of their unique
+//!   attempt records), then `findOneAndUpdate` each reserved one by `_id` in
+//!   the state it was listed in, a few at a time. Only the reserver runs the attempt.
+//! - Jobs due here that it does not start at once are announced to the
+//!   fleet, and the other instances' announcements make it list at once
+//!   ([`announce`]).
 //! - **The mailbox never waits on MongoDB.** Every store query of the
 //!   poller — listings, claims, releases, the pauses' read, the `/metrics`
 //!   recount — runs in a task the poller owns (a `JoinSet` in its state,
@@ -42,9 +47,10 @@
 //!   `stats_interval`, in a task it owns.
 //! - Handling times on `/ops/actors` measure the poller's own work on a
 //!   message: deciding what to claim and starting the tasks. One message
-//!   can start several store operations (a listing and a claim per idle
-//!   executor), so their time is not folded into it: it is on `/metrics`
-//!   (`troupe_job_listing_duration_seconds`, `troupe_job_claim_duration_seconds`).
+//!   can start several store operations (a listing and a batch claim), so
+//!   their time is not folded into it: it is on `/metrics`
+//!   (`troupe_job_listing_duration_seconds`, `troupe_job_claim_duration_seconds`,
+//!   the latter per batch).
 //!
 //! # Shutdown ([`shutdown`])
 //! Stops ticking and claiming, lets running jobs finish within three
@@ -61,6 +67,7 @@
 //! held by the previous pool finish (the root supervisor stops its executors
 //! gracefully) or come back when their leases expire.
 
+mod announce;
 mod claims;
 mod shutdown;
 mod ticks;
@@ -72,9 +79,11 @@ use mongodb::bson::{oid::ObjectId, DateTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::task::JoinSet;
 
+use self::announce::{Announcer, Listener};
 use self::claims::ClaimDone;
 use self::shutdown::{JOBS_SHARE_OF_GRACE, WIND_DOWN_SHARE_OF_GRACE};
 use self::ticks::Timers;
+use crate::events::Registry;
 use crate::queue::candidates::Candidates;
 use crate::queue::error::QueueError;
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
@@ -95,16 +104,28 @@ pub(crate) enum PollerMsg {
     /// Look for claimable jobs now (a job was put back to pending: a retry,
     /// a dead instance's jobs released).
     Nudge,
-    /// This instance just enqueued the job `id`, due now, ranked `rank`:
-    /// claim it directly, in its place in line, without listing the queue.
-    Enqueued { id: ObjectId, rank: DateTime },
+    /// This instance just enqueued the job `id` of type `kind`, due now,
+    /// ranked `rank`: claim it directly, in its place in line, without
+    /// listing the queue (or announce it, if it cannot start here at once).
+    Enqueued {
+        id: ObjectId,
+        rank: DateTime,
+        kind: String,
+    },
+    /// This instance just enqueued a job of type `kind`, due now, that only
+    /// other instances run: announce it.
+    DueElsewhere { kind: String },
+    /// Another instance announced due jobs of these types.
+    WaitingElsewhere(Vec<String>),
+    /// Internal: the announcement's coalescing timer fired.
+    Announce,
     /// Internal: a candidate listing finished.
     Listed(Result<Vec<Candidate>, QueueError>),
-    /// Internal: a claim for `executor` finished; `None` if it got nothing.
-    Claimed {
-        executor: usize,
-        job: Option<Box<Job>>,
-    },
+    /// Internal: a batch claim took this job for `executor` (start it now:
+    /// its lease runs).
+    Taken { executor: usize, job: Box<Job> },
+    /// Internal: a batch claim ended; these of its executors got nothing.
+    Claimed(Vec<usize>),
     /// Internal: the pauses read at a tick (`Some(None)`: the read failed;
     /// the last ones read stay), then the tick's work.
     TickPauses(Option<Option<Pauses>>),
@@ -129,6 +150,8 @@ pub(crate) struct PollerArgs {
     pub stats: Arc<ActorStats>,
     /// One per executor place, kept across executor restarts.
     pub executor_stats: Vec<Arc<ActorStats>>,
+    /// The bus's subscriptions: the other instances' announcements.
+    pub registry: Registry,
 }
 
 pub(crate) struct PollerState {
@@ -138,8 +161,12 @@ pub(crate) struct PollerState {
     /// Store work started by messages: listings, releases, the pauses' read. Dropping the set (the poller died) aborts them; `post_stop`
     /// waits for them.
     tasks: JoinSet<()>,
-    /// Claims in flight, at most one per executor slot ([`Work::Claiming`]).
+    /// The batch claim under way, if any ([`Work::Claiming`] on its slots).
     claims: JoinSet<ClaimDone>,
+    /// Coalesces this poller's announcements to the fleet.
+    announcer: Announcer,
+    /// Hands the other instances' announcements to the poller.
+    listener: Listener,
     /// The `Tick` timer (ractor's `send_interval`).
     timers: Timers,
     /// What is paused, as last read (applied to listings and claims).
@@ -193,8 +220,9 @@ impl PollerState {
     ) -> Result<(), ActorProcessingErr> {
         let slot = &mut self.pool[index];
         slot.actor = None;
-        // A claim in flight for it stays `Claiming`: its `Claimed` releases
-        // the job, and no second claim starts for this slot meanwhile.
+        // A claim in flight for it stays `Claiming`: its `Taken` releases
+        // the job (or its `Claimed` frees the slot), and no second claim
+        // starts for this slot meanwhile.
         if let Work::Busy(held) = slot.work {
             slot.work = Work::Idle;
             tracing::warn!(target: "worker", job = %held.id, attempt = held.attempt, %reason, "releasing the job of a dead executor");
@@ -214,6 +242,28 @@ impl PollerState {
         }
         self.wake(myself);
         Ok(())
+    }
+}
+
+/// Jobs enqueued here.
+impl PollerState {
+    /// This instance enqueued `id` (of `kind`, due now, ranked `rank`):
+    /// claim it in its place in line, or announce it if it cannot start
+    /// here at once (a job waits in line only while this poller claims).
+    fn on_enqueued(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        id: ObjectId,
+        rank: DateTime,
+        kind: &str,
+    ) {
+        if !self.starts_at_once(kind) {
+            self.announce(myself, kind);
+        }
+        if self.args.queue.config.poller_claims {
+            self.candidates.enqueued(id, rank);
+            self.wake(myself);
+        }
     }
 }
 
@@ -249,6 +299,7 @@ impl Actor for QueuePollerActor {
                 ),
             });
         }
+        let listener = announce::listen(&args.registry, myself.clone(), Arc::clone(&args.stats));
         let snapshot = Refresher::new(
             Arc::clone(&args.queue.snapshot),
             args.queue.store.clone(),
@@ -261,6 +312,8 @@ impl Actor for QueuePollerActor {
             candidates: Candidates::default(),
             tasks: JoinSet::new(),
             claims: JoinSet::new(),
+            announcer: Announcer::default(),
+            listener,
             timers: Timers::default(),
             pauses: Arc::default(),
             reading_pauses: false,
@@ -295,18 +348,17 @@ impl Actor for QueuePollerActor {
         state.reap();
         match message {
             PollerMsg::Tick => state.on_tick(&myself),
-            // Not claiming: nothing to keep in line.
-            PollerMsg::Enqueued { .. } if !state.args.queue.config.poller_claims => {}
-            PollerMsg::Enqueued { id, rank } => {
-                state.candidates.enqueued(id, rank);
-                state.wake(&myself);
-            }
+            PollerMsg::Enqueued { id, rank, kind } => state.on_enqueued(&myself, id, rank, &kind),
+            PollerMsg::DueElsewhere { kind } => state.announce(&myself, &kind),
+            PollerMsg::WaitingElsewhere(types) => state.on_waiting_elsewhere(&myself, &types),
+            PollerMsg::Announce => state.on_announce(),
             PollerMsg::Nudge => {
                 state.candidates.due_again();
                 state.wake(&myself);
             }
             PollerMsg::Listed(found) => state.on_listed(&myself, found),
-            PollerMsg::Claimed { executor, job } => state.on_claimed(&myself, executor, job),
+            PollerMsg::Taken { executor, job } => state.hand_over(executor, Some(job)),
+            PollerMsg::Claimed(lost) => state.on_claimed(&myself, lost),
             PollerMsg::Finished { executor, job } => state.on_finished(&myself, executor, job),
             PollerMsg::TickPauses(read) => state.on_tick_pauses(&myself, read),
             PollerMsg::Paused(pauses) => {
@@ -351,6 +403,7 @@ impl Actor for QueuePollerActor {
     ) -> Result<(), ActorProcessingErr> {
         let (started, grace) = (tokio::time::Instant::now(), state.args.grace);
         state.timers.stop();
+        state.listener.stop().await;
         // Running jobs get most of the grace period to finish; pending jobs
         // stay claimable by any instance.
         let for_jobs = grace.mul_f64(JOBS_SHARE_OF_GRACE);

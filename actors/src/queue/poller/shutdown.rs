@@ -48,7 +48,7 @@ impl PollerState {
             self.start_release(held, SHUT_DOWN.into());
         }
         for (task, done) in drain(&mut self.claims, deadline).await {
-            self.pool.claim_finished(task, done.executor, done.won);
+            self.pool.claim_finished(task, &done.won);
         }
         for held in self.pool.claimed_too_late() {
             self.start_release(held, SHUT_DOWN.into());

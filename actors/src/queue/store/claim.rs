@@ -22,6 +22,11 @@ use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
 use crate::queue::pause::Pauses;
 use crate::store::is_duplicate_key;
 
+/// A reservation still `running` this many leases after it was made, whose
+/// job never moved, was abandoned by its claimer (see
+/// [`JobStore::take_reserved`] for why more than one).
+pub const ABANDONED_AFTER: u32 = 2;
+
 impl JobStore {
     /// Up to `limit` claimable jobs: those whose lease expired, oldest first,
     /// then pending ones that are due, in rank order (priority with aging,
@@ -98,10 +103,39 @@ impl JobStore {
         if !self.reserve(&attempt, candidate, lease).await? {
             return Ok(None);
         }
+        self.take_reserved(candidate, &attempt, lease, paused).await
+    }
+
+    /// Step 2 for `attempt`, whose record this claimer inserted: take the
+    /// job if it is still as listed; if it is not, or if the reservation is
+    /// older than `lease`, give the attempt back instead.
+    ///
+    /// Why the age limit: a reservation older than [`ABANDONED_AFTER`]
+    /// leases whose job never moved counts as abandoned, and another
+    /// claimer deletes it and reserves the attempt anew
+    /// ([`reserve_taken`](Self::reserve_taken)). Were this claimer to take
+    /// the job after that, two claimers would each hold attempt `n` (on
+    /// FerretDB both takes can pass their filter). A batch takes its jobs a
+    /// few at a time, so on a slow store its last take may come late: it
+    /// never starts past one lease, which leaves a whole lease for it to
+    /// land before anyone may call the reservation abandoned.
+    pub(super) async fn take_reserved(
+        &self,
+        candidate: &Candidate,
+        attempt: &Attempt,
+        lease: Duration,
+        paused: &Pauses,
+    ) -> Result<Option<Job>, QueueError> {
+        let age = self.clock.now().timestamp_millis() - attempt.started_at.timestamp_millis();
+        if age > lease.as_millis() as i64 {
+            tracing::warn!(target: "worker", job = %candidate.id, attempt = attempt.attempt, age_ms = age, "a reservation too old to take; giving it back");
+            self.unreserve(attempt).await?;
+            return Ok(None);
+        }
         let claimed = self.take(candidate, lease, paused).await?;
         match &claimed {
             // The job moved on since it was listed: give the attempt back.
-            None => self.unreserve(&attempt).await?,
+            None => self.unreserve(attempt).await?,
             Some(job) if candidate.status == JobStatus::Processing => {
                 self.close_abandoned_attempt(job.id, candidate.attempts)
                     .await;
@@ -112,7 +146,7 @@ impl JobStore {
     }
 
     /// The record of the attempt after the candidate's last, run by `executor`.
-    fn next_attempt(&self, candidate: &Candidate, executor: &str) -> Attempt {
+    pub(super) fn next_attempt(&self, candidate: &Candidate, executor: &str) -> Attempt {
         let number = candidate.attempts + 1;
         Attempt {
             id: format!("{}:{number}", candidate.id),
@@ -198,11 +232,6 @@ impl JobStore {
 
     /// Step 1 of a claim: insert the attempt record; `false` if another
     /// claimer holds it.
-    ///
-    /// A claimer that died between reserving and claiming leaves a record
-    /// that would block the job forever. So when the record exists but was
-    /// abandoned ([`is_abandoned`](Self::is_abandoned)), delete it (guarded
-    /// by its start time, so only one claimer does) and try again, once.
     async fn reserve(
         &self,
         attempt: &Attempt,
@@ -212,6 +241,24 @@ impl JobStore {
         if self.insert_attempt(attempt).await? {
             return Ok(true);
         }
+        self.reserve_taken(attempt, candidate, lease).await
+    }
+
+    /// The record of `attempt` exists already: `true` if this claimer holds
+    /// it after all.
+    ///
+    /// A claimer that died between reserving and claiming leaves a record
+    /// that would block the job forever. So when the record exists but was
+    /// abandoned ([`is_abandoned`](Self::is_abandoned)), delete it (guarded
+    /// by its start time, so only one claimer does) and try again, once. A
+    /// cancellation's marker settles the job `cancelled` (see
+    /// [`crate::queue::cancel`]).
+    pub(super) async fn reserve_taken(
+        &self,
+        attempt: &Attempt,
+        candidate: &Candidate,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
         let Some(existing) = self.attempts.find_one(doc! { "_id": &attempt.id }).await? else {
             return Ok(false);
         };
@@ -241,7 +288,7 @@ impl JobStore {
     }
 
     /// Whether `existing`, a reservation of the attempt `candidate` is
-    /// after, was abandoned: older than a lease, still `running`, and the job
+    /// after, was abandoned: older than [`ABANDONED_AFTER`] leases, still `running`, and the job
     /// still has the attempt count it had before that reservation (so its
     /// claimer never took the job).
     async fn is_abandoned(
@@ -250,7 +297,8 @@ impl JobStore {
         candidate: &Candidate,
         lease: Duration,
     ) -> Result<bool, QueueError> {
-        let stale_before = self.clock.now().timestamp_millis() - lease.as_millis() as i64;
+        let stale_before =
+            self.clock.now().timestamp_millis() - (lease * ABANDONED_AFTER).as_millis() as i64;
         if existing.outcome != Outcome::Running
             || existing.started_at.timestamp_millis() > stale_before
         {

@@ -4,6 +4,7 @@
 //! | room | collection | what |
 //! |---|---|---|
 //! | [`claim`] | `jobs`, `job_attempts` | listing candidates, the fenced claim, releasing a dead instance's jobs |
+//! | [`batch`] | `jobs`, `job_attempts` | the poller's claim of a batch: one insert of its reservations, then the fenced takes |
 //! | [`finish`] | `jobs`, `job_attempts` | lease renewal, completion, failure |
 //! | [`cancel`] | `jobs`, `job_attempts` | the cancellation marker and its settlement |
 //! | [`ops`] | `jobs`, `job_attempts` | what operators read and do: list, get, retry, counts, stats |
@@ -31,6 +32,7 @@ use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
 pub mod bulk;
+pub mod batch;
 pub mod cancel;
 pub mod claim;
 pub mod finish;
