@@ -13,7 +13,7 @@ use troupe_actors::queue::bulk::{
 use troupe_actors::queue::job::JobStatus;
 use utoipa::ToSchema;
 
-use super::problem;
+use super::{job_type, problem};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Fields, FromJson, Valid};
@@ -119,14 +119,7 @@ impl FromJson for BulkBody {
 
 /// The `filter` object's fields.
 fn filter(f: &mut Fields) -> Option<BulkFilter> {
-    let kind: Option<String> = f.optional("type", "a job type (a string)");
-    if let Some(kind) = &kind {
-        f.check(
-            !kind.is_empty() && kind.len() <= 100,
-            "type",
-            "must be 1 to 100 characters",
-        );
-    }
+    let kind = job_type(f);
     let status: Option<String> = f.optional("status", "a job status (a string)");
     let status = status.and_then(|s| {
         let parsed = JobStatus::parse(&s);

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{problem, JobView};
+use super::{job_type, problem, JobView};
 use crate::http::auth::Operator;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Fields, FromJson, PathId, Valid, ValidOrEmpty};
@@ -57,14 +57,7 @@ pub struct Target(PauseTarget);
 
 impl FromJson for Target {
     fn from_json(f: &mut Fields) -> Option<Self> {
-        let kind: Option<String> = f.optional("type", "a string");
-        if let Some(kind) = &kind {
-            f.check(
-                !kind.is_empty() && kind.len() <= 100,
-                "type",
-                "must be 1 to 100 characters",
-            );
-        }
+        let kind = job_type(f);
         Some(Self(kind.map_or(PauseTarget::Queue, PauseTarget::Type)))
     }
 }

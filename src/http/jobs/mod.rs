@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use super::auth::Operator;
 use super::error::{ApiError, Problem};
-use super::extract::{FromQuery, Params, PathId, ValidQuery};
+use super::extract::{Fields, FromQuery, Params, PathId, ValidQuery};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -246,6 +246,20 @@ pub(super) fn problem(err: QueueError) -> ApiError {
             ApiError::Unavailable("the job store is temporarily unavailable; retry shortly".into())
         }
     }
+}
+
+/// The optional `type` field of a body: a job type of 1 to 100 characters
+/// (whether some instance handles it is the queue's to say).
+pub(super) fn job_type(f: &mut Fields) -> Option<String> {
+    let kind: Option<String> = f.optional("type", "a job type (a string)");
+    if let Some(kind) = &kind {
+        f.check(
+            !kind.is_empty() && kind.len() <= 100,
+            "type",
+            "must be 1 to 100 characters",
+        );
+    }
+    kind
 }
 
 /// Query parameters of `GET /jobs`.
