@@ -31,8 +31,8 @@ use crate::queue::job::{Attempt, Job};
 use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
-pub mod bulk;
 pub mod batch;
+pub mod bulk;
 pub mod cancel;
 pub mod claim;
 pub mod finish;
