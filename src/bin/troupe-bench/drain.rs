@@ -188,6 +188,11 @@ pub async fn claim_loops(db: &Database, n: usize, limit: Duration) -> anyhow::Re
         sorted += 1;
     }
     let sorted_rate = sorted as f64 / started.elapsed().as_secs_f64();
+    // The by-id loop gets the whole backlog again, however far the sorted
+    // loop went (it may have claimed every document within its limit).
+    scratch
+        .update_many(doc! {}, doc! { "$set": { "status": "pending" } })
+        .await?;
     let ids: Vec<Document> = scratch
         .find(doc! { "status": "pending" })
         .projection(doc! { "_id": 1 })
