@@ -45,6 +45,7 @@ use syn::visit::Visit;
 /// `supervision` and `store` are the bottom layer, `system` the top.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("validate", &[]),
+    ("rfc3339", &[]),
     ("supervision", &[]),
     ("store", &[]),
     ("mail", &[]),

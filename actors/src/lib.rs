@@ -14,6 +14,7 @@
 //! | [`limits`] | per-client-address limits decided in-process, their counts shared with the fleet through Redis |
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
 //! | [`migrate`] | versioned schema migrations: the ordered list, the runner, the lock in the database, start-up's readiness check |
+//! | [`rfc3339`] | the one time format of the API, the event stream and the ops views |
 //! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
 //!
 //! # Rules
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod mail;
 pub mod migrate;
 pub mod queue;
+pub mod rfc3339;
 pub mod store;
 pub mod supervision;
 pub mod system;

@@ -15,7 +15,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The service's name, version and uptime.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"name": "troupe", "version": "0.1.0", "uptime_seconds": 42, "uptime": "42s"}))]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "troupe", "version": "0.1.0", "uptimeSeconds": 42, "uptime": "42s"}))]
 pub struct ServiceInfo {
     pub name: &'static str,
     pub version: &'static str,

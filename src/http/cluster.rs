@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use troupe_actors::fleet::heartbeat::{age_ms, Heartbeat};
 use troupe_actors::fleet::{FleetError, LocalView};
+use troupe_actors::rfc3339;
 use troupe_actors::system::tree::TreeView;
 use troupe_actors::system::Handles;
 use utoipa::ToSchema;
@@ -66,6 +67,7 @@ impl LocalView for PublishedTree {
 
 /// An instance's executor pool.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct InstancePool {
     pub size: usize,
     pub busy: usize,
@@ -98,16 +100,12 @@ pub struct InstanceView {
     pub job_types: Vec<String>,
 }
 
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl InstanceView {
     fn of(beat: Heartbeat, now: DateTime<Utc>) -> Self {
         Self {
             age_ms: age_ms(beat.at, now),
-            last_seen: rfc3339(beat.at),
-            started_at: rfc3339(beat.started_at),
+            last_seen: rfc3339::format(beat.at),
+            started_at: rfc3339::format(beat.started_at),
             id: beat.id,
             host: beat.host,
             version: beat.version,
@@ -124,6 +122,7 @@ impl InstanceView {
 
 /// The fleet: every live instance, and which one answered.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterView {
     /// The id of the instance that answered.
     #[serde(rename = "self")]
@@ -166,6 +165,7 @@ async fn cluster(
 /// An instance's actor tree: `/ops/actors` as that instance answers it, plus
 /// which instance and how old the snapshot is.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct InstanceActors {
     pub instance: String,
     /// Age of the snapshot: 0 for the instance answering (live); for another,

@@ -43,6 +43,7 @@ fn shown(result: &Result<(), PingError>) -> Result<(), &dyn Display> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Live {
     #[schema(example = "ok")]
     pub status: &'static str,
@@ -50,6 +51,7 @@ pub struct Live {
 
 /// One dependency's state.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Check {
     /// `up` or `down`.
     #[schema(example = "up")]
@@ -79,6 +81,7 @@ impl Check {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Readiness {
     /// `ready` or `not ready`.
     pub status: &'static str,

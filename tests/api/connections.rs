@@ -246,7 +246,7 @@ async fn shutdown_finishes_an_in_flight_request_and_closes_idle_connections() {
     let mut app = spawn_app().await;
     // In flight: a login whose UserActor message is held up for a while (an
     // injected delay, well inside the shutdown grace).
-    let delay = json!({"kind": "delay", "delay_ms": 1500});
+    let delay = json!({"kind": "delay", "delayMs": 1500});
     let armed = app
         .client
         .post(app.url("/ops/actors/user/fault"))
@@ -269,7 +269,7 @@ async fn shutdown_finishes_an_in_flight_request_and_closes_idle_connections() {
     // app runs on threads of its own, so nothing else orders it.
     eventually(DEADLINE, "the login to be in flight", || async {
         let user: Value = app.get_ops("/ops/actors/user").await.json().await.ok()?;
-        (user["in_flight"].as_u64()? >= 1).then_some(())
+        (user["inFlight"].as_u64()? >= 1).then_some(())
     })
     .await;
     let mut idle = connect(&app).await;

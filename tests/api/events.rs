@@ -55,14 +55,14 @@ async fn signup_appears_on_the_live_stream_and_in_the_user_log() {
     let tokens = app.signup(&unique_email()).await;
     let id = app.user_id(&tokens.access_token).await;
 
-    let created = next_event(&mut events, "UserCreated", |e| e["user_id"] == id.as_str()).await;
+    let created = next_event(&mut events, "UserCreated", |e| e["userId"] == id.as_str()).await;
     assert!(created["seq"].is_u64() && created["at"].is_string());
     assert_eq!(created["instance"], *app.state.actors.instance);
     let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 5, "ids only: {created}");
     // The welcome job's completion is an event too.
     next_event(&mut events, "JobCompleted", |e| {
-        e["job_type"] == "user.created"
+        e["jobType"] == "user.created"
     })
     .await;
 
@@ -100,7 +100,7 @@ async fn refresh_token_reuse_is_published() {
         StatusCode::OK
     );
     next_event(&mut events, "TokensRefreshed", |e| {
-        e["user_id"] == id.as_str()
+        e["userId"] == id.as_str()
     })
     .await;
     assert_eq!(
@@ -108,10 +108,10 @@ async fn refresh_token_reuse_is_published() {
         StatusCode::UNAUTHORIZED
     );
     let reuse = next_event(&mut events, "RefreshTokenReuseDetected", |e| {
-        e["user_id"] == id.as_str()
+        e["userId"] == id.as_str()
     })
     .await;
-    assert!(reuse["session_id"].is_string());
+    assert!(reuse["sessionId"].is_string());
 }
 
 #[tokio::test]

@@ -225,12 +225,12 @@ async fn an_instance_answers_another_instances_actor_tree() {
         a.settings.queue.executors
     );
     let interval = a.settings.fleet.heartbeat_interval.as_millis() as u64;
-    let age = answer["snapshot_age_ms"].as_u64().unwrap();
+    let age = answer["snapshotAgeMs"].as_u64().unwrap();
     assert!(age <= interval * 5, "a recent snapshot: {age} ms");
 
     // Its own tree an instance answers live.
     let live: Value = a.get_ops(&path).await.json().await.unwrap();
-    assert_eq!(live["snapshot_age_ms"], 0);
+    assert_eq!(live["snapshotAgeMs"], 0);
     assert_eq!(live["tree"]["id"], own["id"]);
 }
 
@@ -361,7 +361,7 @@ async fn a_sigkilled_instances_jobs_complete_elsewhere_within_the_heartbeat_ttl(
         let response = client
             .post(format!("{base}/ops/actors/executor-{index}/fault"))
             .bearer_auth(&token)
-            .json(&json!({"kind": "delay", "delay_ms": 60_000}))
+            .json(&json!({"kind": "delay", "delayMs": 60_000}))
             .send()
             .await
             .unwrap();

@@ -86,7 +86,7 @@ async fn a_signup_on_one_instance_shows_up_on_anothers_stream_tagged_with_its_in
     };
     let (id, on_b, on_c) = tokio::join!(new_user(a), arrival(&mut on_b), arrival(&mut on_c));
     for (name, (created, arrived)) in [("B", on_b), ("C", on_c)] {
-        assert_eq!(created["user_id"], id.as_str(), "{created}");
+        assert_eq!(created["userId"], id.as_str(), "{created}");
         assert_eq!(created["instance"], instance(a), "{created}");
         let at: chrono::DateTime<chrono::Utc> = created["at"].as_str().unwrap().parse().unwrap();
         let latency = (arrived - at).num_microseconds().unwrap_or_default() as f64 / 1000.0;
@@ -129,7 +129,7 @@ async fn instance_and_scope_narrow_the_stream_to_one_instance() {
     let from_a = new_user(a).await;
     // A's event has reached B's bus ...
     next_event(&mut fleet_on_b, "UserCreated", |e| {
-        e["user_id"] == from_a.as_str()
+        e["userId"] == from_a.as_str()
     })
     .await;
     // ... before B's own: so a narrowed stream that admitted A's event
@@ -138,17 +138,17 @@ async fn instance_and_scope_narrow_the_stream_to_one_instance() {
     for events in [&mut b_by_id, &mut b_local] {
         let first = next_created(events).await;
         assert_eq!(
-            first["user_id"],
+            first["userId"],
             from_b.as_str(),
             "A's event slipped in: {first}"
         );
         assert_eq!(first["instance"], instance(b));
     }
     let first = next_created(&mut a_by_id_on_b).await;
-    assert_eq!(first["user_id"], from_a.as_str());
+    assert_eq!(first["userId"], from_a.as_str());
     // (B's own event arrived after A's on the fleet stream, once.)
     let next = next_created(&mut fleet_on_b).await;
-    assert_eq!(next["user_id"], from_b.as_str());
+    assert_eq!(next["userId"], from_b.as_str());
 }
 
 #[tokio::test]
@@ -192,7 +192,7 @@ async fn without_redis_local_events_go_on_and_readiness_names_the_relay() {
         sent.elapsed() < Duration::from_secs(2),
         "the sign-up waited"
     );
-    let created = next_event(&mut events, "UserCreated", |e| e["user_id"] == id.as_str()).await;
+    let created = next_event(&mut events, "UserCreated", |e| e["userId"] == id.as_str()).await;
     assert_eq!(created["instance"], instance(&app));
     eventually(
         Duration::from_secs(5),
@@ -242,7 +242,7 @@ async fn the_relay_reconnects_by_itself_when_redis_comes_back() {
         relay_connected(app).await;
     }
     let id = new_user(a).await;
-    let created = next_event(&mut on_b, "UserCreated", |e| e["user_id"] == id.as_str()).await;
+    let created = next_event(&mut on_b, "UserCreated", |e| e["userId"] == id.as_str()).await;
     assert_eq!(created["instance"], instance(a));
     let ready: Value = b.get("/health/ready").await.json().await.unwrap();
     assert!(

@@ -168,7 +168,7 @@ async fn root_reports_name_version_and_uptime() {
     let body: Value = app.get("/").await.json().await.unwrap();
     assert_eq!(body["name"], "troupe");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(body["uptime_seconds"].is_u64());
+    assert!(body["uptimeSeconds"].is_u64());
 }
 
 #[tokio::test]

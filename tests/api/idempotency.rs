@@ -107,7 +107,7 @@ async fn a_retry_after_a_timed_out_signup_gets_the_account_it_created() {
         .client
         .post(app.url("/ops/actors/user/fault"))
         .bearer_auth(app.settings.ops.token.expose_secret())
-        .json(&json!({"kind": "delay", "delay_ms": 1500}))
+        .json(&json!({"kind": "delay", "delayMs": 1500}))
         .send()
         .await
         .unwrap();

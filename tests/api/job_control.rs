@@ -640,7 +640,7 @@ async fn operators_are_answered_while_the_pollers_mailbox_is_stalled() {
     // Held: pending and not due for 30 s, so the cancel finds it pending.
     let held = Duration::from_secs(30);
     let id = store.enqueue_held("noop", doc! {}, held).await.unwrap();
-    let fault = json!({"kind": "delay", "delay_ms": 15_000});
+    let fault = json!({"kind": "delay", "delayMs": 15_000});
     let armed = ops_json(&app, Method::POST, "/ops/actors/queue-poller/fault", fault).await;
     assert_eq!(armed.status(), StatusCode::ACCEPTED);
     // The poller meets the fault at its next tick; a question to the

@@ -677,8 +677,8 @@ async fn retry_puts_a_failed_job_back_and_stats_count_by_status() {
         ),
         (Some(1), Some(1), Some(0))
     );
-    assert_eq!(stats["completed_last_minute"], 1);
-    assert!(stats["oldest_pending_age_seconds"].is_null());
+    assert_eq!(stats["completedLastMinute"], 1);
+    assert!(stats["oldestPendingAgeSeconds"].is_null());
 
     assert_problem(
         app.post_ops(&format!("/jobs/{done}/retry")).await,
@@ -826,7 +826,7 @@ async fn stats_count_cancelled_jobs_and_measure_lateness_from_when_a_job_became_
         .unwrap();
     let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
     assert!(
-        stats["oldest_pending_age_seconds"].is_null(),
+        stats["oldestPendingAgeSeconds"].is_null(),
         "a job scheduled for later is not late: {stats}"
     );
 
@@ -836,7 +836,7 @@ async fn stats_count_cancelled_jobs_and_measure_lateness_from_when_a_job_became_
     assert_eq!(response.status(), StatusCode::OK);
     let stats: Value = app.get_ops("/jobs/stats").await.json().await.unwrap();
     // Created 90 s ago, due 30 s ago: 30 s late.
-    assert_eq!(stats["oldest_pending_age_seconds"], 30.0, "{stats}");
+    assert_eq!(stats["oldestPendingAgeSeconds"], 30.0, "{stats}");
     assert_eq!(stats["cancelled"], 1, "{stats}");
     assert_eq!(stats["byType"]["noop"]["cancelled"], 1, "{stats}");
     assert_eq!(stats["pending"], 1, "{stats}");

@@ -76,19 +76,19 @@ async fn the_tree_shows_every_actor_with_its_figures() {
         assert_eq!(child["supervisor"], "root");
         assert_eq!(child["restarts"], 0);
         assert_eq!(
-            child["restart_budget_left"],
+            child["restartBudgetLeft"],
             app.settings.actors.restart.max_restarts
         );
         assert!(
             child["id"].is_string()
-                && child["started_at"].is_string()
-                && child["mailbox_backlog"].is_u64()
+                && child["startedAt"].is_string()
+                && child["mailboxBacklog"].is_u64()
         );
     }
     let user = node(&app, "user").await;
     assert_eq!(user["kind"], "UserActor");
-    assert!(user["messages_handled"].as_u64().unwrap() >= 1, "{user}");
-    assert!(user["handling"]["p99_ms"].is_number());
+    assert!(user["messagesHandled"].as_u64().unwrap() >= 1, "{user}");
+    assert!(user["handling"]["p99Ms"].is_number());
     let poller = node(&app, "queue-poller").await;
     assert_eq!(poller["pool"]["size"], app.settings.queue.executors);
     assert_eq!(
@@ -119,14 +119,14 @@ async fn an_injected_panic_restarts_the_actor_and_requests_recover() {
     assert_problem(failed, StatusCode::SERVICE_UNAVAILABLE).await;
     let user = restarted(&app, "user", 1).await;
     assert!(
-        user["last_failure"]["reason"]
+        user["lastFailure"]["reason"]
             .as_str()
             .unwrap()
             .contains("injected fault: panic"),
         "{user}"
     );
     assert_eq!(
-        user["restart_budget_left"],
+        user["restartBudgetLeft"],
         app.settings.actors.restart.max_restarts - 1
     );
     app.signup(&unique_email()).await; // works again
@@ -152,7 +152,7 @@ async fn stop_and_delay_faults() {
     let path = format!("/users/{id}");
 
     assert_eq!(
-        inject(&app, "cache", json!({"kind": "delay", "delay_ms": 300}))
+        inject(&app, "cache", json!({"kind": "delay", "delayMs": 300}))
             .await
             .status(),
         StatusCode::ACCEPTED
@@ -160,7 +160,7 @@ async fn stop_and_delay_faults() {
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
     let cache = node(&app, "cache").await;
     assert!(
-        cache["handling"]["p99_ms"].as_f64().unwrap() >= 300.0,
+        cache["handling"]["p99Ms"].as_f64().unwrap() >= 300.0,
         "the stall shows in the handling time: {cache}"
     );
 
@@ -175,7 +175,7 @@ async fn stop_and_delay_faults() {
     let _ = app.get(&unknown_user()).await;
     let cache = restarted(&app, "cache", 1).await;
     assert!(
-        cache["last_failure"]["reason"]
+        cache["lastFailure"]["reason"]
             .as_str()
             .unwrap()
             .contains("stopped"),

@@ -270,7 +270,7 @@ async fn sign_up_shows_as_an_event(app: &TestApp, client: &Client) {
     // A FaultInjected event (a 1 ms delay, harmless), then a sign-up: the
     // stream is ordered, so had the filter let FaultInjected through, it
     // would be listed by the time UserCreated is.
-    let fault = serde_json::json!({"kind": "delay", "delay_ms": 1});
+    let fault = serde_json::json!({"kind": "delay", "delayMs": 1});
     let armed = app
         .client
         .post(app.url("/ops/actors/event-counter/fault"))

@@ -16,7 +16,10 @@ use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 /// What happened. Ids only: never a secret, a token or a hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
-#[serde(tag = "kind")]
+// Fields are camelCase, as every ops endpoint writes them; the snake_case
+// names of earlier versions are still read, so this version reads the
+// events older instances relay during a rolling deploy.
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
 #[strum_discriminants(
     name(EventKind),
     doc = "Which kind of [`Event`] happened; its name (`UserCreated`, …) is the variant's.",
@@ -24,34 +27,48 @@ use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 )]
 pub enum Event {
     UserCreated {
+        #[serde(alias = "user_id")]
         user_id: String,
     },
     UserLoggedIn {
+        #[serde(alias = "user_id")]
         user_id: String,
+        #[serde(alias = "session_id")]
         session_id: String,
     },
     UserLoggedOut {
+        #[serde(alias = "user_id")]
         user_id: String,
+        #[serde(alias = "session_id")]
         session_id: String,
     },
     TokensRefreshed {
+        #[serde(alias = "user_id")]
         user_id: String,
+        #[serde(alias = "session_id")]
         session_id: String,
     },
     RefreshTokenReuseDetected {
+        #[serde(alias = "user_id")]
         user_id: String,
+        #[serde(alias = "session_id")]
         session_id: String,
     },
     ProfileUpdated {
+        #[serde(alias = "user_id")]
         user_id: String,
     },
     JobCompleted {
+        #[serde(alias = "job_id")]
         job_id: String,
+        #[serde(alias = "job_type")]
         job_type: String,
         attempt: i32,
     },
     JobFailed {
+        #[serde(alias = "job_id")]
         job_id: String,
+        #[serde(alias = "job_type")]
         job_type: String,
         attempt: i32,
         error: String,
@@ -59,7 +76,9 @@ pub enum Event {
     /// An operator cancelled the job; `attempt` is the attempt it stopped
     /// (0 or the last one ended, if it was pending).
     JobCancelled {
+        #[serde(alias = "job_id")]
         job_id: String,
+        #[serde(alias = "job_type")]
         job_type: String,
         attempt: i32,
     },
@@ -68,6 +87,7 @@ pub enum Event {
     /// rather than at their next tick ([`crate::queue`]'s fleet wake-up;
     /// coalesced, at most one per instance every few milliseconds).
     JobsWaiting {
+        #[serde(alias = "job_types")]
         job_types: Vec<String>,
     },
     ActorRestarted {
@@ -113,6 +133,7 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Published {
     pub seq: u64,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The id of the instance it was published on.
     pub instance: Arc<str>,
@@ -226,8 +247,23 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&published).unwrap(),
-            r#"{"seq":7,"at":"2026-11-29T07:30:00Z","instance":"web-1-41-a1b2c3","kind":"UserCreated","user_id":"65f1c0ffee0000000000beef"}"#
+            r#"{"seq":7,"at":"2026-11-29T07:30:00.000Z","instance":"web-1-41-a1b2c3","kind":"UserCreated","userId":"65f1c0ffee0000000000beef"}"#
         );
+    }
+
+    #[test]
+    fn an_event_an_older_instance_relayed_with_snake_case_fields_still_reads() {
+        let json = r#"{"seq":9,"at":"2026-11-29T07:30:00.123456Z","instance":"web-2","kind":"JobCompleted","job_id":"j1","job_type":"noop","attempt":1}"#;
+        let back: Published = serde_json::from_str(json).unwrap();
+        let expected = Event::JobCompleted {
+            job_id: "j1".into(),
+            job_type: "noop".into(),
+            attempt: 1,
+        };
+        assert_eq!(back.event, expected);
+        let again = serde_json::to_value(&back).unwrap();
+        assert_eq!(again["jobId"], "j1", "written back camelCase: {again}");
+        assert_eq!(again["at"], "2026-11-29T07:30:00.123Z");
     }
 
     #[test]

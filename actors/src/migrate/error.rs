@@ -45,13 +45,10 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// A time as RFC 3339 UTC with milliseconds (`2026-12-06T22:46:13.973Z`).
+/// A time as the API writes times ([`crate::rfc3339`]); a date outside
+/// its years in BSON's own notation.
 pub(super) fn rfc3339(at: DateTime) -> String {
-    use chrono::{SecondsFormat, Utc};
-    chrono::DateTime::<Utc>::from_timestamp_millis(at.timestamp_millis()).map_or_else(
-        || at.to_string(),
-        |at| at.to_rfc3339_opts(SecondsFormat::Millis, true),
-    )
+    crate::rfc3339::format_bson(at).unwrap_or_else(|| at.to_string())
 }
 
 /// Why [`super::apply`] (or start-up) could not migrate.
@@ -102,18 +99,5 @@ impl MigrateError {
             self,
             Self::Store(_) | Self::Locked { .. } | Self::LockLost { .. }
         )
-    }
-}
-
-#[cfg(test)]
-mod rfc3339_tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc_with_three_digits_of_milliseconds() {
-        assert_eq!(
-            rfc3339(DateTime::from_millis(1_765_063_571_200)),
-            "2025-12-06T23:26:11.200Z"
-        );
     }
 }

@@ -170,7 +170,7 @@ impl From<JobPage> for JobsPage {
 
 /// A date as RFC 3339 text; empty outside RFC 3339's years 0–9999.
 fn rfc3339(at: DateTime) -> String {
-    at.try_to_rfc3339_string().unwrap_or_default()
+    crate::rfc3339::format_bson(at).unwrap_or_default()
 }
 
 /// A document as the API's JSON object.
@@ -182,10 +182,10 @@ fn document_json(document: Document) -> Value {
 fn json(value: Bson) -> Value {
     match value {
         Bson::ObjectId(id) => Value::String(id.to_hex()),
-        Bson::DateTime(at) => match at.try_to_rfc3339_string() {
-            Ok(text) => Value::String(text),
-            // Outside RFC 3339's years 0–9999.
-            Err(_) => Bson::DateTime(at).into_relaxed_extjson(),
+        Bson::DateTime(at) => match crate::rfc3339::format_bson(at) {
+            Some(text) => Value::String(text),
+            // Outside the years a time can be written in.
+            None => Bson::DateTime(at).into_relaxed_extjson(),
         },
         Bson::Document(document) => Value::Object(
             document

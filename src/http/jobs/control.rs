@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// What is paused, on every instance.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PausesView {
     /// The whole queue: no job is claimed.
     pub queue: bool,
@@ -44,6 +45,7 @@ impl From<Pauses> for PausesView {
 
 /// The body of `POST` / `DELETE /jobs/pauses`.
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // documents the body; `Target` is what is read
 pub struct PauseRequest {
     /// A registered job type; absent: the whole queue.

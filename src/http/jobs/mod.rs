@@ -101,6 +101,7 @@ pub struct JobList {
 
 /// Queue counts.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct JobStats {
     pub pending: u64,
     pub processing: u64,
@@ -130,6 +131,7 @@ pub struct JobStats {
 
 /// Jobs by status.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusCountsView {
     pub pending: u64,
     pub processing: u64,

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Serialize;
 use troupe_actors::cache::CacheStats;
 use troupe_actors::queue::pool::PoolInfo;
+use troupe_actors::rfc3339;
 use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::Timings;
 use troupe_actors::system::tree::{ChildSnapshot, TreeSnapshot};
@@ -29,6 +30,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// A failure a supervisor saw.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FailureView {
     pub reason: String,
     pub at: String,
@@ -40,6 +42,7 @@ pub struct FailureView {
 /// poller's claims), until that task ends. An injected delay counts. As
 /// percentiles over the actor's last 1,024 messages.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HandlingView {
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -47,6 +50,7 @@ pub struct HandlingView {
 
 /// The executor pool under the queue poller.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PoolView {
     pub size: usize,
     pub busy: usize,
@@ -57,6 +61,7 @@ pub struct PoolView {
 
 /// The profile cache's figures, on the cache's node.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CacheView {
     /// Hits in either tier, and misses (loads started or joined).
     pub hits: u64,
@@ -74,6 +79,7 @@ pub struct CacheView {
 
 /// The cache's in-process tier.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct LocalTierView {
     /// Whether it holds a lease, renewed on the connection that delivers
     /// the fleet's invalidations (it is served only then).
@@ -111,6 +117,7 @@ impl CacheView {
 
 /// One actor in the supervision tree.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[schema(no_recursion)]
 pub struct ActorNode {
     #[schema(example = "user")]
@@ -156,12 +163,12 @@ impl ActorNode {
             status: if actor.running { "running" } else { "down" },
             id: actor.id,
             supervisor: Some(supervisor.into()),
-            started_at: Some(actor.started_at.to_rfc3339()),
+            started_at: Some(rfc3339::format(actor.started_at)),
             restarts: actor.restarts,
             restart_budget_left: Some(actor.restart_budget_left),
             last_failure: actor.last_failure.map(|f| FailureView {
                 reason: f.reason,
-                at: f.at.to_rfc3339(),
+                at: rfc3339::format(f.at),
             }),
             messages_handled: actor.messages_handled,
             mailbox_backlog: actor.mailbox_backlog,
@@ -207,7 +214,7 @@ impl ActorNode {
     pub(crate) fn root(tree: TreeSnapshot, started: Instant) -> Self {
         let started_at = chrono::Duration::from_std(started.elapsed())
             .ok()
-            .map(|uptime| (chrono::Utc::now() - uptime).to_rfc3339());
+            .map(|uptime| rfc3339::format(chrono::Utc::now() - uptime));
         ActorNode {
             name: "root".into(),
             kind: "RootSupervisor".into(),

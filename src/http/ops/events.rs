@@ -128,7 +128,7 @@ fn event_kinds(q: &mut Params) -> Option<Vec<EventKind>> {
     params(EventsParams),
     responses(
         (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String,
-            example = "event: UserCreated\nid: web-1-41-a1b2c3:7\ndata: {\"seq\":7,\"at\":\"2026-11-29T07:30:00Z\",\"instance\":\"web-1-41-a1b2c3\",\"kind\":\"UserCreated\",\"user_id\":\"65f1c0ffee0000000000beef\"}\n\n"),
+            example = "event: UserCreated\nid: web-1-41-a1b2c3:7\ndata: {\"seq\":7,\"at\":\"2026-11-29T07:30:00.000Z\",\"instance\":\"web-1-41-a1b2c3\",\"kind\":\"UserCreated\",\"userId\":\"65f1c0ffee0000000000beef\"}\n\n"),
         (status = 400, description = "Unknown kind, malformed instance id or scope", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
 ))]

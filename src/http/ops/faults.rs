@@ -21,7 +21,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// A fault to inject.
 #[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"kind": "delay", "delay_ms": 500}))]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"kind": "delay", "delayMs": 500}))]
 pub struct FaultRequest {
     /// `panic` (on its next message), `stop` (after its next message) or `delay`.
     pub kind: String,
@@ -32,7 +33,7 @@ pub struct FaultRequest {
 impl FromJson for FaultRequest {
     fn from_json(f: &mut Fields) -> Option<Self> {
         let kind: Option<String> = f.required("kind", "a string");
-        let delay_ms: Option<u64> = f.optional("delay_ms", "a positive integer");
+        let delay_ms: Option<u64> = f.optional("delayMs", "a positive integer");
         if let Some(kind) = &kind {
             f.check(
                 ["panic", "stop", "delay"].contains(&kind.as_str()),
@@ -42,7 +43,7 @@ impl FromJson for FaultRequest {
             if kind == "delay" {
                 f.check(
                     delay_ms.is_some_and(|d| (1..=60_000).contains(&d)),
-                    "delay_ms",
+                    "delayMs",
                     "must be 1 to 60000 with kind delay",
                 );
             }
@@ -56,6 +57,7 @@ impl FromJson for FaultRequest {
 
 /// Acknowledgement of an injected fault.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FaultInjected {
     pub actor: String,
     pub fault: String,

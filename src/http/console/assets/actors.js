@@ -1,6 +1,6 @@
 // The actor tree panel: polls GET /ops/actors every second and shows one
 // row per actor, indented by depth. Messages per second come from the
-// difference between two polls' `messages_handled` (the server keeps only
+// difference between two polls' `messagesHandled` (the server keeps only
 // the running count). A restart (its `restarts` rose, or its ractor id
 // changed) or an escalation marks the row and adds a badge that fades.
 
@@ -28,9 +28,9 @@ function flatten(node, depth = 0, out = []) {
 /** Messages per second since the previous poll (null on the first). */
 function rate(node, now) {
   const before = previous.get(node.name);
-  if (!before || node.messages_handled < before.handled) return null;
+  if (!before || node.messagesHandled < before.handled) return null;
   const seconds = (now - before.at) / 1000;
-  return seconds > 0 ? (node.messages_handled - before.handled) / seconds : null;
+  return seconds > 0 ? (node.messagesHandled - before.handled) / seconds : null;
 }
 
 /** Mark an actor whose restarts rose, whose id changed, or that escalated. */
@@ -52,7 +52,7 @@ function statusCell(node) {
 }
 
 function failureCell(node) {
-  const failure = node.last_failure;
+  const failure = node.lastFailure;
   if (!failure) return el("td", { class: "failure muted", dataset: { label: "Last failure" } }, "–");
   const when = failure.at ? `${clock(failure.at)} ` : "";
   return el("td", { class: "failure", title: failure.reason, dataset: { label: "Last failure" } }, `${when}${failure.reason}`);
@@ -71,14 +71,14 @@ function nameCell(node, depth, mark) {
 /** One actor's row. */
 function row(node, depth, now) {
   const mark = marks.get(node.name);
-  const p99 = node.handling ? node.handling.p99_ms : null;
-  const budget = node.restart_budget_left;
+  const p99 = node.handling ? node.handling.p99Ms : null;
+  const budget = node.restartBudgetLeft;
   const tr = el(
     "tr",
     { dataset: { actor: node.name }, class: [mark ? "marked" : "", node.status !== "running" ? "unhealthy" : ""].join(" ") },
     nameCell(node, depth, mark),
     statusCell(node),
-    el("td", { class: "num backlog", dataset: { label: "Backlog" } }, num(node.mailbox_backlog)),
+    el("td", { class: "num backlog", dataset: { label: "Backlog" } }, num(node.mailboxBacklog)),
     el("td", { class: "num rate", dataset: { label: "Msg/s" } }, num(rate(node, now), 1)),
     el("td", { class: "num p99", dataset: { label: "p99 ms" } }, num(p99, 1)),
     el("td", { class: "num restarts", dataset: { label: "Restarts" } }, num(node.restarts)),
@@ -103,7 +103,7 @@ async function poll() {
     const focused = document.activeElement?.dataset?.fault ? document.activeElement.dataset : null;
     fill(byId("actors-body"), flat.map(([node, depth]) => row(node, depth, now)));
     if (focused) byId("actors-body").querySelector(`button[data-actor="${CSS.escape(focused.actor)}"][data-fault="${focused.fault}"]`)?.focus();
-    previous = new Map(flat.map(([node]) => [node.name, { handled: node.messages_handled, restarts: node.restarts, status: node.status, id: node.id, at: now }]));
+    previous = new Map(flat.map(([node]) => [node.name, { handled: node.messagesHandled, restarts: node.restarts, status: node.status, id: node.id, at: now }]));
     showError(byId("actors-error"), "");
     stamp(byId("actors-updated"));
   } catch (error) {

@@ -73,7 +73,7 @@ async function inject(event) {
   if (!pending) return close();
   const { actor, kind } = pending;
   const body = { kind };
-  if (kind === "delay") body.delay_ms = Number(byId("confirm-delay-ms").value);
+  if (kind === "delay") body.delayMs = Number(byId("confirm-delay-ms").value);
   try {
     await post(`/ops/actors/${encodeURIComponent(actor)}/fault`, body);
     notify(`${kind} armed on ${actor}`);

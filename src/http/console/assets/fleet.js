@@ -26,7 +26,7 @@ function treeRows(node, depth = 0, out = []) {
     el("th", { scope: "row", class: `name depth-${Math.min(depth, 4)}` }, node.name),
     el("td", {}, el("span", { class: `pill ${node.status}` }, node.status)),
     el("td", { class: "num" }, node.restarts),
-    el("td", { class: "num" }, node.mailbox_backlog)));
+    el("td", { class: "num" }, node.mailboxBacklog)));
   for (const child of node.children || []) treeRows(child, depth + 1, out);
   return out;
 }
@@ -38,7 +38,7 @@ async function drawTree() {
     const answer = await get(`/ops/cluster/${encodeURIComponent(chosen)}/actors`);
     fill(box,
       el("h3", {}, "Tree of ", el("span", { class: "mono" }, answer.instance),
-        el("span", { class: "muted small" }, answer.snapshot_age_ms ? ` (snapshot ${age(answer.snapshot_age_ms / 1000)} old)` : " (live)")),
+        el("span", { class: "muted small" }, answer.snapshotAgeMs ? ` (snapshot ${age(answer.snapshotAgeMs / 1000)} old)` : " (live)")),
       el("div", { class: "table-wrap" }, el("table", {},
         el("thead", {}, el("tr", {}, ["Actor", "Status", "Restarts", "Backlog"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, treeRows(answer.tree)))));

@@ -34,8 +34,8 @@ function counts(stats) {
     item("completed", num(stats.completed)),
     item("failed", num(stats.failed), stats.failed > 0 ? "bad" : ""),
     item("cancelled", num(stats.cancelled)),
-    item("done last min", num(stats.completed_last_minute)),
-    item("most late", age(stats.oldest_pending_age_seconds)),
+    item("done last min", num(stats.completedLastMinute)),
+    item("most late", age(stats.oldestPendingAgeSeconds)),
     unhandled(item, stats.unhandledTypes || []),
     registered(item, stats.registeredTypes || []),
   ];
