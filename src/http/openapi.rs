@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         super::ops::HandlingView,
         super::ops::FailureView,
         super::ops::PoolView,
+        super::ops::CacheView,
+        super::ops::LocalTierView,
         super::ops::ActorNode,
     )),
 )]
@@ -180,5 +182,64 @@ mod tests {
         ] {
             assert!(schemes.contains_key(name), "{name}");
         }
+    }
+
+    /// Every `$ref` in `value`.
+    fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|child| refs(child, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| refs(item, out)),
+            _ => {}
+        }
+    }
+
+    /// A `$ref` to a schema the document does not hold makes client
+    /// generators (openapi-python-client) drop every schema that names it
+    /// and the response types of the operations answering them.
+    #[test]
+    fn every_ref_names_a_schema_the_document_holds() {
+        let doc = serde_json::to_value(crate::http::openapi_document()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 20, "the walk finds the refs: {}", found.len());
+        for target in found {
+            let name = target.trim_start_matches("#/components/schemas/");
+            assert!(
+                schemas.contains_key(name),
+                "{target} is not a schema of the document"
+            );
+        }
+    }
+
+    /// Doc comments become the document's descriptions: an intra-doc link
+    /// there (`[`Type`]`) names code the API's readers cannot see.
+    #[test]
+    fn no_description_links_to_the_code() {
+        fn walk(value: &serde_json::Value, leaks: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(text)) = map.get("description") {
+                        if text.contains("[`") {
+                            leaks.push(text.clone());
+                        }
+                    }
+                    map.values().for_each(|child| walk(child, leaks));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, leaks)),
+                _ => {}
+            }
+        }
+        let mut leaks = Vec::new();
+        walk(
+            &serde_json::to_value(crate::http::openapi_document()).unwrap(),
+            &mut leaks,
+        );
+        assert!(leaks.is_empty(), "{leaks:#?}");
     }
 }

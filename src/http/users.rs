@@ -106,8 +106,9 @@ impl From<domain::TokenPair> for TokenPair {
 }
 
 /// The profile anyone may see (`GET /users/{id}`): never the e-mail address
-/// or the age. Documents the JSON the cache holds and answers as it is
-/// (see [`domain::PublicProfile`], which serialises to this shape).
+/// or the age.
+// Documents the JSON the cache holds and answers as it is: the domain's
+// `PublicProfile` serialises to this shape.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "createdAt": "2026-11-29T06:30:00Z"}))]
 pub struct PublicProfile {

@@ -19,7 +19,8 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Fields, FromJson, Valid};
 use crate::state::AppState;
 
-/// A bulk operation. (The body's schema; [`BulkBody`] reads and checks it.)
+// The body's schema; `BulkBody` reads and checks it.
+/// A bulk operation.
 #[allow(dead_code)]
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -23,8 +23,8 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{Fields, FromJson, Valid};
 use crate::state::AppState;
 
+// The body's schema; `EnqueueBody` reads and checks it.
 /// A job to enqueue. `runAt` and `delay` are exclusive; neither: due now.
-/// (The body's schema; [`EnqueueBody`] reads and checks it.)
 #[allow(dead_code)]
 #[derive(ToSchema)]
 #[schema(example = json!({

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
-pub use actors::{tree, ActorNode, FailureView, HandlingView, PoolView};
+pub use actors::{tree, ActorNode, CacheView, FailureView, HandlingView, LocalTierView, PoolView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
