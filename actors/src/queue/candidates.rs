@@ -2,9 +2,10 @@
 //! list the queue again.
 //!
 //! Listing is the queue's costliest query (on FerretDB it reads every
-//! pending job, due or not), so the poller lists only when it has an idle
-//! executor and no candidate left, never twice at once, and not again after
-//! a listing found nothing until a tick or a nudge says something may be due.
+//! pending job, due or not: about a second over 10,000 of them), so the
+//! poller lists only when it has an idle executor and a line that is empty
+//! or older than a tick, never twice at once, and not again after a listing
+//! found nothing until a tick or a nudge says something may be due.
 //!
 //! Candidates are tried in the listing's order, whatever order they arrive
 //! in: jobs whose lease expired first, then pending ones by rank (see
@@ -12,15 +13,24 @@
 //! at its rank, so a high-priority job enqueued while the executors are
 //! busy runs before the lower ones listed earlier.
 //!
-//! The local line is the whole line only until the next tick: a tick drops
-//! the listed candidates (others may have taken them), so what is left is
-//! what was enqueued here since, and claiming from it would let those jobs
-//! jump ahead of higher-ranked ones waiting in the store. After a tick the
-//! poller lists before it claims again, unless the last listing found
-//! nothing — then the local line is all there is, and a job enqueued here is
-//! claimed by id without a listing.
+//! A tick makes the line *stale*: others may have taken some of it, and
+//! jobs may have become due (or been enqueued elsewhere) that rank ahead of
+//! it. The poller lists again at once, and **keeps claiming from the stale
+//! line while that listing runs**; when it lands, it replaces the stale
+//! line (what was enqueued here since it started stays). So a listing never
+//! leaves the executors idle while the line still holds jobs — it used to,
+//! once a tick, for as long as the listing took, which bounded a drain of a
+//! large backlog on FerretDB — and the stale order rules only for one
+//! listing's time. A stale candidate is as safe to claim as a fresh one:
+//! every claim is fenced by its attempt record and its listed state
+//! ([`crate::queue::store::batch`]); one others took costs a duplicate in a
+//! batch's insert. The jobs handed out while a listing runs are left out of
+//! what it finds (it read the store before their claims).
+//!
+//! A change of pauses drops the line at once (it was listed under the old
+//! ones).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::DateTime;
@@ -53,10 +63,18 @@ pub(crate) enum Next {
 
 #[derive(Debug, Default)]
 pub(crate) struct Candidates {
-    /// Jobs listed as claimable (or enqueued here), not yet tried, in line.
-    queue: BTreeMap<Place, Candidate>,
+    /// Jobs listed as claimable (or enqueued here), not yet tried, in line;
+    /// each with the listing generation it joined the line in.
+    queue: BTreeMap<Place, (Candidate, u64)>,
+    /// Bumped when a listing starts: what joined the line since is newer
+    /// than that listing's read, and outlives its landing.
+    generation: u64,
     /// A listing is in flight.
     listing: bool,
+    /// Ids handed out while the listing in flight runs: it may list them
+    /// again, as it read the store before their claims. At most one
+    /// listing's worth of claims.
+    tried: HashSet<ObjectId>,
     /// The last listing found nothing (or failed): wait for a tick or a nudge.
     exhausted: bool,
     /// A listing ended since the last tick, so the line holds every job
@@ -65,42 +83,66 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    /// The next thing to do for one idle executor.
+    /// The next thing to do for one idle executor. After a [`Next::List`],
+    /// ask again: a stale line stays claimable while the listing runs.
     pub fn next(&mut self) -> Next {
-        let line_is_whole = self.listed_since_tick || self.exhausted;
-        if line_is_whole {
-            if let Some((_, candidate)) = self.queue.pop_first() {
-                return Next::Claim(candidate);
-            }
+        let stale = !self.listed_since_tick && !self.exhausted;
+        if stale && !self.listing {
+            return self.start_listing();
         }
-        if self.listing || (self.exhausted && self.queue.is_empty()) {
+        if let Some((_, (candidate, _))) = self.queue.pop_first() {
+            if self.listing {
+                self.tried.insert(candidate.id);
+            }
+            return Next::Claim(candidate);
+        }
+        if self.listing || self.exhausted {
             return Next::Wait;
         }
+        self.start_listing()
+    }
+
+    fn start_listing(&mut self) -> Next {
         self.listing = true;
+        self.generation += 1;
+        self.tried.clear();
         Next::List
     }
 
     /// A listing finished: `Some(found)`, or `None` if it failed (then the
-    /// next tick lists again).
+    /// line stays as it is and the next tick lists again). What it found
+    /// replaces the line, but for what was enqueued here since it started
+    /// and what was handed out meanwhile.
     pub fn listed(&mut self, found: Option<Vec<Candidate>>) {
         self.listing = false;
         self.listed_since_tick = true;
-        match found {
-            Some(found) => {
-                self.exhausted = found.is_empty();
-                self.queue
-                    .extend(found.into_iter().map(|found| (place(&found), found)));
+        let Some(found) = found else {
+            self.exhausted = true;
+            return;
+        };
+        self.exhausted = found.is_empty();
+        let current = self.generation;
+        self.queue
+            .retain(|_, (_, generation)| *generation == current);
+        for candidate in found {
+            if !self.tried.contains(&candidate.id) {
+                self.queue.insert(place(&candidate), (candidate, current));
             }
-            None => self.exhausted = true,
         }
+        self.tried.clear();
     }
 
-    /// A tick: candidates older than a tick are dropped (others may have
-    /// taken them), and the queue is worth listing again.
+    /// A tick: the line is stale (others may have taken some of it, others
+    /// may be due ahead of it) and the queue is worth listing again.
     pub fn tick(&mut self) {
-        self.queue.clear();
         self.exhausted = false;
         self.listed_since_tick = false;
+    }
+
+    /// The pauses changed: the line, listed under the old ones, is dropped.
+    pub fn pauses_changed(&mut self) {
+        self.queue.clear();
+        self.tick();
     }
 
     /// Something may be due now (a job was put back to pending): list again.
@@ -113,9 +155,11 @@ impl Candidates {
     /// listing lists it too, the second claim loses the attempt reservation
     /// and is dropped.
     pub fn enqueued(&mut self, id: ObjectId, rank: DateTime) {
-        if !self.queue.values().any(|c| c.id == id) {
+        if !self.queue.values().any(|(c, _)| c.id == id) {
             let candidate = Candidate::enqueued(id, rank);
-            self.queue.insert(place(&candidate), candidate);
+            let generation = self.generation;
+            self.queue
+                .insert(place(&candidate), (candidate, generation));
         }
     }
 }
@@ -177,42 +221,96 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_drops_the_candidates_listed_before_it() {
+    fn after_a_tick_the_stale_line_is_claimed_from_while_the_relisting_runs() {
         let mut candidates = Candidates::default();
         candidates.next();
-        candidates.listed(Some(vec![Candidate::enqueued(
-            ObjectId::new(),
-            DateTime::now(),
-        )]));
+        let (a, b) = (ObjectId::new(), ObjectId::new());
+        let now = DateTime::now();
+        candidates.listed(Some(vec![
+            Candidate::enqueued(a, now),
+            Candidate::enqueued(b, now),
+        ]));
         candidates.tick();
-        assert!(matches!(candidates.next(), Next::List));
-    }
-
-    #[test]
-    fn after_a_tick_a_job_enqueued_here_waits_for_a_listing_that_may_rank_others_first() {
-        let mut candidates = Candidates::default();
-        candidates.next();
-        candidates.listed(Some(vec![Candidate::enqueued(
-            ObjectId::new(),
-            DateTime::now(),
-        )]));
-        candidates.tick();
-        let at = |ms: i64| DateTime::from_millis(1_800_000_000_000 + ms);
-        let (waiting, local) = (ObjectId::new(), ObjectId::new());
-        candidates.enqueued(local, at(20));
-        assert!(matches!(candidates.next(), Next::List), "list first");
+        assert!(
+            matches!(candidates.next(), Next::List),
+            "list again at once"
+        );
+        assert_eq!(claims(candidates.next()), a, "meanwhile, the stale line");
+        assert_eq!(claims(candidates.next()), b);
         assert!(
             matches!(candidates.next(), Next::Wait),
             "one listing at a time"
         );
-        // The listing finds a job ranked ahead of the local one, and the
-        // local one itself (claimed once).
+    }
+
+    #[test]
+    fn a_listing_that_lands_replaces_the_stale_line_but_for_what_was_enqueued_since_or_handed_out()
+    {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        let at = |ms: i64| DateTime::from_millis(1_800_000_000_000 + ms);
+        let (handed, gone, early, local, waiting) = (
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+        );
+        candidates.enqueued(early, at(5)); // enqueued here before the relisting
         candidates.listed(Some(vec![
+            Candidate::enqueued(handed, at(0)),
+            Candidate::enqueued(gone, at(40)),
+        ]));
+        candidates.tick();
+        assert!(matches!(candidates.next(), Next::List));
+        assert_eq!(claims(candidates.next()), handed, "claimed while it lists");
+        candidates.enqueued(local, at(20)); // enqueued here while it lists
+                                            // The listing read the store before `handed` was claimed, and no
+                                            // longer finds `gone` (taken elsewhere) nor `early` (beyond its
+                                            // limit, say); it finds a job ranked ahead of the local one.
+        candidates.listed(Some(vec![
+            Candidate::enqueued(handed, at(0)),
             Candidate::enqueued(waiting, at(10)),
-            Candidate::enqueued(local, at(20)),
         ]));
         assert_eq!(claims(candidates.next()), waiting);
-        assert_eq!(claims(candidates.next()), local);
+        assert_eq!(
+            claims(candidates.next()),
+            local,
+            "kept: newer than the listing"
+        );
+        assert!(
+            matches!(candidates.next(), Next::List),
+            "nothing else is left"
+        );
+    }
+
+    #[test]
+    fn a_change_of_pauses_drops_the_line() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        candidates.listed(Some(vec![Candidate::enqueued(
+            ObjectId::new(),
+            DateTime::now(),
+        )]));
+        candidates.pauses_changed();
+        assert!(matches!(candidates.next(), Next::List));
+        assert!(
+            matches!(candidates.next(), Next::Wait),
+            "nothing left meanwhile"
+        );
+    }
+
+    #[test]
+    fn a_failed_relisting_keeps_the_stale_line() {
+        let mut candidates = Candidates::default();
+        candidates.next();
+        let id = ObjectId::new();
+        candidates.listed(Some(vec![Candidate::enqueued(id, DateTime::now())]));
+        candidates.tick();
+        assert!(matches!(candidates.next(), Next::List));
+        candidates.listed(None);
+        assert_eq!(claims(candidates.next()), id);
+        assert!(matches!(candidates.next(), Next::Wait), "until a tick");
     }
 
     #[test]

@@ -109,8 +109,9 @@ impl PollerState {
     }
 
     /// Claim a batch for the idle executors (at most `queue.claim_batch`),
-    /// listing candidates when needed; nothing while a batch is under way
-    /// (its `Claimed` wakes the poller again).
+    /// listing candidates when needed (a stale line's candidates are claimed
+    /// meanwhile, see [`crate::queue::candidates`]); nothing while a batch
+    /// is under way (its `Claimed` wakes the poller again).
     pub(super) fn wake(&mut self, myself: &ActorRef<PollerMsg>) {
         // `queue.poller_claims = false`: a test runs the jobs (`queue::worker`).
         if self.pauses.queue || !self.args.queue.config.poller_claims || self.pool.claiming() {
@@ -118,20 +119,21 @@ impl PollerState {
         }
         let limit = self.args.queue.config.claim_batch;
         let mut batch = Vec::new();
-        for index in 0..self.pool.len() {
+        'executors: for index in 0..self.pool.len() {
             if batch.len() == limit {
                 break;
             }
             if !self.pool[index].is_idle() {
                 continue;
             }
-            match self.candidates.next() {
-                Next::Claim(candidate) => batch.push((index, candidate)),
-                Next::List => {
-                    self.start_listing(myself);
-                    break;
+            // A listing starts at most once here (one at a time), and a
+            // stale line is still claimed from while it runs.
+            loop {
+                match self.candidates.next() {
+                    Next::Claim(candidate) => break batch.push((index, candidate)),
+                    Next::List => self.start_listing(myself),
+                    Next::Wait => break 'executors,
                 }
-                Next::Wait => break,
             }
         }
         if !batch.is_empty() {

@@ -94,7 +94,7 @@ impl PollerState {
             tracing::info!(target: "worker", queue = pauses.queue, types = ?pauses.types, "pauses changed");
             self.pauses = Arc::new(pauses);
             // Candidates listed under the old pauses may be paused now.
-            self.candidates.tick();
+            self.candidates.pauses_changed();
         }
     }
 }

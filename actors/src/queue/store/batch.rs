@@ -12,9 +12,14 @@
 //!    keeps the rest from being inserted.
 //! 2. **Take** each reserved job by `_id` with the single claim's fenced
 //!    `findOneAndUpdate` (still as listed, not paused), [`TAKES_IN_FLIGHT`]
-//!    at a time. Not one `updateMany` with `$in`: FerretDB v1 scans for `$in`
-//!    and its `updateMany` reads, then writes by `_id`; and never one large
-//!    `update` command (256 statements in one hung FerretDB v1.24.2). A job
+//!    at a time. Not one `updateMany` with `_id: {$in: …}` and a claim
+//!    token: FerretDB v1.24.2 pushes an `_id` *equality* down to PostgreSQL
+//!    but not `$in`, so that one command reads every job into FerretDB —
+//!    measured 1.5–2.7 s over 10,000 jobs whatever the batch's size, against
+//!    10–30 ms for a take by `_id` (`results/claim-shapes-2026-12-07.md`).
+//!    Nor one `update` command of a statement per job: FerretDB runs them
+//!    one after another, half the speed of 8 takes in flight; and never a
+//!    large one (256 statements in one hung FerretDB v1.24.2). A job
 //!    that moved on since it was listed (cancelled, paused, taken for another
 //!    attempt) gets its reservation deleted, as a single claim does.
 //! 3. **Look into** the first [`DUPLICATES_LOOKED_INTO`] duplicates (in
