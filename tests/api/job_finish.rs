@@ -82,70 +82,95 @@ async fn a_finished_job_counts_as_done_to_no_one_before_its_batch_is_written() {
 }
 
 #[tokio::test]
-async fn endings_of_one_batch_share_one_write_per_collection_and_each_record_keeps_its_own_outcome()
-{
+async fn endings_of_one_batch_share_one_write_per_collection_and_each_job_gets_its_exact_end() {
     let handlers = JobHandlers::new().with("test.mixed", |job| async move {
         match job.payload.get_str("mode").unwrap_or_default() {
-            "ok" => Ok(doc! { "done": true }),
+            "ok" => Ok(doc! { "done": job.payload.get_i32("n").unwrap_or(0) }),
+            "empty" => Ok(doc! {}),
             "fail" => Err(HandlerError::permanent("no retry can mend this")),
             _ => Err("a flaky dependency".into()),
         }
     });
-    // Four executors (the test profile's) and batches of four: the four
-    // jobs' endings go in one batch, whatever order they finish in.
+    // Six executors and batches of six: the six jobs' endings go in one
+    // batch, whatever order they finish in (the delay is long: the batch
+    // is written once full); the two empty completions share a statement,
+    // the others differ per job.
     let app = spawn_app_with_jobs(
         |s| {
-            s.queue.finish_batch = 4;
-            s.queue.finish_delay = Duration::from_secs(1);
+            s.queue.executors = 6;
+            s.queue.finish_batch = 6;
+            s.queue.lease = Duration::from_secs(30);
+            s.queue.finish_delay = Duration::from_secs(15);
             s.queue.backoff_base = Duration::from_secs(3600);
             s.queue.backoff_max = Duration::from_secs(3600);
         },
         handlers,
     )
     .await;
-    let commands = &app.state.mongo_commands;
-    let updates = || {
-        [
-            commands.sent_on("update", "job_attempts"),
-            commands.sent_on("update", "jobs"),
-        ]
-    };
-    let before = updates();
+    let before = updates(&app);
     let mut ids = Vec::new();
-    for mode in ["ok", "fail", "retry", "ok"] {
-        let id = app
-            .jobs()
-            .enqueue("test.mixed", doc! { "mode": mode })
-            .await
-            .unwrap();
-        ids.push(id);
+    for (n, mode) in ["ok", "empty", "fail", "retry", "ok", "empty"]
+        .into_iter()
+        .enumerate()
+    {
+        let payload = doc! { "mode": mode, "n": n as i32 };
+        ids.push(app.jobs().enqueue("test.mixed", payload).await.unwrap());
     }
     app.nudge();
     let settled = doc! { "_id": { "$in": &ids }, "status": { "$ne": "processing" }, "attempts": 1 };
     let jobs = app.db.collection::<Document>("jobs");
-    eventually(Duration::from_secs(10), "the four ends written", || {
+    eventually(Duration::from_secs(10), "the six ends written", || {
         let (jobs, settled) = (jobs.clone(), settled.clone());
-        async move { (jobs.count_documents(settled).await.ok()? == 4).then_some(()) }
+        async move { (jobs.count_documents(settled).await.ok()? == 6).then_some(()) }
     })
     .await;
-    let after = updates();
+    let after = updates(&app);
     assert_eq!(
         [after[0] - before[0], after[1] - before[1]],
         [1, 1],
         "one update of the attempt records, one of the jobs"
     );
+    let (done, failed, pending) = (JobStatus::Completed, JobStatus::Failed, JobStatus::Pending);
     let expected = [
-        (JobStatus::Completed, Outcome::Completed),
-        (JobStatus::Failed, Outcome::Failed),
-        (JobStatus::Pending, Outcome::Failed),
-        (JobStatus::Completed, Outcome::Completed),
+        (done, Outcome::Completed, Some(doc! { "done": 0 }), None),
+        (done, Outcome::Completed, Some(doc! {}), None),
+        (
+            failed,
+            Outcome::Failed,
+            None,
+            Some("no retry can mend this"),
+        ),
+        (pending, Outcome::Failed, None, Some("a flaky dependency")),
+        (done, Outcome::Completed, Some(doc! { "done": 4 }), None),
+        (done, Outcome::Completed, Some(doc! {}), None),
     ];
-    for (id, (status, outcome)) in ids.iter().zip(expected) {
+    for (id, (status, outcome, result, error)) in ids.iter().zip(expected) {
         let (job, attempts) = job_and_attempts(&app, *id).await;
         assert_eq!(job.status, status, "{id}");
+        assert_eq!(job.result, result, "{id}");
+        assert_eq!(job.locked_by, None, "{id}");
+        let error_has = |e: &Option<String>| match (e, error) {
+            (Some(e), Some(want)) => e.contains(want),
+            (e, None) => e.is_none(),
+            _ => false,
+        };
+        assert!(error_has(&job.last_error), "{id}: {:?}", job.last_error);
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].outcome, outcome, "{id}");
+        assert!(
+            error_has(&attempts[0].error),
+            "{id}: {:?}",
+            attempts[0].error
+        );
         assert!(attempts[0].finished_at.is_some());
+        if status == pending {
+            let wait =
+                job.run_at.timestamp_millis() - attempts[0].finished_at.unwrap().timestamp_millis();
+            assert!(
+                (3_600_000..3_660_000).contains(&wait),
+                "retried after the backoff: {wait} ms"
+            );
+        }
     }
 }
 
@@ -252,4 +277,119 @@ async fn a_job_whose_end_was_not_written_when_its_instance_was_killed_runs_again
     assert_eq!(job.attempts, 2);
     let outcomes: Vec<Outcome> = attempts.iter().map(|a| a.outcome).collect();
     assert_eq!(outcomes, [Outcome::Crashed, Outcome::Completed]);
+}
+
+/// The `update` commands sent so far: on `job_attempts`, on `jobs`.
+fn updates(app: &TestApp) -> [u64; 2] {
+    let commands = &app.state.mongo_commands;
+    [
+        commands.sent_on("update", "job_attempts"),
+        commands.sent_on("update", "jobs"),
+    ]
+}
+
+#[tokio::test]
+async fn a_flush_of_forty_completed_noop_ends_is_one_update_per_collection() {
+    // Forty executors and batches of forty: every end waits in one batch
+    // (the delay is long, the lease longer); one statement per job would
+    // need two commands of at most 32 statements per collection.
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.executors = 40;
+            s.queue.finish_batch = 40;
+            s.queue.lease = Duration::from_secs(30);
+            s.queue.finish_delay = Duration::from_secs(15);
+        },
+        JobHandlers::new(),
+    )
+    .await;
+    let before = updates(&app);
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(app.jobs().enqueue("noop", doc! {}).await.unwrap());
+    }
+    app.nudge();
+    let filter = doc! { "_id": { "$in": &ids } };
+    app.wait_for_jobs(filter, "completed", 40, Duration::from_secs(30))
+        .await;
+    let after = updates(&app);
+    assert_eq!(
+        [after[0] - before[0], after[1] - before[1]],
+        [1, 1],
+        "one update of the attempt records, one of the jobs"
+    );
+    for id in ids {
+        let (job, attempts) = job_and_attempts(&app, id).await;
+        assert_eq!((job.attempts, job.locked_by), (1, None), "{id}");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, Outcome::Completed, "{id}");
+        assert!(attempts[0].finished_at.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_job_settled_cancelled_while_its_end_waits_is_not_overwritten_by_its_batchs_completion() {
+    let (handlers, mut returned) = signalling("test.signal");
+    // Ends wait 3 s for a fourth that never comes: a window to settle one.
+    let app = spawn_app_with_jobs(
+        |s| {
+            s.queue.finish_batch = 4;
+            s.queue.lease = Duration::from_secs(20);
+            s.queue.finish_delay = Duration::from_secs(3);
+        },
+        handlers,
+    )
+    .await;
+    let before = updates(&app);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.jobs().enqueue("test.signal", doc! {}).await.unwrap());
+    }
+    app.nudge();
+    for _ in 0..3 {
+        let ran = tokio::time::timeout(Duration::from_secs(10), returned.recv()).await;
+        assert!(ran.unwrap().is_some(), "a handler returned");
+    }
+    // What a canceller writes when it settles a job whose lease it found
+    // expired (`queue::store::cancel`): the job `cancelled`, its running
+    // attempt `crashed`.
+    let cancelled = ids[1];
+    let db = &app.db;
+    let job = db
+        .collection::<Document>("jobs")
+        .update_one(
+            doc! { "_id": cancelled, "status": "processing" },
+            doc! { "$set": { "status": "cancelled", "cancelRequested": true, "lockedBy": null, "lockedUntil": null } },
+        )
+        .await
+        .unwrap();
+    let record = db
+        .collection::<Document>("job_attempts")
+        .update_one(
+            doc! { "_id": format!("{cancelled}:1"), "outcome": "running" },
+            doc! { "$set": { "outcome": "crashed" } },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (job.modified_count, record.modified_count),
+        (1, 1),
+        "settled before the flush"
+    );
+
+    let completed = doc! { "_id": { "$in": [ids[0], ids[2]] } };
+    app.wait_for_jobs(completed, "completed", 2, Duration::from_secs(20))
+        .await;
+    let after = updates(&app);
+    assert_eq!([after[0] - before[0], after[1] - before[1]], [1, 1]);
+    let (job, attempts) = job_and_attempts(&app, cancelled).await;
+    assert_eq!(job.status, JobStatus::Cancelled, "not overwritten");
+    assert_eq!(job.completed_at, None);
+    assert_eq!(attempts[0].outcome, Outcome::Crashed, "its record kept");
+    assert_eq!(attempts[0].finished_at, None);
+    for id in [ids[0], ids[2]] {
+        let (job, attempts) = job_and_attempts(&app, id).await;
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(attempts[0].outcome, Outcome::Completed);
+    }
 }

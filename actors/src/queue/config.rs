@@ -201,7 +201,7 @@ mod tests {
             hold: Duration::from_secs(30),
             max_payload: 65536,
             priority_aging: Duration::from_secs(10),
-            finish_batch: 64,
+            finish_batch: 256,
             finish_delay: Duration::from_millis(2),
             claim_batch: 256,
             poller_claims: true,

@@ -11,13 +11,18 @@
 //!   while the store still says `processing`).
 //! - The finisher (one task, owned by the poller: [`FinisherTask`]) holds
 //!   the endings it receives and writes them together
-//!   ([`crate::queue::store::JobStore::finish_many`]: one unordered
-//!   `update` per collection and 32 endings) once it holds
-//!   `queue.finish_batch` of them or `queue.finish_delay` after the first,
-//!   whichever comes first.
+//!   ([`crate::queue::store::JobStore::finish_many`]: alike endings, e.g.
+//!   every completion with an empty result, as one statement per
+//!   collection; the others a statement each; one unordered `update` per
+//!   collection and 32 statements) once it holds `queue.finish_batch` of
+//!   them or `queue.finish_delay` after the first, whichever comes first.
 //! - One refused document fails only its own ending (its executor logs it;
 //!   the job settles when its lease expires, as after a failed single
-//!   write). A batch the store refuses as a whole (it answered with an
+//!   write); a refused statement of several endings is written again one
+//!   by one, so only its culprit stays refused. An ending whose job moved
+//!   on meanwhile (cancelled, reclaimed after its lease) is fenced out, as
+//!   its single write would be: nothing is written and it counts as
+//!   written. A batch the store refuses as a whole (it answered with an
 //!   error: FerretDB fails a whole unordered `update` for one string it
 //!   cannot store) is split and each ending written once on its own.
 //!

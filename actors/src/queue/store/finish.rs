@@ -4,24 +4,23 @@
 //! attempt, so a stale runner's write changes nothing).
 //!
 //! Outcomes are written in bulk ([`JobStore::finish_many`], fed by
-//! [`crate::queue::finisher`]): one unordered `update` command per
-//! collection and [`BULK_STATEMENTS`] outcomes, so one refused document
-//! fails only its own outcome. (The driver's `bulkWrite` needs MongoDB 8;
-//! FerretDB v1 has none: a plain `update` with several statements runs on
-//! both.)
+//! [`crate::queue::finisher`]) through [`super::grouped`]: alike ends (a
+//! completion with an empty result at the same attempt number; failures
+//! with the same error and retry time) share one statement per
+//! collection, the others are a statement each, all in unordered `update`
+//! commands, so one refused document fails only its own outcome. (The
+//! driver's `bulkWrite` needs MongoDB 8; FerretDB v1 has none: a plain
+//! `update` with several statements runs on both.)
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
-use mongodb::error::{ErrorKind, WriteConcernError, WriteError, WriteFailure};
+use mongodb::error::{ErrorKind, WriteError, WriteFailure};
 
+use super::grouped::ById;
 use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobStatus, Outcome};
-
-/// Statements per `update` command, at most. Bounded on purpose: one
-/// `update` of 256 statements hung FerretDB v1.24.2 for every client.
-pub const BULK_STATEMENTS: usize = 32;
 
 /// How one attempt ended: what its record and its job become.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,21 +101,28 @@ impl Ending {
         }
     }
 
-    /// The `update` statement of its attempt record: only a record still
-    /// `running` is closed, so a record the next claimer already closed
-    /// (`crashed`: this runner lost its lease) keeps what it says, and a
-    /// flush retried after a lost reply changes nothing.
-    fn record_statement(&self, now: DateTime) -> Document {
-        doc! {
-            "q": { "_id": format!("{}:{}", self.id, self.attempt), "outcome": Outcome::Running.as_str() },
-            "u": { "$set": {
+    /// The write of its attempt record, by `instance` (who ran it): only a
+    /// record still `running` is closed, so a record the next claimer
+    /// already closed (`crashed`: this runner lost its lease) keeps what it
+    /// says, and a flush retried after a lost reply changes nothing.
+    fn record_write(&self, now: DateTime, instance: &str) -> ById {
+        ById {
+            id: Bson::String(format!("{}:{}", self.id, self.attempt)),
+            fence: doc! { "outcome": Outcome::Running.as_str() },
+            update: doc! { "$set": {
                 "finishedAt": now, "outcome": self.outcome.as_str(), "error": self.error.as_deref(),
             } },
+            narrow: doc! { "instance": instance },
         }
     }
 
-    /// The `update` statement of its job, fenced on the attempt.
-    fn job_statement(&self, now: DateTime, due: impl Fn(Duration) -> DateTime) -> Document {
+    /// The write of its job, fenced on the attempt (held by `instance`,
+    /// who claimed it).
+    fn job_write(
+        &self,
+        (now, instance): (DateTime, &str),
+        due: impl Fn(Duration) -> DateTime,
+    ) -> ById {
         let set = match &self.job {
             JobEnd::Completed(result) => doc! {
                 "status": "completed", "result": result, "completedAt": now, "lastError": Bson::Null,
@@ -133,9 +139,11 @@ impl Ending {
         };
         let mut set = set;
         set.extend(doc! { "updatedAt": now, "lockedBy": Bson::Null, "lockedUntil": Bson::Null });
-        doc! {
-            "q": { "_id": self.id, "attempts": self.attempt, "status": "processing" },
-            "u": { "$set": set },
+        ById {
+            id: Bson::ObjectId(self.id),
+            fence: doc! { "attempts": self.attempt, "status": "processing" },
+            update: doc! { "$set": set },
+            narrow: doc! { "lockedBy": instance },
         }
     }
 }
@@ -161,45 +169,50 @@ impl JobStore {
         Ok(())
     }
 
-    /// Extend the leases of these running attempts, [`BULK_STATEMENTS`]
-    /// per command (the finisher's, while a flush is retried).
+    /// Extend the leases of these running attempts (the finisher's, while
+    /// a flush is retried): one grouped statement per attempt number.
     pub(crate) async fn renew_many(
         &self,
         attempts: &[(ObjectId, i32)],
         lease: Duration,
     ) -> Result<(), QueueError> {
         let (until, now) = (self.clock.after(lease), self.clock.now());
-        let statements = attempts.iter().map(|(id, attempt)| {
-            doc! {
-                "q": { "_id": id, "attempts": attempt, "status": "processing" },
-                "u": { "$set": { "lockedUntil": until, "updatedAt": now } },
-            }
-        });
-        self.update_each(self.jobs.name(), statements.collect())
-            .await?;
+        let writes: Vec<ById> = attempts
+            .iter()
+            .map(|(id, attempt)| ById {
+                id: Bson::ObjectId(*id),
+                fence: doc! { "attempts": attempt, "status": "processing" },
+                update: doc! { "$set": { "lockedUntil": until, "updatedAt": now } },
+                narrow: doc! { "lockedBy": &self.instance },
+            })
+            .collect();
+        self.update_by_id(self.jobs.name(), &writes).await?;
         Ok(())
     }
 
     /// Write how each of `endings` ended: every attempt record first, then
-    /// every job (once the job reads final, so does its history), in
-    /// unordered `update` commands of at most [`BULK_STATEMENTS`]
-    /// statements. One result per ending, in order: a statement the store
-    /// refused fails its own ending only (and a refused record skips its
-    /// job). `Err`: a command failed as a whole (the store is down): some
-    /// of it may be written; writing it all again is safe (fenced).
+    /// every job (once the job reads final, so does its history), alike
+    /// ends grouped ([`super::grouped`]). One result per ending, in order:
+    /// a write the store refused fails its own ending only (and a refused
+    /// record skips its job). `Err`: a command failed as a whole (the store
+    /// is down): some of it may be written; writing it all again is safe
+    /// (fenced).
     pub async fn finish_many(&self, endings: &[Ending]) -> Result<Vec<Written>, QueueError> {
         let now = self.clock.now();
-        let records = endings.iter().map(|e| e.record_statement(now)).collect();
-        let refused = self.update_each(self.attempts.name(), records).await?;
+        let records: Vec<ById> = endings
+            .iter()
+            .map(|e| e.record_write(now, &self.instance))
+            .collect();
+        let refused = self.update_by_id(self.attempts.name(), &records).await?;
         let mut written: Vec<Written> = refused.into_iter().map(refusal).collect();
         let due = |delay| self.clock.after(delay);
-        let (jobs, which): (Vec<Document>, Vec<usize>) = endings
+        let (jobs, which): (Vec<ById>, Vec<usize>) = endings
             .iter()
             .enumerate()
             .filter(|(i, _)| written[*i].is_ok())
-            .map(|(i, ending)| (ending.job_statement(now, due), i))
+            .map(|(i, ending)| (ending.job_write((now, &self.instance), due), i))
             .unzip();
-        let refused = self.update_each(self.jobs.name(), jobs).await?;
+        let refused = self.update_by_id(self.jobs.name(), &jobs).await?;
         for (i, refused) in which.into_iter().zip(refused) {
             written[i] = refusal(refused);
         }
@@ -238,55 +251,6 @@ impl JobStore {
         self.finish_one(&ending).await?;
         Ok(ending.status())
     }
-
-    /// Send `statements` to `collection` as unordered `update` commands of
-    /// at most [`BULK_STATEMENTS`] each; the write error of each statement
-    /// (`None`: none), in order.
-    async fn update_each(
-        &self,
-        collection: &str,
-        statements: Vec<Document>,
-    ) -> Result<Vec<Option<WriteError>>, mongodb::error::Error> {
-        let db = self.jobs.client().database(&self.jobs.namespace().db);
-        let mut refused = Vec::with_capacity(statements.len());
-        for chunk in statements.chunks(BULK_STATEMENTS) {
-            let command = doc! { "update": collection, "updates": chunk, "ordered": false };
-            let reply = db.run_command(command).await?;
-            refused.extend(write_errors(&reply, chunk.len())?);
-        }
-        Ok(refused)
-    }
-}
-
-/// The write error of each of an `update` reply's `statements` statements
-/// (`writeErrors`, by index). A write concern error fails the command.
-fn write_errors(
-    reply: &Document,
-    statements: usize,
-) -> Result<Vec<Option<WriteError>>, mongodb::error::Error> {
-    if let Ok(concern) = reply.get_document("writeConcernError") {
-        let concern: WriteConcernError = mongodb::bson::from_document(concern.clone())?;
-        return Err(ErrorKind::Write(WriteFailure::WriteConcernError(concern)).into());
-    }
-    let mut refused = vec![None; statements];
-    let Ok(errors) = reply.get_array("writeErrors") else {
-        return Ok(refused);
-    };
-    for error in errors.iter().filter_map(Bson::as_document) {
-        let index = match error.get("index") {
-            Some(Bson::Int32(i)) => *i as usize,
-            Some(Bson::Int64(i)) => *i as usize,
-            Some(Bson::Double(i)) => *i as usize,
-            _ => continue,
-        };
-        if let (Some(slot), Ok(found)) = (
-            refused.get_mut(index),
-            mongodb::bson::from_document::<WriteError>(error.clone()),
-        ) {
-            *slot = Some(found);
-        }
-    }
-    Ok(refused)
 }
 
 /// A statement's write error as the queue's error.
@@ -303,32 +267,8 @@ fn refusal(refused: Option<WriteError>) -> Written {
 
 #[cfg(test)]
 mod tests {
+    use super::super::grouped::statements;
     use super::*;
-
-    #[test]
-    fn each_statements_write_error_is_found_by_its_index() {
-        let reply = doc! {
-            "n": 2, "nModified": 2, "ok": 1.0,
-            "writeErrors": [
-                { "index": 1, "code": 121, "errmsg": "Document failed validation" },
-                { "index": 3_i64, "code": 2, "errmsg": "bad" },
-                { "index": 99, "code": 2, "errmsg": "out of range: ignored" },
-            ],
-        };
-        let refused = write_errors(&reply, 4).unwrap();
-        let codes: Vec<Option<i32>> = refused.iter().map(|e| e.as_ref().map(|e| e.code)).collect();
-        assert_eq!(codes, [None, Some(121), None, Some(2)]);
-        let written: Vec<bool> = refused.into_iter().map(|e| refusal(e).is_ok()).collect();
-        assert_eq!(written, [true, false, true, false]);
-    }
-
-    #[test]
-    fn a_reply_without_write_errors_refuses_nothing_and_a_write_concern_error_fails_all() {
-        let clean = write_errors(&doc! { "n": 3, "ok": 1.0 }, 3).unwrap();
-        assert_eq!(clean, [None, None, None]);
-        let concern = doc! { "ok": 1.0, "writeConcernError": { "code": 64, "errmsg": "waiting" } };
-        assert!(write_errors(&concern, 3).is_err());
-    }
 
     #[test]
     fn an_ending_knows_the_jobs_next_status() {
@@ -348,23 +288,87 @@ mod tests {
         );
     }
 
+    const NOW: DateTime = DateTime::from_millis(1_000);
+
+    fn jobs(endings: &[Ending]) -> Vec<ById> {
+        let due = |d: Duration| DateTime::from_millis(1_000 + d.as_millis() as i64);
+        endings
+            .iter()
+            .map(|e| e.job_write((NOW, "me"), due))
+            .collect()
+    }
+
+    fn records(endings: &[Ending]) -> Vec<ById> {
+        endings.iter().map(|e| e.record_write(NOW, "me")).collect()
+    }
+
     #[test]
-    fn statements_are_fenced_on_a_running_record_and_a_processing_attempt() {
+    fn writes_are_fenced_on_a_running_record_and_a_processing_attempt_held_here() {
         let id = ObjectId::new();
-        let now = DateTime::from_millis(1_000);
         let ending = Ending::completed(id, 3, doc! { "ok": true });
-        let record = ending.record_statement(now);
-        assert_eq!(
-            record.get_document("q").unwrap(),
-            &doc! { "_id": format!("{id}:3"), "outcome": "running" }
-        );
-        let job = ending.job_statement(now, |_| now);
-        assert_eq!(
-            job.get_document("q").unwrap(),
-            &doc! { "_id": id, "attempts": 3, "status": "processing" }
-        );
-        let set = job.get_document("u").unwrap().get_document("$set").unwrap();
+        let record = ending.record_write(NOW, "me");
+        assert_eq!(record.id, Bson::String(format!("{id}:3")));
+        assert_eq!(record.fence, doc! { "outcome": "running" });
+        assert_eq!(record.narrow, doc! { "instance": "me" });
+        let job = ending.job_write((NOW, "me"), |_| NOW);
+        assert_eq!(job.id, Bson::ObjectId(id));
+        assert_eq!(job.fence, doc! { "attempts": 3, "status": "processing" });
+        assert_eq!(job.narrow, doc! { "lockedBy": "me" });
+        let set = job.update.get_document("$set").unwrap();
         assert_eq!(set.get_str("status").unwrap(), "completed");
         assert_eq!(set.get("lockedBy"), Some(&Bson::Null));
+    }
+
+    #[test]
+    fn empty_completions_share_one_statement_per_collection_and_attempt_number() {
+        let first: Vec<Ending> = (0..5)
+            .map(|_| Ending::completed(ObjectId::new(), 1, doc! {}))
+            .collect();
+        let second = Ending::completed(ObjectId::new(), 2, doc! {});
+        let mut endings = first.clone();
+        endings.insert(2, second.clone());
+
+        let records = statements(&records(&endings));
+        assert_eq!(records.len(), 1, "records of any attempt are alike");
+        assert_eq!(records[0].members, [0, 1, 2, 3, 4, 5]);
+
+        let jobs = statements(&jobs(&endings));
+        let members: Vec<&[usize]> = jobs.iter().map(|s| s.members.as_slice()).collect();
+        assert_eq!(members, [&[0, 1, 3, 4, 5][..], &[2][..]], "by attempt");
+        let ids: Vec<Bson> = first.iter().map(|e| Bson::ObjectId(e.id)).collect();
+        assert_eq!(
+            jobs[0].doc.get_document("q").unwrap(),
+            &doc! { "_id": { "$in": ids }, "attempts": 1, "status": "processing", "lockedBy": "me" }
+        );
+        assert_eq!(jobs[0].doc.get_bool("multi"), Ok(true));
+        assert_eq!(
+            jobs[1].doc.get_document("q").unwrap(),
+            &doc! { "_id": second.id, "attempts": 2, "status": "processing" },
+            "alone: its plain statement"
+        );
+    }
+
+    #[test]
+    fn ends_that_differ_per_job_are_a_statement_each_and_alike_failures_share_one() {
+        let id = ObjectId::new;
+        let retry = Some(Duration::from_secs(60));
+        let endings = [
+            Ending::completed(id(), 1, doc! { "n": 1 }),
+            Ending::completed(id(), 1, doc! { "n": 2 }),
+            Ending::failed((id(), 1, 5), Outcome::Failed, "flaky", retry),
+            Ending::failed((id(), 1, 5), Outcome::Failed, "flaky", retry),
+            Ending::failed((id(), 1, 5), Outcome::Failed, "other", retry),
+            Ending::failed((id(), 5, 5), Outcome::Failed, "flaky", retry),
+            Ending::cancelled(id(), 1),
+        ];
+        let jobs = statements(&jobs(&endings));
+        let members: Vec<Vec<usize>> = jobs.into_iter().map(|s| s.members).collect();
+        assert_eq!(
+            members,
+            [vec![0], vec![1], vec![2, 3], vec![4], vec![5], vec![6]]
+        );
+        let records = statements(&records(&endings));
+        let members: Vec<Vec<usize>> = records.into_iter().map(|s| s.members).collect();
+        assert_eq!(members, [vec![0, 1], vec![2, 3, 5], vec![4], vec![6]]);
     }
 }

@@ -6,6 +6,7 @@
 //! | [`claim`] | `jobs`, `job_attempts` | listing candidates, the fenced claim, releasing a dead instance's jobs |
 //! | [`batch`] | `jobs`, `job_attempts` | the poller's claim of a batch: one insert of its reservations, then the fenced takes |
 //! | [`finish`] | `jobs`, `job_attempts` | lease renewal, completion, failure |
+//! | [`grouped`] | (any) | fenced writes by `_id`, alike ones grouped into one statement |
 //! | [`cancel`] | `jobs`, `job_attempts` | the cancellation marker and its settlement |
 //! | [`ops`] | `jobs`, `job_attempts` | what operators read and do: list, get, retry, counts, stats |
 //! | [`unique`] | `job_keys` | unique keys |
@@ -36,6 +37,7 @@ pub mod bulk;
 pub mod cancel;
 pub mod claim;
 pub mod finish;
+mod grouped;
 pub mod ops;
 pub mod pauses;
 pub mod prune;
