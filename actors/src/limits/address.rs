@@ -2,12 +2,16 @@
 //! without I/O, its counts shared with the fleet by [`super::share`].
 //!
 //! Each client bucket ([`super::bucket_of`]) has an [`Entry`] in a bounded
-//! moka cache: its [`Gcra`] bucket (this instance's share, paced), the
-//! requests let through here in the current window, and what the fleet
-//! counted for it in that window as last learnt. A decision locks that one
-//! entry for a few arithmetic steps: addresses never contend with each other.
+//! map ([`quick_cache`]: sharded, S3-FIFO eviction, a read is a shard's read
+//! lock and a hash probe): its [`Gcra`] bucket (this instance's share,
+//! paced), the requests let through here in the current window, and what the
+//! fleet counted for it in that window as last learnt. A decision locks that
+//! one entry for a few arithmetic steps: addresses never contend with each
+//! other.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,26 +28,59 @@ pub trait Clock: Send + Sync + 'static {
     fn monotonic(&self) -> Duration;
     /// Time since the Unix epoch.
     fn unix(&self) -> Duration;
+    /// Both, as a decision reads them: `(monotonic, unix)`.
+    fn now(&self) -> (Duration, Duration) {
+        (self.monotonic(), self.unix())
+    }
+    /// Called every sharing round: a clock that derives one reading from
+    /// the other realigns them here.
+    fn resync(&self) {}
 }
 
-/// The machine's clocks.
-pub struct SystemClock(Instant);
+/// The machine's clocks. A decision reads the monotonic clock only, and
+/// takes the wall clock as that plus the offset between the two the last
+/// sharing round measured ([`Clock::resync`], every `limits.share_every`):
+/// one clock read a decision instead of two, and windows cut from a wall
+/// clock at most one period behind a step of the real one.
+pub struct SystemClock {
+    base: Instant,
+    /// Nanoseconds from the Unix epoch to `base`, as last measured.
+    epoch_to_base: AtomicU64,
+}
 
 impl Default for SystemClock {
     fn default() -> Self {
-        Self(Instant::now())
+        let clock = Self {
+            base: Instant::now(),
+            epoch_to_base: AtomicU64::new(0),
+        };
+        clock.resync();
+        clock
     }
 }
 
 impl Clock for SystemClock {
     fn monotonic(&self) -> Duration {
-        self.0.elapsed()
+        self.base.elapsed()
     }
 
     fn unix(&self) -> Duration {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
+    }
+
+    fn now(&self) -> (Duration, Duration) {
+        let monotonic = self.monotonic();
+        let offset = Duration::from_nanos(self.epoch_to_base.load(Ordering::Relaxed));
+        (monotonic, monotonic + offset)
+    }
+
+    fn resync(&self) {
+        let monotonic = self.monotonic();
+        let offset = self.unix().saturating_sub(monotonic).as_nanos();
+        let offset = u64::try_from(offset).unwrap_or(u64::MAX);
+        self.epoch_to_base.store(offset, Ordering::Relaxed);
     }
 }
 
@@ -116,6 +153,9 @@ impl Entry {
 
 pub(super) type Shared = Arc<Mutex<Entry>>;
 
+/// The addresses a limit holds.
+pub(super) type AddressMap = quick_cache::sync::Cache<IpAddr, Shared>;
+
 /// One per-address limit. Cheap to clone.
 #[derive(Clone)]
 pub struct AddressLimit {
@@ -126,10 +166,12 @@ pub(super) struct Inner {
     pub limit: WindowLimit,
     pub report: LimitReporter,
     pub redis: RedisStore,
-    /// Every address seen lately: at most `max_addresses`, the least
-    /// recently used evicted first, and each dropped a window after its
-    /// last request (its bucket is full again by then).
-    pub entries: moka::sync::Cache<IpAddr, Shared>,
+    /// Every address seen lately: at most `max_addresses`. An address seen
+    /// once is evicted before one seen again (S3-FIFO), so a flood of fresh
+    /// addresses pushes out its own kind first, not the clients that keep
+    /// coming. An idle entry needs no expiry: its counts start over with
+    /// the next window and its bucket is full again a window later.
+    pub entries: AddressMap,
     /// Addresses with counts for the next sharing round (at most
     /// `max_addresses`: beyond, an address waits for a later round).
     pub unsent: Mutex<Vec<(IpAddr, Shared)>>,
@@ -148,18 +190,15 @@ impl AddressLimit {
         (max_addresses, instances): (u64, Gauge),
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_addresses)
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .time_to_idle(limit.window)
-            .build();
+        let max_addresses = usize::try_from(max_addresses).unwrap_or(usize::MAX);
+        let entries = AddressMap::new(max_addresses.max(1));
         let inner = Inner {
             limit,
             report,
             redis,
             entries,
             unsent: Mutex::new(Vec::new()),
-            max_addresses: max_addresses as usize,
+            max_addresses,
             instances,
             clock,
         };
@@ -173,11 +212,12 @@ impl AddressLimit {
     pub fn check(&self, client: IpAddr) -> Option<Duration> {
         let inner = &*self.inner;
         let address = bucket_of(client);
-        let entry = inner.entries.get_with(address, Shared::default);
-        let now = Now {
-            monotonic: inner.clock.monotonic(),
-            unix: inner.clock.unix(),
-        };
+        let entry = inner
+            .entries
+            .get_or_insert_with(&address, || Ok::<_, Infallible>(Shared::default()))
+            .unwrap_or_else(|never| match never {});
+        let (monotonic, unix) = inner.clock.now();
+        let now = Now { monotonic, unix };
         let share = share(inner.limit.per_address, inner.instances.get());
         let decided = entry
             .lock()
@@ -209,10 +249,9 @@ impl AddressLimit {
         }
     }
 
-    /// Addresses held (evictions pending excepted), for tests and metrics.
+    /// Addresses held, for tests and metrics.
     pub fn addresses(&self) -> u64 {
-        self.inner.entries.run_pending_tasks();
-        self.inner.entries.entry_count()
+        self.inner.entries.len() as u64
     }
 }
 
@@ -317,6 +356,23 @@ pub(super) mod tests {
         assert_eq!(allowed(&mut entry, at(69), &limit, 6, 6), 1);
     }
 
+    #[test]
+    fn the_system_clock_reads_the_wall_clock_from_the_monotonic_one() {
+        let clock = SystemClock::default();
+        let before = clock.unix();
+        let (monotonic, unix) = clock.now();
+        let after = clock.unix();
+        assert!(
+            before <= unix + Duration::from_millis(1) && unix <= after + Duration::from_millis(1)
+        );
+        assert!(monotonic <= clock.monotonic());
+        // A wall clock read wrong until the next round is realigned by it.
+        clock.epoch_to_base.store(0, Ordering::Relaxed);
+        assert!(clock.now().1 < Duration::from_secs(86_400));
+        clock.resync();
+        assert!(clock.now().1 + Duration::from_millis(1) >= after);
+    }
+
     /// A clock at the 1000th minute since the epoch, moved by hand.
     #[derive(Default)]
     pub(in crate::limits) struct TestClock(std::sync::atomic::AtomicU64);
@@ -404,18 +460,35 @@ pub(super) mod tests {
 
     #[test]
     fn an_evicted_address_starts_over_here() {
-        let clock = Arc::new(TestClock::default());
-        let limit = address_limit(nowhere(), 2, (2, 1), Arc::clone(&clock));
+        let limit = address_limit(nowhere(), 2, (100, 1), Arc::default());
         assert_eq!((limit.check(ip(1)), limit.check(ip(1))), (None, None));
         assert!(limit.check(ip(1)).is_some());
-        // Two more recent addresses push it out (least recently used)...
-        clock.advance(Duration::from_millis(1));
-        let _ = (limit.check(ip(2)), limit.check(ip(3)));
-        limit.addresses();
-        assert!(!limit.inner.entries.contains_key(&ip(1)));
-        // ...and it gets a fresh share here (what Redis counted for it stays
+        // Other addresses that come back too, as many as it takes to push
+        // it out (ones seen once would only push out each other).
+        let mut others = 2..100_000;
+        while limit.inner.entries.contains_key(&ip(1)) {
+            let other = ip(others.next().expect("evicted within the flood"));
+            let _ = (limit.check(other), limit.check(other));
+        }
+        // It gets a fresh share here (what Redis counted for it stays
         // there: the next round relearns it).
         assert_eq!(limit.check(ip(1)), None);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_addresses_does_not_push_out_one_that_keeps_coming() {
+        let limit = address_limit(nowhere(), 5, (100, 1), Arc::default());
+        let steady = ip(1);
+        let allowed: usize = (0..10_000u32)
+            .map(|i| {
+                let _ = limit.check(ip(1_000 + i)); // the flood, once each
+                usize::from(i % 100 == 0 && limit.check(steady).is_none())
+            })
+            .sum();
+        // Its budget held through the flood: forgotten, it would have got
+        // a fresh share each time it was pushed out.
+        assert_eq!(allowed, 5);
+        assert!(limit.addresses() <= 100, "{}", limit.addresses());
     }
 
     #[test]
