@@ -77,6 +77,36 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_extractor_parses_the_decoded_segment_and_refuses_anything_else() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        let app = axum::Router::new().route(
+            "/x/{id}",
+            get(|PathId(id): PathId<ObjectId>| async move { id.to_hex() }),
+        );
+        for (path, status) in [
+            ("/x/65f1c0ffee0000000000beef", 200),
+            ("/x/%36%35F1c0ffee0000000000beef", 200),
+            ("/x/65f1c0ffee0000000000bee", 400),
+            ("/x/65f1c0ffee0000000000beeg", 400),
+            ("/x/%FF%FE%FD", 400),
+        ] {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{path}");
+            if status == 200 {
+                let body = axum::body::to_bytes(response.into_body(), 100)
+                    .await
+                    .unwrap();
+                assert_eq!(&body[..], b"65f1c0ffee0000000000beef", "{path}");
+            }
+        }
+    }
+
     #[test]
     fn anything_else_is_the_malformed_id_400() {
         for raw in [
