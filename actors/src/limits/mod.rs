@@ -50,10 +50,12 @@
 //!   their counts sent with the next round.
 
 mod address;
+mod clock;
 mod gcra;
 mod share;
 
-pub use address::{share as instance_share, AddressLimit, Clock, SystemClock};
+pub use address::{share as instance_share, AddressLimit};
+pub use clock::{Clock, SystemClock};
 pub use share::Sharing;
 
 use std::net::{IpAddr, Ipv6Addr};
