@@ -38,6 +38,7 @@ use tracing::Instrument;
 use super::bounded::{method_label, LoggedPath};
 use super::error::{problem_response, ApiError};
 use crate::config::ServerSettings;
+use crate::metrics::Route;
 use crate::state::AppState;
 
 /// Wrap `routes` in the layers, in the order the module documents.
@@ -64,11 +65,6 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(super::headers::nosniff())
 }
 
-/// The route a request matched, or `unmatched`: a bounded label.
-fn route(matched: Option<&MatchedPath>) -> &str {
-    matched.map_or("unmatched", MatchedPath::as_str)
-}
-
 /// The request's span, and inside it one line per request in the `requests`
 /// category, with its metrics. Span fields are printed with every event
 /// inside the request, so they carry bounded forms only (see
@@ -78,9 +74,10 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let method = method_label(req.method());
     // Both share the request's buffers (reference counts, no copy).
     let uri = req.uri().clone();
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = route(matched.as_ref());
-    let span = tracing::info_span!("request", %method, route, path = %LoggedPath(uri.path()));
+    // The route a request matched, or `unmatched`: a bounded label.
+    let route = Route(req.extensions().get::<MatchedPath>().cloned());
+    let span = tracing::info_span!("request", %method, route = route.as_str(),
+        path = %LoggedPath(uri.path()));
     let started = std::time::Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
@@ -180,6 +177,7 @@ mod tests {
 
     #[test]
     fn an_unmatched_request_has_the_unmatched_route_label() {
-        assert_eq!(route(with_length(None).extensions().get()), "unmatched");
+        let matched = with_length(None).extensions().get::<MatchedPath>().cloned();
+        assert_eq!(Route(matched).as_str(), "unmatched");
     }
 }

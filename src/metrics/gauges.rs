@@ -60,7 +60,7 @@ const CACHE: &[Figure<CacheStats>] = &[
     (
         "cache_hits",
         "Profile cache hits",
-        Read::Counter(|s| load(&s.hits)),
+        Read::Counter(|s| s.hits.get()),
     ),
     (
         "cache_misses",
@@ -90,12 +90,12 @@ const CACHE: &[Figure<CacheStats>] = &[
     (
         "cache_local_hits",
         "Profile reads answered by the in-process tier",
-        Read::Counter(|s| load(&s.local_hits)),
+        Read::Counter(|s| s.local_hits.get()),
     ),
     (
         "cache_local_misses",
         "Profile reads the in-process tier did not hold (while served)",
-        Read::Counter(|s| load(&s.local_misses)),
+        Read::Counter(|s| s.local_misses.get()),
     ),
     (
         "cache_local_invalidations",
@@ -397,7 +397,7 @@ mod tests {
         let mut registry = Registry::with_prefix("troupe");
         registry.register_collector(Box::new(cache(stats.clone())));
         assert!(text(&registry).contains("\ntroupe_cache_hits_total 0\n"));
-        stats.hits.fetch_add(3, Ordering::Relaxed);
+        stats.hits.add(3);
         stats.local_size.store(7, Ordering::Relaxed);
         let shown = text(&registry);
         assert!(shown.contains("\ntroupe_cache_hits_total 3\n"), "{shown}");

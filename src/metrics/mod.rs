@@ -8,4 +8,4 @@ mod gauges;
 mod registry;
 
 pub use gauges::EVENT_STREAM_LABEL;
-pub use registry::{Metrics, RequestLabels, RouteLabels};
+pub use registry::{Metrics, RequestLabels, Route, RouteLabels};

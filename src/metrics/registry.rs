@@ -2,12 +2,14 @@
 //! is read from shared counters at scrape time, and the rendering kept for
 //! `ops.metrics_reuse`. Knows the actors' handles, not the HTTP state.
 
+use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-
-use prometheus_client::encoding::EncodeLabelSet;
+use axum::extract::MatchedPath;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -20,17 +22,52 @@ use troupe_actors::system::Handles;
 
 use super::gauges;
 
+/// A request's series: built per request without allocating (a static
+/// method label, the route shared with the request, a number); the
+/// families copy a label set only when a series is first made.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: Route,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: Route,
+}
+
+/// The route a request matched (its template, as axum keeps it: a
+/// reference-counted string, so a clone copies no text), or `unmatched`: a
+/// closed set.
+#[derive(Clone, Debug, Default)]
+pub struct Route(pub Option<MatchedPath>);
+
+impl Route {
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl Hash for Route {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        self.as_str().encode(encoder)
+    }
 }
 
 /// Every metric `/metrics` shows, in one registry (prefix `troupe_`).
@@ -78,20 +115,19 @@ impl Metrics {
     /// series stay bounded whatever clients send: `method` is a
     /// [`method_label`](super::bounded::method_label), `route` a matched
     /// route template or `unmatched`, `status` one of the statuses we answer.
-    pub fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (method.to_owned(), route.to_owned());
-        self.http
-            .requests
-            .get_or_create(&RequestLabels {
-                method: method.clone(),
-                route: route.clone(),
-                status,
-            })
-            .inc();
-        self.http
-            .duration
-            .get_or_create(&RouteLabels { method, route })
-            .observe(seconds);
+    /// Allocates nothing once the request's series exist.
+    pub fn request(&self, method: &'static str, route: Route, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status,
+        };
+        self.http.requests.get_or_create(&labels).inc();
+        let labels = RouteLabels {
+            method,
+            route: labels.route,
+        };
+        self.http.duration.get_or_create(&labels).observe(seconds);
     }
 }
 

@@ -50,11 +50,7 @@ async fn tracked(app: &TestApp) {
 }
 
 fn local_hits(app: &TestApp) -> u64 {
-    app.state
-        .actors
-        .cache_stats
-        .local_hits
-        .load(Ordering::Relaxed)
+    app.state.actors.cache_stats.local_hits.get()
 }
 
 /// Read `path` until one read is answered by the in-process tier; that read.
@@ -114,7 +110,7 @@ async fn a_repeated_read_is_served_by_the_local_tier_without_a_redis_get() {
     let stats = &app.state.actors.cache_stats;
     let (gets, hits, local) = (
         get_calls(redis.port).await,
-        stats.hits.load(Ordering::Relaxed),
+        stats.hits.get(),
         local_hits(&app),
     );
     for _ in 0..10 {
@@ -123,7 +119,7 @@ async fn a_repeated_read_is_served_by_the_local_tier_without_a_redis_get() {
     }
     assert_eq!(get_calls(redis.port).await, gets, "a GET reached Redis");
     assert_eq!(local_hits(&app) - local, 10);
-    assert_eq!(stats.hits.load(Ordering::Relaxed) - hits, 10);
+    assert_eq!(stats.hits.get() - hits, 10);
 
     // Both figures reach /metrics and the cache's node on /ops/actors.
     let text = app.get("/metrics").await.text().await.unwrap();

@@ -1,7 +1,6 @@
 //! The cache's two handles: [`CacheClient`] for readers, [`Invalidator`]
 //! for the writer of profiles.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +51,7 @@ impl CacheClient {
         let Some(hit) = entries.local.get(&id) else {
             return self.read_through(id).await;
         };
-        entries.stats.hits.fetch_add(1, Ordering::Relaxed);
+        entries.stats.hits.inc();
         tracing::info!(target: "cache", %id, tier = "local", "HIT");
         Ok(hit)
     }

@@ -152,7 +152,7 @@ impl Entries {
     pub(super) fn read(&self, key: &str, value: Option<String>) -> Stored {
         let stored = decode(value);
         if let Stored::Profile(_) = stored {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.hits.inc();
             tracing::info!(target: "cache", %key, "HIT");
         }
         stored

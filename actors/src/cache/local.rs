@@ -92,28 +92,29 @@ impl Generations {
     }
 }
 
-/// A cached profile (`None`: a tombstone) and how long it may live here.
+/// A cached profile (`None`: a tombstone) and until when it may be served
+/// here: the TTL its Redis copy was stored with, from the insert. (Expiry
+/// is no matter of coherence: every change of a profile is an
+/// invalidation.) Checked on read with the clock read the lease check made;
+/// an expired entry is a miss, and is replaced by the read-through's insert
+/// or evicted by the bound.
 #[derive(Clone)]
 struct Entry {
     profile: Option<ProfileJson>,
-    ttl: Duration,
+    expires: Instant,
 }
 
-/// Each entry lives for the TTL its Redis copy was stored with. (Expiry is
-/// no matter of coherence: every change of a profile is an invalidation.)
-struct ByTtl;
-
-impl moka::Expiry<ObjectId, Entry> for ByTtl {
-    fn expire_after_create(&self, _: &ObjectId, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
+/// The tier's map: sharded, bounded by entry count (S3-FIFO eviction), a
+/// read is a shard's read lock, a hash probe and a reference bit — no
+/// read buffer, frequency sketch or timer wheel to feed (moka's read path,
+/// most of what a hit cost in the profile: `docs/performance.md`).
+type Map = quick_cache::sync::Cache<ObjectId, Entry>;
 
 /// The in-process tier, shared by the readers, the writers, the
 /// subscription task, and every incarnation of the CacheActor.
 pub(crate) struct LocalTier {
     /// `None`: the tier is off (`cache.local_entries = 0`, or a cluster).
-    entries: Option<moka::sync::Cache<ObjectId, Entry>>,
+    entries: Option<Map>,
     /// Until when the tier may be served.
     lease: Lease,
     /// How long a renewal lets it be served.
@@ -148,12 +149,8 @@ impl LocalTier {
 
     /// A tier of `capacity` entries (0: off) with leases of 2 s.
     pub(super) fn new(capacity: u64, stats: Arc<CacheStats>) -> Self {
-        let entries = (capacity > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(ByTtl)
-                .build()
-        });
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let entries = (capacity > 0).then(|| Map::new(capacity));
         Self {
             entries,
             lease: Lease::default(),
@@ -178,15 +175,23 @@ impl LocalTier {
         self.enabled() && self.lease.holds()
     }
 
-    /// `id`'s entry, if the tier is served and holds one. Counted.
+    /// `id`'s entry, if the tier is served and holds one unexpired.
+    /// Counted. One clock read serves the lease and the entry's expiry.
     pub(super) fn get(&self, id: &ObjectId) -> Option<Option<ProfileJson>> {
-        let entries = self.entries.as_ref().filter(|_| self.serving())?;
-        let found = entries.get(id).map(|entry| entry.profile);
+        let entries = self.entries.as_ref()?;
+        let now = Instant::now();
+        if !self.lease.holds_at(now) {
+            return None;
+        }
+        let found = entries
+            .get(id)
+            .filter(|entry| now < entry.expires)
+            .map(|entry| entry.profile);
         let counter = match found {
             Some(_) => &self.stats.local_hits,
             None => &self.stats.local_misses,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         found
     }
 
@@ -210,11 +215,15 @@ impl LocalTier {
         if !self.generations.unchanged(guard) {
             return;
         }
-        entries.insert(id, Entry { profile, ttl });
+        // A TTL too long for the clock: as good as never (the bound evicts).
+        let Some(expires) = Instant::now().checked_add(ttl) else {
+            return;
+        };
+        entries.insert(id, Entry { profile, expires });
         // An invalidation between the check and the insert bumped before it
         // removed: if it removed before the insert, this check sees its bump.
         if !self.generations.unchanged(guard) || !self.serving() {
-            entries.invalidate(&id);
+            entries.remove(&id);
         }
     }
 
@@ -222,7 +231,7 @@ impl LocalTier {
     pub(super) fn invalidate(&self, id: &ObjectId) {
         self.generations.bump(id);
         if let Some(entries) = &self.entries {
-            entries.invalidate(id);
+            entries.remove(id);
         }
         self.stats
             .local_invalidations
@@ -234,7 +243,7 @@ impl LocalTier {
     pub(super) fn flush(&self) {
         self.generations.bump_all();
         if let Some(entries) = &self.entries {
-            entries.invalidate_all();
+            entries.clear();
         }
         self.stats.local_flushes.fetch_add(1, Ordering::Relaxed);
     }
@@ -295,9 +304,9 @@ impl LocalTier {
         self.flush();
     }
 
-    /// Entries held now (approximate: moka counts lazily).
+    /// Entries held now (expired ones included until replaced or evicted).
     pub(super) fn len(&self) -> u64 {
-        self.entries.as_ref().map_or(0, |e| e.entry_count())
+        self.entries.as_ref().map_or(0, |e| e.len() as u64)
     }
 }
 
@@ -382,6 +391,36 @@ mod tests {
         up(&tier, tier.claim());
         tier.insert(id, &guard, profile("unannounced"), TTL);
         assert_eq!(get(&tier, &id), None);
+    }
+
+    #[test]
+    fn an_entry_past_its_ttl_is_a_miss() {
+        let (tier, id) = (tier(), ObjectId::new());
+        let guard = tier.guard(&id);
+        tier.insert(id, &guard, profile("old"), Duration::ZERO);
+        assert_eq!(get(&tier, &id), None, "expired as it was kept");
+        assert_eq!(
+            (tier.stats.local_hits.get(), tier.stats.local_misses.get()),
+            (0, 1)
+        );
+        // The read-through's insert replaces it.
+        let guard = tier.guard(&id);
+        tier.insert(id, &guard, profile("new"), TTL);
+        assert_eq!(get(&tier, &id), Some(profile("new")));
+        assert_eq!(tier.stats.local_hits.get(), 1);
+    }
+
+    #[test]
+    fn the_tier_holds_at_most_its_capacity() {
+        let tier = tier();
+        let ids: Vec<ObjectId> = (0..10_000).map(|_| ObjectId::new()).collect();
+        for id in &ids {
+            let guard = tier.guard(id);
+            tier.insert(*id, &guard, profile("x"), TTL);
+        }
+        assert!(tier.len() <= 100, "{} entries", tier.len());
+        let held = ids.iter().filter(|id| get(&tier, id).is_some()).count();
+        assert!((1..=100).contains(&held), "{held} served");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! # Contract
 //! - Callers read through a [`CacheClient`], in their own task. The
-//!   **in-process tier** (`cache.local_entries`, moka, per-entry TTL as in
+//!   **in-process tier** (`cache.local_entries`, quick_cache, per-entry TTL as in
 //!   Redis) answers first; otherwise Redis (`{prefix}profile:v3:{id}`), and a
 //!   Redis hit is kept in the tier. A miss goes to the actor as `Load`, which
 //!   loads the profile through the [`ProfileSource`] it was given (the users'
@@ -75,6 +75,7 @@ mod lease;
 mod local;
 mod source;
 mod stats;
+mod striped;
 mod subscription;
 
 pub(crate) use self::actor::{CacheActor, CacheArgs, CacheMsg};
@@ -83,3 +84,4 @@ pub use self::config::CacheConfig;
 pub(crate) use self::local::LocalTier;
 pub use self::source::{LoadError, ProfileJson, ProfileSource};
 pub use self::stats::CacheStats;
+pub use self::striped::Striped;

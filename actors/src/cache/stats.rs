@@ -2,10 +2,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Counters and the degraded flag, shared with readiness and metrics.
+use super::striped::Striped;
+
+/// Counters and the degraded flag, shared with readiness and metrics. The
+/// ones every hit bumps are [`Striped`] (no cache line shared between the
+/// cores serving hits).
 #[derive(Default)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
+    /// Every hit: the tier's and Redis's.
+    pub hits: Striped,
     pub misses: AtomicU64,
     /// Profile loads from the source (one per single-flight group).
     pub loads: AtomicU64,
@@ -18,8 +23,8 @@ pub struct CacheStats {
     /// The in-process tier: reads it answered, reads it did not (while
     /// served), ids invalidated by a write, flushes (a subscription lost or
     /// made).
-    pub local_hits: AtomicU64,
-    pub local_misses: AtomicU64,
+    pub local_hits: Striped,
+    pub local_misses: Striped,
     pub local_invalidations: AtomicU64,
     pub local_flushes: AtomicU64,
     /// Entries in the tier, as of the subscription task's last renewal.

@@ -2,50 +2,24 @@
 //! without I/O, its counts shared with the fleet by [`super::share`].
 //!
 //! Each client bucket ([`super::bucket_of`]) has an [`Entry`] in a bounded
-//! moka cache: its [`Gcra`] bucket (this instance's share, paced), the
-//! requests let through here in the current window, and what the fleet
-//! counted for it in that window as last learnt. A decision locks that one
-//! entry for a few arithmetic steps: addresses never contend with each other.
+//! map ([`quick_cache`]: sharded, S3-FIFO eviction, a read is a shard's read
+//! lock and a hash probe): its [`Gcra`] bucket (this instance's share,
+//! paced), the requests let through here in the current window, and what the
+//! fleet counted for it in that window as last learnt. A decision locks that
+//! one entry for a few arithmetic steps: addresses never contend with each
+//! other.
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::clock::Clock;
 use super::gcra::Gcra;
 use super::{bucket_of, LimitReporter, WindowLimit};
 use crate::store::RedisStore;
-
-/// Where a limit reads the time: monotonic for the buckets, the wall clock
-/// for windows (every instance cuts the same windows from it).
-pub trait Clock: Send + Sync + 'static {
-    /// Monotonic time since some fixed origin.
-    fn monotonic(&self) -> Duration;
-    /// Time since the Unix epoch.
-    fn unix(&self) -> Duration;
-}
-
-/// The machine's clocks.
-pub struct SystemClock(Instant);
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self(Instant::now())
-    }
-}
-
-impl Clock for SystemClock {
-    fn monotonic(&self) -> Duration {
-        self.0.elapsed()
-    }
-
-    fn unix(&self) -> Duration {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-    }
-}
 
 /// This instance's share of `per_address` among `instances` live ones
 /// (rounded up: the fleet's shares add up to less than `per_address +
@@ -116,6 +90,9 @@ impl Entry {
 
 pub(super) type Shared = Arc<Mutex<Entry>>;
 
+/// The addresses a limit holds.
+pub(super) type AddressMap = quick_cache::sync::Cache<IpAddr, Shared>;
+
 /// One per-address limit. Cheap to clone.
 #[derive(Clone)]
 pub struct AddressLimit {
@@ -126,10 +103,12 @@ pub(super) struct Inner {
     pub limit: WindowLimit,
     pub report: LimitReporter,
     pub redis: RedisStore,
-    /// Every address seen lately: at most `max_addresses`, the least
-    /// recently used evicted first, and each dropped a window after its
-    /// last request (its bucket is full again by then).
-    pub entries: moka::sync::Cache<IpAddr, Shared>,
+    /// Every address seen lately: at most `max_addresses`. An address seen
+    /// once is evicted before one seen again (S3-FIFO), so a flood of fresh
+    /// addresses pushes out its own kind first, not the clients that keep
+    /// coming. An idle entry needs no expiry: its counts start over with
+    /// the next window and its bucket is full again a window later.
+    pub entries: AddressMap,
     /// Addresses with counts for the next sharing round (at most
     /// `max_addresses`: beyond, an address waits for a later round).
     pub unsent: Mutex<Vec<(IpAddr, Shared)>>,
@@ -148,18 +127,15 @@ impl AddressLimit {
         (max_addresses, instances): (u64, Gauge),
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_addresses)
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .time_to_idle(limit.window)
-            .build();
+        let max_addresses = usize::try_from(max_addresses).unwrap_or(usize::MAX);
+        let entries = AddressMap::new(max_addresses.max(1));
         let inner = Inner {
             limit,
             report,
             redis,
             entries,
             unsent: Mutex::new(Vec::new()),
-            max_addresses: max_addresses as usize,
+            max_addresses,
             instances,
             clock,
         };
@@ -173,11 +149,12 @@ impl AddressLimit {
     pub fn check(&self, client: IpAddr) -> Option<Duration> {
         let inner = &*self.inner;
         let address = bucket_of(client);
-        let entry = inner.entries.get_with(address, Shared::default);
-        let now = Now {
-            monotonic: inner.clock.monotonic(),
-            unix: inner.clock.unix(),
-        };
+        let entry = inner
+            .entries
+            .get_or_insert_with(&address, || Ok::<_, Infallible>(Shared::default()))
+            .unwrap_or_else(|never| match never {});
+        let (monotonic, unix) = inner.clock.now();
+        let now = Now { monotonic, unix };
         let share = share(inner.limit.per_address, inner.instances.get());
         let decided = entry
             .lock()
@@ -209,16 +186,18 @@ impl AddressLimit {
         }
     }
 
-    /// Addresses held (evictions pending excepted), for tests and metrics.
+    /// Addresses held, for tests and metrics.
     pub fn addresses(&self) -> u64 {
-        self.inner.entries.run_pending_tasks();
-        self.inner.entries.entry_count()
+        self.inner.entries.len() as u64
     }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::limits::clock::SystemClock;
 
     const MINUTE: Duration = Duration::from_secs(60);
 
@@ -404,18 +383,35 @@ pub(super) mod tests {
 
     #[test]
     fn an_evicted_address_starts_over_here() {
-        let clock = Arc::new(TestClock::default());
-        let limit = address_limit(nowhere(), 2, (2, 1), Arc::clone(&clock));
+        let limit = address_limit(nowhere(), 2, (100, 1), Arc::default());
         assert_eq!((limit.check(ip(1)), limit.check(ip(1))), (None, None));
         assert!(limit.check(ip(1)).is_some());
-        // Two more recent addresses push it out (least recently used)...
-        clock.advance(Duration::from_millis(1));
-        let _ = (limit.check(ip(2)), limit.check(ip(3)));
-        limit.addresses();
-        assert!(!limit.inner.entries.contains_key(&ip(1)));
-        // ...and it gets a fresh share here (what Redis counted for it stays
+        // Other addresses that come back too, as many as it takes to push
+        // it out (ones seen once would only push out each other).
+        let mut others = 2..100_000;
+        while limit.inner.entries.contains_key(&ip(1)) {
+            let other = ip(others.next().expect("evicted within the flood"));
+            let _ = (limit.check(other), limit.check(other));
+        }
+        // It gets a fresh share here (what Redis counted for it stays
         // there: the next round relearns it).
         assert_eq!(limit.check(ip(1)), None);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_addresses_does_not_push_out_one_that_keeps_coming() {
+        let limit = address_limit(nowhere(), 5, (100, 1), Arc::default());
+        let steady = ip(1);
+        let allowed: usize = (0..10_000u32)
+            .map(|i| {
+                let _ = limit.check(ip(1_000 + i)); // the flood, once each
+                usize::from(i % 100 == 0 && limit.check(steady).is_none())
+            })
+            .sum();
+        // Its budget held through the flood: forgotten, it would have got
+        // a fresh share each time it was pushed out.
+        assert_eq!(allowed, 5);
+        assert!(limit.addresses() <= 100, "{}", limit.addresses());
     }
 
     #[test]

@@ -36,9 +36,11 @@
 //! - **Client addresses** are counted per [`client_bucket`]: an IPv4 address,
 //!   or the /64 of an IPv6 address, since one host usually owns a whole /64
 //!   and could otherwise rotate through 2^64 addresses.
-//! - **Bounded memory:** at most `max_addresses` entries per limit (least
-//!   recently used evicted; each dropped a window after its last request) and
-//!   as many on the next round's list. An evicted address starts again with a
+//! - **Bounded memory:** at most `max_addresses` entries per limit (an
+//!   address seen once is evicted before one that keeps coming, so a flood of
+//!   fresh addresses pushes out its own kind first; an idle one stays until
+//!   evicted, harmlessly: its counts start over with the next window) and as
+//!   many on the next round's list. An evicted address starts again with a
 //!   full bucket here and no fleet total: it may get one more share from this
 //!   instance until its next round relearns the total from Redis (its counts
 //!   there are kept).
@@ -48,10 +50,12 @@
 //!   their counts sent with the next round.
 
 mod address;
+mod clock;
 mod gcra;
 mod share;
 
-pub use address::{share as instance_share, AddressLimit, Clock, SystemClock};
+pub use address::{share as instance_share, AddressLimit};
+pub use clock::{Clock, SystemClock};
 pub use share::Sharing;
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -73,6 +73,7 @@ impl AddressLimit {
     /// One sharing round: send what was let through since the last one,
     /// learn the fleet's totals. Returns the addresses sent.
     pub(super) async fn share_round(&self) -> usize {
+        self.inner.clock.resync();
         let sent = self.take_unsent();
         let count = sent.len();
         // One pipeline per window (a round straddles at most two) and chunk.

@@ -97,7 +97,7 @@ impl CacheView {
     fn of(stats: &CacheStats) -> Self {
         let n = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         Self {
-            hits: n(&stats.hits),
+            hits: stats.hits.get(),
             misses: n(&stats.misses),
             loads: n(&stats.loads),
             fills_refused: n(&stats.fills_refused),
@@ -106,8 +106,8 @@ impl CacheView {
             local: LocalTierView {
                 tracking: stats.tracking(),
                 entries: n(&stats.local_size),
-                hits: n(&stats.local_hits),
-                misses: n(&stats.local_misses),
+                hits: stats.local_hits.get(),
+                misses: stats.local_misses.get(),
                 invalidations: n(&stats.local_invalidations),
                 flushes: n(&stats.local_flushes),
             },
