@@ -45,6 +45,7 @@ use syn::visit::Visit;
 /// `supervision` and `store` are the bottom layer, `system` the top.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("validate", &[]),
+    ("trace", &[]),
     ("supervision", &[]),
     ("store", &[]),
     ("mail", &[]),
@@ -69,8 +70,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Modules below every layer, which any module may import: `validate`, the
-/// seam each configuration type checks itself through.
-const FOUNDATION: &[&str] = &["validate"];
+/// seam each configuration type checks itself through, and `trace`, how a
+/// span's context crosses a mailbox, the blocking pool or a stored job.
+const FOUNDATION: &[&str] = &["validate", "trace"];
 
 /// One crate's modules: what each defines, re-exports and uses.
 #[derive(Default)]

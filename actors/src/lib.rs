@@ -15,6 +15,7 @@
 //! | [`supervision`] | the root supervisor, restart budgets, [`ActorSlot`], actor stats and fault injection |
 //! | [`migrate`] | versioned schema migrations: the ordered list, the runner, the lock in the database, start-up's readiness check |
 //! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
+//! | [`trace`] | trace context across mailboxes, the blocking pool and stored jobs (W3C `traceparent`) |
 //!
 //! # Rules
 //! Dependencies point one way: `system` → the capabilities (`users` →
@@ -35,6 +36,7 @@ pub mod queue;
 pub mod store;
 pub mod supervision;
 pub mod system;
+pub mod trace;
 pub mod users;
 pub mod validate;
 
