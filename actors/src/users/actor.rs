@@ -193,7 +193,7 @@ impl UserState {
             } => {
                 // Only the kind of request: never the address or the key.
                 let span = tracing::info_span!(parent: &parent.0, "user.signup",
-                    otel.name = "UserActor signup", actor = "users", message = "Signup");
+                    otel.name = "UserActor signup", actor = "users", actor.message = "Signup");
                 let work = async move { service.signup(new, key).await };
                 self.respond(handling, reply, work.instrument(span))
             }
