@@ -255,3 +255,67 @@ async fn log_lines_inside_a_request_carry_its_trace_id_with_export_off() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_collector_that_never_answers_slows_no_request_and_the_dropped_spans_are_counted() {
+    // Accepts connections (the kernel's backlog) and never answers one.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = format!("http://{}", silent.local_addr().unwrap());
+    let settings = test_settings();
+    let port = free_port();
+    let mut command = binary_command(&settings, port, "30s");
+    command
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .env("TROUPE__TELEMETRY__EXPORT_QUEUE", "2")
+        .env("TROUPE__TELEMETRY__EXPORT_TIMEOUT", "60s");
+    let _process = Process {
+        child: command.spawn().expect("start the troupe binary"),
+    };
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(60), "the binary to serve", || async {
+        let live = client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .ok()?;
+        live.status().is_success().then_some(())
+    })
+    .await;
+    for _ in 0..50 {
+        let started = std::time::Instant::now();
+        let response = client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a request waited for the collector"
+        );
+    }
+    let dropped = eventually(
+        Duration::from_secs(30),
+        "dropped spans on /metrics",
+        || async {
+            let text = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let line = text
+                .lines()
+                .find(|line| line.starts_with("troupe_trace_spans_dropped_total "))?
+                .to_owned();
+            let count: u64 = line.rsplit(' ').next()?.parse().ok()?;
+            (count > 0).then_some(count)
+        },
+    )
+    .await;
+    // At most the queue (2) and one batch (2) of the 50 requests' spans were kept.
+    assert!(dropped >= 46, "dropped {dropped}");
+}
