@@ -39,7 +39,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _logs = telemetry::init(&settings.log.level, &settings.log.dir, true);
+    // Logs only: no span export (see src/main.rs for the export set up).
+    let _logs = telemetry::init(
+        &settings.log.level,
+        &settings.log.dir,
+        true,
+        &telemetry::no_export(),
+    );
     let jobs = JobHandlers::new().with("report.build", build_report);
     let app = match Application::build_with_jobs(settings, jobs).await {
         Ok(app) => app,

@@ -128,15 +128,20 @@ fn migrate(args: &MigrateArgs) -> ExitCode {
 
 /// Load the configuration, set up logging, serve until SIGINT or SIGTERM.
 fn serve() -> ExitCode {
-    let (Some(settings), unknown) = usable_settings() else {
+    let (Some(mut settings), unknown) = usable_settings() else {
         return ExitCode::from(EXIT_USAGE);
     };
-    let _telemetry = match telemetry::init(&settings.log.level, &settings.log.dir, true) {
+    // Made here, not at start: the traces' resource names the instance.
+    let instance = troupe_actors::system::instance_id();
+    settings.instance = Some(instance.clone());
+    let export = settings.telemetry.export(instance);
+    let telemetry = match telemetry::init(&settings.log.level, &settings.log.dir, true, &export) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!(
-                "cannot set up logging in {} (LOG_DIR, log.dir): {}; fix: LOG_DIR=<a writable directory>",
+                "cannot set up logging in {} (LOG_DIR, log.dir) or the span export to {} (telemetry.otlp_endpoint): {}; fix: LOG_DIR=<a writable directory>, OTEL_EXPORTER_OTLP_ENDPOINT=http://<collector>:4318",
                 settings.log.dir.display(),
+                export.endpoint.as_deref().unwrap_or("nowhere"),
                 error_chain(err.as_ref())
             );
             return ExitCode::from(EXIT_USAGE);
@@ -147,7 +152,10 @@ fn serve() -> ExitCode {
     for problem in &unknown {
         tracing::warn!(target: "system", "unknown setting ignored: {problem}");
     }
-    block_on(run(settings))
+    let code = block_on(run(settings));
+    // After the runtime: the last spans are exported (a blocking wait).
+    drop(telemetry);
+    code
 }
 
 async fn run(settings: Settings) -> ExitCode {

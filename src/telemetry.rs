@@ -4,12 +4,30 @@
 //!
 //! A category is a tracing *target*: `tracing::info!(target: "cache", ...)`
 //! lands on stdout and in the `cache` file.
+//!
+//! Traces: the service's spans (targets `troupe*`, INFO and up, spans only:
+//! log events never become span events, so no field of a log line reaches
+//! a collector) go to OpenTelemetry ([`otel`]), which gives each one W3C ids
+//! — written at the end of each log line inside a span ([`ids`]) — and,
+//! when `telemetry.otlp_endpoint` is set, exports the sampled ones
+//! ([`export`]). See docs/observability.md.
+
+mod export;
+mod ids;
+mod otel;
+
+pub use otel::Export;
 
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use prometheus_client::metrics::counter::Counter;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, Layer};
@@ -17,10 +35,40 @@ use tracing_subscriber::{fmt, Layer};
 /// The log categories, each with its own daily file.
 pub const CATEGORIES: &[&str] = &["system", "requests", "cache", "worker", "auth", "user"];
 
-/// Flushes the background writers when dropped: keep it alive in `main`.
+/// Flushes the background writers and the span export when dropped: keep
+/// it alive in `main`, drop it after the application stopped.
 #[must_use = "dropping the guard stops the log file writers"]
 pub struct TelemetryGuard {
     _writers: Vec<WorkerGuard>,
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    /// The spans still queued are exported (within the export timeout):
+    /// the last requests and jobs before a shutdown are in the traces.
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Spans the export queue had no room for, since the process started
+/// (`troupe_trace_spans_dropped_total`). One per process: so is the
+/// subscriber that exports.
+pub fn dropped_spans() -> Counter {
+    static DROPPED: OnceLock<Counter> = OnceLock::new();
+    DROPPED.get_or_init(Counter::default).clone()
+}
+
+/// No export, for a caller with no settings (the tests' subscriber).
+pub fn no_export() -> Export {
+    Export {
+        endpoint: None,
+        service_name: "troupe".into(),
+        instance: "local".into(),
+        sample_ratio: 1.0,
+        queue: 1,
+        timeout: Duration::from_secs(1),
+    }
 }
 
 /// Lines each category's writer thread may have queued before new lines are
@@ -66,8 +114,14 @@ pub fn bounded(directives: &str) -> String {
 
 /// Install the global subscriber. `level` is an EnvFilter directive; `RUST_LOG`
 /// wins when set. `stdout` turns the console layer on (tests keep it off).
-/// Fails if `dir` cannot be created or a subscriber exists.
-pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGuard> {
+/// `export` says where spans go. Fails if `dir` cannot be created, the
+/// exporter cannot be built or a subscriber exists.
+pub fn init(
+    level: &str,
+    dir: &Path,
+    stdout: bool,
+    export: &Export,
+) -> anyhow::Result<TelemetryGuard> {
     std::fs::create_dir_all(dir)?;
     let filter = || {
         let from_env = std::env::var("RUST_LOG").ok();
@@ -86,6 +140,7 @@ pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGu
             fmt::layer()
                 .with_ansi(colour)
                 .with_target(true)
+                .event_format(ids::WithTraceIds(fmt::format().with_ansi(colour)))
                 .with_filter(filter()?)
                 .boxed(),
         );
@@ -105,14 +160,29 @@ pub fn init(level: &str, dir: &Path, stdout: bool) -> anyhow::Result<TelemetryGu
             fmt::layer()
                 .with_ansi(false)
                 .with_target(false)
+                .event_format(ids::WithTraceIds(fmt::format().with_target(false)))
                 .with_writer(writer)
                 .with_filter(filter_fn(move |meta| meta.target() == category))
                 .with_filter(filter()?)
                 .boxed(),
         );
     }
+    let (provider, tracer) = otel::provider(export, dropped_spans())?;
+    let service_spans = filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("troupe") && *meta.level() <= LevelFilter::INFO
+    });
+    layers.push(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(service_spans)
+            .boxed(),
+    );
     tracing_subscriber::registry().with(layers).try_init()?;
-    Ok(TelemetryGuard { _writers: guards })
+    ids::installed();
+    Ok(TelemetryGuard {
+        _writers: guards,
+        provider,
+    })
 }
 
 #[cfg(test)]

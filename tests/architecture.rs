@@ -46,6 +46,7 @@ use syn::visit::Visit;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("validate", &[]),
     ("rfc3339", &[]),
+    ("trace", &[]),
     ("supervision", &[]),
     ("store", &[]),
     ("mail", &[]),
@@ -70,8 +71,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Modules below every layer, which any module may import: `validate`, the
-/// seam each configuration type checks itself through.
-const FOUNDATION: &[&str] = &["validate"];
+/// seam each configuration type checks itself through, and `trace`, how a
+/// span's context crosses a mailbox, the blocking pool or a stored job.
+const FOUNDATION: &[&str] = &["validate", "trace"];
 
 /// One crate's modules: what each defines, re-exports and uses.
 #[derive(Default)]

@@ -16,6 +16,7 @@
 //! | [`migrate`] | versioned schema migrations: the ordered list, the runner, the lock in the database, start-up's readiness check |
 //! | [`rfc3339`] | the one time format of the API, the event stream and the ops views |
 //! | [`store`] | MongoDB and Redis (one server or a cluster) adapters |
+//! | [`trace`] | trace context across mailboxes, the blocking pool and stored jobs (W3C `traceparent`) |
 //!
 //! # Rules
 //! Dependencies point one way: `system` → the capabilities (`users` →
@@ -37,6 +38,7 @@ pub mod rfc3339;
 pub mod store;
 pub mod supervision;
 pub mod system;
+pub mod trace;
 pub mod users;
 pub mod validate;
 

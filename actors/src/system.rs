@@ -28,9 +28,10 @@ mod handles;
 pub mod tree;
 mod validation;
 
+pub use self::children::instance_id;
 use self::children::{
-    beat, event_children, fleet_child, instance_id, queue_poller, relay_child, scheduler_child,
-    user_child, users_and_cache,
+    beat, event_children, fleet_child, queue_poller, relay_child, scheduler_child, user_child,
+    users_and_cache,
 };
 use self::database::prepare_database;
 pub use self::database::STORE_COLLECTIONS;
@@ -99,6 +100,10 @@ pub struct SystemConfig {
     /// How long MongoDB operations wait for a reachable server (the index
     /// builder's first retry delay).
     pub store_timeout: Duration,
+    /// This instance's id, when the caller made it already (the binary names
+    /// its traces' resource with it before starting); `None`: made at start
+    /// by [`instance_id`].
+    pub instance: Option<Arc<str>>,
 }
 
 /// The stores every actor leans on, connected (lazily) by the caller.
@@ -209,7 +214,10 @@ impl ActorSystem {
         let mailer = Mailer::new(&config.mail).map_err(StartError::Mail)?;
         let indexes_ready = Arc::new(AtomicBool::new(false));
         // Computed once: every part of this instance names it the same way.
-        let instance: Arc<str> = instance_id().into();
+        let instance: Arc<str> = config
+            .instance
+            .clone()
+            .unwrap_or_else(|| instance_id().into());
         let database = prepare_database(
             stores.db.clone(),
             Arc::clone(&indexes_ready),

@@ -55,6 +55,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LOG_DIR", "log.dir"),
     ("OPS_TOKEN", "ops.token"),
     ("METRICS_TOKEN", "ops.metrics_token"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "telemetry.service_name"),
 ];
 
 /// A configuration that cannot be used.
@@ -129,6 +131,11 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub ops: OpsSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
+    /// This instance's id when the caller made it before the start (the
+    /// binary: its traces' resource names it); `None`: made at start.
+    #[serde(skip)]
+    pub instance: Option<String>,
 }
 
 fn default_env() -> Environment {
@@ -248,6 +255,50 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// Traces ([docs/observability.md]): where spans are exported and how many.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP collector base URL (`http://host:4318`; spans are posted to
+    /// `<it>/v1/traces`). `None` or empty: nothing is exported (span and
+    /// trace ids are still made, for the log lines).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the traces' resource.
+    pub service_name: String,
+    /// Share of new traces sampled (0 to 1); a request that arrives with a
+    /// `traceparent` follows its caller's decision (parent-based).
+    pub sample_ratio: f64,
+    /// Spans waiting for export at most; past it new spans are dropped and
+    /// counted (`troupe_trace_spans_dropped_total`): a slow or unreachable
+    /// collector never holds a request up.
+    pub export_queue: usize,
+    /// Longest wait for one export request to the collector.
+    #[serde(with = "humantime_serde")]
+    pub export_timeout: Duration,
+}
+
+impl TelemetrySettings {
+    /// What the subscriber exports, for the instance called `instance`.
+    pub fn export(&self, instance: String) -> crate::telemetry::Export {
+        crate::telemetry::Export {
+            endpoint: self.endpoint().map(str::to_owned),
+            service_name: self.service_name.clone(),
+            instance,
+            sample_ratio: self.sample_ratio,
+            queue: self.export_queue,
+            timeout: self.export_timeout,
+        }
+    }
+
+    /// The collector's base URL, if export is on.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(|url| url.trim_end_matches('/'))
+            .filter(|url| !url.is_empty())
+    }
+}
+
 impl Settings {
     /// What the actor system is configured with.
     pub fn system_config(&self) -> troupe_actors::system::SystemConfig {
@@ -263,6 +314,7 @@ impl Settings {
             call_timeout: self.actors.call_timeout,
             shutdown_grace: self.server.shutdown_grace,
             store_timeout: self.mongodb.timeout,
+            instance: self.instance.as_deref().map(Into::into),
         }
     }
 

@@ -29,7 +29,11 @@ const EMBEDDED_PROFILES: &[(&str, &str)] = &[
 
 /// Settings that have no value by default (commented out in default.toml)
 /// but are known: candidates for "did you mean".
-const OPTIONAL_KEYS: &[&str] = &["ops.metrics_token", "mail.smtp_url"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "ops.metrics_token",
+    "mail.smtp_url",
+    "telemetry.otlp_endpoint",
+];
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use troupe_actors::validate::Validate;
 
-use super::{invalid, secrets, ConfigError, Environment, RedisSettings, ServerSettings, Settings};
+use super::{
+    invalid, secrets, ConfigError, Environment, RedisSettings, ServerSettings, Settings,
+    TelemetrySettings,
+};
 
 impl Settings {
     /// The first problem [`problems`](Self::problems) finds (the rules' unit tests).
@@ -27,6 +30,7 @@ impl Settings {
             server(&self.server),
             redis(&self.redis),
             fault_injection(self.ops.fault_injection, self.environment),
+            telemetry(&self.telemetry),
             // A write waits up to a lease for an instance's acknowledgement:
             // its request must not time out first.
             ensure(
@@ -50,6 +54,42 @@ fn ensure(ok: bool, key: &'static str, problem: &str) -> Result<(), ConfigError>
     } else {
         Err(invalid(key, problem))
     }
+}
+
+/// Most spans an export queue may hold (each a few hundred bytes).
+const MAX_EXPORT_QUEUE: usize = 1_000_000;
+
+/// The exporter speaks OTLP over plain HTTP (no TLS client is built in: a
+/// collector beside the service, or an agent, is the usual set-up).
+fn telemetry(telemetry: &TelemetrySettings) -> Result<(), ConfigError> {
+    if let Some(url) = telemetry.endpoint() {
+        let host = url.strip_prefix("http://").unwrap_or_default();
+        ensure(
+            !host.is_empty() && !host.contains(char::is_whitespace),
+            "telemetry.otlp_endpoint",
+            "must be an http:// URL of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (https is not supported)",
+        )?;
+    }
+    ensure(
+        !telemetry.service_name.trim().is_empty(),
+        "telemetry.service_name",
+        "must not be empty",
+    )?;
+    ensure(
+        (0.0..=1.0).contains(&telemetry.sample_ratio),
+        "telemetry.sample_ratio",
+        "must be between 0 and 1",
+    )?;
+    ensure(
+        (1..=MAX_EXPORT_QUEUE).contains(&telemetry.export_queue),
+        "telemetry.export_queue",
+        "must be between 1 and 1000000",
+    )?;
+    ensure(
+        !telemetry.export_timeout.is_zero(),
+        "telemetry.export_timeout",
+        "must be positive",
+    )
 }
 
 /// Longest `server.header_read_timeout`: hyper adds it to the clock for
@@ -369,6 +409,42 @@ mod tests {
         assert_eq!(
             refused(|s| s.actors.call_timeout = Duration::ZERO),
             "actors.call_timeout"
+        );
+    }
+
+    #[test]
+    fn telemetry_settings() {
+        accepted(|s| s.telemetry.otlp_endpoint = Some("http://127.0.0.1:4318".into()));
+        accepted(|s| s.telemetry.otlp_endpoint = Some(String::new()));
+        for bad in ["https://collector:4318", "127.0.0.1:4318", "http://"] {
+            assert_eq!(
+                refused(|s| s.telemetry.otlp_endpoint = Some(bad.into())),
+                "telemetry.otlp_endpoint",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            refused(|s| s.telemetry.service_name = " ".into()),
+            "telemetry.service_name"
+        );
+        accepted(|s| s.telemetry.sample_ratio = 0.0);
+        accepted(|s| s.telemetry.sample_ratio = 1.0);
+        assert_eq!(
+            refused(|s| s.telemetry.sample_ratio = 1.01),
+            "telemetry.sample_ratio"
+        );
+        assert_eq!(
+            refused(|s| s.telemetry.sample_ratio = f64::NAN),
+            "telemetry.sample_ratio"
+        );
+        accepted(|s| s.telemetry.export_queue = 1);
+        assert_eq!(
+            refused(|s| s.telemetry.export_queue = 0),
+            "telemetry.export_queue"
+        );
+        assert_eq!(
+            refused(|s| s.telemetry.export_timeout = Duration::ZERO),
+            "telemetry.export_timeout"
         );
     }
 

@@ -1,7 +1,9 @@
 //! The layers around every route, outermost first:
 //!
-//! 1. [`observe`]: the `request` span with bounded fields, and one line per
-//!    request in the `requests` log with its metrics;
+//! 1. [`observe`]: the `request` span with bounded fields (a child of the
+//!    caller's `traceparent`, if any; its context answered in
+//!    `traceresponse`), and one line per request in the `requests` log with
+//!    its metrics;
 //! 2. a panic becomes a 500 problem+json;
 //! 3. [`guard`]: the body limits, then the request timeout (503
 //!    problem+json).
@@ -34,12 +36,21 @@ use axum::Router;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use troupe_actors::trace;
 
 use super::bounded::{method_label, LoggedPath};
 use super::error::{problem_response, ApiError};
 use crate::config::ServerSettings;
 use crate::metrics::Route;
 use crate::state::AppState;
+
+/// The W3C trace context header a caller may send.
+pub const TRACEPARENT: &str = "traceparent";
+/// The header every response carries (when the process makes traces): the
+/// request span's context in `traceparent` form, so a client can find its
+/// request's trace and log lines (W3C Trace Context Level 2's name).
+pub const TRACERESPONSE: &str = "traceresponse";
 
 /// Wrap `routes` in the layers, in the order the module documents.
 pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
@@ -78,9 +89,19 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let route = Route(req.extensions().get::<MatchedPath>().cloned());
     let span = tracing::info_span!("request", %method, route = route.as_str(),
         path = %LoggedPath(uri.path()));
+    // The caller's trace, if it names one (a bad header starts a new trace).
+    let caller = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
+    trace::adopt(&span, caller);
     let started = std::time::Instant::now();
-    let response = next.run(req).instrument(span.clone()).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    span.set_attribute("http.response.status_code", i64::from(status));
+    // Which trace this request's spans (and its log lines) are in.
+    if let Some(value) =
+        trace::traceparent_of(&span).and_then(|value| header::HeaderValue::from_str(&value).ok())
+    {
+        response.headers_mut().insert(TRACERESPONSE, value);
+    }
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.request(method, route, status, seconds);
     let ms = seconds * 1000.0;

@@ -98,6 +98,11 @@ impl Metrics {
             mongo_commands.family(),
         );
         r.register(
+            "trace_spans_dropped",
+            "Spans dropped because the export queue was full (telemetry.export_queue): a slow or unreachable collector",
+            crate::telemetry::dropped_spans(),
+        );
+        r.register(
             "unreadable_documents",
             "Documents skipped in lists because this service cannot read their shape, by collection",
             troupe_actors::store::unreadable_documents(),

@@ -30,8 +30,14 @@ pub fn log_dir() -> PathBuf {
 fn init_telemetry() {
     static GUARD: OnceLock<troupe::telemetry::TelemetryGuard> = OnceLock::new();
     GUARD.get_or_init(|| {
-        troupe::telemetry::init("info,troupe=debug,troupe_actors=debug", &log_dir(), false)
-            .expect("telemetry")
+        let export = troupe::telemetry::no_export();
+        troupe::telemetry::init(
+            "info,troupe=debug,troupe_actors=debug",
+            &log_dir(),
+            false,
+            &export,
+        )
+        .expect("telemetry")
     });
 }
 

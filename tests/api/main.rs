@@ -39,4 +39,5 @@ mod outage;
 mod profiles;
 mod queue_safety;
 mod refresh;
+mod tracing;
 mod users;

@@ -70,6 +70,7 @@ impl Actor for AuditLog {
         stats: &mut Arc<ActorStats>,
     ) -> Result<(), ActorProcessingErr> {
         let _handling = stats.begin(&myself.get_cell()).await;
+        let _span = delivery.span("audit-log").entered();
         match &delivery.published.event {
             Event::UserCreated { user_id } => {
                 tracing::info!(target: "user", user = %user_id, "welcome e-mail queued for user {user_id}")

@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 use super::event::{Event, EventKind, Published};
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::stats::ActorStats;
+use crate::trace::Parent;
 
 /// Released when the event it travels with is dropped (handled, or lost with
 /// a dead subscriber's mailbox): the bus's count of a subscriber's backlog.
@@ -56,6 +57,15 @@ impl Drop for Ticket {
 pub struct Delivery {
     pub published: Arc<Published>,
     _ticket: Ticket,
+}
+
+impl Delivery {
+    /// The span of `subscriber`'s handling of this event: a child of the
+    /// publisher's span (the event's kind only, never its fields).
+    pub fn span(&self, subscriber: &'static str) -> tracing::Span {
+        tracing::info_span!(parent: &self.published.trace.0, "event.deliver",
+            subscriber, event = self.published.kind().as_str())
+    }
 }
 
 enum Sink {
@@ -349,6 +359,7 @@ impl Events {
             at: Utc::now(),
             instance: Arc::clone(&self.instance),
             event,
+            trace: Parent::current(),
         };
         match self.bus.cast(BusMsg::Publish(published)) {
             Ok(()) => self.published.fetch_add(1, Ordering::Relaxed),
@@ -421,6 +432,7 @@ mod tests {
             event: Event::UserCreated {
                 user_id: format!("user-{n}"),
             },
+            trace: Default::default(),
         })
     }
 

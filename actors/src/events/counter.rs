@@ -62,6 +62,7 @@ impl Actor for EventCounter {
         state: &mut CounterArgs,
     ) -> Result<(), ActorProcessingErr> {
         let _handling = state.stats.begin(&myself.get_cell()).await;
+        let _span = delivery.span("event-counter").entered();
         *state
             .counts
             .0

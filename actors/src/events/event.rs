@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
+use crate::trace::Parent;
+
 /// What happened. Ids only: never a secret, a token or a hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
 // Fields are camelCase, as every ops endpoint writes them; the snake_case
@@ -139,6 +141,11 @@ pub struct Published {
     pub instance: Arc<str>,
     #[serde(flatten)]
     pub event: Event,
+    /// The publisher's span, in this process only (never serialised: an
+    /// event relayed from another instance has none): each subscriber's
+    /// handling is its child.
+    #[serde(skip)]
+    pub trace: Parent,
 }
 
 impl Published {
@@ -244,6 +251,7 @@ mod tests {
             event: Event::UserCreated {
                 user_id: "65f1c0ffee0000000000beef".into(),
             },
+            trace: Parent::default(),
         };
         assert_eq!(
             serde_json::to_string(&published).unwrap(),
@@ -274,6 +282,7 @@ mod tests {
                 at: "2026-11-29T07:30:00.123Z".parse().unwrap(),
                 instance: "web-1-41-a1b2c3".into(),
                 event,
+                trace: Parent::default(),
             };
             let json = serde_json::to_string(&published).unwrap();
             let back: Published = serde_json::from_str(&json).unwrap();

@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::events::Event;
 use crate::queue::finisher::Finisher;
@@ -150,6 +151,38 @@ impl Running {
 /// of the attempt's logic: the executors run it, and so does
 /// [`crate::queue::worker`].
 pub(crate) async fn run(
+    (queue, finisher): (&Queue, &Finisher),
+    executor: &str,
+    job: Job,
+) -> Option<JobStatus> {
+    let span = attempt_span(&job);
+    attempt((queue, finisher), executor, job)
+        .instrument(span)
+        .await
+}
+
+/// The span of one attempt: a *child* of the span that enqueued the job
+/// (its stored `traceparent`), not a root linked to it. The welcome job of a
+/// sign-up then shows in the sign-up's trace, whichever instance runs it and
+/// however late, which is what an operator following one request wants; a
+/// span link would leave it in a trace of its own, one click away. The
+/// parent's sampling decision carries over too (parent-based sampling), so a
+/// sampled request's jobs are sampled. A job with no context (cron jobs,
+/// adopted or older jobs) starts its own trace: the executor's span is
+/// never the parent (`parent: None`).
+fn attempt_span(job: &Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "job.attempt",
+        job.id = %job.id,
+        job.kind = %job.kind,
+        job.attempt = job.attempts,
+    );
+    crate::trace::adopt(&span, job.trace.as_deref());
+    span
+}
+
+async fn attempt(
     (queue, finisher): (&Queue, &Finisher),
     executor: &str,
     job: Job,

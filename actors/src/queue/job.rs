@@ -132,6 +132,13 @@ pub struct Job {
     /// (not stored). See [`Job::cancelled`].
     #[serde(skip)]
     pub cancellation: CancellationToken,
+    /// The W3C `traceparent` of the span that enqueued the job (the
+    /// request's, a handler's), so each attempt joins that trace
+    /// ([`crate::trace`]); absent when the enqueuer was in no trace (cron
+    /// jobs, jobs adopted or written before traces): their attempts start
+    /// their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl Job {
@@ -191,6 +198,7 @@ impl Job {
             cancel_requested: false,
             cancelled_at: None,
             cancellation: CancellationToken::new(),
+            trace: crate::trace::current_traceparent(),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod error;
 mod mongo;
 mod redis;
+mod spans;
 mod unreadable;
 
 pub use self::error::{brief_mongo, error_chain, StoreError};

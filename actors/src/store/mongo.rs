@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::error::StoreError;
+use super::spans::CommandSpans;
 
 /// The command names [`MongoCommands`] counts by name; any other is `other`.
 /// A closed set, so the metric's cardinality is fixed whatever is sent.
@@ -61,6 +62,8 @@ pub struct MongoCommands {
     counters: Family<CommandLabel, Counter>,
     /// The collections counted by name; any other is `other`.
     collections: Arc<[&'static str]>,
+    /// Each command's span while it runs (inside a trace only).
+    spans: CommandSpans,
 }
 
 impl MongoCommands {
@@ -71,6 +74,7 @@ impl MongoCommands {
         Self {
             counters: Family::default(),
             collections: collections.into(),
+            spans: CommandSpans::default(),
         }
     }
 
@@ -82,16 +86,22 @@ impl MongoCommands {
     /// Count one command called `name` on `collection` (`None`: on no
     /// collection).
     pub fn count(&self, name: &str, collection: Option<&str>) {
+        self.counters
+            .get_or_create(&self.label(name, collection))
+            .inc();
+    }
+
+    /// The closed label of a command called `name` on `collection`.
+    fn label(&self, name: &str, collection: Option<&str>) -> CommandLabel {
         let command = closed(COUNTED_COMMANDS, name);
         let collection = match collection {
             None => NO_COLLECTION,
             Some(collection) => closed(&self.collections, collection),
         };
-        let label = CommandLabel {
+        CommandLabel {
             command,
             collection,
-        };
-        self.counters.get_or_create(&label).inc();
+        }
     }
 
     /// Commands called `name` sent so far (`other` for the rest), on any
@@ -132,11 +142,17 @@ impl MongoCommands {
 
     fn handler(&self) -> EventHandler<CommandEvent> {
         let commands = self.clone();
-        EventHandler::callback(move |event| {
-            if let CommandEvent::Started(started) = event {
+        EventHandler::callback(move |event| match event {
+            CommandEvent::Started(started) => {
                 let collection = collection_of(&started.command_name, &started.command);
-                commands.count(&started.command_name, collection);
+                let label = commands.label(&started.command_name, collection);
+                commands.counters.get_or_create(&label).inc();
+                let id = started.request_id;
+                commands.spans.started(id, label.command, label.collection);
             }
+            CommandEvent::Succeeded(done) => commands.spans.ended(done.request_id, false),
+            CommandEvent::Failed(failed) => commands.spans.ended(failed.request_id, true),
+            _ => {}
         })
     }
 }

@@ -18,6 +18,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use super::error::StoreError;
 
@@ -223,11 +224,16 @@ impl RedisStore {
 
     /// Run one command with the store's timeout.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
-            .map_err(StoreError::from)
+        let span = super::spans::redis(&super::spans::redis_command_name(cmd));
+        async {
+            let mut conn = self.connection().await?;
+            tokio::time::timeout(self.timeout, cmd.query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout("redis", self.timeout))?
+                .map_err(StoreError::from)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Run a pipeline with the store's timeout. On a cluster its keys must
@@ -236,11 +242,15 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
-            .await
-            .map_err(|_| StoreError::Timeout("redis", self.timeout))?
-            .map_err(StoreError::from)
+        async {
+            let mut conn = self.connection().await?;
+            tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                .await
+                .map_err(|_| StoreError::Timeout("redis", self.timeout))?
+                .map_err(StoreError::from)
+        }
+        .instrument(super::spans::redis("pipeline"))
+        .await
     }
 
     /// `PING` (on a cluster, every master must answer).

@@ -59,7 +59,7 @@ pub(super) fn scheduler_child(
 
 /// This instance's id, as written to jobs it holds (`lockedBy`): host,
 /// process and a random suffix, so a restarted process is a new instance.
-pub(super) fn instance_id() -> String {
+pub fn instance_id() -> String {
     format!(
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".into()),

@@ -67,8 +67,10 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use secrecy::SecretString;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use crate::supervision::stats::{ActorStats, Handling};
+use crate::trace::Parent;
 use crate::users::email::Email;
 use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
@@ -85,6 +87,8 @@ pub(crate) enum UserMsg {
         new: NewUser,
         /// The request's `Idempotency-Key`, if it sent one.
         key: Option<IdempotencyKey>,
+        /// The sender's span: the sign-up's span is its child.
+        parent: Parent,
         reply: Reply<TokenPair>,
     },
     Login {
@@ -181,12 +185,17 @@ impl UserState {
     fn dispatch(&mut self, message: UserMsg, handling: Handling) {
         let service = Arc::clone(&self.service);
         match message {
-            UserMsg::Signup { new, key, reply } => {
-                self.respond(
-                    handling,
-                    reply,
-                    async move { service.signup(new, key).await },
-                )
+            UserMsg::Signup {
+                new,
+                key,
+                parent,
+                reply,
+            } => {
+                // Only the kind of request: never the address or the key.
+                let span = tracing::info_span!(parent: &parent.0, "user.signup",
+                    otel.name = "UserActor signup", actor = "users", actor.message = "Signup");
+                let work = async move { service.signup(new, key).await };
+                self.respond(handling, reply, work.instrument(span))
             }
             UserMsg::Login {
                 email,

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use crate::cache::{CacheClient, LoadError, ProfileJson, ProfileSource};
 use crate::limits::AddressLimit;
 use crate::supervision::slot::ActorSlot;
+use crate::trace::Parent;
 use crate::users::actor::UserMsg;
 use crate::users::email::Email;
 use crate::users::id::UserId;
@@ -102,7 +103,12 @@ impl Users {
         key: Option<IdempotencyKey>,
     ) -> Result<TokenPair, UserError> {
         self.calls
-            .call(|reply| UserMsg::Signup { new, key, reply })
+            .call(|reply| UserMsg::Signup {
+                new,
+                key,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 

@@ -87,18 +87,27 @@ pub enum HashError {
 }
 
 /// bcrypt-hash `password` at `cost`, on tokio's blocking pool.
+///
+/// The `bcrypt.hash` span is entered inside the blocking task (a child of
+/// the caller's span): its time is the hashing's, not the wait for a thread.
 pub async fn hash(password: Password, cost: u32) -> Result<String, HashError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password.expose(), cost))
-        .await
-        .map_err(HashError::Task)?
-        .map_err(HashError::Bcrypt)
+    let parent = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _span = tracing::info_span!(parent: &parent, "bcrypt.hash", cost).entered();
+        bcrypt::hash(password.expose(), cost)
+    })
+    .await
+    .map_err(HashError::Task)?
+    .map_err(HashError::Bcrypt)
 }
 
 /// Whether `raw` (as typed at login) matches `hash`, on tokio's blocking
 /// pool: its NFKC form first, then — for hashes made before normalisation —
 /// the raw form if it differs.
 pub async fn verify(raw: SecretString, hash: String) -> Result<bool, HashError> {
+    let parent = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _span = tracing::info_span!(parent: &parent, "bcrypt.verify").entered();
         let raw = raw.expose_secret();
         let normalized = normalize(raw);
         let matches = |candidate: &str| bcrypt::verify(candidate, &hash).unwrap_or(false);

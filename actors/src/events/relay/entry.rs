@@ -94,6 +94,7 @@ mod tests {
             event: Event::ProfileUpdated {
                 user_id: "65f1c0ffee0000000000beef".into(),
             },
+            trace: Default::default(),
         }
     }
 
