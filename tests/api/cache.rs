@@ -279,7 +279,10 @@ async fn redis_outage_serves_from_mongodb_and_recovers_by_itself() {
         assert_eq!(body["id"], id.as_str());
     }
     assert!(stats.degraded());
-    assert!(stats.errors.load(Ordering::Relaxed) >= 3);
+    // Not one error per read: a read may still be a hit of the in-process
+    // tier while its lease runs, before the tracking connection's loss is
+    // seen (the lease bounds how long).
+    assert!(stats.errors.load(Ordering::Relaxed) >= 1);
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();

@@ -102,6 +102,29 @@ fn complete(trace: &Value) -> bool {
         && names.contains_key("insert email_deliveries")
 }
 
+/// Start `command` (the binary on `port`) and wait until it serves: the
+/// process (killed when dropped) and its base URL.
+async fn serve(
+    mut command: std::process::Command,
+    port: u16,
+    client: &reqwest::Client,
+) -> (Process, String) {
+    let process = Process {
+        child: command.spawn().expect("start the troupe binary"),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(60), "the binary to serve", || async {
+        let live = client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .ok()?;
+        live.status().is_success().then_some(())
+    })
+    .await;
+    (process, base)
+}
+
 #[tokio::test]
 async fn a_signup_is_one_trace_in_jaeger_from_the_request_to_its_welcome_job() {
     let client = reqwest::Client::new();
@@ -115,19 +138,7 @@ async fn a_signup_is_one_trace_in_jaeger_from_the_request_to_its_welcome_job() {
     command
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP)
         .env("OTEL_SERVICE_NAME", "troupe-trace-test");
-    let _process = Process {
-        child: command.spawn().expect("start the troupe binary"),
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(60), "the binary to serve", || async {
-        let live = client
-            .get(format!("{base}/health/live"))
-            .send()
-            .await
-            .ok()?;
-        live.status().is_success().then_some(())
-    })
-    .await;
+    let (_process, base) = serve(command, port, &client).await;
 
     let (trace_id, traceparent) = caller_trace();
     let email = unique_email();
@@ -268,20 +279,8 @@ async fn a_collector_that_never_answers_slows_no_request_and_the_dropped_spans_a
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
         .env("TROUPE__TELEMETRY__EXPORT_QUEUE", "2")
         .env("TROUPE__TELEMETRY__EXPORT_TIMEOUT", "60s");
-    let _process = Process {
-        child: command.spawn().expect("start the troupe binary"),
-    };
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(60), "the binary to serve", || async {
-        let live = client
-            .get(format!("{base}/health/live"))
-            .send()
-            .await
-            .ok()?;
-        live.status().is_success().then_some(())
-    })
-    .await;
+    let (_process, base) = serve(command, port, &client).await;
     for _ in 0..50 {
         let started = std::time::Instant::now();
         let response = client
