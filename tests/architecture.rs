@@ -71,9 +71,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Modules below every layer, which any module may import: `validate`, the
-/// seam each configuration type checks itself through, and `trace`, how a
-/// span's context crosses a mailbox, the blocking pool or a stored job.
-const FOUNDATION: &[&str] = &["validate", "trace"];
+/// seam each configuration type checks itself through, `trace`, how a
+/// span's context crosses a mailbox, the blocking pool or a stored job, and
+/// `rfc3339`, the one way the API writes times.
+const FOUNDATION: &[&str] = &["validate", "trace", "rfc3339"];
 
 /// One crate's modules: what each defines, re-exports and uses.
 #[derive(Default)]
