@@ -10,7 +10,8 @@ use crate::helpers::{
     assert_problem, eventually, free_port, spawn_app_with, unique_email, PASSWORD,
 };
 
-/// A FerretDB of the test's own (over the shared PostgreSQL), on a free port.
+/// A FerretDB of the test's own on a free port, over a PostgreSQL database of
+/// its own (removed when dropped).
 struct OwnMongo {
     port: u16,
 }
@@ -41,7 +42,7 @@ impl OwnMongo {
 
 impl Drop for OwnMongo {
     fn drop(&mut self) {
-        self.down();
+        services(&["mongo-extra", "remove", &self.port.to_string()]);
     }
 }
 
