@@ -115,9 +115,9 @@ lines += [f"| {name} | {value} | {'–' if ok is None else 'PASS' if ok else 'FA
 MONGODB = {
     "listing: due pending jobs in rank order": "IXSCAN `status_1_rank_1` (status equality, in rank order), FETCH filters `runAt`/`type`, stops at the limit",
     "listing: expired leases": "IXSCAN `status_1_lockedUntil_1` (bounded to expired leases), then an in-memory SORT of those by `createdAt`",
-    "claim by id (findAndModify)": "IDHACK: one `_id` index lookup",
-    "finish by id (update)": "IDHACK: one `_id` index lookup",
-    "batch by ids (update, _id $in)": "IXSCAN `_id_`: one seek per id",
+    "claim by id (findAndModify's query, planned as a find)": "IDHACK: one `_id` index lookup",
+    "finish by id (update's q, planned as a find)": "IDHACK: one `_id` index lookup",
+    "batch by ids (update's q with _id $in, planned as a find)": "IXSCAN `_id_`: one seek per id",
     "attempt record by id (find)": "IDHACK: one `_id` index lookup",
 }
 if explain:

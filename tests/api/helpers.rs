@@ -414,6 +414,18 @@ impl TestApp {
         self.settings.queue.clock.advance(by);
     }
 
+    /// The `JobCompleted` events this instance publishes from now on (16 kept).
+    pub fn completions(
+        &self,
+    ) -> tokio::sync::mpsc::Receiver<std::sync::Arc<troupe_actors::events::Published>> {
+        use troupe_actors::events::{EventKind, Filter};
+        self.state.actors.registry.subscribe_channel(
+            "test",
+            Filter::local().kinds(&[EventKind::JobCompleted]),
+            16,
+        )
+    }
+
     /// Wake the app's poller (as its own enqueues do).
     pub fn nudge(&self) {
         self.state.actors.queue.nudge();

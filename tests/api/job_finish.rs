@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, Document};
 use tokio::sync::mpsc;
-use troupe_actors::events::{Event, EventKind, Filter};
+use troupe_actors::events::Event;
 use troupe_actors::queue::handlers::{HandlerError, JobHandlers};
 use troupe_actors::queue::job::{Job, JobStatus, Outcome};
 
@@ -43,11 +43,7 @@ async fn a_finished_job_counts_as_done_to_no_one_before_its_batch_is_written() {
         handlers,
     )
     .await;
-    let mut events = app.state.actors.registry.subscribe_channel(
-        "test",
-        Filter::local().kinds(&[EventKind::JobCompleted]),
-        16,
-    );
+    let mut events = app.completions();
     let id = app.jobs().enqueue("test.signal", doc! {}).await.unwrap();
     app.nudge();
     let ran = tokio::time::timeout(Duration::from_secs(10), returned.recv()).await;
@@ -195,11 +191,7 @@ async fn a_document_the_store_refuses_fails_only_its_own_job_and_the_rest_of_its
         handlers,
     )
     .await;
-    let mut events = app.state.actors.registry.subscribe_channel(
-        "test",
-        Filter::local().kinds(&[EventKind::JobCompleted]),
-        16,
-    );
+    let mut events = app.completions();
     let mut ids = Vec::new();
     for storable in [true, false, true] {
         let payload = doc! { "storable": storable };

@@ -115,7 +115,6 @@ async fn a_mongodb_outage_answers_503_promptly_and_recovers_by_itself() {
 async fn a_jobs_end_that_cannot_be_written_in_an_outage_is_retried_and_the_job_is_done_only_once_written(
 ) {
     use mongodb::bson::doc;
-    use troupe_actors::events::{EventKind, Filter};
     use troupe_actors::queue::handlers::JobHandlers;
     use troupe_actors::queue::job::{JobStatus, Outcome};
 
@@ -148,11 +147,7 @@ async fn a_jobs_end_that_cannot_be_written_in_an_outage_is_retried_and_the_job_i
         handlers,
     )
     .await;
-    let mut events = app.state.actors.registry.subscribe_channel(
-        "test",
-        Filter::local().kinds(&[EventKind::JobCompleted]),
-        16,
-    );
+    let mut events = app.completions();
     let id = app.jobs().enqueue("test.gate", doc! {}).await.unwrap();
     app.nudge();
     tokio::time::timeout(Duration::from_secs(10), running.recv())
