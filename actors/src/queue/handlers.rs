@@ -15,11 +15,18 @@
 //! every cause, joined by `": "` ([`HandlerError::report`]), become the
 //! attempt's `error` and the job's `lastError`.
 //!
+//! A handler can also report its progress ([`Job::progress`]) and snooze
+//! ([`Job::snooze`]: run again later without spending an attempt).
+//!
 //! ```ignore
 //! JobHandlers::new().with("report.build", |job| async move {
 //!     let Some(owner) = find_owner(&job).await.context("reading the owner")? else {
 //!         return Err(HandlerError::retry_later("the owner does not exist (yet)"));
 //!     };
+//!     if !owner_ready(&owner).await {
+//!         return job.snooze(Duration::from_secs(60));
+//!     }
+//!     job.progress(50, "owner found");
 //!     Ok(doc! { "owner": owner })
 //! })
 //! .with("report.send", |job| async move {
@@ -72,6 +79,10 @@ pub enum HandlerError {
     /// An error as it came (its message and causes are its own).
     #[error(transparent)]
     Other(BoxError),
+    /// No failure: the handler asked to run again this long from now,
+    /// without spending an attempt. Returned by [`Job::snooze`].
+    #[error("snoozed for {}", humantime::format_duration(*.0))]
+    Snoozed(Duration),
 }
 
 /// What a handler returns: a result document, or why it must be retried.
@@ -198,7 +209,8 @@ impl JobHandlers {
     }
 
     /// The queue's own job types: `noop`, which does nothing, and `sleep`,
-    /// which waits `payload.ms` milliseconds (at most [`MAX_SLEEP`]) and
+    /// which waits `payload.ms` milliseconds (at most [`MAX_SLEEP`]),
+    /// reporting its progress every tenth of it, and
     /// returns `{"sleptMs": ms}`. A `sleep` job holds its executor (and its
     /// lease, renewed as for any job) the whole time, so it shows a running
     /// job in the console and moves to another instance when its own dies.
@@ -207,7 +219,14 @@ impl JobHandlers {
             .with("noop", |_job| async { Ok(Document::new()) })
             .with("sleep", |job| async move {
                 let ms = sleep_ms(&job.payload)?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let started = tokio::time::Instant::now();
+                for tenth in 1..=10_u64 {
+                    // Each step ends at its share of the whole: no drift.
+                    tokio::time::sleep_until(started + Duration::from_millis(ms * tenth / 10))
+                        .await;
+                    let slept = ms * tenth / 10;
+                    job.progress((tenth * 10) as u8, format!("slept {slept} of {ms} ms"));
+                }
                 Ok(doc! { "sleptMs": i64::try_from(ms).unwrap_or(i64::MAX) })
             })
     }
