@@ -310,6 +310,26 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_job_reports_its_progress_every_tenth() {
+        let sleep = JobHandlers::builtin().get("sleep").expect("built in");
+        let (controls, mut reports) =
+            crate::queue::controls::Controls::new(crate::queue::clock::Clock::manual_from_now());
+        let mut job = Job::new("sleep", doc! { "ms": 1000 }, 1);
+        job.controls = controls;
+        let running = tokio::spawn(sleep(job));
+        let mut seen = Vec::new();
+        while reports.changed().await.is_ok() {
+            let report = reports.borrow_and_update().clone().expect("a report");
+            seen.push(report.percent);
+            if report.percent == 40 {
+                assert_eq!(report.message.as_deref(), Some("slept 400 of 1000 ms"));
+            }
+        }
+        assert!(running.await.unwrap().is_ok());
+        assert_eq!(seen, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    }
+
     #[tokio::test]
     async fn a_sleep_job_refuses_for_good_a_payload_it_cannot_obey() {
         let sleep = JobHandlers::builtin().get("sleep").expect("built in");
