@@ -1,35 +1,26 @@
 //! Handler controls: what a running handler can do besides returning —
-//! report its progress ([`Job::progress`](crate::queue::job::Job::progress)),
-//! snooze ([`Job::snooze`](crate::queue::job::Job::snooze)) — and the
-//! bounds on what it hands back (a result, a snooze).
+//! report its progress (`job.progress(..)`) and snooze (`job.snooze(..)`,
+//! bounded by [`MAX_SNOOZE`]). How its result is stored is
+//! [`crate::queue::result`]'s.
 //!
 //! Progress: each report replaces the last in a `watch` channel (last
 //! value wins, a report never waits and never fails). The attempt's lease
-//! renewer ([`crate::queue::executor`]) writes the latest report to the
+//! renewer ([`crate::queue::renewer`]) writes the latest report to the
 //! job at most once per `queue.progress_interval` and publishes
 //! `JobProgress` once it is written, so a handler reporting in a tight
 //! loop costs the store one write per interval. The renewer writes the
 //! last unwritten report before the attempt's end is written (FerretDB
 //! writes whole documents: a progress write after the end would undo it).
-//!
-//! Results: a handler's result document is stored as it is when every
-//! store can hold it; one no store-independent check passes (an array
-//! directly inside an array, which FerretDB v1 cannot store; a key with
-//! `$` or `.`; NUL in a string; deeper than 64 levels) is stored as its
-//! JSON text instead (`resultJson`), so any JSON object survives every
-//! store and reads back the same through the API. A result larger than
-//! [`MAX_RESULT_BYTES`] fails the attempt for good, saying so.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::{DateTime, Document};
+use mongodb::bson::DateTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::queue::clock::Clock;
-use crate::queue::spec::check_payload;
 
 /// The longest snooze: a week. A longer one fails the attempt for good
 /// (a handler asking for more is mistaken; a delayed job is what it wants).
@@ -37,9 +28,6 @@ pub const MAX_SNOOZE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Longest progress message kept, in characters (longer ones are cut).
 pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 200;
-
-/// Largest result kept, in bytes as stored (BSON, or its JSON text).
-pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 /// A handler's latest progress report, as stored on its job (`progress`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,8 +59,7 @@ impl Progress {
     }
 }
 
-/// The controls of one running attempt, carried by its [`Job`](crate::queue::job::Job)
-/// (not stored). A job read from the store, or run outside an executor,
+/// The controls of one running attempt, carried by its job (not stored). A job read from the store, or run outside an executor,
 /// has none: its reports go nowhere.
 #[derive(Clone, Default)]
 pub struct Controls {
@@ -116,38 +103,8 @@ impl PartialEq for Controls {
     }
 }
 
-/// A result as it is stored: as it is, or as its JSON text.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoredResult {
-    Document(Document),
-    Json(String),
-}
-
-impl StoredResult {
-    /// How `result` is stored (see the module doc), or why it is refused.
-    pub fn of(result: Document) -> Result<Self, String> {
-        let size = mongodb::bson::to_vec(&result).map_or(usize::MAX, |b| b.len());
-        let too_large = |size: usize| {
-            format!("the result is {size} bytes stored; at most {MAX_RESULT_BYTES} are kept")
-        };
-        if size > MAX_RESULT_BYTES {
-            return Err(too_large(size));
-        }
-        if check_payload(&result).is_ok() {
-            return Ok(Self::Document(result));
-        }
-        let json = crate::queue::report::document_json(result).to_string();
-        match json.len() {
-            n if n > MAX_RESULT_BYTES => Err(too_large(n)),
-            _ => Ok(Self::Json(json)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use mongodb::bson::doc;
-
     use super::*;
 
     #[test]
@@ -173,31 +130,5 @@ mod tests {
             (20, Some("second"))
         );
         Controls::default().report(50, "nowhere");
-    }
-
-    #[test]
-    fn a_storable_result_stays_a_document_and_any_other_becomes_its_json() {
-        let plain = doc! { "sent": true, "list": [1, { "a": [2] }] };
-        assert_eq!(
-            StoredResult::of(plain.clone()),
-            Ok(StoredResult::Document(plain))
-        );
-        let nested = doc! { "matrix": [[1, 2], [3]], "$odd": "x" };
-        let Ok(StoredResult::Json(text)) = StoredResult::of(nested) else {
-            panic!("stored as JSON text");
-        };
-        let read: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            read,
-            serde_json::json!({ "matrix": [[1, 2], [3]], "$odd": "x" })
-        );
-    }
-
-    #[test]
-    fn a_result_too_large_is_refused_saying_how_large() {
-        let big = doc! { "blob": "x".repeat(MAX_RESULT_BYTES) };
-        let refused = StoredResult::of(big).unwrap_err();
-        assert!(refused.starts_with("the result is "), "{refused}");
-        assert!(refused.ends_with("at most 65536 are kept"), "{refused}");
     }
 }

@@ -54,14 +54,15 @@ use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::events::{Event, Events};
-use crate::queue::controls::{Controls, Progress, ProgressReports, StoredResult, MAX_SNOOZE};
+use crate::events::Event;
+use crate::queue::controls::{Controls, ProgressReports, MAX_SNOOZE};
 use crate::queue::finisher::Finisher;
 use crate::queue::handlers::{HandlerError, HandlerResult};
 use crate::queue::job::{Job, JobStatus, Outcome};
+use crate::queue::renewer::Renewer;
+use crate::queue::result::StoredResult;
 use crate::queue::shared::Queue;
 use crate::queue::store::finish::Ending;
-use crate::queue::store::JobStore;
 use crate::supervision::stats::ActorStats;
 
 /// How long a cancelled job's handler gets to return before it is dropped.
@@ -278,95 +279,6 @@ async fn run_leased(
     let _ = stop.send(());
     while renewals.join_next().await.is_some() {}
     outcome
-}
-
-/// What the lease renewer of one attempt needs.
-struct Renewer {
-    store: JobStore,
-    events: Events,
-    /// The job's id, the attempt's number, the job's type.
-    job: (ObjectId, i32, String),
-    lease: Duration,
-    /// At most one progress write per this long (`queue.progress_interval`).
-    progress_interval: Duration,
-}
-
-impl Renewer {
-    /// Extend the attempt's lease every third of `lease` until `stopped`,
-    /// fire `cancellation` once the job's cancellation marker is found
-    /// (looked for after each renewal), and write the handler's latest
-    /// progress report at most once per `progress_interval` (the last one
-    /// unwritten, if any, once stopped).
-    async fn run(
-        self,
-        (mut stopped, cancellation): (oneshot::Receiver<()>, CancellationToken),
-        mut reports: ProgressReports,
-    ) {
-        let (id, attempt) = (self.job.0, self.job.1);
-        let mut every = tokio::time::interval(self.lease / 3);
-        every.tick().await;
-        let mut written: Option<Progress> = None;
-        // A report waits for `next_write`; the channel closes when the
-        // handler (and its job) is dropped.
-        let (mut open, mut waiting) = (true, false);
-        let mut next_write = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                _ = every.tick() => {}
-                changed = reports.changed(), if open && !waiting => {
-                    match changed {
-                        Ok(()) => waiting = true,
-                        Err(_) => open = false,
-                    }
-                    continue;
-                }
-                () = tokio::time::sleep_until(next_write), if waiting => {
-                    waiting = false;
-                    next_write = tokio::time::Instant::now() + self.progress_interval;
-                    self.write_progress(&reports, &mut written).await;
-                    continue;
-                }
-            }
-            if let Err(err) = self.store.renew(id, attempt, self.lease).await {
-                tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
-            }
-            if !cancellation.is_cancelled()
-                && self
-                    .store
-                    .cancel_requested(id, attempt)
-                    .await
-                    .unwrap_or(false)
-            {
-                tracing::info!(target: "worker", job = %id, attempt, "job cancelled by an operator; stopping it");
-                cancellation.cancel();
-            }
-        }
-        self.write_progress(&reports, &mut written).await;
-    }
-
-    /// Write the latest report unless it is `written` already, then
-    /// publish it. A failed write is logged and left: the next report (or
-    /// the job's end) comes soon enough.
-    async fn write_progress(&self, reports: &ProgressReports, written: &mut Option<Progress>) {
-        let latest = reports.borrow().clone();
-        let Some(latest) = latest.filter(|latest| written.as_ref() != Some(latest)) else {
-            return;
-        };
-        let (id, attempt, kind) = (self.job.0, self.job.1, &self.job.2);
-        if let Err(err) = self.store.report_progress(id, attempt, &latest).await {
-            tracing::warn!(target: "worker", job = %id, error = %err, "could not record the job's progress");
-            return;
-        }
-        self.events.publish(Event::JobProgress {
-            job_id: id.to_hex(),
-            job_type: kind.clone(),
-            attempt,
-            percent: latest.percent,
-            message: latest.message.clone(),
-        });
-        *written = Some(latest);
-    }
 }
 
 /// The job was cancelled while it ran: the attempt and the job are

@@ -149,6 +149,23 @@ impl From<mongodb::error::Error> for HandlerError {
     }
 }
 
+/// A handler's own control of its job (with [`Job::progress`]).
+impl Job {
+    /// Give the job back to run again `delay` from now, without spending
+    /// an attempt (the attempt is recorded `snoozed`): the handler returns
+    /// what this returns. A delay over [`MAX_SNOOZE`](crate::queue::controls::MAX_SNOOZE)
+    /// fails the attempt for good instead, saying so.
+    ///
+    /// ```ignore
+    /// if !upstream_ready().await {
+    ///     return job.snooze(Duration::from_secs(30));
+    /// }
+    /// ```
+    pub fn snooze(&self, delay: Duration) -> HandlerResult {
+        Err(HandlerError::Snoozed(delay))
+    }
+}
+
 /// `.context("doing what")` on any `Result` whose error is a std error (or
 /// a string): the error becomes the cause of a [`HandlerError::Failed`].
 pub trait Context<T> {

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::controls::{Controls, Progress};
-use crate::queue::handlers::{HandlerError, HandlerResult};
 
 /// A job's id: a MongoDB ObjectId, written as 24 hexadecimal digits.
 /// Parsed once, where it enters (a path, a cursor); BSON stays inside the queue.
@@ -195,20 +194,6 @@ impl Job {
     /// [`crate::queue::controls`]).
     pub fn progress(&self, percent: u8, message: impl AsRef<str>) {
         self.controls.report(percent, message.as_ref());
-    }
-
-    /// Give the job back to run again `delay` from now, without spending
-    /// an attempt (the attempt is recorded `snoozed`): the handler returns
-    /// what this returns. A delay over [`MAX_SNOOZE`](crate::queue::controls::MAX_SNOOZE)
-    /// fails the attempt for good instead, saying so.
-    ///
-    /// ```ignore
-    /// if !upstream_ready().await {
-    ///     return job.snooze(Duration::from_secs(30));
-    /// }
-    /// ```
-    pub fn snooze(&self, delay: Duration) -> HandlerResult {
-        Err(HandlerError::Snoozed(delay))
     }
 
     /// The longest an attempt at this job may run: its own timeout, or

@@ -11,8 +11,9 @@
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
 //! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`];
-//!   [`controls`]: what a running handler can do (progress, snooze) and
-//!   how its result is stored.
+//!   [`controls`]: what a running handler can do (progress, snooze);
+//!   [`result`]: how its result is stored; [`renewer`]: an attempt's lease
+//!   renewal and progress writes.
 //! - [`types`]: [`types::JobTypes`], the types this instance claims and
 //!   those the live fleet registers (what an enqueue accepts).
 //! - [`producer`]: [`producer::JobQueue`], how other capabilities and
@@ -50,7 +51,9 @@ pub(crate) mod poller;
 pub mod pool;
 pub mod priority;
 pub mod producer;
+pub(crate) mod renewer;
 pub mod report;
+pub mod result;
 pub mod schedule;
 pub(crate) mod scheduler;
 pub(crate) mod shared;

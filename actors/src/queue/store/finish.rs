@@ -19,9 +19,10 @@ use mongodb::error::{ErrorKind, WriteError, WriteFailure};
 
 use super::grouped::ById;
 use super::JobStore;
-use crate::queue::controls::{Progress, StoredResult};
+use crate::queue::controls::Progress;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobStatus, Outcome};
+use crate::queue::result::StoredResult;
 
 /// How one attempt ended: what its record and its job become.
 #[derive(Debug, Clone, PartialEq)]
