@@ -84,6 +84,17 @@ pub enum Event {
         job_type: String,
         attempt: i32,
     },
+    /// A running job's handler reported progress (written to the job
+    /// first; at most one per job per `queue.progress_interval`).
+    JobProgress {
+        job_id: String,
+        job_type: String,
+        attempt: i32,
+        /// 0 to 100.
+        percent: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     /// Jobs of these types are due on the publishing instance and it does
     /// not start them at once: idle pollers elsewhere list the queue now
     /// rather than at their next tick ([`crate::queue`]'s fleet wake-up;
@@ -199,6 +210,13 @@ mod tests {
                 job_id: id(),
                 job_type: "noop".into(),
                 attempt: 1,
+            },
+            Event::JobProgress {
+                job_id: id(),
+                job_type: "sleep".into(),
+                attempt: 1,
+                percent: 40,
+                message: Some("slept 400 of 1000 ms".into()),
             },
             Event::JobsWaiting {
                 job_types: vec!["noop".into()],

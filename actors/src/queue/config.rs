@@ -66,6 +66,11 @@ pub struct QueueConfig {
     /// …or this long after its first outcome, whichever comes first.
     #[serde(with = "humantime_serde")]
     pub finish_delay: Duration,
+    /// A running handler's progress reports are written to its job (and
+    /// published) at most once per this long; the latest report wins
+    /// ([`crate::queue::controls`]).
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
     /// Most jobs one poll claims at once (and lists): a batch is bounded by
     /// this and by the executors free then ([`crate::queue::store::batch`]).
     pub claim_batch: usize,
@@ -163,6 +168,11 @@ impl Validate for QueueConfig {
             "must be at most half of queue.lease",
         );
         errors.ensure(
+            (Duration::from_millis(10)..=Duration::from_secs(60)).contains(&self.progress_interval),
+            "progress_interval",
+            "must be from 10ms to 1m",
+        );
+        errors.ensure(
             (1..=MAX_CLAIM_BATCH).contains(&self.claim_batch),
             "claim_batch",
             "must be from 1 to 1000",
@@ -203,6 +213,7 @@ mod tests {
             priority_aging: Duration::from_secs(10),
             finish_batch: 256,
             finish_delay: Duration::from_millis(2),
+            progress_interval: Duration::from_millis(500),
             claim_batch: 256,
             poller_claims: true,
             clock: Clock::system(),

@@ -3,14 +3,18 @@
 //! # Contract
 //! - Receives `Run(job)` only when the poller has claimed the job *and* won
 //!   its attempt record, so it is the only runner of that attempt.
-//! - Runs the job's handler with `queue.job_timeout`, renewing the lease every
-//!   third of it while the handler runs (in a task it owns), then has the
+//! - Runs the job's handler with its timeout (its own, or `queue.job_timeout`),
+//!   renewing the lease every third of it and writing the handler's progress
+//!   reports (at most one per `queue.progress_interval`, then `JobProgress`)
+//!   while the handler runs (in a task it owns), then has the
 //!   outcome written through the [`Finisher`] (in bulk with other
 //!   executors' outcomes) and waits until it is: `completed` with the
 //!   result; or, on error or timeout,
 //!   `pending` again with exponential backoff until `maxAttempts`, then
 //!   `failed`; a [`HandlerError::Permanent`](crate::queue::handlers::HandlerError::Permanent)
-//!   error fails the job at once, without retry. A job that
+//!   error (or a result too large to keep) fails the job at once, without
+//!   retry; a snooze ([`Job::snooze`]) makes it `pending` again after its
+//!   delay without spending an attempt. A job that
 //!   ended for good (completed, failed, cancelled) then has its unique key
 //!   released.
 //! - Cancellation: the job's token ([`Job::cancelled`]) fires when an
@@ -42,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use mongodb::bson::{oid::ObjectId, Document};
+use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -51,12 +55,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::events::Event;
+use crate::queue::controls::{Controls, ProgressReports, MAX_SNOOZE};
 use crate::queue::finisher::Finisher;
-use crate::queue::handlers::HandlerResult;
+use crate::queue::handlers::{HandlerError, HandlerResult};
 use crate::queue::job::{Job, JobStatus, Outcome};
+use crate::queue::renewer::Renewer;
+use crate::queue::result::StoredResult;
 use crate::queue::shared::Queue;
 use crate::queue::store::finish::Ending;
-use crate::queue::store::JobStore;
 use crate::supervision::stats::ActorStats;
 
 /// How long a cancelled job's handler gets to return before it is dropped.
@@ -136,6 +142,8 @@ struct Running {
     unique_key: Option<String>,
     attempt: i32,
     max_attempts: i32,
+    /// The job's own timeout, or the queue's.
+    timeout: Duration,
     started: Instant,
 }
 
@@ -185,7 +193,7 @@ fn attempt_span(job: &Job) -> tracing::Span {
 async fn attempt(
     (queue, finisher): (&Queue, &Finisher),
     executor: &str,
-    job: Job,
+    mut job: Job,
 ) -> Option<JobStatus> {
     let running = Running {
         id: job.id,
@@ -193,6 +201,7 @@ async fn attempt(
         unique_key: job.unique_key.clone(),
         attempt: job.attempts,
         max_attempts: job.max_attempts,
+        timeout: job.timeout(queue.config.job_timeout),
         started: Instant::now(),
     };
     let (id, attempt) = (running.id, running.attempt);
@@ -202,50 +211,62 @@ async fn attempt(
     };
     let cancellation = job.cancellation();
     let _registered = queue.cancellations.register(id, cancellation.clone());
-    let outcome = run_leased(queue, &running, handler(job), &cancellation).await;
+    let (controls, reports) = Controls::new(queue.store.clock().clone());
+    job.controls = controls;
+    let work = handler(job);
+    let outcome = run_leased(queue, &running, work, (&cancellation, reports)).await;
     queue
         .metrics
         .execution_seconds
         .observe(running.started.elapsed().as_secs_f64());
+    let ends = (queue, finisher);
     match outcome {
-        _ if cancellation.is_cancelled() => record_cancellation((queue, finisher), &running).await,
-        Ok(Ok(result)) => record_completion((queue, finisher), &running, result).await,
+        _ if cancellation.is_cancelled() => record_cancellation(ends, &running).await,
+        Ok(Ok(result)) => match StoredResult::of(result) {
+            Ok(result) => record_completion(ends, &running, result).await,
+            // No retry mends it: the handler would return the same again.
+            Err(refused) => record_failure(ends, &running, (Outcome::Failed, refused), false).await,
+        },
+        Ok(Err(HandlerError::Snoozed(delay))) => record_snooze(ends, &running, delay).await,
         Ok(Err(error)) => {
             let retry = !error.is_permanent();
             let failure = (Outcome::Failed, error.report());
-            record_failure((queue, finisher), &running, failure, retry).await
+            record_failure(ends, &running, failure, retry).await
         }
         Err(_elapsed) => {
-            let limit = humantime::format_duration(queue.config.job_timeout);
+            let limit = humantime::format_duration(running.timeout);
             let failure = (Outcome::TimedOut, format!("timed out after {limit}"));
-            record_failure((queue, finisher), &running, failure, true).await
+            record_failure(ends, &running, failure, true).await
         }
     }
 }
 
-/// Run `work` within `queue.job_timeout`, renewing the attempt's lease
+/// Run `work` within its timeout (the job's, or `queue.job_timeout`),
+/// renewing the attempt's lease and writing its progess `reports`
 /// meanwhile; once `cancellation` fires, `work` gets [`CANCEL_GRACE`] more,
 /// then is dropped (its result, if any, is then of no account).
 ///
 /// The renewer is stopped, and waited for, before the outcome is written:
-/// FerretDB writes whole documents, so a renewal landing after the
-/// completion would undo it. (If the handler panics, dropping the JoinSet
-/// aborts the renewer.)
+/// FerretDB writes whole documents, so a renewal (or a progress report)
+/// landing after the completion would undo it. (If the handler panics,
+/// dropping the JoinSet aborts the renewer.)
 async fn run_leased(
     queue: &Queue,
     running: &Running,
     work: BoxFuture<'static, HandlerResult>,
-    cancellation: &CancellationToken,
+    (cancellation, reports): (&CancellationToken, ProgressReports),
 ) -> Result<HandlerResult, Elapsed> {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut renewals = JoinSet::new();
-    renewals.spawn(renew_lease(
-        queue.store.clone(),
-        (running.id, running.attempt),
-        queue.config.lease,
-        (stopped, cancellation.clone()),
-    ));
-    let work = tokio::time::timeout(queue.config.job_timeout, work);
+    let renewer = Renewer {
+        store: queue.store.clone(),
+        events: queue.events.clone(),
+        job: (running.id, running.attempt, running.kind.clone()),
+        lease: queue.config.lease,
+        progress_interval: queue.config.progress_interval,
+    };
+    renewals.spawn(renewer.run((stopped, cancellation.clone()), reports));
+    let work = tokio::time::timeout(running.timeout, work);
     tokio::pin!(work);
     let outcome = tokio::select! {
         outcome = &mut work => outcome,
@@ -258,34 +279,6 @@ async fn run_leased(
     let _ = stop.send(());
     while renewals.join_next().await.is_some() {}
     outcome
-}
-
-/// Extend the lease of `(job, attempt)` every third of `lease` until
-/// `stopped`, and fire `cancellation` once the job's cancellation marker is
-/// found (looked for after each renewal).
-async fn renew_lease(
-    store: JobStore,
-    (id, attempt): (ObjectId, i32),
-    lease: Duration,
-    (mut stopped, cancellation): (oneshot::Receiver<()>, CancellationToken),
-) {
-    let mut every = tokio::time::interval(lease / 3);
-    every.tick().await;
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            _ = every.tick() => {}
-        }
-        if let Err(err) = store.renew(id, attempt, lease).await {
-            tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
-        }
-        if !cancellation.is_cancelled()
-            && store.cancel_requested(id, attempt).await.unwrap_or(false)
-        {
-            tracing::info!(target: "worker", job = %id, attempt, "job cancelled by an operator; stopping it");
-            cancellation.cancel();
-        }
-    }
 }
 
 /// The job was cancelled while it ran: the attempt and the job are
@@ -343,11 +336,11 @@ async fn give_back_unhandled(
 async fn record_completion(
     (queue, finisher): (&Queue, &Finisher),
     running: &Running,
-    result: Document,
+    result: StoredResult,
 ) -> Option<JobStatus> {
     let (id, attempt, ms) = (running.id, running.attempt, running.elapsed_ms());
     match finisher
-        .finish(Ending::completed(id, attempt, result))
+        .finish(Ending::completed_with(id, attempt, result))
         .await
     {
         Ok(()) => {
@@ -409,6 +402,45 @@ async fn record_failure(
         Err(err) => {
             tracing::warn!(target: "worker", job = %id, error = %err,
                 "could not record the failure; the job is retried after its lease");
+            None
+        }
+    }
+}
+
+/// The handler snoozed the job for `delay`: pending again then, the
+/// attempt recorded `snoozed` and not counted (see [`Ending::snoozed`]). A
+/// delay over [`MAX_SNOOZE`] fails the attempt for good instead.
+async fn record_snooze(
+    (queue, finisher): (&Queue, &Finisher),
+    running: &Running,
+    delay: Duration,
+) -> Option<JobStatus> {
+    let (id, attempt) = (running.id, running.attempt);
+    let asked = humantime::format_duration(delay);
+    if delay > MAX_SNOOZE {
+        let most = humantime::format_duration(MAX_SNOOZE);
+        let refused = format!("the handler snoozed for {asked}; a snooze is at most {most}");
+        let failure = (Outcome::Failed, refused);
+        return record_failure((queue, finisher), running, failure, false).await;
+    }
+    // Cancelled before the renewal noticed: no snooze (as for a retry).
+    if queue
+        .store
+        .cancel_requested(id, attempt)
+        .await
+        .unwrap_or(false)
+    {
+        return record_cancellation((queue, finisher), running).await;
+    }
+    let ending = Ending::snoozed(id, attempt, delay, format!("snoozed for {asked}"));
+    match finisher.finish(ending).await {
+        Ok(()) => {
+            tracing::info!(target: "worker", job = %id, attempt, snooze = %asked, "job snoozed");
+            Some(JobStatus::Pending)
+        }
+        Err(err) => {
+            tracing::warn!(target: "worker", job = %id, error = %err,
+                "could not record the snooze; the job is retried after its lease");
             None
         }
     }

@@ -15,11 +15,18 @@
 //! every cause, joined by `": "` ([`HandlerError::report`]), become the
 //! attempt's `error` and the job's `lastError`.
 //!
+//! A handler can also report its progress ([`Job::progress`]) and snooze
+//! ([`Job::snooze`]: run again later without spending an attempt).
+//!
 //! ```ignore
 //! JobHandlers::new().with("report.build", |job| async move {
 //!     let Some(owner) = find_owner(&job).await.context("reading the owner")? else {
 //!         return Err(HandlerError::retry_later("the owner does not exist (yet)"));
 //!     };
+//!     if !owner_ready(&owner).await {
+//!         return job.snooze(Duration::from_secs(60));
+//!     }
+//!     job.progress(50, "owner found");
 //!     Ok(doc! { "owner": owner })
 //! })
 //! .with("report.send", |job| async move {
@@ -72,6 +79,10 @@ pub enum HandlerError {
     /// An error as it came (its message and causes are its own).
     #[error(transparent)]
     Other(BoxError),
+    /// No failure: the handler asked to run again this long from now,
+    /// without spending an attempt. Returned by [`Job::snooze`].
+    #[error("snoozed for {}", humantime::format_duration(*.0))]
+    Snoozed(Duration),
 }
 
 /// What a handler returns: a result document, or why it must be retried.
@@ -138,6 +149,23 @@ impl From<mongodb::error::Error> for HandlerError {
     }
 }
 
+/// A handler's own control of its job (with [`Job::progress`]).
+impl Job {
+    /// Give the job back to run again `delay` from now, without spending
+    /// an attempt (the attempt is recorded `snoozed`): the handler returns
+    /// what this returns. A delay over [`MAX_SNOOZE`](crate::queue::controls::MAX_SNOOZE)
+    /// fails the attempt for good instead, saying so.
+    ///
+    /// ```ignore
+    /// if !upstream_ready().await {
+    ///     return job.snooze(Duration::from_secs(30));
+    /// }
+    /// ```
+    pub fn snooze(&self, delay: Duration) -> HandlerResult {
+        Err(HandlerError::Snoozed(delay))
+    }
+}
+
 /// `.context("doing what")` on any `Result` whose error is a std error (or
 /// a string): the error becomes the cause of a [`HandlerError::Failed`].
 pub trait Context<T> {
@@ -198,7 +226,8 @@ impl JobHandlers {
     }
 
     /// The queue's own job types: `noop`, which does nothing, and `sleep`,
-    /// which waits `payload.ms` milliseconds (at most [`MAX_SLEEP`]) and
+    /// which waits `payload.ms` milliseconds (at most [`MAX_SLEEP`]),
+    /// reporting its progress every tenth of it, and
     /// returns `{"sleptMs": ms}`. A `sleep` job holds its executor (and its
     /// lease, renewed as for any job) the whole time, so it shows a running
     /// job in the console and moves to another instance when its own dies.
@@ -207,7 +236,14 @@ impl JobHandlers {
             .with("noop", |_job| async { Ok(Document::new()) })
             .with("sleep", |job| async move {
                 let ms = sleep_ms(&job.payload)?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let started = tokio::time::Instant::now();
+                for tenth in 1..=10_u64 {
+                    // Each step ends at its share of the whole: no drift.
+                    tokio::time::sleep_until(started + Duration::from_millis(ms * tenth / 10))
+                        .await;
+                    let slept = ms * tenth / 10;
+                    job.progress((tenth * 10) as u8, format!("slept {slept} of {ms} ms"));
+                }
                 Ok(doc! { "sleptMs": i64::try_from(ms).unwrap_or(i64::MAX) })
             })
     }
@@ -289,6 +325,26 @@ mod tests {
         let done = sleep(Job::new("sleep", doc! { "ms": 1500 }, 1)).await;
         assert_eq!(done.unwrap(), doc! { "sleptMs": 1500_i64 });
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_job_reports_its_progress_every_tenth() {
+        let sleep = JobHandlers::builtin().get("sleep").expect("built in");
+        let (controls, mut reports) =
+            crate::queue::controls::Controls::new(crate::queue::clock::Clock::manual_from_now());
+        let mut job = Job::new("sleep", doc! { "ms": 1000 }, 1);
+        job.controls = controls;
+        let running = tokio::spawn(sleep(job));
+        let mut seen = Vec::new();
+        while reports.changed().await.is_ok() {
+            let report = reports.borrow_and_update().clone().expect("a report");
+            seen.push(report.percent);
+            if report.percent == 40 {
+                assert_eq!(report.message.as_deref(), Some("slept 400 of 1000 ms"));
+            }
+        }
+        assert!(running.await.unwrap().is_ok());
+        assert_eq!(seen, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
     }
 
     #[tokio::test]

@@ -9,10 +9,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::queue::controls::{Controls, Progress};
 
 /// A job's id: a MongoDB ObjectId, written as 24 hexadecimal digits.
 /// Parsed once, where it enters (a path, a cursor); BSON stays inside the queue.
@@ -139,6 +142,21 @@ pub struct Job {
     /// their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The longest one attempt may run, in milliseconds, if the producer
+    /// set it ([`crate::queue::spec::JobSpec::timeout`]); absent: the
+    /// queue's `job_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    /// Its handler's latest progress report ([`Job::progress`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The result as its JSON text, when no store could hold it as a
+    /// document (see [`crate::queue::controls`]); then `result` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_json: Option<String>,
+    /// What the running handler reports through (not stored).
+    #[serde(skip)]
+    pub controls: Controls,
 }
 
 impl Job {
@@ -167,6 +185,23 @@ impl Job {
     /// A clone of the job's cancellation token (to hand to sub-tasks).
     pub fn cancellation(&self) -> CancellationToken {
         self.cancellation.clone()
+    }
+
+    /// Report progress: `percent` (capped at 100) and a short message (cut
+    /// to 200 characters). Never waits, never fails: the latest report is
+    /// written to the job (`progress`) and published as `JobProgress` at
+    /// most once per `queue.progress_interval` (see
+    /// [`crate::queue::controls`]).
+    pub fn progress(&self, percent: u8, message: impl AsRef<str>) {
+        self.controls.report(percent, message.as_ref());
+    }
+
+    /// The longest an attempt at this job may run: its own timeout, or
+    /// `default` (the queue's).
+    pub fn timeout(&self, default: Duration) -> Duration {
+        (self.timeout_ms)
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(default, Duration::from_millis)
     }
 
     /// A new pending job, due now, priority 0, ranked by its creation.
@@ -199,6 +234,10 @@ impl Job {
             cancelled_at: None,
             cancellation: CancellationToken::new(),
             trace: crate::trace::current_traceparent(),
+            timeout_ms: None,
+            progress: None,
+            result_json: None,
+            controls: Controls::default(),
         }
     }
 }
@@ -235,6 +274,9 @@ pub enum Outcome {
     Completed,
     Failed,
     TimedOut,
+    /// The handler snoozed the job ([`Job::snooze`]): pending again later,
+    /// this attempt not counted against its `maxAttempts`.
+    Snoozed,
     /// Cancelled by an operator. The record of the attempt after the job's
     /// last also carries it: the cancellation's marker (see
     /// [`crate::queue::cancel`]).
@@ -246,13 +288,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// As stored and shown: `running`, `completed`, `failed`, `timed_out`,
-    /// `cancelled`, `crashed`.
+    /// `snoozed`, `cancelled`, `crashed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
+            Self::Snoozed => "snoozed",
             Self::Cancelled => "cancelled",
             Self::Crashed => "crashed",
         }
@@ -401,6 +444,7 @@ mod tests {
             Outcome::Completed,
             Outcome::Failed,
             Outcome::TimedOut,
+            Outcome::Snoozed,
             Outcome::Cancelled,
             Outcome::Crashed,
         ] {

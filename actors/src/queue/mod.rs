@@ -10,7 +10,10 @@
 //!   [`finisher`], which writes them in bulk; they share a [`shared::Queue`] and
 //!   keep their slots in a [`pool::Pool`] and their candidates in
 //!   [`candidates::Candidates`].
-//! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`].
+//! - [`handlers`]: the registry of what each job type does, [`handlers::HandlerError`];
+//!   [`controls`]: what a running handler can do (progress, snooze);
+//!   [`result`]: how its result is stored; [`renewer`]: an attempt's lease
+//!   renewal and progress writes.
 //! - [`types`]: [`types::JobTypes`], the types this instance claims and
 //!   those the live fleet registers (what an enqueue accepts).
 //! - [`producer`]: [`producer::JobQueue`], how other capabilities and
@@ -35,6 +38,7 @@ pub mod cancel;
 pub(crate) mod candidates;
 pub mod clock;
 pub mod config;
+pub mod controls;
 pub mod error;
 pub(crate) mod executor;
 pub(crate) mod finisher;
@@ -47,7 +51,9 @@ pub(crate) mod poller;
 pub mod pool;
 pub mod priority;
 pub mod producer;
+pub(crate) mod renewer;
 pub mod report;
+pub mod result;
 pub mod schedule;
 pub(crate) mod scheduler;
 pub(crate) mod shared;

@@ -16,7 +16,9 @@
 //! let spec = JobSpec::new("report.build", doc! { "account": "a-17" })
 //!     .delay(Duration::from_secs(90)) // or .run_at(chrono::Utc::now() + ..)
 //!     .priority(10)                   // -100..=100; higher first
-//!     .unique_key("report:a-17");     // one pending/processing job per key
+//!     .unique_key("report:a-17")      // one pending/processing job per key
+//!     .max_attempts(3)                // 1..=100, instead of queue.max_attempts
+//!     .timeout(Duration::from_secs(60)); // 10ms..=24h, instead of queue.job_timeout
 //! match jobs.enqueue_spec(spec).await? {
 //!     Enqueued::Created(id) => tracing::info!(%id, "report scheduled"),
 //!     Enqueued::Existing(id) => tracing::info!(%id, "a report is already on its way"),
@@ -88,7 +90,8 @@ struct Admission {
 }
 
 /// The job `spec` asks for at `now`, if it meets `rules`: due when the
-/// spec says, ranked by its priority, with `max_attempts`.
+/// spec says, ranked by its priority, with its own attempts and timeout
+/// if it has them (else `max_attempts`, and the queue's timeout).
 fn admit(
     spec: JobSpec,
     rules: &Admission,
@@ -104,7 +107,9 @@ fn admit(
         let limit = rules.max_payload;
         return Err(SpecError::PayloadTooLarge { size, limit }.into());
     }
+    let max_attempts = spec.max_attempts.unwrap_or(max_attempts);
     let mut job = Job::new(&spec.kind, Document::new(), max_attempts);
+    job.timeout_ms = (spec.timeout).map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
     job.created_at = DateTime::from(now);
     job.updated_at = job.created_at;
     job.run_at = spec.due_at(now)?;

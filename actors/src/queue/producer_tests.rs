@@ -142,3 +142,45 @@ fn a_job_due_past_ten_years_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_spec_may_set_its_own_attempts_and_timeout_in_place_of_the_queues() {
+    let plain = admitted(spec());
+    assert_eq!((plain.max_attempts, plain.timeout_ms), (5, None));
+    let own = admitted(spec().max_attempts(2).timeout(Duration::from_millis(1500)));
+    assert_eq!((own.max_attempts, own.timeout_ms), (2, Some(1500)));
+    assert_eq!(
+        own.timeout(Duration::from_secs(20)),
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        plain.timeout(Duration::from_secs(20)),
+        Duration::from_secs(20)
+    );
+}
+
+#[test]
+fn attempts_and_timeouts_out_of_range_are_refused() {
+    for attempts in [0, -1, 101] {
+        assert!(matches!(
+            refused(spec().max_attempts(attempts)),
+            QueueError::Refused(SpecError::MaxAttemptsOutOfRange)
+        ));
+    }
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_millis(9),
+        Duration::from_secs(24 * 3600 + 1),
+    ] {
+        assert!(matches!(
+            refused(spec().timeout(timeout)),
+            QueueError::Refused(SpecError::TimeoutOutOfRange)
+        ));
+    }
+    admitted(
+        spec()
+            .max_attempts(100)
+            .timeout(Duration::from_secs(24 * 3600)),
+    );
+    admitted(spec().max_attempts(1).timeout(Duration::from_millis(10)));
+}

@@ -66,9 +66,30 @@ impl JobReport {
         self.0.last_error.as_deref()
     }
 
-    /// What its handler returned, once it completed.
+    /// What its handler returned, once it completed (stored as it is, or
+    /// as its JSON text: see [`crate::queue::controls`]; the same JSON
+    /// either way).
     pub fn result(&self) -> Option<Value> {
+        if let Some(text) = &self.0.result_json {
+            return serde_json::from_str(text).ok();
+        }
         self.0.result.clone().map(document_json)
+    }
+
+    /// Its handler's latest progress report: percent, message, when.
+    pub fn progress(&self) -> Option<(i32, Option<&str>, String)> {
+        let progress = self.0.progress.as_ref()?;
+        Some((
+            progress.percent,
+            progress.message.as_deref(),
+            rfc3339(progress.at),
+        ))
+    }
+
+    /// Its own attempt timeout, if it has one (else the queue's).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        let ms = u64::try_from(self.0.timeout_ms?).ok()?;
+        Some(std::time::Duration::from_millis(ms))
     }
 
     pub fn created_at(&self) -> String {
@@ -174,7 +195,7 @@ fn rfc3339(at: DateTime) -> String {
 }
 
 /// A document as the API's JSON object.
-fn document_json(document: Document) -> Value {
+pub(crate) fn document_json(document: Document) -> Value {
     json(Bson::Document(document))
 }
 
@@ -257,5 +278,13 @@ mod tests {
         assert_eq!(report.payload(), json!({ "n": 1 }));
         assert_eq!(report.result(), Some(json!({ "sent": true })));
         assert_eq!(report.completed_at(), None);
+    }
+
+    #[test]
+    fn a_result_stored_as_json_text_reads_back_as_the_same_json() {
+        let mut job = Job::new("t", doc! {}, 5);
+        job.result_json = Some(r#"{"matrix":[[1,2],[3]]}"#.into());
+        let report = JobReport::from(job);
+        assert_eq!(report.result(), Some(json!({ "matrix": [[1, 2], [3]] })));
     }
 }

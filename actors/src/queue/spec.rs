@@ -12,6 +12,13 @@ use crate::queue::priority::PRIORITIES;
 /// Longest unique key, in characters.
 pub const UNIQUE_KEY_MAX_CHARS: usize = 200;
 
+/// The attempts a job may ask for ([`JobSpec::max_attempts`]).
+pub const MAX_ATTEMPTS: std::ops::RangeInclusive<i32> = 1..=100;
+
+/// The shortest and longest timeout a job may ask for ([`JobSpec::timeout`]).
+pub const TIMEOUTS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(24 * 3600);
+
 /// Latest due time accepted: this far ahead of now (about ten years).
 pub const LATEST_AHEAD: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
@@ -21,7 +28,9 @@ pub const LATEST_AHEAD: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// let spec = JobSpec::new("report.build", doc! { "account": id })
 ///     .delay(Duration::from_secs(90))
 ///     .priority(10)
-///     .unique_key(format!("report:{id}"));
+///     .unique_key(format!("report:{id}"))
+///     .max_attempts(3)                  // instead of queue.max_attempts
+///     .timeout(Duration::from_secs(60)); // instead of queue.job_timeout
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -31,6 +40,10 @@ pub struct JobSpec {
     pub(crate) due: Option<Due>,
     pub(crate) priority: i32,
     pub(crate) unique_key: Option<String>,
+    /// Its own `maxAttempts`; `None`: the queue's `max_attempts`.
+    pub(crate) max_attempts: Option<i32>,
+    /// Its own attempt timeout; `None`: the queue's `job_timeout`.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// When a job is due, as the producer said it.
@@ -50,6 +63,8 @@ impl JobSpec {
             due: None,
             priority: 0,
             unique_key: None,
+            max_attempts: None,
+            timeout: None,
         }
     }
 
@@ -96,6 +111,21 @@ impl JobSpec {
         self
     }
 
+    /// Attempts before the job is `failed`, instead of the queue's
+    /// `max_attempts`; in [`MAX_ATTEMPTS`].
+    pub fn max_attempts(mut self, attempts: i32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// The longest one attempt may run, instead of the queue's
+    /// `job_timeout`; in [`TIMEOUTS`]. (Its lease is renewed meanwhile, as
+    /// for any job.)
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// The job's type.
     pub fn kind(&self) -> &str {
         &self.kind
@@ -116,11 +146,18 @@ impl JobSpec {
         Ok(DateTime::from_system_time(at.max(SystemTime::UNIX_EPOCH)))
     }
 
-    /// The rules that need no configuration: priority and unique key.
+    /// The rules that need no configuration: priority, unique key,
+    /// attempts and timeout.
     pub(crate) fn check(&self) -> Result<(), SpecError> {
         check_priority(self.priority)?;
         if let Some(key) = &self.unique_key {
             check_unique_key(key)?;
+        }
+        if let Some(attempts) = self.max_attempts {
+            check_max_attempts(attempts)?;
+        }
+        if let Some(timeout) = self.timeout {
+            check_timeout(timeout)?;
         }
         Ok(())
     }
@@ -153,6 +190,12 @@ pub enum SpecError {
     /// cannot keep that [`check_payload`] does not know of.
     #[error("the store refused the payload (error code {code})")]
     PayloadRefused { code: i32 },
+    /// Its own `maxAttempts` is outside [`MAX_ATTEMPTS`].
+    #[error("maxAttempts must be from {} to {}", MAX_ATTEMPTS.start(), MAX_ATTEMPTS.end())]
+    MaxAttemptsOutOfRange,
+    /// Its own timeout is outside [`TIMEOUTS`].
+    #[error("the timeout must be from 10ms to 24h")]
+    TimeoutOutOfRange,
     /// Due more than [`LATEST_AHEAD`] from now.
     #[error("the job would be due more than ten years from now")]
     TooFarAhead,
@@ -183,6 +226,20 @@ pub fn check_priority(priority: i32) -> Result<(), SpecError> {
         .contains(&priority)
         .then_some(())
         .ok_or(SpecError::PriorityOutOfRange)
+}
+
+/// `attempts` is in [`MAX_ATTEMPTS`].
+pub fn check_max_attempts(attempts: i32) -> Result<(), SpecError> {
+    (MAX_ATTEMPTS.contains(&attempts))
+        .then_some(())
+        .ok_or(SpecError::MaxAttemptsOutOfRange)
+}
+
+/// `timeout` is in [`TIMEOUTS`].
+pub fn check_timeout(timeout: Duration) -> Result<(), SpecError> {
+    (TIMEOUTS.contains(&timeout))
+        .then_some(())
+        .ok_or(SpecError::TimeoutOutOfRange)
 }
 
 /// `key` is 1 to [`UNIQUE_KEY_MAX_CHARS`] characters, none a control

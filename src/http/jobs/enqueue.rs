@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{Map, Value};
-use troupe_actors::queue::spec::{check_priority, check_unique_key, UNIQUE_KEY_MAX_CHARS};
+use troupe_actors::queue::spec::{
+    check_max_attempts, check_priority, check_timeout, check_unique_key, UNIQUE_KEY_MAX_CHARS,
+};
 use troupe_actors::queue::{Enqueued, JobSpec, SpecError};
 use utoipa::ToSchema;
 
@@ -29,7 +31,7 @@ use crate::state::AppState;
 #[derive(ToSchema)]
 #[schema(example = json!({
     "type": "noop", "payload": {"reason": "smoke check"}, "delay": "90s",
-    "priority": 10, "uniqueKey": "smoke:2026-11-29"
+    "priority": 10, "uniqueKey": "smoke:2026-11-29", "maxAttempts": 3, "timeout": "45s"
 }))]
 pub struct EnqueueRequest {
     /// A registered job type.
@@ -58,6 +60,14 @@ pub struct EnqueueRequest {
     #[serde(rename = "uniqueKey")]
     #[schema(min_length = 1, max_length = 200)]
     pub unique_key: Option<String>,
+    /// 1 to 100: attempts before the job is `failed`, instead of
+    /// `queue.max_attempts`.
+    #[serde(rename = "maxAttempts")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_attempts: Option<i32>,
+    /// The longest one attempt may run, instead of `queue.job_timeout`:
+    /// a duration from `"10ms"` to `"24h"`, e.g. `"45s"`.
+    pub timeout: Option<String>,
 }
 
 /// When the job is due, as the body says.
@@ -73,6 +83,8 @@ pub struct EnqueueBody {
     due: Option<Due>,
     priority: i32,
     unique_key: Option<String>,
+    max_attempts: Option<i32>,
+    timeout: Option<Duration>,
 }
 
 impl FromJson for EnqueueBody {
@@ -88,13 +100,49 @@ impl FromJson for EnqueueBody {
         {
             f.error("uniqueKey", unique_key_rule());
         }
+        let max_attempts = max_attempts(f);
+        let timeout = timeout(f);
         Some(Self {
             kind: kind?,
             payload: payload?,
             due: due?,
             priority: priority?,
             unique_key,
+            max_attempts: max_attempts?,
+            timeout: timeout?,
         })
+    }
+}
+
+const MAX_ATTEMPTS_RULE: &str = "an integer from 1 to 100";
+const TIMEOUT_RULE: &str = "a duration from 10ms to 24h, such as \"45s\"";
+
+/// `maxAttempts` (or none: `Some(None)`); `None` if it is bad.
+fn max_attempts(f: &mut Fields) -> Option<Option<i32>> {
+    let Some(attempts) = f.optional::<i64>("maxAttempts", MAX_ATTEMPTS_RULE) else {
+        return Some(None); // absent (or already reported)
+    };
+    let in_range = i32::try_from(attempts)
+        .ok()
+        .filter(|n| check_max_attempts(*n).is_ok());
+    if in_range.is_none() {
+        f.error("maxAttempts", format!("must be {MAX_ATTEMPTS_RULE}"));
+        return None;
+    }
+    Some(in_range)
+}
+
+/// `timeout` (or none: `Some(None)`); `None` if it is bad.
+fn timeout(f: &mut Fields) -> Option<Option<Duration>> {
+    let Some(text) = f.optional::<String>("timeout", TIMEOUT_RULE) else {
+        return Some(None);
+    };
+    match humantime::parse_duration(&text) {
+        Ok(timeout) if check_timeout(timeout).is_ok() => Some(Some(timeout)),
+        _ => {
+            f.error("timeout", format!("must be {TIMEOUT_RULE}"));
+            None
+        }
     }
 }
 
@@ -161,8 +209,16 @@ impl EnqueueBody {
             Some(Due::After(delay)) => spec.delay(delay),
             None => spec,
         };
-        Ok(match self.unique_key {
+        let spec = match self.unique_key {
             Some(key) => spec.unique_key(key),
+            None => spec,
+        };
+        let spec = match self.max_attempts {
+            Some(attempts) => spec.max_attempts(attempts),
+            None => spec,
+        };
+        Ok(match self.timeout {
+            Some(timeout) => spec.timeout(timeout),
             None => spec,
         })
     }
@@ -189,6 +245,12 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
         SpecError::PayloadNotStorable { .. } | SpecError::PayloadRefused { .. } => {
             ApiError::field("payload", &message)
         }
+        SpecError::MaxAttemptsOutOfRange => {
+            ApiError::field("maxAttempts", &format!("must be {MAX_ATTEMPTS_RULE}"))
+        }
+        SpecError::TimeoutOutOfRange => {
+            ApiError::field("timeout", &format!("must be {TIMEOUT_RULE}"))
+        }
         SpecError::TooFarAhead => ApiError::field(
             "runAt",
             "must be at most ten years from now (runAt or delay)",
@@ -202,7 +264,7 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
     responses(
         (status = 201, description = "The job, created (as `GET /jobs/{id}` shows it)", body = JobView),
         (status = 200, description = "No job created: this pending or processing job holds `uniqueKey`", body = JobView),
-        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, `maxAttempts` outside 1 to 100, a `timeout` outside 10ms to 24h, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload` over `queue.max_payload` (named), or the body over `server.body_limit`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job store is unavailable, or the unique key's previous job is being released: retry shortly", body = Problem, content_type = "application/problem+json"),
@@ -271,6 +333,9 @@ mod tests {
         let refused = SpecError::PayloadRefused { code: 2 };
         assert_eq!(answer(refused), bad("payload"));
         assert_eq!(answer(SpecError::TooFarAhead), bad("runAt"));
+        let attempts = SpecError::MaxAttemptsOutOfRange;
+        assert_eq!(answer(attempts), bad("maxAttempts"));
+        assert_eq!(answer(SpecError::TimeoutOutOfRange), bad("timeout"));
         let ApiError::Validation(errors) = refusal(unknown) else {
             panic!("a field error")
         };

@@ -1,11 +1,13 @@
 //! `/jobs*`: the job queue for operators (ops token), through the queue's
 //! [`QueueHandle`](troupe_actors::queue::QueueHandle): typed results, ids as
 //! [`JobId`], payloads already JSON. This module renders them and maps the
-//! queue's errors to problems; [`enqueue`] is `POST /jobs`, [`bulk`] `POST /jobs/bulk`.
+//! queue's errors to problems; [`enqueue`] is `POST /jobs`, [`bulk`] `POST /jobs/bulk`,
+//! [`result`] `GET /jobs/{id}/result` (waiting for a job to finish).
 
 mod bulk;
 mod control;
 mod enqueue;
+mod result;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(job_stats))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
+        .routes(routes!(result::job_result))
         .routes(routes!(bulk::bulk_jobs))
         .merge(control::router())
 }
@@ -60,8 +63,16 @@ pub struct JobView {
     pub locked_until: Option<String>,
     /// The last failed attempt's error, with its causes.
     pub last_error: Option<String>,
-    /// What its handler returned, once it completed.
+    /// What its handler returned, once it completed: a JSON object, the
+    /// same whichever store holds it.
     pub result: Option<Value>,
+    /// Its handler's latest progress report (the current attempt's, or
+    /// the last one's).
+    pub progress: Option<ProgressView>,
+    /// Its own attempt timeout, if it was enqueued with one (else
+    /// `queue.job_timeout` applies), e.g. `"45s"`.
+    #[schema(example = "45s")]
+    pub timeout: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
@@ -77,6 +88,21 @@ pub struct JobView {
     pub history: Option<Vec<AttemptView>>,
 }
 
+/// A handler's progress report.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressView {
+    /// 0 to 100.
+    #[schema(example = 40)]
+    pub percent: i32,
+    /// At most 200 characters.
+    #[schema(example = "slept 400 of 1000 ms")]
+    pub message: Option<String>,
+    /// When the handler reported it.
+    #[schema(example = "2026-12-07T01:26:11.749Z")]
+    pub at: String,
+}
+
 /// One attempt: who ran it, when, and how it ended.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -86,7 +112,9 @@ pub struct AttemptView {
     pub executor: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running`, `completed`, `failed`, `timed_out`, `cancelled` or `crashed`.
+    /// `running`, `completed`, `failed`, `timed_out`, `snoozed` (the
+    /// handler asked to run again later; no attempt spent: `error` says for
+    /// how long), `cancelled` or `crashed`.
     pub outcome: String,
     pub error: Option<String>,
 }
@@ -215,6 +243,14 @@ impl JobView {
             locked_until: job.locked_until(),
             last_error: job.last_error().map(str::to_owned),
             result: job.result(),
+            progress: job.progress().map(|(percent, message, at)| ProgressView {
+                percent,
+                message: message.map(str::to_owned),
+                at,
+            }),
+            timeout: job
+                .timeout()
+                .map(|t| humantime::format_duration(t).to_string()),
             created_at: job.created_at(),
             updated_at: job.updated_at(),
             completed_at: job.completed_at(),

@@ -19,8 +19,10 @@ use mongodb::error::{ErrorKind, WriteError, WriteFailure};
 
 use super::grouped::ById;
 use super::JobStore;
+use crate::queue::controls::Progress;
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobStatus, Outcome};
+use crate::queue::result::StoredResult;
 
 /// How one attempt ended: what its record and its job become.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,10 +38,13 @@ pub struct Ending {
 /// What the job becomes when its attempt ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEnd {
-    /// `completed`, with the handler's result.
-    Completed(Document),
+    /// `completed`, with the handler's result (as stored).
+    Completed(StoredResult),
     /// `pending` again, due after this delay.
     Retry(Duration),
+    /// `pending` again, due after this delay, the attempt not spent
+    /// (`maxAttempts` grows by one).
+    Snoozed(Duration),
     /// `failed`, for good.
     Failed,
     /// `cancelled`, for good.
@@ -47,14 +52,32 @@ pub enum JobEnd {
 }
 
 impl Ending {
-    /// Attempt `attempt` succeeded with `result`.
+    /// Attempt `attempt` succeeded with `result`, storable as it is.
     pub fn completed(id: ObjectId, attempt: i32, result: Document) -> Self {
+        Self::completed_with(id, attempt, StoredResult::Document(result))
+    }
+
+    /// Attempt `attempt` succeeded with `result`, stored so.
+    pub fn completed_with(id: ObjectId, attempt: i32, result: StoredResult) -> Self {
         Self {
             id,
             attempt,
             outcome: Outcome::Completed,
             error: None,
             job: JobEnd::Completed(result),
+        }
+    }
+
+    /// Attempt `attempt`'s handler snoozed the job for `delay`: the
+    /// record says so (`snoozed`, with `note` as its error), the job is
+    /// pending again then, with one more attempt allowed.
+    pub fn snoozed(id: ObjectId, attempt: i32, delay: Duration, note: String) -> Self {
+        Self {
+            id,
+            attempt,
+            outcome: Outcome::Snoozed,
+            error: Some(note),
+            job: JobEnd::Snoozed(delay),
         }
     }
 
@@ -95,7 +118,7 @@ impl Ending {
     pub fn status(&self) -> JobStatus {
         match self.job {
             JobEnd::Completed(_) => JobStatus::Completed,
-            JobEnd::Retry(_) => JobStatus::Pending,
+            JobEnd::Retry(_) | JobEnd::Snoozed(_) => JobStatus::Pending,
             JobEnd::Failed => JobStatus::Failed,
             JobEnd::Cancelled => JobStatus::Cancelled,
         }
@@ -123,13 +146,25 @@ impl Ending {
         (now, instance): (DateTime, &str),
         due: impl Fn(Duration) -> DateTime,
     ) -> ById {
+        let mut more = None;
         let set = match &self.job {
-            JobEnd::Completed(result) => doc! {
-                "status": "completed", "result": result, "completedAt": now, "lastError": Bson::Null,
+            JobEnd::Completed(StoredResult::Document(result)) => doc! {
+                "status": "completed", "result": result, "resultJson": Bson::Null,
+                "completedAt": now, "lastError": Bson::Null,
+            },
+            JobEnd::Completed(StoredResult::Json(text)) => doc! {
+                "status": "completed", "result": Bson::Null, "resultJson": text,
+                "completedAt": now, "lastError": Bson::Null,
             },
             JobEnd::Retry(delay) => doc! {
                 "status": "pending", "runAt": due(*delay), "lastError": self.error.as_deref(),
             },
+            JobEnd::Snoozed(delay) => {
+                // The attempt is spent as a number (its record's id), not
+                // against the budget: one more is allowed.
+                more = Some(doc! { "maxAttempts": 1 });
+                doc! { "status": "pending", "runAt": due(*delay) }
+            }
             JobEnd::Failed => doc! {
                 "status": "failed", "runAt": now, "lastError": self.error.as_deref(),
             },
@@ -139,10 +174,14 @@ impl Ending {
         };
         let mut set = set;
         set.extend(doc! { "updatedAt": now, "lockedBy": Bson::Null, "lockedUntil": Bson::Null });
+        let mut update = doc! { "$set": set };
+        if let Some(inc) = more {
+            update.insert("$inc", inc);
+        }
         ById {
             id: Bson::ObjectId(self.id),
             fence: doc! { "attempts": self.attempt, "status": "processing" },
-            update: doc! { "$set": set },
+            update,
             narrow: doc! { "lockedBy": instance },
         }
     }
@@ -164,6 +203,26 @@ impl JobStore {
             .update_one(
                 doc! { "_id": id, "attempts": attempt, "status": "processing" },
                 doc! { "$set": { "lockedUntil": self.clock.after(lease), "updatedAt": self.clock.now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Record `progress` on a running attempt (fenced as a renewal: a
+    /// stale runner's report changes nothing).
+    pub async fn report_progress(
+        &self,
+        id: ObjectId,
+        attempt: i32,
+        progress: &Progress,
+    ) -> Result<(), QueueError> {
+        let progress = doc! {
+            "percent": progress.percent, "message": progress.message.as_deref(), "at": progress.at,
+        };
+        self.jobs
+            .update_one(
+                doc! { "_id": id, "attempts": attempt, "status": "processing" },
+                doc! { "$set": { "progress": progress, "updatedAt": self.clock.now() } },
             )
             .await?;
         Ok(())
@@ -317,6 +376,49 @@ mod tests {
         let set = job.update.get_document("$set").unwrap();
         assert_eq!(set.get_str("status").unwrap(), "completed");
         assert_eq!(set.get("lockedBy"), Some(&Bson::Null));
+    }
+
+    #[test]
+    fn a_snooze_makes_the_job_pending_then_and_allows_one_more_attempt() {
+        let id = ObjectId::new();
+        let snoozed = Ending::snoozed(id, 2, Duration::from_secs(30), "snoozed for 30s".into());
+        assert_eq!(snoozed.status(), JobStatus::Pending);
+        let record = snoozed.record_write(NOW, "me");
+        let recorded = record.update.get_document("$set").unwrap();
+        assert_eq!(recorded.get_str("outcome").unwrap(), "snoozed");
+        assert_eq!(recorded.get_str("error").unwrap(), "snoozed for 30s");
+        let job = &jobs(&[snoozed])[0];
+        let set = job.update.get_document("$set").unwrap();
+        assert_eq!(set.get_str("status").unwrap(), "pending");
+        assert_eq!(
+            set.get_datetime("runAt").unwrap(),
+            &DateTime::from_millis(31_000)
+        );
+        assert_eq!(
+            job.update.get_document("$inc").unwrap(),
+            &doc! { "maxAttempts": 1 }
+        );
+    }
+
+    #[test]
+    fn a_result_stored_as_json_text_clears_the_document_and_the_other_way_round() {
+        let id = ObjectId::new();
+        let text = Ending::completed_with(id, 1, StoredResult::Json("{\"m\":[[1]]}".into()));
+        let set = jobs(&[text])[0]
+            .update
+            .get_document("$set")
+            .unwrap()
+            .clone();
+        assert_eq!(set.get("result"), Some(&Bson::Null));
+        assert_eq!(set.get_str("resultJson").unwrap(), "{\"m\":[[1]]}");
+        let plain = Ending::completed(id, 1, doc! { "n": 1 });
+        let set = jobs(&[plain])[0]
+            .update
+            .get_document("$set")
+            .unwrap()
+            .clone();
+        assert_eq!(set.get_document("result").unwrap(), &doc! { "n": 1 });
+        assert_eq!(set.get("resultJson"), Some(&Bson::Null));
     }
 
     #[test]

@@ -142,6 +142,7 @@ function jobFacts(job) {
   const facts = [
     ["status", job.status + (job.cancelRequested && job.status === "processing" ? " (asked to stop)" : "")],
     ["attempts", `${job.attempts}/${job.maxAttempts}`],
+    ["timeout", job.timeout],
     ["priority", String(job.priority)],
     ["created", clock(job.createdAt)],
     ["due", clock(job.runAt)],
@@ -153,6 +154,11 @@ function jobFacts(job) {
   return el("dl", { class: "job-facts" },
     facts.filter(([, value]) => value).map(([term, value]) =>
       el("div", {}, el("dt", {}, term), el("dd", {}, value))),
+    job.progress == null ? null
+      : el("div", { class: "wide" }, el("dt", {}, "progress"), el("dd", {},
+          el("progress", { max: "100", value: String(job.progress.percent) }),
+          ` ${job.progress.percent}%`, job.progress.message ? ` – ${job.progress.message}` : "",
+          el("span", { class: "muted" }, ` (${clock(job.progress.at)})`))),
     el("div", { class: "wide" }, el("dt", {}, "payload"), el("dd", {}, el("pre", { class: "mono" }, JSON.stringify(job.payload, null, 2)))),
     job.result == null ? null
       : el("div", { class: "wide" }, el("dt", {}, "result"), el("dd", {}, el("pre", { class: "mono" }, JSON.stringify(job.result, null, 2)))));
