@@ -26,6 +26,7 @@ mod idempotency;
 mod job_bulk;
 mod job_control;
 mod job_finish;
+mod job_limits;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;

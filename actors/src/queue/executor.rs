@@ -202,7 +202,17 @@ async fn attempt(
     };
     let cancellation = job.cancellation();
     let _registered = queue.cancellations.register(id, cancellation.clone());
-    let outcome = run_leased(queue, &running, handler(job), &cancellation).await;
+    let token = job.token.clone();
+    let outcome = run_leased(
+        queue,
+        (&running, token.as_deref()),
+        handler(job),
+        &cancellation,
+    )
+    .await;
+    if let Some(token) = token {
+        give_back_token(queue, id, &token).await;
+    }
     queue
         .metrics
         .execution_seconds
@@ -233,7 +243,7 @@ async fn attempt(
 /// aborts the renewer.)
 async fn run_leased(
     queue: &Queue,
-    running: &Running,
+    (running, token): (&Running, Option<&str>),
     work: BoxFuture<'static, HandlerResult>,
     cancellation: &CancellationToken,
 ) -> Result<HandlerResult, Elapsed> {
@@ -241,7 +251,7 @@ async fn run_leased(
     let mut renewals = JoinSet::new();
     renewals.spawn(renew_lease(
         queue.store.clone(),
-        (running.id, running.attempt),
+        (running.id, running.attempt, token.map(str::to_owned)),
         queue.config.lease,
         (stopped, cancellation.clone()),
     ));
@@ -260,12 +270,13 @@ async fn run_leased(
     outcome
 }
 
-/// Extend the lease of `(job, attempt)` every third of `lease` until
-/// `stopped`, and fire `cancellation` once the job's cancellation marker is
-/// found (looked for after each renewal).
+/// Extend the lease of `(job, attempt)` (and of its limit token, if it
+/// holds one) every third of `lease` until `stopped`, and fire
+/// `cancellation` once the job's cancellation marker is found (looked for
+/// after each renewal).
 async fn renew_lease(
     store: JobStore,
-    (id, attempt): (ObjectId, i32),
+    (id, attempt, token): (ObjectId, i32, Option<String>),
     lease: Duration,
     (mut stopped, cancellation): (oneshot::Receiver<()>, CancellationToken),
 ) {
@@ -278,6 +289,12 @@ async fn renew_lease(
         }
         if let Err(err) = store.renew(id, attempt, lease).await {
             tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
+        }
+        if let Some(token) = &token {
+            let until = store.clock().after(lease);
+            if let Err(err) = store.limit_store().renew(token, id, until).await {
+                tracing::warn!(target: "worker", job = %id, error = %err, "limit token renewal failed");
+            }
         }
         if !cancellation.is_cancelled()
             && store.cancel_requested(id, attempt).await.unwrap_or(false)
@@ -411,6 +428,15 @@ async fn record_failure(
                 "could not record the failure; the job is retried after its lease");
             None
         }
+    }
+}
+
+/// The handler returned: the job's limit token goes back at once (the
+/// limit counts work running, not ends being written). One that cannot be
+/// given back frees when its lease runs out.
+async fn give_back_token(queue: &Queue, id: ObjectId, token: &str) {
+    if let Err(err) = queue.store.limit_store().give_back(token, id).await {
+        tracing::warn!(target: "worker", job = %id, error = %err, "could not give back the limit token; it frees when its lease runs out");
     }
 }
 

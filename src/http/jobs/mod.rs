@@ -6,6 +6,7 @@
 mod bulk;
 mod control;
 mod enqueue;
+mod limits;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_job))
         .routes(routes!(bulk::bulk_jobs))
         .merge(control::router())
+        .merge(limits::router())
 }
 
 /// A job as the API shows it. Dates are RFC 3339.
@@ -237,6 +239,7 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         | QueueError::Busy
         | QueueError::Unreadable(_) => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
+        QueueError::BadLimit(_) => ApiError::BadRequest(err.to_string()),
         QueueError::UniqueKeyBusy | QueueError::StoreTimeout(_) => {
             ApiError::Unavailable(err.to_string())
         }
@@ -411,7 +414,7 @@ mod tests {
     fn expected(err: &QueueError) -> StatusCode {
         match err {
             QueueError::NotFound => StatusCode::NOT_FOUND,
-            QueueError::Refused(_) => StatusCode::BAD_REQUEST,
+            QueueError::Refused(_) | QueueError::BadLimit(_) => StatusCode::BAD_REQUEST,
             QueueError::NotFailed(_)
             | QueueError::UniqueKeyHeld(_)
             | QueueError::Finished(_)
@@ -431,6 +434,7 @@ mod tests {
             QueueError::NotFound,
             QueueError::NotFailed("pending"),
             QueueError::Refused(SpecError::PriorityOutOfRange),
+            QueueError::BadLimit(troupe_actors::queue::limit::LimitError::Concurrency),
             QueueError::UniqueKeyBusy,
             QueueError::UniqueKeyHeld(job),
             QueueError::Finished("completed"),

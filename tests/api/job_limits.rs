@@ -1,0 +1,248 @@
+//! Fleet-wide concurrency limits per job type (`/jobs/limits`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use mongodb::bson::{doc, Document};
+use reqwest::{Method, Response, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use troupe_actors::queue::handlers::JobHandlers;
+
+use crate::helpers::{assert_problem, eventually, spawn_app_with_jobs, three_instances, TestApp};
+
+/// `method path` with the ops token (and a JSON body, if any).
+async fn ops(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Response {
+    let token = app.settings.ops.token.expose_secret();
+    let request = app.client.request(method, app.url(path)).bearer_auth(token);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.expect("the request")
+}
+
+/// What a handler of a limited type sees: how many run now, the most ever.
+#[derive(Default)]
+struct Running {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    /// Per partition value: (now, most).
+    by_tenant: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+}
+
+impl Running {
+    fn enter(&self, tenant: Option<&str>) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        if let Some(tenant) = tenant {
+            let mut map = self.by_tenant.lock().unwrap();
+            let entry = map.entry(tenant.to_owned()).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(entry.0);
+        }
+    }
+
+    fn leave(&self, tenant: Option<&str>) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        if let Some(tenant) = tenant {
+            self.by_tenant.lock().unwrap().get_mut(tenant).unwrap().0 -= 1;
+        }
+    }
+}
+
+/// `test.limited` (takes `work`, counted in `running`) and `test.free`.
+fn handlers(running: &Arc<Running>, work: Duration) -> JobHandlers {
+    let running = Arc::clone(running);
+    JobHandlers::new()
+        .with("test.limited", move |job| {
+            let running = Arc::clone(&running);
+            async move {
+                let tenant = job.payload.get_str("tenant").ok().map(str::to_owned);
+                running.enter(tenant.as_deref());
+                tokio::time::sleep(work).await; // the job's work
+                running.leave(tenant.as_deref());
+                Ok(Document::new())
+            }
+        })
+        .with("test.free", |_job| async { Ok(Document::new()) })
+}
+
+#[tokio::test]
+async fn limits_are_set_listed_and_removed_by_operators_only() {
+    let running = Arc::new(Running::default());
+    let app = spawn_app_with_jobs(|_| {}, handlers(&running, Duration::ZERO)).await;
+    let body = json!({"concurrency": 2, "partitionBy": "tenant"});
+
+    let anonymous = app
+        .client
+        .put(app.url("/jobs/limits/test.limited"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+
+    let bad = json!({"concurrency": 0, "partitionBy": "a.b", "rate": 1});
+    let refused = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(bad)).await;
+    let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    let fields: Vec<&str> = (problem["errors"].as_array().unwrap().iter())
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["concurrency", "partitionBy", "rate"], "{problem}");
+
+    let unknown = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/no.such",
+        Some(body.clone()),
+    )
+    .await;
+    let problem = assert_problem(unknown, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["errors"][0]["field"], "type", "{problem}");
+
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(body)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let want = json!({"limits": [
+        {"type": "test.limited", "concurrency": 2, "partitionBy": "tenant", "source": "stored"}
+    ]});
+    assert_eq!(set.json::<Value>().await.unwrap(), want);
+    let listed = ops(&app, Method::GET, "/jobs/limits", None).await;
+    assert_eq!(listed.json::<Value>().await.unwrap(), want);
+
+    let removed = ops(&app, Method::DELETE, "/jobs/limits/test.limited", None).await;
+    assert_eq!(
+        removed.json::<Value>().await.unwrap(),
+        json!({"limits": []})
+    );
+    let again = ops(&app, Method::DELETE, "/jobs/limits/test.limited", None).await;
+    assert_problem(again, StatusCode::NOT_FOUND).await;
+}
+
+/// Wait until `n` jobs of `kind` are completed (one store read per poll).
+async fn completed(app: &TestApp, kind: &str) -> u64 {
+    let jobs = app.db.collection::<Document>("jobs");
+    let filter = doc! { "type": kind, "status": "completed" };
+    jobs.count_documents(filter).await.unwrap()
+}
+
+#[tokio::test]
+async fn three_instances_never_run_more_than_the_limit_while_free_jobs_flow() {
+    const LIMIT: usize = 2;
+    const LIMITED: u64 = 120;
+    const FREE: u64 = 100;
+    let running = Arc::new(Running::default());
+    let [a, b, c] = three_instances(|_| {}, handlers(&running, Duration::from_millis(25))).await;
+    let limit = json!({ "concurrency": LIMIT });
+    let set = ops(&a, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+
+    // The other instances read the stored limit at their next listing
+    // (within a second): enqueue only once each reports it.
+    for app in [&b, &c] {
+        eventually(Duration::from_secs(10), "the limit everywhere", || async {
+            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
+                .await
+                .json()
+                .await
+                .ok()?;
+            (limits["limits"].as_array()?.len() == 1).then_some(())
+        })
+        .await;
+    }
+    let jobs = a.jobs();
+    let limited = (0..LIMITED).map(|_| jobs.enqueue("test.limited", Document::new()));
+    join_all(limited).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let free = (0..FREE).map(|_| jobs.enqueue("test.free", Document::new()));
+    join_all(free).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+
+    // Sample the running count every 20 ms until the limited jobs are done;
+    // note how many limited jobs were done when the free ones all were.
+    let mut limited_when_free_done = None;
+    let mut samples = 0;
+    for app in [&a, &b, &c] {
+        app.nudge();
+    }
+    tokio::time::timeout(Duration::from_secs(240), async {
+        loop {
+            assert!(
+                running.now.load(Ordering::SeqCst) <= LIMIT,
+                "more than the limit running"
+            );
+            samples += 1;
+            if limited_when_free_done.is_none() && completed(&a, "test.free").await == FREE {
+                limited_when_free_done = Some(completed(&a, "test.limited").await);
+            }
+            if completed(&a, "test.limited").await == LIMITED {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // the sampling period
+        }
+    })
+    .await
+    .expect("every limited job to complete within 240 s");
+
+    assert!(samples > 10, "sampled while they ran ({samples})");
+    assert_eq!(
+        running.most.load(Ordering::SeqCst),
+        LIMIT,
+        "the limit was reached, never passed"
+    );
+    let done = limited_when_free_done.expect("the free jobs completed");
+    assert!(
+        done < LIMITED,
+        "the free jobs did not wait for the limited ones ({done} done)"
+    );
+    let tokens = a.db.collection::<Document>("queue_tokens");
+    eventually(
+        Duration::from_secs(10),
+        "every token given back",
+        || async { (tokens.count_documents(doc! {}).await.ok()? == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_partitioned_limit_holds_for_each_value_apart() {
+    let running = Arc::new(Running::default());
+    let app = spawn_app_with_jobs(
+        |s| s.queue.executors = 6,
+        handlers(&running, Duration::from_millis(25)),
+    )
+    .await;
+    let limit = json!({ "concurrency": 1, "partitionBy": "tenant" });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let jobs = app.jobs();
+    let enqueues = (0..30).map(|i| {
+        let tenant = ["a", "b", "c"][i % 3];
+        jobs.enqueue("test.limited", doc! { "tenant": tenant })
+    });
+    join_all(enqueues).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "test.limited"},
+        "completed",
+        30,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let by_tenant = running.by_tenant.lock().unwrap().clone();
+    for tenant in ["a", "b", "c"] {
+        assert_eq!(by_tenant[tenant].1, 1, "tenant {tenant}: one at a time");
+    }
+    let most = running.most.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "tenants ran side by side (at most {most} at once)"
+    );
+}
