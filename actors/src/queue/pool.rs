@@ -219,6 +219,7 @@ mod tests {
             id: ObjectId::new(),
             attempt,
             max_attempts: 5,
+            limited: false,
         }
     }
 
