@@ -11,7 +11,10 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use troupe_actors::queue::handlers::JobHandlers;
 
-use crate::helpers::{assert_problem, eventually, spawn_app_with_jobs, three_instances, TestApp};
+use crate::helpers::{
+    assert_problem, eventually, executed, spawn_app_with_jobs, spawn_manual_app_with_jobs,
+    three_instances, TestApp,
+};
 
 /// `method path` with the ops token (and a JSON body, if any).
 async fn ops(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Response {
@@ -244,5 +247,42 @@ async fn a_partitioned_limit_holds_for_each_value_apart() {
     assert!(
         most > 1,
         "tenants ran side by side (at most {most} at once)"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_instances_token_frees_only_once_its_lease_ran_out() {
+    use troupe_actors::queue::job::JobStatus;
+    use troupe_actors::queue::worker::Polled;
+
+    let running = Arc::new(Running::default());
+    let app = spawn_manual_app_with_jobs(|_| {}, handlers(&running, Duration::ZERO)).await;
+    let limit = json!({ "concurrency": 1 });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    // An instance that died while running a limited job left its token,
+    // leased for 10 more seconds.
+    let clock = app.settings.queue.clock.clone();
+    let tokens = app.db.collection::<Document>("queue_tokens");
+    let dead = doc! {
+        "_id": "test.limited#0", "group": "test.limited", "type": "test.limited",
+        "job": mongodb::bson::oid::ObjectId::new(), "attempt": 1, "instance": "dead",
+        "lockedUntil": clock.after(Duration::from_secs(10)),
+    };
+    tokens.insert_one(dead).await.unwrap();
+    let id = app.jobs().enqueue("test.limited", doc! {}).await.unwrap();
+
+    assert_eq!(
+        app.run_one_job().await,
+        Polled::Empty,
+        "held back while the lease runs"
+    );
+    app.advance_clock(Duration::from_secs(11));
+    assert_eq!(app.run_one_job().await, executed(id, JobStatus::Completed));
+    assert_eq!(running.most.load(Ordering::SeqCst), 1);
+    let left = tokens.count_documents(doc! {}).await.unwrap();
+    assert_eq!(
+        left, 0,
+        "the dead token was replaced, and the new one given back"
     );
 }

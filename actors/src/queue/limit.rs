@@ -54,7 +54,12 @@ pub struct Limit {
     pub concurrency: u32,
     /// A top-level payload field: the limit holds for each of its values
     /// apart (jobs without the field share one partition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`partition_by` in the configuration's TOML.)
+    #[serde(
+        default,
+        alias = "partition_by",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub partition_by: Option<String>,
 }
 
