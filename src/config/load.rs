@@ -512,12 +512,19 @@ mod tests {
         ]);
         let settings = checked.settings.expect("a valid limit loads");
         let limit = &settings.queue.limits["noop"];
-        assert_eq!(limit.concurrency, 3);
+        assert_eq!(limit.concurrency, Some(3));
         assert_eq!(limit.partition_by.as_deref(), Some("tenant"));
 
         let checked = check(&[("TROUPE__QUEUE__LIMITS__NOOP__CONCURRENCY", "0")]);
         let line = checked.problems[0].to_string();
-        contains_all(&line, &["queue.limits", "noop", "concurrency must be between 1 and 1000"]);
+        contains_all(
+            &line,
+            &[
+                "queue.limits",
+                "noop",
+                "concurrency must be between 1 and 1000",
+            ],
+        );
     }
 
     #[test]

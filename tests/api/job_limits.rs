@@ -88,13 +88,36 @@ async fn limits_are_set_listed_and_removed_by_operators_only() {
         .unwrap();
     assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
 
-    let bad = json!({"concurrency": 0, "partitionBy": "a.b", "rate": 1});
+    let field_errors = |problem: &Value| -> Vec<String> {
+        (problem["errors"].as_array().unwrap().iter())
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let bad = json!({"concurrency": 0, "partitionBy": "a.b", "rate": 1, "burst": 2});
     let refused = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(bad)).await;
     let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
-    let fields: Vec<&str> = (problem["errors"].as_array().unwrap().iter())
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["concurrency", "partitionBy", "rate"], "{problem}");
+    let want = ["concurrency", "rate", "partitionBy", "burst"];
+    assert_eq!(field_errors(&problem), want, "{problem}");
+    let bad_rate = json!({"rate": {"limit": 0, "period": "1ms", "x": 1}});
+    let refused = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/test.limited",
+        Some(bad_rate),
+    )
+    .await;
+    let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    let want = ["rate.limit", "rate.period", "rate.x"];
+    assert_eq!(field_errors(&problem), want, "{problem}");
+    let empty = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/test.limited",
+        Some(json!({})),
+    )
+    .await;
+    let problem = assert_problem(empty, StatusCode::BAD_REQUEST).await;
+    assert_eq!(field_errors(&problem), ["concurrency"], "{problem}");
 
     let unknown = ops(
         &app,
@@ -285,4 +308,59 @@ async fn a_dead_instances_token_frees_only_once_its_lease_ran_out() {
         left, 0,
         "the dead token was replaced, and the new one given back"
     );
+}
+
+#[tokio::test]
+async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
+    const LIMIT: usize = 3;
+    const JOBS: usize = 10;
+    const PERIOD: Duration = Duration::from_secs(1);
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&starts);
+    let handlers = JobHandlers::new().with("test.rated", move |_job| {
+        recorded.lock().unwrap().push(std::time::Instant::now());
+        async { Ok(Document::new()) }
+    });
+    let app = spawn_app_with_jobs(|_| {}, handlers).await;
+    let limit = json!({ "rate": { "limit": LIMIT, "period": "1s" } });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.rated", Some(limit)).await;
+    let shown: Value = set.json().await.unwrap();
+    assert_eq!(
+        shown["limits"][0]["rate"],
+        json!({"limit": LIMIT, "period": "1s"})
+    );
+    let jobs = app.jobs();
+    join_all((0..JOBS).map(|_| jobs.enqueue("test.rated", Document::new())))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "test.rated"},
+        "completed",
+        JOBS as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    let mut starts = starts.lock().unwrap().clone();
+    starts.sort();
+    assert_eq!(
+        starts.len(),
+        JOBS,
+        "each ran once (none failed for the limit)"
+    );
+    // Starts LIMIT apart are a period apart, give or take the moments
+    // between a token's claim and the handler's start.
+    let slack = Duration::from_millis(150);
+    for (i, later) in starts.iter().enumerate().skip(LIMIT) {
+        let apart = later.duration_since(starts[i - LIMIT]);
+        assert!(
+            apart + slack >= PERIOD,
+            "start {i} came {apart:?} after start {}",
+            i - LIMIT
+        );
+    }
 }

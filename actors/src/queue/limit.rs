@@ -45,13 +45,26 @@ pub const MAX_CONCURRENCY: u32 = 1_000;
 /// The longest payload field name a limit may partition by.
 pub const MAX_FIELD: usize = 64;
 
-/// One type's limit.
+/// The most starts a rate limit may allow per period.
+pub const MAX_RATE: u32 = 10_000;
+
+/// The shortest and longest period of a rate limit.
+pub const RATE_PERIODS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+
+/// One type's limit: how many of its jobs run at once, how many start per
+/// period, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limit {
     /// At most this many of its jobs (of one partition, with
     /// `partition_by`) run at once across the fleet.
-    pub concurrency: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most `limit` of its jobs (of one partition) start in any window
+    /// of `period`, across the fleet; the others wait (they do not fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
     /// A top-level payload field: the limit holds for each of its values
     /// apart (jobs without the field share one partition).
     /// (`partition_by` in the configuration's TOML.)
@@ -63,11 +76,29 @@ pub struct Limit {
     pub partition_by: Option<String>,
 }
 
+/// At most `limit` starts in any window of `period`.
+///
+/// Exact, as the concurrency is: each start holds one of the group's
+/// `limit` rate tokens for `period` from its claim (taken with a unique
+/// insert, never given back early once the job started), so `limit + 1`
+/// starts within one `period` would need `limit + 1` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+}
+
 /// Why a limit cannot be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
     #[error("concurrency must be between 1 and {MAX_CONCURRENCY}")]
     Concurrency,
+    #[error("rate.limit must be between 1 and {MAX_RATE} and rate.period between 1s and 1d")]
+    Rate,
+    #[error("a limit needs concurrency, rate or both")]
+    Empty,
     #[error(
         "partitionBy must be a top-level payload field name: 1 to {MAX_FIELD} letters, digits or _"
     )]
@@ -77,8 +108,18 @@ pub enum LimitError {
 impl Limit {
     /// `concurrency` in range and `partition_by` a plain field name.
     pub fn validate(&self) -> Result<(), LimitError> {
-        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
-            return Err(LimitError::Concurrency);
+        if self.concurrency.is_none() && self.rate.is_none() {
+            return Err(LimitError::Empty);
+        }
+        if let Some(n) = self.concurrency {
+            if !(1..=MAX_CONCURRENCY).contains(&n) {
+                return Err(LimitError::Concurrency);
+            }
+        }
+        if let Some(rate) = self.rate {
+            if !(1..=MAX_RATE).contains(&rate.limit) || !RATE_PERIODS.contains(&rate.period) {
+                return Err(LimitError::Rate);
+            }
         }
         match &self.partition_by {
             Some(field) if !plain_field(field) => Err(LimitError::Field),
@@ -202,9 +243,33 @@ mod tests {
 
     fn limit(concurrency: u32, by: Option<&str>) -> Limit {
         Limit {
-            concurrency,
+            concurrency: Some(concurrency),
+            rate: None,
             partition_by: by.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn a_rate_needs_a_limit_and_a_period_in_range_and_a_limit_something() {
+        let rate = |limit, secs| Limit {
+            concurrency: None,
+            rate: Some(Rate {
+                limit,
+                period: Duration::from_millis(secs),
+            }),
+            partition_by: None,
+        };
+        assert_eq!(rate(100, 60_000).validate(), Ok(()));
+        assert_eq!(rate(0, 60_000).validate(), Err(LimitError::Rate));
+        assert_eq!(rate(10_001, 60_000).validate(), Err(LimitError::Rate));
+        assert_eq!(rate(1, 999).validate(), Err(LimitError::Rate));
+        assert_eq!(rate(1, 86_401_000).validate(), Err(LimitError::Rate));
+        let nothing = Limit {
+            concurrency: None,
+            rate: None,
+            partition_by: None,
+        };
+        assert_eq!(nothing.validate(), Err(LimitError::Empty));
     }
 
     #[test]

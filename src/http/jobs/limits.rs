@@ -5,7 +5,9 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use troupe_actors::queue::limit::{Limit, MAX_CONCURRENCY, MAX_FIELD};
+use troupe_actors::queue::limit::{
+    Limit, Rate, MAX_CONCURRENCY, MAX_FIELD, MAX_RATE, RATE_PERIODS,
+};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,8 +34,13 @@ pub struct LimitView {
     pub kind: String,
     /// At most this many of its jobs (per partition, with `partitionBy`)
     /// run at once across every instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 5)]
-    pub concurrency: u32,
+    pub concurrency: Option<u32>,
+    /// At most `limit` of its jobs (per partition) start in any window of
+    /// `period`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateView>,
     /// The payload field whose each value is limited apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "tenantId")]
@@ -41,6 +48,17 @@ pub struct LimitView {
     /// `stored` (set through this API) or `config` (`queue.limits`).
     #[schema(example = "stored")]
     pub source: &'static str,
+}
+
+/// A rate limit: at most `limit` starts in any window of `period`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RateView {
+    /// 1 to 10000.
+    #[schema(example = 100)]
+    pub limit: u32,
+    /// A duration from 1s to 1d (`30s`, `1m`, `1h`).
+    #[schema(example = "1m")]
+    pub period: String,
 }
 
 /// The limits in force.
@@ -54,9 +72,11 @@ pub struct LimitsView {
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // documents the body; `LimitBody` is what is read
 pub struct LimitRequest {
-    /// 1 to 1000.
+    /// 1 to 1000 (at least one of `concurrency` and `rate`).
     #[schema(example = 5)]
-    concurrency: u32,
+    concurrency: Option<u32>,
+    /// At most `limit` starts in any window of `period`; jobs past it wait.
+    rate: Option<RateView>,
     /// A top-level payload field (letters, digits, `_`; up to 64): the limit
     /// holds for each of its values apart; jobs without it share one.
     #[schema(example = "tenantId")]
@@ -68,13 +88,18 @@ pub struct LimitBody(Limit);
 
 impl FromJson for LimitBody {
     fn from_json(f: &mut Fields) -> Option<Self> {
-        let concurrency: Option<u32> = f.required("concurrency", "an integer from 1 to 1000");
+        let concurrency: Option<u32> = f.optional("concurrency", "an integer from 1 to 1000");
         if let Some(n) = concurrency {
             f.check(
                 (1..=MAX_CONCURRENCY).contains(&n),
                 "concurrency",
                 "must be an integer from 1 to 1000",
             );
+        }
+        let rate = f.optional_object("rate", read_rate);
+        if concurrency.is_none() && rate.is_none() && !f.has_errors() {
+            f.error("concurrency", "a limit needs concurrency, rate or both");
+            return None;
         }
         let partition_by: Option<String> = f.optional("partitionBy", "a payload field name");
         if let Some(field) = &partition_by {
@@ -89,10 +114,35 @@ impl FromJson for LimitBody {
             );
         }
         Some(Self(Limit {
-            concurrency: concurrency?,
+            concurrency,
+            rate,
             partition_by,
         }))
     }
+}
+
+/// `rate: {limit, period}`, each field checked.
+fn read_rate(f: &mut Fields) -> Option<Rate> {
+    let limit: Option<u32> = f.required("limit", "an integer from 1 to 10000");
+    if let Some(n) = limit {
+        f.check(
+            (1..=MAX_RATE).contains(&n),
+            "limit",
+            "must be an integer from 1 to 10000",
+        );
+    }
+    let period: Option<String> = f.required("period", "a duration such as \"1m\"");
+    let period = period.and_then(|text| match humantime::parse_duration(&text) {
+        Ok(period) if RATE_PERIODS.contains(&period) => Some(period),
+        _ => {
+            f.error("period", "must be a duration from 1s to 1d, such as \"1m\"");
+            None
+        }
+    });
+    Some(Rate {
+        limit: limit?,
+        period: period?,
+    })
 }
 
 /// A type named in the path: 1 to 100 characters (whether an instance
@@ -112,6 +162,10 @@ async fn current(state: &AppState) -> Result<LimitsView, ApiError> {
         .map(|(kind, limit, stored)| LimitView {
             kind,
             concurrency: limit.concurrency,
+            rate: limit.rate.map(|rate| RateView {
+                limit: rate.limit,
+                period: humantime::format_duration(rate.period).to_string(),
+            }),
             partition_by: limit.partition_by,
             source: if stored { "stored" } else { "config" },
         })

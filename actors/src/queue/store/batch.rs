@@ -100,7 +100,7 @@ impl JobStore {
     ) -> Result<(), QueueError> {
         let candidates: Vec<&Candidate> = batch.iter().map(|(c, _)| c).collect();
         let gates = self.gates(&candidates, lease).await?;
-        if gates.iter().all(|gate| *gate == Gate::Open) {
+        if gates.iter().all(|gate| *gate == Gate::OPEN) {
             return self.claim_batch_open(batch, lease, paused, taken).await;
         }
         let (open, index): (Vec<(Candidate, String)>, Vec<usize>) = (batch.iter().cloned())
@@ -111,8 +111,8 @@ impl JobStore {
         let claimed = self
             .claim_batch_open(&open, lease, paused, |j, mut job| {
                 let i = index[j];
-                if let Gate::Token(token) = &gates[i] {
-                    job.token = Some(token.clone());
+                if let Gate::Go { token, .. } = &gates[i] {
+                    job.token = token.clone();
                 }
                 won.lock().expect("won")[j] = true;
                 taken(i, job);
@@ -121,10 +121,7 @@ impl JobStore {
         let won = won.into_inner().expect("won");
         let unused = (index.iter().zip(won))
             .filter(|(_, won)| !won)
-            .filter_map(|(&i, _)| match &gates[i] {
-                Gate::Token(token) => Some((token.clone(), batch[i].0.id)),
-                _ => None,
-            })
+            .flat_map(|(&i, _)| gates[i].unused(batch[i].0.id))
             .collect();
         self.give_back_unused(unused).await;
         claimed

@@ -113,22 +113,19 @@ impl JobStore {
         executor: &str,
         paused: &Pauses,
     ) -> Result<Option<Job>, QueueError> {
-        let token = match self.gates(&[candidate], lease).await?.remove(0) {
-            Gate::Closed => return Ok(None),
-            Gate::Open => None,
-            Gate::Token(token) => Some(token),
+        let gate = self.gates(&[candidate], lease).await?.remove(0);
+        let Gate::Go { token, .. } = &gate else {
+            return Ok(None);
         };
-        let claimed = self.claim_open(candidate, lease, executor, paused).await;
-        match (claimed, token) {
-            (Ok(Some(mut job)), token) => {
-                job.token = token;
+        match self.claim_open(candidate, lease, executor, paused).await {
+            Ok(Some(mut job)) => {
+                job.token = token.clone();
                 Ok(Some(job))
             }
-            (other, Some(token)) => {
-                self.give_back_unused(vec![(token, candidate.id)]).await;
+            other => {
+                self.give_back_unused(gate.unused(candidate.id)).await;
                 other
             }
-            (other, None) => other,
         }
     }
 

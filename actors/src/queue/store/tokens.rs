@@ -47,6 +47,10 @@ pub struct TokenDoc {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Bson>,
+    /// A rate token (held for the rate's period from the start), not a
+    /// concurrency one (held while the job runs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rate: bool,
     pub job: ObjectId,
     pub attempt: i32,
     pub instance: String,
@@ -62,11 +66,13 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// How many live tokens each group holds.
-    pub fn live_by_group(&self) -> BTreeMap<&str, (u32, &TokenDoc)> {
-        let mut counts: BTreeMap<&str, (u32, &TokenDoc)> = BTreeMap::new();
+    /// How many live tokens of each kind (concurrency, rate) each group
+    /// holds, with one of them (for its type and value).
+    fn live_by_group(&self) -> BTreeMap<(&str, bool), (u32, &TokenDoc)> {
+        let mut counts: BTreeMap<(&str, bool), (u32, &TokenDoc)> = BTreeMap::new();
         for token in self.live.values() {
-            counts.entry(&token.group).or_insert((0, token)).0 += 1;
+            let key = (token.group.as_str(), token.rate);
+            counts.entry(key).or_insert((0, token)).0 += 1;
         }
         counts
     }
@@ -77,19 +83,28 @@ impl Tokens {
     pub fn full_groups(&self, limits: &Limits) -> Vec<Document> {
         let mut whole = Vec::new();
         let mut partitions: BTreeMap<&str, (&str, Vec<Bson>)> = BTreeMap::new();
-        for (_, (held, token)) in self.live_by_group() {
+        for ((_, rate), (held, token)) in self.live_by_group() {
             let Some(limit) = limits.get(&token.kind) else {
                 continue;
             };
-            if held < limit.concurrency {
+            let cap = match rate {
+                false => limit.concurrency,
+                true => limit.rate.map(|rate| rate.limit),
+            };
+            if cap.is_none_or(|cap| held < cap) {
                 continue;
             }
             match &limit.partition_by {
-                None => whole.push(doc! { "type": &token.kind }),
+                None if !whole.contains(&doc! { "type": &token.kind }) => {
+                    whole.push(doc! { "type": &token.kind })
+                }
+                None => {}
                 Some(field) => {
                     let value = token.value.clone().unwrap_or(Bson::Null);
                     let entry = partitions.entry(&token.kind).or_insert((field, Vec::new()));
-                    entry.1.push(value);
+                    if !entry.1.contains(&value) {
+                        entry.1.push(value);
+                    }
                 }
             }
         }
@@ -171,12 +186,13 @@ impl LimitStore {
     async fn take(
         &self,
         mut token: TokenDoc,
-        concurrency: u32,
+        count: u32,
         now: DateTime,
         seen: &mut Tokens,
     ) -> Result<Option<String>, QueueError> {
-        for n in 0..concurrency {
-            let id = format!("{}#{n}", token.group);
+        let kind = if token.rate { "@rate#" } else { "#" };
+        for n in 0..count {
+            let id = format!("{}{kind}{n}", token.group);
             if seen.live.contains_key(&id) {
                 continue;
             }
@@ -228,13 +244,34 @@ impl LimitStore {
 /// What a claim may do with one candidate under the limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
-    /// Its type is not limited: claim it.
-    Open,
-    /// It holds this token: claim it (and give the token back if the claim
-    /// does not get the job).
-    Token(String),
+    /// Claim it, holding these tokens (none: its type is not limited). If
+    /// the claim does not get the job, both go back; if it does, the
+    /// concurrency token goes back when the handler returns and the rate
+    /// token expires with its period.
+    Go {
+        token: Option<String>,
+        rate: Option<String>,
+    },
     /// Its group is full (or its partition unknown): leave it for now.
     Closed,
+}
+
+impl Gate {
+    /// No limit applies.
+    pub const OPEN: Gate = Gate::Go {
+        token: None,
+        rate: None,
+    };
+
+    /// The tokens to give back if the claim does not get `job`.
+    pub fn unused(&self, job: ObjectId) -> Vec<(String, ObjectId)> {
+        match self {
+            Gate::Go { token, rate } => (token.iter().chain(rate))
+                .map(|id| (id.clone(), job))
+                .collect(),
+            Gate::Closed => Vec::new(),
+        }
+    }
 }
 
 impl JobStore {
@@ -249,7 +286,7 @@ impl JobStore {
         lease: Duration,
     ) -> Result<Vec<Gate>, QueueError> {
         if !self.limits.any() {
-            return Ok(vec![Gate::Open; batch.len()]);
+            return Ok(vec![Gate::OPEN; batch.len()]);
         }
         let limits = self.limits.current();
         let now = self.clock.now();
@@ -262,7 +299,7 @@ impl JobStore {
                 continue;
             };
             let Some(limit) = limits.get(kind) else {
-                gates.push(Gate::Open);
+                gates.push(Gate::OPEN);
                 continue;
             };
             if limit.partition_by.is_some() && candidate.payload.is_none() {
@@ -280,18 +317,60 @@ impl JobStore {
                 group: group(kind, limit, candidate.payload.as_ref()),
                 kind: kind.clone(),
                 value,
+                rate: false,
                 job: candidate.id,
                 attempt: candidate.attempts + 1,
                 instance: self.instance.clone(),
                 locked_until: until,
             };
-            let taken = self
-                .limit_store
-                .take(token, limit.concurrency, now, seen)
-                .await?;
-            gates.push(taken.map_or(Gate::Closed, Gate::Token));
+            gates.push(self.gate(limit, token, now, seen).await?);
         }
         Ok(gates)
+    }
+
+    /// The tokens `limit` asks of one candidate (`token` made out for
+    /// it), the concurrency one first; if the rate's are all held, the
+    /// concurrency token goes back at once.
+    async fn gate(
+        &self,
+        limit: &Limit,
+        token: TokenDoc,
+        now: DateTime,
+        seen: &mut Tokens,
+    ) -> Result<Gate, QueueError> {
+        let (job, store) = (token.job, &self.limit_store);
+        let mut taken = None;
+        if let Some(concurrency) = limit.concurrency {
+            match store.take(token.clone(), concurrency, now, seen).await? {
+                Some(id) => taken = Some(id),
+                None => return Ok(Gate::Closed),
+            }
+        }
+        let mut rate = None;
+        if let Some(limit) = limit.rate {
+            let held_until = DateTime::from_millis(
+                now.timestamp_millis()
+                    .saturating_add(limit.period.as_millis() as i64),
+            );
+            let token = TokenDoc {
+                rate: true,
+                locked_until: held_until,
+                ..token
+            };
+            match store.take(token, limit.limit, now, seen).await? {
+                Some(id) => rate = Some(id),
+                None => {
+                    let unused = Gate::Go {
+                        token: taken,
+                        rate: None,
+                    }
+                    .unused(job);
+                    self.give_back_unused(unused).await;
+                    return Ok(Gate::Closed);
+                }
+            }
+        }
+        Ok(Gate::Go { token: taken, rate })
     }
 
     /// Give back the tokens of `gates` whose candidates were not won.
@@ -340,6 +419,7 @@ mod tests {
             group: group.to_owned(),
             kind: kind.to_owned(),
             value,
+            rate: false,
             job: ObjectId::new(),
             attempt: 1,
             instance: "i".into(),
@@ -356,7 +436,8 @@ mod tests {
 
     fn limit(concurrency: u32, by: Option<&str>) -> Limit {
         Limit {
-            concurrency,
+            concurrency: Some(concurrency),
+            rate: None,
             partition_by: by.map(str::to_owned),
         }
     }

@@ -249,7 +249,8 @@ async function drawPauses() {
       // Fleet-wide concurrency limits (set with PUT /jobs/limits/{type}).
       limits.map((limit) =>
         el("span", { class: "pill", title: `${limit.source === "stored" ? "set through the API" : "from queue.limits"}` },
-          `${limit.type} ≤ ${limit.concurrency}${limit.partitionBy ? ` per ${limit.partitionBy}` : ""} at once`)));
+          [limit.concurrency ? `≤ ${limit.concurrency} at once` : "", limit.rate ? `≤ ${limit.rate.limit} per ${limit.rate.period}` : ""]
+            .filter(Boolean).join(", ").replace(/^/, `${limit.type}${limit.partitionBy ? ` (per ${limit.partitionBy})` : ""}: `))));
   } catch (error) {
     showError(byId("queue-error"), describe(error));
   }
