@@ -505,6 +505,29 @@ mod tests {
     }
 
     #[test]
+    fn a_concurrency_limit_loads_from_the_environment_and_out_of_range_is_refused() {
+        let checked = check(&[
+            ("TROUPE__QUEUE__LIMITS__NOOP__CONCURRENCY", "3"),
+            ("TROUPE__QUEUE__LIMITS__NOOP__PARTITION_BY", "tenant"),
+        ]);
+        let settings = checked.settings.expect("a valid limit loads");
+        let limit = &settings.queue.limits["noop"];
+        assert_eq!(limit.concurrency, Some(3));
+        assert_eq!(limit.partition_by.as_deref(), Some("tenant"));
+
+        let checked = check(&[("TROUPE__QUEUE__LIMITS__NOOP__CONCURRENCY", "0")]);
+        let line = checked.problems[0].to_string();
+        contains_all(
+            &line,
+            &[
+                "queue.limits",
+                "noop",
+                "concurrency must be between 1 and 1000",
+            ],
+        );
+    }
+
+    #[test]
     fn the_built_in_defaults_load_without_any_configuration_directory() {
         let missing = std::env::temp_dir().join("troupe-cli-no-such-dir");
         for dir in [None, Some(missing)] {

@@ -27,6 +27,7 @@ mod job_bulk;
 mod job_control;
 mod job_finish;
 mod job_handler_controls;
+mod job_limits;
 mod jobs;
 mod jobs_enqueue;
 mod lifecycle;

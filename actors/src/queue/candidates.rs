@@ -154,9 +154,9 @@ impl Candidates {
     /// its place in line without a listing (so `exhausted` stays). If a
     /// listing lists it too, the second claim loses the attempt reservation
     /// and is dropped.
-    pub fn enqueued(&mut self, id: ObjectId, rank: DateTime) {
+    pub fn enqueued(&mut self, id: ObjectId, rank: DateTime, kind: &str) {
         if !self.queue.values().any(|(c, _)| c.id == id) {
-            let candidate = Candidate::enqueued(id, rank);
+            let candidate = Candidate::enqueued(id, rank).of(kind);
             let generation = self.generation;
             self.queue
                 .insert(place(&candidate), (candidate, generation));
@@ -214,8 +214,8 @@ mod tests {
         candidates.next();
         candidates.listed(Some(Vec::new()));
         let id = ObjectId::new();
-        candidates.enqueued(id, DateTime::now());
-        candidates.enqueued(id, DateTime::now());
+        candidates.enqueued(id, DateTime::now(), "noop");
+        candidates.enqueued(id, DateTime::now(), "noop");
         assert_eq!(claims(candidates.next()), id);
         assert!(matches!(candidates.next(), Next::Wait), "still exhausted");
     }
@@ -256,7 +256,7 @@ mod tests {
             ObjectId::new(),
             ObjectId::new(),
         );
-        candidates.enqueued(early, at(5)); // enqueued here before the relisting
+        candidates.enqueued(early, at(5), "noop"); // enqueued here before the relisting
         candidates.listed(Some(vec![
             Candidate::enqueued(handed, at(0)),
             Candidate::enqueued(gone, at(40)),
@@ -264,10 +264,10 @@ mod tests {
         candidates.tick();
         assert!(matches!(candidates.next(), Next::List));
         assert_eq!(claims(candidates.next()), handed, "claimed while it lists");
-        candidates.enqueued(local, at(20)); // enqueued here while it lists
-                                            // The listing read the store before `handed` was claimed, and no
-                                            // longer finds `gone` (taken elsewhere) nor `early` (beyond its
-                                            // limit, say); it finds a job ranked ahead of the local one.
+        candidates.enqueued(local, at(20), "noop"); // enqueued here while it lists
+                                                    // The listing read the store before `handed` was claimed, and no
+                                                    // longer finds `gone` (taken elsewhere) nor `early` (beyond its
+                                                    // limit, say); it finds a job ranked ahead of the local one.
         candidates.listed(Some(vec![
             Candidate::enqueued(handed, at(0)),
             Candidate::enqueued(waiting, at(10)),
@@ -334,7 +334,7 @@ mod tests {
             Candidate::enqueued(late, at(30)),
         ]));
         // Enqueued here after the listing, ranked ahead of `late`.
-        candidates.enqueued(early, at(20));
+        candidates.enqueued(early, at(20), "noop");
         let order: Vec<ObjectId> = (0..4).map(|_| claims(candidates.next())).collect();
         assert_eq!(order, [expired, old, early, late]);
     }

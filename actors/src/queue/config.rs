@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::queue::clock::Clock;
+use crate::queue::limit::Limits;
 use crate::queue::schedule::{Schedule, ScheduleError, Schedules};
 use crate::store::error_chain;
 use crate::validate::{ConfigErrors, Validate};
@@ -40,6 +41,11 @@ pub struct QueueConfig {
     /// Periodic jobs: `[queue.schedules.<name>]` (see [`crate::queue::schedule`]).
     #[serde(default)]
     pub schedules: Schedules,
+    /// Fleet-wide concurrency limits by job type: `[queue.limits."<type>"]`
+    /// (see [`crate::queue::limit`]); a limit an operator stores replaces
+    /// its type's.
+    #[serde(default)]
+    pub limits: Limits,
     /// The queue figures on `/metrics` are recounted at most this often, on
     /// the poller's tick after a scrape asked for them (see
     /// [`crate::queue::snapshot`]).
@@ -177,6 +183,11 @@ impl Validate for QueueConfig {
             "claim_batch",
             "must be from 1 to 1000",
         );
+        for (kind, limit) in &self.limits {
+            if let Err(err) = limit.validate() {
+                errors.refuse("limits", format!("queue.limits.{kind:?}: {err}"));
+            }
+        }
         for (name, config) in &self.schedules {
             if let Err(err) = Schedule::parse(name, config) {
                 let field = match err {
@@ -207,6 +218,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             prune_interval: Duration::from_secs(60),
             schedules: Default::default(),
+            limits: Default::default(),
             stats_interval: Duration::from_secs(10),
             hold: Duration::from_secs(30),
             max_payload: 65536,

@@ -34,6 +34,9 @@ pub enum QueueError {
     /// service's, before `troupe migrate`).
     #[error("job {0} is stored in a shape this service cannot read; {remedy}", remedy = crate::store::REMEDY)]
     Unreadable(crate::queue::job::JobId),
+    /// A concurrency limit that cannot be set as asked (nothing was stored).
+    #[error("{0}")]
+    BadLimit(#[from] crate::queue::limit::LimitError),
     /// MongoDB failed or could not be reached.
     #[error("the job store failed")]
     Store(#[from] mongodb::error::Error),

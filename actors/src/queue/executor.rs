@@ -213,8 +213,13 @@ async fn attempt(
     let _registered = queue.cancellations.register(id, cancellation.clone());
     let (controls, reports) = Controls::new(queue.store.clock().clone());
     job.controls = controls;
+    let token = job.token.clone();
     let work = handler(job);
-    let outcome = run_leased(queue, &running, work, (&cancellation, reports)).await;
+    let leased = (&running, token.clone());
+    let outcome = run_leased(queue, leased, work, (&cancellation, reports)).await;
+    if let Some(token) = token {
+        give_back_token(queue, id, &token).await;
+    }
     queue
         .metrics
         .execution_seconds
@@ -252,7 +257,7 @@ async fn attempt(
 /// dropping the JoinSet aborts the renewer.)
 async fn run_leased(
     queue: &Queue,
-    running: &Running,
+    (running, token): (&Running, Option<String>),
     work: BoxFuture<'static, HandlerResult>,
     (cancellation, reports): (&CancellationToken, ProgressReports),
 ) -> Result<HandlerResult, Elapsed> {
@@ -262,6 +267,7 @@ async fn run_leased(
         store: queue.store.clone(),
         events: queue.events.clone(),
         job: (running.id, running.attempt, running.kind.clone()),
+        token,
         lease: queue.config.lease,
         progress_interval: queue.config.progress_interval,
     };
@@ -443,6 +449,15 @@ async fn record_snooze(
                 "could not record the snooze; the job is retried after its lease");
             None
         }
+    }
+}
+
+/// The handler returned: the job's limit token goes back at once (the
+/// limit counts work running, not ends being written). One that cannot be
+/// given back frees when its lease runs out.
+async fn give_back_token(queue: &Queue, id: ObjectId, token: &str) {
+    if let Err(err) = queue.store.limit_store().give_back(token, id).await {
+        tracing::warn!(target: "worker", job = %id, error = %err, "could not give back the limit token; it frees when its lease runs out");
     }
 }
 

@@ -26,6 +26,7 @@ use crate::events::Event;
 use crate::queue::bulk::{BulkAction, BulkOutcome, BulkQuery};
 use crate::queue::error::QueueError;
 use crate::queue::job::{JobId, JobQuery, QueueStats};
+use crate::queue::limit::Limit;
 use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::poller::PollerMsg;
 use crate::queue::pool::PoolInfo;
@@ -193,6 +194,47 @@ impl QueueHandle {
     /// Resume `target` on every instance; the pauses after.
     pub async fn resume(&self, target: PauseTarget) -> Result<Pauses, QueueError> {
         self.set_pause(target, false).await
+    }
+
+    /// The fleet-wide concurrency limits in force, read from the store now
+    /// (this instance applies what it read at once), each with whether an
+    /// operator stored it (else it is the configuration's).
+    pub async fn limits(&self) -> Result<Vec<(String, Limit, bool)>, QueueError> {
+        let book = self.queue.store.limits();
+        let stored = self.bounded(self.queue.store.limit_store().read()).await?;
+        book.stored(stored);
+        let limits = book.current();
+        Ok((limits.into_iter())
+            .map(|(kind, limit)| {
+                let stored = book.is_stored(&kind);
+                (kind, limit, stored)
+            })
+            .collect())
+    }
+
+    /// Limit how many jobs of `kind` run at once across the fleet (stored:
+    /// every instance applies it within [`crate::queue::limit::READ_EVERY`],
+    /// this one at once). Refused for an unregistered type or a limit out
+    /// of range.
+    pub async fn set_limit(&self, kind: &str, limit: Limit) -> Result<(), QueueError> {
+        let types = &self.queue.types;
+        if !types.is_registered(kind) {
+            return Err(SpecError::unknown_type(kind, types).into());
+        }
+        limit.validate()?;
+        let store = self.queue.store.limit_store();
+        self.bounded(store.set(kind, &limit)).await?;
+        self.queue.store.limits().changed(kind, Some(limit));
+        Ok(())
+    }
+
+    /// Remove the limit an operator stored for `kind` (its configured one,
+    /// if any, applies again); whether there was one.
+    pub async fn remove_limit(&self, kind: &str) -> Result<bool, QueueError> {
+        let store = self.queue.store.limit_store();
+        let removed = self.bounded(store.remove(kind)).await?;
+        self.queue.store.limits().changed(kind, None);
+        Ok(removed)
     }
 
     /// Store the pause (or its end), read the pauses back, and have this

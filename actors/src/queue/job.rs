@@ -135,6 +135,10 @@ pub struct Job {
     /// (not stored). See [`Job::cancelled`].
     #[serde(skip)]
     pub cancellation: CancellationToken,
+    /// The concurrency-limit token this attempt holds, if its type is
+    /// limited ([`crate::queue::limit`]; set by the claim, not stored).
+    #[serde(skip)]
+    pub token: Option<String>,
     /// The W3C `traceparent` of the span that enqueued the job (the
     /// request's, a handler's), so each attempt joins that trace
     /// ([`crate::trace`]); absent when the enqueuer was in no trace (cron
@@ -233,6 +237,7 @@ impl Job {
             cancel_requested: false,
             cancelled_at: None,
             cancellation: CancellationToken::new(),
+            token: None,
             trace: crate::trace::current_traceparent(),
             timeout_ms: None,
             progress: None,
@@ -252,6 +257,14 @@ pub struct Candidate {
     /// Its place in line among due jobs (absent on jobs from before ranks).
     #[serde(default)]
     pub rank: Option<DateTime>,
+    /// Its type (`None`: not known to who made the candidate), for the
+    /// concurrency limits ([`crate::queue::limit`]).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// The payload fields the limits partition by, as listed (`None`: not
+    /// listed).
+    #[serde(default)]
+    pub payload: Option<Document>,
 }
 
 impl Candidate {
@@ -262,7 +275,15 @@ impl Candidate {
             status: JobStatus::Pending,
             attempts: 0,
             rank: Some(rank),
+            kind: None,
+            payload: None,
         }
+    }
+
+    /// This candidate, of type `kind`.
+    pub fn of(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) mod finisher;
 pub mod handle;
 pub mod handlers;
 pub mod job;
+pub mod limit;
 pub mod metrics;
 pub mod pause;
 pub(crate) mod poller;

@@ -34,6 +34,8 @@ pub(crate) struct Held {
     pub id: ObjectId,
     pub attempt: i32,
     pub max_attempts: i32,
+    /// It holds a concurrency-limit token ([`crate::queue::limit`]).
+    pub limited: bool,
 }
 
 impl Held {
@@ -43,6 +45,7 @@ impl Held {
             id: job.id,
             attempt: job.attempts,
             max_attempts: job.max_attempts,
+            limited: job.token.is_some(),
         }
     }
 }
@@ -216,6 +219,7 @@ mod tests {
             id: ObjectId::new(),
             attempt,
             max_attempts: 5,
+            limited: false,
         }
     }
 

@@ -3,7 +3,8 @@
 //! attempt's end is written.
 //!
 //! # Contract
-//! - Extends the attempt's lease every third of `queue.lease`, and looks
+//! - Extends the attempt's lease (and its limit token's) every third of
+//!   `queue.lease`, and looks
 //!   for the job's cancellation marker after each renewal (firing the
 //!   attempt's token when found).
 //! - Writes the handler's latest progress report (fenced on the attempt) at
@@ -39,6 +40,9 @@ pub(crate) struct Renewer {
     pub events: Events,
     /// The job's id, the attempt's number, the job's type.
     pub job: (ObjectId, i32, String),
+    /// The concurrency-limit token the attempt holds, renewed with its
+    /// lease ([`crate::queue::limit`]).
+    pub token: Option<String>,
     pub lease: Duration,
     /// At most one progress write per this long (`queue.progress_interval`).
     pub progress_interval: Duration,
@@ -83,6 +87,12 @@ impl Renewer {
             }
             if let Err(err) = self.store.renew(id, attempt, self.lease).await {
                 tracing::warn!(target: "worker", job = %id, error = %err, "lease renewal failed");
+            }
+            if let Some(token) = &self.token {
+                let until = self.store.clock().after(self.lease);
+                if let Err(err) = self.store.limit_store().renew(token, id, until).await {
+                    tracing::warn!(target: "worker", job = %id, error = %err, "limit token renewal failed");
+                }
             }
             if !cancellation.is_cancelled()
                 && self

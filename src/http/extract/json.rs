@@ -68,6 +68,27 @@ impl Fields {
         }
     }
 
+    /// Whether a problem was recorded so far.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Like [`object`](Self::object), but absent or null is `None` (and
+    /// `read` is not called).
+    pub fn optional_object<T>(
+        &mut self,
+        field: &str,
+        read: impl FnOnce(&mut Fields) -> Option<T>,
+    ) -> Option<T> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => {
+                self.object.remove(field);
+                None
+            }
+            Some(_) => self.object(field, read),
+        }
+    }
+
     /// An optional object field read field by field by `read`, as a body
     /// is: its problems (unknown keys too) are listed as `field.key`. Absent
     /// or null, `read` sees an empty object.

@@ -7,6 +7,7 @@
 mod bulk;
 mod control;
 mod enqueue;
+mod limits;
 mod result;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(result::job_result))
         .routes(routes!(bulk::bulk_jobs))
         .merge(control::router())
+        .merge(limits::router())
 }
 
 /// A job as the API shows it. Dates are RFC 3339.
@@ -273,6 +275,7 @@ pub(super) fn problem(err: QueueError) -> ApiError {
         | QueueError::Busy
         | QueueError::Unreadable(_) => ApiError::Conflict(err.to_string()),
         QueueError::Refused(refused) => enqueue::refusal(refused),
+        QueueError::BadLimit(_) => ApiError::BadRequest(err.to_string()),
         QueueError::UniqueKeyBusy | QueueError::StoreTimeout(_) => {
             ApiError::Unavailable(err.to_string())
         }
@@ -447,7 +450,7 @@ mod tests {
     fn expected(err: &QueueError) -> StatusCode {
         match err {
             QueueError::NotFound => StatusCode::NOT_FOUND,
-            QueueError::Refused(_) => StatusCode::BAD_REQUEST,
+            QueueError::Refused(_) | QueueError::BadLimit(_) => StatusCode::BAD_REQUEST,
             QueueError::NotFailed(_)
             | QueueError::UniqueKeyHeld(_)
             | QueueError::Finished(_)
@@ -467,6 +470,7 @@ mod tests {
             QueueError::NotFound,
             QueueError::NotFailed("pending"),
             QueueError::Refused(SpecError::PriorityOutOfRange),
+            QueueError::BadLimit(troupe_actors::queue::limit::LimitError::Concurrency),
             QueueError::UniqueKeyBusy,
             QueueError::UniqueKeyHeld(job),
             QueueError::Finished("completed"),

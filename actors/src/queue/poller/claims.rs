@@ -232,14 +232,23 @@ impl PollerState {
         executor: usize,
         job: ObjectId,
     ) {
+        let mut limited = false;
         if executor < self.pool.len() {
             let slot = &mut self.pool[executor];
-            if matches!(&slot.work, Work::Busy(held) if held.id == job) {
-                slot.work = Work::Idle;
+            if let Work::Busy(held) = &slot.work {
+                if held.id == job {
+                    limited = held.limited;
+                    slot.work = Work::Idle;
+                }
             }
         }
         // Candidates stay exhausted: a finished job makes no other job due
-        // (a failed one is retried after its backoff, at a tick).
+        // (a failed one is retried after its backoff, at a tick) — unless
+        // it gave back a limit token: the jobs of its group the listing
+        // left out may run now.
+        if limited {
+            self.candidates.due_again();
+        }
         self.wake(myself);
     }
 }

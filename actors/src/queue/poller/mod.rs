@@ -261,7 +261,7 @@ impl PollerState {
             self.announce(myself, kind);
         }
         if self.args.queue.config.poller_claims {
-            self.candidates.enqueued(id, rank);
+            self.candidates.enqueued(id, rank, kind);
             self.wake(myself);
         }
     }

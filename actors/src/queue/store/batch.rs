@@ -39,6 +39,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use mongodb::error::ErrorKind;
 
+use super::tokens::Gate;
 use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Candidate, Job};
@@ -86,7 +87,49 @@ impl JobStore {
     /// takes to `taken` (with its index in `batch`) the moment it is taken:
     /// its lease runs from then, so its executor should start it then, not
     /// once the whole batch is taken.
+    ///
+    /// Jobs of a type with a concurrency limit are claimed only with a
+    /// token of their group ([`crate::queue::limit`]), taken first; a token
+    /// whose job this claimer does not get is given back.
     pub async fn claim_batch_each(
+        &self,
+        batch: &[(Candidate, String)],
+        lease: Duration,
+        paused: &Pauses,
+        taken: impl Fn(usize, Job) + Sync,
+    ) -> Result<(), QueueError> {
+        let candidates: Vec<&Candidate> = batch.iter().map(|(c, _)| c).collect();
+        let gates = self.gates(&candidates, lease).await?;
+        if gates.iter().all(|gate| *gate == Gate::OPEN) {
+            return self.claim_batch_open(batch, lease, paused, taken).await;
+        }
+        let (open, index): (Vec<(Candidate, String)>, Vec<usize>) = (batch.iter().cloned())
+            .zip(0..)
+            .filter(|(_, i)| gates[*i] != Gate::Closed)
+            .unzip();
+        let won = Mutex::new(vec![false; open.len()]);
+        let claimed = self
+            .claim_batch_open(&open, lease, paused, |j, mut job| {
+                let i = index[j];
+                if let Gate::Go { token, .. } = &gates[i] {
+                    job.token = token.clone();
+                }
+                won.lock().expect("won")[j] = true;
+                taken(i, job);
+            })
+            .await;
+        let won = won.into_inner().expect("won");
+        let unused = (index.iter().zip(won))
+            .filter(|(_, won)| !won)
+            .flat_map(|(&i, _)| gates[i].unused(batch[i].0.id))
+            .collect();
+        self.give_back_unused(unused).await;
+        claimed
+    }
+
+    /// [`claim_batch_each`](Self::claim_batch_each) once the limits let
+    /// every job of `batch` run.
+    async fn claim_batch_open(
         &self,
         batch: &[(Candidate, String)],
         lease: Duration,

@@ -73,6 +73,8 @@ impl JobStore {
                 status: job.status,
                 attempts: job.attempts,
                 rank: job.rank,
+                kind: Some(job.kind.clone()),
+                payload: None,
             };
             return match job.status {
                 JobStatus::Pending => {

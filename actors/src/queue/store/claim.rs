@@ -16,6 +16,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId};
 use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument};
 
+use super::tokens::Gate;
 use super::JobStore;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Candidate, Job, JobStatus, Outcome};
@@ -50,12 +51,22 @@ impl JobStore {
         paused: &Pauses,
     ) -> Result<Vec<Candidate>, QueueError> {
         let now = self.clock.now();
-        let projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1 };
+        let mut projection = doc! { "_id": 1, "status": 1, "attempts": 1, "rank": 1, "type": 1 };
         let mut expired = doc! { "status": "processing", "lockedUntil": { "$lt": now } };
         let mut due = doc! { "status": "pending", "runAt": { "$lte": now } };
         let handled = self.handled.as_deref();
         paused.restrict(handled, &mut expired);
         paused.restrict(handled, &mut due);
+        // Groups at their concurrency limit are left out, so that jobs
+        // behind them in line are listed (and claimed) meanwhile.
+        let full = self.full_groups().await?;
+        if !full.is_empty() {
+            expired.insert("$nor", full.clone());
+            due.insert("$nor", full);
+        }
+        for field in self.partition_fields() {
+            projection.insert(format!("payload.{field}"), 1);
+        }
         let mut found: Vec<Candidate> = self
             .jobs
             .clone_with_type::<Candidate>()
@@ -92,7 +103,34 @@ impl JobStore {
     ///    status and attempt count, still due or still expired, of a type
     ///    this store handles and not in `paused`): `processing`, the lease,
     ///    `attempts + 1`. If it is not, drop the reservation.
+    ///
+    /// A job of a type with a concurrency limit is claimed only with a
+    /// token of its group, taken first ([`crate::queue::limit`]).
     pub async fn claim(
+        &self,
+        candidate: &Candidate,
+        lease: Duration,
+        executor: &str,
+        paused: &Pauses,
+    ) -> Result<Option<Job>, QueueError> {
+        let gate = self.gates(&[candidate], lease).await?.remove(0);
+        let Gate::Go { token, .. } = &gate else {
+            return Ok(None);
+        };
+        match self.claim_open(candidate, lease, executor, paused).await {
+            Ok(Some(mut job)) => {
+                job.token = token.clone();
+                Ok(Some(job))
+            }
+            other => {
+                self.give_back_unused(gate.unused(candidate.id)).await;
+                other
+            }
+        }
+    }
+
+    /// [`claim`](Self::claim) once the limits let the job run.
+    async fn claim_open(
         &self,
         candidate: &Candidate,
         lease: Duration,

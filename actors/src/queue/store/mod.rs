@@ -29,6 +29,7 @@ use mongodb::{Collection, Database};
 use crate::queue::clock::Clock;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
+use crate::queue::limit::LimitBook;
 use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
@@ -42,10 +43,12 @@ pub mod ops;
 pub mod pauses;
 pub mod prune;
 pub mod slots;
+pub mod tokens;
 pub mod unique;
 
 pub use pauses::PauseStore;
 pub use slots::SlotStore;
+pub use tokens::LimitStore;
 
 /// The jobs.
 pub const JOBS: &str = "jobs";
@@ -72,6 +75,10 @@ pub struct JobStore {
     handled: Option<Arc<BTreeSet<String>>>,
     /// The queue's "now": every time this store writes or compares.
     clock: Clock,
+    /// The fleet-wide concurrency limits in force ([`crate::queue::limit`]).
+    limits: LimitBook,
+    /// Where they and their tokens are stored.
+    limit_store: LimitStore,
 }
 
 impl JobStore {
@@ -85,7 +92,21 @@ impl JobStore {
             max_attempts,
             handled: None,
             clock: Clock::system(),
+            limits: LimitBook::default(),
+            limit_store: LimitStore::new(db),
         }
+    }
+
+    /// This store, applying `limits` (the instance's book: the configured
+    /// limits, and the stored ones as read).
+    pub fn with_limits(mut self, limits: LimitBook) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force, as this instance last read them.
+    pub fn limits(&self) -> &LimitBook {
+        &self.limits
     }
 
     /// This store, reading "now" from `clock` (a test's manual clock; see

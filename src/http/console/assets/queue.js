@@ -23,7 +23,7 @@ const JOBS_MS = 5000;
 const WINDOW_MS = 10 * 60 * 1000;
 
 let samples = [];
-let controls = { pauses: false, cancel: false, bulk: false };
+let controls = { pauses: false, cancel: false, bulk: false, limits: false };
 
 function counts(stats) {
   // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
@@ -224,8 +224,9 @@ async function detectControls() {
     controls.pauses = Boolean(paths["/jobs/pauses"]?.get);
     controls.cancel = Boolean(paths["/jobs/{id}/cancel"]?.post);
     controls.bulk = Boolean(paths["/jobs/bulk"]?.post);
+    controls.limits = Boolean(paths["/jobs/limits"]?.get);
   } catch (error) {
-    controls.pauses = controls.cancel = controls.bulk = false;
+    controls.pauses = controls.cancel = controls.bulk = controls.limits = false;
     if (error.name === "AbortError") return; // signed out meanwhile
   }
   const box = byId("queue-controls");
@@ -237,6 +238,7 @@ async function drawPauses() {
   const box = byId("queue-controls");
   try {
     const pauses = await get("/jobs/pauses");
+    const limits = controls.limits ? (await get("/jobs/limits")).limits || [] : [];
     const toggle = async (method, type) => {
       try {
         await call(method, "/jobs/pauses", type ? { type } : {});
@@ -249,7 +251,12 @@ async function drawPauses() {
       el("span", { class: `pill ${pauses.queue ? "down" : "running"}` }, pauses.queue ? "queue paused" : "queue running"),
       el("button", { type: "button", class: "small secondary queue-toggle", onclick: () => toggle(pauses.queue ? "DELETE" : "POST") }, pauses.queue ? "Resume queue" : "Pause queue"),
       (pauses.types || []).map((type) =>
-        el("button", { type: "button", class: "small secondary", "aria-label": `Resume jobs of type ${type}`, onclick: () => toggle("DELETE", type) }, `Resume ${type}`)));
+        el("button", { type: "button", class: "small secondary", "aria-label": `Resume jobs of type ${type}`, onclick: () => toggle("DELETE", type) }, `Resume ${type}`)),
+      // Fleet-wide concurrency limits (set with PUT /jobs/limits/{type}).
+      limits.map((limit) =>
+        el("span", { class: "pill", title: `${limit.source === "stored" ? "set through the API" : "from queue.limits"}` },
+          [limit.concurrency ? `≤ ${limit.concurrency} at once` : "", limit.rate ? `≤ ${limit.rate.limit} per ${limit.rate.period}` : ""]
+            .filter(Boolean).join(", ").replace(/^/, `${limit.type}${limit.partitionBy ? ` (per ${limit.partitionBy})` : ""}: `))));
   } catch (error) {
     showError(byId("queue-error"), describe(error));
   }
@@ -272,7 +279,7 @@ export function setup() {
 
 export function reset() {
   samples = [];
-  controls = { pauses: false, cancel: false, bulk: false };
+  controls = { pauses: false, cancel: false, bulk: false, limits: false };
   bulk.show(false);
   fill(byId("queue-counts"));
   fill(byId("job-list"));

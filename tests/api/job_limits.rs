@@ -1,0 +1,366 @@
+//! Fleet-wide concurrency limits per job type (`/jobs/limits`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use mongodb::bson::{doc, Document};
+use reqwest::{Method, Response, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use troupe_actors::queue::handlers::JobHandlers;
+
+use crate::helpers::{
+    assert_problem, eventually, executed, spawn_app_with_jobs, spawn_manual_app_with_jobs,
+    three_instances, TestApp,
+};
+
+/// `method path` with the ops token (and a JSON body, if any).
+async fn ops(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Response {
+    let token = app.settings.ops.token.expose_secret();
+    let request = app.client.request(method, app.url(path)).bearer_auth(token);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.expect("the request")
+}
+
+/// What a handler of a limited type sees: how many run now, the most ever.
+#[derive(Default)]
+struct Running {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    /// Per partition value: (now, most).
+    by_tenant: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+}
+
+impl Running {
+    fn enter(&self, tenant: Option<&str>) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        if let Some(tenant) = tenant {
+            let mut map = self.by_tenant.lock().unwrap();
+            let entry = map.entry(tenant.to_owned()).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(entry.0);
+        }
+    }
+
+    fn leave(&self, tenant: Option<&str>) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        if let Some(tenant) = tenant {
+            self.by_tenant.lock().unwrap().get_mut(tenant).unwrap().0 -= 1;
+        }
+    }
+}
+
+/// `test.limited` (takes `work`, counted in `running`) and `test.free`.
+fn handlers(running: &Arc<Running>, work: Duration) -> JobHandlers {
+    let running = Arc::clone(running);
+    JobHandlers::new()
+        .with("test.limited", move |job| {
+            let running = Arc::clone(&running);
+            async move {
+                let tenant = job.payload.get_str("tenant").ok().map(str::to_owned);
+                running.enter(tenant.as_deref());
+                tokio::time::sleep(work).await; // the job's work
+                running.leave(tenant.as_deref());
+                Ok(Document::new())
+            }
+        })
+        .with("test.free", |_job| async { Ok(Document::new()) })
+}
+
+#[tokio::test]
+async fn limits_are_set_listed_and_removed_by_operators_only() {
+    let running = Arc::new(Running::default());
+    let app = spawn_app_with_jobs(|_| {}, handlers(&running, Duration::ZERO)).await;
+    let body = json!({"concurrency": 2, "partitionBy": "tenant"});
+
+    let anonymous = app
+        .client
+        .put(app.url("/jobs/limits/test.limited"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+
+    let field_errors = |problem: &Value| -> Vec<String> {
+        (problem["errors"].as_array().unwrap().iter())
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let bad = json!({"concurrency": 0, "partitionBy": "a.b", "rate": 1, "burst": 2});
+    let refused = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(bad)).await;
+    let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    let want = ["concurrency", "rate", "partitionBy", "burst"];
+    assert_eq!(field_errors(&problem), want, "{problem}");
+    let bad_rate = json!({"rate": {"limit": 0, "period": "1ms", "x": 1}});
+    let refused = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/test.limited",
+        Some(bad_rate),
+    )
+    .await;
+    let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    let want = ["rate.limit", "rate.period", "rate.x"];
+    assert_eq!(field_errors(&problem), want, "{problem}");
+    let empty = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/test.limited",
+        Some(json!({})),
+    )
+    .await;
+    let problem = assert_problem(empty, StatusCode::BAD_REQUEST).await;
+    assert_eq!(field_errors(&problem), ["concurrency"], "{problem}");
+
+    let unknown = ops(
+        &app,
+        Method::PUT,
+        "/jobs/limits/no.such",
+        Some(body.clone()),
+    )
+    .await;
+    let problem = assert_problem(unknown, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["errors"][0]["field"], "type", "{problem}");
+
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(body)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let want = json!({"limits": [
+        {"type": "test.limited", "concurrency": 2, "partitionBy": "tenant", "source": "stored"}
+    ]});
+    assert_eq!(set.json::<Value>().await.unwrap(), want);
+    let listed = ops(&app, Method::GET, "/jobs/limits", None).await;
+    assert_eq!(listed.json::<Value>().await.unwrap(), want);
+
+    let removed = ops(&app, Method::DELETE, "/jobs/limits/test.limited", None).await;
+    assert_eq!(
+        removed.json::<Value>().await.unwrap(),
+        json!({"limits": []})
+    );
+    let again = ops(&app, Method::DELETE, "/jobs/limits/test.limited", None).await;
+    assert_problem(again, StatusCode::NOT_FOUND).await;
+}
+
+/// Wait until `n` jobs of `kind` are completed (one store read per poll).
+async fn completed(app: &TestApp, kind: &str) -> u64 {
+    let jobs = app.db.collection::<Document>("jobs");
+    let filter = doc! { "type": kind, "status": "completed" };
+    jobs.count_documents(filter).await.unwrap()
+}
+
+#[tokio::test]
+async fn three_instances_never_run_more_than_the_limit_while_free_jobs_flow() {
+    const LIMIT: usize = 2;
+    const LIMITED: u64 = 120;
+    const FREE: u64 = 100;
+    let running = Arc::new(Running::default());
+    let [a, b, c] = three_instances(|_| {}, handlers(&running, Duration::from_millis(25))).await;
+    let limit = json!({ "concurrency": LIMIT });
+    let set = ops(&a, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+
+    // The other instances read the stored limit at their next listing
+    // (within a second): enqueue only once each reports it.
+    for app in [&b, &c] {
+        eventually(Duration::from_secs(10), "the limit everywhere", || async {
+            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
+                .await
+                .json()
+                .await
+                .ok()?;
+            (limits["limits"].as_array()?.len() == 1).then_some(())
+        })
+        .await;
+    }
+    let jobs = a.jobs();
+    let limited = (0..LIMITED).map(|_| jobs.enqueue("test.limited", Document::new()));
+    join_all(limited).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let free = (0..FREE).map(|_| jobs.enqueue("test.free", Document::new()));
+    join_all(free).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+
+    // Sample the running count every 20 ms until the limited jobs are done;
+    // note how many limited jobs were done when the free ones all were.
+    let mut limited_when_free_done = None;
+    let mut samples = 0;
+    for app in [&a, &b, &c] {
+        app.nudge();
+    }
+    tokio::time::timeout(Duration::from_secs(240), async {
+        loop {
+            assert!(
+                running.now.load(Ordering::SeqCst) <= LIMIT,
+                "more than the limit running"
+            );
+            samples += 1;
+            if limited_when_free_done.is_none() && completed(&a, "test.free").await == FREE {
+                limited_when_free_done = Some(completed(&a, "test.limited").await);
+            }
+            if completed(&a, "test.limited").await == LIMITED {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // the sampling period
+        }
+    })
+    .await
+    .expect("every limited job to complete within 240 s");
+
+    assert!(samples > 10, "sampled while they ran ({samples})");
+    assert_eq!(
+        running.most.load(Ordering::SeqCst),
+        LIMIT,
+        "the limit was reached, never passed"
+    );
+    let done = limited_when_free_done.expect("the free jobs completed");
+    assert!(
+        done < LIMITED,
+        "the free jobs did not wait for the limited ones ({done} done)"
+    );
+    let tokens = a.db.collection::<Document>("queue_tokens");
+    eventually(
+        Duration::from_secs(10),
+        "every token given back",
+        || async { (tokens.count_documents(doc! {}).await.ok()? == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_partitioned_limit_holds_for_each_value_apart() {
+    let running = Arc::new(Running::default());
+    let app = spawn_app_with_jobs(
+        |s| s.queue.executors = 6,
+        handlers(&running, Duration::from_millis(25)),
+    )
+    .await;
+    let limit = json!({ "concurrency": 1, "partitionBy": "tenant" });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let jobs = app.jobs();
+    let enqueues = (0..30).map(|i| {
+        let tenant = ["a", "b", "c"][i % 3];
+        jobs.enqueue("test.limited", doc! { "tenant": tenant })
+    });
+    join_all(enqueues).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "test.limited"},
+        "completed",
+        30,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let by_tenant = running.by_tenant.lock().unwrap().clone();
+    for tenant in ["a", "b", "c"] {
+        assert_eq!(by_tenant[tenant].1, 1, "tenant {tenant}: one at a time");
+    }
+    let most = running.most.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "tenants ran side by side (at most {most} at once)"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_instances_token_frees_only_once_its_lease_ran_out() {
+    use troupe_actors::queue::job::JobStatus;
+    use troupe_actors::queue::worker::Polled;
+
+    let running = Arc::new(Running::default());
+    let app = spawn_manual_app_with_jobs(|_| {}, handlers(&running, Duration::ZERO)).await;
+    let limit = json!({ "concurrency": 1 });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    // An instance that died while running a limited job left its token,
+    // leased for 10 more seconds.
+    let clock = app.settings.queue.clock.clone();
+    let tokens = app.db.collection::<Document>("queue_tokens");
+    let dead = doc! {
+        "_id": "test.limited#0", "group": "test.limited", "type": "test.limited",
+        "job": mongodb::bson::oid::ObjectId::new(), "attempt": 1, "instance": "dead",
+        "lockedUntil": clock.after(Duration::from_secs(10)),
+    };
+    tokens.insert_one(dead).await.unwrap();
+    let id = app.jobs().enqueue("test.limited", doc! {}).await.unwrap();
+
+    assert_eq!(
+        app.run_one_job().await,
+        Polled::Empty,
+        "held back while the lease runs"
+    );
+    app.advance_clock(Duration::from_secs(11));
+    assert_eq!(app.run_one_job().await, executed(id, JobStatus::Completed));
+    assert_eq!(running.most.load(Ordering::SeqCst), 1);
+    let left = tokens.count_documents(doc! {}).await.unwrap();
+    assert_eq!(
+        left, 0,
+        "the dead token was replaced, and the new one given back"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
+    const LIMIT: usize = 3;
+    const JOBS: usize = 10;
+    const PERIOD: Duration = Duration::from_secs(1);
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&starts);
+    let handlers = JobHandlers::new().with("test.rated", move |_job| {
+        recorded.lock().unwrap().push(std::time::Instant::now());
+        async { Ok(Document::new()) }
+    });
+    let app = spawn_app_with_jobs(|_| {}, handlers).await;
+    let limit = json!({ "rate": { "limit": LIMIT, "period": "1s" } });
+    let set = ops(&app, Method::PUT, "/jobs/limits/test.rated", Some(limit)).await;
+    let shown: Value = set.json().await.unwrap();
+    assert_eq!(
+        shown["limits"][0]["rate"],
+        json!({"limit": LIMIT, "period": "1s"})
+    );
+    let jobs = app.jobs();
+    join_all((0..JOBS).map(|_| jobs.enqueue("test.rated", Document::new())))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    app.nudge();
+    app.wait_for_jobs(
+        doc! {"type": "test.rated"},
+        "completed",
+        JOBS as u64,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    let mut starts = starts.lock().unwrap().clone();
+    starts.sort();
+    assert_eq!(
+        starts.len(),
+        JOBS,
+        "each ran once (none failed for the limit)"
+    );
+    // Starts LIMIT apart are a period apart, give or take the moments
+    // between a token's claim and the handler's start.
+    let slack = Duration::from_millis(150);
+    for (i, later) in starts.iter().enumerate().skip(LIMIT) {
+        let apart = later.duration_since(starts[i - LIMIT]);
+        assert!(
+            apart + slack >= PERIOD,
+            "start {i} came {apart:?} after start {}",
+            i - LIMIT
+        );
+    }
+}
