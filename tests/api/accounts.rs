@@ -304,6 +304,10 @@ async fn ending_a_session_fails_its_refresh_token_at_once() {
         app.refresh(&other.refresh_token).await.status(),
         StatusCode::UNAUTHORIZED
     );
+    // Its access token is not checked against the store: it works until it
+    // expires, within auth.access_ttl (docs/security.md, "Sessions").
+    let profile = app.get_bearer("/users/profile", &other.access_token).await;
+    assert_eq!(profile.status(), StatusCode::OK);
     let list = sessions(&app, &mine.access_token).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["current"], true);
