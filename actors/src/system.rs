@@ -162,6 +162,7 @@ pub const SERVICE_JOB_TYPES: &[&str] = &[
     scheduler::PRUNE,
     "user.created",
     "user.login",
+    crate::users::notices::PASSWORD_CHANGED,
 ];
 
 /// What `start` refuses beyond the configuration's own rules

@@ -13,7 +13,8 @@ import uuid
 
 from troupe_client import AuthenticatedClient, Client
 from troupe_client.api.app import info, live, ready
-from troupe_client.api.auth import login, logout, refresh, signup
+from troupe_client.api.auth import (change_password, end_other_sessions, end_session, list_sessions, login,
+                                    logout, refresh, signup)
 from troupe_client.api.jobs import (bulk_jobs, cancel_job, enqueue_job, get_job, get_pauses, job_stats,
                                     list_jobs, pause, resume, retry_job)
 from troupe_client.api.logs import logs
@@ -21,8 +22,9 @@ from troupe_client.api.ops import actor, actors, cluster, config, instance_actor
 from troupe_client.api.users import profile, update_profile, user_by_id
 from troupe_client.models import (ActorNode, BulkRequest, BulkView, ClusterView, ConsoleConfig, EnqueueRequest,
                                   EnqueueRequestPayload, InstanceActors, JobList, JobStats, JobView, Live,
-                                  LoggedOut, LoginRequest, OwnerProfile, PauseRequest, PausesView, ProfileUpdate,
-                                  PublicProfile, Readiness, ServiceInfo, SignupRequest, TokenPair)
+                                  LoggedOut, LoginRequest, OwnerProfile, PasswordChange, PasswordChanged,
+                                  PauseRequest, PausesView, ProfileUpdate, PublicProfile, Readiness, ServiceInfo,
+                                  SessionsEnded, SignupRequest, TokenPair)
 
 base, ops_token = sys.argv[1], sys.argv[2]
 failures = []
@@ -45,7 +47,7 @@ check("live", live.sync_detailed(client=anonymous), 200, Live)
 check("ready", ready.sync_detailed(client=anonymous), 200, Readiness)
 
 email = f"client-{uuid.uuid4().hex[:12]}@example.com"
-password = "a client's own passphrase 42"
+password = "orbit lantern passphrase 42"
 pair = check("signup", signup.sync_detailed(
     client=anonymous, body=SignupRequest(email=email, name="Generated Client", password=password)), 201, TokenPair)
 pair = check("login", login.sync_detailed(
@@ -58,6 +60,14 @@ if me:
     check("user_by_id", user_by_id.sync_detailed(me.id, client=anonymous), 200, PublicProfile)
 pair = check("refresh", refresh.sync_detailed(
     client=AuthenticatedClient(base_url=base, token=pair.refresh_token if pair else "")), 200, TokenPair)
+current = AuthenticatedClient(base_url=base, token=pair.access_token if pair else "")
+listed = check("list_sessions", list_sessions.sync_detailed(client=current), 200, list) or []
+for session in listed:
+    if not session.current:  # the sign-up's session
+        check("end_session", end_session.sync_detailed(session.id, client=current), 204, type(None))
+check("end_other_sessions", end_other_sessions.sync_detailed(client=current), 200, SessionsEnded)
+check("change_password", change_password.sync_detailed(client=current, body=PasswordChange(
+    current_password=password, new_password="lantern orbit passphrase 43")), 200, PasswordChanged)
 check("logout", logout.sync_detailed(
     client=AuthenticatedClient(base_url=base, token=pair.access_token if pair else "")), 200, LoggedOut)
 

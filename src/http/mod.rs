@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod sessions;
 pub mod users;
 
 use axum::Router;
@@ -36,6 +37,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(app::router())
         .merge(health::router())
         .merge(users::router())
+        .merge(sessions::router())
         .merge(jobs::router())
         .merge(ops::router())
         .merge(cluster::router())

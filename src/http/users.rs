@@ -26,6 +26,7 @@ use super::auth::{AuthUser, RefreshBearer};
 use super::client_addr::ClientAddr;
 use super::error::{ApiError, Problem};
 use super::extract::{Fields, FromJson, PathId, Valid};
+use super::sessions::SessionClient;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -52,7 +53,10 @@ pub struct SignupRequest {
     /// 254 characters. Stored trimmed and lower-cased; unique in that form.
     #[schema(value_type = String, format = "email", max_length = 254)]
     pub email: Email,
-    /// 8 characters to 72 bytes after Unicode NFKC normalisation.
+    /// 8 characters to 72 bytes after Unicode NFKC normalisation. With
+    /// `auth.reject_common_passwords` (the default), not a common or easily
+    /// guessed password, and not containing the name or the e-mail
+    /// address's local part; the 400 names the reason.
     #[schema(value_type = String, min_length = 8, format = "password")]
     pub password: Password,
     #[schema(minimum = 0, maximum = 150)]
@@ -164,6 +168,7 @@ impl From<UserError> for ApiError {
         match err {
             UserError::EmailTaken => Self::Conflict(err.to_string()),
             UserError::InvalidCredentials => Self::Unauthorized("invalid e-mail or password"),
+            UserError::WeakPassword(why) => Self::field("password", &why.to_string()),
             UserError::InvalidToken => Self::Unauthorized("invalid or expired token"),
             UserError::TokenReused => {
                 Self::Unauthorized("refresh token already used; all sessions were revoked")
@@ -172,6 +177,7 @@ impl From<UserError> for ApiError {
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::NoSuchSession => Self::NotFound("no such session".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
             UserError::Unreadable
@@ -319,7 +325,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SignupKey {
         example = "8e03978e-40d5-43e8-bc93-6894a57f9324")),
     responses(
     (status = 201, description = "Created (or, for a repeated Idempotency-Key and body, the account that request created); signed in", body = TokenPair),
-    (status = 400, description = "Malformed JSON, invalid fields (each listed) or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+    (status = 400, description = "Malformed JSON, invalid fields (each listed: a common or guessable password too) or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "The e-mail address is taken, or the first request with this Idempotency-Key is still in progress (retry)", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
@@ -328,13 +334,13 @@ impl<S: Send + Sync> FromRequestParts<S> for SignupKey {
 #[tracing::instrument(skip_all)]
 async fn signup(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
+    SessionClient(client): SessionClient,
     SignupKey(key): SignupKey,
     Valid(body): Valid<SignupRequest>,
 ) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
     // Before any hashing; decided in-process (no round trip).
-    if let Some(wait) = state.actors.limits.signups.check(client) {
-        tracing::warn!(target: "auth", %client, "sign-up refused: too many from this address");
+    if let Some(wait) = state.actors.limits.signups.check(client.addr) {
+        tracing::warn!(target: "auth", client = %client.addr, "sign-up refused: too many from this address");
         return Err(ApiError::throttled(wait));
     }
     let new = NewUser {
@@ -342,6 +348,7 @@ async fn signup(
         email: body.email,
         password: body.password,
         age: body.age,
+        client,
     };
     let pair = users(&state).signup(new, key).await?;
     Ok((StatusCode::CREATED, Json(pair.into())))
@@ -358,7 +365,7 @@ async fn signup(
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
+    SessionClient(client): SessionClient,
     Valid(body): Valid<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let password = SecretString::from(body.password);
@@ -380,9 +387,10 @@ async fn login(
 #[tracing::instrument(skip_all)]
 async fn refresh(
     State(state): State<AppState>,
+    SessionClient(client): SessionClient,
     RefreshBearer(token): RefreshBearer,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let pair = users(&state).refresh(token).await?;
+    let pair = users(&state).refresh(token, client).await?;
     Ok(Json(pair.into()))
 }
 
@@ -495,6 +503,7 @@ mod tests {
     use troupe_actors::queue::QueueError;
     use troupe_actors::store::StoreError;
     use troupe_actors::users::password::{self, Password};
+    use troupe_actors::users::strength::Guessable;
     use troupe_actors::CallError;
 
     use super::*;
@@ -509,11 +518,16 @@ mod tests {
             (UserError::EmailTaken, StatusCode::CONFLICT),
             (UserError::SignupInProgress, StatusCode::CONFLICT),
             (UserError::InvalidCredentials, StatusCode::UNAUTHORIZED),
+            (
+                UserError::WeakPassword(Guessable::ContainsName),
+                StatusCode::BAD_REQUEST,
+            ),
             (UserError::InvalidToken, StatusCode::UNAUTHORIZED),
             (UserError::TokenReused, StatusCode::UNAUTHORIZED),
             (UserError::TokenSpent, StatusCode::UNAUTHORIZED),
             (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
             (UserError::NotFound, StatusCode::NOT_FOUND),
+            (UserError::NoSuchSession, StatusCode::NOT_FOUND),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
                 StatusCode::TOO_MANY_REQUESTS,

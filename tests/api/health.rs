@@ -68,7 +68,7 @@ async fn ready_is_503_naming_mongodb_when_mongodb_is_unreachable() {
     let signup = app
         .post_json(
             "/users/signup",
-            &serde_json::json!({"name": "N", "email": "n@example.com", "password": "12345678"}),
+            &serde_json::json!({"name": "N", "email": "n@example.com", "password": "kq7vx2mw"}),
         )
         .await;
     assert_eq!(signup.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use troupe_actors::users::email::Email;
 use troupe_actors::users::idempotency::{IdempotencyKey, RequestScope, COLLECTION};
 use troupe_actors::users::password::Password;
-use troupe_actors::users::NewUser;
+use troupe_actors::users::{Client, NewUser};
 
 use crate::helpers::{
     assert_problem, eventually, spawn_app, spawn_app_with, unique_email, TestApp, Tokens, PASSWORD,
@@ -291,6 +291,7 @@ fn record_id(app: &TestApp, key: &str, body: &Value) -> String {
         email: Email::parse(body["email"].as_str().unwrap()).unwrap(),
         password: Password::new(body["password"].as_str().unwrap()).unwrap(),
         age: body["age"].as_u64().map(|a| a as u8),
+        client: Client::new([127, 0, 0, 1].into(), None),
     };
     let key = IdempotencyKey::parse(key.as_bytes()).unwrap();
     RequestScope::new(&app.settings.auth.refresh_secret).record_id(&key, &new)

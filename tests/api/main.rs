@@ -1,6 +1,7 @@
 //! Integration tests against the real MongoDB-protocol server and Redis.
 //! `scripts/test` starts them; every test gets its own database and key prefix.
 
+mod accounts;
 mod batch_claims;
 mod cache;
 mod cache_lease;

@@ -271,7 +271,7 @@ async fn troupe_takes_over_a_database_the_real_nestjs_service_wrote() {
         assert_eq!(public.status(), StatusCode::OK);
     }
     let again = app
-        .post_json("/users/signup", &json!({"name": "Ann", "email": "ann.smith@EXAMPLE.COM", "password": "another-password"}))
+        .post_json("/users/signup", &json!({"name": "Ann", "email": "ann.smith@EXAMPLE.COM", "password": "staple gun orbit lantern"}))
         .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
     // Every adopted job that was waiting, and the crashed one, completes.

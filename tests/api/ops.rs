@@ -113,7 +113,7 @@ async fn an_injected_panic_restarts_the_actor_and_requests_recover() {
     let failed = app
         .post_json(
             "/users/signup",
-            &json!({"name": "A", "email": unique_email(), "password": "12345678"}),
+            &json!({"name": "A", "email": unique_email(), "password": "kq7vx2mw"}),
         )
         .await;
     assert_problem(failed, StatusCode::SERVICE_UNAVAILABLE).await;

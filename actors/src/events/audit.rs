@@ -28,6 +28,9 @@ pub const KINDS: &[EventKind] = &[
     EventKind::UserLoggedOut,
     EventKind::TokensRefreshed,
     EventKind::RefreshTokenReuseDetected,
+    EventKind::PasswordChanged,
+    EventKind::SessionEnded,
+    EventKind::OtherSessionsEnded,
 ];
 
 /// How many events may wait for the log writer.
@@ -102,6 +105,27 @@ impl Actor for AuditLog {
             } => tracing::warn!(
                 target: "auth", user = %user_id, session = %session_id,
                 "refresh-token reuse detected for user {user_id}, all sessions revoked"
+            ),
+            Event::PasswordChanged {
+                user_id,
+                session_id,
+            } => tracing::info!(
+                target: "auth", user = %user_id, session = %session_id,
+                "password changed for user {user_id}, other sessions ended"
+            ),
+            Event::SessionEnded {
+                user_id,
+                session_id,
+            } => {
+                tracing::info!(target: "auth", user = %user_id, session = %session_id, "session ended by user {user_id}")
+            }
+            Event::OtherSessionsEnded {
+                user_id,
+                session_id,
+                ended,
+            } => tracing::info!(
+                target: "auth", user = %user_id, session = %session_id, ended,
+                "user {user_id} ended their other sessions"
             ),
             _ => {}
         }

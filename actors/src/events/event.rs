@@ -56,6 +56,24 @@ pub enum Event {
         #[serde(alias = "session_id")]
         session_id: String,
     },
+    /// The user changed their password in session `session_id`; every
+    /// other session of theirs was ended.
+    PasswordChanged {
+        user_id: String,
+        session_id: String,
+    },
+    /// The user ended their session `session_id` (`DELETE
+    /// /users/sessions/{id}`).
+    SessionEnded {
+        user_id: String,
+        session_id: String,
+    },
+    /// The user ended `ended` sessions, every one but `session_id`.
+    OtherSessionsEnded {
+        user_id: String,
+        session_id: String,
+        ended: u64,
+    },
     ProfileUpdated {
         #[serde(alias = "user_id")]
         user_id: String,
@@ -191,8 +209,21 @@ mod tests {
                 session_id: session_id.clone(),
             },
             Event::RefreshTokenReuseDetected {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::PasswordChanged {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::SessionEnded {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            },
+            Event::OtherSessionsEnded {
                 user_id,
                 session_id,
+                ended: 2,
             },
             Event::ProfileUpdated { user_id: id() },
             Event::JobCompleted {

@@ -27,6 +27,7 @@ use crate::store::RedisStore;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::supervisor::ChildSpec;
 use crate::users::idempotency::RequestScope;
+use crate::users::strength::PasswordPolicy;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
 use crate::users::UserMsg;
@@ -161,6 +162,10 @@ pub(super) fn user_child(
         scope: RequestScope::new(&auth.refresh_secret),
         refresh_reuse_grace: auth.refresh_reuse_grace,
         call_timeout: settings.call_timeout,
+        passwords: PasswordPolicy {
+            reject_guessable: auth.reject_common_passwords,
+        },
+        max_sessions: auth.max_sessions,
     };
     let args = UserArgs {
         service: Arc::new(UserService::new(with, tuning)),

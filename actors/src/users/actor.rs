@@ -74,7 +74,7 @@ use crate::trace::Parent;
 use crate::users::email::Email;
 use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
-use crate::users::model::{NewUser, OwnerProfile, ProfileChanges, TokenPair};
+use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
 use crate::users::password::{self, Password};
 use crate::users::service::UserService;
 use crate::users::tokens::{Claims, RefreshToken};
@@ -97,14 +97,40 @@ pub(crate) enum UserMsg {
         email: Option<Email>,
         /// As typed: normalised (NFKC) by the actor before verifying.
         password: SecretString,
-        /// The client's address, for throttling.
-        client: IpAddr,
+        /// The client: its address for throttling, both for the session.
+        client: Client,
         reply: Reply<TokenPair>,
     },
     Refresh {
         token: RefreshToken,
+        /// Recorded on the session.
+        client: Client,
         reply: Reply<TokenPair>,
     },
+    /// Change the password of the access token's user, ending its other
+    /// sessions ([`crate::users::password_change`]).
+    ChangePassword {
+        claims: Claims,
+        /// As typed: verified like a login's.
+        current: SecretString,
+        new: Password,
+        /// For the login throttle.
+        client: IpAddr,
+        reply: Reply<()>,
+    },
+    /// The live sessions of the access token's user.
+    Sessions {
+        claims: Claims,
+        reply: Reply<Vec<SessionInfo>>,
+    },
+    /// End one session of the access token's user.
+    EndSession {
+        claims: Claims,
+        session: String,
+        reply: Reply<()>,
+    },
+    /// End every other session of the access token's user; how many.
+    EndOtherSessions { claims: Claims, reply: Reply<u64> },
     /// End the session the access token belongs to.
     Logout { claims: Claims, reply: Reply<()> },
     /// Change what the profile shows; answers the new profile (`None`: no
@@ -208,9 +234,42 @@ impl UserState {
                     service.login(email, password, client, &dummy).await
                 })
             }
-            UserMsg::Refresh { token, reply } => {
-                self.respond(handling, reply, async move { service.refresh(token).await })
+            UserMsg::Refresh {
+                token,
+                client,
+                reply,
+            } => self.respond(handling, reply, async move {
+                service.refresh(token, client).await
+            }),
+            UserMsg::ChangePassword {
+                claims,
+                current,
+                new,
+                client,
+                reply,
+            } => {
+                let dummy = Arc::clone(&self.dummy_hash);
+                self.respond(handling, reply, async move {
+                    service
+                        .change_password(claims, current, new, client, &dummy)
+                        .await
+                })
             }
+            UserMsg::Sessions { claims, reply } => self.respond(handling, reply, async move {
+                service.sessions_of(&claims).await
+            }),
+            UserMsg::EndSession {
+                claims,
+                session,
+                reply,
+            } => self.respond(handling, reply, async move {
+                service.end_session(&claims, &session).await
+            }),
+            UserMsg::EndOtherSessions { claims, reply } => self.respond(
+                handling,
+                reply,
+                async move { service.end_others(&claims).await },
+            ),
             UserMsg::Logout { claims, reply } => {
                 self.respond(handling, reply, async move { service.logout(claims).await })
             }

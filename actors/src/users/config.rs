@@ -27,6 +27,12 @@ pub struct AuthConfig {
     pub refresh_reuse_grace: Duration,
     /// bcrypt work factor (4..=31).
     pub bcrypt_cost: u32,
+    /// Refuse new passwords that are common or contain the user's name or
+    /// e-mail address ([`crate::users::strength`]).
+    pub reject_common_passwords: bool,
+    /// The most sessions one user holds: opening another deletes the
+    /// oldest beyond it (1..=1000).
+    pub max_sessions: u32,
     /// Login throttling.
     pub throttle: ThrottleConfig,
     /// `Idempotency-Key` records of sign-ups.
@@ -44,6 +50,11 @@ impl Validate for AuthConfig {
             !self.access_ttl.is_zero() && self.refresh_ttl > self.access_ttl,
             "refresh_ttl",
             "both token lifetimes must be positive and refresh_ttl longer than access_ttl",
+        );
+        errors.ensure(
+            (1..=1000).contains(&self.max_sessions),
+            "max_sessions",
+            "must be between 1 and 1000",
         );
         // A window for retries, not a second life for spent tokens.
         errors.ensure(
@@ -69,6 +80,8 @@ pub(crate) fn sample() -> AuthConfig {
         refresh_ttl: Duration::from_secs(7 * 86_400),
         refresh_reuse_grace: Duration::from_secs(10),
         bcrypt_cost: 10,
+        reject_common_passwords: true,
+        max_sessions: 20,
         throttle: ThrottleConfig {
             free_failures: 5,
             base_delay: Duration::from_secs(1),
@@ -115,6 +128,19 @@ mod tests {
             ["refresh_ttl"]
         );
         assert!(refused_after(config(), |c| c.refresh_ttl = c.access_ttl + MS).is_empty());
+    }
+
+    #[test]
+    fn a_user_holds_at_least_one_session_and_a_bounded_number() {
+        for refused in [0, 1001] {
+            assert_eq!(
+                refused_after(config(), |c| c.max_sessions = refused),
+                ["max_sessions"]
+            );
+        }
+        for ok in [1, 1000] {
+            assert!(refused_after(config(), |c| c.max_sessions = ok).is_empty());
+        }
     }
 
     #[test]

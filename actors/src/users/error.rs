@@ -9,6 +9,7 @@ use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::supervision::slot::CallError;
 use crate::users::password::HashError;
+use crate::users::strength::Guessable;
 
 /// Clone (causes behind `Arc`): the cache answers one load to many waiters.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,6 +18,10 @@ pub enum UserError {
     EmailTaken,
     #[error("invalid e-mail or password")]
     InvalidCredentials,
+    /// A new password (sign-up, change) is too easy to guess; the reason
+    /// is safe to show as the password field's error.
+    #[error("the password is too easy to guess")]
+    WeakPassword(Guessable),
     #[error("invalid or expired token")]
     InvalidToken,
     #[error("this refresh token was already used; all sessions of the user were revoked")]
@@ -32,6 +37,10 @@ pub enum UserError {
     SessionRevoked,
     #[error("no such user")]
     NotFound,
+    /// No session of the caller's with this id is live (unknown, ended,
+    /// or another user's: indistinguishable).
+    #[error("no such session")]
+    NoSuchSession,
     /// Too many attempts or requests from this client; retry after this long.
     #[error("too many attempts")]
     Throttled(Duration),

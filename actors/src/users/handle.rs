@@ -18,7 +18,8 @@ use crate::users::actor::UserMsg;
 use crate::users::email::Email;
 use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
-use crate::users::model::{NewUser, OwnerProfile, ProfileChanges, TokenPair};
+use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
+use crate::users::password::Password;
 use crate::users::tokens::{Claims, RefreshToken, TokenType, Tokens};
 use crate::users::UserError;
 
@@ -118,7 +119,7 @@ impl Users {
         &self,
         email: &str,
         password: SecretString,
-        client: IpAddr,
+        client: Client,
     ) -> Result<TokenPair, UserError> {
         let email = Email::parse(email).ok();
         self.calls
@@ -131,10 +132,67 @@ impl Users {
             .await
     }
 
-    /// A new pair for a verified refresh token (see [`Self::verify_refresh`]).
-    pub async fn refresh(&self, token: RefreshToken) -> Result<TokenPair, UserError> {
+    /// A new pair for a verified refresh token (see [`Self::verify_refresh`]),
+    /// presented by `client`.
+    pub async fn refresh(
+        &self,
+        token: RefreshToken,
+        client: Client,
+    ) -> Result<TokenPair, UserError> {
         self.calls
-            .call(|reply| UserMsg::Refresh { token, reply })
+            .call(|reply| UserMsg::Refresh {
+                token,
+                client,
+                reply,
+            })
+            .await
+    }
+
+    /// Change the password of the verified access token's user from
+    /// `current` (as typed) to `new`; every other session ends. A wrong
+    /// `current` answers and counts (for `client`) like a failed login.
+    pub async fn change_password(
+        &self,
+        claims: Claims,
+        current: SecretString,
+        new: Password,
+        client: IpAddr,
+    ) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::ChangePassword {
+                claims,
+                current,
+                new,
+                client,
+                reply,
+            })
+            .await
+    }
+
+    /// The live sessions of the verified access token's user, newest first.
+    pub async fn sessions(&self, claims: Claims) -> Result<Vec<SessionInfo>, UserError> {
+        self.calls
+            .call(|reply| UserMsg::Sessions { claims, reply })
+            .await
+    }
+
+    /// End the session `session` of the verified access token's user
+    /// ([`UserError::NoSuchSession`] if it has no such live session).
+    pub async fn end_session(&self, claims: Claims, session: String) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::EndSession {
+                claims,
+                session,
+                reply,
+            })
+            .await
+    }
+
+    /// End every session of the verified access token's user but its own;
+    /// how many ended.
+    pub async fn end_other_sessions(&self, claims: Claims) -> Result<u64, UserError> {
+        self.calls
+            .call(|reply| UserMsg::EndOtherSessions { claims, reply })
             .await
     }
 

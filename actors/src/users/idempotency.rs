@@ -309,6 +309,8 @@ mod tests {
             email: crate::users::email::Email::parse(email).unwrap(),
             password: crate::users::password::Password::new(password).unwrap(),
             age,
+            // Not part of the scope: a retry may come from elsewhere.
+            client: crate::users::model::Client::new([127, 0, 0, 1].into(), None),
         }
     }
 

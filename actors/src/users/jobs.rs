@@ -26,6 +26,7 @@ use crate::queue::handlers::{HandlerError, HandlerResult, JobHandlers};
 use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
 use crate::users::email::{Email, EmailError};
+use crate::users::notices;
 
 /// Why a user job failed this attempt (the queue retries it with backoff,
 /// except a malformed payload: see [`UserJobError::is_permanent`]).
@@ -75,9 +76,10 @@ fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
     })
 }
 
-/// `user.created` and `user.login`.
+/// `user.created`, `user.login` and `user.password_changed`.
 pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
     let mailer = Arc::new(mailer);
+    let notice_mailer = Arc::clone(&mailer);
     let deliveries: Collection<Document> = db.collection("email_deliveries");
     let users_for_welcome: Collection<Document> = db.collection("users");
     let logins: Collection<Document> = db.collection("login_events");
@@ -94,6 +96,10 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
         .with("user.login", move |job| {
             let (logins, users) = (logins.clone(), users.clone());
             async move { recorded(record_login(&logins, &users, job).await) }
+        })
+        .with(notices::PASSWORD_CHANGED, move |job| {
+            let mailer = Arc::clone(&notice_mailer);
+            async move { recorded(password_changed_email(&mailer, job).await) }
         })
 }
 
@@ -227,6 +233,24 @@ pub fn welcome_message(
         .body(format!(
             "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
         ))
+}
+
+/// Run a `user.password_changed` job: tell the owner their password was
+/// changed, and whom to turn to if it was not them.
+async fn password_changed_email(mailer: &Mailer, job: Job) -> Result<Document, UserJobError> {
+    let email = job
+        .payload
+        .get_str("email")
+        .map_err(|_| UserJobError::Payload("email"))?;
+    // Parsed again so the recipient is built from a checked address.
+    let email = Email::parse(email).map_err(UserJobError::Recipient)?;
+    let name = job.payload.get_str("name").unwrap_or("there");
+    let message_id = format!("<{}@troupe>", job.id);
+    let message = notices::password_changed_message(mailer.from(), name, &email, &message_id)
+        .map_err(UserJobError::Compose)?;
+    mailer.send(message).await?;
+    tracing::info!(target: "worker", job = %job.id, "password-change notice delivered");
+    Ok(doc! { "delivered": true, "messageId": message_id })
 }
 
 async fn record_login(

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use crate::events::Event;
 use crate::users::email::Email;
-use crate::users::model::{TokenPair, UserDoc};
+use crate::users::model::{Client, TokenPair, UserDoc};
 use crate::users::password;
 use crate::users::service::UserService;
 use crate::users::UserError;
@@ -40,7 +40,7 @@ impl UserService {
         &self,
         email: Option<Email>,
         password: SecretString,
-        client: IpAddr,
+        client: Client,
         dummy_hash: &str,
     ) -> Result<TokenPair, UserError> {
         let (pair, job) = self
@@ -55,13 +55,13 @@ impl UserService {
         &self,
         email: Option<Email>,
         password: SecretString,
-        client: IpAddr,
+        client: Client,
         dummy_hash: &str,
     ) -> Result<(TokenPair, ObjectId), UserError> {
         let user = self
-            .authenticate(email, password, client, dummy_hash)
+            .authenticate(email, password, client.addr, dummy_hash)
             .await?;
-        let (pair, sid) = self.open_session(&user).await?;
+        let (pair, sid) = self.open_session(&user, &client).await?;
         let job = self
             .jobs
             .enqueue(LOGIN_JOB, doc! { "userId": user.id, "at": DateTime::now() })
@@ -75,7 +75,7 @@ impl UserService {
 
     /// The user whose password this is, if the throttle lets the attempt
     /// through; the attempt is counted as the throttle's rules say.
-    async fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         email: Option<Email>,
         password: SecretString,

@@ -6,10 +6,14 @@
 //! - `actor.rs`: the UserActor, its messages and its owned request tasks.
 //! - The service the actor's tasks run, by concern: `service.rs` (what it
 //!   holds, sessions opened), `signup.rs` (idempotent sign-up), `login.rs`,
-//!   `sessions.rs` (refresh, logout, revocation), `profiles.rs`.
+//!   `sessions.rs` (refresh, logout, revocation), `session_list.rs` (the
+//!   user's list of sessions, ending them, their bound),
+//!   `password_change.rs`, `profiles.rs`.
 //! - Domain types: [`model`] (what is handed out and stored), [`id`],
-//!   [`email`], [`name`], [`password`], [`tokens`], [`idempotency`], [`throttle`].
-//! - [`jobs`]: the `user.created` and `user.login` job handlers.
+//!   [`email`], [`name`], [`password`], [`strength`] (guessable passwords),
+//!   [`tokens`], [`idempotency`], [`throttle`].
+//! - [`jobs`]: the `user.created`, `user.login` and (through [`notices`])
+//!   `user.password_changed` job handlers.
 
 mod actor;
 pub mod config;
@@ -22,11 +26,15 @@ pub mod jobs;
 mod login;
 pub mod model;
 pub mod name;
+pub mod notices;
 pub mod password;
+mod password_change;
 mod profiles;
 mod service;
+mod session_list;
 mod sessions;
 mod signup;
+pub mod strength;
 pub mod throttle;
 pub mod tokens;
 
@@ -35,5 +43,7 @@ pub use self::error::UserError;
 pub(crate) use self::handle::UserCalls;
 pub use self::handle::Users;
 pub use self::id::{InvalidUserId, UserId};
-pub use self::model::{NewUser, OwnerProfile, ProfileChanges, PublicProfile, TokenPair};
+pub use self::model::{
+    Client, NewUser, OwnerProfile, ProfileChanges, PublicProfile, SessionInfo, TokenPair,
+};
 pub(crate) use self::service::{Collaborators, Tuning, UserService};

@@ -4,6 +4,8 @@
 //! The public types carry no BSON and no API schema: the HTTP layer has its
 //! own documented views of them.
 
+use std::net::IpAddr;
+
 use mongodb::bson::{oid::ObjectId, DateTime};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,52 @@ pub struct NewUser {
     /// NFKC-normalised, length-checked.
     pub password: Password,
     pub age: Option<u8>,
+    /// Where the sign-up came from: its first session records it.
+    pub client: Client,
+}
+
+/// The most characters of a `User-Agent` a session keeps.
+pub const MAX_USER_AGENT: usize = 200;
+
+/// Where a request that opens or refreshes a session comes from, as the
+/// session records it for its owner's list: the client address (as seen
+/// through the trusted proxies) and the `User-Agent`, cut to
+/// [`MAX_USER_AGENT`] characters with control characters dropped (the
+/// client chooses it: it must not grow a session without bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub addr: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    pub fn new(addr: IpAddr, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(|raw| {
+                raw.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT)
+                    .collect::<String>()
+            })
+            .map(|agent| agent.trim().to_owned())
+            .filter(|agent| !agent.is_empty());
+        Self { addr, user_agent }
+    }
+}
+
+/// One of a user's sessions as its owner sees it (`GET /users/sessions`):
+/// no token material.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The last refresh (`None`: never refreshed).
+    pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The client address of the last login or refresh.
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    /// Whether it is the session of the access token that asked.
+    pub current: bool,
 }
 
 /// What every successful sign-up, login or refresh answers. Debug is
@@ -121,6 +169,34 @@ pub(crate) struct SessionDoc {
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub expires_at: DateTime,
+    /// The last refresh; absent until the first (and on sessions stored
+    /// before sessions were listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<DateTime>,
+    /// Of the last login or refresh (see [`Client`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// The time of a stored date, for the API.
+fn utc(at: DateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or_default()
+}
+
+impl SessionDoc {
+    /// As its owner sees it; `current`: the session that asks.
+    pub fn info(&self, current: &str) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            created_at: utc(self.created_at),
+            refreshed_at: self.refreshed_at.map(utc),
+            client_addr: self.client_addr.clone(),
+            user_agent: self.user_agent.clone(),
+            current: self.id == current,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +234,18 @@ mod tests {
         assert_eq!(user(Some(-1)).profile().age, None);
         assert_eq!(user(Some(300)).profile().age, None);
         assert_eq!(user(None).profile().age, None);
+    }
+
+    #[test]
+    fn a_user_agent_is_bounded_and_cleaned() {
+        let addr: IpAddr = "203.0.113.9".parse().unwrap();
+        let long = "x".repeat(10_000);
+        let client = Client::new(addr, Some(&long));
+        assert_eq!(client.user_agent.unwrap().len(), MAX_USER_AGENT);
+        let forged = Client::new(addr, Some("curl/8\n\u{0}ok\u{1b}[31m"));
+        assert_eq!(forged.user_agent.as_deref(), Some("curl/8ok[31m"));
+        assert_eq!(Client::new(addr, Some("  ")).user_agent, None);
+        assert_eq!(Client::new(addr, None).user_agent, None);
     }
 
     #[test]

@@ -13,7 +13,9 @@ use crate::events::Events;
 use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
 use crate::users::idempotency::{IdempotencyConfig, KeyStore, RequestScope};
-use crate::users::model::{SessionDoc, TokenPair, UserDoc};
+use crate::users::model::{Client, SessionDoc, TokenPair, UserDoc};
+use crate::users::password::{HashError, Password};
+use crate::users::strength::PasswordPolicy;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::{self, Tokens};
 use crate::users::UserError;
@@ -44,6 +46,10 @@ pub(crate) struct Tuning {
     /// How long a caller waits for the actor: a keyed sign-up answers
     /// well within it, and takes over a sign-up older than it.
     pub call_timeout: Duration,
+    /// Whether new passwords are checked for guessability.
+    pub passwords: PasswordPolicy,
+    /// The most sessions one user holds (`auth.max_sessions`).
+    pub max_sessions: u32,
 }
 
 pub(crate) struct UserService {
@@ -91,10 +97,26 @@ impl UserService {
         KeyStore::ensure_indexes(db).await
     }
 
-    /// A new session for `user`: its token pair and id.
+    /// Refuse a new `password` for the user `name` at `email` that the
+    /// password policy finds guessable ([`UserError::WeakPassword`]).
+    pub(super) async fn check_new_password(
+        &self,
+        password: &Password,
+        name: &str,
+        email: &str,
+    ) -> Result<(), UserError> {
+        let verdict = self.tuning.passwords.check(password, name, email).await;
+        verdict
+            .map_err(HashError::Task)?
+            .map_err(UserError::WeakPassword)
+    }
+
+    /// A new session for `user`, opened by `client`: its token pair and
+    /// id. The user's oldest sessions beyond `auth.max_sessions` go.
     pub(super) async fn open_session(
         &self,
         user: &UserDoc,
+        client: &Client,
     ) -> Result<(TokenPair, String), UserError> {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let issued = self.tokens.issue_pair(&user.id.to_hex(), &user.email, &sid);
@@ -108,8 +130,17 @@ impl UserService {
                 created_at: now,
                 updated_at: now,
                 expires_at: DateTime::from_millis(issued.refresh_claims.exp * 1000),
+                refreshed_at: None,
+                client_addr: Some(client.addr.to_string()),
+                user_agent: client.user_agent.clone(),
             })
             .await?;
+        // The session is open whatever this does: a failure leaves one
+        // session too many until the next login, not a failed login.
+        if let Err(err) = self.bound_sessions(user.id).await {
+            let cause: &dyn std::error::Error = &err;
+            tracing::warn!(target: "auth", user = %user.id, error = cause, "sessions beyond the bound not deleted");
+        }
         let pair = TokenPair {
             access_token: issued.access_token,
             refresh_token: issued.refresh_token,

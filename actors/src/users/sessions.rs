@@ -9,7 +9,7 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use crate::events::Event;
 use crate::store::is_duplicate_key;
 use crate::users::id::UserId;
-use crate::users::model::TokenPair;
+use crate::users::model::{Client, TokenPair};
 use crate::users::service::UserService;
 use crate::users::tokens::{self, Claims, RefreshToken};
 use crate::users::UserError;
@@ -94,7 +94,11 @@ fn rotation_verdict<P>(spent: Spend, rotated: Option<P>) -> Rotation<P> {
 impl UserService {
     /// A new pair for a verified refresh token, which is spent. A retry
     /// within the grace window gets the same pair as the first use.
-    pub(crate) async fn refresh(&self, token: RefreshToken) -> Result<TokenPair, UserError> {
+    pub(crate) async fn refresh(
+        &self,
+        token: RefreshToken,
+        client: Client,
+    ) -> Result<TokenPair, UserError> {
         let claims = token.claims();
         let user_id = claims
             .sub
@@ -111,7 +115,9 @@ impl UserService {
             tracing::info!(target: "auth", user = %user_id, session = %claims.sid, "refresh refused: no such user");
             return Err(UserError::InvalidToken);
         };
-        let pair = self.rotate(&token, &email, spent.first_used()).await?;
+        let pair = self
+            .rotate(&token, &email, spent.first_used(), &client)
+            .await?;
         let pair = match rotation_verdict(spent, pair) {
             Rotation::Issued(pair) => pair,
             Rotation::Reused => return Err(self.reuse_detected(claims, user_id).await?),
@@ -145,11 +151,13 @@ impl UserService {
     /// `first_used`), only if the session is not revoked and holds `token`'s
     /// verifier or already the successor's (a retry of this refresh got
     /// there first). `None`: the session holds neither, or is revoked.
+    /// The session records the refresh's time and `client`.
     async fn rotate(
         &self,
         token: &RefreshToken,
         email: &str,
         first_used: DateTime,
+        client: &Client,
     ) -> Result<Option<TokenPair>, UserError> {
         let claims = token.claims();
         let issued_at = first_used.timestamp_millis().div_euclid(1000);
@@ -165,6 +173,9 @@ impl UserService {
                 doc! { "$set": {
                     "refreshVerifier": &new,
                     "updatedAt": DateTime::now(),
+                    "refreshedAt": DateTime::now(),
+                    "clientAddr": client.addr.to_string(),
+                    "userAgent": client.user_agent.as_deref(),
                     "expiresAt": DateTime::from_millis(issued.refresh_claims.exp * 1000),
                 } },
             )

@@ -83,6 +83,10 @@ impl UserService {
         new: NewUser,
         key: Option<IdempotencyKey>,
     ) -> Result<TokenPair, UserError> {
+        // Before any record or hash: a refused password is a bad request,
+        // the same whatever the key.
+        self.check_new_password(&new.password, &new.name, new.email.as_str())
+            .await?;
         let (pair, job) = match key {
             Some(key) => self.signup_with_key(new, key).await?,
             None => self.signup_unkeyed(new).await?,
@@ -130,7 +134,7 @@ impl UserService {
             other => other?,
         };
         self.release_welcome(job).await;
-        let (pair, _) = self.open_session(&user).await?;
+        let (pair, _) = self.open_session(&user, &new.client).await?;
         tracing::debug!(target: "user", user = %user.id, job = %job, "user created");
         self.events.publish(Event::UserCreated {
             user_id: user.id.to_hex(),
@@ -186,7 +190,7 @@ impl UserService {
     ) -> Result<SignedUp, UserError> {
         match self.create_user(new, record.user_id).await {
             Ok(Created::New(pair, job)) => Ok((pair, Some(job))),
-            Ok(Created::Existing(user)) => Ok((self.resume(&user).await?, None)),
+            Ok(Created::Existing(user)) => Ok((self.resume(&user, new).await?, None)),
             Err(UserError::EmailTaken) => {
                 // A definite answer, and no user made: forget the key, so a
                 // retry runs again and gets the same answer.
@@ -216,7 +220,7 @@ impl UserService {
             let age = record.age(DateTime::now());
             let waited_enough = Instant::now() >= wait_until;
             match next_step(user, age, self.tuning.call_timeout, waited_enough) {
-                Step::Resume(user) => return Ok((self.resume(&user).await?, None)),
+                Step::Resume(user) => return Ok((self.resume(&user, new).await?, None)),
                 Step::TakeOver => {
                     tracing::info!(target: "user", user = %record.user_id, "taking over an unfinished keyed sign-up");
                     return self.signup_holding_key(new, record).await;
@@ -231,8 +235,8 @@ impl UserService {
     /// key and body. No password check: the record's id covers the password
     /// (see [`crate::users::idempotency::RequestScope::record_id`]), so only
     /// a request with it finds the record.
-    async fn resume(&self, user: &UserDoc) -> Result<TokenPair, UserError> {
-        let (pair, sid) = self.open_session(user).await?;
+    async fn resume(&self, user: &UserDoc, new: &NewUser) -> Result<TokenPair, UserError> {
+        let (pair, sid) = self.open_session(user, &new.client).await?;
         tracing::info!(target: "auth", user = %user.id, session = %sid, "repeated keyed sign-up: new session");
         Ok(pair)
     }
@@ -261,6 +265,7 @@ mod tests {
             email: Email::parse("ada@example.com").unwrap(),
             password: Password::new("correct horse battery").unwrap(),
             age,
+            client: crate::users::model::Client::new([127, 0, 0, 1].into(), None),
         }
     }
 
