@@ -40,6 +40,11 @@ impl Settings {
                 &self.auth.refresh_secret,
             ),
             ("ops.token", "OPS_TOKEN", &self.ops.token),
+            (
+                "auth.key_encryption_secret",
+                "KEY_ENCRYPTION_SECRET",
+                &self.auth.key_encryption_secret,
+            ),
         ];
         if let Some(token) = &self.ops.metrics_token {
             secrets.push(("ops.metrics_token", "METRICS_TOKEN", token));

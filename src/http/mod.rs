@@ -15,6 +15,7 @@ pub mod extract;
 pub mod headers;
 pub mod health;
 pub mod jobs;
+pub mod jwks;
 pub mod log_tail;
 pub mod logs;
 pub mod metrics;
@@ -36,6 +37,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(app::router())
         .merge(health::router())
         .merge(users::router())
+        .merge(jwks::router())
         .merge(jobs::router())
         .merge(ops::router())
         .merge(cluster::router())

@@ -174,6 +174,7 @@ impl From<UserError> for ApiError {
             UserError::NotFound => Self::NotFound("no such user".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
+            UserError::NoSigningKey => Self::Unavailable(format!("{err}; retry shortly")),
             UserError::Unreadable
             | UserError::Store(_)
             | UserError::Jobs(_)
@@ -514,6 +515,7 @@ mod tests {
             (UserError::TokenSpent, StatusCode::UNAUTHORIZED),
             (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
             (UserError::NotFound, StatusCode::NOT_FOUND),
+            (UserError::NoSigningKey, StatusCode::SERVICE_UNAVAILABLE),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
                 StatusCode::TOO_MANY_REQUESTS,

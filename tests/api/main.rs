@@ -28,6 +28,8 @@ mod job_control;
 mod job_finish;
 mod jobs;
 mod jobs_enqueue;
+mod jwks;
+mod keys;
 mod lifecycle;
 mod limits;
 mod metrics;

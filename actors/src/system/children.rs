@@ -27,6 +27,7 @@ use crate::store::RedisStore;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::supervisor::ChildSpec;
 use crate::users::idempotency::RequestScope;
+use crate::users::keys::KeyRing;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
 use crate::users::UserMsg;
@@ -115,7 +116,7 @@ pub(super) fn users_and_cache(
     redis: &RedisStore,
     (user_slot, cache_slot): (&ActorSlot<UserMsg>, &ActorSlot<CacheMsg>),
     cache_stats: &Arc<CacheStats>,
-    lookups: AddressLimit,
+    (lookups, ring): (AddressLimit, KeyRing),
 ) -> (Users, CacheArgs) {
     let calls = UserCalls::new(user_slot.clone(), settings.call_timeout);
     let source: Arc<dyn ProfileSource> = Arc::new(calls.clone());
@@ -130,7 +131,7 @@ pub(super) fn users_and_cache(
         grace: settings.shutdown_grace,
     };
     let profiles = CacheClient::new(&cache_args, cache_slot.clone());
-    let tokens = Arc::new(Tokens::new(&settings.auth));
+    let tokens = Arc::new(Tokens::new(&settings.auth, ring));
     (Users::new(calls, tokens, profiles, lookups), cache_args)
 }
 

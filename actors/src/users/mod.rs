@@ -8,7 +8,7 @@
 //!   holds, sessions opened), `signup.rs` (idempotent sign-up), `login.rs`,
 //!   `sessions.rs` (refresh, logout, revocation), `profiles.rs`.
 //! - Domain types: [`model`] (what is handed out and stored), [`id`],
-//!   [`email`], [`name`], [`password`], [`tokens`], [`idempotency`], [`throttle`].
+//!   [`email`], [`name`], [`password`], [`tokens`] (signed with [`keys`]), [`idempotency`], [`throttle`].
 //! - [`jobs`]: the `user.created` and `user.login` job handlers.
 
 mod actor;
@@ -19,6 +19,7 @@ mod handle;
 pub mod id;
 pub mod idempotency;
 pub mod jobs;
+pub mod keys;
 mod login;
 pub mod model;
 pub mod name;
