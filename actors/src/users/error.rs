@@ -96,12 +96,6 @@ impl UserError {
     }
 }
 
-impl From<crate::users::tokens::NoSigningKey> for UserError {
-    fn from(_: crate::users::tokens::NoSigningKey) -> Self {
-        Self::NoSigningKey
-    }
-}
-
 impl From<HashError> for UserError {
     fn from(err: HashError) -> Self {
         Self::Hashing(Arc::new(err))

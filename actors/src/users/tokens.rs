@@ -72,6 +72,12 @@ pub struct InvalidToken;
 #[error("no access-token signing key is loaded yet")]
 pub struct NoSigningKey;
 
+impl From<NoSigningKey> for crate::users::UserError {
+    fn from(_: NoSigningKey) -> Self {
+        Self::NoSigningKey
+    }
+}
+
 /// Where access tokens' keys come from.
 enum AccessKeys {
     /// HS256 with `auth.access_secret`.

@@ -11,7 +11,7 @@
 //!   its creation it is in every instance's JWKS and verify set (each
 //!   reloads every [`RELOAD_EVERY`]); from its `activatesAt` it signs. So
 //!   no verifier — this fleet, or one caching the JWKS for up to
-//!   [`JWKS_MAX_AGE`] — meets a `kid` it could not yet have known.
+//!   [`JWKS_MAX_AGE`](super::JWKS_MAX_AGE) — meets a `kid` it could not yet have known.
 //! - Generation n, no longer signing, verifies until `access_ttl` (its
 //!   last token's lifetime) plus [`RETAIN_MARGIN`] after generation n+1
 //!   started to sign; then it leaves the verify set and the JWKS. Older
@@ -37,24 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::material::{generate, Jwk, Kek};
 use super::ring::{AccessKey, KeyRing, Keys, Verifier};
+use super::schedule::{PUBLISH_AHEAD, RELOAD_EVERY, RETAIN_MARGIN};
 use super::store::{binary, KeyDoc, KeyStore};
 use super::{KeysError, SigningAlg};
 use crate::queue::clock::Clock;
 use crate::users::config::AuthConfig;
-
-/// How often every instance reloads the keys (and rotates when due).
-pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
-
-/// How long the JWKS may be cached (its `Cache-Control: max-age`).
-pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
-
-/// How long before it signs a new key is published: longer than a JWKS
-/// cache's life and a reload, so every verifier has it in time.
-pub const PUBLISH_AHEAD: Duration = Duration::from_secs(600);
-
-/// How long past `access_ttl` a retired key still verifies: an instance
-/// keeps signing with it until its next reload, and clocks differ a little.
-pub const RETAIN_MARGIN: Duration = Duration::from_secs(2 * 30 + 60);
 
 /// The fleet's signing keys, as this instance sees them.
 pub struct SigningKeys {

@@ -11,15 +11,17 @@
 //!   signs, the ones that verify, the JWKS — read on every request.
 //! - `manager.rs`: [`SigningKeys`], which creates, rotates and reloads the
 //!   keys into the ring (every [`RELOAD_EVERY`], in a task the actor system
-//!   owns).
+//!   owns); `schedule.rs`: its timing.
 
 mod manager;
 pub mod material;
 mod ring;
+mod schedule;
 mod store;
 
-pub use self::manager::{SigningKeys, JWKS_MAX_AGE, PUBLISH_AHEAD, RELOAD_EVERY, RETAIN_MARGIN};
+pub use self::manager::SigningKeys;
 pub use self::ring::{AccessKey, KeyRing, Verifier};
+pub use self::schedule::{JWKS_MAX_AGE, PUBLISH_AHEAD, RELOAD_EVERY, RETAIN_MARGIN};
 pub use self::store::COLLECTION;
 
 use serde::Deserialize;
