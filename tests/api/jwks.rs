@@ -6,7 +6,7 @@
 //! PyJWT lives in `.services/pyjwt` (`scripts/services tools` installs it
 //! from PyPI); without it the PyJWT tests skip, saying so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -43,9 +43,9 @@ fn pyjwt() -> Option<PathBuf> {
 }
 
 /// What PyJWT makes of `token`, verified against `app`'s JWKS.
-async fn verified_by_pyjwt(python: &PathBuf, app: &TestApp, token: &str) -> Value {
+async fn verified_by_pyjwt(python: &Path, app: &TestApp, token: &str) -> Value {
     let (python, url, token) = (
-        python.clone(),
+        python.to_path_buf(),
         app.url("/.well-known/jwks.json"),
         token.to_owned(),
     );
