@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use troupe::config::Settings;
 use troupe_actors::queue::clock::Clock;
@@ -162,6 +163,26 @@ async fn a_token_naming_an_unknown_kid_or_switching_algorithm_is_refused() {
         forged(serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
         forged(serde_json::json!({"alg": "none", "typ": "JWT", "kid": kid})),
     ] {
+        let response = app.get_bearer("/users/profile", &token).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+    // auth.access_secret signs nothing any more, whatever the kid says.
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(rest.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let secret = app.settings.auth.access_secret.expose_secret().as_bytes();
+    for kid in ["hs256", kid.as_str()] {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap();
         let response = app.get_bearer("/users/profile", &token).await;
         assert_problem(response, StatusCode::UNAUTHORIZED).await;
     }
