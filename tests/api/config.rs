@@ -176,7 +176,7 @@ fn production_refuses_default_or_empty_secrets() {
     ])
     .unwrap_err();
     assert!(
-        err.contains("ops.token") && err.contains("OPS_TOKEN"),
+        err.contains("auth.key_encryption_secret") && err.contains("KEY_ENCRYPTION_SECRET"),
         "{err}"
     );
 
@@ -189,11 +189,14 @@ fn production_refuses_default_or_empty_secrets() {
             "JWT_REFRESH_SECRET",
             "a-long-random-refresh-secret-0123456789",
         ),
-        ("OPS_TOKEN", "a-long-random-ops-token-0123456789abcdef"),
+        (
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
+        ),
     ])
     .unwrap_err();
     assert!(
-        err.contains("auth.key_encryption_secret") && err.contains("KEY_ENCRYPTION_SECRET"),
+        err.contains("ops.token") && err.contains("OPS_TOKEN"),
         "{err}"
     );
 
@@ -371,6 +374,10 @@ fn production_exits_2_naming_a_short_secret_without_printing_it() {
         .env(
             "JWT_REFRESH_SECRET",
             "a-long-random-refresh-secret-0123456789",
+        )
+        .env(
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
         )
         .env("OPS_TOKEN", "x")
         .output()
