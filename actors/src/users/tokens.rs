@@ -484,6 +484,53 @@ mod tests {
     }
 
     #[test]
+    fn ring_signed_access_tokens_name_their_key_and_need_it_loaded() {
+        use crate::users::keys::material::{generate, Jwk};
+        use crate::users::keys::{AccessKey, Keys, Verifier};
+        let config = AuthConfig {
+            signing: SigningAlg::EdDSA,
+            ..crate::users::config::sample()
+        };
+        let ring = KeyRing::default();
+        let tokens = Tokens::new(&config, ring.clone());
+        // Nothing loaded: nothing issued, nothing verifies.
+        assert_eq!(
+            tokens.issue_pair("u", "e@x.co", "s").err(),
+            Some(NoSigningKey)
+        );
+        let key = generate(SigningAlg::EdDSA).unwrap();
+        let jwk = Jwk::new(SigningAlg::EdDSA, &key.public).unwrap();
+        let signing = AccessKey {
+            kid: jwk.kid.clone(),
+            alg: SigningAlg::EdDSA,
+            key: EncodingKey::from_ed_der(key.private.expose_secret()),
+        };
+        let verifier = Verifier {
+            kid: jwk.kid.clone(),
+            alg: SigningAlg::EdDSA,
+            key: DecodingKey::from_ed_der(&key.public),
+        };
+        ring.install(Keys::new(Some(signing), vec![verifier], &[jwk.clone()]));
+        let pair = tokens.issue_pair("u", "e@x.co", "s").unwrap();
+        let header = jsonwebtoken::decode_header(&pair.access_token).unwrap();
+        assert_eq!((header.alg, header.kid), (Algorithm::EdDSA, Some(jwk.kid)));
+        tokens
+            .verify(&pair.access_token, TokenType::Access)
+            .unwrap();
+        // The refresh token is still HS256 with the refresh secret.
+        let refresh = jsonwebtoken::decode_header(&pair.refresh_token).unwrap();
+        assert_eq!((refresh.alg, refresh.kid), (Algorithm::HS256, None));
+        // Its key dropped from the ring: refused.
+        ring.install(Keys::default());
+        assert_eq!(
+            tokens
+                .verify(&pair.access_token, TokenType::Access)
+                .unwrap_err(),
+            InvalidToken
+        );
+    }
+
+    #[test]
     fn the_verifier_is_a_sha256_of_the_whole_token() {
         let a = verifier("header.payload.signature-a");
         assert_eq!(a.len(), 64);

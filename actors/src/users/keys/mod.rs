@@ -20,7 +20,7 @@ mod schedule;
 mod store;
 
 pub use self::manager::SigningKeys;
-pub use self::ring::{AccessKey, KeyRing, Verifier};
+pub use self::ring::{AccessKey, KeyRing, Keys, Verifier};
 pub use self::schedule::{JWKS_MAX_AGE, PUBLISH_AHEAD, RELOAD_EVERY, RETAIN_MARGIN};
 pub use self::store::COLLECTION;
 
