@@ -71,6 +71,7 @@ use crate::supervision::supervisor::ChildSpec;
 use mongodb::Database;
 use ractor::{Actor, SpawnErr};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::CacheConfig;
 use crate::limits::LimitsConfig;
@@ -79,6 +80,7 @@ use crate::queue::config::QueueConfig;
 use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
+use crate::users::keys::{SigningAlg, SigningKeys};
 use crate::validate::{ConfigErrors, Validate};
 use tree::TreeView;
 
@@ -197,6 +199,9 @@ pub struct ActorSystem {
     /// Shares the per-address limits' counts with the fleet; stopped (after
     /// a last round) and awaited at shutdown.
     sharing: Sharing,
+    /// Reloads (and rotates) the signing keys; cancelled and awaited at
+    /// shutdown.
+    signing_keys: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl ActorSystem {
@@ -254,11 +259,16 @@ impl ActorSystem {
             config.call_timeout,
         ));
         let sharing = Sharing::start(handles.limits.clone(), config.limits.share_every);
+        let signing_keys = match &handles.signing_keys {
+            Some(keys) => Some(start_signing_keys(keys).await),
+            None => None,
+        };
         Ok(Self {
             handles,
             grace: config.shutdown_grace,
             database,
             sharing,
+            signing_keys,
         })
     }
 
@@ -274,6 +284,10 @@ impl ActorSystem {
         // Requests have drained: what the limits let through goes to the
         // fleet in a last round while Redis is still there.
         self.sharing.shutdown().await;
+        if let Some((stop, task)) = self.signing_keys {
+            stop.cancel();
+            let _ = task.await;
+        }
         if let Some(database) = self.database {
             // Aborted at its next await; waited for, so that no migration
             // step is still on its way to MongoDB after this returns.
@@ -292,6 +306,18 @@ impl ActorSystem {
         }
         supervisor.stop(None);
     }
+}
+
+/// The signing keys loaded (created, for a new fleet) before the first
+/// request, then reloaded by a task the caller owns. A first load that
+/// fails (MongoDB unreachable) is logged; the task retries.
+async fn start_signing_keys(keys: &Arc<SigningKeys>) -> (CancellationToken, JoinHandle<()>) {
+    if let Err(err) = keys.reload().await {
+        tracing::error!(target: "system", error = %err,
+            "signing keys not loaded at start; access tokens can be neither issued nor verified until they are (retrying)");
+    }
+    let stop = CancellationToken::new();
+    (stop.clone(), Arc::clone(keys).spawn(stop))
 }
 
 /// Every place's name and stats: the root's children in start order, then
@@ -332,12 +358,18 @@ fn build(
         (&limit_metrics, &fleet_metrics.instances),
         Arc::new(SystemClock::default()),
     );
+    let signing_keys = (settings.auth.signing != SigningAlg::HS256)
+        .then(|| Arc::new(SigningKeys::new(db, &settings.auth)));
+    let ring = signing_keys
+        .as_ref()
+        .map(|keys| keys.ring().clone())
+        .unwrap_or_default();
     let (users, cache_args) = users_and_cache(
         settings,
         redis,
         (&user_slot, &cache_slot),
         &cache_stats,
-        limits.profile_lookups.clone(),
+        (limits.profile_lookups.clone(), ring),
     );
     let poller = ActorSlot::new("queue-poller");
     let fleet_slot = ActorSlot::new("fleet");
@@ -403,6 +435,7 @@ fn build(
         queue_snapshot,
         indexes_ready,
         fleet: Fleet::new(Arc::clone(&beat), redis.timeout() * 2),
+        signing_keys,
         introspection: None,
     };
     let a = &actors;

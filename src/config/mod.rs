@@ -52,6 +52,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("REDIS_CLUSTER_URLS", "redis.cluster_urls"),
     ("JWT_ACCESS_SECRET", "auth.access_secret"),
     ("JWT_REFRESH_SECRET", "auth.refresh_secret"),
+    ("KEY_ENCRYPTION_SECRET", "auth.key_encryption_secret"),
     ("LOG_DIR", "log.dir"),
     ("OPS_TOKEN", "ops.token"),
     ("METRICS_TOKEN", "ops.metrics_token"),
@@ -370,6 +371,7 @@ pub(crate) mod testing {
     pub const LONG_ACCESS: &str = "0123456789abcdef0123456789abcdef-access";
     pub const LONG_REFRESH: &str = "0123456789abcdef0123456789abcdef-refresh";
     pub const LONG_OPS: &str = "0123456789abcdef0123456789abcdef-ops";
+    pub const LONG_KEK: &str = "0123456789abcdef0123456789abcdef-kek";
 
     /// The repository's configuration under `profile`, with `env` on top.
     pub fn settings(profile: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -390,6 +392,7 @@ pub(crate) mod testing {
             ("JWT_ACCESS_SECRET", LONG_ACCESS),
             ("JWT_REFRESH_SECRET", LONG_REFRESH),
             ("OPS_TOKEN", LONG_OPS),
+            ("KEY_ENCRYPTION_SECRET", LONG_KEK),
         ];
         all.extend_from_slice(env);
         settings("production", &all)

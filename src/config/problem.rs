@@ -63,6 +63,7 @@ const SECRET_KEYS: &[&str] = &[
     "redis.cluster_urls",
     "auth.access_secret",
     "auth.refresh_secret",
+    "auth.key_encryption_secret",
     "ops.token",
     "ops.metrics_token",
     "mail.smtp_url",

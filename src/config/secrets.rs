@@ -39,6 +39,11 @@ impl Settings {
                 "JWT_REFRESH_SECRET",
                 &self.auth.refresh_secret,
             ),
+            (
+                "auth.key_encryption_secret",
+                "KEY_ENCRYPTION_SECRET",
+                &self.auth.key_encryption_secret,
+            ),
             ("ops.token", "OPS_TOKEN", &self.ops.token),
         ];
         if let Some(token) = &self.ops.metrics_token {
@@ -268,7 +273,12 @@ mod tests {
         ] {
             let err = development_on(host, &[]).unwrap_err().to_string();
             assert!(err.contains("`auth.access_secret`"), "{err}");
-            for var in ["JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "OPS_TOKEN"] {
+            for var in [
+                "JWT_ACCESS_SECRET",
+                "JWT_REFRESH_SECRET",
+                "KEY_ENCRYPTION_SECRET",
+                "OPS_TOKEN",
+            ] {
                 assert!(err.contains(var), "{host}: {err}");
             }
             assert!(!err.contains("change-me"), "{err}");
@@ -277,9 +287,23 @@ mod tests {
         // One placeholder left: refused, naming that one.
         let err = development_on(
             "0.0.0.0",
-            &[("JWT_ACCESS_SECRET", "a"), ("JWT_REFRESH_SECRET", "r")],
+            &[
+                ("JWT_ACCESS_SECRET", "a"),
+                ("JWT_REFRESH_SECRET", "r"),
+                ("KEY_ENCRYPTION_SECRET", "k"),
+            ],
         );
         assert_eq!(refused_key(err), "ops.token");
+        // The key-encryption secret is one of them.
+        let err = development_on(
+            "0.0.0.0",
+            &[
+                ("JWT_ACCESS_SECRET", "a"),
+                ("JWT_REFRESH_SECRET", "r"),
+                ("OPS_TOKEN", "o"),
+            ],
+        );
+        assert_eq!(refused_key(err), "auth.key_encryption_secret");
     }
 
     #[test]
@@ -297,6 +321,7 @@ mod tests {
         let real = [
             ("JWT_ACCESS_SECRET", "a"),
             ("JWT_REFRESH_SECRET", "r"),
+            ("KEY_ENCRYPTION_SECRET", "k"),
             ("OPS_TOKEN", "o"),
         ];
         development_on("0.0.0.0", &real).expect("no placeholder left");
@@ -307,6 +332,7 @@ mod tests {
         let real = [
             ("JWT_ACCESS_SECRET", "a"),
             ("JWT_REFRESH_SECRET", "r"),
+            ("KEY_ENCRYPTION_SECRET", "k"),
             ("OPS_TOKEN", "o"),
             ("METRICS_TOKEN", "m-change-me"),
         ];
@@ -330,12 +356,21 @@ mod tests {
         let defaults = settings("development", &[]).expect("development defaults");
         assert_eq!(
             defaults.placeholder_secrets(),
-            ["auth.access_secret", "auth.refresh_secret", "ops.token"]
+            [
+                "auth.access_secret",
+                "auth.refresh_secret",
+                "auth.key_encryption_secret",
+                "ops.token"
+            ]
         );
         let one_set = settings("development", &[("OPS_TOKEN", "mine")]).unwrap();
         assert_eq!(
             one_set.placeholder_secrets(),
-            ["auth.access_secret", "auth.refresh_secret"]
+            [
+                "auth.access_secret",
+                "auth.refresh_secret",
+                "auth.key_encryption_secret"
+            ]
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod headers;
 pub mod health;
 pub mod jobs;
+pub mod jwks;
 pub mod log_tail;
 pub mod logs;
 pub mod metrics;
@@ -38,6 +39,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(users::router())
         .merge(sessions::router())
+        .merge(jwks::router())
         .merge(jobs::router())
         .merge(ops::router())
         .merge(cluster::router())

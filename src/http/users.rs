@@ -180,6 +180,7 @@ impl From<UserError> for ApiError {
             UserError::NoSuchSession => Self::NotFound("no such session".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
+            UserError::NoSigningKey => Self::Unavailable(format!("{err}; retry shortly")),
             UserError::Unreadable
             | UserError::Store(_)
             | UserError::Jobs(_)
@@ -528,6 +529,7 @@ mod tests {
             (UserError::SessionRevoked, StatusCode::UNAUTHORIZED),
             (UserError::NotFound, StatusCode::NOT_FOUND),
             (UserError::NoSuchSession, StatusCode::NOT_FOUND),
+            (UserError::NoSigningKey, StatusCode::SERVICE_UNAVAILABLE),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
                 StatusCode::TOO_MANY_REQUESTS,

@@ -176,6 +176,26 @@ fn production_refuses_default_or_empty_secrets() {
     ])
     .unwrap_err();
     assert!(
+        err.contains("auth.key_encryption_secret") && err.contains("KEY_ENCRYPTION_SECRET"),
+        "{err}"
+    );
+
+    let err = prod(&[
+        (
+            "JWT_ACCESS_SECRET",
+            "a-long-random-access-secret-0123456789",
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "a-long-random-refresh-secret-0123456789",
+        ),
+        (
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
+        ),
+    ])
+    .unwrap_err();
+    assert!(
         err.contains("ops.token") && err.contains("OPS_TOKEN"),
         "{err}"
     );
@@ -190,6 +210,10 @@ fn production_refuses_default_or_empty_secrets() {
             "a-long-random-refresh-secret-0123456789",
         ),
         ("OPS_TOKEN", "a-long-random-ops-token-0123456789abcdef"),
+        (
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
+        ),
     ])
     .unwrap();
     assert_eq!(ok.environment, Environment::Production);
@@ -205,6 +229,10 @@ fn production_refuses_default_or_empty_secrets() {
             "a-long-random-refresh-secret-0123456789",
         ),
         ("OPS_TOKEN", "a-long-random-ops-token-0123456789abcdef"),
+        (
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
+        ),
         ("TROUPE__OPS__FAULT_INJECTION", "true"),
     ])
     .unwrap_err();
@@ -217,6 +245,7 @@ fn secrets_never_show_in_debug_output() {
         ("JWT_ACCESS_SECRET", "very-secret-access"),
         ("JWT_REFRESH_SECRET", "very-secret-refresh"),
         ("OPS_TOKEN", "very-secret-ops"),
+        ("KEY_ENCRYPTION_SECRET", "very-secret-kek"),
         (
             "MONGODB_URI",
             "mongodb://user:very-secret-password@db:27017",
@@ -345,6 +374,10 @@ fn production_exits_2_naming_a_short_secret_without_printing_it() {
         .env(
             "JWT_REFRESH_SECRET",
             "a-long-random-refresh-secret-0123456789",
+        )
+        .env(
+            "KEY_ENCRYPTION_SECRET",
+            "a-long-random-key-encryption-secret-0123",
         )
         .env("OPS_TOKEN", "x")
         .output()

@@ -31,6 +31,8 @@ mod job_handler_controls;
 mod job_limits;
 mod jobs;
 mod jobs_enqueue;
+mod jwks;
+mod keys;
 mod lifecycle;
 mod limits;
 mod metrics;

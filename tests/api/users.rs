@@ -6,6 +6,7 @@ use mongodb::bson::{doc, Document};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
+use troupe_actors::users::keys::SigningAlg;
 
 use crate::helpers::{
     assert_owner_profile_fields, assert_problem, eventually, log_dir, spawn_app, spawn_app_with,
@@ -158,7 +159,9 @@ fn sign(claims: &Value, secret: &str) -> String {
 
 #[tokio::test]
 async fn bad_tokens_are_rejected() {
-    let app = spawn_app().await;
+    // HS256 access tokens, which the test can forge with the shared secret
+    // (EdDSA/ES256 ones: tests/api/jwks.rs).
+    let app = spawn_app_with(|s| s.auth.signing = SigningAlg::HS256).await;
     let pair = app.signup(&unique_email()).await;
     let access_secret = app.settings.auth.access_secret.expose_secret().to_string();
     let refresh_secret = app.settings.auth.refresh_secret.expose_secret().to_string();

@@ -27,6 +27,7 @@ use crate::store::RedisStore;
 use crate::supervision::slot::ActorSlot;
 use crate::supervision::supervisor::ChildSpec;
 use crate::users::idempotency::RequestScope;
+use crate::users::keys::KeyRing;
 use crate::users::strength::PasswordPolicy;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
@@ -116,7 +117,7 @@ pub(super) fn users_and_cache(
     redis: &RedisStore,
     (user_slot, cache_slot): (&ActorSlot<UserMsg>, &ActorSlot<CacheMsg>),
     cache_stats: &Arc<CacheStats>,
-    lookups: AddressLimit,
+    (lookups, ring): (AddressLimit, KeyRing),
 ) -> (Users, CacheArgs) {
     let calls = UserCalls::new(user_slot.clone(), settings.call_timeout);
     let source: Arc<dyn ProfileSource> = Arc::new(calls.clone());
@@ -131,7 +132,7 @@ pub(super) fn users_and_cache(
         grace: settings.shutdown_grace,
     };
     let profiles = CacheClient::new(&cache_args, cache_slot.clone());
-    let tokens = Arc::new(Tokens::new(&settings.auth));
+    let tokens = Arc::new(Tokens::new(&settings.auth, ring));
     (Users::new(calls, tokens, profiles, lookups), cache_args)
 }
 

@@ -26,6 +26,7 @@ pub const STORE_COLLECTIONS: &[&str] = &[
     "signup_idempotency",
     "email_deliveries",
     "login_events",
+    "signing_keys",
     "migrations",
     "migration_locks",
 ];
@@ -97,8 +98,17 @@ mod tests {
         use crate::migrate::ledger::{LOCKS, RECORDS};
         use crate::queue::store::{ATTEMPTS, JOBS, KEYS, PAUSES, SLOTS};
         use crate::users::idempotency::COLLECTION;
+        use crate::users::keys::COLLECTION as SIGNING_KEYS;
         for name in [
-            JOBS, ATTEMPTS, KEYS, SLOTS, PAUSES, RECORDS, LOCKS, COLLECTION,
+            JOBS,
+            ATTEMPTS,
+            KEYS,
+            SLOTS,
+            PAUSES,
+            RECORDS,
+            LOCKS,
+            COLLECTION,
+            SIGNING_KEYS,
         ] {
             assert!(STORE_COLLECTIONS.contains(&name), "{name}");
         }

@@ -68,6 +68,10 @@ pub struct Handles {
     pub indexes_ready: Arc<AtomicBool>,
     /// The fleet's registry: the live instances, another's tree, leaving.
     pub fleet: Fleet,
+    /// The fleet's access-token signing keys (`None` with `auth.signing =
+    /// "HS256"`): reloaded by a task the system owns; a test reloads them
+    /// by hand after moving `auth.key_clock`.
+    pub signing_keys: Option<Arc<crate::users::keys::SigningKeys>>,
     /// Introspection of the tree (set once it runs).
     pub(super) introspection: Option<TreeView>,
 }

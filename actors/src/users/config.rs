@@ -5,7 +5,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::queue::clock::Clock;
 use crate::users::idempotency::IdempotencyConfig;
+use crate::users::keys::{SigningAlg, PUBLISH_AHEAD};
 use crate::users::throttle::ThrottleConfig;
 use crate::validate::{ConfigErrors, Validate};
 
@@ -37,6 +39,20 @@ pub struct AuthConfig {
     pub throttle: ThrottleConfig,
     /// `Idempotency-Key` records of sign-ups.
     pub idempotency: IdempotencyConfig,
+    /// How access tokens are signed (refresh tokens: HS256 with
+    /// `refresh_secret` whatever this says; only this service reads them).
+    #[serde(default)]
+    pub signing: SigningAlg,
+    /// Seals the private signing keys stored in `signing_keys` (EdDSA,
+    /// ES256). Every instance of a fleet needs the same one.
+    pub key_encryption_secret: SecretString,
+    /// How long a signing key signs before the next one takes over.
+    #[serde(with = "humantime_serde")]
+    pub key_rotation: Duration,
+    /// The signing keys' "now" (their ages, rotation): the system clock,
+    /// unless a test sets a manual one.
+    #[serde(skip)]
+    pub key_clock: Clock,
 }
 
 impl Validate for AuthConfig {
@@ -61,6 +77,15 @@ impl Validate for AuthConfig {
             self.refresh_reuse_grace <= Duration::from_secs(60),
             "refresh_reuse_grace",
             "must be at most 1m (0s turns it off)",
+        );
+        // The previous key verifies for access_ttl after it stops signing,
+        // and the next is published PUBLISH_AHEAD early: a period shorter
+        // than both would keep ever more keys alive at once.
+        errors.ensure(
+            self.key_rotation >= Duration::from_secs(3_600)
+                && self.key_rotation > self.access_ttl + PUBLISH_AHEAD,
+            "key_rotation",
+            "must be at least 1h and longer than access_ttl + 10m",
         );
         errors.nest("idempotency", &self.idempotency);
         errors.nest("throttle", &self.throttle);
@@ -95,6 +120,10 @@ pub(crate) fn sample() -> AuthConfig {
             ttl: Duration::from_secs(86_400),
             prune_interval: Duration::from_secs(3_600),
         },
+        signing: SigningAlg::EdDSA,
+        key_encryption_secret: SecretString::from("k".repeat(32)),
+        key_rotation: Duration::from_secs(30 * 86_400),
+        key_clock: Clock::system(),
     }
 }
 
@@ -153,6 +182,23 @@ mod tests {
         for ok in [Duration::from_secs(60), Duration::ZERO] {
             assert!(refused_after(config(), |c| c.refresh_reuse_grace = ok).is_empty());
         }
+    }
+
+    #[test]
+    fn the_key_rotation_outlives_an_access_token_and_the_publication() {
+        let hour = Duration::from_secs(3_600);
+        assert_eq!(
+            refused_after(config(), |c| c.key_rotation = hour - MS),
+            ["key_rotation"]
+        );
+        assert!(refused_after(config(), |c| c.key_rotation = hour).is_empty());
+        assert_eq!(
+            refused_after(config(), |c| {
+                c.access_ttl = hour;
+                c.key_rotation = hour + PUBLISH_AHEAD;
+            }),
+            ["key_rotation"]
+        );
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub enum UserError {
     /// UserActor failed behind it).
     #[error("the profile could not be loaded")]
     ProfileLoad(#[source] LoadError),
+    /// No access-token signing key is loaded yet (the key store has not
+    /// answered since start; see `users::keys`); worth a retry.
+    #[error("no access-token signing key is loaded yet")]
+    NoSigningKey,
     /// An actor (the UserActor, or the cache's) is not running or did not
     /// answer in time.
     #[error("an actor did not answer")]

@@ -245,6 +245,11 @@ impl Users {
             .map_err(|_| UserError::InvalidToken)
     }
 
+    /// The access tokens' JWKS, as last loaded (no I/O).
+    pub fn jwks(&self) -> Arc<str> {
+        self.tokens.jwks()
+    }
+
     /// A valid refresh token, ready for [`Self::refresh`].
     pub fn verify_refresh(&self, token: &str) -> Result<RefreshToken, UserError> {
         self.tokens

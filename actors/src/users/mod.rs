@@ -11,7 +11,7 @@
 //!   `password_change.rs`, `profiles.rs`.
 //! - Domain types: [`model`] (what is handed out and stored), [`id`],
 //!   [`email`], [`name`], [`password`], [`strength`] (guessable passwords),
-//!   [`tokens`], [`idempotency`], [`throttle`].
+//!   [`tokens`] (signed with [`keys`]), [`idempotency`], [`throttle`].
 //! - [`jobs`]: the `user.created`, `user.login` and (through [`notices`])
 //!   `user.password_changed` job handlers.
 
@@ -23,6 +23,7 @@ mod handle;
 pub mod id;
 pub mod idempotency;
 pub mod jobs;
+pub mod keys;
 mod login;
 pub mod model;
 pub mod name;

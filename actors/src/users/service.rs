@@ -119,7 +119,9 @@ impl UserService {
         client: &Client,
     ) -> Result<(TokenPair, String), UserError> {
         let sid = uuid::Uuid::new_v4().simple().to_string();
-        let issued = self.tokens.issue_pair(&user.id.to_hex(), &user.email, &sid);
+        let issued = self
+            .tokens
+            .issue_pair(&user.id.to_hex(), &user.email, &sid)?;
         let now = DateTime::now();
         self.sessions
             .insert_one(SessionDoc {

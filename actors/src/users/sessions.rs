@@ -161,7 +161,7 @@ impl UserService {
     ) -> Result<Option<TokenPair>, UserError> {
         let claims = token.claims();
         let issued_at = first_used.timestamp_millis().div_euclid(1000);
-        let issued = self.tokens.issue_successor(claims, email, issued_at);
+        let issued = self.tokens.issue_successor(claims, email, issued_at)?;
         let (old, new) = (
             tokens::verifier(token.token()),
             tokens::verifier(&issued.refresh_token),
