@@ -53,7 +53,6 @@ use crate::fleet::Fleet;
 use crate::limits::{LimitMetrics, Limits, Sharing, SystemClock};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
-use crate::queue::limit::LimitBook;
 use crate::queue::metrics::QueueMetrics;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
@@ -344,7 +343,7 @@ fn build(
     let (db, redis) = (&stores.db, &stores.redis);
     let store = JobStore::new(db, &*instance, settings.queue.max_attempts)
         .with_clock(settings.queue.clock.clone())
-        .with_limits(LimitBook::configured(settings.queue.limits.clone()));
+        .with_limits(settings.queue.limits.clone());
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));

@@ -29,7 +29,7 @@ use mongodb::{Collection, Database};
 use crate::queue::clock::Clock;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
-use crate::queue::limit::LimitBook;
+use crate::queue::limit::{LimitBook, Limits};
 use crate::store::{ensure_indexes, index, StoreError};
 
 pub mod adopt;
@@ -97,10 +97,10 @@ impl JobStore {
         }
     }
 
-    /// This store, applying `limits` (the instance's book: the configured
-    /// limits, and the stored ones as read).
-    pub fn with_limits(mut self, limits: LimitBook) -> Self {
-        self.limits = limits;
+    /// This store, applying the configured `limits` (and those operators
+    /// store, as it reads them).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = LimitBook::configured(limits);
         self
     }
 
