@@ -13,16 +13,17 @@ import uuid
 
 from troupe_client import AuthenticatedClient, Client
 from troupe_client.api.app import info, live, ready
-from troupe_client.api.auth import (change_password, end_other_sessions, end_session, list_sessions, login,
-                                    logout, refresh, signup)
-from troupe_client.api.jobs import (bulk_jobs, cancel_job, enqueue_job, get_job, get_pauses, job_stats,
-                                    list_jobs, pause, resume, retry_job)
+from troupe_client.api.auth import (change_password, end_other_sessions, end_session, jwks, list_sessions,
+                                    login, logout, refresh, signup)
+from troupe_client.api.jobs import (bulk_jobs, cancel_job, enqueue_job, get_job, get_limits, get_pauses,
+                                    job_result, job_stats, list_jobs, pause, remove_limit, resume, retry_job,
+                                    set_limit)
 from troupe_client.api.logs import logs
 from troupe_client.api.ops import actor, actors, cluster, config, instance_actors
 from troupe_client.api.users import profile, update_profile, user_by_id
 from troupe_client.models import (ActorNode, BulkRequest, BulkView, ClusterView, ConsoleConfig, EnqueueRequest,
-                                  EnqueueRequestPayload, InstanceActors, JobList, JobStats, JobView, Live,
-                                  LoggedOut, LoginRequest, OwnerProfile, PasswordChange, PasswordChanged,
+                                  EnqueueRequestPayload, InstanceActors, JobList, JobOutcome, JobStats, JobView,
+                                  JwkSet, LimitRequest, LimitsView, Live, LoggedOut, LoginRequest, RateView, OwnerProfile, PasswordChange, PasswordChanged,
                                   PauseRequest, PausesView, ProfileUpdate, PublicProfile, Readiness, ServiceInfo,
                                   SessionsEnded, SignupRequest, TokenPair)
 
@@ -92,6 +93,15 @@ check("get_pauses", get_pauses.sync_detailed(client=ops), 200, PausesView)
 check("resume", resume.sync_detailed(client=ops, body=PauseRequest(type_="noop")), 200, PausesView)
 check("bulk_jobs", bulk_jobs.sync_detailed(client=ops, body=BulkRequest(action="cancel", dry_run=True)), 200,
       BulkView)
+check("set_limit", set_limit.sync_detailed("sleep", client=ops, body=LimitRequest(
+    concurrency=4, rate=RateView(limit=100, period="1m"))), 200, LimitsView)
+check("get_limits", get_limits.sync_detailed(client=ops), 200, LimitsView)
+check("remove_limit", remove_limit.sync_detailed("sleep", client=ops), 200, LimitsView)
+quick = check("enqueue_job (to wait for)", enqueue_job.sync_detailed(client=ops, body=EnqueueRequest(
+    type_="noop", payload=EnqueueRequestPayload.from_dict({}))), 201, JobView)
+if quick:
+    check("job_result", job_result.sync_detailed(quick.id, client=ops, wait="5s"), 200, JobOutcome)
+check("jwks", jwks.sync_detailed(client=anonymous), 200, JwkSet)
 
 tree = check("actors", actors.sync_detailed(client=ops), 200, ActorNode)
 check("actor", actor.sync_detailed("user", client=ops), 200, ActorNode)
