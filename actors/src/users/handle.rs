@@ -43,7 +43,12 @@ impl UserCalls {
     }
 
     async fn profile(&self, id: UserId) -> Result<Option<OwnerProfile>, UserError> {
-        self.call(|reply| UserMsg::Profile { id, reply }).await
+        self.call(|reply| UserMsg::Profile {
+            id,
+            parent: Parent::current(),
+            reply,
+        })
+        .await
     }
 }
 
@@ -126,6 +131,7 @@ impl Users {
                 email,
                 password,
                 client,
+                parent: Parent::current(),
                 reply,
             })
             .await
@@ -134,14 +140,22 @@ impl Users {
     /// A new pair for a verified refresh token (see [`Self::verify_refresh`]).
     pub async fn refresh(&self, token: RefreshToken) -> Result<TokenPair, UserError> {
         self.calls
-            .call(|reply| UserMsg::Refresh { token, reply })
+            .call(|reply| UserMsg::Refresh {
+                token,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 
     /// End the session of a verified access token.
     pub async fn logout(&self, claims: Claims) -> Result<(), UserError> {
         self.calls
-            .call(|reply| UserMsg::Logout { claims, reply })
+            .call(|reply| UserMsg::Logout {
+                claims,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 
@@ -158,7 +172,12 @@ impl Users {
         changes: ProfileChanges,
     ) -> Result<OwnerProfile, UserError> {
         self.calls
-            .call(|reply| UserMsg::UpdateProfile { id, changes, reply })
+            .call(|reply| UserMsg::UpdateProfile {
+                id,
+                changes,
+                parent: Parent::current(),
+                reply,
+            })
             .await?
             .ok_or(UserError::NotFound)
     }
@@ -222,7 +241,7 @@ mod tests {
             message: UserMsg,
             _: &mut (),
         ) -> Result<(), ActorProcessingErr> {
-            if let UserMsg::Profile { id, reply } = message {
+            if let UserMsg::Profile { id, reply, .. } = message {
                 let _ = reply.send(Ok(Some(OwnerProfile {
                     id,
                     name: "Ada".into(),
