@@ -5,12 +5,15 @@
 //! A category is a tracing *target*: `tracing::info!(target: "cache", ...)`
 //! lands on stdout and in the `cache` file.
 //!
-//! Traces: the service's spans (targets `troupe*`, INFO and up, spans only:
-//! log events never become span events, so no field of a log line reaches
-//! a collector) go to OpenTelemetry ([`otel`]), which gives each one W3C ids
-//! — written at the end of each log line inside a span ([`ids`]) — and,
-//! when `telemetry.otlp_endpoint` is set, exports the sampled ones
-//! ([`export`]). See docs/observability.md.
+//! Traces: the service's spans (targets `troupe*`, INFO and up) have W3C
+//! ids, written at the end of each log line inside a span ([`ids`]). When
+//! `telemetry.otlp_endpoint` is set they go to OpenTelemetry ([`otel`]),
+//! which gives them their ids and exports the sampled ones ([`export`]);
+//! spans only: log events never become span events, so no field of a log
+//! line reaches a collector. When it is not, no OpenTelemetry layer is
+//! installed at all: the registry makes a span's ids when they are first
+//! asked for (`troupe_actors::trace::LocalIds`), so a span no one asks about
+//! costs what any span costs. See docs/observability.md.
 
 mod export;
 mod ids;
@@ -31,6 +34,7 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, Layer};
+use troupe_actors::trace;
 
 /// The log categories, each with its own daily file.
 pub const CATEGORIES: &[&str] = &["system", "requests", "cache", "worker", "auth", "user"];
@@ -40,14 +44,17 @@ pub const CATEGORIES: &[&str] = &["system", "requests", "cache", "worker", "auth
 #[must_use = "dropping the guard stops the log file writers"]
 pub struct TelemetryGuard {
     _writers: Vec<WorkerGuard>,
-    provider: SdkTracerProvider,
+    /// With export on.
+    provider: Option<SdkTracerProvider>,
 }
 
 impl Drop for TelemetryGuard {
     /// The spans still queued are exported (within the export timeout):
     /// the last requests and jobs before a shutdown are in the traces.
     fn drop(&mut self) {
-        let _ = self.provider.shutdown();
+        if let Some(provider) = &self.provider {
+            let _ = provider.shutdown();
+        }
     }
 }
 
@@ -167,16 +174,24 @@ pub fn init(
                 .boxed(),
         );
     }
-    let (provider, tracer) = otel::provider(export, dropped_spans())?;
-    let service_spans = filter_fn(|meta| {
-        meta.is_span() && meta.target().starts_with("troupe") && *meta.level() <= LevelFilter::INFO
-    });
-    layers.push(
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_filter(service_spans)
-            .boxed(),
-    );
+    // The service's spans are enabled whatever the log level: they carry
+    // the trace through (a request's `traceresponse`, a job's `trace`).
+    let service_spans = || {
+        filter_fn(|meta| {
+            meta.is_span()
+                && meta.target().starts_with("troupe")
+                && *meta.level() <= LevelFilter::INFO
+        })
+    };
+    let provider = if export.endpoint.is_some() {
+        let (provider, tracer) = otel::provider(export, dropped_spans())?;
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+        layers.push(layer.with_filter(service_spans()).boxed());
+        Some(provider)
+    } else {
+        layers.push(trace::LocalIds.with_filter(service_spans()).boxed());
+        None
+    };
     tracing_subscriber::registry().with(layers).try_init()?;
     ids::installed();
     Ok(TelemetryGuard {

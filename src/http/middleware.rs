@@ -47,7 +47,7 @@ use crate::state::AppState;
 
 /// The W3C trace context header a caller may send.
 pub const TRACEPARENT: &str = "traceparent";
-/// The header every response carries (when the process makes traces): the
+/// The header every response carries, export on or off: the
 /// request span's context in `traceparent` form, so a client can find its
 /// request's trace and log lines (W3C Trace Context Level 2's name).
 pub const TRACERESPONSE: &str = "traceresponse";

@@ -1,13 +1,12 @@
 //! Every log line written inside a span ends with the span's trace and span
-//! ids (`trace_id=… span_id=…`), export on or off: the ids are made in the
-//! process (random numbers, when the span is first looked at), so a line
+//! ids (`trace_id=… span_id=…`), export on or off (the OpenTelemetry
+//! layer's ids, or the registry's own: `troupe_actors::trace`), so a line
 //! can be looked up in the trace and a trace's lines found with grep, or in
 //! the log viewer. A line outside any span is written as it was.
 
 use std::fmt;
 use std::sync::OnceLock;
 
-use opentelemetry::trace::TraceContextExt;
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -42,7 +41,7 @@ where
     }
 }
 
-/// The subscriber, for the OpenTelemetry layer's contexts: inside an event
+/// The subscriber, for the spans' contexts: inside an event
 /// `tracing::dispatcher::get_default` answers "no subscriber" (it is not
 /// re-entrant), so the global one is kept here as it is installed.
 static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
@@ -64,9 +63,10 @@ fn ids(event: &Event<'_>) -> Option<String> {
         None if event.is_contextual() => dispatch.current_span().id()?.clone(),
         None => return None,
     };
-    let context = tracing_opentelemetry::get_otel_context(&id, &dispatch)?;
-    let span_ref = context.span();
-    let span = span_ref.span_context();
-    span.is_valid()
-        .then(|| format!("trace_id={} span_id={}", span.trace_id(), span.span_id()))
+    let span = troupe_actors::trace::context_in(&dispatch, &id)?;
+    Some(format!(
+        "trace_id={} span_id={}",
+        span.trace_id(),
+        span.span_id()
+    ))
 }

@@ -267,6 +267,65 @@ async fn log_lines_inside_a_request_carry_its_trace_id_with_export_off() {
     .await;
 }
 
+/// The `traceresponse` of `response`, split: (trace id, span id, flags).
+fn answered(response: &reqwest::Response) -> (String, String, String) {
+    let value = response.headers()["traceresponse"].to_str().unwrap();
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+#[tokio::test]
+async fn with_export_off_a_request_without_traceparent_starts_a_trace_of_its_own_not_sampled() {
+    let app = spawn_app().await;
+    let first = app.get("/health/live").await;
+    let second = app.get("/health/live").await;
+    let (first_trace, first_span, flags) = answered(&first);
+    let (second_trace, _, _) = answered(&second);
+    assert_eq!(first_trace.len(), 32);
+    assert_eq!(first_span.len(), 16);
+    assert_ne!(first_trace, "0".repeat(32));
+    assert_ne!(first_trace, second_trace, "each request is a trace");
+    assert_eq!(flags, "00", "nothing of it is recorded");
+}
+
+#[tokio::test]
+async fn with_export_off_a_signups_welcome_job_stores_the_callers_trace() {
+    let app = spawn_app().await;
+    let (trace_id, traceparent) = caller_trace();
+    let response = app
+        .client
+        .post(app.url("/users/signup"))
+        .header("traceparent", &traceparent)
+        .json(&json!({"name": "Traced User", "email": unique_email(), "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (answered_trace, request_span, flags) = answered(&response);
+    assert_eq!(
+        (answered_trace.as_str(), flags.as_str()),
+        (trace_id.as_str(), "01")
+    );
+    let job = app
+        .db
+        .collection::<mongodb::bson::Document>("jobs")
+        .find_one(mongodb::bson::doc! {"type": "user.created"})
+        .await
+        .unwrap()
+        .expect("the welcome job");
+    let stored = job.get_str("trace").expect("the job's trace");
+    // Enqueued inside the UserActor's handling of the sign-up: the caller's
+    // trace, a span of this process (neither the caller's nor the request's).
+    let parts: Vec<&str> = stored.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace_id.as_str(), "01")
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7");
+    assert_ne!(parts[2], request_span);
+}
+
 #[tokio::test]
 async fn a_collector_that_never_answers_slows_no_request_and_the_dropped_spans_are_counted() {
     // Accepts connections (the kernel's backlog) and never answers one.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mongodb::bson::oid::ObjectId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::config::CacheConfig;
 use super::entries::{Entries, Seen};
@@ -18,6 +19,10 @@ use super::source::{Lookup, ProfileSource};
 use super::stats::CacheStats;
 use crate::store::RedisStore;
 use crate::supervision::stats::{ActorStats, Handling};
+use crate::trace::Parent;
+
+/// The actor's name in its messages' spans (`CacheActor load`).
+const ACTOR: &str = "CacheActor";
 
 pub(crate) enum CacheMsg {
     /// `id` is not in Redis (or Redis is down): join or start its single
@@ -27,11 +32,16 @@ pub(crate) enum CacheMsg {
     Load {
         id: ObjectId,
         seen: Seen,
+        /// The sender's span: a load's span is its starter's child (who
+        /// joins a load in flight waits inside another trace's load).
+        parent: Parent,
         reply: RpcReplyPort<Lookup>,
     },
     /// Forget `id`; answered once no older value can be stored or served.
     Invalidate {
         id: ObjectId,
+        /// The sender's span: the invalidation's span is its child.
+        parent: Parent,
         reply: RpcReplyPort<()>,
     },
     /// Internal: the load `flight` finished (and, unless it failed or was
@@ -110,7 +120,7 @@ impl CacheState {
     fn load(
         &mut self,
         myself: ActorRef<CacheMsg>,
-        (id, seen): (ObjectId, Seen),
+        (id, seen, parent): (ObjectId, Seen, Parent),
         reply: RpcReplyPort<Lookup>,
         handling: Handling,
     ) {
@@ -130,8 +140,9 @@ impl CacheState {
         flights.waiters.insert(flight, vec![reply]);
         flights.joinable.insert((id, seen), flight);
         let (entries, actor_stats) = (Arc::clone(&self.entries), Arc::clone(&self.actor_stats));
+        let load = async move { entries.load(id).await }.instrument(parent.span(ACTOR, "load"));
         self.spawn(async move {
-            let result = handling.measure(entries.load(id)).await;
+            let result = handling.measure(load).await;
             actor_stats.sent();
             let _ = myself.cast(CacheMsg::Loaded { flight, result });
         });
@@ -149,15 +160,22 @@ impl CacheState {
     /// Fence `id` in Redis and stop new misses joining its loads in
     /// flight; confirm once the fence is written (a load in flight cannot
     /// store over it, see [`Entries`]).
-    fn invalidate(&mut self, id: ObjectId, reply: RpcReplyPort<()>, handling: Handling) {
+    fn invalidate(
+        &mut self,
+        (id, parent): (ObjectId, Parent),
+        reply: RpcReplyPort<()>,
+        handling: Handling,
+    ) {
         self.entries
             .stats
             .invalidations
             .fetch_add(1, Ordering::Relaxed);
         self.flights.joinable.retain(|(of, _), _| *of != id);
         let entries = Arc::clone(&self.entries);
+        let span = parent.span(ACTOR, "invalidate");
         self.spawn(async move {
-            handling.measure(entries.invalidate(&id)).await;
+            let invalidate = async { entries.invalidate(&id).await };
+            handling.measure(invalidate.instrument(span)).await;
             let _ = reply.send(());
         });
     }
@@ -230,9 +248,16 @@ impl Actor for CacheActor {
         // starts none is timed until here.
         let handling = state.actor_stats.begin(&myself.get_cell()).await;
         match message {
-            CacheMsg::Load { id, seen, reply } => state.load(myself, (id, seen), reply, handling),
+            CacheMsg::Load {
+                id,
+                seen,
+                parent,
+                reply,
+            } => state.load(myself, (id, seen, parent), reply, handling),
             CacheMsg::Loaded { flight, result } => state.loaded(flight, result),
-            CacheMsg::Invalidate { id, reply } => state.invalidate(id, reply, handling),
+            CacheMsg::Invalidate { id, parent, reply } => {
+                state.invalidate((id, parent), reply, handling)
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::actor::{CacheArgs, CacheMsg};
 use super::entries::{Entries, Seen, Stored};
 use super::source::{LoadError, ProfileJson};
 use crate::supervision::slot::{ActorSlot, CallError};
+use crate::trace::Parent;
 
 /// Why a lookup through the [`CacheClient`] gave no profile.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,7 +92,12 @@ impl CacheClient {
     async fn load(&self, id: ObjectId, seen: Seen) -> Result<Option<ProfileJson>, CacheError> {
         self.actor
             .call(
-                |reply| CacheMsg::Load { id, seen, reply },
+                |reply| CacheMsg::Load {
+                    id,
+                    seen,
+                    parent: Parent::current(),
+                    reply,
+                },
                 self.call_timeout,
             )
             .await
@@ -123,7 +129,11 @@ impl Invalidator {
     pub async fn invalidate(&self, id: ObjectId) -> Result<(), CallError> {
         self.actor
             .call(
-                |reply| CacheMsg::Invalidate { id, reply },
+                |reply| CacheMsg::Invalidate {
+                    id,
+                    parent: Parent::current(),
+                    reply,
+                },
                 self.call_timeout,
             )
             .await

@@ -82,6 +82,9 @@ use crate::users::UserError;
 
 type Reply<T> = RpcReplyPort<Result<T, UserError>>;
 
+/// The actor's name in its messages' spans (`UserActor login`).
+const ACTOR: &str = "UserActor";
+
 pub(crate) enum UserMsg {
     Signup {
         new: NewUser,
@@ -99,12 +102,16 @@ pub(crate) enum UserMsg {
         password: SecretString,
         /// The client: its address for throttling, both for the session.
         client: Client,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
         reply: Reply<TokenPair>,
     },
     Refresh {
         token: RefreshToken,
         /// Recorded on the session.
         client: Client,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
         reply: Reply<TokenPair>,
     },
     /// Change the password of the access token's user, ending its other
@@ -116,34 +123,51 @@ pub(crate) enum UserMsg {
         new: Password,
         /// For the login throttle.
         client: IpAddr,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
         reply: Reply<()>,
     },
     /// The live sessions of the access token's user.
     Sessions {
         claims: Claims,
+        parent: Parent,
         reply: Reply<Vec<SessionInfo>>,
     },
     /// End one session of the access token's user.
     EndSession {
         claims: Claims,
         session: String,
+        parent: Parent,
         reply: Reply<()>,
     },
     /// End every other session of the access token's user; how many.
-    EndOtherSessions { claims: Claims, reply: Reply<u64> },
+    EndOtherSessions {
+        claims: Claims,
+        parent: Parent,
+        reply: Reply<u64>,
+    },
     /// End the session the access token belongs to.
-    Logout { claims: Claims, reply: Reply<()> },
+    Logout {
+        claims: Claims,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
+        reply: Reply<()>,
+    },
     /// Change what the profile shows; answers the new profile (`None`: no
     /// such user). The cached copy is invalidated before the answer.
     UpdateProfile {
         id: UserId,
         changes: ProfileChanges,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
         reply: Reply<Option<OwnerProfile>>,
     },
     /// The whole profile of a user id (`None`: no such user); only its
     /// owner, or [`OwnerProfile::public`] of it, may be shown.
     Profile {
         id: UserId,
+        /// The sender's span: the handling's span is its child.
+        parent: Parent,
         reply: Reply<Option<OwnerProfile>>,
     },
     /// Internal, on a timer: delete expired idempotency records.
@@ -218,80 +242,126 @@ impl UserState {
                 reply,
             } => {
                 // Only the kind of request: never the address or the key.
-                let span = tracing::info_span!(parent: &parent.0, "user.signup",
-                    otel.name = "UserActor signup", actor = "users", actor.message = "Signup");
-                let work = async move { service.signup(new, key).await };
-                self.respond(handling, reply, work.instrument(span))
+                let span = parent.span(ACTOR, "signup");
+                self.respond(handling, reply, span, async move {
+                    service.signup(new, key).await
+                })
             }
             UserMsg::Login {
                 email,
                 password,
                 client,
+                parent,
                 reply,
             } => {
                 let dummy = Arc::clone(&self.dummy_hash);
-                self.respond(handling, reply, async move {
+                let span = parent.span(ACTOR, "login");
+                self.respond(handling, reply, span, async move {
                     service.login(email, password, client, &dummy).await
                 })
             }
             UserMsg::Refresh {
                 token,
                 client,
+                parent,
                 reply,
-            } => self.respond(handling, reply, async move {
-                service.refresh(token, client).await
-            }),
+            } => {
+                let span = parent.span(ACTOR, "refresh");
+                self.respond(handling, reply, span, async move {
+                    service.refresh(token, client).await
+                })
+            }
             UserMsg::ChangePassword {
                 claims,
                 current,
                 new,
                 client,
+                parent,
                 reply,
             } => {
                 let dummy = Arc::clone(&self.dummy_hash);
-                self.respond(handling, reply, async move {
+                let span = parent.span(ACTOR, "change_password");
+                self.respond(handling, reply, span, async move {
                     service
                         .change_password(claims, current, new, client, &dummy)
                         .await
                 })
             }
-            UserMsg::Sessions { claims, reply } => self.respond(handling, reply, async move {
-                service.sessions_of(&claims).await
-            }),
+            UserMsg::Sessions {
+                claims,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "sessions");
+                self.respond(handling, reply, span, async move {
+                    service.sessions_of(&claims).await
+                })
+            }
             UserMsg::EndSession {
                 claims,
                 session,
+                parent,
                 reply,
-            } => self.respond(handling, reply, async move {
-                service.end_session(&claims, &session).await
-            }),
-            UserMsg::EndOtherSessions { claims, reply } => self.respond(
-                handling,
-                reply,
-                async move { service.end_others(&claims).await },
-            ),
-            UserMsg::Logout { claims, reply } => {
-                self.respond(handling, reply, async move { service.logout(claims).await })
+            } => {
+                let span = parent.span(ACTOR, "end_session");
+                self.respond(handling, reply, span, async move {
+                    service.end_session(&claims, &session).await
+                })
             }
-            UserMsg::UpdateProfile { id, changes, reply } => {
-                self.respond(handling, reply, async move {
+            UserMsg::EndOtherSessions {
+                claims,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "end_other_sessions");
+                self.respond(handling, reply, span, async move {
+                    service.end_others(&claims).await
+                })
+            }
+            UserMsg::Logout {
+                claims,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "logout");
+                self.respond(handling, reply, span, async move {
+                    service.logout(claims).await
+                })
+            }
+            UserMsg::UpdateProfile {
+                id,
+                changes,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "update_profile");
+                self.respond(handling, reply, span, async move {
                     service.update_profile(id, changes).await
                 })
             }
-            UserMsg::Profile { id, reply } => {
-                self.respond(handling, reply, async move { service.profile(id).await })
+            UserMsg::Profile { id, parent, reply } => {
+                let span = parent.span(ACTOR, "profile");
+                self.respond(
+                    handling,
+                    reply,
+                    span,
+                    async move { service.profile(id).await },
+                )
             }
             UserMsg::PruneKeys => self.prune(handling),
         }
     }
 
-    /// Run `work` as an owned task and send its result to `reply`.
+    /// Run `work` inside `span` (the message's) as an owned task and send
+    /// its result to `reply`.
     fn respond<T: Send + 'static>(
         &self,
         handling: Handling,
         reply: Reply<T>,
+        span: tracing::Span,
         work: impl Future<Output = Result<T, UserError>> + Send + 'static,
     ) {
+        let work = work.instrument(span);
         self.tasks.spawn(async move {
             let _ = reply.send(handling.measure(work).await);
         });

@@ -44,7 +44,12 @@ impl UserCalls {
     }
 
     async fn profile(&self, id: UserId) -> Result<Option<OwnerProfile>, UserError> {
-        self.call(|reply| UserMsg::Profile { id, reply }).await
+        self.call(|reply| UserMsg::Profile {
+            id,
+            parent: Parent::current(),
+            reply,
+        })
+        .await
     }
 }
 
@@ -127,6 +132,7 @@ impl Users {
                 email,
                 password,
                 client,
+                parent: Parent::current(),
                 reply,
             })
             .await
@@ -143,6 +149,7 @@ impl Users {
             .call(|reply| UserMsg::Refresh {
                 token,
                 client,
+                parent: Parent::current(),
                 reply,
             })
             .await
@@ -164,6 +171,7 @@ impl Users {
                 current,
                 new,
                 client,
+                parent: Parent::current(),
                 reply,
             })
             .await
@@ -172,7 +180,11 @@ impl Users {
     /// The live sessions of the verified access token's user, newest first.
     pub async fn sessions(&self, claims: Claims) -> Result<Vec<SessionInfo>, UserError> {
         self.calls
-            .call(|reply| UserMsg::Sessions { claims, reply })
+            .call(|reply| UserMsg::Sessions {
+                claims,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 
@@ -183,6 +195,7 @@ impl Users {
             .call(|reply| UserMsg::EndSession {
                 claims,
                 session,
+                parent: Parent::current(),
                 reply,
             })
             .await
@@ -192,14 +205,22 @@ impl Users {
     /// how many ended.
     pub async fn end_other_sessions(&self, claims: Claims) -> Result<u64, UserError> {
         self.calls
-            .call(|reply| UserMsg::EndOtherSessions { claims, reply })
+            .call(|reply| UserMsg::EndOtherSessions {
+                claims,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 
     /// End the session of a verified access token.
     pub async fn logout(&self, claims: Claims) -> Result<(), UserError> {
         self.calls
-            .call(|reply| UserMsg::Logout { claims, reply })
+            .call(|reply| UserMsg::Logout {
+                claims,
+                parent: Parent::current(),
+                reply,
+            })
             .await
     }
 
@@ -216,7 +237,12 @@ impl Users {
         changes: ProfileChanges,
     ) -> Result<OwnerProfile, UserError> {
         self.calls
-            .call(|reply| UserMsg::UpdateProfile { id, changes, reply })
+            .call(|reply| UserMsg::UpdateProfile {
+                id,
+                changes,
+                parent: Parent::current(),
+                reply,
+            })
             .await?
             .ok_or(UserError::NotFound)
     }
@@ -285,7 +311,7 @@ mod tests {
             message: UserMsg,
             _: &mut (),
         ) -> Result<(), ActorProcessingErr> {
-            if let UserMsg::Profile { id, reply } = message {
+            if let UserMsg::Profile { id, reply, .. } = message {
                 let _ = reply.send(Ok(Some(OwnerProfile {
                     id,
                     name: "Ada".into(),
