@@ -310,57 +310,90 @@ async fn a_dead_instances_token_frees_only_once_its_lease_ran_out() {
     );
 }
 
-#[tokio::test]
-async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
-    const LIMIT: usize = 3;
-    const JOBS: usize = 10;
-    const PERIOD: Duration = Duration::from_secs(1);
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let recorded = Arc::clone(&starts);
-    let handlers = JobHandlers::new().with("test.rated", move |_job| {
+/// Handlers of `test.rated` that note when each job started.
+fn rated(starts: &Arc<Mutex<Vec<std::time::Instant>>>) -> JobHandlers {
+    let recorded = Arc::clone(starts);
+    JobHandlers::new().with("test.rated", move |_job| {
         recorded.lock().unwrap().push(std::time::Instant::now());
         async { Ok(Document::new()) }
-    });
-    let app = spawn_app_with_jobs(|_| {}, handlers).await;
-    let limit = json!({ "rate": { "limit": LIMIT, "period": "1s" } });
-    let set = ops(&app, Method::PUT, "/jobs/limits/test.rated", Some(limit)).await;
+    })
+}
+
+/// Set a rate of `limit` per second on `test.rated` through `apps[0]`, wait
+/// until every app applies it, enqueue `jobs` and wait for them; the
+/// starts, in order.
+async fn rated_run(
+    apps: &[&TestApp],
+    starts: &Arc<Mutex<Vec<std::time::Instant>>>,
+    (limit, jobs): (usize, usize),
+) -> Vec<std::time::Instant> {
+    let body = json!({ "rate": { "limit": limit, "period": "1s" } });
+    let set = ops(apps[0], Method::PUT, "/jobs/limits/test.rated", Some(body)).await;
     let shown: Value = set.json().await.unwrap();
     assert_eq!(
         shown["limits"][0]["rate"],
-        json!({"limit": LIMIT, "period": "1s"})
+        json!({"limit": limit, "period": "1s"})
     );
-    let jobs = app.jobs();
-    join_all((0..JOBS).map(|_| jobs.enqueue("test.rated", Document::new())))
+    for app in &apps[1..] {
+        eventually(Duration::from_secs(10), "the limit everywhere", || async {
+            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
+                .await
+                .json()
+                .await
+                .ok()?;
+            (limits["limits"].as_array()?.len() == 1).then_some(())
+        })
+        .await;
+    }
+    let queue = apps[0].jobs();
+    join_all((0..jobs).map(|_| queue.enqueue("test.rated", Document::new())))
         .await
         .into_iter()
         .for_each(|r| {
             r.unwrap();
         });
-    app.nudge();
-    app.wait_for_jobs(
-        doc! {"type": "test.rated"},
-        "completed",
-        JOBS as u64,
-        Duration::from_secs(60),
-    )
-    .await;
-
+    for app in apps {
+        app.nudge();
+    }
+    let filter = doc! {"type": "test.rated"};
+    (apps[0].wait_for_jobs(filter, "completed", jobs as u64, Duration::from_secs(90))).await;
     let mut starts = starts.lock().unwrap().clone();
     starts.sort();
     assert_eq!(
         starts.len(),
-        JOBS,
+        jobs,
         "each ran once (none failed for the limit)"
     );
-    // Starts LIMIT apart are a period apart, give or take the moments
-    // between a token's claim and the handler's start.
+    starts
+}
+
+/// No `limit + 1` starts within one period: starts `limit` apart are a
+/// period apart, give or take the moments between a rate token's claim and
+/// the handler's start.
+fn assert_rate(starts: &[std::time::Instant], limit: usize, period: Duration) {
     let slack = Duration::from_millis(150);
-    for (i, later) in starts.iter().enumerate().skip(LIMIT) {
-        let apart = later.duration_since(starts[i - LIMIT]);
+    for (i, later) in starts.iter().enumerate().skip(limit) {
+        let apart = later.duration_since(starts[i - limit]);
         assert!(
-            apart + slack >= PERIOD,
+            apart + slack >= period,
             "start {i} came {apart:?} after start {}",
-            i - LIMIT
+            i - limit
         );
     }
+}
+
+#[tokio::test]
+async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let app = spawn_app_with_jobs(|_| {}, rated(&starts)).await;
+    let starts = rated_run(&[&app], &starts, (3, 10)).await;
+    assert_rate(&starts, 3, Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn three_instances_together_start_no_faster_than_the_rate() {
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let [a, b, c] = three_instances(|_| {}, rated(&starts)).await;
+    let starts = rated_run(&[&a, &b, &c], &starts, (4, 13)).await;
+    assert_rate(&starts, 4, Duration::from_secs(1));
 }

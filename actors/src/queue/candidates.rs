@@ -80,6 +80,10 @@ pub(crate) struct Candidates {
     /// A listing ended since the last tick, so the line holds every job
     /// that was claimable then, not only those enqueued here since.
     listed_since_tick: bool,
+    /// Something became due while a listing was in flight: that listing
+    /// may have read the store before it, so an empty answer must not make
+    /// the line exhausted.
+    due_meanwhile: bool,
 }
 
 impl Candidates {
@@ -116,11 +120,12 @@ impl Candidates {
     pub fn listed(&mut self, found: Option<Vec<Candidate>>) {
         self.listing = false;
         self.listed_since_tick = true;
+        let due_meanwhile = std::mem::take(&mut self.due_meanwhile);
         let Some(found) = found else {
             self.exhausted = true;
             return;
         };
-        self.exhausted = found.is_empty();
+        self.exhausted = found.is_empty() && !due_meanwhile;
         let current = self.generation;
         self.queue
             .retain(|_, (_, generation)| *generation == current);
@@ -145,9 +150,12 @@ impl Candidates {
         self.tick();
     }
 
-    /// Something may be due now (a job was put back to pending): list again.
+    /// Something may be due now (a job was put back to pending, another
+    /// instance announced jobs): list again — after the listing in flight,
+    /// if any, whatever it finds (it may have read the store too early).
     pub fn due_again(&mut self) {
         self.exhausted = false;
+        self.due_meanwhile |= self.listing;
     }
 
     /// This instance enqueued `id`, due now, ranked `rank`: claim it in
@@ -206,6 +214,17 @@ mod tests {
         assert!(matches!(candidates.next(), Next::Wait));
         candidates.due_again();
         assert!(matches!(candidates.next(), Next::List));
+    }
+
+    #[test]
+    fn something_due_while_a_listing_runs_is_listed_again_after_an_empty_answer() {
+        let mut candidates = Candidates::default();
+        assert!(matches!(candidates.next(), Next::List));
+        candidates.due_again(); // announced while the listing read the store
+        candidates.listed(Some(Vec::new()));
+        assert!(matches!(candidates.next(), Next::List), "not exhausted");
+        candidates.listed(Some(Vec::new()));
+        assert!(matches!(candidates.next(), Next::Wait), "now it is");
     }
 
     #[test]
