@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use lettre::address::AddressError;
-use lettre::message::Mailbox;
+use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::{file, smtp};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
@@ -42,6 +42,25 @@ pub enum MailError {
     Smtp(#[source] smtp::Error),
     #[error("writing to the outbox failed")]
     File(#[source] file::Error),
+}
+
+/// A plain-text message from `from` to `to`. The `Message-ID` is the
+/// caller's (derived from a job id, a retried job resends the same
+/// message, which a mail client shows once).
+pub fn plain_text(
+    from: &Mailbox,
+    to: Mailbox,
+    message_id: &str,
+    subject: &str,
+    body: String,
+) -> Result<Message, lettre::error::Error> {
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .message_id(Some(message_id.to_owned()))
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
 }
 
 /// Delivers e-mail over SMTP or into an outbox directory.

@@ -27,6 +27,23 @@ async fn ops(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> 
     request.send().await.expect("the request")
 }
 
+/// Have each of `apps` apply the one stored limit now rather than at its
+/// next listing (within a second): `GET /jobs/limits` reads the stored
+/// limits, and the instance answering applies what it read.
+async fn applied_everywhere(apps: &[&TestApp]) {
+    for app in apps {
+        eventually(Duration::from_secs(10), "the limit everywhere", || async {
+            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
+                .await
+                .json()
+                .await
+                .ok()?;
+            (limits["limits"].as_array()?.len() == 1).then_some(())
+        })
+        .await;
+    }
+}
+
 /// What a handler of a limited type sees: how many run now, the most ever.
 #[derive(Default)]
 struct Running {
@@ -165,19 +182,7 @@ async fn three_instances_never_run_more_than_the_limit_while_free_jobs_flow() {
     let set = ops(&a, Method::PUT, "/jobs/limits/test.limited", Some(limit)).await;
     assert_eq!(set.status(), StatusCode::OK);
 
-    // The other instances read the stored limit at their next listing
-    // (within a second): enqueue only once each reports it.
-    for app in [&b, &c] {
-        eventually(Duration::from_secs(10), "the limit everywhere", || async {
-            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
-                .await
-                .json()
-                .await
-                .ok()?;
-            (limits["limits"].as_array()?.len() == 1).then_some(())
-        })
-        .await;
-    }
+    applied_everywhere(&[&b, &c]).await;
     let jobs = a.jobs();
     let limited = (0..LIMITED).map(|_| jobs.enqueue("test.limited", Document::new()));
     join_all(limited).await.into_iter().for_each(|r| {
@@ -334,17 +339,7 @@ async fn rated_run(
         shown["limits"][0]["rate"],
         json!({"limit": limit, "period": "1s"})
     );
-    for app in &apps[1..] {
-        eventually(Duration::from_secs(10), "the limit everywhere", || async {
-            let limits: Value = ops(app, Method::GET, "/jobs/limits", None)
-                .await
-                .json()
-                .await
-                .ok()?;
-            (limits["limits"].as_array()?.len() == 1).then_some(())
-        })
-        .await;
-    }
+    applied_everywhere(&apps[1..]).await;
     let queue = apps[0].jobs();
     join_all((0..jobs).map(|_| queue.enqueue("test.rated", Document::new())))
         .await

@@ -236,12 +236,13 @@ impl LimitBook {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mongodb::bson::doc;
 
     use super::*;
 
-    fn limit(concurrency: u32, by: Option<&str>) -> Limit {
+    /// A concurrency limit of `concurrency`, partitioned by `by`.
+    pub(crate) fn limit(concurrency: u32, by: Option<&str>) -> Limit {
         Limit {
             concurrency: Some(concurrency),
             rate: None,

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::Mailbox;
 use lettre::Message;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
@@ -224,15 +224,10 @@ pub fn welcome_message(
     message_id: &str,
 ) -> Result<Message, lettre::error::Error> {
     let to = Mailbox::new(Some(name.to_owned()), email.to_address());
-    Message::builder()
-        .from(from.clone())
-        .to(to)
-        .message_id(Some(message_id.to_owned()))
-        .subject("Welcome to Troupe")
-        .header(ContentType::TEXT_PLAIN)
-        .body(format!(
-            "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
-        ))
+    let body = format!(
+        "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
+    );
+    crate::mail::plain_text(from, to, message_id, "Welcome to Troupe", body)
 }
 
 /// Run a `user.password_changed` job: tell the owner their password was

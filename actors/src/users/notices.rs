@@ -9,7 +9,7 @@
 //! retried job resends the same message (a mail client shows it once); a
 //! notice may arrive twice, never for a change that did not happen.
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::Mailbox;
 use lettre::Message;
 use mongodb::bson::{doc, oid::ObjectId, Document};
 
@@ -32,17 +32,18 @@ pub fn password_changed_message(
     message_id: &str,
 ) -> Result<Message, lettre::error::Error> {
     let to = Mailbox::new(Some(name.to_owned()), email.to_address());
-    Message::builder()
-        .from(from.clone())
-        .to(to)
-        .message_id(Some(message_id.to_owned()))
-        .subject("Your Troupe password was changed")
-        .header(ContentType::TEXT_PLAIN)
-        .body(format!(
-            "Hello {name},\n\nthe password of your Troupe account {email} was just changed, \
-             and every other session of the account was signed out.\n\n\
-             If this was not you, reset your password at once and tell us.\n\n— The Troupe team\n"
-        ))
+    let body = format!(
+        "Hello {name},\n\nthe password of your Troupe account {email} was just changed, \
+         and every other session of the account was signed out.\n\n\
+         If this was not you, reset your password at once and tell us.\n\n— The Troupe team\n"
+    );
+    crate::mail::plain_text(
+        from,
+        to,
+        message_id,
+        "Your Troupe password was changed",
+        body,
+    )
 }
 
 #[cfg(test)]

@@ -510,7 +510,11 @@ mod tests {
             alg: SigningAlg::EdDSA,
             key: DecodingKey::from_ed_der(&key.public),
         };
-        ring.install(Keys::new(Some(signing), vec![verifier], &[jwk.clone()]));
+        ring.install(Keys::new(
+            Some(signing),
+            vec![verifier],
+            std::slice::from_ref(&jwk),
+        ));
         let pair = tokens.issue_pair("u", "e@x.co", "s").unwrap();
         let header = jsonwebtoken::decode_header(&pair.access_token).unwrap();
         assert_eq!((header.alg, header.kid), (Algorithm::EdDSA, Some(jwk.kid)));

@@ -412,6 +412,7 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::limit::tests::limit;
 
     fn token(kind: &str, group: &str, n: u32, value: Option<Bson>) -> TokenDoc {
         TokenDoc {
@@ -431,14 +432,6 @@ mod tests {
         Tokens {
             live: list.into_iter().map(|t| (t.id.clone(), t)).collect(),
             expired: BTreeSet::new(),
-        }
-    }
-
-    fn limit(concurrency: u32, by: Option<&str>) -> Limit {
-        Limit {
-            concurrency: Some(concurrency),
-            rate: None,
-            partition_by: by.map(str::to_owned),
         }
     }
 
