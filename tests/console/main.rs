@@ -563,7 +563,18 @@ async fn fits_a_phone(client: &Client) {
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
     )
     .await;
-    assert_eq!(overflow, 0, "horizontal overflow at {width} px");
+    // What sticks out of the page, not counting what a scrolling box clips.
+    let wide = js(
+        client,
+        "const w = document.documentElement.clientWidth;\
+         const clipped = (e) => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement)\
+           if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };\
+         return [...document.querySelectorAll('body *')]\
+           .filter(e => e.getBoundingClientRect().right > w + 1 && e.getClientRects().length && !clipped(e))\
+           .slice(0, 4).map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)",
+    )
+    .await;
+    assert_eq!(overflow, 0, "horizontal overflow at {width} px, by: {wide}");
     screenshot(client, "console-390.png").await;
     viewport(client, 1280, 800).await;
 }
