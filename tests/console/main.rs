@@ -563,15 +563,18 @@ async fn fits_a_phone(client: &Client) {
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
     )
     .await;
-    // What sticks out of the page, not counting what a scrolling box clips.
+    // The text that sticks out of the page furthest (and the box that clips
+    // it, if any): an unbreakable string widens the page, not its box.
     let wide = js(
         client,
         "const w = document.documentElement.clientWidth;\
-         const clipped = (e) => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement)\
-           if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };\
-         return [...document.querySelectorAll('body *')]\
-           .filter(e => e.getBoundingClientRect().right > w + 1 && e.getClientRects().length && !clipped(e))\
-           .slice(0, 4).map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)",
+         const clip = (e) => { for (let p = e; p && p !== document.body; p = p.parentElement)\
+           if (getComputedStyle(p).overflowX !== 'visible') return `${p.tagName}#${p.id}.${p.className}`; return 'none'; };\
+         const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); const out = [];\
+         for (let n = walk.nextNode(); n; n = walk.nextNode()) { const r = document.createRange(); r.selectNodeContents(n);\
+           const right = r.getBoundingClientRect().right; if (right > w + 1) out.push([right, n]); }\
+         return out.sort((a, b) => b[0] - a[0]).slice(0, 4).map(([right, n]) =>\
+           `${Math.round(right)} ${n.parentElement.tagName}#${n.parentElement.id}.${n.parentElement.className} in ${clip(n.parentElement)}: ${n.textContent.slice(0, 60)}`)",
     )
     .await;
     assert_eq!(overflow, 0, "horizontal overflow at {width} px, by: {wide}");
