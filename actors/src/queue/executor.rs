@@ -230,7 +230,10 @@ async fn attempt(
         Ok(Ok(result)) => match StoredResult::of(result) {
             Ok(result) => record_completion(ends, &running, result).await,
             // No retry mends it: the handler would return the same again.
-            Err(refused) => record_failure(ends, &running, (Outcome::Failed, refused), false).await,
+            Err(refused) => {
+                let failure = (Outcome::Failed, refused.to_string());
+                record_failure(ends, &running, failure, false).await
+            }
         },
         Ok(Err(HandlerError::Snoozed(delay))) => record_snooze(ends, &running, delay).await,
         Ok(Err(error)) => {

@@ -23,22 +23,26 @@ pub enum StoredResult {
     Json(String),
 }
 
+/// Why a result is not kept: stored, it would be `size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the result is {size} bytes stored; at most {MAX_RESULT_BYTES} are kept")]
+pub struct ResultTooLarge {
+    pub size: usize,
+}
+
 impl StoredResult {
     /// How `result` is stored (see the module doc), or why it is refused.
-    pub fn of(result: Document) -> Result<Self, String> {
+    pub fn of(result: Document) -> Result<Self, ResultTooLarge> {
         let size = mongodb::bson::to_vec(&result).map_or(usize::MAX, |b| b.len());
-        let too_large = |size: usize| {
-            format!("the result is {size} bytes stored; at most {MAX_RESULT_BYTES} are kept")
-        };
         if size > MAX_RESULT_BYTES {
-            return Err(too_large(size));
+            return Err(ResultTooLarge { size });
         }
         if check_payload(&result).is_ok() {
             return Ok(Self::Document(result));
         }
         let json = document_json(result).to_string();
         match json.len() {
-            n if n > MAX_RESULT_BYTES => Err(too_large(n)),
+            size if size > MAX_RESULT_BYTES => Err(ResultTooLarge { size }),
             _ => Ok(Self::Json(json)),
         }
     }
@@ -71,7 +75,7 @@ mod tests {
     #[test]
     fn a_result_too_large_is_refused_saying_how_large() {
         let big = doc! { "blob": "x".repeat(MAX_RESULT_BYTES) };
-        let refused = StoredResult::of(big).unwrap_err();
+        let refused = StoredResult::of(big).unwrap_err().to_string();
         assert!(refused.starts_with("the result is "), "{refused}");
         assert!(refused.ends_with("at most 65536 are kept"), "{refused}");
     }
