@@ -1,11 +1,13 @@
 //! Fleet-wide concurrency limits per job type (`/jobs/limits`).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use mongodb::bson::{doc, Document};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, oid::ObjectId, Document};
 use reqwest::{Method, Response, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -315,23 +317,43 @@ async fn a_dead_instances_token_frees_only_once_its_lease_ran_out() {
     );
 }
 
-/// Handlers of `test.rated` that note when each job started.
-fn rated(starts: &Arc<Mutex<Vec<std::time::Instant>>>) -> JobHandlers {
-    let recorded = Arc::clone(starts);
-    JobHandlers::new().with("test.rated", move |_job| {
-        recorded.lock().unwrap().push(std::time::Instant::now());
-        async { Ok(Document::new()) }
-    })
+/// Handlers of `test.rated`, which do nothing.
+fn rated() -> JobHandlers {
+    JobHandlers::new().with("test.rated", |_job| async { Ok(Document::new()) })
+}
+
+/// A rate token as seen in `queue_tokens`: who took it (job, attempt,
+/// instance) and until when it is held.
+type Taken = (ObjectId, i32, String, i64);
+
+/// Every rate token in `queue_tokens` now, added to `seen`. A won rate token
+/// stays in the collection for its whole period (it expires rather than being
+/// given back, and only a later take replaces it), so reading every 20 ms sees
+/// each one.
+async fn note_rate_tokens(app: &TestApp, seen: &mut BTreeSet<Taken>) {
+    let tokens = app.db.collection::<Document>("queue_tokens");
+    let Ok(cursor) = tokens.find(doc! { "rate": true }).await else {
+        return;
+    };
+    let Ok(found) = cursor.try_collect::<Vec<_>>().await else {
+        return;
+    };
+    for token in found {
+        let taken = (|| {
+            let until = token.get_datetime("lockedUntil").ok()?.timestamp_millis();
+            let job = token.get_object_id("job").ok()?;
+            let instance = token.get_str("instance").ok()?.to_owned();
+            Some((job, token.get_i32("attempt").ok()?, instance, until))
+        })();
+        seen.extend(taken);
+    }
 }
 
 /// Set a rate of `limit` per second on `test.rated` through `apps[0]`, wait
-/// until every app applies it, enqueue `jobs` and wait for them; the
-/// starts, in order.
-async fn rated_run(
-    apps: &[&TestApp],
-    starts: &Arc<Mutex<Vec<std::time::Instant>>>,
-    (limit, jobs): (usize, usize),
-) -> Vec<std::time::Instant> {
+/// until every app applies it, enqueue `jobs` and wait for them, watching the
+/// rate tokens meanwhile; when each started job's rate token was taken (in
+/// the store's milliseconds), in order.
+async fn rated_run(apps: &[&TestApp], (limit, jobs): (usize, usize)) -> Vec<i64> {
     let body = json!({ "rate": { "limit": limit, "period": "1s" } });
     let set = ops(apps[0], Method::PUT, "/jobs/limits/test.rated", Some(body)).await;
     let shown: Value = set.json().await.unwrap();
@@ -350,28 +372,67 @@ async fn rated_run(
     for app in apps {
         app.nudge();
     }
+    let mut seen = BTreeSet::new();
     let filter = doc! {"type": "test.rated"};
-    (apps[0].wait_for_jobs(filter, "completed", jobs as u64, Duration::from_secs(90))).await;
-    let mut starts = starts.lock().unwrap().clone();
-    starts.sort();
+    let done = apps[0].wait_for_jobs(filter, "completed", jobs as u64, Duration::from_secs(90));
+    let watch = async {
+        loop {
+            note_rate_tokens(apps[0], &mut seen).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // the sampling period
+        }
+    };
+    tokio::select! {
+        () = done => {}
+        () = watch => unreachable!("the watch never ends"),
+    }
+    note_rate_tokens(apps[0], &mut seen).await;
+    started_takes(apps[0], &seen, jobs).await
+}
+
+/// The take times of the rate tokens in `seen` that an attempt started with:
+/// a token taken for an attempt another instance won was given back, and
+/// counts for nothing. Asserts each of the `jobs` attempts had one.
+async fn started_takes(app: &TestApp, seen: &BTreeSet<Taken>, jobs: usize) -> Vec<i64> {
+    let attempts: Vec<Document> = (app.db.collection::<Document>("job_attempts"))
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(
-        starts.len(),
+        attempts.len(),
         jobs,
         "each ran once (none failed for the limit)"
     );
-    starts
+    let period = Duration::from_secs(1).as_millis() as i64;
+    let mut takes: Vec<i64> = attempts
+        .iter()
+        .map(|attempt| {
+            let (job, number) = (attempt.get_object_id("jobId"), attempt.get_i32("attempt"));
+            let instance = attempt.get_str("instance").unwrap();
+            // The last one it took: any earlier take went back unused.
+            let until = (seen.iter())
+                .filter(|(j, a, i, _)| Ok(*j) == job && Ok(*a) == number && i == instance)
+                .map(|taken| taken.3)
+                .max();
+            until.unwrap_or_else(|| panic!("no rate token seen for {attempt}")) - period
+        })
+        .collect();
+    takes.sort_unstable();
+    takes
 }
 
-/// No `limit + 1` starts within one period: starts `limit` apart are a
-/// period apart, give or take the moments between a rate token's claim and
-/// the handler's start.
-fn assert_rate(starts: &[std::time::Instant], limit: usize, period: Duration) {
-    let slack = Duration::from_millis(150);
-    for (i, later) in starts.iter().enumerate().skip(limit) {
-        let apart = later.duration_since(starts[i - limit]);
+/// No `limit + 1` takes within one period: takes `limit` apart are at least
+/// a period apart, exactly (a token is free again only once its period has
+/// run out, on the same clock that stamped it).
+fn assert_rate(takes: &[i64], limit: usize, period: Duration) {
+    let period = period.as_millis() as i64;
+    for (i, later) in takes.iter().enumerate().skip(limit) {
+        let apart = later - takes[i - limit];
         assert!(
-            apart + slack >= period,
-            "start {i} came {apart:?} after start {}",
+            apart >= period,
+            "take {i} came {apart} ms after take {}",
             i - limit
         );
     }
@@ -379,16 +440,14 @@ fn assert_rate(starts: &[std::time::Instant], limit: usize, period: Duration) {
 
 #[tokio::test]
 async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let app = spawn_app_with_jobs(|_| {}, rated(&starts)).await;
-    let starts = rated_run(&[&app], &starts, (3, 10)).await;
-    assert_rate(&starts, 3, Duration::from_secs(1));
+    let app = spawn_app_with_jobs(|_| {}, rated()).await;
+    let takes = rated_run(&[&app], (3, 10)).await;
+    assert_rate(&takes, 3, Duration::from_secs(1));
 }
 
 #[tokio::test]
 async fn three_instances_together_start_no_faster_than_the_rate() {
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let [a, b, c] = three_instances(|_| {}, rated(&starts)).await;
-    let starts = rated_run(&[&a, &b, &c], &starts, (4, 13)).await;
-    assert_rate(&starts, 4, Duration::from_secs(1));
+    let [a, b, c] = three_instances(|_| {}, rated()).await;
+    let takes = rated_run(&[&a, &b, &c], (4, 13)).await;
+    assert_rate(&takes, 4, Duration::from_secs(1));
 }
