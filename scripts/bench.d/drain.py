@@ -6,6 +6,16 @@
       seconds; reads back the drain (troupe-bench latency) and what the
       instances' /metrics counted meanwhile (store commands per job).
       EXPLAIN=1: also the query plans, read while the backlog waits.
+      With DRAIN_BESIDE set, the row says what else the queue held
+      meanwhile (its `beside`): see `hold`.
+  drain.py hold URL OPS_TOKEN N
+      A fleet-wide limit in force beside the drain: `sleep` limited to one
+      start an hour (PUT URL/jobs/limits/sleep), and N `sleep` jobs
+      enqueued, all but one of them held back by it. The noop jobs are
+      not limited; what they pay for the limit's existence (a read of the
+      tokens per listing and per batch) is what the drain shows.
+  drain.py unhold URL OPS_TOKEN
+      Remove that limit.
   drain.py single LABEL TOOL URI DB TAG REPEATS URL OPS_TOKEN
       REPEATS jobs, one at a time into an idle queue, each through
       POST URL/jobs and waited for (GET URL/jobs/{id}); enqueue→start
@@ -15,6 +25,7 @@ The store's ceiling is the tool's own (`troupe-bench claims`); Agenda is
 scripts/bench.d/agenda/drain.mjs.
 """
 import json
+import os
 import random
 import re
 import subprocess
@@ -101,6 +112,8 @@ def run(label, tool_, uri, db, jobs, tag, timeout, explain, *urls):
            "enqueue_seconds": enqueued["enqueue_seconds"],
            "store_commands": per_job(before, after, STORE_COMMANDS, jobs),
            "driver_commands": per_job(before, after, DRIVER_COMMANDS, jobs), **drained}
+    if os.environ.get("DRAIN_BESIDE"):
+        row["beside"] = os.environ["DRAIN_BESIDE"]
     print(json.dumps(row))
     if plans:
         print(json.dumps({"kind": "explain", "jobs": jobs, **plans}))
@@ -111,7 +124,18 @@ def request(method, url, token, body=None):
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as reply:
-        return json.loads(reply.read())
+        body = reply.read()
+        return json.loads(body) if body else None
+
+
+def hold(url, token, jobs):
+    request("PUT", f"{url}/jobs/limits/sleep", token, {"rate": {"limit": 1, "period": "1h"}})
+    for _ in range(int(jobs)):
+        request("POST", f"{url}/jobs", token, {"type": "sleep", "payload": {"ms": 0}})
+
+
+def unhold(url, token):
+    request("DELETE", f"{url}/jobs/limits/sleep", token)
 
 
 def single(label, tool_, uri, db, tag, repeats, url, token):
@@ -130,4 +154,4 @@ def single(label, tool_, uri, db, tag, repeats, url, token):
 
 
 if __name__ == "__main__":
-    {"run": run, "single": single}[sys.argv[1]](*sys.argv[2:])
+    {"run": run, "single": single, "hold": hold, "unhold": unhold}[sys.argv[1]](*sys.argv[2:])

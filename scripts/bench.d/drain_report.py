@@ -85,7 +85,9 @@ for r in single:
 rate = lambda r: (r or {}).get("jobs_per_second")
 # The rounds of Troupe's first drain and Agenda's first backlog, paired in order.
 first = troupe[0]["jobs"] if troupe else None
-ones = [r for r in troupe if r["instances"] == 1 and r["jobs"] == first]
+ones = [r for r in troupe if r["instances"] == 1 and r["jobs"] == first and "beside" not in r]
+# The same drains with a limit in force on another type, paired with `ones` by round.
+besides = [r for r in troupe if "beside" in r]
 firsts = [r for r in agenda if "error" not in r and r["jobs"] == (agenda[0]["jobs"] if agenda else None)]
 one = ones[0] if ones else None
 median = lambda xs: sorted(xs)[(len(xs) - 1) // 2] if xs else None
@@ -100,6 +102,10 @@ if ones and firsts:
     shown = num(median(ratios), 0, "×") + (f" (per round {', '.join(f'{x:.0f}×' for x in ratios)})" if len(ratios) > 1 else "")
     targets.append((f"Troupe, one instance ≥ 200× Agenda ({firsts[0]['jobs']:,} jobs)", shown,
                     bool(ratios) and median(ratios) >= 200))
+if ones and besides:
+    ratios = [rate(b) / rate(o) for o, b in zip(ones, besides) if rate(o) and rate(b)]
+    shown = num(median(ratios), 2, "×") + (f" (per round {', '.join(f'{x:.2f}×' for x in ratios)})" if len(ratios) > 1 else "")
+    targets.append((f"unlimited jobs with {besides[0]['beside']} / without (issue #28: not slowed)", shown, None))
 if one and claims:
     targets.append(("Troupe, one instance / raw by-id claim loop", f"{rate(one) / claims['by_id_claims_per_second']:.2f}×", None))
 if one and three and rate(one) and rate(three):
