@@ -244,13 +244,17 @@ async fn a_retried_dependent_waits_for_its_dependencies_again() {
     assert_eq!(status(&app, &dependent).await, "failed");
 
     // Retried before its dependency: it fails again at once, never runs.
-    let retried = app.post_ops(&format!("/jobs/{}/retry", id(&dependent))).await;
+    let retried = app
+        .post_ops(&format!("/jobs/{}/retry", id(&dependent)))
+        .await;
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["status"], "failed", "{retried}");
     failing.store(false, Ordering::SeqCst);
     app.post_ops(&format!("/jobs/{}/retry", id(&dependency)))
         .await;
-    let retried = app.post_ops(&format!("/jobs/{}/retry", id(&dependent))).await;
+    let retried = app
+        .post_ops(&format!("/jobs/{}/retry", id(&dependent)))
+        .await;
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["status"], "waiting", "{retried}");
     assert_eq!(
@@ -272,8 +276,14 @@ async fn bad_dependencies_are_a_400_naming_the_field() {
         (json!({"dependsOn": many}), "dependsOn"),
         (json!({"dependsOn": ["not-an-id"]}), "dependsOn"),
         (json!({"dependsOn": [7]}), "dependsOn"),
-        (json!({"dependsOn": "65f1c0ffee0000000000beef"}), "dependsOn"),
-        (json!({"onDependencyFailure": "never"}), "onDependencyFailure"),
+        (
+            json!({"dependsOn": "65f1c0ffee0000000000beef"}),
+            "dependsOn",
+        ),
+        (
+            json!({"onDependencyFailure": "never"}),
+            "onDependencyFailure",
+        ),
     ] {
         let mut body = json!({"type": "flow.step", "payload": {}});
         for (key, value) in extra.as_object().unwrap() {
@@ -309,17 +319,26 @@ async fn the_flow_endpoint_shows_dependencies_and_dependents_as_trees() {
         .json()
         .await
         .unwrap();
-    assert_eq!((&tree["id"], &tree["status"]), (&last["id"], &json!("waiting")));
+    assert_eq!(
+        (&tree["id"], &tree["status"]),
+        (&last["id"], &json!("waiting"))
+    );
     assert_eq!(tree["type"], "flow.step");
     assert_eq!(tree["truncated"], false);
     assert_eq!(tree["neededBy"], json!([]));
     let deps = tree["dependsOn"].as_array().unwrap();
     assert_eq!(deps.len(), 2, "{tree}");
-    assert_eq!((&deps[0]["id"], &deps[0]["status"]), (&root["id"], &json!("pending")));
+    assert_eq!(
+        (&deps[0]["id"], &deps[0]["status"]),
+        (&root["id"], &json!("pending"))
+    );
     assert_eq!(deps[0]["repeated"], false);
     assert_eq!(deps[1]["id"], middle["id"]);
     let below = &deps[1]["children"][0];
-    assert_eq!((&below["id"], &below["repeated"]), (&root["id"], &json!(true)));
+    assert_eq!(
+        (&below["id"], &below["repeated"]),
+        (&root["id"], &json!(true))
+    );
 
     let tree: Value = app
         .get_ops(&format!("/jobs/{}/flow", id(&root)))
@@ -332,18 +351,35 @@ async fn the_flow_endpoint_shows_dependencies_and_dependents_as_trees() {
     assert_eq!(needed.len(), 2, "{tree}");
     assert_eq!(needed[0]["id"], middle["id"]);
     assert_eq!(needed[0]["children"][0]["id"], last["id"]);
-    assert_eq!((&needed[1]["id"], &needed[1]["repeated"]), (&last["id"], &json!(true)));
+    assert_eq!(
+        (&needed[1]["id"], &needed[1]["repeated"]),
+        (&last["id"], &json!(true))
+    );
 
     let path = format!("/jobs/{}/flow", ObjectId::new());
     assert_problem(app.get_ops(&path).await, StatusCode::NOT_FOUND).await;
-    assert_problem(app.get_ops("/jobs/nope/flow").await, StatusCode::BAD_REQUEST).await;
+    assert_problem(
+        app.get_ops("/jobs/nope/flow").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     let anonymous = app.get(&format!("/jobs/{}/flow", id(&root))).await;
     assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
 }
 
 /// A job as a crash leaves it: written directly, `status` with `depends_on`.
 fn stored(kind: &str, status: JobStatus, depends_on: &[ObjectId]) -> Job {
-    let mut job = Job::new(kind, Document::new(), 3);
+    stored_at(kind, status, depends_on, mongodb::bson::DateTime::now())
+}
+
+/// [`stored`], created at `now` (a manual clock's).
+fn stored_at(
+    kind: &str,
+    status: JobStatus,
+    depends_on: &[ObjectId],
+    now: mongodb::bson::DateTime,
+) -> Job {
+    let mut job = Job::new_at(kind, Document::new(), 3, now);
     job.status = status;
     job.depends_on = depends_on.to_vec();
     job
@@ -353,16 +389,21 @@ fn stored(kind: &str, status: JobStatus, depends_on: &[ObjectId]) -> Job {
 async fn waiting_jobs_whose_dependencies_ended_without_releasing_them_are_settled_by_the_sweep() {
     let (app, _) = manual_app().await;
     // What an instance killed between the end and the release leaves.
-    let completed = stored("flow.step", JobStatus::Completed, &[]);
-    let failed = stored("flow.step", JobStatus::Failed, &[]);
-    let released = stored("flow.step", JobStatus::Waiting, &[completed.id]);
-    let doomed = stored("flow.step", JobStatus::Waiting, &[failed.id]);
+    let now = app.settings.queue.clock.now();
+    let completed = stored_at("flow.step", JobStatus::Completed, &[], now);
+    let failed = stored_at("flow.step", JobStatus::Failed, &[], now);
+    let released = stored_at("flow.step", JobStatus::Waiting, &[completed.id], now);
+    let doomed = stored_at("flow.step", JobStatus::Waiting, &[failed.id], now);
     let jobs = app.db.collection::<Job>("jobs");
     jobs.insert_many([&completed, &failed, &released, &doomed])
         .await
         .unwrap();
 
-    assert_eq!(app.run_one_job().await, Polled::Empty, "nothing released it");
+    assert_eq!(
+        app.run_one_job().await,
+        Polled::Empty,
+        "nothing released it"
+    );
     let swept = app.state.actors.worker.sweep_flows().await.unwrap();
     assert_eq!((swept.released, swept.failed), (1, 1));
     assert_eq!(
@@ -377,10 +418,18 @@ async fn waiting_jobs_whose_dependencies_ended_without_releasing_them_are_settle
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
-    eventually(Duration::from_secs(30), "the binary to be ready", || async move {
-        let response = client.get(format!("{base}/health/ready")).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the binary to be ready",
+        || async move {
+            let response = client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        },
+    )
     .await;
 }
 
@@ -405,7 +454,9 @@ async fn a_fresh_binary_settles_the_waiting_jobs_a_killed_instance_left() {
     eventually(Duration::from_secs(30), "the waiting jobs settled", || {
         let jobs = jobs.clone();
         async move {
-            let status = |job: Option<Document>| job.and_then(|j| j.get_str("status").ok().map(str::to_owned));
+            let status = |job: Option<Document>| {
+                job.and_then(|j| j.get_str("status").ok().map(str::to_owned))
+            };
             let released = status(jobs.find_one(doc! {"_id": released.id}).await.ok()?);
             let doomed = status(jobs.find_one(doc! {"_id": doomed.id}).await.ok()?);
             (released.as_deref() == Some("completed") && doomed.as_deref() == Some("failed"))
@@ -432,8 +483,11 @@ async fn sigkill_while_a_dependency_runs_and_its_dependent_runs_once_on_the_surv
             .json(&body);
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let dependency = post(json!({"type": "sleep", "payload": {"ms": 3000}, "maxAttempts": 5, "timeout": "20s"})).await;
-    let dependent = post(json!({"type": "noop", "payload": {}, "dependsOn": [id(&dependency)]})).await;
+    let dependency =
+        post(json!({"type": "sleep", "payload": {"ms": 3000}, "maxAttempts": 5, "timeout": "20s"}))
+            .await;
+    let dependent =
+        post(json!({"type": "noop", "payload": {}, "dependsOn": [id(&dependency)]})).await;
     assert_eq!(dependent["status"], "waiting", "{dependent}");
 
     let db = crate::helpers::observer(&settings).await;
@@ -449,7 +503,11 @@ async fn sigkill_while_a_dependency_runs_and_its_dependent_runs_once_on_the_surv
     .await;
     doomed.child.kill().unwrap(); // SIGKILL, mid-dependency
     doomed.child.wait().unwrap();
-    let left = jobs.find_one(doc! {"_id": dependent_id}).await.unwrap().unwrap();
+    let left = jobs
+        .find_one(doc! {"_id": dependent_id})
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(left.get_str("status").unwrap(), "waiting");
 
     let survivor = start(settings.clone(), JobHandlers::new()).await;

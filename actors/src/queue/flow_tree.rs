@@ -165,8 +165,8 @@ async fn dependents(store: &JobStore, root: ObjectId) -> Result<Side, QueueError
         }
         frontier = next;
     }
-    side.truncated |= !frontier.is_empty()
-        && !store.flow_dependents(&frontier, 1).await?.is_empty();
+    side.truncated |=
+        !frontier.is_empty() && !store.flow_dependents(&frontier, 1).await?.is_empty();
     Ok(side)
 }
 

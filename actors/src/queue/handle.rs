@@ -78,7 +78,9 @@ impl QueueHandle {
     /// The flow of job `id` as a tree ([`crate::queue::flow_tree`]);
     /// [`QueueError::NotFound`] if there is no such job.
     pub async fn flow(&self, id: JobId) -> Result<FlowTree, QueueError> {
-        let tree = self.bounded(flow_tree::flow_tree(&self.queue.store, id)).await?;
+        let tree = self
+            .bounded(flow_tree::flow_tree(&self.queue.store, id))
+            .await?;
         tree.ok_or(QueueError::NotFound)
     }
 
@@ -96,7 +98,8 @@ impl QueueHandle {
             // Its dependencies decide anew.
             self.queue.store.flows_seen().set(true);
             let flows = self.queue.flows();
-            self.bounded(flows.settle(std::slice::from_ref(&job))).await?;
+            self.bounded(flows.settle(std::slice::from_ref(&job)))
+                .await?;
             let reread = self.bounded(self.queue.store.get(id.object_id())).await?;
             job = reread.ok_or(QueueError::NotFound)?.0;
         }

@@ -48,10 +48,10 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
-use crate::queue::config::QueueConfig;
-use crate::queue::error::{refusal_code, QueueError};
 use crate::events::Events;
+use crate::queue::config::QueueConfig;
 use crate::queue::dependency::DependencyPolicy;
+use crate::queue::error::{refusal_code, QueueError};
 use crate::queue::flow::{self, Flows};
 use crate::queue::job::{Job, JobId, JobStatus};
 use crate::queue::poller::PollerMsg;

@@ -125,7 +125,11 @@ impl JobReport {
 
     /// The jobs it runs after ([`crate::queue::flow`]).
     pub fn depends_on(&self) -> Vec<JobId> {
-        self.0.depends_on.iter().map(|id| JobId::from(*id)).collect()
+        self.0
+            .depends_on
+            .iter()
+            .map(|id| JobId::from(*id))
+            .collect()
     }
 
     /// What a failed or cancelled dependency does to it (`None`: it has

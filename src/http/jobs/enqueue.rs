@@ -13,10 +13,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{Map, Value};
+use troupe_actors::queue::flow::{DependencyPolicy, MAX_DEPENDENCIES};
 use troupe_actors::queue::spec::{
     check_max_attempts, check_priority, check_timeout, check_unique_key, UNIQUE_KEY_MAX_CHARS,
 };
-use troupe_actors::queue::flow::{DependencyPolicy, MAX_DEPENDENCIES};
 use troupe_actors::queue::{Enqueued, JobId, JobSpec, SpecError};
 use utoipa::ToSchema;
 
@@ -130,7 +130,11 @@ impl FromJson for EnqueueBody {
         let policy: Option<String> = f.optional("onDependencyFailure", "\"fail\" or \"hold\"");
         let on_dependency_failure = policy.and_then(|p| {
             let parsed = DependencyPolicy::parse(&p);
-            f.check(parsed.is_some(), "onDependencyFailure", "must be \"fail\" or \"hold\"");
+            f.check(
+                parsed.is_some(),
+                "onDependencyFailure",
+                "must be \"fail\" or \"hold\"",
+            );
             parsed
         });
         Some(Self {
@@ -155,7 +159,10 @@ fn depends_on(f: &mut Fields) -> Option<Vec<JobId>> {
         return Some(Vec::new()); // absent (or already reported)
     };
     if items.len() > MAX_DEPENDENCIES {
-        f.error("dependsOn", format!("must hold at most {MAX_DEPENDENCIES} job ids"));
+        f.error(
+            "dependsOn",
+            format!("must hold at most {MAX_DEPENDENCIES} job ids"),
+        );
         return None;
     }
     let mut ids = Vec::with_capacity(items.len());

@@ -27,7 +27,9 @@ impl PollerState {
     pub(super) fn sweep_flows(&mut self, myself: &ActorRef<PollerMsg>) {
         let config = &self.args.queue.config;
         let sweep = &mut self.flow_sweep;
-        let due = sweep.last.is_none_or(|last| last.elapsed() >= config.flow_sweep);
+        let due = sweep
+            .last
+            .is_none_or(|last| last.elapsed() >= config.flow_sweep);
         if !config.poller_claims || sweep.running || !due {
             return;
         }

@@ -55,7 +55,11 @@ impl JobStore {
     }
 
     /// Up to `limit` waiting jobs that depend on `of`.
-    pub async fn waiting_dependents(&self, of: ObjectId, limit: i64) -> Result<Vec<Job>, QueueError> {
+    pub async fn waiting_dependents(
+        &self,
+        of: ObjectId,
+        limit: i64,
+    ) -> Result<Vec<Job>, QueueError> {
         let filter = doc! { "status": JobStatus::Waiting.as_str(), "dependsOn": of };
         Ok(self
             .jobs

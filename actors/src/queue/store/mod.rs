@@ -28,8 +28,8 @@ use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Collection, Database};
 
 use crate::queue::clock::Clock;
-use crate::queue::error::QueueError;
 use crate::queue::dependency::FlowsSeen;
+use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::queue::limit::{LimitBook, Limits};
 use crate::store::{ensure_indexes, index, StoreError};
