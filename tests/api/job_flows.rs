@@ -365,6 +365,18 @@ async fn the_flow_endpoint_shows_dependencies_and_dependents_as_trees() {
     .await;
     let anonymous = app.get(&format!("/jobs/{}/flow", id(&root))).await;
     assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+
+    let doc: Value = app.get("/api-json").await.json().await.unwrap();
+    let get = &doc["paths"]["/jobs/{id}/flow"]["get"];
+    for status in ["200", "400", "401", "404", "503"] {
+        assert!(get["responses"][status].is_object(), "{status}: {get}");
+    }
+    let schemas = &doc["components"]["schemas"];
+    let children = &schemas["FlowNodeView"]["properties"]["children"];
+    assert_eq!(children["items"]["$ref"], "#/components/schemas/FlowNodeView");
+    let enqueue = &schemas["EnqueueRequest"]["properties"];
+    assert!(enqueue["dependsOn"].is_object() && enqueue["onDependencyFailure"].is_object());
+    assert!(schemas["JobStats"]["properties"]["waiting"].is_object());
 }
 
 /// A job as a crash leaves it: written directly, `status` with `depends_on`.
