@@ -373,7 +373,10 @@ async fn the_flow_endpoint_shows_dependencies_and_dependents_as_trees() {
     }
     let schemas = &doc["components"]["schemas"];
     let children = &schemas["FlowNodeView"]["properties"]["children"];
-    assert_eq!(children["items"]["$ref"], "#/components/schemas/FlowNodeView");
+    assert_eq!(
+        children["items"]["$ref"],
+        "#/components/schemas/FlowNodeView"
+    );
     let enqueue = &schemas["EnqueueRequest"]["properties"];
     assert!(enqueue["dependsOn"].is_object() && enqueue["onDependencyFailure"].is_object());
     assert!(schemas["JobStats"]["properties"]["waiting"].is_object());
