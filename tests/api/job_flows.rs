@@ -541,3 +541,59 @@ async fn sigkill_while_a_dependency_runs_and_its_dependent_runs_once_on_the_surv
         "never before its dependency completed: {done} {dependency}"
     );
 }
+
+#[tokio::test]
+async fn on_three_instances_no_dependent_starts_before_its_dependency_completed_and_each_runs_once()
+{
+    use crate::helpers::three_instances;
+    use tokio::sync::Semaphore;
+    const DEPENDENTS: usize = 6;
+    let gate = Arc::new(Semaphore::new(0));
+    let opened = Arc::clone(&gate);
+    let jobs = steps(&Arc::new(AtomicBool::new(false))).with("flow.gate", move |_job| {
+        let gate = Arc::clone(&opened);
+        async move {
+            gate.acquire().await.expect("open").forget();
+            Ok(Document::new())
+        }
+    });
+    let apps = three_instances(|s| s.queue.job_timeout = Duration::from_secs(30), jobs).await;
+    let dependency = step(&apps[0], json!({"type": "flow.gate", "timeout": "30s"})).await;
+    let mut dependents = Vec::new();
+    for i in 0..DEPENDENTS {
+        let app = &apps[i % 3];
+        dependents.push(step(app, json!({"dependsOn": [id(&dependency)]})).await);
+    }
+    apps[0]
+        .wait_for_job(oid(&dependency), "processing", Duration::from_secs(20))
+        .await;
+    // Every poller ticks (and sweeps) meanwhile; none takes a dependent.
+    apps[0]
+        .wait_for_jobs(
+            doc! {"type": "flow.step"},
+            "waiting",
+            DEPENDENTS as u64,
+            Duration::from_secs(5),
+        )
+        .await;
+    gate.add_permits(1);
+    apps[0]
+        .wait_for_jobs(
+            doc! {"type": "flow.step"},
+            "completed",
+            DEPENDENTS as u64,
+            Duration::from_secs(60),
+        )
+        .await;
+    let done = apps[0].job(oid(&dependency)).await;
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    for dependent in &dependents {
+        let job = apps[0].job(oid(dependent)).await;
+        let history = job["history"].as_array().unwrap();
+        assert_eq!(history.len(), 1, "one attempt: {job}");
+        assert!(
+            at(&history[0]["startedAt"]) >= at(&done["completedAt"]),
+            "{job} {done}"
+        );
+    }
+}
