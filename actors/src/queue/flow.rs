@@ -23,8 +23,8 @@
 //!   nothing per job.
 //! - **Safety net**: every instance's poller sweeps the waiting jobs every
 //!   `queue.flow_sweep` ([`Flows::sweep`]: one page of at most
-//!   [`SWEEP_PAGE`] waiting jobs and one read of their dependencies per
-//!   sweep, a cursor moving through them), so a job whose dependencies
+//!   [`SWEEP_PAGE`] waiting jobs and a read by `_id` of each of their
+//!   dependencies per sweep, a cursor moving through them), so a job whose dependencies
 //!   finished while the instance that ended them died (SIGKILL between the
 //!   end and the release) is released, or failed, by any live instance.
 //! - An enqueue writes the dependent `waiting` *then* reads its
@@ -51,7 +51,7 @@ use crate::queue::job::{Job, JobStatus};
 use crate::queue::store::JobStore;
 
 /// Waiting jobs one sweep looks at.
-pub const SWEEP_PAGE: i64 = 50;
+pub const SWEEP_PAGE: i64 = 20;
 
 /// Waiting dependents one end settles, cascades included (the sweep
 /// settles any beyond).

@@ -3,7 +3,7 @@
 //! id, type and status.
 //!
 //! Bounded: at most [`MAX_DEPTH`] levels each way and [`MAX_NODES`] jobs
-//! each way (one read per level); a job reached twice (a diamond) is shown
+//! each way (a read by `_id`, or by `dependsOn`, per job); a job reached twice (a diamond) is shown
 //! again without its own branches (`repeated`). `truncated` says a bound cut
 //! the tree short.
 
@@ -21,7 +21,7 @@ use crate::queue::store::JobStore;
 pub const MAX_DEPTH: usize = 10;
 
 /// Jobs shown each way.
-pub const MAX_NODES: usize = 200;
+pub const MAX_NODES: usize = 100;
 
 /// One job of the tree and its branches (its dependencies, or its
 /// dependents, by the side of the tree it is on).

@@ -1,7 +1,7 @@
 //! `GET /jobs/{id}/flow`: a job's flow as a tree (ops token): what it
 //! depends on and what depends on it, recursively, each job with its id,
 //! type and status ([`troupe_actors::queue::flow_tree`]: at most 10 levels
-//! and 200 jobs each way; `truncated` says a bound cut it short).
+//! and 100 jobs each way; `truncated` says a bound cut it short).
 
 use axum::extract::State;
 use axum::Json;
@@ -36,7 +36,7 @@ pub struct FlowView {
     pub depends_on: Vec<FlowNodeView>,
     /// The jobs that wait for it; each node's `children` are what waits for *it*.
     pub needed_by: Vec<FlowNodeView>,
-    /// A bound (10 levels, 200 jobs each way) cut the tree short.
+    /// A bound (10 levels, 100 jobs each way) cut the tree short.
     pub truncated: bool,
 }
 
@@ -83,7 +83,7 @@ impl From<FlowTree> for FlowView {
 }
 
 /// A job's flow as a tree: what it depends on and what depends on it,
-/// recursively (at most 10 levels and 200 jobs each way).
+/// recursively (at most 10 levels and 100 jobs each way).
 #[utoipa::path(get, path = "/jobs/{id}/flow", tag = "Jobs", security(("ops-token" = [])),
     params(("id" = String, Path, description = "The job's id")),
     responses(
