@@ -408,7 +408,7 @@ fn build(
         store.clone(),
         poller.clone(),
         &settings.queue,
-        Arc::clone(&types),
+        (Arc::clone(&types), events.clone()),
     );
     let actors = Handles {
         instance: Arc::clone(&instance),

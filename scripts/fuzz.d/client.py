@@ -16,12 +16,12 @@ from troupe_client.api.app import info, live, ready
 from troupe_client.api.auth import (change_password, end_other_sessions, end_session, jwks, list_sessions,
                                     login, logout, refresh, signup)
 from troupe_client.api.jobs import (bulk_jobs, cancel_job, enqueue_job, get_job, get_limits, get_pauses,
-                                    job_result, job_stats, list_jobs, pause, remove_limit, resume, retry_job,
-                                    set_limit)
+                                    job_flow, job_result, job_stats, list_jobs, pause, remove_limit, resume,
+                                    retry_job, set_limit)
 from troupe_client.api.logs import logs
 from troupe_client.api.ops import actor, actors, cluster, config, instance_actors
 from troupe_client.api.users import profile, update_profile, user_by_id
-from troupe_client.models import (ActorNode, BulkRequest, BulkView, ClusterView, ConsoleConfig, EnqueueRequest,
+from troupe_client.models import (ActorNode, BulkRequest, BulkView, ClusterView, ConsoleConfig, EnqueueRequest, FlowView,
                                   EnqueueRequestPayload, InstanceActors, JobList, JobOutcome, JobStats, JobView,
                                   JwkSet, LimitRequest, LimitsView, Live, LoggedOut, LoginRequest, RateView, OwnerProfile, PasswordChange, PasswordChanged,
                                   PauseRequest, PausesView, ProfileUpdate, PublicProfile, Readiness, ServiceInfo,
@@ -100,6 +100,9 @@ check("remove_limit", remove_limit.sync_detailed("sleep", client=ops), 200, Limi
 quick = check("enqueue_job (to wait for)", enqueue_job.sync_detailed(client=ops, body=EnqueueRequest(
     type_="noop", payload=EnqueueRequestPayload.from_dict({}))), 201, JobView)
 if quick:
+    check("enqueue_job (dependent)", enqueue_job.sync_detailed(client=ops, body=EnqueueRequest(
+        type_="noop", payload=EnqueueRequestPayload.from_dict({}), depends_on=[quick.id])), 201, JobView)
+    check("job_flow", job_flow.sync_detailed(quick.id, client=ops), 200, FlowView)
     check("job_result", job_result.sync_detailed(quick.id, client=ops, wait="5s"), 200, JobOutcome)
 check("jwks", jwks.sync_detailed(client=anonymous), 200, JwkSet)
 

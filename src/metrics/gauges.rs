@@ -163,6 +163,7 @@ const JOBS: Named<Option<Snapshot>> = ("jobs", "Jobs by status", |s| {
     let Some(s) = s else { return vec![] };
     let c = s.counts;
     [
+        ("waiting", c.waiting),
         ("pending", c.pending),
         ("processing", c.processing),
         ("completed", c.completed),

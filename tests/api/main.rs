@@ -27,6 +27,7 @@ mod idempotency;
 mod job_bulk;
 mod job_control;
 mod job_finish;
+mod job_flows;
 mod job_handler_controls;
 mod job_limits;
 mod jobs;

@@ -35,7 +35,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub enum BulkAction {
     /// Put a failed job back to pending with a fresh attempt budget.
     Retry,
-    /// Cancel a pending job, or ask a running one to stop.
+    /// Cancel a waiting or pending job, or ask a running one to stop.
     Cancel,
     /// Delete a finished job (completed, failed or cancelled) and its history.
     Delete,
@@ -65,7 +65,11 @@ impl BulkAction {
     pub fn applies_to(self) -> &'static [JobStatus] {
         match self {
             Self::Retry => &[JobStatus::Failed],
-            Self::Cancel => &[JobStatus::Pending, JobStatus::Processing],
+            Self::Cancel => &[
+                JobStatus::Waiting,
+                JobStatus::Pending,
+                JobStatus::Processing,
+            ],
             Self::Delete => &[
                 JobStatus::Completed,
                 JobStatus::Failed,
@@ -181,7 +185,7 @@ mod tests {
         let cancel = BulkFilter::default().query(BulkAction::Cancel).unwrap();
         assert_eq!(
             cancel.query,
-            doc! { "status": { "$in": ["pending", "processing"] }, "cancelRequested": { "$ne": true } }
+            doc! { "status": { "$in": ["waiting", "pending", "processing"] }, "cancelRequested": { "$ne": true } }
         );
     }
 

@@ -77,6 +77,11 @@ pub struct QueueConfig {
     /// ([`crate::queue::controls`]).
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// How often each instance's poller sweeps the waiting jobs of flows
+    /// (a page of them), releasing or failing those whose dependencies
+    /// ended without releasing them ([`crate::queue::flow`]).
+    #[serde(with = "humantime_serde")]
+    pub flow_sweep: Duration,
     /// Most jobs one poll claims at once (and lists): a batch is bounded by
     /// this and by the executors free then ([`crate::queue::store::batch`]).
     pub claim_batch: usize,
@@ -179,6 +184,11 @@ impl Validate for QueueConfig {
             "must be from 10ms to 1m",
         );
         errors.ensure(
+            (Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.flow_sweep),
+            "flow_sweep",
+            "must be from 10ms to 1h",
+        );
+        errors.ensure(
             (1..=MAX_CLAIM_BATCH).contains(&self.claim_batch),
             "claim_batch",
             "must be from 1 to 1000",
@@ -226,6 +236,7 @@ mod tests {
             finish_batch: 256,
             finish_delay: Duration::from_millis(2),
             progress_interval: Duration::from_millis(500),
+            flow_sweep: Duration::from_secs(2),
             claim_batch: 256,
             poller_claims: true,
             clock: Clock::system(),

@@ -26,7 +26,8 @@
 //!   and the job end `cancelled` (never retried) and `JobCancelled` is
 //!   published, whatever the handler returned after the token fired. An
 //!   attempt that fails while its job's marker is in ends `cancelled` too.
-//! - Publishes the job's event, releases its unique key and reports that it
+//! - Publishes the job's event, releases its unique key, settles the
+//!   jobs waiting for it ([`crate::queue::flow`]'s fast path) and reports that it
 //!   is idle again (through the [`OnFinished`] hook its owner gave it,
 //!   whatever happened) only once the outcome is written: no one sees the
 //!   job done, nor its slot free, before its end is durable. It knows
@@ -306,6 +307,7 @@ async fn record_cancellation(
                 job_type: running.kind.clone(),
                 attempt,
             });
+            queue.flows().after_end_logged(id).await;
             Some(JobStatus::Cancelled)
         }
         Err(err) => {
@@ -361,6 +363,7 @@ async fn record_completion(
                 job_type: running.kind.clone(),
                 attempt,
             });
+            queue.flows().after_end_logged(id).await;
             Some(JobStatus::Completed)
         }
         Err(err) => {
@@ -406,6 +409,9 @@ async fn record_failure(
                 release_key(queue, running).await;
             }
             publish_failure(queue, running, status, error);
+            if status == JobStatus::Failed {
+                queue.flows().after_end_logged(id).await;
+            }
             Some(status)
         }
         Err(err) => {

@@ -25,7 +25,8 @@ use mongodb::bson::oid::ObjectId;
 use crate::events::Event;
 use crate::queue::bulk::{BulkAction, BulkOutcome, BulkQuery};
 use crate::queue::error::QueueError;
-use crate::queue::job::{JobId, JobQuery, QueueStats};
+use crate::queue::flow_tree::{self, FlowTree};
+use crate::queue::job::{JobId, JobQuery, JobStatus, QueueStats};
 use crate::queue::limit::Limit;
 use crate::queue::pause::{PauseTarget, Pauses};
 use crate::queue::poller::PollerMsg;
@@ -74,15 +75,34 @@ impl QueueHandle {
         Ok(JobHistory::new(job, attempts))
     }
 
-    /// Put the `failed` job `id` back to `pending` with a fresh attempt
+    /// The flow of job `id` as a tree ([`crate::queue::flow_tree`]);
+    /// [`QueueError::NotFound`] if there is no such job.
+    pub async fn flow(&self, id: JobId) -> Result<FlowTree, QueueError> {
+        let tree = self
+            .bounded(flow_tree::flow_tree(&self.queue.store, id))
+            .await?;
+        tree.ok_or(QueueError::NotFound)
+    }
+
+    /// Put the `failed` job `id` back to `pending` (`waiting`, if it
+    /// depends on other jobs: they decide anew) with a fresh attempt
     /// budget; the job as it is now. The poller looks for it at once.
     pub async fn retry(&self, id: JobId) -> Result<JobReport, QueueError> {
         let retry = self
             .queue
             .store
             .retry(id.object_id(), self.queue.config.hold);
-        let job = self.bounded(retry).await?;
-        tracing::info!(target: "worker", job = %id, "failed job put back to pending");
+        let mut job = self.bounded(retry).await?;
+        tracing::info!(target: "worker", job = %id, status = job.status.as_str(), "failed job retried");
+        if job.status == JobStatus::Waiting {
+            // Its dependencies decide anew.
+            self.queue.store.flows_seen().set(true);
+            let flows = self.queue.flows();
+            self.bounded(flows.settle(std::slice::from_ref(&job)))
+                .await?;
+            let reread = self.bounded(self.queue.store.get(id.object_id())).await?;
+            job = reread.ok_or(QueueError::NotFound)?.0;
+        }
         self.nudge();
         Ok(job.into())
     }
@@ -102,6 +122,8 @@ impl QueueHandle {
                     job_type: job.kind.clone(),
                     attempt: job.attempts,
                 });
+                // Its dependents settle now (a failed one's, in turn).
+                self.queue.flows().after_end_logged(oid).await;
                 job
             }
             Cancel::Requested(job) => {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::controls::{Controls, Progress};
+use crate::queue::dependency::DependencyPolicy;
 
 /// A job's id: a MongoDB ObjectId, written as 24 hexadecimal digits.
 /// Parsed once, where it enters (a path, a cursor); BSON stays inside the queue.
@@ -61,6 +62,9 @@ impl From<ObjectId> for JobId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
+    /// Held until every job it depends on has completed
+    /// ([`crate::queue::flow`]): never listed, never claimed.
+    Waiting,
     Pending,
     Processing,
     Completed,
@@ -73,6 +77,7 @@ pub enum JobStatus {
 impl JobStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Waiting => "waiting",
             Self::Pending => "pending",
             Self::Processing => "processing",
             Self::Completed => "completed",
@@ -83,6 +88,7 @@ impl JobStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         [
+            Self::Waiting,
             Self::Pending,
             Self::Processing,
             Self::Completed,
@@ -161,6 +167,13 @@ pub struct Job {
     /// What the running handler reports through (not stored).
     #[serde(skip)]
     pub controls: Controls,
+    /// The jobs it runs after ([`crate::queue::flow`]): while one of
+    /// them has not completed, it is `waiting`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<ObjectId>,
+    /// What a failed or cancelled dependency does to it (absent: fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_dependency_failure: Option<DependencyPolicy>,
 }
 
 impl Job {
@@ -243,6 +256,8 @@ impl Job {
             progress: None,
             result_json: None,
             controls: Controls::default(),
+            depends_on: Vec::new(),
+            on_dependency_failure: None,
         }
     }
 }
@@ -343,6 +358,8 @@ pub struct Attempt {
 /// Counts for `GET /jobs/stats`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueStats {
+    /// Jobs held until their dependencies complete.
+    pub waiting: u64,
     pub pending: u64,
     pub processing: u64,
     pub completed: u64,
@@ -367,7 +384,7 @@ impl QueueStats {
     /// [`unhandled_types`](Self::unhandled_types) from `types`.
     pub(crate) fn with_types(mut self, types: &crate::queue::types::JobTypes) -> Self {
         let waiting = (self.by_type.iter())
-            .filter(|(_, counts)| counts.pending + counts.processing > 0)
+            .filter(|(_, counts)| counts.waiting + counts.pending + counts.processing > 0)
             .map(|(kind, _)| kind.as_str());
         self.unhandled_types = types.unhandled(waiting);
         self.registered_types = types.registered();
@@ -378,6 +395,7 @@ impl QueueStats {
 /// Jobs by status, as one `aggregate` finds them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatusCounts {
+    pub waiting: u64,
     pub pending: u64,
     pub processing: u64,
     pub completed: u64,
@@ -389,6 +407,7 @@ impl StatusCounts {
     /// Count `n` jobs of `status`.
     pub fn set(&mut self, status: JobStatus, n: u64) {
         match status {
+            JobStatus::Waiting => self.waiting = n,
             JobStatus::Pending => self.pending = n,
             JobStatus::Processing => self.processing = n,
             JobStatus::Completed => self.completed = n,
@@ -406,6 +425,7 @@ impl StatusCounts {
     /// The count of `status`.
     pub fn get(&self, status: JobStatus) -> u64 {
         match status {
+            JobStatus::Waiting => self.waiting,
             JobStatus::Pending => self.pending,
             JobStatus::Processing => self.processing,
             JobStatus::Completed => self.completed,
@@ -477,6 +497,7 @@ mod tests {
     #[test]
     fn statuses_parse_back_from_their_names() {
         for status in [
+            JobStatus::Waiting,
             JobStatus::Pending,
             JobStatus::Processing,
             JobStatus::Completed,

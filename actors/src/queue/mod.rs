@@ -27,6 +27,8 @@
 //!   keeps a cancelled job from running is [`store::cancel`]).
 //! - [`pause`]: pausing a type or the whole queue, fleet-wide.
 //! - [`bulk`]: retrying, cancelling or deleting every job a filter matches.
+//! - [`flow`]: jobs that wait for others to complete (`dependsOn`);
+//!   [`flow_tree`]: a flow as a tree.
 //! - [`schedule`]: periodic jobs' schedules; [`scheduler`]: the
 //!   QueueSchedulerActor that fires them once per slot across the fleet.
 //! - [`config`]: `[queue]` in the configuration.
@@ -39,9 +41,12 @@ pub(crate) mod candidates;
 pub mod clock;
 pub mod config;
 pub mod controls;
+pub mod dependency;
 pub mod error;
 pub(crate) mod executor;
 pub(crate) mod finisher;
+pub mod flow;
+pub mod flow_tree;
 pub mod handle;
 pub mod handlers;
 pub mod job;

@@ -48,9 +48,12 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{oid::ObjectId, DateTime, Document};
 
+use crate::events::Events;
 use crate::queue::config::QueueConfig;
+use crate::queue::dependency::DependencyPolicy;
 use crate::queue::error::{refusal_code, QueueError};
-use crate::queue::job::{Job, JobId};
+use crate::queue::flow::{self, Flows};
+use crate::queue::job::{Job, JobId, JobStatus};
 use crate::queue::poller::PollerMsg;
 use crate::queue::priority;
 use crate::queue::spec::{JobSpec, SpecError};
@@ -120,6 +123,12 @@ fn admit(
         rules.aging,
     ));
     (job.payload, job.priority, job.unique_key) = (spec.payload, spec.priority, spec.unique_key);
+    job.depends_on = (spec.depends_on.iter()).map(|id| id.object_id()).collect();
+    job.on_dependency_failure = spec.on_dependency_failure;
+    if !job.depends_on.is_empty() {
+        // Until its dependencies are read (see `JobQueue::enqueue_spec`).
+        job.status = JobStatus::Waiting;
+    }
     Ok(job)
 }
 
@@ -128,6 +137,8 @@ pub struct JobQueue {
     store: JobStore,
     poller: ActorSlot<PollerMsg>,
     admission: Arc<Admission>,
+    /// Where a job failed by its dependency at enqueue is published.
+    events: Events,
 }
 
 impl JobQueue {
@@ -135,7 +146,7 @@ impl JobQueue {
         store: JobStore,
         poller: ActorSlot<PollerMsg>,
         config: &QueueConfig,
-        types: Arc<JobTypes>,
+        (types, events): (Arc<JobTypes>, Events),
     ) -> Self {
         let admission = Admission {
             types,
@@ -147,6 +158,7 @@ impl JobQueue {
             store,
             poller,
             admission: Arc::new(admission),
+            events,
         }
     }
 
@@ -156,8 +168,17 @@ impl JobQueue {
     /// type only other instances run, by the first instance to list the
     /// queue after it is due (within `queue.poll_interval`).
     pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<Enqueued, QueueError> {
-        let job = self.job(spec)?;
+        let mut job = self.job(spec)?;
+        if !job.depends_on.is_empty() {
+            job.status = self.first_status(&job).await?;
+        }
         let enqueued = self.write(&job).await?;
+        if job.status == JobStatus::Waiting {
+            if enqueued == Enqueued::Created(job.id.into()) {
+                self.settle_written(&job).await?;
+            }
+            return Ok(enqueued);
+        }
         let here = self.admission.types.local().contains(&job.kind);
         // A job of a type only other instances run is theirs to list.
         let due = job.run_at <= self.store.clock().now();
@@ -170,6 +191,43 @@ impl JobQueue {
             }
         }
         Ok(enqueued)
+    }
+
+    /// A dependent's status as it is written: `pending` if every
+    /// dependency completed already, else `waiting`. Refused if a
+    /// dependency is no job.
+    async fn first_status(&self, job: &Job) -> Result<JobStatus, QueueError> {
+        let states = self.store.dependency_states(&job.depends_on).await?;
+        let unknown: Vec<JobId> = (job.depends_on.iter())
+            .filter(|id| !states.contains_key(id))
+            .map(|id| JobId::from(*id))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(SpecError::UnknownDependencies { ids: unknown }.into());
+        }
+        let deps = job.depends_on.iter().map(|id| (*id, states.get(id)));
+        Ok(match flow::verdict(DependencyPolicy::Hold, deps) {
+            flow::Verdict::Release => JobStatus::Pending,
+            _ => JobStatus::Waiting,
+        })
+    }
+
+    /// `job` is written `waiting`: read its dependencies again (one may
+    /// have ended since they were read, before this job could be found by
+    /// its end's release), and settle it; a job released is claimed soon.
+    async fn settle_written(&self, job: &Job) -> Result<(), QueueError> {
+        self.store.flows_seen().set(true);
+        let flows = Flows {
+            store: &self.store,
+            aging: self.admission.aging,
+            events: &self.events,
+        };
+        let (settled, failed) = flows.settle(std::slice::from_ref(job)).await?;
+        if settled.released > 0 {
+            let _ = self.poller.cast(PollerMsg::Nudge);
+        }
+        drop(failed);
+        Ok(())
     }
 
     /// The job `spec` asks for, if it meets the rules.

@@ -184,3 +184,26 @@ fn attempts_and_timeouts_out_of_range_are_refused() {
     );
     admitted(spec().max_attempts(1).timeout(Duration::from_millis(10)));
 }
+
+#[test]
+fn a_job_with_dependencies_is_admitted_waiting_each_dependency_once_with_its_policy() {
+    use crate::queue::dependency::{DependencyPolicy, MAX_DEPENDENCIES};
+    let (a, b): (JobId, JobId) = (ObjectId::new().into(), ObjectId::new().into());
+    let job = admitted(
+        spec()
+            .depends_on([a, b, a])
+            .on_dependency_failure(DependencyPolicy::Hold),
+    );
+    assert_eq!(job.status, JobStatus::Waiting);
+    assert_eq!(job.depends_on, [a.object_id(), b.object_id()]);
+    assert_eq!(job.on_dependency_failure, Some(DependencyPolicy::Hold));
+    assert_eq!(admitted(spec()).status, JobStatus::Pending);
+
+    let many = (0..=MAX_DEPENDENCIES).map(|_| JobId::from(ObjectId::new()));
+    assert!(matches!(
+        refused(spec().depends_on(many)),
+        QueueError::Refused(SpecError::TooManyDependencies)
+    ));
+    let most = (0..MAX_DEPENDENCIES).map(|_| JobId::from(ObjectId::new()));
+    admitted(spec().depends_on(most));
+}

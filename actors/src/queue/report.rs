@@ -10,6 +10,7 @@
 use mongodb::bson::{Bson, DateTime, Document};
 use serde_json::Value;
 
+use crate::queue::dependency::DependencyPolicy;
 use crate::queue::job::{Attempt, Job, JobId, JobPage, JobStatus, Outcome};
 
 /// A job, for its clients: the stored [`Job`] read through accessors that
@@ -120,6 +121,21 @@ impl JobReport {
 
     pub fn cancelled_at(&self) -> Option<String> {
         self.0.cancelled_at.map(rfc3339)
+    }
+
+    /// The jobs it runs after ([`crate::queue::flow`]).
+    pub fn depends_on(&self) -> Vec<JobId> {
+        self.0
+            .depends_on
+            .iter()
+            .map(|id| JobId::from(*id))
+            .collect()
+    }
+
+    /// What a failed or cancelled dependency does to it (`None`: it has
+    /// no dependencies).
+    pub fn on_dependency_failure(&self) -> Option<DependencyPolicy> {
+        (!self.0.depends_on.is_empty()).then(|| self.0.on_dependency_failure.unwrap_or_default())
     }
 }
 

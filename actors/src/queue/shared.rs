@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::events::Events;
 use crate::queue::cancel::Cancellations;
 use crate::queue::config::QueueConfig;
+use crate::queue::flow::Flows;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
 use crate::queue::snapshot::QueueSnapshot;
@@ -31,4 +32,15 @@ pub(crate) struct Queue {
     pub config: QueueConfig,
     /// The queue's figures for `/metrics`, refreshed by the poller.
     pub snapshot: Arc<QueueSnapshot>,
+}
+
+impl Queue {
+    /// The flows' release of waiting jobs, on this queue's store and bus.
+    pub fn flows(&self) -> Flows<'_> {
+        Flows {
+            store: &self.store,
+            aging: self.config.priority_aging,
+            events: &self.events,
+        }
+    }
 }

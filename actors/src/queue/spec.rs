@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{Bson, DateTime, Document};
 
+use crate::queue::dependency::{DependencyPolicy, MAX_DEPENDENCIES};
+use crate::queue::job::JobId;
 use crate::queue::priority::PRIORITIES;
 
 /// Longest unique key, in characters.
@@ -30,7 +32,9 @@ pub const LATEST_AHEAD: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 ///     .priority(10)
 ///     .unique_key(format!("report:{id}"))
 ///     .max_attempts(3)                  // instead of queue.max_attempts
-///     .timeout(Duration::from_secs(60)); // instead of queue.job_timeout
+///     .timeout(Duration::from_secs(60)) // instead of queue.job_timeout
+///     .depends_on([extract_id, resize_id]) // runs once both completed
+///     .on_dependency_failure(DependencyPolicy::Hold); // default: Fail
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -44,6 +48,10 @@ pub struct JobSpec {
     pub(crate) max_attempts: Option<i32>,
     /// Its own attempt timeout; `None`: the queue's `job_timeout`.
     pub(crate) timeout: Option<Duration>,
+    /// The jobs it runs after ([`crate::queue::flow`]), each once.
+    pub(crate) depends_on: Vec<JobId>,
+    /// What a failed or cancelled dependency does to it.
+    pub(crate) on_dependency_failure: Option<DependencyPolicy>,
 }
 
 /// When a job is due, as the producer said it.
@@ -65,6 +73,8 @@ impl JobSpec {
             unique_key: None,
             max_attempts: None,
             timeout: None,
+            depends_on: Vec::new(),
+            on_dependency_failure: None,
         }
     }
 
@@ -126,6 +136,25 @@ impl JobSpec {
         self
     }
 
+    /// Run only after every job of `ids` has completed (at most
+    /// [`MAX_DEPENDENCIES`], each an existing job; see
+    /// [`crate::queue::flow`]). A repeated id counts once.
+    pub fn depends_on(mut self, ids: impl IntoIterator<Item = JobId>) -> Self {
+        for id in ids {
+            if !self.depends_on.contains(&id) {
+                self.depends_on.push(id);
+            }
+        }
+        self
+    }
+
+    /// What a dependency that failed or was cancelled does to this job
+    /// (default [`DependencyPolicy::Fail`]).
+    pub fn on_dependency_failure(mut self, policy: DependencyPolicy) -> Self {
+        self.on_dependency_failure = Some(policy);
+        self
+    }
+
     /// The job's type.
     pub fn kind(&self) -> &str {
         &self.kind
@@ -158,6 +187,9 @@ impl JobSpec {
         }
         if let Some(timeout) = self.timeout {
             check_timeout(timeout)?;
+        }
+        if self.depends_on.len() > MAX_DEPENDENCIES {
+            return Err(SpecError::TooManyDependencies);
         }
         Ok(())
     }
@@ -199,6 +231,12 @@ pub enum SpecError {
     /// Due more than [`LATEST_AHEAD`] from now.
     #[error("the job would be due more than ten years from now")]
     TooFarAhead,
+    /// More than [`MAX_DEPENDENCIES`] dependencies.
+    #[error("a job may depend on at most {MAX_DEPENDENCIES} jobs")]
+    TooManyDependencies,
+    /// These dependencies are no jobs.
+    #[error("no such job: {}", ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    UnknownDependencies { ids: Vec<JobId> },
 }
 
 impl SpecError {

@@ -96,6 +96,12 @@ impl Worker {
         Ok(Polled::Empty)
     }
 
+    /// Sweep every waiting job once, as the pollers' periodic sweep does
+    /// ([`crate::queue::flow`]): what it released and failed.
+    pub async fn sweep_flows(&self) -> Result<crate::queue::flow::Settled, QueueError> {
+        self.queue().flows().sweep_all().await
+    }
+
     /// Run due jobs until none is: what each run came to, in order. At
     /// most `limit` attempts, so that a handler that keeps enqueueing due
     /// jobs cannot keep a test busy for ever (then `limit` runs are

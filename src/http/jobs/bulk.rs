@@ -127,7 +127,7 @@ fn filter(f: &mut Fields) -> Option<BulkFilter> {
         f.check(
             parsed.is_some(),
             "status",
-            "must be pending, processing, completed, failed or cancelled",
+            "must be waiting, pending, processing, completed, failed or cancelled",
         );
         parsed
     });

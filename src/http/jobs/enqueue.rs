@@ -13,10 +13,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{Map, Value};
+use troupe_actors::queue::flow::{DependencyPolicy, MAX_DEPENDENCIES};
 use troupe_actors::queue::spec::{
     check_max_attempts, check_priority, check_timeout, check_unique_key, UNIQUE_KEY_MAX_CHARS,
 };
-use troupe_actors::queue::{Enqueued, JobSpec, SpecError};
+use troupe_actors::queue::{Enqueued, JobId, JobSpec, SpecError};
 use utoipa::ToSchema;
 
 use super::{problem, JobView};
@@ -68,6 +69,27 @@ pub struct EnqueueRequest {
     /// The longest one attempt may run, instead of `queue.job_timeout`:
     /// a duration from `"10ms"` to `"24h"`, e.g. `"45s"`.
     pub timeout: Option<String>,
+    /// Up to 100 ids of existing jobs this one runs after: it is `waiting`
+    /// until every one of them has completed (`pending` at once if they
+    /// all have). See docs/job-queue.md, "Flows".
+    #[serde(rename = "dependsOn")]
+    #[schema(max_items = 100, example = json!(["65f1c0ffee0000000000beef"]))]
+    pub depends_on: Option<Vec<String>>,
+    /// What a dependency that fails or is cancelled does to this job:
+    /// `fail` (default: it ends `failed`, its `lastError` naming the
+    /// dependency) or `hold` (it stays `waiting` until the dependency is
+    /// retried and completes, or it is cancelled).
+    #[serde(rename = "onDependencyFailure")]
+    pub on_dependency_failure: Option<DependencyFailure>,
+}
+
+/// What a failed or cancelled dependency does to its dependent.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyFailure {
+    Fail,
+    Hold,
 }
 
 /// When the job is due, as the body says.
@@ -85,6 +107,8 @@ pub struct EnqueueBody {
     unique_key: Option<String>,
     max_attempts: Option<i32>,
     timeout: Option<Duration>,
+    depends_on: Vec<JobId>,
+    on_dependency_failure: Option<DependencyPolicy>,
 }
 
 impl FromJson for EnqueueBody {
@@ -102,6 +126,17 @@ impl FromJson for EnqueueBody {
         }
         let max_attempts = max_attempts(f);
         let timeout = timeout(f);
+        let depends_on = depends_on(f);
+        let policy: Option<String> = f.optional("onDependencyFailure", "\"fail\" or \"hold\"");
+        let on_dependency_failure = policy.and_then(|p| {
+            let parsed = DependencyPolicy::parse(&p);
+            f.check(
+                parsed.is_some(),
+                "onDependencyFailure",
+                "must be \"fail\" or \"hold\"",
+            );
+            parsed
+        });
         Some(Self {
             kind: kind?,
             payload: payload?,
@@ -110,8 +145,37 @@ impl FromJson for EnqueueBody {
             unique_key,
             max_attempts: max_attempts?,
             timeout: timeout?,
+            depends_on: depends_on?,
+            on_dependency_failure,
         })
     }
+}
+
+/// `dependsOn`: at most [`MAX_DEPENDENCIES`] job ids (absent: none);
+/// `None` if it is bad.
+fn depends_on(f: &mut Fields) -> Option<Vec<JobId>> {
+    const RULE: &str = "an array of job ids (24 hexadecimal digits)";
+    let Some(items) = f.optional::<Vec<Value>>("dependsOn", RULE) else {
+        return Some(Vec::new()); // absent (or already reported)
+    };
+    if items.len() > MAX_DEPENDENCIES {
+        f.error(
+            "dependsOn",
+            format!("must hold at most {MAX_DEPENDENCIES} job ids"),
+        );
+        return None;
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str().and_then(|text| text.parse::<JobId>().ok()) {
+            Some(id) => ids.push(id),
+            None => {
+                f.error("dependsOn", format!("must be {RULE}; item {i} is not one"));
+                return None;
+            }
+        }
+    }
+    Some(ids)
 }
 
 const MAX_ATTEMPTS_RULE: &str = "an integer from 1 to 100";
@@ -217,6 +281,11 @@ impl EnqueueBody {
             Some(attempts) => spec.max_attempts(attempts),
             None => spec,
         };
+        let spec = match self.on_dependency_failure {
+            Some(policy) => spec.on_dependency_failure(policy),
+            None => spec,
+        };
+        let spec = spec.depends_on(self.depends_on);
         Ok(match self.timeout {
             Some(timeout) => spec.timeout(timeout),
             None => spec,
@@ -255,16 +324,24 @@ pub(super) fn refusal(refused: SpecError) -> ApiError {
             "runAt",
             "must be at most ten years from now (runAt or delay)",
         ),
+        SpecError::TooManyDependencies => ApiError::field(
+            "dependsOn",
+            &format!("must hold at most {MAX_DEPENDENCIES} job ids"),
+        ),
+        SpecError::UnknownDependencies { .. } => {
+            ApiError::field("dependsOn", &format!("must name existing jobs: {message}"))
+        }
     }
 }
 
-/// Enqueue a job of a registered type: 201 with the job, or 200 with the
-/// pending or processing job already holding `uniqueKey`.
+/// Enqueue a job of a registered type: 201 with the job (`waiting` if it
+/// has `dependsOn` not all completed yet), or 200 with the waiting, pending
+/// or processing job already holding `uniqueKey`.
 #[utoipa::path(post, path = "/jobs", tag = "Jobs", security(("ops-token" = [])), request_body = EnqueueRequest,
     responses(
         (status = 201, description = "The job, created (as `GET /jobs/{id}` shows it)", body = JobView),
         (status = 200, description = "No job created: this pending or processing job holds `uniqueKey`", body = JobView),
-        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, `maxAttempts` outside 1 to 100, a `timeout` outside 10ms to 24h, ...)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or invalid fields (each named: an unknown `type`, a `payload` that is no object or that the store cannot keep (e.g. a nested array), `runAt` with `delay`, `maxAttempts` outside 1 to 100, a `timeout` outside 10ms to 24h, `dependsOn` with more than 100 ids, one that is no id or names no job, ...)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload` over `queue.max_payload` (named), or the body over `server.body_limit`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job store is unavailable, or the unique key's previous job is being released: retry shortly", body = Problem, content_type = "application/problem+json"),
@@ -336,6 +413,11 @@ mod tests {
         let attempts = SpecError::MaxAttemptsOutOfRange;
         assert_eq!(answer(attempts), bad("maxAttempts"));
         assert_eq!(answer(SpecError::TimeoutOutOfRange), bad("timeout"));
+        assert_eq!(answer(SpecError::TooManyDependencies), bad("dependsOn"));
+        let unknown_dep = SpecError::UnknownDependencies {
+            ids: vec!["65f1c0ffee0000000000beef".parse().unwrap()],
+        };
+        assert_eq!(answer(unknown_dep), bad("dependsOn"));
         let ApiError::Validation(errors) = refusal(unknown) else {
             panic!("a field error")
         };

@@ -2,11 +2,13 @@
 //! [`QueueHandle`](troupe_actors::queue::QueueHandle): typed results, ids as
 //! [`JobId`], payloads already JSON. This module renders them and maps the
 //! queue's errors to problems; [`enqueue`] is `POST /jobs`, [`bulk`] `POST /jobs/bulk`,
-//! [`result`] `GET /jobs/{id}/result` (waiting for a job to finish).
+//! [`result`] `GET /jobs/{id}/result` (waiting for a job to finish),
+//! [`flow`] `GET /jobs/{id}/flow` (a job's dependencies and dependents).
 
 mod bulk;
 mod control;
 mod enqueue;
+mod flow;
 mod limits;
 mod result;
 
@@ -36,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
         .routes(routes!(result::job_result))
+        .routes(routes!(flow::job_flow))
         .routes(routes!(bulk::bulk_jobs))
         .merge(control::router())
         .merge(limits::router())
@@ -85,6 +88,13 @@ pub struct JobView {
     /// An operator asked the running job to stop (`POST /jobs/{id}/cancel`).
     pub cancel_requested: bool,
     pub cancelled_at: Option<String>,
+    /// The jobs it runs after (empty: none); `GET /jobs/{id}/flow` shows
+    /// the whole flow.
+    pub depends_on: Vec<String>,
+    /// With `dependsOn`: `fail` or `hold`, what a failed or cancelled
+    /// dependency does to it.
+    #[schema(example = "fail")]
+    pub on_dependency_failure: Option<String>,
     /// Only on `GET /jobs/{id}`: every attempt, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<AttemptView>>,
@@ -133,6 +143,8 @@ pub struct JobList {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStats {
+    /// Jobs waiting for the jobs they depend on (`dependsOn`).
+    pub waiting: u64,
     pub pending: u64,
     pub processing: u64,
     pub completed: u64,
@@ -163,6 +175,7 @@ pub struct JobStats {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusCountsView {
+    pub waiting: u64,
     pub pending: u64,
     pub processing: u64,
     pub completed: u64,
@@ -173,6 +186,7 @@ pub struct StatusCountsView {
 impl From<StatusCounts> for StatusCountsView {
     fn from(c: StatusCounts) -> Self {
         Self {
+            waiting: c.waiting,
             pending: c.pending,
             processing: c.processing,
             completed: c.completed,
@@ -185,6 +199,7 @@ impl From<StatusCounts> for StatusCountsView {
 impl From<QueueStats> for JobStats {
     fn from(s: QueueStats) -> Self {
         Self {
+            waiting: s.waiting,
             pending: s.pending,
             processing: s.processing,
             completed: s.completed,
@@ -260,6 +275,8 @@ impl JobView {
             unique_key: job.unique_key().map(str::to_owned),
             cancel_requested: job.cancel_requested(),
             cancelled_at: job.cancelled_at(),
+            depends_on: job.depends_on().iter().map(ToString::to_string).collect(),
+            on_dependency_failure: job.on_dependency_failure().map(|p| p.as_str().into()),
             history: history.map(|attempts| attempts.into_iter().map(Into::into).collect()),
         }
     }
@@ -307,7 +324,7 @@ pub(super) fn job_type(f: &mut Fields) -> Option<String> {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `pending`, `processing`, `completed`, `failed` or `cancelled`.
+    /// `waiting`, `pending`, `processing`, `completed`, `failed` or `cancelled`.
     #[param(value_type = Option<String>)]
     status: Option<JobStatus>,
     /// A job type, e.g. `user.created`.
@@ -324,7 +341,8 @@ pub struct ListParams {
 impl FromQuery for ListParams {
     fn from_query(q: &mut Params) -> Option<Self> {
         let status = q.optional("status", |v| {
-            JobStatus::parse(v).ok_or("must be pending, processing, completed, failed or cancelled")
+            JobStatus::parse(v)
+                .ok_or("must be waiting, pending, processing, completed, failed or cancelled")
         });
         let kind = q.optional("type", |v| {
             (!v.is_empty() && v.len() <= 100)

@@ -41,6 +41,8 @@
 //!   every 200 ms), before it lists, in a task ([`ticks`]); a listing leaves
 //!   paused types out, a claim's update excludes them, and nothing is
 //!   claimed while the whole queue is paused.
+//! - Sweeps the flows' waiting jobs once per `queue.flow_sweep`, a page
+//!   at a time, in a task ([`flows`]; see [`crate::queue::flow`]).
 //! - Pruning is a periodic job (`queue.prune`, see [`crate::queue::scheduler`]).
 //! - Keeps the queue figures of `/metrics` ([`crate::queue::snapshot`])
 //!   fresh while someone reads them: at most one count per
@@ -69,6 +71,7 @@
 
 mod announce;
 mod claims;
+mod flows;
 mod shutdown;
 mod ticks;
 
@@ -81,6 +84,7 @@ use tokio::task::JoinSet;
 
 use self::announce::{Announcer, Listener};
 use self::claims::ClaimDone;
+use self::flows::FlowSweep;
 use self::shutdown::{JOBS_SHARE_OF_GRACE, WIND_DOWN_SHARE_OF_GRACE};
 use self::ticks::Timers;
 use crate::events::Registry;
@@ -88,6 +92,7 @@ use crate::queue::candidates::Candidates;
 use crate::queue::error::QueueError;
 use crate::queue::executor::{ExecutorArgs, ExecutorMsg, JobExecutor, OnFinished};
 use crate::queue::finisher::{FinisherTask, StoreSink};
+use crate::queue::flow::Swept;
 use crate::queue::job::{Candidate, Job};
 use crate::queue::pause::Pauses;
 use crate::queue::pool::{Pool, PoolInfo, Slot, Work};
@@ -137,6 +142,8 @@ pub(crate) enum PollerMsg {
     Finished { executor: usize, job: ObjectId },
     /// The executor pool (introspection).
     Pool { reply: RpcReplyPort<PoolInfo> },
+    /// Internal: a sweep of the flows' waiting jobs ended (`None`: failed).
+    Swept(Option<Swept>),
 }
 
 #[derive(Clone)]
@@ -181,6 +188,8 @@ pub(crate) struct PollerState {
     snapshot: Refresher,
     /// Writes the executors' outcomes in bulk ([`crate::queue::finisher`]).
     finisher: FinisherTask,
+    /// The periodic sweep of the flows' waiting jobs.
+    flow_sweep: FlowSweep,
 }
 
 /// Cast to the poller, counting the message in its mailbox backlog.
@@ -319,6 +328,7 @@ impl Actor for QueuePollerActor {
             reading_pauses: false,
             pauses_read_at: None,
             snapshot,
+            flow_sweep: FlowSweep::default(),
         })
     }
 
@@ -371,6 +381,7 @@ impl Actor for QueuePollerActor {
             PollerMsg::Pool { reply } => {
                 let _ = reply.send(state.pool.info());
             }
+            PollerMsg::Swept(swept) => state.on_swept(&myself, swept),
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ impl PollerState {
     /// A tick: read the pauses (in a task), then [`on_tick_pauses`](Self::on_tick_pauses).
     pub(super) fn on_tick(&mut self, myself: &ActorRef<PollerMsg>) {
         self.snapshot.tick();
+        self.sweep_flows(myself);
         let due = !self.reading_pauses
             && self
                 .pauses_read_at

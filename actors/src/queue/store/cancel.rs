@@ -14,7 +14,7 @@
 //! the marker settles the job as `cancelled` itself (so a canceller that
 //! crashed after its insert loses nothing). If a claimer wins, the job has
 //! moved on: the cancel reads it again and marks the next attempt.
-//! A pending job has no attempt running (its last ended before it went
+//! A pending (or waiting) job has no attempt running (its last ended before it went
 //! back to pending), so once its marker is in, it never runs again.
 //! A processing job's running attempt `n` is asked to stop: its executor
 //! looks for the marker at each lease renewal (and is told at once when
@@ -77,7 +77,7 @@ impl JobStore {
                 payload: None,
             };
             return match job.status {
-                JobStatus::Pending => {
+                JobStatus::Pending | JobStatus::Waiting => {
                     self.settle_cancelled(&candidate).await?;
                     Ok(Cancel::Cancelled(self.reread(id).await?))
                 }
@@ -133,6 +133,10 @@ impl JobStore {
         };
         if candidate.status == JobStatus::Processing {
             filter.insert("lockedUntil", doc! { "$lt": now });
+        }
+        if candidate.status == JobStatus::Waiting {
+            // Released meanwhile, it is pending behind the same marker.
+            filter.insert("status", doc! { "$in": ["waiting", "pending"] });
         }
         let settled = self.jobs.update_one(filter, cancelled_update(now)).await?;
         if settled.modified_count != 1 {

@@ -13,6 +13,7 @@
 //! | [`slots`] | `queue_slots` | the periodic jobs' slots |
 //! | [`pauses`] | `queue_pauses` | what is paused |
 //! | [`bulk`] | `jobs`, `job_attempts` | what bulk operations list and delete |
+//! | [`flows`] | `jobs` | dependencies' states, waiting jobs, their release |
 //! | [`prune`] | all but `job_keys` | deleting old history |
 //! | [`adopt`] | `jobs`, `job_attempts` | what the NestJS adoption migration reads and writes |
 //!
@@ -27,6 +28,7 @@ use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Collection, Database};
 
 use crate::queue::clock::Clock;
+use crate::queue::dependency::FlowsSeen;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::queue::limit::{LimitBook, Limits};
@@ -38,6 +40,7 @@ pub mod bulk;
 pub mod cancel;
 pub mod claim;
 pub mod finish;
+pub mod flows;
 mod grouped;
 pub mod ops;
 pub mod pauses;
@@ -79,6 +82,8 @@ pub struct JobStore {
     limits: LimitBook,
     /// Where they and their tokens are stored.
     limit_store: LimitStore,
+    /// Whether this instance knows of waiting jobs ([`crate::queue::flow`]).
+    flows_seen: FlowsSeen,
 }
 
 impl JobStore {
@@ -94,7 +99,14 @@ impl JobStore {
             clock: Clock::system(),
             limits: LimitBook::default(),
             limit_store: LimitStore::new(db),
+            flows_seen: FlowsSeen::default(),
         }
+    }
+
+    /// Whether this instance knows of waiting jobs (the flows' fast path
+    /// runs only then).
+    pub fn flows_seen(&self) -> &FlowsSeen {
+        &self.flows_seen
     }
 
     /// This store, applying the configured `limits` (and those operators

@@ -70,7 +70,8 @@ impl JobStore {
         Ok(Some((job, attempts)))
     }
 
-    /// Put a `failed` job back to `pending`, due now, with a fresh attempt
+    /// Put a `failed` job back to `pending` (one with dependencies:
+    /// `waiting`, see [`crate::queue::flow`]), due now, with a fresh attempt
     /// budget. (`attempts` keeps counting, so attempt records never collide.)
     /// A job with a unique key takes its key back first (`grace`:
     /// `queue.hold`); if another live job holds it, the job stays failed.
@@ -90,13 +91,18 @@ impl JobStore {
             }
         }
         let now = self.clock.now();
+        // A job of a flow waits for its dependencies again.
+        let status = match job.depends_on.is_empty() {
+            true => JobStatus::Pending,
+            false => JobStatus::Waiting,
+        };
         // Guarded by status and attempt count: of two concurrent retries, one wins.
         let updated = self
             .jobs
             .update_one(
                 doc! { "_id": id, "status": "failed", "attempts": job.attempts },
                 doc! { "$set": {
-                    "status": "pending", "runAt": now, "updatedAt": now,
+                    "status": status.as_str(), "runAt": now, "updatedAt": now,
                     "maxAttempts": job.attempts + self.max_attempts,
                 } },
             )
@@ -159,7 +165,7 @@ impl JobStore {
         }
         (stats.pending, stats.processing) = (total.pending, total.processing);
         (stats.completed, stats.failed) = (total.completed, total.failed);
-        stats.cancelled = total.cancelled;
+        (stats.cancelled, stats.waiting) = (total.cancelled, total.waiting);
         Ok(stats)
     }
 

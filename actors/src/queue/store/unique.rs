@@ -107,7 +107,9 @@ fn holder_state(
     grace: Duration,
 ) -> Holder {
     let since = match job {
-        Some((JobStatus::Pending | JobStatus::Processing, _)) => return Holder::Live,
+        Some((JobStatus::Waiting | JobStatus::Pending | JobStatus::Processing, _)) => {
+            return Holder::Live
+        }
         Some((_, ended)) => ended,
         None => key_written,
     };
@@ -246,8 +248,12 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_or_processing_holder_is_live_however_old() {
-        for status in [JobStatus::Pending, JobStatus::Processing] {
+    fn a_waiting_pending_or_processing_holder_is_live_however_old() {
+        for status in [
+            JobStatus::Waiting,
+            JobStatus::Pending,
+            JobStatus::Processing,
+        ] {
             let holder = holder_state(Some((status, at(0))), at(0), at(86_400), GRACE);
             assert_eq!(holder, Holder::Live, "{status:?}");
         }

@@ -29,6 +29,7 @@ function counts(stats) {
   // Each term and its value in a <div> (allowed in <dl>): one grid cell per pair.
   const item = (term, value, cls = "") => el("div", { class: "count" }, el("dt", {}, term), el("dd", { class: cls, dataset: { count: term } }, value));
   return [
+    item("waiting", num(stats.waiting ?? 0)),
     item("pending", num(stats.pending)),
     item("processing", num(stats.processing)),
     item("completed", num(stats.completed)),
@@ -112,7 +113,7 @@ function jobButtons(job) {
   if (job.status === "failed") {
     buttons.push(el("button", { type: "button", class: "small retry", "aria-label": `Retry job ${job.id}`, onclick: (e) => act(`/jobs/${id}/retry`, e.currentTarget) }, "Retry"));
   }
-  if (controls.cancel && (job.status === "pending" || job.status === "processing")) {
+  if (controls.cancel && ["waiting", "pending", "processing"].includes(job.status)) {
     buttons.push(el("button", { type: "button", class: "small cancel danger-outline", "aria-label": `Cancel job ${job.id}`, onclick: (e) => act(`/jobs/${id}/cancel`, e.currentTarget) }, "Cancel"));
   }
   return buttons;
@@ -164,6 +165,30 @@ function jobFacts(job) {
       : el("div", { class: "wide" }, el("dt", {}, "result"), el("dd", {}, el("pre", { class: "mono" }, JSON.stringify(job.result, null, 2)))));
 }
 
+/**
+ * A job's flow (#28): the jobs it depends on and those that depend on it,
+ * each a link to its own detail, with its status. Nothing for a job outside
+ * any flow (or if the flow cannot be read).
+ */
+async function jobFlow(job) {
+  let tree;
+  try {
+    tree = await get(`/jobs/${encodeURIComponent(job.id)}/flow`);
+  } catch {
+    return null;
+  }
+  if (!tree.dependsOn.length && !tree.neededBy.length) return null;
+  const links = (nodes) => el("ul", { class: "flow-links" }, nodes.map((node) =>
+    el("li", { dataset: { job: node.id, status: node.status } },
+      el("button", { type: "button", class: "link", "aria-label": `Show job ${node.id}`, onclick: () => showJob(node.id) },
+        el("span", { class: "job-type" }, node.type), " ", el("span", { class: "muted mono" }, node.id.slice(-8))),
+      ` ${node.status}`)));
+  return el("dl", { class: "job-facts flow" },
+    tree.dependsOn.length ? el("div", { class: "wide" }, el("dt", {}, "depends on"), el("dd", {}, links(tree.dependsOn))) : null,
+    tree.neededBy.length ? el("div", { class: "wide" }, el("dt", {}, "needed by"), el("dd", {}, links(tree.neededBy))) : null,
+    tree.truncated ? el("p", { class: "muted" }, "(more not shown)") : null);
+}
+
 async function pollJobs() {
   const status = byId("job-status").value;
   bulk.show(controls.bulk && status === "failed");
@@ -196,11 +221,13 @@ async function showJob(id) {
         el("td", { class: "mono" }, a.executor),
         el("td", { class: "job-error" }, a.error || ""),
       ));
+    const flow = await jobFlow(job);
     fill(box,
       el("div", { class: "panel-head" },
         el("h3", {}, `${job.type} `, el("span", { class: "muted mono" }, job.id)),
         el("button", { type: "button", class: "small secondary", onclick: () => closeJob(id) }, "Close")),
       jobFacts(job),
+      flow,
       attempts.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "history" },
             el("thead", {}, el("tr", {}, ["#", "Outcome", "Started", "Finished", "Executor", "Error"].map((h) => el("th", { scope: "col" }, h)))),
