@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use self::tree::PlaceStats;
 use crate::cache::{CacheActor, CacheStats};
 use crate::events::config::EventsConfig;
 use crate::events::counter::EventCounts;
@@ -54,6 +55,7 @@ use crate::limits::{LimitMetrics, Limits, Sharing, SystemClock};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
+use crate::queue::pool::EXECUTOR_KIND;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{self, prune_handlers};
@@ -321,14 +323,15 @@ async fn start_signing_keys(keys: &Arc<SigningKeys>) -> (CancellationToken, Join
 
 /// Every place's name and stats: the root's children in start order, then
 /// the poller's executors.
-fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String, Arc<ActorStats>)> {
-    let children = children
-        .iter()
-        .map(|child| (child.name().to_owned(), Arc::clone(child.stats())));
-    let executors = executors
-        .iter()
-        .enumerate()
-        .map(|(index, stats)| (format!("executor-{index}"), Arc::clone(stats)));
+fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<PlaceStats> {
+    let children = children.iter().map(|child| {
+        let stats = Arc::clone(child.stats());
+        (child.name().to_owned(), child.kind(), stats)
+    });
+    let executors = executors.iter().enumerate().map(|(index, stats)| {
+        let stats = Arc::clone(stats);
+        (format!("executor-{index}"), EXECUTOR_KIND, stats)
+    });
     children.chain(executors).collect()
 }
 

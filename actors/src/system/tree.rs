@@ -50,8 +50,9 @@ pub struct ChildSnapshot {
 #[error("no actor named {0:?}")]
 pub struct UnknownActor(pub String);
 
-/// One supervised place: its name and its shared stats (and fault switch).
-type PlaceStats = (String, Arc<ActorStats>);
+/// One supervised place: its name, its actor's kind (`UserActor`,
+/// `JobExecutor`, …) and its shared stats (and fault switch).
+pub(crate) type PlaceStats = (String, &'static str, Arc<ActorStats>);
 
 /// Introspection of one running tree. Cheap to clone.
 #[derive(Clone)]
@@ -143,7 +144,13 @@ impl TreeView {
     pub fn all_stats(&self) -> impl Iterator<Item = (&str, &Arc<ActorStats>)> {
         self.places
             .iter()
-            .map(|(name, stats)| (name.as_str(), stats))
+            .map(|(name, _, stats)| (name.as_str(), stats))
+    }
+
+    /// Every place's actor kind and stats, in the order of [`Self::all_stats`]
+    /// (what `/metrics` adds up by kind: a closed set, fixed in the code).
+    pub fn stats_by_kind(&self) -> impl Iterator<Item = (&'static str, &Arc<ActorStats>)> {
+        self.places.iter().map(|(_, kind, stats)| (*kind, stats))
     }
 
     fn stats_of(&self, name: &str) -> Option<&Arc<ActorStats>> {
