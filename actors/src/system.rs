@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use self::tree::PlaceStats;
 use crate::cache::{CacheActor, CacheStats};
 use crate::events::config::EventsConfig;
 use crate::events::counter::EventCounts;
@@ -55,7 +54,6 @@ use crate::limits::{LimitMetrics, Limits, Sharing, SystemClock};
 use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::JobHandlers;
 use crate::queue::metrics::QueueMetrics;
-use crate::queue::pool::EXECUTOR_KIND;
 use crate::queue::producer::JobQueue;
 use crate::queue::schedule::{Schedule, ScheduleError};
 use crate::queue::scheduler::{self, prune_handlers};
@@ -67,7 +65,6 @@ use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
-use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::ChildSpec;
 use mongodb::Database;
 use ractor::{Actor, SpawnErr};
@@ -240,7 +237,7 @@ impl ActorSystem {
             extra_jobs,
             (instance, indexes_ready),
         )?;
-        let places = places(&children, &handles.executor_stats);
+        let places = tree::places(&children, &handles.executor_stats);
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -319,20 +316,6 @@ async fn start_signing_keys(keys: &Arc<SigningKeys>) -> (CancellationToken, Join
     }
     let stop = CancellationToken::new();
     (stop.clone(), Arc::clone(keys).spawn(stop))
-}
-
-/// Every place's name and stats: the root's children in start order, then
-/// the poller's executors.
-fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<PlaceStats> {
-    let children = children.iter().map(|child| {
-        let stats = Arc::clone(child.stats());
-        (child.name().to_owned(), child.kind(), stats)
-    });
-    let executors = executors.iter().enumerate().map(|(index, stats)| {
-        let stats = Arc::clone(stats);
-        (format!("executor-{index}"), EXECUTOR_KIND, stats)
-    });
-    children.chain(executors).collect()
 }
 
 /// The children of the root supervisor, in start order, and their handles.

@@ -14,13 +14,14 @@ use ractor::ActorRef;
 
 use crate::events::{Event, Events};
 use crate::queue::pool::PoolInfo;
+use crate::queue::pool::EXECUTOR_KIND;
 use crate::queue::QueueHandle;
 use crate::supervision::fault::Fault;
 use crate::supervision::health::TreeHealth;
 use crate::supervision::place::ActorSnapshot;
 use crate::supervision::slot::CallError;
 use crate::supervision::stats::ActorStats;
-use crate::supervision::supervisor::SupervisorMsg;
+use crate::supervision::supervisor::{ChildSpec, SupervisorMsg};
 
 /// The name the root supervisor goes by in errors.
 const ROOT: &str = "root supervisor";
@@ -53,6 +54,20 @@ pub struct UnknownActor(pub String);
 /// One supervised place: its name, its actor's kind (`UserActor`,
 /// `JobExecutor`, …) and its shared stats (and fault switch).
 pub(crate) type PlaceStats = (String, &'static str, Arc<ActorStats>);
+
+/// Every place's name, kind and stats: the root's children in start order, then
+/// the poller's executors.
+pub(crate) fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<PlaceStats> {
+    let children = children.iter().map(|child| {
+        let stats = Arc::clone(child.stats());
+        (child.name().to_owned(), child.kind(), stats)
+    });
+    let executors = executors.iter().enumerate().map(|(index, stats)| {
+        let stats = Arc::clone(stats);
+        (format!("executor-{index}"), EXECUTOR_KIND, stats)
+    });
+    children.chain(executors).collect()
+}
 
 /// Introspection of one running tree. Cheap to clone.
 #[derive(Clone)]
