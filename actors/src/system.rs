@@ -65,7 +65,6 @@ use crate::queue::QueueHandle;
 use crate::store::{RedisStore, StoreError};
 use crate::supervision::health::{TreeEvent, TreeHealth};
 use crate::supervision::slot::ActorSlot;
-use crate::supervision::stats::ActorStats;
 use crate::supervision::supervisor::ChildSpec;
 use mongodb::Database;
 use ractor::{Actor, SpawnErr};
@@ -238,7 +237,7 @@ impl ActorSystem {
             extra_jobs,
             (instance, indexes_ready),
         )?;
-        let places = places(&children, &handles.executor_stats);
+        let places = tree::places(&children, &handles.executor_stats);
         let (supervisor, _) = Actor::spawn(
             None,
             RootSupervisor,
@@ -317,19 +316,6 @@ async fn start_signing_keys(keys: &Arc<SigningKeys>) -> (CancellationToken, Join
     }
     let stop = CancellationToken::new();
     (stop.clone(), Arc::clone(keys).spawn(stop))
-}
-
-/// Every place's name and stats: the root's children in start order, then
-/// the poller's executors.
-fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String, Arc<ActorStats>)> {
-    let children = children
-        .iter()
-        .map(|child| (child.name().to_owned(), Arc::clone(child.stats())));
-    let executors = executors
-        .iter()
-        .enumerate()
-        .map(|(index, stats)| (format!("executor-{index}"), Arc::clone(stats)));
-    children.chain(executors).collect()
 }
 
 /// The children of the root supervisor, in start order, and their handles.

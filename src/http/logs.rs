@@ -5,14 +5,16 @@
 //! request can name a path outside `LOG_DIR`. The file is streamed with
 //! tokio's file I/O (on the blocking pool, never an async worker thread), and
 //! `tail` is found by reading backwards from the end ([`super::log_tail`]), so
-//! a request holds one block in memory whatever the file's size.
+//! a request holds one block in memory whatever the file's size. `traceId`
+//! keeps only the lines written inside that trace ([`super::log_trace`]),
+//! picked as the file streams.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio_util::io::ReaderStream;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +23,7 @@ use utoipa_axum::routes;
 use super::auth::Operator;
 use super::error::{ApiError, Problem};
 use super::extract::{FromQuery, Params, ValidQuery};
-use super::log_tail;
+use super::{log_tail, log_trace};
 use crate::state::AppState;
 use crate::telemetry::{log_file_name, CATEGORIES};
 
@@ -44,6 +46,11 @@ pub struct LogParams {
     date: NaiveDate,
     /// Only the last N lines (1 to 10,000).
     tail: Option<usize>,
+    /// Only the lines written inside this trace (of the last `tail` lines
+    /// when both are given): its trace id, 32 lower-case hex digits, as
+    /// `traceresponse` and a job's `traceId` show it.
+    #[param(rename = "traceId", value_type = Option<String>, example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    trace_id: Option<String>,
 }
 
 impl FromQuery for LogParams {
@@ -63,10 +70,16 @@ impl FromQuery for LogParams {
                 .filter(|n| (1..=MAX_TAIL).contains(n))
                 .ok_or("must be an integer from 1 to 10000")
         });
+        let trace_id = q.optional("traceId", |value| {
+            log_trace::is_trace_id(value)
+                .then(|| value.to_owned())
+                .ok_or("must be a trace id: 32 lower-case hex digits, not all zero")
+        });
         Some(Self {
             category: category?,
             date: date?,
             tail,
+            trace_id,
         })
     }
 }
@@ -80,10 +93,11 @@ fn parse_date(value: &str) -> Result<NaiveDate, &'static str> {
         .ok_or("must be a real date, YYYY-MM-DD")
 }
 
-/// That day's log file for the category, as text (optionally its last lines).
+/// That day's log file for the category, as text (optionally its last
+/// lines, optionally only one trace's lines).
 #[utoipa::path(get, path = "/logs", tag = "Logs", security(("ops-token" = [])), params(LogParams), responses(
     (status = 200, description = "The log file", content_type = "text/plain", body = String),
-    (status = 400, description = "Unknown category, bad date or tail", body = Problem, content_type = "application/problem+json"),
+    (status = 400, description = "Unknown category, bad date, tail or trace id", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "No log file for that day", body = Problem, content_type = "application/problem+json"),
 ))]
@@ -125,10 +139,14 @@ async fn logs(
     file.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(|err| unreadable(&path, err))?;
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(len - start),
-        log_tail::BLOCK,
-    ));
+    let file = file.take(len - start);
+    let body = match &query.trace_id {
+        Some(trace_id) => Body::from_stream(log_trace::trace_lines(
+            BufReader::with_capacity(log_tail::BLOCK, file),
+            trace_id,
+        )),
+        None => Body::from_stream(ReaderStream::with_capacity(file, log_tail::BLOCK)),
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body))
 }
 
@@ -153,6 +171,7 @@ mod tests {
     #[test]
     fn a_category_a_date_and_a_tail_are_parsed() {
         let params = parse_query::<LogParams>("type=auth&date=2026-11-29&tail=10000").unwrap();
+        assert_eq!(params.trace_id, None);
         assert_eq!(params.category, "auth");
         assert_eq!(params.date, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
         assert_eq!(params.tail, Some(10_000));
@@ -171,6 +190,23 @@ mod tests {
             let errors = errors(query);
             assert_eq!(errors.len(), 1, "{query}: {errors:?}");
             assert_eq!(errors[0].field, field, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_trace_id_is_32_lower_case_hex_digits() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let params = parse_query::<LogParams>(&format!("type=user&date=2026-11-29&traceId={id}"));
+        assert_eq!(params.unwrap().trace_id.as_deref(), Some(id));
+        for bad in [
+            "",
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+            "x",
+            "../../etc/passwd",
+        ] {
+            let errors = errors(&format!("type=user&date=2026-11-29&traceId={bad}"));
+            assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+            assert_eq!(errors[0].field, "traceId", "{bad:?}");
         }
     }
 

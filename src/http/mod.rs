@@ -17,6 +17,7 @@ pub mod health;
 pub mod jobs;
 pub mod jwks;
 pub mod log_tail;
+pub mod log_trace;
 pub mod logs;
 pub mod metrics;
 pub mod middleware;

@@ -243,7 +243,7 @@ const RELAY: &[Figure<RelayStatus>] = &[
 ];
 
 /// Register the collectors of every shared figure, in the order of the
-/// text: cache, queue, actors, events (and relay).
+/// text: cache, queue, actors (by name, then by kind), events (and relay).
 pub fn register(r: &mut Registry, actors: &Handles) {
     r.register_collector(Box::new(cache(actors.cache_stats.clone())));
     r.register_collector(Box::new(Figures {
@@ -259,6 +259,11 @@ pub fn register(r: &mut Registry, actors: &Handles) {
         of: "actors",
         stats: actors.introspection().clone(),
         encode: encode_actors,
+    }));
+    r.register_collector(Box::new(Figures {
+        of: "actor kinds",
+        stats: actors.introspection().clone(),
+        encode: super::actor_kinds::encode,
     }));
     r.register_collector(Box::new(Figures {
         of: "events",

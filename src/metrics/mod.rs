@@ -1,9 +1,10 @@
 //! The service's Prometheus registry (prometheus-client): what is recorded
 //! as it happens ([`registry`]) and the gauges read from the actors' shared
-//! counters at scrape time ([`gauges`]). Below the HTTP layer, which serves
+//! counters at scrape time ([`gauges`]; by actor kind: [`actor_kinds`]). Below the HTTP layer, which serves
 //! it at `GET /metrics` (`http::metrics`) and records each request into it;
 //! the application's state holds one.
 
+mod actor_kinds;
 mod gauges;
 mod registry;
 

@@ -28,11 +28,12 @@ pub struct Export {
     pub timeout: Duration,
 }
 
-/// The span names that may start a trace: a request, a job's attempt.
+/// The span names that may start a trace: a request, a job's attempt, the
+/// poller's claim of a batch of jobs (one per batch, none per job).
 /// Anything else with no parent (an actor's own `handle` span, the poller's
-/// ticks) is not sampled, and neither is what runs inside it: a trace is
-/// always about a request or a job.
-const ROOTS: &[&str] = &["request", "job.attempt"];
+/// ticks and listings) is not sampled, and neither is what runs inside it:
+/// a trace is always about a request, a job or the claim of jobs.
+const ROOTS: &[&str] = &["request", "job.attempt", "job.claim"];
 
 /// Parent-based ratio sampling of [`ROOTS`] only.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! `scripts/test` starts them; every test gets its own database and key prefix.
 
 mod accounts;
+mod actor_telemetry;
 mod batch_claims;
 mod cache;
 mod cache_lease;
@@ -45,5 +46,6 @@ mod outage;
 mod profiles;
 mod queue_safety;
 mod refresh;
+mod trace_joins;
 mod tracing;
 mod users;

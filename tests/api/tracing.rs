@@ -13,18 +13,18 @@ use crate::helpers::{
     Process, PASSWORD,
 };
 
-const JAEGER: &str = "http://127.0.0.1:16686";
+pub(crate) const JAEGER: &str = "http://127.0.0.1:16686";
 /// Jaeger's OTLP/HTTP receiver.
-const OTLP: &str = "http://127.0.0.1:4318";
+pub(crate) const OTLP: &str = "http://127.0.0.1:4318";
 
 /// A fresh trace id, and a `traceparent` naming it (sampled).
-fn caller_trace() -> (String, String) {
+pub(crate) fn caller_trace() -> (String, String) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let parent = format!("00-{id}-00f067aa0ba902b7-01");
     (id, parent)
 }
 
-async fn jaeger_answers(client: &reqwest::Client) -> bool {
+pub(crate) async fn jaeger_answers(client: &reqwest::Client) -> bool {
     let services = client
         .get(format!("{JAEGER}/api/services"))
         .timeout(Duration::from_secs(2))
@@ -34,7 +34,7 @@ async fn jaeger_answers(client: &reqwest::Client) -> bool {
 }
 
 /// The spans of trace `id` in Jaeger (its one trace), once there are any.
-async fn trace(client: &reqwest::Client, id: &str) -> Option<Value> {
+pub(crate) async fn trace(client: &reqwest::Client, id: &str) -> Option<Value> {
     let response = client
         .get(format!("{JAEGER}/api/traces/{id}"))
         .send()
@@ -46,7 +46,7 @@ async fn trace(client: &reqwest::Client, id: &str) -> Option<Value> {
 
 /// Each span's operation name → the span (the last of a name wins; the
 /// subscribers' spans are told apart by their `subscriber` tag).
-fn by_name(trace: &Value) -> HashMap<String, Value> {
+pub(crate) fn by_name(trace: &Value) -> HashMap<String, Value> {
     let spans = trace["spans"].as_array().cloned().unwrap_or_default();
     spans
         .into_iter()
@@ -59,7 +59,7 @@ fn by_name(trace: &Value) -> HashMap<String, Value> {
         .collect()
 }
 
-fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
     span["tags"]
         .as_array()?
         .iter()
@@ -67,7 +67,7 @@ fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|tag| &tag["value"])
 }
 
-fn parent_of(span: &Value) -> Option<&str> {
+pub(crate) fn parent_of(span: &Value) -> Option<&str> {
     span["references"]
         .as_array()?
         .iter()
@@ -76,7 +76,7 @@ fn parent_of(span: &Value) -> Option<&str> {
 }
 
 /// What the sign-up's trace must hold before it is checked.
-fn complete(trace: &Value) -> bool {
+pub(crate) fn complete(trace: &Value) -> bool {
     let names = by_name(trace);
     let subscribers = trace["spans"]
         .as_array()
@@ -104,7 +104,7 @@ fn complete(trace: &Value) -> bool {
 
 /// Start `command` (the binary on `port`) and wait until it serves: the
 /// process (killed when dropped) and its base URL.
-async fn serve(
+pub(crate) async fn serve(
     mut command: std::process::Command,
     port: u16,
     client: &reqwest::Client,

@@ -153,6 +153,17 @@ async fn sees_every_actor(app: &TestApp, client: &Client) {
     expected.sort();
     assert_eq!(shown, expected);
     assert!(expected.contains(&"cache".to_owned()) && expected.len() > 4);
+    // Beside each actor: its mailbox depth, wait and dead letters.
+    let cells = "const row = document.querySelector('tr[data-actor=\"cache\"]');
+         return Boolean(row && row.querySelector('td.backlog')?.textContent === '0'
+           && row.querySelector('td.wait') && row.querySelector('td.dead')?.textContent === '0');";
+    until(
+        client,
+        WAIT,
+        "the cache's mailbox and dead-letter cells",
+        cells,
+    )
+    .await;
 }
 
 /// Panic `cache` through its button and the confirmation; once a lookup

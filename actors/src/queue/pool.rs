@@ -11,6 +11,9 @@ use crate::queue::executor::ExecutorMsg;
 use crate::queue::job::Job;
 use crate::supervision::place::{ActorSnapshot, Place};
 
+/// The executors' actor kind, as introspection and `/metrics` name it.
+pub const EXECUTOR_KIND: &str = "JobExecutor";
+
 /// The executor pool, for introspection.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolInfo {
@@ -205,7 +208,7 @@ mod tests {
                 work: Work::Idle,
                 place: Place::new(
                     format!("executor-{i}"),
-                    "JobExecutor",
+                    EXECUTOR_KIND,
                     Arc::default(),
                     policy,
                 ),

@@ -62,6 +62,14 @@ impl JobReport {
         self.0.locked_until.map(rfc3339)
     }
 
+    /// The trace its attempts join: the trace id (32 hex digits) of the
+    /// `traceparent` stored when it was enqueued; `None` when it was
+    /// enqueued outside any trace (its attempts start traces of their own).
+    pub fn trace_id(&self) -> Option<String> {
+        let traceparent = self.0.trace.as_deref()?;
+        crate::trace::parse(traceparent).map(|context| context.trace_id().to_string())
+    }
+
     /// The last failed attempt's error, with its causes.
     pub fn last_error(&self) -> Option<&str> {
         self.0.last_error.as_deref()

@@ -16,6 +16,7 @@ pub use self::mongo::{
     MongoCommands, COUNTED_COMMANDS,
 };
 pub use self::redis::{same_slot, RedisStore};
+pub use self::spans::BATCH_SPAN;
 pub use self::unreadable::{
     count_unreadable, readable, unreadable_documents, CollectionLabel, REMEDY,
 };

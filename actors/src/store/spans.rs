@@ -3,8 +3,11 @@
 //! command or pipeline around its round trip. A span names the command and
 //! the collection (closed sets: the labels of `troupe_store_commands_total`)
 //! or the Redis command's name: never a filter, a document, a key or a
-//! value. Outside any span (the poller's claim loop, lease renewals, the
-//! heartbeat) no span is made: they would each start a trace of one span.
+//! value. Outside any span (lease renewals, the heartbeat) no span is
+//! made: they would each start a trace of one span. Inside a
+//! [`BATCH_SPAN`] (the poller's claim of a batch, which takes each job with
+//! a command of its own) neither: the batch's span says how many it took,
+//! and a span per job would drown it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,16 @@ use tracing::Span;
 /// this map without bound).
 const MAX_OPEN: usize = 4096;
 
+/// The span of a batch whose store calls get no span each (see the module
+/// docs): the poller's claim of a batch of jobs.
+pub const BATCH_SPAN: &str = "job.claim";
+
+/// Whether a store call now gets a span: inside a span, not a batch's.
+fn spanned() -> bool {
+    let current = Span::current();
+    !current.is_none() && current.metadata().is_none_or(|m| m.name() != BATCH_SPAN)
+}
+
 /// The open MongoDB command spans, by the driver's request id (unique
 /// within the client).
 #[derive(Clone, Default)]
@@ -25,7 +38,7 @@ impl CommandSpans {
     /// A command started, in the caller's task: open its span as a child
     /// of the caller's, if the caller is in one.
     pub(super) fn started(&self, request_id: i32, command: &'static str, collection: &'static str) {
-        if Span::current().is_none() {
+        if !spanned() {
             return;
         }
         let span = tracing::info_span!(
@@ -60,7 +73,7 @@ impl CommandSpans {
 /// The span of a Redis round trip (`name`: the command's, or `pipeline`),
 /// or a disabled one outside any span.
 pub(super) fn redis(name: &str) -> Span {
-    if Span::current().is_none() {
+    if !spanned() {
         return Span::none();
     }
     tracing::info_span!(
@@ -104,5 +117,24 @@ mod tests {
         assert!(spans.0.lock().unwrap().is_empty());
         spans.ended(1, false);
         assert!(redis("GET").is_none());
+    }
+
+    #[test]
+    fn a_batchs_store_calls_get_no_span_each_and_others_do() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(crate::trace::LocalIds);
+        tracing::subscriber::with_default(subscriber, || {
+            let spans = CommandSpans::default();
+            tracing::info_span!("job.claim").in_scope(|| {
+                spans.started(1, "findAndModify", "jobs");
+                assert!(redis("GET").is_none());
+            });
+            assert!(spans.0.lock().unwrap().is_empty());
+            tracing::info_span!("request").in_scope(|| {
+                spans.started(2, "find", "users");
+                assert!(!redis("GET").is_none());
+            });
+            assert_eq!(spans.0.lock().unwrap().len(), 1);
+        });
     }
 }

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod fault;
 pub mod health;
+pub mod mailbox;
 pub mod place;
 pub mod slot;
 pub mod stats;

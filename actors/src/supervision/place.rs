@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::budget::{RestartBudget, RestartPolicy};
+use super::mailbox::DeadLetter;
 use super::stats::{ActorStats, Timings};
 
 /// A failure a supervisor saw.
@@ -43,6 +44,12 @@ pub struct ActorSnapshot {
     /// Time from taking a message to finishing the work it caused (see
     /// [`crate::supervision::stats`]).
     pub handling: Option<Timings>,
+    /// Time from sending a message to taking it from the mailbox (see
+    /// [`crate::supervision::mailbox`]).
+    pub wait: Option<Timings>,
+    /// Messages that never reached the actor, and the last few of them.
+    pub dead_letters: u64,
+    pub recent_dead_letters: Vec<DeadLetter>,
 }
 
 /// A supervised place: its stats, its restart budget, when its current
@@ -131,6 +138,9 @@ impl Place {
             mailbox_backlog: self.stats.backlog(),
             in_flight: self.stats.in_flight(),
             handling: self.stats.timings(),
+            wait: self.stats.waits(),
+            dead_letters: self.stats.dead_letters(),
+            recent_dead_letters: self.stats.recent_dead_letters(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
+use crate::supervision::mailbox::{message_kind, DeadLetter, DeadReason};
 use crate::supervision::stats::ActorStats;
 
 /// Why a call to an actor produced no answer.
@@ -65,18 +66,39 @@ impl<M: Message> ActorSlot<M> {
         self.name
     }
 
-    /// Called by the supervisor after (re)starting the actor.
+    /// Called by the supervisor after (re)starting the actor. Messages sent
+    /// to the last incarnation since it stopped are its dead letters.
     pub fn set(&self, actor: ActorRef<M>) {
-        self.stats.restarted();
+        self.lost(DeadReason::LeftInMailbox, self.stats.restarted());
         *self.current.write().expect("actor slot lock poisoned") = Some(actor);
     }
 
-    /// Called by the supervisor when the actor has stopped.
+    /// Called by the supervisor when the actor has stopped: what its
+    /// mailbox held is lost (dead letters).
     pub fn clear(&self) {
         self.current
             .write()
             .expect("actor slot lock poisoned")
             .take();
+        self.lost(DeadReason::LeftInMailbox, self.stats.restarted());
+    }
+
+    /// `n` messages for this actor never reached it.
+    fn lost(&self, reason: DeadReason, n: u64) {
+        let letter = DeadLetter {
+            actor: self.name,
+            message: message_kind::<M>(),
+            reason,
+            at: chrono::Utc::now(),
+        };
+        self.stats.dead_letter(letter, n);
+    }
+
+    /// The live reference, if the actor is running; a send to it when it
+    /// is not is a dead letter.
+    fn live(&self) -> Result<ActorRef<M>, CallError> {
+        self.get()
+            .inspect_err(|_| self.lost(DeadReason::NotRunning, 1))
     }
 
     /// The live reference, if the actor is running.
@@ -88,9 +110,10 @@ impl<M: Message> ActorSlot<M> {
             .ok_or(CallError::Unavailable(self.name))
     }
 
-    /// Fire-and-forget send. Errors only if the actor is not running.
+    /// Fire-and-forget send. Errors only if the actor is not running (a
+    /// dead letter).
     pub fn cast(&self, message: M) -> Result<(), CallError> {
-        let actor = self.get()?;
+        let actor = self.live()?;
         self.stats.sent();
         actor
             .cast(message)
@@ -99,13 +122,14 @@ impl<M: Message> ActorSlot<M> {
 
     /// Request/response with a deadline. An actor that dies while holding the
     /// reply port drops it, which turns into a prompt `Unavailable` rather than
-    /// a wait for the whole timeout.
+    /// a wait for the whole timeout. A call to an actor that is not
+    /// running is a dead letter.
     pub async fn call<R, F>(&self, build: F, timeout: Duration) -> Result<R, CallError>
     where
         R: Send + 'static,
         F: FnOnce(RpcReplyPort<R>) -> M,
     {
-        let actor = self.get()?;
+        let actor = self.live()?;
         self.stats.sent();
         match actor.call(build, Some(timeout)).await {
             Ok(CallResult::Success(reply)) => Ok(reply),

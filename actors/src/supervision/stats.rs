@@ -12,7 +12,12 @@
 //!
 //! `mailbox_backlog` = sent − taken; `in_flight` = taken − handled;
 //! `messages_handled` counts handled messages. The handling time is from
-//! taking the message (before an injected delay) to the guard's drop.
+//! taking the message (before an injected delay) to the guard's drop; the
+//! wait from its send to its taking ([`super::mailbox`]: the send instant
+//! rides beside the message, numbered like it). Both go to a histogram of
+//! atomics (`/metrics`, by actor kind) and to the window the percentiles
+//! are read from. Messages that never reached the actor are its dead
+//! letters ([`ActorStats::dead_letter`]).
 //!
 //! # Actors that hand the work to a task
 //! An actor whose `handle` spawns the real work (a store call, bcrypt) and
@@ -42,8 +47,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::fault::{Fault, FaultSwitch};
+use super::mailbox::{Buckets, DeadLetter, DeadLetters, Histogram, SendTimes};
 
-/// How many recent handling times the percentiles are computed over.
+/// How many recent messages the percentiles are computed over.
 pub const WINDOW: usize = 1024;
 
 /// Counts and recent handling times of one place; see the module docs.
@@ -55,10 +61,14 @@ pub struct ActorStats {
     recent: Mutex<Window>,
     fault: FaultSwitch,
     restarts: AtomicU64,
+    send_times: SendTimes,
+    wait: Buckets,
+    handling: Buckets,
+    dead: DeadLetters,
 }
 
-/// Handling-time percentiles over the last [`WINDOW`] messages, in
-/// milliseconds.
+/// Time percentiles over the last [`WINDOW`] messages (handling, or wait
+/// in the mailbox), in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Timings {
     pub p50_ms: f64,
@@ -68,15 +78,43 @@ pub struct Timings {
 impl ActorStats {
     /// One message was sent to the actor.
     pub fn sent(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
+        let seq = self.sent.fetch_add(1, Ordering::Relaxed);
+        self.send_times.stamp(seq);
     }
 
     /// A new incarnation starts with an empty mailbox: what the last one
     /// left untaken is gone. Work it had in flight still ends (its guards
-    /// are dropped with its tasks).
-    pub fn restarted(&self) {
+    /// are dropped with its tasks). Returns how many messages were left.
+    pub fn restarted(&self) -> u64 {
         let taken = self.taken.load(Ordering::Relaxed);
-        self.sent.store(taken, Ordering::Relaxed);
+        self.sent
+            .swap(taken, Ordering::Relaxed)
+            .saturating_sub(taken)
+    }
+
+    /// `n` messages like `letter` never reached the actor.
+    pub fn dead_letter(&self, letter: DeadLetter, n: u64) {
+        self.dead.record(letter, n);
+    }
+
+    /// Dead letters since the service started.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead.count()
+    }
+
+    /// The last few dead letters, oldest first.
+    pub fn recent_dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead.recent()
+    }
+
+    /// Every message's wait in the mailbox since the service started.
+    pub fn wait_histogram(&self) -> Histogram {
+        self.wait.read()
+    }
+
+    /// Every message's handling time since the service started.
+    pub fn handling_histogram(&self) -> Histogram {
+        self.handling.read()
     }
 
     /// Count a restart of this place's actor; returns the total.
@@ -111,6 +149,12 @@ impl ActorStats {
         self.recent.lock().expect("stats lock").timings()
     }
 
+    /// Percentiles of the recent waits in the mailbox; `None` before the
+    /// first.
+    pub fn waits(&self) -> Option<Timings> {
+        self.recent.lock().expect("stats lock").waits()
+    }
+
     /// Arm a fault for the next message.
     pub fn inject(&self, fault: Fault) {
         self.fault.arm(fault);
@@ -127,15 +171,21 @@ impl ActorStats {
 
     /// The message is taken from the mailbox: its time starts now.
     fn take(self: &Arc<Self>) -> Handling {
-        self.taken.fetch_add(1, Ordering::Relaxed);
+        let seq = self.taken.fetch_add(1, Ordering::Relaxed);
+        let waited = self.send_times.waited(seq);
+        if let Some(waited) = waited {
+            self.wait.observe(waited);
+        }
         Handling {
             stats: Arc::clone(self),
             started: Instant::now(),
+            waited,
         }
     }
 
-    fn finished(&self, took: Duration) {
-        self.recent.lock().expect("stats lock").push(took);
+    fn finished(&self, took: Duration, waited: Option<Duration>) {
+        self.handling.observe(took);
+        self.recent.lock().expect("stats lock").push(took, waited);
         self.handled.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -147,6 +197,7 @@ impl ActorStats {
 pub struct Handling {
     stats: Arc<ActorStats>,
     started: Instant,
+    waited: Option<Duration>,
 }
 
 impl Handling {
@@ -160,15 +211,39 @@ impl Handling {
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        self.stats.finished(self.started.elapsed());
+        self.stats.finished(self.started.elapsed(), self.waited);
     }
 }
 
-/// The last [`WINDOW`] handling times, in microseconds.
+/// The last [`WINDOW`] handling times and waits, in microseconds.
 #[derive(Default)]
-struct Window(VecDeque<u32>);
+struct Window {
+    handling: Times,
+    waits: Times,
+}
 
 impl Window {
+    fn push(&mut self, took: Duration, waited: Option<Duration>) {
+        self.handling.push(took);
+        if let Some(waited) = waited {
+            self.waits.push(waited);
+        }
+    }
+
+    fn timings(&self) -> Option<Timings> {
+        self.handling.timings()
+    }
+
+    fn waits(&self) -> Option<Timings> {
+        self.waits.timings()
+    }
+}
+
+/// The last [`WINDOW`] times of one kind, in microseconds.
+#[derive(Default)]
+struct Times(VecDeque<u32>);
+
+impl Times {
     fn push(&mut self, took: Duration) {
         if self.0.len() == WINDOW {
             self.0.pop_front();
@@ -202,7 +277,7 @@ mod tests {
 
     #[test]
     fn percentiles_are_over_the_last_window_of_times() {
-        let mut window = Window::default();
+        let mut window = Times::default();
         assert_eq!(window.timings(), None);
         for n in 1..=100 {
             window.push(ms(n));
@@ -220,7 +295,7 @@ mod tests {
 
     #[test]
     fn times_keep_microseconds_and_saturate() {
-        let mut window = Window::default();
+        let mut window = Times::default();
         window.push(Duration::from_micros(1_500));
         assert_eq!(window.timings().unwrap().p50_ms, 1.5);
         window.push(Duration::from_secs(10_000_000));
@@ -269,6 +344,47 @@ mod tests {
         assert_eq!(stats.backlog(), 1);
         drop(working); // the old incarnation's work ends after the restart
         assert_eq!((stats.in_flight(), stats.handled()), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waits_from_its_send_to_its_taking_and_both_times_reach_the_histograms() {
+        let stats = Arc::new(ActorStats::default());
+        stats.sent();
+        tokio::time::advance(ms(40)).await;
+        stats.sent();
+        tokio::time::advance(ms(10)).await;
+        let first = stats.take(); // waited 50 ms
+        tokio::time::advance(ms(30)).await;
+        drop(first); // handled in 30 ms
+        let second = stats.take(); // waited 10 + 30 ms
+        drop(second);
+        assert_eq!(stats.waits().unwrap().p99_ms, 50.0);
+        let wait = stats.wait_histogram();
+        assert_eq!(wait.count(), 2);
+        assert!((wait.sum_seconds - 0.090).abs() < 1e-9, "{wait:?}");
+        let handling = stats.handling_histogram();
+        assert_eq!(handling.count(), 2);
+        assert!((handling.sum_seconds - 0.030).abs() < 1e-9, "{handling:?}");
+        // A message taken without a send counted (none here) records no wait.
+        drop(stats.take());
+        assert_eq!(stats.wait_histogram().count(), 2);
+        assert_eq!(stats.handling_histogram().count(), 3);
+    }
+
+    #[test]
+    fn a_restart_says_how_many_messages_its_mailbox_lost() {
+        let stats = Arc::new(ActorStats::default());
+        assert_eq!(stats.restarted(), 0);
+        for _ in 0..4 {
+            stats.sent();
+        }
+        drop(stats.take());
+        assert_eq!(stats.restarted(), 3);
+        assert_eq!(stats.restarted(), 0, "counted once");
+        // Numbering goes on from the taken count: the next send's wait is its own.
+        stats.sent();
+        drop(stats.take());
+        assert_eq!(stats.wait_histogram().count(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -55,6 +55,11 @@ impl ChildSpec {
         self.name
     }
 
+    /// The child's actor type (`UserActor`, …).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// The child's stats and fault switch (shared by every incarnation).
     pub fn stats(&self) -> &Arc<ActorStats> {
         &self.stats

@@ -14,13 +14,14 @@ use ractor::ActorRef;
 
 use crate::events::{Event, Events};
 use crate::queue::pool::PoolInfo;
+use crate::queue::pool::EXECUTOR_KIND;
 use crate::queue::QueueHandle;
 use crate::supervision::fault::Fault;
 use crate::supervision::health::TreeHealth;
 use crate::supervision::place::ActorSnapshot;
 use crate::supervision::slot::CallError;
 use crate::supervision::stats::ActorStats;
-use crate::supervision::supervisor::SupervisorMsg;
+use crate::supervision::supervisor::{ChildSpec, SupervisorMsg};
 
 /// The name the root supervisor goes by in errors.
 const ROOT: &str = "root supervisor";
@@ -50,8 +51,23 @@ pub struct ChildSnapshot {
 #[error("no actor named {0:?}")]
 pub struct UnknownActor(pub String);
 
-/// One supervised place: its name and its shared stats (and fault switch).
-type PlaceStats = (String, Arc<ActorStats>);
+/// One supervised place: its name, its actor's kind (`UserActor`,
+/// `JobExecutor`, …) and its shared stats (and fault switch).
+pub(crate) type PlaceStats = (String, &'static str, Arc<ActorStats>);
+
+/// Every place's name, kind and stats: the root's children in start order, then
+/// the poller's executors.
+pub(crate) fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<PlaceStats> {
+    let children = children.iter().map(|child| {
+        let stats = Arc::clone(child.stats());
+        (child.name().to_owned(), child.kind(), stats)
+    });
+    let executors = executors.iter().enumerate().map(|(index, stats)| {
+        let stats = Arc::clone(stats);
+        (format!("executor-{index}"), EXECUTOR_KIND, stats)
+    });
+    children.chain(executors).collect()
+}
 
 /// Introspection of one running tree. Cheap to clone.
 #[derive(Clone)]
@@ -143,7 +159,13 @@ impl TreeView {
     pub fn all_stats(&self) -> impl Iterator<Item = (&str, &Arc<ActorStats>)> {
         self.places
             .iter()
-            .map(|(name, stats)| (name.as_str(), stats))
+            .map(|(name, _, stats)| (name.as_str(), stats))
+    }
+
+    /// Every place's actor kind and stats, in the order of [`Self::all_stats`]
+    /// (what `/metrics` adds up by kind: a closed set, fixed in the code).
+    pub fn stats_by_kind(&self) -> impl Iterator<Item = (&'static str, &Arc<ActorStats>)> {
+        self.places.iter().map(|(_, kind, stats)| (*kind, stats))
     }
 
     fn stats_of(&self, name: &str) -> Option<&Arc<ActorStats>> {

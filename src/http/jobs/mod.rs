@@ -66,6 +66,12 @@ pub struct JobView {
     pub locked_by: Option<String>,
     /// When that hold (its lease) ends unless renewed.
     pub locked_until: Option<String>,
+    /// The trace its attempts join (the request's that enqueued it): 32
+    /// hex digits, what Jaeger's search and `GET /logs?traceId=` take.
+    /// Absent for a job enqueued outside any trace (a cron job's attempts
+    /// each start their own).
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    pub trace_id: Option<String>,
     /// The last failed attempt's error, with its causes.
     pub last_error: Option<String>,
     /// What its handler returned, once it completed: a JSON object, the
@@ -258,6 +264,7 @@ impl JobView {
             run_at: job.run_at(),
             locked_by: job.locked_by().map(str::to_owned),
             locked_until: job.locked_until(),
+            trace_id: job.trace_id(),
             last_error: job.last_error().map(str::to_owned),
             result: job.result(),
             progress: job.progress().map(|(percent, message, at)| ProgressView {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use troupe_actors::cache::CacheStats;
 use troupe_actors::queue::pool::PoolInfo;
 use troupe_actors::rfc3339;
+use troupe_actors::supervision::mailbox::{DeadLetter, DeadReason};
 use troupe_actors::supervision::place::ActorSnapshot;
 use troupe_actors::supervision::stats::Timings;
 use troupe_actors::system::tree::{ChildSnapshot, TreeSnapshot};
@@ -46,6 +47,47 @@ pub struct FailureView {
 pub struct HandlingView {
     pub p50_ms: f64,
     pub p99_ms: f64,
+}
+
+/// Wait in the mailbox: from a message's send to its taking by the actor
+/// (every message, requests and timers alike). As percentiles over the
+/// actor's last 1,024 messages.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitView {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A message that never reached its actor: no payload, only its type.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    #[schema(example = "cache")]
+    pub actor: String,
+    /// The message's type.
+    #[schema(example = "CacheMsg")]
+    pub message: String,
+    /// `notRunning`: sent while the actor was down; `leftInMailbox`: in the
+    /// mailbox of an actor that stopped.
+    #[schema(example = "notRunning")]
+    pub reason: String,
+    pub at: String,
+}
+
+impl DeadLetterView {
+    fn of(letter: DeadLetter) -> Self {
+        Self {
+            actor: letter.actor.into(),
+            message: letter.message.into(),
+            reason: match letter.reason {
+                DeadReason::NotRunning => "notRunning",
+                DeadReason::LeftInMailbox => "leftInMailbox",
+            }
+            .into(),
+            at: rfc3339::format(letter.at),
+        }
+    }
 }
 
 /// The executor pool under the queue poller.
@@ -141,6 +183,11 @@ pub struct ActorNode {
     /// Messages taken from the mailbox whose work is not done yet.
     pub in_flight: u64,
     pub handling: Option<HandlingView>,
+    pub wait: Option<WaitView>,
+    /// Messages that never reached the actor since the service started.
+    pub dead_letters: u64,
+    /// The last 16 of them, oldest first.
+    pub recent_dead_letters: Vec<DeadLetterView>,
     pub pool: Option<PoolView>,
     /// On the cache: its hit, miss and invalidation counts, both tiers.
     pub cache: Option<CacheView>,
@@ -174,6 +221,14 @@ impl ActorNode {
             mailbox_backlog: actor.mailbox_backlog,
             in_flight: actor.in_flight,
             handling: handling(actor.handling),
+            wait: actor.wait.map(|t| WaitView {
+                p50_ms: t.p50_ms,
+                p99_ms: t.p99_ms,
+            }),
+            dead_letters: actor.dead_letters,
+            recent_dead_letters: (actor.recent_dead_letters.into_iter())
+                .map(DeadLetterView::of)
+                .collect(),
             pool: None,
             cache: None,
             children: vec![],
@@ -235,6 +290,9 @@ impl ActorNode {
             mailbox_backlog: 0,
             in_flight: 0,
             handling: None,
+            wait: None,
+            dead_letters: 0,
+            recent_dead_letters: vec![],
             pool: None,
             cache: None,
             children: tree.children.into_iter().map(ActorNode::child).collect(),
@@ -268,8 +326,9 @@ fn find(node: ActorNode, name: &str) -> Option<ActorNode> {
 }
 
 /// The live supervision tree: every actor with its status, restarts and
-/// remaining restart budget, last failure, messages handled, mailbox backlog
-/// and handling time; the executor pool under the queue poller.
+/// remaining restart budget, last failure, messages handled, mailbox backlog,
+/// wait in the mailbox, handling time and dead letters; the executor pool
+/// under the queue poller.
 #[utoipa::path(get, path = "/ops/actors", tag = "Ops", security(("ops-token" = [])), responses(
     (status = 200, body = ActorNode),
     (status = 401, description = "Missing or wrong ops token", body = Problem, content_type = "application/problem+json"),

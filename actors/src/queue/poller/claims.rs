@@ -9,12 +9,22 @@
 //! ends while executors are idle and candidates are left starts the next at
 //! once, from its `Claimed` message: between rounds the poller handles its
 //! mailbox (ticks, pauses, shutdown), never looping on the store.
+//!
+//! # Spans
+//! A listing runs in a `job.listing` span (`limit`, `found`), a child of the
+//! poller's message span that started it: local, with its store commands
+//! as children, never exported (an idle instance lists every tick). A claim
+//! runs in a `job.claim` span (`jobs`, `won`): a trace of its own, exported
+//! like a request's, whose one insert and per-job takes get no span each
+//! ([`crate::store::BATCH_SPAN`]): one span per batch, none per job.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::oid::ObjectId;
 use ractor::ActorRef;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use super::{send, PollerMsg, PollerState};
 use crate::queue::candidates::Next;
@@ -25,7 +35,7 @@ use crate::queue::pause::Pauses;
 use crate::queue::pool::{Held, Work};
 use crate::queue::shared::Queue;
 use crate::queue::store::JobStore;
-use crate::store::error_chain;
+use crate::store::{error_chain, BATCH_SPAN};
 use crate::supervision::stats::ActorStats;
 
 /// What a claim task returns (besides sending each as `Taken`): the
@@ -64,6 +74,7 @@ async fn claim(
         tracing::warn!(target: "worker", jobs = named.len(), error = %error_chain(&err), "claiming a batch failed");
     }
     let won = won.into_inner().expect("won");
+    tracing::Span::current().record("won", won.len());
     let lost = (executors.into_iter())
         .filter(|executor| !won.iter().any(|(index, _)| index == executor))
         .collect();
@@ -145,22 +156,28 @@ impl PollerState {
         let (queue, me, stats) = self.task_context(myself);
         let paused = Arc::clone(&self.pauses);
         let limit = queue.config.claim_batch as i64;
-        self.tasks.spawn(async move {
+        let span = tracing::info_span!("job.listing", limit, found = Empty);
+        let listing = async move {
             let started = Instant::now();
             let found = queue.store.candidates(limit, &paused).await;
             let took = started.elapsed().as_secs_f64();
             queue.metrics.listing_seconds.observe(took);
+            if let Ok(found) = &found {
+                tracing::Span::current().record("found", found.len());
+            }
             send(&me, &stats, PollerMsg::Listed(found));
-        });
+        };
+        self.tasks.spawn(listing.instrument(span));
     }
 
     fn start_claim(&mut self, myself: &ActorRef<PollerMsg>, batch: Vec<(usize, Candidate)>) {
         let (queue, me, stats) = self.task_context(myself);
         let paused = Arc::clone(&self.pauses);
         let executors: Vec<usize> = batch.iter().map(|(index, _)| *index).collect();
-        let task = self
-            .claims
-            .spawn(async move { claim(&queue, batch, &paused, (&me, stats.as_ref())).await });
+        // A root: a trace of its own (see the module docs).
+        let span = tracing::info_span!(parent: None, BATCH_SPAN, jobs = batch.len(), won = Empty);
+        let claiming = async move { claim(&queue, batch, &paused, (&me, stats.as_ref())).await };
+        let task = self.claims.spawn(claiming.instrument(span));
         for index in executors {
             self.pool[index].work = Work::Claiming(task.id());
         }

@@ -146,6 +146,28 @@ pub(crate) enum PollerMsg {
     Swept(Option<Swept>),
 }
 
+impl PollerMsg {
+    /// The message's name in its span (`tick`, `listed`, …): no payload.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Tick => "tick",
+            Self::Nudge => "nudge",
+            Self::Enqueued { .. } => "enqueued",
+            Self::DueElsewhere { .. } => "due_elsewhere",
+            Self::WaitingElsewhere(_) => "waiting_elsewhere",
+            Self::Announce => "announce",
+            Self::Listed(_) => "listed",
+            Self::Taken { .. } => "taken",
+            Self::Claimed(_) => "claimed",
+            Self::TickPauses(_) => "tick_pauses",
+            Self::Paused(_) => "paused",
+            Self::AppliedPauses { .. } => "applied_pauses",
+            Self::Finished { .. } => "finished",
+            Self::Pool { .. } => "pool",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct PollerArgs {
     pub queue: Arc<Queue>,
@@ -302,7 +324,7 @@ impl Actor for QueuePollerActor {
                 work: Work::Idle,
                 place: Place::new(
                     format!("executor-{index}"),
-                    "JobExecutor",
+                    crate::queue::pool::EXECUTOR_KIND,
                     Arc::clone(&args.executor_stats[index]),
                     args.policy,
                 ),
@@ -347,7 +369,9 @@ impl Actor for QueuePollerActor {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, name = "poller")]
+    /// A span per message (`poller`, with the message's kind): local, never
+    /// a trace of its own (its listing and claim spans: [`claims`]).
+    #[tracing::instrument(skip_all, name = "poller", fields(message = message.kind()))]
     async fn handle(
         &self,
         myself: ActorRef<PollerMsg>,

@@ -1,5 +1,6 @@
 // The actor tree panel: polls GET /ops/actors every second and shows one
-// row per actor, indented by depth. Messages per second come from the
+// row per actor, indented by depth: its mailbox (depth, wait p50/p99),
+// handling p99, dead letters (the last few in the cell's title). Messages per second come from the
 // difference between two polls' `messagesHandled` (the server keeps only
 // the running count). A restart (its `restarts` rose, or its ractor id
 // changed) or an escalation marks the row and adds a badge that fades.
@@ -68,6 +69,22 @@ function nameCell(node, depth, mark) {
   );
 }
 
+/** Wait in the mailbox, `p50 / p99` ms. */
+function waitCell(node) {
+  const wait = node.wait;
+  const text = wait ? `${num(wait.p50Ms, 1)} / ${num(wait.p99Ms, 1)}` : "–";
+  return el("td", { class: `num wait ${wait ? "" : "muted"}`, dataset: { label: "Wait p50/p99 ms" } }, text);
+}
+
+/** Dead letters: the count; the last few (actor, message type, reason, time) as its title. */
+function deadCell(node) {
+  const recent = node.recentDeadLetters || [];
+  const title = recent.map((d) => `${clock(d.at)} ${d.message} ${d.reason}`).join("\n");
+  const attrs = { class: `num dead ${node.deadLetters ? "warn" : ""}`, dataset: { label: "Dead letters" } };
+  if (title) attrs.title = title;
+  return el("td", attrs, num(node.deadLetters));
+}
+
 /** One actor's row. */
 function row(node, depth, now) {
   const mark = marks.get(node.name);
@@ -78,9 +95,11 @@ function row(node, depth, now) {
     { dataset: { actor: node.name }, class: [mark ? "marked" : "", node.status !== "running" ? "unhealthy" : ""].join(" ") },
     nameCell(node, depth, mark),
     statusCell(node),
-    el("td", { class: "num backlog", dataset: { label: "Backlog" } }, num(node.mailboxBacklog)),
+    el("td", { class: "num backlog", dataset: { label: "Mailbox" } }, num(node.mailboxBacklog)),
+    waitCell(node),
     el("td", { class: "num rate", dataset: { label: "Msg/s" } }, num(rate(node, now), 1)),
-    el("td", { class: "num p99", dataset: { label: "p99 ms" } }, num(p99, 1)),
+    el("td", { class: "num p99", dataset: { label: "Handling p99 ms" } }, num(p99, 1)),
+    deadCell(node),
     el("td", { class: "num restarts", dataset: { label: "Restarts" } }, num(node.restarts)),
     el("td", { class: `num budget ${budget === 0 ? "exhausted" : ""}`, dataset: { label: "Budget" } }, budget === null ? "–" : num(budget)),
     failureCell(node),

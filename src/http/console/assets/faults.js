@@ -76,8 +76,11 @@ async function inject(event) {
   if (kind === "delay") body.delayMs = Number(byId("confirm-delay-ms").value);
   try {
     await post(`/ops/actors/${encodeURIComponent(actor)}/fault`, body);
-    notify(`${kind} armed on ${actor}`);
+    // Focus goes back now, not at the dialog's `close` event (a later
+    // task): whoever sees the notice finds focus on the button already.
     close();
+    restoreFocus();
+    notify(`${kind} armed on ${actor}`);
   } catch (error) {
     byId("confirm-text").textContent = describe(error);
   }

@@ -149,6 +149,7 @@ function jobFacts(job) {
     ["due", clock(job.runAt)],
     ["unique key", job.uniqueKey],
     ["held by", job.lockedBy && `${job.lockedBy} until ${clock(job.lockedUntil)}`],
+    ["trace", job.traceId && el("code", { class: "mono trace-id", title: "Its trace id: search it in Jaeger, or GET /logs?traceId=…" }, job.traceId)],
     ["completed", job.completedAt && clock(job.completedAt)],
     ["cancelled", job.cancelledAt && clock(job.cancelledAt)],
   ];
