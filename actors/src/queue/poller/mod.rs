@@ -164,6 +164,7 @@ impl PollerMsg {
             Self::AppliedPauses { .. } => "applied_pauses",
             Self::Finished { .. } => "finished",
             Self::Pool { .. } => "pool",
+            Self::Swept(_) => "swept",
         }
     }
 }
