@@ -101,7 +101,7 @@ impl JobStore {
         let candidates: Vec<&Candidate> = batch.iter().map(|(c, _)| c).collect();
         let gates = self.gates(&candidates, lease).await?;
         if gates.iter().all(|gate| *gate == Gate::OPEN) {
-            return self.claim_batch_open(batch, lease, paused, taken).await;
+            return (self.claim_batch_open(batch, (lease, true), paused, taken)).await;
         }
         let (open, index): (Vec<(Candidate, String)>, Vec<usize>) = (batch.iter().cloned())
             .zip(0..)
@@ -109,7 +109,7 @@ impl JobStore {
             .unzip();
         let won = Mutex::new(vec![false; open.len()]);
         let claimed = self
-            .claim_batch_open(&open, lease, paused, |j, mut job| {
+            .claim_batch_open(&open, (lease, false), paused, |j, mut job| {
                 let i = index[j];
                 if let Gate::Go { token, .. } = &gates[i] {
                     job.token = token.clone();
@@ -128,11 +128,12 @@ impl JobStore {
     }
 
     /// [`claim_batch_each`](Self::claim_batch_each) once the limits let
-    /// every job of `batch` run.
+    /// every job of `batch` run; `lots`: its reserved jobs may be taken as
+    /// one lot ([`super::lot`]) when there are at least `queue.lot_min`.
     async fn claim_batch_open(
         &self,
         batch: &[(Candidate, String)],
-        lease: Duration,
+        (lease, lots): (Duration, bool),
         paused: &Pauses,
         taken: impl Fn(usize, Job) + Sync,
     ) -> Result<(), QueueError> {
@@ -140,12 +141,24 @@ impl JobStore {
             .map(|(candidate, executor)| self.next_attempt(candidate, executor))
             .collect();
         let reserved = self.reserve_batch(&attempts).await?;
+        let ours: Vec<usize> = (0..batch.len())
+            .filter(|&i| reserved[i] == Reserved::Ours)
+            .collect();
+        let as_lot = lots && self.lot_min > 0 && ours.len() >= self.lot_min;
+        if as_lot {
+            let took = self.take_lot(batch, &attempts, ours, lease, paused).await;
+            let took = took.inspect_err(|err| tracing::warn!(target: "worker", error = %error_chain(err), "taking a lot failed"));
+            for (i, job) in took.unwrap_or_default() {
+                taken(i, job);
+            }
+        }
         // The futures are built first and only then streamed: a stream of
         // closures over borrowed candidates is not `Send` for every lifetime.
         let (taken, mut takes, mut looks) = (&taken, Vec::new(), Vec::new());
         for (i, (candidate, _)) in batch.iter().enumerate() {
             let attempt = &attempts[i];
             match reserved[i] {
+                Reserved::Ours if as_lot => {}
                 Reserved::Ours => takes.push(async move {
                     let job = self.take_reserved(candidate, attempt, lease, paused).await;
                     if let Some(job) = logged(candidate, job) {

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`claim`] | `jobs`, `job_attempts` | listing candidates, the fenced claim, releasing a dead instance's jobs |
 //! | [`batch`] | `jobs`, `job_attempts` | the poller's claim of a batch: one insert of its reservations, then the fenced takes |
+//! | [`lot`] | `jobs` | a batch's reserved jobs taken together: one `updateMany` per shape, one read back |
 //! | [`finish`] | `jobs`, `job_attempts` | lease renewal, completion, failure |
 //! | [`grouped`] | (any) | fenced writes by `_id`, alike ones grouped into one statement |
 //! | [`cancel`] | `jobs`, `job_attempts` | the cancellation marker and its settlement |
@@ -39,6 +40,7 @@ pub mod cancel;
 pub mod claim;
 pub mod finish;
 mod grouped;
+pub mod lot;
 pub mod ops;
 pub mod pauses;
 pub mod prune;
@@ -79,6 +81,9 @@ pub struct JobStore {
     limits: LimitBook,
     /// Where they and their tokens are stored.
     limit_store: LimitStore,
+    /// A batch with at least this many reserved jobs is taken as one lot
+    /// ([`lot`]; `queue.lot_min`); 0: every job on its own.
+    lot_min: usize,
 }
 
 impl JobStore {
@@ -94,7 +99,15 @@ impl JobStore {
             clock: Clock::system(),
             limits: LimitBook::default(),
             limit_store: LimitStore::new(db),
+            lot_min: 0,
         }
+    }
+
+    /// This store, taking a batch of at least `lot_min` reserved jobs as
+    /// one lot ([`lot`]; 0: never, the default).
+    pub fn with_lot_min(mut self, lot_min: usize) -> Self {
+        self.lot_min = lot_min;
+        self
     }
 
     /// This store, applying the configured `limits` (and those operators
