@@ -24,14 +24,17 @@ fn lot_store(db: &mongodb::Database, instance: &str) -> JobStore {
 }
 
 #[tokio::test]
-async fn a_lot_of_n_jobs_is_reserved_with_one_insert_taken_with_one_update_and_read_with_one_find(
-) {
+async fn a_lot_of_n_jobs_is_reserved_with_one_insert_taken_with_one_update_and_read_with_one_find()
+{
     const N: usize = 40;
     let settings = test_settings();
     let (db, sent) = monitored(&settings).await;
     let store = lot_store(&db, "claimer");
     let ids = backlog(&db, N).await;
-    let listed = store.candidates(N as i64, &Pauses::default()).await.unwrap();
+    let listed = store
+        .candidates(N as i64, &Pauses::default())
+        .await
+        .unwrap();
     assert_eq!(listed.len(), N);
 
     *sent.lock().unwrap() = Sent::default();
@@ -46,7 +49,9 @@ async fn a_lot_of_n_jobs_is_reserved_with_one_insert_taken_with_one_update_and_r
     for job in claimed.iter().flatten() {
         assert_eq!((job.status, job.attempts), (JobStatus::Processing, 1));
         assert_eq!(job.locked_by.as_deref(), Some("claimer"));
-        assert!(job.locked_until.is_some_and(|until| until > DateTime::now()));
+        assert!(job
+            .locked_until
+            .is_some_and(|until| until > DateTime::now()));
     }
     let expected = BTreeMap::from([
         ("find".to_string(), 1),
@@ -89,7 +94,11 @@ async fn two_lot_claimers_racing_over_one_backlog_never_hold_an_attempt_twice() 
             b.claim_batch(&batch_b, lease, &none)
         );
         for (claimer, got) in [("a", got_a.unwrap()), ("b", got_b.unwrap())] {
-            won.extend(got.into_iter().flatten().map(|job| (job.id, claimer.to_string())));
+            won.extend(
+                got.into_iter()
+                    .flatten()
+                    .map(|job| (job.id, claimer.to_string())),
+            );
         }
     }
     let distinct: BTreeSet<ObjectId> = won.iter().map(|(id, _)| *id).collect();
@@ -176,9 +185,10 @@ async fn a_lot_of_expired_leases_takes_the_next_attempt_and_records_the_dead_one
             }
         })
         .collect();
-    (db.collection::<Document>("job_attempts").insert_many(running))
-        .await
-        .unwrap();
+    (db.collection::<Document>("job_attempts")
+        .insert_many(running))
+    .await
+    .unwrap();
 
     let listed = store.candidates(10, &Pauses::default()).await.unwrap();
     assert_eq!(listed.len(), 3);
@@ -229,7 +239,11 @@ async fn three_instances_draining_one_backlog_in_lots_run_every_attempt_once() {
         .unwrap();
     assert_eq!(jobs.len(), N);
     let lots: BTreeSet<ObjectId> = jobs.iter().flat_map(|j| j.get_object_id("lot")).collect();
-    assert!(lots.len() < N, "jobs were taken in lots: {} for {N} jobs", lots.len());
+    assert!(
+        lots.len() < N,
+        "jobs were taken in lots: {} for {N} jobs",
+        lots.len()
+    );
     let mut by_job: BTreeMap<ObjectId, Vec<(i32, String)>> = BTreeMap::new();
     for record in records(db).await {
         let job = record.get_object_id("jobId").unwrap();
@@ -243,7 +257,11 @@ async fn three_instances_draining_one_backlog_in_lots_run_every_attempt_once() {
         let mut history = by_job.remove(&id).unwrap_or_default();
         history.sort();
         let numbers: Vec<i32> = history.iter().map(|(n, _)| *n).collect();
-        assert_eq!(numbers, (1..=k).collect::<Vec<_>>(), "job {id}: {history:?}");
+        assert_eq!(
+            numbers,
+            (1..=k).collect::<Vec<_>>(),
+            "job {id}: {history:?}"
+        );
         let completed = history.iter().filter(|(_, o)| o == "completed").count();
         assert_eq!(completed, 1, "job {id}: {history:?}");
     }

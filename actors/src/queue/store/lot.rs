@@ -69,8 +69,9 @@ impl JobStore {
         paused: &Pauses,
     ) -> Result<Vec<(usize, Job)>, QueueError> {
         let now = self.clock.now().timestamp_millis();
-        let (fresh, old): (Vec<usize>, Vec<usize>) = (ours.into_iter())
-            .partition(|&i| now - attempts[i].started_at.timestamp_millis() <= lease.as_millis() as i64);
+        let (fresh, old): (Vec<usize>, Vec<usize>) = (ours.into_iter()).partition(|&i| {
+            now - attempts[i].started_at.timestamp_millis() <= lease.as_millis() as i64
+        });
         if !old.is_empty() {
             tracing::warn!(target: "worker", jobs = old.len(), "reservations too old to take; giving them back");
             self.unreserve_all(old.iter().map(|&i| &attempts[i])).await;
@@ -91,7 +92,9 @@ impl JobStore {
         }
         for (shape, ids) in groups {
             if let Some(filter) = self.lot_filter(shape, ids, paused) {
-                self.jobs.update_many(filter, self.lot_update(lot, lease)).await?;
+                self.jobs
+                    .update_many(filter, self.lot_update(lot, lease))
+                    .await?;
             }
         }
         let ids: Vec<ObjectId> = fresh.iter().map(|&i| batch[i].0.id).collect();

@@ -124,7 +124,10 @@ mod tests {
         assert!(pauses.allows(Some(&handled), "noop"));
         assert!(!pauses.allows(Some(&handled), "report"), "paused");
         assert!(!pauses.allows(Some(&handled), "mail"), "not handled here");
-        assert!(pauses.allows(None, "mail"), "any type, when not restricted to some");
+        assert!(
+            pauses.allows(None, "mail"),
+            "any type, when not restricted to some"
+        );
         assert!(!pauses.allows(None, "report"));
         let mut filter = Document::new();
         pauses.restrict(Some(&handled), &mut filter);
