@@ -10,13 +10,16 @@
 //!    cancellation's marker is in); any other write error leaves that job
 //!    unreserved and is logged. Unordered, so one refused record never
 //!    keeps the rest from being inserted.
-//! 2. **Take** each reserved job by `_id` with the single claim's fenced
-//!    `findOneAndUpdate` (still as listed, not paused), [`TAKES_IN_FLIGHT`]
-//!    at a time. Not one `updateMany` with `_id: {$in: …}` and a claim
-//!    token: FerretDB v1.24.2 pushes an `_id` *equality* down to PostgreSQL
-//!    but not `$in`, so that one command reads every job into FerretDB —
-//!    measured 1.5–2.7 s over 10,000 jobs whatever the batch's size, against
-//!    10–30 ms for a take by `_id` (`results/claim-shapes-2026-12-07.md`).
+//! 2. **Take** the reserved jobs: a batch of at least `queue.lot_min` of
+//!    them as one lot ([`super::lot`]: one `updateMany` per shape, one read
+//!    back), a smaller one (or one with limited types) job by job, each by
+//!    `_id` with the single claim's fenced `findOneAndUpdate` (still as
+//!    listed, not paused), [`TAKES_IN_FLIGHT`] at a time. Why not always a
+//!    lot: FerretDB v1.24.2 pushes an `_id` *equality* down to PostgreSQL
+//!    but not `$in`, so a lot's `updateMany` reads the backlog's pending jobs
+//!    into FerretDB — measured 1.5–2.7 s over 10,000 jobs whatever the
+//!    batch's size, against 10–30 ms for a take by `_id`
+//!    (`results/claim-shapes-2026-12-07.md`, `results/lots-2026-12-07.md`).
 //!    Nor one `update` command of a statement per job: FerretDB runs them
 //!    one after another, half the speed of 8 takes in flight; and never a
 //!    large one (256 statements in one hung FerretDB v1.24.2). A job
@@ -30,8 +33,9 @@
 //!    the winner) costs no read per lost job; a job held up by a stale
 //!    record stays first in line, so a later batch reaches it.
 //!
-//! So a batch of N jobs nobody contests costs one `insert` and N
-//! `findAndModify`, at most [`TAKES_IN_FLIGHT`] in flight: ⌈N/8⌉ rounds.
+//! So a batch of N jobs nobody contests costs one `insert` and, as a lot,
+//! one `update` and one `find`; job by job, N `findAndModify`, at most
+//! [`TAKES_IN_FLIGHT`] in flight: ⌈N/8⌉ rounds.
 
 use std::sync::Mutex;
 use std::time::Duration;

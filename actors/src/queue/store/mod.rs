@@ -28,6 +28,7 @@ use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Collection, Database};
 
 use crate::queue::clock::Clock;
+use crate::queue::config::QueueConfig;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::queue::limit::{LimitBook, Limits};
@@ -101,6 +102,14 @@ impl JobStore {
             limit_store: LimitStore::new(db),
             lot_min: 0,
         }
+    }
+
+    /// This store as `config` says: its clock, limits and
+    /// [`lot_min`](Self::with_lot_min).
+    pub fn configured(self, config: &QueueConfig) -> Self {
+        (self.with_clock(config.clock.clone()))
+            .with_limits(config.limits.clone())
+            .with_lot_min(config.lot_min)
     }
 
     /// This store, taking a batch of at least `lot_min` reserved jobs as
