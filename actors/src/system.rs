@@ -327,9 +327,8 @@ fn build(
     (instance, indexes_ready): (Arc<str>, Arc<AtomicBool>),
 ) -> Result<(Vec<ChildSpec>, Handles), StartError> {
     let (db, redis) = (&stores.db, &stores.redis);
-    let store = JobStore::new(db, &*instance, settings.queue.max_attempts)
-        .with_clock(settings.queue.clock.clone())
-        .with_limits(settings.queue.limits.clone());
+    let store =
+        JobStore::new(db, &*instance, settings.queue.max_attempts).configured(&settings.queue);
     let bus = ActorSlot::new("event-bus");
     let events = Events::new(bus.clone(), Arc::clone(&instance));
     let (user_slot, cache_slot) = (ActorSlot::new("user"), ActorSlot::new("cache"));

@@ -28,15 +28,15 @@ const LEASE: Duration = Duration::from_secs(30);
 /// The commands a client sent, by name, and the most `findAndModify`
 /// commands it had in flight at once.
 #[derive(Default)]
-struct Sent {
-    by_name: BTreeMap<String, u64>,
+pub(crate) struct Sent {
+    pub(crate) by_name: BTreeMap<String, u64>,
     in_flight: u64,
     most_in_flight: u64,
 }
 
 /// A database handle whose client records what it sends (the driver's
 /// command monitoring).
-async fn monitored(settings: &Settings) -> (Database, Arc<Mutex<Sent>>) {
+pub(crate) async fn monitored(settings: &Settings) -> (Database, Arc<Mutex<Sent>>) {
     use secrecy::ExposeSecret;
     let sent = Arc::new(Mutex::new(Sent::default()));
     let mut options = mongodb::options::ClientOptions::parse(settings.mongodb.uri.expose_secret())
@@ -70,7 +70,7 @@ async fn monitored(settings: &Settings) -> (Database, Arc<Mutex<Sent>>) {
 }
 
 /// `n` pending `noop` jobs, due now.
-async fn backlog(db: &Database, n: usize) -> Vec<ObjectId> {
+pub(crate) async fn backlog(db: &Database, n: usize) -> Vec<ObjectId> {
     let jobs: Vec<Job> = (0..n)
         .map(|_| Job::new("noop", Document::new(), 5))
         .collect();
@@ -82,13 +82,13 @@ async fn backlog(db: &Database, n: usize) -> Vec<ObjectId> {
 }
 
 /// The listed candidates, each for an executor of its own.
-fn for_executors(listed: Vec<Candidate>) -> Vec<(Candidate, String)> {
+pub(crate) fn for_executors(listed: Vec<Candidate>) -> Vec<(Candidate, String)> {
     (listed.into_iter().enumerate())
         .map(|(i, candidate)| (candidate, format!("executor-{i}")))
         .collect()
 }
 
-async fn records(db: &Database) -> Vec<Document> {
+pub(crate) async fn records(db: &Database) -> Vec<Document> {
     let attempts = db.collection::<Document>("job_attempts");
     attempts
         .find(doc! {})

@@ -37,6 +37,7 @@ mod jwks;
 mod keys;
 mod lifecycle;
 mod limits;
+mod lot_claims;
 mod metrics;
 mod migrations;
 mod nestjs;

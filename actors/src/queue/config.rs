@@ -85,6 +85,10 @@ pub struct QueueConfig {
     /// Most jobs one poll claims at once (and lists): a batch is bounded by
     /// this and by the executors free then ([`crate::queue::store::batch`]).
     pub claim_batch: usize,
+    /// A batch with at least this many reserved jobs is taken as one lot —
+    /// one `updateMany` and one read ([`crate::queue::store::lot`]) — and a
+    /// smaller one a job at a time; 0: always a job at a time.
+    pub lot_min: usize,
     /// Whether the poller claims jobs (`true` in every deployment). A test
     /// turns it off to run each job itself, through
     /// [`crate::queue::worker::Worker`], with nothing claimed behind its back.
@@ -193,6 +197,11 @@ impl Validate for QueueConfig {
             "claim_batch",
             "must be from 1 to 1000",
         );
+        errors.ensure(
+            self.lot_min <= MAX_CLAIM_BATCH,
+            "lot_min",
+            "must be from 0 to 1000",
+        );
         for (kind, limit) in &self.limits {
             if let Err(err) = limit.validate() {
                 errors.refuse("limits", format!("queue.limits.{kind:?}: {err}"));
@@ -238,6 +247,7 @@ mod tests {
             progress_interval: Duration::from_millis(500),
             flow_sweep: Duration::from_secs(2),
             claim_batch: 256,
+            lot_min: 32,
             poller_claims: true,
             clock: Clock::system(),
         }
@@ -319,6 +329,10 @@ mod tests {
         for (batch, keys) in [(0, 1), (1, 0), (1000, 0), (1001, 1)] {
             let refused = refused_after(valid(), |q| q.claim_batch = batch);
             assert_eq!(refused.len(), keys, "claim_batch {batch}: {refused:?}");
+        }
+        for (lot, keys) in [(0, 0), (1000, 0), (1001, 1)] {
+            let refused = refused_after(valid(), |q| q.lot_min = lot);
+            assert_eq!(refused.len(), keys, "lot_min {lot}: {refused:?}");
         }
         for (aging, keys) in [(0, 1), (1, 0), (86_400_000, 0), (86_401_000, 1)] {
             let refused = refused_after(valid(), |q| q.priority_aging = aging * ms);

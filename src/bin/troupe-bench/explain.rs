@@ -49,6 +49,17 @@ fn queries() -> Vec<(&'static str, Document)> {
             doc! { "find": "jobs", "filter": { "_id": { "$in": [id, other] }, "status": "pending" } },
         ),
         (
+            "lot take (updateMany's q, planned as a find)",
+            doc! { "find": "jobs", "filter": {
+                "_id": { "$in": [id, other] }, "status": "pending", "attempts": 0,
+                "runAt": { "$lte": now }, "type": "noop",
+            } },
+        ),
+        (
+            "lot read-back (find)",
+            doc! { "find": "jobs", "filter": { "_id": { "$in": [id, other] }, "lot": ObjectId::new() } },
+        ),
+        (
             "attempt record by id (find)",
             doc! { "find": "job_attempts", "filter": { "_id": format!("{id}:1") } },
         ),

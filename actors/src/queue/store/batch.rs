@@ -10,13 +10,16 @@
 //!    cancellation's marker is in); any other write error leaves that job
 //!    unreserved and is logged. Unordered, so one refused record never
 //!    keeps the rest from being inserted.
-//! 2. **Take** each reserved job by `_id` with the single claim's fenced
-//!    `findOneAndUpdate` (still as listed, not paused), [`TAKES_IN_FLIGHT`]
-//!    at a time. Not one `updateMany` with `_id: {$in: …}` and a claim
-//!    token: FerretDB v1.24.2 pushes an `_id` *equality* down to PostgreSQL
-//!    but not `$in`, so that one command reads every job into FerretDB —
-//!    measured 1.5–2.7 s over 10,000 jobs whatever the batch's size, against
-//!    10–30 ms for a take by `_id` (`results/claim-shapes-2026-12-07.md`).
+//! 2. **Take** the reserved jobs: a batch of at least `queue.lot_min` of
+//!    them as one lot ([`super::lot`]: one `updateMany` per shape, one read
+//!    back), a smaller one (or one with limited types) job by job, each by
+//!    `_id` with the single claim's fenced `findOneAndUpdate` (still as
+//!    listed, not paused), [`TAKES_IN_FLIGHT`] at a time. Why not always a
+//!    lot: FerretDB v1.24.2 pushes an `_id` *equality* down to PostgreSQL
+//!    but not `$in`, so a lot's `updateMany` reads the backlog's pending jobs
+//!    into FerretDB — measured 1.5–2.7 s over 10,000 jobs whatever the
+//!    batch's size, against 10–30 ms for a take by `_id`
+//!    (`results/claim-shapes-2026-12-07.md`, `results/lots-2026-12-07.md`).
 //!    Nor one `update` command of a statement per job: FerretDB runs them
 //!    one after another, half the speed of 8 takes in flight; and never a
 //!    large one (256 statements in one hung FerretDB v1.24.2). A job
@@ -30,8 +33,9 @@
 //!    the winner) costs no read per lost job; a job held up by a stale
 //!    record stays first in line, so a later batch reaches it.
 //!
-//! So a batch of N jobs nobody contests costs one `insert` and N
-//! `findAndModify`, at most [`TAKES_IN_FLIGHT`] in flight: ⌈N/8⌉ rounds.
+//! So a batch of N jobs nobody contests costs one `insert` and, as a lot,
+//! one `update` and one `find`; job by job, N `findAndModify`, at most
+//! [`TAKES_IN_FLIGHT`] in flight: ⌈N/8⌉ rounds.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -101,7 +105,7 @@ impl JobStore {
         let candidates: Vec<&Candidate> = batch.iter().map(|(c, _)| c).collect();
         let gates = self.gates(&candidates, lease).await?;
         if gates.iter().all(|gate| *gate == Gate::OPEN) {
-            return self.claim_batch_open(batch, lease, paused, taken).await;
+            return (self.claim_batch_open(batch, (lease, true), paused, taken)).await;
         }
         let (open, index): (Vec<(Candidate, String)>, Vec<usize>) = (batch.iter().cloned())
             .zip(0..)
@@ -109,7 +113,7 @@ impl JobStore {
             .unzip();
         let won = Mutex::new(vec![false; open.len()]);
         let claimed = self
-            .claim_batch_open(&open, lease, paused, |j, mut job| {
+            .claim_batch_open(&open, (lease, false), paused, |j, mut job| {
                 let i = index[j];
                 if let Gate::Go { token, .. } = &gates[i] {
                     job.token = token.clone();
@@ -128,11 +132,12 @@ impl JobStore {
     }
 
     /// [`claim_batch_each`](Self::claim_batch_each) once the limits let
-    /// every job of `batch` run.
+    /// every job of `batch` run; `lots`: its reserved jobs may be taken as
+    /// one lot ([`super::lot`]) when there are at least `queue.lot_min`.
     async fn claim_batch_open(
         &self,
         batch: &[(Candidate, String)],
-        lease: Duration,
+        (lease, lots): (Duration, bool),
         paused: &Pauses,
         taken: impl Fn(usize, Job) + Sync,
     ) -> Result<(), QueueError> {
@@ -140,12 +145,24 @@ impl JobStore {
             .map(|(candidate, executor)| self.next_attempt(candidate, executor))
             .collect();
         let reserved = self.reserve_batch(&attempts).await?;
+        let ours: Vec<usize> = (0..batch.len())
+            .filter(|&i| reserved[i] == Reserved::Ours)
+            .collect();
+        let as_lot = lots && self.lot_min > 0 && ours.len() >= self.lot_min;
+        if as_lot {
+            let took = self.take_lot(batch, &attempts, ours, lease, paused).await;
+            let took = took.inspect_err(|err| tracing::warn!(target: "worker", error = %error_chain(err), "taking a lot failed"));
+            for (i, job) in took.unwrap_or_default() {
+                taken(i, job);
+            }
+        }
         // The futures are built first and only then streamed: a stream of
         // closures over borrowed candidates is not `Send` for every lifetime.
         let (taken, mut takes, mut looks) = (&taken, Vec::new(), Vec::new());
         for (i, (candidate, _)) in batch.iter().enumerate() {
             let attempt = &attempts[i];
             match reserved[i] {
+                Reserved::Ours if as_lot => {}
                 Reserved::Ours => takes.push(async move {
                     let job = self.take_reserved(candidate, attempt, lease, paused).await;
                     if let Some(job) = logged(candidate, job) {

@@ -239,7 +239,7 @@ impl JobStore {
     }
 
     /// Delete this claimer's reservation of `attempt` (and no later one).
-    async fn unreserve(&self, attempt: &Attempt) -> Result<(), QueueError> {
+    pub(super) async fn unreserve(&self, attempt: &Attempt) -> Result<(), QueueError> {
         self.attempts
             .delete_one(doc! { "_id": &attempt.id, "instance": &self.instance, "startedAt": attempt.started_at })
             .await?;

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`claim`] | `jobs`, `job_attempts` | listing candidates, the fenced claim, releasing a dead instance's jobs |
 //! | [`batch`] | `jobs`, `job_attempts` | the poller's claim of a batch: one insert of its reservations, then the fenced takes |
+//! | [`lot`] | `jobs` | a batch's reserved jobs taken together: one `updateMany` per shape, one read back |
 //! | [`finish`] | `jobs`, `job_attempts` | lease renewal, completion, failure |
 //! | [`grouped`] | (any) | fenced writes by `_id`, alike ones grouped into one statement |
 //! | [`cancel`] | `jobs`, `job_attempts` | the cancellation marker and its settlement |
@@ -29,6 +30,7 @@ use mongodb::{Collection, Database};
 
 use crate::queue::clock::Clock;
 use crate::queue::dependency::FlowsSeen;
+use crate::queue::config::QueueConfig;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::queue::limit::{LimitBook, Limits};
@@ -42,6 +44,7 @@ pub mod claim;
 pub mod finish;
 pub mod flows;
 mod grouped;
+pub mod lot;
 pub mod ops;
 pub mod pauses;
 pub mod prune;
@@ -84,6 +87,9 @@ pub struct JobStore {
     limit_store: LimitStore,
     /// Whether this instance knows of waiting jobs ([`crate::queue::flow`]).
     flows_seen: FlowsSeen,
+    /// A batch with at least this many reserved jobs is taken as one lot
+    /// ([`lot`]; `queue.lot_min`); 0: every job on its own.
+    lot_min: usize,
 }
 
 impl JobStore {
@@ -100,6 +106,7 @@ impl JobStore {
             limits: LimitBook::default(),
             limit_store: LimitStore::new(db),
             flows_seen: FlowsSeen::default(),
+            lot_min: 0,
         }
     }
 
@@ -107,6 +114,21 @@ impl JobStore {
     /// runs only then).
     pub fn flows_seen(&self) -> &FlowsSeen {
         &self.flows_seen
+    }
+
+    /// This store as `config` says: its clock, limits and
+    /// [`lot_min`](Self::with_lot_min).
+    pub fn configured(self, config: &QueueConfig) -> Self {
+        (self.with_clock(config.clock.clone()))
+            .with_limits(config.limits.clone())
+            .with_lot_min(config.lot_min)
+    }
+
+    /// This store, taking a batch of at least `lot_min` reserved jobs as
+    /// one lot ([`lot`]; 0: never, the default).
+    pub fn with_lot_min(mut self, lot_min: usize) -> Self {
+        self.lot_min = lot_min;
+        self
     }
 
     /// This store, applying the configured `limits` (and those operators

@@ -38,6 +38,12 @@ impl Pauses {
         }
     }
 
+    /// Whether a job of type `kind` may be claimed: what
+    /// [`restrict`](Self::restrict) lets through, as one type's equality.
+    pub(crate) fn allows(&self, handled: Option<&BTreeSet<String>>, kind: &str) -> bool {
+        handled.is_none_or(|handled| handled.contains(kind)) && !self.types.contains(kind)
+    }
+
     /// The pauses whose documents have these `_id`s (others are ignored).
     fn from_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
         let mut pauses = Self::default();
@@ -110,6 +116,23 @@ impl PauseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_type_is_allowed_exactly_when_the_restriction_lets_it_through() {
+        let pauses = Pauses::from_ids(["type:report"]);
+        let handled: BTreeSet<String> = ["noop", "report"].map(String::from).into();
+        assert!(pauses.allows(Some(&handled), "noop"));
+        assert!(!pauses.allows(Some(&handled), "report"), "paused");
+        assert!(!pauses.allows(Some(&handled), "mail"), "not handled here");
+        assert!(
+            pauses.allows(None, "mail"),
+            "any type, when not restricted to some"
+        );
+        assert!(!pauses.allows(None, "report"));
+        let mut filter = Document::new();
+        pauses.restrict(Some(&handled), &mut filter);
+        assert_eq!(filter, doc! { "type": { "$in": ["noop"] } });
+    }
 
     #[test]
     fn pauses_read_back_from_their_ids() {
