@@ -80,6 +80,8 @@ use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
 use crate::users::keys::{SigningAlg, SigningKeys};
+use crate::users::mail_jobs::MailJobs;
+use crate::users::mail_tokens::MailTokens;
 use crate::validate::{ConfigErrors, Validate};
 use tree::TreeView;
 
@@ -164,6 +166,9 @@ pub const SERVICE_JOB_TYPES: &[&str] = &[
     "user.created",
     "user.login",
     crate::users::notices::PASSWORD_CHANGED,
+    crate::users::mail_jobs::PASSWORD_RESET,
+    crate::users::mail_jobs::VERIFY_EMAIL,
+    crate::users::mail_jobs::ATTACK_NOTICE,
 ];
 
 /// What `start` refuses beyond the configuration's own rules
@@ -332,6 +337,15 @@ fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String,
     children.chain(executors).collect()
 }
 
+/// What the users' mail handlers need: the mail tokens (under the same
+/// secret as the UserActor's) and the attack-notice window.
+fn mail_jobs(db: &mongodb::Database, auth: &crate::users::config::AuthConfig) -> MailJobs {
+    MailJobs {
+        tokens: MailTokens::new(db, &auth.refresh_secret),
+        attack_window: auth.throttle.window,
+    }
+}
+
 /// The children of the root supervisor, in start order, and their handles.
 fn build(
     settings: &SystemConfig,
@@ -376,7 +390,11 @@ fn build(
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
         .merge(prune_handlers(store.clone(), slots.clone(), retention))
-        .merge(crate::users::jobs::handlers(db, mailer));
+        .merge(crate::users::jobs::handlers(
+            db,
+            mailer,
+            mail_jobs(db, &settings.auth),
+        ));
     debug_assert!(
         handlers
             .kinds()

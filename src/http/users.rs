@@ -135,7 +135,7 @@ impl From<domain::PublicProfile> for PublicProfile {
 /// The profile its owner sees (`GET`/`PATCH /users/profile`): the public
 /// profile with the e-mail address and the age.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z"}))]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z", "emailVerified": true}))]
 pub struct OwnerProfile {
     pub id: String,
     pub name: String,
@@ -143,6 +143,10 @@ pub struct OwnerProfile {
     pub age: Option<u8>,
     #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Whether the owner proved the address (`POST /users/email/verify`);
+    /// false for accounts made before verification existed.
+    #[serde(rename = "emailVerified")]
+    pub email_verified: bool,
 }
 
 impl From<domain::OwnerProfile> for OwnerProfile {
@@ -153,6 +157,7 @@ impl From<domain::OwnerProfile> for OwnerProfile {
             email: profile.email,
             age: profile.age,
             created_at: profile.created_at,
+            email_verified: profile.email_verified,
         }
     }
 }
@@ -177,10 +182,15 @@ impl From<UserError> for ApiError {
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::BadMailToken => Self::field("token", &err.to_string()),
+            UserError::EmailNotVerified => Self::Forbidden(err.to_string()),
+            UserError::AlreadyVerified => Self::Conflict(err.to_string()),
             UserError::NoSuchSession => Self::NotFound("no such session".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
-            UserError::NoSigningKey => Self::Unavailable(format!("{err}; retry shortly")),
+            UserError::NoSigningKey | UserError::NoRandom => {
+                Self::Unavailable(format!("{err}; retry shortly"))
+            }
             UserError::Unreadable
             | UserError::Store(_)
             | UserError::Jobs(_)
@@ -530,6 +540,10 @@ mod tests {
             (UserError::NotFound, StatusCode::NOT_FOUND),
             (UserError::NoSuchSession, StatusCode::NOT_FOUND),
             (UserError::NoSigningKey, StatusCode::SERVICE_UNAVAILABLE),
+            (UserError::NoRandom, StatusCode::SERVICE_UNAVAILABLE),
+            (UserError::BadMailToken, StatusCode::BAD_REQUEST),
+            (UserError::EmailNotVerified, StatusCode::FORBIDDEN),
+            (UserError::AlreadyVerified, StatusCode::CONFLICT),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
                 StatusCode::TOO_MANY_REQUESTS,
@@ -585,6 +599,7 @@ mod tests {
             email: "ada@example.com".into(),
             age: Some(36),
             created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            email_verified: true,
         }
     }
 
@@ -606,6 +621,7 @@ mod tests {
                 "email": "ada@example.com",
                 "age": 36,
                 "createdAt": "2023-11-14T22:13:20Z",
+                "emailVerified": true,
             })
         );
     }

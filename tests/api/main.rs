@@ -43,6 +43,7 @@ mod ops;
 mod outage;
 mod profiles;
 mod queue_safety;
+mod recovery;
 mod refresh;
 mod tracing;
 mod users;

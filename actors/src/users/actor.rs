@@ -127,6 +127,33 @@ pub(crate) enum UserMsg {
         parent: Parent,
         reply: Reply<()>,
     },
+    /// Mail a reset token to the account at `email`, if there is one. The
+    /// reply comes at once, before the address is looked at; the work runs
+    /// after it in an owned task ([`crate::users::password_reset`]).
+    ForgotPassword {
+        email: Email,
+        parent: Parent,
+        reply: Reply<()>,
+    },
+    /// Set a new password with a mailed reset token; every session ends.
+    ResetPassword {
+        token: SecretString,
+        new: Password,
+        parent: Parent,
+        reply: Reply<()>,
+    },
+    /// Mark an address verified with a mailed verification token.
+    VerifyEmail {
+        token: SecretString,
+        parent: Parent,
+        reply: Reply<()>,
+    },
+    /// Mail the access token's user a new verification token.
+    ResendVerification {
+        claims: Claims,
+        parent: Parent,
+        reply: Reply<()>,
+    },
     /// The live sessions of the access token's user.
     Sessions {
         claims: Claims,
@@ -170,7 +197,8 @@ pub(crate) enum UserMsg {
         parent: Parent,
         reply: Reply<Option<OwnerProfile>>,
     },
-    /// Internal, on a timer: delete expired idempotency records.
+    /// Internal, on a timer: delete expired idempotency records, mail
+    /// tokens and mail-quota slots.
     PruneKeys,
 }
 
@@ -287,6 +315,49 @@ impl UserState {
                         .await
                 })
             }
+            UserMsg::ForgotPassword {
+                email,
+                parent,
+                reply,
+            } => {
+                // Answered first: nothing about the address shows in the
+                // answer or its timing.
+                let _ = reply.send(Ok(()));
+                let span = parent.span(ACTOR, "forgot_password");
+                let work = async move { service.forgot_password(email).await };
+                self.tasks.spawn(handling.measure(work.instrument(span)));
+            }
+            UserMsg::ResetPassword {
+                token,
+                new,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "reset_password");
+                self.respond(handling, reply, span, async move {
+                    service.reset_password(token, new).await
+                })
+            }
+            UserMsg::VerifyEmail {
+                token,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "verify_email");
+                self.respond(handling, reply, span, async move {
+                    service.verify_email(token).await
+                })
+            }
+            UserMsg::ResendVerification {
+                claims,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, "resend_verification");
+                self.respond(handling, reply, span, async move {
+                    service.resend_verification(&claims).await
+                })
+            }
             UserMsg::Sessions {
                 claims,
                 parent,
@@ -371,7 +442,10 @@ impl UserState {
     fn prune(&mut self, handling: Handling) {
         if self.pruning.as_ref().is_none_or(AbortHandle::is_finished) {
             let service = Arc::clone(&self.service);
-            let prune = handling.measure(async move { service.prune_keys().await });
+            let prune = handling.measure(async move {
+                service.prune_keys().await;
+                service.prune_mail_records().await;
+            });
             self.pruning = Some(self.tasks.spawn(prune));
         }
     }

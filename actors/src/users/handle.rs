@@ -177,6 +177,60 @@ impl Users {
             .await
     }
 
+    /// Mail a password-reset token to the account at `email`, if there is
+    /// one. Answers before the address is looked at: the same answer, in
+    /// the same time, whether or not it has an account.
+    pub async fn forgot_password(&self, email: Email) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::ForgotPassword {
+                email,
+                parent: Parent::current(),
+                reply,
+            })
+            .await
+    }
+
+    /// Set the password of the account a mailed reset `token` names to
+    /// `new`; every session of it ends. [`UserError::BadMailToken`] for any
+    /// token not live.
+    pub async fn reset_password(
+        &self,
+        token: SecretString,
+        new: Password,
+    ) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::ResetPassword {
+                token,
+                new,
+                parent: Parent::current(),
+                reply,
+            })
+            .await
+    }
+
+    /// Mark the address a mailed verification `token` was sent to verified.
+    pub async fn verify_email(&self, token: SecretString) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::VerifyEmail {
+                token,
+                parent: Parent::current(),
+                reply,
+            })
+            .await
+    }
+
+    /// Mail the verified access token's user a new verification token
+    /// ([`UserError::Throttled`] past the account's quota).
+    pub async fn resend_verification(&self, claims: Claims) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::ResendVerification {
+                claims,
+                parent: Parent::current(),
+                reply,
+            })
+            .await
+    }
+
     /// The live sessions of the verified access token's user, newest first.
     pub async fn sessions(&self, claims: Claims) -> Result<Vec<SessionInfo>, UserError> {
         self.calls
@@ -318,6 +372,7 @@ mod tests {
                     email: "ada@example.com".into(),
                     age: Some(36),
                     created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                    email_verified: false,
                 })));
             }
             Ok(())

@@ -10,9 +10,12 @@ use mongodb::{Collection, Database};
 
 use crate::cache::Invalidator;
 use crate::events::Events;
+use crate::queue::clock::Clock;
 use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
 use crate::users::idempotency::{IdempotencyConfig, KeyStore, RequestScope};
+use crate::users::mail_quota::{MailQuota, MailQuotaConfig};
+use crate::users::mail_tokens::MailTokens;
 use crate::users::model::{Client, SessionDoc, TokenPair, UserDoc};
 use crate::users::password::{HashError, Password};
 use crate::users::strength::PasswordPolicy;
@@ -31,6 +34,20 @@ pub(crate) struct Collaborators {
     pub tokens: Arc<Tokens>,
     /// Told about every change a cached profile shows.
     pub cache: Invalidator,
+    /// The single-use tokens of reset and verification mails.
+    pub mail_tokens: MailTokens,
+}
+
+/// The mail tokens' lifetimes, each account's quota of mails, and "now".
+pub(crate) struct MailTuning {
+    /// `auth.reset_ttl`.
+    pub reset_ttl: Duration,
+    /// `auth.verify_ttl`.
+    pub verify_ttl: Duration,
+    /// `auth.account_mails`.
+    pub quota: MailQuotaConfig,
+    /// `auth.token_clock`.
+    pub clock: Clock,
 }
 
 /// How the service is tuned.
@@ -50,6 +67,10 @@ pub(crate) struct Tuning {
     pub passwords: PasswordPolicy,
     /// The most sessions one user holds (`auth.max_sessions`).
     pub max_sessions: u32,
+    /// Reset and verification mails.
+    pub mail: MailTuning,
+    /// `auth.require_verified_email`.
+    pub require_verified_email: bool,
 }
 
 pub(crate) struct UserService {
@@ -62,6 +83,8 @@ pub(crate) struct UserService {
     pub(super) throttle: Throttle,
     pub(super) tokens: Arc<Tokens>,
     pub(super) cache: Invalidator,
+    pub(super) mail_tokens: MailTokens,
+    pub(super) mail_quota: MailQuota,
     pub(super) tuning: Tuning,
 }
 
@@ -78,6 +101,8 @@ impl UserService {
             throttle: with.throttle,
             tokens: with.tokens,
             cache: with.cache,
+            mail_tokens: with.mail_tokens,
+            mail_quota: MailQuota::new(db),
             tuning,
         }
     }

@@ -43,12 +43,15 @@ fn user_doc(new: &NewUser, id: ObjectId, password_hash: String, now: DateTime) -
         password_hash,
         created_at: now,
         updated_at: now,
+        email_verified: false,
     }
 }
 
-/// The welcome job's payload: whom to greet, and no secret.
-fn welcome_payload(user: &UserDoc) -> Document {
-    doc! { "userId": user.id, "email": &user.email, "name": &user.name }
+/// The welcome job's payload: whom to greet, and the seed of the
+/// address's verification token (no secret: see
+/// [`crate::users::mail_tokens`]).
+fn welcome_payload(user: &UserDoc, verify_seed: String) -> Document {
+    doc! { "userId": user.id, "email": &user.email, "name": &user.name, "verifySeed": verify_seed }
 }
 
 /// What a repeated keyed sign-up does next (see [`UserService::repeat`]).
@@ -117,9 +120,10 @@ impl UserService {
         // whose user never appears (a crash in between) runs once its hold
         // ends, finds no user and fails after its retries, sending nothing;
         // one whose e-mail was taken is withdrawn.
+        let seed = self.issue_verification(&user).await?;
         let job = self
             .jobs
-            .enqueue_held(WELCOME, welcome_payload(&user))
+            .enqueue_held(WELCOME, welcome_payload(&user, seed))
             .await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
