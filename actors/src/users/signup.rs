@@ -296,12 +296,16 @@ mod tests {
             "$2b$hash".into(),
             DateTime::now(),
         );
-        let payload = welcome_payload(&user);
+        let payload = welcome_payload(&user, "00ff".into());
         assert_eq!(payload.get_object_id("userId").unwrap(), user.id);
         assert_eq!(payload.get_str("email").unwrap(), "ada@example.com");
         assert_eq!(payload.get_str("name").unwrap(), "Ada");
         let keys: Vec<&str> = payload.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["userId", "email", "name"], "no hash, no age");
+        assert_eq!(
+            keys,
+            ["userId", "email", "name", "verifySeed"],
+            "no hash, no age, a token's seed only"
+        );
     }
 
     #[test]
