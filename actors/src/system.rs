@@ -343,6 +343,7 @@ fn mail_jobs(db: &mongodb::Database, auth: &crate::users::config::AuthConfig) ->
     MailJobs {
         tokens: MailTokens::new(db, &auth.refresh_secret),
         attack_window: auth.throttle.window,
+        verify_ttl: auth.verify_ttl,
     }
 }
 

@@ -482,6 +482,12 @@ impl Actor for UserActor {
         myself: ActorRef<UserMsg>,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
+        // In a task of the set (waited for at stop), not here: with MongoDB
+        // unreachable at start this must not hold the actor's start up.
+        let service = Arc::clone(&state.service);
+        state
+            .tasks
+            .spawn(async move { service.prepare_mail_collections().await });
         let stats = Arc::clone(&state.stats);
         let period = state.service.tuning.idempotency.prune_interval;
         state.prune_timer = Some(myself.send_interval(period, move || {

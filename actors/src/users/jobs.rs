@@ -2,7 +2,9 @@
 //!
 //! - `user.created`: a welcome e-mail to an existing user, with the
 //!   address's verification token when the payload has its `verifySeed`
-//!   (jobs written before verification existed have none). Its `Message-ID`
+//!   (jobs written before verification existed have none): the job stores
+//!   the token's hash (live `auth.verify_ttl` from the job's writing; a
+//!   retry finds it stored) before it mails. Its `Message-ID`
 //!   is derived from the job id. A delivery record keyed by *user* id is
 //!   claimed before sending, so neither a retried job nor a second job for
 //!   the same user (a taken-over idempotent sign-up) sends again.
@@ -17,6 +19,7 @@
 //! ([`HandlerError::Permanent`]): no retry can mend it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::Message;
@@ -86,21 +89,21 @@ pub fn handlers(db: &Database, mailer: Mailer, mail: MailJobs) -> JobHandlers {
     let mailer = Arc::new(mailer);
     let notice_mailer = Arc::clone(&mailer);
     let token_mailer = Arc::clone(&mailer);
-    let tokens = mail.tokens.clone();
+    let tokens = (mail.tokens.clone(), mail.verify_ttl);
     let deliveries: Collection<Document> = db.collection("email_deliveries");
     let users_for_welcome: Collection<Document> = db.collection("users");
     let logins: Collection<Document> = db.collection("login_events");
     let users: Collection<Document> = db.collection("users");
     let handlers = JobHandlers::new()
         .with("user.created", move |job| {
-            let (mailer, deliveries, users, tokens) = (
+            let (mailer, deliveries, users, (tokens, ttl)) = (
                 Arc::clone(&mailer),
                 deliveries.clone(),
                 users_for_welcome.clone(),
                 tokens.clone(),
             );
             async move {
-                let stores = (&deliveries, &users, &tokens);
+                let stores = (&deliveries, &users, (&tokens, ttl));
                 recorded(welcome_email(&mailer, stores, job).await)
             }
         })
@@ -151,7 +154,11 @@ fn login_at(job: &Job) -> Result<DateTime, UserJobError> {
 
 async fn welcome_email(
     mailer: &Mailer,
-    (deliveries, users, tokens): (&Collection<Document>, &Collection<Document>, &MailTokens),
+    (deliveries, users, (tokens, ttl)): (
+        &Collection<Document>,
+        &Collection<Document>,
+        (&MailTokens, Duration),
+    ),
     job: Job,
 ) -> Result<Document, UserJobError> {
     // Sign-up writes this job just before the user: until the user exists
@@ -172,11 +179,21 @@ async fn welcome_email(
         return Ok(done);
     }
     let message_id = format!("<{}@troupe>", job.id);
-    let verify = job
-        .payload
-        .get_str("verifySeed")
-        .ok()
-        .map(|seed| tokens.token(Purpose::Verify, seed));
+    let verify = match job.payload.get_str("verifySeed") {
+        Ok(seed) => {
+            let owner = (user_id, email.as_str());
+            match tokens
+                .store(Purpose::Verify, seed, owner, (ttl, job.created_at))
+                .await
+            {
+                Ok(()) => {}
+                Err(err) if is_duplicate_key(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+            Some(tokens.token(Purpose::Verify, seed))
+        }
+        Err(_) => None,
+    };
     let message = welcome_message(mailer.from(), name, &email, &message_id, verify.as_deref())
         .map_err(UserJobError::Compose)?;
     mailer.send(message).await?;

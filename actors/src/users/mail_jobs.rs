@@ -47,6 +47,9 @@ pub struct MailJobs {
     pub tokens: MailTokens,
     /// `auth.throttle.window`: one attack notice per account per window.
     pub attack_window: Duration,
+    /// `auth.verify_ttl`: the welcome mail's verification token lives this
+    /// long from the welcome job's writing.
+    pub verify_ttl: Duration,
 }
 
 /// `handlers` plus the reset, verification and attack-notice handlers.

@@ -107,6 +107,15 @@ pub struct MailTokens {
     uses: Collection<Document>,
 }
 
+/// 128 random bits, in hex: a token's seed.
+pub fn new_seed() -> Result<String, IssueError> {
+    let mut seed = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| IssueError::Random)?;
+    Ok(hex::encode(seed))
+}
+
 /// The hex SHA-256 of `token`: what is stored.
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -145,15 +154,25 @@ impl MailTokens {
         ttl: Duration,
         now: DateTime,
     ) -> Result<String, IssueError> {
-        let mut seed = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| IssueError::Random)?;
-        let seed = hex::encode(seed);
+        let seed = new_seed()?;
+        self.store(purpose, &seed, (user, email), (ttl, now))
+            .await?;
+        Ok(seed)
+    }
+
+    /// Store the token of `seed` (see [`Self::issue`]; for a caller that
+    /// writes the mail job at the same time).
+    pub async fn store(
+        &self,
+        purpose: Purpose,
+        seed: &str,
+        (user, email): (ObjectId, &str),
+        (ttl, now): (Duration, DateTime),
+    ) -> mongodb::error::Result<()> {
         let expires = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
         self.tokens
             .insert_one(doc! {
-                "_id": hash(&self.token(purpose, &seed)),
+                "_id": hash(&self.token(purpose, seed)),
                 "purpose": purpose.as_str(),
                 "userId": user,
                 "email": email,
@@ -161,7 +180,7 @@ impl MailTokens {
                 "expiresAt": expires,
             })
             .await?;
-        Ok(seed)
+        Ok(())
     }
 
     /// The live token `token` of `purpose` (`None`: malformed, unknown,

@@ -122,6 +122,35 @@ impl UserService {
         KeyStore::ensure_indexes(db).await
     }
 
+    /// Make the mail tokens' and the mail quota's collections with their
+    /// indexes where missing, before the first request: a burst of
+    /// sign-ups would otherwise create `mail_tokens` with concurrent first
+    /// inserts, and FerretDB fails all but one such implicit creation. Best
+    /// effort (instances starting together race here harmlessly: the
+    /// collections exist whoever made them); a failure is logged.
+    pub(crate) async fn prepare_mail_collections(&self) {
+        let db = self
+            .users
+            .client()
+            .database(self.users.namespace().db.as_str());
+        for (collection, indexes) in [
+            (
+                "mail_tokens",
+                vec![
+                    index(doc! { "userId": 1 }, false),
+                    index(doc! { "expiresAt": 1 }, false),
+                ],
+            ),
+            ("mail_token_uses", vec![index(doc! { "usedAt": 1 }, false)]),
+            ("mail_quota", vec![index(doc! { "expiresAt": 1 }, false)]),
+        ] {
+            if let Err(err) = ensure_indexes(&db.collection(collection), indexes).await {
+                let cause: &dyn std::error::Error = &err;
+                tracing::warn!(target: "user", collection, error = cause, "mail collection not prepared; its first insert makes it");
+            }
+        }
+    }
+
     /// Refuse a new `password` for the user `name` at `email` that the
     /// password policy finds guessable ([`UserError::WeakPassword`]).
     pub(super) async fn check_new_password(

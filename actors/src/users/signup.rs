@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::events::Event;
 use crate::store::{error_chain, is_duplicate_key};
 use crate::users::idempotency::{IdempotencyKey, KeyRecord, Reservation};
+use crate::users::mail_tokens::new_seed;
 use crate::users::model::{NewUser, TokenPair, UserDoc};
 use crate::users::password;
 use crate::users::service::UserService;
@@ -120,10 +121,11 @@ impl UserService {
         // whose user never appears (a crash in between) runs once its hold
         // ends, finds no user and fails after its retries, sending nothing;
         // one whose e-mail was taken is withdrawn.
-        let seed = self.issue_verification(&user).await?;
+        // The job carries the verification token's seed; the job stores
+        // the token's hash when it runs (no extra write before the answer).
         let job = self
             .jobs
-            .enqueue_held(WELCOME, welcome_payload(&user, seed))
+            .enqueue_held(WELCOME, welcome_payload(&user, new_seed()?))
             .await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {

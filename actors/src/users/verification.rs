@@ -1,6 +1,6 @@
 //! Proving the e-mail address: a sign-up's welcome mail carries a
-//! verification token ([`crate::users::mail_tokens`], issued with the
-//! welcome job); `POST /users/email/verify` with it marks the address
+//! verification token ([`crate::users::mail_tokens`], its seed in the
+//! welcome job, which stores it); `POST /users/email/verify` marks the address
 //! verified; `POST /users/email/verify/resend` (the signed-in owner) mails
 //! a new one, at most `auth.account_mails.per_window` a window (past it:
 //! 429 until the window ends — the owner asks, so the owner is told).
