@@ -80,8 +80,6 @@ use crate::supervision::budget::RestartPolicy;
 use crate::supervision::supervisor::{RootSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::users::config::AuthConfig;
 use crate::users::keys::{SigningAlg, SigningKeys};
-use crate::users::mail_jobs::MailJobs;
-use crate::users::mail_tokens::MailTokens;
 use crate::validate::{ConfigErrors, Validate};
 use tree::TreeView;
 
@@ -156,9 +154,8 @@ pub enum StartError {
     ScheduleType { name: String, kind: String },
 }
 
-/// The job types the service itself handles: `build` registers exactly
-/// these (a debug assertion there keeps the list true), so a schedule's
-/// `type` can be checked without building the handlers (`config check`).
+/// The job types the service handles (`build` registers exactly these, a debug assertion
+/// says), so `config check` checks a schedule's `type` without building the handlers.
 pub const SERVICE_JOB_TYPES: &[&str] = &[
     "noop",
     "sleep",
@@ -171,14 +168,12 @@ pub const SERVICE_JOB_TYPES: &[&str] = &[
     crate::users::mail_jobs::ATTACK_NOTICE,
 ];
 
-/// What `start` refuses beyond the configuration's own rules
-/// ([`Validate`], which covers the mail settings) that needs no server or
-/// I/O: the type of each periodic job whose pattern parses (among
-/// [`SERVICE_JOB_TYPES`]). Every problem found.
+/// What `start` refuses beyond the configuration's own rules ([`Validate`], which covers
+/// the mail settings) that needs no server or I/O: the type of each periodic job whose
+/// pattern parses (among [`SERVICE_JOB_TYPES`]). Every problem found.
 pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
     let mut problems = Vec::new();
-    // A pattern that does not parse is the configuration's own check
-    // (`Schedule::parse`); here only the types of those that do.
+    // A pattern that does not parse is the configuration's own check (`Schedule::parse`).
     for (name, schedule) in &config.queue.schedules {
         if let Ok(parsed) = Schedule::parse(name, schedule) {
             if !SERVICE_JOB_TYPES.contains(&parsed.kind.as_str()) {
@@ -337,16 +332,6 @@ fn places(children: &[ChildSpec], executors: &[Arc<ActorStats>]) -> Vec<(String,
     children.chain(executors).collect()
 }
 
-/// What the users' mail handlers need: the mail tokens (under the same
-/// secret as the UserActor's) and the attack-notice window.
-fn mail_jobs(db: &mongodb::Database, auth: &crate::users::config::AuthConfig) -> MailJobs {
-    MailJobs {
-        tokens: MailTokens::new(db, &auth.refresh_secret),
-        attack_window: auth.throttle.window,
-        verify_ttl: auth.verify_ttl,
-    }
-}
-
 /// The children of the root supervisor, in start order, and their handles.
 fn build(
     settings: &SystemConfig,
@@ -391,11 +376,7 @@ fn build(
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
         .merge(prune_handlers(store.clone(), slots.clone(), retention))
-        .merge(crate::users::jobs::handlers(
-            db,
-            mailer,
-            mail_jobs(db, &settings.auth),
-        ));
+        .merge(crate::users::jobs::handlers(db, mailer, &settings.auth));
     debug_assert!(
         handlers
             .kinds()

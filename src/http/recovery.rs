@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use troupe_actors::users::email::Email;
 use troupe_actors::users::password::Password;
-use troupe_actors::users::Users;
+use troupe_actors::users::{Recovery, Users};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -142,7 +142,7 @@ async fn forgot_password(
     Valid(body): Valid<ForgotPassword>,
 ) -> Result<(StatusCode, Json<Acknowledged>), ApiError> {
     limited(&state, client)?;
-    users(&state).forgot_password(body.email).await?;
+    users(&state).recover(Recovery::Forgot(body.email)).await?;
     Ok((
         StatusCode::ACCEPTED,
         ack("if the address has an account, a reset e-mail is on its way"),
@@ -166,8 +166,9 @@ async fn reset_password(
     Valid(body): Valid<PasswordReset>,
 ) -> Result<Json<Acknowledged>, ApiError> {
     limited(&state, client)?;
+    let (token, new) = (body.token, body.password);
     users(&state)
-        .reset_password(body.token, body.password)
+        .recover(Recovery::Reset { token, new })
         .await?;
     Ok(ack("password reset; every session has ended"))
 }
@@ -188,7 +189,7 @@ async fn verify_email(
     Valid(body): Valid<EmailVerification>,
 ) -> Result<Json<Acknowledged>, ApiError> {
     limited(&state, client)?;
-    users(&state).verify_email(body.token).await?;
+    users(&state).recover(Recovery::Verify(body.token)).await?;
     Ok(ack("e-mail address verified"))
 }
 
@@ -207,7 +208,7 @@ async fn resend_verification(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<(StatusCode, Json<Acknowledged>), ApiError> {
-    users(&state).resend_verification(user.0).await?;
+    users(&state).recover(Recovery::Resend(user.0)).await?;
     Ok((
         StatusCode::ACCEPTED,
         ack("a verification e-mail is on its way"),

@@ -1,8 +1,6 @@
-//! `/users/*`: sign-up, login, refresh, logout and profiles.
-//! Handlers parse and validate, call the [`Users`] handle, and map its
-//! [`UserError`]s (here, beside them). The documented API views of what the
-//! handle answers ([`TokenPair`], [`PublicProfile`], [`OwnerProfile`]) live
-//! here too: the domain types carry no schema.
+//! `/users/*`: sign-up, login, refresh, logout and profiles. Handlers parse and validate, call
+//! the [`Users`] handle and map its [`UserError`]s (here); the documented API views of what it
+//! answers ([`TokenPair`], [`PublicProfile`], [`OwnerProfile`]) live here too (no schema in the domain).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, State};
@@ -109,10 +107,8 @@ impl From<domain::TokenPair> for TokenPair {
     }
 }
 
-/// The profile anyone may see (`GET /users/{id}`): never the e-mail address
-/// or the age.
-// Documents the JSON the cache holds and answers as it is: the domain's
-// `PublicProfile` serialises to this shape.
+/// The profile anyone may see (`GET /users/{id}`): never the e-mail address or the age.
+// Documents the JSON the cache holds and answers: the domain's `PublicProfile` serialises to it.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "createdAt": "2026-11-29T06:30:00Z"}))]
 pub struct PublicProfile {
@@ -143,8 +139,6 @@ pub struct OwnerProfile {
     pub age: Option<u8>,
     #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// Whether the owner proved the address (`POST /users/email/verify`);
-    /// false for accounts made before verification existed.
     #[serde(rename = "emailVerified")]
     pub email_verified: bool,
 }
@@ -188,10 +182,9 @@ impl From<UserError> for ApiError {
             UserError::NoSuchSession => Self::NotFound("no such session".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
-            UserError::NoSigningKey | UserError::NoRandom => {
-                Self::Unavailable(format!("{err}; retry shortly"))
-            }
+            UserError::NoSigningKey => Self::Unavailable(format!("{err}; retry shortly")),
             UserError::Unreadable
+            | UserError::NoRandom
             | UserError::Store(_)
             | UserError::Jobs(_)
             | UserError::Hashing(_)

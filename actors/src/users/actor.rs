@@ -76,6 +76,7 @@ use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
 use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
 use crate::users::password::{self, Password};
+use crate::users::password_reset::Recovery;
 use crate::users::service::UserService;
 use crate::users::tokens::{Claims, RefreshToken};
 use crate::users::UserError;
@@ -127,30 +128,11 @@ pub(crate) enum UserMsg {
         parent: Parent,
         reply: Reply<()>,
     },
-    /// Mail a reset token to the account at `email`, if there is one. The
-    /// reply comes at once, before the address is looked at; the work runs
-    /// after it in an owned task ([`crate::users::password_reset`]).
-    ForgotPassword {
-        email: Email,
-        parent: Parent,
-        reply: Reply<()>,
-    },
-    /// Set a new password with a mailed reset token; every session ends.
-    ResetPassword {
-        token: SecretString,
-        new: Password,
-        parent: Parent,
-        reply: Reply<()>,
-    },
-    /// Mark an address verified with a mailed verification token.
-    VerifyEmail {
-        token: SecretString,
-        parent: Parent,
-        reply: Reply<()>,
-    },
-    /// Mail the access token's user a new verification token.
-    ResendVerification {
-        claims: Claims,
+    /// A request about a mailed token ([`Recovery`]). A forgot-password
+    /// request is answered at once, before the address is looked at; its
+    /// work runs after the answer in an owned task.
+    Recovery {
+        request: Recovery,
         parent: Parent,
         reply: Reply<()>,
     },
@@ -315,48 +297,23 @@ impl UserState {
                         .await
                 })
             }
-            UserMsg::ForgotPassword {
-                email,
+            UserMsg::Recovery {
+                request,
                 parent,
                 reply,
             } => {
+                let span = parent.span(ACTOR, request.name());
+                if !matches!(request, Recovery::Forgot(_)) {
+                    let work = async move { service.recover(request).await };
+                    return self.respond(handling, reply, span, work);
+                }
                 // Answered first: nothing about the address shows in the
                 // answer or its timing.
                 let _ = reply.send(Ok(()));
-                let span = parent.span(ACTOR, "forgot_password");
-                let work = async move { service.forgot_password(email).await };
+                let work = async move {
+                    let _ = service.recover(request).await;
+                };
                 self.tasks.spawn(handling.measure(work.instrument(span)));
-            }
-            UserMsg::ResetPassword {
-                token,
-                new,
-                parent,
-                reply,
-            } => {
-                let span = parent.span(ACTOR, "reset_password");
-                self.respond(handling, reply, span, async move {
-                    service.reset_password(token, new).await
-                })
-            }
-            UserMsg::VerifyEmail {
-                token,
-                parent,
-                reply,
-            } => {
-                let span = parent.span(ACTOR, "verify_email");
-                self.respond(handling, reply, span, async move {
-                    service.verify_email(token).await
-                })
-            }
-            UserMsg::ResendVerification {
-                claims,
-                parent,
-                reply,
-            } => {
-                let span = parent.span(ACTOR, "resend_verification");
-                self.respond(handling, reply, span, async move {
-                    service.resend_verification(&claims).await
-                })
             }
             UserMsg::Sessions {
                 claims,

@@ -20,6 +20,7 @@ use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
 use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
 use crate::users::password::Password;
+use crate::users::password_reset::Recovery;
 use crate::users::tokens::{Claims, RefreshToken, TokenType, Tokens};
 use crate::users::UserError;
 
@@ -177,54 +178,14 @@ impl Users {
             .await
     }
 
-    /// Mail a password-reset token to the account at `email`, if there is
-    /// one. Answers before the address is looked at: the same answer, in
-    /// the same time, whether or not it has an account.
-    pub async fn forgot_password(&self, email: Email) -> Result<(), UserError> {
+    /// A request about a mailed token: [`Recovery::Forgot`] is answered
+    /// before the address is looked at (the same answer, in the same time,
+    /// whether or not it has an account); the others as they end
+    /// ([`UserError::BadMailToken`] for any token not live).
+    pub async fn recover(&self, request: Recovery) -> Result<(), UserError> {
         self.calls
-            .call(|reply| UserMsg::ForgotPassword {
-                email,
-                parent: Parent::current(),
-                reply,
-            })
-            .await
-    }
-
-    /// Set the password of the account a mailed reset `token` names to
-    /// `new`; every session of it ends. [`UserError::BadMailToken`] for any
-    /// token not live.
-    pub async fn reset_password(
-        &self,
-        token: SecretString,
-        new: Password,
-    ) -> Result<(), UserError> {
-        self.calls
-            .call(|reply| UserMsg::ResetPassword {
-                token,
-                new,
-                parent: Parent::current(),
-                reply,
-            })
-            .await
-    }
-
-    /// Mark the address a mailed verification `token` was sent to verified.
-    pub async fn verify_email(&self, token: SecretString) -> Result<(), UserError> {
-        self.calls
-            .call(|reply| UserMsg::VerifyEmail {
-                token,
-                parent: Parent::current(),
-                reply,
-            })
-            .await
-    }
-
-    /// Mail the verified access token's user a new verification token
-    /// ([`UserError::Throttled`] past the account's quota).
-    pub async fn resend_verification(&self, claims: Claims) -> Result<(), UserError> {
-        self.calls
-            .call(|reply| UserMsg::ResendVerification {
-                claims,
+            .call(|reply| UserMsg::Recovery {
+                request,
                 parent: Parent::current(),
                 reply,
             })

@@ -30,62 +30,22 @@ use crate::mail::{MailError, Mailer};
 use crate::queue::handlers::{HandlerError, HandlerResult, JobHandlers};
 use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
+use crate::users::config::AuthConfig;
 use crate::users::email::{Email, EmailError};
+use crate::users::job_error::recorded;
+pub use crate::users::job_error::UserJobError;
 use crate::users::mail_jobs::{self, MailJobs, TOKEN_LINE};
 use crate::users::mail_tokens::{MailTokens, Purpose};
 use crate::users::notices;
 
-/// Why a user job failed this attempt (the queue retries it with backoff,
-/// except a malformed payload: see [`UserJobError::is_permanent`]).
-#[derive(Debug, thiserror::Error)]
-pub enum UserJobError {
-    #[error("payload lacks {0}")]
-    Payload(&'static str),
-    /// The field is there but not in a form the job reads.
-    #[error("payload's {field} must be {expected}")]
-    Malformed {
-        field: &'static str,
-        expected: &'static str,
-    },
-    /// Sign-up writes the welcome job just before the user.
-    #[error("user {0} does not exist (yet)")]
-    NoSuchUser(ObjectId),
-    #[error("bad recipient")]
-    Recipient(#[source] EmailError),
-    #[error("the welcome's delivery record vanished")]
-    DeliveryRecordVanished,
-    #[error("compose")]
-    Compose(#[source] lettre::error::Error),
-    #[error(transparent)]
-    Mail(#[from] MailError),
-    #[error(transparent)]
-    Store(#[from] mongodb::error::Error),
-}
-
-impl UserJobError {
-    /// Whether no retry can mend it: the payload lacks a field, holds a
-    /// malformed one, or names a malformed recipient.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Self::Payload(_) | Self::Malformed { .. } | Self::Recipient(_)
-        )
-    }
-}
-
-/// A failed attempt as the queue takes it: the error with its causes (the
-/// queue records the whole chain as the attempt's error), permanent if no
-/// retry can mend it.
-pub(crate) fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
-    result.map_err(|err| match err.is_permanent() {
-        true => HandlerError::permanent(HandlerError::Other(err.into()).report()),
-        false => HandlerError::Other(err.into()),
-    })
-}
-
 /// `user.created`, `user.login`, `user.password_changed` and the mails of
 /// [`mail_jobs`].
-pub fn handlers(db: &Database, mailer: Mailer, mail: MailJobs) -> JobHandlers {
+pub fn handlers(db: &Database, mailer: Mailer, auth: &AuthConfig) -> JobHandlers {
+    let mail = MailJobs {
+        tokens: MailTokens::new(db, &auth.refresh_secret),
+        attack_window: auth.throttle.window,
+        verify_ttl: auth.verify_ttl,
+    };
     let mailer = Arc::new(mailer);
     let notice_mailer = Arc::clone(&mailer);
     let token_mailer = Arc::clone(&mailer);

@@ -30,7 +30,7 @@ use crate::mail::Mailer;
 use crate::queue::handlers::JobHandlers;
 use crate::queue::job::Job;
 use crate::users::email::Email;
-use crate::users::jobs::{recorded, UserJobError};
+use crate::users::job_error::{recorded, UserJobError};
 use crate::users::mail_quota::{MailKind, MailQuota, Taken};
 use crate::users::mail_tokens::{MailTokens, Purpose};
 

@@ -96,7 +96,7 @@ impl MailQuota {
     /// of the same `by` finds its own slot again): [`Taken::Slot`] if one
     /// was free or already `by`'s (send the mail), [`Taken::Spent`] with
     /// the window's end if the window's quota is spent.
-    pub async fn take(
+    pub(crate) async fn take(
         &self,
         (kind, user, by): (MailKind, ObjectId, ObjectId),
         (per_window, window): (u32, Duration),
@@ -120,7 +120,7 @@ impl MailQuota {
     }
 
     /// Delete the slots of windows that ended.
-    pub async fn prune(&self, now: DateTime) -> mongodb::error::Result<u64> {
+    pub(crate) async fn prune(&self, now: DateTime) -> mongodb::error::Result<u64> {
         let done = self
             .slots
             .delete_many(doc! { "expiresAt": { "$lte": now } })

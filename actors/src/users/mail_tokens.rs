@@ -162,7 +162,7 @@ impl MailTokens {
 
     /// Store the token of `seed` (see [`Self::issue`]; for a caller that
     /// writes the mail job at the same time).
-    pub async fn store(
+    pub(crate) async fn store(
         &self,
         purpose: Purpose,
         seed: &str,
@@ -186,7 +186,7 @@ impl MailTokens {
     /// The live token `token` of `purpose` (`None`: malformed, unknown,
     /// another purpose's, used or expired — indistinguishable). Redeems
     /// nothing: see [`Self::redeem`].
-    pub async fn find(
+    pub(crate) async fn find(
         &self,
         purpose: Purpose,
         token: &str,
@@ -219,7 +219,11 @@ impl MailTokens {
 
     /// Use `found` up: `true` for exactly one caller however many race
     /// (the unique insert of its hash), `false` for every other.
-    pub async fn redeem(&self, found: &Found, now: DateTime) -> mongodb::error::Result<bool> {
+    pub(crate) async fn redeem(
+        &self,
+        found: &Found,
+        now: DateTime,
+    ) -> mongodb::error::Result<bool> {
         let record = doc! { "_id": &found.hash, "usedAt": now };
         match self.uses.insert_one(record).await {
             Ok(_) => {}
@@ -232,14 +236,18 @@ impl MailTokens {
 
     /// Forget every live token of `purpose` for `user` (a reset spends the
     /// user's other reset tokens too).
-    pub async fn forget(&self, purpose: Purpose, user: ObjectId) -> mongodb::error::Result<u64> {
+    pub(crate) async fn forget(
+        &self,
+        purpose: Purpose,
+        user: ObjectId,
+    ) -> mongodb::error::Result<u64> {
         let filter = doc! { "purpose": purpose.as_str(), "userId": user };
         Ok(self.tokens.delete_many(filter).await?.deleted_count)
     }
 
     /// Delete expired tokens, and use records older than `keep` (by then
     /// their token expired: nothing can be replayed against them).
-    pub async fn prune(&self, now: DateTime, keep: Duration) -> mongodb::error::Result<u64> {
+    pub(crate) async fn prune(&self, now: DateTime, keep: Duration) -> mongodb::error::Result<u64> {
         let expired = self
             .tokens
             .delete_many(doc! { "expiresAt": { "$lte": now } })

@@ -25,6 +25,7 @@ mod error;
 mod handle;
 pub mod id;
 pub mod idempotency;
+mod job_error;
 pub mod jobs;
 pub mod keys;
 mod login;
@@ -55,4 +56,5 @@ pub use self::id::{InvalidUserId, UserId};
 pub use self::model::{
     Client, NewUser, OwnerProfile, ProfileChanges, PublicProfile, SessionInfo, TokenPair,
 };
+pub use self::password_reset::Recovery;
 pub(crate) use self::service::{Collaborators, MailTuning, Tuning, UserService};

@@ -30,9 +30,50 @@ use crate::users::mail_tokens::Purpose;
 use crate::users::notices::{password_changed_payload, PASSWORD_CHANGED};
 use crate::users::password::{self, Password};
 use crate::users::service::UserService;
+use crate::users::tokens::Claims;
 use crate::users::UserError;
 
+/// A request about a mailed token.
+#[derive(Debug)]
+pub enum Recovery {
+    /// `POST /users/password/forgot`: mail a reset token to this address's
+    /// account, if it has one.
+    Forgot(Email),
+    /// `POST /users/password/reset`: set `new` with a reset `token`.
+    Reset { token: SecretString, new: Password },
+    /// `POST /users/email/verify`.
+    Verify(SecretString),
+    /// `POST /users/email/verify/resend`, by the access token's user.
+    Resend(Claims),
+}
+
+impl Recovery {
+    /// Its name in spans.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Forgot(_) => "forgot_password",
+            Self::Reset { .. } => "reset_password",
+            Self::Verify(_) => "verify_email",
+            Self::Resend(_) => "resend_verification",
+        }
+    }
+}
+
 impl UserService {
+    /// Run `request` (a forgot-password request never fails: see
+    /// [`Self::forgot_password`]).
+    pub(crate) async fn recover(&self, request: Recovery) -> Result<(), UserError> {
+        match request {
+            Recovery::Forgot(email) => {
+                self.forgot_password(email).await;
+                Ok(())
+            }
+            Recovery::Reset { token, new } => self.reset_password(token, new).await,
+            Recovery::Verify(token) => self.verify_email(token).await,
+            Recovery::Resend(claims) => self.resend_verification(&claims).await,
+        }
+    }
+
     /// Mail a reset token to `email`'s account, if it has one and its
     /// quota allows. Runs after the request was answered: failures are
     /// logged, never answered.
