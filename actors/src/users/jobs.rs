@@ -26,12 +26,12 @@ use lettre::Message;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
 
-use crate::mail::{MailError, Mailer};
-use crate::queue::handlers::{HandlerError, HandlerResult, JobHandlers};
+use crate::mail::Mailer;
+use crate::queue::handlers::JobHandlers;
 use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
 use crate::users::config::AuthConfig;
-use crate::users::email::{Email, EmailError};
+use crate::users::email::Email;
 use crate::users::job_error::recorded;
 pub use crate::users::job_error::UserJobError;
 use crate::users::mail_jobs::{self, MailJobs, TOKEN_LINE};
@@ -280,6 +280,7 @@ mod tests {
     use lettre::message::Mailboxes;
 
     use super::*;
+    use crate::users::email::EmailError;
 
     fn to_header(message: &Message) -> String {
         let text = String::from_utf8(message.formatted()).unwrap();
