@@ -153,9 +153,8 @@ pub enum StartError {
     ScheduleType { name: String, kind: String },
 }
 
-/// The job types the service itself handles: `build` registers exactly
-/// these (a debug assertion there keeps the list true), so a schedule's
-/// `type` can be checked without building the handlers (`config check`).
+/// The job types the service handles (`build` registers exactly these, a debug assertion
+/// says), so `config check` checks a schedule's `type` without building the handlers.
 pub const SERVICE_JOB_TYPES: &[&str] = &[
     "noop",
     "sleep",
@@ -163,16 +162,17 @@ pub const SERVICE_JOB_TYPES: &[&str] = &[
     "user.created",
     "user.login",
     crate::users::notices::PASSWORD_CHANGED,
+    crate::users::mail_jobs::PASSWORD_RESET,
+    crate::users::mail_jobs::VERIFY_EMAIL,
+    crate::users::mail_jobs::ATTACK_NOTICE,
 ];
 
-/// What `start` refuses beyond the configuration's own rules
-/// ([`Validate`], which covers the mail settings) that needs no server or
-/// I/O: the type of each periodic job whose pattern parses (among
-/// [`SERVICE_JOB_TYPES`]). Every problem found.
+/// What `start` refuses beyond the configuration's own rules ([`Validate`], which covers
+/// the mail settings) that needs no server or I/O: the type of each periodic job whose
+/// pattern parses (among [`SERVICE_JOB_TYPES`]). Every problem found.
 pub fn check_config(config: &SystemConfig) -> Vec<StartError> {
     let mut problems = Vec::new();
-    // A pattern that does not parse is the configuration's own check
-    // (`Schedule::parse`); here only the types of those that do.
+    // A pattern that does not parse is the configuration's own check (`Schedule::parse`).
     for (name, schedule) in &config.queue.schedules {
         if let Ok(parsed) = Schedule::parse(name, schedule) {
             if !SERVICE_JOB_TYPES.contains(&parsed.kind.as_str()) {
@@ -361,7 +361,7 @@ fn build(
     let retention = settings.queue.retention;
     let handlers = JobHandlers::builtin()
         .merge(prune_handlers(store.clone(), slots.clone(), retention))
-        .merge(crate::users::jobs::handlers(db, mailer));
+        .merge(crate::users::jobs::handlers(db, mailer, &settings.auth));
     debug_assert!(
         handlers
             .kinds()

@@ -13,14 +13,16 @@ import uuid
 
 from troupe_client import AuthenticatedClient, Client
 from troupe_client.api.app import info, live, ready
-from troupe_client.api.auth import (change_password, end_other_sessions, end_session, jwks, list_sessions,
-                                    login, logout, refresh, signup)
+from troupe_client.api.auth import (change_password, end_other_sessions, end_session, forgot_password, jwks,
+                                    list_sessions, login, logout, refresh, resend_verification, reset_password,
+                                    signup, verify_email)
 from troupe_client.api.jobs import (bulk_jobs, cancel_job, enqueue_job, get_job, get_limits, get_pauses,
                                     job_flow, job_result, job_stats, list_jobs, pause, remove_limit, resume,
                                     retry_job, set_limit)
 from troupe_client.api.logs import logs
 from troupe_client.api.ops import actor, actors, cluster, config, instance_actors
 from troupe_client.api.users import profile, update_profile, user_by_id
+from troupe_client.models import Acknowledged, EmailVerification, ForgotPassword, PasswordReset, Problem
 from troupe_client.models import (ActorNode, BulkRequest, BulkView, ClusterView, ConsoleConfig, EnqueueRequest, FlowView,
                                   EnqueueRequestPayload, InstanceActors, JobList, JobOutcome, JobStats, JobView,
                                   JwkSet, LimitRequest, LimitsView, Live, LoggedOut, LoginRequest, RateView, OwnerProfile, PasswordChange, PasswordChanged,
@@ -67,6 +69,15 @@ for session in listed:
     if not session.current:  # the sign-up's session
         check("end_session", end_session.sync_detailed(session.id, client=current), 204, type(None))
 check("end_other_sessions", end_other_sessions.sync_detailed(client=current), 200, SessionsEnded)
+check("resend_verification", resend_verification.sync_detailed(client=current), 202, Acknowledged)
+check("forgot_password", forgot_password.sync_detailed(client=anonymous, body=ForgotPassword(email=email)), 202,
+      Acknowledged)
+# The tokens are mailed: a made-up one gets the one documented refusal.
+made_up = "A" * 43
+check("reset_password (made-up token)", reset_password.sync_detailed(client=anonymous, body=PasswordReset(
+    token=made_up, password="lantern orbit passphrase 44")), 400, Problem)
+check("verify_email (made-up token)", verify_email.sync_detailed(
+    client=anonymous, body=EmailVerification(token=made_up)), 400, Problem)
 check("change_password", change_password.sync_detailed(client=current, body=PasswordChange(
     current_password=password, new_password="lantern orbit passphrase 43")), 200, PasswordChanged)
 check("logout", logout.sync_detailed(

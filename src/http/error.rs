@@ -66,6 +66,10 @@ pub enum ApiError {
     /// 401: missing, invalid, expired or revoked credentials.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 403: authenticated, but not allowed (an unverified address where
+    /// `auth.require_verified_email` asks for one).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such resource (or route).
     #[error("{0}")]
     NotFound(String),
@@ -105,6 +109,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

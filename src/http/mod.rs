@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod recovery;
 pub mod sessions;
 pub mod users;
 
@@ -40,6 +41,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(users::router())
         .merge(sessions::router())
+        .merge(recovery::router())
         .merge(jwks::router())
         .merge(jobs::router())
         .merge(ops::router())

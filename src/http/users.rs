@@ -1,8 +1,6 @@
-//! `/users/*`: sign-up, login, refresh, logout and profiles.
-//! Handlers parse and validate, call the [`Users`] handle, and map its
-//! [`UserError`]s (here, beside them). The documented API views of what the
-//! handle answers ([`TokenPair`], [`PublicProfile`], [`OwnerProfile`]) live
-//! here too: the domain types carry no schema.
+//! `/users/*`: sign-up, login, refresh, logout and profiles. Handlers parse and validate, call
+//! the [`Users`] handle and map its [`UserError`]s (here); the documented API views of what it
+//! answers ([`TokenPair`], [`PublicProfile`], [`OwnerProfile`]) live here too (no schema in the domain).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, State};
@@ -109,10 +107,8 @@ impl From<domain::TokenPair> for TokenPair {
     }
 }
 
-/// The profile anyone may see (`GET /users/{id}`): never the e-mail address
-/// or the age.
-// Documents the JSON the cache holds and answers as it is: the domain's
-// `PublicProfile` serialises to this shape.
+/// The profile anyone may see (`GET /users/{id}`): never the e-mail address or the age.
+// Documents the JSON the cache holds and answers: the domain's `PublicProfile` serialises to it.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "createdAt": "2026-11-29T06:30:00Z"}))]
 pub struct PublicProfile {
@@ -135,7 +131,7 @@ impl From<domain::PublicProfile> for PublicProfile {
 /// The profile its owner sees (`GET`/`PATCH /users/profile`): the public
 /// profile with the e-mail address and the age.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z"}))]
+#[schema(example = json!({"id": "65f1c0ffee0000000000beef", "name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "createdAt": "2026-11-29T06:30:00Z", "emailVerified": true}))]
 pub struct OwnerProfile {
     pub id: String,
     pub name: String,
@@ -143,6 +139,8 @@ pub struct OwnerProfile {
     pub age: Option<u8>,
     #[serde(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(rename = "emailVerified")]
+    pub email_verified: bool,
 }
 
 impl From<domain::OwnerProfile> for OwnerProfile {
@@ -153,6 +151,7 @@ impl From<domain::OwnerProfile> for OwnerProfile {
             email: profile.email,
             age: profile.age,
             created_at: profile.created_at,
+            email_verified: profile.email_verified,
         }
     }
 }
@@ -177,11 +176,15 @@ impl From<UserError> for ApiError {
             UserError::SessionRevoked => Self::Unauthorized("the session has ended; log in again"),
             UserError::SignupInProgress => Self::Conflict(err.to_string()),
             UserError::NotFound => Self::NotFound("no such user".into()),
+            UserError::BadMailToken => Self::field("token", &err.to_string()),
+            UserError::EmailNotVerified => Self::Forbidden(err.to_string()),
+            UserError::AlreadyVerified => Self::Conflict(err.to_string()),
             UserError::NoSuchSession => Self::NotFound("no such session".into()),
             UserError::Throttled(wait) => Self::throttled(wait),
             UserError::Unavailable(call) => call.into(),
             UserError::NoSigningKey => Self::Unavailable(format!("{err}; retry shortly")),
             UserError::Unreadable
+            | UserError::NoRandom
             | UserError::Store(_)
             | UserError::Jobs(_)
             | UserError::Hashing(_)
@@ -530,6 +533,10 @@ mod tests {
             (UserError::NotFound, StatusCode::NOT_FOUND),
             (UserError::NoSuchSession, StatusCode::NOT_FOUND),
             (UserError::NoSigningKey, StatusCode::SERVICE_UNAVAILABLE),
+            (UserError::NoRandom, StatusCode::SERVICE_UNAVAILABLE),
+            (UserError::BadMailToken, StatusCode::BAD_REQUEST),
+            (UserError::EmailNotVerified, StatusCode::FORBIDDEN),
+            (UserError::AlreadyVerified, StatusCode::CONFLICT),
             (
                 UserError::Throttled(Duration::from_millis(1_500)),
                 StatusCode::TOO_MANY_REQUESTS,
@@ -585,6 +592,7 @@ mod tests {
             email: "ada@example.com".into(),
             age: Some(36),
             created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            email_verified: true,
         }
     }
 
@@ -606,6 +614,7 @@ mod tests {
                 "email": "ada@example.com",
                 "age": 36,
                 "createdAt": "2023-11-14T22:13:20Z",
+                "emailVerified": true,
             })
         );
     }

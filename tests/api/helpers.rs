@@ -585,7 +585,7 @@ pub fn assert_public_profile_fields(profile: &Value) {
 pub fn assert_owner_profile_fields(profile: &Value) {
     assert_eq!(
         field_names(profile),
-        ["age", "createdAt", "email", "id", "name"]
+        ["age", "createdAt", "email", "emailVerified", "id", "name"]
     );
 }
 

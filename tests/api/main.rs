@@ -46,6 +46,7 @@ mod ops;
 mod outage;
 mod profiles;
 mod queue_safety;
+mod recovery;
 mod refresh;
 mod trace_joins;
 mod tracing;

@@ -267,7 +267,7 @@ async fn the_openapi_document_describes_the_two_profiles_and_the_429s() {
     assert_eq!(properties("PublicProfile"), ["createdAt", "id", "name"]);
     assert_eq!(
         properties("OwnerProfile"),
-        ["age", "createdAt", "email", "id", "name"]
+        ["age", "createdAt", "email", "emailVerified", "id", "name"]
     );
     let ok_schema = |path: &str, method: &str| {
         doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]

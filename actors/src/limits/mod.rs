@@ -92,6 +92,9 @@ pub struct LimitsConfig {
     pub signups: WindowLimit,
     /// `GET /users/{id}` (public, unauthenticated, ids are guessable).
     pub profile_lookups: WindowLimit,
+    /// `POST /users/password/forgot`, `/users/password/reset` and
+    /// `/users/email/verify` together (anonymous; a forgot may mail).
+    pub email_tokens: WindowLimit,
 }
 
 /// The address a client is counted under: the IPv4 address itself (an
@@ -195,6 +198,7 @@ impl LimitReporter {
 pub struct Limits {
     pub signups: AddressLimit,
     pub profile_lookups: AddressLimit,
+    pub email_tokens: AddressLimit,
 }
 
 impl Limits {
@@ -218,6 +222,7 @@ impl Limits {
         Self {
             signups: limit("signup", config.signups),
             profile_lookups: limit("profile_lookup", config.profile_lookups),
+            email_tokens: limit("email_token", config.email_tokens),
         }
     }
 }
@@ -229,6 +234,7 @@ impl Validate for LimitsConfig {
         for (name, limit) in [
             ("signups", self.signups),
             ("profile_lookups", self.profile_lookups),
+            ("email_tokens", self.email_tokens),
         ] {
             errors.ensure(
                 limit.per_address >= 1,
@@ -242,11 +248,15 @@ impl Validate for LimitsConfig {
             );
         }
         // (A zero window is refused above; it bounds nothing here.)
-        let shortest = [self.signups.window, self.profile_lookups.window]
-            .into_iter()
-            .filter(|window| !window.is_zero())
-            .min()
-            .unwrap_or(Duration::MAX);
+        let shortest = [
+            self.signups.window,
+            self.profile_lookups.window,
+            self.email_tokens.window,
+        ]
+        .into_iter()
+        .filter(|window| !window.is_zero())
+        .min()
+        .unwrap_or(Duration::MAX);
         errors.ensure(
             self.share_every >= MIN_SHARE_EVERY && self.share_every <= shortest,
             "share_every",
@@ -320,6 +330,7 @@ mod tests {
             max_addresses: 1000,
             signups: limit(5),
             profile_lookups: limit(100),
+            email_tokens: limit(10),
         }
     }
 

@@ -190,7 +190,8 @@ impl Limits {
     pub async fn share_round(&self) {
         tokio::join!(
             self.signups.share_round(),
-            self.profile_lookups.share_round()
+            self.profile_lookups.share_round(),
+            self.email_tokens.share_round()
         );
     }
 }
@@ -294,6 +295,10 @@ mod tests {
                 window: Duration::from_secs(3600),
             },
             profile_lookups: crate::limits::WindowLimit {
+                per_address: 5,
+                window: Duration::from_secs(3600),
+            },
+            email_tokens: crate::limits::WindowLimit {
                 per_address: 5,
                 window: Duration::from_secs(3600),
             },

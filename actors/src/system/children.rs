@@ -28,12 +28,14 @@ use crate::supervision::slot::ActorSlot;
 use crate::supervision::supervisor::ChildSpec;
 use crate::users::idempotency::RequestScope;
 use crate::users::keys::KeyRing;
+use crate::users::mail_tokens::MailTokens;
 use crate::users::strength::PasswordPolicy;
 use crate::users::throttle::Throttle;
 use crate::users::tokens::Tokens;
 use crate::users::UserMsg;
 use crate::users::{
-    Collaborators, RequestTasks, Tuning, UserActor, UserArgs, UserCalls, UserService, Users,
+    Collaborators, MailTuning, RequestTasks, Tuning, UserActor, UserArgs, UserCalls, UserService,
+    Users,
 };
 use std::sync::Arc;
 
@@ -156,6 +158,7 @@ pub(super) fn user_child(
         ),
         tokens: a.users.tokens(),
         cache: Invalidator::new(a.cache.clone(), settings.call_timeout),
+        mail_tokens: MailTokens::new(&stores.db, &auth.refresh_secret),
     };
     let tuning = Tuning {
         bcrypt_cost: auth.bcrypt_cost,
@@ -167,6 +170,13 @@ pub(super) fn user_child(
             reject_guessable: auth.reject_common_passwords,
         },
         max_sessions: auth.max_sessions,
+        mail: MailTuning {
+            reset_ttl: auth.reset_ttl,
+            verify_ttl: auth.verify_ttl,
+            quota: auth.account_mails,
+            clock: auth.token_clock.clone(),
+        },
+        require_verified_email: auth.require_verified_email,
     };
     let args = UserArgs {
         service: Arc::new(UserService::new(with, tuning)),

@@ -27,6 +27,9 @@ pub const STORE_COLLECTIONS: &[&str] = &[
     "email_deliveries",
     "login_events",
     "signing_keys",
+    "mail_tokens",
+    "mail_token_uses",
+    "mail_quota",
     "migrations",
     "migration_locks",
 ];

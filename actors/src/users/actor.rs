@@ -76,6 +76,7 @@ use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
 use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
 use crate::users::password::{self, Password};
+use crate::users::password_reset::Recovery;
 use crate::users::service::UserService;
 use crate::users::tokens::{Claims, RefreshToken};
 use crate::users::UserError;
@@ -127,6 +128,14 @@ pub(crate) enum UserMsg {
         parent: Parent,
         reply: Reply<()>,
     },
+    /// A request about a mailed token ([`Recovery`]). A forgot-password
+    /// request is answered at once, before the address is looked at; its
+    /// work runs after the answer in an owned task.
+    Recovery {
+        request: Recovery,
+        parent: Parent,
+        reply: Reply<()>,
+    },
     /// The live sessions of the access token's user.
     Sessions {
         claims: Claims,
@@ -170,7 +179,8 @@ pub(crate) enum UserMsg {
         parent: Parent,
         reply: Reply<Option<OwnerProfile>>,
     },
-    /// Internal, on a timer: delete expired idempotency records.
+    /// Internal, on a timer: delete expired idempotency records, mail
+    /// tokens and mail-quota slots.
     PruneKeys,
 }
 
@@ -287,6 +297,24 @@ impl UserState {
                         .await
                 })
             }
+            UserMsg::Recovery {
+                request,
+                parent,
+                reply,
+            } => {
+                let span = parent.span(ACTOR, request.name());
+                if !matches!(request, Recovery::Forgot(_)) {
+                    let work = async move { service.recover(request).await };
+                    return self.respond(handling, reply, span, work);
+                }
+                // Answered first: nothing about the address shows in the
+                // answer or its timing.
+                let _ = reply.send(Ok(()));
+                let work = async move {
+                    let _ = service.recover(request).await;
+                };
+                self.tasks.spawn(handling.measure(work.instrument(span)));
+            }
             UserMsg::Sessions {
                 claims,
                 parent,
@@ -371,7 +399,10 @@ impl UserState {
     fn prune(&mut self, handling: Handling) {
         if self.pruning.as_ref().is_none_or(AbortHandle::is_finished) {
             let service = Arc::clone(&self.service);
-            let prune = handling.measure(async move { service.prune_keys().await });
+            let prune = handling.measure(async move {
+                service.prune_keys().await;
+                service.prune_mail_records().await;
+            });
             self.pruning = Some(self.tasks.spawn(prune));
         }
     }
@@ -408,6 +439,12 @@ impl Actor for UserActor {
         myself: ActorRef<UserMsg>,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
+        // In a task of the set (waited for at stop), not here: with MongoDB
+        // unreachable at start this must not hold the actor's start up.
+        let service = Arc::clone(&state.service);
+        state
+            .tasks
+            .spawn(async move { service.prepare_mail_collections().await });
         let stats = Arc::clone(&state.stats);
         let period = state.service.tuning.idempotency.prune_interval;
         state.prune_timer = Some(myself.send_interval(period, move || {

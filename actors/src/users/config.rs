@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::queue::clock::Clock;
 use crate::users::idempotency::IdempotencyConfig;
 use crate::users::keys::{SigningAlg, PUBLISH_AHEAD};
+use crate::users::mail_quota::MailQuotaConfig;
 use crate::users::throttle::ThrottleConfig;
 use crate::validate::{ConfigErrors, Validate};
 
@@ -35,6 +36,21 @@ pub struct AuthConfig {
     /// The most sessions one user holds: opening another deletes the
     /// oldest beyond it (1..=1000).
     pub max_sessions: u32,
+    /// How long a password-reset token mailed by
+    /// `POST /users/password/forgot` works (1m to 24h).
+    #[serde(with = "humantime_serde")]
+    pub reset_ttl: Duration,
+    /// How long an e-mail verification token works (10m to 30d).
+    #[serde(with = "humantime_serde")]
+    pub verify_ttl: Duration,
+    /// Refuse logins (403) of users whose e-mail address is not verified.
+    pub require_verified_email: bool,
+    /// Reset mails and verification resends one account is sent per window.
+    pub account_mails: MailQuotaConfig,
+    /// The mail tokens' "now" (their expiry): the system clock, unless a
+    /// test sets a manual one.
+    #[serde(skip)]
+    pub token_clock: Clock,
     /// Login throttling.
     pub throttle: ThrottleConfig,
     /// `Idempotency-Key` records of sign-ups.
@@ -87,6 +103,19 @@ impl Validate for AuthConfig {
             "key_rotation",
             "must be at least 1h and longer than access_ttl + 10m",
         );
+        errors.ensure(
+            self.reset_ttl >= Duration::from_secs(60)
+                && self.reset_ttl <= Duration::from_secs(86_400),
+            "reset_ttl",
+            "must be from 1m to 24h",
+        );
+        errors.ensure(
+            self.verify_ttl >= Duration::from_secs(600)
+                && self.verify_ttl <= Duration::from_secs(30 * 86_400),
+            "verify_ttl",
+            "must be from 10m to 30d",
+        );
+        errors.nest("account_mails", &self.account_mails);
         errors.nest("idempotency", &self.idempotency);
         errors.nest("throttle", &self.throttle);
     }
@@ -107,6 +136,14 @@ pub(crate) fn sample() -> AuthConfig {
         bcrypt_cost: 10,
         reject_common_passwords: true,
         max_sessions: 20,
+        reset_ttl: Duration::from_secs(1_800),
+        verify_ttl: Duration::from_secs(86_400),
+        require_verified_email: false,
+        account_mails: MailQuotaConfig {
+            per_window: 3,
+            window: Duration::from_secs(3_600),
+        },
+        token_clock: Clock::system(),
         throttle: ThrottleConfig {
             free_failures: 5,
             base_delay: Duration::from_secs(1),
@@ -198,6 +235,27 @@ mod tests {
                 c.key_rotation = hour + PUBLISH_AHEAD;
             }),
             ["key_rotation"]
+        );
+    }
+
+    #[test]
+    fn mail_tokens_live_minutes_to_hours_or_days() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            refused_after(config(), |c| c.reset_ttl = minute - MS),
+            ["reset_ttl"]
+        );
+        assert_eq!(
+            refused_after(config(), |c| c.reset_ttl = 24 * 60 * minute + MS),
+            ["reset_ttl"]
+        );
+        assert_eq!(
+            refused_after(config(), |c| c.verify_ttl = 10 * minute - MS),
+            ["verify_ttl"]
+        );
+        assert_eq!(
+            refused_after(config(), |c| c.account_mails.per_window = 0),
+            ["account_mails.per_window"]
         );
     }
 

@@ -35,6 +35,19 @@ pub enum UserError {
     SignupInProgress,
     #[error("the session has ended; log in again")]
     SessionRevoked,
+    /// A reset or verification token that is malformed, unknown, used,
+    /// expired or another account's: one answer for all.
+    #[error("invalid, expired or already used token")]
+    BadMailToken,
+    /// `auth.require_verified_email` and the address is not verified yet.
+    #[error("the e-mail address of this account is not verified yet; follow the link in the verification e-mail (POST /users/email/verify)")]
+    EmailNotVerified,
+    /// A verification resend for an address that is verified already.
+    #[error("the e-mail address is already verified")]
+    AlreadyVerified,
+    /// The system's random source failed (no token could be made).
+    #[error("the system's random source failed")]
+    NoRandom,
     #[error("no such user")]
     NotFound,
     /// No session of the caller's with this id is live (unknown, ended,
@@ -101,6 +114,15 @@ impl UserError {
                 .and_then(|cause| cause.downcast_ref::<UserError>())
                 .is_some_and(UserError::is_unreadable),
             _ => false,
+        }
+    }
+}
+
+impl From<crate::users::mail_tokens::IssueError> for UserError {
+    fn from(err: crate::users::mail_tokens::IssueError) -> Self {
+        match err {
+            crate::users::mail_tokens::IssueError::Random => Self::NoRandom,
+            crate::users::mail_tokens::IssueError::Store(err) => Self::store(err),
         }
     }
 }

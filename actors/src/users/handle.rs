@@ -20,6 +20,7 @@ use crate::users::id::UserId;
 use crate::users::idempotency::IdempotencyKey;
 use crate::users::model::{Client, NewUser, OwnerProfile, ProfileChanges, SessionInfo, TokenPair};
 use crate::users::password::Password;
+use crate::users::password_reset::Recovery;
 use crate::users::tokens::{Claims, RefreshToken, TokenType, Tokens};
 use crate::users::UserError;
 
@@ -177,6 +178,20 @@ impl Users {
             .await
     }
 
+    /// A request about a mailed token: [`Recovery::Forgot`] is answered
+    /// before the address is looked at (the same answer, in the same time,
+    /// whether or not it has an account); the others as they end
+    /// ([`UserError::BadMailToken`] for any token not live).
+    pub async fn recover(&self, request: Recovery) -> Result<(), UserError> {
+        self.calls
+            .call(|reply| UserMsg::Recovery {
+                request,
+                parent: Parent::current(),
+                reply,
+            })
+            .await
+    }
+
     /// The live sessions of the verified access token's user, newest first.
     pub async fn sessions(&self, claims: Claims) -> Result<Vec<SessionInfo>, UserError> {
         self.calls
@@ -318,6 +333,7 @@ mod tests {
                     email: "ada@example.com".into(),
                     age: Some(36),
                     created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                    email_verified: false,
                 })));
             }
             Ok(())

@@ -1,6 +1,10 @@
 //! The users' job types, registered with the queue by the actor system.
 //!
-//! - `user.created`: a welcome e-mail to an existing user. Its `Message-ID`
+//! - `user.created`: a welcome e-mail to an existing user, with the
+//!   address's verification token when the payload has its `verifySeed`
+//!   (jobs written before verification existed have none): the job stores
+//!   the token's hash (live `auth.verify_ttl` from the job's writing; a
+//!   retry finds it stored) before it mails. Its `Message-ID`
 //!   is derived from the job id. A delivery record keyed by *user* id is
 //!   claimed before sending, so neither a retried job nor a second job for
 //!   the same user (a taken-over idempotent sign-up) sends again.
@@ -15,83 +19,53 @@
 //! ([`HandlerError::Permanent`]): no retry can mend it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::Message;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::{Collection, Database};
 
-use crate::mail::{MailError, Mailer};
-use crate::queue::handlers::{HandlerError, HandlerResult, JobHandlers};
+use crate::mail::Mailer;
+use crate::queue::handlers::JobHandlers;
 use crate::queue::job::Job;
 use crate::store::is_duplicate_key;
-use crate::users::email::{Email, EmailError};
+use crate::users::config::AuthConfig;
+use crate::users::email::Email;
+use crate::users::job_error::recorded;
+pub use crate::users::job_error::UserJobError;
+use crate::users::mail_jobs::{self, MailJobs, TOKEN_LINE};
+use crate::users::mail_tokens::{MailTokens, Purpose};
 use crate::users::notices;
 
-/// Why a user job failed this attempt (the queue retries it with backoff,
-/// except a malformed payload: see [`UserJobError::is_permanent`]).
-#[derive(Debug, thiserror::Error)]
-pub enum UserJobError {
-    #[error("payload lacks {0}")]
-    Payload(&'static str),
-    /// The field is there but not in a form the job reads.
-    #[error("payload's {field} must be {expected}")]
-    Malformed {
-        field: &'static str,
-        expected: &'static str,
-    },
-    /// Sign-up writes the welcome job just before the user.
-    #[error("user {0} does not exist (yet)")]
-    NoSuchUser(ObjectId),
-    #[error("bad recipient")]
-    Recipient(#[source] EmailError),
-    #[error("the welcome's delivery record vanished")]
-    DeliveryRecordVanished,
-    #[error("compose")]
-    Compose(#[source] lettre::error::Error),
-    #[error(transparent)]
-    Mail(#[from] MailError),
-    #[error(transparent)]
-    Store(#[from] mongodb::error::Error),
-}
-
-impl UserJobError {
-    /// Whether no retry can mend it: the payload lacks a field, holds a
-    /// malformed one, or names a malformed recipient.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Self::Payload(_) | Self::Malformed { .. } | Self::Recipient(_)
-        )
-    }
-}
-
-/// A failed attempt as the queue takes it: the error with its causes (the
-/// queue records the whole chain as the attempt's error), permanent if no
-/// retry can mend it.
-fn recorded(result: Result<Document, UserJobError>) -> HandlerResult {
-    result.map_err(|err| match err.is_permanent() {
-        true => HandlerError::permanent(HandlerError::Other(err.into()).report()),
-        false => HandlerError::Other(err.into()),
-    })
-}
-
-/// `user.created`, `user.login` and `user.password_changed`.
-pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
+/// `user.created`, `user.login`, `user.password_changed` and the mails of
+/// [`mail_jobs`].
+pub fn handlers(db: &Database, mailer: Mailer, auth: &AuthConfig) -> JobHandlers {
+    let mail = MailJobs {
+        tokens: MailTokens::new(db, &auth.refresh_secret),
+        attack_window: auth.throttle.window,
+        verify_ttl: auth.verify_ttl,
+    };
     let mailer = Arc::new(mailer);
     let notice_mailer = Arc::clone(&mailer);
+    let token_mailer = Arc::clone(&mailer);
+    let tokens = (mail.tokens.clone(), mail.verify_ttl);
     let deliveries: Collection<Document> = db.collection("email_deliveries");
     let users_for_welcome: Collection<Document> = db.collection("users");
     let logins: Collection<Document> = db.collection("login_events");
     let users: Collection<Document> = db.collection("users");
-    JobHandlers::new()
+    let handlers = JobHandlers::new()
         .with("user.created", move |job| {
-            let (mailer, deliveries, users) = (
+            let (mailer, deliveries, users, (tokens, ttl)) = (
                 Arc::clone(&mailer),
                 deliveries.clone(),
                 users_for_welcome.clone(),
+                tokens.clone(),
             );
-            async move { recorded(welcome_email(&mailer, &deliveries, &users, job).await) }
+            async move {
+                let stores = (&deliveries, &users, (&tokens, ttl));
+                recorded(welcome_email(&mailer, stores, job).await)
+            }
         })
         .with("user.login", move |job| {
             let (logins, users) = (logins.clone(), users.clone());
@@ -100,7 +74,8 @@ pub fn handlers(db: &Database, mailer: Mailer) -> JobHandlers {
         .with(notices::PASSWORD_CHANGED, move |job| {
             let mailer = Arc::clone(&notice_mailer);
             async move { recorded(password_changed_email(&mailer, job).await) }
-        })
+        });
+    mail_jobs::register(handlers, db, token_mailer, mail)
 }
 
 /// The `userId` a user job's payload names: an ObjectId, or its 24 hex
@@ -139,8 +114,11 @@ fn login_at(job: &Job) -> Result<DateTime, UserJobError> {
 
 async fn welcome_email(
     mailer: &Mailer,
-    deliveries: &Collection<Document>,
-    users: &Collection<Document>,
+    (deliveries, users, (tokens, ttl)): (
+        &Collection<Document>,
+        &Collection<Document>,
+        (&MailTokens, Duration),
+    ),
     job: Job,
 ) -> Result<Document, UserJobError> {
     // Sign-up writes this job just before the user: until the user exists
@@ -161,8 +139,23 @@ async fn welcome_email(
         return Ok(done);
     }
     let message_id = format!("<{}@troupe>", job.id);
-    let message =
-        welcome_message(mailer.from(), name, &email, &message_id).map_err(UserJobError::Compose)?;
+    let verify = match job.payload.get_str("verifySeed") {
+        Ok(seed) => {
+            let owner = (user_id, email.as_str());
+            match tokens
+                .store(Purpose::Verify, seed, owner, (ttl, job.created_at))
+                .await
+            {
+                Ok(()) => {}
+                Err(err) if is_duplicate_key(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+            Some(tokens.token(Purpose::Verify, seed))
+        }
+        Err(_) => None,
+    };
+    let message = welcome_message(mailer.from(), name, &email, &message_id, verify.as_deref())
+        .map_err(UserJobError::Compose)?;
     mailer.send(message).await?;
     deliveries
         .update_one(
@@ -217,15 +210,23 @@ async fn claim_welcome(
 /// the parsed address and the name as separate parts (lettre quotes or
 /// encodes the name), never by formatting `"{name} <{email}>"` and parsing
 /// it back: a name holding `<`, `>` or `,` cannot change or add a recipient.
+/// With `verify`, the address's verification token follows.
 pub fn welcome_message(
     from: &Mailbox,
     name: &str,
     email: &Email,
     message_id: &str,
+    verify: Option<&str>,
 ) -> Result<Message, lettre::error::Error> {
     let to = Mailbox::new(Some(name.to_owned()), email.to_address());
+    let verify = verify.map_or_else(String::new, |token| {
+        format!(
+            "Please confirm that this is your address: send this token to \
+             POST /users/email/verify.\n\n{TOKEN_LINE}{token}\n\n"
+        )
+    });
     let body = format!(
-        "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n— The Troupe team\n"
+        "Hello {name},\n\nwelcome to Troupe! Your account for {email} is ready.\n\n{verify}— The Troupe team\n"
     );
     crate::mail::plain_text(from, to, message_id, "Welcome to Troupe", body)
 }
@@ -279,6 +280,7 @@ mod tests {
     use lettre::message::Mailboxes;
 
     use super::*;
+    use crate::users::email::EmailError;
 
     fn to_header(message: &Message) -> String {
         let text = String::from_utf8(message.formatted()).unwrap();
@@ -306,7 +308,7 @@ mod tests {
             "Zoë <evil@x.com>",
             "=?utf-8?b?PGV2aWxAeC5jb20+?=",
         ] {
-            let message = welcome_message(&from, name, &victim, "<1@troupe>").unwrap();
+            let message = welcome_message(&from, name, &victim, "<1@troupe>", None).unwrap();
             let to: Vec<String> = message
                 .envelope()
                 .to()
@@ -383,7 +385,8 @@ mod tests {
     fn an_unusual_address_is_the_exact_recipient() {
         let from: Mailbox = "Troupe <no-reply@troupe.local>".parse().unwrap();
         let email = Email::parse("o'brien+tag@mail.example.co.uk").unwrap();
-        let message = welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>").unwrap();
+        let message =
+            welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>", Some("tok")).unwrap();
         let to: Vec<String> = message
             .envelope()
             .to()

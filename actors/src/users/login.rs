@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use crate::events::Event;
 use crate::users::email::Email;
+use crate::users::mail_jobs::ATTACK_NOTICE;
 use crate::users::model::{Client, TokenPair, UserDoc};
 use crate::users::password;
 use crate::users::service::UserService;
@@ -61,6 +62,11 @@ impl UserService {
         let user = self
             .authenticate(email, password, client.addr, dummy_hash)
             .await?;
+        // Only once the password was found right: the 403 tells nothing to
+        // whoever does not know it.
+        if self.tuning.require_verified_email && !user.email_verified {
+            return Err(UserError::EmailNotVerified);
+        }
         let (pair, sid) = self.open_session(&user, &client).await?;
         let job = self
             .jobs
@@ -87,10 +93,18 @@ impl UserService {
         // hash's timing), so login reveals nothing new.
         let account = throttle_account(email.as_ref());
         let ticket = match self.throttle.attempt(account, client).await {
-            Ok(ticket) => ticket,
-            Err(wait) => {
+            Ok(ticket) => {
+                if ticket.attack_began() {
+                    self.attack_began(email.as_ref()).await;
+                }
+                ticket
+            }
+            Err(refused) => {
+                if refused.attack_began {
+                    self.attack_began(email.as_ref()).await;
+                }
                 tracing::warn!(target: "auth", %client, "login throttled");
-                return Err(UserError::Throttled(wait));
+                return Err(UserError::Throttled(refused.wait));
             }
         };
         match self
@@ -109,6 +123,23 @@ impl UserService {
             Err(err) => {
                 ticket.cancel().await;
                 Err(err)
+            }
+        }
+    }
+
+    /// This attempt put the account of `email` under attack: write the
+    /// `user.attack_notice` job, whether or not the address has an account
+    /// (the job finds out; this attempt's answer and timing do not depend
+    /// on it). A failure is logged: the login goes on.
+    async fn attack_began(&self, email: Option<&Email>) {
+        let Some(email) = email else { return };
+        tracing::warn!(target: "auth", "an account is under attack: too many failed logins");
+        let payload = doc! { "email": email.as_str() };
+        match self.jobs.enqueue(ATTACK_NOTICE, payload).await {
+            Ok(job) => self.jobs.claim_soon(job, ATTACK_NOTICE),
+            Err(err) => {
+                let cause: &dyn std::error::Error = &err;
+                tracing::warn!(target: "auth", error = cause, "attack notice not queued");
             }
         }
     }
@@ -152,6 +183,7 @@ mod tests {
             password_hash: hash,
             created_at: now,
             updated_at: now,
+            email_verified: false,
         }
     }
 

@@ -109,6 +109,9 @@ pub struct OwnerProfile {
     pub email: String,
     pub age: Option<u8>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Whether the owner proved the address (`POST /users/email/verify`);
+    /// false for accounts made before verification existed.
+    pub email_verified: bool,
 }
 
 impl OwnerProfile {
@@ -142,6 +145,11 @@ pub(crate) struct UserDoc {
     pub password_hash: String,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+    /// Absent (false) until the address is verified: documents written
+    /// before verification existed, or adopted from the NestJS service,
+    /// read as unverified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_verified: bool,
 }
 
 impl UserDoc {
@@ -153,6 +161,7 @@ impl UserDoc {
             age: self.age.and_then(|a| u8::try_from(a).ok()),
             created_at: chrono::DateTime::from_timestamp_millis(self.created_at.timestamp_millis())
                 .unwrap_or_default(),
+            email_verified: self.email_verified,
         }
     }
 }
@@ -212,6 +221,7 @@ mod tests {
             password_hash: "$2b$04$secret".into(),
             created_at: DateTime::from_millis(1_700_000_000_123),
             updated_at: DateTime::from_millis(1_700_000_000_123),
+            email_verified: false,
         }
     }
 

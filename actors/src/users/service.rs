@@ -10,9 +10,12 @@ use mongodb::{Collection, Database};
 
 use crate::cache::Invalidator;
 use crate::events::Events;
+use crate::queue::clock::Clock;
 use crate::queue::producer::JobQueue;
 use crate::store::{ensure_indexes, index};
 use crate::users::idempotency::{IdempotencyConfig, KeyStore, RequestScope};
+use crate::users::mail_quota::{MailQuota, MailQuotaConfig};
+use crate::users::mail_tokens::MailTokens;
 use crate::users::model::{Client, SessionDoc, TokenPair, UserDoc};
 use crate::users::password::{HashError, Password};
 use crate::users::strength::PasswordPolicy;
@@ -31,6 +34,20 @@ pub(crate) struct Collaborators {
     pub tokens: Arc<Tokens>,
     /// Told about every change a cached profile shows.
     pub cache: Invalidator,
+    /// The single-use tokens of reset and verification mails.
+    pub mail_tokens: MailTokens,
+}
+
+/// The mail tokens' lifetimes, each account's quota of mails, and "now".
+pub(crate) struct MailTuning {
+    /// `auth.reset_ttl`.
+    pub reset_ttl: Duration,
+    /// `auth.verify_ttl`.
+    pub verify_ttl: Duration,
+    /// `auth.account_mails`.
+    pub quota: MailQuotaConfig,
+    /// `auth.token_clock`.
+    pub clock: Clock,
 }
 
 /// How the service is tuned.
@@ -50,6 +67,10 @@ pub(crate) struct Tuning {
     pub passwords: PasswordPolicy,
     /// The most sessions one user holds (`auth.max_sessions`).
     pub max_sessions: u32,
+    /// Reset and verification mails.
+    pub mail: MailTuning,
+    /// `auth.require_verified_email`.
+    pub require_verified_email: bool,
 }
 
 pub(crate) struct UserService {
@@ -62,6 +83,8 @@ pub(crate) struct UserService {
     pub(super) throttle: Throttle,
     pub(super) tokens: Arc<Tokens>,
     pub(super) cache: Invalidator,
+    pub(super) mail_tokens: MailTokens,
+    pub(super) mail_quota: MailQuota,
     pub(super) tuning: Tuning,
 }
 
@@ -78,6 +101,8 @@ impl UserService {
             throttle: with.throttle,
             tokens: with.tokens,
             cache: with.cache,
+            mail_tokens: with.mail_tokens,
+            mail_quota: MailQuota::new(db),
             tuning,
         }
     }
@@ -95,6 +120,35 @@ impl UserService {
         )
         .await?;
         KeyStore::ensure_indexes(db).await
+    }
+
+    /// Make the mail tokens' and the mail quota's collections with their
+    /// indexes where missing, before the first request: a burst of
+    /// sign-ups would otherwise create `mail_tokens` with concurrent first
+    /// inserts, and FerretDB fails all but one such implicit creation. Best
+    /// effort (instances starting together race here harmlessly: the
+    /// collections exist whoever made them); a failure is logged.
+    pub(crate) async fn prepare_mail_collections(&self) {
+        let db = self
+            .users
+            .client()
+            .database(self.users.namespace().db.as_str());
+        for (collection, indexes) in [
+            (
+                "mail_tokens",
+                vec![
+                    index(doc! { "userId": 1 }, false),
+                    index(doc! { "expiresAt": 1 }, false),
+                ],
+            ),
+            ("mail_token_uses", vec![index(doc! { "usedAt": 1 }, false)]),
+            ("mail_quota", vec![index(doc! { "expiresAt": 1 }, false)]),
+        ] {
+            if let Err(err) = ensure_indexes(&db.collection(collection), indexes).await {
+                let cause: &dyn std::error::Error = &err;
+                tracing::warn!(target: "user", collection, error = cause, "mail collection not prepared; its first insert makes it");
+            }
+        }
     }
 
     /// Refuse a new `password` for the user `name` at `email` that the

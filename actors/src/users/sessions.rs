@@ -281,7 +281,7 @@ impl UserService {
         Ok(())
     }
 
-    async fn revoke_all(&self, user_id: ObjectId) -> Result<(), UserError> {
+    pub(super) async fn revoke_all(&self, user_id: ObjectId) -> Result<(), UserError> {
         self.sessions
             .update_many(
                 doc! { "userId": user_id, "revoked": false },

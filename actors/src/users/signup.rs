@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::events::Event;
 use crate::store::{error_chain, is_duplicate_key};
 use crate::users::idempotency::{IdempotencyKey, KeyRecord, Reservation};
+use crate::users::mail_tokens::new_seed;
 use crate::users::model::{NewUser, TokenPair, UserDoc};
 use crate::users::password;
 use crate::users::service::UserService;
@@ -43,12 +44,15 @@ fn user_doc(new: &NewUser, id: ObjectId, password_hash: String, now: DateTime) -
         password_hash,
         created_at: now,
         updated_at: now,
+        email_verified: false,
     }
 }
 
-/// The welcome job's payload: whom to greet, and no secret.
-fn welcome_payload(user: &UserDoc) -> Document {
-    doc! { "userId": user.id, "email": &user.email, "name": &user.name }
+/// The welcome job's payload: whom to greet, and the seed of the
+/// address's verification token (no secret: see
+/// [`crate::users::mail_tokens`]).
+fn welcome_payload(user: &UserDoc, verify_seed: String) -> Document {
+    doc! { "userId": user.id, "email": &user.email, "name": &user.name, "verifySeed": verify_seed }
 }
 
 /// What a repeated keyed sign-up does next (see [`UserService::repeat`]).
@@ -117,9 +121,11 @@ impl UserService {
         // whose user never appears (a crash in between) runs once its hold
         // ends, finds no user and fails after its retries, sending nothing;
         // one whose e-mail was taken is withdrawn.
+        // The job carries the verification token's seed; the job stores
+        // the token's hash when it runs (no extra write before the answer).
         let job = self
             .jobs
-            .enqueue_held(WELCOME, welcome_payload(&user))
+            .enqueue_held(WELCOME, welcome_payload(&user, new_seed()?))
             .await?;
         match self.users.insert_one(&user).await {
             Err(err) if is_duplicate_key(&err) => {
@@ -292,12 +298,16 @@ mod tests {
             "$2b$hash".into(),
             DateTime::now(),
         );
-        let payload = welcome_payload(&user);
+        let payload = welcome_payload(&user, "00ff".into());
         assert_eq!(payload.get_object_id("userId").unwrap(), user.id);
         assert_eq!(payload.get_str("email").unwrap(), "ada@example.com");
         assert_eq!(payload.get_str("name").unwrap(), "Ada");
         let keys: Vec<&str> = payload.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["userId", "email", "name"], "no hash, no age");
+        assert_eq!(
+            keys,
+            ["userId", "email", "name", "verifySeed"],
+            "no hash, no age, a token's seed only"
+        );
     }
 
     #[test]

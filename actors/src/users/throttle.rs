@@ -171,8 +171,11 @@ impl Throttle {
     }
 
     /// Count this attempt (as a failure until its ticket says otherwise);
-    /// `Err(wait)` if the client must wait first.
-    pub async fn attempt(&self, email: &str, client: IpAddr) -> Result<LoginTicket, Duration> {
+    /// [`Refused`] if the client must wait first. Either says whether this
+    /// attempt is the one that put the account under attack (its count is
+    /// the first past `per_account`: one attempt of the fleet per window,
+    /// give or take the refunds).
+    pub async fn attempt(&self, email: &str, client: IpAddr) -> Result<LoginTicket, Refused> {
         let keys = self.keys(email, client);
         let window = self.config.window.as_millis() as u64;
         let mut by_account = redis::pipe();
@@ -206,6 +209,7 @@ impl Throttle {
                 (Err(err), Err(_)) => return Ok(self.fail_open(&err)),
             };
         self.report.redis_ok();
+        let attack_began = account == self.config.per_account + 1;
         let refused = match account_ceiling(account, account_ttl, pair, &self.config)
             .or_else(|| over_limit(address, self.config.per_address, address_ttl))
         {
@@ -214,12 +218,13 @@ impl Throttle {
         };
         let ticket = LoginTicket {
             counted: Some((self.clone(), keys)),
+            attack_began,
         };
         match refused {
             Some(wait) => {
                 self.report.refused();
                 ticket.cancel().await;
-                Err(wait)
+                Err(Refused { wait, attack_began })
             }
             None => Ok(ticket),
         }
@@ -326,6 +331,15 @@ fn decrement(pipe: &mut redis::Pipeline, key: &str, expiry: Duration) {
         .ignore();
 }
 
+/// A login attempt the throttle refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// How long the client must wait.
+    pub wait: Duration,
+    /// This attempt put the account under attack (see [`Throttle::attempt`]).
+    pub attack_began: bool,
+}
+
 /// One admitted login attempt, counted as a failure until [`Self::succeeded`]
 /// or [`Self::cancel`] takes it back. Dropped (say, its task cancelled), it
 /// stays counted.
@@ -333,11 +347,20 @@ fn decrement(pipe: &mut redis::Pipeline, key: &str, expiry: Duration) {
 pub struct LoginTicket {
     /// `None` when Redis was unavailable and nothing was counted.
     counted: Option<(Throttle, Keys)>,
+    attack_began: bool,
 }
 
 impl LoginTicket {
     fn uncounted() -> Self {
-        Self { counted: None }
+        Self {
+            counted: None,
+            attack_began: false,
+        }
+    }
+
+    /// This attempt put the account under attack (see [`Throttle::attempt`]).
+    pub fn attack_began(&self) -> bool {
+        self.attack_began
     }
 
     /// The password was right: clear the (account, address)'s failures, and
