@@ -29,8 +29,8 @@ use mongodb::bson::{doc, oid::ObjectId, Document};
 use mongodb::{Collection, Database};
 
 use crate::queue::clock::Clock;
-use crate::queue::dependency::FlowsSeen;
 use crate::queue::config::QueueConfig;
+use crate::queue::dependency::FlowsSeen;
 use crate::queue::error::QueueError;
 use crate::queue::job::{Attempt, Job};
 use crate::queue::limit::{LimitBook, Limits};
