@@ -27,6 +27,8 @@ use utoipa::{Modify, OpenApi};
         super::ops::CacheView,
         super::ops::LocalTierView,
         super::ops::ActorNode,
+        super::ops::DeadLetterView,
+        super::ops::WaitView,
     )),
 )]
 pub struct ApiDoc;

@@ -145,8 +145,11 @@ impl UserService {
             ("mail_quota", vec![index(doc! { "expiresAt": 1 }, false)]),
         ] {
             if let Err(err) = ensure_indexes(&db.collection(collection), indexes).await {
-                let cause: &dyn std::error::Error = &err;
-                tracing::warn!(target: "user", collection, error = cause, "mail collection not prepared; its first insert makes it");
+                // One line, briefly: the driver's Display of an unreachable
+                // server is the whole topology, and the others would fail alike.
+                let error = crate::store::brief_mongo(&err);
+                tracing::warn!(target: "user", collection, %error, "mail collections not prepared; their first inserts make them");
+                return;
             }
         }
     }

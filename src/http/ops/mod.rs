@@ -10,7 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
-pub use actors::{tree, ActorNode, CacheView, FailureView, HandlingView, LocalTierView, PoolView};
+pub use actors::{
+    tree, ActorNode, CacheView, DeadLetterView, FailureView, HandlingView, LocalTierView, PoolView,
+    WaitView,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
