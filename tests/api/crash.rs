@@ -9,24 +9,8 @@ use serde_json::{json, Value};
 use troupe_actors::queue::job::Job;
 
 use crate::helpers::{
-    all_jobs_completed, eventually, free_port, start_binary, test_settings, PASSWORD,
+    all_jobs_completed, eventually, free_port, start_binary, test_settings, wait_ready, PASSWORD,
 };
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    eventually(
-        Duration::from_secs(30),
-        "the binary to be ready",
-        || async move {
-            let response = client
-                .get(format!("{base}/health/ready"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        },
-    )
-    .await;
-}
 
 /// Jobs waiting when the process dies: enough that some are mid-flight at the
 /// kill, few enough that FerretDB (every read a scan) drains them quickly.

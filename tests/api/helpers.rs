@@ -669,6 +669,23 @@ impl Drop for Process {
     }
 }
 
+/// Until the binary at `base` answers ready (at most 30 s).
+pub async fn wait_ready(client: &reqwest::Client, base: &str) {
+    eventually(
+        Duration::from_secs(30),
+        "the binary to be ready",
+        || async move {
+            let response = client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == reqwest::StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Start the real binary on `port` with `settings`' stores, prefix, log
 /// and outbox directories, and job leases of `lease` (a humantime string).
 pub fn start_binary(settings: &Settings, port: u16, lease: &str) -> Process {

@@ -15,7 +15,7 @@ use troupe_actors::queue::worker::Polled;
 
 use crate::helpers::{
     assert_problem, eventually, executed, free_port, spawn_manual_app_with_jobs, start,
-    start_binary, test_settings, TestApp,
+    start_binary, test_settings, wait_ready, TestApp,
 };
 
 /// `flow.step`: completes, unless its payload says `flaky` while `failing`
@@ -430,22 +430,6 @@ async fn waiting_jobs_whose_dependencies_ended_without_releasing_them_are_settle
     // A second sweep (another instance's, say) finds nothing to do.
     let again = app.state.actors.worker.sweep_flows().await.unwrap();
     assert_eq!((again.released, again.failed), (0, 0));
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    eventually(
-        Duration::from_secs(30),
-        "the binary to be ready",
-        || async move {
-            let response = client
-                .get(format!("{base}/health/ready"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        },
-    )
-    .await;
 }
 
 #[tokio::test]

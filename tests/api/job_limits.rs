@@ -176,7 +176,7 @@ async fn completed(app: &TestApp, kind: &str) -> u64 {
 #[tokio::test]
 async fn three_instances_never_run_more_than_the_limit_while_free_jobs_flow() {
     const LIMIT: usize = 2;
-    const LIMITED: u64 = 120;
+    const LIMITED: u64 = 200;
     const FREE: u64 = 100;
     let running = Arc::new(Running::default());
     let [a, b, c] = three_instances(|_| {}, handlers(&running, Duration::from_millis(25))).await;
