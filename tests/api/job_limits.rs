@@ -362,19 +362,24 @@ async fn rated_run(apps: &[&TestApp], (limit, jobs): (usize, usize)) -> Vec<i64>
         json!({"limit": limit, "period": "1s"})
     );
     applied_everywhere(&apps[1..]).await;
-    let queue = apps[0].jobs();
-    join_all((0..jobs).map(|_| queue.enqueue("test.rated", Document::new())))
-        .await
-        .into_iter()
-        .for_each(|r| {
-            r.unwrap();
-        });
-    for app in apps {
-        app.nudge();
-    }
+    // The watch starts before the first enqueue: the instances take tokens
+    // as the jobs arrive, and a slow enqueue must not outlast the first
+    // tokens' period (a token taken again replaces the one before it).
     let mut seen = BTreeSet::new();
-    let filter = doc! {"type": "test.rated"};
-    let done = apps[0].wait_for_jobs(filter, "completed", jobs as u64, Duration::from_secs(90));
+    let run = async {
+        let queue = apps[0].jobs();
+        join_all((0..jobs).map(|_| queue.enqueue("test.rated", Document::new())))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        for app in apps {
+            app.nudge();
+        }
+        let filter = doc! {"type": "test.rated"};
+        (apps[0].wait_for_jobs(filter, "completed", jobs as u64, Duration::from_secs(90))).await;
+    };
     let watch = async {
         loop {
             note_rate_tokens(apps[0], &mut seen).await;
@@ -382,7 +387,7 @@ async fn rated_run(apps: &[&TestApp], (limit, jobs): (usize, usize)) -> Vec<i64>
         }
     };
     tokio::select! {
-        () = done => {}
+        () = run => {}
         () = watch => unreachable!("the watch never ends"),
     }
     note_rate_tokens(apps[0], &mut seen).await;
