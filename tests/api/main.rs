@@ -31,6 +31,7 @@ mod job_finish;
 mod job_flows;
 mod job_handler_controls;
 mod job_limits;
+mod job_retry;
 mod jobs;
 mod jobs_enqueue;
 mod jwks;

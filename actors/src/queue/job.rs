@@ -112,6 +112,12 @@ pub struct Job {
     pub status: JobStatus,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The attempts it was given at enqueue (its own `maxAttempts`, or the
+    /// queue's then): what a retry of the failed job grants anew. Absent on
+    /// jobs written before it was stored (a retry grants the queue's
+    /// `max_attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_budget: Option<i32>,
     pub run_at: DateTime,
     pub locked_by: Option<String>,
     pub locked_until: Option<DateTime>,
@@ -236,6 +242,7 @@ impl Job {
             status: JobStatus::Pending,
             attempts: 0,
             max_attempts,
+            attempt_budget: Some(max_attempts),
             run_at: now,
             locked_by: None,
             locked_until: None,

@@ -440,7 +440,8 @@ async fn get_job(
     Ok(Json(history.into()))
 }
 
-/// Put a `failed` job back to `pending` with a fresh attempt budget.
+/// Put a `failed` job back to `pending` with a fresh attempt budget: the
+/// attempts it was given at enqueue (its own `maxAttempts`, or the queue's).
 #[utoipa::path(post, path = "/jobs/{id}/retry", tag = "Jobs", security(("ops-token" = [])),
     params(("id" = String, Path, description = "The job's id")),
     responses(

@@ -72,7 +72,8 @@ impl JobStore {
 
     /// Put a `failed` job back to `pending` (one with dependencies:
     /// `waiting`, see [`crate::queue::flow`]), due now, with a fresh attempt
-    /// budget. (`attempts` keeps counting, so attempt records never collide.)
+    /// budget: the attempts it was given at enqueue. (`attempts` keeps
+    /// counting, so attempt records never collide.)
     /// A job with a unique key takes its key back first (`grace`:
     /// `queue.hold`); if another live job holds it, the job stays failed.
     /// It keeps its rank: retried, it goes to the head of its line.
@@ -103,7 +104,7 @@ impl JobStore {
                 doc! { "_id": id, "status": "failed", "attempts": job.attempts },
                 doc! { "$set": {
                     "status": status.as_str(), "runAt": now, "updatedAt": now,
-                    "maxAttempts": job.attempts + self.max_attempts,
+                    "maxAttempts": job.attempts + job.attempt_budget.unwrap_or(self.max_attempts),
                 } },
             )
             .await?;
