@@ -301,13 +301,12 @@ async fn record_cancellation(
     match finisher.finish(Ending::cancelled(id, attempt)).await {
         Ok(()) => {
             tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job cancelled");
-            release_key(queue, running).await;
-            queue.events.publish(Event::JobCancelled {
+            let event = Event::JobCancelled {
                 job_id: id.to_hex(),
                 job_type: running.kind.clone(),
                 attempt,
-            });
-            queue.flows().after_end_logged(id).await;
+            };
+            after_final_end(queue, running, event).await;
             Some(JobStatus::Cancelled)
         }
         Err(err) => {
@@ -357,13 +356,12 @@ async fn record_completion(
         Ok(()) => {
             // Logged once written, as everything that says it is done.
             tracing::info!(target: "worker", job = %id, attempt, duration_ms = ms, "job completed");
-            release_key(queue, running).await;
-            queue.events.publish(Event::JobCompleted {
+            let event = Event::JobCompleted {
                 job_id: id.to_hex(),
                 job_type: running.kind.clone(),
                 attempt,
-            });
-            queue.flows().after_end_logged(id).await;
+            };
+            after_final_end(queue, running, event).await;
             Some(JobStatus::Completed)
         }
         Err(err) => {
@@ -406,11 +404,13 @@ async fn record_failure(
         Ok(()) => {
             tracing::warn!(target: "worker", job = %id, attempt, duration_ms = ms, %error, next = status.as_str(), "job attempt failed");
             if status == JobStatus::Failed {
-                release_key(queue, running).await;
-            }
-            publish_failure(queue, running, status, error);
-            if status == JobStatus::Failed {
-                queue.flows().after_end_logged(id).await;
+                let event = Event::JobFailed {
+                    job_id: id.to_hex(),
+                    job_type: running.kind.clone(),
+                    attempt,
+                    error,
+                };
+                after_final_end(queue, running, event).await;
             }
             Some(status)
         }
@@ -470,6 +470,15 @@ async fn give_back_token(queue: &Queue, id: ObjectId, token: &str) {
     }
 }
 
+/// What a job's final end does once it is durable, in this order: its
+/// unique key given back (a new job may take it), the event published, the
+/// jobs that wait on it told.
+async fn after_final_end(queue: &Queue, running: &Running, event: Event) {
+    release_key(queue, running).await;
+    queue.events.publish(event);
+    queue.flows().after_end_logged(running.id).await;
+}
+
 /// The job ended for good, and that end is written: release its unique key
 /// (after the end, see [`crate::queue::unique`]). A release that fails is
 /// taken over by the next duplicate once `queue.hold` old.
@@ -483,17 +492,5 @@ async fn release_key(queue: &Queue, running: &Running) {
         .await
     {
         tracing::warn!(target: "worker", job = %running.id, error = %err, "could not release the unique key");
-    }
-}
-
-/// `JobFailed` once the job has failed for good (a retry publishes nothing).
-fn publish_failure(queue: &Queue, running: &Running, status: JobStatus, error: String) {
-    if status == JobStatus::Failed {
-        queue.events.publish(Event::JobFailed {
-            job_id: running.id.to_hex(),
-            job_type: running.kind.clone(),
-            attempt: running.attempt,
-            error,
-        });
     }
 }
