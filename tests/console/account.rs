@@ -323,3 +323,102 @@ async fn sign_out(app: &TestApp, client: &Client, email: &str) {
         .as_str()
         .is_none_or(|agent| !agent.contains("Chrome"))));
 }
+
+/// Wait until an access token issued now has expired: then every access
+/// token the view holds from before has too (a condition, not a sleep).
+async fn access_tokens_of_now_expire(app: &TestApp, email: &str, password: &str) {
+    let login = app.login(email, password).await;
+    let probe: helpers::Tokens = login.json().await.unwrap();
+    helpers::eventually(WAIT, "an access token to expire", || async {
+        let answer = app
+            .client
+            .get(app.url("/users/profile"))
+            .bearer_auth(&probe.access_token)
+            .send()
+            .await
+            .unwrap();
+        (answer.status() == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+}
+
+/// End the browser's session from a session of the API's (with a 1 s
+/// access token, a fresh login for each try).
+async fn end_the_views_session_through_the_api(app: &TestApp, email: &str) {
+    helpers::eventually(WAIT, "the view's session ended", || async {
+        let login = app.login(email, PASSWORD).await;
+        let api: helpers::Tokens = login.json().await.unwrap();
+        let listed = app
+            .client
+            .get(app.url("/users/sessions"))
+            .bearer_auth(&api.access_token)
+            .send()
+            .await
+            .unwrap();
+        let listed: Vec<Value> = listed.json().await.ok()?;
+        let chrome = |s: &&Value| {
+            s["userAgent"]
+                .as_str()
+                .is_some_and(|a| a.contains("Chrome"))
+        };
+        let view = listed.iter().find(chrome).expect("the view's session")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ended = app
+            .client
+            .delete(app.url(&format!("/users/sessions/{view}")))
+            .bearer_auth(&api.access_token)
+            .send()
+            .await
+            .unwrap();
+        (ended.status() == StatusCode::NO_CONTENT).then_some(())
+    })
+    .await;
+}
+
+/// With a 1 s `auth.access_ttl`: an expired access token is refreshed with
+/// the refresh token and the calls go through (the session shows a refresh);
+/// once the session is ended elsewhere, the refused refresh signs the view
+/// out with a message.
+#[tokio::test]
+async fn the_account_view_refreshes_its_token_and_leaves_when_its_session_ends() {
+    let _browser = ONE_BROWSER.lock().await;
+    let app =
+        helpers::spawn_app_with(|s| s.auth.access_ttl = std::time::Duration::from_secs(1)).await;
+    let email = unique_email();
+    app.signup(&email).await;
+    let (app, email) = (&app, email.as_str());
+    browser::drive_allowing(&[401], |client| async move {
+        // The fragment opens the Account view.
+        client.goto(&app.url("/ops/console#account")).await.unwrap();
+        sign_in(&client, email).await;
+
+        access_tokens_of_now_expire(app, email, PASSWORD).await;
+        js(&client, "document.getElementById('sessions-refresh').click(); return true").await;
+        let refreshed = until(
+            &client,
+            WAIT,
+            "this session shown refreshed",
+            "const cell = document.querySelector('#sessions-body tr.current td:nth-child(2)');
+             return cell && cell.textContent !== 'never' && cell.textContent;",
+        )
+        .await;
+        assert_ne!(refreshed, "never");
+        let errors = js(&client, "return document.getElementById('sessions-error').textContent + document.getElementById('profile-error').textContent").await;
+        assert_eq!(errors, "");
+
+        end_the_views_session_through_the_api(app, email).await;
+        access_tokens_of_now_expire(app, email, PASSWORD).await;
+        js(&client, "document.getElementById('sessions-refresh').click(); return true").await;
+        until(
+            &client,
+            WAIT,
+            "the sign-in form, with why",
+            "return !document.getElementById('account-sign-in').hidden
+               && document.getElementById('account-sign-in-error').textContent === 'Your session has ended. Sign in again.'",
+        )
+        .await;
+    })
+    .await;
+}
