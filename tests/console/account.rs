@@ -69,12 +69,14 @@ async fn the_account_view_shows_and_manages_the_users_own_account() {
         sign_in(&client, email).await;
         profile_and_resend(&client, email).await;
         end_another_session(app, &client, email).await;
+        end_all_other_sessions(app, &client, email).await;
         change_password(app, &client, email).await;
         tokens_stay_in_memory(&client).await;
         screenshot(&client, "account-1280x800.png").await;
         fits_a_phone(&client).await;
         ops_views_stay_signed_out(&client).await;
         sign_out(app, &client, email).await;
+        forgot_password(&client, email).await;
     })
     .await;
 }
@@ -185,6 +187,49 @@ async fn end_another_session(app: &TestApp, client: &Client, email: &str) {
         .await
         .unwrap();
     assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Two more sessions through the API; "End all other sessions" ends both
+/// (their refresh tokens fail) and keeps this one.
+async fn end_all_other_sessions(app: &TestApp, client: &Client, email: &str) {
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let login = app.login(email, PASSWORD).await;
+        others.push(login.json::<helpers::Tokens>().await.unwrap());
+    }
+    js(
+        client,
+        "document.getElementById('sessions-refresh').click(); return true",
+    )
+    .await;
+    until(
+        client,
+        WAIT,
+        "three sessions listed",
+        "return document.querySelectorAll('#sessions-body tr').length === 3",
+    )
+    .await;
+    let click = "document.getElementById('end-others').click()";
+    let answer = click_and_read(client, click, "sessions-status", "sessions-error").await;
+    assert_eq!(answer, json!(["Ended 2 other sessions.", ""]));
+    until(
+        client,
+        WAIT,
+        "only this session listed",
+        "const rows = document.querySelectorAll('#sessions-body tr');
+         return rows.length === 1 && rows[0].classList.contains('current');",
+    )
+    .await;
+    for other in others {
+        let refreshed = app
+            .client
+            .post(app.url("/users/refresh"))
+            .bearer_auth(&other.refresh_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
+    }
 }
 
 /// Submit the password form with `current` and `new`; the texts of the
@@ -322,6 +367,30 @@ async fn sign_out(app: &TestApp, client: &Client, email: &str) {
     assert!(listed.iter().all(|s| s["userAgent"]
         .as_str()
         .is_none_or(|agent| !agent.contains("Chrome"))));
+}
+
+/// Signed out, "Forgot password?" asks for a reset e-mail and shows the
+/// uniform answer.
+async fn forgot_password(client: &Client, email: &str) {
+    js(
+        client,
+        "document.querySelector('details.forgot').open = true; return true",
+    )
+    .await;
+    type_into(client, "forgot-email", email).await;
+    let submit = "document.querySelector('#forgot-form button[type=submit]').click()";
+    js(client, &format!("{submit}; return true")).await;
+    let answer = until(
+        client,
+        WAIT,
+        "the forgot-password answer",
+        "return document.getElementById('forgot-status').textContent",
+    )
+    .await;
+    assert_eq!(
+        answer,
+        "if the address has an account, a reset e-mail is on its way"
+    );
 }
 
 /// Wait until an access token issued now has expired: then every access
