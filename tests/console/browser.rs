@@ -105,6 +105,17 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    drive_allowing(&[401], scenario).await;
+}
+
+/// [`drive`], where answers of the statuses in `handled` are ones the page
+/// shows (the browser logs each as a failed load all the same); any other
+/// console error fails the scenario.
+pub async fn drive_allowing<F, Fut>(handled: &[u16], scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     use futures::FutureExt;
     let driver = chromedriver().await;
     let client = session(&driver).await;
@@ -112,12 +123,13 @@ where
     let outcome = std::panic::AssertUnwindSafe(async {
         scenario(client.clone()).await;
         // No script error and no CSP refusal on the way. The 401s of a
-        // wrong token are answers the page handles; the browser logs them
-        // as failed loads all the same.
+        // wrong token (and whatever else `handled` names) are answers the
+        // page handles; the browser logs them as failed loads all the same.
+        let handled: Vec<String> = handled.iter().map(|s| format!("status of {s}")).collect();
         let errors: Vec<String> = console_errors(&client, driver.port)
             .await
             .into_iter()
-            .filter(|message| !message.contains("status of 401"))
+            .filter(|message| !handled.iter().any(|h| message.contains(h)))
             .collect();
         assert!(
             errors.is_empty(),
@@ -226,4 +238,28 @@ pub async fn screenshot(client: &Client, name: &str) -> std::path::PathBuf {
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(&path, png).expect("write screenshot");
     path
+}
+
+/// How far the page scrolls sideways (0: it does not) and, if it does, the
+/// texts that stick out furthest (and the box that clips each, if any): an
+/// unbreakable string widens the page, not its box.
+pub async fn horizontal_overflow(client: &Client) -> (Value, Value) {
+    let overflow = js(
+        client,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    let wide = js(
+        client,
+        "const w = document.documentElement.clientWidth;\
+         const clip = (e) => { for (let p = e; p && p !== document.body; p = p.parentElement)\
+           if (getComputedStyle(p).overflowX !== 'visible') return `${p.tagName}#${p.id}.${p.className}`; return 'none'; };\
+         const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); const out = [];\
+         for (let n = walk.nextNode(); n; n = walk.nextNode()) { const r = document.createRange(); r.selectNodeContents(n);\
+           const right = r.getBoundingClientRect().right; if (right > w + 1) out.push([right, n]); }\
+         return out.sort((a, b) => b[0] - a[0]).slice(0, 4).map(([right, n]) =>\
+           `${Math.round(right)} ${n.parentElement.tagName}#${n.parentElement.id}.${n.parentElement.className} in ${clip(n.parentElement)}: ${n.textContent.slice(0, 60)}`)",
+    )
+    .await;
+    (overflow, wide)
 }

@@ -8,6 +8,7 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod account;
 mod browser;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -542,13 +543,13 @@ async fn fleet_shows_this_instance_and_its_tree(app: &TestApp, client: &Client) 
         &format!("return document.querySelector(\"{item}\") !== null"),
     )
     .await;
-    client
-        .find(Locator::Css(&item))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // Found and clicked in one script: the list is redrawn every 5 s, so an
+    // element found in one WebDriver call can be stale by the next.
+    js(
+        client,
+        &format!("document.querySelector(\"{item}\").click(); return true"),
+    )
+    .await;
     let tree: Value = app.get_ops("/ops/actors").await.json().await.unwrap();
     let mut expected = Vec::new();
     names(&tree, &mut expected);
@@ -569,25 +570,7 @@ async fn fits_a_phone(client: &Client) {
         "return window.innerWidth <= 400 && window.innerWidth",
     )
     .await;
-    let overflow = js(
-        client,
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-    )
-    .await;
-    // The text that sticks out of the page furthest (and the box that clips
-    // it, if any): an unbreakable string widens the page, not its box.
-    let wide = js(
-        client,
-        "const w = document.documentElement.clientWidth;\
-         const clip = (e) => { for (let p = e; p && p !== document.body; p = p.parentElement)\
-           if (getComputedStyle(p).overflowX !== 'visible') return `${p.tagName}#${p.id}.${p.className}`; return 'none'; };\
-         const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); const out = [];\
-         for (let n = walk.nextNode(); n; n = walk.nextNode()) { const r = document.createRange(); r.selectNodeContents(n);\
-           const right = r.getBoundingClientRect().right; if (right > w + 1) out.push([right, n]); }\
-         return out.sort((a, b) => b[0] - a[0]).slice(0, 4).map(([right, n]) =>\
-           `${Math.round(right)} ${n.parentElement.tagName}#${n.parentElement.id}.${n.parentElement.className} in ${clip(n.parentElement)}: ${n.textContent.slice(0, 60)}`)",
-    )
-    .await;
+    let (overflow, wide) = browser::horizontal_overflow(client).await;
     assert_eq!(overflow, 0, "horizontal overflow at {width} px, by: {wide}");
     screenshot(client, "console-390.png").await;
     viewport(client, 1280, 800).await;

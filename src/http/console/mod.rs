@@ -1,11 +1,15 @@
-//! `/ops/console`: the ops console, a web page over the ops API.
+//! `/ops/console`: the ops console, a web page over the ops API, with an
+//! Account view over the user API.
 //!
 //! The page and its assets (HTML, CSS, JavaScript modules under
 //! `src/http/console/assets/`) are compiled into the binary
 //! ([`ASSETS`], `include_bytes!`): nothing is fetched from elsewhere, and no
-//! build step runs. They are anonymous static content; every figure the page
-//! shows comes from the ops API with `Authorization: Bearer <ops token>`,
-//! which the page keeps in `sessionStorage` (never in a URL).
+//! build step runs. They are anonymous static content; every figure the ops
+//! views show comes from the ops API with `Authorization: Bearer <ops
+//! token>`, which the page keeps in `sessionStorage` (never in a URL). The
+//! Account view signs a user in with e-mail and password and keeps the token
+//! pair in a module variable only (`account-api.js`): never in storage, a
+//! cookie or a URL, and never sent by the ops views.
 //!
 //! Every response here carries a strict Content-Security-Policy (no inline
 //! script or style, nothing from other origins, no framing, no form
@@ -85,6 +89,8 @@ const ASSETS: &[Asset] = &[
     asset!("events.js", JS),
     asset!("sse.js", JS),
     asset!("fleet.js", JS),
+    asset!("account.js", JS),
+    asset!("account-api.js", JS),
 ];
 
 fn find(name: &str) -> Option<&'static Asset> {

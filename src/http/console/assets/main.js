@@ -1,6 +1,9 @@
-// The console's entry point: sign-in, sign-out, and starting/stopping the
-// panels. Signing in checks the token against GET /ops/console/config (the
-// first call every panel needs anyway) before keeping it.
+// The console's entry point: the two views (Ops, Account), the ops
+// sign-in and sign-out, and starting/stopping the ops panels. Signing in
+// checks the token against GET /ops/console/config (the first call every
+// panel needs anyway) before keeping it. The Account view (account.js) is a
+// user's own, with its own sign-in: it never sees the ops token, nor the ops
+// views its tokens.
 
 import { token, get, whenUnauthorized, abortAll, ApiError } from "./api.js";
 import { byId } from "./dom.js";
@@ -9,9 +12,25 @@ import * as queue from "./queue.js";
 import * as events from "./events.js";
 import * as fleet from "./fleet.js";
 import * as faults from "./faults.js";
+import * as account from "./account.js";
 
 const PANELS = [actors, queue, events, fleet];
 let stops = [];
+
+let view = "ops";
+
+/** Show one view: "ops" or "account" (also the page's #fragment). */
+function showView(name) {
+  view = name === "account" ? "account" : "ops";
+  byId("ops-view").hidden = view !== "ops";
+  byId("account").hidden = view !== "account";
+  byId("view-ops").setAttribute("aria-pressed", String(view === "ops"));
+  byId("view-account").setAttribute("aria-pressed", String(view === "account"));
+  // The topbar's sign-out and status line are the ops token's.
+  byId("sign-out").hidden = view !== "ops" || !byId("connection").dataset.signedIn;
+  byId("connection").hidden = view !== "ops";
+  if (view === "account") account.shown();
+}
 
 function showSignIn(message = "") {
   byId("console").hidden = true;
@@ -20,7 +39,7 @@ function showSignIn(message = "") {
   byId("sign-in-error").textContent = message;
   byId("connection").textContent = "";
   delete byId("connection").dataset.signedIn;
-  byId("ops-token").focus();
+  if (view === "ops") byId("ops-token").focus();
 }
 
 function stopPanels() {
@@ -48,7 +67,7 @@ async function open() {
   }
   byId("sign-in").hidden = true;
   byId("console").hidden = false;
-  byId("sign-out").hidden = false;
+  byId("sign-out").hidden = view !== "ops";
   const line = byId("connection");
   line.dataset.signedIn = `signed in · instance ${config.instance}${config.faultInjection ? " · fault injection on" : ""}`;
   line.textContent = line.dataset.signedIn;
@@ -72,6 +91,10 @@ function setup() {
     open();
   });
   byId("sign-out").addEventListener("click", () => signOut("Signed out."));
+  account.setup();
+  byId("view-ops").addEventListener("click", () => showView("ops"));
+  byId("view-account").addEventListener("click", () => showView("account"));
+  showView(location.hash === "#account" ? "account" : "ops");
   if (token.get()) open();
   else showSignIn();
 }
