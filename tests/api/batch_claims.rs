@@ -297,11 +297,21 @@ async fn a_reservation_abandoned_two_leases_ago_is_replaced_by_the_next_batch() 
 
 #[tokio::test]
 async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once() {
-    const N: usize = 200;
+    let jobs = drain_on_three(200, |s| {
+        s.queue.executors = 24;
+        s.queue.claim_batch = 16;
+    })
+    .await;
+    assert_eq!(jobs.len(), 200);
+}
+
+/// Three instances (`configure`d, then polling every 50 ms) drain a backlog
+/// of `n` noop jobs; every job's attempts are numbered 1..=k with exactly
+/// one completed. The jobs as they ended.
+pub(crate) async fn drain_on_three(n: usize, configure: fn(&mut Settings)) -> Vec<Document> {
     let apps = three_instances(
-        |s| {
-            s.queue.executors = 24;
-            s.queue.claim_batch = 16;
+        move |s| {
+            configure(s);
             s.queue.poll_interval = Duration::from_millis(50);
             // On a busy shared store a batch's last takes come late: a
             // lease that covers them (the profile's is 3 s).
@@ -311,7 +321,7 @@ async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once(
     )
     .await;
     let db = &apps[0].db;
-    backlog(db, N).await;
+    backlog(db, n).await;
     for app in &apps {
         app.nudge();
     }
@@ -323,15 +333,12 @@ async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once(
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(jobs.len(), N);
     let mut by_job: BTreeMap<ObjectId, Vec<(i32, String)>> = BTreeMap::new();
     for record in records(db).await {
         let job = record.get_object_id("jobId").unwrap();
         let outcome = record.get_str("outcome").unwrap().to_owned();
-        by_job
-            .entry(job)
-            .or_default()
-            .push((record.get_i32("attempt").unwrap(), outcome));
+        let attempt = record.get_i32("attempt").unwrap();
+        by_job.entry(job).or_default().push((attempt, outcome));
     }
     for job in &jobs {
         let id = job.get_object_id("_id").unwrap();
@@ -347,4 +354,5 @@ async fn three_instances_draining_one_backlog_in_batches_run_every_attempt_once(
         let completed = history.iter().filter(|(_, o)| o == "completed").count();
         assert_eq!(completed, 1, "job {id}: {history:?}");
     }
+    jobs
 }

@@ -6,15 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
-use troupe_actors::queue::handlers::JobHandlers;
 use troupe_actors::queue::job::{Job, JobStatus};
 use troupe_actors::queue::pause::Pauses;
 use troupe_actors::queue::store::JobStore;
 
-use crate::batch_claims::{backlog, for_executors, monitored, records, Sent};
-use crate::helpers::{observer, remove_stores, test_settings, three_instances};
+use crate::batch_claims::{backlog, drain_on_three, for_executors, monitored, records, Sent};
+use crate::helpers::{observer, remove_stores, test_settings};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -213,30 +211,12 @@ async fn a_lot_of_expired_leases_takes_the_next_attempt_and_records_the_dead_one
 #[tokio::test]
 async fn three_instances_draining_one_backlog_in_lots_run_every_attempt_once() {
     const N: usize = 200;
-    let apps = three_instances(
-        |s| {
-            s.queue.executors = 24;
-            s.queue.claim_batch = 16;
-            s.queue.lot_min = 2;
-            s.queue.poll_interval = Duration::from_millis(50);
-            s.queue.lease = Duration::from_secs(10);
-        },
-        JobHandlers::new(),
-    )
+    let jobs = drain_on_three(N, |s| {
+        s.queue.executors = 24;
+        s.queue.claim_batch = 16;
+        s.queue.lot_min = 2;
+    })
     .await;
-    let db = &apps[0].db;
-    backlog(db, N).await;
-    for app in &apps {
-        app.nudge();
-    }
-    crate::helpers::all_jobs_completed(db, Duration::from_secs(120)).await;
-    let jobs: Vec<Document> = (db.collection::<Document>("jobs"))
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
     assert_eq!(jobs.len(), N);
     let lots: BTreeSet<ObjectId> = jobs.iter().flat_map(|j| j.get_object_id("lot")).collect();
     assert!(
@@ -244,25 +224,4 @@ async fn three_instances_draining_one_backlog_in_lots_run_every_attempt_once() {
         "jobs were taken in lots: {} for {N} jobs",
         lots.len()
     );
-    let mut by_job: BTreeMap<ObjectId, Vec<(i32, String)>> = BTreeMap::new();
-    for record in records(db).await {
-        let job = record.get_object_id("jobId").unwrap();
-        let outcome = record.get_str("outcome").unwrap().to_owned();
-        let attempt = record.get_i32("attempt").unwrap();
-        by_job.entry(job).or_default().push((attempt, outcome));
-    }
-    for job in &jobs {
-        let id = job.get_object_id("_id").unwrap();
-        let k = job.get_i32("attempts").unwrap();
-        let mut history = by_job.remove(&id).unwrap_or_default();
-        history.sort();
-        let numbers: Vec<i32> = history.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            numbers,
-            (1..=k).collect::<Vec<_>>(),
-            "job {id}: {history:?}"
-        );
-        let completed = history.iter().filter(|(_, o)| o == "completed").count();
-        assert_eq!(completed, 1, "job {id}: {history:?}");
-    }
 }
