@@ -125,7 +125,7 @@ def cpu_ticks(pids):
 
 
 def cpu_per_job(before, after, jobs):
-    """CPU ms per job of each of cpu_ticks' groups between two readings."""
+    """CPU ms per completed job of each of cpu_ticks' groups between two readings."""
     hz = os.sysconf("SC_CLK_TCK")
     return {who: round(sum(t - before[who].get(pid, 0) for pid, t in after[who].items()) / hz * 1000 / jobs, 2)
             for who in after}
@@ -147,7 +147,7 @@ def run(label, tool_, uri, db, jobs, tag, timeout, explain, *urls):
            "enqueue_seconds": enqueued["enqueue_seconds"],
            "store_commands": per_job(before, after, STORE_COMMANDS, jobs),
            "driver_commands": per_job(before, after, DRIVER_COMMANDS, jobs),
-           "cpu_ms_per_job": cpu_per_job(cpu0, cpu1, jobs), **drained}
+           "cpu_ms_per_job": cpu_per_job(cpu0, cpu1, max(drained.get("completed") or jobs, 1)), **drained}
     if os.environ.get("DRAIN_BESIDE"):
         row["beside"] = os.environ["DRAIN_BESIDE"]
     gin = os.environ.get("DRAIN_GIN") == "1"
