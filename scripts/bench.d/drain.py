@@ -6,8 +6,12 @@
       seconds; reads back the drain (troupe-bench latency) and what the
       instances' /metrics counted meanwhile (store commands per job).
       EXPLAIN=1: also the query plans, read while the backlog waits.
+      CPU per job, from /proc: the instances (their pids in DRAIN_PIDS),
+      FerretDB, PostgreSQL and the whole machine (`cpu_ms_per_job`).
       With DRAIN_BESIDE set, the row says what else the queue held
-      meanwhile (its `beside`): see `hold`.
+      meanwhile (its `beside`): see `hold`. With DRAIN_GIN=1, the row and
+      its plans say the store had GIN indexes on `_id` (`gin`; created by
+      scripts/bench with scripts/ferretdb-gin-indexes).
   drain.py hold URL OPS_TOKEN N
       A fleet-wide limit in force beside the drain: `sleep` limited to one
       start an hour (PUT URL/jobs/limits/sleep), and N `sleep` jobs
@@ -99,24 +103,59 @@ def wait_drained(tool_, uri, db, tag, jobs, urls, timeout, before):
     return True
 
 
+def cpu_ticks(pids):
+    """CPU ticks (user + system) of the instances (`pids`), of FerretDB, of
+    PostgreSQL (its backends come and go: per pid, an undercount of those
+    that exit meanwhile) and of the whole machine (not steal)."""
+    ticks = {"service": {}, "ferretdb": {}, "postgres": {}}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        who = "service" if pid in pids else comm if comm in ("ferretdb", "postgres") else None
+        if who:
+            ticks[who][pid] = int(fields[11]) + int(fields[12])
+    cpu = open("/proc/stat").readline().split()[1:]
+    ticks["machine"] = {"all": sum(int(cpu[i]) for i in (0, 1, 2, 5, 6))}
+    return ticks
+
+
+def cpu_per_job(before, after, jobs):
+    """CPU ms per completed job of each of cpu_ticks' groups between two readings."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return {who: round(sum(t - before[who].get(pid, 0) for pid, t in after[who].items()) / hz * 1000 / jobs, 2)
+            for who in after}
+
+
 def run(label, tool_, uri, db, jobs, tag, timeout, explain, *urls):
     jobs, timeout = int(jobs), float(timeout)
+    pids = set(os.environ.get("DRAIN_PIDS", "").split())
+    cpu0 = cpu_ticks(pids)
     before = scrape(urls)
     enqueued = tool(tool_, "enqueue", uri, db, jobs, tag)
     plans = tool(tool_, "explain", uri, db) if explain == "1" else None
     timed_out = wait_drained(tool_, uri, db, tag, jobs, urls, timeout, before)
+    cpu1 = cpu_ticks(pids)
     time.sleep(METRICS_REUSE)
     after = scrape(urls)
     drained = tool(tool_, "latency", uri, db, tag, enqueued["started_ms"])
     row = {"kind": "troupe", "scenario": label, "instances": len(urls), "timed_out": timed_out,
            "enqueue_seconds": enqueued["enqueue_seconds"],
            "store_commands": per_job(before, after, STORE_COMMANDS, jobs),
-           "driver_commands": per_job(before, after, DRIVER_COMMANDS, jobs), **drained}
+           "driver_commands": per_job(before, after, DRIVER_COMMANDS, jobs),
+           "cpu_ms_per_job": cpu_per_job(cpu0, cpu1, max(drained.get("completed") or jobs, 1)), **drained}
     if os.environ.get("DRAIN_BESIDE"):
         row["beside"] = os.environ["DRAIN_BESIDE"]
+    gin = os.environ.get("DRAIN_GIN") == "1"
+    if gin:
+        row["gin"] = True
     print(json.dumps(row))
     if plans:
-        print(json.dumps({"kind": "explain", "jobs": jobs, **plans}))
+        print(json.dumps({"kind": "explain", "jobs": jobs, "gin": gin, **plans}))
 
 
 def request(method, url, token, body=None):

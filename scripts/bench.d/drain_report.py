@@ -11,7 +11,9 @@ rows = [json.loads(line) for line in open(rows_file) if line.strip()]
 kind = lambda k: [r for r in rows if r.get("kind") == k]
 troupe, agenda, single = kind("troupe"), kind("agenda"), kind("single")
 claims = next(iter(kind("claims")), None)
-explain = next(iter(kind("explain")), None)
+explain = next((r for r in kind("explain") if not r.get("gin")), None)
+# The same plans with GIN indexes on `_id` (FerretDB v1 on PostgreSQL; scripts/ferretdb-gin-indexes).
+explain_gin = next((r for r in kind("explain") if r.get("gin")), None)
 bound = next(iter(kind("bound")), None)
 
 
@@ -22,6 +24,11 @@ def num(v, digits=0, unit=""):
 def commands(r, key):
     c = r.get(key)
     return "n/a" if c is None else f"{c['per_job']:.2f}"
+
+
+def cpu(r):
+    c = r.get("cpu_ms_per_job")
+    return "n/a" if c is None else " / ".join(f"{c[k]:.1f}" for k in ("service", "ferretdb", "postgres", "machine"))
 
 
 def split(r):
@@ -39,29 +46,30 @@ lines = [f"# Troupe job drain beside Agenda — {day}", "",
          "insert to the last `completedAt`. Enqueue→start: a job's `createdAt` to its first attempt's "
          "`startedAt`, both read from the store afterwards. Store commands per job: the instances' "
          "`/metrics` before and after (`troupe_store_commands_total`; n/a where the build lacks it), and "
-         "the driver's `troupe_mongodb_commands_total`.", "",
+         "the driver's `troupe_mongodb_commands_total`. CPU ms per job: the instances' own, FerretDB's, "
+         "PostgreSQL's and the whole machine's (everything on it, the co-tenants too) over the drain, from /proc.", "",
          "## Drains", "",
-         "| queue | jobs | instances | drained | jobs/s | store cmds/job | driver cmds/job | enqueue→start p50 / p99 / max | attempts per started job | jobs per instance |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| queue | jobs | instances | drained | jobs/s | store cmds/job | driver cmds/job | CPU ms/job: instances / FerretDB / PostgreSQL / machine | enqueue→start p50 / p99 / max | attempts per started job | jobs per instance |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in troupe:
     drained = f"{r['completed']:,}" + (f" (timed out at {timeout} s)" if r.get("timed_out") else "")
     lat = r["latency_ms"]
     lines.append(
         f"| Troupe, {r['scenario']} | {r['jobs']:,} | {r['instances']} | {drained} | {num(r.get('jobs_per_second'), 1)} | "
-        f"{commands(r, 'store_commands')} | {commands(r, 'driver_commands')} | "
+        f"{commands(r, 'store_commands')} | {commands(r, 'driver_commands')} | {cpu(r)} | "
         f"{num(lat['p50'], 0, ' ms')} / {num(lat['p99'], 0, ' ms')} / {num(lat['max'], 0, ' ms')} | "
         f"{r['attempts'] / max(r['started'], 1):.2f} | {split(r)} |")
 if bound:
     projected = f"{int(bound['jobs']) / float(bound['rate']):,.0f} s" if float(bound["rate"]) > 0 else "never"
     lines.append(f"| Troupe | {int(bound['jobs']):,} | 1 | not run: the first drain's rate projects {projected} "
-                 "(over 10 minutes) | | | | | | |")
+                 "(over 10 minutes) | | | | | | | |")
 for r in agenda:
     if "error" in r:
-        lines.append(f"| Agenda | {r['jobs']:,} | 1 | {r['error']} | | | | | | |")
+        lines.append(f"| Agenda | {r['jobs']:,} | 1 | {r['error']} | | | | | | | |")
         continue
     drained = f"{r['drained']:,}" + (f" in the {agenda_seconds} s allowed" if r["timed_out"] else "")
     lines.append(f"| Agenda {'(time-boxed) ' if r['timed_out'] else ''}| {r['jobs']:,} | 1 | {drained} | "
-                 f"{r['jobs_per_second']:.1f} | | | | {r['runs'] / max(r['drained'], 1):.2f} runs | – |")
+                 f"{r['jobs_per_second']:.1f} | | | | | {r['runs'] / max(r['drained'], 1):.2f} runs | – |")
 if claims:
     lines += ["", f"Raw one-by-one claim loops on the same store over {claims['pending']:,} pending documents "
               f"(each for at most the time allowed): oldest-first `findOneAndUpdate` "
@@ -85,7 +93,9 @@ for r in single:
 rate = lambda r: (r or {}).get("jobs_per_second")
 # The rounds of Troupe's first drain and Agenda's first backlog, paired in order.
 first = troupe[0]["jobs"] if troupe else None
-ones = [r for r in troupe if r["instances"] == 1 and r["jobs"] == first and "beside" not in r]
+ones = [r for r in troupe if r["instances"] == 1 and r["jobs"] == first and "beside" not in r and not r.get("gin")]
+# The same drains with GIN indexes on `_id`, paired with `ones` by round.
+gins = [r for r in troupe if r.get("gin")]
 # The same drains with a limit in force on another type, paired with `ones` by round.
 besides = [r for r in troupe if "beside" in r]
 firsts = [r for r in agenda if "error" not in r and r["jobs"] == (agenda[0]["jobs"] if agenda else None)]
@@ -106,6 +116,10 @@ if ones and besides:
     ratios = [rate(b) / rate(o) for o, b in zip(ones, besides) if rate(o) and rate(b)]
     shown = num(median(ratios), 2, "×") + (f" (per round {', '.join(f'{x:.2f}×' for x in ratios)})" if len(ratios) > 1 else "")
     targets.append((f"unlimited jobs with {besides[0]['beside']} / without (issue #28: not slowed)", shown, None))
+if ones and gins:
+    ratios = [rate(g) / rate(o) for o, g in zip(ones, gins) if rate(o) and rate(g)]
+    shown = num(median(ratios), 2, "×") + (f" (per round {', '.join(f'{x:.2f}×' for x in ratios)})" if len(ratios) > 1 else "")
+    targets.append(("one instance with GIN indexes on `_id` / without (FerretDB v1: scripts/ferretdb-gin-indexes)", shown, None))
 if one and claims:
     targets.append(("Troupe, one instance / raw by-id claim loop", f"{rate(one) / claims['by_id_claims_per_second']:.2f}×", None))
 if one and three and rate(one) and rate(three):
@@ -130,10 +144,12 @@ if explain:
     lines += ["", "## Where the store scans", "",
               f"`explain` (query planner only) of each query shape, read while the {explain['jobs']:,}-job backlog waited "
               f"(`troupe-bench explain`). Indexes on `jobs`: {', '.join(f'`{i}`' for i in explain['indexes']) or 'none'}.", "",
-              "| query | this store's plan | MongoDB with these indexes |", "|---|---|---|"]
+              "| query | this store's plan | with GIN indexes on `_id` | MongoDB with these indexes |",
+              "|---|---|---|---|"]
+    shown = lambda p: (p.get("summary") or f"explain refused: {p.get('error')}").replace("|", "\\|")
+    with_gin = {p["query"]: shown(p) for p in (explain_gin or {}).get("plans", [])}
     for p in explain["plans"]:
-        plan = (p.get("summary") or f"explain refused: {p.get('error')}").replace("|", "\\|")
-        lines.append(f"| {p['query']} | {plan} | {MONGODB.get(p['query'], '')} |")
+        lines.append(f"| {p['query']} | {shown(p)} | {with_gin.get(p['query'], 'not run')} | {MONGODB.get(p['query'], '')} |")
 
 for r in troupe:
     for key, name in (("store_commands", "troupe_store_commands_total"), ("driver_commands", "troupe_mongodb_commands_total")):

@@ -119,15 +119,19 @@ fn summary(reply: &Value) -> String {
 }
 
 /// PostgreSQL plan nodes, outermost first: `Seq Scan (filter: …)`,
-/// `Index Scan on <index>`, `Limit`, `Sort`.
+/// `Bitmap Index Scan on <index> (index condition: …)`, `Limit`, `Sort`.
 fn pg_nodes(node: &Value, out: &mut Vec<String>) {
-    let mut line = node["Node Type"].as_str().unwrap_or("?").to_owned();
+    let node_type = node["Node Type"].as_str().unwrap_or("?");
+    let mut line = node_type.to_owned();
     if let Some(index) = node["Index Name"].as_str() {
         line += &format!(" on {index}");
     }
+    if let Some(condition) = node["Index Cond"].as_str() {
+        line += &format!(" (index condition: {})", truncate(condition, 120));
+    }
     match node["Filter"].as_str() {
         Some(filter) => line += &format!(" (filter in PostgreSQL: {})", truncate(filter, 120)),
-        None if line.ends_with("Scan") => line += " (no filter: every row)",
+        None if node_type == "Seq Scan" => line += " (no filter: every row)",
         None => {}
     }
     out.push(line);
@@ -182,6 +186,24 @@ mod tests {
         assert_eq!(
             summary(&reply),
             "PostgreSQL: Seq Scan (no filter: every row); nothing pushed down: every document goes to FerretDB"
+        );
+    }
+
+    #[test]
+    fn a_ferretdb_plan_through_an_index_names_it_and_its_condition() {
+        let reply = json!({
+            "queryPlanner": { "Plan": { "Node Type": "Bitmap Heap Scan",
+                "Recheck Cond": "((t._jsonb -> '_id'::text) @> '\"x\"'::jsonb)",
+                "Filter": "((t._jsonb -> 'status'::text) @> '\"pending\"'::jsonb)",
+                "Plans": [{ "Node Type": "Bitmap Index Scan", "Index Name": "t_id_gin",
+                    "Index Cond": "((t._jsonb -> '_id'::text) @> '\"x\"'::jsonb)" }] } },
+            "filterPushdown": true,
+        });
+        assert_eq!(
+            summary(&reply),
+            "PostgreSQL: Bitmap Heap Scan (filter in PostgreSQL: ((t._jsonb -> 'status'::text) @> '\"pending\"'::jsonb)) \
+             ← Bitmap Index Scan on t_id_gin (index condition: ((t._jsonb -> '_id'::text) @> '\"x\"'::jsonb)); \
+             filter pushed down"
         );
     }
 
