@@ -50,7 +50,11 @@ impl CacheClient {
     pub async fn get(&self, id: ObjectId) -> Result<Option<ProfileJson>, CacheError> {
         let entries = &self.entries;
         let Some(hit) = entries.local.get(&id) else {
-            return self.read_through(id).await;
+            // Boxed: the miss path's future (a Redis command, an actor
+            // call) is kilobytes, and held inline it would make every
+            // hit's future as large — allocated and copied on each request
+            // (`docs/performance.md`). A miss pays the box.
+            return Box::pin(self.read_through(id)).await;
         };
         entries.stats.hits.inc();
         tracing::info!(target: "cache", %id, tier = "local", "HIT");
@@ -137,5 +141,29 @@ impl Invalidator {
                 self.call_timeout,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    /// The size of the future `make` would return (never called: no
+    /// `T` is needed).
+    fn future_size<'a, T: 'a, F: Future>(_make: impl FnOnce(&'a T) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_hit_s_future_is_small_the_miss_path_boxed() {
+        let hit = future_size(|client: &CacheClient| client.get(ObjectId::new()));
+        let miss = future_size(|client: &CacheClient| client.read_through(ObjectId::new()));
+        assert!(hit <= 128, "a hit's future is {hit} bytes");
+        assert!(
+            miss > 4 * hit,
+            "the miss path ({miss} bytes) is what the box keeps out"
+        );
     }
 }

@@ -308,6 +308,21 @@ mod tests {
     use super::*;
     use crate::supervision::slot::CallError;
 
+    /// The size of the future `make` would return (never called: no
+    /// `T` is needed).
+    fn future_size<'a, T: 'a, F: std::future::Future>(_make: impl FnOnce(&'a T) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_profile_lookup_s_future_stays_small() {
+        // The HTTP handler's future holds this one, and is allocated and
+        // copied on every request: the cache's miss path is boxed.
+        let id = UserId::from(ObjectId::new());
+        let size = future_size(|users: &Users| users.public_profile(id, [127, 0, 0, 1].into()));
+        assert!(size <= 192, "a profile lookup's future is {size} bytes");
+    }
+
     /// Answers every profile request with Ada's whole profile.
     struct Ada;
 
