@@ -37,22 +37,9 @@ impl FromStr for UserId {
     /// hottest route parses one per request, and `ObjectId::parse_str`
     /// allocates a `Vec` for the bytes (`docs/performance.md`).
     fn from_str(text: &str) -> Result<Self, InvalidUserId> {
-        let digits: &[u8; 24] = text.as_bytes().try_into().map_err(|_| InvalidUserId)?;
         let mut bytes = [0u8; 12];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-        }
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| InvalidUserId)?;
         Ok(Self(ObjectId::from_bytes(bytes)))
-    }
-}
-
-/// The value of one hexadecimal digit of either case.
-fn hex_digit(digit: u8) -> Result<u8, InvalidUserId> {
-    match digit {
-        b'0'..=b'9' => Ok(digit - b'0'),
-        b'a'..=b'f' => Ok(digit - b'a' + 10),
-        b'A'..=b'F' => Ok(digit - b'A' + 10),
-        _ => Err(InvalidUserId),
     }
 }
 
