@@ -51,13 +51,7 @@ async fn the_account_view_shows_and_manages_the_users_own_account() {
     let email = unique_email();
     let signup = app.signup(&email).await;
     // The sign-up's own session ends: the view's is then the only one.
-    let out = app
-        .client
-        .post(app.url("/users/logout"))
-        .bearer_auth(&signup.access_token)
-        .send()
-        .await
-        .unwrap();
+    let out = app.post_bearer("/users/logout", &signup.access_token).await;
     assert_eq!(out.status(), StatusCode::OK);
 
     let (app, email) = (&app, email.as_str());
@@ -179,13 +173,7 @@ async fn end_another_session(app: &TestApp, client: &Client, email: &str) {
          return rows.length === 1 && rows[0].classList.contains('current');",
     )
     .await;
-    let refreshed = app
-        .client
-        .post(app.url("/users/refresh"))
-        .bearer_auth(&other.refresh_token)
-        .send()
-        .await
-        .unwrap();
+    let refreshed = app.refresh(&other.refresh_token).await;
     assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -221,13 +209,7 @@ async fn end_all_other_sessions(app: &TestApp, client: &Client, email: &str) {
     )
     .await;
     for other in others {
-        let refreshed = app
-            .client
-            .post(app.url("/users/refresh"))
-            .bearer_auth(&other.refresh_token)
-            .send()
-            .await
-            .unwrap();
+        let refreshed = app.refresh(&other.refresh_token).await;
         assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
     }
 }
