@@ -349,17 +349,24 @@ async fn note_rate_tokens(app: &TestApp, seen: &mut BTreeSet<Taken>) {
     }
 }
 
-/// Set a rate of `limit` per second on `test.rated` through `apps[0]`, wait
+/// The rate tests' period. A won token stays in `queue_tokens` for this
+/// long, so the watch below sees it unless one of its reads stalls for the
+/// whole period: under a full test suite on a busy store, reads have
+/// stalled for over a second (a 1 s period lost a token that way).
+const RATE_PERIOD: Duration = Duration::from_secs(3);
+
+/// Set a rate of `limit` per [`RATE_PERIOD`] on `test.rated` through `apps[0]`, wait
 /// until every app applies it, enqueue `jobs` and wait for them, watching the
 /// rate tokens meanwhile; when each started job's rate token was taken (in
 /// the store's milliseconds), in order.
 async fn rated_run(apps: &[&TestApp], (limit, jobs): (usize, usize)) -> Vec<i64> {
-    let body = json!({ "rate": { "limit": limit, "period": "1s" } });
+    let period = humantime::format_duration(RATE_PERIOD).to_string();
+    let body = json!({ "rate": { "limit": limit, "period": period } });
     let set = ops(apps[0], Method::PUT, "/jobs/limits/test.rated", Some(body)).await;
     let shown: Value = set.json().await.unwrap();
     assert_eq!(
         shown["limits"][0]["rate"],
-        json!({"limit": limit, "period": "1s"})
+        json!({"limit": limit, "period": period})
     );
     applied_everywhere(&apps[1..]).await;
     // The watch starts before the first enqueue: the instances take tokens
@@ -410,7 +417,7 @@ async fn started_takes(app: &TestApp, seen: &BTreeSet<Taken>, jobs: usize) -> Ve
         jobs,
         "each ran once (none failed for the limit)"
     );
-    let period = Duration::from_secs(1).as_millis() as i64;
+    let period = RATE_PERIOD.as_millis() as i64;
     let mut takes: Vec<i64> = attempts
         .iter()
         .map(|attempt| {
@@ -447,12 +454,12 @@ fn assert_rate(takes: &[i64], limit: usize, period: Duration) {
 async fn a_rate_limit_lets_jobs_wait_and_start_no_faster_than_it_says() {
     let app = spawn_app_with_jobs(|_| {}, rated()).await;
     let takes = rated_run(&[&app], (3, 10)).await;
-    assert_rate(&takes, 3, Duration::from_secs(1));
+    assert_rate(&takes, 3, RATE_PERIOD);
 }
 
 #[tokio::test]
 async fn three_instances_together_start_no_faster_than_the_rate() {
     let [a, b, c] = three_instances(|_| {}, rated()).await;
     let takes = rated_run(&[&a, &b, &c], (4, 13)).await;
-    assert_rate(&takes, 4, Duration::from_secs(1));
+    assert_rate(&takes, 4, RATE_PERIOD);
 }
