@@ -129,6 +129,14 @@ impl Validate for MailConfig {
     }
 }
 
+/// The envelope's recipients of `message`, as text (for tests).
+#[cfg(test)]
+pub(crate) fn recipients(message: &Message) -> Vec<String> {
+    (message.envelope().to().iter())
+        .map(|address| address.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error;

@@ -309,12 +309,7 @@ mod tests {
             "=?utf-8?b?PGV2aWxAeC5jb20+?=",
         ] {
             let message = welcome_message(&from, name, &victim, "<1@troupe>", None).unwrap();
-            let to: Vec<String> = message
-                .envelope()
-                .to()
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+            let to = crate::mail::recipients(&message);
             assert_eq!(to, ["victim@ex.com"], "{name}");
             let header = to_header(&message);
             let parsed = Mailboxes::from_str(&header).unwrap_or_else(|e| panic!("{header}: {e}"));
@@ -387,12 +382,7 @@ mod tests {
         let email = Email::parse("o'brien+tag@mail.example.co.uk").unwrap();
         let message =
             welcome_message(&from, "Pat O'Brien", &email, "<1@troupe>", Some("tok")).unwrap();
-        let to: Vec<String> = message
-            .envelope()
-            .to()
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let to = crate::mail::recipients(&message);
         assert_eq!(to, ["o'brien+tag@mail.example.co.uk"]);
     }
 }

@@ -56,9 +56,7 @@ mod tests {
         let email = Email::parse("ada@example.com").unwrap();
         let message =
             password_changed_message(&from, "Ada, Countess", &email, "<1@troupe>").unwrap();
-        let to = message.envelope().to();
-        assert_eq!(to.len(), 1);
-        assert_eq!(to[0].to_string(), "ada@example.com");
+        assert_eq!(crate::mail::recipients(&message), ["ada@example.com"]);
         let text = String::from_utf8(message.formatted()).unwrap();
         assert!(text.contains("password was changed"), "{text}");
     }
