@@ -165,14 +165,7 @@ async fn end_another_session(app: &TestApp, client: &Client, email: &str) {
         format!("document.querySelector(\"tr[data-session='{id}'] button.end-session\").click()");
     let answer = click_and_read(client, &end, "sessions-status", "sessions-error").await;
     assert_eq!(answer[1], "", "{answer}");
-    until(
-        client,
-        WAIT,
-        "only this session listed",
-        "const rows = document.querySelectorAll('#sessions-body tr');
-         return rows.length === 1 && rows[0].classList.contains('current');",
-    )
-    .await;
+    until_only_this_session(client).await;
     let refreshed = app.refresh(&other.refresh_token).await;
     assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
 }
@@ -200,14 +193,7 @@ async fn end_all_other_sessions(app: &TestApp, client: &Client, email: &str) {
     let click = "document.getElementById('end-others').click()";
     let answer = click_and_read(client, click, "sessions-status", "sessions-error").await;
     assert_eq!(answer, json!(["Ended 2 other sessions.", ""]));
-    until(
-        client,
-        WAIT,
-        "only this session listed",
-        "const rows = document.querySelectorAll('#sessions-body tr');
-         return rows.length === 1 && rows[0].classList.contains('current');",
-    )
-    .await;
+    until_only_this_session(client).await;
     for other in others {
         let refreshed = app.refresh(&other.refresh_token).await;
         assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
@@ -471,5 +457,17 @@ async fn the_account_view_refreshes_its_token_and_leaves_when_its_session_ends()
         )
         .await;
     })
+    .await;
+}
+
+/// Until the sessions table lists this session alone.
+async fn until_only_this_session(client: &Client) {
+    until(
+        client,
+        WAIT,
+        "only this session listed",
+        "const rows = document.querySelectorAll('#sessions-body tr');
+         return rows.length === 1 && rows[0].classList.contains('current');",
+    )
     .await;
 }
