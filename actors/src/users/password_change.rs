@@ -9,7 +9,6 @@ use secrecy::SecretString;
 
 use crate::events::Event;
 use crate::users::email::Email;
-use crate::users::id::UserId;
 use crate::users::notices::{password_changed_payload, PASSWORD_CHANGED};
 use crate::users::password::{self, Password};
 use crate::users::service::UserService;
@@ -37,11 +36,7 @@ impl UserService {
         client: IpAddr,
         dummy_hash: &str,
     ) -> Result<(), UserError> {
-        let user_id = claims
-            .sub
-            .parse::<UserId>()
-            .map_err(|_| UserError::InvalidToken)?
-            .object_id();
+        let user_id = claims.owner()?;
         let user = self
             .users
             .find_one(doc! { "_id": user_id })

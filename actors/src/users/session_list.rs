@@ -17,27 +17,17 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, DateTime};
 
 use crate::events::Event;
-use crate::users::id::UserId;
 use crate::users::model::{SessionDoc, SessionInfo};
 use crate::users::service::UserService;
 use crate::users::tokens::Claims;
 use crate::users::UserError;
-
-/// The user id an access token's claims name.
-fn owner(claims: &Claims) -> Result<ObjectId, UserError> {
-    claims
-        .sub
-        .parse::<UserId>()
-        .map(UserId::object_id)
-        .map_err(|_| UserError::InvalidToken)
-}
 
 impl UserService {
     /// The live sessions (not ended, not expired) of the user `claims`
     /// name, newest first, the asking one marked. At most
     /// `auth.max_sessions`, as the user holds no more.
     pub(crate) async fn sessions_of(&self, claims: &Claims) -> Result<Vec<SessionInfo>, UserError> {
-        let user_id = owner(claims)?;
+        let user_id = claims.owner()?;
         let sessions: Vec<SessionDoc> = self
             .sessions
             .find(doc! { "userId": user_id, "revoked": false, "expiresAt": { "$gt": DateTime::now() } })
@@ -54,7 +44,7 @@ impl UserService {
     /// [`UserError::NoSuchSession`]: the answer tells nothing about
     /// sessions that are not the caller's.
     pub(crate) async fn end_session(&self, claims: &Claims, sid: &str) -> Result<(), UserError> {
-        let user_id = owner(claims)?;
+        let user_id = claims.owner()?;
         let ended = self
             .sessions
             .update_one(
@@ -75,7 +65,9 @@ impl UserService {
     /// End every session of the user `claims` name but the asking one; how
     /// many were ended.
     pub(crate) async fn end_others(&self, claims: &Claims) -> Result<u64, UserError> {
-        let ended = self.end_other_sessions(owner(claims)?, &claims.sid).await?;
+        let ended = self
+            .end_other_sessions(claims.owner()?, &claims.sid)
+            .await?;
         self.events.publish(Event::OtherSessionsEnded {
             user_id: claims.sub.clone(),
             session_id: claims.sid.clone(),

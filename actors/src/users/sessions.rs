@@ -8,7 +8,6 @@ use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 
 use crate::events::Event;
 use crate::store::is_duplicate_key;
-use crate::users::id::UserId;
 use crate::users::model::{Client, TokenPair};
 use crate::users::service::UserService;
 use crate::users::tokens::{self, Claims, RefreshToken};
@@ -100,11 +99,7 @@ impl UserService {
         client: Client,
     ) -> Result<TokenPair, UserError> {
         let claims = token.claims();
-        let user_id = claims
-            .sub
-            .parse::<UserId>()
-            .map_err(|_| UserError::InvalidToken)?
-            .object_id();
+        let user_id = claims.owner()?;
         // Spend the token and look the user up side by side: the look-up
         // adds a read (on the refresh path, no latency).
         let (spent, email) = tokio::join!(self.spend(claims, user_id), self.email_of(user_id));

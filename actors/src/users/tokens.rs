@@ -28,8 +28,11 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use mongodb::bson::oid::ObjectId;
+
 use crate::users::config::AuthConfig;
 use crate::users::keys::{KeyRing, SigningAlg};
+use crate::users::{UserError, UserId};
 
 /// The `kid` of access tokens signed with `auth.access_secret` (HS256).
 pub const SHARED_KID: &str = "hs256";
@@ -51,6 +54,16 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+}
+
+impl Claims {
+    /// The user these claims name ([`UserError::InvalidToken`] if `sub` is
+    /// not a user id).
+    pub(crate) fn owner(&self) -> Result<ObjectId, UserError> {
+        (self.sub.parse::<UserId>())
+            .map(UserId::object_id)
+            .map_err(|_| UserError::InvalidToken)
+    }
 }
 
 /// A freshly issued pair, plus what the session store needs to remember.

@@ -66,11 +66,7 @@ impl UserService {
     /// Mail the access token's user a new verification token, within the
     /// account's quota.
     pub(crate) async fn resend_verification(&self, claims: &Claims) -> Result<(), UserError> {
-        let id = claims
-            .sub
-            .parse::<crate::users::UserId>()
-            .map_err(|_| UserError::InvalidToken)?
-            .object_id();
+        let id = claims.owner()?;
         let user = self
             .users
             .find_one(doc! { "_id": id })
